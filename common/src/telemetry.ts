@@ -1,0 +1,72 @@
+import { createServer, type Server } from 'node:http';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import type { ListenAddress } from './config.ts';
+import { listen } from './net.ts';
+
+/** One metrics registry per process, with Node's default metrics under the airlock_ prefix. */
+export function createRegistry(process: string): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels({ process });
+  collectDefaultMetrics({ register: registry, prefix: 'airlock_' });
+  return registry;
+}
+
+export interface HealthChecks {
+  /** Liveness: the process is serving. */
+  readonly healthy: () => boolean;
+  /** Readiness: a reason it is not ready, or undefined when ready. */
+  readonly notReadyReason: () => string | undefined;
+}
+
+export interface AdminRoute {
+  (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): boolean | Promise<boolean>;
+}
+
+/**
+ * The admin/monitoring listener: /metrics, /healthz, /readyz, then any extra routes (the control
+ * plane's admin JSON API). A route returns true when it handled the request.
+ */
+export async function startAdminServer(
+  address: ListenAddress,
+  registry: Registry,
+  health: HealthChecks,
+  routes: readonly AdminRoute[] = [],
+): Promise<Server> {
+  const server = createServer((req, res) => {
+    void handle(req, res).catch(() => {
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal', reason: 'internal error' });
+      else res.destroy();
+    });
+  });
+  async function handle(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'GET' && path === '/metrics') {
+      const body = await registry.metrics();
+      res.writeHead(200, { 'content-type': registry.contentType });
+      res.end(body);
+      return;
+    }
+    if (req.method === 'GET' && path === '/healthz') {
+      const ok = health.healthy();
+      sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'unhealthy' });
+      return;
+    }
+    if (req.method === 'GET' && path === '/readyz') {
+      const reason = health.notReadyReason();
+      sendJson(res, reason === undefined ? 200 : 503, reason === undefined ? { status: 'ready' } : { status: 'not ready', reason });
+      return;
+    }
+    for (const route of routes) {
+      if (await route(req, res)) return;
+    }
+    sendJson(res, 404, { error: 'not_found', reason: `no route for ${req.method ?? ''} ${path ?? ''}` });
+  }
+  await listen(server, address);
+  return server;
+}
+
+export function sendJson(res: import('node:http').ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,14 @@
+import { defineConfig, duration, hostPort, oneOf, optionalString, string, trustDomain, type ConfigOf } from '@airlock/common/config';
+
+/** Every setting of `airlock control-plane`: flags, `AIRLOCK_*` env vars and the config file share it. */
+export const controlPlaneConfig = defineConfig('AIRLOCK', {
+  trustDomain: trustDomain({ description: 'SPIFFE trust domain of every identity this control plane issues.', default: 'airlock.local' }),
+  dataDir: string({ description: 'Directory for the root CA (key mode 0600), the admin token and the SQLite store.', default: '.airlock/control-plane' }),
+  grpcListen: hostPort({ description: 'gRPC over mTLS: identity and authorization.', default: { host: '0.0.0.0', port: 15012 } }),
+  httpListen: hostPort({ description: 'HTTP: /metrics, /healthz, /readyz and the admin JSON API under /v1/.', default: { host: '0.0.0.0', port: 15014 } }),
+  policyFile: optionalString({ description: 'YAML file of Segment and Policy documents. Without one, every call is denied.' }),
+  svidTtl: duration({ description: 'Lifetime of issued X.509-SVIDs.', default: 3_600_000, minMs: 1000 }),
+  logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
+});
+
+export type ControlPlaneConfig = ConfigOf<typeof controlPlaneConfig.schema>;
