@@ -1,0 +1,69 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AirlockError, ErrorCode } from '@airlock/common/errors';
+
+const AIRLOCK_BIN = join(import.meta.dirname, '..', '..', 'bin', 'airlock.js');
+
+/** A child `airlock` process whose output goes to a log file. */
+export interface AirlockProcess {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly logFile: string;
+  /** Resolves with the exit code once the process is gone. */
+  readonly exited: Promise<number | null>;
+  stop(): Promise<void>;
+}
+
+export function spawnAirlock(name: string, args: readonly string[], o: { logFile: string; env?: NodeJS.ProcessEnv }): AirlockProcess {
+  const log = createWriteStream(o.logFile, { flags: 'a' });
+  const child = spawn(process.execPath, [AIRLOCK_BIN, ...args], {
+    env: { ...process.env, ...o.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    name,
+    child,
+    logFile: o.logFile,
+    exited,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Polls a /readyz URL until it answers 200; fails early when the process exits. */
+export async function waitReady(p: AirlockProcess, url: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exitCode: number | null | undefined;
+  void p.exited.then((code) => (exitCode = code));
+  while (Date.now() < deadline) {
+    if (exitCode !== undefined) break;
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  const tail = readTail(p.logFile);
+  const why = exitCode !== undefined ? `exited with code ${String(exitCode)}` : `not ready after ${timeoutMs} ms`;
+  throw new AirlockError(ErrorCode.Internal, `${p.name} ${why}; last log lines:\n${tail}`);
+}
+
+export function readTail(file: string, lines = 15): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}

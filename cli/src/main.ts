@@ -1,0 +1,64 @@
+import { isAirlockError, errorMessage, ErrorCode } from '@airlock/common/errors';
+import { UsageError } from './args.ts';
+import { runControlPlane } from './commands/control-plane.ts';
+import { runSidecar } from './commands/sidecar.ts';
+import { runDemo } from './commands/demo.ts';
+import { runToken } from './commands/token.ts';
+
+const HELP = `airlock — zero-trust sidecar for AI-agent containers
+
+Usage: airlock <command> [flags]
+
+Commands:
+  demo            start a local mesh on loopback: control plane + 3 echo agents behind sidecars
+  control-plane   run the control plane (CA, attestation, authorization, admin API)
+  sidecar         run a sidecar in front of one agent
+  token create    create a one-time join token for a sidecar (admin)
+  version         print the version
+
+Run \`airlock <command> --help\` for the flags of a command.
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, Command> = {
+  demo: runDemo,
+  'control-plane': runControlPlane,
+  sidecar: runSidecar,
+  token: runToken,
+  version: () => {
+    console.log('airlock 0.1.0');
+    return Promise.resolve(0);
+  },
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(HELP);
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands[name];
+  if (command === undefined) {
+    console.error(`airlock: unknown command "${name}"\n\n${HELP}`);
+    return 2;
+  }
+  return command(rest);
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (err) {
+  // Known errors print their message only: a stack trace helps nobody who mistyped a flag.
+  if (err instanceof UsageError) {
+    console.error(`airlock: ${err.message}\nRun \`airlock ${process.argv[2] ?? ''} --help\` for usage.`);
+    process.exitCode = 2;
+  } else if (isAirlockError(err)) {
+    console.error(`airlock: ${err.message}`);
+    process.exitCode = err.code === ErrorCode.Config || err.code === ErrorCode.Policy ? 2 : 1;
+  } else {
+    console.error(`airlock: unexpected error: ${errorMessage(err)}`);
+    if (process.env.AIRLOCK_DEBUG !== undefined) console.error(err);
+    process.exitCode = 1;
+  }
+}

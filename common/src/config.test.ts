@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from './errors.ts';
+import { defineConfig, duration, hostPort, integer, oneOf, optionalString, string, trustDomain } from './config.ts';
+
+const definition = defineConfig('AIRLOCK', {
+  trustDomain: trustDomain({ description: 'td', default: 'airlock.local' }),
+  listen: hostPort({ description: 'listen', default: { host: '127.0.0.1', port: 15001 } }),
+  timeout: duration({ description: 'timeout', default: 250 }),
+  workers: integer({ description: 'workers', default: 2, min: 1, max: 8 }),
+  level: oneOf(['info', 'debug'] as const, { description: 'level', default: 'info' }),
+  caFile: string({ description: 'required' }),
+  token: optionalString({ description: 'optional', secret: true }),
+});
+
+describe('defineConfig', () => {
+  it('applies defaults < file < env < flags', () => {
+    const c = definition.load({
+      file: { path: 'c.yaml', text: 'caFile: /file.pem\ntimeout: 1s\nworkers: 3\n' },
+      env: { AIRLOCK_TIMEOUT: '2s', AIRLOCK_CA_FILE: '/env.pem' },
+      flags: { caFile: '/flag.pem' },
+    });
+    expect(c).toEqual({
+      trustDomain: 'airlock.local',
+      listen: { host: '127.0.0.1', port: 15001 },
+      timeout: 2000,
+      workers: 3,
+      level: 'info',
+      caFile: '/flag.pem',
+      token: undefined,
+    });
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it.each([
+    [{ AIRLOCK_LISTEN: 'nohost' }, 'AIRLOCK_LISTEN: expected host:port'],
+    [{ AIRLOCK_LISTEN: '127.0.0.1:70000' }, 'port must be 0..65535'],
+    [{ AIRLOCK_TIMEOUT: 'soon' }, 'AIRLOCK_TIMEOUT: expected a duration'],
+    [{ AIRLOCK_WORKERS: '9' }, 'AIRLOCK_WORKERS: must be between 1 and 8, got 9'],
+    [{ AIRLOCK_WORKERS: '2.5' }, 'expected a whole number'],
+    [{ AIRLOCK_LEVEL: 'loud' }, 'expected one of info, debug, got "loud"'],
+    [{ AIRLOCK_TRUST_DOMAIN: 'Bad Domain' }, 'is not a trust domain'],
+  ])('rejects %j with a precise message', (env, message) => {
+    expect(() => definition.load({ env: { AIRLOCK_CA_FILE: '/x', ...env } })).toThrow(message);
+  });
+
+  it('reports every problem at once, including missing required settings and unknown file keys', () => {
+    try {
+      definition.load({ env: { AIRLOCK_WORKERS: '0' }, file: { path: 'c.yaml', text: 'colour: blue\n' } });
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      const problems = (err as ConfigError).problems;
+      expect(problems).toHaveLength(3);
+      expect(problems.join('\n')).toContain('unknown setting "colour"');
+      expect(problems.join('\n')).toContain('caFile is required');
+      expect((err as ConfigError).code).toBe('AIRLOCK_CONFIG_INVALID');
+    }
+  });
+
+  it('rejects a config file that is not a mapping', () => {
+    expect(() => definition.load({ env: { AIRLOCK_CA_FILE: '/x' }, file: { path: 'c.yaml', text: '- a\n- b\n' } })).toThrow('c.yaml: the file must hold a mapping');
+  });
+
+  it('documents every setting with its flag and env var', () => {
+    const docs = definition.docs();
+    expect(docs).toContain('| `caFile` | `--ca-file` | `AIRLOCK_CA_FILE` |');
+    expect(docs).toContain('`127.0.0.1:15001`');
+  });
+});
