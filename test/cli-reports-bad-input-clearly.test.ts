@@ -1,0 +1,59 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
+
+function airlock(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, cwd: mkdtempSync(join(tmpdir(), 'airlock-cli-')), timeout: 20_000 }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
+    });
+  });
+}
+
+describe('the airlock CLI', () => {
+  it.each([[['--help']], [['control-plane', '--help']], [['sidecar', '--help']], [['demo', '--help']], [['token', '--help']]])(
+    '%j prints usage and exits 0',
+    async (args) => {
+      const r = await airlock(args);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/Usage: airlock/);
+    },
+  );
+
+  it('documents every setting in --help', async () => {
+    const r = await airlock(['sidecar', '--help']);
+    expect(r.stdout).toContain('`--authz-timeout`');
+    expect(r.stdout).toContain('`AIRLOCK_AUTHZ_TIMEOUT`');
+  });
+
+  it.each([
+    [['frobnicate'], 'unknown command "frobnicate"'],
+    [['sidecar', '--no-such-flag'], "Unknown option '--no-such-flag'"],
+    [['sidecar', '--ca-file', '/x', '--authz-timeout', 'soon'], '--authz-timeout: expected a duration'],
+    [['sidecar', '--outbound-listen', 'nope'], 'caFile is required'],
+    [['control-plane', '--config', '/does/not/exist.yaml'], 'cannot read config file /does/not/exist.yaml: ENOENT'],
+    [['token', 'create'], '--identity is required'],
+    [['token', 'create', '--identity', 'spiffe://x/y'], 'is not a valid SPIFFE ID'],
+    [['token', 'create', '--identity', 'spiffe://airlock.demo/ns/demo/sa/x'], 'no admin credentials'],
+  ])('%j fails with a clear message and no stack trace', async (args, message) => {
+    const r = await airlock(args, { AIRLOCK_CREDENTIALS: '' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(message);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('reports a bad policy file with its location and exits 2', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-cli-'));
+    const policy = join(dir, 'policy.yaml');
+    await import('node:fs').then((fs) => fs.writeFileSync(policy, 'apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  from: { segments: [missing] }\n  action: allow\n'));
+    const r = await airlock(['control-plane', '--data-dir', join(dir, 'data'), '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--policy-file', policy]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('missing');
+    expect(r.stderr).toContain('policy.yaml');
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});

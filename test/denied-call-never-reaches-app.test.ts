@@ -1,0 +1,54 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Mesh } from './support/mesh.ts';
+import { startStandardMesh } from './support/standard-mesh.ts';
+
+describe('a denied call', () => {
+  let mesh: Mesh;
+  beforeAll(async () => {
+    mesh = await startStandardMesh();
+  });
+  afterAll(async () => mesh.close());
+
+  it.each([
+    ['researcher', 'POST', 'http://payments.agents/v1/charge', 'no policy'],
+    ['planner', 'GET', 'http://payments.agents/v1/charge', 'method'],
+    ['planner', 'POST', 'http://payments.agents/v1/refund', 'path'],
+    ['planner', 'GET', 'http://researcher.agents/admin', 'path'],
+  ])('%s %s %s gets 403 JSON naming why, and nothing reaches the app', async (from, method, url) => {
+    const before = mesh.agent('payments').received.length + mesh.agent('researcher').received.length;
+    const res = await mesh.call(from, method, url);
+    expect(res.status).toBe(403);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    const body = res.json<{ error: string; reason: string; policy: string; decisionId: string }>();
+    expect(body.error).toBe('denied');
+    expect(body.reason.length).toBeGreaterThan(0);
+    expect(body.decisionId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(typeof body.policy).toBe('string');
+    expect(mesh.agent('payments').received.length + mesh.agent('researcher').received.length).toBe(before);
+  });
+
+  it('writes one audit line per decision that names the decision id', async () => {
+    const res = await mesh.call('researcher', 'POST', 'http://payments.agents/v1/charge');
+    const { decisionId } = res.json<{ decisionId: string }>();
+    // pino writes asynchronously: give the line a moment to reach the log file.
+    let line: Record<string, unknown> | undefined;
+    for (let i = 0; i < 50 && line === undefined; i++) {
+      const log = readFileSync(join(mesh.dir, 'control-plane.log'), 'utf8');
+      line = log
+        .split('\n')
+        .filter((l) => l.includes(decisionId))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)[0];
+      if (line === undefined) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(line).toMatchObject({
+      audit: true,
+      decisionId,
+      source: mesh.agent('researcher').identity,
+      method: 'POST',
+      path: '/v1/charge',
+      verdict: 'deny',
+    });
+  });
+});

@@ -1,0 +1,152 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { closeServer } from '@airlock/common/net';
+import { adminPost } from '../../cli/src/admin-client.ts';
+import type { AdminCredentials } from '../../cli/src/credentials.ts';
+import { startEchoApp, type EchoBody } from '../../cli/src/demo/echo-app.ts';
+import { spawnAirlock, waitReady, type AirlockProcess } from '../../cli/src/demo/processes.ts';
+import { freePort } from './ports.ts';
+import { viaProxy, type ProxyResponse } from './proxy-client.ts';
+
+/** One agent of a test mesh: its echo app, its sidecar and every request its app received. */
+export interface MeshAgent {
+  readonly name: string;
+  readonly identity: string;
+  readonly outboundPort: number;
+  readonly inboundPort: number;
+  readonly adminPort: number;
+  readonly appPort: number;
+  readonly received: EchoBody[];
+  sidecar: AirlockProcess;
+}
+
+export interface Mesh {
+  readonly dir: string;
+  readonly trustDomain: string;
+  readonly dataDir: string;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly creds: AdminCredentials;
+  readonly agents: ReadonlyMap<string, MeshAgent>;
+  agent(name: string): MeshAgent;
+  /** A request from `from`'s agent through its sidecar's outbound proxy. */
+  call(from: string, method: string, url: string, o?: { headers?: Record<string, string>; body?: string }): Promise<ProxyResponse>;
+  createJoinToken(identity: string): Promise<string>;
+  stopControlPlane(): Promise<void>;
+  startControlPlane(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface MeshOptions {
+  readonly agents: readonly string[];
+  readonly policy: string;
+  readonly trustDomain?: string;
+  readonly namespace?: string;
+  readonly authzTimeout?: string;
+}
+
+/**
+ * Starts a real mesh for a test: the control plane and one sidecar per agent as child processes
+ * (the same `airlock` binary users run), echo apps in this process, all on 127.0.0.1 free ports.
+ */
+export async function startMesh(o: MeshOptions): Promise<Mesh> {
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-e2e-'));
+  const trustDomain = o.trustDomain ?? 'e2e.test';
+  const namespace = o.namespace ?? 'agents';
+  const dataDir = join(dir, 'control-plane');
+  const policyFile = join(dir, 'policy.yaml');
+  writeFileSync(policyFile, o.policy);
+  const grpcPort = await freePort();
+  const httpPort = await freePort();
+  const apps: Server[] = [];
+  const agents = new Map<string, MeshAgent>();
+  let controlPlane: AirlockProcess | undefined;
+
+  const startControlPlane = async (): Promise<void> => {
+    controlPlane = spawnAirlock('control-plane', [
+      'control-plane',
+      '--trust-domain', trustDomain,
+      '--data-dir', dataDir,
+      '--grpc-listen', `127.0.0.1:${grpcPort}`,
+      '--http-listen', `127.0.0.1:${httpPort}`,
+      '--policy-file', policyFile,
+    ], { logFile: join(dir, 'control-plane.log') });
+    await waitReady(controlPlane, `http://127.0.0.1:${httpPort}/readyz`);
+  };
+
+  const close = async (): Promise<void> => {
+    await Promise.all([...agents.values()].map((a) => a.sidecar.stop()));
+    await controlPlane?.stop();
+    await Promise.all(apps.map((s) => closeServer(s)));
+    if (process.env.AIRLOCK_KEEP_TEST_DIRS === undefined) rmSync(dir, { recursive: true, force: true });
+  };
+
+  try {
+    await startControlPlane();
+    const creds: AdminCredentials = {
+      server: `http://127.0.0.1:${httpPort}`,
+      token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim(),
+    };
+    const createJoinToken = async (identity: string): Promise<string> =>
+      ((await adminPost(creds, '/v1/join-tokens', { identity })) as { token: string }).token;
+
+    for (const name of o.agents) {
+      const identity = `spiffe://${trustDomain}/ns/${namespace}/sa/${name}`;
+      const received: EchoBody[] = [];
+      const appPort = await freePort();
+      apps.push(await startEchoApp(name, appPort, (body) => received.push(body)));
+      const [outboundPort, inboundPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+      const sidecar = spawnAirlock(`sidecar ${name}`, [
+        'sidecar',
+        '--trust-domain', trustDomain,
+        '--control-plane', `127.0.0.1:${grpcPort}`,
+        '--ca-file', join(dataDir, 'ca.pem'),
+        '--outbound-listen', `127.0.0.1:${outboundPort}`,
+        '--inbound-listen', `127.0.0.1:${inboundPort}`,
+        '--admin-listen', `127.0.0.1:${adminPort}`,
+        '--app-port', String(appPort),
+        ...(o.authzTimeout === undefined ? [] : ['--authz-timeout', o.authzTimeout]),
+      ], { logFile: join(dir, `sidecar-${name}.log`), env: { AIRLOCK_JOIN_TOKEN: await createJoinToken(identity) } });
+      agents.set(name, { name, identity, outboundPort, inboundPort, adminPort, appPort, received, sidecar });
+    }
+    await Promise.all([...agents.values()].map((a) => waitReady(a.sidecar, `http://127.0.0.1:${a.adminPort}/readyz`)));
+
+    const agent = (name: string): MeshAgent => {
+      const a = agents.get(name);
+      if (a === undefined) throw new Error(`no agent ${name} in this mesh`);
+      return a;
+    };
+    return {
+      dir,
+      trustDomain,
+      dataDir,
+      grpcPort,
+      httpPort,
+      creds,
+      agents,
+      agent,
+      call: (from, method, url, opts) => viaProxy(agent(from).outboundPort, method, url, opts),
+      createJoinToken,
+      stopControlPlane: async () => controlPlane?.stop(),
+      startControlPlane,
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** Segments named after each agent and allow-policies `from → to` for the given methods/paths. */
+export function policyYaml(namespace: string, agents: readonly string[], allows: readonly { name: string; from: string; to: string; methods: string[]; paths: string[] }[]): string {
+  const segments = agents.map(
+    (a) => `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: ${a} }\nspec:\n  selector: { namespace: ${namespace}, serviceAccounts: [${a}] }\n`,
+  );
+  const policies = allows.map(
+    (p) =>
+      `apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: ${p.name} }\nspec:\n  from: { segments: [${p.from}] }\n  to: { segments: [${p.to}] }\n  rules: [ { methods: [${p.methods.join(', ')}], paths: [${p.paths.map((x) => JSON.stringify(x)).join(', ')}] } ]\n  action: allow\n`,
+  );
+  return [...segments, ...policies].join('---\n');
+}
