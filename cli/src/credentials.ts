@@ -39,7 +39,8 @@ export function readCredentialsFile(path: string): AdminCredentials {
  * the working directory; --server / AIRLOCK_SERVER overrides the server.
  */
 export function resolveCredentials(o: { credentials?: string; server?: string; env: NodeJS.ProcessEnv; cwd: string }): AdminCredentials {
-  const path = o.credentials ?? o.env.AIRLOCK_CREDENTIALS ?? findCredentialsFile(o.cwd);
+  const fromEnv = (name: string): string | undefined => (o.env[name] === '' ? undefined : o.env[name]);
+  const path = o.credentials ?? fromEnv('AIRLOCK_CREDENTIALS') ?? findCredentialsFile(o.cwd);
   if (path === undefined) {
     throw new AirlockError(
       ErrorCode.Config,
@@ -47,6 +48,6 @@ export function resolveCredentials(o: { credentials?: string; server?: string; e
     );
   }
   const creds = readCredentialsFile(path);
-  const server = o.server ?? o.env.AIRLOCK_SERVER ?? creds.server;
+  const server = o.server ?? fromEnv('AIRLOCK_SERVER') ?? creds.server;
   return { server, token: creds.token };
 }

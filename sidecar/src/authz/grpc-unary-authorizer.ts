@@ -1,0 +1,95 @@
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { AuthorizationServiceClient, Direction as ProtoDirection, Verdict, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../controlplane/credentials.ts';
+import type { Svid, SvidSource } from '../identity/svid.ts';
+import type { Authorizer, AuthzRequest, Decision } from './authorizer.ts';
+
+export interface GrpcUnaryAuthorizerOptions {
+  /** host:port of the control plane. */
+  readonly address: string;
+  readonly controlPlaneId: string;
+  readonly identity: SvidSource;
+  /** Per-call deadline: no answer in time means 503 (fail closed). */
+  readonly timeoutMs: number;
+}
+
+/**
+ * One unary Authorize per call, over mTLS with our SVID. Nothing is cached. Any failure (no SVID,
+ * transport error, deadline, an answer without a verdict) is AIRLOCK_AUTHZ_UNAVAILABLE.
+ */
+export class GrpcUnaryAuthorizer implements Authorizer {
+  readonly #o: GrpcUnaryAuthorizerOptions;
+  #client: AuthorizationServiceClient | undefined;
+  #clientSvid: Svid | undefined;
+
+  constructor(o: GrpcUnaryAuthorizerOptions) {
+    this.#o = o;
+  }
+
+  authorize(request: AuthzRequest): Promise<Decision> {
+    const client = this.#clientForCurrentSvid();
+    if (client === undefined) return Promise.reject(unavailable('no SVID yet'));
+    return new Promise((resolve, reject) => {
+      client.authorize(
+        {
+          direction: request.direction === 'outbound' ? ProtoDirection.DIRECTION_OUTBOUND : ProtoDirection.DIRECTION_INBOUND,
+          sourceSpiffeId: request.sourceId,
+          destinationSpiffeId: request.destinationId ?? '',
+          destinationHost: request.host,
+          destinationPort: request.port,
+          method: request.method,
+          path: request.path,
+        },
+        new Metadata(),
+        { deadline: Date.now() + this.#o.timeoutMs },
+        (err: ServiceError | null, res: AuthorizeResponse) => {
+          if (err !== null) {
+            reject(unavailable(`control plane: ${err.details || err.message}`, err));
+            return;
+          }
+          const decision = toDecision(res);
+          // An answer we do not understand is no decision: fail closed.
+          if (decision === undefined) reject(unavailable(`control plane sent verdict ${res.verdict}`));
+          else resolve(decision);
+        },
+      );
+    });
+  }
+
+  close(): void {
+    this.#client?.close();
+    this.#client = undefined;
+  }
+
+  /** A channel per SVID: a renewed certificate needs new credentials; the old channel is closed. */
+  #clientForCurrentSvid(): AuthorizationServiceClient | undefined {
+    const svid = this.#o.identity.current();
+    if (svid === undefined) return undefined;
+    if (this.#client === undefined || this.#clientSvid !== svid) {
+      this.#client?.close();
+      this.#client = new AuthorizationServiceClient(
+        this.#o.address,
+        controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, svid),
+        CONTROL_PLANE_CHANNEL_OPTIONS,
+      );
+      this.#clientSvid = svid;
+    }
+    return this.#client;
+  }
+}
+
+function unavailable(reason: string, cause?: unknown): AirlockError {
+  return new AirlockError(ErrorCode.AuthzUnavailable, reason, { cause });
+}
+
+function toDecision(res: AuthorizeResponse): Decision | undefined {
+  if (res.verdict === Verdict.VERDICT_ALLOW) {
+    const upstream = res.upstream === undefined || res.upstream.address === '' ? undefined : { address: res.upstream.address, spiffeId: res.upstream.spiffeId };
+    return { allowed: true, decisionId: res.decisionId, reason: res.reason, policy: res.policy, upstream, dryRunDeny: res.dryRunDeny };
+  }
+  if (res.verdict === Verdict.VERDICT_DENY) {
+    return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy };
+  }
+  return undefined;
+}

@@ -1,0 +1,32 @@
+import { credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import { formatSpiffeId } from '@airlock/common/spiffe';
+import { expectSpiffeId } from '../tls/peer-identity.ts';
+
+/** The SPIFFE ID the control plane must present: config `controlPlaneId`, else the well-known one. */
+export function controlPlaneId(config: { readonly trustDomain: string; readonly controlPlaneId: string | undefined }): string {
+  return config.controlPlaneId ?? formatSpiffeId(config.trustDomain, 'airlock-system', 'airlock-control-plane');
+}
+
+export interface ClientIdentity {
+  readonly certChainPem: string;
+  readonly keyPem: string;
+}
+
+/**
+ * TLS to the control plane, verified by its SPIFFE ID rather than its host name. Without a client
+ * identity this is server-authenticated TLS (first SignCertificate); with one it is mTLS.
+ */
+export function controlPlaneCredentials(caPem: string, expectedId: string, client?: ClientIdentity): ChannelCredentials {
+  return credentials.createSsl(
+    Buffer.from(caPem),
+    client === undefined ? null : Buffer.from(client.keyPem),
+    client === undefined ? null : Buffer.from(client.certChainPem),
+    { checkServerIdentity: expectSpiffeId(expectedId) },
+  );
+}
+
+/** Reconnect quickly after a control-plane restart: calls fail closed meanwhile, so downtime is visible. */
+export const CONTROL_PLANE_CHANNEL_OPTIONS: ChannelOptions = {
+  'grpc.initial_reconnect_backoff_ms': 100,
+  'grpc.max_reconnect_backoff_ms': 1000,
+};

@@ -1,0 +1,104 @@
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Dispatcher } from 'undici';
+import { parseHostPort } from '@airlock/common/config';
+import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import type { Logger } from '@airlock/common/logging';
+import { spiffeIdFromSubjectAltName } from '@airlock/common/spiffe';
+import type { Authorizer } from '../authz/authorizer.ts';
+import { assertAllowed, errorReply, NotReadyError, sendErrorReply } from '../http/errors.ts';
+import { forward } from '../http/forward.ts';
+import { requestHeadersToForward, XFCC } from '../http/headers.ts';
+import type { Svid, SvidSource } from '../identity/svid.ts';
+import type { Outcome, SidecarMetrics } from '../telemetry/metrics.ts';
+
+export interface InboundDeps {
+  readonly identity: SvidSource;
+  readonly authorizer: Authorizer;
+  /** Pool to the agent app on 127.0.0.1:<appPort>. */
+  readonly app: Dispatcher;
+  readonly metrics: SidecarMetrics;
+  readonly logger: Logger;
+}
+
+/**
+ * The inbound mTLS listener. A peer must present a certificate that chains to the trust bundle and
+ * names exactly one SPIFFE ID; that ID, taken from the handshake, is who the caller is.
+ * The TLS context follows the SVID: it is replaced (for new handshakes) whenever the SVID changes.
+ */
+export function createInboundServer(deps: InboundDeps): Server {
+  const peers = new WeakMap<Socket, string>();
+  const initial = deps.identity.current();
+  const server = createServer({ requestCert: true, rejectUnauthorized: true, ...(initial === undefined ? {} : tlsContext(initial)) }, (req, res) => {
+    const end = deps.metrics.requestDuration.startTimer({ direction: 'inbound' });
+    admit(deps, peers, req, res).then(
+      (outcome) => finish(outcome),
+      (err: unknown) => {
+        const reply = errorReply(err, deps.logger);
+        sendErrorReply(res, reply);
+        finish(reply.outcome);
+      },
+    );
+    function finish(outcome: Outcome): void {
+      end();
+      deps.metrics.requests.inc({ direction: 'inbound', outcome });
+    }
+  });
+
+  server.on('secureConnection', (socket: TLSSocket) => {
+    try {
+      peers.set(socket, spiffeIdFromSubjectAltName(socket.getPeerCertificate().subjectaltname).uri);
+    } catch (err) {
+      deps.metrics.inboundRejected.inc({ reason: 'invalid_svid' });
+      deps.logger.warn({ remote: socket.remoteAddress, reason: err instanceof Error ? err.message : String(err) }, 'refused a peer certificate that is not one X.509-SVID');
+      socket.destroy();
+    }
+  });
+  server.on('tlsClientError', () => {
+    deps.metrics.inboundRejected.inc({ reason: 'handshake_failed' });
+  });
+  deps.identity.onChange((svid) => server.setSecureContext(tlsContext(svid)));
+  return server;
+}
+
+function tlsContext(svid: Svid): { ca: string; cert: string; key: string } {
+  return { ca: svid.trustBundlePem, cert: svid.certChainPem, key: svid.keyPem };
+}
+
+/** accept (mTLS done) → identify the peer → authorize → forward to the app with XFCC. */
+async function admit(deps: InboundDeps, peers: WeakMap<Socket, string>, req: IncomingMessage, res: ServerResponse): Promise<Outcome> {
+  const svid = deps.identity.current();
+  if (svid === undefined) throw new NotReadyError();
+  const peerId = peers.get(req.socket);
+  if (peerId === undefined) {
+    req.socket.destroy();
+    throw new AirlockError(ErrorCode.Unauthenticated, 'connection without a verified peer identity');
+  }
+  const { host, port } = hostOf(req.headers.host);
+  const method = req.method ?? 'GET';
+  const path = req.url ?? '/';
+  const decision = await deps.authorizer.authorize({ direction: 'inbound', sourceId: peerId, destinationId: svid.spiffeId, host, port, method, path });
+  assertAllowed(decision);
+  deps.logger.debug({ decisionId: decision.decisionId, peer: peerId, method }, 'inbound call allowed');
+  const headers = requestHeadersToForward(req.headers);
+  // Only this sidecar vouches for the caller: any XFCC that arrived was dropped above.
+  headers[XFCC] = `By=${svid.spiffeId};URI=${peerId}`;
+  await forward(deps.app, { method, path, headers, describe: 'the local app' }, req, res);
+  return 'allowed';
+}
+
+/** Host and port the caller asked for, from the Host header (port 80 when it names none). */
+function hostOf(hostHeader: string | undefined): { host: string; port: number } {
+  const value = (hostHeader ?? '').trim().toLowerCase();
+  if (value === '') throw new AirlockError(ErrorCode.BadRequest, 'missing Host header');
+  if (/:\d+$/.test(value)) {
+    try {
+      return parseHostPort(value);
+    } catch {
+      throw new AirlockError(ErrorCode.BadRequest, `bad Host header: ${value.slice(0, 200)}`);
+    }
+  }
+  return { host: value.replace(/^\[(.*)\]$/, '$1'), port: 80 };
+}

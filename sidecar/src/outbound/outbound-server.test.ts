@@ -1,0 +1,183 @@
+import { createServer, request, type Server } from 'node:http';
+import { connect } from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Agent } from 'undici';
+import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import { boundPort, closeServer, listen } from '@airlock/common/net';
+import { createTestCa } from '../testing/certs.ts';
+import { allow, deny, FakeAuthorizer, quietLogger, StaticSvidSource, startEchoApp, startTcpEcho, svidFor, testMetrics, type EchoRequest } from '../testing/fakes.ts';
+import { rawRequest } from '../testing/http-client.ts';
+import { createOutboundServer } from './outbound-server.ts';
+import { UpstreamPools } from './upstream-pools.ts';
+
+const A = 'spiffe://airlock.test/ns/demo/sa/alice';
+
+describe('outbound proxy', () => {
+  const ca = createTestCa();
+  const identity = new StaticSvidSource(svidFor(ca, A));
+  const authorizer = new FakeAuthorizer(() => allow());
+  const { registry, metrics } = testMetrics();
+  const meshPools = new UpstreamPools();
+  const external = new Agent();
+  let proxy: Server;
+  let proxyPort: number;
+  let app: { server: Server; port: number };
+
+  beforeAll(async () => {
+    app = await startEchoApp();
+    proxy = createOutboundServer({ identity, authorizer, meshPools, external, metrics, logger: quietLogger() });
+    await listen(proxy, { host: '127.0.0.1', port: 0 });
+    proxyPort = boundPort(proxy);
+  });
+  afterAll(async () => {
+    await closeServer(proxy);
+    await closeServer(app.server);
+    await external.destroy();
+    await meshPools.close();
+  });
+  beforeEach(() => {
+    authorizer.requests.length = 0;
+    authorizer.decide = () => allow();
+    identity.svid = svidFor(ca, A);
+  });
+
+  it('authorizes and forwards an absolute-form request to an external host, keeping Host and the query', async () => {
+    const res = await rawRequest(proxyPort, { target: `http://127.0.0.1:${app.port}/v1/search?q=cats`, headers: { host: `127.0.0.1:${app.port}` } });
+    expect(res.status).toBe(200);
+    const echo = JSON.parse(res.body) as EchoRequest;
+    expect(echo.url).toBe('/v1/search?q=cats');
+    expect(echo.headers.host).toBe(`127.0.0.1:${app.port}`);
+    expect(authorizer.requests).toEqual([{ direction: 'outbound', sourceId: A, host: '127.0.0.1', port: app.port, method: 'GET', path: '/v1/search?q=cats' }]);
+    // hop-by-hop headers of the response are not passed back
+    expect(res.headers['keep-alive']).toBeUndefined();
+    expect(res.headers['x-app']).toBe('echo');
+  });
+
+  it('strips hop-by-hop headers, those named in Connection, and any x-forwarded-client-cert', async () => {
+    const res = await rawRequest(proxyPort, {
+      target: `http://127.0.0.1:${app.port}/h`,
+      headers: {
+        connection: 'keep-alive, x-drop-me',
+        'keep-alive': 'timeout=5',
+        'x-drop-me': '1',
+        'proxy-authorization': 'Basic abc',
+        'proxy-connection': 'keep-alive',
+        te: 'trailers',
+        'x-forwarded-client-cert': 'By=spiffe://evil;URI=spiffe://forged',
+        'x-keep': 'yes',
+      },
+    });
+    expect(res.status).toBe(200);
+    const h = (JSON.parse(res.body) as EchoRequest).headers;
+    for (const name of ['x-drop-me', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'x-forwarded-client-cert']) expect(h[name], name).toBeUndefined();
+    expect(h['x-keep']).toBe('yes');
+  });
+
+  it('streams a request body through', async () => {
+    const body = 'x'.repeat(200_000);
+    const res = await rawRequest(proxyPort, { method: 'POST', target: `http://127.0.0.1:${app.port}/upload`, headers: { 'content-type': 'text/plain' }, body });
+    expect(res.status).toBe(200);
+    expect((JSON.parse(res.body) as EchoRequest).body).toBe(body);
+  });
+
+  it('answers a DENY with 403 and the decision', async () => {
+    authorizer.decide = () => deny('alice may not call bob');
+    const res = await rawRequest(proxyPort, { target: `http://bob.demo/v1/x` });
+    expect(res.status).toBe(403);
+    expect(res.headers['content-type']).toBe('application/json');
+    expect(JSON.parse(res.body)).toEqual({ error: 'denied', reason: 'alice may not call bob', policy: 'test-deny', decisionId: 'd-deny' });
+    expect(authorizer.requests[0]).toMatchObject({ host: 'bob.demo', port: 80, path: '/v1/x' });
+  });
+
+  it('fails closed with 503 when no decision can be had', async () => {
+    authorizer.decide = () => Promise.reject(new AirlockError(ErrorCode.AuthzUnavailable, 'deadline exceeded'));
+    const res = await rawRequest(proxyPort, { target: `http://127.0.0.1:${app.port}/` });
+    expect(res.status).toBe(503);
+    expect(JSON.parse(res.body)).toMatchObject({ error: 'authorization_unavailable' });
+  });
+
+  it('answers 503 not_ready before an SVID is held, without asking for a decision', async () => {
+    identity.svid = undefined;
+    const res = await rawRequest(proxyPort, { target: `http://127.0.0.1:${app.port}/` });
+    expect(res.status).toBe(503);
+    expect(JSON.parse(res.body)).toMatchObject({ error: 'not_ready' });
+    expect(authorizer.requests).toHaveLength(0);
+  });
+
+  it('refuses an origin-form request with 400', async () => {
+    const res = await rawRequest(proxyPort, { target: '/v1/search' });
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body)).toMatchObject({ error: 'bad_request' });
+    expect(authorizer.requests).toHaveLength(0);
+  });
+
+  it('answers 502 when an allowed external upstream is unreachable', async () => {
+    const closed = await startEchoApp();
+    await closeServer(closed.server);
+    const res = await rawRequest(proxyPort, { target: `http://127.0.0.1:${closed.port}/` });
+    expect(res.status).toBe(502);
+    expect(JSON.parse(res.body)).toMatchObject({ error: 'upstream_unavailable' });
+  });
+
+  it('tunnels an allowed CONNECT to an external host', async () => {
+    const echo = await startTcpEcho();
+    try {
+      const socket = connect(proxyPort, '127.0.0.1');
+      socket.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\nHost: 127.0.0.1:${echo.port}\r\n\r\n`);
+      let received = '';
+      const established = await new Promise<string>((resolve) => {
+        socket.on('data', (c: Buffer) => {
+          received += c.toString();
+          if (received.includes('\r\n\r\n')) resolve(received);
+        });
+      });
+      expect(established.startsWith('HTTP/1.1 200 Connection Established')).toBe(true);
+      received = '';
+      socket.write('ping through the tunnel');
+      await expect.poll(() => received).toBe('ping through the tunnel');
+      socket.destroy();
+      expect(authorizer.requests[0]).toEqual({ direction: 'outbound', sourceId: A, host: '127.0.0.1', port: echo.port, method: 'CONNECT', path: '' });
+    } finally {
+      await closeServer(echo.server);
+    }
+  });
+
+  it('refuses CONNECT to a mesh host with 400 telling to use http://', async () => {
+    authorizer.decide = () => allow({ address: '127.0.0.1:1', spiffeId: 'spiffe://airlock.test/ns/demo/sa/bob' });
+    const socket = connect(proxyPort, '127.0.0.1');
+    socket.write('CONNECT bob.demo:443 HTTP/1.1\r\nHost: bob.demo:443\r\n\r\n');
+    let text = '';
+    socket.on('data', (c: Buffer) => (text += c.toString()));
+    await new Promise((resolve) => socket.on('close', resolve));
+    expect(text.startsWith('HTTP/1.1 400')).toBe(true);
+    const body = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { error: string; reason: string };
+    expect(body.error).toBe('bad_request');
+    expect(body.reason).toContain('http://bob.demo:443');
+  });
+
+  it('aborts the upstream request when the client goes away', async () => {
+    let upstreamClosed = false;
+    const slow = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first chunk');
+      res.on('close', () => (upstreamClosed = true));
+    });
+    await listen(slow, { host: '127.0.0.1', port: 0 });
+    try {
+      const req = request({ host: '127.0.0.1', port: proxyPort, path: `http://127.0.0.1:${boundPort(slow)}/stream`, agent: false });
+      req.on('error', () => undefined);
+      req.end();
+      await new Promise<void>((resolve) => req.on('response', (res) => res.once('data', () => resolve())));
+      req.destroy();
+      await expect.poll(() => upstreamClosed, { timeout: 2000 }).toBe(true);
+    } finally {
+      await closeServer(slow);
+    }
+  });
+
+  it('counts requests by outcome', async () => {
+    const text = await registry.getSingleMetricAsString('airlock_sidecar_requests_total');
+    expect(text).toMatch(/direction="outbound",outcome="denied"} [1-9]/);
+    expect(text).toMatch(/direction="outbound",outcome="allowed"} [1-9]/);
+  });
+});

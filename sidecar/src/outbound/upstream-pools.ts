@@ -1,0 +1,46 @@
+import { Pool } from 'undici';
+import type { Upstream } from '../authz/authorizer.ts';
+import type { Svid } from '../identity/svid.ts';
+import { expectSpiffeId } from '../tls/peer-identity.ts';
+
+/**
+ * Kept-alive mTLS connection pools to peer sidecars, one per (address, expected SPIFFE ID): a pool
+ * only ever talks to the identity it was built for. Built from one SVID; when the SVID changes the
+ * pools are replaced and the old ones drain (in-flight requests finish).
+ */
+export class UpstreamPools {
+  readonly #pools = new Map<string, Pool>();
+  #svid: Svid | undefined;
+
+  get(upstream: Upstream, svid: Svid): Pool {
+    if (svid !== this.#svid) this.#drain(svid);
+    const key = `${upstream.address}\n${upstream.spiffeId}`;
+    let pool = this.#pools.get(key);
+    if (pool === undefined) {
+      pool = new Pool(`https://${upstream.address}`, {
+        connect: {
+          ca: svid.trustBundlePem,
+          cert: svid.certChainPem,
+          key: svid.keyPem,
+          rejectUnauthorized: true,
+          // Verified by SPIFFE ID, not host name: the address is often a bare IP.
+          checkServerIdentity: expectSpiffeId(upstream.spiffeId),
+        },
+      });
+      this.#pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  async close(): Promise<void> {
+    const pools = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.all(pools.map((p) => p.destroy()));
+  }
+
+  #drain(svid: Svid): void {
+    for (const pool of this.#pools.values()) void pool.close().catch(() => undefined);
+    this.#pools.clear();
+    this.#svid = svid;
+  }
+}

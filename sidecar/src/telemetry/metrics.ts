@@ -1,0 +1,52 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** Every metric of the sidecar, built once per process and passed to the module that counts. */
+export type Outcome = 'allowed' | 'denied' | 'unavailable' | 'upstream_error' | 'bad_request';
+
+export interface SidecarMetrics {
+  readonly requests: Counter<'direction' | 'outcome'>;
+  readonly requestDuration: Histogram<'direction'>;
+  readonly authzDuration: Histogram<'direction'>;
+  readonly inboundRejected: Counter<'reason'>;
+  readonly certificateExpiry: Gauge;
+}
+
+// Sub-millisecond buckets: an authorization or a proxy hop is expected to cost well under 1 ms.
+const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+export function createSidecarMetrics(registry: Registry): SidecarMetrics {
+  const registers = [registry];
+  return {
+    requests: new Counter({
+      name: 'airlock_sidecar_requests_total',
+      help: 'Proxied requests by direction and outcome (allowed, denied, unavailable, upstream_error, bad_request).',
+      labelNames: ['direction', 'outcome'] as const,
+      registers,
+    }),
+    requestDuration: new Histogram({
+      name: 'airlock_sidecar_request_duration_seconds',
+      help: 'Time from a request arriving at the sidecar to its response being complete.',
+      labelNames: ['direction'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    authzDuration: new Histogram({
+      name: 'airlock_sidecar_authz_duration_seconds',
+      help: 'Time to obtain an authorization decision from the control plane (including failures).',
+      labelNames: ['direction'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    inboundRejected: new Counter({
+      name: 'airlock_sidecar_inbound_rejected_total',
+      help: 'Inbound connections refused before any request: failed handshake or a certificate that is not one X.509-SVID.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    certificateExpiry: new Gauge({
+      name: 'airlock_sidecar_certificate_expiry_timestamp_seconds',
+      help: 'Expiry of the current X.509-SVID, seconds since the Unix epoch (0 before the first one).',
+      registers,
+    }),
+  };
+}

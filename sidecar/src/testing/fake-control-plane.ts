@@ -1,0 +1,72 @@
+import { X509Certificate } from 'node:crypto';
+import { Server, ServerCredentials, status, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { AuthorizationServiceService, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import { IdentityServiceService, type SignCertificateRequest, type SignCertificateResponse } from '@airlock/proto/identity/v1';
+import { formatSpiffeId } from '@airlock/common/spiffe';
+import type { TestCa } from './certs.ts';
+
+/**
+ * An in-process stand-in for the control plane's gRPC API, for tests whose subject is the sidecar's
+ * side of the contract (TLS verification by SPIFFE ID, join token, Authorize fields).
+ */
+export interface FakeControlPlane {
+  readonly port: number;
+  readonly signRequests: SignCertificateRequest[];
+  readonly authorizeRequests: AuthorizeRequest[];
+  /** The identity a valid join token is bound to; other tokens get UNAUTHENTICATED. */
+  tokens: Map<string, string>;
+  authorize: (request: AuthorizeRequest) => AuthorizeResponse | 'hang';
+  stop(): Promise<void>;
+}
+
+export function controlPlaneIdOf(trustDomain: string): string {
+  return formatSpiffeId(trustDomain, 'airlock-system', 'airlock-control-plane');
+}
+
+export async function startFakeControlPlane(o: { ca: TestCa; servingId: string; port?: number; svidTtlMs?: number; requireClientCert?: boolean }): Promise<FakeControlPlane> {
+  const caCert = new X509Certificate(o.ca.certPem);
+  const serving = o.ca.issue({ uris: [o.servingId], dnsNames: ['localhost'], ips: ['127.0.0.1'] });
+  const server = new Server();
+  const cp: FakeControlPlane = {
+    port: 0,
+    signRequests: [],
+    authorizeRequests: [],
+    tokens: new Map(),
+    authorize: (r) => ({ verdict: 1, decisionId: 'cp-1', reason: `allowed ${r.method}`, policy: 'p', upstream: undefined, dryRunDeny: false }),
+    stop: () => new Promise((resolve) => server.tryShutdown(() => resolve())),
+  };
+  server.addService(IdentityServiceService, {
+    signCertificate(call: ServerUnaryCall<SignCertificateRequest, SignCertificateResponse>, cb: sendUnaryData<SignCertificateResponse>) {
+      cp.signRequests.push(call.request);
+      const id = cp.tokens.get(call.request.joinToken ?? '');
+      if (id === undefined) {
+        cb({ code: status.UNAUTHENTICATED, details: 'join token is not valid' });
+        return;
+      }
+      cp.tokens.delete(call.request.joinToken ?? '');
+      const ttl = o.svidTtlMs ?? 3_600_000;
+      const cert = o.ca.signCsr(call.request.csrPem, { uris: [id], ttlMs: ttl });
+      cb(null, { spiffeId: id, certChainPem: cert, trustBundlePem: o.ca.certPem, expiresAtUnixMs: Date.now() + ttl });
+    },
+  });
+  server.addService(AuthorizationServiceService, {
+    authorize(call: ServerUnaryCall<AuthorizeRequest, AuthorizeResponse>, cb: sendUnaryData<AuthorizeResponse>) {
+      // mTLS: the caller must have presented a certificate from the CA (grpc-js verified the chain).
+      const peer = call.getAuthContext().sslPeerCertificate;
+      if (peer === undefined || !new X509Certificate(peer.raw).verify(caCert.publicKey)) {
+        cb({ code: status.UNAUTHENTICATED, details: 'client certificate required' });
+        return;
+      }
+      cp.authorizeRequests.push(call.request);
+      const answer = cp.authorize(call.request);
+      if (answer !== 'hang') cb(null, answer);
+    },
+  });
+  // grpc-js either requires a client certificate or does not ask for one: tests of Authorize
+  // require one (mTLS), tests of the first SignCertificate do not send one.
+  const creds = ServerCredentials.createSsl(Buffer.from(o.ca.certPem), [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.certPem) }], o.requireClientCert ?? false);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`127.0.0.1:${o.port ?? 0}`, creds, (err, p) => (err === null ? resolve(p) : reject(err)));
+  });
+  return Object.assign(cp, { port });
+}
