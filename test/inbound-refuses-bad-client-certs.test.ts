@@ -33,7 +33,7 @@ describe('the inbound mTLS listener', () => {
       let answer = '';
       socket.on('secureConnect', () => socket.write('GET /v1/search HTTP/1.1\r\nHost: researcher.agents\r\nConnection: close\r\n\r\n'));
       socket.on('data', (d: Buffer) => (answer += d.toString('utf8')));
-      socket.on('error', (err) => resolve(`refused: ${err.message}`));
+      socket.on('error', (err: Error) => resolve(`refused: ${err.message}`));
       socket.on('close', () => resolve(answer === '' ? 'refused: closed' : (answer.split('\r\n')[0] ?? '')));
       socket.setTimeout(5000, () => socket.destroy(new Error('timeout')));
     });

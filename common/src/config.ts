@@ -172,12 +172,17 @@ export function defineConfig<S extends Schema>(envPrefix: string, schema: S): Co
     },
     docs() {
       const rows = Object.entries(schema).map(([key, f]) => {
-        const def = f.default === undefined ? '—' : `\`${typeof f.default === 'object' ? formatHostPort(f.default as ListenAddress) : String(f.default)}\``;
+        const def = f.default === undefined ? '—' : `\`${describeDefault(f.default)}\``;
         return `| \`${key}\` | \`--${flagName(key)}\` | \`${envName(envPrefix, key)}\` | ${f.type} | ${def} | ${f.description} |`;
       });
       return ['| setting | flag | env | type | default | description |', '|---|---|---|---|---|---|', ...rows].join('\n');
     },
   };
+}
+
+function describeDefault(value: unknown): string {
+  if (typeof value === 'object' && value !== null && 'port' in value) return formatHostPort(value as ListenAddress);
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : JSON.stringify(value);
 }
 
 /** Names of secret settings, for log redaction. */

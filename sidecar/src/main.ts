@@ -76,14 +76,16 @@ export async function startSidecar(config: SidecarConfig, opts: { logger?: Logge
   }
   const admin = started[2];
   const inboundPort = boundPort(inbound);
+  const adminPort = admin === undefined ? 0 : boundPort(admin);
   inboundAddress = advertisedInboundAddress(config, inboundPort);
   identity.start();
-  logger.info({ outbound: boundPort(outbound), inbound: inboundPort, inboundAddress, controlPlane: cpAddress }, 'sidecar listening; obtaining an SVID');
+  // The bound ports, so a supervisor that passed port 0 learns them from this line.
+  logger.info({ outbound: boundPort(outbound), inbound: inboundPort, admin: adminPort, inboundAddress, controlPlane: cpAddress }, 'sidecar listening; obtaining an SVID');
 
   return {
     outboundPort: boundPort(outbound),
     inboundPort,
-    adminPort: admin === undefined ? 0 : boundPort(admin),
+    adminPort,
     spiffeId: () => identity.current()?.spiffeId,
     async close() {
       identity.close();

@@ -2,12 +2,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closeServer } from '@airlock/common/net';
+import { boundPort, closeServer } from '@airlock/common/net';
 import { adminPost } from '../../cli/src/admin-client.ts';
 import type { AdminCredentials } from '../../cli/src/credentials.ts';
 import { startEchoApp, type EchoBody } from '../../cli/src/demo/echo-app.ts';
 import { spawnAirlock, waitReady, type AirlockProcess } from '../../cli/src/demo/processes.ts';
-import { freePort } from './ports.ts';
 import { viaProxy, type ProxyResponse } from './proxy-client.ts';
 
 /** One agent of a test mesh: its echo app, its sidecar and every request its app received. */
@@ -58,22 +57,27 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   const dataDir = join(dir, 'control-plane');
   const policyFile = join(dir, 'policy.yaml');
   writeFileSync(policyFile, o.policy);
-  const grpcPort = await freePort();
-  const httpPort = await freePort();
+  // Port 0 everywhere: each process binds what the OS gives it and logs the bound ports, so
+  // parallel test files never race for a port.
+  let grpcPort = 0;
+  let httpPort = 0;
   const apps: Server[] = [];
   const agents = new Map<string, MeshAgent>();
   let controlPlane: AirlockProcess | undefined;
+  const listenArgs = (): string[] => ['--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', `127.0.0.1:${httpPort}`];
 
   const startControlPlane = async (): Promise<void> => {
     controlPlane = spawnAirlock('control-plane', [
       'control-plane',
       '--trust-domain', trustDomain,
       '--data-dir', dataDir,
-      '--grpc-listen', `127.0.0.1:${grpcPort}`,
-      '--http-listen', `127.0.0.1:${httpPort}`,
+      ...listenArgs(),
       '--policy-file', policyFile,
     ], { logFile: join(dir, 'control-plane.log') });
-    await waitReady(controlPlane, `http://127.0.0.1:${httpPort}/readyz`);
+    // A restart reuses the ports of the first start: the sidecars know the control plane there.
+    const ready = await controlPlane.logLine('control plane ready');
+    grpcPort = Number(ready.grpcPort);
+    httpPort = Number(ready.httpPort);
   };
 
   const close = async (): Promise<void> => {
@@ -95,20 +99,22 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     for (const name of o.agents) {
       const identity = `spiffe://${trustDomain}/ns/${namespace}/sa/${name}`;
       const received: EchoBody[] = [];
-      const appPort = await freePort();
-      apps.push(await startEchoApp(name, appPort, (body) => received.push(body)));
-      const [outboundPort, inboundPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+      const app = await startEchoApp(name, 0, (body) => received.push(body));
+      apps.push(app);
+      const appPort = boundPort(app);
       const sidecar = spawnAirlock(`sidecar ${name}`, [
         'sidecar',
         '--trust-domain', trustDomain,
         '--control-plane', `127.0.0.1:${grpcPort}`,
         '--ca-file', join(dataDir, 'ca.pem'),
-        '--outbound-listen', `127.0.0.1:${outboundPort}`,
-        '--inbound-listen', `127.0.0.1:${inboundPort}`,
-        '--admin-listen', `127.0.0.1:${adminPort}`,
+        '--outbound-listen', '127.0.0.1:0',
+        '--inbound-listen', '127.0.0.1:0',
+        '--admin-listen', '127.0.0.1:0',
         '--app-port', String(appPort),
         ...(o.authzTimeout === undefined ? [] : ['--authz-timeout', o.authzTimeout]),
       ], { logFile: join(dir, `sidecar-${name}.log`), env: { AIRLOCK_JOIN_TOKEN: await createJoinToken(identity) } });
+      const listening = await sidecar.logLine('sidecar listening; obtaining an SVID');
+      const [outboundPort, inboundPort, adminPort] = [Number(listening.outbound), Number(listening.inbound), Number(listening.admin)];
       agents.set(name, { name, identity, outboundPort, inboundPort, adminPort, appPort, received, sidecar });
     }
     await Promise.all([...agents.values()].map((a) => waitReady(a.sidecar, `http://127.0.0.1:${a.adminPort}/readyz`)));

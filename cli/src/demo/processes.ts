@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 
@@ -13,6 +14,8 @@ export interface AirlockProcess {
   readonly logFile: string;
   /** Resolves with the exit code once the process is gone. */
   readonly exited: Promise<number | null>;
+  /** Resolves with the first JSON log line whose `msg` is `message` (e.g. one naming bound ports). */
+  logLine(message: string, timeoutMs?: number): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
@@ -25,11 +28,49 @@ export function spawnAirlock(name: string, args: readonly string[], o: { logFile
   child.stdout.pipe(log);
   child.stderr.pipe(log);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const lines: Record<string, unknown>[] = [];
+  const waiters = new Set<() => void>();
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    if (!line.startsWith('{')) return;
+    try {
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      return;
+    }
+    for (const wake of waiters) wake();
+  });
+  const logLine = (message: string, timeoutMs = 20_000): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        const found = lines.find((l) => l.msg === message);
+        if (found === undefined) return;
+        finish();
+        resolve(found);
+      };
+      const timer = setTimeout(() => {
+        finish();
+        reject(new AirlockError(ErrorCode.Internal, `${name}: no "${message}" log line after ${timeoutMs} ms; last log lines:\n${readTail(o.logFile)}`));
+      }, timeoutMs);
+      void exited.then(() => {
+        setTimeout(() => {
+          if (!waiters.has(check)) return;
+          finish();
+          reject(new AirlockError(ErrorCode.Internal, `${name} exited before logging "${message}"; last log lines:\n${readTail(o.logFile)}`));
+        }, 50);
+      });
+      const finish = (): void => {
+        clearTimeout(timer);
+        waiters.delete(check);
+      };
+      waiters.add(check);
+      check();
+    });
   return {
     name,
     child,
     logFile: o.logFile,
     exited,
+    logLine,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');

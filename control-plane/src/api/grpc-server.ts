@@ -1,0 +1,97 @@
+import type { KeyObject } from 'node:crypto';
+import {
+  Server,
+  experimental,
+  type ServerUnaryCall,
+  type sendUnaryData,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import type { Logger } from '@airlock/common/logging';
+import { formatHostPort, type ListenAddress } from '@airlock/common/config';
+import type { SpiffeId } from '@airlock/common/spiffe';
+import { AuthorizationServiceService, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import { IdentityServiceService, type SignCertificateRequest, type SignCertificateResponse } from '@airlock/proto/identity/v1';
+import type { Authorizer } from '../authz/authorize.ts';
+import { verifyPeerCertificate } from '../authz/peer.ts';
+import type { CertificateIssuer } from '../authz/sign-certificate.ts';
+import type { StaticCertificateProvider } from './certificate-provider.ts';
+import { toGrpcFailure } from './grpc-status.ts';
+
+export interface GrpcServerDeps {
+  readonly address: ListenAddress;
+  readonly certificates: StaticCertificateProvider;
+  readonly caPublicKey: () => KeyObject;
+  readonly trustDomain: string;
+  readonly authorizer: Authorizer;
+  readonly issuer: CertificateIssuer;
+  readonly logger: Logger;
+}
+
+export interface RunningGrpcServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** The caller's identity from the TLS handshake, or why there is none. */
+function callerOf(call: ServerUnaryCall<unknown, unknown>, deps: GrpcServerDeps): SpiffeId | AirlockError {
+  try {
+    return verifyPeerCertificate(call.getAuthContext().sslPeerCertificate?.raw, deps.caPublicKey(), deps.trustDomain);
+  } catch (err) {
+    return err instanceof AirlockError ? err : new AirlockError(ErrorCode.Unauthenticated, 'the client certificate cannot be verified');
+  }
+}
+
+/** Runs a handler and sends its result or its mapped status; internals are logged, not sent. */
+function unary<Req, Res>(deps: GrpcServerDeps, fn: (call: ServerUnaryCall<Req, Res>) => Res) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    let result: Res;
+    try {
+      result = fn(call);
+    } catch (err) {
+      const failure = toGrpcFailure(err);
+      if (!(err instanceof AirlockError)) deps.logger.error({ err, path: call.getPath() }, 'internal error in gRPC handler');
+      callback({ code: failure.code, details: failure.details });
+      return;
+    }
+    callback(null, result);
+  };
+}
+
+/** gRPC over TLS that asks for a client certificate but does not require one (see StaticCertificateProvider). */
+export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpcServer> {
+  const server = new Server();
+  const authorization: UntypedServiceImplementation = {
+    authorize: unary<AuthorizeRequest, AuthorizeResponse>(deps, (call) => deps.authorizer.authorize(callerOf(call, deps), call.request)),
+  };
+  const identity: UntypedServiceImplementation = {
+    signCertificate: unary<SignCertificateRequest, SignCertificateResponse>(deps, (call) => {
+      const caller = callerOf(call, deps);
+      return deps.issuer.signCertificate(caller instanceof AirlockError ? undefined : caller, call.request);
+    }),
+  };
+  server.addService(AuthorizationServiceService, authorization);
+  server.addService(IdentityServiceService, identity);
+  const credentials = experimental.createCertificateProviderServerCredentials(deps.certificates, deps.certificates, false);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(formatHostPort(deps.address), credentials, (err, bound) => {
+      if (err !== null) reject(new AirlockError(ErrorCode.Config, `cannot listen on ${formatHostPort(deps.address)}: ${err.message}`, { cause: err }));
+      else resolve(bound);
+    });
+  });
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        // Give in-flight calls a moment, then cut: a sidecar retries on another replica.
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2000);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}

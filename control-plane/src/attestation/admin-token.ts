@@ -1,0 +1,29 @@
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import type { Store } from '../store/store.ts';
+import { hashToken, newSecretToken } from './token-hash.ts';
+
+/**
+ * The admin bearer token: `<dataDir>/admin-token` (0600), created on first start. Only its hash goes
+ * into the store, which is what requests are checked against.
+ */
+export function ensureAdminToken(dataDir: string, store: Store): string {
+  const path = join(dataDir, 'admin-token');
+  if (!existsSync(path)) {
+    writeFileSync(path, `${newSecretToken()}\n`, { mode: 0o600, flag: 'wx' });
+    chmodSync(path, 0o600);
+  }
+  const token = readFileSync(path, 'utf8').trim();
+  if (token.length < 16) throw new AirlockError(ErrorCode.Config, `${path} holds no usable admin token; remove it to have a new one created`);
+  store.addAdminTokenHash(hashToken(token));
+  return token;
+}
+
+/** True when the header carries `Bearer <a known admin token>`. */
+export function isAdminBearer(store: Store, authorization: string | undefined): boolean {
+  const m = /^Bearer ([A-Za-z0-9_\-.~+/=]{1,512})$/.exec(authorization ?? '');
+  if (m?.[1] === undefined) return false;
+  // Looked up by hash, never compared as plain text: no timing signal about the secret itself.
+  return store.hasAdminTokenHash(hashToken(m[1]));
+}

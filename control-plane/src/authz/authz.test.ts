@@ -1,0 +1,114 @@
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AirlockError } from '@airlock/common/errors';
+import { createRootLogger } from '@airlock/common/logging';
+import { parseSpiffeId } from '@airlock/common/spiffe';
+import { createRegistry } from '@airlock/common/telemetry';
+import { Direction, Verdict, type AuthorizeRequest } from '@airlock/proto/authorization/v1';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CertificateAuthority } from '../ca/ca.ts';
+import { makeCsr } from '../ca/test-csr.ts';
+import { createControlPlaneMetrics } from '../monitoring/metrics.ts';
+import { PolicyEngine } from '../policy/engine.ts';
+import { parsePolicyText } from '../policy/load.ts';
+import { SqliteStore } from '../store/sqlite-store.ts';
+import { Authorizer } from './authorize.ts';
+import { verifyPeerCertificate } from './peer.ts';
+import { lookupMeshHost } from './registry.ts';
+
+const TD = 'airlock.test';
+const A = `spiffe://${TD}/ns/demo/sa/a`;
+const B = `spiffe://${TD}/ns/demo/sa/b.v2`;
+
+describe('verifyPeerCertificate', () => {
+  let dir: string;
+  let ca: CertificateAuthority;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'airlock-peer-'));
+    ca = CertificateAuthority.loadOrCreate(dir, TD);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const der = (pem: string): Buffer => new X509Certificate(pem).raw;
+
+  it('returns the SPIFFE ID of a valid SVID', () => {
+    const cert = ca.issueSvid(makeCsr().csrPem, A, 60_000);
+    expect(verifyPeerCertificate(der(cert.certPem), ca.publicKey, TD).uri).toBe(A);
+  });
+
+  it('refuses a missing, expired, foreign or CA certificate', () => {
+    const cert = ca.issueSvid(makeCsr().csrPem, A, 60_000);
+    expect(() => verifyPeerCertificate(undefined, ca.publicKey, TD)).toThrow(/required/);
+    expect(() => verifyPeerCertificate(der(cert.certPem), ca.publicKey, TD, Date.now() + 120_000)).toThrow(/not valid now/);
+    const otherDir = mkdtempSync(join(tmpdir(), 'airlock-peer-other-'));
+    try {
+      const other = CertificateAuthority.loadOrCreate(otherDir, TD);
+      expect(() => verifyPeerCertificate(der(other.issueSvid(makeCsr().csrPem, A, 60_000).certPem), ca.publicKey, TD)).toThrow(/not issued by this control plane/);
+    } finally {
+      rmSync(otherDir, { recursive: true, force: true });
+    }
+    expect(() => verifyPeerCertificate(der(ca.certPem), ca.publicKey, TD)).toThrow(/CA certificate/);
+  });
+});
+
+describe('Authorizer', () => {
+  const store = new SqliteStore(':memory:');
+  store.upsertAgent({ spiffeId: B, inboundAddress: '127.0.0.1:9', updatedAt: 1 });
+  const policy = new PolicyEngine(
+    parsePolicyText(
+      `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: all }\nspec: { selector: { namespace: demo } }\n---\n` +
+        `apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec: { from: { segments: [all] }, to: { segments: [all] }, action: allow }\n`,
+      'p.yaml',
+    ),
+    TD,
+  );
+  const registry = createRegistry('test');
+  const authorizer = new Authorizer({
+    trustDomain: TD,
+    store,
+    policy: () => policy,
+    metrics: createControlPlaneMetrics(registry),
+    audit: createRootLogger({ process: 't', level: 'silent' }),
+  });
+  const req = (over: Partial<AuthorizeRequest>): AuthorizeRequest => ({
+    direction: Direction.DIRECTION_OUTBOUND,
+    sourceSpiffeId: A,
+    destinationSpiffeId: '',
+    destinationHost: 'b.v2.demo',
+    destinationPort: 80,
+    method: 'GET',
+    path: '/',
+    ...over,
+  });
+
+  it('resolves a registered mesh host (service accounts may hold dots) to its upstream', () => {
+    expect(lookupMeshHost(store, TD, 'B.V2.demo.')?.id.uri).toBe(B);
+    expect(lookupMeshHost(store, TD, 'nobody.demo')).toBeUndefined();
+    expect(lookupMeshHost(store, TD, 'localhost')).toBeUndefined();
+    const res = authorizer.authorize(parseSpiffeId(A), req({}));
+    expect(res).toMatchObject({ verdict: Verdict.VERDICT_ALLOW, policy: 'p', upstream: { address: '127.0.0.1:9', spiffeId: B } });
+  });
+
+  it('refuses unspecified directions, other identities and unauthenticated callers', () => {
+    const code = (fn: () => unknown): string => {
+      try {
+        fn();
+      } catch (err) {
+        return (err as AirlockError).code;
+      }
+      return 'none';
+    };
+    expect(code(() => authorizer.authorize(parseSpiffeId(A), req({ direction: Direction.DIRECTION_UNSPECIFIED })))).toBe('AIRLOCK_BAD_REQUEST');
+    expect(code(() => authorizer.authorize(parseSpiffeId(B), req({})))).toBe('AIRLOCK_PERMISSION_DENIED');
+    expect(code(() => authorizer.authorize(parseSpiffeId(A), req({ direction: Direction.DIRECTION_INBOUND, sourceSpiffeId: B, destinationSpiffeId: B })))).toBe('AIRLOCK_PERMISSION_DENIED');
+    expect(code(() => authorizer.authorize(new AirlockError('AIRLOCK_UNAUTHENTICATED', 'no cert'), req({})))).toBe('AIRLOCK_UNAUTHENTICATED');
+    expect(code(() => authorizer.authorize(parseSpiffeId(B), req({ direction: Direction.DIRECTION_INBOUND, sourceSpiffeId: 'junk', destinationSpiffeId: B })))).toBe('AIRLOCK_BAD_REQUEST');
+  });
+
+  it('denies an INBOUND call from a foreign trust domain', () => {
+    const res = authorizer.authorize(parseSpiffeId(B), req({ direction: Direction.DIRECTION_INBOUND, sourceSpiffeId: 'spiffe://evil.test/ns/demo/sa/a', destinationSpiffeId: B }));
+    expect(res.verdict).toBe(Verdict.VERDICT_DENY);
+    expect(res.upstream).toBeUndefined();
+  });
+});

@@ -1,0 +1,32 @@
+import { X509Certificate, type KeyObject } from 'node:crypto';
+import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import { spiffeIdFromCertificate, type SpiffeId } from '@airlock/common/spiffe';
+
+/**
+ * The caller's SPIFFE ID from its client certificate (DER), checked here as well as by TLS: the
+ * listener asks for but cannot require a client certificate, so this is the gate. It must be
+ * signed by our CA, be within its validity, not be a CA, and name exactly one identity of our
+ * trust domain.
+ */
+export function verifyPeerCertificate(der: Buffer | undefined, caPublicKey: KeyObject, trustDomain: string, now = Date.now()): SpiffeId {
+  if (der === undefined || der.length === 0) throw new AirlockError(ErrorCode.Unauthenticated, 'a client certificate (X.509-SVID) is required');
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(der);
+  } catch {
+    throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate cannot be parsed');
+  }
+  if (!cert.verify(caPublicKey)) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not issued by this control plane');
+  if (now < cert.validFromDate.getTime() || now > cert.validToDate.getTime()) {
+    throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not valid now');
+  }
+  if (cert.ca) throw new AirlockError(ErrorCode.Unauthenticated, 'a CA certificate is not a workload identity');
+  let id: SpiffeId;
+  try {
+    id = spiffeIdFromCertificate(cert);
+  } catch (err) {
+    throw new AirlockError(ErrorCode.Unauthenticated, `the client certificate is not an X.509-SVID: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (id.trustDomain !== trustDomain) throw new AirlockError(ErrorCode.Unauthenticated, `the client certificate is for trust domain ${id.trustDomain}`);
+  return id;
+}

@@ -1,0 +1,208 @@
+import { X509Certificate, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import forge from 'node-forge';
+import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import { parseSpiffeId } from '@airlock/common/spiffe';
+import { randomSerialHex } from './serial.ts';
+
+const ROOT_LIFETIME_MS = 10 * 365 * 24 * 3_600_000;
+// Clocks of sidecars may lag a little; a certificate valid "from now" would be refused by them.
+const BACKDATE_MS = 60_000;
+const MIN_RSA_BITS = 2048;
+
+export interface IssuedSvid {
+  readonly certPem: string;
+  /** Lowercase hex, as stored in the registry. */
+  readonly serial: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
+export interface ServingCertificate extends IssuedSvid {
+  readonly keyPem: string;
+}
+
+/** A CSR whose signature verified: only its public key is kept. */
+export interface VerifiedCsr {
+  readonly publicKey: forge.pki.PublicKey;
+}
+
+export interface KeyPairPem {
+  readonly privateKeyPem: string;
+  readonly publicKeyPem: string;
+}
+
+/** RSA 2048 from node:crypto (forge's own generator is far slower). */
+export function generateRsaKeyPair(): KeyPairPem {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  return { privateKeyPem: privateKey, publicKeyPem: publicKey };
+}
+
+interface LeafOptions {
+  readonly publicKey: forge.pki.PublicKey;
+  readonly spiffeId: string;
+  readonly ttlMs: number;
+  readonly dnsNames?: readonly string[];
+  readonly ips?: readonly string[];
+}
+
+/**
+ * The root CA of one trust domain: created in the data dir on first start (`ca.key` 0600, `ca.pem`),
+ * loaded afterwards. It signs X.509-SVIDs from CSRs; only a CSR's public key is used.
+ */
+export class CertificateAuthority {
+  readonly trustDomain: string;
+  /** PEM of the root: the trust bundle every sidecar is given. */
+  readonly certPem: string;
+  readonly publicKey: KeyObject;
+  readonly #cert: forge.pki.Certificate;
+  readonly #key: forge.pki.rsa.PrivateKey;
+  readonly #keyId: string;
+
+  private constructor(trustDomain: string, certPem: string, keyPem: string) {
+    this.trustDomain = trustDomain;
+    this.certPem = certPem;
+    this.#cert = forge.pki.certificateFromPem(certPem);
+    this.#key = forge.pki.privateKeyFromPem(keyPem);
+    this.#keyId = this.#cert.generateSubjectKeyIdentifier().getBytes();
+    this.publicKey = createPublicKey(certPem);
+  }
+
+  /** Loads `<dataDir>/ca.{key,pem}`, or creates them when neither exists. */
+  static loadOrCreate(dataDir: string, trustDomain: string, now = new Date()): CertificateAuthority {
+    const keyPath = join(dataDir, 'ca.key');
+    const certPath = join(dataDir, 'ca.pem');
+    const hasKey = existsSync(keyPath);
+    const hasCert = existsSync(certPath);
+    if (hasKey !== hasCert) {
+      throw new AirlockError(ErrorCode.Config, `${hasKey ? certPath : keyPath} is missing while ${hasKey ? keyPath : certPath} exists; restore it or remove both to create a new CA`);
+    }
+    if (hasKey) {
+      const ca = CertificateAuthority.fromPem(trustDomain, readFileSync(certPath, 'utf8'), readFileSync(keyPath, 'utf8'));
+      const x509 = new X509Certificate(ca.certPem);
+      if (x509.subjectAltName !== `URI:spiffe://${trustDomain}`) {
+        throw new AirlockError(ErrorCode.Config, `the CA in ${certPath} is for "${x509.subjectAltName ?? 'no trust domain'}", not spiffe://${trustDomain}`);
+      }
+      return ca;
+    }
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const { certPem, keyPem } = createRoot(trustDomain, now);
+    // Key first and with its mode set at creation: it is never world-readable, even briefly.
+    writeFileSync(keyPath, keyPem, { mode: 0o600, flag: 'wx' });
+    chmodSync(keyPath, 0o600);
+    writeFileSync(certPath, certPem, { mode: 0o644, flag: 'wx' });
+    return new CertificateAuthority(trustDomain, certPem, keyPem);
+  }
+
+  static fromPem(trustDomain: string, certPem: string, keyPem: string): CertificateAuthority {
+    try {
+      return new CertificateAuthority(trustDomain, certPem, keyPem);
+    } catch (err) {
+      throw new AirlockError(ErrorCode.Config, `cannot load the CA: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+
+  /**
+   * Signs an X.509-SVID for `spiffeId` from a PKCS#10 CSR. The CSR's signature must verify (the
+   * caller holds the key); its subject and extensions are ignored.
+   */
+  issueSvid(csr: string | VerifiedCsr, spiffeId: string, ttlMs: number, now = new Date()): IssuedSvid {
+    const verified = typeof csr === 'string' ? this.verifyCsr(csr) : csr;
+    return this.#issueLeaf({ publicKey: verified.publicKey, spiffeId, ttlMs }, now);
+  }
+
+  /** Checks a CSR without issuing anything (so a bad CSR is refused before a join token is spent). */
+  verifyCsr(csrPem: string): VerifiedCsr {
+    return { publicKey: publicKeyOfCsr(csrPem) };
+  }
+
+  /** The control plane's own serving certificate and a fresh key: its SPIFFE ID, DNS localhost, IP 127.0.0.1. */
+  issueServingCertificate(spiffeId: string, ttlMs: number, now = new Date()): ServingCertificate {
+    const pair = generateRsaKeyPair();
+    const issued = this.#issueLeaf(
+      { publicKey: forge.pki.publicKeyFromPem(pair.publicKeyPem), spiffeId, ttlMs, dnsNames: ['localhost'], ips: ['127.0.0.1'] },
+      now,
+    );
+    return { ...issued, keyPem: pair.privateKeyPem };
+  }
+
+  #issueLeaf(o: LeafOptions, now: Date): IssuedSvid {
+    const id = parseSpiffeId(o.spiffeId);
+    if (id.trustDomain !== this.trustDomain) {
+      throw new AirlockError(ErrorCode.BadRequest, `${o.spiffeId} is not in trust domain ${this.trustDomain}`);
+    }
+    const cert = forge.pki.createCertificate();
+    cert.publicKey = o.publicKey;
+    cert.serialNumber = randomSerialHex();
+    const notBefore = new Date(now.getTime() - BACKDATE_MS);
+    const notAfter = new Date(now.getTime() + o.ttlMs);
+    cert.validity.notBefore = notBefore;
+    cert.validity.notAfter = notAfter;
+    // SPIFFE: the identity is the URI SAN; the subject carries nothing a peer should trust.
+    cert.setSubject([{ name: 'organizationName', value: 'Airlock' }]);
+    cert.setIssuer(this.#cert.subject.attributes);
+    const altNames: { type: number; value?: string; ip?: string }[] = [{ type: 6, value: id.uri }];
+    for (const dns of o.dnsNames ?? []) altNames.push({ type: 2, value: dns });
+    for (const ip of o.ips ?? []) altNames.push({ type: 7, ip });
+    cert.setExtensions([
+      { name: 'basicConstraints', cA: false, critical: true },
+      { name: 'keyUsage', digitalSignature: true, critical: true },
+      { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
+      { name: 'subjectAltName', altNames },
+      { name: 'subjectKeyIdentifier' },
+      { name: 'authorityKeyIdentifier', keyIdentifier: this.#keyId },
+    ]);
+    cert.sign(this.#key, forge.md.sha256.create());
+    return { certPem: forge.pki.certificateToPem(cert), serial: cert.serialNumber.replace(/^00/, ''), notBefore, notAfter };
+  }
+}
+
+function createRoot(trustDomain: string, now: Date): { certPem: string; keyPem: string } {
+  const pair = generateRsaKeyPair();
+  const key = forge.pki.privateKeyFromPem(pair.privateKeyPem);
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = forge.pki.publicKeyFromPem(pair.publicKeyPem);
+  cert.serialNumber = randomSerialHex();
+  cert.validity.notBefore = new Date(now.getTime() - BACKDATE_MS);
+  cert.validity.notAfter = new Date(now.getTime() + ROOT_LIFETIME_MS);
+  const subject = [
+    { name: 'organizationName', value: 'Airlock' },
+    { name: 'commonName', value: `Airlock root CA ${trustDomain}` },
+  ];
+  cert.setSubject(subject);
+  cert.setIssuer(subject);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+    { name: 'subjectAltName', altNames: [{ type: 6, value: `spiffe://${trustDomain}` }] },
+    { name: 'subjectKeyIdentifier' },
+  ]);
+  cert.sign(key, forge.md.sha256.create());
+  return { certPem: forge.pki.certificateToPem(cert), keyPem: pair.privateKeyPem };
+}
+
+/** The public key of a CSR whose self-signature verifies; anything else is a bad request. */
+function publicKeyOfCsr(csrPem: string): forge.pki.PublicKey {
+  let csr: forge.pki.CertificateSigningRequest;
+  try {
+    csr = forge.pki.certificationRequestFromPem(csrPem);
+  } catch (err) {
+    throw new AirlockError(ErrorCode.BadRequest, `the CSR is not a PEM PKCS#10 RSA request: ${errorMessage(err)}`);
+  }
+  let valid: boolean;
+  try {
+    valid = csr.verify();
+  } catch {
+    valid = false;
+  }
+  if (!valid) throw new AirlockError(ErrorCode.BadRequest, 'the CSR signature does not verify');
+  const key = csr.publicKey as forge.pki.rsa.PublicKey | null;
+  if (key === null) throw new AirlockError(ErrorCode.BadRequest, 'the CSR has no public key');
+  if (key.n.bitLength() < MIN_RSA_BITS) throw new AirlockError(ErrorCode.BadRequest, `the CSR key must be RSA of at least ${MIN_RSA_BITS} bits`);
+  return key;
+}

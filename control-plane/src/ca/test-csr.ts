@@ -1,0 +1,12 @@
+import forge from 'node-forge';
+import { generateRsaKeyPair } from './ca.ts';
+
+/** For tests: a key pair and a CSR signed by it, as a sidecar would make them. */
+export function makeCsr(commonName = 'test'): { csrPem: string; keyPem: string } {
+  const pair = generateRsaKeyPair();
+  const csr = forge.pki.createCertificationRequest();
+  csr.publicKey = forge.pki.publicKeyFromPem(pair.publicKeyPem);
+  csr.setSubject([{ name: 'commonName', value: commonName }]);
+  csr.sign(forge.pki.privateKeyFromPem(pair.privateKeyPem), forge.md.sha256.create());
+  return { csrPem: forge.pki.certificationRequestToPem(csr), keyPem: pair.privateKeyPem };
+}

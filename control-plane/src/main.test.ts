@@ -1,0 +1,290 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
+import { createRootLogger } from '@airlock/common/logging';
+import { AuthorizationServiceClient, Direction, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import { IdentityServiceClient, type SignCertificateRequest, type SignCertificateResponse } from '@airlock/proto/identity/v1';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CertificateAuthority } from './ca/ca.ts';
+import { makeCsr } from './ca/test-csr.ts';
+import { controlPlaneConfig } from './config/config.ts';
+import { controlPlaneSpiffeId, startControlPlane, type RunningControlPlane } from './main.ts';
+
+const TD = 'airlock.test';
+const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
+const TOOL = `spiffe://${TD}/ns/demo/sa/tool`;
+
+const POLICY = `
+apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: researchers }
+spec: { selector: { namespace: demo, serviceAccounts: [researcher] } }
+---
+apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: tools }
+spec: { selector: { namespace: demo, serviceAccounts: ["tool*"] } }
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: researchers-to-tools }
+spec:
+  from: { segments: [researchers] }
+  to: { segments: [tools], ports: [8080] }
+  rules: [ { methods: [GET], paths: ["/v1/*"] } ]
+  action: allow
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: researchers-to-example }
+spec:
+  from: { segments: [researchers] }
+  to: { hosts: [api.example.com], ports: [443] }
+  action: allow
+`;
+
+// An IP is not a valid TLS server name (SNI); the name does not matter, the SPIFFE ID is checked.
+const CLIENT_OPTIONS = { 'grpc.ssl_target_name_override': 'localhost' };
+
+interface Identity {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+function channel(caPem: string, id?: Identity): ChannelCredentials {
+  return credentials.createSsl(
+    Buffer.from(caPem),
+    id === undefined ? null : Buffer.from(id.keyPem),
+    id === undefined ? null : Buffer.from(id.certPem),
+    {
+      // As sidecars do: the control plane is recognized by its SPIFFE ID, not by a host name.
+      checkServerIdentity: (_host, cert) =>
+        cert.subjectaltname?.split(', ').includes(`URI:${controlPlaneSpiffeId(TD)}`) === true ? undefined : new Error('not the control plane'),
+    },
+  );
+}
+
+function signCertificate(cp: RunningControlPlane, req: Partial<SignCertificateRequest>, id?: Identity): Promise<SignCertificateResponse> {
+  const client = new IdentityServiceClient(`127.0.0.1:${cp.grpcPort}`, channel(cp.trustBundlePem, id), CLIENT_OPTIONS);
+  return new Promise((resolve, reject) => {
+    client.signCertificate({ csrPem: '', inboundAddress: '', ...req }, (err, res) => {
+      client.close();
+      if (err !== null) reject(err);
+      else resolve(res);
+    });
+  });
+}
+
+function authorize(cp: RunningControlPlane, id: Identity | undefined, req: Partial<AuthorizeRequest>, caPem = cp.trustBundlePem): Promise<AuthorizeResponse> {
+  const client = new AuthorizationServiceClient(`127.0.0.1:${cp.grpcPort}`, channel(caPem, id), CLIENT_OPTIONS);
+  const full: AuthorizeRequest = {
+    direction: Direction.DIRECTION_OUTBOUND,
+    sourceSpiffeId: '',
+    destinationSpiffeId: '',
+    destinationHost: '',
+    destinationPort: 0,
+    method: 'GET',
+    path: '/',
+    ...req,
+  };
+  return new Promise((resolve, reject) => {
+    client.authorize(full, (err, res) => {
+      client.close();
+      if (err !== null) reject(err);
+      else resolve(res);
+    });
+  });
+}
+
+async function grpcCode(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+  } catch (err) {
+    return (err as ServiceError).code;
+  }
+  throw new Error('expected the call to fail');
+}
+
+describe('control plane over real TLS', () => {
+  let dir: string;
+  let cp: RunningControlPlane;
+  const logs: Record<string, unknown>[] = [];
+  let researcher: Identity;
+  let tool: Identity;
+
+  const http = (path: string, init: RequestInit = {}): Promise<Response> => fetch(`http://127.0.0.1:${cp.httpPort}${path}`, init);
+  const createToken = async (identity: string, auth = `Bearer ${cp.adminToken}`): Promise<Response> =>
+    http('/v1/join-tokens', { method: 'POST', headers: { authorization: auth, 'content-type': 'application/json' }, body: JSON.stringify({ identity, ttlSeconds: 600 }) });
+
+  async function enroll(identity: string, inboundAddress: string): Promise<Identity & { token: string }> {
+    const res = await createToken(identity);
+    expect(res.status).toBe(201);
+    const body = (await res.json()) as { token: string; identity: string; expiresAt: string };
+    expect(body.identity).toBe(identity);
+    expect(Date.parse(body.expiresAt) - Date.now()).toBeGreaterThan(590_000);
+    const { csrPem, keyPem } = makeCsr();
+    const signed = await signCertificate(cp, { csrPem, joinToken: body.token, inboundAddress });
+    expect(signed.spiffeId).toBe(identity);
+    expect(signed.trustBundlePem).toBe(cp.trustBundlePem);
+    return { certPem: signed.certChainPem, keyPem, token: body.token };
+  }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'airlock-cp-'));
+    writeFileSync(join(dir, 'policy.yaml'), POLICY);
+    const config = controlPlaneConfig.load({
+      flags: { trustDomain: TD, dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', policyFile: join(dir, 'policy.yaml') },
+    });
+    const logger = createRootLogger({ process: 'control-plane', level: 'info', destination: { write: (s: string) => logs.push(JSON.parse(s) as Record<string, unknown>) } });
+    cp = await startControlPlane(config, { logger });
+    const r = await enroll(RESEARCHER, '127.0.0.1:15006');
+    researcher = r;
+    tool = await enroll(TOOL, '127.0.0.1:25006');
+  });
+  afterAll(async () => {
+    await cp.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('is ready and serves metrics', async () => {
+    expect((await http('/readyz')).status).toBe(200);
+    const metrics = await (await http('/metrics')).text();
+    expect(metrics).toContain('airlock_ca_certificates_issued_total{attestation="join_token",process="control-plane"} 2');
+  });
+
+  it('allows a mesh call and names the upstream sidecar', async () => {
+    const res = await authorize(cp, researcher, { sourceSpiffeId: RESEARCHER, destinationHost: 'tool.demo', destinationPort: 8080, path: '/v1/search' });
+    expect(res.verdict).toBe(Verdict.VERDICT_ALLOW);
+    expect(res.policy).toBe('researchers-to-tools');
+    expect(res.upstream).toEqual({ address: '127.0.0.1:25006', spiffeId: TOOL });
+    expect(res.decisionId).toMatch(/^[0-9a-f-]{36}$/);
+    const audit = logs.find((l) => l.decisionId === res.decisionId);
+    expect(audit).toMatchObject({ component: 'audit', audit: true, direction: 'outbound', source: RESEARCHER, destination: TOOL, verdict: 'allow', policy: 'researchers-to-tools', dryRun: false });
+  });
+
+  it('denies what no policy allows, with a reason and no upstream', async () => {
+    const res = await authorize(cp, researcher, { sourceSpiffeId: RESEARCHER, destinationHost: 'tool.demo', destinationPort: 8080, path: '/admin' });
+    expect(res.verdict).toBe(Verdict.VERDICT_DENY);
+    expect(res.reason).toMatch(/^no policy allows GET \/admin/);
+    expect(res.upstream).toBeUndefined();
+    const bypass = await authorize(cp, researcher, { sourceSpiffeId: RESEARCHER, destinationHost: 'tool.demo', destinationPort: 8080, path: '/v1/../admin' });
+    expect(bypass.verdict).toBe(Verdict.VERDICT_DENY);
+    expect(bypass.reason).toMatch(/^ambiguous path/);
+  });
+
+  it('allows an external host without an upstream', async () => {
+    const res = await authorize(cp, researcher, { sourceSpiffeId: RESEARCHER, destinationHost: 'api.example.com', destinationPort: 443, method: 'CONNECT', path: '' });
+    expect(res.verdict).toBe(Verdict.VERDICT_ALLOW);
+    expect(res.upstream).toBeUndefined();
+  });
+
+  it('decides INBOUND calls for the destination sidecar', async () => {
+    const res = await authorize(cp, tool, {
+      direction: Direction.DIRECTION_INBOUND,
+      sourceSpiffeId: RESEARCHER,
+      destinationSpiffeId: TOOL,
+      destinationHost: 'tool.demo',
+      destinationPort: 8080,
+      path: '/v1/x',
+    });
+    expect(res.verdict).toBe(Verdict.VERDICT_ALLOW);
+  });
+
+  it('refuses a question about another identity with PERMISSION_DENIED, audited', async () => {
+    const before = logs.length;
+    expect(await grpcCode(authorize(cp, researcher, { sourceSpiffeId: TOOL, destinationHost: 'researcher.demo', destinationPort: 8080 }))).toBe(status.PERMISSION_DENIED);
+    expect(
+      await grpcCode(authorize(cp, researcher, { direction: Direction.DIRECTION_INBOUND, sourceSpiffeId: RESEARCHER, destinationSpiffeId: TOOL, destinationHost: 'tool.demo', destinationPort: 8080 })),
+    ).toBe(status.PERMISSION_DENIED);
+    const refusals = logs.slice(before).filter((l) => l.audit === true && l.verdict === 'refused');
+    expect(refusals).toHaveLength(2);
+    const metrics = await (await http('/metrics')).text();
+    expect(metrics).toMatch(/airlock_authz_refused_total\{reason="permission_denied",process="control-plane"\} 2/);
+  });
+
+  it('refuses Authorize without a client certificate, or with one from another CA', async () => {
+    expect(await grpcCode(authorize(cp, undefined, { sourceSpiffeId: RESEARCHER, destinationHost: 'tool.demo', destinationPort: 8080 }))).toBe(status.UNAUTHENTICATED);
+    const otherDir = mkdtempSync(join(tmpdir(), 'airlock-other-ca-'));
+    try {
+      const other = CertificateAuthority.loadOrCreate(otherDir, TD);
+      const { csrPem, keyPem } = makeCsr();
+      const forged = { certPem: other.issueSvid(csrPem, RESEARCHER, 60_000).certPem, keyPem };
+      expect(await grpcCode(authorize(cp, forged, { sourceSpiffeId: RESEARCHER, destinationHost: 'tool.demo', destinationPort: 8080 }))).toBe(status.UNAUTHENTICATED);
+    } finally {
+      rmSync(otherDir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a used, unknown or missing join token with UNAUTHENTICATED', async () => {
+    const { csrPem } = makeCsr();
+    const used = (await enroll(`spiffe://${TD}/ns/demo/sa/once`, '127.0.0.1:35006')).token;
+    expect(await grpcCode(signCertificate(cp, { csrPem, joinToken: used, inboundAddress: '127.0.0.1:35006' }))).toBe(status.UNAUTHENTICATED);
+    expect(await grpcCode(signCertificate(cp, { csrPem, joinToken: 'x'.repeat(43), inboundAddress: '127.0.0.1:1' }))).toBe(status.UNAUTHENTICATED);
+    expect(await grpcCode(signCertificate(cp, { csrPem, inboundAddress: '127.0.0.1:1' }))).toBe(status.UNAUTHENTICATED);
+  });
+
+  it('refuses a bad CSR without spending the token', async () => {
+    const body = (await (await createToken(`spiffe://${TD}/ns/demo/sa/careful`)).json()) as { token: string };
+    expect(await grpcCode(signCertificate(cp, { csrPem: 'garbage', joinToken: body.token, inboundAddress: '127.0.0.1:1' }))).toBe(status.INVALID_ARGUMENT);
+    const ok = await signCertificate(cp, { csrPem: makeCsr().csrPem, joinToken: body.token, inboundAddress: '127.0.0.1:1' });
+    expect(ok.spiffeId).toBe(`spiffe://${TD}/ns/demo/sa/careful`);
+  });
+
+  it('renews the same identity with a client certificate', async () => {
+    const res = await signCertificate(cp, { csrPem: makeCsr().csrPem, inboundAddress: '127.0.0.1:15006' }, researcher);
+    expect(res.spiffeId).toBe(RESEARCHER);
+  });
+
+  it('protects the admin API with the bearer token and validates bodies', async () => {
+    const noAuth = await http('/v1/join-tokens', { method: 'POST', body: JSON.stringify({ identity: RESEARCHER }) });
+    expect(noAuth.status).toBe(401);
+    expect(noAuth.headers.get('content-type')).toBe('application/json');
+    expect(((await noAuth.json()) as { error: string }).error).toBe('unauthenticated');
+    expect((await createToken(RESEARCHER, 'Bearer wrong')).status).toBe(401);
+    const foreign = await createToken('spiffe://evil.test/ns/demo/sa/x');
+    expect(foreign.status).toBe(400);
+    expect(await foreign.json()).toMatchObject({ error: 'bad_request' });
+    expect((await createToken('not-an-id')).status).toBe(400);
+    const big = await http('/v1/join-tokens', { method: 'POST', headers: { authorization: `Bearer ${cp.adminToken}` }, body: 'x'.repeat(70_000) });
+    expect(big.status).toBe(413);
+    const defaults = await http('/v1/join-tokens', { method: 'POST', headers: { authorization: `Bearer ${cp.adminToken}` }, body: JSON.stringify({ identity: TOOL }) });
+    expect(defaults.status).toBe(201);
+    const tooLong = await http('/v1/join-tokens', { method: 'POST', headers: { authorization: `Bearer ${cp.adminToken}` }, body: JSON.stringify({ identity: TOOL, ttlSeconds: 86_401 }) });
+    expect(tooLong.status).toBe(400);
+    expect(logs.some((l) => JSON.stringify(l).includes(cp.adminToken))).toBe(false);
+  });
+});
+
+describe('startControlPlane', () => {
+  it('refuses a bad policy file with AIRLOCK_POLICY_INVALID naming file:line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-cp-bad-'));
+    try {
+      const policyFile = join(dir, 'policy.yaml');
+      writeFileSync(policyFile, 'apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: a }\nspec:\n  selektor: {}\n');
+      const config = controlPlaneConfig.load({ flags: { dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', policyFile } });
+      await expect(startControlPlane(config, { logger: createRootLogger({ process: 't', level: 'silent' }) })).rejects.toMatchObject({
+        code: 'AIRLOCK_POLICY_INVALID',
+        message: expect.stringContaining(`${policyFile}:5: unknown field "spec.selektor"`) as unknown,
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps its CA and admin token across restarts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-cp-restart-'));
+    try {
+      const config = controlPlaneConfig.load({ flags: { dataDir: dir, grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0' } });
+      const logger = createRootLogger({ process: 't', level: 'silent' });
+      const first = await startControlPlane(config, { logger });
+      await first.close();
+      const second = await startControlPlane(config, { logger });
+      await second.close();
+      expect(second.trustBundlePem).toBe(first.trustBundlePem);
+      expect(second.adminToken).toBe(first.adminToken);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,197 @@
+import type { SpiffeId } from '@airlock/common/spiffe';
+import { normalizePath } from './path.ts';
+import type { PolicyDoc, PolicyDocuments, SegmentDoc } from './types.ts';
+
+/** What a decision is about, after the caller's identity checks. */
+export interface DecisionInput {
+  readonly source: SpiffeId;
+  /** The destination agent, when the destination is a mesh host; undefined for external hosts. */
+  readonly destination: SpiffeId | undefined;
+  readonly host: string;
+  readonly port: number;
+  readonly method: string;
+  /** Raw request path (normalized here); empty for CONNECT. */
+  readonly path: string;
+}
+
+export interface PolicyDecision {
+  readonly allow: boolean;
+  /** Name of the policy that decided; empty for the default deny and refused paths. */
+  readonly policy: string;
+  readonly reason: string;
+  /** A dry-run policy would have denied: the call is let through, and said so. */
+  readonly dryRunDeny: boolean;
+}
+
+interface CompiledRule {
+  readonly methods: ReadonlySet<string> | undefined;
+  readonly exact: ReadonlySet<string>;
+  readonly prefixes: readonly string[];
+  readonly anyPath: boolean;
+}
+
+interface CompiledPolicy {
+  readonly name: string;
+  readonly order: number;
+  readonly deny: boolean;
+  readonly dryRun: boolean;
+  readonly toSegments: ReadonlySet<string> | undefined;
+  readonly hostsExact: ReadonlySet<string>;
+  readonly hostSuffixes: readonly string[];
+  readonly ports: ReadonlySet<number> | undefined;
+  readonly rules: readonly CompiledRule[];
+}
+
+interface CompiledSegment {
+  readonly name: string;
+  readonly namespace: RegExp;
+  readonly serviceAccounts: readonly RegExp[];
+}
+
+/**
+ * Segments and policies compiled once into a lookup by source segment. Evaluation:
+ * - a matching enforced deny wins;
+ * - nothing allowing is a deny ("no policy allows …"), except where a dry-run allow policy covers
+ *   this source and destination: then what it does not allow is let through as "would deny";
+ * - an allowed call that a dry-run deny matches is let through as "would deny";
+ * - otherwise the first allowing policy (in file order) names the decision.
+ */
+export class PolicyEngine {
+  readonly trustDomain: string;
+  readonly #segments: readonly CompiledSegment[];
+  readonly #bySourceSegment: ReadonlyMap<string, readonly CompiledPolicy[]>;
+
+  constructor(docs: PolicyDocuments, trustDomain: string) {
+    this.trustDomain = trustDomain;
+    this.#segments = docs.segments.map(compileSegment);
+    const index = new Map<string, CompiledPolicy[]>();
+    docs.policies.forEach((doc, order) => {
+      const compiled = compilePolicy(doc, order);
+      for (const seg of doc.fromSegments) {
+        const list = index.get(seg) ?? [];
+        list.push(compiled);
+        index.set(seg, list);
+      }
+    });
+    this.#bySourceSegment = index;
+  }
+
+  static empty(trustDomain: string): PolicyEngine {
+    return new PolicyEngine({ segments: [], policies: [] }, trustDomain);
+  }
+
+  /** Names of the segments an identity belongs to. */
+  segmentsOf(id: SpiffeId): string[] {
+    if (id.trustDomain !== this.trustDomain) return [];
+    return this.#segments.filter((s) => s.namespace.test(id.namespace) && s.serviceAccounts.some((g) => g.test(id.serviceAccount))).map((s) => s.name);
+  }
+
+  evaluate(input: DecisionInput): PolicyDecision {
+    let path: string | undefined;
+    if (input.method === 'CONNECT' && input.path === '') {
+      path = undefined; // a tunnel has no path: only rules without paths can match it
+    } else {
+      const n = normalizePath(input.path);
+      if (!n.ok) return { allow: false, policy: '', reason: `ambiguous path: ${n.why}`, dryRunDeny: false };
+      path = n.path;
+    }
+    const host = normalizeHost(input.host);
+    const what = `${input.method}${path === undefined ? '' : ` ${path}`} from ${input.source.uri} to ${host}:${input.port}`;
+    const destSegments = new Set(input.destination === undefined ? [] : this.segmentsOf(input.destination));
+
+    const seen = new Set<CompiledPolicy>();
+    const candidates: CompiledPolicy[] = [];
+    for (const seg of this.segmentsOf(input.source)) {
+      for (const p of this.#bySourceSegment.get(seg) ?? []) {
+        if (!seen.has(p)) {
+          seen.add(p);
+          candidates.push(p);
+        }
+      }
+    }
+    candidates.sort((a, b) => a.order - b.order);
+
+    let dryRunDeny: CompiledPolicy | undefined;
+    let allow: CompiledPolicy | undefined;
+    let dryRunScope: CompiledPolicy | undefined;
+    for (const p of candidates) {
+      if (!matchesDestination(p, host, input.port, destSegments)) continue;
+      if (!matchesRequest(p, input.method, path)) {
+        // A dry-run allow that covers this source and destination is being rolled out: what it
+        // does not allow would be denied once enforced, so it is reported but let through.
+        if (p.dryRun && !p.deny) dryRunScope ??= p;
+        continue;
+      }
+      if (p.deny && !p.dryRun) return { allow: false, policy: p.name, reason: `policy "${p.name}" denies ${what}`, dryRunDeny: false };
+      if (p.deny) dryRunDeny ??= p;
+      else allow ??= p;
+    }
+    // A dry-run deny only matters for a call that would otherwise pass.
+    if (allow === undefined && dryRunScope === undefined) {
+      return { allow: false, policy: '', reason: `no policy allows ${what}`, dryRunDeny: false };
+    }
+    if (dryRunDeny !== undefined) {
+      return { allow: true, policy: dryRunDeny.name, reason: `would deny: policy "${dryRunDeny.name}" denies ${what}`, dryRunDeny: true };
+    }
+    if (allow !== undefined) return { allow: true, policy: allow.name, reason: `allowed by policy "${allow.name}"`, dryRunDeny: false };
+    const scope = dryRunScope as CompiledPolicy;
+    return { allow: true, policy: scope.name, reason: `would deny: no policy allows ${what}`, dryRunDeny: true };
+  }
+}
+
+function matchesDestination(p: CompiledPolicy, host: string, port: number, destSegments: ReadonlySet<string>): boolean {
+  if (p.ports !== undefined && !p.ports.has(port)) return false;
+  if (p.toSegments !== undefined) {
+    for (const s of p.toSegments) if (destSegments.has(s)) return true;
+    return false;
+  }
+  return p.hostsExact.has(host) || p.hostSuffixes.some((suffix) => host.endsWith(suffix) && host.length > suffix.length);
+}
+
+function matchesRequest(p: CompiledPolicy, method: string, path: string | undefined): boolean {
+  if (p.rules.length === 0) return true;
+  return p.rules.some((r) => {
+    if (r.methods !== undefined && !r.methods.has(method)) return false;
+    if (r.anyPath) return true;
+    if (path === undefined) return false;
+    return r.exact.has(path) || r.prefixes.some((prefix) => path === prefix.slice(0, -1) || path.startsWith(prefix));
+  });
+}
+
+function normalizeHost(host: string): string {
+  const h = host.toLowerCase();
+  return h.endsWith('.') ? h.slice(0, -1) : h;
+}
+
+function globToRegExp(glob: string): RegExp {
+  return new RegExp(`^${glob.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\-]/g, '\\$&')).join('.*')}$`);
+}
+
+function compileSegment(s: SegmentDoc): CompiledSegment {
+  return { name: s.name, namespace: globToRegExp(s.namespace ?? '*'), serviceAccounts: s.serviceAccounts.map(globToRegExp) };
+}
+
+function compilePolicy(p: PolicyDoc, order: number): CompiledPolicy {
+  const hosts = p.toHosts ?? [];
+  return {
+    name: p.name,
+    order,
+    deny: p.action === 'deny',
+    dryRun: p.mode === 'dry-run',
+    toSegments: p.toSegments === undefined ? undefined : new Set(p.toSegments),
+    hostsExact: new Set(hosts.filter((h) => !h.startsWith('*.'))),
+    // "*.example.com" matches a.example.com and a.b.example.com, not example.com itself.
+    hostSuffixes: hosts.filter((h) => h.startsWith('*.')).map((h) => h.slice(1)),
+    ports: p.toPorts.length === 0 ? undefined : new Set(p.toPorts),
+    rules: p.rules.map((r) => {
+      const paths = r.paths;
+      return {
+        methods: r.methods.length === 0 ? undefined : new Set(r.methods),
+        anyPath: paths.length === 0 || paths.includes('/*'),
+        exact: new Set(paths.filter((x) => !x.endsWith('/*'))),
+        // "/v1/search/*" is kept as "/v1/search/": it matches "/v1/search" and anything below it.
+        prefixes: paths.filter((x) => x.endsWith('/*')).map((x) => x.slice(0, -1)),
+      };
+    }),
+  };
+}

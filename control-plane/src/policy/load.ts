@@ -1,0 +1,282 @@
+import { readFileSync } from 'node:fs';
+import { LineCounter, isMap, isScalar, isSeq, parseAllDocuments, type Node, type YAMLMap } from 'yaml';
+import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import { normalizePath } from './path.ts';
+import type { PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc } from './types.ts';
+
+const API_VERSION = 'airlock.dev/v1';
+const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const GLOB = /^[a-z0-9*]([-a-z0-9.*]{0,251}[a-z0-9*])?$/;
+const HOST = /^(\*\.)?[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const METHOD = /^[A-Z]{1,20}$/;
+
+/** Every problem found, each as `file:line: message`, collected before failing. */
+class Problems {
+  readonly list: string[] = [];
+  /** Segment references of policies, checked once every Segment is known. */
+  readonly refs: { readonly policy: string; readonly field: string; readonly segment: string; readonly at: string }[] = [];
+  readonly file: string;
+  readonly #lines: LineCounter;
+
+  constructor(file: string, lines: LineCounter) {
+    this.file = file;
+    this.#lines = lines;
+  }
+
+  at(node: Node | null | undefined): string {
+    const offset = node?.range?.[0];
+    return offset === undefined ? this.file : `${this.file}:${this.#lines.linePos(offset).line}`;
+  }
+
+  add(node: Node | null | undefined, message: string): void {
+    this.list.push(`${this.at(node)}: ${message}`);
+  }
+}
+
+/** Reads a policy file; a missing file or any invalid document is AIRLOCK_POLICY_INVALID. */
+export function loadPolicyFile(path: string): PolicyDocuments {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new AirlockError(ErrorCode.Policy, `cannot read policy file ${path}: ${errorMessage(err)}`, { cause: err });
+  }
+  return parsePolicyText(text, path);
+}
+
+/** Parses multi-document YAML of Segment and Policy kinds; unknown fields and dangling references are errors. */
+export function parsePolicyText(text: string, file: string): PolicyDocuments {
+  const lines = new LineCounter();
+  const problems = new Problems(file, lines);
+  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const segments: SegmentDoc[] = [];
+  const policies: PolicyDoc[] = [];
+  for (const doc of Array.isArray(docs) ? docs : []) {
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) {
+        problems.list.push(`${file}:${lines.linePos(e.pos[0]).line}: ${e.message.split('\n')[0] ?? e.message}`);
+      }
+      continue;
+    }
+    const root = doc.contents;
+    if (root === null) continue; // an empty document between separators
+    if (!isMap(root)) {
+      problems.add(root, 'each document must be a mapping with apiVersion, kind, metadata and spec');
+      continue;
+    }
+    const top = fields(root, '', ['apiVersion', 'kind', 'metadata', 'spec'], problems);
+    const apiVersion = str(top.get('apiVersion'), 'apiVersion', problems, root);
+    if (apiVersion !== undefined && apiVersion !== API_VERSION) problems.add(top.get('apiVersion'), `apiVersion must be "${API_VERSION}", got "${apiVersion}"`);
+    const kind = str(top.get('kind'), 'kind', problems, root);
+    const name = metadataName(top.get('metadata'), problems, root);
+    const spec = top.get('spec');
+    if (!isMap(spec)) {
+      problems.add(spec ?? root, '"spec" must be a mapping');
+      continue;
+    }
+    if (kind === 'Segment') {
+      const s = segmentSpec(spec, problems);
+      if (name !== undefined && s !== undefined) segments.push({ name, ...s, at: problems.at(root) });
+    } else if (kind === 'Policy') {
+      const p = policySpec(spec, problems);
+      if (name !== undefined && p !== undefined) policies.push({ name, ...p, at: problems.at(root) });
+      if (name !== undefined) recordRefs(name, spec, problems);
+    } else if (kind !== undefined) {
+      problems.add(top.get('kind'), `kind must be Segment or Policy, got "${kind}"`);
+    }
+  }
+  checkReferences(segments, policies, problems);
+  if (problems.list.length > 0) {
+    throw new AirlockError(ErrorCode.Policy, `invalid policy:\n${problems.list.map((p) => `  - ${p}`).join('\n')}`);
+  }
+  return { segments, policies };
+}
+
+function fields(map: YAMLMap, path: string, known: readonly string[], problems: Problems): Map<string, Node | null> {
+  const out = new Map<string, Node | null>();
+  for (const pair of map.items) {
+    const key = pair.key as Node | null;
+    const k = isScalar(key) ? String(key.value) : undefined;
+    if (k === undefined || !known.includes(k)) {
+      problems.add(key, `unknown field "${path}${k ?? '?'}" (known: ${known.join(', ')})`);
+      continue;
+    }
+    out.set(k, pair.value as Node | null);
+  }
+  return out;
+}
+
+function str(node: Node | null | undefined, field: string, problems: Problems, parent: Node, required = true): string | undefined {
+  if (node === undefined || node === null) {
+    if (required) problems.add(parent, `"${field}" is required`);
+    return undefined;
+  }
+  if (!isScalar(node) || typeof node.value !== 'string' || node.value === '') {
+    problems.add(node, `"${field}" must be a non-empty string`);
+    return undefined;
+  }
+  return node.value;
+}
+
+function strList(node: Node | null | undefined, field: string, problems: Problems, check: (s: string) => string | undefined): string[] | undefined {
+  if (node === undefined || node === null) return undefined;
+  if (!isSeq(node)) {
+    problems.add(node, `"${field}" must be a list`);
+    return undefined;
+  }
+  const out: string[] = [];
+  for (const item of node.items as (Node | null)[]) {
+    if (!isScalar(item) || typeof item.value !== 'string') {
+      problems.add(item ?? node, `"${field}" entries must be strings`);
+      continue;
+    }
+    const problem = check(item.value);
+    if (problem === undefined) out.push(item.value);
+    else problems.add(item, `"${field}": ${problem}`);
+  }
+  return out;
+}
+
+function metadataName(node: Node | null | undefined, problems: Problems, parent: Node): string | undefined {
+  if (!isMap(node)) {
+    problems.add(node ?? parent, '"metadata" must be a mapping with a name');
+    return undefined;
+  }
+  const m = fields(node, 'metadata.', ['name'], problems);
+  const name = str(m.get('name'), 'metadata.name', problems, node);
+  if (name !== undefined && !NAME.test(name)) {
+    problems.add(m.get('name'), `"metadata.name" must be a lowercase name (a-z, 0-9, "-", "."), got "${name}"`);
+    return undefined;
+  }
+  return name;
+}
+
+const globCheck = (s: string): string | undefined => (GLOB.test(s) ? undefined : `"${s}" is not a name or a glob of lowercase letters, digits, "-", "." and "*"`);
+
+function segmentSpec(spec: YAMLMap, problems: Problems): Omit<SegmentDoc, 'name' | 'at'> | undefined {
+  const s = fields(spec, 'spec.', ['selector'], problems);
+  const selector = s.get('selector');
+  if (!isMap(selector)) {
+    problems.add(selector ?? spec, '"spec.selector" must be a mapping with namespace and/or serviceAccounts');
+    return undefined;
+  }
+  const sel = fields(selector, 'spec.selector.', ['namespace', 'serviceAccounts'], problems);
+  const namespace = str(sel.get('namespace'), 'spec.selector.namespace', problems, selector, false);
+  if (namespace !== undefined && globCheck(namespace) !== undefined) problems.add(sel.get('namespace'), `"spec.selector.namespace": ${globCheck(namespace) ?? ''}`);
+  const serviceAccounts = strList(sel.get('serviceAccounts'), 'spec.selector.serviceAccounts', problems, globCheck) ?? ['*'];
+  return { namespace, serviceAccounts };
+}
+
+function policySpec(spec: YAMLMap, problems: Problems): Omit<PolicyDoc, 'name' | 'at'> | undefined {
+  const s = fields(spec, 'spec.', ['from', 'to', 'rules', 'action', 'mode'], problems);
+  const from = s.get('from');
+  const to = s.get('to');
+  if (!isMap(from)) {
+    problems.add(from ?? spec, '"spec.from" must be a mapping with segments');
+    return undefined;
+  }
+  if (!isMap(to)) {
+    problems.add(to ?? spec, '"spec.to" must be a mapping with segments or hosts (and optional ports)');
+    return undefined;
+  }
+  const f = fields(from, 'spec.from.', ['segments'], problems);
+  const fromSegments = strList(f.get('segments'), 'spec.from.segments', problems, nameCheck);
+  if (fromSegments === undefined || fromSegments.length === 0) problems.add(f.get('segments') ?? from, '"spec.from.segments" must list at least one segment');
+  const t = fields(to, 'spec.to.', ['segments', 'hosts', 'ports'], problems);
+  const toSegments = strList(t.get('segments'), 'spec.to.segments', problems, nameCheck);
+  const toHosts = strList(t.get('hosts'), 'spec.to.hosts', problems, (h) =>
+    HOST.test(h) ? undefined : `"${h}" is not a lowercase host name or "*.suffix"`,
+  );
+  if ((toSegments === undefined) === (toHosts === undefined)) problems.add(to, '"spec.to" needs exactly one of "segments" or "hosts"');
+  const toPorts = ports(t.get('ports'), problems);
+  const rules = rulesOf(s.get('rules'), problems);
+  const action = enumOf<PolicyAction>(s.get('action'), 'spec.action', ['allow', 'deny'], problems, spec, undefined);
+  const mode = enumOf<PolicyMode>(s.get('mode'), 'spec.mode', ['enforce', 'dry-run'], problems, spec, 'enforce');
+  if (fromSegments === undefined || action === undefined || mode === undefined) return undefined;
+  return { fromSegments, toSegments, toHosts, toPorts, rules, action, mode };
+}
+
+function recordRefs(policy: string, spec: YAMLMap, problems: Problems): void {
+  for (const [side, field] of [['from', 'spec.from.segments'], ['to', 'spec.to.segments']] as const) {
+    const list = spec.getIn([side, 'segments'], true);
+    if (!isSeq(list)) continue;
+    for (const item of list.items as (Node | null)[]) {
+      if (isScalar(item) && typeof item.value === 'string') problems.refs.push({ policy, field, segment: item.value, at: problems.at(item) });
+    }
+  }
+}
+
+const nameCheck = (s: string): string | undefined => (NAME.test(s) ? undefined : `"${s}" is not a segment name`);
+
+function ports(node: Node | null | undefined, problems: Problems): number[] {
+  if (node === undefined || node === null) return [];
+  if (!isSeq(node)) {
+    problems.add(node, '"spec.to.ports" must be a list of port numbers');
+    return [];
+  }
+  const out: number[] = [];
+  for (const item of node.items as (Node | null)[]) {
+    const v = isScalar(item) ? item.value : undefined;
+    if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535) out.push(v);
+    else problems.add(item ?? node, '"spec.to.ports" entries must be port numbers 1..65535');
+  }
+  return out;
+}
+
+function rulesOf(node: Node | null | undefined, problems: Problems): RuleDoc[] {
+  if (node === undefined || node === null) return [];
+  if (!isSeq(node)) {
+    problems.add(node, '"spec.rules" must be a list');
+    return [];
+  }
+  const out: RuleDoc[] = [];
+  for (const item of node.items as (Node | null)[]) {
+    if (!isMap(item)) {
+      problems.add(item ?? node, '"spec.rules" entries must be mappings with methods and/or paths');
+      continue;
+    }
+    const r = fields(item, 'spec.rules[].', ['methods', 'paths'], problems);
+    const methods = strList(r.get('methods'), 'spec.rules[].methods', problems, (m) =>
+      METHOD.test(m) ? undefined : `"${m}" is not an upper-case HTTP method (methods match case-sensitively)`,
+    ) ?? [];
+    const paths = strList(r.get('paths'), 'spec.rules[].paths', problems, pathCheck) ?? [];
+    out.push({ methods, paths });
+  }
+  return out;
+}
+
+function pathCheck(p: string): string | undefined {
+  const base = p === '/*' ? '/' : p.endsWith('/*') ? p.slice(0, -2) : p;
+  if (base.includes('*')) return `"${p}" may use "*" only as a final "/*"`;
+  const n = normalizePath(base);
+  if (!n.ok) return `"${p}" is not a usable path: ${n.why}`;
+  if (n.path !== base || base.includes('?') || base.includes('#')) return `"${p}" is not in normal form (write it as "${n.path}")`;
+  return undefined;
+}
+
+function enumOf<T extends string>(node: Node | null | undefined, field: string, values: readonly T[], problems: Problems, parent: Node, fallback: T | undefined): T | undefined {
+  if (node === undefined || node === null) {
+    if (fallback === undefined) problems.add(parent, `"${field}" is required (${values.join(' | ')})`);
+    return fallback;
+  }
+  const v = isScalar(node) ? node.value : undefined;
+  if (typeof v === 'string' && (values as readonly string[]).includes(v)) return v as T;
+  problems.add(node, `"${field}" must be one of ${values.join(', ')}`);
+  return undefined;
+}
+
+function checkReferences(segments: readonly SegmentDoc[], policies: readonly PolicyDoc[], problems: Problems): void {
+  const names = new Set<string>();
+  for (const s of segments) {
+    if (names.has(s.name)) problems.list.push(`${s.at}: Segment "${s.name}" is defined twice`);
+    names.add(s.name);
+  }
+  const policyNames = new Set<string>();
+  for (const p of policies) {
+    if (policyNames.has(p.name)) problems.list.push(`${p.at}: Policy "${p.name}" is defined twice`);
+    policyNames.add(p.name);
+  }
+  for (const r of problems.refs) {
+    if (!names.has(r.segment)) problems.list.push(`${r.at}: Policy "${r.policy}" ${r.field} names segment "${r.segment}", which is not defined`);
+  }
+}

@@ -1,0 +1,200 @@
+import { AirlockError } from '@airlock/common/errors';
+import { parseSpiffeId } from '@airlock/common/spiffe';
+import { describe, expect, it } from 'vitest';
+import { PolicyEngine, type DecisionInput } from './engine.ts';
+import { parsePolicyText } from './load.ts';
+import { normalizePath } from './path.ts';
+
+const TD = 'airlock.test';
+const id = (ns: string, sa: string): ReturnType<typeof parseSpiffeId> => parseSpiffeId(`spiffe://${TD}/ns/${ns}/sa/${sa}`);
+
+const POLICY = `
+apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: researchers }
+spec:
+  selector: { namespace: agents, serviceAccounts: ["research-*"] }
+---
+apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: tools }
+spec:
+  selector: { namespace: tools }
+---
+apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: trial }
+spec:
+  selector: { namespace: trial }
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: researchers-to-tools }
+spec:
+  from: { segments: [researchers] }
+  to:   { segments: [tools], ports: [8080] }
+  rules: [ { methods: [GET, POST], paths: ["/v1/search/*", "/health"] } ]
+  action: allow
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: no-tool-admin }
+spec:
+  from: { segments: [researchers] }
+  to:   { segments: [tools] }
+  rules: [ { paths: ["/v1/search/admin/*"] } ]
+  action: deny
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: researchers-to-openai }
+spec:
+  from: { segments: [researchers] }
+  to:   { hosts: ["api.openai.com", "*.example.com"], ports: [443] }
+  action: allow
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: maybe-block-uploads }
+spec:
+  from: { segments: [researchers] }
+  to:   { hosts: ["*.example.com"] }
+  rules: [ { methods: [PUT] } ]
+  action: deny
+  mode: dry-run
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: trial-to-tools }
+spec:
+  from: { segments: [trial] }
+  to:   { segments: [tools] }
+  rules: [ { methods: [GET] } ]
+  action: allow
+  mode: dry-run
+`;
+
+const engine = new PolicyEngine(parsePolicyText(POLICY, 'policy.yaml'), TD);
+const researcher = id('agents', 'research-1');
+const tool = id('tools', 'search');
+
+function call(over: Partial<DecisionInput>): DecisionInput {
+  return { source: researcher, destination: tool, host: 'search.tools', port: 8080, method: 'GET', path: '/v1/search/q', ...over };
+}
+
+describe('policy evaluation', () => {
+  const cases: { name: string; input: DecisionInput; allow: boolean; policy: string; reason: RegExp | string; dryRunDeny?: boolean }[] = [
+    { name: 'allow by segment, method and prefix path', input: call({}), allow: true, policy: 'researchers-to-tools', reason: 'allowed by policy "researchers-to-tools"' },
+    { name: 'prefix matches its own base', input: call({ path: '/v1/search' }), allow: true, policy: 'researchers-to-tools', reason: /allowed/ },
+    { name: 'query string is stripped', input: call({ path: '/v1/search/q?x=../admin' }), allow: true, policy: 'researchers-to-tools', reason: /allowed/ },
+    { name: 'exact path', input: call({ path: '/health' }), allow: true, policy: 'researchers-to-tools', reason: /allowed/ },
+    { name: 'exact path does not match below it', input: call({ path: '/health/x' }), allow: false, policy: '', reason: /^no policy allows GET \/health\/x/ },
+    { name: 'prefix does not match a sibling', input: call({ path: '/v1/searchx' }), allow: false, policy: '', reason: /no policy allows/ },
+    { name: 'deny wins over allow', input: call({ path: '/v1/search/admin/users' }), allow: false, policy: 'no-tool-admin', reason: /policy "no-tool-admin" denies GET \/v1\/search\/admin\/users/ },
+    { name: 'default deny: method not listed', input: call({ method: 'DELETE' }), allow: false, policy: '', reason: /^no policy allows DELETE/ },
+    { name: 'default deny: port not listed', input: call({ port: 9090 }), allow: false, policy: '', reason: /no policy allows/ },
+    { name: 'default deny: source in no segment', input: call({ source: id('agents', 'writer') }), allow: false, policy: '', reason: /no policy allows/ },
+    { name: 'glob on service account', input: call({ source: id('agents', 'research-anything') }), allow: true, policy: 'researchers-to-tools', reason: /allowed/ },
+    { name: 'glob needs the whole name', input: call({ source: id('agents', 'x-research-1') }), allow: false, policy: '', reason: /no policy allows/ },
+    { name: 'foreign trust domain is in no segment', input: call({ source: parseSpiffeId('spiffe://evil.test/ns/agents/sa/research-1') }), allow: false, policy: '', reason: /no policy allows/ },
+    { name: 'external exact host', input: call({ destination: undefined, host: 'api.openai.com', port: 443, method: 'CONNECT', path: '' }), allow: true, policy: 'researchers-to-openai', reason: /allowed/ },
+    { name: 'host match ignores case and a trailing dot', input: call({ destination: undefined, host: 'API.OpenAI.com.', port: 443 }), allow: true, policy: 'researchers-to-openai', reason: /allowed/ },
+    { name: 'wildcard host matches a subdomain', input: call({ destination: undefined, host: 'a.b.example.com', port: 443 }), allow: true, policy: 'researchers-to-openai', reason: /allowed/ },
+    { name: 'wildcard host does not match the apex', input: call({ destination: undefined, host: 'example.com', port: 443 }), allow: false, policy: '', reason: /no policy allows/ },
+    { name: 'host suffix trick', input: call({ destination: undefined, host: 'api.openai.com.evil.io', port: 443 }), allow: false, policy: '', reason: /no policy allows/ },
+    { name: 'external host on a port not listed', input: call({ destination: undefined, host: 'api.openai.com', port: 80 }), allow: false, policy: '', reason: /no policy allows/ },
+    { name: 'dry-run deny lets through and says so', input: call({ destination: undefined, host: 'up.example.com', port: 443, method: 'PUT', path: '/f' }), allow: true, policy: 'maybe-block-uploads', reason: /^would deny: policy "maybe-block-uploads" denies PUT \/f/, dryRunDeny: true },
+    { name: 'dry-run source: allowed call is plain allow', input: call({ source: id('trial', 'bot') }), allow: true, policy: 'trial-to-tools', reason: /allowed/ },
+    { name: 'dry-run allow: what it does not allow is let through as would-deny', input: call({ source: id('trial', 'bot'), method: 'POST' }), allow: true, policy: 'trial-to-tools', reason: /^would deny: no policy allows POST/, dryRunDeny: true },
+    { name: 'dry-run allow opens nothing outside its destination', input: call({ source: id('trial', 'bot'), destination: undefined, host: 'api.openai.com', port: 443 }), allow: false, policy: '', reason: /^no policy allows/ },
+    { name: 'dry-run deny does not turn a default deny into allow', input: call({ destination: undefined, host: 'up.example.com', port: 80, method: 'PUT', path: '/f' }), allow: false, policy: '', reason: /^no policy allows PUT/ },
+    // Bypass attempts: all refused before any policy is consulted.
+    { name: 'dot-segment', input: call({ path: '/v1/search/../admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
+    { name: 'double slash', input: call({ path: '//admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
+    { name: 'encoded dot-segment', input: call({ path: '/%2e%2e/admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
+    { name: 'encoded dot-segment upper case', input: call({ path: '/v1/search/%2E%2E/admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
+    { name: 'encoded slash', input: call({ path: '/v1%2Fadmin' }), allow: false, policy: '', reason: /^ambiguous path/ },
+    { name: 'encoded slash lower case', input: call({ path: '/v1/search%2fq' }), allow: false, policy: '', reason: /^ambiguous path/ },
+    { name: 'encoded backslash', input: call({ path: '/v1/search/%5c..' }), allow: false, policy: '', reason: /^ambiguous path/ },
+    { name: 'backslash', input: call({ path: '/v1/search\\..\\admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
+    { name: 'NUL', input: call({ path: '/v1/search/q%00' }), allow: false, policy: '', reason: /^ambiguous path/ },
+    { name: 'no leading slash', input: call({ path: 'v1/search/q' }), allow: false, policy: '', reason: /^ambiguous path/ },
+    { name: 'absolute-form URL', input: call({ path: 'http://search.tools/v1/search/q' }), allow: false, policy: '', reason: /^ambiguous path/ },
+    { name: 'lower-case method does not match GET', input: call({ method: 'get' }), allow: false, policy: '', reason: /no policy allows get/ },
+    { name: 'encoded unreserved chars are decoded before matching', input: call({ path: '/v1/%73earch/q' }), allow: true, policy: 'researchers-to-tools', reason: /allowed/ },
+  ];
+  it.each(cases)('$name', ({ input, allow, policy, reason, dryRunDeny }) => {
+    const d = engine.evaluate(input);
+    expect({ allow: d.allow, policy: d.policy, dryRunDeny: d.dryRunDeny }).toEqual({ allow, policy, dryRunDeny: dryRunDeny ?? false });
+    expect(d.reason).toMatch(reason);
+  });
+
+  it('denies everything without policies', () => {
+    const d = PolicyEngine.empty(TD).evaluate(call({}));
+    expect(d).toMatchObject({ allow: false, policy: '', dryRunDeny: false });
+    expect(d.reason).toMatch(/^no policy allows/);
+  });
+
+  it('computes segment membership', () => {
+    expect(engine.segmentsOf(researcher)).toEqual(['researchers']);
+    expect(engine.segmentsOf(tool)).toEqual(['tools']);
+  });
+});
+
+describe('normalizePath', () => {
+  it.each([
+    ['/a/b?c=d', '/a/b'],
+    ['/a/%7euser', '/a/~user'],
+    ['/a/%20b', '/a/%20b'],
+    ['/a/%3a', '/a/%3A'],
+    ['/', '/'],
+  ])('%s → %s', (raw, want) => {
+    expect(normalizePath(raw)).toEqual({ ok: true, path: want });
+  });
+  it.each(['/a/./b', '/a/.', '/a/%2E/b', '/a//b', '/a/%zz', '', '*', '/a%2F', '/a%5C', '/a\u0000', '/a\u0007'])('refuses %j', (raw) => {
+    expect(normalizePath(raw).ok).toBe(false);
+  });
+});
+
+describe('policy loading', () => {
+  function problemsOf(text: string): string {
+    try {
+      parsePolicyText(text, 'p.yaml');
+    } catch (err) {
+      expect(err).toBeInstanceOf(AirlockError);
+      expect((err as AirlockError).code).toBe('AIRLOCK_POLICY_INVALID');
+      return (err as AirlockError).message;
+    }
+    throw new Error('expected the policy to be refused');
+  }
+  const segment = 'apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: a }\nspec:\n  selector: { namespace: x }\n';
+
+  it('names file:line and the field of an unknown field', () => {
+    expect(problemsOf(`${segment}---\napiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  from: { segments: [a] }\n  to: { segments: [a], hostz: [x] }\n  action: allow\n`)).toContain(
+      'p.yaml:12: unknown field "spec.to.hostz"',
+    );
+  });
+
+  it('names file:line of a reference to a missing segment', () => {
+    const msg = problemsOf(`${segment}---\napiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  from:\n    segments:\n      - a\n      - ghosts\n  to: { segments: [a] }\n  action: allow\n`);
+    expect(msg).toContain('p.yaml:14: Policy "p" spec.from.segments names segment "ghosts", which is not defined');
+  });
+
+  it('refuses bad actions, modes, methods, paths and YAML syntax', () => {
+    const base = (spec: string): string => `${segment}---\napiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  from: { segments: [a] }\n  to: { segments: [a] }\n${spec}`;
+    expect(problemsOf(base('  action: permit\n'))).toMatch(/p\.yaml:\d+: "spec\.action" must be one of allow, deny/);
+    expect(problemsOf(base('  action: allow\n  mode: maybe\n'))).toMatch(/"spec\.mode" must be one of enforce, dry-run/);
+    expect(problemsOf(base('  action: allow\n  rules: [ { methods: [get] } ]\n'))).toMatch(/"get" is not an upper-case HTTP method/);
+    expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a/../b"] } ]\n'))).toMatch(/dot-segment/);
+    expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a*b"] } ]\n'))).toMatch(/only as a final/);
+    expect(problemsOf(base(''))).toMatch(/"spec\.action" is required/);
+    expect(problemsOf('kind: [unclosed\n')).toMatch(/^invalid policy:\n {2}- p\.yaml:\d+: /);
+    expect(problemsOf(`${segment}---\n${segment}`)).toMatch(/Segment "a" is defined twice/);
+  });
+
+  it('needs exactly one of to.segments and to.hosts', () => {
+    expect(problemsOf(`${segment}---\napiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  from: { segments: [a] }\n  to: { ports: [80] }\n  action: allow\n`)).toMatch(
+      /exactly one of "segments" or "hosts"/,
+    );
+  });
+});

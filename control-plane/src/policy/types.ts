@@ -1,0 +1,40 @@
+/** Validated Segment and Policy documents, as written by the user (before compilation). */
+export interface SegmentDoc {
+  readonly name: string;
+  /** Glob with `*`; undefined = any namespace. */
+  readonly namespace: string | undefined;
+  /** Globs with `*`. */
+  readonly serviceAccounts: readonly string[];
+  /** Where it was defined, for messages: file:line. */
+  readonly at: string;
+}
+
+export interface RuleDoc {
+  /** Upper-case HTTP methods; empty = any. */
+  readonly methods: readonly string[];
+  /** Exact paths, or prefixes written `/x/*`; empty = any. */
+  readonly paths: readonly string[];
+}
+
+export type PolicyAction = 'allow' | 'deny';
+export type PolicyMode = 'enforce' | 'dry-run';
+
+export interface PolicyDoc {
+  readonly name: string;
+  readonly fromSegments: readonly string[];
+  readonly toSegments: readonly string[] | undefined;
+  /** Exact host names or `*.suffix`. */
+  readonly toHosts: readonly string[] | undefined;
+  /** Empty = any port. */
+  readonly toPorts: readonly number[];
+  /** Empty = any request. */
+  readonly rules: readonly RuleDoc[];
+  readonly action: PolicyAction;
+  readonly mode: PolicyMode;
+  readonly at: string;
+}
+
+export interface PolicyDocuments {
+  readonly segments: readonly SegmentDoc[];
+  readonly policies: readonly PolicyDoc[];
+}

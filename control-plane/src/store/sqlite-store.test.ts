@@ -1,0 +1,43 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SqliteStore } from './sqlite-store.ts';
+
+describe('SqliteStore', () => {
+  let dir: string;
+  let store: SqliteStore;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'airlock-store-'));
+    store = SqliteStore.open(dir);
+  });
+  afterEach(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('consumes a join token once, then reports it used', () => {
+    store.insertJoinToken({ hash: 'h1', spiffeId: 'spiffe://td/ns/a/sa/b', expiresAt: 2000 });
+    expect(store.consumeJoinToken('h1', 1000)).toEqual({ ok: true, spiffeId: 'spiffe://td/ns/a/sa/b' });
+    expect(store.consumeJoinToken('h1', 1000)).toEqual({ ok: false, reason: 'used' });
+  });
+
+  it('refuses unknown and expired tokens', () => {
+    store.insertJoinToken({ hash: 'h2', spiffeId: 'spiffe://td/ns/a/sa/b', expiresAt: 2000 });
+    expect(store.consumeJoinToken('nope', 1000)).toEqual({ ok: false, reason: 'unknown' });
+    expect(store.consumeJoinToken('h2', 2000)).toEqual({ ok: false, reason: 'expired' });
+  });
+
+  it('upserts agents and keeps state across reopen', () => {
+    store.upsertAgent({ spiffeId: 'spiffe://td/ns/a/sa/b', inboundAddress: '127.0.0.1:1', updatedAt: 1 });
+    store.upsertAgent({ spiffeId: 'spiffe://td/ns/a/sa/b', inboundAddress: '127.0.0.1:2', updatedAt: 2 });
+    store.recordCertificate({ serial: '01', spiffeId: 'spiffe://td/ns/a/sa/b', notAfter: 5, issuedAt: 1 });
+    store.addAdminTokenHash('adm');
+    store.close();
+    store = SqliteStore.open(dir);
+    expect(store.getAgent('spiffe://td/ns/a/sa/b')).toEqual({ spiffeId: 'spiffe://td/ns/a/sa/b', inboundAddress: '127.0.0.1:2', updatedAt: 2 });
+    expect(store.listCertificates('spiffe://td/ns/a/sa/b')).toHaveLength(1);
+    expect(store.hasAdminTokenHash('adm')).toBe(true);
+    expect(store.hasAdminTokenHash('other')).toBe(false);
+  });
+});

@@ -1,0 +1,131 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { AgentRecord, ConsumeResult, IssuedCertificate, JoinTokenRecord, Store } from './store.ts';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS agents (
+  spiffe_id TEXT PRIMARY KEY,
+  inbound_address TEXT NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS join_tokens (
+  hash TEXT PRIMARY KEY,
+  spiffe_id TEXT NOT NULL,
+  expires_at INTEGER NOT NULL,
+  used_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS certificates (
+  serial TEXT PRIMARY KEY,
+  spiffe_id TEXT NOT NULL,
+  not_after INTEGER NOT NULL,
+  issued_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS certificates_by_spiffe_id ON certificates (spiffe_id);
+CREATE TABLE IF NOT EXISTS admin_tokens (
+  hash TEXT PRIMARY KEY
+);
+`;
+
+interface AgentRow {
+  spiffe_id: string;
+  inbound_address: string;
+  updated_at: number;
+}
+
+interface CertificateRow {
+  serial: string;
+  spiffe_id: string;
+  not_after: number;
+  issued_at: number;
+}
+
+/** The embedded store: one SQLite file `<dataDir>/airlock.db` (one replica, zero setup). */
+export class SqliteStore implements Store {
+  readonly #db: DatabaseSync;
+  readonly #upsertAgent: StatementSync;
+  readonly #getAgent: StatementSync;
+  readonly #insertToken: StatementSync;
+  readonly #consumeToken: StatementSync;
+  readonly #tokenState: StatementSync;
+  readonly #insertCert: StatementSync;
+  readonly #listCerts: StatementSync;
+  readonly #insertAdmin: StatementSync;
+  readonly #getAdmin: StatementSync;
+
+  constructor(path: string) {
+    this.#db = new DatabaseSync(path);
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;');
+    this.#db.exec(SCHEMA);
+    this.#upsertAgent = this.#db.prepare(
+      `INSERT INTO agents (spiffe_id, inbound_address, updated_at) VALUES (?, ?, ?)
+       ON CONFLICT (spiffe_id) DO UPDATE SET inbound_address = excluded.inbound_address, updated_at = excluded.updated_at`,
+    );
+    this.#getAgent = this.#db.prepare('SELECT spiffe_id, inbound_address, updated_at FROM agents WHERE spiffe_id = ?');
+    this.#insertToken = this.#db.prepare('INSERT INTO join_tokens (hash, spiffe_id, expires_at, used_at) VALUES (?, ?, ?, NULL)');
+    // One statement decides and marks: the WHERE clause is the single-use guarantee.
+    this.#consumeToken = this.#db.prepare(
+      'UPDATE join_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND expires_at > ? RETURNING spiffe_id',
+    );
+    this.#tokenState = this.#db.prepare('SELECT used_at, expires_at FROM join_tokens WHERE hash = ?');
+    this.#insertCert = this.#db.prepare('INSERT INTO certificates (serial, spiffe_id, not_after, issued_at) VALUES (?, ?, ?, ?)');
+    this.#listCerts = this.#db.prepare(
+      'SELECT serial, spiffe_id, not_after, issued_at FROM certificates WHERE spiffe_id = ? ORDER BY issued_at',
+    );
+    this.#insertAdmin = this.#db.prepare('INSERT OR IGNORE INTO admin_tokens (hash) VALUES (?)');
+    this.#getAdmin = this.#db.prepare('SELECT 1 AS found FROM admin_tokens WHERE hash = ?');
+  }
+
+  static open(dataDir: string): SqliteStore {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    return new SqliteStore(join(dataDir, 'airlock.db'));
+  }
+
+  upsertAgent(agent: AgentRecord): void {
+    this.#upsertAgent.run(agent.spiffeId, agent.inboundAddress, agent.updatedAt);
+  }
+
+  getAgent(spiffeId: string): AgentRecord | undefined {
+    const row = this.#getAgent.get(spiffeId) as AgentRow | undefined;
+    return row === undefined ? undefined : { spiffeId: row.spiffe_id, inboundAddress: row.inbound_address, updatedAt: row.updated_at };
+  }
+
+  insertJoinToken(token: JoinTokenRecord): void {
+    this.#insertToken.run(token.hash, token.spiffeId, token.expiresAt);
+  }
+
+  consumeJoinToken(hash: string, now: number): ConsumeResult {
+    const won = this.#consumeToken.get(now, hash, now) as { spiffe_id: string } | undefined;
+    if (won !== undefined) return { ok: true, spiffeId: won.spiffe_id };
+    // Lost: only now find out why, for the error and the metric.
+    const state = this.#tokenState.get(hash) as { used_at: number | null; expires_at: number } | undefined;
+    if (state === undefined) return { ok: false, reason: 'unknown' };
+    if (state.used_at !== null) return { ok: false, reason: 'used' };
+    return { ok: false, reason: 'expired' };
+  }
+
+  recordCertificate(cert: IssuedCertificate): void {
+    this.#insertCert.run(cert.serial, cert.spiffeId, cert.notAfter, cert.issuedAt);
+  }
+
+  listCertificates(spiffeId: string): IssuedCertificate[] {
+    return (this.#listCerts.all(spiffeId) as unknown as CertificateRow[]).map((r) => ({
+      serial: r.serial,
+      spiffeId: r.spiffe_id,
+      notAfter: r.not_after,
+      issuedAt: r.issued_at,
+    }));
+  }
+
+  addAdminTokenHash(hash: string): void {
+    this.#insertAdmin.run(hash);
+  }
+
+  hasAdminTokenHash(hash: string): boolean {
+    return this.#getAdmin.get(hash) !== undefined;
+  }
+
+  close(): void {
+    if (this.#db.isOpen) this.#db.close();
+  }
+}
