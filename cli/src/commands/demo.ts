@@ -95,7 +95,7 @@ export async function runDemo(argv: string[]): Promise<number> {
 
 function printReady(dir: string): void {
   const rows = DEMO_AGENTS.map(
-    (a) => `| ${a.name.padEnd(10)} | 127.0.0.1:${a.outboundPort}  | ${a.inboundPort}  | ${a.appPort} | ${a.adminPort}  | ${demoIdentity(a.name)}`,
+    (a) => `| ${a.name.padEnd(10)} | 127.0.0.1:${a.outboundPort} | ${String(a.inboundPort).padEnd(7)} | ${a.appPort} | ${String(a.adminPort).padEnd(6)} | ${demoIdentity(a.name)}`,
   );
   console.log(`
 Airlock demo is up. Control plane: gRPC 127.0.0.1:${DEMO_CONTROL_PLANE.grpcPort}, HTTP http://127.0.0.1:${DEMO_CONTROL_PLANE.httpPort}
@@ -108,7 +108,7 @@ Try (each agent uses its own sidecar as HTTP proxy):
   curl -x http://127.0.0.1:15001 http://researcher.demo/v1/search            # 200, researcher's echo, XFCC names planner
   curl -x http://127.0.0.1:15001 -X POST http://payments.demo/v1/charge      # 200, planner may charge
   curl -x http://127.0.0.1:15101 -X POST http://payments.demo/v1/charge      # 403, researcher may not
-  curl -x http://127.0.0.1:15001 http://payments.demo/v1/refund              # 403, only POST /v1/charge
+  curl -x http://127.0.0.1:15001 http://payments.demo/v1/charge              # 403, planner may only POST there
   curl http://127.0.0.1:15020/metrics | grep airlock_sidecar_requests_total
   npx airlock token create --identity spiffe://${DEMO_TRUST_DOMAIN}/ns/demo/sa/another
 

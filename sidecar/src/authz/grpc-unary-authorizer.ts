@@ -1,4 +1,4 @@
-import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { AuthorizationServiceClient, Direction as ProtoDirection, Verdict, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../controlplane/credentials.ts';
@@ -45,7 +45,7 @@ export class GrpcUnaryAuthorizer implements Authorizer {
         { deadline: Date.now() + this.#o.timeoutMs },
         (err: ServiceError | null, res: AuthorizeResponse) => {
           if (err !== null) {
-            reject(unavailable(`control plane: ${err.details || err.message}`, err));
+            reject(unavailable(describeFailure(err, this.#o.timeoutMs), err));
             return;
           }
           const decision = toDecision(res);
@@ -77,6 +77,13 @@ export class GrpcUnaryAuthorizer implements Authorizer {
     }
     return this.#client;
   }
+}
+
+/** A reason the agent can read; grpc-js details (LB picks, resolver timings) stay in the cause. */
+function describeFailure(err: ServiceError, timeoutMs: number): string {
+  if (err.code === status.DEADLINE_EXCEEDED) return `no decision from the control plane within ${timeoutMs} ms`;
+  if (err.code === status.UNAVAILABLE) return 'the control plane is unreachable';
+  return `the control plane failed the request (${status[err.code]}): ${err.details}`;
 }
 
 function unavailable(reason: string, cause?: unknown): AirlockError {

@@ -25,8 +25,13 @@ export function controlPlaneCredentials(caPem: string, expectedId: string, clien
   );
 }
 
-/** Reconnect quickly after a control-plane restart: calls fail closed meanwhile, so downtime is visible. */
+/**
+ * Reconnect quickly after a control-plane restart: calls fail closed meanwhile, so downtime is
+ * visible. The control plane is verified by SPIFFE ID, not name, so SNI carries a fixed name
+ * (an IP address as SNI is not allowed by RFC 6066 and Node warns about it).
+ */
 export const CONTROL_PLANE_CHANNEL_OPTIONS: ChannelOptions = {
   'grpc.initial_reconnect_backoff_ms': 100,
   'grpc.max_reconnect_backoff_ms': 1000,
+  'grpc.ssl_target_name_override': 'airlock-control-plane',
 };
