@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthorizationServiceClient, Direction, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import { IdentityServiceClient, type SignCertificateResponse } from '@airlock/proto/identity/v1';
 import { newKeyAndCsr } from '../sidecar/src/identity/key-and-csr.ts';
+import { CONTROL_PLANE_CHANNEL_OPTIONS } from '../sidecar/src/controlplane/credentials.ts';
 import type { Mesh } from './support/mesh.ts';
 import { startStandardMesh } from './support/standard-mesh.ts';
 
@@ -21,7 +22,7 @@ describe('Authorize about another identity', () => {
     const ca = readFileSync(join(mesh.dataDir, 'ca.pem'));
     const verify = { checkServerIdentity: () => undefined };
     const { keyPem, csrPem } = await newKeyAndCsr();
-    const identity = new IdentityServiceClient(`127.0.0.1:${mesh.grpcPort}`, credentials.createSsl(ca, null, null, verify));
+    const identity = new IdentityServiceClient(`127.0.0.1:${mesh.grpcPort}`, credentials.createSsl(ca, null, null, verify), CONTROL_PLANE_CHANNEL_OPTIONS);
     const token = await mesh.createJoinToken(`spiffe://${mesh.trustDomain}/ns/agents/sa/rogue`);
     const svid = await new Promise<SignCertificateResponse>((resolve, reject) =>
       identity.signCertificate({ csrPem, joinToken: token, inboundAddress: '127.0.0.1:9' }, (err, res) => (err === null ? resolve(res) : reject(err))),
@@ -30,6 +31,7 @@ describe('Authorize about another identity', () => {
     client = new AuthorizationServiceClient(
       `127.0.0.1:${mesh.grpcPort}`,
       credentials.createSsl(ca, Buffer.from(keyPem), Buffer.from(svid.certChainPem), verify),
+      CONTROL_PLANE_CHANNEL_OPTIONS,
     );
   });
   afterAll(async () => {

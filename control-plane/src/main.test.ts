@@ -136,7 +136,8 @@ describe('control plane over real TLS', () => {
     const config = controlPlaneConfig.load({
       flags: { trustDomain: TD, dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', policyFile: join(dir, 'policy.yaml') },
     });
-    const logger = createRootLogger({ process: 'control-plane', level: 'info', destination: { write: (s: string) => logs.push(JSON.parse(s) as Record<string, unknown>) } });
+    // At level error, so the audit assertions below also prove audit lines ignore the log level.
+    const logger = createRootLogger({ process: 'control-plane', level: 'error', destination: { write: (s: string) => logs.push(JSON.parse(s) as Record<string, unknown>) } });
     cp = await startControlPlane(config, { logger });
     const r = await enroll(RESEARCHER, '127.0.0.1:15006');
     researcher = r;

@@ -40,6 +40,14 @@ export interface StartOptions {
   readonly registry?: Registry;
 }
 
+/**
+ * Audit lines are the security record, not diagnostics: they are written at any log level
+ * (`logLevel: warn` quiets the control plane's chatter, never its decisions).
+ */
+function auditLogger(logger: Logger): Logger {
+  return logger.child({ component: 'audit' }, { level: 'info' });
+}
+
 /** The SPIFFE ID the control plane serves as; sidecars check it instead of a host name. */
 export function controlPlaneSpiffeId(trustDomain: string): string {
   return formatSpiffeId(trustDomain, 'airlock-system', 'airlock-control-plane');
@@ -98,7 +106,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       certificates,
       caPublicKey: () => ca.publicKey,
       trustDomain: config.trustDomain,
-      authorizer: new Authorizer({ trustDomain: config.trustDomain, store, policy: () => policy, metrics, audit: logger.child({ component: 'audit' }) }),
+      authorizer: new Authorizer({ trustDomain: config.trustDomain, store, policy: () => policy, metrics, audit: auditLogger(logger) }),
       issuer: new CertificateIssuer({ ca, joinTokens, store, svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }) }),
       logger: logger.child({ component: 'grpc' }),
     });
