@@ -55,6 +55,13 @@ function rssMb(pid: number | undefined): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
 }
 
+/** Mean of a histogram from a /metrics page, in ms: `<name>_sum / <name>_count` for one label set. */
+async function meanMs(url: string, name: string, label: string): Promise<number> {
+  const text = await (await fetch(url)).text();
+  const pick = (suffix: string): number => Number(new RegExp(`^${name}_${suffix}\\{[^}]*${label}[^}]*\\} ([\\d.e+-]+)$`, 'm').exec(text)?.[1]);
+  return (pick('sum') / pick('count')) * 1000;
+}
+
 async function pinned(p: ChildProcess | AirlockProcess): Promise<void> {
   const pid = 'child' in p ? p.child.pid : p.pid;
   if (pid !== undefined) await run('taskset', ['-a', '-p', '-c', SERVER_CPU, String(pid)]);
@@ -126,6 +133,11 @@ async function main(): Promise<void> {
       rows.push(row);
     }
     const peak = { planner: peakRssMb(planner.p.child.pid), researcher: peakRssMb(researcher.p.child.pid) };
+    // Where a chained call's time goes, averaged over the whole run (warm-up included).
+    const authzOut = await meanMs(`http://127.0.0.1:${planner.admin}/metrics`, 'airlock_sidecar_authz_duration_seconds', 'direction="outbound"');
+    const authzIn = await meanMs(`http://127.0.0.1:${researcher.admin}/metrics`, 'airlock_sidecar_authz_duration_seconds', 'direction="inbound"');
+    const decideOut = await meanMs(`http://127.0.0.1:${httpPort}/metrics`, 'airlock_authz_decision_duration_seconds', 'direction="outbound"');
+    const decideIn = await meanMs(`http://127.0.0.1:${httpPort}/metrics`, 'airlock_authz_decision_duration_seconds', 'direction="inbound"');
     const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
     const report = [
       `### ${new Date().toISOString().slice(0, 10)} — ${cpuModel}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.versions.node}`,
@@ -135,6 +147,8 @@ async function main(): Promise<void> {
       '| connections | direct req/s | direct p50 / p99 ms | via 2 sidecars req/s | via sidecars p50 / p99 ms | added p50 / p99 ms | ratio to direct | errors |',
       '|---|---|---|---|---|---|---|---|',
       ...rows,
+      '',
+      `Mean Authorize round trip seen by the sidecars: ${authzOut.toFixed(2)} ms outbound, ${authzIn.toFixed(2)} ms inbound; of which the control plane's decision itself: ${(decideOut * 1000).toFixed(0)} µs / ${(decideIn * 1000).toFixed(0)} µs.`,
       '',
       `Sidecar RSS: idle ${idleRss.planner.toFixed(0)} MB (planner, egress) / ${idleRss.researcher.toFixed(0)} MB (researcher, ingress); peak ${peak.planner.toFixed(0)} MB / ${peak.researcher.toFixed(0)} MB.`,
     ].join('\n');
