@@ -4,6 +4,9 @@ import { runControlPlane } from './commands/control-plane.ts';
 import { runSidecar } from './commands/sidecar.ts';
 import { runDemo } from './commands/demo.ts';
 import { runToken } from './commands/token.ts';
+import { runApiToken } from './commands/api-token.ts';
+import { runApply, runDelete, runDiff, runExplain, runGet, runHistory, runRollback, runValidate } from './commands/policy.ts';
+import { runAgent } from './commands/agent.ts';
 
 const HELP = `airlock — zero-trust sidecar for AI-agent containers
 
@@ -14,10 +17,20 @@ Commands:
   control-plane   run the control plane (CA, attestation, authorization, admin API)
   sidecar         run a sidecar in front of one agent
   token create    create a one-time join token for a sidecar (admin)
+  agent revoke    revoke an agent identity at once: no renewal, every call denied, handshakes refused (admin)
+  apply -f F|DIR  add or replace segments and policies, as a new policy version
+  diff -f F|DIR   what apply would change
+  get KIND [NAME] segments | policies | agents
+  delete KIND N   delete a segment or policy
+  history         the policy versions
+  rollback --to N make version N current again
+  explain         the decision for a call, without traffic (--from ID --to HOST[:PORT] --method M --path P)
+  validate -f F   check policy documents offline
+  api-token create  create a role-bound admin API token (admin)
   version         print the version
 
 Run \`airlock <command> --help\` for the flags of a command.
-Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.`;
+Exit codes: 0 ok, 1 runtime failure or refused, 2 bad usage, configuration or policy, 3 diff found changes.`;
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -26,6 +39,16 @@ const commands: Record<string, Command> = {
   'control-plane': runControlPlane,
   sidecar: runSidecar,
   token: runToken,
+  'api-token': runApiToken,
+  apply: runApply,
+  diff: runDiff,
+  get: runGet,
+  delete: runDelete,
+  history: runHistory,
+  rollback: runRollback,
+  explain: runExplain,
+  validate: runValidate,
+  agent: runAgent,
   version: () => {
     console.log('airlock 0.1.0');
     return Promise.resolve(0);

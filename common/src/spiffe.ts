@@ -76,3 +76,12 @@ export function spiffeIdFromCertificate(cert: X509Certificate | string | Buffer)
   const x509 = cert instanceof X509Certificate ? cert : new X509Certificate(cert);
   return spiffeIdFromSubjectAltName(x509.subjectAltName);
 }
+
+/**
+ * A certificate serial in one canonical form, lowercase hex without leading zeros: Node prints
+ * serials uppercase and OpenSSL drops the sign byte, while the CA stores what forge wrote.
+ */
+export function canonicalSerial(hex: string): string {
+  const s = hex.replace(/:/g, '').toLowerCase().replace(/^0+/, '');
+  return s === '' ? '0' : s;
+}

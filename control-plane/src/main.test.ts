@@ -266,7 +266,7 @@ describe('startControlPlane', () => {
       const config = controlPlaneConfig.load({ flags: { dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', policyFile } });
       await expect(startControlPlane(config, { logger: createRootLogger({ process: 't', level: 'silent' }) })).rejects.toMatchObject({
         code: 'AIRLOCK_POLICY_INVALID',
-        message: expect.stringContaining(`${policyFile}:5: unknown field "spec.selektor"`) as unknown,
+        message: expect.stringContaining(`${policyFile}:5:3: unknown field "spec.selektor"`) as unknown,
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import type { Server } from 'node:http';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { createRootLogger, type Logger } from '@airlock/common/logging';
@@ -5,7 +6,10 @@ import { closeServer, boundPort } from '@airlock/common/net';
 import { formatSpiffeId } from '@airlock/common/spiffe';
 import { createRegistry, startAdminServer } from '@airlock/common/telemetry';
 import type { Registry } from 'prom-client';
+import { readFileSync } from 'node:fs';
+import { createRequireRole } from './api/admin-auth.ts';
 import { joinTokenRoute } from './api/admin-routes.ts';
+import { policyRoutes } from './api/policy-routes.ts';
 import { StaticCertificateProvider } from './api/certificate-provider.ts';
 import { startGrpcServer, type RunningGrpcServer } from './api/grpc-server.ts';
 import { ensureAdminToken } from './attestation/admin-token.ts';
@@ -13,10 +17,13 @@ import { JoinTokens } from './attestation/join-tokens.ts';
 import { Authorizer } from './authz/authorize.ts';
 import { CertificateIssuer } from './authz/sign-certificate.ts';
 import { CertificateAuthority } from './ca/ca.ts';
+import { Revocations } from './ca/revocations.ts';
+import { revokeRoute } from './api/revoke-route.ts';
+import { startKubernetesAttestation } from './attestation/kubernetes-token.ts';
 import type { ControlPlaneConfig } from './config/config.ts';
 import { createControlPlaneMetrics } from './monitoring/metrics.ts';
-import { PolicyEngine } from './policy/engine.ts';
 import { loadPolicyFile } from './policy/load.ts';
+import { PolicyStore } from './policy/policy-store.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 
 export type { ControlPlaneConfig } from './config/config.ts';
@@ -65,11 +72,20 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   let ready = false;
 
   // Policy first: a typo in it should fail fast, before any state is created.
-  const policy = config.policyFile === undefined ? PolicyEngine.empty(config.trustDomain) : new PolicyEngine(loadPolicyFile(config.policyFile), config.trustDomain);
-  if (config.policyFile === undefined) log.warn('no policy file: every call will be denied');
+  if (config.policyFile !== undefined) loadPolicyFile(config.policyFile);
 
   const store = SqliteStore.open(config.dataDir);
   const cleanups: (() => Promise<void> | void)[] = [() => store.close()];
+  // The stored policy versions; the start file is applied as one more version when it changes them.
+  const policies = new PolicyStore({ store, trustDomain: config.trustDomain, audit: auditLogger(logger) });
+  if (config.policyFile !== undefined) {
+    const applied = policies.apply(readFileSync(config.policyFile, 'utf8'), config.policyFile, 'policy-file');
+    log.info({ version: applied.version, changed: applied.changed }, 'policy file applied');
+  } else if (policies.version() === 0) {
+    log.warn('no policy: every call will be denied until one is applied');
+  }
+  const policy = (): ReturnType<PolicyStore['engine']> => policies.engine();
+  const requireRole = createRequireRole(store);
   const closeAll = async (): Promise<void> => {
     ready = false;
     for (const c of cleanups.reverse()) {
@@ -89,10 +105,19 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const selfId = controlPlaneSpiffeId(config.trustDomain);
     const serving = ca.issueServingCertificate(selfId, SERVING_CERT_TTL_MS);
     const certificates = new StaticCertificateProvider(ca.certPem, serving.certPem, serving.keyPem);
+    const revocations = new Revocations({ store, trustBundlePem: () => ca.certPem });
+    const kubernetes =
+      config.kubernetesJwks === undefined
+        ? undefined
+        : await startKubernetesAttestation({ jwks: config.kubernetesJwks, issuer: config.kubernetesIssuer, trustDomain: config.trustDomain, onReloadError: (reason) => log.warn({ reason }, 'Kubernetes JWKS reload failed; keeping the keys held') });
+    if (kubernetes !== undefined) cleanups.push(() => kubernetes.stop());
+    metrics.certificateExpiry.set({ certificate: 'root' }, new X509Certificate(ca.certPem).validToDate.getTime() / 1000);
+    metrics.certificateExpiry.set({ certificate: 'serving' }, serving.notAfter.getTime() / 1000);
     const renew = setInterval(() => {
       try {
         const next = ca.issueServingCertificate(selfId, SERVING_CERT_TTL_MS);
         certificates.update({ certPem: next.certPem, keyPem: next.keyPem });
+        metrics.certificateExpiry.set({ certificate: 'serving' }, next.notAfter.getTime() / 1000);
         log.info({ notAfter: next.notAfter.toISOString() }, 'serving certificate renewed');
       } catch (err) {
         log.error({ error: errorMessage(err) }, 'serving certificate renewal failed');
@@ -106,8 +131,9 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       certificates,
       caPublicKey: () => ca.publicKey,
       trustDomain: config.trustDomain,
-      authorizer: new Authorizer({ trustDomain: config.trustDomain, store, policy: () => policy, metrics, audit: auditLogger(logger) }),
-      issuer: new CertificateIssuer({ ca, joinTokens, store, svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }) }),
+      authorizer: new Authorizer({ trustDomain: config.trustDomain, store, policy, metrics, audit: auditLogger(logger), isRevoked: (id) => revocations.isRevoked(id) }),
+      issuer: new CertificateIssuer({ ca, joinTokens, store, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.verifier }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }) }),
+      revocations,
       logger: logger.child({ component: 'grpc' }),
     });
     cleanups.push(() => grpc.close());
@@ -116,7 +142,11 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       config.httpListen,
       registry,
       { healthy: () => true, notReadyReason: () => (ready ? undefined : 'starting') },
-      [joinTokenRoute({ store, joinTokens, logger: logger.child({ component: 'admin-api' }) })],
+      [
+        joinTokenRoute({ store, joinTokens, requireRole, logger: logger.child({ component: 'admin-api' }) }),
+        policyRoutes({ store, policies, requireRole, logger: auditLogger(logger) }),
+        revokeRoute({ requireRole, trustDomain: config.trustDomain, revocations, metrics, audit: auditLogger(logger) }),
+      ],
     );
     cleanups.push(() => closeServer(http));
 

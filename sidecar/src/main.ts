@@ -6,12 +6,14 @@ import { createRootLogger, type Logger } from '@airlock/common/logging';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { createRegistry } from '@airlock/common/telemetry';
 import { startSidecarAdmin } from './admin/admin-server.ts';
-import { GrpcUnaryAuthorizer } from './authz/grpc-unary-authorizer.ts';
+import type { Authorizer } from './authz/authorizer.ts';
+import { createAuthorizer } from './authz/create-authorizer.ts';
 import { withAuthzMetrics } from './authz/timed-authorizer.ts';
 import type { SidecarConfig } from './config/config.ts';
 import { controlPlaneId } from './controlplane/credentials.ts';
-import { JoinTokenSigner } from './identity/certificate-signer.ts';
+import { JoinTokenSigner, KubernetesTokenSigner, MtlsRenewalSigner } from './identity/certificate-signer.ts';
 import { IdentityProvider } from './identity/identity-provider.ts';
+import { TrustBundleWatcher } from './identity/trust-bundle-watcher.ts';
 import { createInboundServer } from './inbound/inbound-server.ts';
 import { createOutboundServer } from './outbound/outbound-server.ts';
 import { UpstreamPools } from './outbound/upstream-pools.ts';
@@ -32,9 +34,18 @@ export interface RunningSidecar {
  * Starts the sidecar: the three listeners at once (answering 503 not_ready until an SVID is held),
  * then the SVID is obtained in the background with retries.
  */
-export async function startSidecar(config: SidecarConfig, opts: { logger?: Logger } = {}): Promise<RunningSidecar> {
-  if (config.joinToken === undefined) {
-    throw new ConfigError(['joinToken is required to obtain a first certificate (env AIRLOCK_JOIN_TOKEN or --join-token; create one with `airlock token create`)']);
+export interface StartSidecarOptions {
+  readonly logger?: Logger;
+  /**
+   * Replaces the control-plane authorizer: for benchmarks that measure the proxy with authorization
+   * stubbed in-process. Deliberately not a setting: a deployed sidecar always asks the control plane.
+   */
+  readonly authorizer?: Authorizer;
+}
+
+export async function startSidecar(config: SidecarConfig, opts: StartSidecarOptions = {}): Promise<RunningSidecar> {
+  if (config.joinToken === undefined && config.kubernetesTokenFile === undefined) {
+    throw new ConfigError(['joinToken is required to obtain a first certificate (env AIRLOCK_JOIN_TOKEN or --join-token; create one with `airlock token create`), or kubernetesTokenFile in a Kubernetes pod']);
   }
   let caPem: string;
   try {
@@ -50,17 +61,27 @@ export async function startSidecar(config: SidecarConfig, opts: { logger?: Logge
 
   let inboundAddress = '';
   const identity = new IdentityProvider({
-    signer: new JoinTokenSigner({ address: cpAddress, caPem, controlPlaneId: cpId, joinToken: config.joinToken }),
+    signer:
+      config.joinToken !== undefined
+        ? new JoinTokenSigner({ address: cpAddress, caPem, controlPlaneId: cpId, joinToken: config.joinToken })
+        : new KubernetesTokenSigner({ address: cpAddress, caPem, controlPlaneId: cpId, tokenFile: config.kubernetesTokenFile ?? '' }),
     inboundAddress: () => inboundAddress,
     expiryGauge: metrics.certificateExpiry,
     logger: logger.child({ component: 'identity' }),
+    renewer: new MtlsRenewalSigner({ address: cpAddress, controlPlaneId: cpId }),
+    renewals: metrics.renewals,
+    renewalFailures: metrics.renewalFailures,
   });
-  const authorizer = withAuthzMetrics(new GrpcUnaryAuthorizer({ address: cpAddress, controlPlaneId: cpId, identity, timeoutMs: config.authzTimeout }), metrics.authzDuration);
+  const revoked = new TrustBundleWatcher({ address: cpAddress, controlPlaneId: cpId, identity, logger: logger.child({ component: 'trust-bundle' }), revokedGauge: metrics.revokedSerials });
+  const authorizer = withAuthzMetrics(
+    opts.authorizer ?? createAuthorizer(config.authzTransport, { address: cpAddress, controlPlaneId: cpId, identity, timeoutMs: config.authzTimeout, onBatch: (n) => metrics.authzBatchChecks.observe(n) }),
+    metrics.authzDuration,
+  );
   const meshPools = new UpstreamPools();
   const external = new Agent();
   const app = new Pool(`http://127.0.0.1:${config.appPort}`);
 
-  const inbound = createInboundServer({ identity, authorizer, app, metrics, logger: logger.child({ component: 'inbound' }) });
+  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, logger: logger.child({ component: 'inbound' }) });
   const outbound = createOutboundServer({ identity, authorizer, meshPools, external, metrics, logger: logger.child({ component: 'outbound' }) });
   const started: import('node:net').Server[] = [];
   try {
@@ -72,6 +93,7 @@ export async function startSidecar(config: SidecarConfig, opts: { logger?: Logge
   } catch (err) {
     await Promise.all(started.map((s) => closeServer(s)));
     identity.close();
+    revoked.close();
     throw err;
   }
   const admin = started[2];
@@ -79,6 +101,7 @@ export async function startSidecar(config: SidecarConfig, opts: { logger?: Logge
   const adminPort = admin === undefined ? 0 : boundPort(admin);
   inboundAddress = advertisedInboundAddress(config, inboundPort);
   identity.start();
+  revoked.start();
   // The bound ports, so a supervisor that passed port 0 learns them from this line.
   logger.info({ outbound: boundPort(outbound), inbound: inboundPort, admin: adminPort, inboundAddress, controlPlane: cpAddress }, 'sidecar listening; obtaining an SVID');
 
@@ -89,6 +112,7 @@ export async function startSidecar(config: SidecarConfig, opts: { logger?: Logge
     spiffeId: () => identity.current()?.spiffeId,
     async close() {
       identity.close();
+      revoked.close();
       authorizer.close();
       await Promise.all(started.map((s) => closeServer(s)));
       await Promise.all([meshPools.close(), external.destroy(), app.destroy()]);

@@ -44,6 +44,8 @@ export interface MeshOptions {
   readonly trustDomain?: string;
   readonly namespace?: string;
   readonly authzTimeout?: string;
+  /** Extra flags for `airlock control-plane`, e.g. ['--svid-ttl', '3s']. */
+  readonly controlPlaneArgs?: readonly string[];
 }
 
 /**
@@ -73,6 +75,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       '--data-dir', dataDir,
       ...listenArgs(),
       '--policy-file', policyFile,
+      ...(o.controlPlaneArgs ?? []),
     ], { logFile: join(dir, 'control-plane.log') });
     // A restart reuses the ports of the first start: the sidecars know the control plane there.
     const ready = await controlPlane.logLine('control plane ready');

@@ -2,9 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { sendJson, type AdminRoute } from '@airlock/common/telemetry';
-import { isAdminBearer } from '../attestation/admin-token.ts';
 import { DEFAULT_JOIN_TOKEN_TTL_MS, MAX_JOIN_TOKEN_TTL_MS, type JoinTokens } from '../attestation/join-tokens.ts';
 import type { Store } from '../store/store.ts';
+import type { RequireRole } from './admin-auth.ts';
 import { HttpError, sendError } from './http-errors.ts';
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -13,16 +13,18 @@ export interface AdminRouteDeps {
   readonly store: Store;
   readonly joinTokens: JoinTokens;
   readonly logger: Logger;
+  readonly requireRole: RequireRole;
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+/** Reads a JSON body of at most `max` bytes; more is 413, not JSON is 400. */
+export async function readJson(req: IncomingMessage, max = MAX_BODY_BYTES): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? '0');
-  if (declared > MAX_BODY_BYTES) throw new HttpError(413, 'payload_too_large', `the body must be at most ${MAX_BODY_BYTES} bytes`);
+  if (declared > max) throw new HttpError(413, 'payload_too_large', `the body must be at most ${max} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw new HttpError(413, 'payload_too_large', `the body must be at most ${MAX_BODY_BYTES} bytes`);
+    if (size > max) throw new HttpError(413, 'payload_too_large', `the body must be at most ${max} bytes`);
     chunks.push(chunk);
   }
   try {
@@ -42,9 +44,7 @@ export function joinTokenRoute(deps: AdminRouteDeps): AdminRoute {
         res.setHeader('allow', 'POST');
         throw new HttpError(405, 'method_not_allowed', 'use POST');
       }
-      if (!isAdminBearer(deps.store, req.headers.authorization)) {
-        throw new AirlockError(ErrorCode.Unauthenticated, 'an admin bearer token is required (Authorization: Bearer <dataDir/admin-token>)');
-      }
+      const who = deps.requireRole(req, 'admin');
       const body = await readJson(req);
       if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AirlockError(ErrorCode.BadRequest, 'the body must be a JSON object');
       const { identity, ttlSeconds, ...rest } = body as Record<string, unknown>;
@@ -59,7 +59,8 @@ export function joinTokenRoute(deps: AdminRouteDeps): AdminRoute {
         ttlMs = ttlSeconds * 1000;
       }
       const created = deps.joinTokens.createJoinToken(identity, ttlMs);
-      deps.logger.info({ identity: created.identity, expiresAt: created.expiresAt.toISOString() }, 'join token created');
+      deps.logger.info({ audit: true, actor: who.name, action: 'join-token.create', identity: created.identity, expiresAt: created.expiresAt.toISOString() }, 'join token created');
+      deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.create', target: created.identity, detail: JSON.stringify({ expiresAt: created.expiresAt.toISOString() }) });
       sendJson(res, 201, { token: created.token, identity: created.identity, expiresAt: created.expiresAt.toISOString() });
     } catch (err) {
       // Drain nothing more: a refused upload is cut rather than read to the end.

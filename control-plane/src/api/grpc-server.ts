@@ -2,6 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import {
   Server,
   experimental,
+  type ServerDuplexStream,
   type ServerUnaryCall,
   type sendUnaryData,
   type UntypedServiceImplementation,
@@ -10,13 +11,16 @@ import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { formatHostPort, type ListenAddress } from '@airlock/common/config';
 import type { SpiffeId } from '@airlock/common/spiffe';
-import { AuthorizationServiceService, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import { AuthorizationServiceService, type AuthorizeRequest, type AuthorizeResponse, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
 import { IdentityServiceService, type SignCertificateRequest, type SignCertificateResponse } from '@airlock/proto/identity/v1';
 import type { Authorizer } from '../authz/authorize.ts';
-import { verifyPeerCertificate } from '../authz/peer.ts';
+import { verifyPeer, verifyPeerCertificate, type VerifiedPeer } from '../authz/peer.ts';
+import { serveAuthorizeStream } from './authorize-stream.ts';
 import type { CertificateIssuer } from '../authz/sign-certificate.ts';
+import type { Revocations } from '../ca/revocations.ts';
 import type { StaticCertificateProvider } from './certificate-provider.ts';
 import { toGrpcFailure } from './grpc-status.ts';
+import { watchTrustBundleHandler } from './trust-bundle-stream.ts';
 
 export interface GrpcServerDeps {
   readonly address: ListenAddress;
@@ -25,6 +29,7 @@ export interface GrpcServerDeps {
   readonly trustDomain: string;
   readonly authorizer: Authorizer;
   readonly issuer: CertificateIssuer;
+  readonly revocations: Revocations;
   readonly logger: Logger;
 }
 
@@ -34,9 +39,18 @@ export interface RunningGrpcServer {
 }
 
 /** The caller's identity from the TLS handshake, or why there is none. */
-function callerOf(call: ServerUnaryCall<unknown, unknown>, deps: GrpcServerDeps): SpiffeId | AirlockError {
+function callerOf(call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext'>, deps: GrpcServerDeps): SpiffeId | AirlockError {
   try {
     return verifyPeerCertificate(call.getAuthContext().sslPeerCertificate?.raw, deps.caPublicKey(), deps.trustDomain);
+  } catch (err) {
+    return err instanceof AirlockError ? err : new AirlockError(ErrorCode.Unauthenticated, 'the client certificate cannot be verified');
+  }
+}
+
+/** callerOf for a stream: verified once when it opens, with the expiry the stream re-checks. */
+function streamCallerOf(call: ServerDuplexStream<unknown, unknown>, deps: GrpcServerDeps): VerifiedPeer | AirlockError {
+  try {
+    return verifyPeer(call.getAuthContext().sslPeerCertificate?.raw, deps.caPublicKey(), deps.trustDomain);
   } catch (err) {
     return err instanceof AirlockError ? err : new AirlockError(ErrorCode.Unauthenticated, 'the client certificate cannot be verified');
   }
@@ -63,12 +77,15 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
   const server = new Server();
   const authorization: UntypedServiceImplementation = {
     authorize: unary<AuthorizeRequest, AuthorizeResponse>(deps, (call) => deps.authorizer.authorize(callerOf(call, deps), call.request)),
+    authorizeStream: (call: ServerDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>) =>
+      serveAuthorizeStream(call, { authorizer: deps.authorizer, logger: deps.logger, caller: streamCallerOf(call, deps) }),
   };
   const identity: UntypedServiceImplementation = {
     signCertificate: unary<SignCertificateRequest, SignCertificateResponse>(deps, (call) => {
       const caller = callerOf(call, deps);
       return deps.issuer.signCertificate(caller instanceof AirlockError ? undefined : caller, call.request);
     }),
+    watchTrustBundle: watchTrustBundleHandler({ revocations: deps.revocations, callerOf: (call) => callerOf(call, deps), logger: deps.logger }),
   };
   server.addService(AuthorizationServiceService, authorization);
   server.addService(IdentityServiceService, identity);

@@ -19,11 +19,3 @@ export function ensureAdminToken(dataDir: string, store: Store): string {
   store.addAdminTokenHash(hashToken(token));
   return token;
 }
-
-/** True when the header carries `Bearer <a known admin token>`. */
-export function isAdminBearer(store: Store, authorization: string | undefined): boolean {
-  const m = /^Bearer ([A-Za-z0-9_\-.~+/=]{1,512})$/.exec(authorization ?? '');
-  if (m?.[1] === undefined) return false;
-  // Looked up by hash, never compared as plain text: no timing signal about the secret itself.
-  return store.hasAdminTokenHash(hashToken(m[1]));
-}

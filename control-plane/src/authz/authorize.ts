@@ -7,6 +7,7 @@ import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import type { PolicyEngine } from '../policy/engine.ts';
 import type { Store } from '../store/store.ts';
 import { lookupMeshHost } from './registry.ts';
+import { denyIfRevoked } from './revoked.ts';
 
 export interface AuthorizerDeps {
   readonly trustDomain: string;
@@ -16,6 +17,8 @@ export interface AuthorizerDeps {
   readonly metrics: ControlPlaneMetrics;
   /** The audit logger: one line per decision or refusal. */
   readonly audit: Logger;
+  /** Revoked identities are denied as source or destination, whatever the policy says. */
+  readonly isRevoked?: (spiffeId: string) => boolean;
 }
 
 type DirectionName = 'outbound' | 'inbound';
@@ -85,14 +88,18 @@ export class Authorizer {
       throw refuse(e, 'bad_request', req.sourceSpiffeId, req.destinationSpiffeId);
     }
 
-    const decision = this.#d.policy().evaluate({
-      source,
-      destination,
-      host: req.destinationHost,
-      port: req.destinationPort,
-      method: req.method,
-      path: req.path,
-    });
+    const decision = denyIfRevoked(
+      this.#d.policy().evaluate({
+        source,
+        destination,
+        host: req.destinationHost,
+        port: req.destinationPort,
+        method: req.method,
+        path: req.path,
+      }),
+      { source, destination },
+      this.#d.isRevoked,
+    );
     const verdict = decision.allow ? 'allow' : 'deny';
     this.#d.metrics.decisions.inc({ direction, verdict });
     this.#d.metrics.decisionDuration.observe({ direction }, Number(process.hrtime.bigint() - started) / 1e9);

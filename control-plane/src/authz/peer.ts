@@ -9,6 +9,18 @@ import { spiffeIdFromCertificate, type SpiffeId } from '@airlock/common/spiffe';
  * trust domain.
  */
 export function verifyPeerCertificate(der: Buffer | undefined, caPublicKey: KeyObject, trustDomain: string, now = Date.now()): SpiffeId {
+  return verifyPeer(der, caPublicKey, trustDomain, now).id;
+}
+
+/** A verified caller and when its certificate stops being valid (a long-lived stream re-checks it). */
+export interface VerifiedPeer {
+  readonly id: SpiffeId;
+  /** ms since the epoch. */
+  readonly notAfter: number;
+}
+
+/** verifyPeerCertificate, also returning the expiry. */
+export function verifyPeer(der: Buffer | undefined, caPublicKey: KeyObject, trustDomain: string, now = Date.now()): VerifiedPeer {
   if (der === undefined || der.length === 0) throw new AirlockError(ErrorCode.Unauthenticated, 'a client certificate (X.509-SVID) is required');
   let cert: X509Certificate;
   try {
@@ -28,5 +40,5 @@ export function verifyPeerCertificate(der: Buffer | undefined, caPublicKey: KeyO
     throw new AirlockError(ErrorCode.Unauthenticated, `the client certificate is not an X.509-SVID: ${err instanceof Error ? err.message : String(err)}`);
   }
   if (id.trustDomain !== trustDomain) throw new AirlockError(ErrorCode.Unauthenticated, `the client certificate is for trust domain ${id.trustDomain}`);
-  return id;
+  return { id, notAfter: cert.validToDate.getTime() };
 }

@@ -4,7 +4,9 @@ import { parseHostPort } from '@airlock/common/config';
 import type { SpiffeId } from '@airlock/common/spiffe';
 import type { SignCertificateRequest, SignCertificateResponse } from '@airlock/proto/identity/v1';
 import { JoinTokenError, type JoinTokens } from '../attestation/join-tokens.ts';
+import { KubernetesTokenError, type KubernetesTokenVerifier } from '../attestation/kubernetes-token.ts';
 import type { CertificateAuthority } from '../ca/ca.ts';
+import type { Revocations } from '../ca/revocations.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import type { Store } from '../store/store.ts';
 
@@ -12,6 +14,9 @@ export interface CertificateIssuerDeps {
   readonly ca: CertificateAuthority;
   readonly joinTokens: JoinTokens;
   readonly store: Store;
+  readonly revocations: Revocations;
+  /** Verifies Kubernetes service-account tokens; absent when not configured (such tokens are refused). */
+  readonly kubernetes?: KubernetesTokenVerifier;
   readonly svidTtlMs: number;
   readonly metrics: ControlPlaneMetrics;
   readonly logger: Logger;
@@ -30,9 +35,12 @@ export class CertificateIssuer {
   }
 
   signCertificate(caller: SpiffeId | undefined, req: SignCertificateRequest): SignCertificateResponse {
+    let spiffeId: string;
+    let attestation: 'join_token' | 'kubernetes' | 'renewal' | undefined = undefined;
     const refuse = (err: AirlockError, reason: string): AirlockError => {
       this.#d.metrics.issuanceRefused.inc({ reason });
-      this.#d.logger.warn({ reason, error: err.message, caller: caller?.uri }, 'certificate request refused');
+      if (attestation === 'renewal') this.#d.metrics.renewalFailures.inc({ reason });
+      this.#d.logger.warn({ audit: true, reason, error: err.message, caller: caller?.uri, attestation }, 'certificate request refused');
       return err;
     };
     // Everything cheap is checked before a join token is spent.
@@ -43,15 +51,18 @@ export class CertificateIssuer {
         throw refuse(new AirlockError(ErrorCode.BadRequest, `inbound_address: ${errorMessage(err)}`), 'bad_request');
       }
     }
-    let spiffeId: string;
-    let attestation: 'join_token' | 'renewal';
     if (req.joinToken !== undefined && req.joinToken !== '') {
       if (req.inboundAddress === '') throw refuse(new AirlockError(ErrorCode.BadRequest, 'inbound_address is required'), 'bad_request');
       attestation = 'join_token';
       spiffeId = ''; // set after the CSR checks below
+    } else if (req.kubernetesSaToken !== undefined && req.kubernetesSaToken !== '') {
+      if (req.inboundAddress === '') throw refuse(new AirlockError(ErrorCode.BadRequest, 'inbound_address is required'), 'bad_request');
+      attestation = 'kubernetes';
+      spiffeId = ''; // set after the CSR checks below
     } else if (caller !== undefined) {
       attestation = 'renewal';
       spiffeId = caller.uri;
+      if (this.#d.revocations.isRevoked(spiffeId)) throw refuse(new AirlockError(ErrorCode.PermissionDenied, `${spiffeId} is revoked`), 'revoked');
     } else {
       throw refuse(new AirlockError(ErrorCode.Unauthenticated, 'an attestation (join token) or a client certificate is required'), 'unauthenticated');
     }
@@ -61,16 +72,28 @@ export class CertificateIssuer {
     try {
       // The CSR is checked before the token is consumed, so a bad CSR does not burn the token.
       const csr = this.#d.ca.verifyCsr(req.csrPem);
-      if (attestation === 'join_token') spiffeId = this.#d.joinTokens.consumeJoinToken(req.joinToken ?? '');
+      if (attestation === 'join_token') {
+        spiffeId = this.#d.joinTokens.consumeJoinToken(req.joinToken ?? '');
+        // A revoked identity cannot come back with a join token made for it (the token is spent).
+        if (this.#d.revocations.isRevoked(spiffeId)) throw new AirlockError(ErrorCode.PermissionDenied, `${spiffeId} is revoked`);
+      }
+      if (attestation === 'kubernetes') {
+        if (this.#d.kubernetes === undefined) throw new KubernetesTokenError('not_configured', 'Kubernetes attestation is not configured on this control plane');
+        spiffeId = this.#d.kubernetes.verify(req.kubernetesSaToken ?? '', now);
+        if (this.#d.revocations.isRevoked(spiffeId)) throw new AirlockError(ErrorCode.PermissionDenied, `${spiffeId} is revoked`);
+      }
       issued = this.#d.ca.issueSvid(csr, spiffeId, this.#d.svidTtlMs, new Date(now));
     } catch (err) {
       if (err instanceof JoinTokenError) throw refuse(err, `join_token_${err.reason}`);
+      if (err instanceof KubernetesTokenError) throw refuse(err, `kubernetes_${err.reason}`);
+      if (err instanceof AirlockError && err.code === ErrorCode.PermissionDenied) throw refuse(err, 'revoked');
       if (err instanceof AirlockError) throw refuse(err, 'bad_request');
       throw err;
     }
     this.#d.store.recordCertificate({ serial: issued.serial, spiffeId, notAfter: issued.notAfter.getTime(), issuedAt: now });
     if (req.inboundAddress !== '') this.#d.store.upsertAgent({ spiffeId, inboundAddress: req.inboundAddress, updatedAt: now });
     this.#d.metrics.certificatesIssued.inc({ attestation });
+    if (attestation === 'renewal') this.#d.metrics.renewals.inc();
     this.#d.logger.info({ spiffeId, serial: issued.serial, notAfter: issued.notAfter.toISOString(), attestation }, 'certificate issued');
     return { spiffeId, certChainPem: issued.certPem, trustBundlePem: this.#d.ca.certPem, expiresAtUnixMs: issued.notAfter.getTime() };
   }

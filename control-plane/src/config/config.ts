@@ -7,6 +7,8 @@ export const controlPlaneConfig = defineConfig('AIRLOCK', {
   grpcListen: hostPort({ description: 'gRPC over mTLS: identity and authorization.', default: { host: '0.0.0.0', port: 15012 } }),
   httpListen: hostPort({ description: 'HTTP: /metrics, /healthz, /readyz and the admin JSON API under /v1/.', default: { host: '0.0.0.0', port: 15014 } }),
   policyFile: optionalString({ description: 'YAML file of Segment and Policy documents. Without one, every call is denied.' }),
+  kubernetesJwks: optionalString({ description: 'JWKS (file path or http(s) URL) of the Kubernetes service-account issuer: enables attestation by projected service-account token (audience airlock).' }),
+  kubernetesIssuer: optionalString({ description: 'The `iss` claim Kubernetes service-account tokens must carry (required with kubernetesJwks).' }),
   svidTtl: duration({ description: 'Lifetime of issued X.509-SVIDs.', default: 3_600_000, minMs: 1000 }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
 });

@@ -1,4 +1,4 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /** Every metric of the control plane, declared once and registered on the process registry. */
 export interface ControlPlaneMetrics {
@@ -9,6 +9,12 @@ export interface ControlPlaneMetrics {
   readonly certificatesIssued: Counter<'attestation'>;
   /** SignCertificate calls refused: join_token_unknown/used/expired, bad_csr, unauthenticated … */
   readonly issuanceRefused: Counter<'reason'>;
+  /** SVIDs renewed over mTLS, and renewals refused (revoked identity, bad CSR …). */
+  readonly renewals: Counter;
+  readonly renewalFailures: Counter<'reason'>;
+  /** Expiry of the control plane's own certificates: `serving` (its gRPC certificate) and `root`. */
+  readonly certificateExpiry: Gauge<'certificate'>;
+  readonly revocations: Counter;
 }
 
 export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetrics {
@@ -43,6 +49,28 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
       name: 'airlock_ca_issuance_refused_total',
       help: 'Certificate requests refused, by reason.',
       labelNames: ['reason'] as const,
+      registers,
+    }),
+    renewals: new Counter({
+      name: 'airlock_ca_renewals_total',
+      help: 'X.509-SVIDs renewed for a caller presenting its current SVID.',
+      registers,
+    }),
+    renewalFailures: new Counter({
+      name: 'airlock_ca_renewal_failures_total',
+      help: 'Renewals refused, by reason (revoked, bad_request …).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    certificateExpiry: new Gauge({
+      name: 'airlock_control_plane_certificate_expiry_timestamp_seconds',
+      help: 'Expiry of the control plane certificates (serving, root), seconds since the Unix epoch.',
+      labelNames: ['certificate'] as const,
+      registers,
+    }),
+    revocations: new Counter({
+      name: 'airlock_ca_revocations_total',
+      help: 'Identities revoked by an admin.',
       registers,
     }),
   };

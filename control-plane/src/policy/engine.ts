@@ -18,12 +18,17 @@ export interface PolicyDecision {
   readonly allow: boolean;
   /** Name of the policy that decided; empty for the default deny and refused paths. */
   readonly policy: string;
+  /** Which rule of that policy matched (`rules[0]`), `*` for a policy without rules, empty when none. */
+  readonly rule: string;
+  /** Version of the policy set that decided (0 before any apply). */
+  readonly version: number;
   readonly reason: string;
   /** A dry-run policy would have denied: the call is let through, and said so. */
   readonly dryRunDeny: boolean;
 }
 
 interface CompiledRule {
+  readonly label: string;
   readonly methods: ReadonlySet<string> | undefined;
   readonly exact: ReadonlySet<string>;
   readonly prefixes: readonly string[];
@@ -58,11 +63,13 @@ interface CompiledSegment {
  */
 export class PolicyEngine {
   readonly trustDomain: string;
+  readonly version: number;
   readonly #segments: readonly CompiledSegment[];
   readonly #bySourceSegment: ReadonlyMap<string, readonly CompiledPolicy[]>;
 
-  constructor(docs: PolicyDocuments, trustDomain: string) {
+  constructor(docs: PolicyDocuments, trustDomain: string, version = 0) {
     this.trustDomain = trustDomain;
+    this.version = version;
     this.#segments = docs.segments.map(compileSegment);
     const index = new Map<string, CompiledPolicy[]>();
     docs.policies.forEach((doc, order) => {
@@ -92,7 +99,7 @@ export class PolicyEngine {
       path = undefined; // a tunnel has no path: only rules without paths can match it
     } else {
       const n = normalizePath(input.path);
-      if (!n.ok) return { allow: false, policy: '', reason: `ambiguous path: ${n.why}`, dryRunDeny: false };
+      if (!n.ok) return { allow: false, policy: '', rule: '', version: this.version, reason: `ambiguous path: ${n.why}`, dryRunDeny: false };
       path = n.path;
     }
     const host = normalizeHost(input.host);
@@ -111,31 +118,34 @@ export class PolicyEngine {
     }
     candidates.sort((a, b) => a.order - b.order);
 
-    let dryRunDeny: CompiledPolicy | undefined;
-    let allow: CompiledPolicy | undefined;
+    let dryRunDeny: { p: CompiledPolicy; rule: string } | undefined;
+    let allow: { p: CompiledPolicy; rule: string } | undefined;
     let dryRunScope: CompiledPolicy | undefined;
+    const version = this.version;
     for (const p of candidates) {
       if (!matchesDestination(p, host, input.port, destSegments)) continue;
-      if (!matchesRequest(p, input.method, path)) {
+      const rule = matchingRule(p, input.method, path);
+      if (rule === undefined) {
         // A dry-run allow that covers this source and destination is being rolled out: what it
         // does not allow would be denied once enforced, so it is reported but let through.
         if (p.dryRun && !p.deny) dryRunScope ??= p;
         continue;
       }
-      if (p.deny && !p.dryRun) return { allow: false, policy: p.name, reason: `policy "${p.name}" denies ${what}`, dryRunDeny: false };
-      if (p.deny) dryRunDeny ??= p;
-      else allow ??= p;
+      if (p.deny && !p.dryRun) return { allow: false, policy: p.name, rule, version, reason: `policy "${p.name}" denies ${what}`, dryRunDeny: false };
+      if (p.deny) dryRunDeny ??= { p, rule };
+      else allow ??= { p, rule };
     }
     // A dry-run deny only matters for a call that would otherwise pass.
     if (allow === undefined && dryRunScope === undefined) {
-      return { allow: false, policy: '', reason: `no policy allows ${what}`, dryRunDeny: false };
+      return { allow: false, policy: '', rule: '', version, reason: `no policy allows ${what}`, dryRunDeny: false };
     }
     if (dryRunDeny !== undefined) {
-      return { allow: true, policy: dryRunDeny.name, reason: `would deny: policy "${dryRunDeny.name}" denies ${what}`, dryRunDeny: true };
+      const { p, rule } = dryRunDeny;
+      return { allow: true, policy: p.name, rule, version, reason: `would deny: policy "${p.name}" denies ${what}`, dryRunDeny: true };
     }
-    if (allow !== undefined) return { allow: true, policy: allow.name, reason: `allowed by policy "${allow.name}"`, dryRunDeny: false };
+    if (allow !== undefined) return { allow: true, policy: allow.p.name, rule: allow.rule, version, reason: `allowed by policy "${allow.p.name}"`, dryRunDeny: false };
     const scope = dryRunScope as CompiledPolicy;
-    return { allow: true, policy: scope.name, reason: `would deny: no policy allows ${what}`, dryRunDeny: true };
+    return { allow: true, policy: scope.name, rule: '', version, reason: `would deny: no policy allows ${what}`, dryRunDeny: true };
   }
 }
 
@@ -148,14 +158,15 @@ function matchesDestination(p: CompiledPolicy, host: string, port: number, destS
   return p.hostsExact.has(host) || p.hostSuffixes.some((suffix) => host.endsWith(suffix) && host.length > suffix.length);
 }
 
-function matchesRequest(p: CompiledPolicy, method: string, path: string | undefined): boolean {
-  if (p.rules.length === 0) return true;
-  return p.rules.some((r) => {
+/** The label of the first rule the request matches (`*` when the policy has no rules), or undefined. */
+function matchingRule(p: CompiledPolicy, method: string, path: string | undefined): string | undefined {
+  if (p.rules.length === 0) return '*';
+  return p.rules.find((r) => {
     if (r.methods !== undefined && !r.methods.has(method)) return false;
     if (r.anyPath) return true;
     if (path === undefined) return false;
     return r.exact.has(path) || r.prefixes.some((prefix) => path === prefix.slice(0, -1) || path.startsWith(prefix));
-  });
+  })?.label;
 }
 
 function normalizeHost(host: string): string {
@@ -183,9 +194,10 @@ function compilePolicy(p: PolicyDoc, order: number): CompiledPolicy {
     // "*.example.com" matches a.example.com and a.b.example.com, not example.com itself.
     hostSuffixes: hosts.filter((h) => h.startsWith('*.')).map((h) => h.slice(1)),
     ports: p.toPorts.length === 0 ? undefined : new Set(p.toPorts),
-    rules: p.rules.map((r) => {
+    rules: p.rules.map((r, i) => {
       const paths = r.paths;
       return {
+        label: `rules[${i}]`,
         methods: r.methods.length === 0 ? undefined : new Set(r.methods),
         anyPath: paths.length === 0 || paths.includes('/*'),
         exact: new Set(paths.filter((x) => !x.endsWith('/*'))),

@@ -10,7 +10,7 @@ const GLOB = /^[a-z0-9*]([-a-z0-9.*]{0,251}[a-z0-9*])?$/;
 const HOST = /^(\*\.)?[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const METHOD = /^[A-Z]{1,20}$/;
 
-/** Every problem found, each as `file:line: message`, collected before failing. */
+/** Every problem found, each as `file:line:col: message`, collected before failing. */
 class Problems {
   readonly list: string[] = [];
   /** Segment references of policies, checked once every Segment is known. */
@@ -25,7 +25,9 @@ class Problems {
 
   at(node: Node | null | undefined): string {
     const offset = node?.range?.[0];
-    return offset === undefined ? this.file : `${this.file}:${this.#lines.linePos(offset).line}`;
+    if (offset === undefined) return this.file;
+    const pos = this.#lines.linePos(offset);
+    return `${this.file}:${pos.line}:${pos.col}`;
   }
 
   add(node: Node | null | undefined, message: string): void {
@@ -46,6 +48,28 @@ export function loadPolicyFile(path: string): PolicyDocuments {
 
 /** Parses multi-document YAML of Segment and Policy kinds; unknown fields and dangling references are errors. */
 export function parsePolicyText(text: string, file: string): PolicyDocuments {
+  return parsePolicyBundle(text, file).docs;
+}
+
+/** One document of a bundle, as written: what the policy store keeps per version. */
+export interface PolicyEntry {
+  readonly kind: 'Segment' | 'Policy';
+  readonly name: string;
+  /** The document's YAML, re-serialized on its own. */
+  readonly yaml: string;
+}
+
+export interface ParsedBundle {
+  readonly docs: PolicyDocuments;
+  readonly entries: readonly PolicyEntry[];
+}
+
+/**
+ * Like parsePolicyText, also returning each document's own YAML. `knownSegments` are segments
+ * defined elsewhere (the stored policy an apply merges into): references to them are not errors.
+ */
+export function parsePolicyBundle(text: string, file: string, knownSegments: ReadonlySet<string> = new Set()): ParsedBundle {
+  const entries: PolicyEntry[] = [];
   const lines = new LineCounter();
   const problems = new Problems(file, lines);
   const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
@@ -54,7 +78,8 @@ export function parsePolicyText(text: string, file: string): PolicyDocuments {
   for (const doc of Array.isArray(docs) ? docs : []) {
     if (doc.errors.length > 0) {
       for (const e of doc.errors) {
-        problems.list.push(`${file}:${lines.linePos(e.pos[0]).line}: ${e.message.split('\n')[0] ?? e.message}`);
+        const pos = lines.linePos(e.pos[0]);
+        problems.list.push(`${file}:${pos.line}:${pos.col}: ${e.message.split('\n')[0] ?? e.message}`);
       }
       continue;
     }
@@ -76,20 +101,26 @@ export function parsePolicyText(text: string, file: string): PolicyDocuments {
     }
     if (kind === 'Segment') {
       const s = segmentSpec(spec, problems);
-      if (name !== undefined && s !== undefined) segments.push({ name, ...s, at: problems.at(root) });
+      if (name !== undefined && s !== undefined) {
+        segments.push({ name, ...s, at: problems.at(root) });
+        entries.push({ kind, name, yaml: ownText(doc.toString()) });
+      }
     } else if (kind === 'Policy') {
       const p = policySpec(spec, problems);
-      if (name !== undefined && p !== undefined) policies.push({ name, ...p, at: problems.at(root) });
+      if (name !== undefined && p !== undefined) {
+        policies.push({ name, ...p, at: problems.at(root) });
+        entries.push({ kind, name, yaml: ownText(doc.toString()) });
+      }
       if (name !== undefined) recordRefs(name, spec, problems);
     } else if (kind !== undefined) {
       problems.add(top.get('kind'), `kind must be Segment or Policy, got "${kind}"`);
     }
   }
-  checkReferences(segments, policies, problems);
+  checkReferences(segments, policies, problems, knownSegments);
   if (problems.list.length > 0) {
     throw new AirlockError(ErrorCode.Policy, `invalid policy:\n${problems.list.map((p) => `  - ${p}`).join('\n')}`);
   }
-  return { segments, policies };
+  return { docs: { segments, policies }, entries };
 }
 
 function fields(map: YAMLMap, path: string, known: readonly string[], problems: Problems): Map<string, Node | null> {
@@ -265,7 +296,7 @@ function enumOf<T extends string>(node: Node | null | undefined, field: string, 
   return undefined;
 }
 
-function checkReferences(segments: readonly SegmentDoc[], policies: readonly PolicyDoc[], problems: Problems): void {
+function checkReferences(segments: readonly SegmentDoc[], policies: readonly PolicyDoc[], problems: Problems, known: ReadonlySet<string>): void {
   const names = new Set<string>();
   for (const s of segments) {
     if (names.has(s.name)) problems.list.push(`${s.at}: Segment "${s.name}" is defined twice`);
@@ -277,6 +308,11 @@ function checkReferences(segments: readonly SegmentDoc[], policies: readonly Pol
     policyNames.add(p.name);
   }
   for (const r of problems.refs) {
-    if (!names.has(r.segment)) problems.list.push(`${r.at}: Policy "${r.policy}" ${r.field} names segment "${r.segment}", which is not defined`);
+    if (!names.has(r.segment) && !known.has(r.segment)) problems.list.push(`${r.at}: Policy "${r.policy}" ${r.field} names segment "${r.segment}", which is not defined`);
   }
+}
+
+/** A document's text without its `---` marker, so the same document reads the same wherever it stood. */
+function ownText(yaml: string): string {
+  return yaml.replace(/^---[ \t]*\n/, '');
 }

@@ -171,24 +171,24 @@ describe('policy loading', () => {
 
   it('names file:line and the field of an unknown field', () => {
     expect(problemsOf(`${segment}---\napiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  from: { segments: [a] }\n  to: { segments: [a], hostz: [x] }\n  action: allow\n`)).toContain(
-      'p.yaml:12: unknown field "spec.to.hostz"',
+      'p.yaml:12:24: unknown field "spec.to.hostz"',
     );
   });
 
   it('names file:line of a reference to a missing segment', () => {
     const msg = problemsOf(`${segment}---\napiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  from:\n    segments:\n      - a\n      - ghosts\n  to: { segments: [a] }\n  action: allow\n`);
-    expect(msg).toContain('p.yaml:14: Policy "p" spec.from.segments names segment "ghosts", which is not defined');
+    expect(msg).toContain('p.yaml:14:9: Policy "p" spec.from.segments names segment "ghosts", which is not defined');
   });
 
   it('refuses bad actions, modes, methods, paths and YAML syntax', () => {
     const base = (spec: string): string => `${segment}---\napiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  from: { segments: [a] }\n  to: { segments: [a] }\n${spec}`;
-    expect(problemsOf(base('  action: permit\n'))).toMatch(/p\.yaml:\d+: "spec\.action" must be one of allow, deny/);
+    expect(problemsOf(base('  action: permit\n'))).toMatch(/p\.yaml:\d+:\d+: "spec\.action" must be one of allow, deny/);
     expect(problemsOf(base('  action: allow\n  mode: maybe\n'))).toMatch(/"spec\.mode" must be one of enforce, dry-run/);
     expect(problemsOf(base('  action: allow\n  rules: [ { methods: [get] } ]\n'))).toMatch(/"get" is not an upper-case HTTP method/);
     expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a/../b"] } ]\n'))).toMatch(/dot-segment/);
     expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a*b"] } ]\n'))).toMatch(/only as a final/);
     expect(problemsOf(base(''))).toMatch(/"spec\.action" is required/);
-    expect(problemsOf('kind: [unclosed\n')).toMatch(/^invalid policy:\n {2}- p\.yaml:\d+: /);
+    expect(problemsOf('kind: [unclosed\n')).toMatch(/^invalid policy:\n {2}- p\.yaml:\d+:\d+: /);
     expect(problemsOf(`${segment}---\n${segment}`)).toMatch(/Segment "a" is defined twice/);
   });
 

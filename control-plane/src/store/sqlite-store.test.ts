@@ -40,4 +40,12 @@ describe('SqliteStore', () => {
     expect(store.hasAdminTokenHash('adm')).toBe(true);
     expect(store.hasAdminTokenHash('other')).toBe(false);
   });
+
+  it('keeps the first revocation of an identity, across reopen', () => {
+    store.revokeIdentity('spiffe://td/ns/a/sa/b', 10);
+    store.revokeIdentity('spiffe://td/ns/a/sa/b', 20);
+    store.close();
+    store = SqliteStore.open(dir);
+    expect(store.listRevokedIdentities()).toEqual([{ spiffeId: 'spiffe://td/ns/a/sa/b', revokedAt: 10 }]);
+  });
 });

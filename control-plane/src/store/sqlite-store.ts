@@ -1,7 +1,17 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import type { AgentRecord, ConsumeResult, IssuedCertificate, JoinTokenRecord, Store } from './store.ts';
+import type {
+  AgentRecord,
+  ApiTokenRecord,
+  AuditEventRecord,
+  ConsumeResult,
+  IssuedCertificate,
+  JoinTokenRecord,
+  PolicyVersionRecord,
+  RevokedIdentity,
+  Store,
+} from './store.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS agents (
@@ -22,10 +32,54 @@ CREATE TABLE IF NOT EXISTS certificates (
   issued_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS certificates_by_spiffe_id ON certificates (spiffe_id);
+CREATE TABLE IF NOT EXISTS revoked_identities (
+  spiffe_id TEXT PRIMARY KEY,
+  revoked_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS admin_tokens (
   hash TEXT PRIMARY KEY
 );
+CREATE TABLE IF NOT EXISTS policy_versions (
+  version INTEGER PRIMARY KEY,
+  entries TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  summary TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+  hash TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  role TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT NOT NULL,
+  detail TEXT NOT NULL
+);
 `;
+
+interface PolicyVersionRow {
+  version: number;
+  entries: string;
+  created_at: number;
+  actor: string;
+  action: string;
+  summary: string;
+}
+
+const policyVersionOf = (r: PolicyVersionRow): PolicyVersionRecord => ({
+  version: r.version,
+  entries: r.entries,
+  createdAt: r.created_at,
+  actor: r.actor,
+  action: r.action,
+  summary: r.summary,
+});
 
 interface AgentRow {
   spiffe_id: string;
@@ -50,8 +104,19 @@ export class SqliteStore implements Store {
   readonly #tokenState: StatementSync;
   readonly #insertCert: StatementSync;
   readonly #listCerts: StatementSync;
+  readonly #revoke: StatementSync;
+  readonly #listRevoked: StatementSync;
   readonly #insertAdmin: StatementSync;
   readonly #getAdmin: StatementSync;
+  readonly #listAgents: StatementSync;
+  readonly #latestPolicy: StatementSync;
+  readonly #getPolicy: StatementSync;
+  readonly #listPolicies: StatementSync;
+  readonly #insertPolicy: StatementSync;
+  readonly #insertApiToken: StatementSync;
+  readonly #findApiToken: StatementSync;
+  readonly #insertAudit: StatementSync;
+  readonly #listAudit: StatementSync;
 
   constructor(path: string) {
     this.#db = new DatabaseSync(path);
@@ -72,8 +137,23 @@ export class SqliteStore implements Store {
     this.#listCerts = this.#db.prepare(
       'SELECT serial, spiffe_id, not_after, issued_at FROM certificates WHERE spiffe_id = ? ORDER BY issued_at',
     );
+    this.#revoke = this.#db.prepare('INSERT OR IGNORE INTO revoked_identities (spiffe_id, revoked_at) VALUES (?, ?)');
+    this.#listRevoked = this.#db.prepare('SELECT spiffe_id, revoked_at FROM revoked_identities ORDER BY revoked_at');
     this.#insertAdmin = this.#db.prepare('INSERT OR IGNORE INTO admin_tokens (hash) VALUES (?)');
     this.#getAdmin = this.#db.prepare('SELECT 1 AS found FROM admin_tokens WHERE hash = ?');
+    this.#listAgents = this.#db.prepare('SELECT spiffe_id, inbound_address, updated_at FROM agents ORDER BY spiffe_id');
+    this.#latestPolicy = this.#db.prepare('SELECT * FROM policy_versions ORDER BY version DESC LIMIT 1');
+    this.#getPolicy = this.#db.prepare('SELECT * FROM policy_versions WHERE version = ?');
+    this.#listPolicies = this.#db.prepare(
+      "SELECT version, '' AS entries, created_at, actor, action, summary FROM policy_versions ORDER BY version DESC LIMIT ?",
+    );
+    this.#insertPolicy = this.#db.prepare(
+      'INSERT INTO policy_versions (version, entries, created_at, actor, action, summary) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    this.#insertApiToken = this.#db.prepare('INSERT INTO api_tokens (hash, name, role, created_at) VALUES (?, ?, ?, ?)');
+    this.#findApiToken = this.#db.prepare('SELECT hash, name, role, created_at FROM api_tokens WHERE hash = ?');
+    this.#insertAudit = this.#db.prepare('INSERT INTO audit_events (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)');
+    this.#listAudit = this.#db.prepare('SELECT at, actor, action, target, detail FROM audit_events ORDER BY id DESC LIMIT ?');
   }
 
   static open(dataDir: string): SqliteStore {
@@ -115,6 +195,68 @@ export class SqliteStore implements Store {
       notAfter: r.not_after,
       issuedAt: r.issued_at,
     }));
+  }
+
+  revokeIdentity(spiffeId: string, revokedAt: number): void {
+    this.#revoke.run(spiffeId, revokedAt);
+  }
+
+  listRevokedIdentities(): RevokedIdentity[] {
+    return (this.#listRevoked.all() as unknown as { spiffe_id: string; revoked_at: number }[]).map((r) => ({ spiffeId: r.spiffe_id, revokedAt: r.revoked_at }));
+  }
+
+  listAgents(): AgentRecord[] {
+    return (this.#listAgents.all() as unknown as AgentRow[]).map((r) => ({ spiffeId: r.spiffe_id, inboundAddress: r.inbound_address, updatedAt: r.updated_at }));
+  }
+
+  latestPolicyVersion(): PolicyVersionRecord | undefined {
+    const row = this.#latestPolicy.get() as PolicyVersionRow | undefined;
+    return row === undefined ? undefined : policyVersionOf(row);
+  }
+
+  getPolicyVersion(version: number): PolicyVersionRecord | undefined {
+    const row = this.#getPolicy.get(version) as PolicyVersionRow | undefined;
+    return row === undefined ? undefined : policyVersionOf(row);
+  }
+
+  listPolicyVersions(limit: number): Omit<PolicyVersionRecord, 'entries'>[] {
+    return (this.#listPolicies.all(limit) as unknown as PolicyVersionRow[]).map((r) => ({
+      version: r.version,
+      createdAt: r.created_at,
+      actor: r.actor,
+      action: r.action,
+      summary: r.summary,
+    }));
+  }
+
+  appendPolicyVersion(r: PolicyVersionRecord, audit: AuditEventRecord): void {
+    // Both rows or neither: a version without its audit event would be a change nobody recorded.
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      this.#insertPolicy.run(r.version, r.entries, r.createdAt, r.actor, r.action, r.summary);
+      this.addAuditEvent(audit);
+      this.#db.exec('COMMIT');
+    } catch (err) {
+      this.#db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  addApiToken(t: ApiTokenRecord): void {
+    this.#insertApiToken.run(t.hash, t.name, t.role, t.createdAt);
+  }
+
+  findApiToken(hash: string): ApiTokenRecord | undefined {
+    const row = this.#findApiToken.get(hash) as { hash: string; name: string; role: ApiTokenRecord['role']; created_at: number } | undefined;
+    return row === undefined ? undefined : { hash: row.hash, name: row.name, role: row.role, createdAt: row.created_at };
+  }
+
+  addAuditEvent(e: AuditEventRecord): void {
+    this.#insertAudit.run(e.at, e.actor, e.action, e.target, e.detail);
+  }
+
+  listAuditEvents(limit: number): AuditEventRecord[] {
+    return this.#listAudit.all(limit) as unknown as AuditEventRecord[];
   }
 
   addAdminTokenHash(hash: string): void {

@@ -23,10 +23,46 @@ export interface IssuedCertificate {
   readonly issuedAt: number;
 }
 
+export interface RevokedIdentity {
+  readonly spiffeId: string;
+  readonly revokedAt: number;
+}
+
 /** Why a join token could not be consumed. */
 export type JoinTokenRefusal = 'unknown' | 'used' | 'expired';
 
 export type ConsumeResult = { readonly ok: true; readonly spiffeId: string } | { readonly ok: false; readonly reason: JoinTokenRefusal };
+
+/** One version of the policy set: every document as written, in order. */
+export interface PolicyVersionRecord {
+  readonly version: number;
+  /** JSON of the documents (PolicyEntry[]). */
+  readonly entries: string;
+  readonly createdAt: number;
+  /** Who made it: the admin token's name, or `policy-file` at start. */
+  readonly actor: string;
+  /** apply | delete | rollback */
+  readonly action: string;
+  readonly summary: string;
+}
+
+export type AdminRole = 'viewer' | 'editor' | 'responder' | 'admin';
+
+export interface ApiTokenRecord {
+  readonly hash: string;
+  readonly name: string;
+  readonly role: AdminRole;
+  readonly createdAt: number;
+}
+
+/** Every change made through the admin API: who, what, and the diff (JSON). */
+export interface AuditEventRecord {
+  readonly at: number;
+  readonly actor: string;
+  readonly action: string;
+  readonly target: string;
+  readonly detail: string;
+}
 
 export interface Store {
   upsertAgent(agent: AgentRecord): void;
@@ -38,6 +74,24 @@ export interface Store {
 
   recordCertificate(cert: IssuedCertificate): void;
   listCertificates(spiffeId: string): IssuedCertificate[];
+
+  /** Marks an identity revoked (idempotent: the first revocation time is kept). */
+  revokeIdentity(spiffeId: string, revokedAt: number): void;
+  listRevokedIdentities(): RevokedIdentity[];
+
+  listAgents(): AgentRecord[];
+
+  latestPolicyVersion(): PolicyVersionRecord | undefined;
+  getPolicyVersion(version: number): PolicyVersionRecord | undefined;
+  /** Newest first; `entries` omitted to keep it small. */
+  listPolicyVersions(limit: number): Omit<PolicyVersionRecord, 'entries'>[];
+  /** Stores a new version and its audit event in one transaction; fails if the version exists. */
+  appendPolicyVersion(record: PolicyVersionRecord, audit: AuditEventRecord): void;
+
+  addApiToken(token: ApiTokenRecord): void;
+  findApiToken(hash: string): ApiTokenRecord | undefined;
+  addAuditEvent(event: AuditEventRecord): void;
+  listAuditEvents(limit: number): AuditEventRecord[];
 
   addAdminTokenHash(hash: string): void;
   hasAdminTokenHash(hash: string): boolean;

@@ -1,9 +1,9 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { AuthorizationServiceClient, Direction as ProtoDirection, Verdict, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
-import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import { AuthorizationServiceClient, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../controlplane/credentials.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
 import type { Authorizer, AuthzRequest, Decision } from './authorizer.ts';
+import { toDecision, toProtoRequest, unavailable } from './proto-mapping.ts';
 
 export interface GrpcUnaryAuthorizerOptions {
   /** host:port of the control plane. */
@@ -32,15 +32,7 @@ export class GrpcUnaryAuthorizer implements Authorizer {
     if (client === undefined) return Promise.reject(unavailable('no SVID yet'));
     return new Promise((resolve, reject) => {
       client.authorize(
-        {
-          direction: request.direction === 'outbound' ? ProtoDirection.DIRECTION_OUTBOUND : ProtoDirection.DIRECTION_INBOUND,
-          sourceSpiffeId: request.sourceId,
-          destinationSpiffeId: request.destinationId ?? '',
-          destinationHost: request.host,
-          destinationPort: request.port,
-          method: request.method,
-          path: request.path,
-        },
+        toProtoRequest(request),
         new Metadata(),
         { deadline: Date.now() + this.#o.timeoutMs },
         (err: ServiceError | null, res: AuthorizeResponse) => {
@@ -80,23 +72,8 @@ export class GrpcUnaryAuthorizer implements Authorizer {
 }
 
 /** A reason the agent can read; grpc-js details (LB picks, resolver timings) stay in the cause. */
-function describeFailure(err: ServiceError, timeoutMs: number): string {
+export function describeFailure(err: ServiceError, timeoutMs: number): string {
   if (err.code === status.DEADLINE_EXCEEDED) return `no decision from the control plane within ${timeoutMs} ms`;
   if (err.code === status.UNAVAILABLE) return 'the control plane is unreachable';
   return `the control plane failed the request (${status[err.code]}): ${err.details}`;
-}
-
-function unavailable(reason: string, cause?: unknown): AirlockError {
-  return new AirlockError(ErrorCode.AuthzUnavailable, reason, { cause });
-}
-
-function toDecision(res: AuthorizeResponse): Decision | undefined {
-  if (res.verdict === Verdict.VERDICT_ALLOW) {
-    const upstream = res.upstream === undefined || res.upstream.address === '' ? undefined : { address: res.upstream.address, spiffeId: res.upstream.spiffeId };
-    return { allowed: true, decisionId: res.decisionId, reason: res.reason, policy: res.policy, upstream, dryRunDeny: res.dryRunDeny };
-  }
-  if (res.verdict === Verdict.VERDICT_DENY) {
-    return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy };
-  }
-  return undefined;
 }

@@ -7,11 +7,13 @@ export const sidecarConfig = defineConfig('AIRLOCK', {
   controlPlaneId: optionalString({ description: 'SPIFFE ID the control plane must present (default derived from trustDomain).' }),
   caFile: string({ description: 'PEM trust bundle used to verify the control plane before the first SVID is issued.' }),
   joinToken: optionalString({ description: 'One-time join token (from `airlock token create`) that attests this sidecar. Prefer the env var.', secret: true }),
+  kubernetesTokenFile: optionalString({ description: 'Projected Kubernetes service-account token (audience airlock) that attests this sidecar instead of a join token.' }),
   outboundListen: hostPort({ description: 'Outbound HTTP proxy for the agent (HTTP_PROXY); CONNECT for HTTPS egress.', default: { host: '127.0.0.1', port: 15001 } }),
   inboundListen: hostPort({ description: 'Inbound mTLS listener for peer sidecars.', default: { host: '0.0.0.0', port: 15006 } }),
   inboundAdvertise: optionalString({ description: 'host:port at which peers reach the inbound listener (default: 127.0.0.1:<inbound port> when listening on all interfaces).' }),
   adminListen: hostPort({ description: '/metrics, /healthz, /readyz.', default: { host: '0.0.0.0', port: 15020 } }),
   appPort: port({ description: 'Port of the agent app on 127.0.0.1, where inbound calls are forwarded.', default: 8080 }),
+  authzTransport: oneOf<'stream' | 'unary'>(['stream', 'unary'], { description: 'How decisions are asked for: `stream` (the calls of one event-loop turn as one message on a long-lived gRPC stream) or `unary` (one gRPC call per decision). Every call gets its own fresh decision either way.', default: 'stream' }),
   authzTimeout: duration({ description: 'How long a call waits for its authorization before it is refused with 503 (fail closed).', default: 250 }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
 });

@@ -1,7 +1,9 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { IdentityServiceClient, type SignCertificateResponse } from '@airlock/proto/identity/v1';
-import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import { readFile } from 'node:fs/promises';
+import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../controlplane/credentials.ts';
+import type { Svid } from './svid.ts';
 
 export interface SignedCertificate {
   readonly spiffeId: string;
@@ -13,6 +15,8 @@ export interface SignedCertificate {
 export interface SignRequest {
   readonly csrPem: string;
   readonly inboundAddress: string;
+  /** The SVID we hold now: a renewal presents it as the client certificate. */
+  readonly current?: Svid;
 }
 
 /**
@@ -29,6 +33,27 @@ const SIGN_DEADLINE_MS = 10_000;
 // Codes that say "the control plane answered and refused": retrying the same token cannot help.
 const PERMANENT = new Set<number>([status.UNAUTHENTICATED, status.PERMISSION_DENIED, status.INVALID_ARGUMENT, status.FAILED_PRECONDITION, status.NOT_FOUND, status.ALREADY_EXISTS]);
 
+type Attestation = { readonly joinToken: string } | { readonly kubernetesSaToken: string } | undefined;
+
+function signOnce(client: IdentityServiceClient, request: SignRequest, attestation: Attestation): Promise<SignedCertificate> {
+  return new Promise((resolve, reject) => {
+    client.signCertificate(
+      { csrPem: request.csrPem, inboundAddress: request.inboundAddress, ...attestation },
+      new Metadata(),
+      { deadline: Date.now() + SIGN_DEADLINE_MS },
+      (err: ServiceError | null, res: SignCertificateResponse) => {
+        if (err === null) {
+          resolve({ spiffeId: res.spiffeId, certChainPem: res.certChainPem, trustBundlePem: res.trustBundlePem, expiresAtMs: res.expiresAtUnixMs });
+        } else if (PERMANENT.has(err.code)) {
+          reject(new AirlockError(ErrorCode.Attestation, `the control plane refused to sign: ${err.details}`, { cause: err }));
+        } else {
+          reject(new AirlockError(ErrorCode.UpstreamUnavailable, `control plane unavailable: ${err.details}`, { cause: err }));
+        }
+      },
+    );
+  });
+}
+
 /** First issuance: server-authenticated TLS to the control plane, attested by a join token. */
 export class JoinTokenSigner implements CertificateSigner {
   readonly #client: IdentityServiceClient;
@@ -40,25 +65,69 @@ export class JoinTokenSigner implements CertificateSigner {
   }
 
   sign(request: SignRequest): Promise<SignedCertificate> {
-    return new Promise((resolve, reject) => {
-      this.#client.signCertificate(
-        { csrPem: request.csrPem, joinToken: this.#joinToken, inboundAddress: request.inboundAddress },
-        new Metadata(),
-        { deadline: Date.now() + SIGN_DEADLINE_MS },
-        (err: ServiceError | null, res: SignCertificateResponse) => {
-          if (err === null) {
-            resolve({ spiffeId: res.spiffeId, certChainPem: res.certChainPem, trustBundlePem: res.trustBundlePem, expiresAtMs: res.expiresAtUnixMs });
-          } else if (PERMANENT.has(err.code)) {
-            reject(new AirlockError(ErrorCode.Attestation, `the control plane refused to sign: ${err.details}`, { cause: err }));
-          } else {
-            reject(new AirlockError(ErrorCode.UpstreamUnavailable, `control plane unavailable: ${err.details}`, { cause: err }));
-          }
-        },
-      );
-    });
+    return signOnce(this.#client, request, { joinToken: this.#joinToken });
   }
 
   close(): void {
     this.#client.close();
+  }
+}
+
+/**
+ * First issuance in a Kubernetes pod: attested by the projected service-account token (audience
+ * airlock), read from its file at each attempt since the kubelet rotates it.
+ */
+export class KubernetesTokenSigner implements CertificateSigner {
+  readonly #client: IdentityServiceClient;
+  readonly #tokenFile: string;
+
+  constructor(o: { address: string; caPem: string; controlPlaneId: string; tokenFile: string }) {
+    this.#tokenFile = o.tokenFile;
+    this.#client = new IdentityServiceClient(o.address, controlPlaneCredentials(o.caPem, o.controlPlaneId), CONTROL_PLANE_CHANNEL_OPTIONS);
+  }
+
+  async sign(request: SignRequest): Promise<SignedCertificate> {
+    let token: string;
+    try {
+      token = (await readFile(this.#tokenFile, 'utf8')).trim();
+    } catch (err) {
+      // The kubelet may not have written it yet: worth retrying.
+      throw new AirlockError(ErrorCode.UpstreamUnavailable, `cannot read the service account token ${this.#tokenFile}: ${errorMessage(err)}`);
+    }
+    return signOnce(this.#client, request, { kubernetesSaToken: token });
+  }
+
+  close(): void {
+    this.#client.close();
+  }
+}
+
+/**
+ * Renewal: mTLS with the SVID we hold (`request.current`), no token: the control plane renews the
+ * identity the client certificate proves. A channel per SVID, since credentials are per channel.
+ */
+export class MtlsRenewalSigner implements CertificateSigner {
+  readonly #o: { address: string; controlPlaneId: string };
+  #client: IdentityServiceClient | undefined;
+  #clientSvid: Svid | undefined;
+
+  constructor(o: { address: string; controlPlaneId: string }) {
+    this.#o = o;
+  }
+
+  sign(request: SignRequest): Promise<SignedCertificate> {
+    const svid = request.current;
+    if (svid === undefined) return Promise.reject(new AirlockError(ErrorCode.Internal, 'a renewal needs the current SVID'));
+    if (this.#client === undefined || this.#clientSvid !== svid) {
+      this.#client?.close();
+      this.#client = new IdentityServiceClient(this.#o.address, controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, svid), CONTROL_PLANE_CHANNEL_OPTIONS);
+      this.#clientSvid = svid;
+    }
+    return signOnce(this.#client, request, undefined);
+  }
+
+  close(): void {
+    this.#client?.close();
+    this.#client = undefined;
   }
 }

@@ -1,6 +1,6 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Gauge } from 'prom-client';
+import type { Counter, Gauge } from 'prom-client';
 import type { Logger } from '@airlock/common/logging';
 import { AirlockError, ErrorCode, errorMessage, isAirlockError } from '@airlock/common/errors';
 import { spiffeIdFromCertificate } from '@airlock/common/spiffe';
@@ -15,12 +15,29 @@ export interface IdentityProviderOptions {
   readonly expiryGauge: Gauge;
   readonly logger: Logger;
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+  /** Renews over mTLS with the current SVID; without one the SVID is never renewed. */
+  readonly renewer?: CertificateSigner;
+  readonly renewals?: Counter;
+  readonly renewalFailures?: Counter;
+  /** Source of jitter in [0, 1); tests pin it. */
+  readonly random?: () => number;
+}
+
+/** Renew when this fraction of the remaining lifetime has passed, ± RENEW_JITTER (spreads a fleet). */
+const RENEW_AT = 0.5;
+const RENEW_JITTER = 0.1;
+
+/** When to renew an SVID received at `receivedAt`: half its remaining life, with jitter. */
+export function renewalDelayMs(expiresAt: Date, receivedAt: number, random: () => number = Math.random): number {
+  const remaining = expiresAt.getTime() - receivedAt;
+  return Math.max(0, remaining * (RENEW_AT - RENEW_JITTER + 2 * RENEW_JITTER * random()));
 }
 
 /**
  * Obtains and holds this sidecar's X.509-SVID. The key is made here and never leaves; only a CSR
  * goes to the control plane. While the control plane is unreachable it retries with backoff.
- * Renewal at half-life (issue 3) plugs in at `#install`: schedule `#obtain` again from there.
+ * Each SVID is renewed at about half its life with a fresh key, over mTLS with itself; a failed
+ * renewal keeps the SVID we hold (still valid) and retries with backoff until one succeeds.
  */
 export class IdentityProvider implements SvidSource {
   readonly #o: IdentityProviderOptions;
@@ -29,6 +46,7 @@ export class IdentityProvider implements SvidSource {
   #svid: Svid | undefined;
   #failure: string | undefined;
   #firstSvid: PromiseWithResolvers<Svid> = Promise.withResolvers();
+  #renewTimer: NodeJS.Timeout | undefined;
 
   constructor(o: IdentityProviderOptions) {
     this.#o = o;
@@ -64,6 +82,8 @@ export class IdentityProvider implements SvidSource {
 
   close(): void {
     this.#closing.abort();
+    clearTimeout(this.#renewTimer);
+    this.#o.renewer?.close();
     this.#firstSvid.reject(new AirlockError(ErrorCode.Internal, 'identity provider closed'));
     this.#o.signer.close();
   }
@@ -101,12 +121,51 @@ export class IdentityProvider implements SvidSource {
     return this.#closing.signal.aborted;
   }
 
-  async #requestSvid(): Promise<Svid> {
+  /** Renews until one attempt succeeds or we are closed; the SVID held meanwhile stays in use. */
+  async #renew(renewer: CertificateSigner): Promise<void> {
+    const log = this.#o.logger;
+    let delay = this.#o.backoff?.initialMs ?? 100;
+    const maxDelay = this.#o.backoff?.maxMs ?? 5000;
+    while (!this.#isClosed()) {
+      try {
+        const svid = await this.#requestSvid(renewer, this.#svid);
+        if (this.#isClosed()) return;
+        this.#o.renewals?.inc();
+        this.#install(svid);
+        return;
+      } catch (err) {
+        if (this.#isClosed()) return;
+        this.#o.renewalFailures?.inc();
+        const expiresAt = this.#svid?.expiresAt.toISOString();
+        log.warn({ retryInMs: delay, reason: errorMessage(err), expiresAt }, 'SVID renewal failed; keeping the current SVID and retrying');
+      }
+      try {
+        await sleep(delay, undefined, { signal: this.#closing.signal });
+      } catch {
+        return;
+      }
+      delay = Math.min(delay * 2, maxDelay);
+    }
+  }
+
+  #scheduleRenewal(svid: Svid): void {
+    const renewer = this.#o.renewer;
+    if (renewer === undefined || this.#isClosed()) return;
+    clearTimeout(this.#renewTimer);
+    const delay = renewalDelayMs(svid.expiresAt, Date.now(), this.#o.random);
+    this.#renewTimer = setTimeout(() => void this.#renew(renewer), delay);
+    this.#o.logger.debug({ renewInMs: Math.round(delay) }, 'SVID renewal scheduled');
+  }
+
+  async #requestSvid(signer: CertificateSigner = this.#o.signer, current?: Svid): Promise<Svid> {
     const { keyPem, csrPem } = await newKeyAndCsr();
-    const signed = await this.#o.signer.sign({ csrPem, inboundAddress: this.#o.inboundAddress() });
+    const signed = await signer.sign({ csrPem, inboundAddress: this.#o.inboundAddress(), ...(current === undefined ? {} : { current }) });
     // Check what we were given before serving with it: our key, the ID we were told, still valid.
     const leaf = new X509Certificate(signed.certChainPem);
     const leafId = spiffeIdFromCertificate(leaf).uri;
+    if (current !== undefined && leafId !== current.spiffeId) {
+      throw new AirlockError(ErrorCode.Attestation, `renewal returned a certificate for ${leafId}, we are ${current.spiffeId}`);
+    }
     if (leafId !== signed.spiffeId) {
       throw new AirlockError(ErrorCode.Attestation, `issued certificate names ${leafId}, the response says ${signed.spiffeId}`);
     }
@@ -123,6 +182,7 @@ export class IdentityProvider implements SvidSource {
     this.#o.expiryGauge.set(svid.expiresAt.getTime() / 1000);
     this.#o.logger.info({ spiffeId: svid.spiffeId, expiresAt: svid.expiresAt.toISOString() }, 'holding an X.509-SVID');
     this.#firstSvid.resolve(svid);
+    this.#scheduleRenewal(svid);
     for (const listener of this.#listeners) {
       try {
         listener(svid);

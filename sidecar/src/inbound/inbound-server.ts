@@ -12,6 +12,7 @@ import { assertAllowed, errorReply, NotReadyError, sendErrorReply } from '../htt
 import { forward } from '../http/forward.ts';
 import { requestHeadersToForward, XFCC } from '../http/headers.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
+import type { RevokedSerials } from '../identity/trust-bundle-watcher.ts';
 import type { Outcome, SidecarMetrics } from '../telemetry/metrics.ts';
 
 export interface InboundDeps {
@@ -21,6 +22,8 @@ export interface InboundDeps {
   readonly app: Dispatcher;
   readonly metrics: SidecarMetrics;
   readonly logger: Logger;
+  /** Revoked serials pushed by the control plane: such peers are cut at the handshake. */
+  readonly revoked?: RevokedSerials;
 }
 
 /**
@@ -47,7 +50,18 @@ export function createInboundServer(deps: InboundDeps): Server {
     }
   });
 
+  // Open connections by peer serial, so a revocation also cuts the ones already established.
+  const live = new Map<TLSSocket, string>();
   server.on('secureConnection', (socket: TLSSocket) => {
+    const serial = socket.getPeerCertificate().serialNumber;
+    if (deps.revoked?.has(serial) === true) {
+      deps.metrics.inboundRejected.inc({ reason: 'revoked' });
+      deps.logger.warn({ remote: socket.remoteAddress, serial }, 'refused a revoked peer certificate');
+      socket.destroy();
+      return;
+    }
+    live.set(socket, serial);
+    socket.once('close', () => live.delete(socket));
     try {
       peers.set(socket, spiffeIdFromSubjectAltName(socket.getPeerCertificate().subjectaltname).uri);
     } catch (err) {
@@ -60,6 +74,14 @@ export function createInboundServer(deps: InboundDeps): Server {
     deps.metrics.inboundRejected.inc({ reason: 'handshake_failed' });
   });
   deps.identity.onChange((svid) => server.setSecureContext(tlsContext(svid)));
+  deps.revoked?.onChange(() => {
+    for (const [socket, serial] of live) {
+      if (deps.revoked?.has(serial) !== true) continue;
+      deps.metrics.inboundRejected.inc({ reason: 'revoked' });
+      deps.logger.warn({ remote: socket.remoteAddress, serial }, 'closed a connection from a now revoked peer certificate');
+      socket.destroy();
+    }
+  });
   return server;
 }
 

@@ -7,8 +7,14 @@ export interface SidecarMetrics {
   readonly requests: Counter<'direction' | 'outcome'>;
   readonly requestDuration: Histogram<'direction'>;
   readonly authzDuration: Histogram<'direction'>;
+  /** Checks per message on the authorization stream (calls coalesced in one event-loop turn). */
+  readonly authzBatchChecks: Histogram;
   readonly inboundRejected: Counter<'reason'>;
   readonly certificateExpiry: Gauge;
+  readonly renewals: Counter;
+  readonly renewalFailures: Counter;
+  /** Serials of revoked certificates this sidecar refuses (pushed by the control plane). */
+  readonly revokedSerials: Gauge;
 }
 
 // Sub-millisecond buckets: an authorization or a proxy hop is expected to cost well under 1 ms.
@@ -37,6 +43,12 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
       buckets: LATENCY_BUCKETS,
       registers,
     }),
+    authzBatchChecks: new Histogram({
+      name: 'airlock_sidecar_authz_batch_checks',
+      help: 'Authorization checks sent per message on the stream to the control plane.',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+      registers,
+    }),
     inboundRejected: new Counter({
       name: 'airlock_sidecar_inbound_rejected_total',
       help: 'Inbound connections refused before any request: failed handshake or a certificate that is not one X.509-SVID.',
@@ -46,6 +58,21 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
     certificateExpiry: new Gauge({
       name: 'airlock_sidecar_certificate_expiry_timestamp_seconds',
       help: 'Expiry of the current X.509-SVID, seconds since the Unix epoch (0 before the first one).',
+      registers,
+    }),
+    renewals: new Counter({
+      name: 'airlock_sidecar_certificate_renewals_total',
+      help: 'X.509-SVIDs renewed (a new key and certificate, obtained over mTLS with the previous one).',
+      registers,
+    }),
+    renewalFailures: new Counter({
+      name: 'airlock_sidecar_certificate_renewal_failures_total',
+      help: 'Renewal attempts that failed; the current SVID stays in use until it expires.',
+      registers,
+    }),
+    revokedSerials: new Gauge({
+      name: 'airlock_sidecar_revoked_serials',
+      help: 'Revoked certificate serials this sidecar refuses at the inbound handshake.',
       registers,
     }),
   };

@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
-import { Server, ServerCredentials, status, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
-import { AuthorizationServiceService, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import { Server, ServerCredentials, status, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { AuthorizationServiceService, type AuthorizeRequest, type AuthorizeResponse, type AuthorizeResult, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
 import { IdentityServiceService, type SignCertificateRequest, type SignCertificateResponse } from '@airlock/proto/identity/v1';
 import { formatSpiffeId } from '@airlock/common/spiffe';
 import type { TestCa } from './certs.ts';
@@ -16,6 +16,12 @@ export interface FakeControlPlane {
   /** The identity a valid join token is bound to; other tokens get UNAUTHENTICATED. */
   tokens: Map<string, string>;
   authorize: (request: AuthorizeRequest) => AuthorizeResponse | 'hang';
+  /** Every message received on AuthorizeStream streams (one per batch the sidecar sent). */
+  readonly streamMessages: AuthorizeStreamRequest[];
+  /** Open AuthorizeStream calls, so a test can break them. */
+  readonly streams: Set<ServerDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>>;
+  /** Applied to the results of each batch before they are sent (reorder, split, drop). */
+  streamReply: (results: AuthorizeResult[]) => AuthorizeResult[][];
   stop(): Promise<void>;
 }
 
@@ -33,7 +39,21 @@ export async function startFakeControlPlane(o: { ca: TestCa; servingId: string; 
     authorizeRequests: [],
     tokens: new Map(),
     authorize: (r) => ({ verdict: 1, decisionId: 'cp-1', reason: `allowed ${r.method}`, policy: 'p', upstream: undefined, dryRunDeny: false }),
-    stop: () => new Promise((resolve) => server.tryShutdown(() => resolve())),
+    streamMessages: [],
+    streams: new Set(),
+    streamReply: (results) => [results],
+    // Long-lived AuthorizeStream calls never end by themselves: cut them after a moment.
+    stop: () =>
+      new Promise((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 200);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
   };
   server.addService(IdentityServiceService, {
     signCertificate(call: ServerUnaryCall<SignCertificateRequest, SignCertificateResponse>, cb: sendUnaryData<SignCertificateResponse>) {
@@ -60,6 +80,34 @@ export async function startFakeControlPlane(o: { ca: TestCa; servingId: string; 
       cp.authorizeRequests.push(call.request);
       const answer = cp.authorize(call.request);
       if (answer !== 'hang') cb(null, answer);
+    },
+    authorizeStream(call: ServerDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>) {
+      const peer = call.getAuthContext().sslPeerCertificate;
+      if (peer === undefined || !new X509Certificate(peer.raw).verify(caCert.publicKey)) {
+        call.emit('error', { code: status.UNAUTHENTICATED, details: 'client certificate required' });
+        return;
+      }
+      cp.streams.add(call);
+      call.on('data', (msg: AuthorizeStreamRequest) => {
+        cp.streamMessages.push(msg);
+        const results: AuthorizeResult[] = [];
+        for (const check of msg.checks) {
+          if (check.request === undefined) continue;
+          cp.authorizeRequests.push(check.request);
+          const answer = cp.authorize(check.request);
+          if (answer !== 'hang') results.push({ id: check.id, decision: answer, refusal: undefined });
+        }
+        for (const part of cp.streamReply(results)) if (part.length > 0) call.write({ results: part });
+      });
+      const done = (): void => {
+        cp.streams.delete(call);
+      };
+      call.on('end', () => {
+        done();
+        call.end();
+      });
+      call.on('error', done);
+      call.on('cancelled', done);
     },
   });
   // grpc-js either requires a client certificate or does not ask for one: tests of Authorize

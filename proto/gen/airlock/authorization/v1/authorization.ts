@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -93,6 +95,37 @@ export interface AuthorizeResponse {
     | undefined;
   /** True when the decision was made by a dry-run policy that would have denied. */
   dryRunDeny: boolean;
+}
+
+/** One check of a batch: the question of one call. */
+export interface AuthorizeCheck {
+  /** Chosen by the sidecar, unique among its pending checks on this stream; echoed in the result. */
+  id: number;
+  request: AuthorizeRequest | undefined;
+}
+
+export interface AuthorizeStreamRequest {
+  /** The checks of the calls that arrived together; at least one. */
+  checks: AuthorizeCheck[];
+}
+
+/** A check the control plane refused to decide, as the unary RPC would have failed. */
+export interface AuthorizeRefusal {
+  /** A gRPC status code (google.rpc.Code): PERMISSION_DENIED, INVALID_ARGUMENT, … */
+  code: number;
+  message: string;
+}
+
+/** The answer to one check, matched to it by id. */
+export interface AuthorizeResult {
+  id: number;
+  decision?: AuthorizeResponse | undefined;
+  refusal?: AuthorizeRefusal | undefined;
+}
+
+export interface AuthorizeStreamResponse {
+  /** Results of checks of this stream, in any order and in any grouping. */
+  results: AuthorizeResult[];
 }
 
 function createBaseAuthorizeRequest(): AuthorizeRequest {
@@ -414,6 +447,335 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
   },
 };
 
+function createBaseAuthorizeCheck(): AuthorizeCheck {
+  return { id: 0, request: undefined };
+}
+
+export const AuthorizeCheck: MessageFns<AuthorizeCheck> = {
+  encode(message: AuthorizeCheck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint32(message.id);
+    }
+    if (message.request !== undefined) {
+      AuthorizeRequest.encode(message.request, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthorizeCheck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthorizeCheck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.request = AuthorizeRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<AuthorizeCheck>, I>>(base?: I): AuthorizeCheck {
+    return AuthorizeCheck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthorizeCheck>, I>>(object: I): AuthorizeCheck {
+    const message = createBaseAuthorizeCheck();
+    message.id = object.id ?? 0;
+    message.request = (object.request !== undefined && object.request !== null)
+      ? AuthorizeRequest.fromPartial(object.request)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseAuthorizeStreamRequest(): AuthorizeStreamRequest {
+  return { checks: [] };
+}
+
+export const AuthorizeStreamRequest: MessageFns<AuthorizeStreamRequest> = {
+  encode(message: AuthorizeStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.checks) {
+      AuthorizeCheck.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthorizeStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthorizeStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.checks.push(AuthorizeCheck.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<AuthorizeStreamRequest>, I>>(base?: I): AuthorizeStreamRequest {
+    return AuthorizeStreamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthorizeStreamRequest>, I>>(object: I): AuthorizeStreamRequest {
+    const message = createBaseAuthorizeStreamRequest();
+    message.checks = object.checks?.map((e) => AuthorizeCheck.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAuthorizeRefusal(): AuthorizeRefusal {
+  return { code: 0, message: "" };
+}
+
+export const AuthorizeRefusal: MessageFns<AuthorizeRefusal> = {
+  encode(message: AuthorizeRefusal, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).uint32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthorizeRefusal {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthorizeRefusal();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<AuthorizeRefusal>, I>>(base?: I): AuthorizeRefusal {
+    return AuthorizeRefusal.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthorizeRefusal>, I>>(object: I): AuthorizeRefusal {
+    const message = createBaseAuthorizeRefusal();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseAuthorizeResult(): AuthorizeResult {
+  return { id: 0, decision: undefined, refusal: undefined };
+}
+
+export const AuthorizeResult: MessageFns<AuthorizeResult> = {
+  encode(message: AuthorizeResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint32(message.id);
+    }
+    if (message.decision !== undefined) {
+      AuthorizeResponse.encode(message.decision, writer.uint32(18).fork()).join();
+    }
+    if (message.refusal !== undefined) {
+      AuthorizeRefusal.encode(message.refusal, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthorizeResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthorizeResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.decision = AuthorizeResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.refusal = AuthorizeRefusal.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<AuthorizeResult>, I>>(base?: I): AuthorizeResult {
+    return AuthorizeResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthorizeResult>, I>>(object: I): AuthorizeResult {
+    const message = createBaseAuthorizeResult();
+    message.id = object.id ?? 0;
+    message.decision = (object.decision !== undefined && object.decision !== null)
+      ? AuthorizeResponse.fromPartial(object.decision)
+      : undefined;
+    message.refusal = (object.refusal !== undefined && object.refusal !== null)
+      ? AuthorizeRefusal.fromPartial(object.refusal)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseAuthorizeStreamResponse(): AuthorizeStreamResponse {
+  return { results: [] };
+}
+
+export const AuthorizeStreamResponse: MessageFns<AuthorizeStreamResponse> = {
+  encode(message: AuthorizeStreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      AuthorizeResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthorizeStreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthorizeStreamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(AuthorizeResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<AuthorizeStreamResponse>, I>>(base?: I): AuthorizeStreamResponse {
+    return AuthorizeStreamResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthorizeStreamResponse>, I>>(object: I): AuthorizeStreamResponse {
+    const message = createBaseAuthorizeStreamResponse();
+    message.results = object.results?.map((e) => AuthorizeResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** AuthorizationService decides every call a sidecar proxies. Nothing is cached by the sidecar. */
 export type AuthorizationServiceService = typeof AuthorizationServiceService;
 export const AuthorizationServiceService = {
@@ -432,6 +794,26 @@ export const AuthorizationServiceService = {
     responseSerialize: (value: AuthorizeResponse): Buffer => Buffer.from(AuthorizeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AuthorizeResponse => AuthorizeResponse.decode(value),
   },
+  /**
+   * AuthorizeStream carries many Authorize checks on one long-lived stream, each with its own id:
+   * a sidecar sends the checks of its calls in batches and gets one fresh decision per check,
+   * answered in any order (nothing is cached; every check is decided and audited on its own).
+   * Who may call: a sidecar over mTLS with its X.509-SVID, and only about itself. The caller's
+   * identity is read from the stream's client certificate when the stream opens; once the
+   * certificate expires the stream ends with UNAUTHENTICATED. A check about another identity is
+   * refused on its own (PERMISSION_DENIED in its result, audited); the stream goes on.
+   */
+  authorizeStream: {
+    path: "/airlock.authorization.v1.AuthorizationService/AuthorizeStream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: AuthorizeStreamRequest): Buffer =>
+      Buffer.from(AuthorizeStreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuthorizeStreamRequest => AuthorizeStreamRequest.decode(value),
+    responseSerialize: (value: AuthorizeStreamResponse): Buffer =>
+      Buffer.from(AuthorizeStreamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AuthorizeStreamResponse => AuthorizeStreamResponse.decode(value),
+  },
 } as const;
 
 export interface AuthorizationServiceServer extends UntypedServiceImplementation {
@@ -442,6 +824,16 @@ export interface AuthorizationServiceServer extends UntypedServiceImplementation
    * the call fails with PERMISSION_DENIED and is audited.
    */
   authorize: handleUnaryCall<AuthorizeRequest, AuthorizeResponse>;
+  /**
+   * AuthorizeStream carries many Authorize checks on one long-lived stream, each with its own id:
+   * a sidecar sends the checks of its calls in batches and gets one fresh decision per check,
+   * answered in any order (nothing is cached; every check is decided and audited on its own).
+   * Who may call: a sidecar over mTLS with its X.509-SVID, and only about itself. The caller's
+   * identity is read from the stream's client certificate when the stream opens; once the
+   * certificate expires the stream ends with UNAUTHENTICATED. A check about another identity is
+   * refused on its own (PERMISSION_DENIED in its result, audited); the stream goes on.
+   */
+  authorizeStream: handleBidiStreamingCall<AuthorizeStreamRequest, AuthorizeStreamResponse>;
 }
 
 export interface AuthorizationServiceClient extends Client {
@@ -466,6 +858,21 @@ export interface AuthorizationServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AuthorizeResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * AuthorizeStream carries many Authorize checks on one long-lived stream, each with its own id:
+   * a sidecar sends the checks of its calls in batches and gets one fresh decision per check,
+   * answered in any order (nothing is cached; every check is decided and audited on its own).
+   * Who may call: a sidecar over mTLS with its X.509-SVID, and only about itself. The caller's
+   * identity is read from the stream's client certificate when the stream opens; once the
+   * certificate expires the stream ends with UNAUTHENTICATED. A check about another identity is
+   * refused on its own (PERMISSION_DENIED in its result, audited); the stream goes on.
+   */
+  authorizeStream(): ClientDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>;
+  authorizeStream(options: Partial<CallOptions>): ClientDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>;
+  authorizeStream(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>;
 }
 
 export const AuthorizationServiceClient = makeGenericClientConstructor(

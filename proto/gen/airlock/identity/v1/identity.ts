@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -23,6 +25,18 @@ export const protobufPackage = "airlock.identity.v1";
 
 export const protobufFileName = "airlock/identity/v1/identity.proto";
 
+export interface WatchTrustBundleRequest {
+}
+
+export interface WatchTrustBundleResponse {
+  /** PEM: every root the sidecar must trust for peers and for the control plane. */
+  trustBundlePem: string;
+  /** Serials of revoked, still unexpired certificates: lowercase hex without leading zeros. */
+  revokedSerials: string[];
+  /** SPIFFE IDs that are revoked (informational; serials are what handshakes are checked against). */
+  revokedSpiffeIds: string[];
+}
+
 export interface SignCertificateRequest {
   /**
    * PEM-encoded PKCS#10 certificate signing request. Its subject and extensions are ignored: the
@@ -31,6 +45,13 @@ export interface SignCertificateRequest {
   csrPem: string;
   /** A one-time join token created by an admin (`airlock token create`). */
   joinToken?:
+    | string
+    | undefined;
+  /**
+   * A Kubernetes projected service-account token (audience `airlock`): the identity becomes
+   * spiffe://<td>/ns/<namespace>/sa/<service account> of its claims.
+   */
+  kubernetesSaToken?:
     | string
     | undefined;
   /**
@@ -51,8 +72,130 @@ export interface SignCertificateResponse {
   expiresAtUnixMs: number;
 }
 
+function createBaseWatchTrustBundleRequest(): WatchTrustBundleRequest {
+  return {};
+}
+
+export const WatchTrustBundleRequest: MessageFns<WatchTrustBundleRequest> = {
+  encode(_: WatchTrustBundleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchTrustBundleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchTrustBundleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<WatchTrustBundleRequest>, I>>(base?: I): WatchTrustBundleRequest {
+    return WatchTrustBundleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchTrustBundleRequest>, I>>(_: I): WatchTrustBundleRequest {
+    const message = createBaseWatchTrustBundleRequest();
+    return message;
+  },
+};
+
+function createBaseWatchTrustBundleResponse(): WatchTrustBundleResponse {
+  return { trustBundlePem: "", revokedSerials: [], revokedSpiffeIds: [] };
+}
+
+export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
+  encode(message: WatchTrustBundleResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.trustBundlePem !== "") {
+      writer.uint32(10).string(message.trustBundlePem);
+    }
+    for (const v of message.revokedSerials) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.revokedSpiffeIds) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchTrustBundleResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchTrustBundleResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.trustBundlePem = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.revokedSerials.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.revokedSpiffeIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<WatchTrustBundleResponse>, I>>(base?: I): WatchTrustBundleResponse {
+    return WatchTrustBundleResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchTrustBundleResponse>, I>>(object: I): WatchTrustBundleResponse {
+    const message = createBaseWatchTrustBundleResponse();
+    message.trustBundlePem = object.trustBundlePem ?? "";
+    message.revokedSerials = object.revokedSerials?.map((e) => e) || [];
+    message.revokedSpiffeIds = object.revokedSpiffeIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseSignCertificateRequest(): SignCertificateRequest {
-  return { csrPem: "", joinToken: undefined, inboundAddress: "" };
+  return { csrPem: "", joinToken: undefined, kubernetesSaToken: undefined, inboundAddress: "" };
 }
 
 export const SignCertificateRequest: MessageFns<SignCertificateRequest> = {
@@ -62,6 +205,9 @@ export const SignCertificateRequest: MessageFns<SignCertificateRequest> = {
     }
     if (message.joinToken !== undefined) {
       writer.uint32(18).string(message.joinToken);
+    }
+    if (message.kubernetesSaToken !== undefined) {
+      writer.uint32(34).string(message.kubernetesSaToken);
     }
     if (message.inboundAddress !== "") {
       writer.uint32(26).string(message.inboundAddress);
@@ -98,6 +244,14 @@ export const SignCertificateRequest: MessageFns<SignCertificateRequest> = {
             message.joinToken = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.kubernetesSaToken = reader.string();
+            continue;
+          }
           case 3: {
             if (tag !== 26) {
               break;
@@ -125,6 +279,7 @@ export const SignCertificateRequest: MessageFns<SignCertificateRequest> = {
     const message = createBaseSignCertificateRequest();
     message.csrPem = object.csrPem ?? "";
     message.joinToken = object.joinToken ?? undefined;
+    message.kubernetesSaToken = object.kubernetesSaToken ?? undefined;
     message.inboundAddress = object.inboundAddress ?? "";
     return message;
   },
@@ -242,6 +397,23 @@ export const IdentityServiceService = {
       Buffer.from(SignCertificateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SignCertificateResponse => SignCertificateResponse.decode(value),
   },
+  /**
+   * WatchTrustBundle streams the trust bundle and the serials of revoked certificates: one message
+   * at once, then one whenever either changes. Sidecars refuse inbound handshakes presenting a
+   * revoked serial. Who may call: a sidecar over mTLS with a valid X.509-SVID of this trust domain
+   * (a call without a client certificate is refused with UNAUTHENTICATED).
+   */
+  watchTrustBundle: {
+    path: "/airlock.identity.v1.IdentityService/WatchTrustBundle" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchTrustBundleRequest): Buffer =>
+      Buffer.from(WatchTrustBundleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchTrustBundleRequest => WatchTrustBundleRequest.decode(value),
+    responseSerialize: (value: WatchTrustBundleResponse): Buffer =>
+      Buffer.from(WatchTrustBundleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchTrustBundleResponse => WatchTrustBundleResponse.decode(value),
+  },
 } as const;
 
 export interface IdentityServiceServer extends UntypedServiceImplementation {
@@ -253,6 +425,13 @@ export interface IdentityServiceServer extends UntypedServiceImplementation {
    * the caller: only the CSR is sent.
    */
   signCertificate: handleUnaryCall<SignCertificateRequest, SignCertificateResponse>;
+  /**
+   * WatchTrustBundle streams the trust bundle and the serials of revoked certificates: one message
+   * at once, then one whenever either changes. Sidecars refuse inbound handshakes presenting a
+   * revoked serial. Who may call: a sidecar over mTLS with a valid X.509-SVID of this trust domain
+   * (a call without a client certificate is refused with UNAUTHENTICATED).
+   */
+  watchTrustBundle: handleServerStreamingCall<WatchTrustBundleRequest, WatchTrustBundleResponse>;
 }
 
 export interface IdentityServiceClient extends Client {
@@ -278,6 +457,21 @@ export interface IdentityServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SignCertificateResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * WatchTrustBundle streams the trust bundle and the serials of revoked certificates: one message
+   * at once, then one whenever either changes. Sidecars refuse inbound handshakes presenting a
+   * revoked serial. Who may call: a sidecar over mTLS with a valid X.509-SVID of this trust domain
+   * (a call without a client certificate is refused with UNAUTHENTICATED).
+   */
+  watchTrustBundle(
+    request: WatchTrustBundleRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchTrustBundleResponse>;
+  watchTrustBundle(
+    request: WatchTrustBundleRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchTrustBundleResponse>;
 }
 
 export const IdentityServiceClient = makeGenericClientConstructor(

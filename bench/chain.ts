@@ -1,0 +1,155 @@
+// The benchmark's mesh: an echo app, a control plane and the two sidecars of one chain
+// (planner's egress → mTLS → researcher's ingress → app), every server pinned to one CPU.
+// Shared by run.ts (figures) and profile.ts (where the time goes).
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { adminPost } from '../cli/src/admin-client.ts';
+import { spawnAirlock, waitReady, type AirlockProcess } from '../cli/src/demo/processes.ts';
+import { policyYaml } from '../test/support/mesh.ts';
+import { freePort } from '../test/support/ports.ts';
+
+export const run = promisify(execFile);
+export const SERVER_CPU = '0';
+export const CLIENT_CPU = '1';
+export const TRUST_DOMAIN = 'bench.test';
+
+/** How the sidecars get their decisions: a real transport, or in-process (stub, bench only). */
+export type AuthzVariant = 'stub' | 'unary' | 'stream';
+
+export interface Sidecar {
+  readonly name: string;
+  readonly outbound: number;
+  readonly inbound: number;
+  readonly admin: number;
+  readonly pid: number | undefined;
+  stop(): Promise<void>;
+}
+
+export interface ControlPlane {
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly dataDir: string;
+  readonly pid: number | undefined;
+  stop(): Promise<void>;
+}
+
+async function pin(pid: number | undefined): Promise<void> {
+  if (pid !== undefined) await run('taskset', ['-a', '-p', '-c', SERVER_CPU, String(pid)]);
+}
+
+/** The echo app in its own process, pinned. */
+export async function startApp(): Promise<{ port: number; stop(): Promise<void> }> {
+  const port = await freePort();
+  const app = spawn(process.execPath, [join(import.meta.dirname, 'echo-server.ts'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((resolve) => app.stdout.once('data', resolve));
+  await pin(app.pid);
+  return { port, stop: () => stopChild(app) };
+}
+
+/** The control plane with a policy allowing planner → researcher GET /v1/*. */
+export async function startControlPlane(dir: string, env: NodeJS.ProcessEnv = {}): Promise<ControlPlane> {
+  const [grpcPort, httpPort] = [await freePort(), await freePort()];
+  const policyFile = join(dir, 'policy.yaml');
+  writeFileSync(policyFile, policyYaml('bench', ['planner', 'researcher'], [
+    { name: 'planner-to-researcher', from: 'planner', to: 'researcher', methods: ['GET'], paths: ['/v1/*'] },
+  ]));
+  const dataDir = join(dir, 'cp');
+  const cp = spawnAirlock('control-plane', ['control-plane', '--trust-domain', TRUST_DOMAIN, '--data-dir', dataDir, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', `127.0.0.1:${httpPort}`, '--policy-file', policyFile, '--log-level', 'warn'], { logFile: join(dir, 'cp.log'), env });
+  await waitReady(cp, `http://127.0.0.1:${httpPort}/readyz`);
+  await pin(cp.child.pid);
+  return { grpcPort, httpPort, dataDir, pid: cp.child.pid, stop: () => cp.stop() };
+}
+
+/**
+ * Planner's and researcher's sidecars. `stub` runs bench/stub-sidecar.ts: the real sidecar with an
+ * in-process authorizer injected through startSidecar's seam (identity still comes from the control plane).
+ */
+export async function startSidecars(dir: string, cp: ControlPlane, appPort: number, variant: AuthzVariant, env: NodeJS.ProcessEnv = {}): Promise<{ planner: Sidecar; researcher: Sidecar }> {
+  const creds = { server: `http://127.0.0.1:${cp.httpPort}`, token: readFileSync(join(cp.dataDir, 'admin-token'), 'utf8').trim() };
+  const start = async (name: string, target: number, stubUpstream: string): Promise<Sidecar> => {
+    const [outbound, inbound, admin] = [await freePort(), await freePort(), await freePort()];
+    const { token } = (await adminPost(creds, '/v1/join-tokens', { identity: `spiffe://${TRUST_DOMAIN}/ns/bench/sa/${name}` })) as { token: string };
+    const args = ['--trust-domain', TRUST_DOMAIN, '--control-plane', `127.0.0.1:${cp.grpcPort}`, '--ca-file', join(cp.dataDir, 'ca.pem'), '--outbound-listen', `127.0.0.1:${outbound}`, '--inbound-listen', `127.0.0.1:${inbound}`, '--admin-listen', `127.0.0.1:${admin}`, '--app-port', String(target), '--log-level', 'warn'];
+    const logFile = join(dir, `${name}-${variant}.log`);
+    const childEnv = { ...env, AIRLOCK_JOIN_TOKEN: token, ...(variant === 'stub' ? {} : { AIRLOCK_AUTHZ_TRANSPORT: variant }) };
+    let pid: number | undefined;
+    let stop: () => Promise<void>;
+    if (variant === 'stub') {
+      const child = spawn(process.execPath, [join(import.meta.dirname, 'stub-sidecar.ts'), stubUpstream, ...args], { env: { ...process.env, ...childEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const log = createWriteStream(logFile);
+      child.stdout.pipe(log);
+      child.stderr.pipe(log);
+      pid = child.pid;
+      stop = () => stopChild(child);
+      await pollReady(`http://127.0.0.1:${admin}/readyz`, child, logFile);
+    } else {
+      const p: AirlockProcess = spawnAirlock(name, ['sidecar', ...args], { logFile, env: childEnv });
+      pid = p.child.pid;
+      stop = () => p.stop();
+      await waitReady(p, `http://127.0.0.1:${admin}/readyz`);
+    }
+    await pin(pid);
+    return { name, outbound, inbound, admin, pid, stop };
+  };
+  const researcher = await start('researcher', appPort, '');
+  const planner = await start('planner', await freePort(), `127.0.0.1:${researcher.inbound}`);
+  return { planner, researcher };
+}
+
+async function pollReady(url: string, child: ChildProcess, logFile: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline && child.exitCode === null) {
+    try {
+      if ((await fetch(url, { signal: AbortSignal.timeout(1000) })).status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  throw new Error(`stub sidecar not ready; log:\n${readFileSync(logFile, 'utf8').slice(-2000)}`);
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export interface WrkResult {
+  readonly rps: number;
+  readonly p50ms: number;
+  readonly p99ms: number;
+  readonly errors: number;
+}
+
+function toMs(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
+  if (m === null) return NaN;
+  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2] as 'us' | 'ms' | 's'];
+}
+
+/** wrk pinned to the client CPU; through a proxy when `proxied` (absolute-form request targets). */
+export async function wrk(url: string, connections: number, duration: string, proxied: boolean): Promise<WrkResult> {
+  const script = proxied ? ['-s', join(import.meta.dirname, 'wrk-proxy.lua')] : [];
+  const args = ['-c', CLIENT_CPU, 'wrk', '-t', '1', '-c', String(connections), '-d', duration, '--latency', ...script, url];
+  const env = { ...process.env, AIRLOCK_BENCH_TARGET: 'http://researcher.bench/v1/search' };
+  const { stdout } = await run('taskset', args, { env, timeout: 120_000 });
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]);
+  const p50 = /\s50%\s+([\d.]+\w+)/.exec(stdout)?.[1] ?? '';
+  const p99 = /\s99%\s+([\d.]+\w+)/.exec(stdout)?.[1] ?? '';
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0);
+  const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
+  const errors = non2xx + (sockErr === null ? 0 : sockErr.slice(1).reduce((a, b) => a + Number(b), 0));
+  return { rps, p50ms: toMs(p50), p99ms: toMs(p99), errors };
+}
+
+export function rssMb(pid: number | undefined, field: 'VmRSS' | 'VmHWM'): number {
+  if (pid === undefined) return NaN;
+  return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
+}

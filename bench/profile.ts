@@ -1,0 +1,81 @@
+// node bench/profile.ts [stream|unary|stub] [connections] [seconds]: runs the chain under wrk with
+// `node --cpu-prof` on the control plane and both sidecars, then prints where each process spent
+// its CPU (self time by function, and by package). The .cpuprofile files stay in the printed
+// directory for Chrome DevTools.
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startApp, startControlPlane, startSidecars, wrk, type AuthzVariant } from './chain.ts';
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+const variant = (process.argv[2] ?? 'stream') as AuthzVariant;
+const connections = Number(process.argv[3] ?? 16);
+const seconds = Number(process.argv[4] ?? 10);
+
+/** Where a frame's code lives, coarse enough to read: a package, a workspace, or node internals. */
+function area(url: string): string {
+  if (url === '') return '(native/gc/idle)';
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
+  if (pkg !== null) return pkg[1] ?? url;
+  const ws = /\/work\/main\/([^/]+)\/src\/(.+?)\//.exec(url) ?? /\/work\/main\/([^/]+)\/src\//.exec(url);
+  if (ws !== null) return `${ws[1]}/${ws[2] ?? ''}`;
+  if (url.startsWith('node:')) return url.replace(/^node:internal\//, 'node:').split('/').slice(0, 2).join('/');
+  return url;
+}
+
+function summarize(file: string): string {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const selfUs = new Map<number, number>();
+  p.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
+  const total = [...selfUs.values()].reduce((a, b) => a + b, 0);
+  const fn = new Map<string, number>();
+  const areas = new Map<string, number>();
+  for (const [id, us] of selfUs) {
+    const n = byId.get(id);
+    if (n === undefined) continue;
+    const f = n.callFrame;
+    if (f.functionName === '(idle)') continue;
+    const key = `${f.functionName || '(anon)'} ${f.url.replace(/^.*\/work\/main\//, '').replace(/^.*node_modules\//, '')}:${f.lineNumber + 1}`;
+    fn.set(key, (fn.get(key) ?? 0) + us);
+    areas.set(area(f.url), (areas.get(area(f.url)) ?? 0) + us);
+  }
+  const busy = [...fn.values()].reduce((a, b) => a + b, 0);
+  const pct = (us: number): string => `${((100 * us) / busy).toFixed(1)}%`;
+  const top = (m: Map<string, number>, k: number): string[] => [...m].sort((a, b) => b[1] - a[1]).slice(0, k).map(([name, us]) => `  ${pct(us).padStart(6)}  ${name}`);
+  return [`busy ${(busy / 1e6).toFixed(1)} s of ${(total / 1e6).toFixed(1)} s sampled`, 'by area:', ...top(areas, 14), 'by function (self):', ...top(fn, 25)].join('\n');
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'airlock-profile-'));
+const profDir = (name: string): NodeJS.ProcessEnv => ({ NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(dir, name)}` });
+const app = await startApp();
+const cp = await startControlPlane(dir, profDir('control-plane'));
+const { planner, researcher } = await startSidecars(dir, cp, app.port, variant, {});
+// Only the sidecars under test are profiled: restart them with the profiler on.
+await planner.stop();
+await researcher.stop();
+const profiled = await startSidecars(dir, cp, app.port, variant, profDir('sidecars'));
+const url = `http://127.0.0.1:${profiled.planner.outbound}/`;
+await wrk(url, connections, '4s', true); // JIT warm-up
+const r = await wrk(url, connections, `${seconds}s`, true);
+console.log(`${variant}, ${connections} connections: ${r.rps.toFixed(0)} req/s, p50 ${r.p50ms} ms, p99 ${r.p99ms} ms, errors ${r.errors}`);
+await profiled.planner.stop();
+await profiled.researcher.stop();
+await cp.stop();
+await app.stop();
+for (const who of ['control-plane', 'sidecars']) {
+  for (const f of readdirSync(join(dir, who)).filter((x) => x.endsWith('.cpuprofile'))) {
+    console.log(`\n== ${who} ${f}\n${summarize(join(dir, who, f))}`);
+  }
+}
+console.log(`\nprofiles in ${dir}`);

@@ -1,0 +1,262 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments, stringify } from 'yaml';
+import { parsePolicyBundle } from '@airlock/control-plane/policy';
+import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import { adminDelete, adminGet, adminPost } from '../admin-client.ts';
+import { parseFlags, UsageError } from '../args.ts';
+import { resolveCredentials, type AdminCredentials } from '../credentials.ts';
+
+const COMMON = `Output: -o table (default, for people) | json | yaml (for scripts).
+Credentials: --credentials FILE / AIRLOCK_CREDENTIALS, else .airlock/credentials.json found from the
+working directory upward (the demo writes it); --server URL / AIRLOCK_SERVER overrides the server.
+Exit codes: 0 ok; 1 runtime failure or refused (unreachable, 401, 403, 404, 409); 2 bad usage or an
+invalid policy (nothing was changed); 3 \`diff\` found changes.`;
+
+export const POLICY_HELP: Readonly<Record<string, string>> = {
+  apply: 'Usage: airlock apply -f FILE|DIR [-o table|json|yaml]\n\nAdds or replaces the Segment and Policy documents of FILE (or every .yaml/.yml file of DIR) by\nkind and name, atomically, as a new policy version. A bad bundle changes nothing.',
+  diff: 'Usage: airlock diff -f FILE|DIR [-o table|json|yaml]\n\nShows what `apply` would change, without changing anything.',
+  get: 'Usage: airlock get segments|policies|agents|policy [NAME] [--version N] [-o table|json|yaml]\n\nLists the documents of the current policy version (or of --version N), or the registered agents.',
+  delete: 'Usage: airlock delete segment|policy NAME\n\nDeletes one document as a new policy version. A segment a policy still uses is refused.',
+  history: 'Usage: airlock history [-o table|json|yaml]\n\nThe policy versions, newest first: who made each, and how.',
+  rollback: 'Usage: airlock rollback --to N\n\nMakes version N\'s documents current again, as a new version.',
+  explain: 'Usage: airlock explain --from SPIFFE-ID --to HOST[:PORT] [--method GET] [--path /] [-o table|json|yaml]\n\nThe decision the control plane would make for this call now (verdict, policy version, policy, rule,\nreason), without sending traffic. PORT defaults to 80.',
+  validate: 'Usage: airlock validate -f FILE|DIR\n\nChecks documents offline, with every problem as file:line:col. Exit 0 valid, 2 invalid.',
+};
+
+type Output = 'table' | 'json' | 'yaml';
+
+interface Change {
+  kind: string;
+  name: string;
+  change: string;
+  lines: string[];
+}
+interface ChangeResult {
+  version: number;
+  changed: boolean;
+  changes: Change[];
+}
+
+function flags(argv: string[], extra: Parameters<typeof parseFlags>[1] = {}): ReturnType<typeof parseFlags> {
+  return parseFlags(argv, {
+    help: { type: 'boolean', short: 'h' },
+    output: { type: 'string', short: 'o' },
+    server: { type: 'string' },
+    credentials: { type: 'string' },
+    ...extra,
+  });
+}
+
+function outputOf(v: unknown): Output {
+  if (v === undefined) return 'table';
+  if (v !== 'table' && v !== 'json' && v !== 'yaml') throw new UsageError(`-o must be table, json or yaml, got "${typeof v === 'string' ? v : 'a flag'}"`);
+  return v;
+}
+
+function creds(values: Record<string, unknown>): AdminCredentials {
+  return resolveCredentials({
+    env: process.env,
+    cwd: process.cwd(),
+    ...(typeof values.credentials === 'string' ? { credentials: values.credentials } : {}),
+    ...(typeof values.server === 'string' ? { server: values.server } : {}),
+  });
+}
+
+function print(output: Output, data: unknown, table: () => string): void {
+  if (output === 'json') console.log(JSON.stringify(data, null, 2));
+  else if (output === 'yaml') process.stdout.write(stringify(data));
+  else console.log(table());
+}
+
+/** Columns padded to their widest cell. */
+export function formatTable(head: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(head), ...rows.map(line)].join('\n');
+}
+
+/** The files of -f: one file, or the .yaml/.yml files of a directory in name order. */
+export function readDocuments(target: unknown): { file: string; text: string }[] {
+  if (typeof target !== 'string') throw new UsageError('-f FILE|DIR is required');
+  try {
+    if (!statSync(target).isDirectory()) return [{ file: target, text: readFileSync(target, 'utf8') }];
+    const files = readdirSync(target).filter((f) => /\.ya?ml$/.test(f)).sort().map((f) => join(target, f));
+    if (files.length === 0) throw new AirlockError(ErrorCode.Policy, `${target} holds no .yaml or .yml files`);
+    return files.map((file) => ({ file, text: readFileSync(file, 'utf8') }));
+  } catch (err) {
+    if (err instanceof AirlockError) throw err;
+    throw new AirlockError(ErrorCode.Policy, `cannot read ${target}: ${errorMessage(err)}`);
+  }
+}
+
+/** Several files are sent as one bundle (one atomic version); one file keeps its name for messages. */
+function bundle(target: unknown): { yaml: string; file: string } {
+  const docs = readDocuments(target);
+  if (docs.length === 1 && docs[0] !== undefined) return { yaml: docs[0].text, file: docs[0].file };
+  // Checked here first, so problems name the file, line and column rather than a joined bundle.
+  validateDocuments(docs);
+  return { yaml: docs.map((d) => d.text).join('\n---\n'), file: String(target) };
+}
+
+function changesTable(r: { changes: Change[] }): string {
+  if (r.changes.length === 0) return 'no changes';
+  return r.changes.map((c) => `${c.change} ${c.kind}/${c.name}\n${c.lines.filter((l) => !l.startsWith('  ') || c.change === 'changed').map((l) => `    ${l}`).join('\n')}`).join('\n');
+}
+
+function helpOr(name: string, values: Record<string, unknown>): boolean {
+  if (values.help !== true) return false;
+  console.log(`${POLICY_HELP[name] ?? ''}\n\n${COMMON}`);
+  return true;
+}
+
+export async function runApply(argv: string[]): Promise<number> {
+  const { values } = flags(argv, { file: { type: 'string', short: 'f' } });
+  if (helpOr('apply', values)) return 0;
+  const output = outputOf(values.output);
+  const body = bundle(values.file);
+  const r = (await adminPost(creds(values), '/v1/policy/apply', body)) as ChangeResult;
+  print(output, r, () => (r.changed ? `applied: policy version ${r.version}\n${changesTable(r)}` : `unchanged: policy version ${r.version}`));
+  return 0;
+}
+
+export async function runDiff(argv: string[]): Promise<number> {
+  const { values } = flags(argv, { file: { type: 'string', short: 'f' } });
+  if (helpOr('diff', values)) return 0;
+  const output = outputOf(values.output);
+  const r = (await adminPost(creds(values), '/v1/policy/diff', bundle(values.file))) as { version: number; changes: Change[] };
+  print(output, r, () => `against policy version ${r.version}:\n${changesTable(r)}`);
+  return r.changes.length === 0 ? 0 : 3;
+}
+
+export async function runGet(argv: string[]): Promise<number> {
+  const { values, positionals } = flags(argv, { version: { type: 'string' } });
+  if (helpOr('get', values)) return 0;
+  const output = outputOf(values.output);
+  const [what, name, ...more] = positionals;
+  if (more.length > 0) throw new UsageError(`unexpected argument "${more[0] ?? ''}"`);
+  const c = creds(values);
+  if (what === 'agents') {
+    const r = (await adminGet(c, '/v1/agents')) as { items: { spiffeId: string; inboundAddress: string; updatedAt: number }[] };
+    print(output, r.items, () => formatTable(['SPIFFE ID', 'INBOUND', 'UPDATED'], r.items.map((a) => [a.spiffeId, a.inboundAddress, new Date(a.updatedAt).toISOString()])));
+    return 0;
+  }
+  const kind = what === 'segments' || what === 'segment' ? 'Segment' : what === 'policies' || what === 'policy' ? 'Policy' : undefined;
+  if (kind === undefined) throw new UsageError('expected `airlock get segments|policies|agents [NAME]`');
+  let path = '/v1/policy';
+  if (typeof values.version === 'string') {
+    if (!/^\d{1,9}$/.test(values.version)) throw new UsageError('--version must be a version number');
+    path = `/v1/policy/versions/${values.version}`;
+  }
+  const r = (await adminGet(c, path)) as { version: number; documents: { kind: string; name: string; yaml: string }[] };
+  const docs = r.documents.filter((d) => d.kind === kind && (name === undefined || d.name === name));
+  if (name !== undefined && docs.length === 0) throw new AirlockError(ErrorCode.NotFound, `${kind} "${name}" does not exist in policy version ${r.version}`);
+  if (output === 'yaml' || (output === 'table' && name !== undefined)) {
+    process.stdout.write(docs.map((d) => d.yaml).join('---\n'));
+    return 0;
+  }
+  print(output, { version: r.version, items: docs }, () => formatTable(['NAME', 'VERSION'], docs.map((d) => [d.name, String(r.version)])));
+  return 0;
+}
+
+export async function runDelete(argv: string[]): Promise<number> {
+  const { values, positionals } = flags(argv);
+  if (helpOr('delete', values)) return 0;
+  const output = outputOf(values.output);
+  const [what, name, ...more] = positionals;
+  const plural = what === 'segment' || what === 'segments' ? 'segments' : what === 'policy' || what === 'policies' ? 'policies' : undefined;
+  if (plural === undefined || name === undefined || more.length > 0) throw new UsageError('expected `airlock delete segment|policy NAME`');
+  const r = (await adminDelete(creds(values), `/v1/${plural}/${encodeURIComponent(name)}`)) as ChangeResult;
+  print(output, r, () => `deleted: policy version ${r.version}\n${changesTable(r)}`);
+  return 0;
+}
+
+export async function runHistory(argv: string[]): Promise<number> {
+  const { values } = flags(argv);
+  if (helpOr('history', values)) return 0;
+  const output = outputOf(values.output);
+  const r = (await adminGet(creds(values), '/v1/policy/history')) as { versions: { version: number; createdAt: number; actor: string; action: string; summary: string }[] };
+  print(output, r.versions, () =>
+    formatTable(['VERSION', 'CREATED', 'BY', 'ACTION', 'SUMMARY'], r.versions.map((v) => [String(v.version), new Date(v.createdAt).toISOString(), v.actor, v.action, v.summary])),
+  );
+  return 0;
+}
+
+export async function runRollback(argv: string[]): Promise<number> {
+  const { values } = flags(argv, { to: { type: 'string' } });
+  if (helpOr('rollback', values)) return 0;
+  const output = outputOf(values.output);
+  if (typeof values.to !== 'string' || !/^\d{1,9}$/.test(values.to)) throw new UsageError('--to N (a version number) is required');
+  const r = (await adminPost(creds(values), '/v1/policy/rollback', { to: Number(values.to) })) as ChangeResult;
+  print(output, r, () => (r.changed ? `rolled back: policy version ${r.version} has the documents of version ${values.to as string}\n${changesTable(r)}` : `unchanged: version ${r.version} already has them`));
+  return 0;
+}
+
+export async function runExplain(argv: string[]): Promise<number> {
+  const { values } = flags(argv, { from: { type: 'string' }, to: { type: 'string' }, method: { type: 'string' }, path: { type: 'string' } });
+  if (helpOr('explain', values)) return 0;
+  const output = outputOf(values.output);
+  if (typeof values.from !== 'string' || typeof values.to !== 'string') throw new UsageError('--from SPIFFE-ID and --to HOST[:PORT] are required');
+  const r = (await adminPost(creds(values), '/v1/explain', {
+    from: values.from,
+    to: values.to,
+    method: typeof values.method === 'string' ? values.method : 'GET',
+    ...(typeof values.path === 'string' ? { path: values.path } : {}),
+  })) as { allow: boolean; dryRunDeny: boolean; version: number; policy: string; rule: string; reason: string; destination: string };
+  print(output, r, () =>
+    [
+      `decision:       ${r.allow ? (r.dryRunDeny ? 'allow (dry-run: would deny)' : 'allow') : 'deny'}`,
+      `policy version: ${r.version}`,
+      `policy:         ${r.policy === '' ? '(none: default deny)' : r.policy}`,
+      `rule:           ${r.rule === '' ? '-' : r.rule}`,
+      `destination:    ${r.destination === '' ? '(external host)' : r.destination}`,
+      `reason:         ${r.reason}`,
+    ].join('\n'),
+  );
+  return 0;
+}
+
+export function runValidate(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, { help: { type: 'boolean', short: 'h' }, file: { type: 'string', short: 'f' } });
+  if (values.help === true) {
+    console.log(POLICY_HELP.validate);
+    return Promise.resolve(0);
+  }
+  const { segments, policies } = validateDocuments(readDocuments(values.file));
+  console.log(`valid: ${segments} segment(s), ${policies} polic${policies === 1 ? 'y' : 'ies'}`);
+  return Promise.resolve(0);
+}
+
+/**
+ * Validates files as one set with exact file:line:col: each file is checked on its own, with the
+ * segments the other files define counted as known (a policy may use a segment of another file).
+ */
+export function validateDocuments(docs: readonly { file: string; text: string }[]): { segments: number; policies: number } {
+  const segmentsOf = new Map(docs.map((d) => [d.file, segmentNames(d.text)]));
+  const problems: string[] = [];
+  let segments = 0;
+  let policies = 0;
+  for (const d of docs) {
+    const known = new Set(docs.filter((o) => o !== d).flatMap((o) => segmentsOf.get(o.file) ?? []));
+    try {
+      const p = parsePolicyBundle(d.text, d.file, known).docs;
+      segments += p.segments.length;
+      policies += p.policies.length;
+    } catch (err) {
+      if (!(err instanceof AirlockError)) throw err;
+      problems.push(err.message.replace(/^invalid policy:\n/, ''));
+    }
+  }
+  if (problems.length > 0) throw new AirlockError(ErrorCode.Policy, `invalid policy:\n${problems.join('\n')}`);
+  return { segments, policies };
+}
+
+function segmentNames(text: string): string[] {
+  return parseAllDocuments(text)
+    .flatMap((d) => (Array.isArray(d) ? [] : [d.toJS() as unknown]))
+    .filter((j): j is { kind: string; metadata: { name: string } } => {
+      const o = j as { kind?: unknown; metadata?: { name?: unknown } } | null;
+      return o?.kind === 'Segment' && typeof o.metadata?.name === 'string';
+    })
+    .map((j) => j.metadata.name);
+}

@@ -1,0 +1,169 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { createRootLogger } from '@airlock/common/logging';
+import {
+  AuthorizationServiceClient,
+  Direction,
+  Verdict,
+  type AuthorizeCheck,
+  type AuthorizeRequest,
+  type AuthorizeResult,
+  type AuthorizeStreamRequest,
+  type AuthorizeStreamResponse,
+} from '@airlock/proto/authorization/v1';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CertificateAuthority } from '../ca/ca.ts';
+import { makeCsr } from '../ca/test-csr.ts';
+import { controlPlaneConfig } from '../config/config.ts';
+import { controlPlaneSpiffeId, startControlPlane, type RunningControlPlane } from '../main.ts';
+
+const TD = 'airlock.test';
+const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
+const TOOL = `spiffe://${TD}/ns/demo/sa/tool`;
+const POLICY = `
+apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: researchers }
+spec: { selector: { namespace: demo, serviceAccounts: [researcher] } }
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: researchers-to-example }
+spec:
+  from: { segments: [researchers] }
+  to: { hosts: [api.example.com], ports: [443] }
+  action: allow
+`;
+
+interface Identity {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+type Stream = ClientDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>;
+
+/** One AuthorizeStream over mTLS (or plain TLS without `id`); `send` resolves with the next message's results. */
+function openStream(cp: RunningControlPlane, id: Identity | undefined): { stream: Stream; send(checks: AuthorizeCheck[]): Promise<AuthorizeResult[]>; ended: Promise<ServiceError | undefined>; close(): void } {
+  const client = new AuthorizationServiceClient(
+    `127.0.0.1:${cp.grpcPort}`,
+    credentials.createSsl(Buffer.from(cp.trustBundlePem), id === undefined ? null : Buffer.from(id.keyPem), id === undefined ? null : Buffer.from(id.certPem), {
+      checkServerIdentity: (_h, cert) => (cert.subjectaltname?.split(', ').includes(`URI:${controlPlaneSpiffeId(TD)}`) === true ? undefined : new Error('not the control plane')),
+    }),
+    { 'grpc.ssl_target_name_override': 'localhost' },
+  );
+  const stream = client.authorizeStream();
+  const waiting: ((r: AuthorizeResult[]) => void)[] = [];
+  stream.on('data', (m: AuthorizeStreamResponse) => waiting.shift()?.(m.results));
+  const ended = new Promise<ServiceError | undefined>((resolve) => {
+    stream.on('error', (e: ServiceError) => resolve(e));
+    stream.on('end', () => resolve(undefined));
+  });
+  return {
+    stream,
+    send: (checks) =>
+      new Promise((resolve) => {
+        waiting.push(resolve);
+        stream.write({ checks });
+      }),
+    ended,
+    close: () => {
+      stream.cancel();
+      client.close();
+    },
+  };
+}
+
+const check = (id: number, r: Partial<AuthorizeRequest>): AuthorizeCheck => ({
+  id,
+  request: { direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: RESEARCHER, destinationSpiffeId: '', destinationHost: 'api.example.com', destinationPort: 443, method: 'CONNECT', path: '', ...r },
+});
+
+describe('AuthorizeStream', () => {
+  let dir: string;
+  let cp: RunningControlPlane;
+  let ca: CertificateAuthority;
+  const logs: Record<string, unknown>[] = [];
+  const svid = (spiffeId: string, ttlMs = 600_000): Identity => {
+    const { csrPem, keyPem } = makeCsr();
+    return { certPem: ca.issueSvid(csrPem, spiffeId, ttlMs).certPem, keyPem };
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'airlock-stream-'));
+    writeFileSync(join(dir, 'policy.yaml'), POLICY);
+    const config = controlPlaneConfig.load({
+      flags: { trustDomain: TD, dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', policyFile: join(dir, 'policy.yaml') },
+    });
+    const logger = createRootLogger({ process: 'control-plane', level: 'error', destination: { write: (s: string) => logs.push(JSON.parse(s) as Record<string, unknown>) } });
+    cp = await startControlPlane(config, { logger });
+    // The control plane's own CA, from its data directory: SVIDs without going through enrollment.
+    ca = CertificateAuthority.loadOrCreate(join(dir, 'data'), TD);
+  });
+  afterAll(async () => {
+    await cp.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('decides each check of a batch on its own and refuses, audited, those about another identity', async () => {
+    const s = openStream(cp, svid(RESEARCHER));
+    try {
+      const before = logs.length;
+      const results = await s.send([
+        check(7, {}),
+        check(8, { sourceSpiffeId: TOOL }),
+        check(9, { direction: Direction.DIRECTION_INBOUND, sourceSpiffeId: RESEARCHER, destinationSpiffeId: TOOL, destinationHost: 'tool.demo', destinationPort: 8080, method: 'GET', path: '/' }),
+        check(10, { destinationHost: 'api.other.com' }),
+      ]);
+      const byId = new Map(results.map((r) => [r.id, r]));
+      expect(byId.get(7)?.decision).toMatchObject({ verdict: Verdict.VERDICT_ALLOW, policy: 'researchers-to-example' });
+      expect(byId.get(8)).toMatchObject({ decision: undefined, refusal: { code: status.PERMISSION_DENIED } });
+      expect(byId.get(8)?.refusal?.message).toMatch(/source of an OUTBOUND request must be the caller/);
+      expect(byId.get(9)).toMatchObject({ decision: undefined, refusal: { code: status.PERMISSION_DENIED } });
+      expect(byId.get(10)?.decision).toMatchObject({ verdict: Verdict.VERDICT_DENY });
+      const audit = logs.slice(before).filter((l) => l.audit === true);
+      expect(audit.map((l) => l.verdict).sort()).toEqual(['allow', 'deny', 'refused', 'refused']);
+      expect(audit.find((l) => l.verdict === 'refused' && l.source === TOOL)).toBeDefined();
+      // The stream goes on after a refusal, and a decision id is never reused.
+      const again = await s.send([check(11, {})]);
+      expect(again[0]?.decision?.verdict).toBe(Verdict.VERDICT_ALLOW);
+      expect(again[0]?.decision?.decisionId).not.toBe(byId.get(7)?.decision?.decisionId);
+      const metrics = await (await fetch(`http://127.0.0.1:${cp.httpPort}/metrics`)).text();
+      expect(metrics).toMatch(/airlock_authz_refused_total\{reason="permission_denied",process="control-plane"\} 2/);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('refuses every check of a stream without a client certificate', async () => {
+    const s = openStream(cp, undefined);
+    try {
+      const results = await s.send([check(1, {}), check(2, {})]);
+      expect(results.map((r) => r.refusal?.code)).toEqual([status.UNAUTHENTICATED, status.UNAUTHENTICATED]);
+      expect(results.every((r) => r.decision === undefined)).toBe(true);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('ends the stream with UNAUTHENTICATED once its certificate has expired', async () => {
+    const s = openStream(cp, svid(RESEARCHER, 2_000));
+    try {
+      expect((await s.send([check(1, {})]))[0]?.decision?.verdict).toBe(Verdict.VERDICT_ALLOW);
+      let end: ServiceError | undefined | 'open' = 'open';
+      void s.ended.then((e) => (end = e));
+      await expect
+        .poll(
+          () => {
+            if (end === 'open') s.stream.write({ checks: [check(2, {})] });
+            return end === 'open' ? 'open' : end?.code;
+          },
+          { timeout: 8_000, interval: 250 },
+        )
+        .toBe(status.UNAUTHENTICATED);
+    } finally {
+      s.close();
+    }
+  });
+});

@@ -1,0 +1,165 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import type { Logger } from '@airlock/common/logging';
+import { sendJson, type AdminRoute } from '@airlock/common/telemetry';
+import { hashToken, newSecretToken } from '../attestation/token-hash.ts';
+import type { DocumentKind, PolicyStore } from '../policy/policy-store.ts';
+import type { Store } from '../store/store.ts';
+import { ADMIN_ROLES, type AdminRole, type RequireRole } from './admin-auth.ts';
+import { readJson } from './admin-routes.ts';
+import { HttpError, sendError } from './http-errors.ts';
+
+/** Policy bundles may be larger than other admin bodies, but are still bounded. */
+const MAX_POLICY_BODY_BYTES = 1024 * 1024;
+const MAX_HISTORY = 1000;
+const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+export interface PolicyRouteDeps {
+  readonly store: Store;
+  readonly policies: PolicyStore;
+  readonly requireRole: RequireRole;
+  readonly logger: Logger;
+}
+
+type Handler = (req: IncomingMessage, params: readonly string[]) => Promise<{ status: number; body: unknown }>;
+
+interface Route {
+  readonly method: string;
+  readonly path: RegExp;
+  readonly handle: Handler;
+}
+
+/**
+ * The policy admin API under /v1/ (JSON): get, apply, diff, delete, history, rollback, explain,
+ * agents and API tokens. Every route checks its role first; changes are audited by PolicyStore.
+ */
+export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
+  const p = deps.policies;
+  const ok = (body: unknown, status = 200): { status: number; body: unknown } => ({ status, body });
+  const list = (kind: DocumentKind) => ({ version: p.version(), items: p.entries().filter((e) => e.kind === kind).map((e) => ({ name: e.name, yaml: e.yaml })) });
+
+  const routes: Route[] = [
+    { method: 'GET', path: /^\/v1\/policy$/, handle: (req) => {
+      deps.requireRole(req, 'viewer');
+      return Promise.resolve(ok({ version: p.version(), documents: p.entries() }));
+    } },
+    { method: 'GET', path: /^\/v1\/policy\/versions\/(\d{1,9})$/, handle: (req, [v]) => {
+      deps.requireRole(req, 'viewer');
+      return Promise.resolve(ok({ version: Number(v), documents: p.versionEntries(Number(v)) }));
+    } },
+    { method: 'GET', path: /^\/v1\/policy\/history$/, handle: (req) => {
+      deps.requireRole(req, 'viewer');
+      return Promise.resolve(ok({ version: p.version(), versions: p.history(MAX_HISTORY) }));
+    } },
+    { method: 'POST', path: /^\/v1\/policy\/(apply|diff)$/, handle: async (req, [op]) => {
+      const who = deps.requireRole(req, op === 'apply' ? 'editor' : 'viewer');
+      const body = object(await readJson(req, MAX_POLICY_BODY_BYTES), ['yaml', 'file']);
+      const yaml = requiredString(body, 'yaml');
+      const file = optionalString(body, 'file') ?? 'request';
+      if (op === 'diff') return ok({ version: p.version(), changes: p.diff(yaml, file) });
+      return ok(p.apply(yaml, file, who.name));
+    } },
+    { method: 'POST', path: /^\/v1\/policy\/rollback$/, handle: async (req) => {
+      const who = deps.requireRole(req, 'editor');
+      const body = object(await readJson(req), ['to']);
+      const to = body.to;
+      if (typeof to !== 'number' || !Number.isInteger(to) || to < 1) throw new AirlockError(ErrorCode.BadRequest, '"to" must be a version number (1 or more)');
+      return ok(p.rollback(to, who.name));
+    } },
+    { method: 'GET', path: /^\/v1\/segments$/, handle: (req) => {
+      deps.requireRole(req, 'viewer');
+      return Promise.resolve(ok(list('Segment')));
+    } },
+    { method: 'GET', path: /^\/v1\/policies$/, handle: (req) => {
+      deps.requireRole(req, 'viewer');
+      return Promise.resolve(ok(list('Policy')));
+    } },
+    { method: 'DELETE', path: /^\/v1\/(segments|policies)\/([^/]+)$/, handle: (req, [kinds, name]) => {
+      const who = deps.requireRole(req, 'editor');
+      const n = decodeURIComponent(name ?? '');
+      if (!NAME.test(n)) throw new AirlockError(ErrorCode.BadRequest, `"${n}" is not a document name`);
+      return Promise.resolve(ok(p.delete(kinds === 'segments' ? 'Segment' : 'Policy', n, who.name)));
+    } },
+    { method: 'GET', path: /^\/v1\/agents$/, handle: (req) => {
+      deps.requireRole(req, 'viewer');
+      return Promise.resolve(ok({ items: deps.store.listAgents() }));
+    } },
+    { method: 'POST', path: /^\/v1\/explain$/, handle: async (req) => {
+      deps.requireRole(req, 'viewer');
+      const body = object(await readJson(req), ['from', 'to', 'method', 'path']);
+      const from = requiredString(body, 'from');
+      const { host, port } = hostPort(requiredString(body, 'to'));
+      const method = requiredString(body, 'method');
+      if (!/^[A-Za-z]{1,20}$/.test(method)) throw new AirlockError(ErrorCode.BadRequest, '"method" must be an HTTP method');
+      const path = optionalString(body, 'path') ?? (method.toUpperCase() === 'CONNECT' ? '' : '/');
+      // Methods are matched as sent (upper case by HTTP convention): explain what the sidecar would ask.
+      return ok({ policyVersion: p.version(), ...p.explain({ from, host, port, method, path }) });
+    } },
+    { method: 'POST', path: /^\/v1\/api-tokens$/, handle: async (req) => {
+      const who = deps.requireRole(req, 'admin');
+      const body = object(await readJson(req), ['name', 'role']);
+      const name = requiredString(body, 'name');
+      if (!NAME.test(name) || name === 'admin-token') throw new AirlockError(ErrorCode.BadRequest, '"name" must be a lowercase name (a-z, 0-9, "-", ".") other than admin-token');
+      const role = requiredString(body, 'role');
+      if (!(ADMIN_ROLES as readonly string[]).includes(role)) throw new AirlockError(ErrorCode.BadRequest, `"role" must be one of ${ADMIN_ROLES.join(', ')}`);
+      const token = newSecretToken();
+      try {
+        deps.store.addApiToken({ hash: hashToken(token), name, role: role as AdminRole, createdAt: Date.now() });
+      } catch {
+        throw new AirlockError(ErrorCode.Conflict, `a token named "${name}" exists`);
+      }
+      deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'api-token.create', target: name, detail: JSON.stringify({ role }) });
+      deps.logger.info({ audit: true, actor: who.name, action: 'api-token.create', name, role }, 'api token created');
+      return ok({ name, role, token }, 201);
+    } },
+    { method: 'GET', path: /^\/v1\/audit$/, handle: (req) => {
+      deps.requireRole(req, 'admin');
+      return Promise.resolve(ok({ items: deps.store.listAuditEvents(MAX_HISTORY) }));
+    } },
+  ];
+
+  return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const matching = routes.map((r) => ({ r, m: r.path.exec(path) })).filter((x) => x.m !== null);
+    if (matching.length === 0) return false;
+    try {
+      const hit = matching.find((x) => x.r.method === req.method);
+      if (hit === undefined) {
+        const allow = matching.map((x) => x.r.method).join(', ');
+        res.setHeader('allow', allow);
+        throw new HttpError(405, 'method_not_allowed', `use ${allow}`);
+      }
+      const { status, body } = await hit.r.handle(req, (hit.m as RegExpExecArray).slice(1));
+      sendJson(res, status, body);
+    } catch (err) {
+      if (err instanceof HttpError && err.status === 413) res.setHeader('connection', 'close');
+      sendError(res, err);
+    }
+    return true;
+  };
+}
+
+function object(body: unknown, known: readonly string[]): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AirlockError(ErrorCode.BadRequest, 'the body must be a JSON object');
+  const unknown = Object.keys(body).filter((k) => !known.includes(k));
+  if (unknown.length > 0) throw new AirlockError(ErrorCode.BadRequest, `unknown field(s): ${unknown.join(', ')} (known: ${known.join(', ')})`);
+  return body as Record<string, unknown>;
+}
+
+function requiredString(body: Record<string, unknown>, field: string): string {
+  const v = body[field];
+  if (typeof v !== 'string' || v === '') throw new AirlockError(ErrorCode.BadRequest, `"${field}" must be a non-empty string`);
+  return v;
+}
+
+function optionalString(body: Record<string, unknown>, field: string): string | undefined {
+  return body[field] === undefined ? undefined : requiredString(body, field);
+}
+
+/** `HOST[:PORT]`, port 80 by default (what a plain `http://host/` call is). */
+export function hostPort(to: string): { host: string; port: number } {
+  const m = /^([A-Za-z0-9.-]{1,253})(?::(\d{1,5}))?$/.exec(to);
+  const port = m?.[2] === undefined ? 80 : Number(m[2]);
+  if (m?.[1] === undefined || port < 1 || port > 65535) throw new AirlockError(ErrorCode.BadRequest, `"to" must be HOST or HOST:PORT, got "${to}"`);
+  return { host: m[1], port };
+}

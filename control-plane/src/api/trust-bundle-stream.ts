@@ -1,0 +1,38 @@
+import type { ServerWritableStream } from '@grpc/grpc-js';
+import { AirlockError } from '@airlock/common/errors';
+import type { Logger } from '@airlock/common/logging';
+import type { SpiffeId } from '@airlock/common/spiffe';
+import type { WatchTrustBundleRequest, WatchTrustBundleResponse } from '@airlock/proto/identity/v1';
+import type { Revocations, TrustBundleSnapshot } from '../ca/revocations.ts';
+import { toGrpcFailure } from './grpc-status.ts';
+
+type Call = ServerWritableStream<WatchTrustBundleRequest, WatchTrustBundleResponse>;
+
+function toMessage(s: TrustBundleSnapshot): WatchTrustBundleResponse {
+  return { trustBundlePem: s.trustBundlePem, revokedSerials: [...s.revokedSerials], revokedSpiffeIds: [...s.revokedSpiffeIds] };
+}
+
+/**
+ * WatchTrustBundle: the current bundle and revoked serials at once, then again on every change,
+ * until the sidecar goes away. Only an mTLS caller with a valid SVID may watch.
+ */
+export function watchTrustBundleHandler(deps: { revocations: Revocations; callerOf: (call: Call) => SpiffeId | AirlockError; logger: Logger }) {
+  return (call: Call): void => {
+    const caller = deps.callerOf(call);
+    if (caller instanceof AirlockError) {
+      const failure = toGrpcFailure(caller);
+      deps.logger.warn({ reason: caller.message }, 'trust bundle watch refused');
+      call.emit('error', { code: failure.code, details: failure.details });
+      return;
+    }
+    const unsubscribe = deps.revocations.watch((snapshot) => call.write(toMessage(snapshot)));
+    const stop = (): void => {
+      unsubscribe();
+    };
+    call.on('cancelled', stop);
+    call.on('close', stop);
+    call.on('error', stop);
+    call.write(toMessage(deps.revocations.snapshot()));
+    deps.logger.debug({ caller: caller.uri }, 'trust bundle watch started');
+  };
+}

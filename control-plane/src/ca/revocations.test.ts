@@ -1,0 +1,82 @@
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import { createRootLogger } from '@airlock/common/logging';
+import { parseSpiffeId } from '@airlock/common/spiffe';
+import { createRegistry } from '@airlock/common/telemetry';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { JoinTokens } from '../attestation/join-tokens.ts';
+import { denyIfRevoked, REVOKED_REASON } from '../authz/revoked.ts';
+import { CertificateIssuer } from '../authz/sign-certificate.ts';
+import { createControlPlaneMetrics } from '../monitoring/metrics.ts';
+import { SqliteStore } from '../store/sqlite-store.ts';
+import { CertificateAuthority } from './ca.ts';
+import { Revocations, type TrustBundleSnapshot } from './revocations.ts';
+import { makeCsr } from './test-csr.ts';
+
+const TD = 'airlock.test';
+const A = `spiffe://${TD}/ns/demo/sa/a`;
+const B = `spiffe://${TD}/ns/demo/sa/b`;
+
+describe('revocation', () => {
+  let dir: string;
+  let store: SqliteStore;
+  let ca: CertificateAuthority;
+  let revocations: Revocations;
+  let issuer: CertificateIssuer;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'airlock-revoke-'));
+    store = SqliteStore.open(dir);
+    ca = CertificateAuthority.loadOrCreate(dir, TD);
+    revocations = new Revocations({ store, trustBundlePem: () => ca.certPem });
+    const metrics = createControlPlaneMetrics(createRegistry('test'));
+    issuer = new CertificateIssuer({ ca, joinTokens: new JoinTokens(store, TD), store, revocations, svidTtlMs: 60_000, metrics, logger: createRootLogger({ process: 'test', level: 'error' }) });
+  });
+  afterEach(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('pushes the unexpired serials of a revoked identity to watchers, once', () => {
+    const a1 = issuer.signCertificate(parseSpiffeId(A), { csrPem: makeCsr().csrPem, inboundAddress: '' });
+    issuer.signCertificate(parseSpiffeId(B), { csrPem: makeCsr().csrPem, inboundAddress: '' });
+    const pushed: TrustBundleSnapshot[] = [];
+    revocations.watch((s) => pushed.push(s));
+    const result = revocations.revoke(A);
+    expect(result.newlyRevoked).toBe(true);
+    expect(result.serials).toHaveLength(1);
+    expect(pushed).toHaveLength(1);
+    expect(pushed[0]?.revokedSpiffeIds).toEqual([A]);
+    expect(pushed[0]?.trustBundlePem).toBe(ca.certPem);
+    // The serial pushed is the one a TLS peer presents, in canonical form.
+    const presented = new X509Certificate(a1.certChainPem).serialNumber;
+    expect(pushed[0]?.revokedSerials).toEqual([presented.toLowerCase().replace(/^0+/, '')]);
+    expect(revocations.revoke(A).newlyRevoked).toBe(false);
+    expect(pushed).toHaveLength(1);
+    expect(revocations.isRevoked(B)).toBe(false);
+  });
+
+  it('survives a restart', () => {
+    revocations.revoke(A, 5);
+    expect(new Revocations({ store, trustBundlePem: () => '' }).isRevoked(A)).toBe(true);
+  });
+
+  it('refuses renewal and join tokens for a revoked identity', () => {
+    revocations.revoke(A);
+    expect(() => issuer.signCertificate(parseSpiffeId(A), { csrPem: makeCsr().csrPem, inboundAddress: '' })).toThrow(
+      expect.objectContaining({ code: ErrorCode.PermissionDenied, message: expect.stringContaining('revoked') as unknown }) as AirlockError,
+    );
+    const token = new JoinTokens(store, TD).createJoinToken(A).token;
+    expect(() => issuer.signCertificate(undefined, { csrPem: makeCsr().csrPem, joinToken: token, inboundAddress: '127.0.0.1:1' })).toThrow(/revoked/);
+  });
+
+  it('turns any decision naming a revoked identity into a deny no dry-run lifts', () => {
+    const allow = { allow: true, policy: 'p', reason: 'allowed by p', dryRunDeny: false };
+    const isRevoked = (id: string): boolean => id === B;
+    expect(denyIfRevoked(allow, { source: parseSpiffeId(A), destination: parseSpiffeId(B) }, isRevoked)).toEqual({ allow: false, policy: '', reason: REVOKED_REASON, dryRunDeny: false });
+    expect(denyIfRevoked(allow, { source: parseSpiffeId(B), destination: undefined }, isRevoked).allow).toBe(false);
+    expect(denyIfRevoked(allow, { source: parseSpiffeId(A), destination: undefined }, isRevoked)).toBe(allow);
+  });
+});

@@ -1,0 +1,74 @@
+import { canonicalSerial } from '@airlock/common/spiffe';
+import type { Store } from '../store/store.ts';
+
+/** What sidecars are pushed: the roots to trust and the serials to refuse. */
+export interface TrustBundleSnapshot {
+  readonly trustBundlePem: string;
+  /** Canonical serials (see canonicalSerial) of unexpired certificates of revoked identities. */
+  readonly revokedSerials: readonly string[];
+  readonly revokedSpiffeIds: readonly string[];
+}
+
+export interface RevocationResult {
+  readonly identity: string;
+  readonly revokedAt: number;
+  /** False when the identity was already revoked (revoking is idempotent). */
+  readonly newlyRevoked: boolean;
+  /** Serials of its certificates still unexpired: refused by every sidecar from now on. */
+  readonly serials: readonly string[];
+}
+
+/**
+ * Revoked identities, held in memory (loaded from the store at start) because Authorize asks on
+ * every call. A revocation is written to the store first, then watchers are told at once.
+ */
+export class Revocations {
+  readonly #store: Store;
+  readonly #trustBundlePem: () => string;
+  readonly #revoked = new Map<string, number>();
+  readonly #watchers = new Set<(snapshot: TrustBundleSnapshot) => void>();
+
+  constructor(o: { store: Store; trustBundlePem: () => string }) {
+    this.#store = o.store;
+    this.#trustBundlePem = o.trustBundlePem;
+    for (const r of o.store.listRevokedIdentities()) this.#revoked.set(r.spiffeId, r.revokedAt);
+  }
+
+  isRevoked(spiffeId: string): boolean {
+    return this.#revoked.has(spiffeId);
+  }
+
+  revoke(spiffeId: string, now = Date.now()): RevocationResult {
+    const before = this.#revoked.get(spiffeId);
+    if (before === undefined) {
+      this.#store.revokeIdentity(spiffeId, now);
+      this.#revoked.set(spiffeId, now);
+    }
+    const serials = this.#serialsOf(spiffeId, now);
+    if (before === undefined) this.#notify(now);
+    return { identity: spiffeId, revokedAt: before ?? now, newlyRevoked: before === undefined, serials };
+  }
+
+  snapshot(now = Date.now()): TrustBundleSnapshot {
+    const ids = [...this.#revoked.keys()];
+    return { trustBundlePem: this.#trustBundlePem(), revokedSerials: ids.flatMap((id) => this.#serialsOf(id, now)), revokedSpiffeIds: ids };
+  }
+
+  /** Calls `listener` with each new snapshot (not the current one); returns an unsubscribe function. */
+  watch(listener: (snapshot: TrustBundleSnapshot) => void): () => void {
+    this.#watchers.add(listener);
+    return () => this.#watchers.delete(listener);
+  }
+
+  #serialsOf(spiffeId: string, now: number): string[] {
+    return this.#store
+      .listCertificates(spiffeId)
+      .filter((c) => c.notAfter > now)
+      .map((c) => canonicalSerial(c.serial));
+  }
+
+  #notify(now: number): void {
+    const snapshot = this.snapshot(now);
+    for (const w of this.#watchers) w(snapshot);
+  }
+}

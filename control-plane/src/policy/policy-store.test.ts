@@ -1,0 +1,94 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createRootLogger } from '@airlock/common/logging';
+import { parseSpiffeId } from '@airlock/common/spiffe';
+import { SqliteStore } from '../store/sqlite-store.ts';
+import { PolicyStore } from './policy-store.ts';
+
+const TD = 'td.test';
+const seg = (name: string): string => `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: ${name} }\nspec:\n  selector: { namespace: agents, serviceAccounts: [${name}] }\n`;
+const allow = (name: string, from: string, to: string, methods = 'GET'): string =>
+  `apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: ${name} }\nspec:\n  from: { segments: [${from}] }\n  to: { hosts: [${to}] }\n  rules: [ { methods: [${methods}], paths: ["/v1/*"] } ]\n  action: allow\n`;
+const call = (method = 'GET') => ({ source: parseSpiffeId(`spiffe://${TD}/ns/agents/sa/a`), destination: undefined, host: 'api.example.com', port: 80, method, path: '/v1/x' });
+
+describe('PolicyStore', () => {
+  let dir: string;
+  let store: SqliteStore;
+  let policies: PolicyStore;
+  const open = (): PolicyStore => new PolicyStore({ store, trustDomain: TD, audit: createRootLogger({ process: 't', level: 'silent' }) });
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'airlock-policy-store-'));
+    store = SqliteStore.open(dir);
+    policies = open();
+  });
+  afterEach(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('starts at version 0, denying everything', () => {
+    expect(policies.version()).toBe(0);
+    expect(policies.engine().evaluate(call()).allow).toBe(false);
+  });
+
+  it('applies as version N+1 and the next decision follows, naming version, policy and rule', () => {
+    const r = policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice');
+    expect(r).toMatchObject({ version: 1, changed: true });
+    expect(r.changes.map((c) => `${c.change} ${c.kind}/${c.name}`)).toEqual(['added Segment/a', 'added Policy/a-out']);
+    expect(policies.engine().evaluate(call())).toMatchObject({ allow: true, policy: 'a-out', rule: 'rules[0]', version: 1 });
+    expect(policies.engine().evaluate(call('POST'))).toMatchObject({ allow: false, policy: '', version: 1 });
+    // The same bundle again changes nothing and makes no version.
+    expect(policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice')).toMatchObject({ version: 1, changed: false });
+  });
+
+  it('merges by kind and name: a later apply may reference stored segments and replace one policy', () => {
+    policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice');
+    const r = policies.apply(allow('a-out', 'a', 'api.example.com', 'GET, POST'), 'q.yaml', 'bob');
+    expect(r.version).toBe(2);
+    expect(r.changes).toHaveLength(1);
+    expect(r.changes[0]?.lines.filter((l) => /^[-+]/.test(l))).toEqual([expect.stringMatching(/^- .*methods: \[ GET \]/), expect.stringMatching(/^\+ .*methods: \[ GET, POST \]/)]);
+    expect(policies.engine().evaluate(call('POST')).allow).toBe(true);
+    expect(policies.entries().map((e) => e.name)).toEqual(['a', 'a-out']);
+  });
+
+  it('refuses a bad bundle with file:line:col and changes nothing, not even its valid documents', () => {
+    policies.apply(seg('a'), 'p.yaml', 'alice');
+    expect(() => policies.apply(`${seg('b')}---\n${allow('x', 'ghost', 'h.example.com')}`, 'bad.yaml', 'bob')).toThrow(
+      /bad\.yaml:11:22: Policy "x" spec\.from\.segments names segment "ghost", which is not defined/,
+    );
+    expect(() => policies.apply(`${seg('c')}  colour: blue\n`, 'bad.yaml', 'bob')).toThrow(/bad\.yaml:6:\d+: unknown field "spec\.colour"/);
+    expect(policies.version()).toBe(1);
+    expect(policies.entries().map((e) => e.name)).toEqual(['a']);
+    expect(store.listPolicyVersions(10)).toHaveLength(1);
+  });
+
+  it('deletes, refuses to delete a segment still in use, rolls back, and keeps it all across restart', () => {
+    policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice');
+    expect(() => policies.delete('Segment', 'a', 'bob')).toThrow(/Segment "a" is used by Policy "a-out"/);
+    expect(() => policies.delete('Policy', 'nope', 'bob')).toThrow(/does not exist/);
+    expect(policies.delete('Policy', 'a-out', 'bob')).toMatchObject({ version: 2, changed: true });
+    expect(policies.engine().evaluate(call()).allow).toBe(false);
+    expect(policies.rollback(1, 'carol')).toMatchObject({ version: 3, changed: true });
+    expect(policies.engine().evaluate(call())).toMatchObject({ allow: true, version: 3 });
+    expect(() => policies.rollback(9, 'carol')).toThrow(/version 9 does not exist/);
+    expect(policies.history(10).map((h) => [h.version, h.actor, h.action])).toEqual([[3, 'carol', 'rollback'], [2, 'bob', 'delete'], [1, 'alice', 'apply']]);
+    expect(store.listAuditEvents(10).map((e) => e.action)).toEqual(['policy.rollback', 'policy.delete', 'policy.apply']);
+    policies = open();
+    expect(policies.version()).toBe(3);
+    expect(policies.engine().evaluate(call()).allow).toBe(true);
+  });
+
+  it('diffs without changing anything and explains a call without traffic', () => {
+    policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice');
+    expect(policies.diff(allow('b-out', 'a', 'b.example.com'), 'd.yaml').map((c) => c.change)).toEqual(['added']);
+    expect(policies.version()).toBe(1);
+    expect(policies.explain({ from: `spiffe://${TD}/ns/agents/sa/a`, host: 'api.example.com', port: 80, method: 'GET', path: '/v1/q' })).toMatchObject({
+      allow: true, policy: 'a-out', rule: 'rules[0]', version: 1, destination: '',
+    });
+    expect(policies.explain({ from: `spiffe://${TD}/ns/agents/sa/a`, host: 'api.example.com', port: 80, method: 'GET', path: '/v1/../admin' })).toMatchObject({
+      allow: false, reason: expect.stringMatching(/ambiguous path/) as unknown,
+    });
+  });
+});

@@ -1,0 +1,161 @@
+import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import type { Logger } from '@airlock/common/logging';
+import { parseSpiffeId } from '@airlock/common/spiffe';
+import { lookupMeshHost } from '../authz/registry.ts';
+import type { PolicyVersionRecord, Store } from '../store/store.ts';
+import { diffEntries, type DocumentChange } from './diff.ts';
+import { PolicyEngine, type PolicyDecision } from './engine.ts';
+import { parsePolicyBundle, parsePolicyText, type PolicyEntry } from './load.ts';
+
+export interface ChangeResult {
+  /** The version in force after the operation (unchanged when nothing changed). */
+  readonly version: number;
+  readonly changed: boolean;
+  readonly changes: readonly DocumentChange[];
+}
+
+export interface ExplainInput {
+  readonly from: string;
+  readonly host: string;
+  readonly port: number;
+  readonly method: string;
+  readonly path: string;
+}
+
+export interface Explanation extends PolicyDecision {
+  readonly source: string;
+  /** The mesh agent the host resolved to, empty for an external host. */
+  readonly destination: string;
+}
+
+export type DocumentKind = PolicyEntry['kind'];
+
+/**
+ * The versioned policy set: every change (apply, delete, rollback) is validated as a whole, stored
+ * as version N+1 with its audit event in one transaction, then the compiled engine is swapped, so
+ * the next decision follows it. A bad change throws before anything is stored or swapped.
+ */
+export class PolicyStore {
+  readonly #store: Store;
+  readonly #trustDomain: string;
+  readonly #audit: Logger;
+  #entries: readonly PolicyEntry[];
+  #engine: PolicyEngine;
+
+  constructor(o: { store: Store; trustDomain: string; audit: Logger }) {
+    this.#store = o.store;
+    this.#trustDomain = o.trustDomain;
+    this.#audit = o.audit;
+    const latest = o.store.latestPolicyVersion();
+    this.#entries = latest === undefined ? [] : entriesOf(latest);
+    this.#engine = latest === undefined ? PolicyEngine.empty(o.trustDomain) : this.#compile(this.#entries, latest.version);
+  }
+
+  /** The engine in force; read per decision. */
+  engine(): PolicyEngine {
+    return this.#engine;
+  }
+
+  version(): number {
+    return this.#engine.version;
+  }
+
+  entries(): readonly PolicyEntry[] {
+    return this.#entries;
+  }
+
+  /** What applying `text` would change, without changing anything. */
+  diff(text: string, file: string): DocumentChange[] {
+    return diffEntries(this.#entries, this.#merge(text, file));
+  }
+
+  /** Adds or replaces the documents in `text` (by kind and name); the others stay. */
+  apply(text: string, file: string, actor: string): ChangeResult {
+    return this.#commit(this.#merge(text, file), actor, 'apply', `apply ${file}`);
+  }
+
+  delete(kind: DocumentKind, name: string, actor: string): ChangeResult {
+    if (!this.#entries.some((e) => e.kind === kind && e.name === name)) {
+      throw new AirlockError(ErrorCode.NotFound, `${kind} "${name}" does not exist in version ${this.version()}`);
+    }
+    if (kind === 'Segment') {
+      const users = parsePolicyText(joinEntries(this.#entries), 'current').policies.filter((p) => p.fromSegments.includes(name) || (p.toSegments ?? []).includes(name));
+      if (users.length > 0) {
+        throw new AirlockError(ErrorCode.Conflict, `Segment "${name}" is used by Policy ${users.map((p) => `"${p.name}"`).join(', ')}; delete or change those first`);
+      }
+    }
+    return this.#commit(this.#entries.filter((e) => !(e.kind === kind && e.name === name)), actor, 'delete', `delete ${kind}/${name}`);
+  }
+
+  /** Makes version `to`'s documents current again, as a new version. */
+  rollback(to: number, actor: string): ChangeResult {
+    const record = this.#store.getPolicyVersion(to);
+    if (record === undefined) throw new AirlockError(ErrorCode.NotFound, `policy version ${to} does not exist (current: ${this.version()})`);
+    return this.#commit(entriesOf(record), actor, 'rollback', `rollback to ${to}`);
+  }
+
+  history(limit: number): Omit<PolicyVersionRecord, 'entries'>[] {
+    return this.#store.listPolicyVersions(limit);
+  }
+
+  /** The documents of one stored version. */
+  versionEntries(version: number): PolicyEntry[] {
+    const record = this.#store.getPolicyVersion(version);
+    if (record === undefined) throw new AirlockError(ErrorCode.NotFound, `policy version ${version} does not exist`);
+    return entriesOf(record);
+  }
+
+  /** The decision the engine in force would make for this call, resolving the host as Authorize does. */
+  explain(input: ExplainInput): Explanation {
+    const source = parseSpiffeId(input.from);
+    const mesh = lookupMeshHost(this.#store, this.#trustDomain, input.host);
+    const decision = this.#engine.evaluate({ source, destination: mesh?.id, host: input.host, port: input.port, method: input.method, path: input.path });
+    return { ...decision, source: source.uri, destination: mesh?.id.uri ?? '' };
+  }
+
+  #merge(text: string, file: string): PolicyEntry[] {
+    const known = new Set(this.#entries.filter((e) => e.kind === 'Segment').map((e) => e.name));
+    const incoming = parsePolicyBundle(text, file, known).entries;
+    if (incoming.length === 0) throw new AirlockError(ErrorCode.Policy, `invalid policy:\n  - ${file}: no Segment or Policy documents`);
+    const byKey = new Map(incoming.map((e) => [`${e.kind}/${e.name}`, e]));
+    const merged = this.#entries.map((e) => {
+      const k = `${e.kind}/${e.name}`;
+      const next = byKey.get(k);
+      byKey.delete(k);
+      return next ?? e;
+    });
+    return [...merged, ...byKey.values()];
+  }
+
+  #commit(entries: readonly PolicyEntry[], actor: string, action: string, summary: string): ChangeResult {
+    const changes = diffEntries(this.#entries, entries);
+    if (changes.length === 0) return { version: this.version(), changed: false, changes };
+    const version = this.version() + 1;
+    // Compiled before it is stored: whatever fails here leaves the store and the engine as they were.
+    const engine = this.#compile(entries, version);
+    const at = Date.now();
+    this.#store.appendPolicyVersion(
+      { version, entries: JSON.stringify(entries), createdAt: at, actor, action, summary },
+      { at, actor, action: `policy.${action}`, target: `version ${version}`, detail: JSON.stringify({ summary, changes }) },
+    );
+    this.#entries = entries;
+    this.#engine = engine;
+    this.#audit.info(
+      { audit: true, actor, action: `policy.${action}`, version, summary, changes: changes.map((c) => ({ kind: c.kind, name: c.name, change: c.change, lines: c.lines })) },
+      'policy changed',
+    );
+    return { version, changed: true, changes };
+  }
+
+  #compile(entries: readonly PolicyEntry[], version: number): PolicyEngine {
+    return new PolicyEngine(parsePolicyText(joinEntries(entries), `policy v${version}`), this.#trustDomain, version);
+  }
+}
+
+function joinEntries(entries: readonly PolicyEntry[]): string {
+  return entries.map((e) => e.yaml).join('---\n');
+}
+
+function entriesOf(record: PolicyVersionRecord): PolicyEntry[] {
+  return JSON.parse(record.entries) as PolicyEntry[];
+}

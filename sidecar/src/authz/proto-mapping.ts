@@ -1,0 +1,32 @@
+import { Direction as ProtoDirection, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import type { AuthzRequest, Decision } from './authorizer.ts';
+
+/** Between the sidecar's own authorization types and the wire's, for every transport. */
+export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
+  return {
+    direction: request.direction === 'outbound' ? ProtoDirection.DIRECTION_OUTBOUND : ProtoDirection.DIRECTION_INBOUND,
+    sourceSpiffeId: request.sourceId,
+    destinationSpiffeId: request.destinationId ?? '',
+    destinationHost: request.host,
+    destinationPort: request.port,
+    method: request.method,
+    path: request.path,
+  };
+}
+
+/** The decision in an answer, or undefined for an answer without a verdict we know (fail closed). */
+export function toDecision(res: AuthorizeResponse): Decision | undefined {
+  if (res.verdict === Verdict.VERDICT_ALLOW) {
+    const upstream = res.upstream === undefined || res.upstream.address === '' ? undefined : { address: res.upstream.address, spiffeId: res.upstream.spiffeId };
+    return { allowed: true, decisionId: res.decisionId, reason: res.reason, policy: res.policy, upstream, dryRunDeny: res.dryRunDeny };
+  }
+  if (res.verdict === Verdict.VERDICT_DENY) {
+    return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy };
+  }
+  return undefined;
+}
+
+export function unavailable(reason: string, cause?: unknown): AirlockError {
+  return new AirlockError(ErrorCode.AuthzUnavailable, reason, { cause });
+}

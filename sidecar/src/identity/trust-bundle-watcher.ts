@@ -1,0 +1,106 @@
+import { status, type ClientReadableStream, type StatusObject } from '@grpc/grpc-js';
+import type { Gauge } from 'prom-client';
+import { canonicalSerial } from '@airlock/common/spiffe';
+import type { Logger } from '@airlock/common/logging';
+import { IdentityServiceClient, type WatchTrustBundleResponse } from '@airlock/proto/identity/v1';
+import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../controlplane/credentials.ts';
+import type { SvidSource } from './svid.ts';
+
+/** Serials of revoked certificates, as last pushed by the control plane. */
+export interface RevokedSerials {
+  /** `serial` in any hex form (Node prints it uppercase). */
+  has(serial: string): boolean;
+  /** Calls `listener` after each update; returns an unsubscribe function. */
+  onChange(listener: () => void): () => void;
+}
+
+export interface TrustBundleWatcherOptions {
+  readonly address: string;
+  readonly controlPlaneId: string;
+  readonly identity: SvidSource;
+  readonly logger: Logger;
+  readonly revokedGauge?: Gauge;
+  readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+}
+
+/**
+ * Holds WatchTrustBundle open over mTLS with our current SVID and keeps the revoked serials it
+ * pushes. A broken stream is reopened with backoff (with whatever SVID we hold then); the last
+ * list received stays in force meanwhile.
+ */
+export class TrustBundleWatcher implements RevokedSerials {
+  readonly #o: TrustBundleWatcherOptions;
+  readonly #listeners = new Set<() => void>();
+  #serials = new Set<string>();
+  #client: IdentityServiceClient | undefined;
+  #call: ClientReadableStream<WatchTrustBundleResponse> | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  #delay: number;
+  #closed = false;
+  #unsubscribe: (() => void) | undefined;
+
+  constructor(o: TrustBundleWatcherOptions) {
+    this.#o = o;
+    this.#delay = o.backoff?.initialMs ?? 200;
+  }
+
+  start(): void {
+    // The first SVID arrives later: open the stream as soon as there is one to present.
+    this.#unsubscribe = this.#o.identity.onChange(() => this.#connect());
+    this.#connect();
+  }
+
+  has(serial: string): boolean {
+    return this.#serials.has(canonicalSerial(serial));
+  }
+
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#unsubscribe?.();
+    clearTimeout(this.#retry);
+    this.#call?.cancel();
+    this.#client?.close();
+  }
+
+  #connect(): void {
+    if (this.#closed || this.#call !== undefined || this.#retry !== undefined) return;
+    const svid = this.#o.identity.current();
+    if (svid === undefined) return;
+    this.#client?.close();
+    const client = new IdentityServiceClient(this.#o.address, controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, svid), CONTROL_PLANE_CHANNEL_OPTIONS);
+    this.#client = client;
+    const call = client.watchTrustBundle({});
+    this.#call = call;
+    call.on('data', (msg: WatchTrustBundleResponse) => {
+      this.#delay = this.#o.backoff?.initialMs ?? 200;
+      this.#update(msg);
+    });
+    call.on('error', () => undefined); // reported through 'status'
+    call.on('status', (s: StatusObject) => {
+      if (this.#call !== call) return;
+      this.#call = undefined;
+      if (this.#closed) return;
+      const level = s.code === status.CANCELLED ? 'debug' : 'warn';
+      this.#o.logger[level]({ code: status[s.code], details: s.details, retryInMs: this.#delay }, 'trust bundle stream ended; reopening');
+      this.#retry = setTimeout(() => {
+        this.#retry = undefined;
+        this.#connect();
+      }, this.#delay);
+      this.#delay = Math.min(this.#delay * 2, this.#o.backoff?.maxMs ?? 5000);
+    });
+  }
+
+  #update(msg: WatchTrustBundleResponse): void {
+    const next = new Set(msg.revokedSerials.map(canonicalSerial));
+    const added = [...next].filter((s) => !this.#serials.has(s));
+    this.#serials = next;
+    this.#o.revokedGauge?.set(next.size);
+    if (added.length > 0) this.#o.logger.warn({ revokedSerials: added, revokedSpiffeIds: msg.revokedSpiffeIds }, 'revoked certificates received');
+    for (const l of this.#listeners) l();
+  }
+}
