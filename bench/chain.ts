@@ -2,12 +2,11 @@
 // (planner's egress → mTLS → researcher's ingress → app), every server pinned to one CPU.
 // Shared by run.ts (figures) and profile.ts (where the time goes).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { adminPost } from '../cli/src/admin-client.ts';
-import { spawnAirlock, waitReady, type AirlockProcess } from '../cli/src/demo/processes.ts';
 import { policyYaml } from '../test/support/mesh.ts';
 import { freePort } from '../test/support/ports.ts';
 
@@ -15,6 +14,7 @@ export const run = promisify(execFile);
 export const SERVER_CPU = '0';
 export const CLIENT_CPU = '1';
 export const TRUST_DOMAIN = 'bench.test';
+const AIRLOCK_BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
 
 /** How the sidecars get their decisions: a real transport, or in-process (stub, bench only). */
 export type AuthzVariant = 'stub' | 'unary' | 'stream';
@@ -57,10 +57,11 @@ export async function startControlPlane(dir: string, env: NodeJS.ProcessEnv = {}
     { name: 'planner-to-researcher', from: 'planner', to: 'researcher', methods: ['GET'], paths: ['/v1/*'] },
   ]));
   const dataDir = join(dir, 'cp');
-  const cp = spawnAirlock('control-plane', ['control-plane', '--trust-domain', TRUST_DOMAIN, '--data-dir', dataDir, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', `127.0.0.1:${httpPort}`, '--policy-file', policyFile, '--log-level', 'warn'], { logFile: join(dir, 'cp.log'), env });
-  await waitReady(cp, `http://127.0.0.1:${httpPort}/readyz`);
-  await pin(cp.child.pid);
-  return { grpcPort, httpPort, dataDir, pid: cp.child.pid, stop: () => cp.stop() };
+  const logFile = join(dir, 'cp.log');
+  const cp = spawnLogged([AIRLOCK_BIN, 'control-plane', '--trust-domain', TRUST_DOMAIN, '--data-dir', dataDir, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', `127.0.0.1:${httpPort}`, '--policy-file', policyFile, '--log-level', 'warn'], logFile, env);
+  await pollReady(`http://127.0.0.1:${httpPort}/readyz`, cp, logFile);
+  await pin(cp.pid);
+  return { grpcPort, httpPort, dataDir, pid: cp.pid, stop: () => stopChild(cp) };
 }
 
 /**
@@ -75,28 +76,30 @@ export async function startSidecars(dir: string, cp: ControlPlane, appPort: numb
     const args = ['--trust-domain', TRUST_DOMAIN, '--control-plane', `127.0.0.1:${cp.grpcPort}`, '--ca-file', join(cp.dataDir, 'ca.pem'), '--outbound-listen', `127.0.0.1:${outbound}`, '--inbound-listen', `127.0.0.1:${inbound}`, '--admin-listen', `127.0.0.1:${admin}`, '--app-port', String(target), '--log-level', 'warn'];
     const logFile = join(dir, `${name}-${variant}.log`);
     const childEnv = { ...env, AIRLOCK_JOIN_TOKEN: token, ...(variant === 'stub' ? {} : { AIRLOCK_AUTHZ_TRANSPORT: variant }) };
-    let pid: number | undefined;
-    let stop: () => Promise<void>;
-    if (variant === 'stub') {
-      const child = spawn(process.execPath, [join(import.meta.dirname, 'stub-sidecar.ts'), stubUpstream, ...args], { env: { ...process.env, ...childEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
-      const log = createWriteStream(logFile);
-      child.stdout.pipe(log);
-      child.stderr.pipe(log);
-      pid = child.pid;
-      stop = () => stopChild(child);
-      await pollReady(`http://127.0.0.1:${admin}/readyz`, child, logFile);
-    } else {
-      const p: AirlockProcess = spawnAirlock(name, ['sidecar', ...args], { logFile, env: childEnv });
-      pid = p.child.pid;
-      stop = () => p.stop();
-      await waitReady(p, `http://127.0.0.1:${admin}/readyz`);
-    }
+    const script = variant === 'stub' ? [join(import.meta.dirname, 'stub-sidecar.ts'), stubUpstream] : [AIRLOCK_BIN, 'sidecar'];
+    const child = spawnLogged([...script, ...args], logFile, childEnv);
+    const pid = child.pid;
+    const stop = (): Promise<void> => stopChild(child);
+    await pollReady(`http://127.0.0.1:${admin}/readyz`, child, logFile);
     await pin(pid);
     return { name, outbound, inbound, admin, pid, stop };
   };
   const researcher = await start('researcher', appPort, '');
   const planner = await start('planner', await freePort(), `127.0.0.1:${researcher.inbound}`);
   return { planner, researcher };
+}
+
+/**
+ * A child Node process whose stdout and stderr go straight to a log file: not through a pipe to
+ * this process, which would parse and copy every audit line on the load generator's core.
+ */
+function spawnLogged(argv: readonly string[], logFile: string, env: NodeJS.ProcessEnv): ChildProcess {
+  const fd = openSync(logFile, 'a');
+  try {
+    return spawn(process.execPath, argv, { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
+  } finally {
+    closeSync(fd);
+  }
 }
 
 async function pollReady(url: string, child: ChildProcess, logFile: string): Promise<void> {
@@ -109,7 +112,7 @@ async function pollReady(url: string, child: ChildProcess, logFile: string): Pro
     }
     await sleep(100);
   }
-  throw new Error(`stub sidecar not ready; log:\n${readFileSync(logFile, 'utf8').slice(-2000)}`);
+  throw new Error(`${url} not ready; log:\n${readFileSync(logFile, 'utf8').slice(-2000)}`);
 }
 
 async function stopChild(child: ChildProcess): Promise<void> {
@@ -152,4 +155,17 @@ export async function wrk(url: string, connections: number, duration: string, pr
 export function rssMb(pid: number | undefined, field: 'VmRSS' | 'VmHWM'): number {
   if (pid === undefined) return NaN;
   return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
+}
+
+/** Sum of a counter's series on a /metrics page. */
+export async function counter(url: string, name: string): Promise<number> {
+  const text = await (await fetch(url)).text();
+  return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([\\d.e+-]+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far. */
+export function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }

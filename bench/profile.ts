@@ -5,7 +5,7 @@
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startApp, startControlPlane, startSidecars, wrk, type AuthzVariant } from './chain.ts';
+import { counter, cpuSeconds, startApp, startControlPlane, startSidecars, wrk, type AuthzVariant } from './chain.ts';
 
 interface ProfileNode {
   id: number;
@@ -67,8 +67,17 @@ await researcher.stop();
 const profiled = await startSidecars(dir, cp, app.port, variant, profDir('sidecars'));
 const url = `http://127.0.0.1:${profiled.planner.outbound}/`;
 await wrk(url, connections, '4s', true); // JIT warm-up
+const cpMetrics = `http://127.0.0.1:${cp.httpPort}/metrics`;
+const decisionsBefore = await counter(cpMetrics, 'airlock_authz_decisions_total');
+const cpu = { cp: cpuSeconds(cp.pid), planner: cpuSeconds(profiled.planner.pid), researcher: cpuSeconds(profiled.researcher.pid) };
 const r = await wrk(url, connections, `${seconds}s`, true);
+const decisions = (await counter(cpMetrics, 'airlock_authz_decisions_total')) - decisionsBefore;
+const requests = r.rps * seconds;
+// CPU time from /proc (all threads), not profile samples: on a shared core a sampled frame also
+// counts the time its thread waited to be scheduled again.
+const perCall = (s: number, n: number): string => `${((s * 1e6) / n).toFixed(0)} µs`;
 console.log(`${variant}, ${connections} connections: ${r.rps.toFixed(0)} req/s, p50 ${r.p50ms} ms, p99 ${r.p99ms} ms, errors ${r.errors}`);
+console.log(`CPU: control plane ${perCall(cpuSeconds(cp.pid) - cpu.cp, decisions)} per decision; egress ${perCall(cpuSeconds(profiled.planner.pid) - cpu.planner, requests)}, ingress ${perCall(cpuSeconds(profiled.researcher.pid) - cpu.researcher, requests)} per request (profiler overhead included)`);
 await profiled.planner.stop();
 await profiled.researcher.stop();
 await cp.stop();

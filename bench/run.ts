@@ -1,14 +1,19 @@
 // npm run bench: in one run, req/s and p50/p99 of
 //   direct            wrk → echo app
+//   nginx             wrk → nginx (auth_request per call) → mTLS → nginx → app (the peer; bench/nginx-chain.ts)
 //   stub              wrk → planner's sidecar → mTLS → researcher's sidecar → app, authorization stubbed in-process
 //   unary             the same chain, one grpc-js unary Authorize per decision (both ends)
 //   stream            the same chain, decisions as messages on one long-lived stream per sidecar (both ends)
-// at several concurrency levels. Servers are pinned to CPU 0 and wrk to CPU 1 (taskset), as in
+// at several concurrency levels; then the control plane's decisions/s (bench/decisions-load.ts) and
+// the policy engine at 10,000 agents (bench/policy-engine.ts), and the issue's goals against the
+// figures. Servers are pinned to CPU 0 and load generators to CPU 1 (taskset), as in
 // ../shared/PERF-NOTES.md. Appends its tables to bench/README.md (AIRLOCK_BENCH_WRITE=0 not to).
 import { readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { CLIENT_CPU, SERVER_CPU, rssMb, run, startApp, startControlPlane, startSidecars, wrk, type AuthzVariant, type WrkResult } from './chain.ts';
+import { adminPost } from '../cli/src/admin-client.ts';
+import { NGINX_MISSING, nginxAvailable, startNginxChain } from './nginx-chain.ts';
+import { CLIENT_CPU, SERVER_CPU, TRUST_DOMAIN, counter, cpuSeconds, rssMb, run, startApp, startControlPlane, startSidecars, wrk, type AuthzVariant, type WrkResult } from './chain.ts';
 
 const DURATION = process.env.AIRLOCK_BENCH_DURATION ?? '8s';
 const WARMUP = process.env.AIRLOCK_BENCH_WARMUP ?? '5s';
@@ -22,19 +27,33 @@ async function histogramMean(url: string, name: string, label: string): Promise<
   return pick('sum') / pick('count');
 }
 
-async function counter(url: string, name: string): Promise<number> {
-  const text = await (await fetch(url)).text();
-  return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([\\d.e+-]+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
-}
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
+const signed = (ms: number): string => `${ms < 0 ? '−' : '+'}${Math.abs(ms).toFixed(2)}`;
 const fmt = (r: WrkResult): string => `${r.p50ms.toFixed(2)} / ${r.p99ms.toFixed(2)}`;
+
+/** The issue's goals, each with this run's figure (stream chain unless said). */
+function goals(results: Map<string, WrkResult>, direct: Map<number, WrkResult>, rss: Map<string, { idle: number; peak: number }>, decisionsPerSecond: number): string[] {
+  const rows: string[] = [];
+  const ratio = (a: string, b: string, c: number): string => {
+    const x = results.get(`${a}/${c}`);
+    const y = results.get(`${b}/${c}`);
+    return x === undefined || y === undefined ? '—' : (x.rps / y.rps).toFixed(2);
+  };
+  const at = CONNECTIONS.map((c) => `${ratio('stream', 'stub', c)} (${c})`).join(', ');
+  rows.push(`| full chain with both fresh decisions vs authorization stubbed | ≥ 0.85× | ${at} |`);
+  rows.push(`| vs the nginx chain, same run and pinning | ≥ 0.5× | ${CONNECTIONS.map((c) => `${ratio('stream', 'nginx', c)} (${c})`).join(', ')} |`);
+  const added = (c: number, which: 'p50ms' | 'p99ms'): string => {
+    const r = results.get(`stream/${c}`);
+    const d = direct.get(c);
+    return r === undefined || d === undefined ? '—' : `${signed(r[which] - d[which])} ms (chain ${r[which].toFixed(2)}, direct ${d[which].toFixed(2)})`;
+  };
+  rows.push(`| added p50 through both sidecars at 1 connection | ≤ 0.5 ms | ${added(1, 'p50ms')} |`);
+  rows.push(`| p99 at 16 connections (added) | ≤ 2 ms | ${added(16, 'p99ms')} |`);
+  rows.push(`| control plane decisions/s on one core | ≥ 30,000 | ${decisionsPerSecond.toFixed(0)} |`);
+  const s = rss.get('stream');
+  rows.push(`| sidecar peak RSS under load / idle | ≤ 80 / ≤ 60 MB | ${s === undefined ? '—' : `${s.peak.toFixed(0)} / ${s.idle.toFixed(0)} MB`} |`);
+  rows.push('| a policy change or revocation applies to the very next call, under load | a test | test/policy-change-and-revocation-apply-to-the-next-call-under-load.test.ts |');
+  return rows;
+}
 
 async function main(): Promise<void> {
   for (const tool of ['wrk', 'taskset']) {
@@ -45,12 +64,9 @@ async function main(): Promise<void> {
       process.exit(2);
     }
   }
-  try {
-    await run('which', ['nginx']);
-    console.log('bench: nginx is installed, but the nginx comparison chain is not built yet (see bench/README.md).');
-  } catch {
-    console.log('bench: no nginx comparison chain in this run (it is not built yet; it will need Debian\'s nginx: apt-get install -y nginx-light).');
-  }
+  const withNginx = await nginxAvailable();
+  if (!withNginx) console.log(NGINX_MISSING);
+  const loadAtStart = loadavg().map((l) => l.toFixed(2)).join(', ');
   const dir = mkdtempSync(join(tmpdir(), 'airlock-bench-'));
   const stops: (() => Promise<void>)[] = [];
   try {
@@ -68,6 +84,25 @@ async function main(): Promise<void> {
 
     const results = new Map<string, WrkResult>();
     const notes: string[] = [];
+    if (withNginx) {
+      const nginx = await startNginxChain(dir, app.port);
+      try {
+        const nginxUrl = `http://127.0.0.1:${nginx.egressPort}/`;
+        console.log(`nginx: warming up (${WARMUP})…`);
+        await wrk(nginxUrl, 16, WARMUP, true);
+        for (const c of CONNECTIONS) {
+          const r = await wrk(nginxUrl, c, DURATION, true);
+          results.set(`nginx/${c}`, r);
+          console.log(`nginx c=${c}: ${r.rps.toFixed(0)} req/s, p50/p99 ${fmt(r)} ms, errors ${r.errors}`);
+        }
+        const pids = await nginx.pids();
+        const peak = (list: number[]): number => list.reduce((a, pid) => a + rssMb(pid, 'VmHWM'), 0);
+        notes.push(`nginx: peak RSS ${peak(pids.egress).toFixed(0)} / ${peak(pids.ingress).toFixed(0)} MB (egress / ingress, master + worker).`);
+      } finally {
+        await nginx.stop();
+      }
+    }
+    const rss = new Map<string, { idle: number; peak: number }>();
     for (const variant of VARIANTS) {
       const { planner, researcher } = await startSidecars(dir, cp, app.port, variant);
       try {
@@ -89,6 +124,7 @@ async function main(): Promise<void> {
           }
         }
         const peak = { planner: rssMb(planner.pid, 'VmHWM'), researcher: rssMb(researcher.pid, 'VmHWM') };
+        rss.set(variant, { idle: Math.max(idle.planner, idle.researcher), peak: Math.max(peak.planner, peak.researcher) });
         notes.push(`${variant}: sidecar RSS idle ${idle.planner.toFixed(0)} / ${idle.researcher.toFixed(0)} MB (planner egress / researcher ingress), peak ${peak.planner.toFixed(0)} / ${peak.researcher.toFixed(0)} MB.`);
         if (variant !== 'stub') {
           const out = await histogramMean(`http://127.0.0.1:${planner.admin}/metrics`, 'airlock_sidecar_authz_duration_seconds', 'direction="outbound"');
@@ -106,32 +142,58 @@ async function main(): Promise<void> {
         await researcher.stop();
       }
     }
+
+    // Decisions/s: a load generator on the other core, the control plane alone on its core.
+    const creds = { server: `http://127.0.0.1:${cp.httpPort}`, token: readFileSync(join(cp.dataDir, 'admin-token'), 'utf8').trim() };
+    const { token } = (await adminPost(creds, '/v1/join-tokens', { identity: `spiffe://${TRUST_DOMAIN}/ns/bench/sa/planner` })) as { token: string };
+    console.log('control plane: decisions/s under a batched stream load…');
+    const load = await run('taskset', ['-c', CLIENT_CPU, process.execPath, join(import.meta.dirname, 'decisions-load.ts'), String(cp.grpcPort), join(cp.dataDir, 'ca.pem'), String(cp.pid), DURATION.replace(/s$/, '')], { env: { ...process.env, AIRLOCK_JOIN_TOKEN: token }, timeout: 120_000 });
+    const cpLoad = JSON.parse(load.stdout.trim().split('\n').pop() ?? '{}') as { decisionsPerSecond: number; cpCpuSeconds: number; seconds: number; errors: number; meanBatch: number };
+    const cpShare = cpLoad.cpCpuSeconds / cpLoad.seconds;
+    notes.push(`Control plane: ${cpLoad.decisionsPerSecond.toFixed(0)} decisions/s on one core (${(cpShare * 100).toFixed(0)} % of it busy; ${(cpLoad.decisionsPerSecond / cpShare).toFixed(0)} decisions per CPU-second), from one AuthorizeStream client on the other core with 1024 checks in flight (mean ${cpLoad.meanBatch.toFixed(0)} checks per message), ${cpLoad.errors} errors; audit line per decision included.`);
     const decide = await histogramMean(cpMetrics, 'airlock_authz_decision_duration_seconds', '');
     notes.push(`The decision itself (policy, registry, audit line) takes ${(decide * 1e6).toFixed(0)} µs on average in the control plane.`);
+    for (const stop of stops.splice(0).reverse()) await stop();
+
+    console.log('policy engine at 10,000 agents…');
+    const eng = await run('taskset', ['-c', SERVER_CPU, process.execPath, '--expose-gc', join(import.meta.dirname, 'policy-engine.ts')], { timeout: 600_000, maxBuffer: 1 << 20 });
+    const e = JSON.parse(eng.stdout.trim().split('\n').pop() ?? '{}') as Record<string, number>;
+    const n = (k: string, d = 0): string => (e[k] ?? NaN).toFixed(d);
+    notes.push(`Policy engine (in-process, one core): ${n('agents')} agents, ${n('segments')} segments, ${n('policies')} policies (${n('yamlMb', 1)} MB of YAML): parse + validate ${n('parseMs')} ms, compile ${n('compileMs')} ms, ${n('retainedMb')} MB of heap retained (documents + engine); decision p50 ${n('decisionP50Us')} µs, p99 ${n('decisionP99Us')} µs (mean ${n('decisionMeanUs')} µs, ${(100 * (e.allowedShare ?? NaN)).toFixed(0)} % allowed).`);
 
     const rows: string[] = [];
     for (const c of CONNECTIONS) {
       const d = direct.get(c);
       if (d === undefined) continue;
-      rows.push(`| ${c} | direct | ${d.rps.toFixed(0)} | ${fmt(d)} | — | — | 1.00 | ${d.errors} |`);
+      rows.push(`| ${c} | direct | ${d.rps.toFixed(0)} | ${fmt(d)} | — | — | — | 1.00 | ${d.errors} |`);
       const stub = results.get(`stub/${c}`);
-      for (const variant of VARIANTS) {
+      const nginx = results.get(`nginx/${c}`);
+      for (const variant of ['nginx', ...VARIANTS]) {
         const r = results.get(`${variant}/${c}`);
         if (r === undefined) continue;
-        const toStub = stub === undefined ? '—' : (r.rps / stub.rps).toFixed(2);
-        rows.push(`| ${c} | ${variant} | ${r.rps.toFixed(0)} | ${fmt(r)} | +${(r.p50ms - d.p50ms).toFixed(2)} / +${(r.p99ms - d.p99ms).toFixed(2)} | ${toStub} | ${(r.rps / d.rps).toFixed(3)} | ${r.errors} |`);
+        const toStub = stub === undefined || variant === 'nginx' ? '—' : (r.rps / stub.rps).toFixed(2);
+        const toNginx = nginx === undefined || variant === 'nginx' ? '—' : (r.rps / nginx.rps).toFixed(2);
+        rows.push(`| ${c} | ${variant} | ${r.rps.toFixed(0)} | ${fmt(r)} | ${signed(r.p50ms - d.p50ms)} / ${signed(r.p99ms - d.p99ms)} | ${toStub} | ${toNginx} | ${(r.rps / d.rps).toFixed(3)} | ${r.errors} |`);
       }
     }
     const report = [
       `### ${new Date().toISOString().slice(0, 10)} — ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.versions.node}`,
       '',
-      `wrk 1 thread on CPU ${CLIENT_CPU}; app, control plane and both sidecars on CPU ${SERVER_CPU}; ${DURATION} per point after a ${WARMUP} warm-up per variant; ~150-byte JSON responses. Chains: stub = authorization stubbed in-process at both sidecars; unary = one grpc-js unary Authorize per decision; stream = decisions as messages on one long-lived stream per sidecar, calls of one event-loop turn coalesced. Both sidecars decide every call (two fresh decisions per request) except in stub.`,
+      `Load average when the run started: ${loadAtStart}.`,
       '',
-      '| connections | chain | req/s | p50 / p99 ms | added p50 / p99 ms | × stub | × direct | errors |',
-      '|---|---|---|---|---|---|---|---|',
+      `wrk 1 thread on CPU ${CLIENT_CPU}; app, control plane, both sidecars (or both nginx) on CPU ${SERVER_CPU}; logs to files; ${DURATION} per point after a ${WARMUP} warm-up per variant; ~150-byte JSON responses. Chains: nginx = Debian's nginx egress with an auth_request subrequest per call to an always-allow endpoint, mTLS with kept-alive upstream connections, nginx ingress verifying the client certificate; stub = authorization stubbed in-process at both sidecars; unary = one grpc-js unary Authorize per decision; stream = decisions as messages on one long-lived stream per sidecar, calls of one event-loop turn coalesced. Both sidecars decide every call (two fresh decisions per request) except in stub.`,
+      '',
+      '| connections | chain | req/s | p50 / p99 ms | added p50 / p99 ms | × stub | × nginx | × direct | errors |',
+      '|---|---|---|---|---|---|---|---|---|',
       ...rows,
       '',
       ...notes.map((n) => `- ${n}`),
+      '',
+      'The issue\'s goals against this run (stream = the default transport, both fresh decisions):',
+      '',
+      '| goal | target | measured |',
+      '|---|---|---|',
+      ...goals(results, direct, rss, cpLoad.decisionsPerSecond),
     ].join('\n');
     console.log(`\n${report}\n`);
     if (process.env.AIRLOCK_BENCH_WRITE !== '0') {

@@ -12,7 +12,7 @@ const [upstreamAddress = '', ...argv] = process.argv.slice(2);
 const config = loadCommandConfig(argv, sidecarConfig, 'bench stub sidecar');
 if (config === undefined) process.exit(0);
 const upstream = upstreamAddress === '' ? undefined : { address: upstreamAddress, spiffeId: `spiffe://${config.trustDomain}/ns/bench/sa/researcher` };
-const allowed: Decision = { allowed: true, decisionId: 'stub', reason: 'stubbed', policy: 'stub', upstream, dryRunDeny: false };
+const allowed: Decision = { allowed: true, decisionId: 'stub', reason: 'stubbed', policy: 'stub', policyVersion: 0, rule: '', upstream, dryRunDeny: false, allowedTools: [] };
 const stub: Authorizer = {
   authorize: () => Promise.resolve(allowed),
   close: () => undefined,

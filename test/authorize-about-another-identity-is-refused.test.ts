@@ -48,6 +48,7 @@ describe('Authorize about another identity', () => {
       destinationPort: 80,
       method: 'POST',
       path: '/v1/charge',
+      mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [],
       ...request,
     };
     return new Promise((resolve, reject) =>

@@ -21,11 +21,13 @@ describe('a denied call', () => {
     const res = await mesh.call(from, method, url);
     expect(res.status).toBe(403);
     expect(res.headers['content-type']).toMatch(/^application\/json/);
-    const body = res.json<{ error: string; reason: string; policy: string; decisionId: string }>();
+    const body = res.json<{ error: string; reason: string; policy: string; policyVersion: number; rule: string; decisionId: string }>();
+    expect(Object.keys(body).sort()).toEqual(['decisionId', 'error', 'policy', 'policyVersion', 'reason', 'rule']);
     expect(body.error).toBe('denied');
     expect(body.reason.length).toBeGreaterThan(0);
     expect(body.decisionId).toMatch(/^[0-9a-f-]{36}$/);
-    expect(typeof body.policy).toBe('string');
+    // The policy file is applied at start as version 1; nothing allowed it, so no policy or rule is named.
+    expect(body).toMatchObject({ policy: '', policyVersion: 1, rule: '' });
     expect(mesh.agent('payments').received.length + mesh.agent('researcher').received.length).toBe(before);
   });
 
@@ -49,6 +51,9 @@ describe('a denied call', () => {
       method: 'POST',
       path: '/v1/charge',
       verdict: 'deny',
+      policyVersion: 1,
+      policy: '',
+      rule: '',
     });
   });
 });

@@ -7,6 +7,7 @@ import { runToken } from './commands/token.ts';
 import { runApiToken } from './commands/api-token.ts';
 import { runApply, runDelete, runDiff, runExplain, runGet, runHistory, runRollback, runValidate } from './commands/policy.ts';
 import { runAgent } from './commands/agent.ts';
+import { runCa } from './commands/ca.ts';
 
 const HELP = `airlock — zero-trust sidecar for AI-agent containers
 
@@ -17,6 +18,9 @@ Commands:
   control-plane   run the control plane (CA, attestation, authorization, admin API)
   sidecar         run a sidecar in front of one agent
   token create    create a one-time join token for a sidecar (admin)
+  token list      the join tokens: id, identity, expiry, used or not — never the secret (admin)
+  token revoke ID revoke a join token so that it can no longer attest (admin)
+  ca status       the roots of the trust bundle; ca prepare|activate|retire rolls to a new root (admin)
   agent revoke    revoke an agent identity at once: no renewal, every call denied, handshakes refused (admin)
   apply -f F|DIR  add or replace segments and policies, as a new policy version
   diff -f F|DIR   what apply would change
@@ -49,6 +53,7 @@ const commands: Record<string, Command> = {
   explain: runExplain,
   validate: runValidate,
   agent: runAgent,
+  ca: runCa,
   version: () => {
     console.log('airlock 0.1.0');
     return Promise.resolve(0);

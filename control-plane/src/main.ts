@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import type { Server } from 'node:http';
-import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import { AirlockError, ConfigError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { createRootLogger, type Logger } from '@airlock/common/logging';
 import { closeServer, boundPort } from '@airlock/common/net';
 import { formatSpiffeId } from '@airlock/common/spiffe';
@@ -16,7 +16,9 @@ import { ensureAdminToken } from './attestation/admin-token.ts';
 import { JoinTokens } from './attestation/join-tokens.ts';
 import { Authorizer } from './authz/authorize.ts';
 import { CertificateIssuer } from './authz/sign-certificate.ts';
-import { CertificateAuthority } from './ca/ca.ts';
+import { CaRing } from './ca/ca-ring.ts';
+import { caRoutes } from './api/ca-routes.ts';
+import { joinTokenAdminRoutes } from './api/join-token-admin-routes.ts';
 import { Revocations } from './ca/revocations.ts';
 import { revokeRoute } from './api/revoke-route.ts';
 import { startKubernetesAttestation } from './attestation/kubernetes-token.ts';
@@ -35,7 +37,7 @@ export interface RunningControlPlane {
   /** The bound ports (tests listen on port 0). */
   readonly grpcPort: number;
   readonly httpPort: number;
-  /** PEM of the root CA: what sidecars are given as `--ca-file`. */
+  /** PEM of the trust bundle at start: what sidecars are given as `--ca-file` (also `<dataDir>/trust-bundle.pem`, kept current). */
   readonly trustBundlePem: string;
   /** The admin bearer token (contents of `<dataDir>/admin-token`). */
   readonly adminToken: string;
@@ -73,6 +75,10 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
 
   // Policy first: a typo in it should fail fast, before any state is created.
   if (config.policyFile !== undefined) loadPolicyFile(config.policyFile);
+  const operatorFiles = [config.caCertFile, config.caKeyFile, config.caBundleFile];
+  if (operatorFiles.some((f) => f !== undefined) && operatorFiles.some((f) => f === undefined)) {
+    throw new ConfigError(['caCertFile, caKeyFile and caBundleFile go together (bring-your-own CA): give all three or none']);
+  }
 
   const store = SqliteStore.open(config.dataDir);
   const cleanups: (() => Promise<void> | void)[] = [() => store.close()];
@@ -99,40 +105,59 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   };
 
   try {
-    const ca = CertificateAuthority.loadOrCreate(config.dataDir, config.trustDomain);
+    const ring = CaRing.open({
+      dataDir: config.dataDir,
+      trustDomain: config.trustDomain,
+      store,
+      ...(config.caCertFile === undefined || config.caKeyFile === undefined || config.caBundleFile === undefined
+        ? {}
+        : { operator: { certFile: config.caCertFile, keyFile: config.caKeyFile, bundleFile: config.caBundleFile } }),
+    });
     const adminToken = ensureAdminToken(config.dataDir, store);
     const joinTokens = new JoinTokens(store, config.trustDomain);
     const selfId = controlPlaneSpiffeId(config.trustDomain);
-    const serving = ca.issueServingCertificate(selfId, SERVING_CERT_TTL_MS);
-    const certificates = new StaticCertificateProvider(ca.certPem, serving.certPem, serving.keyPem);
-    const revocations = new Revocations({ store, trustBundlePem: () => ca.certPem });
+    const serving = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS);
+    const certificates = new StaticCertificateProvider(ring.bundlePem(), serving.chainPem, serving.keyPem);
+    const revocations = new Revocations({ store, trustBundlePem: () => ring.bundlePem(), renewHintPem: () => ring.renewHintPem() });
     const kubernetes =
       config.kubernetesJwks === undefined
         ? undefined
         : await startKubernetesAttestation({ jwks: config.kubernetesJwks, issuer: config.kubernetesIssuer, trustDomain: config.trustDomain, onReloadError: (reason) => log.warn({ reason }, 'Kubernetes JWKS reload failed; keeping the keys held') });
     if (kubernetes !== undefined) cleanups.push(() => kubernetes.stop());
-    metrics.certificateExpiry.set({ certificate: 'root' }, new X509Certificate(ca.certPem).validToDate.getTime() / 1000);
+    metrics.certificateExpiry.set({ certificate: 'root' }, new X509Certificate(ring.issuing().certPem).validToDate.getTime() / 1000);
     metrics.certificateExpiry.set({ certificate: 'serving' }, serving.notAfter.getTime() / 1000);
-    const renew = setInterval(() => {
+    const renewServing = (): void => {
       try {
-        const next = ca.issueServingCertificate(selfId, SERVING_CERT_TTL_MS);
-        certificates.update({ certPem: next.certPem, keyPem: next.keyPem });
+        const next = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS);
+        certificates.update({ certPem: next.chainPem, keyPem: next.keyPem });
         metrics.certificateExpiry.set({ certificate: 'serving' }, next.notAfter.getTime() / 1000);
-        log.info({ notAfter: next.notAfter.toISOString() }, 'serving certificate renewed');
+        log.info({ notAfter: next.notAfter.toISOString(), issuer: next.issuer }, 'serving certificate renewed');
       } catch (err) {
         log.error({ error: errorMessage(err) }, 'serving certificate renewal failed');
       }
-    }, SERVING_CERT_TTL_MS / 2);
+    };
+    const renew = setInterval(renewServing, SERVING_CERT_TTL_MS / 2);
     renew.unref();
     cleanups.push(() => clearInterval(renew));
+    // A rollover step: new handshakes (to us and between sidecars) follow at once; open ones finish.
+    cleanups.push(
+      ring.onChange((changes) => {
+        certificates.update({ caPem: ring.bundlePem() });
+        if (changes.includes('issuer')) {
+          renewServing();
+          metrics.certificateExpiry.set({ certificate: 'root' }, new X509Certificate(ring.issuing().certPem).validToDate.getTime() / 1000);
+        }
+        revocations.bundleChanged();
+      }),
+    );
 
     const grpc: RunningGrpcServer = await startGrpcServer({
       address: config.grpcListen,
       certificates,
-      caPublicKey: () => ca.publicKey,
+      caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
       authorizer: new Authorizer({ trustDomain: config.trustDomain, store, policy, metrics, audit: auditLogger(logger), isRevoked: (id) => revocations.isRevoked(id) }),
-      issuer: new CertificateIssuer({ ca, joinTokens, store, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.verifier }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }) }),
+      issuer: new CertificateIssuer({ ca: ring, joinTokens, store, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.verifier }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }) }),
       revocations,
       logger: logger.child({ component: 'grpc' }),
     });
@@ -143,7 +168,9 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       registry,
       { healthy: () => true, notReadyReason: () => (ready ? undefined : 'starting') },
       [
+        joinTokenAdminRoutes({ store, joinTokens, requireRole, audit: auditLogger(logger) }),
         joinTokenRoute({ store, joinTokens, requireRole, logger: logger.child({ component: 'admin-api' }) }),
+        caRoutes({ store, ring, requireRole, audit: auditLogger(logger) }),
         policyRoutes({ store, policies, requireRole, logger: auditLogger(logger) }),
         revokeRoute({ requireRole, trustDomain: config.trustDomain, revocations, metrics, audit: auditLogger(logger) }),
       ],
@@ -153,7 +180,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     ready = true;
     const httpPort = boundPort(http);
     log.info({ grpcPort: grpc.port, httpPort, trustDomain: config.trustDomain, spiffeId: selfId }, 'control plane ready');
-    return { grpcPort: grpc.port, httpPort, trustBundlePem: ca.certPem, adminToken, close: closeAll };
+    return { grpcPort: grpc.port, httpPort, trustBundlePem: ring.bundlePem(), adminToken, close: closeAll };
   } catch (err) {
     await closeAll();
     if (err instanceof AirlockError) throw err;

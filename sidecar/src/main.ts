@@ -71,8 +71,20 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     renewer: new MtlsRenewalSigner({ address: cpAddress, controlPlaneId: cpId }),
     renewals: metrics.renewals,
     renewalFailures: metrics.renewalFailures,
+    bundleGauge: metrics.trustBundleCertificates,
   });
-  const revoked = new TrustBundleWatcher({ address: cpAddress, controlPlaneId: cpId, identity, logger: logger.child({ component: 'trust-bundle' }), revokedGauge: metrics.revokedSerials });
+  const revoked = new TrustBundleWatcher({
+    address: cpAddress,
+    controlPlaneId: cpId,
+    identity,
+    logger: logger.child({ component: 'trust-bundle' }),
+    revokedGauge: metrics.revokedSerials,
+    // The pushed bundle replaces the one we hold everywhere (root rollover); a hint may ask to renew now.
+    onBundle: (pushed) => {
+      identity.useTrustBundle(pushed.trustBundlePem);
+      identity.renewUnlessIssuedBy(pushed.renewUnlessIssuedByPem);
+    },
+  });
   const authorizer = withAuthzMetrics(
     opts.authorizer ?? createAuthorizer(config.authzTransport, { address: cpAddress, controlPlaneId: cpId, identity, timeoutMs: config.authzTimeout, onBatch: (n) => metrics.authzBatchChecks.observe(n) }),
     metrics.authzDuration,
@@ -81,8 +93,8 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
   const external = new Agent();
   const app = new Pool(`http://127.0.0.1:${config.appPort}`);
 
-  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, logger: logger.child({ component: 'inbound' }) });
-  const outbound = createOutboundServer({ identity, authorizer, meshPools, external, metrics, logger: logger.child({ component: 'outbound' }) });
+  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, mcpMaxBody: config.mcpMaxBody, logger: logger.child({ component: 'inbound' }) });
+  const outbound = createOutboundServer({ identity, authorizer, meshPools, external, metrics, mcpMaxBody: config.mcpMaxBody, logger: logger.child({ component: 'outbound' }) });
   const started: import('node:net').Server[] = [];
   try {
     await listen(inbound, config.inboundListen);

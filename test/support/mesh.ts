@@ -46,6 +46,8 @@ export interface MeshOptions {
   readonly authzTimeout?: string;
   /** Extra flags for `airlock control-plane`, e.g. ['--svid-ttl', '3s']. */
   readonly controlPlaneArgs?: readonly string[];
+  /** The app behind an agent's sidecar (default: the demo's echo app), listening on 127.0.0.1 port 0. */
+  readonly startApp?: (agent: string, onRequest: (body: EchoBody) => void) => Promise<Server>;
 }
 
 /**
@@ -102,14 +104,15 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     for (const name of o.agents) {
       const identity = `spiffe://${trustDomain}/ns/${namespace}/sa/${name}`;
       const received: EchoBody[] = [];
-      const app = await startEchoApp(name, 0, (body) => received.push(body));
+      const onRequest = (body: EchoBody): void => void received.push(body);
+      const app = await (o.startApp === undefined ? startEchoApp(name, 0, onRequest) : o.startApp(name, onRequest));
       apps.push(app);
       const appPort = boundPort(app);
       const sidecar = spawnAirlock(`sidecar ${name}`, [
         'sidecar',
         '--trust-domain', trustDomain,
         '--control-plane', `127.0.0.1:${grpcPort}`,
-        '--ca-file', join(dataDir, 'ca.pem'),
+        '--ca-file', join(dataDir, 'trust-bundle.pem'),
         '--outbound-listen', '127.0.0.1:0',
         '--inbound-listen', '127.0.0.1:0',
         '--admin-listen', '127.0.0.1:0',

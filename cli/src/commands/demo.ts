@@ -66,7 +66,7 @@ export async function runDemo(argv: string[]): Promise<number> {
         'sidecar',
         '--trust-domain', DEMO_TRUST_DOMAIN,
         '--control-plane', `127.0.0.1:${DEMO_CONTROL_PLANE.grpcPort}`,
-        '--ca-file', join(dataDir, 'ca.pem'),
+        '--ca-file', join(dataDir, 'trust-bundle.pem'),
         '--outbound-listen', `127.0.0.1:${agent.outboundPort}`,
         '--inbound-listen', `127.0.0.1:${agent.inboundPort}`,
         '--admin-listen', `127.0.0.1:${agent.adminPort}`,

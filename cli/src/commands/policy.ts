@@ -20,7 +20,7 @@ export const POLICY_HELP: Readonly<Record<string, string>> = {
   delete: 'Usage: airlock delete segment|policy NAME\n\nDeletes one document as a new policy version. A segment a policy still uses is refused.',
   history: 'Usage: airlock history [-o table|json|yaml]\n\nThe policy versions, newest first: who made each, and how.',
   rollback: 'Usage: airlock rollback --to N\n\nMakes version N\'s documents current again, as a new version.',
-  explain: 'Usage: airlock explain --from SPIFFE-ID --to HOST[:PORT] [--method GET] [--path /] [-o table|json|yaml]\n\nThe decision the control plane would make for this call now (verdict, policy version, policy, rule,\nreason), without sending traffic. PORT defaults to 80.',
+  explain: 'Usage: airlock explain --from SPIFFE-ID --to HOST[:PORT] [--method GET] [--path /] [--tool T] [-o table|json|yaml]\n\nThe decision the control plane would make for this call now (verdict, policy version, policy, rule,\nreason), without sending traffic. PORT defaults to 80. --tool T explains an MCP tools/call of tool T\n(method POST unless --method says otherwise).',
   validate: 'Usage: airlock validate -f FILE|DIR\n\nChecks documents offline, with every problem as file:line:col. Exit 0 valid, 2 invalid.',
 };
 
@@ -193,15 +193,17 @@ export async function runRollback(argv: string[]): Promise<number> {
 }
 
 export async function runExplain(argv: string[]): Promise<number> {
-  const { values } = flags(argv, { from: { type: 'string' }, to: { type: 'string' }, method: { type: 'string' }, path: { type: 'string' } });
+  const { values } = flags(argv, { from: { type: 'string' }, to: { type: 'string' }, method: { type: 'string' }, path: { type: 'string' }, tool: { type: 'string' } });
   if (helpOr('explain', values)) return 0;
+  const tool = typeof values.tool === 'string' ? values.tool : undefined;
   const output = outputOf(values.output);
   if (typeof values.from !== 'string' || typeof values.to !== 'string') throw new UsageError('--from SPIFFE-ID and --to HOST[:PORT] are required');
   const r = (await adminPost(creds(values), '/v1/explain', {
     from: values.from,
     to: values.to,
-    method: typeof values.method === 'string' ? values.method : 'GET',
+    method: typeof values.method === 'string' ? values.method : tool === undefined ? 'GET' : 'POST',
     ...(typeof values.path === 'string' ? { path: values.path } : {}),
+    ...(tool === undefined ? {} : { tool }),
   })) as { allow: boolean; dryRunDeny: boolean; version: number; policy: string; rule: string; reason: string; destination: string };
   print(output, r, () =>
     [

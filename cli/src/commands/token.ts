@@ -3,21 +3,41 @@ import { duration } from '@airlock/common/config';
 import { errorMessage } from '@airlock/common/errors';
 import { parseFlags, UsageError } from '../args.ts';
 import { resolveCredentials } from '../credentials.ts';
-import { adminPost } from '../admin-client.ts';
+import { adminGet, adminPost } from '../admin-client.ts';
 
 const HELP = `Usage: airlock token create --identity spiffe://<td>/ns/<ns>/sa/<sa> [--ttl 1h] [-o text|json]
-                            [--server URL] [--credentials FILE]
+       airlock token list [-o text|json]
+       airlock token revoke ID [-o text|json]
+       (each also takes [--server URL] [--credentials FILE])
 
-Creates a one-time join token bound to one SPIFFE ID. Start the sidecar with it in
+create: a one-time join token bound to one SPIFFE ID. Start the sidecar with it in
 AIRLOCK_JOIN_TOKEN; it is accepted once, before it expires (default 1h, at most 24h).
+list: every join token: its id (a prefix of the token's hash, never the token), identity, status
+(unused, used, expired, revoked) and expiry. revoke: the token with that id (or an unambiguous
+prefix of at least 8 characters) is refused from now on.
 
 Credentials: --credentials / AIRLOCK_CREDENTIALS, else .airlock/credentials.json found from the
 working directory upward (the demo writes it). --server / AIRLOCK_SERVER overrides the server URL.`;
 
 interface CreatedToken {
   token: string;
+  id: string;
   identity: string;
   expiresAt: string;
+}
+
+interface TokenSummary {
+  id: string;
+  identity: string;
+  status: string;
+  expiresAt: string;
+  usedAt?: string;
+}
+
+function tokenTable(items: readonly TokenSummary[]): string {
+  const rows = [['ID', 'STATUS', 'EXPIRES', 'IDENTITY'], ...items.map((t) => [t.id, t.status, t.expiresAt, t.identity])];
+  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i < 3 ? c.padEnd(widths[i] ?? 0) : c)).join('  ')).join('\n');
 }
 
 export async function runToken(argv: string[]): Promise<number> {
@@ -33,11 +53,33 @@ export async function runToken(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  if (positionals[0] !== 'create' || positionals.length > 1) throw new UsageError('expected `airlock token create --identity …`');
-  if (typeof values.identity !== 'string') throw new UsageError('--identity is required');
-  parseSpiffeId(values.identity);
+  const [verb, arg, ...extra] = positionals;
   const output = values.output ?? 'text';
   if (output !== 'text' && output !== 'json') throw new UsageError(`-o must be text or json, got "${String(output)}"`);
+  const creds = (): ReturnType<typeof resolveCredentials> =>
+    resolveCredentials({
+      env: process.env,
+      cwd: process.cwd(),
+      ...(typeof values.credentials === 'string' ? { credentials: values.credentials } : {}),
+      ...(typeof values.server === 'string' ? { server: values.server } : {}),
+    });
+  if (verb === 'list' || verb === 'revoke') {
+    if (values.identity !== undefined || values.ttl !== undefined) throw new UsageError(`--identity and --ttl go with \`token create\``);
+    if (verb === 'list') {
+      if (arg !== undefined) throw new UsageError('expected `airlock token list`');
+      const { items } = (await adminGet(creds(), '/v1/join-tokens')) as { items: TokenSummary[] };
+      console.log(output === 'json' ? JSON.stringify(items) : tokenTable(items));
+      return 0;
+    }
+    if (arg === undefined || extra.length > 0) throw new UsageError('expected `airlock token revoke <id>` (ids from `airlock token list`)');
+    const result = (await adminPost(creds(), '/v1/join-tokens/revoke', { id: arg })) as { token: TokenSummary; alreadyRevoked: boolean };
+    if (output === 'json') console.log(JSON.stringify(result));
+    else console.log(`join token ${result.token.id} for ${result.token.identity} ${result.alreadyRevoked ? 'was already revoked' : 'revoked'}`);
+    return 0;
+  }
+  if (verb !== 'create' || arg !== undefined) throw new UsageError('expected `airlock token create|list|revoke`');
+  if (typeof values.identity !== 'string') throw new UsageError('--identity is required');
+  parseSpiffeId(values.identity);
   let ttlMs = 3_600_000;
   if (typeof values.ttl === 'string') {
     try {
@@ -46,13 +88,7 @@ export async function runToken(argv: string[]): Promise<number> {
       throw new UsageError(`--ttl: ${errorMessage(err)}`);
     }
   }
-  const creds = resolveCredentials({
-    env: process.env,
-    cwd: process.cwd(),
-    ...(typeof values.credentials === 'string' ? { credentials: values.credentials } : {}),
-    ...(typeof values.server === 'string' ? { server: values.server } : {}),
-  });
-  const created = (await adminPost(creds, '/v1/join-tokens', {
+  const created = (await adminPost(creds(), '/v1/join-tokens', {
     identity: values.identity,
     ttlSeconds: Math.ceil(ttlMs / 1000),
   })) as CreatedToken;
@@ -60,7 +96,7 @@ export async function runToken(argv: string[]): Promise<number> {
   else {
     // Only the token on stdout, so `$(airlock token create …)` captures exactly it.
     console.log(created.token);
-    console.error(`identity: ${created.identity}\nexpires:  ${created.expiresAt}\nuse once: AIRLOCK_JOIN_TOKEN=<token> airlock sidecar …`);
+    console.error(`id:       ${created.id}\nidentity: ${created.identity}\nexpires:  ${created.expiresAt}\nuse once: AIRLOCK_JOIN_TOKEN=<token> airlock sidecar …`);
   }
   return 0;
 }

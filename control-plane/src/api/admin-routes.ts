@@ -34,7 +34,7 @@ export async function readJson(req: IncomingMessage, max = MAX_BODY_BYTES): Prom
   }
 }
 
-/** `POST /v1/join-tokens` {identity, ttlSeconds?} with the admin bearer token → 201 {token, identity, expiresAt}. */
+/** `POST /v1/join-tokens` {identity, ttlSeconds?} with the admin bearer token → 201 {token, id, identity, expiresAt}. */
 export function joinTokenRoute(deps: AdminRouteDeps): AdminRoute {
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const path = (req.url ?? '/').split('?')[0];
@@ -61,7 +61,7 @@ export function joinTokenRoute(deps: AdminRouteDeps): AdminRoute {
       const created = deps.joinTokens.createJoinToken(identity, ttlMs);
       deps.logger.info({ audit: true, actor: who.name, action: 'join-token.create', identity: created.identity, expiresAt: created.expiresAt.toISOString() }, 'join token created');
       deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.create', target: created.identity, detail: JSON.stringify({ expiresAt: created.expiresAt.toISOString() }) });
-      sendJson(res, 201, { token: created.token, identity: created.identity, expiresAt: created.expiresAt.toISOString() });
+      sendJson(res, 201, { token: created.token, id: created.id, identity: created.identity, expiresAt: created.expiresAt.toISOString() });
     } catch (err) {
       // Drain nothing more: a refused upload is cut rather than read to the end.
       if (err instanceof HttpError && err.status === 413) res.setHeader('connection', 'close');

@@ -1,4 +1,3 @@
-import type { KeyObject } from 'node:crypto';
 import {
   Server,
   experimental,
@@ -14,7 +13,7 @@ import type { SpiffeId } from '@airlock/common/spiffe';
 import { AuthorizationServiceService, type AuthorizeRequest, type AuthorizeResponse, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
 import { IdentityServiceService, type SignCertificateRequest, type SignCertificateResponse } from '@airlock/proto/identity/v1';
 import type { Authorizer } from '../authz/authorize.ts';
-import { verifyPeer, verifyPeerCertificate, type VerifiedPeer } from '../authz/peer.ts';
+import { verifyPeer, verifyPeerCertificate, type PeerIssuers, type VerifiedPeer } from '../authz/peer.ts';
 import { serveAuthorizeStream } from './authorize-stream.ts';
 import type { CertificateIssuer } from '../authz/sign-certificate.ts';
 import type { Revocations } from '../ca/revocations.ts';
@@ -25,7 +24,8 @@ import { watchTrustBundleHandler } from './trust-bundle-stream.ts';
 export interface GrpcServerDeps {
   readonly address: ListenAddress;
   readonly certificates: StaticCertificateProvider;
-  readonly caPublicKey: () => KeyObject;
+  /** The CAs whose certificates callers may present (read per call: a root rollover changes them). */
+  readonly caIssuers: () => PeerIssuers;
   readonly trustDomain: string;
   readonly authorizer: Authorizer;
   readonly issuer: CertificateIssuer;
@@ -41,7 +41,7 @@ export interface RunningGrpcServer {
 /** The caller's identity from the TLS handshake, or why there is none. */
 function callerOf(call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext'>, deps: GrpcServerDeps): SpiffeId | AirlockError {
   try {
-    return verifyPeerCertificate(call.getAuthContext().sslPeerCertificate?.raw, deps.caPublicKey(), deps.trustDomain);
+    return verifyPeerCertificate(call.getAuthContext().sslPeerCertificate?.raw, deps.caIssuers(), deps.trustDomain);
   } catch (err) {
     return err instanceof AirlockError ? err : new AirlockError(ErrorCode.Unauthenticated, 'the client certificate cannot be verified');
   }
@@ -50,7 +50,7 @@ function callerOf(call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext'
 /** callerOf for a stream: verified once when it opens, with the expiry the stream re-checks. */
 function streamCallerOf(call: ServerDuplexStream<unknown, unknown>, deps: GrpcServerDeps): VerifiedPeer | AirlockError {
   try {
-    return verifyPeer(call.getAuthContext().sslPeerCertificate?.raw, deps.caPublicKey(), deps.trustDomain);
+    return verifyPeer(call.getAuthContext().sslPeerCertificate?.raw, deps.caIssuers(), deps.trustDomain);
   } catch (err) {
     return err instanceof AirlockError ? err : new AirlockError(ErrorCode.Unauthenticated, 'the client certificate cannot be verified');
   }

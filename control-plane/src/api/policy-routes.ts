@@ -86,14 +86,16 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
     } },
     { method: 'POST', path: /^\/v1\/explain$/, handle: async (req) => {
       deps.requireRole(req, 'viewer');
-      const body = object(await readJson(req), ['from', 'to', 'method', 'path']);
+      const body = object(await readJson(req), ['from', 'to', 'method', 'path', 'tool']);
       const from = requiredString(body, 'from');
       const { host, port } = hostPort(requiredString(body, 'to'));
-      const method = requiredString(body, 'method');
+      const tool = optionalString(body, 'tool');
+      // An MCP tool is called with a POST: that is what the sidecar would ask about.
+      const method = tool === undefined ? requiredString(body, 'method') : (optionalString(body, 'method') ?? 'POST');
       if (!/^[A-Za-z]{1,20}$/.test(method)) throw new AirlockError(ErrorCode.BadRequest, '"method" must be an HTTP method');
       const path = optionalString(body, 'path') ?? (method.toUpperCase() === 'CONNECT' ? '' : '/');
       // Methods are matched as sent (upper case by HTTP convention): explain what the sidecar would ask.
-      return ok({ policyVersion: p.version(), ...p.explain({ from, host, port, method, path }) });
+      return ok({ policyVersion: p.version(), ...p.explain({ from, host, port, method, path, ...(tool === undefined ? {} : { mcp: { method: 'tools/call', tool } }) }) });
     } },
     { method: 'POST', path: /^\/v1\/api-tokens$/, handle: async (req) => {
       const who = deps.requireRole(req, 'admin');

@@ -9,7 +9,7 @@ import { toGrpcFailure } from './grpc-status.ts';
 type Call = ServerWritableStream<WatchTrustBundleRequest, WatchTrustBundleResponse>;
 
 function toMessage(s: TrustBundleSnapshot): WatchTrustBundleResponse {
-  return { trustBundlePem: s.trustBundlePem, revokedSerials: [...s.revokedSerials], revokedSpiffeIds: [...s.revokedSpiffeIds] };
+  return { trustBundlePem: s.trustBundlePem, revokedSerials: [...s.revokedSerials], revokedSpiffeIds: [...s.revokedSpiffeIds], renewUnlessIssuedByPem: s.renewUnlessIssuedByPem };
 }
 
 /**

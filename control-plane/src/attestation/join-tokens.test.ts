@@ -44,4 +44,35 @@ describe('JoinTokens', () => {
     expect(() => tokens.createJoinToken('not-an-id')).toThrow(/not a valid SPIFFE ID/);
     expect(() => tokens.createJoinToken(ID, 86_400_001)).toThrow(/lifetime/);
   });
+
+  it('lists tokens without their secret: id, identity, status and expiry', () => {
+    const { tokens, clock } = setup();
+    const used = tokens.createJoinToken(ID, 60_000);
+    tokens.consumeJoinToken(used.token);
+    clock.now += 1;
+    const unused = tokens.createJoinToken('spiffe://airlock.test/ns/demo/sa/planner', 60_000);
+    const listed = tokens.list();
+    expect(listed.map((t) => [t.id, t.status])).toEqual([
+      [unused.id, 'unused'],
+      [used.id, 'used'],
+    ]);
+    expect(JSON.stringify(listed)).not.toContain(used.token);
+    expect(JSON.stringify(listed)).not.toContain(unused.token);
+    clock.now += 60_000;
+    expect(tokens.list()[0]?.status).toBe('expired');
+  });
+
+  it('revokes a token by id so that it no longer attests; a wrong or ambiguous id changes nothing', () => {
+    const { tokens } = setup();
+    const created = tokens.createJoinToken(ID, 60_000);
+    const other = tokens.createJoinToken(ID, 60_000);
+    expect(() => tokens.revoke('0'.repeat(16) === created.id ? '1'.repeat(16) : '0'.repeat(16))).toThrow(/no join token/);
+    expect(() => tokens.revoke('abc')).toThrow(/8 to 64 hex/);
+    expect(() => tokens.revoke("'; DROP TABLE join_tokens; --")).toThrow(/hex/);
+    expect(tokens.revoke(created.id.toUpperCase())).toMatchObject({ alreadyRevoked: false, token: { id: created.id, status: 'revoked' } });
+    expect(tokens.revoke(created.id).alreadyRevoked).toBe(true);
+    expect(refusal(() => tokens.consumeJoinToken(created.token))).toBe('revoked');
+    // The other token is untouched.
+    expect(tokens.consumeJoinToken(other.token)).toBe(ID);
+  });
 });

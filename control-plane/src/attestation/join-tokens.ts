@@ -1,14 +1,47 @@
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { parseSpiffeId } from '@airlock/common/spiffe';
-import type { JoinTokenRefusal, Store } from '../store/store.ts';
+import type { JoinTokenListing, JoinTokenRefusal, Store } from '../store/store.ts';
 import { hashToken, newSecretToken } from './token-hash.ts';
 
 export const DEFAULT_JOIN_TOKEN_TTL_MS = 3_600_000;
 export const MAX_JOIN_TOKEN_TTL_MS = 86_400_000;
 
+/** Hex characters of a token's hash shown as its id: enough to be unique, useless to attest. */
+export const JOIN_TOKEN_ID_CHARS = 16;
+const MIN_ID_CHARS = 8;
+
+export function joinTokenId(hash: string): string {
+  return hash.slice(0, JOIN_TOKEN_ID_CHARS);
+}
+
+export type JoinTokenStatus = 'unused' | 'used' | 'expired' | 'revoked';
+
+/** A join token as an admin lists it: never the secret, never the full hash. */
+export interface JoinTokenSummary {
+  readonly id: string;
+  readonly identity: string;
+  readonly status: JoinTokenStatus;
+  readonly expiresAt: string;
+  readonly createdAt: string | undefined;
+  readonly usedAt: string | undefined;
+  readonly revokedAt: string | undefined;
+}
+
+function iso(ms: number | undefined): string | undefined {
+  return ms === undefined ? undefined : new Date(ms).toISOString();
+}
+
+function summaryOf(t: JoinTokenListing, now: number): JoinTokenSummary {
+  // Revoked wins over used/expired: it is what an admin did last.
+  const status: JoinTokenStatus = t.revokedAt !== undefined ? 'revoked' : t.usedAt !== undefined ? 'used' : t.expiresAt <= now ? 'expired' : 'unused';
+  return { id: joinTokenId(t.hash), identity: t.spiffeId, status, expiresAt: new Date(t.expiresAt).toISOString(), createdAt: iso(t.createdAt), usedAt: iso(t.usedAt), revokedAt: iso(t.revokedAt) };
+}
+
 export interface CreatedJoinToken {
   /** The secret: shown once to the admin, never stored or logged. */
   readonly token: string;
+  /** What `airlock token list` and `token revoke` call it. */
+  readonly id: string;
   readonly identity: string;
   readonly expiresAt: Date;
 }
@@ -18,7 +51,7 @@ export class JoinTokenError extends AirlockError {
   readonly reason: JoinTokenRefusal;
 
   constructor(reason: JoinTokenRefusal) {
-    const why = { unknown: 'the join token is not known', used: 'the join token was already used', expired: 'the join token has expired' }[reason];
+    const why = { unknown: 'the join token is not known', used: 'the join token was already used', expired: 'the join token has expired', revoked: 'the join token was revoked' }[reason];
     super(ErrorCode.Attestation, why);
     this.name = 'JoinTokenError';
     this.reason = reason;
@@ -47,8 +80,33 @@ export class JoinTokens {
     }
     const token = newSecretToken();
     const expiresAt = this.#now() + ttlMs;
-    this.#store.insertJoinToken({ hash: hashToken(token), spiffeId: id.uri, expiresAt });
-    return { token, identity: id.uri, expiresAt: new Date(expiresAt) };
+    const hash = hashToken(token);
+    this.#store.insertJoinToken({ hash, spiffeId: id.uri, expiresAt, createdAt: this.#now() });
+    return { token, id: joinTokenId(hash), identity: id.uri, expiresAt: new Date(expiresAt) };
+  }
+
+  /** Every join token, newest first, as an admin may see it (no secret). */
+  list(): JoinTokenSummary[] {
+    const now = this.#now();
+    return this.#store.listJoinTokens().map((t) => summaryOf(t, now));
+  }
+
+  /**
+   * Revokes the one token whose id (a prefix of its hash, at least MIN_ID_CHARS hex) is `id`; a
+   * used or expired one is marked too. An id matching none is NotFound, several is BadRequest.
+   */
+  revoke(id: string): { token: JoinTokenSummary; alreadyRevoked: boolean } {
+    const prefix = id.toLowerCase();
+    if (!new RegExp(`^[0-9a-f]{${MIN_ID_CHARS},64}$`).test(prefix)) {
+      throw new AirlockError(ErrorCode.BadRequest, `a join token id is ${MIN_ID_CHARS} to 64 hex characters (from \`airlock token list\`)`);
+    }
+    const before = this.#store.listJoinTokens().filter((t) => t.hash.startsWith(prefix));
+    if (before.length === 0) throw new AirlockError(ErrorCode.NotFound, `no join token has id ${prefix}`);
+    if (before.length > 1) throw new AirlockError(ErrorCode.BadRequest, `${before.length} join tokens have ids starting ${prefix}; give more characters`);
+    const now = this.#now();
+    const [after] = this.#store.revokeJoinTokens(prefix, now);
+    if (after === undefined) throw new AirlockError(ErrorCode.NotFound, `no join token has id ${prefix}`);
+    return { token: summaryOf(after, now), alreadyRevoked: before[0]?.revokedAt !== undefined };
   }
 
   /** The SPIFFE ID the token was made for; throws JoinTokenError when unknown, used or expired. */

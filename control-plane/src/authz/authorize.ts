@@ -4,7 +4,7 @@ import type { Logger } from '@airlock/common/logging';
 import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { Direction, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
-import type { PolicyEngine } from '../policy/engine.ts';
+import { callableTools, type McpInput, type PolicyEngine } from '../policy/engine.ts';
 import type { Store } from '../store/store.ts';
 import { lookupMeshHost } from './registry.ts';
 import { denyIfRevoked } from './revoked.ts';
@@ -22,6 +22,16 @@ export interface AuthorizerDeps {
 }
 
 type DirectionName = 'outbound' | 'inbound';
+
+/** More listed tools than this in one tools/list filter is refused: the check is bounded. */
+export const MAX_LISTED_TOOLS = 1000;
+
+/** The MCP part of a request: a message, why there is none though there should be, or nothing. */
+function mcpOf(req: AuthorizeRequest): McpInput | undefined {
+  if (req.mcpUnreadable !== '') return { unreadable: req.mcpUnreadable };
+  if (req.mcpMethod !== '') return { method: req.mcpMethod, tool: req.mcpMethod === 'tools/call' ? req.mcpTool : '' };
+  return undefined;
+}
 
 /**
  * The Authorize decision, free of gRPC: the caller's verified identity and the request in, a
@@ -48,6 +58,8 @@ export class Authorizer {
       port: req.destinationPort,
       method: req.method,
       path: req.path,
+      ...(req.mcpMethod === '' ? {} : { mcpMethod: req.mcpMethod, mcpTool: req.mcpTool }),
+      ...(req.mcpUnreadable === '' ? {} : { mcpUnreadable: req.mcpUnreadable }),
     };
     const refuse = (err: AirlockError, reason: string, source: string, destination: string): AirlockError => {
       this.#d.metrics.refused.inc({ reason });
@@ -83,23 +95,17 @@ export class Authorizer {
         destination = caller;
       }
       if (req.destinationHost === '') throw new AirlockError(ErrorCode.BadRequest, 'destination_host is required');
+      if (req.mcpListedTools.length > MAX_LISTED_TOOLS) throw new AirlockError(ErrorCode.BadRequest, `more than ${MAX_LISTED_TOOLS} tools to filter`);
     } catch (err) {
       const e = err instanceof AirlockError ? err : new AirlockError(ErrorCode.BadRequest, errorMessage(err));
       throw refuse(e, 'bad_request', req.sourceSpiffeId, req.destinationSpiffeId);
     }
 
-    const decision = denyIfRevoked(
-      this.#d.policy().evaluate({
-        source,
-        destination,
-        host: req.destinationHost,
-        port: req.destinationPort,
-        method: req.method,
-        path: req.path,
-      }),
-      { source, destination },
-      this.#d.isRevoked,
-    );
+    const engine = this.#d.policy();
+    const input = { source, destination, host: req.destinationHost, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req) };
+    const decision = denyIfRevoked(engine.evaluate(input), { source, destination }, this.#d.isRevoked);
+    // Filtering a tools/list answer: the same engine, fresh, for each listed tool; none when denied.
+    const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? callableTools(engine, input, req.mcpListedTools) : [];
     const verdict = decision.allow ? 'allow' : 'deny';
     this.#d.metrics.decisions.inc({ direction, verdict });
     this.#d.metrics.decisionDuration.observe({ direction }, Number(process.hrtime.bigint() - started) / 1e9);
@@ -109,9 +115,12 @@ export class Authorizer {
         source: source.uri,
         destination: destination?.uri ?? '',
         verdict,
+        policyVersion: decision.version,
         policy: decision.policy,
+        rule: decision.rule,
         reason: decision.reason,
         dryRun: decision.dryRunDeny,
+        ...(req.mcpListedTools.length === 0 ? {} : { mcpListedTools: req.mcpListedTools.length, mcpAllowedTools: allowedTools }),
       },
       'authorization decision',
     );
@@ -123,6 +132,9 @@ export class Authorizer {
       // Only an allowed mesh call gets an upstream; external hosts are dialed by the sidecar itself.
       upstream: decision.allow ? upstream : undefined,
       dryRunDeny: decision.dryRunDeny,
+      policyVersion: decision.version,
+      rule: decision.rule,
+      mcpAllowedTools: allowedTools,
     };
   }
 }

@@ -79,6 +79,7 @@ describe('Authorizer', () => {
     destinationPort: 80,
     method: 'GET',
     path: '/',
+    mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [],
     ...over,
   });
 

@@ -8,8 +8,19 @@ import { spiffeIdFromCertificate, type SpiffeId } from '@airlock/common/spiffe';
  * signed by our CA, be within its validity, not be a CA, and name exactly one identity of our
  * trust domain.
  */
-export function verifyPeerCertificate(der: Buffer | undefined, caPublicKey: KeyObject, trustDomain: string, now = Date.now()): SpiffeId {
-  return verifyPeer(der, caPublicKey, trustDomain, now).id;
+export function verifyPeerCertificate(der: Buffer | undefined, issuers: PeerIssuers, trustDomain: string, now = Date.now()): SpiffeId {
+  return verifyPeer(der, issuers, trustDomain, now).id;
+}
+
+/**
+ * Who may have signed a caller's certificate: the one CA key, or every CA still trusted (during a
+ * root rollover, the old and the new; with an operator CA, its intermediate).
+ */
+export type PeerIssuers = KeyObject | readonly { issued(cert: X509Certificate): boolean }[];
+
+function issuedBy(cert: X509Certificate, issuers: PeerIssuers): boolean {
+  if (!Array.isArray(issuers)) return cert.verify(issuers as KeyObject);
+  return (issuers as readonly { issued(cert: X509Certificate): boolean }[]).some((i) => i.issued(cert));
 }
 
 /** A verified caller and when its certificate stops being valid (a long-lived stream re-checks it). */
@@ -20,7 +31,7 @@ export interface VerifiedPeer {
 }
 
 /** verifyPeerCertificate, also returning the expiry. */
-export function verifyPeer(der: Buffer | undefined, caPublicKey: KeyObject, trustDomain: string, now = Date.now()): VerifiedPeer {
+export function verifyPeer(der: Buffer | undefined, issuers: PeerIssuers, trustDomain: string, now = Date.now()): VerifiedPeer {
   if (der === undefined || der.length === 0) throw new AirlockError(ErrorCode.Unauthenticated, 'a client certificate (X.509-SVID) is required');
   let cert: X509Certificate;
   try {
@@ -28,7 +39,7 @@ export function verifyPeer(der: Buffer | undefined, caPublicKey: KeyObject, trus
   } catch {
     throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate cannot be parsed');
   }
-  if (!cert.verify(caPublicKey)) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not issued by this control plane');
+  if (!issuedBy(cert, issuers)) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not issued by this control plane');
   if (now < cert.validFromDate.getTime() || now > cert.validToDate.getTime()) {
     throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not valid now');
   }

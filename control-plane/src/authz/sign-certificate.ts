@@ -10,8 +10,14 @@ import type { Revocations } from '../ca/revocations.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import type { Store } from '../store/store.ts';
 
+/** The CA issuing now and the bundle sent with each SVID (both change in a root rollover). */
+export interface IssuingCa {
+  issuing(): CertificateAuthority;
+  bundlePem(): string;
+}
+
 export interface CertificateIssuerDeps {
-  readonly ca: CertificateAuthority;
+  readonly ca: IssuingCa;
   readonly joinTokens: JoinTokens;
   readonly store: Store;
   readonly revocations: Revocations;
@@ -71,7 +77,8 @@ export class CertificateIssuer {
     let issued: ReturnType<CertificateAuthority['issueSvid']>;
     try {
       // The CSR is checked before the token is consumed, so a bad CSR does not burn the token.
-      const csr = this.#d.ca.verifyCsr(req.csrPem);
+      const ca = this.#d.ca.issuing();
+      const csr = ca.verifyCsr(req.csrPem);
       if (attestation === 'join_token') {
         spiffeId = this.#d.joinTokens.consumeJoinToken(req.joinToken ?? '');
         // A revoked identity cannot come back with a join token made for it (the token is spent).
@@ -82,7 +89,7 @@ export class CertificateIssuer {
         spiffeId = this.#d.kubernetes.verify(req.kubernetesSaToken ?? '', now);
         if (this.#d.revocations.isRevoked(spiffeId)) throw new AirlockError(ErrorCode.PermissionDenied, `${spiffeId} is revoked`);
       }
-      issued = this.#d.ca.issueSvid(csr, spiffeId, this.#d.svidTtlMs, new Date(now));
+      issued = ca.issueSvid(csr, spiffeId, this.#d.svidTtlMs, new Date(now));
     } catch (err) {
       if (err instanceof JoinTokenError) throw refuse(err, `join_token_${err.reason}`);
       if (err instanceof KubernetesTokenError) throw refuse(err, `kubernetes_${err.reason}`);
@@ -90,11 +97,11 @@ export class CertificateIssuer {
       if (err instanceof AirlockError) throw refuse(err, 'bad_request');
       throw err;
     }
-    this.#d.store.recordCertificate({ serial: issued.serial, spiffeId, notAfter: issued.notAfter.getTime(), issuedAt: now });
+    this.#d.store.recordCertificate({ serial: issued.serial, spiffeId, notAfter: issued.notAfter.getTime(), issuedAt: now, issuer: issued.issuer });
     if (req.inboundAddress !== '') this.#d.store.upsertAgent({ spiffeId, inboundAddress: req.inboundAddress, updatedAt: now });
     this.#d.metrics.certificatesIssued.inc({ attestation });
     if (attestation === 'renewal') this.#d.metrics.renewals.inc();
     this.#d.logger.info({ spiffeId, serial: issued.serial, notAfter: issued.notAfter.toISOString(), attestation }, 'certificate issued');
-    return { spiffeId, certChainPem: issued.certPem, trustBundlePem: this.#d.ca.certPem, expiresAtUnixMs: issued.notAfter.getTime() };
+    return { spiffeId, certChainPem: issued.chainPem, trustBundlePem: this.#d.ca.bundlePem(), expiresAtUnixMs: issued.notAfter.getTime() };
   }
 }

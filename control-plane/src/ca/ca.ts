@@ -1,4 +1,4 @@
-import { X509Certificate, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { X509Certificate, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import forge from 'node-forge';
@@ -12,7 +12,12 @@ const BACKDATE_MS = 60_000;
 const MIN_RSA_BITS = 2048;
 
 export interface IssuedSvid {
+  /** The leaf alone. */
   readonly certPem: string;
+  /** The leaf, then the intermediates up to (not including) the root: what the holder presents. */
+  readonly chainPem: string;
+  /** Id of the CA that signed it (CertificateAuthority.id). */
+  readonly issuer: string;
   /** Lowercase hex, as stored in the registry. */
   readonly serial: string;
   readonly notBefore: Date;
@@ -52,25 +57,63 @@ interface LeafOptions {
 }
 
 /**
- * The root CA of one trust domain: created in the data dir on first start (`ca.key` 0600, `ca.pem`),
- * loaded afterwards. It signs X.509-SVIDs from CSRs; only a CSR's public key is used.
+ * A CA that signs X.509-SVIDs from CSRs (only a CSR's public key is used): a self-made root of one
+ * trust domain (created in the data dir on first start, `ca.key` 0600 and `ca.pem`), or an
+ * intermediate supplied by the operator (then `chainPem` holds it and any intermediates above it).
  */
 export class CertificateAuthority {
   readonly trustDomain: string;
-  /** PEM of the root: the trust bundle every sidecar is given. */
+  /** PEM of this CA's certificate (for a self-made root: what the trust bundle holds). */
   readonly certPem: string;
+  /** PEM of this CA's certificate and the intermediates above it, sent after every leaf ('' for a root). */
+  readonly chainPem: string;
   readonly publicKey: KeyObject;
+  readonly x509: X509Certificate;
+  /** Lowercase hex subject key identifier: how roots and issued certificates name this CA. */
+  readonly id: string;
   readonly #cert: forge.pki.Certificate;
   readonly #key: forge.pki.rsa.PrivateKey;
   readonly #keyId: string;
 
-  private constructor(trustDomain: string, certPem: string, keyPem: string) {
+  private constructor(trustDomain: string, certPem: string, keyPem: string, chainPem = '') {
     this.trustDomain = trustDomain;
     this.certPem = certPem;
+    this.chainPem = chainPem;
     this.#cert = forge.pki.certificateFromPem(certPem);
     this.#key = forge.pki.privateKeyFromPem(keyPem);
-    this.#keyId = this.#cert.generateSubjectKeyIdentifier().getBytes();
+    // The certificate's own SKI when it has one (an operator CA may compute it another way):
+    // peers build the chain by matching our leaves' AKI to it.
+    const ext: { subjectKeyIdentifier?: string } | undefined = this.#cert.getExtension('subjectKeyIdentifier');
+    const ski = ext?.subjectKeyIdentifier;
+    this.#keyId = ski === undefined ? this.#cert.generateSubjectKeyIdentifier().getBytes() : forge.util.hexToBytes(ski);
+    this.id = forge.util.bytesToHex(this.#keyId).toLowerCase();
     this.publicKey = createPublicKey(certPem);
+    this.x509 = new X509Certificate(certPem);
+  }
+
+  /** A new self-made root for `trustDomain`, not written anywhere (see CaRing.prepare). */
+  static createRoot(trustDomain: string, now = new Date(), label?: string): { ca: CertificateAuthority; keyPem: string } {
+    const { certPem, keyPem } = createRoot(trustDomain, now, label);
+    return { ca: new CertificateAuthority(trustDomain, certPem, keyPem), keyPem };
+  }
+
+  /**
+   * The operator's CA (e.g. an intermediate issued by cert-manager): `certPem` holds the signing
+   * certificate first, then any intermediates above it; `keyPem` its RSA key.
+   */
+  static fromOperator(trustDomain: string, certPem: string, keyPem: string): CertificateAuthority {
+    const blocks = splitPem(certPem);
+    const first = blocks[0];
+    if (first === undefined) throw new AirlockError(ErrorCode.Config, 'the CA certificate file holds no PEM certificate');
+    let ca: CertificateAuthority;
+    try {
+      ca = new CertificateAuthority(trustDomain, first, keyPem, blocks.join(''));
+    } catch (err) {
+      throw new AirlockError(ErrorCode.Config, `cannot load the operator CA (an RSA key and its certificate): ${errorMessage(err)}`, { cause: err });
+    }
+    if (!ca.x509.ca) throw new AirlockError(ErrorCode.Config, 'the operator CA certificate is not a CA (basicConstraints CA:TRUE)');
+    if (!ca.x509.checkPrivateKey(createPrivateKey(keyPem))) throw new AirlockError(ErrorCode.Config, 'the operator CA key does not match its certificate');
+    return ca;
   }
 
   /** Loads `<dataDir>/ca.{key,pem}`, or creates them when neither exists. */
@@ -131,6 +174,11 @@ export class CertificateAuthority {
     return { ...issued, keyPem: pair.privateKeyPem };
   }
 
+  /** Whether `cert` was signed by this CA. */
+  issued(cert: X509Certificate): boolean {
+    return cert.checkIssued(this.x509) && cert.verify(this.publicKey);
+  }
+
   #issueLeaf(o: LeafOptions, now: Date): IssuedSvid {
     const id = parseSpiffeId(o.spiffeId);
     if (id.trustDomain !== this.trustDomain) {
@@ -158,11 +206,17 @@ export class CertificateAuthority {
       { name: 'authorityKeyIdentifier', keyIdentifier: this.#keyId },
     ]);
     cert.sign(this.#key, forge.md.sha256.create());
-    return { certPem: forge.pki.certificateToPem(cert), serial: cert.serialNumber.replace(/^00/, ''), notBefore, notAfter };
+    const certPem = forge.pki.certificateToPem(cert);
+    return { certPem, chainPem: certPem + this.chainPem, issuer: this.id, serial: cert.serialNumber.replace(/^00/, ''), notBefore, notAfter };
   }
 }
 
-function createRoot(trustDomain: string, now: Date): { certPem: string; keyPem: string } {
+/** The PEM certificate blocks of a text, each ending in a newline. */
+export function splitPem(text: string): string[] {
+  return (text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((b) => `${b}\n`);
+}
+
+function createRoot(trustDomain: string, now: Date, label?: string): { certPem: string; keyPem: string } {
   const pair = generateRsaKeyPair();
   const key = forge.pki.privateKeyFromPem(pair.privateKeyPem);
   const cert = forge.pki.createCertificate();
@@ -172,7 +226,8 @@ function createRoot(trustDomain: string, now: Date): { certPem: string; keyPem: 
   cert.validity.notAfter = new Date(now.getTime() + ROOT_LIFETIME_MS);
   const subject = [
     { name: 'organizationName', value: 'Airlock' },
-    { name: 'commonName', value: `Airlock root CA ${trustDomain}` },
+    // A later root gets a label, so that two roots of one trust domain differ by name as well as key.
+    { name: 'commonName', value: `Airlock root CA ${trustDomain}${label === undefined ? '' : ` ${label}`}` },
   ];
   cert.setSubject(subject);
   cert.setIssuer(subject);

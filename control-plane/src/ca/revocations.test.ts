@@ -32,7 +32,7 @@ describe('revocation', () => {
     ca = CertificateAuthority.loadOrCreate(dir, TD);
     revocations = new Revocations({ store, trustBundlePem: () => ca.certPem });
     const metrics = createControlPlaneMetrics(createRegistry('test'));
-    issuer = new CertificateIssuer({ ca, joinTokens: new JoinTokens(store, TD), store, revocations, svidTtlMs: 60_000, metrics, logger: createRootLogger({ process: 'test', level: 'error' }) });
+    issuer = new CertificateIssuer({ ca: { issuing: () => ca, bundlePem: () => ca.certPem }, joinTokens: new JoinTokens(store, TD), store, revocations, svidTtlMs: 60_000, metrics, logger: createRootLogger({ process: 'test', level: 'error' }) });
   });
   afterEach(() => {
     store.close();

@@ -7,6 +7,8 @@ export interface TrustBundleSnapshot {
   /** Canonical serials (see canonicalSerial) of unexpired certificates of revoked identities. */
   readonly revokedSerials: readonly string[];
   readonly revokedSpiffeIds: readonly string[];
+  /** PEM of the issuing CA when sidecars not holding an SVID from it should renew at once, else ''. */
+  readonly renewUnlessIssuedByPem: string;
 }
 
 export interface RevocationResult {
@@ -25,12 +27,14 @@ export interface RevocationResult {
 export class Revocations {
   readonly #store: Store;
   readonly #trustBundlePem: () => string;
+  readonly #renewHintPem: () => string;
   readonly #revoked = new Map<string, number>();
   readonly #watchers = new Set<(snapshot: TrustBundleSnapshot) => void>();
 
-  constructor(o: { store: Store; trustBundlePem: () => string }) {
+  constructor(o: { store: Store; trustBundlePem: () => string; renewHintPem?: () => string }) {
     this.#store = o.store;
     this.#trustBundlePem = o.trustBundlePem;
+    this.#renewHintPem = o.renewHintPem ?? (() => '');
     for (const r of o.store.listRevokedIdentities()) this.#revoked.set(r.spiffeId, r.revokedAt);
   }
 
@@ -51,7 +55,12 @@ export class Revocations {
 
   snapshot(now = Date.now()): TrustBundleSnapshot {
     const ids = [...this.#revoked.keys()];
-    return { trustBundlePem: this.#trustBundlePem(), revokedSerials: ids.flatMap((id) => this.#serialsOf(id, now)), revokedSpiffeIds: ids };
+    return { trustBundlePem: this.#trustBundlePem(), revokedSerials: ids.flatMap((id) => this.#serialsOf(id, now)), revokedSpiffeIds: ids, renewUnlessIssuedByPem: this.#renewHintPem() };
+  }
+
+  /** The trust bundle (or the renewal hint) changed: every watcher gets a new snapshot now. */
+  bundleChanged(now = Date.now()): void {
+    this.#notify(now);
   }
 
   /** Calls `listener` with each new snapshot (not the current one); returns an unsubscribe function. */

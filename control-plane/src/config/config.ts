@@ -9,6 +9,9 @@ export const controlPlaneConfig = defineConfig('AIRLOCK', {
   policyFile: optionalString({ description: 'YAML file of Segment and Policy documents. Without one, every call is denied.' }),
   kubernetesJwks: optionalString({ description: 'JWKS (file path or http(s) URL) of the Kubernetes service-account issuer: enables attestation by projected service-account token (audience airlock).' }),
   kubernetesIssuer: optionalString({ description: 'The `iss` claim Kubernetes service-account tokens must carry (required with kubernetesJwks).' }),
+  caCertFile: optionalString({ description: 'Bring your own CA: PEM of an intermediate CA (e.g. from cert-manager), then any intermediates above it, that issues SVIDs instead of the self-made root. Needs caKeyFile and caBundleFile.' }),
+  caKeyFile: optionalString({ description: 'PEM RSA private key of caCertFile.' }),
+  caBundleFile: optionalString({ description: 'PEM root(s) caCertFile chains to: the trust bundle given to sidecars.' }),
   svidTtl: duration({ description: 'Lifetime of issued X.509-SVIDs.', default: 3_600_000, minMs: 1000 }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
 });

@@ -12,7 +12,15 @@ export interface DecisionInput {
   readonly method: string;
   /** Raw request path (normalized here); empty for CONNECT. */
   readonly path: string;
+  /** The MCP message in the body; undefined when the request is not a POST (nothing to read). */
+  readonly mcp?: McpInput;
 }
+
+/**
+ * The MCP JSON-RPC message of a POST, as the sidecar read it, or why it could not (too large, not
+ * JSON, not application/json, not a request). `tool` is the `params.name` of a `tools/call`, else ''.
+ */
+export type McpInput = { readonly method: string; readonly tool: string } | { readonly unreadable: string };
 
 export interface PolicyDecision {
   readonly allow: boolean;
@@ -33,6 +41,7 @@ interface CompiledRule {
   readonly exact: ReadonlySet<string>;
   readonly prefixes: readonly string[];
   readonly anyPath: boolean;
+  readonly mcp: { readonly methods: readonly RegExp[] | undefined; readonly tools: readonly RegExp[] | undefined } | undefined;
 }
 
 interface CompiledPolicy {
@@ -103,9 +112,12 @@ export class PolicyEngine {
       path = n.path;
     }
     const host = normalizeHost(input.host);
-    const what = `${input.method}${path === undefined ? '' : ` ${path}`} from ${input.source.uri} to ${host}:${input.port}`;
+    const mcpCall = input.mcp === undefined || 'unreadable' in input.mcp ? '' : ` (MCP ${input.mcp.method}${input.mcp.tool === '' ? '' : ` ${input.mcp.tool}`})`;
+    const what = `${input.method}${path === undefined ? '' : ` ${path}`}${mcpCall} from ${input.source.uri} to ${host}:${input.port}`;
     const destSegments = new Set(input.destination === undefined ? [] : this.segmentsOf(input.destination));
 
+    const mcp = input.mcp;
+    const mcpWhy = mcp !== undefined && 'unreadable' in mcp ? `: the body is not a readable MCP request (${mcp.unreadable})` : '';
     const seen = new Set<CompiledPolicy>();
     const candidates: CompiledPolicy[] = [];
     for (const seg of this.segmentsOf(input.source)) {
@@ -121,23 +133,26 @@ export class PolicyEngine {
     let dryRunDeny: { p: CompiledPolicy; rule: string } | undefined;
     let allow: { p: CompiledPolicy; rule: string } | undefined;
     let dryRunScope: CompiledPolicy | undefined;
+    let unreadableMattered = false;
     const version = this.version;
     for (const p of candidates) {
       if (!matchesDestination(p, host, input.port, destSegments)) continue;
-      const rule = matchingRule(p, input.method, path);
+      const m = matchingRule(p, input.method, path, mcp);
+      if (m.unreadable) unreadableMattered = true;
+      const rule = m.label;
       if (rule === undefined) {
         // A dry-run allow that covers this source and destination is being rolled out: what it
         // does not allow would be denied once enforced, so it is reported but let through.
         if (p.dryRun && !p.deny) dryRunScope ??= p;
         continue;
       }
-      if (p.deny && !p.dryRun) return { allow: false, policy: p.name, rule, version, reason: `policy "${p.name}" denies ${what}`, dryRunDeny: false };
+      if (p.deny && !p.dryRun) return { allow: false, policy: p.name, rule, version, reason: `policy "${p.name}" denies ${what}${m.unreadable ? mcpWhy : ''}`, dryRunDeny: false };
       if (p.deny) dryRunDeny ??= { p, rule };
       else allow ??= { p, rule };
     }
     // A dry-run deny only matters for a call that would otherwise pass.
     if (allow === undefined && dryRunScope === undefined) {
-      return { allow: false, policy: '', rule: '', version, reason: `no policy allows ${what}`, dryRunDeny: false };
+      return { allow: false, policy: '', rule: '', version, reason: `no policy allows ${what}${unreadableMattered ? mcpWhy : ''}`, dryRunDeny: false };
     }
     if (dryRunDeny !== undefined) {
       const { p, rule } = dryRunDeny;
@@ -149,6 +164,14 @@ export class PolicyEngine {
   }
 }
 
+/**
+ * Of `tools`, those a `tools/call` by the same source to the same destination and path would be
+ * allowed (a dry-run "would deny" counts as allowed: the call would be let through), in order.
+ */
+export function callableTools(engine: PolicyEngine, input: DecisionInput, tools: readonly string[]): string[] {
+  return tools.filter((tool) => engine.evaluate({ ...input, mcp: { method: 'tools/call', tool } }).allow);
+}
+
 function matchesDestination(p: CompiledPolicy, host: string, port: number, destSegments: ReadonlySet<string>): boolean {
   if (p.ports !== undefined && !p.ports.has(port)) return false;
   if (p.toSegments !== undefined) {
@@ -158,15 +181,42 @@ function matchesDestination(p: CompiledPolicy, host: string, port: number, destS
   return p.hostsExact.has(host) || p.hostSuffixes.some((suffix) => host.endsWith(suffix) && host.length > suffix.length);
 }
 
-/** The label of the first rule the request matches (`*` when the policy has no rules), or undefined. */
-function matchingRule(p: CompiledPolicy, method: string, path: string | undefined): string | undefined {
-  if (p.rules.length === 0) return '*';
-  return p.rules.find((r) => {
-    if (r.methods !== undefined && !r.methods.has(method)) return false;
-    if (r.anyPath) return true;
-    if (path === undefined) return false;
-    return r.exact.has(path) || r.prefixes.some((prefix) => path === prefix.slice(0, -1) || path.startsWith(prefix));
-  })?.label;
+/**
+ * The label of the first rule the request matches (`*` when the policy has no rules), or undefined;
+ * `unreadable` when a rule on MCP met a body that could not be read. Such a body fails closed: it
+ * never matches an allow rule on MCP and always matches a deny rule on MCP (else an oversized body
+ * would slip past `deny tools: [delete_*]`).
+ */
+function matchingRule(p: CompiledPolicy, method: string, path: string | undefined, mcp: McpInput | undefined): { label: string | undefined; unreadable: boolean } {
+  if (p.rules.length === 0) return { label: '*', unreadable: false };
+  let unreadable = false;
+  for (const r of p.rules) {
+    if (r.methods !== undefined && !r.methods.has(method)) continue;
+    if (!r.anyPath) {
+      if (path === undefined) continue;
+      if (!r.exact.has(path) && !r.prefixes.some((prefix) => path === prefix.slice(0, -1) || path.startsWith(prefix))) continue;
+    }
+    if (r.mcp !== undefined) {
+      if (mcp === undefined) continue;
+      if ('unreadable' in mcp) {
+        unreadable = true;
+        if (p.deny) return { label: r.label, unreadable };
+        continue;
+      }
+      if (r.mcp.methods !== undefined && !r.mcp.methods.some((g) => g.test(mcp.method))) continue;
+      if (r.mcp.tools !== undefined) {
+        // `tools` constrains `tools/call` only; in a deny rule it names what is denied, so a deny of
+        // some tools does not also deny `initialize` or `tools/list`.
+        if (mcp.method === 'tools/call') {
+          if (!r.mcp.tools.some((g) => g.test(mcp.tool))) continue;
+        } else if (p.deny) {
+          continue;
+        }
+      }
+    }
+    return { label: r.label, unreadable };
+  }
+  return { label: undefined, unreadable };
 }
 
 function normalizeHost(host: string): string {
@@ -203,6 +253,10 @@ function compilePolicy(p: PolicyDoc, order: number): CompiledPolicy {
         exact: new Set(paths.filter((x) => !x.endsWith('/*'))),
         // "/v1/search/*" is kept as "/v1/search/": it matches "/v1/search" and anything below it.
         prefixes: paths.filter((x) => x.endsWith('/*')).map((x) => x.slice(0, -1)),
+        mcp: r.mcp === undefined ? undefined : {
+          methods: r.mcp.methods.length === 0 ? undefined : r.mcp.methods.map(globToRegExp),
+          tools: r.mcp.tools.length === 0 ? undefined : r.mcp.tools.map(globToRegExp),
+        },
       };
     }),
   };

@@ -2,13 +2,16 @@ import { readFileSync } from 'node:fs';
 import { LineCounter, isMap, isScalar, isSeq, parseAllDocuments, type Node, type YAMLMap } from 'yaml';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { normalizePath } from './path.ts';
-import type { PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc } from './types.ts';
+import type { McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc } from './types.ts';
 
 const API_VERSION = 'airlock.dev/v1';
 const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const GLOB = /^[a-z0-9*]([-a-z0-9.*]{0,251}[a-z0-9*])?$/;
 const HOST = /^(\*\.)?[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const METHOD = /^[A-Z]{1,20}$/;
+// JSON-RPC method names (`tools/call`, `notifications/initialized`) and MCP tool names, with `*`.
+const MCP_METHOD_GLOB = /^[A-Za-z0-9_*][-A-Za-z0-9_./*]{0,127}$/;
+const MCP_TOOL_GLOB = /^[A-Za-z0-9_*][-A-Za-z0-9_./*]{0,127}$/;
 
 /** Every problem found, each as `file:line:col: message`, collected before failing. */
 class Problems {
@@ -266,14 +269,30 @@ function rulesOf(node: Node | null | undefined, problems: Problems): RuleDoc[] {
       problems.add(item ?? node, '"spec.rules" entries must be mappings with methods and/or paths');
       continue;
     }
-    const r = fields(item, 'spec.rules[].', ['methods', 'paths'], problems);
+    const r = fields(item, 'spec.rules[].', ['methods', 'paths', 'mcp'], problems);
     const methods = strList(r.get('methods'), 'spec.rules[].methods', problems, (m) =>
       METHOD.test(m) ? undefined : `"${m}" is not an upper-case HTTP method (methods match case-sensitively)`,
     ) ?? [];
     const paths = strList(r.get('paths'), 'spec.rules[].paths', problems, pathCheck) ?? [];
-    out.push({ methods, paths });
+    out.push({ methods, paths, mcp: mcpOf(r.get('mcp'), problems) });
   }
   return out;
+}
+
+function mcpOf(node: Node | null | undefined, problems: Problems): McpRuleDoc | undefined {
+  if (node === undefined || node === null) return undefined;
+  if (!isMap(node)) {
+    problems.add(node, '"spec.rules[].mcp" must be a mapping with methods and/or tools');
+    return undefined;
+  }
+  const m = fields(node, 'spec.rules[].mcp.', ['methods', 'tools'], problems);
+  const methods = strList(m.get('methods'), 'spec.rules[].mcp.methods', problems, (s) =>
+    MCP_METHOD_GLOB.test(s) ? undefined : `"${s}" is not a JSON-RPC method name or glob (letters, digits, "_", "-", ".", "/", "*")`,
+  ) ?? [];
+  const tools = strList(m.get('tools'), 'spec.rules[].mcp.tools', problems, (s) =>
+    MCP_TOOL_GLOB.test(s) ? undefined : `"${s}" is not a tool name or glob (letters, digits, "_", "-", ".", "/", "*")`,
+  ) ?? [];
+  return { methods, tools };
 }
 
 function pathCheck(p: string): string | undefined {

@@ -4,7 +4,7 @@ import { parseSpiffeId } from '@airlock/common/spiffe';
 import { lookupMeshHost } from '../authz/registry.ts';
 import type { PolicyVersionRecord, Store } from '../store/store.ts';
 import { diffEntries, type DocumentChange } from './diff.ts';
-import { PolicyEngine, type PolicyDecision } from './engine.ts';
+import { PolicyEngine, type McpInput, type PolicyDecision } from './engine.ts';
 import { parsePolicyBundle, parsePolicyText, type PolicyEntry } from './load.ts';
 
 export interface ChangeResult {
@@ -20,6 +20,8 @@ export interface ExplainInput {
   readonly port: number;
   readonly method: string;
   readonly path: string;
+  /** The MCP message to explain (`tools/call` of a tool), as the sidecar would read it. */
+  readonly mcp?: McpInput;
 }
 
 export interface Explanation extends PolicyDecision {
@@ -109,7 +111,7 @@ export class PolicyStore {
   explain(input: ExplainInput): Explanation {
     const source = parseSpiffeId(input.from);
     const mesh = lookupMeshHost(this.#store, this.#trustDomain, input.host);
-    const decision = this.#engine.evaluate({ source, destination: mesh?.id, host: input.host, port: input.port, method: input.method, path: input.path });
+    const decision = this.#engine.evaluate({ source, destination: mesh?.id, host: input.host, port: input.port, method: input.method, path: input.path, mcp: input.mcp });
     return { ...decision, source: source.uri, destination: mesh?.id.uri ?? '' };
   }
 

@@ -14,6 +14,15 @@ export interface RuleDoc {
   readonly methods: readonly string[];
   /** Exact paths, or prefixes written `/x/*`; empty = any. */
   readonly paths: readonly string[];
+  /** Rules on the MCP JSON-RPC message in the body; undefined = the body is not looked at. */
+  readonly mcp: McpRuleDoc | undefined;
+}
+
+export interface McpRuleDoc {
+  /** Globs on the JSON-RPC method (`tools/*`); empty = any method. */
+  readonly methods: readonly string[];
+  /** Globs on the tool name of a `tools/call`; empty = any tool. Other methods are not affected. */
+  readonly tools: readonly string[];
 }
 
 export type PolicyAction = 'allow' | 'deny';

@@ -5,8 +5,10 @@ import type {
   AgentRecord,
   ApiTokenRecord,
   AuditEventRecord,
+  CaRootRecord,
   ConsumeResult,
   IssuedCertificate,
+  JoinTokenListing,
   JoinTokenRecord,
   PolicyVersionRecord,
   RevokedIdentity,
@@ -53,6 +55,14 @@ CREATE TABLE IF NOT EXISTS api_tokens (
   role TEXT NOT NULL,
   created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ca_roots (
+  id TEXT PRIMARY KEY,
+  cert_pem TEXT NOT NULL,
+  key_file TEXT NOT NULL,
+  state TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_events (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   at INTEGER NOT NULL,
@@ -87,11 +97,46 @@ interface AgentRow {
   updated_at: number;
 }
 
+/** Columns added after the first release: added to an older database at open. */
+const ADDED_COLUMNS: readonly { table: string; column: string; type: string }[] = [
+  { table: 'certificates', column: 'issuer', type: 'TEXT' },
+  { table: 'join_tokens', column: 'created_at', type: 'INTEGER' },
+  { table: 'join_tokens', column: 'revoked_at', type: 'INTEGER' },
+];
+
+interface JoinTokenRow {
+  hash: string;
+  spiffe_id: string;
+  expires_at: number;
+  created_at: number | null;
+  used_at: number | null;
+  revoked_at: number | null;
+}
+
+const joinTokenOf = (r: JoinTokenRow): JoinTokenListing => ({
+  hash: r.hash,
+  spiffeId: r.spiffe_id,
+  expiresAt: r.expires_at,
+  createdAt: r.created_at ?? undefined,
+  usedAt: r.used_at ?? undefined,
+  revokedAt: r.revoked_at ?? undefined,
+});
+
+interface CaRootRow {
+  id: string;
+  cert_pem: string;
+  key_file: string;
+  state: CaRootRecord['state'];
+  created_at: number;
+  updated_at: number;
+}
+
 interface CertificateRow {
   serial: string;
   spiffe_id: string;
   not_after: number;
   issued_at: number;
+  issuer: string | null;
 }
 
 /** The embedded store: one SQLite file `<dataDir>/airlock.db` (one replica, zero setup). */
@@ -117,26 +162,48 @@ export class SqliteStore implements Store {
   readonly #findApiToken: StatementSync;
   readonly #insertAudit: StatementSync;
   readonly #listAudit: StatementSync;
+  readonly #listTokens: StatementSync;
+  readonly #revokeTokens: StatementSync;
+  readonly #tokensByPrefix: StatementSync;
+  readonly #unexpiredOf: StatementSync;
+  readonly #listRoots: StatementSync;
+  readonly #saveRoot: StatementSync;
+  readonly #assignIssuer: StatementSync;
 
   constructor(path: string) {
     this.#db = new DatabaseSync(path);
     this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;');
     this.#db.exec(SCHEMA);
+    for (const c of ADDED_COLUMNS) {
+      const has = (this.#db.prepare(`PRAGMA table_info(${c.table})`).all() as { name: string }[]).some((col) => col.name === c.column);
+      if (!has) this.#db.exec(`ALTER TABLE ${c.table} ADD COLUMN ${c.column} ${c.type}`);
+    }
     this.#upsertAgent = this.#db.prepare(
       `INSERT INTO agents (spiffe_id, inbound_address, updated_at) VALUES (?, ?, ?)
        ON CONFLICT (spiffe_id) DO UPDATE SET inbound_address = excluded.inbound_address, updated_at = excluded.updated_at`,
     );
     this.#getAgent = this.#db.prepare('SELECT spiffe_id, inbound_address, updated_at FROM agents WHERE spiffe_id = ?');
-    this.#insertToken = this.#db.prepare('INSERT INTO join_tokens (hash, spiffe_id, expires_at, used_at) VALUES (?, ?, ?, NULL)');
+    this.#insertToken = this.#db.prepare('INSERT INTO join_tokens (hash, spiffe_id, expires_at, used_at, created_at) VALUES (?, ?, ?, NULL, ?)');
     // One statement decides and marks: the WHERE clause is the single-use guarantee.
     this.#consumeToken = this.#db.prepare(
-      'UPDATE join_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND expires_at > ? RETURNING spiffe_id',
+      'UPDATE join_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ? RETURNING spiffe_id',
     );
-    this.#tokenState = this.#db.prepare('SELECT used_at, expires_at FROM join_tokens WHERE hash = ?');
-    this.#insertCert = this.#db.prepare('INSERT INTO certificates (serial, spiffe_id, not_after, issued_at) VALUES (?, ?, ?, ?)');
+    this.#tokenState = this.#db.prepare('SELECT used_at, expires_at, revoked_at FROM join_tokens WHERE hash = ?');
+    this.#listTokens = this.#db.prepare('SELECT hash, spiffe_id, expires_at, created_at, used_at, revoked_at FROM join_tokens ORDER BY created_at DESC, expires_at DESC');
+    // substr, not LIKE: a prefix from the API must not be read as a pattern.
+    this.#tokensByPrefix = this.#db.prepare('SELECT hash, spiffe_id, expires_at, created_at, used_at, revoked_at FROM join_tokens WHERE substr(hash, 1, length(?)) = ?');
+    this.#revokeTokens = this.#db.prepare('UPDATE join_tokens SET revoked_at = ? WHERE substr(hash, 1, length(?)) = ? AND revoked_at IS NULL');
+    this.#insertCert = this.#db.prepare('INSERT INTO certificates (serial, spiffe_id, not_after, issued_at, issuer) VALUES (?, ?, ?, ?, ?)');
     this.#listCerts = this.#db.prepare(
-      'SELECT serial, spiffe_id, not_after, issued_at FROM certificates WHERE spiffe_id = ? ORDER BY issued_at',
+      'SELECT serial, spiffe_id, not_after, issued_at, issuer FROM certificates WHERE spiffe_id = ? ORDER BY issued_at',
     );
+    this.#unexpiredOf = this.#db.prepare('SELECT count(*) AS n, max(not_after) AS last FROM certificates WHERE issuer = ? AND not_after > ?');
+    this.#listRoots = this.#db.prepare('SELECT id, cert_pem, key_file, state, created_at, updated_at FROM ca_roots ORDER BY created_at, id');
+    this.#saveRoot = this.#db.prepare(
+      `INSERT INTO ca_roots (id, cert_pem, key_file, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
+    );
+    this.#assignIssuer = this.#db.prepare('UPDATE certificates SET issuer = ? WHERE issuer IS NULL');
     this.#revoke = this.#db.prepare('INSERT OR IGNORE INTO revoked_identities (spiffe_id, revoked_at) VALUES (?, ?)');
     this.#listRevoked = this.#db.prepare('SELECT spiffe_id, revoked_at FROM revoked_identities ORDER BY revoked_at');
     this.#insertAdmin = this.#db.prepare('INSERT OR IGNORE INTO admin_tokens (hash) VALUES (?)');
@@ -171,21 +238,62 @@ export class SqliteStore implements Store {
   }
 
   insertJoinToken(token: JoinTokenRecord): void {
-    this.#insertToken.run(token.hash, token.spiffeId, token.expiresAt);
+    this.#insertToken.run(token.hash, token.spiffeId, token.expiresAt, token.createdAt ?? null);
   }
 
   consumeJoinToken(hash: string, now: number): ConsumeResult {
     const won = this.#consumeToken.get(now, hash, now) as { spiffe_id: string } | undefined;
     if (won !== undefined) return { ok: true, spiffeId: won.spiffe_id };
     // Lost: only now find out why, for the error and the metric.
-    const state = this.#tokenState.get(hash) as { used_at: number | null; expires_at: number } | undefined;
+    const state = this.#tokenState.get(hash) as { used_at: number | null; expires_at: number; revoked_at: number | null } | undefined;
     if (state === undefined) return { ok: false, reason: 'unknown' };
+    if (state.revoked_at !== null) return { ok: false, reason: 'revoked' };
     if (state.used_at !== null) return { ok: false, reason: 'used' };
     return { ok: false, reason: 'expired' };
   }
 
+  listJoinTokens(): JoinTokenListing[] {
+    return (this.#listTokens.all() as unknown as JoinTokenRow[]).map(joinTokenOf);
+  }
+
+  revokeJoinTokens(hashPrefix: string, now: number): JoinTokenListing[] {
+    this.#revokeTokens.run(now, hashPrefix, hashPrefix);
+    return (this.#tokensByPrefix.all(hashPrefix, hashPrefix) as unknown as JoinTokenRow[]).map(joinTokenOf);
+  }
+
   recordCertificate(cert: IssuedCertificate): void {
-    this.#insertCert.run(cert.serial, cert.spiffeId, cert.notAfter, cert.issuedAt);
+    this.#insertCert.run(cert.serial, cert.spiffeId, cert.notAfter, cert.issuedAt, cert.issuer ?? null);
+  }
+
+  unexpiredCertificatesOf(issuer: string, now: number): { count: number; lastNotAfter: number | undefined } {
+    const row = this.#unexpiredOf.get(issuer, now) as { n: number; last: number | null };
+    return { count: row.n, lastNotAfter: row.last ?? undefined };
+  }
+
+  listCaRoots(): CaRootRecord[] {
+    return (this.#listRoots.all() as unknown as CaRootRow[]).map((r) => ({
+      id: r.id,
+      certPem: r.cert_pem,
+      keyFile: r.key_file,
+      state: r.state,
+      createdAt: r.created_at,
+      updatedAt: r.updated_at,
+    }));
+  }
+
+  saveCaRoots(roots: readonly CaRootRecord[]): void {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      for (const r of roots) this.#saveRoot.run(r.id, r.certPem, r.keyFile, r.state, r.createdAt, r.updatedAt);
+      this.#db.exec('COMMIT');
+    } catch (err) {
+      this.#db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  assignUnknownIssuer(issuer: string): void {
+    this.#assignIssuer.run(issuer);
   }
 
   listCertificates(spiffeId: string): IssuedCertificate[] {
@@ -194,6 +302,7 @@ export class SqliteStore implements Store {
       spiffeId: r.spiffe_id,
       notAfter: r.not_after,
       issuedAt: r.issued_at,
+      ...(r.issuer === null ? {} : { issuer: r.issuer }),
     }));
   }
 

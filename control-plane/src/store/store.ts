@@ -14,6 +14,7 @@ export interface JoinTokenRecord {
   readonly hash: string;
   readonly spiffeId: string;
   readonly expiresAt: number;
+  readonly createdAt?: number;
 }
 
 export interface IssuedCertificate {
@@ -21,6 +22,29 @@ export interface IssuedCertificate {
   readonly spiffeId: string;
   readonly notAfter: number;
   readonly issuedAt: number;
+  /** Id of the CA that signed it (see CaRootRecord.id); absent for certificates issued before roots were tracked. */
+  readonly issuer?: string;
+}
+
+/** Where a root of the bundle is in its rollover: prepared (trusted, not issuing), active (issuing), previous (trusted, no longer issuing), retired (gone from the bundle). */
+export type CaRootState = 'prepared' | 'active' | 'previous' | 'retired';
+
+/** One self-made root CA; its key is the file `keyFile` in the data dir (mode 0600), never the database. */
+export interface CaRootRecord {
+  /** Lowercase hex subject key identifier of the root. */
+  readonly id: string;
+  readonly certPem: string;
+  readonly keyFile: string;
+  readonly state: CaRootState;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+/** A join token as listed to an admin: never the secret, only its hash. */
+export interface JoinTokenListing extends JoinTokenRecord {
+  readonly createdAt: number | undefined;
+  readonly usedAt: number | undefined;
+  readonly revokedAt: number | undefined;
 }
 
 export interface RevokedIdentity {
@@ -29,7 +53,7 @@ export interface RevokedIdentity {
 }
 
 /** Why a join token could not be consumed. */
-export type JoinTokenRefusal = 'unknown' | 'used' | 'expired';
+export type JoinTokenRefusal = 'unknown' | 'used' | 'expired' | 'revoked';
 
 export type ConsumeResult = { readonly ok: true; readonly spiffeId: string } | { readonly ok: false; readonly reason: JoinTokenRefusal };
 
@@ -71,9 +95,21 @@ export interface Store {
   insertJoinToken(token: JoinTokenRecord): void;
   /** Marks the token used if it is unused and unexpired, atomically: two racing calls cannot both win. */
   consumeJoinToken(hash: string, now: number): ConsumeResult;
+  /** Every join token, newest first. */
+  listJoinTokens(): JoinTokenListing[];
+  /** Marks the tokens whose hash starts with `hashPrefix` revoked; returns those that matched (revoked or not before). */
+  revokeJoinTokens(hashPrefix: string, now: number): JoinTokenListing[];
 
   recordCertificate(cert: IssuedCertificate): void;
   listCertificates(spiffeId: string): IssuedCertificate[];
+  /** Certificates signed by `issuer` that are still valid at `now`: how many, and the last expiry. */
+  unexpiredCertificatesOf(issuer: string, now: number): { readonly count: number; readonly lastNotAfter: number | undefined };
+
+  listCaRoots(): CaRootRecord[];
+  /** Inserts or replaces these roots in one transaction (a rollover step changes two at once). */
+  saveCaRoots(roots: readonly CaRootRecord[]): void;
+  /** Gives certificates recorded without an issuer this one (when the first root becomes tracked). */
+  assignUnknownIssuer(issuer: string): void;
 
   /** Marks an identity revoked (idempotent: the first revocation time is kept). */
   revokeIdentity(spiffeId: string, revokedAt: number): void;

@@ -17,7 +17,14 @@ export interface AuthzRequest {
   readonly method: string;
   /** Path with query; empty for CONNECT. */
   readonly path: string;
+  /** The MCP message of a POST body, or why it could not be read; undefined for other requests. */
+  readonly mcp?: McpMessage;
+  /** Tool names of a `tools/list` answer: the decision says which of them may be called. */
+  readonly listedTools?: readonly string[];
 }
+
+/** What the sidecar read of an MCP (JSON-RPC) POST body. `tool` is set for `tools/call` only. */
+export type McpMessage = { readonly method: string; readonly tool: string; readonly id?: unknown } | { readonly unreadable: string };
 
 /** Where an allowed mesh call goes, and who must answer there. */
 export interface Upstream {
@@ -31,15 +38,21 @@ export type Decision =
       readonly decisionId: string;
       readonly reason: string;
       readonly policy: string;
+      readonly policyVersion: number;
+      readonly rule: string;
       /** Undefined for an external destination: the sidecar connects to it itself. */
       readonly upstream: Upstream | undefined;
       readonly dryRunDeny: boolean;
+      /** Of the request's listedTools, those that may be called (empty when none were listed). */
+      readonly allowedTools: readonly string[];
     }
   | {
       readonly allowed: false;
       readonly decisionId: string;
       readonly reason: string;
       readonly policy: string;
+      readonly policyVersion: number;
+      readonly rule: string;
     };
 
 export interface Authorizer {

@@ -12,6 +12,10 @@ export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
     destinationPort: request.port,
     method: request.method,
     path: request.path,
+    mcpMethod: request.mcp !== undefined && 'method' in request.mcp ? request.mcp.method : '',
+    mcpTool: request.mcp !== undefined && 'method' in request.mcp ? request.mcp.tool : '',
+    mcpUnreadable: request.mcp !== undefined && 'unreadable' in request.mcp ? request.mcp.unreadable : '',
+    mcpListedTools: request.listedTools === undefined ? [] : [...request.listedTools],
   };
 }
 
@@ -19,10 +23,20 @@ export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
 export function toDecision(res: AuthorizeResponse): Decision | undefined {
   if (res.verdict === Verdict.VERDICT_ALLOW) {
     const upstream = res.upstream === undefined || res.upstream.address === '' ? undefined : { address: res.upstream.address, spiffeId: res.upstream.spiffeId };
-    return { allowed: true, decisionId: res.decisionId, reason: res.reason, policy: res.policy, upstream, dryRunDeny: res.dryRunDeny };
+    return {
+      allowed: true,
+      decisionId: res.decisionId,
+      reason: res.reason,
+      policy: res.policy,
+      policyVersion: res.policyVersion,
+      rule: res.rule,
+      upstream,
+      dryRunDeny: res.dryRunDeny,
+      allowedTools: res.mcpAllowedTools,
+    };
   }
   if (res.verdict === Verdict.VERDICT_DENY) {
-    return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy };
+    return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy, policyVersion: res.policyVersion, rule: res.rule };
   }
   return undefined;
 }

@@ -3,14 +3,15 @@ import type { Authorizer, AuthzRequest, Decision } from './authorizer.ts';
 
 /** Records how long each decision took, whatever transport sits behind the authorizer. */
 export function withAuthzMetrics(inner: Authorizer, duration: Histogram<'direction'>): Authorizer {
+  // Children bound once: labelled observe() hashes its labels on every call, on the hot path.
+  const byDirection = { inbound: duration.labels({ direction: 'inbound' }), outbound: duration.labels({ direction: 'outbound' }) };
   return {
-    async authorize(request: AuthzRequest): Promise<Decision> {
-      const end = duration.startTimer({ direction: request.direction });
-      try {
-        return await inner.authorize(request);
-      } finally {
-        end();
-      }
+    authorize(request: AuthzRequest): Promise<Decision> {
+      const startedAt = performance.now();
+      const observe = (): void => byDirection[request.direction].observe((performance.now() - startedAt) / 1000);
+      const decision = inner.authorize(request);
+      decision.then(observe, observe);
+      return decision;
     },
     close: () => inner.close(),
   };

@@ -10,12 +10,16 @@ import type { Outcome } from '../telemetry/metrics.ts';
 export class DeniedError extends AirlockError {
   readonly decisionId: string;
   readonly policy: string;
+  readonly policyVersion: number;
+  readonly rule: string;
 
-  constructor(decision: { decisionId: string; reason: string; policy: string }) {
+  constructor(decision: { decisionId: string; reason: string; policy: string; policyVersion: number; rule: string }) {
     super(ErrorCode.Denied, decision.reason);
     this.name = 'DeniedError';
     this.decisionId = decision.decisionId;
     this.policy = decision.policy;
+    this.policyVersion = decision.policyVersion;
+    this.rule = decision.rule;
   }
 }
 
@@ -34,7 +38,7 @@ export function assertAllowed(decision: Decision): asserts decision is Extract<D
 
 export interface ErrorReply {
   readonly status: number;
-  readonly body: Record<string, string>;
+  readonly body: Record<string, string | number>;
   readonly outcome: Outcome;
 }
 
@@ -44,7 +48,9 @@ export interface ErrorReply {
  */
 export function errorReply(err: unknown, log: Logger): ErrorReply {
   if (err instanceof DeniedError) {
-    return { status: 403, outcome: 'denied', body: { error: 'denied', reason: err.message, policy: err.policy, decisionId: err.decisionId } };
+    // What an agent (or the LLM behind it) reads to learn why: the policy version, policy and rule.
+    const body = { error: 'denied', reason: err.message, policy: err.policy, policyVersion: err.policyVersion, rule: err.rule, decisionId: err.decisionId };
+    return { status: 403, outcome: 'denied', body };
   }
   if (err instanceof NotReadyError) {
     return { status: 503, outcome: 'unavailable', body: { error: 'not_ready', reason: err.message } };

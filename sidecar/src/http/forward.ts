@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { responseHeadersToForward } from './headers.ts';
@@ -11,6 +12,8 @@ export interface ForwardRequest {
   readonly headers: Record<string, string | string[]>;
   /** Where the upstream is, for error messages. */
   readonly describe: string;
+  /** The body to send when part of it was already read (MCP rules); undefined = stream `req`. */
+  readonly body?: Buffer | Readable;
 }
 
 /**
@@ -74,7 +77,7 @@ export function forward(dispatcher: Dispatcher, request: ForwardRequest, req: In
         method: request.method,
         path: request.path,
         headers: request.headers,
-        body: hasBody(req) ? req : null,
+        body: request.body ?? (hasBody(req) ? req : null),
       },
       handler,
     );

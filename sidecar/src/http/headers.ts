@@ -10,9 +10,11 @@ function isHopByHop(name: string, named: ReadonlySet<string>): boolean {
   return HOP_BY_HOP.has(name) || name.startsWith('proxy-') || named.has(name);
 }
 
+const NONE: ReadonlySet<string> = new Set();
+
 /** Header names listed in `Connection: a, b` are hop-by-hop for this message too. */
-function connectionNamed(connection: string | string[] | number | undefined): Set<string> {
-  if (connection === undefined || typeof connection === 'number') return new Set();
+function connectionNamed(connection: string | string[] | number | undefined): ReadonlySet<string> {
+  if (connection === undefined || typeof connection === 'number') return NONE;
   const text = Array.isArray(connection) ? connection.join(',') : connection;
   return new Set(text.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s !== ''));
 }

@@ -8,6 +8,11 @@ import type { CertificateSigner } from './certificate-signer.ts';
 import { newKeyAndCsr } from './key-and-csr.ts';
 import type { Svid, SvidSource } from './svid.ts';
 
+/** The certificates of a PEM bundle, each parsed (throws on one that is not). */
+function caCertificates(pem: string): X509Certificate[] {
+  return (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((b) => new X509Certificate(b));
+}
+
 export interface IdentityProviderOptions {
   readonly signer: CertificateSigner;
   /** host:port where peers reach our inbound listener; known only once it is bound. */
@@ -21,7 +26,12 @@ export interface IdentityProviderOptions {
   readonly renewalFailures?: Counter;
   /** Source of jitter in [0, 1); tests pin it. */
   readonly random?: () => number;
+  /** Number of CA certificates in the trust bundle in use. */
+  readonly bundleGauge?: Gauge;
 }
+
+/** A renewal asked for at once (`ca activate --renew-now`) waits up to this long, so a fleet spreads out. */
+const RENEW_NOW_SPREAD_MS = 2000;
 
 /** Renew when this fraction of the remaining lifetime has passed, ± RENEW_JITTER (spreads a fleet). */
 const RENEW_AT = 0.5;
@@ -47,6 +57,11 @@ export class IdentityProvider implements SvidSource {
   #failure: string | undefined;
   #firstSvid: PromiseWithResolvers<Svid> = Promise.withResolvers();
   #renewTimer: NodeJS.Timeout | undefined;
+  #renewing = false;
+  /** The bundle last pushed by the control plane: newer than the one a SignCertificate answer carried. */
+  #pushedBundle: string | undefined;
+  #renewHint = '';
+  #hintActedOn = '';
 
   constructor(o: IdentityProviderOptions) {
     this.#o = o;
@@ -78,6 +93,62 @@ export class IdentityProvider implements SvidSource {
     if (this.#svid === undefined) return this.#failure === undefined ? 'no SVID yet' : `no SVID yet: ${this.#failure}`;
     if (this.#svid.expiresAt.getTime() <= now) return `SVID expired at ${this.#svid.expiresAt.toISOString()}`;
     return undefined;
+  }
+
+  /**
+   * A trust bundle pushed by the control plane (root rollover): from now on every new connection
+   * (inbound, to peers, to the control plane) verifies against it; open ones finish. Listeners get
+   * the same key and certificate with the new bundle. A bundle without a certificate is ignored.
+   */
+  useTrustBundle(pem: string): void {
+    let count: number;
+    try {
+      count = caCertificates(pem).length;
+    } catch (err) {
+      this.#o.logger.error({ reason: errorMessage(err) }, 'ignored a trust bundle that does not parse');
+      return;
+    }
+    if (count === 0) {
+      this.#o.logger.error('ignored an empty trust bundle');
+      return;
+    }
+    if (pem === this.#pushedBundle) return;
+    this.#pushedBundle = pem;
+    this.#o.bundleGauge?.set(count);
+    const svid = this.#svid;
+    if (svid === undefined || svid.trustBundlePem === pem) return;
+    this.#o.logger.info({ certificates: count }, 'trust bundle updated');
+    this.#publish({ ...svid, trustBundlePem: pem });
+  }
+
+  /**
+   * Renews soon (within RENEW_NOW_SPREAD_MS) unless our SVID was issued by `caPem`: after a root
+   * is activated with --renew-now, so the rollover does not wait for half-lives. '' does nothing.
+   */
+  renewUnlessIssuedBy(caPem: string): void {
+    this.#renewHint = caPem;
+    this.#applyRenewHint();
+  }
+
+  /** Acts on the renewal hint once per hint, when an SVID is held and no renewal is under way. */
+  #applyRenewHint(): void {
+    const hint = this.#renewHint;
+    const svid = this.#svid;
+    const renewer = this.#o.renewer;
+    if (hint === '' || hint === this.#hintActedOn || svid === undefined || renewer === undefined || this.#renewing || this.#isClosed()) return;
+    this.#hintActedOn = hint;
+    try {
+      const ca = new X509Certificate(hint);
+      const leaf = new X509Certificate(svid.certChainPem);
+      if (leaf.checkIssued(ca) && leaf.verify(ca.publicKey)) return;
+    } catch (err) {
+      this.#o.logger.warn({ reason: errorMessage(err) }, 'ignored a renewal hint that does not parse');
+      return;
+    }
+    clearTimeout(this.#renewTimer);
+    const delay = (this.#o.random ?? Math.random)() * RENEW_NOW_SPREAD_MS;
+    this.#o.logger.info({ renewInMs: Math.round(delay) }, 'the control plane issues from a new CA; renewing now');
+    this.#renewTimer = setTimeout(() => void this.#renew(renewer), delay);
   }
 
   close(): void {
@@ -123,6 +194,18 @@ export class IdentityProvider implements SvidSource {
 
   /** Renews until one attempt succeeds or we are closed; the SVID held meanwhile stays in use. */
   async #renew(renewer: CertificateSigner): Promise<void> {
+    if (this.#renewing) return;
+    this.#renewing = true;
+    try {
+      await this.#renewLoop(renewer);
+    } finally {
+      this.#renewing = false;
+    }
+    // A hint that arrived while this renewal was under way (its SVID may be from the old CA).
+    this.#applyRenewHint();
+  }
+
+  async #renewLoop(renewer: CertificateSigner): Promise<void> {
     const log = this.#o.logger;
     let delay = this.#o.backoff?.initialMs ?? 100;
     const maxDelay = this.#o.backoff?.maxMs ?? 5000;
@@ -173,7 +256,8 @@ export class IdentityProvider implements SvidSource {
       throw new AirlockError(ErrorCode.Attestation, 'issued certificate does not match our key');
     }
     const expiresAt = new Date(leaf.validTo);
-    return { spiffeId: leafId, certChainPem: signed.certChainPem, keyPem, trustBundlePem: signed.trustBundlePem, expiresAt };
+    // A pushed bundle is never older than the one in an answer (the push follows every change).
+    return { spiffeId: leafId, certChainPem: signed.certChainPem, keyPem, trustBundlePem: this.#pushedBundle ?? signed.trustBundlePem, expiresAt };
   }
 
   #install(svid: Svid): void {
@@ -183,6 +267,13 @@ export class IdentityProvider implements SvidSource {
     this.#o.logger.info({ spiffeId: svid.spiffeId, expiresAt: svid.expiresAt.toISOString() }, 'holding an X.509-SVID');
     this.#firstSvid.resolve(svid);
     this.#scheduleRenewal(svid);
+    if (this.#pushedBundle === undefined) this.#o.bundleGauge?.set(caCertificates(svid.trustBundlePem).length);
+    this.#publish(svid);
+    this.#applyRenewHint();
+  }
+
+  #publish(svid: Svid): void {
+    this.#svid = svid;
     for (const listener of this.#listeners) {
       try {
         listener(svid);

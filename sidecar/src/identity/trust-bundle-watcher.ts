@@ -20,12 +20,14 @@ export interface TrustBundleWatcherOptions {
   readonly identity: SvidSource;
   readonly logger: Logger;
   readonly revokedGauge?: Gauge;
+  /** Called with each message's trust bundle and renewal hint (see IdentityProvider.useTrustBundle). */
+  readonly onBundle?: (pushed: { readonly trustBundlePem: string; readonly renewUnlessIssuedByPem: string }) => void;
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
 }
 
 /**
- * Holds WatchTrustBundle open over mTLS with our current SVID and keeps the revoked serials it
- * pushes. A broken stream is reopened with backoff (with whatever SVID we hold then); the last
+ * Holds WatchTrustBundle open over mTLS with our current SVID, keeps the revoked serials it pushes
+ * and hands the trust bundle on (`onBundle`). A broken stream is reopened with backoff (with whatever SVID we hold then); the last
  * list received stays in force meanwhile.
  */
 export class TrustBundleWatcher implements RevokedSerials {
@@ -102,5 +104,6 @@ export class TrustBundleWatcher implements RevokedSerials {
     this.#o.revokedGauge?.set(next.size);
     if (added.length > 0) this.#o.logger.warn({ revokedSerials: added, revokedSpiffeIds: msg.revokedSpiffeIds }, 'revoked certificates received');
     for (const l of this.#listeners) l();
+    if (msg.trustBundlePem !== '') this.#o.onBundle?.({ trustBundlePem: msg.trustBundlePem, renewUnlessIssuedByPem: msg.renewUnlessIssuedByPem });
   }
 }

@@ -74,7 +74,7 @@ describe('inbound mTLS listener', () => {
     try {
       const res = await pool.request({ path: '/', method: 'GET', headers: { host: 'bob.demo:8080' } });
       expect(res.statusCode).toBe(403);
-      expect(await res.body.json()).toEqual({ error: 'denied', reason: 'bob does not take calls from alice', policy: 'test-deny', decisionId: 'd-deny' });
+      expect(await res.body.json()).toEqual({ error: 'denied', reason: 'bob does not take calls from alice', policy: 'test-deny', policyVersion: 1, rule: 'rules[0]', decisionId: 'd-deny' });
       expect(authorizer.requests[0]).toMatchObject({ host: 'bob.demo', port: 8080 });
     } finally {
       await pool.destroy();

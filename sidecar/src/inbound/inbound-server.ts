@@ -12,8 +12,9 @@ import { assertAllowed, errorReply, NotReadyError, sendErrorReply } from '../htt
 import { forward } from '../http/forward.ts';
 import { requestHeadersToForward, XFCC } from '../http/headers.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
+import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
 import type { RevokedSerials } from '../identity/trust-bundle-watcher.ts';
-import type { Outcome, SidecarMetrics } from '../telemetry/metrics.ts';
+import { requestRecorder, type Outcome, type SidecarMetrics } from '../telemetry/metrics.ts';
 
 export interface InboundDeps {
   readonly identity: SvidSource;
@@ -24,6 +25,8 @@ export interface InboundDeps {
   readonly logger: Logger;
   /** Revoked serials pushed by the control plane: such peers are cut at the handshake. */
   readonly revoked?: RevokedSerials;
+  /** How much of a POST application/json body is read for MCP rules (default 64 KiB). */
+  readonly mcpMaxBody?: number;
 }
 
 /**
@@ -34,8 +37,9 @@ export interface InboundDeps {
 export function createInboundServer(deps: InboundDeps): Server {
   const peers = new WeakMap<Socket, string>();
   const initial = deps.identity.current();
+  const recorder = requestRecorder(deps.metrics, 'inbound');
   const server = createServer({ requestCert: true, rejectUnauthorized: true, ...(initial === undefined ? {} : tlsContext(initial)) }, (req, res) => {
-    const end = deps.metrics.requestDuration.startTimer({ direction: 'inbound' });
+    const startedAt = recorder.start();
     admit(deps, peers, req, res).then(
       (outcome) => finish(outcome),
       (err: unknown) => {
@@ -45,8 +49,7 @@ export function createInboundServer(deps: InboundDeps): Server {
       },
     );
     function finish(outcome: Outcome): void {
-      end();
-      deps.metrics.requests.inc({ direction: 'inbound', outcome });
+      recorder.finish(startedAt, outcome);
     }
   });
 
@@ -101,13 +104,15 @@ async function admit(deps: InboundDeps, peers: WeakMap<Socket, string>, req: Inc
   const { host, port } = hostOf(req.headers.host);
   const method = req.method ?? 'GET';
   const path = req.url ?? '/';
-  const decision = await deps.authorizer.authorize({ direction: 'inbound', sourceId: peerId, destinationId: svid.spiffeId, host, port, method, path });
+  // Rules on MCP are judged on both sides: this side reads the body as the caller's side did.
+  const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
+  const decision = await deps.authorizer.authorize({ direction: 'inbound', sourceId: peerId, destinationId: svid.spiffeId, host, port, method, path, mcp: mcp.message });
   assertAllowed(decision);
   deps.logger.debug({ decisionId: decision.decisionId, peer: peerId, method }, 'inbound call allowed');
   const headers = requestHeadersToForward(req.headers);
   // Only this sidecar vouches for the caller: any XFCC that arrived was dropped above.
   headers[XFCC] = `By=${svid.spiffeId};URI=${peerId}`;
-  await forward(deps.app, { method, path, headers, describe: 'the local app' }, req, res);
+  await forward(deps.app, { method, path, headers, describe: 'the local app', body: mcp.body }, req, res);
   return 'allowed';
 }
 

@@ -85,7 +85,7 @@ describe('outbound proxy', () => {
     const res = await rawRequest(proxyPort, { target: `http://bob.demo/v1/x` });
     expect(res.status).toBe(403);
     expect(res.headers['content-type']).toBe('application/json');
-    expect(JSON.parse(res.body)).toEqual({ error: 'denied', reason: 'alice may not call bob', policy: 'test-deny', decisionId: 'd-deny' });
+    expect(JSON.parse(res.body)).toEqual({ error: 'denied', reason: 'alice may not call bob', policy: 'test-deny', policyVersion: 1, rule: 'rules[0]', decisionId: 'd-deny' });
     expect(authorizer.requests[0]).toMatchObject({ host: 'bob.demo', port: 80, path: '/v1/x' });
   });
 
@@ -164,7 +164,7 @@ describe('outbound proxy', () => {
     });
     await listen(slow, { host: '127.0.0.1', port: 0 });
     try {
-      const req = request({ host: '127.0.0.1', port: proxyPort, path: `http://127.0.0.1:${boundPort(slow)}/stream`, agent: false });
+      const req = request({ host: '127.0.0.1', port: proxyPort, path: `http://127.0.0.1:${boundPort(slow)}/stream`, headers: { host: `127.0.0.1:${boundPort(slow)}` }, agent: false });
       req.on('error', () => undefined);
       req.end();
       await new Promise<void>((resolve) => req.on('response', (res) => res.once('data', () => resolve())));

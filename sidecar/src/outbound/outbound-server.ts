@@ -10,8 +10,10 @@ import { assertAllowed, errorReply, NotReadyError, sendErrorReply, sendErrorRepl
 import { forward } from '../http/forward.ts';
 import { requestHeadersToForward } from '../http/headers.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
-import type { Outcome, SidecarMetrics } from '../telemetry/metrics.ts';
-import { parseAbsoluteTarget, parseAuthorityTarget } from './proxy-target.ts';
+import { forwardToolsList } from '../mcp/forward-tools-list.ts';
+import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
+import { requestRecorder, type Outcome, type SidecarMetrics } from '../telemetry/metrics.ts';
+import { assertHostMatches, parseAbsoluteTarget, parseAuthorityTarget } from './proxy-target.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 
 export interface OutboundDeps {
@@ -23,13 +25,16 @@ export interface OutboundDeps {
   readonly external: Dispatcher;
   readonly metrics: SidecarMetrics;
   readonly logger: Logger;
+  /** How much of a POST application/json body is read for MCP rules (default 64 KiB). */
+  readonly mcpMaxBody?: number;
 }
 
 /** The agent's HTTP proxy (HTTP_PROXY): absolute-form requests and CONNECT tunnels. */
 export function createOutboundServer(deps: OutboundDeps): Server {
   const log = deps.logger;
+  const recorder = requestRecorder(deps.metrics, 'outbound');
   const server = createServer((req, res) => {
-    const end = deps.metrics.requestDuration.startTimer({ direction: 'outbound' });
+    const startedAt = recorder.start();
     proxyRequest(deps, req, res).then(
       (outcome) => finish(outcome),
       (err: unknown) => {
@@ -39,12 +44,11 @@ export function createOutboundServer(deps: OutboundDeps): Server {
       },
     );
     function finish(outcome: Outcome): void {
-      end();
-      deps.metrics.requests.inc({ direction: 'outbound', outcome });
+      recorder.finish(startedAt, outcome);
     }
   });
   server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const end = deps.metrics.requestDuration.startTimer({ direction: 'outbound' });
+    const startedAt = recorder.start();
     socket.on('error', () => socket.destroy());
     openTunnel(deps, req, socket, head).then(
       () => finish('allowed'),
@@ -56,8 +60,7 @@ export function createOutboundServer(deps: OutboundDeps): Server {
     );
     // For a tunnel, "duration" is the time until it is established (or refused).
     function finish(outcome: Outcome): void {
-      end();
-      deps.metrics.requests.inc({ direction: 'outbound', outcome });
+      recorder.finish(startedAt, outcome);
     }
   });
   return server;
@@ -73,20 +76,29 @@ function requireSvid(identity: SvidSource): Svid {
 async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: ServerResponse): Promise<Outcome> {
   const svid = requireSvid(deps.identity);
   const target = parseAbsoluteTarget(req.url);
+  assertHostMatches(target, req.headers.host);
   const method = req.method ?? 'GET';
-  const decision = await deps.authorizer.authorize({ direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path });
+  const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
+  const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message } as const;
+  const decision = await deps.authorizer.authorize(question);
   assertAllowed(decision);
   deps.logger.debug({ decisionId: decision.decisionId, host: target.host, method }, 'outbound call allowed');
   // The Host goes on as the agent named it (not the peer sidecar's address): the peer authorizes
   // on it too. For an absolute-form request that is the URL's authority (RFC 9112 §3.2.2).
   const headers = requestHeadersToForward(req.headers);
   headers.host = target.authority;
-  if (decision.upstream !== undefined) {
-    const pool = deps.meshPools.get(decision.upstream, svid);
-    await forward(pool, { method, path: target.path, headers, describe: `peer ${decision.upstream.spiffeId} at ${decision.upstream.address}` }, req, res);
+  const dispatcher = decision.upstream === undefined ? deps.external : deps.meshPools.get(decision.upstream, svid);
+  const origin = decision.upstream === undefined ? `http://${formatHostPort(target)}` : undefined;
+  const describe = decision.upstream === undefined ? (origin ?? '') : `peer ${decision.upstream.spiffeId} at ${decision.upstream.address}`;
+  const request = { origin, method, path: target.path, headers, describe, body: mcp.body };
+  if (mcp.message !== undefined && 'method' in mcp.message && mcp.message.method === 'tools/list' && mcp.body instanceof Buffer) {
+    // The answer lists only the tools this agent may call: asked fresh, once, for the listed names.
+    await forwardToolsList(dispatcher, { ...request, body: mcp.body }, res, async (names) => {
+      const filter = await deps.authorizer.authorize({ ...question, listedTools: names });
+      return new Set(filter.allowed ? filter.allowedTools : []);
+    });
   } else {
-    const origin = `http://${formatHostPort(target)}`;
-    await forward(deps.external, { origin, method, path: target.path, headers, describe: origin }, req, res);
+    await forward(dispatcher, request, req, res);
   }
   return 'allowed';
 }

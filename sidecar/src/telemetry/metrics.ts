@@ -15,6 +15,8 @@ export interface SidecarMetrics {
   readonly renewalFailures: Counter;
   /** Serials of revoked certificates this sidecar refuses (pushed by the control plane). */
   readonly revokedSerials: Gauge;
+  /** CA certificates in the trust bundle in use (2 or more during a root rollover). */
+  readonly trustBundleCertificates: Gauge;
 }
 
 // Sub-millisecond buckets: an authorization or a proxy hop is expected to cost well under 1 ms.
@@ -75,5 +77,34 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
       help: 'Revoked certificate serials this sidecar refuses at the inbound handshake.',
       registers,
     }),
+    trustBundleCertificates: new Gauge({
+      name: 'airlock_sidecar_trust_bundle_certificates',
+      help: 'CA certificates in the trust bundle this sidecar verifies peers and the control plane with (more than one during a root rollover).',
+      registers,
+    }),
+  };
+}
+
+/** What a proxy listener records per request; label children are bound once, not hashed per call. */
+export interface RequestRecorder {
+  /** A start mark to hand back to `finish`. */
+  start(): number;
+  finish(startedAt: number, outcome: Outcome): void;
+}
+
+export function requestRecorder(metrics: SidecarMetrics, direction: 'inbound' | 'outbound'): RequestRecorder {
+  const duration = metrics.requestDuration.labels({ direction });
+  const counts = new Map<Outcome, { inc(): void }>();
+  return {
+    start: () => performance.now(),
+    finish(startedAt, outcome) {
+      duration.observe((performance.now() - startedAt) / 1000);
+      let count = counts.get(outcome);
+      if (count === undefined) {
+        count = metrics.requests.labels({ direction, outcome });
+        counts.set(outcome, count);
+      }
+      count.inc();
+    },
   };
 }

@@ -38,7 +38,7 @@ export async function startFakeControlPlane(o: { ca: TestCa; servingId: string; 
     signRequests: [],
     authorizeRequests: [],
     tokens: new Map(),
-    authorize: (r) => ({ verdict: 1, decisionId: 'cp-1', reason: `allowed ${r.method}`, policy: 'p', upstream: undefined, dryRunDeny: false }),
+    authorize: (r) => ({ verdict: 1, decisionId: 'cp-1', reason: `allowed ${r.method}`, policy: 'p', upstream: undefined, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [] }),
     streamMessages: [],
     streams: new Set(),
     streamReply: (results) => [results],

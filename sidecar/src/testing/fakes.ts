@@ -58,11 +58,11 @@ export class FakeAuthorizer implements Authorizer {
 }
 
 export function allow(upstream?: { address: string; spiffeId: string }): Decision {
-  return { allowed: true, decisionId: 'd-allow', reason: 'allowed by test', policy: 'test-allow', upstream, dryRunDeny: false };
+  return { allowed: true, decisionId: 'd-allow', reason: 'allowed by test', policy: 'test-allow', policyVersion: 1, rule: 'rules[0]', upstream, dryRunDeny: false, allowedTools: [] };
 }
 
 export function deny(reason = 'not in any allowed segment'): Decision {
-  return { allowed: false, decisionId: 'd-deny', reason, policy: 'test-deny' };
+  return { allowed: false, decisionId: 'd-deny', reason, policy: 'test-deny', policyVersion: 1, rule: 'rules[0]' };
 }
 
 export function quietLogger(): Logger {

@@ -69,6 +69,24 @@ export interface AuthorizeRequest {
   /** HTTP method (CONNECT for tunnels) and path (empty for CONNECT). */
   method: string;
   path: string;
+  /**
+   * MCP (JSON-RPC 2.0 over streamable HTTP): read by the sidecar from a bounded prefix of a POST
+   * body with content-type application/json. All empty when the body is not such a message.
+   * The JSON-RPC method (`tools/call`, `tools/list`, `initialize`, …).
+   */
+  mcpMethod: string;
+  /** For `tools/call`: the tool name (`params.name`). */
+  mcpTool: string;
+  /**
+   * Set when the body should have been read as MCP but could not be (larger than the sidecar's
+   * limit, not JSON, not a JSON-RPC request): why. Rules on MCP never match such a request.
+   */
+  mcpUnreadable: string;
+  /**
+   * For filtering a `tools/list` answer: the tool names it listed. The response names, in
+   * mcp_allowed_tools, those a `tools/call` by the source to the same destination would be allowed.
+   */
+  mcpListedTools: string[];
 }
 
 /**
@@ -95,6 +113,15 @@ export interface AuthorizeResponse {
     | undefined;
   /** True when the decision was made by a dry-run policy that would have denied. */
   dryRunDeny: boolean;
+  /** Version of the policy set that decided (0 before any policy was applied). */
+  policyVersion: number;
+  /**
+   * Which rule of the policy matched (`rules[0]`), `*` for a policy without rules, empty when no
+   * policy matched.
+   */
+  rule: string;
+  /** The subset of the request's mcp_listed_tools that the source may call, in the listed order. */
+  mcpAllowedTools: string[];
 }
 
 /** One check of a batch: the question of one call. */
@@ -137,6 +164,10 @@ function createBaseAuthorizeRequest(): AuthorizeRequest {
     destinationPort: 0,
     method: "",
     path: "",
+    mcpMethod: "",
+    mcpTool: "",
+    mcpUnreadable: "",
+    mcpListedTools: [],
   };
 }
 
@@ -162,6 +193,18 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     if (message.path !== "") {
       writer.uint32(58).string(message.path);
+    }
+    if (message.mcpMethod !== "") {
+      writer.uint32(162).string(message.mcpMethod);
+    }
+    if (message.mcpTool !== "") {
+      writer.uint32(170).string(message.mcpTool);
+    }
+    if (message.mcpUnreadable !== "") {
+      writer.uint32(178).string(message.mcpUnreadable);
+    }
+    for (const v of message.mcpListedTools) {
+      writer.uint32(186).string(v!);
     }
     return writer;
   },
@@ -235,6 +278,38 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.path = reader.string();
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.mcpMethod = reader.string();
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.mcpTool = reader.string();
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.mcpUnreadable = reader.string();
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.mcpListedTools.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -259,6 +334,10 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.destinationPort = object.destinationPort ?? 0;
     message.method = object.method ?? "";
     message.path = object.path ?? "";
+    message.mcpMethod = object.mcpMethod ?? "";
+    message.mcpTool = object.mcpTool ?? "";
+    message.mcpUnreadable = object.mcpUnreadable ?? "";
+    message.mcpListedTools = object.mcpListedTools?.map((e) => e) || [];
     return message;
   },
 };
@@ -331,7 +410,17 @@ export const Upstream: MessageFns<Upstream> = {
 };
 
 function createBaseAuthorizeResponse(): AuthorizeResponse {
-  return { verdict: 0, decisionId: "", reason: "", policy: "", upstream: undefined, dryRunDeny: false };
+  return {
+    verdict: 0,
+    decisionId: "",
+    reason: "",
+    policy: "",
+    upstream: undefined,
+    dryRunDeny: false,
+    policyVersion: 0,
+    rule: "",
+    mcpAllowedTools: [],
+  };
 }
 
 export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
@@ -353,6 +442,15 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     }
     if (message.dryRunDeny !== false) {
       writer.uint32(48).bool(message.dryRunDeny);
+    }
+    if (message.policyVersion !== 0) {
+      writer.uint32(160).uint32(message.policyVersion);
+    }
+    if (message.rule !== "") {
+      writer.uint32(170).string(message.rule);
+    }
+    for (const v of message.mcpAllowedTools) {
+      writer.uint32(178).string(v!);
     }
     return writer;
   },
@@ -418,6 +516,30 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
             message.dryRunDeny = reader.bool();
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.policyVersion = reader.uint32();
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.mcpAllowedTools.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -443,6 +565,9 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
       ? Upstream.fromPartial(object.upstream)
       : undefined;
     message.dryRunDeny = object.dryRunDeny ?? false;
+    message.policyVersion = object.policyVersion ?? 0;
+    message.rule = object.rule ?? "";
+    message.mcpAllowedTools = object.mcpAllowedTools?.map((e) => e) || [];
     return message;
   },
 };

@@ -35,6 +35,12 @@ export interface WatchTrustBundleResponse {
   revokedSerials: string[];
   /** SPIFFE IDs that are revoked (informational; serials are what handshakes are checked against). */
   revokedSpiffeIds: string[];
+  /**
+   * PEM of the CA now issuing, set after `airlock ca activate --renew-now`: a sidecar whose SVID
+   * was not issued by it renews at once (with a short jitter) instead of at half-life. Empty
+   * otherwise.
+   */
+  renewUnlessIssuedByPem: string;
 }
 
 export interface SignCertificateRequest {
@@ -116,7 +122,7 @@ export const WatchTrustBundleRequest: MessageFns<WatchTrustBundleRequest> = {
 };
 
 function createBaseWatchTrustBundleResponse(): WatchTrustBundleResponse {
-  return { trustBundlePem: "", revokedSerials: [], revokedSpiffeIds: [] };
+  return { trustBundlePem: "", revokedSerials: [], revokedSpiffeIds: [], renewUnlessIssuedByPem: "" };
 }
 
 export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
@@ -129,6 +135,9 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
     }
     for (const v of message.revokedSpiffeIds) {
       writer.uint32(26).string(v!);
+    }
+    if (message.renewUnlessIssuedByPem !== "") {
+      writer.uint32(34).string(message.renewUnlessIssuedByPem);
     }
     return writer;
   },
@@ -170,6 +179,14 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
             message.revokedSpiffeIds.push(reader.string());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.renewUnlessIssuedByPem = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -190,6 +207,7 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
     message.trustBundlePem = object.trustBundlePem ?? "";
     message.revokedSerials = object.revokedSerials?.map((e) => e) || [];
     message.revokedSpiffeIds = object.revokedSpiffeIds?.map((e) => e) || [];
+    message.renewUnlessIssuedByPem = object.renewUnlessIssuedByPem ?? "";
     return message;
   },
 };
@@ -399,8 +417,9 @@ export const IdentityServiceService = {
   },
   /**
    * WatchTrustBundle streams the trust bundle and the serials of revoked certificates: one message
-   * at once, then one whenever either changes. Sidecars refuse inbound handshakes presenting a
-   * revoked serial. Who may call: a sidecar over mTLS with a valid X.509-SVID of this trust domain
+   * at once, then one whenever either changes. Sidecars use the bundle for every new connection
+   * (inbound, to peers, to the control plane) and refuse inbound handshakes presenting a revoked
+   * serial. Who may call: a sidecar over mTLS with a valid X.509-SVID of this trust domain
    * (a call without a client certificate is refused with UNAUTHENTICATED).
    */
   watchTrustBundle: {
@@ -427,8 +446,9 @@ export interface IdentityServiceServer extends UntypedServiceImplementation {
   signCertificate: handleUnaryCall<SignCertificateRequest, SignCertificateResponse>;
   /**
    * WatchTrustBundle streams the trust bundle and the serials of revoked certificates: one message
-   * at once, then one whenever either changes. Sidecars refuse inbound handshakes presenting a
-   * revoked serial. Who may call: a sidecar over mTLS with a valid X.509-SVID of this trust domain
+   * at once, then one whenever either changes. Sidecars use the bundle for every new connection
+   * (inbound, to peers, to the control plane) and refuse inbound handshakes presenting a revoked
+   * serial. Who may call: a sidecar over mTLS with a valid X.509-SVID of this trust domain
    * (a call without a client certificate is refused with UNAUTHENTICATED).
    */
   watchTrustBundle: handleServerStreamingCall<WatchTrustBundleRequest, WatchTrustBundleResponse>;
@@ -459,8 +479,9 @@ export interface IdentityServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * WatchTrustBundle streams the trust bundle and the serials of revoked certificates: one message
-   * at once, then one whenever either changes. Sidecars refuse inbound handshakes presenting a
-   * revoked serial. Who may call: a sidecar over mTLS with a valid X.509-SVID of this trust domain
+   * at once, then one whenever either changes. Sidecars use the bundle for every new connection
+   * (inbound, to peers, to the control plane) and refuse inbound handshakes presenting a revoked
+   * serial. Who may call: a sidecar over mTLS with a valid X.509-SVID of this trust domain
    * (a call without a client certificate is refused with UNAUTHENTICATED).
    */
   watchTrustBundle(

@@ -1,0 +1,59 @@
+import { spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const LOGGING = join(import.meta.dirname, 'logging.ts');
+const LINES = 3000;
+
+// A child process logs LINES lines through the default (buffered) stdout destination, tells the
+// parent on stderr, and is sent SIGTERM at once: the lines still sit in the buffer then.
+function childScript(onSignal: string): string {
+  return `
+    import { createRootLogger } from ${JSON.stringify(LOGGING)};
+    const log = createRootLogger({ process: 'test' }).child({ component: 'audit' });
+    const keep = setInterval(() => undefined, 1000);
+    process.on('SIGTERM', () => { ${onSignal} });
+    for (let i = 0; i < ${LINES}; i++) log.info({ audit: true, n: i }, 'decision');
+    process.stderr.write('logged\\n');
+  `;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'airlock-logging-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function runUntilSigterm(name: string, onSignal: string): Promise<number[]> {
+  const file = join(dir, `${name}.log`);
+  const fd = openSync(file, 'w');
+  const child = spawn(process.execPath, ['--input-type=module', '-e', childScript(onSignal)], { stdio: ['ignore', fd, 'pipe'] });
+  closeSync(fd);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const stderr = child.stderr;
+  if (stderr === null) throw new Error('no stderr pipe');
+  await new Promise<void>((resolve, reject) => {
+    stderr.on('data', (d: Buffer) => (d.toString().includes('logged') ? resolve() : reject(new Error(d.toString()))));
+    child.once('exit', () => reject(new Error('child exited before logging')));
+  });
+  child.kill('SIGTERM');
+  await exited;
+  return readFileSync(file, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { n: number }).n);
+}
+
+describe('the default log destination', () => {
+  const all = Array.from({ length: LINES }, (_, i) => i);
+
+  it('loses no line written right before SIGTERM when the process exits on the signal', { timeout: 20_000 }, async () => {
+    expect(await runUntilSigterm('exit', 'process.exit(0);')).toEqual(all);
+  });
+
+  it('loses no line when the process winds down on the signal (event loop empties)', { timeout: 20_000 }, async () => {
+    // The CLI's way: the handler closes what keeps the process alive and the event loop ends.
+    const lines = await runUntilSigterm('drain', 'clearInterval(keep);');
+    expect(lines).toEqual(all);
+  });
+
+  it('loses no line when the process dies of an uncaught error after logging', { timeout: 20_000 }, async () => {
+    expect(await runUntilSigterm('crash', "throw new Error('boom');")).toEqual(all);
+  });
+});

@@ -1,0 +1,54 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRootLogger } from '@airlock/common/logging';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { controlPlaneConfig } from '../config/config.ts';
+import { startControlPlane, type RunningControlPlane } from '../main.ts';
+
+const ID = 'spiffe://airlock.test/ns/demo/sa/researcher';
+
+describe('join tokens through the admin API', () => {
+  let dir: string;
+  let cp: RunningControlPlane;
+  const call = async (method: string, path: string, body?: unknown, token = cp.adminToken): Promise<{ status: number; json: Record<string, unknown> }> => {
+    const res = await fetch(`http://127.0.0.1:${cp.httpPort}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'airlock-tokens-'));
+    const config = controlPlaneConfig.load({ flags: { trustDomain: 'airlock.test', dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0' } });
+    cp = await startControlPlane(config, { logger: createRootLogger({ process: 'control-plane', level: 'error', destination: { write: () => undefined } }) });
+  });
+  afterAll(async () => {
+    await cp.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('lists tokens without secrets and revokes one by id (admin only)', async () => {
+    const created = await call('POST', '/v1/join-tokens', { identity: ID });
+    expect(created.status).toBe(201);
+    const token = String(created.json.token);
+    const id = String(created.json.id);
+
+    const listed = await call('GET', '/v1/join-tokens');
+    expect(listed.status).toBe(200);
+    expect(listed.json.items).toEqual([expect.objectContaining({ id, identity: ID, status: 'unused' })]);
+    expect(JSON.stringify(listed.json)).not.toContain(token);
+
+    const viewer = await call('POST', '/v1/api-tokens', { name: 'ro', role: 'viewer' });
+    const viewerToken = String(viewer.json.token);
+    expect((await call('GET', '/v1/join-tokens', undefined, viewerToken)).status).toBe(403);
+    expect((await call('POST', '/v1/join-tokens/revoke', { id }, viewerToken)).status).toBe(403);
+
+    expect(await call('POST', '/v1/join-tokens/revoke', { id })).toMatchObject({ status: 200, json: { alreadyRevoked: false, token: { id, status: 'revoked' } } });
+    expect((await call('POST', '/v1/join-tokens/revoke', { id: 'ffffffffffffffff' })).status).toBe(404);
+    expect((await call('POST', '/v1/join-tokens/revoke', { id, extra: 1 })).status).toBe(400);
+    expect((await call('GET', '/v1/join-tokens')).json.items).toEqual([expect.objectContaining({ id, status: 'revoked' })]);
+  });
+});

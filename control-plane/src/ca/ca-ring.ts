@@ -1,0 +1,280 @@
+import { X509Certificate } from 'node:crypto';
+import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import type { CaRootRecord, CaRootState, Store } from '../store/store.ts';
+import { CertificateAuthority, splitPem } from './ca.ts';
+
+/** The trust bundle as a file in the data dir, rewritten on every change: what new sidecars take as `--ca-file`. */
+export const TRUST_BUNDLE_FILE = 'trust-bundle.pem';
+
+export interface OperatorCaFiles {
+  /** PEM: the signing CA certificate (e.g. an intermediate from cert-manager), then any intermediates above it. */
+  readonly certFile: string;
+  /** PEM: its RSA private key. */
+  readonly keyFile: string;
+  /** PEM: the root(s) that CA chains to: the trust bundle sidecars are given. */
+  readonly bundleFile: string;
+}
+
+export interface CaRingOptions {
+  readonly dataDir: string;
+  readonly trustDomain: string;
+  readonly store: Store;
+  /** Bring-your-own CA: issue from the operator's CA instead of self-made roots. */
+  readonly operator?: OperatorCaFiles;
+}
+
+export interface RootStatus {
+  readonly id: string;
+  readonly state: CaRootState;
+  readonly subject: string;
+  readonly notAfter: string;
+  readonly createdAt: string;
+  /** SVIDs this root issued that are still valid (what `retire` waits for). */
+  readonly unexpiredSvids: number;
+  readonly lastSvidExpiry: string | undefined;
+}
+
+export interface CaStatus {
+  readonly mode: 'self-made' | 'operator';
+  readonly issuer: string;
+  readonly renewNow: boolean;
+  readonly roots: readonly RootStatus[];
+}
+
+/** What changed: `bundle` (roots trusted) or `issuer` (the CA that signs). */
+export type CaChange = 'bundle' | 'issuer';
+
+interface Root {
+  record: CaRootRecord;
+  ca: CertificateAuthority | undefined;
+}
+
+/**
+ * The roots of the trust domain through a rollover: `prepare` adds a new root to the bundle (not
+ * issuing), `activate` makes it the issuer (the old one stays trusted), `retire` removes an old one
+ * from the bundle once no unexpired SVID it issued remains. State lives in the store; keys in files.
+ * With operator CA files instead, the operator's CA issues, its roots are the bundle, and these
+ * steps are refused (the operator rotates that CA where it is issued).
+ */
+export class CaRing {
+  readonly #o: CaRingOptions;
+  readonly #roots: Root[] = [];
+  readonly #operator: { ca: CertificateAuthority; bundlePem: string } | undefined;
+  readonly #listeners = new Set<(changes: readonly CaChange[]) => void>();
+  #renewHintPem = '';
+
+  private constructor(o: CaRingOptions, operator: { ca: CertificateAuthority; bundlePem: string } | undefined) {
+    this.#o = o;
+    this.#operator = operator;
+  }
+
+  static open(o: CaRingOptions, now = Date.now()): CaRing {
+    if (o.operator !== undefined) {
+      const ring = new CaRing(o, loadOperatorCa(o.trustDomain, o.operator));
+      ring.#writeBundleFile();
+      return ring;
+    }
+    const ring = new CaRing(o, undefined);
+    let records = o.store.listCaRoots();
+    if (records.length === 0) {
+      // First start, or a data dir from before roots were tracked: ca.{pem,key} is the first root.
+      const first = CertificateAuthority.loadOrCreate(o.dataDir, o.trustDomain, new Date(now));
+      o.store.saveCaRoots([{ id: first.id, certPem: first.certPem, keyFile: 'ca.key', state: 'active', createdAt: now, updatedAt: now }]);
+      o.store.assignUnknownIssuer(first.id);
+      records = o.store.listCaRoots();
+    }
+    for (const record of records) {
+      ring.#roots.push({ record, ca: record.state === 'retired' ? undefined : ring.#load(record) });
+    }
+    const active = ring.#roots.filter((r) => r.record.state === 'active');
+    if (active.length !== 1) throw new AirlockError(ErrorCode.Config, `the store holds ${active.length} active roots; exactly one must be active`);
+    ring.#writeBundleFile();
+    return ring;
+  }
+
+  get operatorSupplied(): boolean {
+    return this.#operator !== undefined;
+  }
+
+  /** The CA that signs SVIDs now. */
+  issuing(): CertificateAuthority {
+    if (this.#operator !== undefined) return this.#operator.ca;
+    const active = this.#roots.find((r) => r.record.state === 'active')?.ca;
+    if (active === undefined) throw new AirlockError(ErrorCode.Internal, 'no active root');
+    return active;
+  }
+
+  /** PEM of every root sidecars must trust: active first, then prepared and previous ones. */
+  bundlePem(): string {
+    if (this.#operator !== undefined) return this.#operator.bundlePem;
+    const order: Record<CaRootState, number> = { active: 0, prepared: 1, previous: 2, retired: 3 };
+    return this.#trusted()
+      .sort((a, b) => order[a.record.state] - order[b.record.state])
+      .map((r) => r.record.certPem)
+      .join('');
+  }
+
+  /** The CAs whose signature on a caller's certificate the control plane accepts (those still trusted). */
+  verifiers(): readonly CertificateAuthority[] {
+    if (this.#operator !== undefined) return [this.#operator.ca];
+    return this.#trusted().flatMap((r) => (r.ca === undefined ? [] : [r.ca]));
+  }
+
+  /** PEM of the issuing CA when sidecars were asked to renew at once (`activate --renew-now`), else ''. */
+  renewHintPem(): string {
+    return this.#renewHintPem;
+  }
+
+  onChange(listener: (changes: readonly CaChange[]) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  status(now = Date.now()): CaStatus {
+    if (this.#operator !== undefined) {
+      const ca = this.#operator.ca;
+      return { mode: 'operator', issuer: ca.id, renewNow: false, roots: [this.#statusOf({ id: ca.id, certPem: ca.certPem, keyFile: '', state: 'active', createdAt: 0, updatedAt: 0 }, now)] };
+    }
+    return { mode: 'self-made', issuer: this.issuing().id, renewNow: this.#renewHintPem !== '', roots: this.#roots.map((r) => this.#statusOf(r.record, now)) };
+  }
+
+  /** A new root, added to the bundle (pushed to every sidecar) but not yet issuing. */
+  prepare(now = Date.now()): RootStatus {
+    this.#refuseOperator('prepare');
+    const pending = this.#roots.find((r) => r.record.state === 'prepared');
+    if (pending !== undefined) throw new AirlockError(ErrorCode.Conflict, `root ${pending.record.id} is already prepared: activate it, or retire it to start over`);
+    const { ca, keyPem } = CertificateAuthority.createRoot(this.#o.trustDomain, new Date(now), new Date(now).toISOString());
+    const keyFile = `ca-${ca.id}.key`;
+    const keyPath = join(this.#o.dataDir, keyFile);
+    writeFileSync(keyPath, keyPem, { mode: 0o600, flag: 'wx' });
+    chmodSync(keyPath, 0o600);
+    const record: CaRootRecord = { id: ca.id, certPem: ca.certPem, keyFile, state: 'prepared', createdAt: now, updatedAt: now };
+    this.#o.store.saveCaRoots([record]);
+    this.#roots.push({ record, ca });
+    this.#changed(['bundle']);
+    return this.#statusOf(record, now);
+  }
+
+  /**
+   * The prepared root becomes the issuer; the one issuing until now stays in the bundle as
+   * `previous`. With `renewNow`, sidecars are told to renew at once rather than at half-life.
+   */
+  activate(o: { renewNow: boolean }, now = Date.now()): RootStatus {
+    this.#refuseOperator('activate');
+    const next = this.#roots.find((r) => r.record.state === 'prepared');
+    if (next === undefined) throw new AirlockError(ErrorCode.Conflict, 'no root is prepared: run `airlock ca prepare` first, and let the bundle reach the sidecars');
+    const current = this.#roots.find((r) => r.record.state === 'active');
+    const updates: CaRootRecord[] = [{ ...next.record, state: 'active', updatedAt: now }];
+    if (current !== undefined) updates.push({ ...current.record, state: 'previous', updatedAt: now });
+    this.#o.store.saveCaRoots(updates);
+    next.record = updates[0] ?? next.record;
+    if (current !== undefined) current.record = updates[1] ?? current.record;
+    this.#renewHintPem = o.renewNow ? next.record.certPem : '';
+    this.#changed(['issuer', 'bundle']);
+    return this.#statusOf(next.record, now);
+  }
+
+  /**
+   * Removes roots from the bundle: `id`, or every `previous` root. Refused while one of them has
+   * issued an SVID that is still valid (its holder would be cut off), unless `force`.
+   */
+  retire(o: { id?: string; force: boolean }, now = Date.now()): RootStatus[] {
+    this.#refuseOperator('retire');
+    const wanted = o.id?.toLowerCase();
+    const targets =
+      wanted === undefined
+        ? this.#roots.filter((r) => r.record.state === 'previous')
+        : this.#roots.filter((r) => r.record.id === wanted || (wanted.length >= 8 && r.record.id.startsWith(wanted)));
+    if (wanted !== undefined && targets.length !== 1) {
+      throw new AirlockError(targets.length === 0 ? ErrorCode.NotFound : ErrorCode.BadRequest, targets.length === 0 ? `no root has id ${wanted}` : `several roots have ids starting ${wanted}`);
+    }
+    if (targets.length === 0) throw new AirlockError(ErrorCode.Conflict, 'no previous root to retire (a root stops issuing with `airlock ca activate`)');
+    for (const t of targets) {
+      if (t.record.state === 'active') throw new AirlockError(ErrorCode.Conflict, `root ${t.record.id} is the one issuing; activate another first`);
+      if (t.record.state === 'retired') throw new AirlockError(ErrorCode.Conflict, `root ${t.record.id} is already retired`);
+      const left = this.#o.store.unexpiredCertificatesOf(t.record.id, now);
+      if (left.count > 0 && !o.force) {
+        const until = left.lastNotAfter === undefined ? '' : `; the last expires at ${new Date(left.lastNotAfter).toISOString()}`;
+        throw new AirlockError(ErrorCode.Conflict, `root ${t.record.id} still has ${left.count} unexpired SVID(s) it issued${until}: retire it after that, or with --force (their holders are then refused by every peer)`);
+      }
+    }
+    const updates = targets.map((t) => ({ ...t.record, state: 'retired' as const, updatedAt: now }));
+    this.#o.store.saveCaRoots(updates);
+    for (const [i, t] of targets.entries()) {
+      t.record = updates[i] ?? t.record;
+      t.ca = undefined;
+    }
+    this.#changed(['bundle']);
+    return updates.map((r) => this.#statusOf(r, now));
+  }
+
+  #trusted(): Root[] {
+    return this.#roots.filter((r) => r.record.state !== 'retired');
+  }
+
+  #load(record: CaRootRecord): CertificateAuthority {
+    let keyPem: string;
+    try {
+      keyPem = readFileSync(join(this.#o.dataDir, record.keyFile), 'utf8');
+    } catch (err) {
+      throw new AirlockError(ErrorCode.Config, `cannot read the key of root ${record.id} (${join(this.#o.dataDir, record.keyFile)}): ${errorMessage(err)}`);
+    }
+    return CertificateAuthority.fromPem(this.#o.trustDomain, record.certPem, keyPem);
+  }
+
+  #statusOf(record: CaRootRecord, now: number): RootStatus {
+    const x509 = new X509Certificate(record.certPem);
+    const left = this.#o.store.unexpiredCertificatesOf(record.id, now);
+    return {
+      id: record.id,
+      state: record.state,
+      subject: x509.subject.replace(/\n/g, ', '),
+      notAfter: x509.validToDate.toISOString(),
+      createdAt: new Date(record.createdAt).toISOString(),
+      unexpiredSvids: left.count,
+      lastSvidExpiry: left.lastNotAfter === undefined ? undefined : new Date(left.lastNotAfter).toISOString(),
+    };
+  }
+
+  #refuseOperator(step: string): void {
+    if (this.#operator !== undefined) {
+      throw new AirlockError(ErrorCode.Conflict, `the CA is supplied by the operator (caCertFile): ${step} it where it is issued (e.g. cert-manager) and restart with the new files`);
+    }
+  }
+
+  #changed(changes: readonly CaChange[]): void {
+    this.#writeBundleFile();
+    for (const l of this.#listeners) l(changes);
+  }
+
+  /** Written then renamed, so a sidecar starting meanwhile never reads half a bundle. */
+  #writeBundleFile(): void {
+    const path = join(this.#o.dataDir, TRUST_BUNDLE_FILE);
+    writeFileSync(`${path}.tmp`, this.bundlePem(), { mode: 0o644 });
+    renameSync(`${path}.tmp`, path);
+  }
+}
+
+function loadOperatorCa(trustDomain: string, files: OperatorCaFiles): { ca: CertificateAuthority; bundlePem: string } {
+  const read = (what: string, path: string): string => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new AirlockError(ErrorCode.Config, `${what}: cannot read ${path}: ${errorMessage(err)}`);
+    }
+  };
+  const ca = CertificateAuthority.fromOperator(trustDomain, read('caCertFile', files.certFile), read('caKeyFile', files.keyFile));
+  const roots = splitPem(read('caBundleFile', files.bundleFile));
+  if (roots.length === 0) throw new AirlockError(ErrorCode.Config, `caBundleFile: ${files.bundleFile} holds no PEM certificate`);
+  // The top of the chain we send must be signed by (or be) a root of the bundle, or no peer could verify it.
+  const chain = splitPem(ca.chainPem).map((p) => new X509Certificate(p));
+  const top = chain[chain.length - 1] ?? ca.x509;
+  const anchored = roots.some((pem) => {
+    const root = new X509Certificate(pem);
+    return root.fingerprint256 === top.fingerprint256 || (top.checkIssued(root) && top.verify(root.publicKey));
+  });
+  if (!anchored) throw new AirlockError(ErrorCode.Config, `caCertFile: ${files.certFile} does not chain to a root in caBundleFile ${files.bundleFile}`);
+  return { ca, bundlePem: roots.join('') };
+}

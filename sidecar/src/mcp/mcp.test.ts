@@ -1,0 +1,126 @@
+import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { boundPort, closeServer, listen } from '@airlock/common/net';
+import { parseMcpMessage, readMcpRequest, type McpRead } from './read-request.ts';
+import { filterToolsListBody } from './tools-list.ts';
+
+const rpc = (o: Record<string, unknown>): Buffer => Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 1, ...o }));
+
+describe('parseMcpMessage', () => {
+  it('reads the method, and the tool of a tools/call', () => {
+    expect(parseMcpMessage(rpc({ method: 'tools/call', params: { name: 'search_web', arguments: { q: 'x' } } }))).toEqual({ method: 'tools/call', tool: 'search_web', id: 1 });
+    expect(parseMcpMessage(rpc({ method: 'tools/list' }))).toEqual({ method: 'tools/list', tool: '', id: 1 });
+    expect(parseMcpMessage(Buffer.from('{"jsonrpc":"2.0","method":"notifications/initialized"}'))).toEqual({ method: 'notifications/initialized', tool: '', id: undefined });
+  });
+
+  it.each([
+    ['{"jsonrpc":"2.0","method":', /not valid JSON/],
+    ['[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}]', /batches/],
+    ['"tools/call"', /not a JSON-RPC object/],
+    ['{"jsonrpc":"1.0","id":1,"method":"tools/list"}', /not JSON-RPC 2.0/],
+    ['{"jsonrpc":"2.0","id":1,"result":{}}', /no method/],
+    ['{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}', /params.name/],
+    ['{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}', /params.name/],
+    [`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"${'a'.repeat(300)}"}}`, /longer than/],
+  ])('says why %s is not a readable request', (body, why) => {
+    const m = parseMcpMessage(Buffer.from(body));
+    expect('unreadable' in m && m.unreadable).toMatch(why);
+  });
+});
+
+describe('readMcpRequest', () => {
+  let server: Server;
+  let port: number;
+  let handle: (req: IncomingMessage) => Promise<McpRead>;
+  const seen: { read: McpRead; forwarded: string }[] = [];
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      void (async () => {
+        const read = await handle(req);
+        // What would be sent on: the body as given, or the request itself.
+        const source: Readable | Buffer = read.body ?? req;
+        const chunks: Buffer[] = [];
+        if (source instanceof Buffer) chunks.push(source);
+        else for await (const c of source) chunks.push(c as Buffer);
+        seen.push({ read, forwarded: Buffer.concat(chunks).toString() });
+        res.end('ok');
+      })();
+    });
+    await listen(server, { host: '127.0.0.1', port: 0 });
+    port = boundPort(server);
+  });
+  afterAll(async () => closeServer(server));
+
+  const send = (method: string, body: string, headers: Record<string, string>, chunked = false): Promise<{ read: McpRead; forwarded: string }> =>
+    new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, method, path: '/mcp', headers, agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(seen.at(-1) as { read: McpRead; forwarded: string }));
+      });
+      req.on('error', reject);
+      if (chunked) {
+        // Several writes without Content-Length: chunked, read across chunks.
+        for (let i = 0; i < body.length; i += 1000) req.write(body.slice(i, i + 1000));
+        req.end();
+      } else {
+        req.end(body);
+      }
+    });
+
+  it('reads a small JSON-RPC body and forwards the same bytes', async () => {
+    handle = (req) => readMcpRequest(req, 1024);
+    const body = rpc({ method: 'tools/call', params: { name: 'search_web' } }).toString();
+    const r = await send('POST', body, { 'content-type': 'application/json; charset=utf-8' });
+    expect(r.read.message).toEqual({ method: 'tools/call', tool: 'search_web', id: 1 });
+    expect(r.forwarded).toBe(body);
+  });
+
+  it('marks a larger body unreadable (declared or chunked) and still forwards it whole', async () => {
+    handle = (req) => readMcpRequest(req, 1024);
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'x', arguments: { pad: 'p'.repeat(5000) } } });
+    for (const chunked of [false, true]) {
+      const r = await send('POST', body, { 'content-type': 'application/json' }, chunked);
+      expect(r.read.message).toEqual({ unreadable: 'the body is larger than 1024 bytes' });
+      expect(r.forwarded).toBe(body);
+    }
+  });
+
+  it('does not read other content types or methods', async () => {
+    handle = (req) => readMcpRequest(req, 1024);
+    const r = await send('POST', 'hello', { 'content-type': 'text/plain' });
+    expect(r.read).toEqual({ message: { unreadable: 'content-type is "text/plain", not application/json' }, body: undefined });
+    expect(r.forwarded).toBe('hello');
+    const g = await send('PUT', '{}', { 'content-type': 'application/json' });
+    expect(g.read).toEqual({ message: undefined, body: undefined });
+  });
+});
+
+describe('filterToolsListBody', () => {
+  const list = { jsonrpc: '2.0', id: 7, result: { tools: [{ name: 'search_web', description: 'd' }, { name: 'delete_all' }, { name: 'search_news' }, { description: 'no name' }], nextCursor: 'c' } };
+  const allow = (names: readonly string[]): Promise<ReadonlySet<string>> => Promise.resolve(new Set(names.filter((n) => n.startsWith('search_'))));
+
+  it('keeps only the allowed tools of a JSON answer, and everything else of it', async () => {
+    const out = JSON.parse((await filterToolsListBody('application/json', Buffer.from(JSON.stringify(list)), allow)).toString()) as typeof list;
+    expect(out).toEqual({ jsonrpc: '2.0', id: 7, result: { tools: [{ name: 'search_web', description: 'd' }, { name: 'search_news' }], nextCursor: 'c' } });
+  });
+
+  it('filters the tools/list result inside an event stream and leaves other events alone', async () => {
+    const note = { jsonrpc: '2.0', method: 'notifications/progress', params: {} };
+    const sse = `event: message\ndata: ${JSON.stringify(note)}\n\nevent: message\nid: 2\ndata: ${JSON.stringify(list)}\n\n`;
+    const out = (await filterToolsListBody('text/event-stream', Buffer.from(sse), allow)).toString();
+    const events = out.split('\n\n').filter((e) => e !== '');
+    expect(events[0]).toBe(`event: message\ndata: ${JSON.stringify(note)}`);
+    expect(events[1]).toMatch(/^event: message\nid: 2\ndata: /);
+    const data = JSON.parse((events[1] ?? '').split('\ndata: ')[1] ?? '') as typeof list;
+    expect(data.result.tools.map((t) => t.name)).toEqual(['search_web', 'search_news']);
+  });
+
+  it('passes an error answer unchanged and refuses what it cannot read', async () => {
+    const err = Buffer.from('{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"nope"}}');
+    expect((await filterToolsListBody('application/json', err, allow)).equals(err)).toBe(true);
+    await expect(filterToolsListBody('application/json', Buffer.from('{'), allow)).rejects.toThrow(/cannot be filtered/);
+    await expect(filterToolsListBody('text/html', Buffer.from('<p>'), allow)).rejects.toThrow(/cannot be filtered/);
+  });
+});

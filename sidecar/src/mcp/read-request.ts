@@ -1,0 +1,117 @@
+import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import type { McpMessage } from '../authz/authorizer.ts';
+
+export const DEFAULT_MCP_MAX_BODY_BYTES = 64 * 1024;
+/** Longer method or tool names are not MCP as anyone writes it; refusing them bounds what is sent on. */
+const MAX_NAME_LENGTH = 256;
+
+export interface McpRead {
+  /** The MCP message of a POST, or why it could not be read; undefined for other methods. */
+  readonly message: McpMessage | undefined;
+  /**
+   * What to send on as the request body: the bytes read (the whole body), or those followed by the
+   * rest of the stream when only a prefix was read; undefined when nothing was read (send `req`).
+   */
+  readonly body: Buffer | Readable | undefined;
+}
+
+/**
+ * Reads a bounded prefix of a POST body with content-type application/json and extracts the
+ * JSON-RPC method and, for `tools/call`, the tool name, so rules can judge the MCP call. The body
+ * is sent on unchanged either way. A body that cannot be judged says why (larger than the limit,
+ * not JSON, not a JSON-RPC request): rules on MCP never allow it.
+ */
+export async function readMcpRequest(req: IncomingMessage, maxBytes: number): Promise<McpRead> {
+  if (req.method !== 'POST') return { message: undefined, body: undefined };
+  const type = mediaType(req.headers['content-type']);
+  if (type !== 'application/json') {
+    return { message: { unreadable: `content-type is ${type === '' ? 'missing' : `"${type.slice(0, 100)}"`}, not application/json` }, body: undefined };
+  }
+  const tooLarge = { unreadable: `the body is larger than ${maxBytes} bytes` };
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (declared > maxBytes) return { message: tooLarge, body: undefined };
+  const { prefix, complete } = await readPrefix(req, maxBytes);
+  if (!complete) return { message: tooLarge, body: Readable.from(replay(prefix, req), { objectMode: false }) };
+  return { message: parseMcpMessage(prefix), body: prefix };
+}
+
+/** The JSON-RPC request in a body, or why there is none. */
+export function parseMcpMessage(body: Buffer): McpMessage {
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch {
+    return { unreadable: 'the body is not valid JSON' };
+  }
+  if (Array.isArray(value)) return { unreadable: 'JSON-RPC batches are not supported' };
+  if (!isObject(value)) return { unreadable: 'the body is not a JSON-RPC object' };
+  if (value.jsonrpc !== '2.0') return { unreadable: 'the body is not JSON-RPC 2.0 ("jsonrpc" is not "2.0")' };
+  const method = value.method;
+  if (typeof method !== 'string' || method === '') return { unreadable: 'the JSON-RPC message has no method (not a request or notification)' };
+  if (method.length > MAX_NAME_LENGTH) return { unreadable: `the JSON-RPC method is longer than ${MAX_NAME_LENGTH} characters` };
+  let tool = '';
+  if (method === 'tools/call') {
+    const name = isObject(value.params) ? value.params.name : undefined;
+    if (typeof name !== 'string' || name === '') return { unreadable: 'tools/call without a tool name (params.name)' };
+    if (name.length > MAX_NAME_LENGTH) return { unreadable: `the tool name is longer than ${MAX_NAME_LENGTH} characters` };
+    tool = name;
+  }
+  return { method, tool, id: value.id };
+}
+
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** `application/json; charset=utf-8` → `application/json`. */
+export function mediaType(header: string | string[] | undefined): string {
+  const v = Array.isArray(header) ? (header[0] ?? '') : (header ?? '');
+  return (v.split(';')[0] ?? '').trim().toLowerCase();
+}
+
+/** Reads until the end or until more than `max` bytes arrived, then leaves the rest unread (paused). */
+function readPrefix(req: IncomingMessage, max: number): Promise<{ prefix: Buffer; complete: boolean }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size > max) {
+        cleanup();
+        req.pause();
+        resolve({ prefix: Buffer.concat(chunks), complete: false });
+      }
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve({ prefix: Buffer.concat(chunks), complete: true });
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(new AirlockError(ErrorCode.BadRequest, `the request body could not be read: ${err.message}`, { cause: err }));
+    };
+    const onClose = (): void => {
+      if (req.readableEnded) return;
+      cleanup();
+      reject(new AirlockError(ErrorCode.BadRequest, 'the request body ended early'));
+    };
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onError);
+    req.once('close', onClose);
+  });
+}
+
+async function* replay(prefix: Buffer, rest: IncomingMessage): AsyncGenerator<Buffer> {
+  yield prefix;
+  for await (const chunk of rest) yield chunk as Buffer;
+}
