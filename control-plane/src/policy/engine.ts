@@ -1,6 +1,8 @@
 import type { SpiffeId } from '@airlock/common/spiffe';
 import { normalizePath } from './path.ts';
-import type { PolicyDoc, PolicyDocuments, SegmentDoc } from './types.ts';
+import { globToRegExp } from './glob.ts';
+import { SegmentIndex } from './segment-index.ts';
+import type { PolicyDoc, PolicyDocuments } from './types.ts';
 
 /** What a decision is about, after the caller's identity checks. */
 export interface DecisionInput {
@@ -56,12 +58,6 @@ interface CompiledPolicy {
   readonly rules: readonly CompiledRule[];
 }
 
-interface CompiledSegment {
-  readonly name: string;
-  readonly namespace: RegExp;
-  readonly serviceAccounts: readonly RegExp[];
-}
-
 /**
  * Segments and policies compiled once into a lookup by source segment. Evaluation:
  * - a matching enforced deny wins;
@@ -73,13 +69,13 @@ interface CompiledSegment {
 export class PolicyEngine {
   readonly trustDomain: string;
   readonly version: number;
-  readonly #segments: readonly CompiledSegment[];
+  readonly #segments: SegmentIndex;
   readonly #bySourceSegment: ReadonlyMap<string, readonly CompiledPolicy[]>;
 
   constructor(docs: PolicyDocuments, trustDomain: string, version = 0) {
     this.trustDomain = trustDomain;
     this.version = version;
-    this.#segments = docs.segments.map(compileSegment);
+    this.#segments = new SegmentIndex(docs.segments);
     const index = new Map<string, CompiledPolicy[]>();
     docs.policies.forEach((doc, order) => {
       const compiled = compilePolicy(doc, order);
@@ -99,7 +95,7 @@ export class PolicyEngine {
   /** Names of the segments an identity belongs to. */
   segmentsOf(id: SpiffeId): string[] {
     if (id.trustDomain !== this.trustDomain) return [];
-    return this.#segments.filter((s) => s.namespace.test(id.namespace) && s.serviceAccounts.some((g) => g.test(id.serviceAccount))).map((s) => s.name);
+    return this.#segments.segmentsOf(id);
   }
 
   evaluate(input: DecisionInput): PolicyDecision {
@@ -222,14 +218,6 @@ function matchingRule(p: CompiledPolicy, method: string, path: string | undefine
 function normalizeHost(host: string): string {
   const h = host.toLowerCase();
   return h.endsWith('.') ? h.slice(0, -1) : h;
-}
-
-function globToRegExp(glob: string): RegExp {
-  return new RegExp(`^${glob.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\-]/g, '\\$&')).join('.*')}$`);
-}
-
-function compileSegment(s: SegmentDoc): CompiledSegment {
-  return { name: s.name, namespace: globToRegExp(s.namespace ?? '*'), serviceAccounts: s.serviceAccounts.map(globToRegExp) };
 }
 
 function compilePolicy(p: PolicyDoc, order: number): CompiledPolicy {
