@@ -1,8 +1,8 @@
-import { parseFlags, UsageError } from '../args.ts';
-import { resolveCredentials } from '../credentials.ts';
+import { UsageError } from '../args.ts';
+import { credentialsOf, formatTable, outputOf, parseAdminFlags, print } from '../admin-command.ts';
 import { adminGet, adminPost } from '../admin-client.ts';
 
-const HELP = `Usage: airlock ca status|prepare|activate|retire [flags] [-o text|json] [--server URL] [--credentials FILE]
+const HELP = `Usage: airlock ca status|prepare|activate|retire [flags] [-o table|json|yaml] [--server URL] [--credentials FILE]
 
 Rolls the trust domain to a new root with no failed call:
 
@@ -35,22 +35,15 @@ interface CaStatus {
 }
 
 function table(status: CaStatus): string {
-  const rows = [['ROOT', 'STATE', 'NOT AFTER', 'UNEXPIRED SVIDS', 'LAST SVID EXPIRY']];
-  for (const r of status.roots) rows.push([r.id.slice(0, 16), r.state, r.notAfter, String(r.unexpiredSvids), r.lastSvidExpiry ?? '-']);
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? [];
-  const lines = rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
-  return [`mode: ${status.mode}${status.renewNow ? ' (sidecars asked to renew now)' : ''}`, ...lines].join('\n');
+  const rows = status.roots.map((r) => [r.id.slice(0, 16), r.state, r.notAfter, String(r.unexpiredSvids), r.lastSvidExpiry ?? '-']);
+  return `mode: ${status.mode}${status.renewNow ? ' (sidecars asked to renew now)' : ''}\n${formatTable(['ROOT', 'STATE', 'NOT AFTER', 'UNEXPIRED SVIDS', 'LAST SVID EXPIRY'], rows)}`;
 }
 
 export async function runCa(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    help: { type: 'boolean', short: 'h' },
+  const { values, positionals } = parseAdminFlags(argv, {
     'renew-now': { type: 'boolean' },
     root: { type: 'string' },
     force: { type: 'boolean' },
-    output: { type: 'string', short: 'o' },
-    server: { type: 'string' },
-    credentials: { type: 'string' },
   });
   if (values.help === true) {
     console.log(HELP);
@@ -62,17 +55,11 @@ export async function runCa(argv: string[]): Promise<number> {
   }
   if (values['renew-now'] !== undefined && verb !== 'activate') throw new UsageError('--renew-now goes with `activate`');
   if ((values.root !== undefined || values.force !== undefined) && verb !== 'retire') throw new UsageError('--root and --force go with `retire`');
-  const output = values.output ?? 'text';
-  if (output !== 'text' && output !== 'json') throw new UsageError(`-o must be text or json, got "${String(output)}"`);
-  const creds = resolveCredentials({
-    env: process.env,
-    cwd: process.cwd(),
-    ...(typeof values.credentials === 'string' ? { credentials: values.credentials } : {}),
-    ...(typeof values.server === 'string' ? { server: values.server } : {}),
-  });
+  const output = outputOf(values.output);
+  const creds = credentialsOf(values);
   if (verb === 'status') {
     const status = (await adminGet(creds, '/v1/ca')) as CaStatus;
-    console.log(output === 'json' ? JSON.stringify(status) : table(status));
+    print(output, status, () => table(status));
     return 0;
   }
   const body =
@@ -80,11 +67,10 @@ export async function runCa(argv: string[]): Promise<number> {
     : verb === 'retire' ? { ...(typeof values.root === 'string' ? { id: values.root } : {}), force: values.force === true }
     : {};
   const result = (await adminPost(creds, `/v1/ca/${verb}`, body)) as { roots: RootStatus[]; status: CaStatus };
-  if (output === 'json') console.log(JSON.stringify(result));
-  else {
+  print(output, result, () => {
     const ids = result.roots.map((r) => r.id.slice(0, 16)).join(', ');
     const what = { prepare: 'prepared (in the bundle, not issuing)', activate: 'active (issuing)', retire: 'retired (removed from the bundle)' }[verb as 'prepare' | 'activate' | 'retire'];
-    console.log(`root ${ids} ${what}\n${table(result.status)}`);
-  }
+    return `root ${ids} ${what}\n${table(result.status)}`;
+  });
   return 0;
 }

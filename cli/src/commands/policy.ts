@@ -1,15 +1,13 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments, stringify } from 'yaml';
+import { parseAllDocuments } from 'yaml';
 import { parsePolicyBundle } from '@airlock/control-plane/policy';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { adminDelete, adminGet, adminPost } from '../admin-client.ts';
 import { parseFlags, UsageError } from '../args.ts';
-import { resolveCredentials, type AdminCredentials } from '../credentials.ts';
+import { ADMIN_COMMAND_HELP, credentialsOf, formatTable, outputOf, parseAdminFlags, print } from '../admin-command.ts';
 
-const COMMON = `Output: -o table (default, for people) | json | yaml (for scripts).
-Credentials: --credentials FILE / AIRLOCK_CREDENTIALS, else .airlock/credentials.json found from the
-working directory upward (the demo writes it); --server URL / AIRLOCK_SERVER overrides the server.
+const COMMON = `${ADMIN_COMMAND_HELP}
 Exit codes: 0 ok; 1 runtime failure or refused (unreachable, 401, 403, 404, 409); 2 bad usage or an
 invalid policy (nothing was changed); 3 \`diff\` found changes.`;
 
@@ -24,8 +22,6 @@ export const POLICY_HELP: Readonly<Record<string, string>> = {
   validate: 'Usage: airlock validate -f FILE|DIR\n\nChecks documents offline, with every problem as file:line:col. Exit 0 valid, 2 invalid.',
 };
 
-type Output = 'table' | 'json' | 'yaml';
-
 interface Change {
   kind: string;
   name: string;
@@ -36,44 +32,6 @@ interface ChangeResult {
   version: number;
   changed: boolean;
   changes: Change[];
-}
-
-function flags(argv: string[], extra: Parameters<typeof parseFlags>[1] = {}): ReturnType<typeof parseFlags> {
-  return parseFlags(argv, {
-    help: { type: 'boolean', short: 'h' },
-    output: { type: 'string', short: 'o' },
-    server: { type: 'string' },
-    credentials: { type: 'string' },
-    ...extra,
-  });
-}
-
-function outputOf(v: unknown): Output {
-  if (v === undefined) return 'table';
-  if (v !== 'table' && v !== 'json' && v !== 'yaml') throw new UsageError(`-o must be table, json or yaml, got "${typeof v === 'string' ? v : 'a flag'}"`);
-  return v;
-}
-
-function creds(values: Record<string, unknown>): AdminCredentials {
-  return resolveCredentials({
-    env: process.env,
-    cwd: process.cwd(),
-    ...(typeof values.credentials === 'string' ? { credentials: values.credentials } : {}),
-    ...(typeof values.server === 'string' ? { server: values.server } : {}),
-  });
-}
-
-function print(output: Output, data: unknown, table: () => string): void {
-  if (output === 'json') console.log(JSON.stringify(data, null, 2));
-  else if (output === 'yaml') process.stdout.write(stringify(data));
-  else console.log(table());
-}
-
-/** Columns padded to their widest cell. */
-export function formatTable(head: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
-  return [line(head), ...rows.map(line)].join('\n');
 }
 
 /** The files of -f: one file, or the .yaml/.yml files of a directory in name order. */
@@ -111,31 +69,31 @@ function helpOr(name: string, values: Record<string, unknown>): boolean {
 }
 
 export async function runApply(argv: string[]): Promise<number> {
-  const { values } = flags(argv, { file: { type: 'string', short: 'f' } });
+  const { values } = parseAdminFlags(argv, { file: { type: 'string', short: 'f' } });
   if (helpOr('apply', values)) return 0;
   const output = outputOf(values.output);
   const body = bundle(values.file);
-  const r = (await adminPost(creds(values), '/v1/policy/apply', body)) as ChangeResult;
+  const r = (await adminPost(credentialsOf(values), '/v1/policy/apply', body)) as ChangeResult;
   print(output, r, () => (r.changed ? `applied: policy version ${r.version}\n${changesTable(r)}` : `unchanged: policy version ${r.version}`));
   return 0;
 }
 
 export async function runDiff(argv: string[]): Promise<number> {
-  const { values } = flags(argv, { file: { type: 'string', short: 'f' } });
+  const { values } = parseAdminFlags(argv, { file: { type: 'string', short: 'f' } });
   if (helpOr('diff', values)) return 0;
   const output = outputOf(values.output);
-  const r = (await adminPost(creds(values), '/v1/policy/diff', bundle(values.file))) as { version: number; changes: Change[] };
+  const r = (await adminPost(credentialsOf(values), '/v1/policy/diff', bundle(values.file))) as { version: number; changes: Change[] };
   print(output, r, () => `against policy version ${r.version}:\n${changesTable(r)}`);
   return r.changes.length === 0 ? 0 : 3;
 }
 
 export async function runGet(argv: string[]): Promise<number> {
-  const { values, positionals } = flags(argv, { version: { type: 'string' } });
+  const { values, positionals } = parseAdminFlags(argv, { version: { type: 'string' } });
   if (helpOr('get', values)) return 0;
   const output = outputOf(values.output);
   const [what, name, ...more] = positionals;
   if (more.length > 0) throw new UsageError(`unexpected argument "${more[0] ?? ''}"`);
-  const c = creds(values);
+  const c = credentialsOf(values);
   if (what === 'agents') {
     const r = (await adminGet(c, '/v1/agents')) as { items: { spiffeId: string; inboundAddress: string; updatedAt: number }[] };
     print(output, r.items, () => formatTable(['SPIFFE ID', 'INBOUND', 'UPDATED'], r.items.map((a) => [a.spiffeId, a.inboundAddress, new Date(a.updatedAt).toISOString()])));
@@ -160,22 +118,22 @@ export async function runGet(argv: string[]): Promise<number> {
 }
 
 export async function runDelete(argv: string[]): Promise<number> {
-  const { values, positionals } = flags(argv);
+  const { values, positionals } = parseAdminFlags(argv);
   if (helpOr('delete', values)) return 0;
   const output = outputOf(values.output);
   const [what, name, ...more] = positionals;
   const plural = what === 'segment' || what === 'segments' ? 'segments' : what === 'policy' || what === 'policies' ? 'policies' : undefined;
   if (plural === undefined || name === undefined || more.length > 0) throw new UsageError('expected `airlock delete segment|policy NAME`');
-  const r = (await adminDelete(creds(values), `/v1/${plural}/${encodeURIComponent(name)}`)) as ChangeResult;
+  const r = (await adminDelete(credentialsOf(values), `/v1/${plural}/${encodeURIComponent(name)}`)) as ChangeResult;
   print(output, r, () => `deleted: policy version ${r.version}\n${changesTable(r)}`);
   return 0;
 }
 
 export async function runHistory(argv: string[]): Promise<number> {
-  const { values } = flags(argv);
+  const { values } = parseAdminFlags(argv);
   if (helpOr('history', values)) return 0;
   const output = outputOf(values.output);
-  const r = (await adminGet(creds(values), '/v1/policy/history')) as { versions: { version: number; createdAt: number; actor: string; action: string; summary: string }[] };
+  const r = (await adminGet(credentialsOf(values), '/v1/policy/history')) as { versions: { version: number; createdAt: number; actor: string; action: string; summary: string }[] };
   print(output, r.versions, () =>
     formatTable(['VERSION', 'CREATED', 'BY', 'ACTION', 'SUMMARY'], r.versions.map((v) => [String(v.version), new Date(v.createdAt).toISOString(), v.actor, v.action, v.summary])),
   );
@@ -183,22 +141,22 @@ export async function runHistory(argv: string[]): Promise<number> {
 }
 
 export async function runRollback(argv: string[]): Promise<number> {
-  const { values } = flags(argv, { to: { type: 'string' } });
+  const { values } = parseAdminFlags(argv, { to: { type: 'string' } });
   if (helpOr('rollback', values)) return 0;
   const output = outputOf(values.output);
   if (typeof values.to !== 'string' || !/^\d{1,9}$/.test(values.to)) throw new UsageError('--to N (a version number) is required');
-  const r = (await adminPost(creds(values), '/v1/policy/rollback', { to: Number(values.to) })) as ChangeResult;
+  const r = (await adminPost(credentialsOf(values), '/v1/policy/rollback', { to: Number(values.to) })) as ChangeResult;
   print(output, r, () => (r.changed ? `rolled back: policy version ${r.version} has the documents of version ${values.to as string}\n${changesTable(r)}` : `unchanged: version ${r.version} already has them`));
   return 0;
 }
 
 export async function runExplain(argv: string[]): Promise<number> {
-  const { values } = flags(argv, { from: { type: 'string' }, to: { type: 'string' }, method: { type: 'string' }, path: { type: 'string' }, tool: { type: 'string' } });
+  const { values } = parseAdminFlags(argv, { from: { type: 'string' }, to: { type: 'string' }, method: { type: 'string' }, path: { type: 'string' }, tool: { type: 'string' } });
   if (helpOr('explain', values)) return 0;
   const tool = typeof values.tool === 'string' ? values.tool : undefined;
   const output = outputOf(values.output);
   if (typeof values.from !== 'string' || typeof values.to !== 'string') throw new UsageError('--from SPIFFE-ID and --to HOST[:PORT] are required');
-  const r = (await adminPost(creds(values), '/v1/explain', {
+  const r = (await adminPost(credentialsOf(values), '/v1/explain', {
     from: values.from,
     to: values.to,
     method: typeof values.method === 'string' ? values.method : tool === undefined ? 'GET' : 'POST',

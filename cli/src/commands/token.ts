@@ -1,13 +1,13 @@
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { duration } from '@airlock/common/config';
 import { errorMessage } from '@airlock/common/errors';
-import { parseFlags, UsageError } from '../args.ts';
-import { resolveCredentials } from '../credentials.ts';
+import { UsageError } from '../args.ts';
+import { credentialsOf, formatTable, outputOf, parseAdminFlags, print } from '../admin-command.ts';
 import { adminGet, adminPost } from '../admin-client.ts';
 
-const HELP = `Usage: airlock token create --identity spiffe://<td>/ns/<ns>/sa/<sa> [--ttl 1h] [-o text|json]
-       airlock token list [-o text|json]
-       airlock token revoke ID [-o text|json]
+const HELP = `Usage: airlock token create --identity spiffe://<td>/ns/<ns>/sa/<sa> [--ttl 1h] [-o table|json|yaml]
+       airlock token list [-o table|json|yaml]
+       airlock token revoke ID [-o table|json|yaml]
        (each also takes [--server URL] [--credentials FILE])
 
 create: a one-time join token bound to one SPIFFE ID. Start the sidecar with it in
@@ -34,47 +34,29 @@ interface TokenSummary {
   usedAt?: string;
 }
 
-function tokenTable(items: readonly TokenSummary[]): string {
-  const rows = [['ID', 'STATUS', 'EXPIRES', 'IDENTITY'], ...items.map((t) => [t.id, t.status, t.expiresAt, t.identity])];
-  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (i < 3 ? c.padEnd(widths[i] ?? 0) : c)).join('  ')).join('\n');
-}
-
 export async function runToken(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    help: { type: 'boolean', short: 'h' },
+  const { values, positionals } = parseAdminFlags(argv, {
     identity: { type: 'string' },
     ttl: { type: 'string' },
-    output: { type: 'string', short: 'o' },
-    server: { type: 'string' },
-    credentials: { type: 'string' },
   });
   if (values.help === true) {
     console.log(HELP);
     return 0;
   }
   const [verb, arg, ...extra] = positionals;
-  const output = values.output ?? 'text';
-  if (output !== 'text' && output !== 'json') throw new UsageError(`-o must be text or json, got "${String(output)}"`);
-  const creds = (): ReturnType<typeof resolveCredentials> =>
-    resolveCredentials({
-      env: process.env,
-      cwd: process.cwd(),
-      ...(typeof values.credentials === 'string' ? { credentials: values.credentials } : {}),
-      ...(typeof values.server === 'string' ? { server: values.server } : {}),
-    });
+  const output = outputOf(values.output);
+  const creds = (): ReturnType<typeof credentialsOf> => credentialsOf(values);
   if (verb === 'list' || verb === 'revoke') {
     if (values.identity !== undefined || values.ttl !== undefined) throw new UsageError(`--identity and --ttl go with \`token create\``);
     if (verb === 'list') {
       if (arg !== undefined) throw new UsageError('expected `airlock token list`');
       const { items } = (await adminGet(creds(), '/v1/join-tokens')) as { items: TokenSummary[] };
-      console.log(output === 'json' ? JSON.stringify(items) : tokenTable(items));
+      print(output, items, () => formatTable(['ID', 'STATUS', 'EXPIRES', 'IDENTITY'], items.map((t) => [t.id, t.status, t.expiresAt, t.identity])));
       return 0;
     }
     if (arg === undefined || extra.length > 0) throw new UsageError('expected `airlock token revoke <id>` (ids from `airlock token list`)');
     const result = (await adminPost(creds(), '/v1/join-tokens/revoke', { id: arg })) as { token: TokenSummary; alreadyRevoked: boolean };
-    if (output === 'json') console.log(JSON.stringify(result));
-    else console.log(`join token ${result.token.id} for ${result.token.identity} ${result.alreadyRevoked ? 'was already revoked' : 'revoked'}`);
+    print(output, result, () => `join token ${result.token.id} for ${result.token.identity} ${result.alreadyRevoked ? 'was already revoked' : 'revoked'}`);
     return 0;
   }
   if (verb !== 'create' || arg !== undefined) throw new UsageError('expected `airlock token create|list|revoke`');
@@ -92,7 +74,7 @@ export async function runToken(argv: string[]): Promise<number> {
     identity: values.identity,
     ttlSeconds: Math.ceil(ttlMs / 1000),
   })) as CreatedToken;
-  if (output === 'json') console.log(JSON.stringify(created));
+  if (output !== 'table') print(output, created, () => '');
   else {
     // Only the token on stdout, so `$(airlock token create …)` captures exactly it.
     console.log(created.token);
