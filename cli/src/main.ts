@@ -5,6 +5,7 @@ import { runSidecar } from './commands/sidecar.ts';
 import { runDemo } from './commands/demo.ts';
 import { runToken } from './commands/token.ts';
 import { runApiToken } from './commands/api-token.ts';
+import { runAdminCert } from './commands/admin-cert.ts';
 import { runApply, runDelete, runDiff, runExplain, runGet, runHistory, runRollback, runValidate } from './commands/policy.ts';
 import { runAgent } from './commands/agent.ts';
 import { runCa } from './commands/ca.ts';
@@ -31,6 +32,7 @@ Commands:
   explain         the decision for a call, without traffic (--from ID --to HOST[:PORT] --method M --path P)
   validate -f F   check policy documents offline
   api-token create  create a role-bound admin API token (admin)
+  admin-cert create an admin client certificate for the gRPC AdminService (admin)
   version         print the version
 
 Run \`airlock <command> --help\` for the flags of a command.
@@ -44,6 +46,7 @@ const commands: Record<string, Command> = {
   sidecar: runSidecar,
   token: runToken,
   'api-token': runApiToken,
+  'admin-cert': runAdminCert,
   apply: runApply,
   diff: runDiff,
   get: runGet,

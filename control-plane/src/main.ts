@@ -9,6 +9,7 @@ import type { Registry } from 'prom-client';
 import { readFileSync } from 'node:fs';
 import { createRequireRole } from './api/admin-auth.ts';
 import { joinTokenRoute } from './api/admin-routes.ts';
+import { adminCertRoute } from './api/admin-cert-route.ts';
 import { policyRoutes } from './api/policy-routes.ts';
 import { StaticCertificateProvider } from './api/certificate-provider.ts';
 import { startGrpcServer, type RunningGrpcServer } from './api/grpc-server.ts';
@@ -21,7 +22,7 @@ import { caRoutes } from './api/ca-routes.ts';
 import { joinTokenAdminRoutes } from './api/join-token-admin-routes.ts';
 import { Revocations } from './ca/revocations.ts';
 import { revokeRoute } from './api/revoke-route.ts';
-import { startKubernetesAttestation } from './attestation/kubernetes-token.ts';
+import { startKubernetesAttestation } from './attestation/kubernetes-attestation.ts';
 import type { ControlPlaneConfig } from './config/config.ts';
 import { createControlPlaneMetrics } from './monitoring/metrics.ts';
 import { loadPolicyFile } from './policy/load.ts';
@@ -32,6 +33,8 @@ export type { ControlPlaneConfig } from './config/config.ts';
 
 /** Lifetime of the control plane's own serving certificate; it is reissued at half life. */
 const SERVING_CERT_TTL_MS = 24 * 3_600_000;
+/** How often a stored `ca activate --renew-now` request is checked for completion. */
+const RENEW_NOW_CHECK_MS = 10_000;
 
 export interface RunningControlPlane {
   /** The bound ports (tests listen on port 0). */
@@ -119,10 +122,13 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const serving = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS);
     const certificates = new StaticCertificateProvider(ring.bundlePem(), serving.chainPem, serving.keyPem);
     const revocations = new Revocations({ store, trustBundlePem: () => ring.bundlePem(), renewHintPem: () => ring.renewHintPem() });
-    const kubernetes =
-      config.kubernetesJwks === undefined
-        ? undefined
-        : await startKubernetesAttestation({ jwks: config.kubernetesJwks, issuer: config.kubernetesIssuer, trustDomain: config.trustDomain, onReloadError: (reason) => log.warn({ reason }, 'Kubernetes JWKS reload failed; keeping the keys held') });
+    const kubernetes = await startKubernetesAttestation({
+      jwks: config.kubernetesJwks,
+      issuer: config.kubernetesIssuer,
+      tokenReview: config.kubernetesApiServer === undefined ? undefined : { apiServer: config.kubernetesApiServer, caFile: config.kubernetesApiCaFile, tokenFile: config.kubernetesApiTokenFile },
+      trustDomain: config.trustDomain,
+      onReloadError: (reason) => log.warn({ reason }, 'Kubernetes JWKS reload failed; keeping the keys held'),
+    });
     if (kubernetes !== undefined) cleanups.push(() => kubernetes.stop());
     metrics.certificateExpiry.set({ certificate: 'root' }, new X509Certificate(ring.issuing().certPem).validToDate.getTime() / 1000);
     metrics.certificateExpiry.set({ certificate: 'serving' }, serving.notAfter.getTime() / 1000);
@@ -139,6 +145,16 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const renew = setInterval(renewServing, SERVING_CERT_TTL_MS / 2);
     renew.unref();
     cleanups.push(() => clearInterval(renew));
+    // An `activate --renew-now` request is stored (it survives restarts) until the sidecars it targets renewed.
+    const settle = setInterval(() => {
+      try {
+        if (ring.settleRenewNow()) log.info('every identity renewed from the active root: the renew-now request is done');
+      } catch (err) {
+        log.warn({ error: errorMessage(err) }, 'cannot check the renew-now request');
+      }
+    }, RENEW_NOW_CHECK_MS);
+    settle.unref();
+    cleanups.push(() => clearInterval(settle));
     // A rollover step: new handshakes (to us and between sidecars) follow at once; open ones finish.
     cleanups.push(
       ring.onChange((changes) => {
@@ -157,9 +173,10 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
       authorizer: new Authorizer({ trustDomain: config.trustDomain, store, policy, metrics, audit: auditLogger(logger), isRevoked: (id) => revocations.isRevoked(id) }),
-      issuer: new CertificateIssuer({ ca: ring, joinTokens, store, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.verifier }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }) }),
+      issuer: new CertificateIssuer({ ca: ring, joinTokens, store, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: auditLogger(logger) }),
       revocations,
       logger: logger.child({ component: 'grpc' }),
+      admin: { store, policies },
     });
     cleanups.push(() => grpc.close());
 
@@ -171,6 +188,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
         joinTokenAdminRoutes({ store, joinTokens, requireRole, audit: auditLogger(logger) }),
         joinTokenRoute({ store, joinTokens, requireRole, logger: logger.child({ component: 'admin-api' }) }),
         caRoutes({ store, ring, requireRole, audit: auditLogger(logger) }),
+        adminCertRoute({ store, ring, requireRole, audit: auditLogger(logger) }),
         policyRoutes({ store, policies, requireRole, logger: auditLogger(logger) }),
         revokeRoute({ requireRole, trustDomain: config.trustDomain, revocations, metrics, audit: auditLogger(logger) }),
       ],

@@ -1,5 +1,9 @@
+import { X509Certificate, type KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import { canonicalSerial, uriSans } from '@airlock/common/spiffe';
+import type { PeerIssuers } from '../authz/peer.ts';
+import { ADMIN_NAME } from '../ca/ca.ts';
 import { hashToken } from '../attestation/token-hash.ts';
 import type { AdminRole, Store } from '../store/store.ts';
 
@@ -29,16 +33,52 @@ export type RequireRole = (req: IncomingMessage, role: AdminRole) => Principal;
 
 /** The one authentication and RBAC check every admin route uses. */
 export function createRequireRole(store: Store): RequireRole {
-  return (req, role) => {
-    const m = /^Bearer ([A-Za-z0-9_\-.~+/=]{1,512})$/.exec(req.headers.authorization ?? '');
-    if (m?.[1] === undefined) throw new AirlockError(ErrorCode.Unauthenticated, 'a bearer token is required (Authorization: Bearer <token>)');
-    // Looked up by hash, never compared as plain text.
-    const hash = hashToken(m[1]);
-    const principal: Principal | undefined = store.hasAdminTokenHash(hash) ? { name: 'admin-token', role: 'admin' } : store.findApiToken(hash);
-    if (principal === undefined) throw new AirlockError(ErrorCode.Unauthenticated, 'unknown bearer token');
-    if (!GRANTS[principal.role].has(role)) {
-      throw new AirlockError(ErrorCode.PermissionDenied, `token "${principal.name}" has role ${principal.role}; this needs role ${role}`);
-    }
-    return { name: principal.name, role: principal.role };
-  };
+  return (req, role) => requireGrant(tokenPrincipal(store, req.headers.authorization), role);
+}
+
+/** Whose bearer token an `Authorization` value carries; throws Unauthenticated for none or an unknown one. */
+export function tokenPrincipal(store: Store, authorization: string | undefined): Principal {
+  const m = /^Bearer ([A-Za-z0-9_\-.~+/=]{1,512})$/.exec(authorization ?? '');
+  if (m?.[1] === undefined) throw new AirlockError(ErrorCode.Unauthenticated, 'a bearer token is required (Authorization: Bearer <token>)');
+  // Looked up by hash, never compared as plain text.
+  const hash = hashToken(m[1]);
+  const principal: Principal | undefined = store.hasAdminTokenHash(hash) ? { name: 'admin-token', role: 'admin' } : store.findApiToken(hash);
+  if (principal === undefined) throw new AirlockError(ErrorCode.Unauthenticated, 'unknown bearer token');
+  return { name: principal.name, role: principal.role };
+}
+
+/**
+ * Whose admin client certificate (DER) this is: issued by one of our CAs, valid now, not a CA,
+ * naming exactly spiffe://<td>/admin/<name>, and recorded at issuance (serial, name, role). A
+ * workload SVID (/ns/…/sa/…) or another CA's certificate is Unauthenticated.
+ */
+export function certificatePrincipal(store: Store, der: Buffer | undefined, issuers: PeerIssuers, trustDomain: string, now = Date.now()): Principal {
+  if (der === undefined || der.length === 0) throw new AirlockError(ErrorCode.Unauthenticated, 'an admin client certificate or a bearer token is required');
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(der);
+  } catch {
+    throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate cannot be parsed');
+  }
+  const trusted = Array.isArray(issuers)
+    ? (issuers as readonly { issued(c: X509Certificate): boolean }[]).some((i) => i.issued(cert))
+    : cert.verify(issuers as KeyObject);
+  if (!trusted) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not issued by this control plane');
+  if (now < cert.validFromDate.getTime() || now > cert.validToDate.getTime()) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not valid now');
+  if (cert.ca) throw new AirlockError(ErrorCode.Unauthenticated, 'a CA certificate is not an admin certificate');
+  const uris = uriSans(cert.subjectAltName);
+  const prefix = `spiffe://${trustDomain}/admin/`;
+  const name = uris.length === 1 && uris[0]?.startsWith(prefix) === true ? uris[0].slice(prefix.length) : undefined;
+  if (name === undefined || !ADMIN_NAME.test(name)) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not an admin certificate (spiffe://<trust domain>/admin/<name>)');
+  const record = store.findAdminCertificate(canonicalSerial(cert.serialNumber));
+  if (record?.name !== name) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate was not issued as an admin certificate');
+  return { name: `cert:${name}`, role: record.role };
+}
+
+/** The principal if its role grants `role`; else PermissionDenied naming both. */
+export function requireGrant(principal: Principal, role: AdminRole): Principal {
+  if (!GRANTS[principal.role].has(role)) {
+    throw new AirlockError(ErrorCode.PermissionDenied, `"${principal.name}" has role ${principal.role}; this needs role ${role}`);
+  }
+  return principal;
 }

@@ -11,9 +11,11 @@ import type { Logger } from '@airlock/common/logging';
 import { formatHostPort, type ListenAddress } from '@airlock/common/config';
 import type { SpiffeId } from '@airlock/common/spiffe';
 import { AuthorizationServiceService, type AuthorizeRequest, type AuthorizeResponse, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
+import { AdminServiceService } from '@airlock/proto/admin/v1';
 import { IdentityServiceService, type SignCertificateRequest, type SignCertificateResponse } from '@airlock/proto/identity/v1';
 import type { Authorizer } from '../authz/authorize.ts';
 import { verifyPeer, verifyPeerCertificate, type PeerIssuers, type VerifiedPeer } from '../authz/peer.ts';
+import { adminServiceImplementation, type AdminGrpcDeps } from './admin-grpc.ts';
 import { serveAuthorizeStream } from './authorize-stream.ts';
 import type { CertificateIssuer } from '../authz/sign-certificate.ts';
 import type { Revocations } from '../ca/revocations.ts';
@@ -31,6 +33,8 @@ export interface GrpcServerDeps {
   readonly issuer: CertificateIssuer;
   readonly revocations: Revocations;
   readonly logger: Logger;
+  /** The policy admin service (airlock.admin.v1.AdminService); absent, it is not served. */
+  readonly admin?: Omit<AdminGrpcDeps, 'caIssuers' | 'trustDomain'>;
 }
 
 export interface RunningGrpcServer {
@@ -57,18 +61,23 @@ function streamCallerOf(call: ServerDuplexStream<unknown, unknown>, deps: GrpcSe
 }
 
 /** Runs a handler and sends its result or its mapped status; internals are logged, not sent. */
-function unary<Req, Res>(deps: GrpcServerDeps, fn: (call: ServerUnaryCall<Req, Res>) => Res) {
+function unary<Req, Res>(deps: GrpcServerDeps, fn: (call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-    let result: Res;
-    try {
-      result = fn(call);
-    } catch (err) {
+    const fail = (err: unknown): void => {
       const failure = toGrpcFailure(err);
       if (!(err instanceof AirlockError)) deps.logger.error({ err, path: call.getPath() }, 'internal error in gRPC handler');
       callback({ code: failure.code, details: failure.details });
+    };
+    let result: Res | Promise<Res>;
+    try {
+      result = fn(call);
+    } catch (err) {
+      fail(err);
       return;
     }
-    callback(null, result);
+    // Authorize stays synchronous (hot path); SignCertificate may await a TokenReview.
+    if (result instanceof Promise) result.then((r) => callback(null, r), fail);
+    else callback(null, result);
   };
 }
 
@@ -89,6 +98,10 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
   };
   server.addService(AuthorizationServiceService, authorization);
   server.addService(IdentityServiceService, identity);
+  if (deps.admin !== undefined) {
+    const admin = { ...deps.admin, caIssuers: deps.caIssuers, trustDomain: deps.trustDomain };
+    server.addService(AdminServiceService, adminServiceImplementation(admin, (fn) => unary(deps, fn)));
+  }
   const credentials = experimental.createCertificateProviderServerCredentials(deps.certificates, deps.certificates, false);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(formatHostPort(deps.address), credentials, (err, bound) => {

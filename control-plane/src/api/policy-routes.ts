@@ -3,15 +3,15 @@ import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { sendJson, type AdminRoute } from '@airlock/common/telemetry';
 import { hashToken, newSecretToken } from '../attestation/token-hash.ts';
-import type { DocumentKind, PolicyStore } from '../policy/policy-store.ts';
+import type { DocumentKind, Explanation, PolicyStore } from '../policy/policy-store.ts';
 import type { Store } from '../store/store.ts';
 import { ADMIN_ROLES, type AdminRole, type RequireRole } from './admin-auth.ts';
 import { readJson } from './admin-routes.ts';
 import { HttpError, sendError } from './http-errors.ts';
 
 /** Policy bundles may be larger than other admin bodies, but are still bounded. */
-const MAX_POLICY_BODY_BYTES = 1024 * 1024;
-const MAX_HISTORY = 1000;
+export const MAX_POLICY_BODY_BYTES = 1024 * 1024;
+export const MAX_HISTORY = 1000;
 const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 export interface PolicyRouteDeps {
@@ -76,8 +76,7 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
     } },
     { method: 'DELETE', path: /^\/v1\/(segments|policies)\/([^/]+)$/, handle: (req, [kinds, name]) => {
       const who = deps.requireRole(req, 'editor');
-      const n = decodeURIComponent(name ?? '');
-      if (!NAME.test(n)) throw new AirlockError(ErrorCode.BadRequest, `"${n}" is not a document name`);
+      const n = checkDocumentName(decodeURIComponent(name ?? ''));
       return Promise.resolve(ok(p.delete(kinds === 'segments' ? 'Segment' : 'Policy', n, who.name)));
     } },
     { method: 'GET', path: /^\/v1\/agents$/, handle: (req) => {
@@ -87,15 +86,7 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
     { method: 'POST', path: /^\/v1\/explain$/, handle: async (req) => {
       deps.requireRole(req, 'viewer');
       const body = object(await readJson(req), ['from', 'to', 'method', 'path', 'tool']);
-      const from = requiredString(body, 'from');
-      const { host, port } = hostPort(requiredString(body, 'to'));
-      const tool = optionalString(body, 'tool');
-      // An MCP tool is called with a POST: that is what the sidecar would ask about.
-      const method = tool === undefined ? requiredString(body, 'method') : (optionalString(body, 'method') ?? 'POST');
-      if (!/^[A-Za-z]{1,20}$/.test(method)) throw new AirlockError(ErrorCode.BadRequest, '"method" must be an HTTP method');
-      const path = optionalString(body, 'path') ?? (method.toUpperCase() === 'CONNECT' ? '' : '/');
-      // Methods are matched as sent (upper case by HTTP convention): explain what the sidecar would ask.
-      return ok({ policyVersion: p.version(), ...p.explain({ from, host, port, method, path, ...(tool === undefined ? {} : { mcp: { method: 'tools/call', tool } }) }) });
+      return ok(explainCall(p, { from: requiredString(body, 'from'), to: requiredString(body, 'to'), method: optionalString(body, 'method'), path: optionalString(body, 'path'), tool: optionalString(body, 'tool') }));
     } },
     { method: 'POST', path: /^\/v1\/api-tokens$/, handle: async (req) => {
       const who = deps.requireRole(req, 'admin');
@@ -156,6 +147,33 @@ function requiredString(body: Record<string, unknown>, field: string): string {
 
 function optionalString(body: Record<string, unknown>, field: string): string | undefined {
   return body[field] === undefined ? undefined : requiredString(body, field);
+}
+
+/** What explain (HTTP and gRPC) is asked: `to` is HOST[:PORT]; method defaults to POST with a tool. */
+export interface ExplainFields {
+  readonly from: string;
+  readonly to: string;
+  readonly method: string | undefined;
+  readonly path: string | undefined;
+  readonly tool: string | undefined;
+}
+
+/** Checks an explain request and explains it: the one implementation behind both admin APIs. */
+export function explainCall(p: PolicyStore, f: ExplainFields): Explanation & { policyVersion: number } {
+  const { host, port } = hostPort(f.to);
+  // An MCP tool is called with a POST: that is what the sidecar would ask about.
+  const method = f.tool === undefined ? f.method : (f.method ?? 'POST');
+  if (method === undefined) throw new AirlockError(ErrorCode.BadRequest, '"method" must be a non-empty string');
+  if (!/^[A-Za-z]{1,20}$/.test(method)) throw new AirlockError(ErrorCode.BadRequest, '"method" must be an HTTP method');
+  const path = f.path ?? (method.toUpperCase() === 'CONNECT' ? '' : '/');
+  // Methods are matched as sent (upper case by HTTP convention): explain what the sidecar would ask.
+  return { policyVersion: p.version(), ...p.explain({ from: f.from, host, port, method, path, ...(f.tool === undefined ? {} : { mcp: { method: 'tools/call', tool: f.tool } }) }) };
+}
+
+/** A document name as the API accepts it (what the loader allows). */
+export function checkDocumentName(n: string): string {
+  if (!NAME.test(n)) throw new AirlockError(ErrorCode.BadRequest, `"${n}" is not a document name`);
+  return n;
 }
 
 /** `HOST[:PORT]`, port 80 by default (what a plain `http://host/` call is). */

@@ -1,6 +1,6 @@
 import { createPublicKey, verify, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { AirlockError, ConfigError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { formatSpiffeId } from '@airlock/common/spiffe';
 
 export const KUBERNETES_AUDIENCE = 'airlock';
@@ -15,8 +15,8 @@ const ALGORITHMS: Readonly<Record<string, { hash: string; dsa?: 'ieee-p1363' }>>
 export class KubernetesTokenError extends AirlockError {
   readonly reason: string;
 
-  constructor(reason: string, message: string) {
-    super(ErrorCode.Attestation, `kubernetes service account token refused: ${message}`);
+  constructor(reason: string, message: string, code: ErrorCode = ErrorCode.Attestation) {
+    super(code, `kubernetes service account token refused: ${message}`);
     this.name = 'KubernetesTokenError';
     this.reason = reason;
   }
@@ -103,28 +103,4 @@ export class KubernetesTokenVerifier {
       throw new KubernetesTokenError('no_service_account', errorMessage(err));
     }
   }
-}
-
-const JWKS_REFRESH_MS = 5 * 60_000;
-
-/**
- * Loads the JWKS (failing start if it cannot) and reloads it every few minutes, so that a key
- * rotation of the cluster is picked up; a failed reload keeps the keys already held.
- */
-export async function startKubernetesAttestation(o: {
-  jwks: string;
-  issuer: string | undefined;
-  trustDomain: string;
-  onReloadError: (message: string) => void;
-}): Promise<{ verifier: KubernetesTokenVerifier; stop: () => void }> {
-  if (o.issuer === undefined) throw new ConfigError(['kubernetesIssuer is required with kubernetesJwks (the `iss` of the cluster service-account tokens)']);
-  let keys = await loadJwks(o.jwks);
-  const timer = setInterval(() => {
-    loadJwks(o.jwks).then(
-      (next) => (keys = next),
-      (err: unknown) => o.onReloadError(errorMessage(err)),
-    );
-  }, JWKS_REFRESH_MS);
-  timer.unref();
-  return { verifier: new KubernetesTokenVerifier({ issuer: o.issuer, trustDomain: o.trustDomain, keys: () => keys }), stop: () => clearInterval(timer) };
 }

@@ -4,7 +4,8 @@ import { parseHostPort } from '@airlock/common/config';
 import type { SpiffeId } from '@airlock/common/spiffe';
 import type { SignCertificateRequest, SignCertificateResponse } from '@airlock/proto/identity/v1';
 import { JoinTokenError, type JoinTokens } from '../attestation/join-tokens.ts';
-import { KubernetesTokenError, type KubernetesTokenVerifier } from '../attestation/kubernetes-token.ts';
+import type { KubernetesAttestor } from '../attestation/kubernetes-attestation.ts';
+import { KubernetesTokenError } from '../attestation/kubernetes-token.ts';
 import type { CertificateAuthority } from '../ca/ca.ts';
 import type { Revocations } from '../ca/revocations.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
@@ -21,11 +22,13 @@ export interface CertificateIssuerDeps {
   readonly joinTokens: JoinTokens;
   readonly store: Store;
   readonly revocations: Revocations;
-  /** Verifies Kubernetes service-account tokens; absent when not configured (such tokens are refused). */
-  readonly kubernetes?: KubernetesTokenVerifier;
+  /** Verifies Kubernetes service-account tokens (JWKS and/or TokenReview); absent when not configured (such tokens are refused). */
+  readonly kubernetes?: KubernetesAttestor;
   readonly svidTtlMs: number;
   readonly metrics: ControlPlaneMetrics;
   readonly logger: Logger;
+  /** Where refusals go (audit lines survive any log level); default `logger`. */
+  readonly audit?: Logger;
   readonly now?: () => number;
 }
 
@@ -40,13 +43,13 @@ export class CertificateIssuer {
     this.#d = deps;
   }
 
-  signCertificate(caller: SpiffeId | undefined, req: SignCertificateRequest): SignCertificateResponse {
+  async signCertificate(caller: SpiffeId | undefined, req: SignCertificateRequest): Promise<SignCertificateResponse> {
     let spiffeId: string;
     let attestation: 'join_token' | 'kubernetes' | 'renewal' | undefined = undefined;
     const refuse = (err: AirlockError, reason: string): AirlockError => {
       this.#d.metrics.issuanceRefused.inc({ reason });
       if (attestation === 'renewal') this.#d.metrics.renewalFailures.inc({ reason });
-      this.#d.logger.warn({ audit: true, reason, error: err.message, caller: caller?.uri, attestation }, 'certificate request refused');
+      (this.#d.audit ?? this.#d.logger).warn({ audit: true, reason, error: err.message, caller: caller?.uri, attestation }, 'certificate request refused');
       return err;
     };
     // Everything cheap is checked before a join token is spent.
@@ -86,10 +89,11 @@ export class CertificateIssuer {
       }
       if (attestation === 'kubernetes') {
         if (this.#d.kubernetes === undefined) throw new KubernetesTokenError('not_configured', 'Kubernetes attestation is not configured on this control plane');
-        spiffeId = this.#d.kubernetes.verify(req.kubernetesSaToken ?? '', now);
+        spiffeId = await this.#d.kubernetes.attest(req.kubernetesSaToken ?? '', now);
         if (this.#d.revocations.isRevoked(spiffeId)) throw new AirlockError(ErrorCode.PermissionDenied, `${spiffeId} is revoked`);
       }
-      issued = ca.issueSvid(csr, spiffeId, this.#d.svidTtlMs, new Date(now));
+      // Read again: a rollover may have happened while a TokenReview was awaited.
+      issued = this.#d.ca.issuing().issueSvid(csr, spiffeId, this.#d.svidTtlMs, new Date(now));
     } catch (err) {
       if (err instanceof JoinTokenError) throw refuse(err, `join_token_${err.reason}`);
       if (err instanceof KubernetesTokenError) throw refuse(err, `kubernetes_${err.reason}`);

@@ -34,6 +34,48 @@ describe('CaRing (root rollover)', () => {
     return new X509Certificate(issued.certPem);
   }
 
+  it('keeps an activate --renew-now request across a restart until every identity it targets has renewed', () => {
+    const t0 = Date.now();
+    const OTHER = `spiffe://${TD}/ns/demo/sa/tool`;
+    const record = (ring: CaRing, id: string, now: number): void => {
+      const issued = ring.issuing().issueSvid(makeCsr().csrPem, id, TTL, new Date(now));
+      store.recordCertificate({ serial: issued.serial, spiffeId: id, notAfter: issued.notAfter.getTime(), issuedAt: now, issuer: issued.issuer });
+    };
+    let ring = CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);
+    record(ring, ID, t0);
+    record(ring, OTHER, t0);
+    ring.prepare(t0);
+    ring.activate({ renewNow: true }, t0 + 1);
+
+    // Restart: a new store handle and ring over the same data dir.
+    store.close();
+    store = SqliteStore.open(dir);
+    ring = CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0 + 2);
+    expect(ring.renewHintPem()).toBe(ring.issuing().certPem);
+    expect(ring.status(t0 + 2).renewNow).toBe(true);
+
+    record(ring, ID, t0 + 3);
+    expect(ring.settleRenewNow(t0 + 3)).toBe(false); // OTHER has not renewed yet
+    expect(ring.renewHintPem()).not.toBe('');
+    record(ring, OTHER, t0 + 4);
+    expect(ring.settleRenewNow(t0 + 4)).toBe(true);
+    expect(ring.renewHintPem()).toBe('');
+    store.close();
+    store = SqliteStore.open(dir);
+    expect(CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0 + 5).renewHintPem()).toBe('');
+  });
+
+  it('ends a --renew-now request once the old root SVIDs have expired, renewed or not', () => {
+    const t0 = Date.now();
+    const ring = CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);
+    issue(ring, t0);
+    ring.prepare(t0);
+    ring.activate({ renewNow: true }, t0);
+    expect(ring.settleRenewNow(t0 + 1)).toBe(false);
+    expect(ring.settleRenewNow(t0 + TTL + 1)).toBe(true);
+    expect(ring.renewHintPem()).toBe('');
+  });
+
   it('prepare adds a root that does not issue; activate switches issuance; retire waits for the old SVIDs to expire', () => {
     const t0 = Date.now();
     const ring = CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);

@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
-import type { CaRootRecord, CaRootState, Store } from '../store/store.ts';
+import type { CaRootRecord, CaRootState, RenewNowRequest, Store } from '../store/store.ts';
 import { CertificateAuthority, splitPem } from './ca.ts';
 
 /** The trust bundle as a file in the data dir, rewritten on every change: what new sidecars take as `--ca-file`. */
@@ -63,7 +63,8 @@ export class CaRing {
   readonly #roots: Root[] = [];
   readonly #operator: { ca: CertificateAuthority; bundlePem: string } | undefined;
   readonly #listeners = new Set<(changes: readonly CaChange[]) => void>();
-  #renewHintPem = '';
+  /** `activate --renew-now`, kept in the store until the sidecars it targets have renewed (survives restarts). */
+  #renewNow: RenewNowRequest | undefined;
 
   private constructor(o: CaRingOptions, operator: { ca: CertificateAuthority; bundlePem: string } | undefined) {
     this.#o = o;
@@ -90,6 +91,9 @@ export class CaRing {
     }
     const active = ring.#roots.filter((r) => r.record.state === 'active');
     if (active.length !== 1) throw new AirlockError(ErrorCode.Config, `the store holds ${active.length} active roots; exactly one must be active`);
+    const renewNow = o.store.getRenewNowRequest();
+    if (renewNow?.rootId === active[0]?.record.id) ring.#renewNow = renewNow;
+    else if (renewNow !== undefined) o.store.setRenewNowRequest(undefined);
     ring.#writeBundleFile();
     return ring;
   }
@@ -124,7 +128,21 @@ export class CaRing {
 
   /** PEM of the issuing CA when sidecars were asked to renew at once (`activate --renew-now`), else ''. */
   renewHintPem(): string {
-    return this.#renewHintPem;
+    if (this.#renewNow === undefined) return '';
+    return this.#roots.find((r) => r.record.id === this.#renewNow?.rootId && r.record.state === 'active')?.record.certPem ?? '';
+  }
+
+  /**
+   * Ends an `activate --renew-now` request once no identity still holds an unexpired SVID of another
+   * root without one from the active root issued since the request. True when it ended.
+   */
+  settleRenewNow(now = Date.now()): boolean {
+    const request = this.#renewNow;
+    if (request === undefined) return false;
+    if (this.#o.store.countIdentitiesAwaitingRenewal(request.rootId, request.requestedAt, now) > 0) return false;
+    this.#o.store.setRenewNowRequest(undefined);
+    this.#renewNow = undefined;
+    return true;
   }
 
   onChange(listener: (changes: readonly CaChange[]) => void): () => void {
@@ -137,7 +155,7 @@ export class CaRing {
       const ca = this.#operator.ca;
       return { mode: 'operator', issuer: ca.id, renewNow: false, roots: [this.#statusOf({ id: ca.id, certPem: ca.certPem, keyFile: '', state: 'active', createdAt: 0, updatedAt: 0 }, now)] };
     }
-    return { mode: 'self-made', issuer: this.issuing().id, renewNow: this.#renewHintPem !== '', roots: this.#roots.map((r) => this.#statusOf(r.record, now)) };
+    return { mode: 'self-made', issuer: this.issuing().id, renewNow: this.renewHintPem() !== '', roots: this.#roots.map((r) => this.#statusOf(r.record, now)) };
   }
 
   /** A new root, added to the bundle (pushed to every sidecar) but not yet issuing. */
@@ -171,7 +189,8 @@ export class CaRing {
     this.#o.store.saveCaRoots(updates);
     next.record = updates[0] ?? next.record;
     if (current !== undefined) current.record = updates[1] ?? current.record;
-    this.#renewHintPem = o.renewNow ? next.record.certPem : '';
+    this.#renewNow = o.renewNow ? { rootId: next.record.id, requestedAt: now } : undefined;
+    this.#o.store.setRenewNowRequest(this.#renewNow);
     this.#changed(['issuer', 'bundle']);
     return this.#statusOf(next.record, now);
   }

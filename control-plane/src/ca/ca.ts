@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import forge from 'node-forge';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { parseSpiffeId } from '@airlock/common/spiffe';
-import { randomSerialHex } from './serial.ts';
+import { randomSerialHex } from '@airlock/common/serial';
 
 const ROOT_LIFETIME_MS = 10 * 365 * 24 * 3_600_000;
 // Clocks of sidecars may lag a little; a certificate valid "from now" would be refused by them.
@@ -54,6 +54,15 @@ interface LeafOptions {
   readonly ttlMs: number;
   readonly dnsNames?: readonly string[];
   readonly ips?: readonly string[];
+  /** `spiffeId` is an admin identity (adminSpiffeId), not a workload's. */
+  readonly admin?: boolean;
+}
+
+export const ADMIN_NAME = /^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/;
+
+/** The identity of an admin client certificate. */
+export function adminSpiffeId(trustDomain: string, name: string): string {
+  return `spiffe://${trustDomain}/admin/${name}`;
 }
 
 /**
@@ -174,13 +183,22 @@ export class CertificateAuthority {
     return { ...issued, keyPem: pair.privateKeyPem };
   }
 
+  /**
+   * Signs an admin client certificate from a CSR: URI SAN spiffe://<td>/admin/<name>, which no
+   * workload identity (always /ns/<ns>/sa/<sa>) can be, so neither is ever taken for the other.
+   */
+  issueAdminCertificate(csrPem: string, name: string, ttlMs: number, now = new Date()): IssuedSvid {
+    if (!ADMIN_NAME.test(name)) throw new AirlockError(ErrorCode.BadRequest, `"${name}" is not an admin name (a-z, 0-9, "-", ".")`);
+    return this.#issueLeaf({ publicKey: this.verifyCsr(csrPem).publicKey, spiffeId: adminSpiffeId(this.trustDomain, name), ttlMs, admin: true }, now);
+  }
+
   /** Whether `cert` was signed by this CA. */
   issued(cert: X509Certificate): boolean {
     return cert.checkIssued(this.x509) && cert.verify(this.publicKey);
   }
 
   #issueLeaf(o: LeafOptions, now: Date): IssuedSvid {
-    const id = parseSpiffeId(o.spiffeId);
+    const id = o.admin === true ? { trustDomain: this.trustDomain, uri: o.spiffeId } : parseSpiffeId(o.spiffeId);
     if (id.trustDomain !== this.trustDomain) {
       throw new AirlockError(ErrorCode.BadRequest, `${o.spiffeId} is not in trust domain ${this.trustDomain}`);
     }

@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import { ErrorCode } from '@airlock/common/errors';
 import { createRootLogger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { createRegistry } from '@airlock/common/telemetry';
@@ -39,9 +39,9 @@ describe('revocation', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('pushes the unexpired serials of a revoked identity to watchers, once', () => {
-    const a1 = issuer.signCertificate(parseSpiffeId(A), { csrPem: makeCsr().csrPem, inboundAddress: '' });
-    issuer.signCertificate(parseSpiffeId(B), { csrPem: makeCsr().csrPem, inboundAddress: '' });
+  it('pushes the unexpired serials of a revoked identity to watchers, once', async () => {
+    const a1 = await issuer.signCertificate(parseSpiffeId(A), { csrPem: makeCsr().csrPem, inboundAddress: '' });
+    await issuer.signCertificate(parseSpiffeId(B), { csrPem: makeCsr().csrPem, inboundAddress: '' });
     const pushed: TrustBundleSnapshot[] = [];
     revocations.watch((s) => pushed.push(s));
     const result = revocations.revoke(A);
@@ -63,13 +63,14 @@ describe('revocation', () => {
     expect(new Revocations({ store, trustBundlePem: () => '' }).isRevoked(A)).toBe(true);
   });
 
-  it('refuses renewal and join tokens for a revoked identity', () => {
+  it('refuses renewal and join tokens for a revoked identity', async () => {
     revocations.revoke(A);
-    expect(() => issuer.signCertificate(parseSpiffeId(A), { csrPem: makeCsr().csrPem, inboundAddress: '' })).toThrow(
-      expect.objectContaining({ code: ErrorCode.PermissionDenied, message: expect.stringContaining('revoked') as unknown }) as AirlockError,
-    );
+    await expect(issuer.signCertificate(parseSpiffeId(A), { csrPem: makeCsr().csrPem, inboundAddress: '' })).rejects.toMatchObject({
+      code: ErrorCode.PermissionDenied,
+      message: expect.stringContaining('revoked') as unknown,
+    });
     const token = new JoinTokens(store, TD).createJoinToken(A).token;
-    expect(() => issuer.signCertificate(undefined, { csrPem: makeCsr().csrPem, joinToken: token, inboundAddress: '127.0.0.1:1' })).toThrow(/revoked/);
+    await expect(issuer.signCertificate(undefined, { csrPem: makeCsr().csrPem, joinToken: token, inboundAddress: '127.0.0.1:1' })).rejects.toThrow(/revoked/);
   });
 
   it('turns any decision naming a revoked identity into a deny no dry-run lifts', () => {

@@ -108,23 +108,34 @@ export class PolicyEngine {
       path = n.path;
     }
     const host = normalizeHost(input.host);
-    const mcpCall = input.mcp === undefined || 'unreadable' in input.mcp ? '' : ` (MCP ${input.mcp.method}${input.mcp.tool === '' ? '' : ` ${input.mcp.tool}`})`;
-    const what = `${input.method}${path === undefined ? '' : ` ${path}`}${mcpCall} from ${input.source.uri} to ${host}:${input.port}`;
-    const destSegments = new Set(input.destination === undefined ? [] : this.segmentsOf(input.destination));
+    // Built only for a reason that names the call: most decisions never need it.
+    const what = (): string => {
+      const mcpCall = input.mcp === undefined || 'unreadable' in input.mcp ? '' : ` (MCP ${input.mcp.method}${input.mcp.tool === '' ? '' : ` ${input.mcp.tool}`})`;
+      return `${input.method}${path === undefined ? '' : ` ${path}`}${mcpCall} from ${input.source.uri} to ${host}:${input.port}`;
+    };
+    // Looked up once, and only when a candidate names destination segments.
+    let destSegments: readonly string[] | undefined;
+    const dest = (): readonly string[] => (destSegments ??= input.destination === undefined ? [] : this.segmentsOf(input.destination));
 
     const mcp = input.mcp;
-    const mcpWhy = mcp !== undefined && 'unreadable' in mcp ? `: the body is not a readable MCP request (${mcp.unreadable})` : '';
-    const seen = new Set<CompiledPolicy>();
-    const candidates: CompiledPolicy[] = [];
-    for (const seg of this.segmentsOf(input.source)) {
-      for (const p of this.#bySourceSegment.get(seg) ?? []) {
-        if (!seen.has(p)) {
-          seen.add(p);
-          candidates.push(p);
+    const mcpWhy = (): string => (mcp !== undefined && 'unreadable' in mcp ? `: the body is not a readable MCP request (${mcp.unreadable})` : '');
+    const sources = this.segmentsOf(input.source);
+    let candidates: readonly CompiledPolicy[];
+    if (sources.length === 1) {
+      candidates = this.#bySourceSegment.get(sources[0] ?? '') ?? []; // already in file order
+    } else {
+      const seen = new Set<CompiledPolicy>();
+      const merged: CompiledPolicy[] = [];
+      for (const seg of sources) {
+        for (const p of this.#bySourceSegment.get(seg) ?? []) {
+          if (!seen.has(p)) {
+            seen.add(p);
+            merged.push(p);
+          }
         }
       }
+      candidates = merged.sort((a, b) => a.order - b.order);
     }
-    candidates.sort((a, b) => a.order - b.order);
 
     let dryRunDeny: { p: CompiledPolicy; rule: string } | undefined;
     let allow: { p: CompiledPolicy; rule: string } | undefined;
@@ -132,31 +143,31 @@ export class PolicyEngine {
     let unreadableMattered = false;
     const version = this.version;
     for (const p of candidates) {
-      if (!matchesDestination(p, host, input.port, destSegments)) continue;
-      const m = matchingRule(p, input.method, path, mcp);
-      if (m.unreadable) unreadableMattered = true;
-      const rule = m.label;
+      if (!matchesDestination(p, host, input.port, dest)) continue;
+      const rule = matchingRule(p, input.method, path, mcp);
+      const unreadable = lastMatchUnreadable;
+      if (unreadable) unreadableMattered = true;
       if (rule === undefined) {
         // A dry-run allow that covers this source and destination is being rolled out: what it
         // does not allow would be denied once enforced, so it is reported but let through.
         if (p.dryRun && !p.deny) dryRunScope ??= p;
         continue;
       }
-      if (p.deny && !p.dryRun) return { allow: false, policy: p.name, rule, version, reason: `policy "${p.name}" denies ${what}${m.unreadable ? mcpWhy : ''}`, dryRunDeny: false };
+      if (p.deny && !p.dryRun) return { allow: false, policy: p.name, rule, version, reason: `policy "${p.name}" denies ${what()}${unreadable ? mcpWhy() : ''}`, dryRunDeny: false };
       if (p.deny) dryRunDeny ??= { p, rule };
       else allow ??= { p, rule };
     }
     // A dry-run deny only matters for a call that would otherwise pass.
     if (allow === undefined && dryRunScope === undefined) {
-      return { allow: false, policy: '', rule: '', version, reason: `no policy allows ${what}${unreadableMattered ? mcpWhy : ''}`, dryRunDeny: false };
+      return { allow: false, policy: '', rule: '', version, reason: `no policy allows ${what()}${unreadableMattered ? mcpWhy() : ''}`, dryRunDeny: false };
     }
     if (dryRunDeny !== undefined) {
       const { p, rule } = dryRunDeny;
-      return { allow: true, policy: p.name, rule, version, reason: `would deny: policy "${p.name}" denies ${what}`, dryRunDeny: true };
+      return { allow: true, policy: p.name, rule, version, reason: `would deny: policy "${p.name}" denies ${what()}`, dryRunDeny: true };
     }
     if (allow !== undefined) return { allow: true, policy: allow.p.name, rule: allow.rule, version, reason: `allowed by policy "${allow.p.name}"`, dryRunDeny: false };
     const scope = dryRunScope as CompiledPolicy;
-    return { allow: true, policy: scope.name, rule: '', version, reason: `would deny: no policy allows ${what}`, dryRunDeny: true };
+    return { allow: true, policy: scope.name, rule: '', version, reason: `would deny: no policy allows ${what()}`, dryRunDeny: true };
   }
 }
 
@@ -168,24 +179,27 @@ export function callableTools(engine: PolicyEngine, input: DecisionInput, tools:
   return tools.filter((tool) => engine.evaluate({ ...input, mcp: { method: 'tools/call', tool } }).allow);
 }
 
-function matchesDestination(p: CompiledPolicy, host: string, port: number, destSegments: ReadonlySet<string>): boolean {
+function matchesDestination(p: CompiledPolicy, host: string, port: number, destSegments: () => readonly string[]): boolean {
   if (p.ports !== undefined && !p.ports.has(port)) return false;
   if (p.toSegments !== undefined) {
-    for (const s of p.toSegments) if (destSegments.has(s)) return true;
+    for (const s of destSegments()) if (p.toSegments.has(s)) return true;
     return false;
   }
   return p.hostsExact.has(host) || p.hostSuffixes.some((suffix) => host.endsWith(suffix) && host.length > suffix.length);
 }
 
+/** Set by matchingRule (a flag, not a result object: no allocation per policy tried; evaluation is synchronous). */
+let lastMatchUnreadable = false;
+
 /**
  * The label of the first rule the request matches (`*` when the policy has no rules), or undefined;
- * `unreadable` when a rule on MCP met a body that could not be read. Such a body fails closed: it
- * never matches an allow rule on MCP and always matches a deny rule on MCP (else an oversized body
- * would slip past `deny tools: [delete_*]`).
+ * sets `lastMatchUnreadable` when a rule on MCP met a body that could not be read. Such a body fails
+ * closed: it never matches an allow rule on MCP and always matches a deny rule on MCP (else an
+ * oversized body would slip past `deny tools: [delete_*]`).
  */
-function matchingRule(p: CompiledPolicy, method: string, path: string | undefined, mcp: McpInput | undefined): { label: string | undefined; unreadable: boolean } {
-  if (p.rules.length === 0) return { label: '*', unreadable: false };
-  let unreadable = false;
+function matchingRule(p: CompiledPolicy, method: string, path: string | undefined, mcp: McpInput | undefined): string | undefined {
+  lastMatchUnreadable = false;
+  if (p.rules.length === 0) return '*';
   for (const r of p.rules) {
     if (r.methods !== undefined && !r.methods.has(method)) continue;
     if (!r.anyPath) {
@@ -195,8 +209,8 @@ function matchingRule(p: CompiledPolicy, method: string, path: string | undefine
     if (r.mcp !== undefined) {
       if (mcp === undefined) continue;
       if ('unreadable' in mcp) {
-        unreadable = true;
-        if (p.deny) return { label: r.label, unreadable };
+        lastMatchUnreadable = true;
+        if (p.deny) return r.label;
         continue;
       }
       if (r.mcp.methods !== undefined && !r.mcp.methods.some((g) => g.test(mcp.method))) continue;
@@ -210,9 +224,9 @@ function matchingRule(p: CompiledPolicy, method: string, path: string | undefine
         }
       }
     }
-    return { label: r.label, unreadable };
+    return r.label;
   }
-  return { label: undefined, unreadable };
+  return undefined;
 }
 
 function normalizeHost(host: string): string {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { LineCounter, isMap, isScalar, isSeq, parseAllDocuments, type Node, type YAMLMap } from 'yaml';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import { parseSpiffeId } from '@airlock/common/spiffe';
 import { normalizePath } from './path.ts';
 import type { McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc } from './types.ts';
 
@@ -191,15 +192,30 @@ function segmentSpec(spec: YAMLMap, problems: Problems): Omit<SegmentDoc, 'name'
   const s = fields(spec, 'spec.', ['selector'], problems);
   const selector = s.get('selector');
   if (!isMap(selector)) {
-    problems.add(selector ?? spec, '"spec.selector" must be a mapping with namespace and/or serviceAccounts');
+    problems.add(selector ?? spec, '"spec.selector" must be a mapping with namespace, serviceAccounts and/or spiffeIds');
     return undefined;
   }
-  const sel = fields(selector, 'spec.selector.', ['namespace', 'serviceAccounts'], problems);
+  const sel = fields(selector, 'spec.selector.', ['namespace', 'serviceAccounts', 'spiffeIds'], problems);
   const namespace = str(sel.get('namespace'), 'spec.selector.namespace', problems, selector, false);
   if (namespace !== undefined && globCheck(namespace) !== undefined) problems.add(sel.get('namespace'), `"spec.selector.namespace": ${globCheck(namespace) ?? ''}`);
-  const serviceAccounts = strList(sel.get('serviceAccounts'), 'spec.selector.serviceAccounts', problems, globCheck) ?? ['*'];
-  return { namespace, serviceAccounts };
+  const listed = strList(sel.get('serviceAccounts'), 'spec.selector.serviceAccounts', problems, globCheck);
+  const spiffeIds = strList(sel.get('spiffeIds'), 'spec.selector.spiffeIds', problems, spiffeIdCheck);
+  const idsNode = sel.get('spiffeIds');
+  if (isSeq(idsNode) && idsNode.items.length === 0) problems.add(idsNode, '"spec.selector.spiffeIds" must list at least one SPIFFE ID');
+  // spiffeIds alone select exactly those agents; with namespace/serviceAccounts, those agents too.
+  const serviceAccounts = listed ?? (spiffeIds !== undefined && namespace === undefined ? [] : ['*']);
+  return { namespace, serviceAccounts, spiffeIds: spiffeIds ?? [] };
 }
+
+/** Exact SPIFFE IDs of the shape Airlock issues (no globs: `*` is not a Kubernetes name). */
+const spiffeIdCheck = (s: string): string | undefined => {
+  try {
+    parseSpiffeId(s);
+    return undefined;
+  } catch (err) {
+    return err instanceof Error ? err.message : 'not a SPIFFE ID';
+  }
+};
 
 function policySpec(spec: YAMLMap, problems: Problems): Omit<PolicyDoc, 'name' | 'at'> | undefined {
   const s = fields(spec, 'spec.', ['from', 'to', 'rules', 'action', 'mode'], problems);

@@ -192,6 +192,44 @@ describe('policy loading', () => {
     expect(problemsOf(`${segment}---\n${segment}`)).toMatch(/Segment "a" is defined twice/);
   });
 
+  it('refuses bad spiffeIds selectors with file:line:col, and unknown selector fields', () => {
+    const seg = (selector: string): string => `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: s }\nspec:\n  selector: ${selector}\n`;
+    expect(problemsOf(seg('{ spiffeIds: ["spiffe://td/ns/agents/sa/bot*"] }'))).toContain('p.yaml:5:27: "spec.selector.spiffeIds": "spiffe://td/ns/agents/sa/bot*" is not a valid SPIFFE ID');
+    expect(problemsOf(seg('{ spiffeIds: ["https://td/ns/a/sa/b"] }'))).toMatch(/p\.yaml:5:27: "spec\.selector\.spiffeIds": .*must start with spiffe:\/\//);
+    expect(problemsOf(seg('{ spiffeIds: [] }'))).toMatch(/p\.yaml:5:26: "spec\.selector\.spiffeIds" must list at least one SPIFFE ID/);
+    expect(problemsOf(seg('{ spiffeIds: "spiffe://td/ns/a/sa/b" }'))).toMatch(/"spec\.selector\.spiffeIds" must be a list/);
+    expect(problemsOf(seg('{ spiffeId: ["spiffe://td/ns/a/sa/b"] }'))).toMatch(/p\.yaml:5:15: unknown field "spec\.selector\.spiffeId"/);
+  });
+
+  it('selects by exact SPIFFE IDs alone, or together with namespace and service accounts', () => {
+    const text = `
+apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: pinned }
+spec: { selector: { spiffeIds: ["spiffe://${TD}/ns/agents/sa/planner"] } }
+---
+apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: tools-and-one }
+spec: { selector: { namespace: tools, spiffeIds: ["spiffe://${TD}/ns/agents/sa/helper"] } }
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: pinned-out }
+spec: { from: { segments: [pinned, tools-and-one] }, to: { hosts: [api.example.com] }, action: allow }
+`;
+    const engine = new PolicyEngine(parsePolicyText(text, 'p.yaml'), TD, 1);
+    const call = (source: ReturnType<typeof parseSpiffeId>): boolean => engine.evaluate({ source, destination: undefined, host: 'api.example.com', port: 443, method: 'GET', path: '/' }).allow;
+    expect(call(id('agents', 'planner'))).toBe(true);
+    expect(call(id('agents', 'helper'))).toBe(true);
+    expect(call(id('tools', 'anything'))).toBe(true);
+    // Exact: not a prefix, not another namespace, not another trust domain; spiffeIds alone select no one else.
+    expect(call(id('agents', 'planner2'))).toBe(false);
+    expect(call(id('agents', 'plan'))).toBe(false);
+    expect(call(id('other', 'planner'))).toBe(false);
+    expect(call(parseSpiffeId('spiffe://other.td/ns/agents/sa/planner'))).toBe(false);
+  });
+
   it('needs exactly one of to.segments and to.hosts', () => {
     expect(problemsOf(`${segment}---\napiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  from: { segments: [a] }\n  to: { ports: [80] }\n  action: allow\n`)).toMatch(
       /exactly one of "segments" or "hosts"/,

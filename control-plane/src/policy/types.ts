@@ -3,8 +3,10 @@ export interface SegmentDoc {
   readonly name: string;
   /** Glob with `*`; undefined = any namespace. */
   readonly namespace: string | undefined;
-  /** Globs with `*`. */
+  /** Globs with `*`; empty when the segment is only `spiffeIds`. */
   readonly serviceAccounts: readonly string[];
+  /** Exact SPIFFE IDs that are members too (union with namespace/serviceAccounts). */
+  readonly spiffeIds: readonly string[];
   /** Where it was defined, for messages: file:line. */
   readonly at: string;
 }

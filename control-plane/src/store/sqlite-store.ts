@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type {
   AgentRecord,
+  AdminCertificateRecord,
+  AdminRole,
   ApiTokenRecord,
   AuditEventRecord,
   CaRootRecord,
@@ -11,6 +13,7 @@ import type {
   JoinTokenListing,
   JoinTokenRecord,
   PolicyVersionRecord,
+  RenewNowRequest,
   RevokedIdentity,
   Store,
 } from './store.ts';
@@ -54,6 +57,18 @@ CREATE TABLE IF NOT EXISTS api_tokens (
   name TEXT NOT NULL UNIQUE,
   role TEXT NOT NULL,
   created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS admin_certificates (
+  serial TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  role TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  not_after INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ca_renew_now (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  root_id TEXT NOT NULL,
+  requested_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS ca_roots (
   id TEXT PRIMARY KEY,
@@ -160,6 +175,8 @@ export class SqliteStore implements Store {
   readonly #insertPolicy: StatementSync;
   readonly #insertApiToken: StatementSync;
   readonly #findApiToken: StatementSync;
+  readonly #insertAdminCert: StatementSync;
+  readonly #findAdminCert: StatementSync;
   readonly #insertAudit: StatementSync;
   readonly #listAudit: StatementSync;
   readonly #listTokens: StatementSync;
@@ -219,6 +236,8 @@ export class SqliteStore implements Store {
     );
     this.#insertApiToken = this.#db.prepare('INSERT INTO api_tokens (hash, name, role, created_at) VALUES (?, ?, ?, ?)');
     this.#findApiToken = this.#db.prepare('SELECT hash, name, role, created_at FROM api_tokens WHERE hash = ?');
+    this.#insertAdminCert = this.#db.prepare('INSERT INTO admin_certificates (serial, name, role, created_at, not_after) VALUES (?, ?, ?, ?, ?)');
+    this.#findAdminCert = this.#db.prepare('SELECT serial, name, role, created_at, not_after FROM admin_certificates WHERE serial = ?');
     this.#insertAudit = this.#db.prepare('INSERT INTO audit_events (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)');
     this.#listAudit = this.#db.prepare('SELECT at, actor, action, target, detail FROM audit_events ORDER BY id DESC LIMIT ?');
   }
@@ -296,6 +315,27 @@ export class SqliteStore implements Store {
     this.#assignIssuer.run(issuer);
   }
 
+  getRenewNowRequest(): RenewNowRequest | undefined {
+    const row = this.#db.prepare('SELECT root_id, requested_at FROM ca_renew_now WHERE id = 1').get() as { root_id: string; requested_at: number } | undefined;
+    return row === undefined ? undefined : { rootId: row.root_id, requestedAt: row.requested_at };
+  }
+
+  setRenewNowRequest(request: RenewNowRequest | undefined): void {
+    if (request === undefined) this.#db.prepare('DELETE FROM ca_renew_now').run();
+    else this.#db.prepare('INSERT OR REPLACE INTO ca_renew_now (id, root_id, requested_at) VALUES (1, ?, ?)').run(request.rootId, request.requestedAt);
+  }
+
+  countIdentitiesAwaitingRenewal(issuer: string, since: number, now: number): number {
+    const row = this.#db
+      .prepare(
+        `SELECT COUNT(DISTINCT c.spiffe_id) AS n FROM certificates c
+         WHERE c.not_after > ? AND c.issuer IS NOT ?
+           AND NOT EXISTS (SELECT 1 FROM certificates r WHERE r.spiffe_id = c.spiffe_id AND r.issuer = ? AND r.issued_at >= ?)`,
+      )
+      .get(now, issuer, issuer, since) as { n: number };
+    return row.n;
+  }
+
   listCertificates(spiffeId: string): IssuedCertificate[] {
     return (this.#listCerts.all(spiffeId) as unknown as CertificateRow[]).map((r) => ({
       serial: r.serial,
@@ -358,6 +398,15 @@ export class SqliteStore implements Store {
   findApiToken(hash: string): ApiTokenRecord | undefined {
     const row = this.#findApiToken.get(hash) as { hash: string; name: string; role: ApiTokenRecord['role']; created_at: number } | undefined;
     return row === undefined ? undefined : { hash: row.hash, name: row.name, role: row.role, createdAt: row.created_at };
+  }
+
+  addAdminCertificate(c: AdminCertificateRecord): void {
+    this.#insertAdminCert.run(c.serial, c.name, c.role, c.createdAt, c.notAfter);
+  }
+
+  findAdminCertificate(serial: string): AdminCertificateRecord | undefined {
+    const row = this.#findAdminCert.get(serial) as { serial: string; name: string; role: AdminRole; created_at: number; not_after: number } | undefined;
+    return row === undefined ? undefined : { serial: row.serial, name: row.name, role: row.role, createdAt: row.created_at, notAfter: row.not_after };
   }
 
   addAuditEvent(e: AuditEventRecord): void {

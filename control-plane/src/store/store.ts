@@ -40,6 +40,12 @@ export interface CaRootRecord {
   readonly updatedAt: number;
 }
 
+/** Sidecars not holding an SVID from root `rootId` renew at once (`ca activate --renew-now` at `requestedAt`). */
+export interface RenewNowRequest {
+  readonly rootId: string;
+  readonly requestedAt: number;
+}
+
 /** A join token as listed to an admin: never the secret, only its hash. */
 export interface JoinTokenListing extends JoinTokenRecord {
   readonly createdAt: number | undefined;
@@ -79,6 +85,16 @@ export interface ApiTokenRecord {
   readonly createdAt: number;
 }
 
+/** An admin client certificate: its role was chosen when it was issued and is looked up by serial. */
+export interface AdminCertificateRecord {
+  /** Lowercase hex, as in IssuedCertificate. */
+  readonly serial: string;
+  readonly name: string;
+  readonly role: AdminRole;
+  readonly createdAt: number;
+  readonly notAfter: number;
+}
+
 /** Every change made through the admin API: who, what, and the diff (JSON). */
 export interface AuditEventRecord {
   readonly at: number;
@@ -110,6 +126,11 @@ export interface Store {
   saveCaRoots(roots: readonly CaRootRecord[]): void;
   /** Gives certificates recorded without an issuer this one (when the first root becomes tracked). */
   assignUnknownIssuer(issuer: string): void;
+  /** The `ca activate --renew-now` request still being served, if any. */
+  getRenewNowRequest(): RenewNowRequest | undefined;
+  setRenewNowRequest(request: RenewNowRequest | undefined): void;
+  /** Identities holding an unexpired certificate of another issuer than `issuer` and none from it issued at or after `since`. */
+  countIdentitiesAwaitingRenewal(issuer: string, since: number, now: number): number;
 
   /** Marks an identity revoked (idempotent: the first revocation time is kept). */
   revokeIdentity(spiffeId: string, revokedAt: number): void;
@@ -126,6 +147,8 @@ export interface Store {
 
   addApiToken(token: ApiTokenRecord): void;
   findApiToken(hash: string): ApiTokenRecord | undefined;
+  addAdminCertificate(cert: AdminCertificateRecord): void;
+  findAdminCertificate(serial: string): AdminCertificateRecord | undefined;
   addAuditEvent(event: AuditEventRecord): void;
   listAuditEvents(limit: number): AuditEventRecord[];
 

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { parseMcpMessage, readMcpRequest, type McpRead } from './read-request.ts';
 import { filterToolsListBody } from './tools-list.ts';
+import { duplicateKey } from './duplicate-key.ts';
 
 const rpc = (o: Record<string, unknown>): Buffer => Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 1, ...o }));
 
@@ -23,9 +24,28 @@ describe('parseMcpMessage', () => {
     ['{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}', /params.name/],
     ['{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}', /params.name/],
     [`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"${'a'.repeat(300)}"}}`, /longer than/],
+    ['{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"x"}}', /key "method" twice/],
+    ['{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete_all"}}', /key "name" twice/],
+    ['{"jsonrpc":"2.0","id":1,"method":"tools/call","\\u006dethod":"tools/list","params":{"name":"x"}}', /key "method" twice/],
+    ['{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":[{"k":1,"k":2}]}}}', /key "k" twice/],
   ])('says why %s is not a readable request', (body, why) => {
     const m = parseMcpMessage(Buffer.from(body));
     expect('unreadable' in m && m.unreadable).toMatch(why);
+  });
+});
+
+describe('duplicateKey', () => {
+  it.each([
+    ['{"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]}', undefined],
+    ['{"a":"\\"a\\":","b":["a","a"],"c":{"a,":1,"a":2}}', undefined],
+    ['{"a":{"x":1},"b":{"x":1,"y":{"z":[1,{"q":1,"q":2}]}}}', 'q'],
+    ['{"a":1,"b":2,"a":3}', 'a'],
+    ['{"\\"":1,"\\u0022":2}', '"'],
+    ['[{"a":1},{"a":1}]', undefined],
+    ['"x"', undefined],
+  ])('in %s finds %s', (text, expected) => {
+    expect(() => JSON.parse(text) as unknown).not.toThrow();
+    expect(duplicateKey(text)).toBe(expected);
   });
 });
 

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { McpMessage } from '../authz/authorizer.ts';
+import { duplicateKey } from './duplicate-key.ts';
 
 export const DEFAULT_MCP_MAX_BODY_BYTES = 64 * 1024;
 /** Longer method or tool names are not MCP as anyone writes it; refusing them bounds what is sent on. */
@@ -40,11 +41,14 @@ export async function readMcpRequest(req: IncomingMessage, maxBytes: number): Pr
 /** The JSON-RPC request in a body, or why there is none. */
 export function parseMcpMessage(body: Buffer): McpMessage {
   let value: unknown;
+  const text = body.toString('utf8');
   try {
-    value = JSON.parse(body.toString('utf8'));
+    value = JSON.parse(text);
   } catch {
     return { unreadable: 'the body is not valid JSON' };
   }
+  const duplicate = duplicateKey(text);
+  if (duplicate !== undefined) return { unreadable: `the JSON has the key "${duplicate.slice(0, 100)}" twice in one object (a server could read either)` };
   if (Array.isArray(value)) return { unreadable: 'JSON-RPC batches are not supported' };
   if (!isObject(value)) return { unreadable: 'the body is not a JSON-RPC object' };
   if (value.jsonrpc !== '2.0') return { unreadable: 'the body is not JSON-RPC 2.0 ("jsonrpc" is not "2.0")' };

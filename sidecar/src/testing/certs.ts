@@ -1,5 +1,6 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import forge from 'node-forge';
+import { randomSerialHex } from '@airlock/common/serial';
 
 /**
  * Throwaway certificate authorities for tests: each test mints its own CA, so nothing is shared
@@ -30,10 +31,8 @@ export function newRsaKeyPem(): string {
   return generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 }
 
-function serial(): string {
-  // Positive serial: a leading 0 nibble keeps the DER integer from reading as negative.
-  return `0${randomBytes(15).toString('hex')}`;
-}
+// The CA's own serials: minimal positive DER integers (a naive random hex is invalid 1 time in 32).
+const serial = randomSerialHex;
 
 function altNames(o: LeafOptions): { type: number; value?: string; ip?: string }[] {
   return [

@@ -1,0 +1,62 @@
+import { ConfigError, errorMessage } from '@airlock/common/errors';
+import { KubernetesTokenError, KubernetesTokenVerifier, loadJwks } from './kubernetes-token.ts';
+import { TokenReviewClient, type TokenReviewOptions } from './token-review.ts';
+
+/** Turns a projected service-account token into the SPIFFE ID it proves, or throws a KubernetesTokenError. */
+export interface KubernetesAttestor {
+  attest(token: string, nowMs: number): Promise<string>;
+}
+
+const JWKS_REFRESH_MS = 5 * 60_000;
+
+/**
+ * Offline check (JWKS), TokenReview, or both. With both, a token must pass both: the offline check
+ * first (no network for a forged or expired token), then the TokenReview (is its pod still there?).
+ */
+export function combineAttestors(offline: KubernetesTokenVerifier | undefined, review: TokenReviewClient | undefined): KubernetesAttestor {
+  return {
+    async attest(token, nowMs) {
+      const offlineId = offline?.verify(token, nowMs);
+      if (review === undefined) {
+        if (offlineId === undefined) throw new KubernetesTokenError('not_configured', 'Kubernetes attestation is not configured on this control plane');
+        return offlineId;
+      }
+      const reviewedId = await review.review(token);
+      if (offlineId !== undefined && offlineId !== reviewedId) {
+        throw new KubernetesTokenError('no_service_account', `the token claims ${offlineId} but the API server says ${reviewedId}`);
+      }
+      return reviewedId;
+    },
+  };
+}
+
+/**
+ * Loads the JWKS when one is configured (failing start if it cannot) and reloads it every few
+ * minutes, so that a key rotation of the cluster is picked up; a failed reload keeps the keys held.
+ */
+export async function startKubernetesAttestation(o: {
+  jwks: string | undefined;
+  issuer: string | undefined;
+  tokenReview: Omit<TokenReviewOptions, 'trustDomain'> | undefined;
+  trustDomain: string;
+  onReloadError: (message: string) => void;
+}): Promise<{ attestor: KubernetesAttestor; stop: () => void } | undefined> {
+  if (o.jwks === undefined && o.tokenReview === undefined) return undefined;
+  const review = o.tokenReview === undefined ? undefined : new TokenReviewClient({ ...o.tokenReview, trustDomain: o.trustDomain });
+  if (o.tokenReview !== undefined && !/^https:\/\//.test(o.tokenReview.apiServer)) {
+    throw new ConfigError([`kubernetesApiServer must be an https:// URL (got ${o.tokenReview.apiServer})`]);
+  }
+  if (o.jwks === undefined) return { attestor: combineAttestors(undefined, review), stop: () => undefined };
+  const jwks = o.jwks;
+  if (o.issuer === undefined) throw new ConfigError(['kubernetesIssuer is required with kubernetesJwks (the `iss` of the cluster service-account tokens)']);
+  let keys = await loadJwks(jwks);
+  const timer = setInterval(() => {
+    loadJwks(jwks).then(
+      (next) => (keys = next),
+      (err: unknown) => o.onReloadError(errorMessage(err)),
+    );
+  }, JWKS_REFRESH_MS);
+  timer.unref();
+  const offline = new KubernetesTokenVerifier({ issuer: o.issuer, trustDomain: o.trustDomain, keys: () => keys });
+  return { attestor: combineAttestors(offline, review), stop: () => clearInterval(timer) };
+}
