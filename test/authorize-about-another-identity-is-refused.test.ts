@@ -48,7 +48,7 @@ describe('Authorize about another identity', () => {
       destinationPort: 80,
       method: 'POST',
       path: '/v1/charge',
-      mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [],
+      mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], headers: [], headersIncomplete: false,
       ...request,
     };
     return new Promise((resolve, reject) =>

@@ -39,6 +39,9 @@ describe('the airlock CLI', () => {
     [['token', 'create'], '--identity is required'],
     [['token', 'create', '--identity', 'spiffe://x/y'], 'is not a valid SPIFFE ID'],
     [['token', 'create', '--identity', 'spiffe://airlock.demo/ns/demo/sa/x'], 'no admin credentials'],
+    [['token', 'create', '--identity', 'spiffe://airlock.demo/ns/demo/sa/x', '--label', 'team'], '--label: a label is KEY=VALUE'],
+    [['token', 'create', '--identity', 'spiffe://airlock.demo/ns/demo/sa/x', '--label', 'team=two words'], '--label: label value "two words"'],
+    [['explain', '--from', 'spiffe://airlock.demo/ns/demo/sa/x', '--to', 'a.demo', '--header', 'x-tenant'], '--header takes NAME=VALUE'],
   ])('%j fails with a clear message and no stack trace', async (args, message) => {
     const r = await airlock(args, { AIRLOCK_CREDENTIALS: '' });
     expect(r.code).toBe(2);

@@ -86,7 +86,7 @@ function authorize(cp: RunningControlPlane, id: Identity | undefined, req: Parti
     destinationPort: 0,
     method: 'GET',
     path: '/',
-    mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [],
+    mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], headers: [], headersIncomplete: false,
     ...req,
   };
   return new Promise((resolve, reject) => {

@@ -32,7 +32,7 @@ export interface Mesh {
   agent(name: string): MeshAgent;
   /** A request from `from`'s agent through its sidecar's outbound proxy. */
   call(from: string, method: string, url: string, o?: { headers?: Record<string, string>; body?: string }): Promise<ProxyResponse>;
-  createJoinToken(identity: string): Promise<string>;
+  createJoinToken(identity: string, labels?: Readonly<Record<string, string>>): Promise<string>;
   stopControlPlane(): Promise<void>;
   startControlPlane(): Promise<void>;
   close(): Promise<void>;
@@ -46,6 +46,8 @@ export interface MeshOptions {
   readonly authzTimeout?: string;
   /** Extra flags for `airlock control-plane`, e.g. ['--svid-ttl', '3s']. */
   readonly controlPlaneArgs?: readonly string[];
+  /** Labels of an agent's join token (`airlock token create --label`), by agent name. */
+  readonly labels?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /** The app behind an agent's sidecar (default: the demo's echo app), listening on 127.0.0.1 port 0. */
   readonly startApp?: (agent: string, onRequest: (body: EchoBody) => void) => Promise<Server>;
 }
@@ -98,8 +100,8 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       server: `http://127.0.0.1:${httpPort}`,
       token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim(),
     };
-    const createJoinToken = async (identity: string): Promise<string> =>
-      ((await adminPost(creds, '/v1/join-tokens', { identity })) as { token: string }).token;
+    const createJoinToken = async (identity: string, labels?: Readonly<Record<string, string>>): Promise<string> =>
+      ((await adminPost(creds, '/v1/join-tokens', { identity, ...(labels === undefined ? {} : { labels }) })) as { token: string }).token;
 
     for (const name of o.agents) {
       const identity = `spiffe://${trustDomain}/ns/${namespace}/sa/${name}`;
@@ -118,7 +120,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
         '--admin-listen', '127.0.0.1:0',
         '--app-port', String(appPort),
         ...(o.authzTimeout === undefined ? [] : ['--authz-timeout', o.authzTimeout]),
-      ], { logFile: join(dir, `sidecar-${name}.log`), env: { AIRLOCK_JOIN_TOKEN: await createJoinToken(identity) } });
+      ], { logFile: join(dir, `sidecar-${name}.log`), env: { AIRLOCK_JOIN_TOKEN: await createJoinToken(identity, o.labels?.[name]) } });
       const listening = await sidecar.logLine('sidecar listening; obtaining an SVID');
       const [outboundPort, inboundPort, adminPort] = [Number(listening.outbound), Number(listening.inbound), Number(listening.admin)];
       agents.set(name, { name, identity, outboundPort, inboundPort, adminPort, appPort, received, sidecar });

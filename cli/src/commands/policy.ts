@@ -18,7 +18,7 @@ export const POLICY_HELP: Readonly<Record<string, string>> = {
   delete: 'Usage: airlock delete segment|policy NAME\n\nDeletes one document as a new policy version. A segment a policy still uses is refused.',
   history: 'Usage: airlock history [-o table|json|yaml]\n\nThe policy versions, newest first: who made each, and how.',
   rollback: 'Usage: airlock rollback --to N\n\nMakes version N\'s documents current again, as a new version.',
-  explain: 'Usage: airlock explain --from SPIFFE-ID --to HOST[:PORT] [--method GET] [--path /] [--tool T] [-o table|json|yaml]\n\nThe decision the control plane would make for this call now (verdict, policy version, policy, rule,\nreason), without sending traffic. PORT defaults to 80. --tool T explains an MCP tools/call of tool T\n(method POST unless --method says otherwise).',
+  explain: 'Usage: airlock explain --from SPIFFE-ID --to HOST[:PORT] [--method GET] [--path /] [--tool T] [--header NAME=VALUE]... [-o table|json|yaml]\n\nThe decision the control plane would make for this call now (verdict, policy version, policy, rule,\nreason), without sending traffic. PORT defaults to 80. --tool T explains an MCP tools/call of tool T\n(method POST unless --method says otherwise). --header (repeatable) gives the headers of the call for header\nrules; the headers given are taken as all the headers of the call.',
   validate: 'Usage: airlock validate -f FILE|DIR\n\nChecks documents offline, with every problem as file:line:col. Exit 0 valid, 2 invalid.',
 };
 
@@ -95,8 +95,9 @@ export async function runGet(argv: string[]): Promise<number> {
   if (more.length > 0) throw new UsageError(`unexpected argument "${more[0] ?? ''}"`);
   const c = credentialsOf(values);
   if (what === 'agents') {
-    const r = (await adminGet(c, '/v1/agents')) as { items: { spiffeId: string; inboundAddress: string; updatedAt: number }[] };
-    print(output, r.items, () => formatTable(['SPIFFE ID', 'INBOUND', 'UPDATED'], r.items.map((a) => [a.spiffeId, a.inboundAddress, new Date(a.updatedAt).toISOString()])));
+    const r = (await adminGet(c, '/v1/agents')) as { items: { spiffeId: string; inboundAddress: string; updatedAt: number; labels?: Record<string, string> }[] };
+    const labels = (l: Record<string, string> | undefined): string => Object.entries(l ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || '-';
+    print(output, r.items, () => formatTable(['SPIFFE ID', 'INBOUND', 'UPDATED', 'LABELS'], r.items.map((a) => [a.spiffeId, a.inboundAddress, new Date(a.updatedAt).toISOString(), labels(a.labels)])));
     return 0;
   }
   const kind = what === 'segments' || what === 'segment' ? 'Segment' : what === 'policies' || what === 'policy' ? 'Policy' : undefined;
@@ -151,8 +152,13 @@ export async function runRollback(argv: string[]): Promise<number> {
 }
 
 export async function runExplain(argv: string[]): Promise<number> {
-  const { values } = parseAdminFlags(argv, { from: { type: 'string' }, to: { type: 'string' }, method: { type: 'string' }, path: { type: 'string' }, tool: { type: 'string' } });
+  const { values } = parseAdminFlags(argv, { from: { type: 'string' }, to: { type: 'string' }, method: { type: 'string' }, path: { type: 'string' }, tool: { type: 'string' }, header: { type: 'string', multiple: true } });
   if (helpOr('explain', values)) return 0;
+  const headers = (Array.isArray(values.header) ? values.header : []).map((h) => {
+    const eq = typeof h === 'string' ? h.indexOf('=') : -1;
+    if (typeof h !== 'string' || eq <= 0) throw new UsageError(`--header takes NAME=VALUE (got ${String(h)})`);
+    return { name: h.slice(0, eq), value: h.slice(eq + 1) };
+  });
   const tool = typeof values.tool === 'string' ? values.tool : undefined;
   const output = outputOf(values.output);
   if (typeof values.from !== 'string' || typeof values.to !== 'string') throw new UsageError('--from SPIFFE-ID and --to HOST[:PORT] are required');
@@ -162,6 +168,7 @@ export async function runExplain(argv: string[]): Promise<number> {
     method: typeof values.method === 'string' ? values.method : tool === undefined ? 'GET' : 'POST',
     ...(typeof values.path === 'string' ? { path: values.path } : {}),
     ...(tool === undefined ? {} : { tool }),
+    ...(headers.length === 0 ? {} : { headers }),
   })) as { allow: boolean; dryRunDeny: boolean; version: number; policy: string; rule: string; reason: string; destination: string };
   print(output, r, () =>
     [

@@ -1,17 +1,20 @@
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { duration } from '@airlock/common/config';
 import { errorMessage } from '@airlock/common/errors';
+import { parseLabel } from '@airlock/common/labels';
 import { UsageError } from '../args.ts';
 import { credentialsOf, formatTable, outputOf, parseAdminFlags, print } from '../admin-command.ts';
 import { adminGet, adminPost } from '../admin-client.ts';
 
-const HELP = `Usage: airlock token create --identity spiffe://<td>/ns/<ns>/sa/<sa> [--ttl 1h] [-o table|json|yaml]
+const HELP = `Usage: airlock token create --identity spiffe://<td>/ns/<ns>/sa/<sa> [--ttl 1h] [--label KEY=VALUE]... [-o table|json|yaml]
        airlock token list [-o table|json|yaml]
        airlock token revoke ID [-o table|json|yaml]
        (each also takes [--server URL] [--credentials FILE])
 
 create: a one-time join token bound to one SPIFFE ID. Start the sidecar with it in
-AIRLOCK_JOIN_TOKEN; it is accepted once, before it expires (default 1h, at most 24h).
+AIRLOCK_JOIN_TOKEN; it is accepted once, before it expires (default 1h, at most 24h). --label
+(repeatable) gives the agent a label for Segment selectors (keys and values as Kubernetes labels;
+kubernetes.io/ keys are set by Kubernetes attestation only).
 list: every join token: its id (a prefix of the token's hash, never the token), identity, status
 (unused, used, expired, revoked) and expiry. revoke: the token with that id (or an unambiguous
 prefix of at least 8 characters) is refused from now on.
@@ -24,6 +27,7 @@ interface CreatedToken {
   id: string;
   identity: string;
   expiresAt: string;
+  labels?: Record<string, string>;
 }
 
 interface TokenSummary {
@@ -32,12 +36,14 @@ interface TokenSummary {
   status: string;
   expiresAt: string;
   usedAt?: string;
+  labels?: Record<string, string>;
 }
 
 export async function runToken(argv: string[]): Promise<number> {
   const { values, positionals } = parseAdminFlags(argv, {
     identity: { type: 'string' },
     ttl: { type: 'string' },
+    label: { type: 'string', multiple: true },
   });
   if (values.help === true) {
     console.log(HELP);
@@ -47,11 +53,12 @@ export async function runToken(argv: string[]): Promise<number> {
   const output = outputOf(values.output);
   const creds = (): ReturnType<typeof credentialsOf> => credentialsOf(values);
   if (verb === 'list' || verb === 'revoke') {
-    if (values.identity !== undefined || values.ttl !== undefined) throw new UsageError(`--identity and --ttl go with \`token create\``);
+    if (values.identity !== undefined || values.ttl !== undefined || values.label !== undefined) throw new UsageError(`--identity, --ttl and --label go with \`token create\``);
     if (verb === 'list') {
       if (arg !== undefined) throw new UsageError('expected `airlock token list`');
       const { items } = (await adminGet(creds(), '/v1/join-tokens')) as { items: TokenSummary[] };
-      print(output, items, () => formatTable(['ID', 'STATUS', 'EXPIRES', 'IDENTITY'], items.map((t) => [t.id, t.status, t.expiresAt, t.identity])));
+      const labels = (l: Record<string, string> | undefined): string => Object.entries(l ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || '-';
+      print(output, items, () => formatTable(['ID', 'STATUS', 'EXPIRES', 'IDENTITY', 'LABELS'], items.map((t) => [t.id, t.status, t.expiresAt, t.identity, labels(t.labels)])));
       return 0;
     }
     if (arg === undefined || extra.length > 0) throw new UsageError('expected `airlock token revoke <id>` (ids from `airlock token list`)');
@@ -70,15 +77,27 @@ export async function runToken(argv: string[]): Promise<number> {
       throw new UsageError(`--ttl: ${errorMessage(err)}`);
     }
   }
+  const labels: Record<string, string> = {};
+  for (const text of Array.isArray(values.label) ? values.label : []) {
+    try {
+      const [k, v] = parseLabel(String(text));
+      if (k in labels) throw new Error(`label key "${k}" given twice`);
+      labels[k] = v;
+    } catch (err) {
+      throw new UsageError(`--label: ${errorMessage(err)}`);
+    }
+  }
   const created = (await adminPost(creds(), '/v1/join-tokens', {
     identity: values.identity,
     ttlSeconds: Math.ceil(ttlMs / 1000),
+    ...(Object.keys(labels).length === 0 ? {} : { labels }),
   })) as CreatedToken;
   if (output !== 'table') print(output, created, () => '');
   else {
     // Only the token on stdout, so `$(airlock token create …)` captures exactly it.
     console.log(created.token);
-    console.error(`id:       ${created.id}\nidentity: ${created.identity}\nexpires:  ${created.expiresAt}\nuse once: AIRLOCK_JOIN_TOKEN=<token> airlock sidecar …`);
+    const labelText = Object.entries(created.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(', ');
+    console.error(`id:       ${created.id}\nidentity: ${created.identity}\nexpires:  ${created.expiresAt}\n${labelText === '' ? '' : `labels:   ${labelText}\n`}use once: AIRLOCK_JOIN_TOKEN=<token> airlock sidecar …`);
   }
   return 0;
 }

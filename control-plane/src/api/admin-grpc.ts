@@ -104,7 +104,7 @@ export function adminServiceHandlers(deps: AdminGrpcDeps): Record<string, Handle
       adminPrincipal(call, deps, 'viewer');
       const r = req;
       if (r.from === '' || r.to === '') throw new AirlockError(ErrorCode.BadRequest, '"from" and "to" are required');
-      const e = explainCall(p, { from: r.from, to: r.to, method: r.method || undefined, path: r.path || undefined, tool: r.tool || undefined });
+      const e = explainCall(p, { from: r.from, to: r.to, method: r.method || undefined, path: r.path || undefined, tool: r.tool || undefined, headers: r.headers });
       return { allow: e.allow, version: e.version, policy: e.policy, rule: e.rule, reason: e.reason, dryRunDeny: e.dryRunDeny, source: e.source, destination: e.destination };
     }),
   };

@@ -34,7 +34,7 @@ export async function readJson(req: IncomingMessage, max = MAX_BODY_BYTES): Prom
   }
 }
 
-/** `POST /v1/join-tokens` {identity, ttlSeconds?} with the admin bearer token → 201 {token, id, identity, expiresAt}. */
+/** `POST /v1/join-tokens` {identity, ttlSeconds?, labels?} with the admin bearer token → 201 {token, id, identity, expiresAt, labels}. */
 export function joinTokenRoute(deps: AdminRouteDeps): AdminRoute {
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const path = (req.url ?? '/').split('?')[0];
@@ -47,9 +47,12 @@ export function joinTokenRoute(deps: AdminRouteDeps): AdminRoute {
       const who = deps.requireRole(req, 'admin');
       const body = await readJson(req);
       if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AirlockError(ErrorCode.BadRequest, 'the body must be a JSON object');
-      const { identity, ttlSeconds, ...rest } = body as Record<string, unknown>;
+      const { identity, ttlSeconds, labels, ...rest } = body as Record<string, unknown>;
       const unknown = Object.keys(rest);
-      if (unknown.length > 0) throw new AirlockError(ErrorCode.BadRequest, `unknown field(s): ${unknown.join(', ')} (known: identity, ttlSeconds)`);
+      if (unknown.length > 0) throw new AirlockError(ErrorCode.BadRequest, `unknown field(s): ${unknown.join(', ')} (known: identity, ttlSeconds, labels)`);
+      if (labels !== undefined && (typeof labels !== 'object' || labels === null || Array.isArray(labels) || Object.values(labels).some((v) => typeof v !== 'string'))) {
+        throw new AirlockError(ErrorCode.BadRequest, '"labels" must be an object of string values');
+      }
       if (typeof identity !== 'string') throw new AirlockError(ErrorCode.BadRequest, '"identity" must be a SPIFFE ID string');
       let ttlMs = DEFAULT_JOIN_TOKEN_TTL_MS;
       if (ttlSeconds !== undefined) {
@@ -58,10 +61,10 @@ export function joinTokenRoute(deps: AdminRouteDeps): AdminRoute {
         }
         ttlMs = ttlSeconds * 1000;
       }
-      const created = deps.joinTokens.createJoinToken(identity, ttlMs);
+      const created = deps.joinTokens.createJoinToken(identity, ttlMs, (labels ?? {}) as Record<string, string>);
       deps.logger.info({ audit: true, actor: who.name, action: 'join-token.create', identity: created.identity, expiresAt: created.expiresAt.toISOString() }, 'join token created');
-      deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.create', target: created.identity, detail: JSON.stringify({ expiresAt: created.expiresAt.toISOString() }) });
-      sendJson(res, 201, { token: created.token, id: created.id, identity: created.identity, expiresAt: created.expiresAt.toISOString() });
+      deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.create', target: created.identity, detail: JSON.stringify({ expiresAt: created.expiresAt.toISOString(), labels: created.labels }) });
+      sendJson(res, 201, { token: created.token, id: created.id, identity: created.identity, expiresAt: created.expiresAt.toISOString(), labels: created.labels });
     } catch (err) {
       // Drain nothing more: a refused upload is cut rather than read to the end.
       if (err instanceof HttpError && err.status === 413) res.setHeader('connection', 'close');

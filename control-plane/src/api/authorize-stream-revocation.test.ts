@@ -58,7 +58,7 @@ describe('AuthorizeStream of an identity revoked while the stream is open', () =
       }),
       { 'grpc.ssl_target_name_override': 'localhost' },
     );
-    const check = { id: 1, request: { direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: RESEARCHER, destinationSpiffeId: '', destinationHost: 'api.example.com', destinationPort: 443, method: 'CONNECT', path: '', mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [] } };
+    const check = { id: 1, request: { direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: RESEARCHER, destinationSpiffeId: '', destinationHost: 'api.example.com', destinationPort: 443, method: 'CONNECT', path: '', mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], headers: [], headersIncomplete: false } };
     const open = (): { send(): Promise<AuthorizeResult[]>; ended: Promise<ServiceError | undefined>; cancel(): void } => {
       const stream = client.authorizeStream();
       const waiting: ((r: AuthorizeResult[]) => void)[] = [];

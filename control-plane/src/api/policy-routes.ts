@@ -85,8 +85,8 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
     } },
     { method: 'POST', path: /^\/v1\/explain$/, handle: async (req) => {
       deps.requireRole(req, 'viewer');
-      const body = object(await readJson(req), ['from', 'to', 'method', 'path', 'tool']);
-      return ok(explainCall(p, { from: requiredString(body, 'from'), to: requiredString(body, 'to'), method: optionalString(body, 'method'), path: optionalString(body, 'path'), tool: optionalString(body, 'tool') }));
+      const body = object(await readJson(req), ['from', 'to', 'method', 'path', 'tool', 'headers']);
+      return ok(explainCall(p, { from: requiredString(body, 'from'), to: requiredString(body, 'to'), method: optionalString(body, 'method'), path: optionalString(body, 'path'), tool: optionalString(body, 'tool'), headers: headerList(body.headers) }));
     } },
     { method: 'POST', path: /^\/v1\/api-tokens$/, handle: async (req) => {
       const who = deps.requireRole(req, 'admin');
@@ -149,6 +149,19 @@ function optionalString(body: Record<string, unknown>, field: string): string | 
   return body[field] === undefined ? undefined : requiredString(body, field);
 }
 
+/** `headers` of an explain request: a list of { name, value } (one per occurrence). */
+function headerList(v: unknown): { name: string; value: string }[] | undefined {
+  if (v === undefined) return undefined;
+  const bad = new AirlockError(ErrorCode.BadRequest, '"headers" must be a list of { "name": string, "value": string }');
+  if (!Array.isArray(v)) throw bad;
+  return v.map((h: unknown) => {
+    if (typeof h !== 'object' || h === null) throw bad;
+    const { name, value } = h as Record<string, unknown>;
+    if (typeof name !== 'string' || name === '' || typeof value !== 'string' || Object.keys(h).length !== 2) throw bad;
+    return { name, value };
+  });
+}
+
 /** What explain (HTTP and gRPC) is asked: `to` is HOST[:PORT]; method defaults to POST with a tool. */
 export interface ExplainFields {
   readonly from: string;
@@ -156,6 +169,7 @@ export interface ExplainFields {
   readonly method: string | undefined;
   readonly path: string | undefined;
   readonly tool: string | undefined;
+  readonly headers?: readonly { readonly name: string; readonly value: string }[] | undefined;
 }
 
 /** Checks an explain request and explains it: the one implementation behind both admin APIs. */
@@ -167,7 +181,7 @@ export function explainCall(p: PolicyStore, f: ExplainFields): Explanation & { p
   if (!/^[A-Za-z]{1,20}$/.test(method)) throw new AirlockError(ErrorCode.BadRequest, '"method" must be an HTTP method');
   const path = f.path ?? (method.toUpperCase() === 'CONNECT' ? '' : '/');
   // Methods are matched as sent (upper case by HTTP convention): explain what the sidecar would ask.
-  return { policyVersion: p.version(), ...p.explain({ from: f.from, host, port, method, path, ...(f.tool === undefined ? {} : { mcp: { method: 'tools/call', tool: f.tool } }) }) };
+  return { policyVersion: p.version(), ...p.explain({ from: f.from, host, port, method, path, ...(f.tool === undefined ? {} : { mcp: { method: 'tools/call', tool: f.tool } }), ...(f.headers === undefined ? {} : { headers: f.headers }) }) };
 }
 
 /** A document name as the API accepts it (what the loader allows). */

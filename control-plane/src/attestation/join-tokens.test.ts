@@ -26,8 +26,29 @@ describe('JoinTokens', () => {
     const created = tokens.createJoinToken(ID, 60_000);
     expect(created.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(created.expiresAt.getTime()).toBe(1_060_000);
-    expect(tokens.consumeJoinToken(created.token)).toBe(ID);
+    expect(tokens.consumeJoinToken(created.token)).toEqual({ spiffeId: ID, labels: {} });
     expect(refusal(() => tokens.consumeJoinToken(created.token))).toBe('used');
+  });
+
+  it('gives the joining agent the token\'s labels', () => {
+    const { tokens } = setup();
+    const created = tokens.createJoinToken(ID, 60_000, { team: 'research', 'example.com/tier': 'gold' });
+    expect(created.labels).toEqual({ team: 'research', 'example.com/tier': 'gold' });
+    expect(tokens.consumeJoinToken(created.token).labels).toEqual({ team: 'research', 'example.com/tier': 'gold' });
+  });
+
+  it.each([
+    [{ 'bad key!': 'x' }, /label key "bad key!"/],
+    [{ team: 'has space' }, /label value "has space"/],
+    [{ team: 'x'.repeat(64) }, /label value/],
+    [{ '-team': 'x' }, /label key/],
+    [{ 'Example.com/team': 'x' }, /prefix must be a lowercase DNS subdomain/],
+    [{ 'kubernetes.io/namespace': 'prod' }, /set by Kubernetes attestation only/],
+    [Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v'])), /at most 32 labels/],
+  ])('refuses bad labels %#', (labels, message) => {
+    const { tokens } = setup();
+    expect(() => tokens.createJoinToken(ID, 60_000, labels)).toThrow(message);
+    expect(tokens.list()).toHaveLength(0);
   });
 
   it('refuses unknown and expired tokens with typed reasons', () => {
@@ -73,6 +94,6 @@ describe('JoinTokens', () => {
     expect(tokens.revoke(created.id).alreadyRevoked).toBe(true);
     expect(refusal(() => tokens.consumeJoinToken(created.token))).toBe('revoked');
     // The other token is untouched.
-    expect(tokens.consumeJoinToken(other.token)).toBe(ID);
+    expect(tokens.consumeJoinToken(other.token).spiffeId).toBe(ID);
   });
 });

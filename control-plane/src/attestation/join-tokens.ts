@@ -1,4 +1,5 @@
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import { checkLabels, KUBERNETES_LABEL_PREFIX, type Labels } from '@airlock/common/labels';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import type { JoinTokenListing, JoinTokenRefusal, Store } from '../store/store.ts';
 import { hashToken, newSecretToken } from './token-hash.ts';
@@ -25,6 +26,7 @@ export interface JoinTokenSummary {
   readonly createdAt: string | undefined;
   readonly usedAt: string | undefined;
   readonly revokedAt: string | undefined;
+  readonly labels: Labels;
 }
 
 function iso(ms: number | undefined): string | undefined {
@@ -34,7 +36,7 @@ function iso(ms: number | undefined): string | undefined {
 function summaryOf(t: JoinTokenListing, now: number): JoinTokenSummary {
   // Revoked wins over used/expired: it is what an admin did last.
   const status: JoinTokenStatus = t.revokedAt !== undefined ? 'revoked' : t.usedAt !== undefined ? 'used' : t.expiresAt <= now ? 'expired' : 'unused';
-  return { id: joinTokenId(t.hash), identity: t.spiffeId, status, expiresAt: new Date(t.expiresAt).toISOString(), createdAt: iso(t.createdAt), usedAt: iso(t.usedAt), revokedAt: iso(t.revokedAt) };
+  return { id: joinTokenId(t.hash), identity: t.spiffeId, status, expiresAt: new Date(t.expiresAt).toISOString(), createdAt: iso(t.createdAt), usedAt: iso(t.usedAt), revokedAt: iso(t.revokedAt), labels: t.labels ?? {} };
 }
 
 export interface CreatedJoinToken {
@@ -44,6 +46,7 @@ export interface CreatedJoinToken {
   readonly id: string;
   readonly identity: string;
   readonly expiresAt: Date;
+  readonly labels: Labels;
 }
 
 /** Why attestation with a join token failed; `reason` is stable for metrics. */
@@ -70,7 +73,8 @@ export class JoinTokens {
     this.#now = now;
   }
 
-  createJoinToken(identity: string, ttlMs: number = DEFAULT_JOIN_TOKEN_TTL_MS): CreatedJoinToken {
+  /** `labels` are given to the agent that joins with the token (validated like Kubernetes labels). */
+  createJoinToken(identity: string, ttlMs: number = DEFAULT_JOIN_TOKEN_TTL_MS, labels: Labels = {}): CreatedJoinToken {
     const id = parseSpiffeId(identity);
     if (id.trustDomain !== this.#trustDomain) {
       throw new AirlockError(ErrorCode.BadRequest, `${identity} is not in this control plane's trust domain ${this.#trustDomain}`);
@@ -78,11 +82,19 @@ export class JoinTokens {
     if (!Number.isInteger(ttlMs) || ttlMs <= 0 || ttlMs > MAX_JOIN_TOKEN_TTL_MS) {
       throw new AirlockError(ErrorCode.BadRequest, `the join token lifetime must be between 1 s and ${MAX_JOIN_TOKEN_TTL_MS / 1000} s`);
     }
+    try {
+      checkLabels(labels);
+    } catch (err) {
+      throw new AirlockError(ErrorCode.BadRequest, err instanceof Error ? err.message : String(err));
+    }
+    // Only Kubernetes attestation vouches for these: an admin's label must not pose as one.
+    const reserved = Object.keys(labels).find((k) => k.startsWith(KUBERNETES_LABEL_PREFIX));
+    if (reserved !== undefined) throw new AirlockError(ErrorCode.BadRequest, `label key "${reserved}": ${KUBERNETES_LABEL_PREFIX}… labels are set by Kubernetes attestation only`);
     const token = newSecretToken();
     const expiresAt = this.#now() + ttlMs;
     const hash = hashToken(token);
-    this.#store.insertJoinToken({ hash, spiffeId: id.uri, expiresAt, createdAt: this.#now() });
-    return { token, id: joinTokenId(hash), identity: id.uri, expiresAt: new Date(expiresAt) };
+    this.#store.insertJoinToken({ hash, spiffeId: id.uri, expiresAt, createdAt: this.#now(), labels });
+    return { token, id: joinTokenId(hash), identity: id.uri, expiresAt: new Date(expiresAt), labels: { ...labels } };
   }
 
   /** Every join token, newest first, as an admin may see it (no secret). */
@@ -109,10 +121,10 @@ export class JoinTokens {
     return { token: summaryOf(after, now), alreadyRevoked: before[0]?.revokedAt !== undefined };
   }
 
-  /** The SPIFFE ID the token was made for; throws JoinTokenError when unknown, used or expired. */
-  consumeJoinToken(token: string): string {
+  /** The SPIFFE ID the token was made for and its labels; throws JoinTokenError when unknown, used or expired. */
+  consumeJoinToken(token: string): { spiffeId: string; labels: Labels } {
     const result = this.#store.consumeJoinToken(hashToken(token), this.#now());
     if (!result.ok) throw new JoinTokenError(result.reason);
-    return result.spiffeId;
+    return { spiffeId: result.spiffeId, labels: result.labels };
   }
 }

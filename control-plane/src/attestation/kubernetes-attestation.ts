@@ -1,10 +1,27 @@
 import { ConfigError, errorMessage } from '@airlock/common/errors';
-import { KubernetesTokenError, KubernetesTokenVerifier, loadJwks } from './kubernetes-token.ts';
+import { labelValueProblem, type Labels } from '@airlock/common/labels';
+import { KubernetesTokenError, KubernetesTokenVerifier, loadJwks, type KubernetesIdentity } from './kubernetes-token.ts';
 import { TokenReviewClient, type TokenReviewOptions } from './token-review.ts';
 
-/** Turns a projected service-account token into the SPIFFE ID it proves, or throws a KubernetesTokenError. */
+/** Turns a projected service-account token into the SPIFFE ID it proves and its labels, or throws a KubernetesTokenError. */
 export interface KubernetesAttestor {
-  attest(token: string, nowMs: number): Promise<string>;
+  attest(token: string, nowMs: number): Promise<{ spiffeId: string; labels: Labels }>;
+}
+
+/**
+ * The labels Kubernetes attestation gives an agent: its namespace, service account and (when the
+ * token is bound to one) pod name. A value that is not a valid label value (a name over 63
+ * characters) is left out rather than failing the attestation.
+ */
+export function kubernetesLabels(id: KubernetesIdentity): Labels {
+  const labels: Record<string, string> = {};
+  const add = (key: string, value: string | undefined): void => {
+    if (value !== undefined && labelValueProblem(value) === undefined) labels[key] = value;
+  };
+  add('kubernetes.io/namespace', id.namespace);
+  add('kubernetes.io/service-account', id.serviceAccount);
+  add('kubernetes.io/pod-name', id.podName);
+  return labels;
 }
 
 const JWKS_REFRESH_MS = 5 * 60_000;
@@ -16,16 +33,16 @@ const JWKS_REFRESH_MS = 5 * 60_000;
 export function combineAttestors(offline: KubernetesTokenVerifier | undefined, review: TokenReviewClient | undefined): KubernetesAttestor {
   return {
     async attest(token, nowMs) {
-      const offlineId = offline?.verify(token, nowMs);
+      const offlineId = offline?.identify(token, nowMs);
       if (review === undefined) {
         if (offlineId === undefined) throw new KubernetesTokenError('not_configured', 'Kubernetes attestation is not configured on this control plane');
-        return offlineId;
+        return { spiffeId: offlineId.spiffeId, labels: kubernetesLabels(offlineId) };
       }
-      const reviewedId = await review.review(token);
-      if (offlineId !== undefined && offlineId !== reviewedId) {
-        throw new KubernetesTokenError('no_service_account', `the token claims ${offlineId} but the API server says ${reviewedId}`);
+      const reviewed = await review.identify(token);
+      if (offlineId !== undefined && offlineId.spiffeId !== reviewed.spiffeId) {
+        throw new KubernetesTokenError('no_service_account', `the token claims ${offlineId.spiffeId} but the API server says ${reviewed.spiffeId}`);
       }
-      return reviewedId;
+      return { spiffeId: reviewed.spiffeId, labels: kubernetesLabels(reviewed) };
     },
   };
 }

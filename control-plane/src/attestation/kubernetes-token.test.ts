@@ -2,6 +2,7 @@ import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { combineAttestors } from './kubernetes-attestation.ts';
 import { KubernetesTokenError, KubernetesTokenVerifier, loadJwks } from './kubernetes-token.ts';
 
 const ISSUER = 'https://kubernetes.default.svc.cluster.local';
@@ -64,6 +65,16 @@ describe('Kubernetes service-account token attestation (JWKS served on loopback)
   it('turns a valid token (RS256 or ES256) into spiffe://<td>/ns/<ns>/sa/<sa>', () => {
     expect(verifier.verify(jwt(rsa, podClaims()))).toBe(`spiffe://${TD}/ns/agents/sa/researcher`);
     expect(verifier.verify(jwt(ec, podClaims({ aud: 'airlock' })))).toBe(`spiffe://${TD}/ns/agents/sa/researcher`);
+  });
+
+  it('gives the agent labels for its namespace, service account and pod (when the token names one)', async () => {
+    const attestor = combineAttestors(verifier, undefined);
+    expect(await attestor.attest(jwt(rsa, podClaims()), Date.now())).toEqual({
+      spiffeId: `spiffe://${TD}/ns/agents/sa/researcher`,
+      labels: { 'kubernetes.io/namespace': 'agents', 'kubernetes.io/service-account': 'researcher', 'kubernetes.io/pod-name': 'researcher-0' },
+    });
+    const noPod = podClaims({ 'kubernetes.io': { namespace: 'agents', serviceaccount: { name: 'researcher', uid: 'u1' } } });
+    expect((await attestor.attest(jwt(rsa, noPod), Date.now())).labels).toEqual({ 'kubernetes.io/namespace': 'agents', 'kubernetes.io/service-account': 'researcher' });
   });
 
   const now = Math.floor(Date.now() / 1000);

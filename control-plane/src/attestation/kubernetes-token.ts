@@ -61,6 +61,15 @@ function part(segment: string | undefined, what: string): Record<string, unknown
  * audience `airlock`, exp/nbf, and the namespace/service-account claims, which give the SPIFFE ID.
  * Whether the pod still exists needs the TokenReview API and is not checked here.
  */
+/** What a service-account token proves. */
+export interface KubernetesIdentity {
+  readonly spiffeId: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  /** The pod the token is bound to, when it names one. */
+  readonly podName: string | undefined;
+}
+
 export class KubernetesTokenVerifier {
   readonly #o: { issuer: string; trustDomain: string; keys: () => ReadonlyMap<string, KeyObject> };
 
@@ -70,6 +79,11 @@ export class KubernetesTokenVerifier {
 
   /** The SPIFFE ID the token proves, or a KubernetesTokenError. */
   verify(token: string, nowMs = Date.now()): string {
+    return this.identify(token, nowMs).spiffeId;
+  }
+
+  /** What the token proves: the SPIFFE ID and the pod it is bound to (when it names one). */
+  identify(token: string, nowMs = Date.now()): KubernetesIdentity {
     const segments = token.split('.');
     if (segments.length !== 3) throw new KubernetesTokenError('malformed', 'not a signed JWT');
     const header = part(segments[0], 'header');
@@ -89,7 +103,7 @@ export class KubernetesTokenVerifier {
     const now = nowMs / 1000;
     if (typeof claims.exp !== 'number' || claims.exp + LEEWAY_S <= now) throw new KubernetesTokenError('expired', 'it has expired (or has no exp)');
     if (typeof claims.nbf === 'number' && claims.nbf - LEEWAY_S > now) throw new KubernetesTokenError('not_yet_valid', 'it is not valid yet (nbf)');
-    const k8s = claims['kubernetes.io'] as { namespace?: unknown; serviceaccount?: { name?: unknown } } | undefined;
+    const k8s = claims['kubernetes.io'] as { namespace?: unknown; serviceaccount?: { name?: unknown }; pod?: { name?: unknown } } | undefined;
     const namespace = k8s?.namespace;
     const serviceAccount = k8s?.serviceaccount?.name;
     if (typeof namespace !== 'string' || typeof serviceAccount !== 'string') {
@@ -97,8 +111,9 @@ export class KubernetesTokenVerifier {
     }
     const expectedSub = `system:serviceaccount:${namespace}:${serviceAccount}`;
     if (claims.sub !== expectedSub) throw new KubernetesTokenError('no_service_account', `its subject is not ${expectedSub}`);
+    const podName = typeof k8s?.pod?.name === 'string' ? k8s.pod.name : undefined;
     try {
-      return formatSpiffeId(this.#o.trustDomain, namespace, serviceAccount);
+      return { spiffeId: formatSpiffeId(this.#o.trustDomain, namespace, serviceAccount), namespace, serviceAccount, podName };
     } catch (err) {
       throw new KubernetesTokenError('no_service_account', errorMessage(err));
     }

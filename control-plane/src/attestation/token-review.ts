@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { ErrorCode, errorMessage } from '@airlock/common/errors';
 import { formatSpiffeId } from '@airlock/common/spiffe';
-import { KUBERNETES_AUDIENCE, KubernetesTokenError } from './kubernetes-token.ts';
+import { KUBERNETES_AUDIENCE, KubernetesTokenError, type KubernetesIdentity } from './kubernetes-token.ts';
 
 export const TOKEN_REVIEW_PATH = '/apis/authentication.k8s.io/v1/tokenreviews';
 // The extra values the service-account authenticator sets for a pod-bound token.
@@ -51,6 +51,11 @@ export class TokenReviewClient {
 
   /** The SPIFFE ID the token proves, or a KubernetesTokenError (UNAVAILABLE when the API server gave no answer). */
   async review(token: string): Promise<string> {
+    return (await this.identify(token)).spiffeId;
+  }
+
+  /** What the token proves, with the pod it is bound to, or a KubernetesTokenError. */
+  async identify(token: string): Promise<KubernetesIdentity> {
     const status = await this.#post(token);
     if (status.authenticated !== true) {
       // What the API server says for a token of a deleted pod, an expired one, or one for another audience.
@@ -70,7 +75,7 @@ export class TokenReviewClient {
       throw new KubernetesTokenError('not_pod_bound', `it is not bound to a pod (no ${POD_NAME_EXTRA} / ${POD_UID_EXTRA} in the review)`);
     }
     try {
-      return formatSpiffeId(this.#o.trustDomain, m[1], m[2]);
+      return { spiffeId: formatSpiffeId(this.#o.trustDomain, m[1], m[2]), namespace: m[1], serviceAccount: m[2], podName: extra[POD_NAME_EXTRA][0] };
     } catch (err) {
       throw new KubernetesTokenError('no_service_account', errorMessage(err));
     }

@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
+import { MAX_AUTHZ_HEADER_BYTES, MAX_AUTHZ_HEADERS } from '@airlock/common/headers';
 import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { Direction, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
-import { callableTools, type McpInput, type PolicyEngine } from '../policy/engine.ts';
+import { callableTools, headerInput, type McpInput, type PolicyEngine } from '../policy/engine.ts';
 import type { Store } from '../store/store.ts';
-import { lookupMeshHost } from './registry.ts';
+import { agentLabels, lookupMeshHost } from './registry.ts';
 import { denyIfRevoked } from './revoked.ts';
 
 export interface AuthorizerDeps {
@@ -31,6 +32,14 @@ function mcpOf(req: AuthorizeRequest): McpInput | undefined {
   if (req.mcpUnreadable !== '') return { unreadable: req.mcpUnreadable };
   if (req.mcpMethod !== '') return { method: req.mcpMethod, tool: req.mcpMethod === 'tools/call' ? req.mcpTool : '' };
   return undefined;
+}
+
+/** The sidecar's bounds on headers, held here too: a request over them is refused, not judged. */
+function checkHeaderBounds(req: AuthorizeRequest): void {
+  if (req.headers.length > MAX_AUTHZ_HEADERS) throw new AirlockError(ErrorCode.BadRequest, `more than ${MAX_AUTHZ_HEADERS} headers`);
+  let bytes = 0;
+  for (const h of req.headers) bytes += Buffer.byteLength(h.name) + Buffer.byteLength(h.value);
+  if (bytes > MAX_AUTHZ_HEADER_BYTES) throw new AirlockError(ErrorCode.BadRequest, `more than ${MAX_AUTHZ_HEADER_BYTES} bytes of headers`);
 }
 
 /**
@@ -96,13 +105,16 @@ export class Authorizer {
       }
       if (req.destinationHost === '') throw new AirlockError(ErrorCode.BadRequest, 'destination_host is required');
       if (req.mcpListedTools.length > MAX_LISTED_TOOLS) throw new AirlockError(ErrorCode.BadRequest, `more than ${MAX_LISTED_TOOLS} tools to filter`);
+      checkHeaderBounds(req);
     } catch (err) {
       const e = err instanceof AirlockError ? err : new AirlockError(ErrorCode.BadRequest, errorMessage(err));
       throw refuse(e, 'bad_request', req.sourceSpiffeId, req.destinationSpiffeId);
     }
 
     const engine = this.#d.policy();
-    const input = { source, destination, host: req.destinationHost, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req) };
+    // Labels (from attestation, stored with the agent) are read fresh, and only when a segment selects by them.
+    const labels = engine.usesLabels ? agentLabels(this.#d.store, source, destination) : {};
+    const input = { source, destination, ...labels, host: req.destinationHost, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req), headers: req.headers.length === 0 && !req.headersIncomplete ? undefined : headerInput(req.headers, req.headersIncomplete) };
     const decision = denyIfRevoked(engine.evaluate(input), { source, destination }, this.#d.isRevoked);
     // Filtering a tools/list answer: the same engine, fresh, for each listed tool; none when denied.
     const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? callableTools(engine, input, req.mcpListedTools) : [];

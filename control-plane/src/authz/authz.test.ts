@@ -79,7 +79,7 @@ describe('Authorizer', () => {
     destinationPort: 80,
     method: 'GET',
     path: '/',
-    mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [],
+    mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], headers: [], headersIncomplete: false,
     ...over,
   });
 
@@ -113,3 +113,47 @@ describe('Authorizer', () => {
     expect(res.upstream).toBeUndefined();
   });
 });
+
+describe('Authorizer: labels and headers', () => {
+  const C = `spiffe://${TD}/ns/demo/sa/c`;
+  const store = new SqliteStore(':memory:');
+  store.upsertAgent({ spiffeId: A, inboundAddress: '127.0.0.1:8', updatedAt: 1, labels: { team: 'research' } });
+  store.upsertAgent({ spiffeId: B, inboundAddress: '127.0.0.1:9', updatedAt: 1, labels: { role: 'tools' } });
+  store.upsertAgent({ spiffeId: C, inboundAddress: '127.0.0.1:7', updatedAt: 1, labels: { team: 'ops' } });
+  const policy = new PolicyEngine(
+    parsePolicyText(
+      `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: research }\nspec: { selector: { labels: { team: research } } }\n---\n` +
+        `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: tools }\nspec: { selector: { labels: { role: tools } } }\n---\n` +
+        `apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec: { from: { segments: [research] }, to: { segments: [tools] }, rules: [ { headers: [ { name: x-tenant, values: [a] } ] } ], action: allow }\n`,
+      'p.yaml',
+    ),
+    TD,
+  );
+  const authorizer = new Authorizer({
+    trustDomain: TD,
+    store,
+    policy: () => policy,
+    metrics: createControlPlaneMetrics(createRegistry('test')),
+    audit: createRootLogger({ process: 't', level: 'silent' }),
+  });
+  const req = (over: Partial<AuthorizeRequest>): AuthorizeRequest => ({
+    direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: A, destinationSpiffeId: '', destinationHost: 'b.v2.demo', destinationPort: 80, method: 'GET', path: '/',
+    mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], headers: [{ name: 'x-tenant', value: 'a' }], headersIncomplete: false,
+    ...over,
+  });
+
+  it('decides on the stored labels of both agents, outbound and inbound', () => {
+    expect(authorizer.authorize(parseSpiffeId(A), req({})).verdict).toBe(Verdict.VERDICT_ALLOW);
+    expect(authorizer.authorize(parseSpiffeId(C), req({ sourceSpiffeId: C })).verdict).toBe(Verdict.VERDICT_DENY);
+    expect(authorizer.authorize(parseSpiffeId(B), req({ direction: Direction.DIRECTION_INBOUND, destinationSpiffeId: B })).verdict).toBe(Verdict.VERDICT_ALLOW);
+    expect(authorizer.authorize(parseSpiffeId(B), req({ direction: Direction.DIRECTION_INBOUND, sourceSpiffeId: C, destinationSpiffeId: B })).verdict).toBe(Verdict.VERDICT_DENY);
+  });
+
+  it('decides on the headers sent, and refuses more than the sidecar may send', () => {
+    expect(authorizer.authorize(parseSpiffeId(A), req({ headers: [{ name: 'x-tenant', value: 'b' }] })).verdict).toBe(Verdict.VERDICT_DENY);
+    const many = Array.from({ length: 33 }, (_, i) => ({ name: `x-${i}`, value: 'v' }));
+    expect(() => authorizer.authorize(parseSpiffeId(A), req({ headers: many }))).toThrow(/more than 32 headers/);
+    expect(() => authorizer.authorize(parseSpiffeId(A), req({ headers: [{ name: 'x-big', value: 'v'.repeat(8192) }] }))).toThrow(/more than 8192 bytes/);
+  });
+});
+

@@ -1,3 +1,4 @@
+import type { Labels } from '@airlock/common/labels';
 import { formatSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import type { AgentRecord, Store } from '../store/store.ts';
 
@@ -19,4 +20,12 @@ export function lookupMeshHost(store: Store, trustDomain: string, host: string):
   const agent = store.getAgent(uri);
   if (agent === undefined) return undefined;
   return { id: { trustDomain, namespace: h.slice(dot + 1), serviceAccount: h.slice(0, dot), uri }, agent };
+}
+
+/** The stored labels of the source and destination agents (none for an unregistered one). */
+export function agentLabels(store: Store, source: SpiffeId, destination: SpiffeId | undefined): { sourceLabels: Labels; destinationLabels: Labels } {
+  return {
+    sourceLabels: store.getAgent(source.uri)?.labels ?? {},
+    destinationLabels: destination === undefined ? {} : (store.getAgent(destination.uri)?.labels ?? {}),
+  };
 }

@@ -45,6 +45,8 @@ export class CertificateIssuer {
 
   async signCertificate(caller: SpiffeId | undefined, req: SignCertificateRequest): Promise<SignCertificateResponse> {
     let spiffeId: string;
+    // Set by an attestation (join token, Kubernetes); undefined for a renewal, which keeps the stored labels.
+    let labels: Readonly<Record<string, string>> | undefined;
     let attestation: 'join_token' | 'kubernetes' | 'renewal' | undefined = undefined;
     const refuse = (err: AirlockError, reason: string): AirlockError => {
       this.#d.metrics.issuanceRefused.inc({ reason });
@@ -83,13 +85,13 @@ export class CertificateIssuer {
       const ca = this.#d.ca.issuing();
       const csr = ca.verifyCsr(req.csrPem);
       if (attestation === 'join_token') {
-        spiffeId = this.#d.joinTokens.consumeJoinToken(req.joinToken ?? '');
+        ({ spiffeId, labels } = this.#d.joinTokens.consumeJoinToken(req.joinToken ?? ''));
         // A revoked identity cannot come back with a join token made for it (the token is spent).
         if (this.#d.revocations.isRevoked(spiffeId)) throw new AirlockError(ErrorCode.PermissionDenied, `${spiffeId} is revoked`);
       }
       if (attestation === 'kubernetes') {
         if (this.#d.kubernetes === undefined) throw new KubernetesTokenError('not_configured', 'Kubernetes attestation is not configured on this control plane');
-        spiffeId = await this.#d.kubernetes.attest(req.kubernetesSaToken ?? '', now);
+        ({ spiffeId, labels } = await this.#d.kubernetes.attest(req.kubernetesSaToken ?? '', now));
         if (this.#d.revocations.isRevoked(spiffeId)) throw new AirlockError(ErrorCode.PermissionDenied, `${spiffeId} is revoked`);
       }
       // Read again: a rollover may have happened while a TokenReview was awaited.
@@ -102,7 +104,7 @@ export class CertificateIssuer {
       throw err;
     }
     this.#d.store.recordCertificate({ serial: issued.serial, spiffeId, notAfter: issued.notAfter.getTime(), issuedAt: now, issuer: issued.issuer });
-    if (req.inboundAddress !== '') this.#d.store.upsertAgent({ spiffeId, inboundAddress: req.inboundAddress, updatedAt: now });
+    if (req.inboundAddress !== '') this.#d.store.upsertAgent({ spiffeId, inboundAddress: req.inboundAddress, updatedAt: now, ...(labels === undefined ? {} : { labels }) });
     this.#d.metrics.certificatesIssued.inc({ attestation });
     if (attestation === 'renewal') this.#d.metrics.renewals.inc();
     this.#d.logger.info({ spiffeId, serial: issued.serial, notAfter: issued.notAfter.toISOString(), attestation }, 'certificate issued');

@@ -1,3 +1,4 @@
+import type { Labels } from '@airlock/common/labels';
 import type { SpiffeId } from '@airlock/common/spiffe';
 import { normalizePath } from './path.ts';
 import { globToRegExp } from './glob.ts';
@@ -9,6 +10,9 @@ export interface DecisionInput {
   readonly source: SpiffeId;
   /** The destination agent, when the destination is a mesh host; undefined for external hosts. */
   readonly destination: SpiffeId | undefined;
+  /** The agents' labels from their attestation (see PolicyEngine.usesLabels); undefined = none. */
+  readonly sourceLabels?: Labels;
+  readonly destinationLabels?: Labels;
   readonly host: string;
   readonly port: number;
   readonly method: string;
@@ -16,7 +20,32 @@ export interface DecisionInput {
   readonly path: string;
   /** The MCP message in the body; undefined when the request is not a POST (nothing to read). */
   readonly mcp?: McpInput;
+  /** The request headers the sidecar sent; undefined = none were sent (and none left out). */
+  readonly headers?: HeaderInput;
 }
+
+/**
+ * Request headers by lower-case name, each with every value it was sent with, and whether any
+ * header was left out by the sidecar's bounds (then a name not here is unknown, not absent).
+ */
+export interface HeaderInput {
+  readonly values: ReadonlyMap<string, readonly string[]>;
+  readonly incomplete: boolean;
+}
+
+/** Builds a HeaderInput from (name, value) occurrences; names are lower-cased. */
+export function headerInput(entries: Iterable<{ readonly name: string; readonly value: string }>, incomplete: boolean): HeaderInput {
+  const values = new Map<string, string[]>();
+  for (const { name, value } of entries) {
+    const n = name.toLowerCase();
+    const list = values.get(n);
+    if (list === undefined) values.set(n, [value]);
+    else list.push(value);
+  }
+  return { values, incomplete };
+}
+
+const NO_HEADERS: HeaderInput = { values: new Map(), incomplete: false };
 
 /**
  * The MCP JSON-RPC message of a POST, as the sidecar read it, or why it could not (too large, not
@@ -44,6 +73,14 @@ interface CompiledRule {
   readonly prefixes: readonly string[];
   readonly anyPath: boolean;
   readonly mcp: { readonly methods: readonly RegExp[] | undefined; readonly tools: readonly RegExp[] | undefined } | undefined;
+  readonly headers: readonly CompiledHeader[] | undefined;
+}
+
+/** `values` set: sent once with one of them; else `present` says whether it must be sent. */
+interface CompiledHeader {
+  readonly name: string;
+  readonly values: ReadonlySet<string> | undefined;
+  readonly present: boolean;
 }
 
 interface CompiledPolicy {
@@ -92,10 +129,15 @@ export class PolicyEngine {
     return new PolicyEngine({ segments: [], policies: [] }, trustDomain);
   }
 
-  /** Names of the segments an identity belongs to. */
-  segmentsOf(id: SpiffeId): string[] {
+  /** True when a segment selects by labels: only then need callers look up agents' labels. */
+  get usesLabels(): boolean {
+    return this.#segments.usesLabels;
+  }
+
+  /** Names of the segments an identity (with its attested labels) belongs to. */
+  segmentsOf(id: SpiffeId, labels?: Labels): string[] {
     if (id.trustDomain !== this.trustDomain) return [];
-    return this.#segments.segmentsOf(id);
+    return this.#segments.segmentsOf(id, labels);
   }
 
   evaluate(input: DecisionInput): PolicyDecision {
@@ -115,11 +157,11 @@ export class PolicyEngine {
     };
     // Looked up once, and only when a candidate names destination segments.
     let destSegments: readonly string[] | undefined;
-    const dest = (): readonly string[] => (destSegments ??= input.destination === undefined ? [] : this.segmentsOf(input.destination));
+    const dest = (): readonly string[] => (destSegments ??= input.destination === undefined ? [] : this.segmentsOf(input.destination, input.destinationLabels));
 
     const mcp = input.mcp;
     const mcpWhy = (): string => (mcp !== undefined && 'unreadable' in mcp ? `: the body is not a readable MCP request (${mcp.unreadable})` : '');
-    const sources = this.segmentsOf(input.source);
+    const sources = this.segmentsOf(input.source, input.sourceLabels);
     let candidates: readonly CompiledPolicy[];
     if (sources.length === 1) {
       candidates = this.#bySourceSegment.get(sources[0] ?? '') ?? []; // already in file order
@@ -141,25 +183,29 @@ export class PolicyEngine {
     let allow: { p: CompiledPolicy; rule: string } | undefined;
     let dryRunScope: CompiledPolicy | undefined;
     let unreadableMattered = false;
+    let headerUnknown: string | undefined;
+    const headers = input.headers ?? NO_HEADERS;
     const version = this.version;
     for (const p of candidates) {
       if (!matchesDestination(p, host, input.port, dest)) continue;
-      const rule = matchingRule(p, input.method, path, mcp);
+      const rule = matchingRule(p, input.method, path, mcp, headers);
       const unreadable = lastMatchUnreadable;
       if (unreadable) unreadableMattered = true;
+      const headerWhy = lastHeaderUnknown;
+      if (headerWhy !== '') headerUnknown ??= headerWhy;
       if (rule === undefined) {
         // A dry-run allow that covers this source and destination is being rolled out: what it
         // does not allow would be denied once enforced, so it is reported but let through.
         if (p.dryRun && !p.deny) dryRunScope ??= p;
         continue;
       }
-      if (p.deny && !p.dryRun) return { allow: false, policy: p.name, rule, version, reason: `policy "${p.name}" denies ${what()}${unreadable ? mcpWhy() : ''}`, dryRunDeny: false };
+      if (p.deny && !p.dryRun) return { allow: false, policy: p.name, rule, version, reason: `policy "${p.name}" denies ${what()}${unreadable ? mcpWhy() : ''}${headerWhy === '' ? '' : `: ${headerWhy}`}`, dryRunDeny: false };
       if (p.deny) dryRunDeny ??= { p, rule };
       else allow ??= { p, rule };
     }
     // A dry-run deny only matters for a call that would otherwise pass.
     if (allow === undefined && dryRunScope === undefined) {
-      return { allow: false, policy: '', rule: '', version, reason: `no policy allows ${what()}${unreadableMattered ? mcpWhy() : ''}`, dryRunDeny: false };
+      return { allow: false, policy: '', rule: '', version, reason: `no policy allows ${what()}${unreadableMattered ? mcpWhy() : ''}${headerUnknown === undefined ? '' : `: ${headerUnknown}`}`, dryRunDeny: false };
     }
     if (dryRunDeny !== undefined) {
       const { p, rule } = dryRunDeny;
@@ -190,6 +236,8 @@ function matchesDestination(p: CompiledPolicy, host: string, port: number, destS
 
 /** Set by matchingRule (a flag, not a result object: no allocation per policy tried; evaluation is synchronous). */
 let lastMatchUnreadable = false;
+/** Set by matchingRule: why a header condition could not be judged ('' when all could). */
+let lastHeaderUnknown = '';
 
 /**
  * The label of the first rule the request matches (`*` when the policy has no rules), or undefined;
@@ -197,8 +245,9 @@ let lastMatchUnreadable = false;
  * closed: it never matches an allow rule on MCP and always matches a deny rule on MCP (else an
  * oversized body would slip past `deny tools: [delete_*]`).
  */
-function matchingRule(p: CompiledPolicy, method: string, path: string | undefined, mcp: McpInput | undefined): string | undefined {
+function matchingRule(p: CompiledPolicy, method: string, path: string | undefined, mcp: McpInput | undefined, headers: HeaderInput): string | undefined {
   lastMatchUnreadable = false;
+  lastHeaderUnknown = '';
   if (p.rules.length === 0) return '*';
   for (const r of p.rules) {
     if (r.methods !== undefined && !r.methods.has(method)) continue;
@@ -206,6 +255,7 @@ function matchingRule(p: CompiledPolicy, method: string, path: string | undefine
       if (path === undefined) continue;
       if (!r.exact.has(path) && !r.prefixes.some((prefix) => path === prefix.slice(0, -1) || path.startsWith(prefix))) continue;
     }
+    if (r.headers !== undefined && !headersHold(r.headers, headers, p.deny)) continue;
     if (r.mcp !== undefined) {
       if (mcp === undefined) continue;
       if ('unreadable' in mcp) {
@@ -227,6 +277,40 @@ function matchingRule(p: CompiledPolicy, method: string, path: string | undefine
     return r.label;
   }
   return undefined;
+}
+
+/**
+ * Whether every header condition holds. One that cannot be judged (the header may have been left
+ * out by the sidecar's bounds, or a `values` header was sent more than once, which parsers read
+ * differently) fails closed: it does not hold for an allow rule and holds for a deny rule; the
+ * reason is kept in `lastHeaderUnknown`.
+ */
+function headersHold(conditions: readonly CompiledHeader[], headers: HeaderInput, deny: boolean): boolean {
+  for (const c of conditions) {
+    const sent = headers.values.get(c.name);
+    let unknown: string | undefined;
+    let holds: boolean;
+    if (sent === undefined && headers.incomplete) {
+      holds = false;
+      unknown = `header "${c.name}" was not sent to the control plane (the request has more headers than the sidecar sends)`;
+    } else if (c.values === undefined) {
+      holds = (sent !== undefined) === c.present;
+    } else if (sent === undefined) {
+      holds = false;
+    } else if (sent.length > 1) {
+      holds = false;
+      unknown = `header "${c.name}" was sent ${sent.length} times`;
+    } else {
+      holds = c.values.has(sent[0] ?? '');
+    }
+    if (unknown !== undefined) {
+      if (lastHeaderUnknown === '') lastHeaderUnknown = unknown;
+      if (deny) continue;
+      return false;
+    }
+    if (!holds) return false;
+  }
+  return true;
 }
 
 function normalizeHost(host: string): string {
@@ -259,6 +343,7 @@ function compilePolicy(p: PolicyDoc, order: number): CompiledPolicy {
           methods: r.mcp.methods.length === 0 ? undefined : r.mcp.methods.map(globToRegExp),
           tools: r.mcp.tools.length === 0 ? undefined : r.mcp.tools.map(globToRegExp),
         },
+        headers: r.headers.length === 0 ? undefined : r.headers.map((h) => ('values' in h ? { name: h.name, values: new Set(h.values), present: true } : { name: h.name, values: undefined, present: h.present })),
       };
     }),
   };

@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { LineCounter, isMap, isScalar, isSeq, parseAllDocuments, type Node, type YAMLMap } from 'yaml';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import { isUnsentHeader } from '@airlock/common/headers';
+import { labelKeyProblem, labelValueProblem, MAX_LABELS } from '@airlock/common/labels';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { normalizePath } from './path.ts';
-import type { McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc } from './types.ts';
+import type { HeaderRuleDoc, McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc } from './types.ts';
 
 const API_VERSION = 'airlock.dev/v1';
 const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
@@ -192,19 +194,51 @@ function segmentSpec(spec: YAMLMap, problems: Problems): Omit<SegmentDoc, 'name'
   const s = fields(spec, 'spec.', ['selector'], problems);
   const selector = s.get('selector');
   if (!isMap(selector)) {
-    problems.add(selector ?? spec, '"spec.selector" must be a mapping with namespace, serviceAccounts and/or spiffeIds');
+    problems.add(selector ?? spec, '"spec.selector" must be a mapping with namespace, serviceAccounts, labels and/or spiffeIds');
     return undefined;
   }
-  const sel = fields(selector, 'spec.selector.', ['namespace', 'serviceAccounts', 'spiffeIds'], problems);
+  const sel = fields(selector, 'spec.selector.', ['namespace', 'serviceAccounts', 'spiffeIds', 'labels'], problems);
   const namespace = str(sel.get('namespace'), 'spec.selector.namespace', problems, selector, false);
   if (namespace !== undefined && globCheck(namespace) !== undefined) problems.add(sel.get('namespace'), `"spec.selector.namespace": ${globCheck(namespace) ?? ''}`);
   const listed = strList(sel.get('serviceAccounts'), 'spec.selector.serviceAccounts', problems, globCheck);
   const spiffeIds = strList(sel.get('spiffeIds'), 'spec.selector.spiffeIds', problems, spiffeIdCheck);
   const idsNode = sel.get('spiffeIds');
   if (isSeq(idsNode) && idsNode.items.length === 0) problems.add(idsNode, '"spec.selector.spiffeIds" must list at least one SPIFFE ID');
-  // spiffeIds alone select exactly those agents; with namespace/serviceAccounts, those agents too.
-  const serviceAccounts = listed ?? (spiffeIds !== undefined && namespace === undefined ? [] : ['*']);
-  return { namespace, serviceAccounts, spiffeIds: spiffeIds ?? [] };
+  const labels = labelsOf(sel.get('labels'), problems);
+  // spiffeIds alone select exactly those agents; with namespace/serviceAccounts/labels, those agents too.
+  const serviceAccounts = listed ?? (spiffeIds !== undefined && namespace === undefined && labels === undefined ? [] : ['*']);
+  return { namespace, serviceAccounts, spiffeIds: spiffeIds ?? [], labels: labels ?? {} };
+}
+
+/** `spec.selector.labels`: a mapping of label keys to exact values (Kubernetes label syntax). */
+function labelsOf(node: Node | null | undefined, problems: Problems): Record<string, string> | undefined {
+  if (node === undefined || node === null) return undefined;
+  const field = 'spec.selector.labels';
+  if (!isMap(node) || node.items.length === 0) {
+    problems.add(node, `"${field}" must be a mapping of label keys to values, with at least one label`);
+    return undefined;
+  }
+  if (node.items.length > MAX_LABELS) problems.add(node, `"${field}" may have at most ${MAX_LABELS} labels`);
+  const out: Record<string, string> = {};
+  for (const pair of node.items) {
+    const key = pair.key as Node | null;
+    const value = pair.value as Node | null;
+    const k = isScalar(key) && typeof key.value === 'string' ? key.value : undefined;
+    const keyProblem = k === undefined ? 'label keys must be strings' : labelKeyProblem(k);
+    if (keyProblem !== undefined) {
+      problems.add(key, `"${field}": ${keyProblem}`);
+      continue;
+    }
+    // As in Kubernetes, `tier: 1` is a number, not the text "1" (`1.10` would read as "1.1"): quote it.
+    const v = isScalar(value) && typeof value.value === 'string' ? value.value : undefined;
+    const valueProblem = v === undefined ? `the value of "${k ?? ''}" must be a string (quote numbers and booleans)` : labelValueProblem(v);
+    if (valueProblem !== undefined) {
+      problems.add(value ?? key, `"${field}": ${valueProblem}`);
+      continue;
+    }
+    out[k ?? ''] = v ?? '';
+  }
+  return out;
 }
 
 /** Exact SPIFFE IDs of the shape Airlock issues (no globs: `*` is not a Kubernetes name). */
@@ -285,12 +319,12 @@ function rulesOf(node: Node | null | undefined, problems: Problems): RuleDoc[] {
       problems.add(item ?? node, '"spec.rules" entries must be mappings with methods and/or paths');
       continue;
     }
-    const r = fields(item, 'spec.rules[].', ['methods', 'paths', 'mcp'], problems);
+    const r = fields(item, 'spec.rules[].', ['methods', 'paths', 'mcp', 'headers'], problems);
     const methods = strList(r.get('methods'), 'spec.rules[].methods', problems, (m) =>
       METHOD.test(m) ? undefined : `"${m}" is not an upper-case HTTP method (methods match case-sensitively)`,
     ) ?? [];
     const paths = strList(r.get('paths'), 'spec.rules[].paths', problems, pathCheck) ?? [];
-    out.push({ methods, paths, mcp: mcpOf(r.get('mcp'), problems) });
+    out.push({ methods, paths, mcp: mcpOf(r.get('mcp'), problems), headers: headersOf(r.get('headers'), problems) });
   }
   return out;
 }
@@ -309,6 +343,54 @@ function mcpOf(node: Node | null | undefined, problems: Problems): McpRuleDoc | 
     MCP_TOOL_GLOB.test(s) ? undefined : `"${s}" is not a tool name or glob (letters, digits, "_", "-", ".", "/", "*")`,
   ) ?? [];
   return { methods, tools };
+}
+
+// RFC 9110 field names (tokens); matched case-insensitively, so kept in lower case.
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]{1,128}$/i;
+// Visible ASCII and inner spaces/tabs: what a header value can be once the sidecar has read it.
+const HEADER_VALUE = /^[\x21-\x7e]([\x20-\x7e\t]{0,1022}[\x21-\x7e])?$/;
+function headersOf(node: Node | null | undefined, problems: Problems): HeaderRuleDoc[] {
+  if (node === undefined || node === null) return [];
+  const field = 'spec.rules[].headers';
+  if (!isSeq(node)) {
+    problems.add(node, `"${field}" must be a list of { name, values } or { name, present }`);
+    return [];
+  }
+  const out: HeaderRuleDoc[] = [];
+  for (const item of node.items as (Node | null)[]) {
+    if (!isMap(item)) {
+      problems.add(item ?? node, `"${field}" entries must be mappings { name, values: [...] } or { name, present: true|false }`);
+      continue;
+    }
+    const h = fields(item, `${field}[].`, ['name', 'values', 'present'], problems);
+    const raw = str(h.get('name'), `${field}[].name`, problems, item);
+    let name: string | undefined;
+    if (raw !== undefined) {
+      const lower = raw.toLowerCase();
+      if (!HEADER_NAME.test(raw)) problems.add(h.get('name'), `"${field}[].name": "${raw}" is not an HTTP header name`);
+      else if (isUnsentHeader(lower)) problems.add(h.get('name'), `"${field}[].name": "${lower}" is never sent to the control plane (secret, hop-by-hop or judged elsewhere); rules cannot use it`);
+      else name = lower;
+    }
+    const valuesNode = h.get('values');
+    const presentNode = h.get('present');
+    if ((valuesNode === undefined) === (presentNode === undefined)) {
+      problems.add(item, `"${field}[]" needs exactly one of "values" (a list of exact values) or "present" (true or false)`);
+      continue;
+    }
+    if (valuesNode !== undefined) {
+      const values = strList(valuesNode, `${field}[].values`, problems, (v) => (HEADER_VALUE.test(v) ? undefined : `"${v.slice(0, 40)}" is not a header value (1..1024 visible ASCII characters, no leading or trailing space)`));
+      if (isSeq(valuesNode) && valuesNode.items.length === 0) problems.add(valuesNode, `"${field}[].values" must list at least one value (for "not sent" write present: false)`);
+      if (name !== undefined && values !== undefined && values.length > 0) out.push({ name, values });
+      continue;
+    }
+    const present = isScalar(presentNode) ? presentNode.value : undefined;
+    if (typeof present !== 'boolean') {
+      problems.add(presentNode ?? item, `"${field}[].present" must be true or false`);
+      continue;
+    }
+    if (name !== undefined) out.push({ name, present });
+  }
+  return out;
 }
 
 function pathCheck(p: string): string | undefined {

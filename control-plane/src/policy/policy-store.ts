@@ -1,10 +1,10 @@
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
-import { lookupMeshHost } from '../authz/registry.ts';
+import { agentLabels, lookupMeshHost } from '../authz/registry.ts';
 import type { PolicyVersionRecord, Store } from '../store/store.ts';
 import { diffEntries, type DocumentChange } from './diff.ts';
-import { PolicyEngine, type McpInput, type PolicyDecision } from './engine.ts';
+import { headerInput, PolicyEngine, type McpInput, type PolicyDecision } from './engine.ts';
 import { parsePolicyBundle, parsePolicyText, type PolicyEntry } from './load.ts';
 
 export interface ChangeResult {
@@ -22,6 +22,8 @@ export interface ExplainInput {
   readonly path: string;
   /** The MCP message to explain (`tools/call` of a tool), as the sidecar would read it. */
   readonly mcp?: McpInput;
+  /** Request headers (taken as all the headers of the call). */
+  readonly headers?: readonly { readonly name: string; readonly value: string }[];
 }
 
 export interface Explanation extends PolicyDecision {
@@ -111,7 +113,8 @@ export class PolicyStore {
   explain(input: ExplainInput): Explanation {
     const source = parseSpiffeId(input.from);
     const mesh = lookupMeshHost(this.#store, this.#trustDomain, input.host);
-    const decision = this.#engine.evaluate({ source, destination: mesh?.id, host: input.host, port: input.port, method: input.method, path: input.path, mcp: input.mcp });
+    const labels = this.#engine.usesLabels ? agentLabels(this.#store, source, mesh?.id) : {};
+    const decision = this.#engine.evaluate({ source, destination: mesh?.id, ...labels, host: input.host, port: input.port, method: input.method, path: input.path, mcp: input.mcp, headers: headerInput(input.headers ?? [], false) });
     return { ...decision, source: source.uri, destination: mesh?.id.uri ?? '' };
   }
 

@@ -4,7 +4,7 @@ import { globToRegExp } from './glob.ts';
 import { SegmentIndex } from './segment-index.ts';
 import type { SegmentDoc } from './types.ts';
 
-const seg = (name: string, namespace: string | undefined, serviceAccounts: string[], spiffeIds: string[] = []): SegmentDoc => ({ name, namespace, serviceAccounts, spiffeIds, at: 'test:1' });
+const seg = (name: string, namespace: string | undefined, serviceAccounts: string[], spiffeIds: string[] = [], labels: Record<string, string> = {}): SegmentDoc => ({ name, namespace, serviceAccounts, spiffeIds, labels, at: 'test:1' });
 const id = (ns: string, sa: string) => parseSpiffeId(`spiffe://td/ns/${ns}/sa/${sa}`);
 
 /** The obvious definition the index must agree with: test every selector. */
@@ -61,3 +61,36 @@ describe('SegmentIndex', () => {
     for (const ns of namespaces) for (const sa of accounts) expect(index.segmentsOf(id(ns, sa))).toEqual(reference(segments, ns, sa));
   });
 });
+
+describe('SegmentIndex: label selectors', () => {
+  const segments = [
+    seg('research', undefined, ['*'], [], { team: 'research' }),
+    seg('research-gold', undefined, ['*'], [], { team: 'research', tier: 'gold' }),
+    seg('research-in-agents', 'agents', ['plan*'], [], { team: 'research' }),
+    seg('k8s-prod', undefined, ['*'], [], { 'kubernetes.io/namespace': 'prod' }),
+    seg('ids-or-ops', undefined, ['*'], ['spiffe://td/ns/x/sa/y'], { team: 'ops' }),
+    seg('everything', undefined, ['*']),
+  ];
+  const index = new SegmentIndex(segments);
+
+  it.each<[string, string, Record<string, string>, string[]]>([
+    ['agents', 'planner', { team: 'research' }, ['research', 'research-in-agents', 'everything']],
+    ['agents', 'planner', { team: 'research', tier: 'gold' }, ['research', 'research-gold', 'research-in-agents', 'everything']],
+    ['agents', 'payments', { team: 'research' }, ['research', 'everything']],
+    ['other', 'planner', { team: 'research' }, ['research', 'everything']],
+    ['agents', 'planner', { tier: 'gold' }, ['everything']],
+    ['agents', 'planner', { team: 'Research' }, ['everything']],
+    ['agents', 'planner', {}, ['everything']],
+    ['prod', 'api', { 'kubernetes.io/namespace': 'prod' }, ['k8s-prod', 'everything']],
+    ['x', 'y', {}, ['ids-or-ops', 'everything']],
+    ['x', 'z', { team: 'ops' }, ['ids-or-ops', 'everything']],
+  ])('%s/%s with labels %j is in %j (every label must match)', (ns, sa, labels, expected) => {
+    expect(index.segmentsOf(id(ns, sa), labels)).toEqual(expected);
+  });
+
+  it('needs labels only when some selector has them', () => {
+    expect(index.usesLabels).toBe(true);
+    expect(new SegmentIndex([seg('a', 'agents', ['*'])]).usesLabels).toBe(false);
+  });
+});
+

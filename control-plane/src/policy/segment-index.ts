@@ -1,3 +1,4 @@
+import type { Labels } from '@airlock/common/labels';
 import type { SpiffeId } from '@airlock/common/spiffe';
 import { globToRegExp } from './glob.ts';
 import type { SegmentDoc } from './types.ts';
@@ -15,12 +16,22 @@ interface FullGlobEntry {
   readonly serviceAccount: (value: string) => boolean;
 }
 
+interface LabelEntry {
+  readonly order: number;
+  readonly name: string;
+  /** Every label of the selector (the one it is indexed by too). */
+  readonly labels: readonly (readonly [string, string])[];
+  readonly namespace: (value: string) => boolean;
+  readonly serviceAccount: (value: string) => boolean;
+}
+
 /**
  * Which segments an identity belongs to, without testing every selector: selectors naming a
  * literal namespace and service account (the common case) are a map lookup; only selectors with a
  * glob are scanned, and only the part with the glob is tested. At 2,000 segments this is the
  * difference between a few microseconds and milliseconds per decision. Explicit SPIFFE IDs are a
- * lookup by the whole ID (its trust domain included).
+ * lookup by the whole ID (its trust domain included). Selectors with labels are filed under one of
+ * their `key=value` pairs: an agent's own labels (a few) are the lookups, never a scan of segments.
  */
 export class SegmentIndex {
   readonly #exact = new Map<string, { order: number; name: string }[]>();
@@ -32,11 +43,22 @@ export class SegmentIndex {
   /** The lengths of those literal parts: a lookup tries only these prefixes of a name. */
   #prefixLengths: number[] = [];
   readonly #scan: FullGlobEntry[] = [];
+  readonly #byLabel = new Map<string, LabelEntry[]>();
+  /** True when some selector has labels: only then are an agent's labels needed. */
+  readonly usesLabels: boolean;
 
   constructor(segments: readonly SegmentDoc[]) {
     segments.forEach((s, order) => {
       for (const id of s.spiffeIds) push(this.#byId, id, { order, name: s.name });
       const ns = s.namespace ?? '*';
+      const labels = Object.entries(s.labels);
+      const first = labels[0];
+      if (first !== undefined) {
+        // Labels and namespace/serviceAccounts must all hold: filed once, under its first label.
+        const sas = s.serviceAccounts.map(globTest);
+        push(this.#byLabel, `${first[0]}=${first[1]}`, { order, name: s.name, labels, namespace: globTest(ns), serviceAccount: (v) => sas.some((t) => t(v)) });
+        return;
+      }
       for (const sa of s.serviceAccounts) {
         const nsLiteral = !ns.includes('*');
         const saLiteral = !sa.includes('*');
@@ -48,10 +70,11 @@ export class SegmentIndex {
       }
     });
     this.#prefixLengths = [...new Set([...this.#bySaPrefix.keys()].map((k) => k.length))].sort((a, b) => a - b);
+    this.usesLabels = this.#byLabel.size > 0;
   }
 
-  /** Segment names in definition order, each once. */
-  segmentsOf(id: SpiffeId): string[] {
+  /** Segment names in definition order, each once. `labels` are the agent's (from its attestation). */
+  segmentsOf(id: SpiffeId, labels: Labels = NO_LABELS): string[] {
     // An identity is in a few segments: a small array beats a Map here (this runs twice per decision).
     const found: { name: string; order: number }[] = [];
     const add = (e: { name: string; order: number }): void => {
@@ -68,11 +91,20 @@ export class SegmentIndex {
       for (const e of this.#bySaPrefix.get(sa.slice(0, len)) ?? []) if (e.test(ns)) add(e);
     }
     for (const e of this.#scan) if (e.namespace(ns) && e.serviceAccount(sa)) add(e);
+    if (this.usesLabels) {
+      for (const key in labels) {
+        for (const e of this.#byLabel.get(`${key}=${labels[key] ?? ''}`) ?? []) {
+          if (e.labels.every(([k, v]) => labels[k] === v) && e.namespace(ns) && e.serviceAccount(sa)) add(e);
+        }
+      }
+    }
     if (found.length > 1) found.sort((a, b) => a.order - b.order);
     return found.map((f) => f.name);
   }
 
 }
+
+const NO_LABELS: Labels = {};
 
 function push<T>(map: Map<string, T[]>, key: string, value: T): void {
   const list = map.get(key);

@@ -5,8 +5,10 @@ export interface SegmentDoc {
   readonly namespace: string | undefined;
   /** Globs with `*`; empty when the segment is only `spiffeIds`. */
   readonly serviceAccounts: readonly string[];
-  /** Exact SPIFFE IDs that are members too (union with namespace/serviceAccounts). */
+  /** Exact SPIFFE IDs that are members too (union with namespace/serviceAccounts/labels). */
   readonly spiffeIds: readonly string[];
+  /** Labels an agent must all have (key = value), from its attestation; empty = labels not looked at. */
+  readonly labels: Readonly<Record<string, string>>;
   /** Where it was defined, for messages: file:line. */
   readonly at: string;
 }
@@ -18,7 +20,17 @@ export interface RuleDoc {
   readonly paths: readonly string[];
   /** Rules on the MCP JSON-RPC message in the body; undefined = the body is not looked at. */
   readonly mcp: McpRuleDoc | undefined;
+  /** Conditions on request headers, all of which must hold; empty = headers are not looked at. */
+  readonly headers: readonly HeaderRuleDoc[];
 }
+
+/**
+ * One condition on a request header (name in lower case): `values` = sent exactly once with one of
+ * these exact values; `present: true` = sent (any value); `present: false` = not sent.
+ */
+export type HeaderRuleDoc =
+  | { readonly name: string; readonly values: readonly string[] }
+  | { readonly name: string; readonly present: boolean };
 
 export interface McpRuleDoc {
   /** Globs on the JSON-RPC method (`tools/*`); empty = any method. */

@@ -18,8 +18,19 @@ describe('SqliteStore', () => {
 
   it('consumes a join token once, then reports it used', () => {
     store.insertJoinToken({ hash: 'h1', spiffeId: 'spiffe://td/ns/a/sa/b', expiresAt: 2000 });
-    expect(store.consumeJoinToken('h1', 1000)).toEqual({ ok: true, spiffeId: 'spiffe://td/ns/a/sa/b' });
+    expect(store.consumeJoinToken('h1', 1000)).toEqual({ ok: true, spiffeId: 'spiffe://td/ns/a/sa/b', labels: {} });
     expect(store.consumeJoinToken('h1', 1000)).toEqual({ ok: false, reason: 'used' });
+  });
+
+  it('keeps a join token\'s labels, and an agent\'s labels across an upsert without labels (a renewal)', () => {
+    store.insertJoinToken({ hash: 'h3', spiffeId: 'spiffe://td/ns/a/sa/c', expiresAt: 2000, labels: { team: 'research' } });
+    expect(store.consumeJoinToken('h3', 1000)).toEqual({ ok: true, spiffeId: 'spiffe://td/ns/a/sa/c', labels: { team: 'research' } });
+    store.upsertAgent({ spiffeId: 'spiffe://td/ns/a/sa/c', inboundAddress: '127.0.0.1:1', updatedAt: 1, labels: { team: 'research' } });
+    store.upsertAgent({ spiffeId: 'spiffe://td/ns/a/sa/c', inboundAddress: '127.0.0.1:2', updatedAt: 2 });
+    expect(store.getAgent('spiffe://td/ns/a/sa/c')).toMatchObject({ inboundAddress: '127.0.0.1:2', labels: { team: 'research' } });
+    // A new attestation sets them again (here: none).
+    store.upsertAgent({ spiffeId: 'spiffe://td/ns/a/sa/c', inboundAddress: '127.0.0.1:3', updatedAt: 3, labels: {} });
+    expect(store.getAgent('spiffe://td/ns/a/sa/c')?.labels).toEqual({});
   });
 
   it('refuses unknown and expired tokens', () => {
@@ -35,7 +46,7 @@ describe('SqliteStore', () => {
     store.addAdminTokenHash('adm');
     store.close();
     store = SqliteStore.open(dir);
-    expect(store.getAgent('spiffe://td/ns/a/sa/b')).toEqual({ spiffeId: 'spiffe://td/ns/a/sa/b', inboundAddress: '127.0.0.1:2', updatedAt: 2 });
+    expect(store.getAgent('spiffe://td/ns/a/sa/b')).toEqual({ spiffeId: 'spiffe://td/ns/a/sa/b', inboundAddress: '127.0.0.1:2', updatedAt: 2, labels: {} });
     expect(store.listCertificates('spiffe://td/ns/a/sa/b')).toHaveLength(1);
     expect(store.hasAdminTokenHash('adm')).toBe(true);
     expect(store.hasAdminTokenHash('other')).toBe(false);

@@ -110,6 +110,17 @@ interface AgentRow {
   spiffe_id: string;
   inbound_address: string;
   updated_at: number;
+  labels: string | null;
+}
+
+/** Labels are kept as JSON text; a row from before labels has none. */
+function labelsOf(text: string | null | undefined): Record<string, string> {
+  if (text === null || text === undefined || text === '') return {};
+  return JSON.parse(text) as Record<string, string>;
+}
+
+function agentOf(r: AgentRow): AgentRecord {
+  return { spiffeId: r.spiffe_id, inboundAddress: r.inbound_address, updatedAt: r.updated_at, labels: labelsOf(r.labels) };
 }
 
 /** Columns added after the first release: added to an older database at open. */
@@ -117,6 +128,8 @@ const ADDED_COLUMNS: readonly { table: string; column: string; type: string }[] 
   { table: 'certificates', column: 'issuer', type: 'TEXT' },
   { table: 'join_tokens', column: 'created_at', type: 'INTEGER' },
   { table: 'join_tokens', column: 'revoked_at', type: 'INTEGER' },
+  { table: 'join_tokens', column: 'labels', type: 'TEXT' },
+  { table: 'agents', column: 'labels', type: 'TEXT' },
 ];
 
 interface JoinTokenRow {
@@ -126,6 +139,7 @@ interface JoinTokenRow {
   created_at: number | null;
   used_at: number | null;
   revoked_at: number | null;
+  labels: string | null;
 }
 
 const joinTokenOf = (r: JoinTokenRow): JoinTokenListing => ({
@@ -135,6 +149,7 @@ const joinTokenOf = (r: JoinTokenRow): JoinTokenListing => ({
   createdAt: r.created_at ?? undefined,
   usedAt: r.used_at ?? undefined,
   revokedAt: r.revoked_at ?? undefined,
+  labels: labelsOf(r.labels),
 });
 
 interface CaRootRow {
@@ -196,19 +211,21 @@ export class SqliteStore implements Store {
       if (!has) this.#db.exec(`ALTER TABLE ${c.table} ADD COLUMN ${c.column} ${c.type}`);
     }
     this.#upsertAgent = this.#db.prepare(
-      `INSERT INTO agents (spiffe_id, inbound_address, updated_at) VALUES (?, ?, ?)
-       ON CONFLICT (spiffe_id) DO UPDATE SET inbound_address = excluded.inbound_address, updated_at = excluded.updated_at`,
+      // NULL labels (a renewal) keep the stored ones.
+      `INSERT INTO agents (spiffe_id, inbound_address, updated_at, labels) VALUES (?, ?, ?, ?)
+       ON CONFLICT (spiffe_id) DO UPDATE SET inbound_address = excluded.inbound_address, updated_at = excluded.updated_at,
+         labels = COALESCE(excluded.labels, agents.labels)`,
     );
-    this.#getAgent = this.#db.prepare('SELECT spiffe_id, inbound_address, updated_at FROM agents WHERE spiffe_id = ?');
-    this.#insertToken = this.#db.prepare('INSERT INTO join_tokens (hash, spiffe_id, expires_at, used_at, created_at) VALUES (?, ?, ?, NULL, ?)');
+    this.#getAgent = this.#db.prepare('SELECT spiffe_id, inbound_address, updated_at, labels FROM agents WHERE spiffe_id = ?');
+    this.#insertToken = this.#db.prepare('INSERT INTO join_tokens (hash, spiffe_id, expires_at, used_at, created_at, labels) VALUES (?, ?, ?, NULL, ?, ?)');
     // One statement decides and marks: the WHERE clause is the single-use guarantee.
     this.#consumeToken = this.#db.prepare(
-      'UPDATE join_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ? RETURNING spiffe_id',
+      'UPDATE join_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ? RETURNING spiffe_id, labels',
     );
     this.#tokenState = this.#db.prepare('SELECT used_at, expires_at, revoked_at FROM join_tokens WHERE hash = ?');
-    this.#listTokens = this.#db.prepare('SELECT hash, spiffe_id, expires_at, created_at, used_at, revoked_at FROM join_tokens ORDER BY created_at DESC, expires_at DESC');
+    this.#listTokens = this.#db.prepare('SELECT hash, spiffe_id, expires_at, created_at, used_at, revoked_at, labels FROM join_tokens ORDER BY created_at DESC, expires_at DESC');
     // substr, not LIKE: a prefix from the API must not be read as a pattern.
-    this.#tokensByPrefix = this.#db.prepare('SELECT hash, spiffe_id, expires_at, created_at, used_at, revoked_at FROM join_tokens WHERE substr(hash, 1, length(?)) = ?');
+    this.#tokensByPrefix = this.#db.prepare('SELECT hash, spiffe_id, expires_at, created_at, used_at, revoked_at, labels FROM join_tokens WHERE substr(hash, 1, length(?)) = ?');
     this.#revokeTokens = this.#db.prepare('UPDATE join_tokens SET revoked_at = ? WHERE substr(hash, 1, length(?)) = ? AND revoked_at IS NULL');
     this.#insertCert = this.#db.prepare('INSERT INTO certificates (serial, spiffe_id, not_after, issued_at, issuer) VALUES (?, ?, ?, ?, ?)');
     this.#listCerts = this.#db.prepare(
@@ -225,7 +242,7 @@ export class SqliteStore implements Store {
     this.#listRevoked = this.#db.prepare('SELECT spiffe_id, revoked_at FROM revoked_identities ORDER BY revoked_at');
     this.#insertAdmin = this.#db.prepare('INSERT OR IGNORE INTO admin_tokens (hash) VALUES (?)');
     this.#getAdmin = this.#db.prepare('SELECT 1 AS found FROM admin_tokens WHERE hash = ?');
-    this.#listAgents = this.#db.prepare('SELECT spiffe_id, inbound_address, updated_at FROM agents ORDER BY spiffe_id');
+    this.#listAgents = this.#db.prepare('SELECT spiffe_id, inbound_address, updated_at, labels FROM agents ORDER BY spiffe_id');
     this.#latestPolicy = this.#db.prepare('SELECT * FROM policy_versions ORDER BY version DESC LIMIT 1');
     this.#getPolicy = this.#db.prepare('SELECT * FROM policy_versions WHERE version = ?');
     this.#listPolicies = this.#db.prepare(
@@ -248,21 +265,21 @@ export class SqliteStore implements Store {
   }
 
   upsertAgent(agent: AgentRecord): void {
-    this.#upsertAgent.run(agent.spiffeId, agent.inboundAddress, agent.updatedAt);
+    this.#upsertAgent.run(agent.spiffeId, agent.inboundAddress, agent.updatedAt, agent.labels === undefined ? null : JSON.stringify(agent.labels));
   }
 
   getAgent(spiffeId: string): AgentRecord | undefined {
     const row = this.#getAgent.get(spiffeId) as AgentRow | undefined;
-    return row === undefined ? undefined : { spiffeId: row.spiffe_id, inboundAddress: row.inbound_address, updatedAt: row.updated_at };
+    return row === undefined ? undefined : agentOf(row);
   }
 
   insertJoinToken(token: JoinTokenRecord): void {
-    this.#insertToken.run(token.hash, token.spiffeId, token.expiresAt, token.createdAt ?? null);
+    this.#insertToken.run(token.hash, token.spiffeId, token.expiresAt, token.createdAt ?? null, JSON.stringify(token.labels ?? {}));
   }
 
   consumeJoinToken(hash: string, now: number): ConsumeResult {
-    const won = this.#consumeToken.get(now, hash, now) as { spiffe_id: string } | undefined;
-    if (won !== undefined) return { ok: true, spiffeId: won.spiffe_id };
+    const won = this.#consumeToken.get(now, hash, now) as { spiffe_id: string; labels: string | null } | undefined;
+    if (won !== undefined) return { ok: true, spiffeId: won.spiffe_id, labels: labelsOf(won.labels) };
     // Lost: only now find out why, for the error and the metric.
     const state = this.#tokenState.get(hash) as { used_at: number | null; expires_at: number; revoked_at: number | null } | undefined;
     if (state === undefined) return { ok: false, reason: 'unknown' };
@@ -355,7 +372,7 @@ export class SqliteStore implements Store {
   }
 
   listAgents(): AgentRecord[] {
-    return (this.#listAgents.all() as unknown as AgentRow[]).map((r) => ({ spiffeId: r.spiffe_id, inboundAddress: r.inbound_address, updatedAt: r.updated_at }));
+    return (this.#listAgents.all() as unknown as AgentRow[]).map(agentOf);
   }
 
   latestPolicyVersion(): PolicyVersionRecord | undefined {

@@ -7,6 +7,11 @@ export interface AgentRecord {
   /** host:port of the agent's sidecar inbound mTLS listener. */
   readonly inboundAddress: string;
   readonly updatedAt: number;
+  /**
+   * Labels from its attestation (join token, Kubernetes), matched by Segment selectors. Set at
+   * issuance; an upsert without labels (a renewal) keeps those stored. Read back always set.
+   */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 export interface JoinTokenRecord {
@@ -15,6 +20,8 @@ export interface JoinTokenRecord {
   readonly spiffeId: string;
   readonly expiresAt: number;
   readonly createdAt?: number;
+  /** Labels the agent gets when it joins with this token. */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 export interface IssuedCertificate {
@@ -61,7 +68,7 @@ export interface RevokedIdentity {
 /** Why a join token could not be consumed. */
 export type JoinTokenRefusal = 'unknown' | 'used' | 'expired' | 'revoked';
 
-export type ConsumeResult = { readonly ok: true; readonly spiffeId: string } | { readonly ok: false; readonly reason: JoinTokenRefusal };
+export type ConsumeResult = { readonly ok: true; readonly spiffeId: string; readonly labels: Readonly<Record<string, string>> } | { readonly ok: false; readonly reason: JoinTokenRefusal };
 
 /** One version of the policy set: every document as written, in order. */
 export interface PolicyVersionRecord {

@@ -3,6 +3,8 @@
  * (not the generated proto ones) so the transport behind this interface can change (a coalescing
  * long-lived stream replaces unary calls later) without touching the proxies.
  */
+import type { AuthzHeaders } from '../http/authz-headers.ts';
+
 export type Direction = 'outbound' | 'inbound';
 
 export interface AuthzRequest {
@@ -21,6 +23,8 @@ export interface AuthzRequest {
   readonly mcp?: McpMessage;
   /** Tool names of a `tools/list` answer: the decision says which of them may be called. */
   readonly listedTools?: readonly string[];
+  /** Request headers for header rules (bounded; see authzHeaders); undefined = none. */
+  readonly headers?: AuthzHeaders;
 }
 
 /** What the sidecar read of an MCP (JSON-RPC) POST body. `tool` is set for `tools/call` only. */

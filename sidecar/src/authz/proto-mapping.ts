@@ -16,6 +16,8 @@ export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
     mcpTool: request.mcp !== undefined && 'method' in request.mcp ? request.mcp.tool : '',
     mcpUnreadable: request.mcp !== undefined && 'unreadable' in request.mcp ? request.mcp.unreadable : '',
     mcpListedTools: request.listedTools === undefined ? [] : [...request.listedTools],
+    headers: request.headers === undefined ? [] : request.headers.entries.map((h) => ({ name: h.name, value: h.value })),
+    headersIncomplete: request.headers?.incomplete ?? false,
   };
 }
 

@@ -55,14 +55,14 @@ describe('inbound mTLS listener', () => {
       const res = await pool.request({
         path: '/v1/search?q=1',
         method: 'GET',
-        headers: { host: 'bob.demo', 'x-forwarded-client-cert': 'By=spiffe://forged;URI=spiffe://forged' },
+        headers: { host: 'bob.demo', 'x-forwarded-client-cert': 'By=spiffe://forged;URI=spiffe://forged', 'X-Tenant': 'a' },
       });
       expect(res.statusCode).toBe(200);
       const echo = (await res.body.json()) as EchoRequest;
       expect(echo.headers['x-forwarded-client-cert']).toBe(`By=${B};URI=${A}`);
       expect(echo.headers.host).toBe('bob.demo');
       expect(echo.url).toBe('/v1/search?q=1');
-      expect(authorizer.requests).toEqual([{ direction: 'inbound', sourceId: A, destinationId: B, host: 'bob.demo', port: 80, method: 'GET', path: '/v1/search?q=1' }]);
+      expect(authorizer.requests).toEqual([{ direction: 'inbound', sourceId: A, destinationId: B, host: 'bob.demo', port: 80, method: 'GET', path: '/v1/search?q=1', headers: { entries: [{ name: 'x-tenant', value: 'a' }], incomplete: false } }]);
     } finally {
       await pool.destroy();
     }

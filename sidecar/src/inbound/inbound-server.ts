@@ -10,6 +10,7 @@ import { spiffeIdFromSubjectAltName } from '@airlock/common/spiffe';
 import type { Authorizer } from '../authz/authorizer.ts';
 import { assertAllowed, errorReply, NotReadyError, sendErrorReply } from '../http/errors.ts';
 import { forward } from '../http/forward.ts';
+import { authzHeaders } from '../http/authz-headers.ts';
 import { requestHeadersToForward, XFCC } from '../http/headers.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
 import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
@@ -106,7 +107,7 @@ async function admit(deps: InboundDeps, peers: WeakMap<Socket, string>, req: Inc
   const path = req.url ?? '/';
   // Rules on MCP are judged on both sides: this side reads the body as the caller's side did.
   const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
-  const decision = await deps.authorizer.authorize({ direction: 'inbound', sourceId: peerId, destinationId: svid.spiffeId, host, port, method, path, mcp: mcp.message });
+  const decision = await deps.authorizer.authorize({ direction: 'inbound', sourceId: peerId, destinationId: svid.spiffeId, host, port, method, path, mcp: mcp.message, headers: authzHeaders(req.rawHeaders) });
   assertAllowed(decision);
   deps.logger.debug({ decisionId: decision.decisionId, peer: peerId, method }, 'inbound call allowed');
   const headers = requestHeadersToForward(req.headers);

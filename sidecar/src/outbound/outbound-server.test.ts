@@ -42,12 +42,12 @@ describe('outbound proxy', () => {
   });
 
   it('authorizes and forwards an absolute-form request to an external host, keeping Host and the query', async () => {
-    const res = await rawRequest(proxyPort, { target: `http://127.0.0.1:${app.port}/v1/search?q=cats`, headers: { host: `127.0.0.1:${app.port}` } });
+    const res = await rawRequest(proxyPort, { target: `http://127.0.0.1:${app.port}/v1/search?q=cats`, headers: { host: `127.0.0.1:${app.port}`, authorization: 'Bearer secret', 'X-Tenant': 'a' } });
     expect(res.status).toBe(200);
     const echo = JSON.parse(res.body) as EchoRequest;
     expect(echo.url).toBe('/v1/search?q=cats');
     expect(echo.headers.host).toBe(`127.0.0.1:${app.port}`);
-    expect(authorizer.requests).toEqual([{ direction: 'outbound', sourceId: A, host: '127.0.0.1', port: app.port, method: 'GET', path: '/v1/search?q=cats' }]);
+    expect(authorizer.requests).toEqual([{ direction: 'outbound', sourceId: A, host: '127.0.0.1', port: app.port, method: 'GET', path: '/v1/search?q=cats', headers: { entries: [{ name: 'x-tenant', value: 'a' }], incomplete: false } }]);
     // hop-by-hop headers of the response are not passed back
     expect(res.headers['keep-alive']).toBeUndefined();
     expect(res.headers['x-app']).toBe('echo');
@@ -136,7 +136,7 @@ describe('outbound proxy', () => {
       socket.write('ping through the tunnel');
       await expect.poll(() => received).toBe('ping through the tunnel');
       socket.destroy();
-      expect(authorizer.requests[0]).toEqual({ direction: 'outbound', sourceId: A, host: '127.0.0.1', port: echo.port, method: 'CONNECT', path: '' });
+      expect(authorizer.requests[0]).toEqual({ direction: 'outbound', sourceId: A, host: '127.0.0.1', port: echo.port, method: 'CONNECT', path: '', headers: { entries: [], incomplete: false } });
     } finally {
       await closeServer(echo.server);
     }

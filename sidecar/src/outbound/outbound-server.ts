@@ -10,6 +10,7 @@ import { assertAllowed, errorReply, NotReadyError, sendErrorReply, sendErrorRepl
 import { forward } from '../http/forward.ts';
 import { requestHeadersToForward } from '../http/headers.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
+import { authzHeaders } from '../http/authz-headers.ts';
 import { forwardToolsList } from '../mcp/forward-tools-list.ts';
 import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
 import { requestRecorder, type Outcome, type SidecarMetrics } from '../telemetry/metrics.ts';
@@ -79,7 +80,7 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
   assertHostMatches(target, req.headers.host);
   const method = req.method ?? 'GET';
   const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
-  const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message } as const;
+  const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, headers: authzHeaders(req.rawHeaders) } as const;
   const decision = await deps.authorizer.authorize(question);
   assertAllowed(decision);
   deps.logger.debug({ decisionId: decision.decisionId, host: target.host, method }, 'outbound call allowed');
@@ -107,7 +108,7 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
 async function openTunnel(deps: OutboundDeps, req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
   const svid = requireSvid(deps.identity);
   const target = parseAuthorityTarget(req.url);
-  const decision = await deps.authorizer.authorize({ direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method: 'CONNECT', path: '' });
+  const decision = await deps.authorizer.authorize({ direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method: 'CONNECT', path: '', headers: authzHeaders(req.rawHeaders) });
   assertAllowed(decision);
   if (decision.upstream !== undefined) {
     // A tunnel would carry the agent's own TLS, bypassing the mTLS identity the sidecar adds.

@@ -171,6 +171,14 @@ export interface ExplainRequest {
   path: string;
   /** Explain an MCP `tools/call` of this tool. */
   tool: string;
+  /** Request headers for header rules (one entry per occurrence); the set is taken as complete. */
+  headers: ExplainHeader[];
+}
+
+/** One request header of an explained call. */
+export interface ExplainHeader {
+  name: string;
+  value: string;
 }
 
 export interface ExplainResponse {
@@ -1388,7 +1396,7 @@ export const RollbackPolicyResponse: MessageFns<RollbackPolicyResponse> = {
 };
 
 function createBaseExplainRequest(): ExplainRequest {
-  return { from: "", to: "", method: "", path: "", tool: "" };
+  return { from: "", to: "", method: "", path: "", tool: "", headers: [] };
 }
 
 export const ExplainRequest: MessageFns<ExplainRequest> = {
@@ -1407,6 +1415,9 @@ export const ExplainRequest: MessageFns<ExplainRequest> = {
     }
     if (message.tool !== "") {
       writer.uint32(42).string(message.tool);
+    }
+    for (const v of message.headers) {
+      ExplainHeader.encode(v!, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1464,6 +1475,14 @@ export const ExplainRequest: MessageFns<ExplainRequest> = {
             message.tool = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.headers.push(ExplainHeader.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1486,6 +1505,74 @@ export const ExplainRequest: MessageFns<ExplainRequest> = {
     message.method = object.method ?? "";
     message.path = object.path ?? "";
     message.tool = object.tool ?? "";
+    message.headers = object.headers?.map((e) => ExplainHeader.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseExplainHeader(): ExplainHeader {
+  return { name: "", value: "" };
+}
+
+export const ExplainHeader: MessageFns<ExplainHeader> = {
+  encode(message: ExplainHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ExplainHeader>, I>>(base?: I): ExplainHeader {
+    return ExplainHeader.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExplainHeader>, I>>(object: I): ExplainHeader {
+    const message = createBaseExplainHeader();
+    message.name = object.name ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };

@@ -87,6 +87,26 @@ export interface AuthorizeRequest {
    * mcp_allowed_tools, those a `tools/call` by the source to the same destination would be allowed.
    */
   mcpListedTools: string[];
+  /**
+   * Request headers for header rules, as the agent sent them: names in lower case, one entry per
+   * occurrence (a repeated header is several entries). Bounded by the sidecar: at most 32 entries
+   * and 8 KiB of names and values; never `authorization`, `cookie`, `proxy-authorization` or other
+   * hop-by-hop headers, `host` or `x-forwarded-client-cert`. A name is sent with all its
+   * occurrences or not at all.
+   */
+  headers: RequestHeader[];
+  /**
+   * True when some header was left out by those bounds: a rule on a header name not in `headers`
+   * then cannot be judged and fails closed (an allow rule does not match, a deny rule does).
+   */
+  headersIncomplete: boolean;
+}
+
+/** One occurrence of a request header. */
+export interface RequestHeader {
+  /** Lower case. */
+  name: string;
+  value: string;
 }
 
 /**
@@ -168,6 +188,8 @@ function createBaseAuthorizeRequest(): AuthorizeRequest {
     mcpTool: "",
     mcpUnreadable: "",
     mcpListedTools: [],
+    headers: [],
+    headersIncomplete: false,
   };
 }
 
@@ -205,6 +227,12 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     for (const v of message.mcpListedTools) {
       writer.uint32(186).string(v!);
+    }
+    for (const v of message.headers) {
+      RequestHeader.encode(v!, writer.uint32(242).fork()).join();
+    }
+    if (message.headersIncomplete !== false) {
+      writer.uint32(248).bool(message.headersIncomplete);
     }
     return writer;
   },
@@ -310,6 +338,22 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.mcpListedTools.push(reader.string());
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.headers.push(RequestHeader.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 31: {
+            if (tag !== 248) {
+              break;
+            }
+
+            message.headersIncomplete = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -338,6 +382,75 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.mcpTool = object.mcpTool ?? "";
     message.mcpUnreadable = object.mcpUnreadable ?? "";
     message.mcpListedTools = object.mcpListedTools?.map((e) => e) || [];
+    message.headers = object.headers?.map((e) => RequestHeader.fromPartial(e)) || [];
+    message.headersIncomplete = object.headersIncomplete ?? false;
+    return message;
+  },
+};
+
+function createBaseRequestHeader(): RequestHeader {
+  return { name: "", value: "" };
+}
+
+export const RequestHeader: MessageFns<RequestHeader> = {
+  encode(message: RequestHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RequestHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRequestHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RequestHeader>, I>>(base?: I): RequestHeader {
+    return RequestHeader.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RequestHeader>, I>>(object: I): RequestHeader {
+    const message = createBaseRequestHeader();
+    message.name = object.name ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
