@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuthorizationServiceClient, Direction, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import { AuthorizationServiceClient, Direction, AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import { IdentityServiceClient, type SignCertificateResponse } from '@airlock/proto/identity/v1';
 import { newKeyAndCsr } from '../sidecar/src/identity/key-and-csr.ts';
 import { CONTROL_PLANE_CHANNEL_OPTIONS } from '../sidecar/src/controlplane/credentials.ts';
@@ -40,17 +40,14 @@ describe('Authorize about another identity', () => {
   });
 
   function authorize(request: Partial<AuthorizeRequest>): Promise<AuthorizeResponse> {
-    const full: AuthorizeRequest = {
+    const full = AuthorizeRequest.fromPartial({
       direction: Direction.DIRECTION_OUTBOUND,
-      sourceSpiffeId: '',
-      destinationSpiffeId: '',
       destinationHost: 'payments.agents',
       destinationPort: 80,
       method: 'POST',
       path: '/v1/charge',
-      mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], headers: [], headersIncomplete: false,
       ...request,
-    };
+    });
     return new Promise((resolve, reject) =>
       client.authorize(full, new Metadata(), { deadline: Date.now() + 5000 }, (err, res) => (err === null ? resolve(res) : reject(err))),
     );

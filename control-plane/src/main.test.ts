@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { createRootLogger } from '@airlock/common/logging';
-import { AuthorizationServiceClient, Direction, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import { AuthorizationServiceClient, Direction, Verdict, AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import { IdentityServiceClient, type SignCertificateRequest, type SignCertificateResponse } from '@airlock/proto/identity/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority } from './ca/ca.ts';
@@ -78,17 +78,7 @@ function signCertificate(cp: RunningControlPlane, req: Partial<SignCertificateRe
 
 function authorize(cp: RunningControlPlane, id: Identity | undefined, req: Partial<AuthorizeRequest>, caPem = cp.trustBundlePem): Promise<AuthorizeResponse> {
   const client = new AuthorizationServiceClient(`127.0.0.1:${cp.grpcPort}`, channel(caPem, id), CLIENT_OPTIONS);
-  const full: AuthorizeRequest = {
-    direction: Direction.DIRECTION_OUTBOUND,
-    sourceSpiffeId: '',
-    destinationSpiffeId: '',
-    destinationHost: '',
-    destinationPort: 0,
-    method: 'GET',
-    path: '/',
-    mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], headers: [], headersIncomplete: false,
-    ...req,
-  };
+  const full = AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, method: 'GET', path: '/', ...req });
   return new Promise((resolve, reject) => {
     client.authorize(full, (err, res) => {
       client.close();

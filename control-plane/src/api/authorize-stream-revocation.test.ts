@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
 import { createRootLogger } from '@airlock/common/logging';
-import { AuthorizationServiceClient, Direction, Verdict, type AuthorizeResult, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
+import { AuthorizationServiceClient, AuthorizeRequest, Direction, Verdict, type AuthorizeResult, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority } from '../ca/ca.ts';
 import { makeCsr } from '../ca/test-csr.ts';
@@ -58,7 +58,7 @@ describe('AuthorizeStream of an identity revoked while the stream is open', () =
       }),
       { 'grpc.ssl_target_name_override': 'localhost' },
     );
-    const check = { id: 1, request: { direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: RESEARCHER, destinationSpiffeId: '', destinationHost: 'api.example.com', destinationPort: 443, method: 'CONNECT', path: '', mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], headers: [], headersIncomplete: false } };
+    const check = { id: 1, request: AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: RESEARCHER, destinationHost: 'api.example.com', destinationPort: 443, method: 'CONNECT' }) };
     const open = (): { send(): Promise<AuthorizeResult[]>; ended: Promise<ServiceError | undefined>; cancel(): void } => {
       const stream = client.authorizeStream();
       const waiting: ((r: AuthorizeResult[]) => void)[] = [];

@@ -8,7 +8,7 @@ import {
   Direction,
   Verdict,
   type AuthorizeCheck,
-  type AuthorizeRequest,
+  AuthorizeRequest,
   type AuthorizeResult,
   type AuthorizeStreamRequest,
   type AuthorizeStreamResponse,
@@ -77,7 +77,7 @@ function openStream(cp: RunningControlPlane, id: Identity | undefined): { stream
 
 const check = (id: number, r: Partial<AuthorizeRequest>): AuthorizeCheck => ({
   id,
-  request: { direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: RESEARCHER, destinationSpiffeId: '', destinationHost: 'api.example.com', destinationPort: 443, method: 'CONNECT', path: '', mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], headers: [], headersIncomplete: false, ...r },
+  request: AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: RESEARCHER, destinationHost: 'api.example.com', destinationPort: 443, method: 'CONNECT', ...r }),
 });
 
 describe('AuthorizeStream', () => {

@@ -6,7 +6,7 @@ import { AirlockError } from '@airlock/common/errors';
 import { createRootLogger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { createRegistry } from '@airlock/common/telemetry';
-import { Direction, Verdict, type AuthorizeRequest } from '@airlock/proto/authorization/v1';
+import { Direction, Verdict, AuthorizeRequest } from '@airlock/proto/authorization/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority } from '../ca/ca.ts';
 import { makeCsr } from '../ca/test-csr.ts';
@@ -71,17 +71,8 @@ describe('Authorizer', () => {
     metrics: createControlPlaneMetrics(registry),
     audit: createRootLogger({ process: 't', level: 'silent' }),
   });
-  const req = (over: Partial<AuthorizeRequest>): AuthorizeRequest => ({
-    direction: Direction.DIRECTION_OUTBOUND,
-    sourceSpiffeId: A,
-    destinationSpiffeId: '',
-    destinationHost: 'b.v2.demo',
-    destinationPort: 80,
-    method: 'GET',
-    path: '/',
-    mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], headers: [], headersIncomplete: false,
-    ...over,
-  });
+  const req = (over: Partial<AuthorizeRequest>): AuthorizeRequest =>
+    AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: A, destinationHost: 'b.v2.demo', destinationPort: 80, method: 'GET', path: '/', ...over });
 
   it('resolves a registered mesh host (service accounts may hold dots) to its upstream', () => {
     expect(lookupMeshHost(store, TD, 'B.V2.demo.')?.id.uri).toBe(B);
@@ -136,11 +127,12 @@ describe('Authorizer: labels and headers', () => {
     metrics: createControlPlaneMetrics(createRegistry('test')),
     audit: createRootLogger({ process: 't', level: 'silent' }),
   });
-  const req = (over: Partial<AuthorizeRequest>): AuthorizeRequest => ({
-    direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: A, destinationSpiffeId: '', destinationHost: 'b.v2.demo', destinationPort: 80, method: 'GET', path: '/',
-    mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], headers: [{ name: 'x-tenant', value: 'a' }], headersIncomplete: false,
-    ...over,
-  });
+  const req = (over: Partial<AuthorizeRequest>): AuthorizeRequest =>
+    AuthorizeRequest.fromPartial({
+      direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: A, destinationHost: 'b.v2.demo', destinationPort: 80, method: 'GET', path: '/',
+      headers: [{ name: 'x-tenant', value: 'a' }],
+      ...over,
+    });
 
   it('decides on the stored labels of both agents, outbound and inbound', () => {
     expect(authorizer.authorize(parseSpiffeId(A), req({})).verdict).toBe(Verdict.VERDICT_ALLOW);
