@@ -166,4 +166,25 @@ describe('AuthorizeStream', () => {
       s.close();
     }
   });
+
+  // Last in this file: it retires the root every other test's SVIDs come from.
+  it('ends a stream whose certificate comes from a root retired by force', async () => {
+    const s = openStream(cp, svid(RESEARCHER));
+    try {
+      expect((await s.send([check(1, {})]))[0]?.decision?.verdict).toBe(Verdict.VERDICT_ALLOW);
+      const admin = (step: string, body: unknown): Promise<Response> =>
+        fetch(`http://127.0.0.1:${cp.httpPort}/v1/ca/${step}`, { method: 'POST', headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect((await admin('prepare', {})).status).toBe(200);
+      expect((await admin('activate', {})).status).toBe(200);
+      // The same stream still decides while its root is only "previous" (still trusted).
+      expect((await s.send([check(2, {})]))[0]?.decision?.verdict).toBe(Verdict.VERDICT_ALLOW);
+      expect((await admin('retire', { force: true })).status).toBe(200);
+      s.stream.write({ checks: [check(3, {})] });
+      const end = await s.ended;
+      expect(end?.code).toBe(status.UNAUTHENTICATED);
+      expect(end?.details).toContain('no longer trusted');
+    } finally {
+      s.close();
+    }
+  });
 });

@@ -3,7 +3,7 @@ import { AirlockError } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { AuthorizeRequest, type AuthorizeResult, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
 import type { Authorizer } from '../authz/authorize.ts';
-import type { VerifiedPeer } from '../authz/peer.ts';
+import { stillTrusted, type PeerIssuers, type VerifiedPeer } from '../authz/peer.ts';
 import { toGrpcFailure } from './grpc-status.ts';
 
 export interface AuthorizeStreamDeps {
@@ -11,6 +11,8 @@ export interface AuthorizeStreamDeps {
   readonly logger: Logger;
   /** The caller from the stream's client certificate, verified once when the stream opens. */
   readonly caller: VerifiedPeer | AirlockError;
+  /** The CAs trusted now: a stream whose caller's root was retired (even by force) ends. */
+  readonly issuers?: () => PeerIssuers;
   readonly now?: () => number;
 }
 
@@ -18,8 +20,9 @@ export interface AuthorizeStreamDeps {
  * AuthorizeStream: every check of every batch goes through the same decision code as the unary
  * RPC (each decided, audited and counted on its own). A refused check (about another identity, or
  * malformed) is answered with its refusal and the stream goes on. The certificate is parsed and
- * its signature checked once per stream, not per check; its expiry is checked per batch, and an
- * expired caller's stream ends with UNAUTHENTICATED (the sidecar reconnects with its renewed SVID).
+ * its signature checked once per stream, not per check; its expiry, and that its root is still
+ * trusted, are checked per batch, and such a stream ends with UNAUTHENTICATED (the sidecar
+ * reconnects with its renewed SVID).
  */
 export function serveAuthorizeStream(call: ServerDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>, deps: AuthorizeStreamDeps): void {
   const now = deps.now ?? Date.now;
@@ -27,10 +30,16 @@ export function serveAuthorizeStream(call: ServerDuplexStream<AuthorizeStreamReq
   call.on('data', (batch: AuthorizeStreamRequest) => {
     if (ended) return;
     const caller = deps.caller;
-    if (!(caller instanceof AirlockError) && now() > caller.notAfter) {
-      ended = true;
-      call.emit('error', { code: status.UNAUTHENTICATED, details: 'the client certificate of this stream has expired' });
-      return;
+    if (!(caller instanceof AirlockError)) {
+      const why =
+        now() > caller.notAfter ? 'the client certificate of this stream has expired'
+        : deps.issuers !== undefined && !stillTrusted(caller, deps.issuers()) ? 'the root that issued the client certificate of this stream is no longer trusted'
+        : undefined;
+      if (why !== undefined) {
+        ended = true;
+        call.emit('error', { code: status.UNAUTHENTICATED, details: why });
+        return;
+      }
     }
     const id = caller instanceof AirlockError ? caller : caller.id;
     const results: AuthorizeResult[] = new Array<AuthorizeResult>(batch.checks.length);

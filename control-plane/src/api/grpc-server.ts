@@ -87,7 +87,7 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
   const authorization: UntypedServiceImplementation = {
     authorize: unary<AuthorizeRequest, AuthorizeResponse>(deps, (call) => deps.authorizer.authorize(callerOf(call, deps), call.request)),
     authorizeStream: (call: ServerDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>) =>
-      serveAuthorizeStream(call, { authorizer: deps.authorizer, logger: deps.logger, caller: streamCallerOf(call, deps) }),
+      serveAuthorizeStream(call, { authorizer: deps.authorizer, logger: deps.logger, caller: streamCallerOf(call, deps), issuers: deps.caIssuers }),
   };
   const identity: UntypedServiceImplementation = {
     signCertificate: unary<SignCertificateRequest, SignCertificateResponse>(deps, (call) => {

@@ -16,11 +16,23 @@ export function verifyPeerCertificate(der: Buffer | undefined, issuers: PeerIssu
  * Who may have signed a caller's certificate: the one CA key, or every CA still trusted (during a
  * root rollover, the old and the new; with an operator CA, its intermediate).
  */
-export type PeerIssuers = KeyObject | readonly { issued(cert: X509Certificate): boolean }[];
+export type PeerIssuers = KeyObject | readonly PeerIssuer[];
 
-function issuedBy(cert: X509Certificate, issuers: PeerIssuers): boolean {
-  if (!Array.isArray(issuers)) return cert.verify(issuers as KeyObject);
-  return (issuers as readonly { issued(cert: X509Certificate): boolean }[]).some((i) => i.issued(cert));
+export interface PeerIssuer {
+  readonly id: string;
+  issued(cert: X509Certificate): boolean;
+}
+
+/** The issuer that signed `cert` ('' for a bare CA key), or undefined when none did. */
+function issuerOf(cert: X509Certificate, issuers: PeerIssuers): string | undefined {
+  if (!Array.isArray(issuers)) return cert.verify(issuers as KeyObject) ? '' : undefined;
+  return (issuers as readonly PeerIssuer[]).find((i) => i.issued(cert))?.id;
+}
+
+/** Whether the issuer a stream's caller was verified against is still trusted (a root may be retired). */
+export function stillTrusted(peer: VerifiedPeer, issuers: PeerIssuers): boolean {
+  if (!Array.isArray(issuers)) return true;
+  return (issuers as readonly PeerIssuer[]).some((i) => i.id === peer.issuerId);
 }
 
 /** A verified caller and when its certificate stops being valid (a long-lived stream re-checks it). */
@@ -28,6 +40,8 @@ export interface VerifiedPeer {
   readonly id: SpiffeId;
   /** ms since the epoch. */
   readonly notAfter: number;
+  /** Which trusted CA issued it ('' for a bare CA key). */
+  readonly issuerId: string;
 }
 
 /** verifyPeerCertificate, also returning the expiry. */
@@ -39,7 +53,8 @@ export function verifyPeer(der: Buffer | undefined, issuers: PeerIssuers, trustD
   } catch {
     throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate cannot be parsed');
   }
-  if (!issuedBy(cert, issuers)) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not issued by this control plane');
+  const issuerId = issuerOf(cert, issuers);
+  if (issuerId === undefined) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not issued by this control plane');
   if (now < cert.validFromDate.getTime() || now > cert.validToDate.getTime()) {
     throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not valid now');
   }
@@ -51,5 +66,5 @@ export function verifyPeer(der: Buffer | undefined, issuers: PeerIssuers, trustD
     throw new AirlockError(ErrorCode.Unauthenticated, `the client certificate is not an X.509-SVID: ${err instanceof Error ? err.message : String(err)}`);
   }
   if (id.trustDomain !== trustDomain) throw new AirlockError(ErrorCode.Unauthenticated, `the client certificate is for trust domain ${id.trustDomain}`);
-  return { id, notAfter: cert.validToDate.getTime() };
+  return { id, notAfter: cert.validToDate.getTime(), issuerId };
 }
