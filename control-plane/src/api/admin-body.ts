@@ -1,4 +1,9 @@
+import type { IncomingMessage } from 'node:http';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import { HttpError } from './http-errors.ts';
+
+/** Admin request bodies above this are refused (413); policy bundles pass a larger limit. */
+const MAX_BODY_BYTES = 64 * 1024;
 
 /** A JSON object body with only `known` fields (an unknown one is a typo the caller should hear about). */
 export function objectBody(body: unknown, known: readonly string[]): Record<string, unknown> {
@@ -21,4 +26,22 @@ export function optionalString(fields: Record<string, unknown>, name: string): s
   if (v === undefined) return undefined;
   if (typeof v !== 'string') throw new AirlockError(ErrorCode.BadRequest, `"${name}" must be a string`);
   return v;
+}
+
+/** Reads a JSON body of at most `max` bytes; more is 413, not JSON is 400. */
+export async function readJson(req: IncomingMessage, max = MAX_BODY_BYTES): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? '0');
+  if (declared > max) throw new HttpError(413, 'payload_too_large', `the body must be at most ${max} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) throw new HttpError(413, 'payload_too_large', `the body must be at most ${max} bytes`);
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    throw new AirlockError(ErrorCode.BadRequest, 'the body must be JSON');
+  }
 }

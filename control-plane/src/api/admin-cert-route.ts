@@ -6,7 +6,7 @@ import { sendJson, type AdminRoute } from '@airlock/common/telemetry';
 import type { CaRing } from '../ca/ca-ring.ts';
 import type { Store } from '../store/store.ts';
 import { ADMIN_ROLES, type AdminRole, type RequireRole } from './admin-auth.ts';
-import { readJson } from './admin-routes.ts';
+import { objectBody, readJson } from './admin-body.ts';
 import { HttpError, sendError } from './http-errors.ts';
 
 /** Admin certificates are for people and scripts: long enough not to be a chore, short enough to lapse. */
@@ -34,9 +34,7 @@ export function adminCertRoute(deps: AdminCertRouteDeps): AdminRoute {
       }
       const who = deps.requireRole(req, 'admin');
       const body = await readJson(req);
-      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AirlockError(ErrorCode.BadRequest, 'the body must be a JSON object');
-      const { name, role, csrPem, ...rest } = body as Record<string, unknown>;
-      if (Object.keys(rest).length > 0) throw new AirlockError(ErrorCode.BadRequest, `unknown field(s): ${Object.keys(rest).join(', ')} (known: name, role, csrPem)`);
+      const { name, role, csrPem } = objectBody(body, ['name', 'role', 'csrPem']);
       if (typeof name !== 'string') throw new AirlockError(ErrorCode.BadRequest, '"name" must be a string');
       if (typeof role !== 'string' || !(ADMIN_ROLES as readonly string[]).includes(role)) throw new AirlockError(ErrorCode.BadRequest, `"role" must be one of ${ADMIN_ROLES.join(', ')}`);
       if (typeof csrPem !== 'string') throw new AirlockError(ErrorCode.BadRequest, '"csrPem" must be a PEM certificate request');
@@ -50,7 +48,6 @@ export function adminCertRoute(deps: AdminCertRouteDeps): AdminRoute {
       deps.audit.info({ audit: true, actor: who.name, action: 'admin-cert.create', spiffeId, role, serial: issued.serial }, 'admin certificate issued');
       sendJson(res, 201, { name, role, spiffeId, certPem: issued.chainPem, caPem: deps.ring.bundlePem(), notAfter: issued.notAfter.toISOString() });
     } catch (err) {
-      if (err instanceof HttpError && err.status === 413) res.setHeader('connection', 'close');
       sendError(res, err);
     }
     return true;

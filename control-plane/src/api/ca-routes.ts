@@ -5,7 +5,7 @@ import type { CaRing } from '../ca/ca-ring.ts';
 import type { Store } from '../store/store.ts';
 import type { RequireRole } from './admin-auth.ts';
 import { objectBody, optionalBoolean, optionalString } from './admin-body.ts';
-import { readJson } from './admin-routes.ts';
+import { readJson } from './admin-body.ts';
 import { HttpError, sendError } from './http-errors.ts';
 
 export interface CaRouteDeps {
@@ -66,7 +66,6 @@ export function caRoutes(deps: CaRouteDeps): AdminRoute {
       deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: `ca.${step}`, target: ids.join(','), detail: JSON.stringify(detail) });
       sendJson(res, 200, { roots, status: deps.ring.status() });
     } catch (err) {
-      if (err instanceof HttpError && err.status === 413) res.setHeader('connection', 'close');
       sendError(res, err);
     }
     return true;

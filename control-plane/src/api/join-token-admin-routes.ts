@@ -6,7 +6,7 @@ import type { JoinTokens } from '../attestation/join-tokens.ts';
 import type { Store } from '../store/store.ts';
 import type { RequireRole } from './admin-auth.ts';
 import { objectBody, optionalString } from './admin-body.ts';
-import { readJson } from './admin-routes.ts';
+import { readJson } from './admin-body.ts';
 import { HttpError, sendError } from './http-errors.ts';
 
 export interface JoinTokenAdminDeps {
@@ -44,7 +44,6 @@ export function joinTokenAdminRoutes(deps: JoinTokenAdminDeps): AdminRoute {
       deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.revoke', target: result.token.identity, detail: JSON.stringify({ id: result.token.id, alreadyRevoked: result.alreadyRevoked }) });
       sendJson(res, 200, result);
     } catch (err) {
-      if (err instanceof HttpError && err.status === 413) res.setHeader('connection', 'close');
       sendError(res, err);
     }
     return true;

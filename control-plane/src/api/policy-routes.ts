@@ -6,7 +6,7 @@ import { hashToken, newSecretToken } from '../attestation/token-hash.ts';
 import type { DocumentKind, Explanation, PolicyStore } from '../policy/policy-store.ts';
 import type { Store } from '../store/store.ts';
 import { ADMIN_ROLES, type AdminRole, type RequireRole } from './admin-auth.ts';
-import { readJson } from './admin-routes.ts';
+import { readJson } from './admin-body.ts';
 import { HttpError, sendError } from './http-errors.ts';
 
 /** Policy bundles may be larger than other admin bodies, but are still bounded. */
@@ -125,7 +125,6 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
       const { status, body } = await hit.r.handle(req, (hit.m as RegExpExecArray).slice(1));
       sendJson(res, status, body);
     } catch (err) {
-      if (err instanceof HttpError && err.status === 413) res.setHeader('connection', 'close');
       sendError(res, err);
     }
     return true;

@@ -6,7 +6,7 @@ import { sendJson, type AdminRoute } from '@airlock/common/telemetry';
 import type { Revocations } from '../ca/revocations.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import type { RequireRole } from './admin-auth.ts';
-import { readJson } from './admin-routes.ts';
+import { objectBody, readJson } from './admin-body.ts';
 import { HttpError, sendError } from './http-errors.ts';
 
 export interface RevokeRouteDeps {
@@ -35,10 +35,7 @@ export function revokeRoute(deps: RevokeRouteDeps): AdminRoute {
       }
       const who = deps.requireRole(req, 'responder');
       const body = await readJson(req);
-      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AirlockError(ErrorCode.BadRequest, 'the body must be a JSON object');
-      const { identity, ...rest } = body as Record<string, unknown>;
-      const unknown = Object.keys(rest);
-      if (unknown.length > 0) throw new AirlockError(ErrorCode.BadRequest, `unknown field(s): ${unknown.join(', ')} (known: identity)`);
+      const { identity } = objectBody(body, ['identity']);
       if (typeof identity !== 'string') throw new AirlockError(ErrorCode.BadRequest, '"identity" must be a SPIFFE ID string');
       const id = parseSpiffeId(identity);
       if (id.trustDomain !== deps.trustDomain) throw new AirlockError(ErrorCode.BadRequest, `${identity} is not in this control plane's trust domain ${deps.trustDomain}`);
@@ -47,7 +44,6 @@ export function revokeRoute(deps: RevokeRouteDeps): AdminRoute {
       deps.audit.warn({ audit: true, action: 'revoke', actor: who.name, role: who.role, identity: id.uri, serials: result.serials, alreadyRevoked: !result.newlyRevoked }, 'identity revoked');
       sendJson(res, 200, { identity: id.uri, revokedAt: new Date(result.revokedAt).toISOString(), alreadyRevoked: !result.newlyRevoked, revokedSerials: result.serials });
     } catch (err) {
-      if (err instanceof HttpError && err.status === 413) res.setHeader('connection', 'close');
       sendError(res, err);
     }
     return true;
