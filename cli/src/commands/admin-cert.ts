@@ -2,8 +2,8 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { newAdminKeyAndCsr } from '@airlock/control-plane/admin-csr';
 import { adminPost } from '../admin-client.ts';
-import { parseFlags, UsageError } from '../args.ts';
-import { resolveCredentials } from '../credentials.ts';
+import { UsageError } from '../args.ts';
+import { credentialsOf, parseAdminFlags } from '../admin-command.ts';
 
 const HELP = `Usage: airlock admin-cert create --name NAME --role viewer|editor|responder|admin --out DIR
                                  [--server URL] [--credentials FILE]
@@ -14,13 +14,10 @@ and records the role. Writes DIR/key.pem and DIR/cert.pem (mode 0600) and DIR/ca
 bundle, to verify the control plane). Valid 30 days.`;
 
 export async function runAdminCert(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    help: { type: 'boolean', short: 'h' },
+  const { values, positionals } = parseAdminFlags(argv, {
     name: { type: 'string' },
     role: { type: 'string' },
     out: { type: 'string' },
-    server: { type: 'string' },
-    credentials: { type: 'string' },
   });
   if (values.help === true) {
     console.log(HELP);
@@ -28,12 +25,7 @@ export async function runAdminCert(argv: string[]): Promise<number> {
   }
   if (positionals[0] !== 'create' || positionals.length > 1) throw new UsageError('expected `airlock admin-cert create --name NAME --role ROLE --out DIR`');
   if (typeof values.name !== 'string' || typeof values.role !== 'string' || typeof values.out !== 'string') throw new UsageError('--name, --role and --out are required');
-  const creds = resolveCredentials({
-    env: process.env,
-    cwd: process.cwd(),
-    ...(typeof values.credentials === 'string' ? { credentials: values.credentials } : {}),
-    ...(typeof values.server === 'string' ? { server: values.server } : {}),
-  });
+  const creds = credentialsOf(values);
   const { keyPem, csrPem } = newAdminKeyAndCsr();
   const issued = (await adminPost(creds, '/v1/admin-certs', { name: values.name, role: values.role, csrPem })) as { spiffeId: string; role: string; certPem: string; caPem: string; notAfter: string };
   mkdirSync(values.out, { recursive: true, mode: 0o700 });
