@@ -42,13 +42,7 @@ export function serveAuthorizeStream(call: ServerDuplexStream<AuthorizeStreamReq
       }
     }
     const id = caller instanceof AirlockError ? caller : caller.id;
-    const results: AuthorizeResult[] = new Array<AuthorizeResult>(batch.checks.length);
-    for (let i = 0; i < batch.checks.length; i++) {
-      const check = batch.checks[i];
-      if (check === undefined) continue;
-      results[i] = decide(deps, id, check.id, check.request);
-    }
-    call.write({ results });
+    call.write({ results: batch.checks.map((check) => decide(deps, id, check.id, check.request)) });
   });
   call.on('end', () => {
     if (ended) return;

@@ -6,7 +6,7 @@ import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { Direction, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { callableTools, headerInput, type McpInput, type PolicyEngine } from '../policy/engine.ts';
-import type { Store } from '../store/store.ts';
+import type { AgentRecord, Store } from '../store/store.ts';
 import { agentLabels, lookupMeshHost } from './registry.ts';
 import { denyIfRevoked } from './revoked.ts';
 
@@ -25,7 +25,7 @@ export interface AuthorizerDeps {
 type DirectionName = 'outbound' | 'inbound';
 
 /** More listed tools than this in one tools/list filter is refused: the check is bounded. */
-export const MAX_LISTED_TOOLS = 1000;
+const MAX_LISTED_TOOLS = 1000;
 
 /** The MCP part of a request: a message, why there is none though there should be, or nothing. */
 function mcpOf(req: AuthorizeRequest): McpInput | undefined {
@@ -91,12 +91,14 @@ export class Authorizer {
     let source: SpiffeId;
     let destination: SpiffeId | undefined;
     let upstream: AuthorizeResponse['upstream'];
+    let destinationAgent: AgentRecord | undefined;
     try {
       if (direction === 'outbound') {
         source = caller;
         const mesh = lookupMeshHost(this.#d.store, this.#d.trustDomain, req.destinationHost);
         if (mesh !== undefined) {
           destination = mesh.id;
+          destinationAgent = mesh.agent;
           upstream = { address: mesh.agent.inboundAddress, spiffeId: mesh.id.uri };
         }
       } else {
@@ -113,7 +115,7 @@ export class Authorizer {
 
     const engine = this.#d.policy();
     // Labels (from attestation, stored with the agent) are read fresh, and only when a segment selects by them.
-    const labels = engine.usesLabels ? agentLabels(this.#d.store, source, destination) : {};
+    const labels = engine.usesLabels ? agentLabels(this.#d.store, source, destination, destinationAgent) : {};
     const input = { source, destination, ...labels, host: req.destinationHost, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req), headers: req.headers.length === 0 && !req.headersIncomplete ? undefined : headerInput(req.headers, req.headersIncomplete) };
     const decision = denyIfRevoked(engine.evaluate(input), { source, destination }, this.#d.isRevoked);
     // Filtering a tools/list answer: the same engine, fresh, for each listed tool; none when denied.

@@ -23,9 +23,10 @@ export function lookupMeshHost(store: Store, trustDomain: string, host: string):
 }
 
 /** The stored labels of the source and destination agents (none for an unregistered one). */
-export function agentLabels(store: Store, source: SpiffeId, destination: SpiffeId | undefined): { sourceLabels: Labels; destinationLabels: Labels } {
+export function agentLabels(store: Store, source: SpiffeId, destination: SpiffeId | undefined, destinationAgent?: AgentRecord): { sourceLabels: Labels; destinationLabels: Labels } {
   return {
     sourceLabels: store.getAgent(source.uri)?.labels ?? {},
-    destinationLabels: destination === undefined ? {} : (store.getAgent(destination.uri)?.labels ?? {}),
+    // An outbound mesh call already read the destination's record to find its address.
+    destinationLabels: destination === undefined ? {} : ((destinationAgent ?? store.getAgent(destination.uri))?.labels ?? {}),
   };
 }

@@ -113,7 +113,7 @@ export class PolicyStore {
   explain(input: ExplainInput): Explanation {
     const source = parseSpiffeId(input.from);
     const mesh = lookupMeshHost(this.#store, this.#trustDomain, input.host);
-    const labels = this.#engine.usesLabels ? agentLabels(this.#store, source, mesh?.id) : {};
+    const labels = this.#engine.usesLabels ? agentLabels(this.#store, source, mesh?.id, mesh?.agent) : {};
     const decision = this.#engine.evaluate({ source, destination: mesh?.id, ...labels, host: input.host, port: input.port, method: input.method, path: input.path, mcp: input.mcp, headers: headerInput(input.headers ?? [], false) });
     return { ...decision, source: source.uri, destination: mesh?.id.uri ?? '' };
   }

@@ -7,7 +7,7 @@ import type { Decision } from '../authz/authorizer.ts';
 import type { Outcome } from '../telemetry/metrics.ts';
 
 /** A DENY decision, carried as an error so the one rescue step below turns it into the 403 body. */
-export class DeniedError extends AirlockError {
+class DeniedError extends AirlockError {
   readonly decisionId: string;
   readonly policy: string;
   readonly policyVersion: number;
@@ -36,7 +36,7 @@ export function assertAllowed(decision: Decision): asserts decision is Extract<D
   if (!decision.allowed) throw new DeniedError(decision);
 }
 
-export interface ErrorReply {
+interface ErrorReply {
   readonly status: number;
   readonly body: Record<string, string | number>;
   readonly outcome: Outcome;

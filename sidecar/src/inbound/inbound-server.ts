@@ -57,17 +57,20 @@ export function createInboundServer(deps: InboundDeps): Server {
   // Open connections by peer serial, so a revocation also cuts the ones already established.
   const live = new Map<TLSSocket, string>();
   server.on('secureConnection', (socket: TLSSocket) => {
-    const serial = socket.getPeerCertificate().serialNumber;
-    if (deps.revoked?.has(serial) === true) {
-      deps.metrics.inboundRejected.inc({ reason: 'revoked' });
-      deps.logger.warn({ remote: socket.remoteAddress, serial }, 'refused a revoked peer certificate');
-      socket.destroy();
-      return;
+    // getPeerCertificate builds a whole object per call: once per handshake.
+    const cert = socket.getPeerCertificate();
+    if (deps.revoked !== undefined) {
+      if (deps.revoked.has(cert.serialNumber)) {
+        deps.metrics.inboundRejected.inc({ reason: 'revoked' });
+        deps.logger.warn({ remote: socket.remoteAddress, serial: cert.serialNumber }, 'refused a revoked peer certificate');
+        socket.destroy();
+        return;
+      }
+      live.set(socket, cert.serialNumber);
+      socket.once('close', () => live.delete(socket));
     }
-    live.set(socket, serial);
-    socket.once('close', () => live.delete(socket));
     try {
-      peers.set(socket, spiffeIdFromSubjectAltName(socket.getPeerCertificate().subjectaltname).uri);
+      peers.set(socket, spiffeIdFromSubjectAltName(cert.subjectaltname).uri);
     } catch (err) {
       deps.metrics.inboundRejected.inc({ reason: 'invalid_svid' });
       deps.logger.warn({ remote: socket.remoteAddress, reason: err instanceof Error ? err.message : String(err) }, 'refused a peer certificate that is not one X.509-SVID');
