@@ -10,15 +10,33 @@ export const MAX_AUTHZ_HEADERS = 32;
 export const MAX_AUTHZ_HEADER_BYTES = 8192;
 
 /**
- * Never sent: secrets (credentials must not reach the control plane or its audit log), headers of
- * one hop, the Host (judged as the destination), and the identity header only sidecars set.
+ * Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection: never forwarded, never judged.
+ * `expect` is answered by the hop itself (Node sends 100 Continue). `proxy-*` are too (isHopByHop).
  */
-const UNSENT: ReadonlySet<string> = new Set([
-  'authorization', 'cookie', 'proxy-authorization', 'host', 'x-forwarded-client-cert',
-  'connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect',
-]);
+const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect']);
+
+/** True for a lower-case name that is hop-by-hop by itself or named by the message's Connection header. */
+export function isHopByHop(name: string, connectionNamed: ReadonlySet<string>): boolean {
+  return HOP_BY_HOP.has(name) || name.startsWith('proxy-') || connectionNamed.has(name);
+}
+
+const NONE: ReadonlySet<string> = new Set();
+
+/** The header names a `Connection: a, b` header lists (lower-case): hop-by-hop for this message too. */
+export function connectionNamed(connection: string | readonly string[] | number | undefined): ReadonlySet<string> {
+  if (connection === undefined || typeof connection === 'number') return NONE;
+  const text = typeof connection === 'string' ? connection : connection.join(',');
+  if (text === '') return NONE;
+  return new Set(text.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s !== ''));
+}
+
+/**
+ * Never sent besides hop-by-hop headers: secrets (credentials must not reach the control plane or
+ * its audit log), the Host (judged as the destination), and the identity header only sidecars set.
+ */
+const UNSENT: ReadonlySet<string> = new Set(['authorization', 'cookie', 'host', 'x-forwarded-client-cert']);
 
 /** True for a (lower-case) header name that is never sent to the control plane. */
-export function isUnsentHeader(name: string): boolean {
-  return UNSENT.has(name) || name.startsWith('proxy-');
+export function isUnsentHeader(name: string, connectionNamedHeaders: ReadonlySet<string> = NONE): boolean {
+  return UNSENT.has(name) || isHopByHop(name, connectionNamedHeaders);
 }

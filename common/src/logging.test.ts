@@ -3,6 +3,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { createRootLogger } from './logging.ts';
 
 const LOGGING = join(import.meta.dirname, 'logging.ts');
 const LINES = 3000;
@@ -55,5 +56,32 @@ describe('the default log destination', () => {
 
   it('loses no line when the process dies of an uncaught error after logging', { timeout: 20_000 }, async () => {
     expect(await runUntilSigterm('crash', "throw new Error('boom');")).toEqual(all);
+  });
+});
+
+describe('the root logger', () => {
+  function capture(): { lines: () => Record<string, unknown>[]; destination: { write(s: string): void } } {
+    let out = '';
+    return { destination: { write: (s: string) => void (out += s) }, lines: () => out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>) };
+  }
+
+  it('stamps each line with the ISO time of its own millisecond', async () => {
+    const c = capture();
+    const log = createRootLogger({ process: 'test', destination: c.destination });
+    log.info('first');
+    await new Promise((r) => setTimeout(r, 5));
+    log.info('second');
+    const [a, b] = c.lines().map((l) => String(l.time));
+    expect(a).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(Date.parse(b ?? '') - Date.parse(a ?? '')).toBeGreaterThanOrEqual(4);
+  });
+
+  it('redacts credentials by field name, in children too', () => {
+    const c = capture();
+    const log = createRootLogger({ process: 'test', destination: c.destination }).child({ component: 'x' });
+    log.info({ token: 'SECRET-1', nested: { keyPem: 'SECRET-2' }, headers: { authorization: 'SECRET-3' } }, 'm');
+    const line = JSON.stringify(c.lines()[0]);
+    expect(line).not.toMatch(/SECRET/);
+    expect(line).toContain('[redacted]');
   });
 });

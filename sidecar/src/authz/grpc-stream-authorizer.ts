@@ -91,7 +91,14 @@ export class GrpcStreamAuthorizer implements Authorizer {
     this.#flushScheduled = false;
     const queued = this.#queue;
     this.#queue = [];
-    const checks = queued.filter((c) => this.#pending.has(c.id));
+    const checks: AuthorizeCheck[] = [];
+    const sent: Pending[] = [];
+    for (const c of queued) {
+      const p = this.#pending.get(c.id);
+      if (p === undefined) continue;
+      checks.push(c);
+      sent.push(p);
+    }
     if (checks.length === 0) return;
     let stream: Stream;
     try {
@@ -100,9 +107,7 @@ export class GrpcStreamAuthorizer implements Authorizer {
       for (const c of checks) this.#settle(c.id, err instanceof Error ? err : unavailable(String(err)));
       return;
     }
-    for (const c of checks) {
-      const p = this.#pending.get(c.id);
-      if (p === undefined) continue;
+    for (const p of sent) {
       p.stream = stream;
       p.heardWhenSent = this.#heard;
     }

@@ -1,4 +1,4 @@
-import { Direction as ProtoDirection, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import { Direction as ProtoDirection, Verdict, type AuthorizeRequest, type AuthorizeResponse, type RequestHeader } from '@airlock/proto/authorization/v1';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { AuthzRequest, Decision } from './authorizer.ts';
 
@@ -15,8 +15,9 @@ export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
     mcpMethod: request.mcp !== undefined && 'method' in request.mcp ? request.mcp.method : '',
     mcpTool: request.mcp !== undefined && 'method' in request.mcp ? request.mcp.tool : '',
     mcpUnreadable: request.mcp !== undefined && 'unreadable' in request.mcp ? request.mcp.unreadable : '',
-    mcpListedTools: request.listedTools === undefined ? [] : [...request.listedTools],
-    headers: request.headers === undefined ? [] : request.headers.entries.map((h) => ({ name: h.name, value: h.value })),
+    // The wire types want mutable arrays; encoding only reads them, so ours go as they are (no copies).
+    mcpListedTools: (request.listedTools ?? []) as string[],
+    headers: (request.headers?.entries ?? []) as RequestHeader[],
     headersIncomplete: request.headers?.incomplete ?? false,
   };
 }

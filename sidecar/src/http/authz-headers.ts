@@ -1,4 +1,4 @@
-import { isUnsentHeader, MAX_AUTHZ_HEADER_BYTES, MAX_AUTHZ_HEADERS } from '@airlock/common/headers';
+import { connectionNamed, isUnsentHeader, MAX_AUTHZ_HEADER_BYTES, MAX_AUTHZ_HEADERS } from '@airlock/common/headers';
 
 export interface AuthzHeaders {
   /** Lower-case names, one entry per occurrence, in the order first seen. */
@@ -23,12 +23,12 @@ export function authzHeaders(rawHeaders: readonly string[]): AuthzHeaders {
     if (list === undefined) byName.set(name, [value]);
     else list.push(value);
   }
-  const named = new Set((byName.get('connection') ?? []).join(',').split(',').map((s) => s.trim().toLowerCase()));
+  const named = connectionNamed(byName.get('connection'));
   const entries: { name: string; value: string }[] = [];
   let bytes = 0;
   let incomplete = false;
   for (const [name, values] of byName) {
-    if (isUnsentHeader(name) || named.has(name)) continue;
+    if (isUnsentHeader(name, named)) continue;
     let size = 0;
     for (const v of values) size += Buffer.byteLength(name) + Buffer.byteLength(v);
     if (entries.length + values.length > MAX_AUTHZ_HEADERS || bytes + size > MAX_AUTHZ_HEADER_BYTES) {

@@ -88,13 +88,15 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
   // on it too. For an absolute-form request that is the URL's authority (RFC 9112 §3.2.2).
   const headers = requestHeadersToForward(req.headers);
   headers.host = target.authority;
-  const dispatcher = decision.upstream === undefined ? deps.external : deps.meshPools.get(decision.upstream, svid);
-  const origin = decision.upstream === undefined ? `http://${formatHostPort(target)}` : undefined;
-  const describe = decision.upstream === undefined ? (origin ?? '') : `peer ${decision.upstream.spiffeId} at ${decision.upstream.address}`;
-  const request = { origin, method, path: target.path, headers, describe, body: mcp.body };
-  if (mcp.message !== undefined && 'method' in mcp.message && mcp.message.method === 'tools/list' && mcp.body instanceof Buffer) {
+  const upstream = decision.upstream;
+  const dispatcher = upstream === undefined ? deps.external : deps.meshPools.get(upstream, svid);
+  const origin = upstream === undefined ? `http://${formatHostPort(target)}` : undefined;
+  const describe = origin ?? `peer ${upstream?.spiffeId ?? ''} at ${upstream?.address ?? ''}`;
+  const body = mcp.body;
+  const request = { origin, method, path: target.path, headers, describe, body };
+  if (body instanceof Buffer && mcp.message !== undefined && 'method' in mcp.message && mcp.message.method === 'tools/list') {
     // The answer lists only the tools this agent may call: asked fresh, once, for the listed names.
-    await forwardToolsList(dispatcher, { ...request, body: mcp.body }, res, async (names) => {
+    await forwardToolsList(dispatcher, { ...request, body }, res, async (names) => {
       const filter = await deps.authorizer.authorize({ ...question, listedTools: names });
       return new Set(filter.allowed ? filter.allowedTools : []);
     });
