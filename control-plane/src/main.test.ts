@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
+import { status, type ServiceError } from '@grpc/grpc-js';
 import { createRootLogger } from '@airlock/common/logging';
 import { AuthorizationServiceClient, Direction, Verdict, AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import { IdentityServiceClient, type SignCertificateRequest, type SignCertificateResponse } from '@airlock/proto/identity/v1';
@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority } from './ca/ca.ts';
 import { makeCsr } from './ca/test-csr.ts';
 import { controlPlaneConfig } from './config/config.ts';
-import { controlPlaneSpiffeId, startControlPlane, type RunningControlPlane } from './main.ts';
+import { startControlPlane, type RunningControlPlane } from './main.ts';
+import { CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, TD, type Identity, type TestControlPlane } from './testing/test-control-plane.ts';
 
-const TD = 'airlock.test';
 const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
 const TOOL = `spiffe://${TD}/ns/demo/sa/tool`;
 
@@ -44,29 +44,9 @@ spec:
   action: allow
 `;
 
-// An IP is not a valid TLS server name (SNI); the name does not matter, the SPIFFE ID is checked.
-const CLIENT_OPTIONS = { 'grpc.ssl_target_name_override': 'localhost' };
-
-interface Identity {
-  readonly certPem: string;
-  readonly keyPem: string;
-}
-
-function channel(caPem: string, id?: Identity): ChannelCredentials {
-  return credentials.createSsl(
-    Buffer.from(caPem),
-    id === undefined ? null : Buffer.from(id.keyPem),
-    id === undefined ? null : Buffer.from(id.certPem),
-    {
-      // As sidecars do: the control plane is recognized by its SPIFFE ID, not by a host name.
-      checkServerIdentity: (_host, cert) =>
-        cert.subjectaltname?.split(', ').includes(`URI:${controlPlaneSpiffeId(TD)}`) === true ? undefined : new Error('not the control plane'),
-    },
-  );
-}
 
 function signCertificate(cp: RunningControlPlane, req: Partial<SignCertificateRequest>, id?: Identity): Promise<SignCertificateResponse> {
-  const client = new IdentityServiceClient(`127.0.0.1:${cp.grpcPort}`, channel(cp.trustBundlePem, id), CLIENT_OPTIONS);
+  const client = new IdentityServiceClient(`127.0.0.1:${cp.grpcPort}`, controlPlaneChannel(cp.trustBundlePem, id), CLIENT_OPTIONS);
   return new Promise((resolve, reject) => {
     client.signCertificate({ csrPem: '', inboundAddress: '', ...req }, (err, res) => {
       client.close();
@@ -77,7 +57,7 @@ function signCertificate(cp: RunningControlPlane, req: Partial<SignCertificateRe
 }
 
 function authorize(cp: RunningControlPlane, id: Identity | undefined, req: Partial<AuthorizeRequest>, caPem = cp.trustBundlePem): Promise<AuthorizeResponse> {
-  const client = new AuthorizationServiceClient(`127.0.0.1:${cp.grpcPort}`, channel(caPem, id), CLIENT_OPTIONS);
+  const client = new AuthorizationServiceClient(`127.0.0.1:${cp.grpcPort}`, controlPlaneChannel(caPem, id), CLIENT_OPTIONS);
   const full = AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, method: 'GET', path: '/', ...req });
   return new Promise((resolve, reject) => {
     client.authorize(full, (err, res) => {
@@ -98,9 +78,9 @@ async function grpcCode(p: Promise<unknown>): Promise<number> {
 }
 
 describe('control plane over real TLS', () => {
-  let dir: string;
+  let t: TestControlPlane;
   let cp: RunningControlPlane;
-  const logs: Record<string, unknown>[] = [];
+  let logs: Record<string, unknown>[];
   let researcher: Identity;
   let tool: Identity;
 
@@ -122,22 +102,15 @@ describe('control plane over real TLS', () => {
   }
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'airlock-cp-'));
-    writeFileSync(join(dir, 'policy.yaml'), POLICY);
-    const config = controlPlaneConfig.load({
-      flags: { trustDomain: TD, dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', policyFile: join(dir, 'policy.yaml') },
-    });
-    // At level error, so the audit assertions below also prove audit lines ignore the log level.
-    const logger = createRootLogger({ process: 'control-plane', level: 'error', destination: { write: (s: string) => logs.push(JSON.parse(s) as Record<string, unknown>) } });
-    cp = await startControlPlane(config, { logger });
+    // Logging at level error, so the audit assertions below also prove audit lines ignore the level.
+    t = await startTestControlPlane(POLICY);
+    cp = t.cp;
+    logs = t.logs;
     const r = await enroll(RESEARCHER, '127.0.0.1:15006');
     researcher = r;
     tool = await enroll(TOOL, '127.0.0.1:25006');
   });
-  afterAll(async () => {
-    await cp.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => t.close());
 
   it('is ready and serves metrics', async () => {
     expect((await http('/readyz')).status).toBe(200);

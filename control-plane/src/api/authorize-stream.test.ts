@@ -1,25 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { credentials, status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
-import { createRootLogger } from '@airlock/common/logging';
-import {
-  AuthorizationServiceClient,
-  Direction,
-  Verdict,
-  type AuthorizeCheck,
-  AuthorizeRequest,
-  type AuthorizeResult,
-  type AuthorizeStreamRequest,
-  type AuthorizeStreamResponse,
-} from '@airlock/proto/authorization/v1';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { AuthorizeRequest, Direction, Verdict, type AuthorizeCheck } from '@airlock/proto/authorization/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CertificateAuthority } from '../ca/ca.ts';
-import { makeCsr } from '../ca/test-csr.ts';
-import { controlPlaneConfig } from '../config/config.ts';
-import { controlPlaneSpiffeId, startControlPlane, type RunningControlPlane } from '../main.ts';
+import type { RunningControlPlane } from '../main.ts';
+import { openAuthorizeStream as openStream, startTestControlPlane, TD, type TestControlPlane } from '../testing/test-control-plane.ts';
 
-const TD = 'airlock.test';
 const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
 const TOOL = `spiffe://${TD}/ns/demo/sa/tool`;
 const POLICY = `
@@ -37,74 +21,23 @@ spec:
   action: allow
 `;
 
-interface Identity {
-  readonly certPem: string;
-  readonly keyPem: string;
-}
-
-type Stream = ClientDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>;
-
-/** One AuthorizeStream over mTLS (or plain TLS without `id`); `send` resolves with the next message's results. */
-function openStream(cp: RunningControlPlane, id: Identity | undefined): { stream: Stream; send(checks: AuthorizeCheck[]): Promise<AuthorizeResult[]>; ended: Promise<ServiceError | undefined>; close(): void } {
-  const client = new AuthorizationServiceClient(
-    `127.0.0.1:${cp.grpcPort}`,
-    credentials.createSsl(Buffer.from(cp.trustBundlePem), id === undefined ? null : Buffer.from(id.keyPem), id === undefined ? null : Buffer.from(id.certPem), {
-      checkServerIdentity: (_h, cert) => (cert.subjectaltname?.split(', ').includes(`URI:${controlPlaneSpiffeId(TD)}`) === true ? undefined : new Error('not the control plane')),
-    }),
-    { 'grpc.ssl_target_name_override': 'localhost' },
-  );
-  const stream = client.authorizeStream();
-  const waiting: ((r: AuthorizeResult[]) => void)[] = [];
-  stream.on('data', (m: AuthorizeStreamResponse) => waiting.shift()?.(m.results));
-  const ended = new Promise<ServiceError | undefined>((resolve) => {
-    stream.on('error', (e: ServiceError) => resolve(e));
-    stream.on('end', () => resolve(undefined));
-  });
-  return {
-    stream,
-    send: (checks) =>
-      new Promise((resolve) => {
-        waiting.push(resolve);
-        stream.write({ checks });
-      }),
-    ended,
-    close: () => {
-      stream.cancel();
-      client.close();
-    },
-  };
-}
-
 const check = (id: number, r: Partial<AuthorizeRequest>): AuthorizeCheck => ({
   id,
   request: AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: RESEARCHER, destinationHost: 'api.example.com', destinationPort: 443, method: 'CONNECT', ...r }),
 });
 
 describe('AuthorizeStream', () => {
-  let dir: string;
+  let t: TestControlPlane;
   let cp: RunningControlPlane;
-  let ca: CertificateAuthority;
-  const logs: Record<string, unknown>[] = [];
-  const svid = (spiffeId: string, ttlMs = 600_000): Identity => {
-    const { csrPem, keyPem } = makeCsr();
-    return { certPem: ca.issueSvid(csrPem, spiffeId, ttlMs).certPem, keyPem };
-  };
+  let logs: Record<string, unknown>[];
+  const svid = (spiffeId: string, ttlMs?: number): ReturnType<TestControlPlane['svid']> => t.svid(spiffeId, ttlMs);
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'airlock-stream-'));
-    writeFileSync(join(dir, 'policy.yaml'), POLICY);
-    const config = controlPlaneConfig.load({
-      flags: { trustDomain: TD, dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', policyFile: join(dir, 'policy.yaml') },
-    });
-    const logger = createRootLogger({ process: 'control-plane', level: 'error', destination: { write: (s: string) => logs.push(JSON.parse(s) as Record<string, unknown>) } });
-    cp = await startControlPlane(config, { logger });
-    // The control plane's own CA, from its data directory: SVIDs without going through enrollment.
-    ca = CertificateAuthority.loadOrCreate(join(dir, 'data'), TD);
+    t = await startTestControlPlane(POLICY, 'airlock-stream-');
+    cp = t.cp;
+    logs = t.logs;
   });
-  afterAll(async () => {
-    await cp.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => t.close());
 
   it('decides each check of a batch on its own and refuses, audited, those about another identity', async () => {
     const s = openStream(cp, svid(RESEARCHER));
