@@ -116,9 +116,11 @@ export class Authorizer {
     const engine = this.#d.policy();
     // Labels (from attestation, stored with the agent) are read fresh, and only when a segment selects by them.
     const labels = engine.usesLabels ? agentLabels(this.#d.store, source, destination, destinationAgent) : {};
-    const input = { source, destination, ...labels, host: req.destinationHost, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req), headers: req.headers.length === 0 && !req.headersIncomplete ? undefined : headerInput(req.headers, req.headersIncomplete) };
+    // The header map is built only when some rule looks at headers: no rule can tell them from none.
+    const headers = !engine.usesHeaders || (req.headers.length === 0 && !req.headersIncomplete) ? undefined : headerInput(req.headers, req.headersIncomplete);
+    const input = { source, destination, ...labels, host: req.destinationHost, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req), headers };
     const decision = denyIfRevoked(engine.evaluate(input), { source, destination }, this.#d.isRevoked);
-    // Filtering a tools/list answer: the same engine, fresh, for each listed tool; none when denied.
+    // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
     const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? callableTools(engine, input, req.mcpListedTools) : [];
     const verdict = decision.allow ? 'allow' : 'deny';
     this.#d.metrics.decisions.inc({ direction, verdict });

@@ -7,7 +7,7 @@ import { createRootLogger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { createRegistry } from '@airlock/common/telemetry';
 import { Direction, Verdict, AuthorizeRequest } from '@airlock/proto/authorization/v1';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CertificateAuthority } from '../ca/ca.ts';
 import { makeCsr } from '../ca/test-csr.ts';
 import { createControlPlaneMetrics } from '../monitoring/metrics.ts';
@@ -98,6 +98,17 @@ describe('Authorizer', () => {
     expect(code(() => authorizer.authorize(parseSpiffeId(B), req({ direction: Direction.DIRECTION_INBOUND, sourceSpiffeId: 'junk', destinationSpiffeId: B })))).toBe('AIRLOCK_BAD_REQUEST');
   });
 
+  it('leaves the headers out of the decision when no rule looks at them', () => {
+    const evaluate = vi.spyOn(policy, 'evaluate');
+    try {
+      const res = authorizer.authorize(parseSpiffeId(A), req({ headers: [{ name: 'x-tenant', value: 'a' }], headersIncomplete: true }));
+      expect(res.verdict).toBe(Verdict.VERDICT_ALLOW);
+      expect(evaluate.mock.calls[0]?.[0].headers).toBeUndefined();
+    } finally {
+      evaluate.mockRestore();
+    }
+  });
+
   it('denies an INBOUND call from a foreign trust domain', () => {
     const res = authorizer.authorize(parseSpiffeId(B), req({ direction: Direction.DIRECTION_INBOUND, sourceSpiffeId: 'spiffe://evil.test/ns/demo/sa/a', destinationSpiffeId: B }));
     expect(res.verdict).toBe(Verdict.VERDICT_DENY);
@@ -142,6 +153,7 @@ describe('Authorizer: labels and headers', () => {
   });
 
   it('decides on the headers sent, and refuses more than the sidecar may send', () => {
+    expect(policy.usesHeaders).toBe(true);
     expect(authorizer.authorize(parseSpiffeId(A), req({ headers: [{ name: 'x-tenant', value: 'b' }] })).verdict).toBe(Verdict.VERDICT_DENY);
     const many = Array.from({ length: 33 }, (_, i) => ({ name: `x-${i}`, value: 'v' }));
     expect(() => authorizer.authorize(parseSpiffeId(A), req({ headers: many }))).toThrow(/more than 32 headers/);

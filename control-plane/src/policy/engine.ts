@@ -1,9 +1,9 @@
 import type { Labels } from '@airlock/common/labels';
 import type { SpiffeId } from '@airlock/common/spiffe';
 import { normalizePath } from './path.ts';
-import { globToRegExp } from './glob.ts';
+import { Glob } from './glob.ts';
 import { SegmentIndex } from './segment-index.ts';
-import type { PolicyDoc, PolicyDocuments } from './types.ts';
+import type { HeaderRuleDoc, PolicyDoc, PolicyDocuments } from './types.ts';
 
 /** What a decision is about, after the caller's identity checks. */
 export interface DecisionInput {
@@ -68,18 +68,26 @@ export interface PolicyDecision {
 
 interface CompiledRule {
   readonly label: string;
-  readonly methods: ReadonlySet<string> | undefined;
+  readonly anyMethod: boolean;
+  /** The rule's methods as bits (see MethodBits): no set to look into per rule. */
+  readonly methodMask: number;
+  /** Its methods beyond the bits (a policy set naming more than 30 methods); undefined = none. */
+  readonly otherMethods: ReadonlySet<string> | undefined;
   readonly exact: ReadonlySet<string>;
+  /** Prefix rules `/x/*` kept as `/x/` (anything below) ... */
   readonly prefixes: readonly string[];
+  /** ... and, at the same index, `/x` (the prefix itself). */
+  readonly prefixRoots: readonly string[];
   readonly anyPath: boolean;
-  readonly mcp: { readonly methods: readonly RegExp[] | undefined; readonly tools: readonly RegExp[] | undefined } | undefined;
+  readonly mcp: { readonly methods: readonly Glob[] | undefined; readonly tools: readonly Glob[] | undefined } | undefined;
   readonly headers: readonly CompiledHeader[] | undefined;
 }
 
-/** `values` set: sent once with one of them; else `present` says whether it must be sent. */
+/** `exact` set (a `values` condition): sent once with one of those values or matching one of `globs`; else `present` says whether it must be sent. */
 interface CompiledHeader {
   readonly name: string;
-  readonly values: ReadonlySet<string> | undefined;
+  readonly exact: ReadonlySet<string> | undefined;
+  readonly globs: readonly Glob[];
   readonly present: boolean;
 }
 
@@ -88,15 +96,62 @@ interface CompiledPolicy {
   readonly order: number;
   readonly deny: boolean;
   readonly dryRun: boolean;
-  readonly toSegments: ReadonlySet<string> | undefined;
+  /** To hosts (else to segments, which the index has already matched). */
+  readonly toHosts: boolean;
   readonly hostsExact: ReadonlySet<string>;
   readonly hostSuffixes: readonly string[];
   readonly ports: ReadonlySet<number> | undefined;
   readonly rules: readonly CompiledRule[];
+  /** The reason of the decisions it allows: built once, not per decision. */
+  readonly allowReason: string;
+}
+
+/** A source segment's policies to hosts, filed by host: a decision looks up its destination. */
+interface HostPolicies {
+  /** By exact host name. */
+  readonly exact: Map<string, CompiledPolicy[]>;
+  /** Those naming a `*.suffix` host: tested one by one. */
+  readonly suffix: CompiledPolicy[];
 }
 
 /**
- * Segments and policies compiled once into a lookup by source segment. Evaluation:
+ * HTTP methods as bits, numbered per policy set: a rule's methods are one number and a request's
+ * method one lookup. Past 30 methods (custom ones) the rest stay in sets.
+ */
+class MethodBits {
+  readonly #bits = new Map<string, number>();
+
+  constructor(methods: Iterable<string>) {
+    for (const m of methods) if (!this.#bits.has(m) && this.#bits.size < 30) this.#bits.set(m, 1 << this.#bits.size);
+  }
+
+  /** The method's bit; 0 for a method no rule names or one beyond the bits. */
+  of(method: string): number {
+    return this.#bits.get(method) ?? 0;
+  }
+
+  mask(methods: readonly string[]): number {
+    let mask = 0;
+    for (const m of methods) mask |= this.of(m);
+    return mask;
+  }
+
+  others(methods: readonly string[]): ReadonlySet<string> | undefined {
+    const rest = methods.filter((m) => !this.#bits.has(m));
+    return rest.length === 0 ? undefined : new Set(rest);
+  }
+}
+
+const NO_POLICIES: readonly CompiledPolicy[] = [];
+const NO_SEGMENTS: readonly number[] = [];
+
+/** What a decision needs besides the message, or the decision already (a refused path). */
+type Prepared = { readonly path: string | undefined; readonly host: string; readonly candidates: readonly CompiledPolicy[] } | PolicyDecision;
+
+/**
+ * Segments and policies compiled once into a lookup by source segment, then by destination segment
+ * or host: a decision looks at the policies that can apply to its source and destination, not at
+ * every policy of its source. Evaluation:
  * - a matching enforced deny wins;
  * - nothing allowing is a deny ("no policy allows …"), except where a dry-run allow policy covers
  *   this source and destination: then what it does not allow is let through as "would deny";
@@ -106,23 +161,48 @@ interface CompiledPolicy {
 export class PolicyEngine {
   readonly trustDomain: string;
   readonly version: number;
+  /** True when some rule has header conditions: only then need callers send request headers. */
+  readonly usesHeaders: boolean;
   readonly #segments: SegmentIndex;
-  readonly #bySourceSegment: ReadonlyMap<string, readonly CompiledPolicy[]>;
+  readonly #segmentCount: number;
+  readonly #methods: MethodBits;
+  /** Policies to segments by `source * segmentCount + destination` (segment numbers): one lookup. */
+  readonly #toSegment = new Map<number, CompiledPolicy[]>();
+  /** By source segment number: 1 when some policy from it is to segments. */
+  readonly #hasToSegment: Uint8Array;
+  /** By source segment number; undefined = no policy from it to hosts. */
+  readonly #toHost: (HostPolicies | undefined)[] = [];
+  /** Scratch for the candidate lists of one decision (evaluation is synchronous). */
+  readonly #lists: (readonly CompiledPolicy[])[] = [];
 
   constructor(docs: PolicyDocuments, trustDomain: string, version = 0) {
     this.trustDomain = trustDomain;
     this.version = version;
     this.#segments = new SegmentIndex(docs.segments);
-    const index = new Map<string, CompiledPolicy[]>();
+    const count = this.#segments.names.length;
+    this.#segmentCount = count;
+    this.#hasToSegment = new Uint8Array(count);
+    this.#methods = new MethodBits(docs.policies.flatMap((p) => p.rules.flatMap((r) => r.methods)));
+    const numbers = new Map<string, number[]>();
+    this.#segments.names.forEach((name, n) => push(numbers, name, n));
+    const numbersOf = (names: readonly string[]): Set<number> => new Set(names.flatMap((name) => numbers.get(name) ?? []));
+    let usesHeaders = false;
     docs.policies.forEach((doc, order) => {
-      const compiled = compilePolicy(doc, order);
-      for (const seg of doc.fromSegments) {
-        const list = index.get(seg) ?? [];
-        list.push(compiled);
-        index.set(seg, list);
+      const compiled = compilePolicy(doc, order, this.#methods);
+      if (compiled.rules.some((r) => r.headers !== undefined)) usesHeaders = true;
+      const toSegments = doc.toSegments === undefined ? undefined : numbersOf(doc.toSegments);
+      for (const from of numbersOf(doc.fromSegments)) {
+        if (toSegments !== undefined) {
+          this.#hasToSegment[from] = 1;
+          for (const to of toSegments) push(this.#toSegment, from * count + to, compiled);
+          continue;
+        }
+        const hosts = (this.#toHost[from] ??= { exact: new Map(), suffix: [] as CompiledPolicy[] });
+        for (const host of compiled.hostsExact) push(hosts.exact, host, compiled);
+        if (compiled.hostSuffixes.length > 0) hosts.suffix.push(compiled);
       }
     });
-    this.#bySourceSegment = index;
+    this.usesHeaders = usesHeaders;
   }
 
   static empty(trustDomain: string): PolicyEngine {
@@ -141,79 +221,119 @@ export class PolicyEngine {
   }
 
   evaluate(input: DecisionInput): PolicyDecision {
+    const call = this.#prepare(input);
+    if ('allow' in call) return call;
+    return this.#decide(input, call.path, call.host, call.candidates, input.mcp, true);
+  }
+
+  /**
+   * Of `tools`, those a `tools/call` by the same source to the same destination and path would be
+   * allowed (a dry-run "would deny" counts as allowed: the call would be let through), in order.
+   * The segments and candidate policies are found once; only the rules are judged per tool.
+   */
+  callableTools(input: DecisionInput, tools: readonly string[]): string[] {
+    const call = this.#prepare(input);
+    if ('allow' in call) return []; // a refused path: every call of it is denied
+    return tools.filter((tool) => this.#decide(input, call.path, call.host, call.candidates, { method: 'tools/call', tool }, false).allow);
+  }
+
+  /** The normalized path and host, and the candidate policies; or the denial of a refused path. */
+  #prepare(input: DecisionInput): Prepared {
     let path: string | undefined;
     if (input.method === 'CONNECT' && input.path === '') {
       path = undefined; // a tunnel has no path: only rules without paths can match it
     } else {
       const n = normalizePath(input.path);
-      if (!n.ok) return { allow: false, policy: '', rule: '', version: this.version, reason: `ambiguous path: ${n.why}`, dryRunDeny: false };
+      if (!n.ok) return decision(false, '', '', this.version, `ambiguous path: ${n.why}`, false);
       path = n.path;
     }
     const host = normalizeHost(input.host);
-    // Built only for a reason that names the call: most decisions never need it.
-    const what = (): string => {
-      const mcpCall = input.mcp === undefined || 'unreadable' in input.mcp ? '' : ` (MCP ${input.mcp.method}${input.mcp.tool === '' ? '' : ` ${input.mcp.tool}`})`;
-      return `${input.method}${path === undefined ? '' : ` ${path}`}${mcpCall} from ${input.source.uri} to ${host}:${input.port}`;
-    };
-    // Looked up once, and only when a candidate names destination segments.
-    let destSegments: readonly string[] | undefined;
-    const dest = (): readonly string[] => (destSegments ??= input.destination === undefined ? [] : this.segmentsOf(input.destination, input.destinationLabels));
+    return { path, host, candidates: this.#candidates(input, host) };
+  }
 
-    const mcp = input.mcp;
-    const mcpWhy = (): string => (mcp !== undefined && 'unreadable' in mcp ? `: the body is not a readable MCP request (${mcp.unreadable})` : '');
-    const sources = this.segmentsOf(input.source, input.sourceLabels);
-    let candidates: readonly CompiledPolicy[];
-    if (sources.length === 1) {
-      candidates = this.#bySourceSegment.get(sources[0] ?? '') ?? []; // already in file order
-    } else {
-      const seen = new Set<CompiledPolicy>();
-      const merged: CompiledPolicy[] = [];
-      for (const seg of sources) {
-        for (const p of this.#bySourceSegment.get(seg) ?? []) {
-          if (!seen.has(p)) {
-            seen.add(p);
-            merged.push(p);
-          }
+  /** The policies from the source's segments to the destination's segments or host, in file order, each once. */
+  #candidates(input: DecisionInput, host: string): readonly CompiledPolicy[] {
+    const sources = this.#numbersOf(input.source, input.sourceLabels);
+    const lists = this.#lists;
+    lists.length = 0;
+    // Looked up once, and only when a source segment has policies to segments.
+    let dests: readonly number[] | undefined;
+    for (const s of sources) {
+      if (this.#hasToSegment[s] === 1 && input.destination !== undefined) {
+        dests ??= this.#numbersOf(input.destination, input.destinationLabels);
+        for (const d of dests) {
+          const list = this.#toSegment.get(s * this.#segmentCount + d);
+          if (list !== undefined) lists.push(list);
         }
       }
-      candidates = merged.sort((a, b) => a.order - b.order);
+      const hosts = this.#toHost[s];
+      if (hosts === undefined) continue;
+      const exact = hosts.exact.get(host);
+      if (exact !== undefined) lists.push(exact);
+      if (hosts.suffix.length > 0) lists.push(hosts.suffix);
     }
+    const only = lists.length === 1 ? lists[0] : undefined;
+    const candidates = only ?? (lists.length === 0 ? NO_POLICIES : mergeByOrder(lists));
+    lists.length = 0;
+    return candidates;
+  }
 
-    let dryRunDeny: { p: CompiledPolicy; rule: string } | undefined;
-    let allow: { p: CompiledPolicy; rule: string } | undefined;
+  #numbersOf(id: SpiffeId, labels: Labels | undefined): readonly number[] {
+    return id.trustDomain === this.trustDomain ? this.#segments.numbersOf(id, labels) : NO_SEGMENTS;
+  }
+
+  /** `withReason` false: the reason of a deny is left empty (only `allow` is wanted). */
+  #decide(input: DecisionInput, path: string | undefined, host: string, candidates: readonly CompiledPolicy[], mcp: McpInput | undefined, withReason: boolean): PolicyDecision {
+    let dryRunDeny: CompiledPolicy | undefined;
+    let dryRunDenyRule = '';
+    let allow: CompiledPolicy | undefined;
+    let allowRule = '';
     let dryRunScope: CompiledPolicy | undefined;
     let unreadableMattered = false;
-    let headerUnknown: string | undefined;
+    let headerUnknown = '';
     const headers = input.headers ?? NO_HEADERS;
     const version = this.version;
+    const methodBit = this.#methods.of(input.method);
     for (const p of candidates) {
-      if (!matchesDestination(p, host, input.port, dest)) continue;
-      const rule = matchingRule(p, input.method, path, mcp, headers);
+      if (p.ports !== undefined && !p.ports.has(input.port)) continue;
+      if (p.toHosts && !matchesHost(p, host)) continue;
+      const rule = matchingRule(p, input.method, methodBit, path, mcp, headers);
       const unreadable = lastMatchUnreadable;
       if (unreadable) unreadableMattered = true;
       const headerWhy = lastHeaderUnknown;
-      if (headerWhy !== '') headerUnknown ??= headerWhy;
+      if (headerUnknown === '') headerUnknown = headerWhy;
       if (rule === undefined) {
         // A dry-run allow that covers this source and destination is being rolled out: what it
         // does not allow would be denied once enforced, so it is reported but let through.
         if (p.dryRun && !p.deny) dryRunScope ??= p;
         continue;
       }
-      if (p.deny && !p.dryRun) return { allow: false, policy: p.name, rule, version, reason: `policy "${p.name}" denies ${what()}${unreadable ? mcpWhy() : ''}${headerWhy === '' ? '' : `: ${headerWhy}`}`, dryRunDeny: false };
-      if (p.deny) dryRunDeny ??= { p, rule };
-      else allow ??= { p, rule };
+      if (p.deny && !p.dryRun) {
+        const reason = withReason ? `policy "${p.name}" denies ${describeCall(input, path, host, mcp)}${unreadable ? mcpWhy(mcp) : ''}${headerWhy === '' ? '' : `: ${headerWhy}`}` : '';
+        return decision(false, p.name, rule, version, reason, false);
+      }
+      if (p.deny) {
+        if (dryRunDeny === undefined) {
+          dryRunDeny = p;
+          dryRunDenyRule = rule;
+        }
+      } else if (allow === undefined) {
+        allow = p;
+        allowRule = rule;
+      }
     }
     // A dry-run deny only matters for a call that would otherwise pass.
     if (allow === undefined && dryRunScope === undefined) {
-      return { allow: false, policy: '', rule: '', version, reason: `no policy allows ${what()}${unreadableMattered ? mcpWhy() : ''}${headerUnknown === undefined ? '' : `: ${headerUnknown}`}`, dryRunDeny: false };
+      const reason = withReason ? `no policy allows ${describeCall(input, path, host, mcp)}${unreadableMattered ? mcpWhy(mcp) : ''}${headerUnknown === '' ? '' : `: ${headerUnknown}`}` : '';
+      return decision(false, '', '', version, reason, false);
     }
     if (dryRunDeny !== undefined) {
-      const { p, rule } = dryRunDeny;
-      return { allow: true, policy: p.name, rule, version, reason: `would deny: policy "${p.name}" denies ${what()}`, dryRunDeny: true };
+      const reason = withReason ? `would deny: policy "${dryRunDeny.name}" denies ${describeCall(input, path, host, mcp)}` : '';
+      return decision(true, dryRunDeny.name, dryRunDenyRule, version, reason, true);
     }
-    if (allow !== undefined) return { allow: true, policy: allow.p.name, rule: allow.rule, version, reason: `allowed by policy "${allow.p.name}"`, dryRunDeny: false };
+    if (allow !== undefined) return decision(true, allow.name, allowRule, version, allow.allowReason, false);
     const scope = dryRunScope as CompiledPolicy;
-    return { allow: true, policy: scope.name, rule: '', version, reason: `would deny: no policy allows ${what()}`, dryRunDeny: true };
+    return decision(true, scope.name, '', version, withReason ? `would deny: no policy allows ${describeCall(input, path, host, mcp)}` : '', true);
   }
 }
 
@@ -222,16 +342,34 @@ export class PolicyEngine {
  * allowed (a dry-run "would deny" counts as allowed: the call would be let through), in order.
  */
 export function callableTools(engine: PolicyEngine, input: DecisionInput, tools: readonly string[]): string[] {
-  return tools.filter((tool) => engine.evaluate({ ...input, mcp: { method: 'tools/call', tool } }).allow);
+  return engine.callableTools(input, tools);
 }
 
-function matchesDestination(p: CompiledPolicy, host: string, port: number, destSegments: () => readonly string[]): boolean {
-  if (p.ports !== undefined && !p.ports.has(port)) return false;
-  if (p.toSegments !== undefined) {
-    for (const s of destSegments()) if (p.toSegments.has(s)) return true;
-    return false;
-  }
-  return p.hostsExact.has(host) || p.hostSuffixes.some((suffix) => host.endsWith(suffix) && host.length > suffix.length);
+/** One shape for every decision. */
+function decision(allow: boolean, policy: string, rule: string, version: number, reason: string, dryRunDeny: boolean): PolicyDecision {
+  return { allow, policy, rule, version, reason, dryRunDeny };
+}
+
+/** The call, for a reason that names it: built only for decisions that need it (not for an allow). */
+function describeCall(input: DecisionInput, path: string | undefined, host: string, mcp: McpInput | undefined): string {
+  const mcpCall = mcp === undefined || 'unreadable' in mcp ? '' : ` (MCP ${mcp.method}${mcp.tool === '' ? '' : ` ${mcp.tool}`})`;
+  return `${input.method}${path === undefined ? '' : ` ${path}`}${mcpCall} from ${input.source.uri} to ${host}:${input.port}`;
+}
+
+function mcpWhy(mcp: McpInput | undefined): string {
+  return mcp !== undefined && 'unreadable' in mcp ? `: the body is not a readable MCP request (${mcp.unreadable})` : '';
+}
+
+/** Several sorted candidate lists as one, in file order, each policy once (a policy can be filed under several segments). */
+function mergeByOrder(lists: readonly (readonly CompiledPolicy[])[]): CompiledPolicy[] {
+  const merged = lists.flat().sort((a, b) => a.order - b.order);
+  return merged.filter((p, i) => i === 0 || merged[i - 1] !== p);
+}
+
+function matchesHost(p: CompiledPolicy, host: string): boolean {
+  if (p.hostsExact.has(host)) return true;
+  for (const suffix of p.hostSuffixes) if (host.length > suffix.length && host.endsWith(suffix)) return true;
+  return false;
 }
 
 /** Set by matchingRule (a flag, not a result object: no allocation per policy tried; evaluation is synchronous). */
@@ -245,16 +383,13 @@ let lastHeaderUnknown = '';
  * closed: it never matches an allow rule on MCP and always matches a deny rule on MCP (else an
  * oversized body would slip past `deny tools: [delete_*]`).
  */
-function matchingRule(p: CompiledPolicy, method: string, path: string | undefined, mcp: McpInput | undefined, headers: HeaderInput): string | undefined {
+function matchingRule(p: CompiledPolicy, method: string, methodBit: number, path: string | undefined, mcp: McpInput | undefined, headers: HeaderInput): string | undefined {
   lastMatchUnreadable = false;
   lastHeaderUnknown = '';
   if (p.rules.length === 0) return '*';
   for (const r of p.rules) {
-    if (r.methods !== undefined && !r.methods.has(method)) continue;
-    if (!r.anyPath) {
-      if (path === undefined) continue;
-      if (!r.exact.has(path) && !r.prefixes.some((prefix) => path === prefix.slice(0, -1) || path.startsWith(prefix))) continue;
-    }
+    if (!r.anyMethod && (r.methodMask & methodBit) === 0 && (r.otherMethods === undefined || !r.otherMethods.has(method))) continue;
+    if (!r.anyPath && (path === undefined || !pathMatches(r, path))) continue;
     if (r.headers !== undefined && !headersHold(r.headers, headers, p.deny)) continue;
     if (r.mcp !== undefined) {
       if (mcp === undefined) continue;
@@ -263,12 +398,12 @@ function matchingRule(p: CompiledPolicy, method: string, path: string | undefine
         if (p.deny) return r.label;
         continue;
       }
-      if (r.mcp.methods !== undefined && !r.mcp.methods.some((g) => g.test(mcp.method))) continue;
+      if (r.mcp.methods !== undefined && !anyGlob(r.mcp.methods, mcp.method)) continue;
       if (r.mcp.tools !== undefined) {
         // `tools` constrains `tools/call` only; in a deny rule it names what is denied, so a deny of
         // some tools does not also deny `initialize` or `tools/list`.
         if (mcp.method === 'tools/call') {
-          if (!r.mcp.tools.some((g) => g.test(mcp.tool))) continue;
+          if (!anyGlob(r.mcp.tools, mcp.tool)) continue;
         } else if (p.deny) {
           continue;
         }
@@ -277,6 +412,19 @@ function matchingRule(p: CompiledPolicy, method: string, path: string | undefine
     return r.label;
   }
   return undefined;
+}
+
+function pathMatches(r: CompiledRule, path: string): boolean {
+  if (r.exact.has(path)) return true;
+  for (let i = 0; i < r.prefixes.length; i++) {
+    if (path.startsWith(r.prefixes[i] ?? '') || path === r.prefixRoots[i]) return true;
+  }
+  return false;
+}
+
+function anyGlob(globs: readonly Glob[], value: string): boolean {
+  for (const g of globs) if (g.test(value)) return true;
+  return false;
 }
 
 /**
@@ -293,7 +441,7 @@ function headersHold(conditions: readonly CompiledHeader[], headers: HeaderInput
     if (sent === undefined && headers.incomplete) {
       holds = false;
       unknown = `header "${c.name}" was not sent to the control plane (the request has more headers than the sidecar sends)`;
-    } else if (c.values === undefined) {
+    } else if (c.exact === undefined) {
       holds = (sent !== undefined) === c.present;
     } else if (sent === undefined) {
       holds = false;
@@ -301,7 +449,8 @@ function headersHold(conditions: readonly CompiledHeader[], headers: HeaderInput
       holds = false;
       unknown = `header "${c.name}" was sent ${sent.length} times`;
     } else {
-      holds = c.values.has(sent[0] ?? '');
+      const value = sent[0] ?? '';
+      holds = c.exact.has(value) || anyGlob(c.globs, value);
     }
     if (unknown !== undefined) {
       if (lastHeaderUnknown === '') lastHeaderUnknown = unknown;
@@ -318,32 +467,49 @@ function normalizeHost(host: string): string {
   return h.endsWith('.') ? h.slice(0, -1) : h;
 }
 
-function compilePolicy(p: PolicyDoc, order: number): CompiledPolicy {
+function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list === undefined) map.set(key, [value]);
+  else if (list[list.length - 1] !== value) list.push(value);
+}
+
+function compileHeader(h: HeaderRuleDoc): CompiledHeader {
+  if (!('values' in h)) return { name: h.name, exact: undefined, globs: [], present: h.present };
+  // A value with `*` is a glob (`v1-*`); the others are compared whole.
+  return { name: h.name, exact: new Set(h.values.filter((v) => !v.includes('*'))), globs: h.values.filter((v) => v.includes('*')).map((v) => new Glob(v)), present: true };
+}
+
+function compilePolicy(p: PolicyDoc, order: number, methods: MethodBits): CompiledPolicy {
   const hosts = p.toHosts ?? [];
   return {
     name: p.name,
     order,
     deny: p.action === 'deny',
     dryRun: p.mode === 'dry-run',
-    toSegments: p.toSegments === undefined ? undefined : new Set(p.toSegments),
+    toHosts: p.toSegments === undefined,
     hostsExact: new Set(hosts.filter((h) => !h.startsWith('*.'))),
     // "*.example.com" matches a.example.com and a.b.example.com, not example.com itself.
     hostSuffixes: hosts.filter((h) => h.startsWith('*.')).map((h) => h.slice(1)),
     ports: p.toPorts.length === 0 ? undefined : new Set(p.toPorts),
+    allowReason: `allowed by policy "${p.name}"`,
     rules: p.rules.map((r, i) => {
       const paths = r.paths;
+      // "/v1/search/*" matches "/v1/search" and anything below "/v1/search/".
+      const prefixes = paths.filter((x) => x.endsWith('/*')).map((x) => x.slice(0, -1));
       return {
         label: `rules[${i}]`,
-        methods: r.methods.length === 0 ? undefined : new Set(r.methods),
+        anyMethod: r.methods.length === 0,
+        methodMask: methods.mask(r.methods),
+        otherMethods: methods.others(r.methods),
         anyPath: paths.length === 0 || paths.includes('/*'),
         exact: new Set(paths.filter((x) => !x.endsWith('/*'))),
-        // "/v1/search/*" is kept as "/v1/search/": it matches "/v1/search" and anything below it.
-        prefixes: paths.filter((x) => x.endsWith('/*')).map((x) => x.slice(0, -1)),
+        prefixes,
+        prefixRoots: prefixes.map((x) => x.slice(0, -1)),
         mcp: r.mcp === undefined ? undefined : {
-          methods: r.mcp.methods.length === 0 ? undefined : r.mcp.methods.map(globToRegExp),
-          tools: r.mcp.tools.length === 0 ? undefined : r.mcp.tools.map(globToRegExp),
+          methods: r.mcp.methods.length === 0 ? undefined : r.mcp.methods.map((g) => new Glob(g)),
+          tools: r.mcp.tools.length === 0 ? undefined : r.mcp.tools.map((g) => new Glob(g)),
         },
-        headers: r.headers.length === 0 ? undefined : r.headers.map((h) => ('values' in h ? { name: h.name, values: new Set(h.values), present: true } : { name: h.name, values: undefined, present: h.present })),
+        headers: r.headers.length === 0 ? undefined : r.headers.map(compileHeader),
       };
     }),
   };

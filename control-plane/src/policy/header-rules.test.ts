@@ -89,6 +89,50 @@ describe('header rules', () => {
   });
 });
 
+describe('header rules: globs in values', () => {
+  const globs = new PolicyEngine(parsePolicyText(POLICY.replace('values: [a, b] }', 'values: [a, "v1-*", "*-beta", "x*y*z"] }').replace('values: [z] }', 'values: ["z*"] }'), 'p.yaml'), TD, 1);
+
+  it.each<[string, string, boolean, string]>([
+    ['an exact value still matches whole', 'a', true, 'tenants'],
+    ['not a prefix of an exact value', 'ab', false, ''],
+    ['a prefix glob', 'v1-eu', true, 'tenants'],
+    ['a prefix glob matches the bare prefix', 'v1-', true, 'tenants'],
+    ['a prefix glob is anchored', 'xv1-eu', false, ''],
+    ['a suffix glob', 'eu-beta', true, 'tenants'],
+    ['a suffix glob is anchored', 'eu-beta2', false, ''],
+    ['stars in the middle', 'x-1-y-2-z', true, 'tenants'],
+    ['stars in the middle, out of order', 'x-z-y', false, ''],
+    ['values are case-sensitive', 'V1-eu', false, ''],
+    ['a deny glob wins', 'z-1', false, 'no-tenant-z'],
+    ['a deny glob matches across a newline (no regex "." to slip past)', 'z\n1', false, 'no-tenant-z'],
+  ])('%s: x-tenant %j', (_why, value, allow, policy) => {
+    const d = globs.evaluate(call('/v1/x', [['x-tenant', value]]));
+    expect({ allow: d.allow, policy: d.policy }).toEqual({ allow, policy });
+  });
+
+  it('a glob still needs the header sent exactly once', () => {
+    expect(globs.evaluate(call('/v1/x', [['x-tenant', 'v1-a'], ['x-tenant', 'v1-b']])).allow).toBe(false);
+    expect(globs.evaluate(call('/v1/x', [])).allow).toBe(false);
+  });
+
+  it('keeps glob values as written', () => {
+    const docs = parsePolicyText(doc('[ { name: x-version, values: ["v1-*", v2] } ]'), 'p.yaml');
+    expect(docs.policies[0]?.rules[0]?.headers).toEqual([{ name: 'x-version', values: ['v1-*', 'v2'] }]);
+  });
+
+  it('rejects a bad pattern with file:line:col', () => {
+    expect(() => parsePolicyText(doc('[ { name: x-a, values: ["v1-* "] } ]'), 'p.yaml')).toThrow(/p\.yaml:13:\d+: .*"v1-\* " is not a header value/);
+  });
+});
+
+describe('usesHeaders', () => {
+  it('is true only when some rule has header conditions', () => {
+    expect(engine.usesHeaders).toBe(true);
+    expect(new PolicyEngine(parsePolicyText(POLICY.replace(/, headers: \[[^\n]*\] \}/g, ' }'), 'p.yaml'), TD, 1).usesHeaders).toBe(false);
+    expect(PolicyEngine.empty(TD).usesHeaders).toBe(false);
+  });
+});
+
 const doc = (headers: string): string => `apiVersion: airlock.dev/v1
 kind: Segment
 metadata: { name: s }

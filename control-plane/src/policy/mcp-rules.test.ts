@@ -73,6 +73,43 @@ describe('MCP rules', () => {
     expect(callableTools(engine, input({ method: 'tools/list', tool: '' }), ['search_web', 'delete_all', 'search_admin', 'fetch'])).toEqual(['search_web', 'fetch']);
   });
 
+  it('filters tools/list exactly as a tools/call of each tool would be decided', () => {
+    const rollout = new PolicyEngine(parsePolicyText(`${POLICY}---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: trial-no-fetch }
+spec:
+  from: { segments: [agents] }
+  to: { segments: [tools] }
+  rules: [ { mcp: { tools: [fetch] } } ]
+  action: deny
+  mode: dry-run
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: trial-delete }
+spec:
+  from: { segments: [agents] }
+  to: { segments: [tools], ports: [8080] }
+  rules: [ { mcp: { tools: ["delete_*"] } } ]
+  action: allow
+  mode: dry-run
+`, 'p.yaml'), TD, 5);
+    const tools = ['search_web', 'delete_all', 'search_admin', 'fetch', 'other', 'search_'];
+    const list = input({ method: 'tools/list', tool: '' });
+    for (const call of [list, { ...list, port: 8080 }, { ...list, path: '/status' }, { ...list, host: 'elsewhere.example' }, { ...list, destination: undefined }]) {
+      const oneByOne = tools.filter((tool) => rollout.evaluate({ ...call, mcp: { method: 'tools/call', tool } }).allow);
+      expect(callableTools(rollout, call, tools), JSON.stringify({ port: call.port, path: call.path, host: call.host })).toEqual(oneByOne);
+    }
+    // A dry-run "would deny" lets the call through, so the tool is listed.
+    expect(callableTools(rollout, list, tools)).toEqual(['search_web', 'fetch', 'search_']);
+    // Below a dry-run allow, the tools nothing allows are let through as "would deny" too; an enforced deny still wins.
+    expect(callableTools(rollout, { ...list, port: 8080 }, tools)).toEqual(['search_web', 'delete_all', 'fetch', 'other', 'search_']);
+    // No tool of a path no policy covers, nor of an ambiguous path.
+    expect(callableTools(rollout, { ...list, path: '/other' }, tools)).toEqual([]);
+    expect(callableTools(rollout, { ...list, path: '/v1/../mcp' }, tools)).toEqual([]);
+  });
+
   it('rejects unknown fields and bad names under mcp', () => {
     const bad = POLICY.replace('mcp: { tools: ["search_*", "fetch"] }', 'mcp: { tool: ["x"], methods: ["tools call"] }');
     expect(() => parsePolicyText(bad, 'p.yaml')).toThrow(AirlockError);

@@ -1,44 +1,78 @@
 /** A request path ready for matching, or why it was refused. */
 export type NormalizedPath = { readonly ok: true; readonly path: string } | { readonly ok: false; readonly why: string };
 
-const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
-
 /**
  * Normalizes a request path once, before any policy sees it: strips the query, decodes percent-
  * encoded unreserved characters only, and refuses anything two parsers could read differently
  * (dot-segments, empty segments, encoded slashes or backslashes, backslashes, NUL, control
  * characters, malformed escapes, a path not starting with "/"). Refusing beats guessing how the
  * destination app will resolve `/v1/search/../admin`.
+ *
+ * Runs on every decision: one pass over the characters, and a path without escapes (the usual
+ * kind) is returned as it came, without building a new string.
  */
 export function normalizePath(raw: string): NormalizedPath {
-  const end = raw.search(/[?#]/);
-  const p = end === -1 ? raw : raw.slice(0, end);
-  if (!p.startsWith('/')) return refuse('it does not start with "/"');
+  const p = raw.slice(0, queryStart(raw));
+  if (p.charCodeAt(0) !== 0x2f) return refuse('it does not start with "/"');
   let out = '';
+  /** How much of `p` is already in `out` (or, while 0, that nothing had to be decoded). */
+  let copied = 0;
   for (let i = 0; i < p.length; i++) {
     const c = p.charCodeAt(i);
     if (c === 0x5c) return refuse('it contains a backslash');
     if (c < 0x20 || c === 0x7f) return refuse(c === 0 ? 'it contains NUL' : 'it contains a control character');
-    if (c !== 0x25) {
-      out += String.fromCharCode(c);
-      continue;
-    }
-    const hex = p.slice(i + 1, i + 3);
-    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return refuse('it has a malformed percent-escape');
-    const code = parseInt(hex, 16);
+    if (c !== 0x25) continue;
+    const hi = hexValue(p.charCodeAt(i + 1));
+    const lo = hexValue(p.charCodeAt(i + 2));
+    if (hi === -1 || lo === -1) return refuse('it has a malformed percent-escape');
+    const code = hi * 16 + lo;
     if (code === 0x2f || code === 0x5c) return refuse('it contains an encoded slash or backslash');
     if (code === 0) return refuse('it contains NUL');
-    const ch = String.fromCharCode(code);
-    out += UNRESERVED.test(ch) ? ch : `%${hex.toUpperCase()}`;
+    out += p.slice(copied, i) + (isUnreserved(code) ? String.fromCharCode(code) : `%${p.slice(i + 1, i + 3).toUpperCase()}`);
+    copied = i + 3;
     i += 2;
   }
-  if (out.includes('//')) return refuse('it contains an empty segment ("//")');
-  for (const segment of out.split('/')) {
-    if (segment === '.' || segment === '..') return refuse('it contains a dot-segment');
-  }
-  return { ok: true, path: out };
+  const path = copied === 0 ? p : out + p.slice(copied);
+  if (path.includes('//')) return refuse('it contains an empty segment ("//")');
+  if (hasDotSegment(path)) return refuse('it contains a dot-segment');
+  return { ok: true, path };
 }
 
 function refuse(why: string): NormalizedPath {
   return { ok: false, why };
+}
+
+/** Where the query or fragment starts: the path ends there. */
+function queryStart(raw: string): number {
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (c === 0x3f || c === 0x23) return i;
+  }
+  return raw.length;
+}
+
+/** A segment `.` or `..` in a path that starts with "/". */
+function hasDotSegment(path: string): boolean {
+  for (let i = path.indexOf('/.'); i !== -1; i = path.indexOf('/.', i + 1)) {
+    const next = path.charCodeAt(i + 2); // NaN past the end
+    if (Number.isNaN(next) || next === 0x2f) return true;
+    if (next === 0x2e) {
+      const after = path.charCodeAt(i + 3);
+      if (Number.isNaN(after) || after === 0x2f) return true;
+    }
+  }
+  return false;
+}
+
+/** 0-15 for a hex digit's char code, else -1 (NaN past the end included). */
+function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  return -1;
+}
+
+/** RFC 3986 unreserved: ALPHA / DIGIT / "-" / "." / "_" / "~". */
+function isUnreserved(c: number): boolean {
+  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e || c === 0x5f || c === 0x7e;
 }

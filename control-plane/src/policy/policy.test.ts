@@ -236,3 +236,45 @@ spec: { from: { segments: [pinned, tools-and-one] }, to: { hosts: [api.example.c
     );
   });
 });
+
+describe('PolicyEngine: the index', () => {
+  const seg = (name: string, selector: string): string => `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: ${name} }\nspec: { selector: ${selector} }\n`;
+  const pol = (name: string, spec: string): string => `apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: ${name} }\nspec: ${spec}\n`;
+  const build = (...docs: string[]): PolicyEngine => new PolicyEngine(parsePolicyText(docs.join('---\n'), 'p.yaml'), TD, 1);
+  const call = (over: Partial<DecisionInput>): DecisionInput => ({ source: id('agents', 'planner'), destination: id('tools', 'search'), host: 'search.tools', port: 80, method: 'GET', path: '/', ...over });
+
+  it('takes the policies of every segment of both agents, in file order, each once', () => {
+    const engine = build(
+      seg('agents', '{ namespace: agents }'),
+      seg('planners', '{ serviceAccounts: [planner] }'),
+      seg('tools', '{ namespace: tools }'),
+      seg('search', '{ serviceAccounts: ["search*"] }'),
+      pol('first', '{ from: { segments: [planners, agents] }, to: { segments: [search, tools] }, rules: [ { methods: [GET] } ], action: allow }'),
+      pol('second', '{ from: { segments: [agents] }, to: { segments: [tools] }, action: allow }'),
+      pol('no-post', '{ from: { segments: [planners] }, to: { segments: [search] }, rules: [ { methods: [POST] } ], action: deny }'),
+      pol('by-host', '{ from: { segments: [agents] }, to: { hosts: ["*.tools"] }, rules: [ { methods: [PUT] } ], action: allow }'),
+    );
+    expect(engine.evaluate(call({}))).toMatchObject({ allow: true, policy: 'first' });
+    expect(engine.evaluate(call({ method: 'DELETE' }))).toMatchObject({ allow: true, policy: 'second' });
+    // The deny is filed under other segments of both agents than the allows before it: it still wins.
+    expect(engine.evaluate(call({ method: 'POST' }))).toMatchObject({ allow: false, policy: 'no-post' });
+    expect(engine.evaluate(call({ method: 'PUT', destination: undefined }))).toMatchObject({ allow: true, policy: 'by-host' });
+    expect(engine.evaluate(call({ method: 'PUT', destination: undefined, host: 'search.tools.evil' }))).toMatchObject({ allow: false, policy: '' });
+    expect(engine.evaluate(call({ destination: id('other', 'x') }))).toMatchObject({ allow: false, policy: '' });
+  });
+
+  it('matches methods past the 30 it numbers', () => {
+    const methods = Array.from({ length: 34 }, (_, i) => `M${String.fromCharCode(65 + (i % 26))}${i < 26 ? '' : 'X'}`);
+    const engine = build(
+      seg('agents', '{ namespace: agents }'),
+      seg('tools', '{ namespace: tools }'),
+      pol('many', `{ from: { segments: [agents] }, to: { segments: [tools] }, rules: [ { methods: [${methods.slice(0, 31).join(', ')}] }, { methods: [${methods.slice(31).join(', ')}], paths: [/x] } ], action: allow }`),
+    );
+    for (const m of methods.slice(0, 31)) expect(engine.evaluate(call({ method: m })).allow, m).toBe(true);
+    for (const m of methods.slice(31)) {
+      expect(engine.evaluate(call({ method: m, path: '/x' })).allow, m).toBe(true);
+      expect(engine.evaluate(call({ method: m })).allow, m).toBe(false);
+    }
+    expect(engine.evaluate(call({ method: 'GET' })).allow).toBe(false);
+  });
+});

@@ -1,28 +1,26 @@
 import type { Labels } from '@airlock/common/labels';
 import type { SpiffeId } from '@airlock/common/spiffe';
-import { globToRegExp } from './glob.ts';
+import { Glob } from './glob.ts';
 import type { SegmentDoc } from './types.ts';
 
+/** A selector with a glob: its segment (by position) and the glob left to test. */
 interface GlobEntry {
-  readonly order: number;
-  readonly name: string;
-  readonly test: (value: string) => boolean;
+  readonly segment: number;
+  readonly glob: Glob;
 }
 
 interface FullGlobEntry {
-  readonly order: number;
-  readonly name: string;
-  readonly namespace: (value: string) => boolean;
-  readonly serviceAccount: (value: string) => boolean;
+  readonly segment: number;
+  readonly namespace: Glob;
+  readonly serviceAccount: Glob;
 }
 
 interface LabelEntry {
-  readonly order: number;
-  readonly name: string;
+  readonly segment: number;
   /** Every label of the selector (the one it is indexed by too). */
   readonly labels: readonly (readonly [string, string])[];
-  readonly namespace: (value: string) => boolean;
-  readonly serviceAccount: (value: string) => boolean;
+  readonly namespace: Glob;
+  readonly serviceAccounts: readonly Glob[];
 }
 
 /**
@@ -32,41 +30,52 @@ interface LabelEntry {
  * difference between a few microseconds and milliseconds per decision. Explicit SPIFFE IDs are a
  * lookup by the whole ID (its trust domain included). Selectors with labels are filed under one of
  * their `key=value` pairs: an agent's own labels (a few) are the lookups, never a scan of segments.
+ *
+ * Segments are numbered by definition order (`names[n]`); lookups build no strings.
  */
 export class SegmentIndex {
-  readonly #exact = new Map<string, { order: number; name: string }[]>();
-  readonly #byId = new Map<string, { order: number; name: string }[]>();
+  /** Segment names by number (definition order). */
+  readonly names: readonly string[];
+  readonly #byId = new Map<string, number[]>();
+  /** namespace → service account → segments. */
+  readonly #exact = new Map<string, Map<string, number[]>>();
   readonly #bySa = new Map<string, GlobEntry[]>();
   readonly #byNs = new Map<string, GlobEntry[]>();
   /** Service-account globs `literal*` (the usual kind), by their literal part; tested by the namespace glob. */
   readonly #bySaPrefix = new Map<string, GlobEntry[]>();
   /** The lengths of those literal parts: a lookup tries only these prefixes of a name. */
-  #prefixLengths: number[] = [];
+  readonly #prefixLengths: readonly number[];
   readonly #scan: FullGlobEntry[] = [];
-  readonly #byLabel = new Map<string, LabelEntry[]>();
+  /** label key → value → selectors filed under that pair. */
+  readonly #byLabel = new Map<string, Map<string, LabelEntry[]>>();
   /** True when some selector has labels: only then are an agent's labels needed. */
   readonly usesLabels: boolean;
 
   constructor(segments: readonly SegmentDoc[]) {
-    segments.forEach((s, order) => {
-      for (const id of s.spiffeIds) push(this.#byId, id, { order, name: s.name });
+    this.names = segments.map((s) => s.name);
+    segments.forEach((s, segment) => {
+      for (const id of s.spiffeIds) push(this.#byId, id, segment);
       const ns = s.namespace ?? '*';
       const labels = Object.entries(s.labels);
       const first = labels[0];
       if (first !== undefined) {
         // Labels and namespace/serviceAccounts must all hold: filed once, under its first label.
-        const sas = s.serviceAccounts.map(globTest);
-        push(this.#byLabel, `${first[0]}=${first[1]}`, { order, name: s.name, labels, namespace: globTest(ns), serviceAccount: (v) => sas.some((t) => t(v)) });
+        const byValue = this.#byLabel.get(first[0]) ?? new Map<string, LabelEntry[]>();
+        this.#byLabel.set(first[0], byValue);
+        push(byValue, first[1], { segment, labels, namespace: new Glob(ns), serviceAccounts: s.serviceAccounts.map((g) => new Glob(g)) });
         return;
       }
       for (const sa of s.serviceAccounts) {
         const nsLiteral = !ns.includes('*');
         const saLiteral = !sa.includes('*');
-        if (nsLiteral && saLiteral) push(this.#exact, `${ns}/${sa}`, { order, name: s.name });
-        else if (saLiteral) push(this.#bySa, sa, { order, name: s.name, test: globTest(ns) });
-        else if (nsLiteral) push(this.#byNs, ns, { order, name: s.name, test: globTest(sa) });
-        else if (sa.indexOf('*') === sa.length - 1 && sa.length > 1) push(this.#bySaPrefix, sa.slice(0, -1), { order, name: s.name, test: globTest(ns) });
-        else this.#scan.push({ order, name: s.name, namespace: globTest(ns), serviceAccount: globTest(sa) });
+        if (nsLiteral && saLiteral) {
+          const bySa = this.#exact.get(ns) ?? new Map<string, number[]>();
+          this.#exact.set(ns, bySa);
+          push(bySa, sa, segment);
+        } else if (saLiteral) push(this.#bySa, sa, { segment, glob: new Glob(ns) });
+        else if (nsLiteral) push(this.#byNs, ns, { segment, glob: new Glob(sa) });
+        else if (sa.indexOf('*') === sa.length - 1 && sa.length > 1) push(this.#bySaPrefix, sa.slice(0, -1), { segment, glob: new Glob(ns) });
+        else this.#scan.push({ segment, namespace: new Glob(ns), serviceAccount: new Glob(sa) });
       }
     });
     this.#prefixLengths = [...new Set([...this.#bySaPrefix.keys()].map((k) => k.length))].sort((a, b) => a - b);
@@ -74,47 +83,57 @@ export class SegmentIndex {
   }
 
   /** Segment names in definition order, each once. `labels` are the agent's (from its attestation). */
-  segmentsOf(id: SpiffeId, labels: Labels = NO_LABELS): string[] {
-    // An identity is in a few segments: a small array beats a Map here (this runs twice per decision).
-    const found: { name: string; order: number }[] = [];
-    const add = (e: { name: string; order: number }): void => {
-      if (!found.some((f) => f.name === e.name)) found.push(e);
-    };
+  segmentsOf(id: SpiffeId, labels?: Labels): string[] {
+    return this.numbersOf(id, labels).map((n) => this.names[n] ?? '');
+  }
+
+  /** Segment numbers in ascending (definition) order, each once. */
+  numbersOf(id: SpiffeId, labels: Labels = NO_LABELS): number[] {
+    // An identity is in a few segments: a small array beats a Set here.
+    const found: number[] = [];
     const ns = id.namespace;
     const sa = id.serviceAccount;
-    for (const e of this.#byId.get(id.uri) ?? []) add(e);
-    for (const e of this.#exact.get(`${ns}/${sa}`) ?? []) add(e);
-    for (const e of this.#bySa.get(sa) ?? []) if (e.test(ns)) add(e);
-    for (const e of this.#byNs.get(ns) ?? []) if (e.test(sa)) add(e);
+    addAll(found, this.#byId.get(id.uri));
+    addAll(found, this.#exact.get(ns)?.get(sa));
+    addTested(found, this.#bySa.get(sa), ns);
+    addTested(found, this.#byNs.get(ns), sa);
     for (const len of this.#prefixLengths) {
       if (len > sa.length) break;
-      for (const e of this.#bySaPrefix.get(sa.slice(0, len)) ?? []) if (e.test(ns)) add(e);
+      addTested(found, this.#bySaPrefix.get(sa.slice(0, len)), ns);
     }
-    for (const e of this.#scan) if (e.namespace(ns) && e.serviceAccount(sa)) add(e);
+    for (const e of this.#scan) if (e.namespace.test(ns) && e.serviceAccount.test(sa)) add(found, e.segment);
     if (this.usesLabels) {
       for (const key in labels) {
-        for (const e of this.#byLabel.get(`${key}=${labels[key] ?? ''}`) ?? []) {
-          if (e.labels.every(([k, v]) => labels[k] === v) && e.namespace(ns) && e.serviceAccount(sa)) add(e);
+        const entries = this.#byLabel.get(key)?.get(labels[key] ?? '');
+        if (entries === undefined) continue;
+        for (const e of entries) {
+          if (e.labels.every(([k, v]) => labels[k] === v) && e.namespace.test(ns) && e.serviceAccounts.some((g) => g.test(sa))) add(found, e.segment);
         }
       }
     }
-    if (found.length > 1) found.sort((a, b) => a.order - b.order);
-    return found.map((f) => f.name);
+    if (found.length > 1) found.sort(ascending);
+    return found;
   }
-
 }
 
 const NO_LABELS: Labels = {};
+
+const ascending = (a: number, b: number): number => a - b;
+
+function add(found: number[], segment: number): void {
+  if (!found.includes(segment)) found.push(segment);
+}
+
+function addAll(found: number[], segments: readonly number[] | undefined): void {
+  if (segments !== undefined) for (const s of segments) add(found, s);
+}
+
+function addTested(found: number[], entries: readonly GlobEntry[] | undefined, value: string): void {
+  if (entries !== undefined) for (const e of entries) if (e.glob.test(value)) add(found, e.segment);
+}
 
 function push<T>(map: Map<string, T[]>, key: string, value: T): void {
   const list = map.get(key);
   if (list === undefined) map.set(key, [value]);
   else list.push(value);
-}
-
-/** `*` alone matches anything without a regex; other globs become anchored regexes. */
-function globTest(glob: string): (value: string) => boolean {
-  if (glob === '*') return () => true;
-  const re = globToRegExp(glob);
-  return (value) => re.test(value);
 }

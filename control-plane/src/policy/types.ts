@@ -25,8 +25,9 @@ export interface RuleDoc {
 }
 
 /**
- * One condition on a request header (name in lower case): `values` = sent exactly once with one of
- * these exact values; `present: true` = sent (any value); `present: false` = not sent.
+ * One condition on a request header (name in lower case): `values` = sent exactly once with a value
+ * one of these matches (exactly, or as a `*` glob); `present: true` = sent (any value);
+ * `present: false` = not sent.
  */
 export type HeaderRuleDoc =
   | { readonly name: string; readonly values: readonly string[] }
