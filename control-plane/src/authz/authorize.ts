@@ -24,6 +24,12 @@ export interface AuthorizerDeps {
 
 type DirectionName = 'outbound' | 'inbound';
 
+interface DecisionMetrics {
+  readonly allow: { inc(): void };
+  readonly deny: { inc(): void };
+  readonly duration: { observe(seconds: number): void };
+}
+
 /** More listed tools than this in one tools/list filter is refused: the check is bounded. */
 const MAX_LISTED_TOOLS = 1000;
 
@@ -48,9 +54,17 @@ function checkHeaderBounds(req: AuthorizeRequest): void {
  */
 export class Authorizer {
   readonly #d: AuthorizerDeps;
+  /** Label children bound once: a labelled inc/observe hashes its label object on every call. */
+  readonly #counted: Record<DirectionName, DecisionMetrics>;
 
   constructor(deps: AuthorizerDeps) {
     this.#d = deps;
+    const bind = (direction: DirectionName): DecisionMetrics => ({
+      allow: deps.metrics.decisions.labels(direction, 'allow'),
+      deny: deps.metrics.decisions.labels(direction, 'deny'),
+      duration: deps.metrics.decisionDuration.labels(direction),
+    });
+    this.#counted = { outbound: bind('outbound'), inbound: bind('inbound') };
   }
 
   /** `caller` is the verified client identity, or why there is none (refused as unauthenticated). */
@@ -123,8 +137,9 @@ export class Authorizer {
     // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
     const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? callableTools(engine, input, req.mcpListedTools) : [];
     const verdict = decision.allow ? 'allow' : 'deny';
-    this.#d.metrics.decisions.inc({ direction, verdict });
-    this.#d.metrics.decisionDuration.observe({ direction }, Number(process.hrtime.bigint() - started) / 1e9);
+    const counted = this.#counted[direction];
+    counted[verdict].inc();
+    counted.duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
     this.#d.audit.info(
       {
         ...base,
