@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { parsePolicyBundle } from '@airlock/control-plane/policy';
+import { parsePolicyText } from '@airlock/control-plane/policy';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { adminDelete, adminGet, adminPost } from '../admin-client.ts';
 import { parseFlags, UsageError } from '../args.ts';
@@ -206,7 +206,7 @@ export function validateDocuments(docs: readonly { file: string; text: string }[
   for (const d of docs) {
     const known = new Set(docs.filter((o) => o !== d).flatMap((o) => segmentsOf.get(o.file) ?? []));
     try {
-      const p = parsePolicyBundle(d.text, d.file, known).docs;
+      const p = parsePolicyText(d.text, d.file, known);
       segments += p.segments.length;
       policies += p.policies.length;
     } catch (err) {

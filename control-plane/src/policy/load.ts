@@ -1,11 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { LineCounter, isMap, isScalar, isSeq, parseAllDocuments, type Node, type YAMLMap } from 'yaml';
+import { LineCounter, parseAllDocuments } from 'yaml';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { isUnsentHeader } from '@airlock/common/headers';
 import { labelKeyProblem, labelValueProblem, MAX_LABELS } from '@airlock/common/labels';
 import { parseSpiffeId } from '@airlock/common/spiffe';
+import { FastDocuments } from './fast-yaml.ts';
 import { normalizePath } from './path.ts';
 import type { HeaderRuleDoc, McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc } from './types.ts';
+import { fieldOf, treeOf, type TreeMap, type TreeNode } from './yaml-tree.ts';
 
 const API_VERSION = 'airlock.dev/v1';
 const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
@@ -20,7 +22,7 @@ const MCP_TOOL_GLOB = /^[A-Za-z0-9_*][-A-Za-z0-9_./*]{0,127}$/;
 class Problems {
   readonly list: string[] = [];
   /** Segment references of policies, checked once every Segment is known. */
-  readonly refs: { readonly policy: string; readonly field: string; readonly segment: string; readonly at: string }[] = [];
+  readonly refs: { readonly policy: string; readonly field: string; readonly segment: string; readonly node: TreeNode }[] = [];
   readonly file: string;
   readonly #lines: LineCounter;
 
@@ -29,14 +31,14 @@ class Problems {
     this.#lines = lines;
   }
 
-  at(node: Node | null | undefined): string {
-    const offset = node?.range?.[0];
+  at(node: TreeNode | null | undefined): string {
+    const offset = node?.pos;
     if (offset === undefined) return this.file;
     const pos = this.#lines.linePos(offset);
     return `${this.file}:${pos.line}:${pos.col}`;
   }
 
-  add(node: Node | null | undefined, message: string): void {
+  add(node: TreeNode | null | undefined, message: string): void {
     this.list.push(`${this.at(node)}: ${message}`);
   }
 }
@@ -53,8 +55,27 @@ export function loadPolicyFile(path: string): PolicyDocuments {
 }
 
 /** Parses multi-document YAML of Segment and Policy kinds; unknown fields and dangling references are errors. */
-export function parsePolicyText(text: string, file: string): PolicyDocuments {
-  return parsePolicyBundle(text, file).docs;
+export function parsePolicyText(text: string, file: string, knownSegments: ReadonlySet<string> = new Set()): PolicyDocuments {
+  return parsePolicyDocuments(text, file, knownSegments).docs;
+}
+
+/** One valid document of a bundle, in bundle order. */
+export type ParsedDocument = { readonly kind: 'Segment'; readonly doc: SegmentDoc } | { readonly kind: 'Policy'; readonly doc: PolicyDoc };
+
+export interface ParsedDocuments {
+  readonly docs: PolicyDocuments;
+  /** The same documents in the order they were written. */
+  readonly ordered: readonly ParsedDocument[];
+}
+
+/**
+ * Like parsePolicyText, also in bundle order. A fast pass (js-yaml) reads and validates first; only
+ * when it cannot read the text or finds a problem does `yaml` parse again with positions, which
+ * decides and reports `file:line:col` — so a valid bundle costs one fast pass, and an invalid one is
+ * refused exactly as before.
+ */
+export function parsePolicyDocuments(text: string, file: string, knownSegments: ReadonlySet<string> = new Set()): ParsedDocuments {
+  return parseFast(text, file, knownSegments) ?? parsePositioned(text, file, knownSegments, false);
 }
 
 /** One document of a bundle, as written: what the policy store keeps per version. */
@@ -73,25 +94,73 @@ export interface ParsedBundle {
 /**
  * Like parsePolicyText, also returning each document's own YAML. `knownSegments` are segments
  * defined elsewhere (the stored policy an apply merges into): references to them are not errors.
+ * The YAML is `yaml`'s re-serialization of each document, so this always parses with `yaml`.
  */
 export function parsePolicyBundle(text: string, file: string, knownSegments: ReadonlySet<string> = new Set()): ParsedBundle {
-  const entries: PolicyEntry[] = [];
+  const { docs, entries } = parsePositioned(text, file, knownSegments, true);
+  return { docs, entries };
+}
+
+function parseFast(text: string, file: string, known: ReadonlySet<string>): ParsedDocuments | undefined {
+  const documents = new FastDocuments(text);
+  const problems = new Problems(file, lineCounterOf(text));
+  const valid = validate(inputsOf(documents), problems, known);
+  return documents.failed || problems.list.length > 0 ? undefined : valid;
+}
+
+/** `yaml` with positions: the reference for what is valid, and the source of every message. */
+function parsePositioned(text: string, file: string, known: ReadonlySet<string>, withEntries: boolean): ParsedDocuments & ParsedBundle {
   const lines = new LineCounter();
   const problems = new Problems(file, lines);
   const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const inputs = docs.map((doc) => ({
+    root: doc.errors.length > 0 ? null : treeOf(doc.contents),
+    errors: doc.errors.map((e) => {
+      const pos = lines.linePos(e.pos[0]);
+      return `${file}:${pos.line}:${pos.col}: ${e.message.split('\n')[0] ?? e.message}`;
+    }),
+  }));
+  const valid = validate(inputs, problems, known);
+  if (problems.list.length > 0) {
+    throw new AirlockError(ErrorCode.Policy, `invalid policy:\n${problems.list.map((p) => `  - ${p}`).join('\n')}`);
+  }
+  const entries = withEntries ? valid.ordered.map((d, i) => ({ kind: d.kind, name: d.doc.name, yaml: ownText(docs[valid.sources[i] ?? -1]?.toString() ?? '') })) : [];
+  return { ...valid, entries };
+}
+
+/** Line starts of `text`, as `yaml`'s parser records them, for positions without `yaml`'s parse. */
+function lineCounterOf(text: string): LineCounter {
+  const lines = new LineCounter();
+  lines.addNewLine(0);
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) lines.addNewLine(i + 1);
+  return lines;
+}
+
+function* inputsOf(roots: Iterable<TreeNode | null>): Iterable<DocumentInput> {
+  for (const root of roots) yield { root, errors: [] };
+}
+
+interface DocumentInput {
+  /** The document's root; null for an empty document or one with syntax errors. */
+  readonly root: TreeNode | null;
+  readonly errors: readonly string[];
+}
+
+/** Validates documents in order; `sources[i]` is the input index of `ordered[i]`. */
+function validate(inputs: Iterable<DocumentInput>, problems: Problems, knownSegments: ReadonlySet<string>): ParsedDocuments & { sources: number[] } {
   const segments: SegmentDoc[] = [];
   const policies: PolicyDoc[] = [];
-  for (const doc of Array.isArray(docs) ? docs : []) {
-    if (doc.errors.length > 0) {
-      for (const e of doc.errors) {
-        const pos = lines.linePos(e.pos[0]);
-        problems.list.push(`${file}:${pos.line}:${pos.col}: ${e.message.split('\n')[0] ?? e.message}`);
-      }
+  const ordered: ParsedDocument[] = [];
+  const sources: number[] = [];
+  let index = -1;
+  for (const { root, errors } of inputs) {
+    index++;
+    if (errors.length > 0) {
+      problems.list.push(...errors);
       continue;
     }
-    const root = doc.contents;
     if (root === null) continue; // an empty document between separators
-    if (!isMap(root)) {
+    if (root.kind !== 'map') {
       problems.add(root, 'each document must be a mapping with apiVersion, kind, metadata and spec');
       continue;
     }
@@ -101,21 +170,25 @@ export function parsePolicyBundle(text: string, file: string, knownSegments: Rea
     const kind = str(top.get('kind'), 'kind', problems, root);
     const name = metadataName(top.get('metadata'), problems, root);
     const spec = top.get('spec');
-    if (!isMap(spec)) {
+    if (spec?.kind !== 'map') {
       problems.add(spec ?? root, '"spec" must be a mapping');
       continue;
     }
     if (kind === 'Segment') {
       const s = segmentSpec(spec, problems);
       if (name !== undefined && s !== undefined) {
-        segments.push({ name, ...s, at: problems.at(root) });
-        entries.push({ kind, name, yaml: ownText(doc.toString()) });
+        const doc = { name, ...s, at: problems.at(root) };
+        segments.push(doc);
+        ordered.push({ kind, doc });
+        sources.push(index);
       }
     } else if (kind === 'Policy') {
       const p = policySpec(spec, problems);
       if (name !== undefined && p !== undefined) {
-        policies.push({ name, ...p, at: problems.at(root) });
-        entries.push({ kind, name, yaml: ownText(doc.toString()) });
+        const doc = { name, ...p, at: problems.at(root) };
+        policies.push(doc);
+        ordered.push({ kind, doc });
+        sources.push(index);
       }
       if (name !== undefined) recordRefs(name, spec, problems);
     } else if (kind !== undefined) {
@@ -123,47 +196,44 @@ export function parsePolicyBundle(text: string, file: string, knownSegments: Rea
     }
   }
   checkReferences(segments, policies, problems, knownSegments);
-  if (problems.list.length > 0) {
-    throw new AirlockError(ErrorCode.Policy, `invalid policy:\n${problems.list.map((p) => `  - ${p}`).join('\n')}`);
-  }
-  return { docs: { segments, policies }, entries };
+  return { docs: { segments, policies }, ordered, sources };
 }
 
-function fields(map: YAMLMap, path: string, known: readonly string[], problems: Problems): Map<string, Node | null> {
-  const out = new Map<string, Node | null>();
+function fields(map: TreeMap, path: string, known: readonly string[], problems: Problems): Map<string, TreeNode | null> {
+  const out = new Map<string, TreeNode | null>();
   for (const pair of map.items) {
-    const key = pair.key as Node | null;
-    const k = isScalar(key) ? String(key.value) : undefined;
+    const key = pair.key;
+    const k = key?.kind === 'scalar' ? String(key.value) : undefined;
     if (k === undefined || !known.includes(k)) {
       problems.add(key, `unknown field "${path}${k ?? '?'}" (known: ${known.join(', ')})`);
       continue;
     }
-    out.set(k, pair.value as Node | null);
+    out.set(k, pair.value);
   }
   return out;
 }
 
-function str(node: Node | null | undefined, field: string, problems: Problems, parent: Node, required = true): string | undefined {
+function str(node: TreeNode | null | undefined, field: string, problems: Problems, parent: TreeNode, required = true): string | undefined {
   if (node === undefined || node === null) {
     if (required) problems.add(parent, `"${field}" is required`);
     return undefined;
   }
-  if (!isScalar(node) || typeof node.value !== 'string' || node.value === '') {
+  if (node.kind !== 'scalar' || typeof node.value !== 'string' || node.value === '') {
     problems.add(node, `"${field}" must be a non-empty string`);
     return undefined;
   }
   return node.value;
 }
 
-function strList(node: Node | null | undefined, field: string, problems: Problems, check: (s: string) => string | undefined): string[] | undefined {
+function strList(node: TreeNode | null | undefined, field: string, problems: Problems, check: (s: string) => string | undefined): string[] | undefined {
   if (node === undefined || node === null) return undefined;
-  if (!isSeq(node)) {
+  if (node.kind !== 'seq') {
     problems.add(node, `"${field}" must be a list`);
     return undefined;
   }
   const out: string[] = [];
-  for (const item of node.items as (Node | null)[]) {
-    if (!isScalar(item) || typeof item.value !== 'string') {
+  for (const item of node.items) {
+    if (item?.kind !== 'scalar' || typeof item.value !== 'string') {
       problems.add(item ?? node, `"${field}" entries must be strings`);
       continue;
     }
@@ -174,8 +244,8 @@ function strList(node: Node | null | undefined, field: string, problems: Problem
   return out;
 }
 
-function metadataName(node: Node | null | undefined, problems: Problems, parent: Node): string | undefined {
-  if (!isMap(node)) {
+function metadataName(node: TreeNode | null | undefined, problems: Problems, parent: TreeNode): string | undefined {
+  if (node?.kind !== 'map') {
     problems.add(node ?? parent, '"metadata" must be a mapping with a name');
     return undefined;
   }
@@ -190,10 +260,10 @@ function metadataName(node: Node | null | undefined, problems: Problems, parent:
 
 const globCheck = (s: string): string | undefined => (GLOB.test(s) ? undefined : `"${s}" is not a name or a glob of lowercase letters, digits, "-", "." and "*"`);
 
-function segmentSpec(spec: YAMLMap, problems: Problems): Omit<SegmentDoc, 'name' | 'at'> | undefined {
+function segmentSpec(spec: TreeMap, problems: Problems): Omit<SegmentDoc, 'name' | 'at'> | undefined {
   const s = fields(spec, 'spec.', ['selector'], problems);
   const selector = s.get('selector');
-  if (!isMap(selector)) {
+  if (selector?.kind !== 'map') {
     problems.add(selector ?? spec, '"spec.selector" must be a mapping with namespace, serviceAccounts, labels and/or spiffeIds');
     return undefined;
   }
@@ -203,7 +273,7 @@ function segmentSpec(spec: YAMLMap, problems: Problems): Omit<SegmentDoc, 'name'
   const listed = strList(sel.get('serviceAccounts'), 'spec.selector.serviceAccounts', problems, globCheck);
   const spiffeIds = strList(sel.get('spiffeIds'), 'spec.selector.spiffeIds', problems, spiffeIdCheck);
   const idsNode = sel.get('spiffeIds');
-  if (isSeq(idsNode) && idsNode.items.length === 0) problems.add(idsNode, '"spec.selector.spiffeIds" must list at least one SPIFFE ID');
+  if (idsNode?.kind === 'seq' && idsNode.items.length === 0) problems.add(idsNode, '"spec.selector.spiffeIds" must list at least one SPIFFE ID');
   const labels = labelsOf(sel.get('labels'), problems);
   // spiffeIds alone select exactly those agents; with namespace/serviceAccounts/labels, those agents too.
   const serviceAccounts = listed ?? (spiffeIds !== undefined && namespace === undefined && labels === undefined ? [] : ['*']);
@@ -211,26 +281,26 @@ function segmentSpec(spec: YAMLMap, problems: Problems): Omit<SegmentDoc, 'name'
 }
 
 /** `spec.selector.labels`: a mapping of label keys to exact values (Kubernetes label syntax). */
-function labelsOf(node: Node | null | undefined, problems: Problems): Record<string, string> | undefined {
+function labelsOf(node: TreeNode | null | undefined, problems: Problems): Record<string, string> | undefined {
   if (node === undefined || node === null) return undefined;
   const field = 'spec.selector.labels';
-  if (!isMap(node) || node.items.length === 0) {
+  if (node.kind !== 'map' || node.items.length === 0) {
     problems.add(node, `"${field}" must be a mapping of label keys to values, with at least one label`);
     return undefined;
   }
   if (node.items.length > MAX_LABELS) problems.add(node, `"${field}" may have at most ${MAX_LABELS} labels`);
   const out: Record<string, string> = {};
   for (const pair of node.items) {
-    const key = pair.key as Node | null;
-    const value = pair.value as Node | null;
-    const k = isScalar(key) && typeof key.value === 'string' ? key.value : undefined;
+    const key = pair.key;
+    const value = pair.value;
+    const k = key?.kind === 'scalar' && typeof key.value === 'string' ? key.value : undefined;
     const keyProblem = k === undefined ? 'label keys must be strings' : labelKeyProblem(k);
     if (keyProblem !== undefined) {
       problems.add(key, `"${field}": ${keyProblem}`);
       continue;
     }
     // As in Kubernetes, `tier: 1` is a number, not the text "1" (`1.10` would read as "1.1"): quote it.
-    const v = isScalar(value) && typeof value.value === 'string' ? value.value : undefined;
+    const v = value?.kind === 'scalar' && typeof value.value === 'string' ? value.value : undefined;
     const valueProblem = v === undefined ? `the value of "${k ?? ''}" must be a string (quote numbers and booleans)` : labelValueProblem(v);
     if (valueProblem !== undefined) {
       problems.add(value ?? key, `"${field}": ${valueProblem}`);
@@ -251,15 +321,15 @@ const spiffeIdCheck = (s: string): string | undefined => {
   }
 };
 
-function policySpec(spec: YAMLMap, problems: Problems): Omit<PolicyDoc, 'name' | 'at'> | undefined {
+function policySpec(spec: TreeMap, problems: Problems): Omit<PolicyDoc, 'name' | 'at'> | undefined {
   const s = fields(spec, 'spec.', ['from', 'to', 'rules', 'action', 'mode'], problems);
   const from = s.get('from');
   const to = s.get('to');
-  if (!isMap(from)) {
+  if (from?.kind !== 'map') {
     problems.add(from ?? spec, '"spec.from" must be a mapping with segments');
     return undefined;
   }
-  if (!isMap(to)) {
+  if (to?.kind !== 'map') {
     problems.add(to ?? spec, '"spec.to" must be a mapping with segments or hosts (and optional ports)');
     return undefined;
   }
@@ -280,42 +350,42 @@ function policySpec(spec: YAMLMap, problems: Problems): Omit<PolicyDoc, 'name' |
   return { fromSegments, toSegments, toHosts, toPorts, rules, action, mode };
 }
 
-function recordRefs(policy: string, spec: YAMLMap, problems: Problems): void {
+function recordRefs(policy: string, spec: TreeMap, problems: Problems): void {
   for (const [side, field] of [['from', 'spec.from.segments'], ['to', 'spec.to.segments']] as const) {
-    const list = spec.getIn([side, 'segments'], true);
-    if (!isSeq(list)) continue;
-    for (const item of list.items as (Node | null)[]) {
-      if (isScalar(item) && typeof item.value === 'string') problems.refs.push({ policy, field, segment: item.value, at: problems.at(item) });
+    const list = fieldOf(fieldOf(spec, side), 'segments');
+    if (list?.kind !== 'seq') continue;
+    for (const item of list.items) {
+      if (item?.kind === 'scalar' && typeof item.value === 'string') problems.refs.push({ policy, field, segment: item.value, node: item });
     }
   }
 }
 
 const nameCheck = (s: string): string | undefined => (NAME.test(s) ? undefined : `"${s}" is not a segment name`);
 
-function ports(node: Node | null | undefined, problems: Problems): number[] {
+function ports(node: TreeNode | null | undefined, problems: Problems): number[] {
   if (node === undefined || node === null) return [];
-  if (!isSeq(node)) {
+  if (node.kind !== 'seq') {
     problems.add(node, '"spec.to.ports" must be a list of port numbers');
     return [];
   }
   const out: number[] = [];
-  for (const item of node.items as (Node | null)[]) {
-    const v = isScalar(item) ? item.value : undefined;
+  for (const item of node.items) {
+    const v = item?.kind === 'scalar' ? item.value : undefined;
     if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535) out.push(v);
     else problems.add(item ?? node, '"spec.to.ports" entries must be port numbers 1..65535');
   }
   return out;
 }
 
-function rulesOf(node: Node | null | undefined, problems: Problems): RuleDoc[] {
+function rulesOf(node: TreeNode | null | undefined, problems: Problems): RuleDoc[] {
   if (node === undefined || node === null) return [];
-  if (!isSeq(node)) {
+  if (node.kind !== 'seq') {
     problems.add(node, '"spec.rules" must be a list');
     return [];
   }
   const out: RuleDoc[] = [];
-  for (const item of node.items as (Node | null)[]) {
-    if (!isMap(item)) {
+  for (const item of node.items) {
+    if (item?.kind !== 'map') {
       problems.add(item ?? node, '"spec.rules" entries must be mappings with methods and/or paths');
       continue;
     }
@@ -329,9 +399,9 @@ function rulesOf(node: Node | null | undefined, problems: Problems): RuleDoc[] {
   return out;
 }
 
-function mcpOf(node: Node | null | undefined, problems: Problems): McpRuleDoc | undefined {
+function mcpOf(node: TreeNode | null | undefined, problems: Problems): McpRuleDoc | undefined {
   if (node === undefined || node === null) return undefined;
-  if (!isMap(node)) {
+  if (node.kind !== 'map') {
     problems.add(node, '"spec.rules[].mcp" must be a mapping with methods and/or tools');
     return undefined;
   }
@@ -349,16 +419,16 @@ function mcpOf(node: Node | null | undefined, problems: Problems): McpRuleDoc | 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]{1,128}$/i;
 // Visible ASCII and inner spaces/tabs: what a header value can be once the sidecar has read it.
 const HEADER_VALUE = /^[\x21-\x7e]([\x20-\x7e\t]{0,1022}[\x21-\x7e])?$/;
-function headersOf(node: Node | null | undefined, problems: Problems): HeaderRuleDoc[] {
+function headersOf(node: TreeNode | null | undefined, problems: Problems): HeaderRuleDoc[] {
   if (node === undefined || node === null) return [];
   const field = 'spec.rules[].headers';
-  if (!isSeq(node)) {
+  if (node.kind !== 'seq') {
     problems.add(node, `"${field}" must be a list of { name, values } or { name, present }`);
     return [];
   }
   const out: HeaderRuleDoc[] = [];
-  for (const item of node.items as (Node | null)[]) {
-    if (!isMap(item)) {
+  for (const item of node.items) {
+    if (item?.kind !== 'map') {
       problems.add(item ?? node, `"${field}" entries must be mappings { name, values: [...] } or { name, present: true|false }`);
       continue;
     }
@@ -379,11 +449,11 @@ function headersOf(node: Node | null | undefined, problems: Problems): HeaderRul
     }
     if (valuesNode !== undefined) {
       const values = strList(valuesNode, `${field}[].values`, problems, (v) => (HEADER_VALUE.test(v) ? undefined : `"${v.slice(0, 40)}" is not a header value (1..1024 visible ASCII characters, no leading or trailing space)`));
-      if (isSeq(valuesNode) && valuesNode.items.length === 0) problems.add(valuesNode, `"${field}[].values" must list at least one value (for "not sent" write present: false)`);
+      if (valuesNode?.kind === 'seq' && valuesNode.items.length === 0) problems.add(valuesNode, `"${field}[].values" must list at least one value (for "not sent" write present: false)`);
       if (name !== undefined && values !== undefined && values.length > 0) out.push({ name, values });
       continue;
     }
-    const present = isScalar(presentNode) ? presentNode.value : undefined;
+    const present = presentNode?.kind === 'scalar' ? presentNode.value : undefined;
     if (typeof present !== 'boolean') {
       problems.add(presentNode ?? item, `"${field}[].present" must be true or false`);
       continue;
@@ -402,12 +472,12 @@ function pathCheck(p: string): string | undefined {
   return undefined;
 }
 
-function enumOf<T extends string>(node: Node | null | undefined, field: string, values: readonly T[], problems: Problems, parent: Node, fallback: T | undefined): T | undefined {
+function enumOf<T extends string>(node: TreeNode | null | undefined, field: string, values: readonly T[], problems: Problems, parent: TreeNode, fallback: T | undefined): T | undefined {
   if (node === undefined || node === null) {
     if (fallback === undefined) problems.add(parent, `"${field}" is required (${values.join(' | ')})`);
     return fallback;
   }
-  const v = isScalar(node) ? node.value : undefined;
+  const v = node.kind === 'scalar' ? node.value : undefined;
   if (typeof v === 'string' && (values as readonly string[]).includes(v)) return v as T;
   problems.add(node, `"${field}" must be one of ${values.join(', ')}`);
   return undefined;
@@ -425,7 +495,7 @@ function checkReferences(segments: readonly SegmentDoc[], policies: readonly Pol
     policyNames.add(p.name);
   }
   for (const r of problems.refs) {
-    if (!names.has(r.segment) && !known.has(r.segment)) problems.list.push(`${r.at}: Policy "${r.policy}" ${r.field} names segment "${r.segment}", which is not defined`);
+    if (!names.has(r.segment) && !known.has(r.segment)) problems.list.push(`${problems.at(r.node)}: Policy "${r.policy}" ${r.field} names segment "${r.segment}", which is not defined`);
   }
 }
 

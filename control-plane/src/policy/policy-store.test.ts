@@ -1,11 +1,19 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createRootLogger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { SqliteStore } from '../store/sqlite-store.ts';
+import * as load from './load.ts';
 import { PolicyStore } from './policy-store.ts';
+
+// A pass-through spy: which texts the store parses.
+vi.mock('./load.ts', async (original) => {
+  const actual = await original<typeof import('./load.ts')>();
+  return { ...actual, parsePolicyDocuments: vi.fn(actual.parsePolicyDocuments) };
+});
+const parsedTexts = (): string[] => vi.mocked(load.parsePolicyDocuments).mock.calls.map(([text]) => text);
 
 const TD = 'td.test';
 const seg = (name: string): string => `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: ${name} }\nspec:\n  selector: { namespace: agents, serviceAccounts: [${name}] }\n`;
@@ -78,6 +86,26 @@ describe('PolicyStore', () => {
     policies = open();
     expect(policies.version()).toBe(3);
     expect(policies.engine().evaluate(call()).allow).toBe(true);
+  });
+
+  it('parses only the documents a change brings, and reads every stored document back after a restart', () => {
+    policies.apply(`${seg('a')}---\n${seg('b')}---\n${allow('a-out', 'a', 'api.example.com')}---\n${allow('b-out', 'b', 'b.example.com')}`, 'p.yaml', 'alice');
+    vi.mocked(load.parsePolicyDocuments).mockClear();
+    policies.apply(allow('a-out', 'a', 'api.example.com', 'GET, POST'), 'q.yaml', 'bob');
+    expect(parsedTexts()).toEqual([expect.stringMatching(/name: a-out[^]*GET, POST/)]);
+    expect(policies.engine().evaluate(call('POST')).allow).toBe(true);
+    vi.mocked(load.parsePolicyDocuments).mockClear();
+    policies.delete('Policy', 'b-out', 'bob');
+    expect(parsedTexts()).toEqual([]);
+    // Back to version 1: only a-out differs from the version in force.
+    policies.rollback(1, 'carol');
+    expect(parsedTexts()).toEqual([expect.not.stringMatching(/GET, POST/)]);
+    expect(parsedTexts()[0]?.match(/^kind: \w+/gm)).toEqual(['kind: Policy', 'kind: Policy']);
+    expect(policies.engine().evaluate(call('POST')).allow).toBe(false);
+    vi.mocked(load.parsePolicyDocuments).mockClear();
+    policies = open();
+    expect(parsedTexts()[0]?.match(/^kind: \w+/gm)).toHaveLength(4);
+    expect(policies.entries().map((e) => e.name)).toEqual(['a', 'b', 'a-out', 'b-out']);
   });
 
   it('diffs without changing anything and explains a call without traffic', () => {

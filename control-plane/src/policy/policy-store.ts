@@ -5,7 +5,8 @@ import { agentLabels, lookupMeshHost } from '../authz/registry.ts';
 import type { PolicyVersionRecord, Store } from '../store/store.ts';
 import { diffEntries, type DocumentChange } from './diff.ts';
 import { headerInput, PolicyEngine, type McpInput, type PolicyDecision } from './engine.ts';
-import { parsePolicyBundle, parsePolicyText, type PolicyEntry } from './load.ts';
+import { parsePolicyBundle, parsePolicyDocuments, type ParsedDocument, type PolicyEntry } from './load.ts';
+import type { PolicyDoc, SegmentDoc } from './types.ts';
 
 export interface ChangeResult {
   /** The version in force after the operation (unchanged when nothing changed). */
@@ -38,12 +39,17 @@ export type DocumentKind = PolicyEntry['kind'];
  * The versioned policy set: every change (apply, delete, rollback) is validated as a whole, stored
  * as version N+1 with its audit event in one transaction, then the compiled engine is swapped, so
  * the next decision follows it. A bad change throws before anything is stored or swapped.
+ *
+ * The validated documents of the version in force stay in memory beside their stored YAML, so a
+ * change parses only the documents it brings (and the engine is compiled from what is stored).
  */
 export class PolicyStore {
   readonly #store: Store;
   readonly #trustDomain: string;
   readonly #audit: Logger;
   #entries: readonly PolicyEntry[];
+  /** `#entries[i]` validated, read back from its stored YAML. */
+  #docs: readonly ParsedDocument[];
   #engine: PolicyEngine;
 
   constructor(o: { store: Store; trustDomain: string; audit: Logger }) {
@@ -51,8 +57,13 @@ export class PolicyStore {
     this.#trustDomain = o.trustDomain;
     this.#audit = o.audit;
     const latest = o.store.latestPolicyVersion();
-    this.#entries = latest === undefined ? [] : entriesOf(latest);
-    this.#engine = latest === undefined ? PolicyEngine.empty(o.trustDomain) : this.#compile(this.#entries, latest.version);
+    // Nothing in force yet to reuse: every stored document is read.
+    this.#entries = [];
+    this.#docs = [];
+    const entries = latest === undefined ? [] : entriesOf(latest);
+    this.#docs = latest === undefined ? [] : this.#documents(entries, latest.version);
+    this.#entries = entries;
+    this.#engine = latest === undefined ? PolicyEngine.empty(o.trustDomain) : this.#compile(this.#docs, latest.version);
   }
 
   /** The engine in force; read per decision. */
@@ -83,7 +94,7 @@ export class PolicyStore {
       throw new AirlockError(ErrorCode.NotFound, `${kind} "${name}" does not exist in version ${this.version()}`);
     }
     if (kind === 'Segment') {
-      const users = parsePolicyText(joinEntries(this.#entries), 'current').policies.filter((p) => p.fromSegments.includes(name) || (p.toSegments ?? []).includes(name));
+      const users = this.#docs.flatMap((d) => (d.kind === 'Policy' && usesSegment(d.doc, name) ? [d.doc] : []));
       if (users.length > 0) {
         throw new AirlockError(ErrorCode.Conflict, `Segment "${name}" is used by Policy ${users.map((p) => `"${p.name}"`).join(', ')}; delete or change those first`);
       }
@@ -136,14 +147,16 @@ export class PolicyStore {
     const changes = diffEntries(this.#entries, entries);
     if (changes.length === 0) return { version: this.version(), changed: false, changes };
     const version = this.version() + 1;
-    // Compiled before it is stored: whatever fails here leaves the store and the engine as they were.
-    const engine = this.#compile(entries, version);
+    // Validated and compiled before it is stored: whatever fails here leaves the store and the engine as they were.
+    const docs = this.#documents(entries, version);
+    const engine = this.#compile(docs, version);
     const at = Date.now();
     this.#store.appendPolicyVersion(
       { version, entries: JSON.stringify(entries), createdAt: at, actor, action, summary },
       { at, actor, action: `policy.${action}`, target: `version ${version}`, detail: JSON.stringify({ summary, changes }) },
     );
     this.#entries = entries;
+    this.#docs = docs;
     this.#engine = engine;
     this.#audit.info(
       { audit: true, actor, action: `policy.${action}`, version, summary, changes: changes.map((c) => ({ kind: c.kind, name: c.name, change: c.change, lines: c.lines })) },
@@ -152,13 +165,60 @@ export class PolicyStore {
     return { version, changed: true, changes };
   }
 
-  #compile(entries: readonly PolicyEntry[], version: number): PolicyEngine {
-    return new PolicyEngine(parsePolicyText(joinEntries(entries), `policy v${version}`), this.#trustDomain, version);
+  /**
+   * Each entry validated from its YAML, as it will be stored: an entry whose YAML the version in
+   * force has too keeps its document, the others are parsed (together, once); then the whole set's
+   * segment references are checked.
+   */
+  #documents(entries: readonly PolicyEntry[], version: number): ParsedDocument[] {
+    const current = new Map<string, { yaml: string; doc: ParsedDocument }>();
+    this.#entries.forEach((e, i) => {
+      const doc = this.#docs[i];
+      if (doc !== undefined) current.set(`${e.kind}/${e.name}`, { yaml: e.yaml, doc });
+    });
+    const docs: (ParsedDocument | undefined)[] = entries.map((e) => {
+      const same = current.get(`${e.kind}/${e.name}`);
+      return same?.yaml === e.yaml ? same.doc : undefined;
+    });
+    const fresh = entries.filter((_, i) => docs[i] === undefined);
+    const file = `policy v${version}`;
+    if (fresh.length > 0) {
+      const segments = new Set(entries.filter((e) => e.kind === 'Segment').map((e) => e.name));
+      const parsed = parsePolicyDocuments(fresh.map((e) => e.yaml).join('---\n'), file, segments).ordered;
+      let next = 0;
+      entries.forEach((e, i) => {
+        if (docs[i] !== undefined) return;
+        const d = parsed[next++];
+        if (d?.kind !== e.kind || d.doc.name !== e.name) throw new AirlockError(ErrorCode.Policy, `invalid policy:\n  - ${file}: ${e.kind} "${e.name}" does not read back as itself`);
+        docs[i] = d;
+      });
+      if (next !== parsed.length) throw new AirlockError(ErrorCode.Policy, `invalid policy:\n  - ${file}: ${parsed.length} documents read back from ${next} entries`);
+    }
+    const all = docs.filter((d) => d !== undefined);
+    checkSegmentReferences(all, file);
+    return all;
+  }
+
+  #compile(docs: readonly ParsedDocument[], version: number): PolicyEngine {
+    const segments: SegmentDoc[] = [];
+    const policies: PolicyDoc[] = [];
+    for (const d of docs) {
+      if (d.kind === 'Segment') segments.push(d.doc);
+      else policies.push(d.doc);
+    }
+    return new PolicyEngine({ segments, policies }, this.#trustDomain, version);
   }
 }
 
-function joinEntries(entries: readonly PolicyEntry[]): string {
-  return entries.map((e) => e.yaml).join('---\n');
+const usesSegment = (p: PolicyDoc, segment: string): boolean => p.fromSegments.includes(segment) || (p.toSegments ?? []).includes(segment);
+
+/** Every policy's segments exist in the set (what parsing checks for the documents it reads). */
+function checkSegmentReferences(docs: readonly ParsedDocument[], file: string): void {
+  const segments = new Set(docs.flatMap((d) => (d.kind === 'Segment' ? [d.doc.name] : [])));
+  const problems = docs.flatMap((d) =>
+    d.kind === 'Policy' ? [...d.doc.fromSegments, ...(d.doc.toSegments ?? [])].filter((s) => !segments.has(s)).map((s) => `${file}: Policy "${d.doc.name}" names segment "${s}", which is not defined`) : [],
+  );
+  if (problems.length > 0) throw new AirlockError(ErrorCode.Policy, `invalid policy:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
 }
 
 function entriesOf(record: PolicyVersionRecord): PolicyEntry[] {
