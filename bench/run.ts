@@ -159,7 +159,7 @@ async function main(): Promise<void> {
     const eng = await run('taskset', ['-c', SERVER_CPU, process.execPath, '--expose-gc', join(import.meta.dirname, 'policy-engine.ts')], { timeout: 600_000, maxBuffer: 1 << 20 });
     const e = JSON.parse(eng.stdout.trim().split('\n').pop() ?? '{}') as Record<string, number>;
     const n = (k: string, d = 0): string => (e[k] ?? NaN).toFixed(d);
-    notes.push(`Policy engine (in-process, one core): ${n('agents')} agents, ${n('segments')} segments, ${n('policies')} policies (${n('yamlMb', 1)} MB of YAML): parse + validate ${n('parseMs')} ms, compile ${n('compileMs')} ms, ${n('retainedMb')} MB of heap retained (documents + engine); decision p50 ${n('decisionP50Us')} µs, p99 ${n('decisionP99Us')} µs (mean ${n('decisionMeanUs')} µs, ${(100 * (e.allowedShare ?? NaN)).toFixed(0)} % allowed).`);
+    notes.push(`Policy engine (in-process, one core): ${n('agents')} agents, ${n('segments')} segments, ${n('policies')} policies (${n('yamlMb', 1)} MB of YAML): parse + validate ${n('parseMs')} ms, compile ${n('compileMs')} ms (text to engine ${n('textToEngineMs')} ms; goal < 1 s), ${n('retainedMb')} MB of heap retained (documents + engine); decision p50 ${n('decisionP50Us')} µs, p99 ${n('decisionP99Us')} µs (goal < 20 µs), p99.9 ${n('decisionP999Us')} µs (mean ${n('decisionMeanUs')} µs, ${n('decisionBatchMeanUs', 1)} µs timed as one batch; ${(100 * (e.allowedShare ?? NaN)).toFixed(0)} % allowed; ${n('gcsDuringDecisions')} GCs while measuring).`);
 
     const rows: string[] = [];
     for (const c of CONNECTIONS) {
