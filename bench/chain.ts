@@ -15,6 +15,14 @@ export const SERVER_CPU = '0';
 export const CLIENT_CPU = '1';
 export const TRUST_DOMAIN = 'bench.test';
 const AIRLOCK_BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
+/**
+ * Node options for every sidecar, as README.md recommends deploying them: V8's young generation
+ * capped at 8 MB semi-spaces (by default it grows to 64-128 MB under load on a large host, for no
+ * measurable req/s: bench/README.md, Memory).
+ */
+export const SIDECAR_NODE_OPTIONS = '--max-semi-space-size=8';
+/** Where cli/bin/airlock.js keeps Node's compile cache. */
+const COMPILE_CACHE = join(import.meta.dirname, '..', 'node_modules', '.cache', 'node-compile-cache');
 
 /** How the sidecars get their decisions: a real transport, or in-process (stub, bench only). */
 export type AuthzVariant = 'stub' | 'unary' | 'stream';
@@ -75,7 +83,9 @@ export async function startSidecars(dir: string, cp: ControlPlane, appPort: numb
     const { token } = (await adminPost(creds, '/v1/join-tokens', { identity: `spiffe://${TRUST_DOMAIN}/ns/bench/sa/${name}` })) as { token: string };
     const args = ['--trust-domain', TRUST_DOMAIN, '--control-plane', `127.0.0.1:${cp.grpcPort}`, '--ca-file', join(cp.dataDir, 'ca.pem'), '--outbound-listen', `127.0.0.1:${outbound}`, '--inbound-listen', `127.0.0.1:${inbound}`, '--admin-listen', `127.0.0.1:${admin}`, '--app-port', String(target), '--log-level', 'warn'];
     const logFile = join(dir, `${name}-${variant}.log`);
-    const childEnv = { ...env, AIRLOCK_JOIN_TOKEN: token, ...(variant === 'stub' ? {} : { AIRLOCK_AUTHZ_TRANSPORT: variant }) };
+    const nodeOptions = [SIDECAR_NODE_OPTIONS, env.NODE_OPTIONS].filter((o) => o !== undefined && o !== '').join(' ');
+    // The stub starts without cli/bin/airlock.js: give it the same compile cache, so that it differs from the real sidecar only in its authorizer.
+    const childEnv = { ...env, NODE_OPTIONS: nodeOptions, AIRLOCK_JOIN_TOKEN: token, ...(variant === 'stub' ? { NODE_COMPILE_CACHE: COMPILE_CACHE } : { AIRLOCK_AUTHZ_TRANSPORT: variant }) };
     const script = variant === 'stub' ? [join(import.meta.dirname, 'stub-sidecar.ts'), stubUpstream] : [AIRLOCK_BIN, 'sidecar'];
     const child = spawnLogged([...script, ...args], logFile, childEnv);
     const pid = child.pid;

@@ -1,14 +1,5 @@
 import { isAirlockError, errorMessage, ErrorCode } from '@airlock/common/errors';
 import { UsageError } from './args.ts';
-import { runControlPlane } from './commands/control-plane.ts';
-import { runSidecar } from './commands/sidecar.ts';
-import { runDemo } from './commands/demo.ts';
-import { runToken } from './commands/token.ts';
-import { runApiToken } from './commands/api-token.ts';
-import { runAdminCert } from './commands/admin-cert.ts';
-import { runApply, runDelete, runDiff, runExplain, runGet, runHistory, runRollback, runValidate } from './commands/policy.ts';
-import { runAgent } from './commands/agent.ts';
-import { runCa } from './commands/ca.ts';
 
 const HELP = `airlock — zero-trust sidecar for AI-agent containers
 
@@ -40,23 +31,25 @@ Exit codes: 0 ok, 1 runtime failure or refused, 2 bad usage, configuration or po
 
 type Command = (argv: string[]) => Promise<number>;
 
+// Each command's modules are imported when it runs: a sidecar process must not hold the control
+// plane's code (policy engine, store, CA) in its heap.
 const commands: Record<string, Command> = {
-  demo: runDemo,
-  'control-plane': runControlPlane,
-  sidecar: runSidecar,
-  token: runToken,
-  'api-token': runApiToken,
-  'admin-cert': runAdminCert,
-  apply: runApply,
-  diff: runDiff,
-  get: runGet,
-  delete: runDelete,
-  history: runHistory,
-  rollback: runRollback,
-  explain: runExplain,
-  validate: runValidate,
-  agent: runAgent,
-  ca: runCa,
+  demo: async (argv) => (await import('./commands/demo.ts')).runDemo(argv),
+  'control-plane': async (argv) => (await import('./commands/control-plane.ts')).runControlPlane(argv),
+  sidecar: async (argv) => (await import('./commands/sidecar.ts')).runSidecar(argv),
+  token: async (argv) => (await import('./commands/token.ts')).runToken(argv),
+  'api-token': async (argv) => (await import('./commands/api-token.ts')).runApiToken(argv),
+  'admin-cert': async (argv) => (await import('./commands/admin-cert.ts')).runAdminCert(argv),
+  apply: async (argv) => (await import('./commands/policy.ts')).runApply(argv),
+  diff: async (argv) => (await import('./commands/policy.ts')).runDiff(argv),
+  get: async (argv) => (await import('./commands/policy.ts')).runGet(argv),
+  delete: async (argv) => (await import('./commands/policy.ts')).runDelete(argv),
+  history: async (argv) => (await import('./commands/policy.ts')).runHistory(argv),
+  rollback: async (argv) => (await import('./commands/policy.ts')).runRollback(argv),
+  explain: async (argv) => (await import('./commands/policy.ts')).runExplain(argv),
+  validate: async (argv) => (await import('./commands/policy.ts')).runValidate(argv),
+  agent: async (argv) => (await import('./commands/agent.ts')).runAgent(argv),
+  ca: async (argv) => (await import('./commands/ca.ts')).runCa(argv),
   version: () => {
     console.log('airlock 0.1.0');
     return Promise.resolve(0);

@@ -1,6 +1,13 @@
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { ConfigError, errorMessage } from './errors.ts';
 import { isValidTrustDomain } from './spiffe.ts';
+
+// The yaml library is loaded only when a config file is given: most processes (every sidecar in the
+// bench and the tests) are configured by flags and env, and need not hold it in their heap.
+const load = createRequire(import.meta.url);
+function parseYaml(text: string): unknown {
+  return (load('yaml') as typeof import('yaml')).parse(text);
+}
 
 /**
  * One validated, frozen config per process, from defaults < file < environment < flags.

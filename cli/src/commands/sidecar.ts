@@ -1,3 +1,4 @@
+import { flushCompileCache } from 'node:module';
 import { sidecarConfig } from '@airlock/sidecar/config';
 import { startSidecar } from '@airlock/sidecar';
 import { loadCommandConfig } from '../args.ts';
@@ -13,6 +14,9 @@ export async function runSidecar(argv: string[]): Promise<number> {
   const config = loadCommandConfig(argv, sidecarConfig, HELP);
   if (config === undefined) return 0;
   const sidecar = await startSidecar(config);
+  // Persist the compile cache (cli/bin/airlock.js) now, not only at exit: a sidecar that is killed
+  // still leaves its next start warm.
+  flushCompileCache();
   await untilSignal();
   await sidecar.close();
   return 0;
