@@ -18,7 +18,17 @@ import { CLIENT_CPU, SERVER_CPU, TRUST_DOMAIN, counter, cpuSeconds, rssMb, run, 
 const DURATION = process.env.AIRLOCK_BENCH_DURATION ?? '8s';
 const WARMUP = process.env.AIRLOCK_BENCH_WARMUP ?? '5s';
 const CONNECTIONS = (process.env.AIRLOCK_BENCH_CONNECTIONS ?? '1,16,64').split(',').map(Number);
-const VARIANTS: readonly AuthzVariant[] = ['stub', 'unary', 'stream'];
+/**
+ * The Airlock chains: how the sidecars decide, and where the control plane runs. `stream-apart` is
+ * the default transport with the control plane on the load generator's core, as deployed (the
+ * control plane runs on other nodes, not on the agent pod's core); the others share the proxies' core.
+ */
+const CHAINS: readonly { readonly name: string; readonly variant: AuthzVariant; readonly cpCpu: string }[] = [
+  { name: 'stub', variant: 'stub', cpCpu: SERVER_CPU },
+  { name: 'unary', variant: 'unary', cpCpu: SERVER_CPU },
+  { name: 'stream', variant: 'stream', cpCpu: SERVER_CPU },
+  { name: 'stream-apart', variant: 'stream', cpCpu: CLIENT_CPU },
+];
 
 /** Mean of a histogram on a /metrics page: `<name>_sum / <name>_count` for one label set (all series when label is ''). */
 async function histogramMean(url: string, name: string, label: string): Promise<number> {
@@ -41,6 +51,8 @@ function goals(results: Map<string, WrkResult>, direct: Map<number, WrkResult>, 
   const at = CONNECTIONS.map((c) => `${ratio('stream', 'stub', c)} (${c})`).join(', ');
   rows.push(`| full chain with both fresh decisions vs authorization stubbed | ≥ 0.85× | ${at} |`);
   rows.push(`| vs the nginx chain, same run and pinning | ≥ 0.5× | ${CONNECTIONS.map((c) => `${ratio('stream', 'nginx', c)} (${c})`).join(', ')} |`);
+  const apart = (b: string): string => CONNECTIONS.map((c) => `${ratio('stream-apart', b, c)} (${c})`).join(', ');
+  rows.push(`| the same two ratios with the control plane off the proxies' core (stream-apart) | ≥ 0.85× / ≥ 0.5× | ${apart('stub')} / ${apart('nginx')} |`);
   const added = (c: number, which: 'p50ms' | 'p99ms'): string => {
     const r = results.get(`stream/${c}`);
     const d = direct.get(c);
@@ -103,8 +115,9 @@ async function main(): Promise<void> {
       }
     }
     const rss = new Map<string, { idle: number; peak: number }>();
-    for (const variant of VARIANTS) {
-      const { planner, researcher } = await startSidecars(dir, cp, app.port, variant);
+    for (const { name: variant, variant: transport, cpCpu } of CHAINS) {
+      await run('taskset', ['-a', '-p', '-c', cpCpu, String(cp.pid)]);
+      const { planner, researcher } = await startSidecars(dir, cp, app.port, transport);
       try {
         const idle = { planner: rssMb(planner.pid, 'VmRSS'), researcher: rssMb(researcher.pid, 'VmRSS') };
         const proxyUrl = `http://127.0.0.1:${planner.outbound}/`;
@@ -130,7 +143,7 @@ async function main(): Promise<void> {
           const out = await histogramMean(`http://127.0.0.1:${planner.admin}/metrics`, 'airlock_sidecar_authz_duration_seconds', 'direction="outbound"');
           const inb = await histogramMean(`http://127.0.0.1:${researcher.admin}/metrics`, 'airlock_sidecar_authz_duration_seconds', 'direction="inbound"');
           let batch = '';
-          if (variant === 'stream') {
+          if (transport === 'stream') {
             const bo = await histogramMean(`http://127.0.0.1:${planner.admin}/metrics`, 'airlock_sidecar_authz_batch_checks', '');
             const bi = await histogramMean(`http://127.0.0.1:${researcher.admin}/metrics`, 'airlock_sidecar_authz_batch_checks', '');
             batch = `; mean checks per message ${bo.toFixed(1)} (egress) / ${bi.toFixed(1)} (ingress)`;
@@ -144,6 +157,7 @@ async function main(): Promise<void> {
     }
 
     // Decisions/s: a load generator on the other core, the control plane alone on its core.
+    await run('taskset', ['-a', '-p', '-c', SERVER_CPU, String(cp.pid)]);
     const creds = { server: `http://127.0.0.1:${cp.httpPort}`, token: readFileSync(join(cp.dataDir, 'admin-token'), 'utf8').trim() };
     const { token } = (await adminPost(creds, '/v1/join-tokens', { identity: `spiffe://${TRUST_DOMAIN}/ns/bench/sa/planner` })) as { token: string };
     console.log('control plane: decisions/s under a batched stream load…');
@@ -168,7 +182,7 @@ async function main(): Promise<void> {
       rows.push(`| ${c} | direct | ${d.rps.toFixed(0)} | ${fmt(d)} | — | — | — | 1.00 | ${d.errors} |`);
       const stub = results.get(`stub/${c}`);
       const nginx = results.get(`nginx/${c}`);
-      for (const variant of ['nginx', ...VARIANTS]) {
+      for (const variant of ['nginx', ...CHAINS.map((ch) => ch.name)]) {
         const r = results.get(`${variant}/${c}`);
         if (r === undefined) continue;
         const toStub = stub === undefined || variant === 'nginx' ? '—' : (r.rps / stub.rps).toFixed(2);
@@ -181,7 +195,7 @@ async function main(): Promise<void> {
       '',
       `Load average when the run started: ${loadAtStart}.`,
       '',
-      `wrk 1 thread on CPU ${CLIENT_CPU}; app, control plane, both sidecars (or both nginx) on CPU ${SERVER_CPU}; logs to files; ${DURATION} per point after a ${WARMUP} warm-up per variant; ~150-byte JSON responses. Chains: nginx = Debian's nginx egress with an auth_request subrequest per call to an always-allow endpoint, mTLS with kept-alive upstream connections, nginx ingress verifying the client certificate; stub = authorization stubbed in-process at both sidecars; unary = one grpc-js unary Authorize per decision; stream = decisions as messages on one long-lived stream per sidecar, calls of one event-loop turn coalesced. Both sidecars decide every call (two fresh decisions per request) except in stub.`,
+      `wrk 1 thread on CPU ${CLIENT_CPU}; app, control plane, both sidecars (or both nginx) on CPU ${SERVER_CPU}; logs to files; ${DURATION} per point after a ${WARMUP} warm-up per variant; ~150-byte JSON responses. Chains: nginx = Debian's nginx egress with an auth_request subrequest per call to an always-allow endpoint, mTLS with kept-alive upstream connections, nginx ingress verifying the client certificate; stub = authorization stubbed in-process at both sidecars; unary = one grpc-js unary Authorize per decision; stream = decisions as messages on one long-lived stream per sidecar, calls of one event-loop turn coalesced; stream-apart = stream with the control plane moved to CPU ${CLIENT_CPU} (beside wrk), as deployed, where the control plane does not share the agent pod's core. Both sidecars decide every call (two fresh decisions per request) except in stub.`,
       '',
       '| connections | chain | req/s | p50 / p99 ms | added p50 / p99 ms | × stub | × nginx | × direct | errors |',
       '|---|---|---|---|---|---|---|---|---|',
