@@ -76,14 +76,14 @@ export async function startControlPlane(dir: string, env: NodeJS.ProcessEnv = {}
  * Planner's and researcher's sidecars. `stub` runs bench/stub-sidecar.ts: the real sidecar with an
  * in-process authorizer injected through startSidecar's seam (identity still comes from the control plane).
  */
-export async function startSidecars(dir: string, cp: ControlPlane, appPort: number, variant: AuthzVariant, env: NodeJS.ProcessEnv = {}): Promise<{ planner: Sidecar; researcher: Sidecar }> {
+export async function startSidecars(dir: string, cp: ControlPlane, appPort: number, variant: AuthzVariant, env: NodeJS.ProcessEnv = {}, label: string = variant): Promise<{ planner: Sidecar; researcher: Sidecar }> {
   const creds = { server: `http://127.0.0.1:${cp.httpPort}`, token: readFileSync(join(cp.dataDir, 'admin-token'), 'utf8').trim() };
   const start = async (name: string, target: number, stubUpstream: string): Promise<Sidecar> => {
     const [outbound, inbound, admin] = [await freePort(), await freePort(), await freePort()];
     const { token } = (await adminPost(creds, '/v1/join-tokens', { identity: `spiffe://${TRUST_DOMAIN}/ns/bench/sa/${name}` })) as { token: string };
     const args = ['--trust-domain', TRUST_DOMAIN, '--control-plane', `127.0.0.1:${cp.grpcPort}`, '--ca-file', join(cp.dataDir, 'ca.pem'), '--outbound-listen', `127.0.0.1:${outbound}`, '--inbound-listen', `127.0.0.1:${inbound}`, '--admin-listen', `127.0.0.1:${admin}`, '--app-port', String(target), '--log-level', 'warn'];
-    const logFile = join(dir, `${name}-${variant}.log`);
-    const nodeOptions = [SIDECAR_NODE_OPTIONS, env.NODE_OPTIONS].filter((o) => o !== undefined && o !== '').join(' ');
+    const logFile = join(dir, `${name}-${label}.log`);
+    const nodeOptions = [SIDECAR_NODE_OPTIONS, env.NODE_OPTIONS ?? process.env.NODE_OPTIONS].filter((o) => o !== undefined && o !== '').join(' ');
     // The stub starts without cli/bin/airlock.js: give it the same compile cache, so that it differs from the real sidecar only in its authorizer.
     const childEnv = { ...env, NODE_OPTIONS: nodeOptions, AIRLOCK_JOIN_TOKEN: token, ...(variant === 'stub' ? { NODE_COMPILE_CACHE: COMPILE_CACHE } : { AIRLOCK_AUTHZ_TRANSPORT: variant }) };
     const script = variant === 'stub' ? [join(import.meta.dirname, 'stub-sidecar.ts'), stubUpstream] : [AIRLOCK_BIN, 'sidecar'];

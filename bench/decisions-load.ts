@@ -13,6 +13,10 @@ import { cpuSeconds, TRUST_DOMAIN } from './chain.ts';
 
 const [port = '', caFile = '', cpPid = '', seconds = '8'] = process.argv.slice(2);
 const CONCURRENCY = Number(process.env.AIRLOCK_BENCH_INFLIGHT ?? 1024);
+if (!Number.isInteger(CONCURRENCY) || CONCURRENCY < 1 || CONCURRENCY > 100_000) {
+  console.error(`decisions-load: AIRLOCK_BENCH_INFLIGHT must be an integer from 1 to 100000, got ${JSON.stringify(process.env.AIRLOCK_BENCH_INFLIGHT)}`);
+  process.exit(2);
+}
 const WARMUP_MS = 3000;
 const address = `127.0.0.1:${port}`;
 const controlPlaneId = `spiffe://${TRUST_DOMAIN}/ns/airlock-system/sa/airlock-control-plane`;
@@ -60,4 +64,4 @@ const counted = { decisions, errors, batches };
 stop = true;
 await Promise.all(loops);
 authorizer.close();
-console.log(JSON.stringify({ decisionsPerSecond: counted.decisions / elapsed, clientCpuSeconds: (selfCpu.user + selfCpu.system) / 1e6, cpCpuSeconds: cpCpu, seconds: elapsed, errors: counted.errors, meanBatch: counted.decisions / Math.max(1, counted.batches) }));
+console.log(JSON.stringify({ decisionsPerSecond: counted.decisions / elapsed, clientCpuSeconds: (selfCpu.user + selfCpu.system) / 1e6, cpCpuSeconds: cpCpu, seconds: elapsed, errors: counted.errors, inFlight: CONCURRENCY, meanBatch: counted.decisions / Math.max(1, counted.batches) }));

@@ -117,7 +117,7 @@ async function main(): Promise<void> {
     const rss = new Map<string, { idle: number; peak: number }>();
     for (const { name: variant, variant: transport, cpCpu } of CHAINS) {
       await run('taskset', ['-a', '-p', '-c', cpCpu, String(cp.pid)]);
-      const { planner, researcher } = await startSidecars(dir, cp, app.port, transport);
+      const { planner, researcher } = await startSidecars(dir, cp, app.port, transport, {}, variant);
       try {
         const idle = { planner: rssMb(planner.pid, 'VmRSS'), researcher: rssMb(researcher.pid, 'VmRSS') };
         const proxyUrl = `http://127.0.0.1:${planner.outbound}/`;
@@ -162,9 +162,9 @@ async function main(): Promise<void> {
     const { token } = (await adminPost(creds, '/v1/join-tokens', { identity: `spiffe://${TRUST_DOMAIN}/ns/bench/sa/planner` })) as { token: string };
     console.log('control plane: decisions/s under a batched stream load…');
     const load = await run('taskset', ['-c', CLIENT_CPU, process.execPath, join(import.meta.dirname, 'decisions-load.ts'), String(cp.grpcPort), join(cp.dataDir, 'ca.pem'), String(cp.pid), DURATION.replace(/s$/, '')], { env: { ...process.env, AIRLOCK_JOIN_TOKEN: token }, timeout: 120_000 });
-    const cpLoad = JSON.parse(load.stdout.trim().split('\n').pop() ?? '{}') as { decisionsPerSecond: number; clientCpuSeconds: number; cpCpuSeconds: number; seconds: number; errors: number; meanBatch: number };
+    const cpLoad = JSON.parse(load.stdout.trim().split('\n').pop() ?? '{}') as { decisionsPerSecond: number; clientCpuSeconds: number; cpCpuSeconds: number; seconds: number; errors: number; meanBatch: number; inFlight: number };
     const cpShare = cpLoad.cpCpuSeconds / cpLoad.seconds;
-    notes.push(`Control plane: ${cpLoad.decisionsPerSecond.toFixed(0)} decisions/s on one core (${(cpShare * 100).toFixed(0)} % of it busy; ${(cpLoad.decisionsPerSecond / cpShare).toFixed(0)} decisions per CPU-second), from one AuthorizeStream client on the other core with 1024 checks in flight (mean ${cpLoad.meanBatch.toFixed(0)} checks per message), ${cpLoad.errors} errors; audit line per decision included. The client (the sidecar's stream authorizer) used ${((cpLoad.clientCpuSeconds / (cpLoad.decisionsPerSecond * cpLoad.seconds)) * 1e6).toFixed(1)} µs of CPU per decision.`);
+    notes.push(`Control plane: ${cpLoad.decisionsPerSecond.toFixed(0)} decisions/s on one core (${(cpShare * 100).toFixed(0)} % of it busy; ${(cpLoad.decisionsPerSecond / cpShare).toFixed(0)} decisions per CPU-second), from one AuthorizeStream client on the other core with ${cpLoad.inFlight} checks in flight (mean ${cpLoad.meanBatch.toFixed(0)} checks per message), ${cpLoad.errors} errors; audit line per decision included. The client (the sidecar's stream authorizer) used ${((cpLoad.clientCpuSeconds / (cpLoad.decisionsPerSecond * cpLoad.seconds)) * 1e6).toFixed(1)} µs of CPU per decision.`);
     const decide = await histogramMean(cpMetrics, 'airlock_authz_decision_duration_seconds', '');
     notes.push(`The decision itself (policy, registry, audit line) takes ${(decide * 1e6).toFixed(0)} µs on average in the control plane.`);
     for (const stop of stops.splice(0).reverse()) await stop();

@@ -128,6 +128,14 @@ describe('control plane over real TLS', () => {
     expect(audit).toMatchObject({ component: 'audit', audit: true, direction: 'outbound', source: RESEARCHER, destination: TOOL, verdict: 'allow', policy: 'researchers-to-tools', dryRun: false });
   });
 
+  it('audits the path with its query values redacted: a query may carry a credential', async () => {
+    const res = await authorize(cp, researcher, { sourceSpiffeId: RESEARCHER, destinationHost: 'tool.demo', destinationPort: 8080, path: '/v1/search?access_token=SECRET-Q&q=x&flag' });
+    expect(res.verdict).toBe(Verdict.VERDICT_ALLOW); // policies match the path without its query
+    const audit = logs.find((l) => l.decisionId === res.decisionId);
+    expect(audit?.path).toBe('/v1/search?access_token=[redacted]&q=[redacted]&flag');
+    expect(logs.some((l) => JSON.stringify(l).includes('SECRET-Q'))).toBe(false);
+  });
+
   it('denies what no policy allows, with a reason and no upstream', async () => {
     const res = await authorize(cp, researcher, { sourceSpiffeId: RESEARCHER, destinationHost: 'tool.demo', destinationPort: 8080, path: '/admin' });
     expect(res.verdict).toBe(Verdict.VERDICT_DENY);

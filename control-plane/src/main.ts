@@ -62,8 +62,8 @@ function auditLogger(logger: Logger): Logger {
 
 /**
  * The decision audit logger skips field redaction: a decision line carries only the fields the
- * Authorizer writes (identities, host, method, path, verdict, policy; never headers or
- * credentials), and redaction was a quarter of the control plane's CPU per decision.
+ * Authorizer writes (identities, host, method, path with query values redacted, verdict, policy;
+ * never headers or credentials), and redaction was a quarter of the control plane's CPU per decision.
  */
 function decisionAuditLogger(logger: Logger): Logger {
   return logger.child({ component: 'audit' }, { level: 'info', redact: { paths: [] } });

@@ -40,6 +40,24 @@ function mcpOf(req: AuthorizeRequest): McpInput | undefined {
   return undefined;
 }
 
+/**
+ * The path as audit lines record it: query values replaced (`?key=[redacted]`), since a query may
+ * carry a credential (`?access_token=…`) and audit lines go to a SIEM. Parameter names stay, for
+ * investigations; policies never match on the query anyway.
+ */
+export function auditPath(path: string): string {
+  const q = path.indexOf('?');
+  if (q === -1) return path;
+  const params = path
+    .slice(q + 1)
+    .split('&')
+    .map((p) => {
+      const eq = p.indexOf('=');
+      return eq === -1 ? p : `${p.slice(0, eq)}=[redacted]`;
+    });
+  return `${path.slice(0, q)}?${params.join('&')}`;
+}
+
 /** The sidecar's bounds on headers, held here too: a request over them is refused, not judged. */
 function checkHeaderBounds(req: AuthorizeRequest): void {
   if (req.headers.length > MAX_AUTHZ_HEADERS) throw new AirlockError(ErrorCode.BadRequest, `more than ${MAX_AUTHZ_HEADERS} headers`);
@@ -80,7 +98,7 @@ export class Authorizer {
       host: req.destinationHost,
       port: req.destinationPort,
       method: req.method,
-      path: req.path,
+      path: auditPath(req.path),
       ...(req.mcpMethod === '' ? {} : { mcpMethod: req.mcpMethod, mcpTool: req.mcpTool }),
       ...(req.mcpUnreadable === '' ? {} : { mcpUnreadable: req.mcpUnreadable }),
     };
