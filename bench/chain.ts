@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { adminPost } from '../cli/src/admin-client.ts';
+import { SIDECAR_NODE_OPTIONS } from '../cli/src/demo/processes.ts';
 import { policyYaml } from '../test/support/mesh.ts';
 import { freePort } from '../test/support/ports.ts';
 
@@ -15,12 +16,6 @@ export const SERVER_CPU = '0';
 export const CLIENT_CPU = '1';
 export const TRUST_DOMAIN = 'bench.test';
 const AIRLOCK_BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
-/**
- * Node options for every sidecar, as README.md recommends deploying them: V8's young generation
- * capped at 8 MB semi-spaces (by default it grows to 64-128 MB under load on a large host, for no
- * measurable req/s: bench/README.md, Memory).
- */
-export const SIDECAR_NODE_OPTIONS = '--max-semi-space-size=8';
 /** Where cli/bin/airlock.js keeps Node's compile cache. */
 const COMPILE_CACHE = join(import.meta.dirname, '..', 'node_modules', '.cache', 'node-compile-cache');
 

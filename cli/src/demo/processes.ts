@@ -19,10 +19,24 @@ export interface AirlockProcess {
   stop(): Promise<void>;
 }
 
+/**
+ * Node options a sidecar runs with, as README.md ("Sidecar memory") recommends deploying it: V8's
+ * young generation capped at 8 MB semi-spaces (by default it grows with the host's memory, to
+ * 64–128 MB under load, for no measurable req/s: bench/README.md, Memory).
+ */
+export const SIDECAR_NODE_OPTIONS = '--max-semi-space-size=8';
+
+/** The environment of an `airlock <args>` child: ours, then `extra`; a sidecar gets SIDECAR_NODE_OPTIONS first. */
+export function airlockEnv(args: readonly string[], extra: NodeJS.ProcessEnv = {}, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env = { ...base, ...extra };
+  if (args[0] === 'sidecar') env.NODE_OPTIONS = [SIDECAR_NODE_OPTIONS, env.NODE_OPTIONS].filter((v) => v !== undefined && v !== '').join(' ');
+  return env;
+}
+
 export function spawnAirlock(name: string, args: readonly string[], o: { logFile: string; env?: NodeJS.ProcessEnv }): AirlockProcess {
   const log = createWriteStream(o.logFile, { flags: 'a' });
   const child = spawn(process.execPath, [AIRLOCK_BIN, ...args], {
-    env: { ...process.env, ...o.env },
+    env: airlockEnv(args, o.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout.pipe(log);
