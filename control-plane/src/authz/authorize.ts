@@ -5,7 +5,7 @@ import { MAX_AUTHZ_HEADER_BYTES, MAX_AUTHZ_HEADERS } from '@airlock/common/heade
 import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { Direction, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
-import { callableTools, headerInput, type McpInput, type PolicyEngine } from '../policy/engine.ts';
+import { headerInput, type McpInput, type PolicyEngine } from '../policy/engine.ts';
 import type { AgentRecord, Store } from '../store/store.ts';
 import { agentLabels, lookupMeshHost } from './registry.ts';
 import { denyIfRevoked } from './revoked.ts';
@@ -45,7 +45,7 @@ function mcpOf(req: AuthorizeRequest): McpInput | undefined {
  * carry a credential (`?access_token=…`) and audit lines go to a SIEM. Parameter names stay, for
  * investigations; policies never match on the query anyway.
  */
-export function auditPath(path: string): string {
+function auditPath(path: string): string {
   const q = path.indexOf('?');
   if (q === -1) return path;
   const params = path
@@ -153,7 +153,7 @@ export class Authorizer {
     const input = { source, destination, ...labels, host: req.destinationHost, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req), headers };
     const decision = denyIfRevoked(engine.evaluate(input), { source, destination }, this.#d.isRevoked);
     // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
-    const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? callableTools(engine, input, req.mcpListedTools) : [];
+    const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     const verdict = decision.allow ? 'allow' : 'deny';
     const counted = this.#counted[direction];
     counted[verdict].inc();

@@ -337,14 +337,6 @@ export class PolicyEngine {
   }
 }
 
-/**
- * Of `tools`, those a `tools/call` by the same source to the same destination and path would be
- * allowed (a dry-run "would deny" counts as allowed: the call would be let through), in order.
- */
-export function callableTools(engine: PolicyEngine, input: DecisionInput, tools: readonly string[]): string[] {
-  return engine.callableTools(input, tools);
-}
-
 /** One shape for every decision. */
 function decision(allow: boolean, policy: string, rule: string, version: number, reason: string, dryRunDeny: boolean): PolicyDecision {
   return { allow, policy, rule, version, reason, dryRunDeny };
@@ -470,7 +462,7 @@ function normalizeHost(host: string): string {
 function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
   const list = map.get(key);
   if (list === undefined) map.set(key, [value]);
-  else if (list[list.length - 1] !== value) list.push(value);
+  else list.push(value);
 }
 
 function compileHeader(h: HeaderRuleDoc): CompiledHeader {

@@ -1,7 +1,7 @@
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { describe, expect, it } from 'vitest';
 import { AirlockError } from '@airlock/common/errors';
-import { callableTools, PolicyEngine, type DecisionInput, type McpInput } from './engine.ts';
+import { PolicyEngine, type DecisionInput, type McpInput } from './engine.ts';
 import { parsePolicyText } from './load.ts';
 
 const TD = 'airlock.test';
@@ -70,7 +70,7 @@ describe('MCP rules', () => {
   });
 
   it('names the tools a caller may call, for filtering tools/list', () => {
-    expect(callableTools(engine, input({ method: 'tools/list', tool: '' }), ['search_web', 'delete_all', 'search_admin', 'fetch'])).toEqual(['search_web', 'fetch']);
+    expect(engine.callableTools(input({ method: 'tools/list', tool: '' }), ['search_web', 'delete_all', 'search_admin', 'fetch'])).toEqual(['search_web', 'fetch']);
   });
 
   it('filters tools/list exactly as a tools/call of each tool would be decided', () => {
@@ -99,15 +99,15 @@ spec:
     const list = input({ method: 'tools/list', tool: '' });
     for (const call of [list, { ...list, port: 8080 }, { ...list, path: '/status' }, { ...list, host: 'elsewhere.example' }, { ...list, destination: undefined }]) {
       const oneByOne = tools.filter((tool) => rollout.evaluate({ ...call, mcp: { method: 'tools/call', tool } }).allow);
-      expect(callableTools(rollout, call, tools), JSON.stringify({ port: call.port, path: call.path, host: call.host })).toEqual(oneByOne);
+      expect(rollout.callableTools(call, tools), JSON.stringify({ port: call.port, path: call.path, host: call.host })).toEqual(oneByOne);
     }
     // A dry-run "would deny" lets the call through, so the tool is listed.
-    expect(callableTools(rollout, list, tools)).toEqual(['search_web', 'fetch', 'search_']);
+    expect(rollout.callableTools(list, tools)).toEqual(['search_web', 'fetch', 'search_']);
     // Below a dry-run allow, the tools nothing allows are let through as "would deny" too; an enforced deny still wins.
-    expect(callableTools(rollout, { ...list, port: 8080 }, tools)).toEqual(['search_web', 'delete_all', 'fetch', 'other', 'search_']);
+    expect(rollout.callableTools({ ...list, port: 8080 }, tools)).toEqual(['search_web', 'delete_all', 'fetch', 'other', 'search_']);
     // No tool of a path no policy covers, nor of an ambiguous path.
-    expect(callableTools(rollout, { ...list, path: '/other' }, tools)).toEqual([]);
-    expect(callableTools(rollout, { ...list, path: '/v1/../mcp' }, tools)).toEqual([]);
+    expect(rollout.callableTools({ ...list, path: '/other' }, tools)).toEqual([]);
+    expect(rollout.callableTools({ ...list, path: '/v1/../mcp' }, tools)).toEqual([]);
   });
 
   it('rejects unknown fields and bad names under mcp', () => {
