@@ -15,8 +15,7 @@ const GLOB = /^[a-z0-9*]([-a-z0-9.*]{0,251}[a-z0-9*])?$/;
 const HOST = /^(\*\.)?[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const METHOD = /^[A-Z]{1,20}$/;
 // JSON-RPC method names (`tools/call`, `notifications/initialized`) and MCP tool names, with `*`.
-const MCP_METHOD_GLOB = /^[A-Za-z0-9_*][-A-Za-z0-9_./*]{0,127}$/;
-const MCP_TOOL_GLOB = /^[A-Za-z0-9_*][-A-Za-z0-9_./*]{0,127}$/;
+const MCP_NAME_GLOB = /^[A-Za-z0-9_*][-A-Za-z0-9_./*]{0,127}$/;
 
 /** Every problem found, each as `file:line:col: message`, collected before failing. */
 class Problems {
@@ -407,10 +406,10 @@ function mcpOf(node: TreeNode | null | undefined, problems: Problems): McpRuleDo
   }
   const m = fields(node, 'spec.rules[].mcp.', ['methods', 'tools'], problems);
   const methods = strList(m.get('methods'), 'spec.rules[].mcp.methods', problems, (s) =>
-    MCP_METHOD_GLOB.test(s) ? undefined : `"${s}" is not a JSON-RPC method name or glob (letters, digits, "_", "-", ".", "/", "*")`,
+    MCP_NAME_GLOB.test(s) ? undefined : `"${s}" is not a JSON-RPC method name or glob (letters, digits, "_", "-", ".", "/", "*")`,
   ) ?? [];
   const tools = strList(m.get('tools'), 'spec.rules[].mcp.tools', problems, (s) =>
-    MCP_TOOL_GLOB.test(s) ? undefined : `"${s}" is not a tool name or glob (letters, digits, "_", "-", ".", "/", "*")`,
+    MCP_NAME_GLOB.test(s) ? undefined : `"${s}" is not a tool name or glob (letters, digits, "_", "-", ".", "/", "*")`,
   ) ?? [];
   return { methods, tools };
 }
