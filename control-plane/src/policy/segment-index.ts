@@ -31,7 +31,8 @@ interface LabelEntry {
  * lookup by the whole ID (its trust domain included). Selectors with labels are filed under one of
  * their `key=value` pairs: an agent's own labels (a few) are the lookups, never a scan of segments.
  *
- * Segments are numbered by definition order (`names[n]`); lookups build no strings.
+ * Segments are numbered by definition order (`names[n]`); a lookup builds no strings beyond one
+ * slice per `prefix*` length it tries.
  */
 export class SegmentIndex {
   /** Segment names by number (definition order). */
