@@ -8,7 +8,6 @@ import type { RequireRole } from './admin-auth.ts';
 import { objectBody, readJson } from './admin-body.ts';
 import { HttpError, sendError } from './http-errors.ts';
 
-
 export interface AdminRouteDeps {
   readonly store: Store;
   readonly joinTokens: JoinTokens;
@@ -45,7 +44,6 @@ export function joinTokenRoute(deps: AdminRouteDeps): AdminRoute {
       deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.create', target: created.identity, detail: JSON.stringify({ expiresAt: created.expiresAt.toISOString(), labels: created.labels }) });
       sendJson(res, 201, { token: created.token, id: created.id, identity: created.identity, expiresAt: created.expiresAt.toISOString(), labels: created.labels });
     } catch (err) {
-      // Drain nothing more: a refused upload is cut rather than read to the end.
       sendError(res, err);
     }
     return true;

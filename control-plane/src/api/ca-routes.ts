@@ -4,8 +4,7 @@ import { sendJson, type AdminRoute } from '@airlock/common/telemetry';
 import type { CaRing } from '../ca/ca-ring.ts';
 import type { Store } from '../store/store.ts';
 import type { RequireRole } from './admin-auth.ts';
-import { objectBody, optionalBoolean, optionalString } from './admin-body.ts';
-import { readJson } from './admin-body.ts';
+import { objectBody, optionalBoolean, optionalString, readJson } from './admin-body.ts';
 import { HttpError, sendError } from './http-errors.ts';
 
 export interface CaRouteDeps {

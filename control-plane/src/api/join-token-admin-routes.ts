@@ -5,8 +5,7 @@ import { sendJson, type AdminRoute } from '@airlock/common/telemetry';
 import type { JoinTokens } from '../attestation/join-tokens.ts';
 import type { Store } from '../store/store.ts';
 import type { RequireRole } from './admin-auth.ts';
-import { objectBody, optionalString } from './admin-body.ts';
-import { readJson } from './admin-body.ts';
+import { objectBody, optionalString, readJson } from './admin-body.ts';
 import { HttpError, sendError } from './http-errors.ts';
 
 export interface JoinTokenAdminDeps {

@@ -6,7 +6,7 @@ import { hashToken, newSecretToken } from '../attestation/token-hash.ts';
 import type { DocumentKind, Explanation, PolicyStore } from '../policy/policy-store.ts';
 import type { Store } from '../store/store.ts';
 import { ADMIN_ROLES, type AdminRole, type RequireRole } from './admin-auth.ts';
-import { readJson } from './admin-body.ts';
+import { objectBody, readJson } from './admin-body.ts';
 import { HttpError, sendError } from './http-errors.ts';
 
 /** Policy bundles may be larger than other admin bodies, but are still bounded. */
@@ -53,7 +53,7 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
     } },
     { method: 'POST', path: /^\/v1\/policy\/(apply|diff)$/, handle: async (req, [op]) => {
       const who = deps.requireRole(req, op === 'apply' ? 'editor' : 'viewer');
-      const body = object(await readJson(req, MAX_POLICY_BODY_BYTES), ['yaml', 'file']);
+      const body = objectBody(await readJson(req, MAX_POLICY_BODY_BYTES), ['yaml', 'file']);
       const yaml = requiredString(body, 'yaml');
       const file = optionalString(body, 'file') ?? 'request';
       if (op === 'diff') return ok({ version: p.version(), changes: p.diff(yaml, file) });
@@ -61,7 +61,7 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
     } },
     { method: 'POST', path: /^\/v1\/policy\/rollback$/, handle: async (req) => {
       const who = deps.requireRole(req, 'editor');
-      const body = object(await readJson(req), ['to']);
+      const body = objectBody(await readJson(req), ['to']);
       const to = body.to;
       if (typeof to !== 'number' || !Number.isInteger(to) || to < 1) throw new AirlockError(ErrorCode.BadRequest, '"to" must be a version number (1 or more)');
       return ok(p.rollback(to, who.name));
@@ -85,12 +85,12 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
     } },
     { method: 'POST', path: /^\/v1\/explain$/, handle: async (req) => {
       deps.requireRole(req, 'viewer');
-      const body = object(await readJson(req), ['from', 'to', 'method', 'path', 'tool', 'headers']);
+      const body = objectBody(await readJson(req), ['from', 'to', 'method', 'path', 'tool', 'headers']);
       return ok(explainCall(p, { from: requiredString(body, 'from'), to: requiredString(body, 'to'), method: optionalString(body, 'method'), path: optionalString(body, 'path'), tool: optionalString(body, 'tool'), headers: headerList(body.headers) }));
     } },
     { method: 'POST', path: /^\/v1\/api-tokens$/, handle: async (req) => {
       const who = deps.requireRole(req, 'admin');
-      const body = object(await readJson(req), ['name', 'role']);
+      const body = objectBody(await readJson(req), ['name', 'role']);
       const name = requiredString(body, 'name');
       if (!NAME.test(name) || name === 'admin-token') throw new AirlockError(ErrorCode.BadRequest, '"name" must be a lowercase name (a-z, 0-9, "-", ".") other than admin-token');
       const role = requiredString(body, 'role');
@@ -129,13 +129,6 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
     }
     return true;
   };
-}
-
-function object(body: unknown, known: readonly string[]): Record<string, unknown> {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AirlockError(ErrorCode.BadRequest, 'the body must be a JSON object');
-  const unknown = Object.keys(body).filter((k) => !known.includes(k));
-  if (unknown.length > 0) throw new AirlockError(ErrorCode.BadRequest, `unknown field(s): ${unknown.join(', ')} (known: ${known.join(', ')})`);
-  return body as Record<string, unknown>;
 }
 
 function requiredString(body: Record<string, unknown>, field: string): string {
