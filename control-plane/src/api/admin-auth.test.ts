@@ -1,0 +1,50 @@
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ErrorCode } from '@airlock/common/errors';
+import { canonicalSerial } from '@airlock/common/spiffe';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newAdminKeyAndCsr } from '../ca/admin-csr.ts';
+import { CertificateAuthority } from '../ca/ca.ts';
+import { SqliteStore } from '../store/sqlite-store.ts';
+import { certificatePrincipal } from './admin-auth.ts';
+
+const TD = 'airlock.test';
+
+describe('certificatePrincipal', () => {
+  let dir: string;
+  let store: SqliteStore;
+  let ours: CertificateAuthority;
+  let foreign: CertificateAuthority;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'airlock-admin-auth-'));
+    store = SqliteStore.open(join(dir, 'data'));
+    ours = CertificateAuthority.loadOrCreate(join(dir, 'data'), TD);
+    foreign = CertificateAuthority.loadOrCreate(join(dir, 'foreign'), TD);
+  });
+  afterAll(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** An admin certificate of `ca` for `name`, its serial recorded with role editor (as if we had issued it). */
+  function recorded(ca: CertificateAuthority, name: string): Buffer {
+    const issued = ca.issueAdminCertificate(newAdminKeyAndCsr().csrPem, name, 600_000);
+    store.addAdminCertificate({ serial: canonicalSerial(issued.serial), name, role: 'editor', createdAt: Date.now(), notAfter: issued.notAfter.getTime() });
+    return new X509Certificate(issued.certPem).raw;
+  }
+
+  it('names the holder of an admin certificate we issued, with its recorded role', () => {
+    expect(certificatePrincipal(store, recorded(ours, 'alice'), [ours], TD)).toEqual({ name: 'cert:alice', role: 'editor' });
+  });
+
+  // A serial is no secret: another CA's certificate carrying a recorded serial and name must be
+  // refused by its signature alone (over gRPC the TLS handshake refuses it first, hiding this check).
+  it('refuses an admin certificate of another CA even when its serial and name are on record', () => {
+    expect(() => certificatePrincipal(store, recorded(foreign, 'bob'), [ours], TD)).toThrow(
+      expect.objectContaining({ code: ErrorCode.Unauthenticated, message: expect.stringContaining('not issued by this control plane') as unknown }) as Error,
+    );
+  });
+});
