@@ -1,17 +1,12 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { createRootLogger } from '@airlock/common/logging';
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { AdminServiceClient, DocumentKind, type ListDocumentsResponse } from '@airlock/proto/admin/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newAdminKeyAndCsr } from '../ca/admin-csr.ts';
 import { CertificateAuthority } from '../ca/ca.ts';
-import { makeCsr } from '../ca/test-csr.ts';
-import { controlPlaneConfig } from '../config/config.ts';
-import { controlPlaneSpiffeId, startControlPlane, type RunningControlPlane } from '../main.ts';
+import type { RunningControlPlane } from '../main.ts';
+import { CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, TD, type Identity, type TestControlPlane } from '../testing/test-control-plane.ts';
 
-const TD = 'airlock.test';
 const SEGMENT = (name: string): string => `
 apiVersion: airlock.dev/v1
 kind: Segment
@@ -20,26 +15,21 @@ spec: { selector: { namespace: ${name} } }
 `;
 
 describe('AdminService over mTLS: admin certificates and bearer tokens, same roles as HTTP', () => {
-  let dir: string;
+  let t: TestControlPlane;
   let cp: RunningControlPlane;
   const clients: AdminServiceClient[] = [];
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'airlock-admin-grpc-'));
-    writeFileSync(join(dir, 'policy.yaml'), SEGMENT('research'));
-    const config = controlPlaneConfig.load({
-      flags: { trustDomain: TD, dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', policyFile: join(dir, 'policy.yaml') },
-    });
-    cp = await startControlPlane(config, { logger: createRootLogger({ process: 'control-plane', level: 'error', destination: { write: () => undefined } }) });
+    t = await startTestControlPlane(SEGMENT('research'), 'airlock-admin-grpc-');
+    cp = t.cp;
   });
   afterAll(async () => {
     for (const c of clients) c.close();
-    await cp.close();
-    rmSync(dir, { recursive: true, force: true });
+    await t.close();
   });
 
   /** What `airlock admin-cert create` does: a local key, a CSR, the admin API signs it. */
-  async function adminCert(name: string, role: string): Promise<{ keyPem: string; certPem: string }> {
+  async function adminCert(name: string, role: string): Promise<Identity> {
     const { keyPem, csrPem } = newAdminKeyAndCsr();
     const res = await fetch(`http://127.0.0.1:${cp.httpPort}/v1/admin-certs`, {
       method: 'POST',
@@ -52,14 +42,8 @@ describe('AdminService over mTLS: admin certificates and bearer tokens, same rol
     return { keyPem, certPem: body.certPem };
   }
 
-  function client(cert?: { keyPem: string; certPem: string }): AdminServiceClient {
-    const c = new AdminServiceClient(
-      `127.0.0.1:${cp.grpcPort}`,
-      credentials.createSsl(Buffer.from(cp.trustBundlePem), cert === undefined ? null : Buffer.from(cert.keyPem), cert === undefined ? null : Buffer.from(cert.certPem), {
-        checkServerIdentity: (_h, peer) => (peer.subjectaltname?.split(', ').includes(`URI:${controlPlaneSpiffeId(TD)}`) === true ? undefined : new Error('not the control plane')),
-      }),
-      { 'grpc.ssl_target_name_override': 'localhost' },
-    );
+  function client(cert?: Identity): AdminServiceClient {
+    const c = new AdminServiceClient(`127.0.0.1:${cp.grpcPort}`, controlPlaneChannel(cp.trustBundlePem, cert), CLIENT_OPTIONS);
     clients.push(c);
     return c;
   }
@@ -100,7 +84,7 @@ describe('AdminService over mTLS: admin certificates and bearer tokens, same rol
   });
 
   it('refuses a certificate from a foreign CA', async () => {
-    const foreign = CertificateAuthority.loadOrCreate(join(dir, 'foreign'), TD);
+    const foreign = CertificateAuthority.loadOrCreate(join(t.dataDir, '..', 'foreign'), TD);
     const { csrPem, keyPem } = newAdminKeyAndCsr();
     const certPem = foreign.issueAdminCertificate(csrPem, 'mallory', 600_000).certPem;
     // TLS may refuse the handshake before the service sees it (UNAVAILABLE); either way no answer.
@@ -108,13 +92,10 @@ describe('AdminService over mTLS: admin certificates and bearer tokens, same rol
   });
 
   it('refuses a workload SVID, and an admin-shaped certificate that was not issued as one', async () => {
-    const ours = CertificateAuthority.loadOrCreate(join(dir, 'data'), TD);
-    const workload = makeCsr();
-    const svid = ours.issueSvid(workload.csrPem, `spiffe://${TD}/ns/demo/sa/researcher`, 600_000).certPem;
-    expect(await code(list(client({ keyPem: workload.keyPem, certPem: svid })))).toBe(status.UNAUTHENTICATED);
+    expect(await code(list(client(t.svid(`spiffe://${TD}/ns/demo/sa/researcher`))))).toBe(status.UNAUTHENTICATED);
     // Signed by our CA with an admin URI, but never recorded with a role: no role, no access.
     const { csrPem, keyPem } = newAdminKeyAndCsr();
-    const unrecorded = ours.issueAdminCertificate(csrPem, 'alice', 600_000).certPem;
+    const unrecorded = CertificateAuthority.loadOrCreate(t.dataDir, TD).issueAdminCertificate(csrPem, 'alice', 600_000).certPem;
     expect(await code(list(client({ keyPem, certPem: unrecorded })))).toBe(status.UNAUTHENTICATED);
   });
 

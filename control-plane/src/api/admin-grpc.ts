@@ -102,9 +102,8 @@ export function adminServiceHandlers(deps: AdminGrpcDeps): Record<string, Handle
     }),
     explain: rpc<ExplainRequest>((call, req) => {
       adminPrincipal(call, deps, 'viewer');
-      const r = req;
-      if (r.from === '' || r.to === '') throw new AirlockError(ErrorCode.BadRequest, '"from" and "to" are required');
-      const e = explainCall(p, { from: r.from, to: r.to, method: r.method || undefined, path: r.path || undefined, tool: r.tool || undefined, headers: r.headers });
+      if (req.from === '' || req.to === '') throw new AirlockError(ErrorCode.BadRequest, '"from" and "to" are required');
+      const e = explainCall(p, { from: req.from, to: req.to, method: req.method || undefined, path: req.path || undefined, tool: req.tool || undefined, headers: req.headers });
       return { allow: e.allow, version: e.version, policy: e.policy, rule: e.rule, reason: e.reason, dryRunDeny: e.dryRunDeny, source: e.source, destination: e.destination };
     }),
   };
