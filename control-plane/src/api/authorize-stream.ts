@@ -12,7 +12,7 @@ export interface AuthorizeStreamDeps {
   /** The caller from the stream's client certificate, verified once when the stream opens. */
   readonly caller: VerifiedPeer | AirlockError;
   /** The CAs trusted now: a stream whose caller's root was retired (even by force) ends. */
-  readonly issuers?: () => PeerIssuers;
+  readonly issuers: () => PeerIssuers;
   readonly now?: () => number;
 }
 
@@ -33,7 +33,7 @@ export function serveAuthorizeStream(call: ServerDuplexStream<AuthorizeStreamReq
     if (!(caller instanceof AirlockError)) {
       const why =
         now() > caller.notAfter ? 'the client certificate of this stream has expired'
-        : deps.issuers !== undefined && !stillTrusted(caller, deps.issuers()) ? 'the root that issued the client certificate of this stream is no longer trusted'
+        : !stillTrusted(caller, deps.issuers()) ? 'the root that issued the client certificate of this stream is no longer trusted'
         : undefined;
       if (why !== undefined) {
         ended = true;

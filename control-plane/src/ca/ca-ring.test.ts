@@ -28,22 +28,18 @@ describe('CaRing (root rollover)', () => {
   });
 
   /** Issues an SVID from the ring's issuer and records it the way SignCertificate does. */
-  function issue(ring: CaRing, now: number): X509Certificate {
-    const issued = ring.issuing().issueSvid(makeCsr().csrPem, ID, TTL, new Date(now));
-    store.recordCertificate({ serial: issued.serial, spiffeId: ID, notAfter: issued.notAfter.getTime(), issuedAt: now, issuer: issued.issuer });
+  function issue(ring: CaRing, now: number, id = ID): X509Certificate {
+    const issued = ring.issuing().issueSvid(makeCsr().csrPem, id, TTL, new Date(now));
+    store.recordCertificate({ serial: issued.serial, spiffeId: id, notAfter: issued.notAfter.getTime(), issuedAt: now, issuer: issued.issuer });
     return new X509Certificate(issued.certPem);
   }
 
   it('keeps an activate --renew-now request across a restart until every identity it targets has renewed', () => {
     const t0 = Date.now();
     const OTHER = `spiffe://${TD}/ns/demo/sa/tool`;
-    const record = (ring: CaRing, id: string, now: number): void => {
-      const issued = ring.issuing().issueSvid(makeCsr().csrPem, id, TTL, new Date(now));
-      store.recordCertificate({ serial: issued.serial, spiffeId: id, notAfter: issued.notAfter.getTime(), issuedAt: now, issuer: issued.issuer });
-    };
     let ring = CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);
-    record(ring, ID, t0);
-    record(ring, OTHER, t0);
+    issue(ring, t0, ID);
+    issue(ring, t0, OTHER);
     ring.prepare(t0);
     ring.activate({ renewNow: true }, t0 + 1);
 
@@ -54,10 +50,10 @@ describe('CaRing (root rollover)', () => {
     expect(ring.renewHintPem()).toBe(ring.issuing().certPem);
     expect(ring.status(t0 + 2).renewNow).toBe(true);
 
-    record(ring, ID, t0 + 3);
+    issue(ring, t0 + 3, ID);
     expect(ring.settleRenewNow(t0 + 3)).toBe(false); // OTHER has not renewed yet
     expect(ring.renewHintPem()).not.toBe('');
-    record(ring, OTHER, t0 + 4);
+    issue(ring, t0 + 4, OTHER);
     expect(ring.settleRenewNow(t0 + 4)).toBe(true);
     expect(ring.renewHintPem()).toBe('');
     store.close();

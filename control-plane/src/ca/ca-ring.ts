@@ -63,6 +63,8 @@ export class CaRing {
   readonly #roots: Root[] = [];
   readonly #operator: { ca: CertificateAuthority; bundlePem: string } | undefined;
   readonly #listeners = new Set<(changes: readonly CaChange[]) => void>();
+  /** verifiers(), kept between rollover steps: it is read on every Authorize call and stream message. */
+  #verifiers: readonly CertificateAuthority[] | undefined;
   /** `activate --renew-now`, kept in the store until the sidecars it targets have renewed (survives restarts). */
   #renewNow: RenewNowRequest | undefined;
 
@@ -98,10 +100,6 @@ export class CaRing {
     return ring;
   }
 
-  get operatorSupplied(): boolean {
-    return this.#operator !== undefined;
-  }
-
   /** The CA that signs SVIDs now. */
   issuing(): CertificateAuthority {
     if (this.#operator !== undefined) return this.#operator.ca;
@@ -122,8 +120,8 @@ export class CaRing {
 
   /** The CAs whose signature on a caller's certificate the control plane accepts (those still trusted). */
   verifiers(): readonly CertificateAuthority[] {
-    if (this.#operator !== undefined) return [this.#operator.ca];
-    return this.#trusted().flatMap((r) => (r.ca === undefined ? [] : [r.ca]));
+    this.#verifiers ??= this.#operator !== undefined ? [this.#operator.ca] : this.#trusted().flatMap((r) => (r.ca === undefined ? [] : [r.ca]));
+    return this.#verifiers;
   }
 
   /** PEM of the issuing CA when sidecars were asked to renew at once (`activate --renew-now`), else ''. */
@@ -264,6 +262,7 @@ export class CaRing {
   }
 
   #changed(changes: readonly CaChange[]): void {
+    this.#verifiers = undefined;
     this.#writeBundleFile();
     for (const l of this.#listeners) l(changes);
   }
