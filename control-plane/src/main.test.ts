@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
@@ -240,6 +240,20 @@ describe('startControlPlane', () => {
         code: 'AIRLOCK_POLICY_INVALID',
         message: expect.stringContaining(`${policyFile}:5:3: unknown field "spec.selektor"`) as unknown,
       });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses part of a bring-your-own CA (caCertFile without its key and bundle) before creating any state', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-cp-byo-'));
+    try {
+      const config = controlPlaneConfig.load({ flags: { dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', caCertFile: join(dir, 'ca.pem') } });
+      await expect(startControlPlane(config, { logger: createRootLogger({ process: 't', level: 'silent' }) })).rejects.toMatchObject({
+        code: 'AIRLOCK_CONFIG_INVALID',
+        message: expect.stringContaining('caCertFile, caKeyFile and caBundleFile go together') as unknown,
+      });
+      expect(existsSync(join(dir, 'data'))).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

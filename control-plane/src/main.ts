@@ -87,15 +87,17 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
 
   // Policy first: a typo in it should fail fast, before any state is created.
   if (config.policyFile !== undefined) loadPolicyFile(config.policyFile);
-  const operatorFiles = [config.caCertFile, config.caKeyFile, config.caBundleFile];
-  if (operatorFiles.some((f) => f !== undefined) && operatorFiles.some((f) => f === undefined)) {
+  const { caCertFile: certFile, caKeyFile: keyFile, caBundleFile: bundleFile } = config;
+  const operator = certFile !== undefined && keyFile !== undefined && bundleFile !== undefined ? { certFile, keyFile, bundleFile } : undefined;
+  if (operator === undefined && (certFile ?? keyFile ?? bundleFile) !== undefined) {
     throw new ConfigError(['caCertFile, caKeyFile and caBundleFile go together (bring-your-own CA): give all three or none']);
   }
 
   const store = SqliteStore.open(config.dataDir);
   const cleanups: (() => Promise<void> | void)[] = [() => store.close()];
   // The stored policy versions; the start file is applied as one more version when it changes them.
-  const policies = new PolicyStore({ store, trustDomain: config.trustDomain, audit: auditLogger(logger) });
+  const audit = auditLogger(logger);
+  const policies = new PolicyStore({ store, trustDomain: config.trustDomain, audit });
   if (config.policyFile !== undefined) {
     const applied = policies.apply(readFileSync(config.policyFile, 'utf8'), config.policyFile, 'policy-file');
     log.info({ version: applied.version, changed: applied.changed }, 'policy file applied');
@@ -117,14 +119,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   };
 
   try {
-    const ring = CaRing.open({
-      dataDir: config.dataDir,
-      trustDomain: config.trustDomain,
-      store,
-      ...(config.caCertFile === undefined || config.caKeyFile === undefined || config.caBundleFile === undefined
-        ? {}
-        : { operator: { certFile: config.caCertFile, keyFile: config.caKeyFile, bundleFile: config.caBundleFile } }),
-    });
+    const ring = CaRing.open({ dataDir: config.dataDir, trustDomain: config.trustDomain, store, ...(operator === undefined ? {} : { operator }) });
     const adminToken = ensureAdminToken(config.dataDir, store);
     const joinTokens = new JoinTokens(store, config.trustDomain);
     const selfId = controlPlaneSpiffeId(config.trustDomain);
@@ -182,7 +177,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
       authorizer: new Authorizer({ trustDomain: config.trustDomain, store, policy, metrics, audit: decisionAuditLogger(logger), isRevoked: (id) => revocations.isRevoked(id) }),
-      issuer: new CertificateIssuer({ ca: ring, joinTokens, store, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: auditLogger(logger) }),
+      issuer: new CertificateIssuer({ ca: ring, joinTokens, store, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit }),
       revocations,
       logger: logger.child({ component: 'grpc' }),
       admin: { store, policies },
@@ -194,12 +189,12 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       registry,
       { healthy: () => true, notReadyReason: () => (ready ? undefined : 'starting') },
       [
-        joinTokenAdminRoutes({ store, joinTokens, requireRole, audit: auditLogger(logger) }),
+        joinTokenAdminRoutes({ store, joinTokens, requireRole, audit }),
         joinTokenRoute({ store, joinTokens, requireRole, logger: logger.child({ component: 'admin-api' }) }),
-        caRoutes({ store, ring, requireRole, audit: auditLogger(logger) }),
-        adminCertRoute({ store, ring, requireRole, audit: auditLogger(logger) }),
-        policyRoutes({ store, policies, requireRole, logger: auditLogger(logger) }),
-        revokeRoute({ requireRole, trustDomain: config.trustDomain, revocations, metrics, audit: auditLogger(logger) }),
+        caRoutes({ store, ring, requireRole, audit }),
+        adminCertRoute({ store, ring, requireRole, audit }),
+        policyRoutes({ store, policies, requireRole, logger: audit }),
+        revokeRoute({ requireRole, trustDomain: config.trustDomain, revocations, metrics, audit }),
       ],
     );
     cleanups.push(() => closeServer(http));
