@@ -3,7 +3,8 @@ import { createServer, type Server } from 'node:http';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { combineAttestors } from './kubernetes-attestation.ts';
-import { KubernetesTokenError, KubernetesTokenVerifier, loadJwks } from './kubernetes-token.ts';
+import { KubernetesTokenError, KubernetesTokenVerifier, loadJwks, type KubernetesIdentity } from './kubernetes-token.ts';
+import type { TokenReviewClient } from './token-review.ts';
 
 const ISSUER = 'https://kubernetes.default.svc.cluster.local';
 const TD = 'airlock.test';
@@ -75,6 +76,26 @@ describe('Kubernetes service-account token attestation (JWKS served on loopback)
     });
     const noPod = podClaims({ 'kubernetes.io': { namespace: 'agents', serviceaccount: { name: 'researcher', uid: 'u1' } } });
     expect((await attestor.attest(jwt(rsa, noPod), Date.now())).labels).toEqual({ 'kubernetes.io/namespace': 'agents', 'kubernetes.io/service-account': 'researcher' });
+  });
+
+  // README: with both kubernetesJwks and kubernetesApiServer, a token must pass both, offline first.
+  it('with a TokenReview too, needs both to pass, and spends no review on a token the offline check refuses', async () => {
+    const reviewed: string[] = [];
+    const review = (answer: () => Promise<KubernetesIdentity>): TokenReviewClient =>
+      ({ identify: (token: string) => (reviewed.push(token), answer()) }) as unknown as TokenReviewClient;
+    const researcher: KubernetesIdentity = { spiffeId: `spiffe://${TD}/ns/agents/sa/researcher`, namespace: 'agents', serviceAccount: 'researcher', podName: 'researcher-0' };
+
+    const forged = jwt(stranger, podClaims());
+    await expect(combineAttestors(verifier, review(() => Promise.resolve(researcher))).attest(forged, Date.now())).rejects.toMatchObject({ reason: 'bad_signature' });
+    expect(reviewed).toEqual([]);
+
+    const valid = jwt(rsa, podClaims());
+    const podGone = review(() => Promise.reject(new KubernetesTokenError('tokenreview_unauthenticated', 'pod deleted')));
+    await expect(combineAttestors(verifier, podGone).attest(valid, Date.now())).rejects.toMatchObject({ reason: 'tokenreview_unauthenticated' });
+    const other = review(() => Promise.resolve({ ...researcher, spiffeId: `spiffe://${TD}/ns/agents/sa/planner`, serviceAccount: 'planner' }));
+    await expect(combineAttestors(verifier, other).attest(valid, Date.now())).rejects.toMatchObject({ reason: 'no_service_account' });
+    expect(reviewed).toEqual([valid, valid]);
+    expect(await combineAttestors(verifier, review(() => Promise.resolve(researcher))).attest(valid, Date.now())).toMatchObject({ spiffeId: researcher.spiffeId });
   });
 
   const now = Math.floor(Date.now() / 1000);

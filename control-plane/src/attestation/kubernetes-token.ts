@@ -56,11 +56,6 @@ function part(segment: string | undefined, what: string): Record<string, unknown
   throw new KubernetesTokenError('malformed', `its ${what} is not a JSON object`);
 }
 
-/**
- * Verifies a projected service-account token offline: signature by a key of the JWKS, issuer,
- * audience `airlock`, exp/nbf, and the namespace/service-account claims, which give the SPIFFE ID.
- * Whether the pod still exists needs the TokenReview API and is not checked here.
- */
 /** What a service-account token proves. */
 export interface KubernetesIdentity {
   readonly spiffeId: string;
@@ -70,6 +65,11 @@ export interface KubernetesIdentity {
   readonly podName: string | undefined;
 }
 
+/**
+ * Verifies a projected service-account token offline: signature by a key of the JWKS, issuer,
+ * audience `airlock`, exp/nbf, and the namespace/service-account claims, which give the SPIFFE ID.
+ * Whether the pod still exists needs the TokenReview API and is not checked here.
+ */
 export class KubernetesTokenVerifier {
   readonly #o: { issuer: string; trustDomain: string; keys: () => ReadonlyMap<string, KeyObject> };
 
