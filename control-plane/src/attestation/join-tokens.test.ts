@@ -96,4 +96,13 @@ describe('JoinTokens', () => {
     // The other token is untouched.
     expect(tokens.consumeJoinToken(other.token).spiffeId).toBe(ID);
   });
+
+  it('refuses an id that is a prefix of several tokens, revoking none', () => {
+    const { tokens, store } = setup();
+    store.insertJoinToken({ hash: `abcdef01${'1'.repeat(56)}`, spiffeId: ID, expiresAt: 2_000_000 });
+    store.insertJoinToken({ hash: `abcdef01${'2'.repeat(56)}`, spiffeId: ID, expiresAt: 2_000_000 });
+    expect(() => tokens.revoke('abcdef01')).toThrow(/2 join tokens have ids starting abcdef01/);
+    expect(tokens.list().map((t) => t.status)).toEqual(['unused', 'unused']);
+    expect(tokens.revoke('abcdef012').token.status).toBe('revoked');
+  });
 });

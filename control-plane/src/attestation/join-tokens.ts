@@ -112,7 +112,7 @@ export class JoinTokens {
     if (!new RegExp(`^[0-9a-f]{${MIN_ID_CHARS},64}$`).test(prefix)) {
       throw new AirlockError(ErrorCode.BadRequest, `a join token id is ${MIN_ID_CHARS} to 64 hex characters (from \`airlock token list\`)`);
     }
-    const before = this.#store.listJoinTokens().filter((t) => t.hash.startsWith(prefix));
+    const before = this.#store.findJoinTokens(prefix);
     if (before.length === 0) throw new AirlockError(ErrorCode.NotFound, `no join token has id ${prefix}`);
     if (before.length > 1) throw new AirlockError(ErrorCode.BadRequest, `${before.length} join tokens have ids starting ${prefix}; give more characters`);
     const now = this.#now();

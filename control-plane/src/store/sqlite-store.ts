@@ -292,9 +292,13 @@ export class SqliteStore implements Store {
     return (this.#listTokens.all() as unknown as JoinTokenRow[]).map(joinTokenOf);
   }
 
+  findJoinTokens(hashPrefix: string): JoinTokenListing[] {
+    return (this.#tokensByPrefix.all(hashPrefix, hashPrefix) as unknown as JoinTokenRow[]).map(joinTokenOf);
+  }
+
   revokeJoinTokens(hashPrefix: string, now: number): JoinTokenListing[] {
     this.#revokeTokens.run(now, hashPrefix, hashPrefix);
-    return (this.#tokensByPrefix.all(hashPrefix, hashPrefix) as unknown as JoinTokenRow[]).map(joinTokenOf);
+    return this.findJoinTokens(hashPrefix);
   }
 
   recordCertificate(cert: IssuedCertificate): void {

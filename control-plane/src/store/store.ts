@@ -120,6 +120,8 @@ export interface Store {
   consumeJoinToken(hash: string, now: number): ConsumeResult;
   /** Every join token, newest first. */
   listJoinTokens(): JoinTokenListing[];
+  /** The tokens whose hash starts with `hashPrefix`. */
+  findJoinTokens(hashPrefix: string): JoinTokenListing[];
   /** Marks the tokens whose hash starts with `hashPrefix` revoked; returns those that matched (revoked or not before). */
   revokeJoinTokens(hashPrefix: string, now: number): JoinTokenListing[];
 
