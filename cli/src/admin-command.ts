@@ -54,3 +54,8 @@ export function formatTable(head: readonly string[], rows: readonly (readonly st
   const line = (cells: readonly string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
   return [line(head), ...rows.map(line)].join('\n');
 }
+
+/** Labels as a table cell: k=v,k=v, or - for none. */
+export function formatLabels(labels: Readonly<Record<string, string>> | undefined): string {
+  return Object.entries(labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || '-';
+}

@@ -5,7 +5,7 @@ import { parsePolicyText } from '@airlock/control-plane/policy';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { adminDelete, adminGet, adminPost } from '../admin-client.ts';
 import { parseFlags, UsageError } from '../args.ts';
-import { ADMIN_COMMAND_HELP, credentialsOf, formatTable, outputOf, parseAdminFlags, print } from '../admin-command.ts';
+import { ADMIN_COMMAND_HELP, credentialsOf, formatLabels, formatTable, outputOf, parseAdminFlags, print } from '../admin-command.ts';
 
 const COMMON = `${ADMIN_COMMAND_HELP}
 Exit codes: 0 ok; 1 runtime failure or refused (unreachable, 401, 403, 404, 409); 2 bad usage or an
@@ -96,8 +96,7 @@ export async function runGet(argv: string[]): Promise<number> {
   const c = credentialsOf(values);
   if (what === 'agents') {
     const r = (await adminGet(c, '/v1/agents')) as { items: { spiffeId: string; inboundAddress: string; updatedAt: number; labels?: Record<string, string> }[] };
-    const labels = (l: Record<string, string> | undefined): string => Object.entries(l ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || '-';
-    print(output, r.items, () => formatTable(['SPIFFE ID', 'INBOUND', 'UPDATED', 'LABELS'], r.items.map((a) => [a.spiffeId, a.inboundAddress, new Date(a.updatedAt).toISOString(), labels(a.labels)])));
+    print(output, r.items, () => formatTable(['SPIFFE ID', 'INBOUND', 'UPDATED', 'LABELS'], r.items.map((a) => [a.spiffeId, a.inboundAddress, new Date(a.updatedAt).toISOString(), formatLabels(a.labels)])));
     return 0;
   }
   const kind = what === 'segments' || what === 'segment' ? 'Segment' : what === 'policies' || what === 'policy' ? 'Policy' : undefined;

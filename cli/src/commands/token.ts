@@ -3,7 +3,7 @@ import { duration } from '@airlock/common/config';
 import { errorMessage } from '@airlock/common/errors';
 import { parseLabel } from '@airlock/common/labels';
 import { UsageError } from '../args.ts';
-import { credentialsOf, formatTable, outputOf, parseAdminFlags, print } from '../admin-command.ts';
+import { credentialsOf, formatLabels, formatTable, outputOf, parseAdminFlags, print } from '../admin-command.ts';
 import { adminGet, adminPost } from '../admin-client.ts';
 
 const HELP = `Usage: airlock token create --identity spiffe://<td>/ns/<ns>/sa/<sa> [--ttl 1h] [--label KEY=VALUE]... [-o table|json|yaml]
@@ -57,8 +57,7 @@ export async function runToken(argv: string[]): Promise<number> {
     if (verb === 'list') {
       if (arg !== undefined) throw new UsageError('expected `airlock token list`');
       const { items } = (await adminGet(creds(), '/v1/join-tokens')) as { items: TokenSummary[] };
-      const labels = (l: Record<string, string> | undefined): string => Object.entries(l ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || '-';
-      print(output, items, () => formatTable(['ID', 'STATUS', 'EXPIRES', 'IDENTITY', 'LABELS'], items.map((t) => [t.id, t.status, t.expiresAt, t.identity, labels(t.labels)])));
+      print(output, items, () => formatTable(['ID', 'STATUS', 'EXPIRES', 'IDENTITY', 'LABELS'], items.map((t) => [t.id, t.status, t.expiresAt, t.identity, formatLabels(t.labels)])));
       return 0;
     }
     if (arg === undefined || extra.length > 0) throw new UsageError('expected `airlock token revoke <id>` (ids from `airlock token list`)');
