@@ -1,8 +1,8 @@
-import { X509Certificate, type KeyObject } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { canonicalSerial, uriSans } from '@airlock/common/spiffe';
-import type { PeerIssuers } from '../authz/peer.ts';
+import { issuerOf, type PeerIssuers } from '../authz/peer.ts';
 import { ADMIN_NAME } from '../ca/ca.ts';
 import { hashToken } from '../attestation/token-hash.ts';
 import type { AdminRole, Store } from '../store/store.ts';
@@ -60,10 +60,7 @@ export function certificatePrincipal(store: Store, der: Buffer | undefined, issu
   } catch {
     throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate cannot be parsed');
   }
-  const trusted = Array.isArray(issuers)
-    ? (issuers as readonly { issued(c: X509Certificate): boolean }[]).some((i) => i.issued(cert))
-    : cert.verify(issuers as KeyObject);
-  if (!trusted) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not issued by this control plane');
+  if (issuerOf(cert, issuers) === undefined) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not issued by this control plane');
   if (now < cert.validFromDate.getTime() || now > cert.validToDate.getTime()) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not valid now');
   if (cert.ca) throw new AirlockError(ErrorCode.Unauthenticated, 'a CA certificate is not an admin certificate');
   const uris = uriSans(cert.subjectAltName);

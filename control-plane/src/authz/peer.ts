@@ -24,7 +24,7 @@ export interface PeerIssuer {
 }
 
 /** The issuer that signed `cert` ('' for a bare CA key), or undefined when none did. */
-function issuerOf(cert: X509Certificate, issuers: PeerIssuers): string | undefined {
+export function issuerOf(cert: X509Certificate, issuers: PeerIssuers): string | undefined {
   if (!Array.isArray(issuers)) return cert.verify(issuers as KeyObject) ? '' : undefined;
   return (issuers as readonly PeerIssuer[]).find((i) => i.issued(cert))?.id;
 }
