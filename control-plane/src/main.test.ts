@@ -209,6 +209,22 @@ describe('control plane over real TLS', () => {
     expect(res.spiffeId).toBe(RESEARCHER);
   });
 
+  it('explains a call as Authorize decides it: a revoked destination is denied whatever the policy says', async () => {
+    const other = `spiffe://${TD}/ns/demo/sa/tool-b`;
+    await enroll(other, '127.0.0.1:45006');
+    const explain = async (): Promise<{ allow: boolean; reason: string }> => {
+      const res = await http('/v1/explain', { method: 'POST', headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ from: RESEARCHER, to: 'tool-b.demo:8080', method: 'GET', path: '/v1/x' }) });
+      expect(res.status).toBe(200);
+      return (await res.json()) as { allow: boolean; reason: string };
+    };
+    expect(await explain()).toMatchObject({ allow: true });
+    const revoked = await http('/v1/agents/revoke', { method: 'POST', headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify({ identity: other }) });
+    expect(revoked.status).toBe(200);
+    expect(await explain()).toMatchObject({ allow: false, reason: 'identity revoked' });
+    const res = await authorize(cp, researcher, { sourceSpiffeId: RESEARCHER, destinationHost: 'tool-b.demo', destinationPort: 8080, path: '/v1/x' });
+    expect(res).toMatchObject({ verdict: Verdict.VERDICT_DENY, reason: 'identity revoked' });
+  });
+
   it('protects the admin API with the bearer token and validates bodies', async () => {
     const noAuth = await http('/v1/join-tokens', { method: 'POST', body: JSON.stringify({ identity: RESEARCHER }) });
     expect(noAuth.status).toBe(401);

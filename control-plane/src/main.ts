@@ -126,6 +126,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const serving = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS);
     const certificates = new StaticCertificateProvider(ring.bundlePem(), serving.chainPem, serving.keyPem);
     const revocations = new Revocations({ store, trustBundlePem: () => ring.bundlePem(), renewHintPem: () => ring.renewHintPem() });
+    const isRevoked = (spiffeId: string): boolean => revocations.isRevoked(spiffeId);
     const kubernetes = await startKubernetesAttestation({
       jwks: config.kubernetesJwks,
       issuer: config.kubernetesIssuer,
@@ -176,11 +177,11 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       certificates,
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
-      authorizer: new Authorizer({ trustDomain: config.trustDomain, store, policy, metrics, audit: decisionAuditLogger(logger), isRevoked: (id) => revocations.isRevoked(id) }),
+      authorizer: new Authorizer({ trustDomain: config.trustDomain, store, policy, metrics, audit: decisionAuditLogger(logger), isRevoked }),
       issuer: new CertificateIssuer({ ca: ring, joinTokens, store, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit }),
       revocations,
       logger: logger.child({ component: 'grpc' }),
-      admin: { store, policies },
+      admin: { store, policies, isRevoked },
     });
     cleanups.push(() => grpc.close());
 
@@ -193,7 +194,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
         joinTokenRoute({ store, joinTokens, requireRole, logger: logger.child({ component: 'admin-api' }) }),
         caRoutes({ store, ring, requireRole, audit }),
         adminCertRoute({ store, ring, requireRole, audit }),
-        policyRoutes({ store, policies, requireRole, logger: audit }),
+        policyRoutes({ store, policies, requireRole, logger: audit, isRevoked }),
         revokeRoute({ requireRole, trustDomain: config.trustDomain, revocations, metrics, audit }),
       ],
     );

@@ -28,6 +28,8 @@ export interface AdminGrpcDeps {
   /** The CAs whose admin certificates are accepted (read per call: a root rollover changes them). */
   readonly caIssuers: () => PeerIssuers;
   readonly trustDomain: string;
+  /** Revoked identities, so explain answers as Authorize would. */
+  readonly isRevoked?: (spiffeId: string) => boolean;
 }
 
 type Call = Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext' | 'metadata'>;
@@ -103,7 +105,7 @@ export function adminServiceHandlers(deps: AdminGrpcDeps): Record<string, Handle
     explain: rpc<ExplainRequest>((call, req) => {
       adminPrincipal(call, deps, 'viewer');
       if (req.from === '' || req.to === '') throw new AirlockError(ErrorCode.BadRequest, '"from" and "to" are required');
-      const e = explainCall(p, { from: req.from, to: req.to, method: req.method || undefined, path: req.path || undefined, tool: req.tool || undefined, headers: req.headers });
+      const e = explainCall(p, { from: req.from, to: req.to, method: req.method || undefined, path: req.path || undefined, tool: req.tool || undefined, headers: req.headers }, deps.isRevoked);
       return { allow: e.allow, version: e.version, policy: e.policy, rule: e.rule, reason: e.reason, dryRunDeny: e.dryRunDeny, source: e.source, destination: e.destination };
     }),
   };

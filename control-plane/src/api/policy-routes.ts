@@ -19,6 +19,8 @@ export interface PolicyRouteDeps {
   readonly policies: PolicyStore;
   readonly requireRole: RequireRole;
   readonly logger: Logger;
+  /** Revoked identities, so explain answers as Authorize would. */
+  readonly isRevoked?: (spiffeId: string) => boolean;
 }
 
 type Handler = (req: IncomingMessage, params: readonly string[]) => Promise<{ status: number; body: unknown }>;
@@ -86,7 +88,7 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
     { method: 'POST', path: /^\/v1\/explain$/, handle: async (req) => {
       deps.requireRole(req, 'viewer');
       const body = objectBody(await readJson(req), ['from', 'to', 'method', 'path', 'tool', 'headers']);
-      return ok(explainCall(p, { from: requiredString(body, 'from'), to: requiredString(body, 'to'), method: optionalString(body, 'method'), path: optionalString(body, 'path'), tool: optionalString(body, 'tool'), headers: headerList(body.headers) }));
+      return ok(explainCall(p, { from: requiredString(body, 'from'), to: requiredString(body, 'to'), method: optionalString(body, 'method'), path: optionalString(body, 'path'), tool: optionalString(body, 'tool'), headers: headerList(body.headers) }, deps.isRevoked));
     } },
     { method: 'POST', path: /^\/v1\/api-tokens$/, handle: async (req) => {
       const who = deps.requireRole(req, 'admin');
@@ -165,7 +167,7 @@ export interface ExplainFields {
 }
 
 /** Checks an explain request and explains it: the one implementation behind both admin APIs. */
-export function explainCall(p: PolicyStore, f: ExplainFields): Explanation & { policyVersion: number } {
+export function explainCall(p: PolicyStore, f: ExplainFields, isRevoked?: (spiffeId: string) => boolean): Explanation & { policyVersion: number } {
   const { host, port } = hostPort(f.to);
   // An MCP tool is called with a POST: that is what the sidecar would ask about.
   const method = f.tool === undefined ? f.method : (f.method ?? 'POST');
@@ -173,7 +175,7 @@ export function explainCall(p: PolicyStore, f: ExplainFields): Explanation & { p
   if (!/^[A-Za-z]{1,20}$/.test(method)) throw new AirlockError(ErrorCode.BadRequest, '"method" must be an HTTP method');
   const path = f.path ?? (method.toUpperCase() === 'CONNECT' ? '' : '/');
   // Methods are matched as sent (upper case by HTTP convention): explain what the sidecar would ask.
-  return { policyVersion: p.version(), ...p.explain({ from: f.from, host, port, method, path, ...(f.tool === undefined ? {} : { mcp: { method: 'tools/call', tool: f.tool } }), ...(f.headers === undefined ? {} : { headers: f.headers }) }) };
+  return { policyVersion: p.version(), ...p.explain({ from: f.from, host, port, method, path, ...(f.tool === undefined ? {} : { mcp: { method: 'tools/call', tool: f.tool } }), ...(f.headers === undefined ? {} : { headers: f.headers }) }, isRevoked) };
 }
 
 /** A document name as the API accepts it (what the loader allows). */

@@ -2,6 +2,7 @@ import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { agentLabels, lookupMeshHost } from '../authz/registry.ts';
+import { denyIfRevoked } from '../authz/revoked.ts';
 import type { PolicyVersionRecord, Store } from '../store/store.ts';
 import { diffEntries, type DocumentChange } from './diff.ts';
 import { headerInput, PolicyEngine, type McpInput, type PolicyDecision } from './engine.ts';
@@ -121,11 +122,12 @@ export class PolicyStore {
   }
 
   /** The decision the engine in force would make for this call, resolving the host as Authorize does. */
-  explain(input: ExplainInput): Explanation {
+  /** What Authorize would decide, revocation included (`isRevoked`), without a call being made. */
+  explain(input: ExplainInput, isRevoked?: (spiffeId: string) => boolean): Explanation {
     const source = parseSpiffeId(input.from);
     const mesh = lookupMeshHost(this.#store, this.#trustDomain, input.host);
     const labels = this.#engine.usesLabels ? agentLabels(this.#store, source, mesh?.id, mesh?.agent) : {};
-    const decision = this.#engine.evaluate({ source, destination: mesh?.id, ...labels, host: input.host, port: input.port, method: input.method, path: input.path, mcp: input.mcp, headers: headerInput(input.headers ?? [], false) });
+    const decision = denyIfRevoked(this.#engine.evaluate({ source, destination: mesh?.id, ...labels, host: input.host, port: input.port, method: input.method, path: input.path, mcp: input.mcp, headers: headerInput(input.headers ?? [], false) }), { source, destination: mesh?.id }, isRevoked);
     return { ...decision, source: source.uri, destination: mesh?.id.uri ?? '' };
   }
 
