@@ -1,5 +1,5 @@
 import forge from 'node-forge';
-import { randomBytes } from 'node:crypto';
+import { randomSerialHex } from '@airlock/common/serial';
 import { createTestCa, newRsaKeyPem, type KeyAndCert } from '../../sidecar/src/testing/certs.ts';
 
 /** An operator's PKI as cert-manager would hold it: a root, and an intermediate CA it signed. */
@@ -16,7 +16,7 @@ export function createOperatorPki(): OperatorPki {
   const key = forge.pki.privateKeyFromPem(keyPem);
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
-  cert.serialNumber = `0${randomBytes(15).toString('hex')}`;
+  cert.serialNumber = randomSerialHex();
   cert.validity.notBefore = new Date(Date.now() - 60_000);
   cert.validity.notAfter = new Date(Date.now() + 24 * 3_600_000);
   cert.setSubject([{ name: 'commonName', value: 'Operator Mesh Intermediate CA' }]);

@@ -31,9 +31,6 @@ export function newRsaKeyPem(): string {
   return generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 }
 
-// The CA's own serials: minimal positive DER integers (a naive random hex is invalid 1 time in 32).
-const serial = randomSerialHex;
-
 function altNames(o: LeafOptions): { type: number; value?: string; ip?: string }[] {
   return [
     ...(o.uris ?? []).map((value) => ({ type: 6, value })),
@@ -47,7 +44,7 @@ export function createTestCa(commonName = 'Airlock Test CA'): TestCa {
   const caKey = forge.pki.privateKeyFromPem(caKeyPem);
   const caCert = forge.pki.createCertificate();
   caCert.publicKey = forge.pki.setRsaPublicKey(caKey.n, caKey.e);
-  caCert.serialNumber = serial();
+  caCert.serialNumber = randomSerialHex();
   caCert.validity.notBefore = new Date(Date.now() - 60_000);
   caCert.validity.notAfter = new Date(Date.now() + 24 * 3_600_000);
   const subject = [{ name: 'commonName', value: commonName }];
@@ -70,7 +67,7 @@ export function caFromPem(caCertPem: string, caKeyPem: string): TestCa {
   function build(publicKey: forge.pki.PublicKey, o: LeafOptions): string {
     const cert = forge.pki.createCertificate();
     cert.publicKey = publicKey;
-    cert.serialNumber = serial();
+    cert.serialNumber = randomSerialHex();
     const ttl = o.ttlMs ?? 3_600_000;
     cert.validity.notBefore = new Date(Math.min(Date.now(), Date.now() + ttl) - 120_000);
     cert.validity.notAfter = new Date(Date.now() + ttl);
