@@ -36,11 +36,11 @@ export interface LoggerOptions {
  * lost when the process exits (seen in a test), a synchronous one cannot be. What is still buffered
  * is written on exit (a handled SIGTERM, an uncaught error, process.exit()); only SIGKILL loses it.
  */
-export const LOG_MIN_WRITE_BYTES = 8192;
-export const LOG_FLUSH_MS = 50;
+const LOG_MIN_WRITE_BYTES = 8192;
+const LOG_FLUSH_MS = 50;
 
 /** The default destination: stdout, buffered as above. */
-export function stdoutDestination(): DestinationStream {
+function stdoutDestination(): DestinationStream {
   const stream = pino.destination({ dest: 1, sync: true, minLength: LOG_MIN_WRITE_BYTES, periodicFlush: LOG_FLUSH_MS });
   process.once('exit', () => {
     try {
