@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
 import type { Dispatcher } from 'undici';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import type { ForwardRequest } from '../http/forward.ts';
@@ -7,7 +8,7 @@ import { mediaType } from './read-request.ts';
 import { filterToolsListBody, type ToolFilter } from './tools-list.ts';
 
 /** A tools/list answer larger than this is refused rather than passed unfiltered. */
-export const MAX_TOOLS_LIST_ANSWER_BYTES = 4 * 1024 * 1024;
+const MAX_TOOLS_LIST_ANSWER_BYTES = 4 * 1024 * 1024;
 
 /**
  * Sends a `tools/list` request on and answers with the upstream's answer reduced to the tools the
@@ -28,8 +29,7 @@ export async function forwardToolsList(dispatcher: Dispatcher, request: ForwardR
   if (answer.statusCode !== 200) {
     // Not a tools/list result (an error, a 202): nothing to filter.
     res.writeHead(answer.statusCode, out);
-    for await (const chunk of answer.body) res.write(chunk as Buffer);
-    res.end();
+    await pipeline(answer.body, res);
     return;
   }
   if (encoding !== undefined && encoding !== 'identity') {
@@ -47,7 +47,6 @@ export async function forwardToolsList(dispatcher: Dispatcher, request: ForwardR
     chunks.push(chunk as Buffer);
   }
   const body = await filterToolsListBody(mediaType(answer.headers['content-type']), Buffer.concat(chunks), allow);
-  delete out['content-length'];
   out['content-length'] = body.length;
   res.writeHead(200, out);
   res.end(body);

@@ -140,6 +140,9 @@ describe('filterToolsListBody', () => {
   it('passes an error answer unchanged and refuses what it cannot read', async () => {
     const err = Buffer.from('{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"nope"}}');
     expect((await filterToolsListBody('application/json', err, allow)).equals(err)).toBe(true);
+    const sseErr = Buffer.from(`event: message\r\ndata: ${err.toString()}\r\n\r\n`);
+    const never = (): Promise<ReadonlySet<string>> => Promise.reject(new Error('asked to filter an answer without a tools list'));
+    expect((await filterToolsListBody('text/event-stream', sseErr, never)).equals(sseErr)).toBe(true);
     await expect(filterToolsListBody('application/json', Buffer.from('{'), allow)).rejects.toThrow(/cannot be filtered/);
     await expect(filterToolsListBody('text/html', Buffer.from('<p>'), allow)).rejects.toThrow(/cannot be filtered/);
   });

@@ -47,17 +47,20 @@ export async function filterToolsListBody(contentType: string, body: Buffer, all
     const allowed = await allow(tools.map(nameOf).filter((n) => n !== undefined));
     return Buffer.from(JSON.stringify(filtered(message as Record<string, unknown>, allowed)));
   }
-  if (contentType === 'text/event-stream') return filterEventStream(body.toString('utf8'), allow);
+  if (contentType === 'text/event-stream') return filterEventStream(body, allow);
   throw cannotFilter(`content-type "${contentType.slice(0, 100)}" is neither application/json nor text/event-stream`);
 }
 
 interface SseEvent {
   readonly fields: string[];
   readonly message: unknown;
+  /** The tools of a tools/list result in the event's data; undefined for any other event. */
+  readonly tools: unknown[] | undefined;
 }
 
-async function filterEventStream(text: string, allow: ToolFilter): Promise<Buffer> {
-  const events: SseEvent[] = text
+async function filterEventStream(body: Buffer, allow: ToolFilter): Promise<Buffer> {
+  const events: SseEvent[] = body
+    .toString('utf8')
     .split(/\r\n\r\n|\n\n|\r\r/)
     .map((block) => {
       const fields = block.split(/\r\n|\n|\r/);
@@ -70,13 +73,12 @@ async function filterEventStream(text: string, allow: ToolFilter): Promise<Buffe
           message = undefined;
         }
       }
-      return { fields, message };
+      return { fields, message, tools: toolsOf(message) };
     });
-  const names = events.flatMap((e) => toolsOf(e.message)?.map(nameOf).filter((n) => n !== undefined) ?? []);
-  if (names.length === 0 && !events.some((e) => toolsOf(e.message) !== undefined)) return Buffer.from(text);
-  const allowed = await allow([...new Set(names)]);
+  if (!events.some((e) => e.tools !== undefined)) return body;
+  const allowed = await allow([...new Set(events.flatMap((e) => e.tools?.map(nameOf).filter((n) => n !== undefined) ?? []))]);
   const out = events.map((e) => {
-    if (toolsOf(e.message) === undefined) return e.fields.join('\n');
+    if (e.tools === undefined) return e.fields.join('\n');
     const rest = e.fields.filter((l) => !l.startsWith('data:'));
     return [...rest, `data: ${JSON.stringify(filtered(e.message as Record<string, unknown>, allowed))}`].join('\n');
   });

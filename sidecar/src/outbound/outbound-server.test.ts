@@ -175,6 +175,26 @@ describe('outbound proxy', () => {
     }
   });
 
+  it('passes a tools/list answer that is not a 200 back as sent, asking no filter decision', async () => {
+    const error = '{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no tools here"}}';
+    const mcp = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(404, { 'content-type': 'application/json', 'x-app': 'mcp' }).end(error));
+    });
+    await listen(mcp, { host: '127.0.0.1', port: 0 });
+    try {
+      const body = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}';
+      const res = await rawRequest(proxyPort, { method: 'POST', target: `http://127.0.0.1:${boundPort(mcp)}/mcp`, headers: { 'content-type': 'application/json', 'content-length': String(body.length) }, body });
+      expect(res.status).toBe(404);
+      expect(res.headers['x-app']).toBe('mcp');
+      expect(res.body).toBe(error);
+      expect(authorizer.requests).toHaveLength(1);
+      expect(authorizer.requests[0]?.mcp).toMatchObject({ method: 'tools/list', tool: '' });
+    } finally {
+      await closeServer(mcp);
+    }
+  });
+
   it('counts requests by outcome', async () => {
     const text = await registry.getSingleMetricAsString('airlock_sidecar_requests_total');
     expect(text).toMatch(/direction="outbound",outcome="denied"} [1-9]/);
