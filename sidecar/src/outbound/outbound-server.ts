@@ -5,7 +5,7 @@ import type { Dispatcher } from 'undici';
 import { formatHostPort } from '@airlock/common/config';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
-import type { Authorizer } from '../authz/authorizer.ts';
+import type { Authorizer, Upstream } from '../authz/authorizer.ts';
 import { assertAllowed, errorReply, NotReadyError, sendErrorReply, sendErrorReplyOnSocket } from '../http/errors.ts';
 import { forward } from '../http/forward.ts';
 import { requestHeadersToForward } from '../http/headers.ts';
@@ -14,7 +14,7 @@ import { authzHeaders } from '../http/authz-headers.ts';
 import { forwardToolsList } from '../mcp/forward-tools-list.ts';
 import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
 import { requestRecorder, type Outcome, type SidecarMetrics } from '../telemetry/metrics.ts';
-import { assertHostMatches, parseAbsoluteTarget, parseAuthorityTarget } from './proxy-target.ts';
+import { assertHostMatches, parseAbsoluteTarget, parseAuthorityTarget, type ProxyTarget } from './proxy-target.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 
 export interface OutboundDeps {
@@ -88,10 +88,7 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
   // on it too. For an absolute-form request that is the URL's authority (RFC 9112 §3.2.2).
   const headers = requestHeadersToForward(req.headers);
   headers.host = target.authority;
-  const upstream = decision.upstream;
-  const dispatcher = upstream === undefined ? deps.external : deps.meshPools.get(upstream, svid);
-  const origin = upstream === undefined ? `http://${formatHostPort(target)}` : undefined;
-  const describe = origin ?? `peer ${upstream?.spiffeId ?? ''} at ${upstream?.address ?? ''}`;
+  const { dispatcher, origin, describe } = destination(deps, decision.upstream, svid, target);
   const body = mcp.body;
   const request = { origin, method, path: target.path, headers, describe, body };
   if (body instanceof Buffer && mcp.message !== undefined && 'method' in mcp.message && mcp.message.method === 'tools/list') {
@@ -104,6 +101,13 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
     await forward(dispatcher, request, req, res);
   }
   return 'allowed';
+}
+
+/** Where an allowed call goes: the peer sidecar named by the decision (over mTLS), or the external host itself. */
+function destination(deps: OutboundDeps, upstream: Upstream | undefined, svid: Svid, target: ProxyTarget): { dispatcher: Dispatcher; origin: string | undefined; describe: string } {
+  if (upstream !== undefined) return { dispatcher: deps.meshPools.get(upstream, svid), origin: undefined, describe: `peer ${upstream.spiffeId} at ${upstream.address}` };
+  const origin = `http://${formatHostPort(target)}`;
+  return { dispatcher: deps.external, origin, describe: origin };
 }
 
 /** accept → identify → authorize → tunnel, for `CONNECT host:port` to an external host. */

@@ -5,7 +5,7 @@ import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 export interface ProxyTarget {
   readonly host: string;
   readonly port: number;
-  /** host[:port] as the agent wrote it in the URL: the Host header sent on (RFC 9112 §3.2.2). */
+  /** host[:port] of the URL, normalized (lower case, default port dropped): the Host header sent on (RFC 9112 §3.2.2). */
   readonly authority: string;
   /** Path with query; empty for CONNECT. */
   readonly path: string;
@@ -13,6 +13,12 @@ export interface ProxyTarget {
 
 function badRequest(reason: string): AirlockError {
   return new AirlockError(ErrorCode.BadRequest, reason);
+}
+
+/** Host, port and normalized authority of `host[:port]`, as WHATWG URL reads it; throws when it is none. */
+function readAuthority(text: string): { host: string; port: number; authority: string } {
+  const url = new URL(`http://${text}/`);
+  return { host: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname, port: url.port === '' ? 80 : Number(url.port), authority: url.host };
 }
 
 /**
@@ -38,16 +44,15 @@ export function parseAbsoluteTarget(requestTarget: string | undefined): ProxyTar
   const rawAuthority = end === -1 ? rest : rest.slice(0, end);
   const rawPath = end === -1 ? '' : rest.slice(end);
   if (rawAuthority.includes('@')) throw badRequest('credentials in the URL are not accepted');
-  let url: URL;
+  let named: { host: string; port: number; authority: string };
   try {
-    url = new URL(`http://${rawAuthority}/`);
+    named = readAuthority(rawAuthority);
   } catch {
     throw badRequest(`not a valid URL: ${target.slice(0, 200)}`);
   }
-  if (url.host === '') throw badRequest('the URL names no host');
-  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  if (named.authority === '') throw badRequest('the URL names no host');
   const path = rawPath === '' ? '/' : rawPath.startsWith('?') ? `/${rawPath}` : rawPath;
-  return { host, port: url.port === '' ? 80 : Number(url.port), authority: url.host, path };
+  return { host: named.host, port: named.port, authority: named.authority, path };
 }
 
 /**
@@ -56,12 +61,12 @@ export function parseAbsoluteTarget(requestTarget: string | undefined): ProxyTar
  * than silently replaced: some component behind the agent meant the other one.
  */
 export function assertHostMatches(target: ProxyTarget, hostHeader: string | undefined): void {
-  if (hostHeader === undefined) return;
+  // The usual case (curl -x, HTTP_PROXY clients): the Host is the URL's authority as written; nothing to parse.
+  if (hostHeader === undefined || hostHeader === target.authority) return;
   let named: { host: string; port: number };
   try {
     if (!/^[^/?#@\\\s]+$/.test(hostHeader.trim())) throw new Error('not an authority');
-    const u = new URL(`http://${hostHeader.trim()}/`);
-    named = { host: u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname, port: u.port === '' ? 80 : Number(u.port) };
+    named = readAuthority(hostHeader.trim());
   } catch {
     throw badRequest(`bad Host header: ${hostHeader.slice(0, 200)}`);
   }
