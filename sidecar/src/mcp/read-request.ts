@@ -18,6 +18,9 @@ export interface McpRead {
   readonly body: Buffer | Readable | undefined;
 }
 
+/** The answer for every call that is not a POST (most calls): one shared object, not one per call. */
+const NOT_READ: McpRead = { message: undefined, body: undefined };
+
 /**
  * Reads a bounded prefix of a POST body with content-type application/json and extracts the
  * JSON-RPC method and, for `tools/call`, the tool name, so rules can judge the MCP call. The body
@@ -25,7 +28,7 @@ export interface McpRead {
  * not JSON, not a JSON-RPC request): rules on MCP never allow it.
  */
 export async function readMcpRequest(req: IncomingMessage, maxBytes: number): Promise<McpRead> {
-  if (req.method !== 'POST') return { message: undefined, body: undefined };
+  if (req.method !== 'POST') return NOT_READ;
   const type = mediaType(req.headers['content-type']);
   if (type !== 'application/json') {
     return { message: { unreadable: `content-type is ${type === '' ? 'missing' : `"${type.slice(0, 100)}"`}, not application/json` }, body: undefined };
