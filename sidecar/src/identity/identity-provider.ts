@@ -101,6 +101,8 @@ export class IdentityProvider implements SvidSource {
    * the same key and certificate with the new bundle. A bundle without a certificate is ignored.
    */
   useTrustBundle(pem: string): void {
+    // Every push carries the bundle (a revocation too): parse it only when it changed.
+    if (pem === this.#pushedBundle) return;
     let count: number;
     try {
       count = caCertificates(pem).length;
@@ -112,7 +114,6 @@ export class IdentityProvider implements SvidSource {
       this.#o.logger.error('ignored an empty trust bundle');
       return;
     }
-    if (pem === this.#pushedBundle) return;
     this.#pushedBundle = pem;
     this.#o.bundleGauge?.set(count);
     const svid = this.#svid;
