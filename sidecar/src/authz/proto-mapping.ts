@@ -4,6 +4,8 @@ import type { AuthzRequest, Decision } from './authorizer.ts';
 
 /** Between the sidecar's own authorization types and the wire's, for every transport. */
 export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
+  const mcp = request.mcp;
+  const call = mcp !== undefined && 'method' in mcp ? mcp : undefined;
   return {
     direction: request.direction === 'outbound' ? ProtoDirection.DIRECTION_OUTBOUND : ProtoDirection.DIRECTION_INBOUND,
     sourceSpiffeId: request.sourceId,
@@ -12,9 +14,9 @@ export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
     destinationPort: request.port,
     method: request.method,
     path: request.path,
-    mcpMethod: request.mcp !== undefined && 'method' in request.mcp ? request.mcp.method : '',
-    mcpTool: request.mcp !== undefined && 'method' in request.mcp ? request.mcp.tool : '',
-    mcpUnreadable: request.mcp !== undefined && 'unreadable' in request.mcp ? request.mcp.unreadable : '',
+    mcpMethod: call?.method ?? '',
+    mcpTool: call?.tool ?? '',
+    mcpUnreadable: mcp !== undefined && 'unreadable' in mcp ? mcp.unreadable : '',
     // The wire types want mutable arrays; encoding only reads them, so ours go as they are (no copies).
     mcpListedTools: (request.listedTools ?? []) as string[],
     headers: (request.headers?.entries ?? []) as RequestHeader[],
