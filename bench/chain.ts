@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { adminPost } from '../cli/src/admin-client.ts';
-import { SIDECAR_NODE_OPTIONS } from '../cli/src/demo/processes.ts';
+import { airlockEnv } from '../cli/src/demo/processes.ts';
 import { policyYaml } from '../test/support/mesh.ts';
 import { freePort } from '../test/support/ports.ts';
 
@@ -78,9 +78,9 @@ export async function startSidecars(dir: string, cp: ControlPlane, appPort: numb
     const { token } = (await adminPost(creds, '/v1/join-tokens', { identity: `spiffe://${TRUST_DOMAIN}/ns/bench/sa/${name}` })) as { token: string };
     const args = ['--trust-domain', TRUST_DOMAIN, '--control-plane', `127.0.0.1:${cp.grpcPort}`, '--ca-file', join(cp.dataDir, 'ca.pem'), '--outbound-listen', `127.0.0.1:${outbound}`, '--inbound-listen', `127.0.0.1:${inbound}`, '--admin-listen', `127.0.0.1:${admin}`, '--app-port', String(target), '--log-level', 'warn'];
     const logFile = join(dir, `${name}-${label}.log`);
-    const nodeOptions = [SIDECAR_NODE_OPTIONS, env.NODE_OPTIONS ?? process.env.NODE_OPTIONS].filter((o) => o !== undefined && o !== '').join(' ');
+    // A sidecar's environment as `airlock demo` gives it (SIDECAR_NODE_OPTIONS before any outer NODE_OPTIONS).
     // The stub starts without cli/bin/airlock.js: give it the same compile cache, so that it differs from the real sidecar only in its authorizer.
-    const childEnv = { ...env, NODE_OPTIONS: nodeOptions, AIRLOCK_JOIN_TOKEN: token, ...(variant === 'stub' ? { NODE_COMPILE_CACHE: COMPILE_CACHE } : { AIRLOCK_AUTHZ_TRANSPORT: variant }) };
+    const childEnv = { ...airlockEnv(['sidecar'], env), AIRLOCK_JOIN_TOKEN: token, ...(variant === 'stub' ? { NODE_COMPILE_CACHE: COMPILE_CACHE } : { AIRLOCK_AUTHZ_TRANSPORT: variant }) };
     const script = variant === 'stub' ? [join(import.meta.dirname, 'stub-sidecar.ts'), stubUpstream] : [AIRLOCK_BIN, 'sidecar'];
     const child = spawnLogged([...script, ...args], logFile, childEnv);
     const pid = child.pid;
