@@ -4,8 +4,8 @@
 // then measures: parse + validate, compile, their sum (text to engine), retained heap, and the
 // decision time (p50/p99) over
 // 20,000 distinct calls (half along a policy, half between random agents; a mix of methods and
-// paths; 1 in 20 to an external host), after a JIT warm-up on 20,000 other calls. Each call is timed
-// on its own (performance.now() costs ~0.05 µs of a ~5 µs decision); the mean of the same calls timed
+// paths; 1 in 20 to an external host), after a JIT warm-up on 20,000 other calls run twice. Each call
+// is timed on its own (the timer adds ~0.6–1 µs to a ~3 µs decision); the mean of the same calls timed
 // as one batch is printed beside it, and so are the garbage collections and the load average during
 // the run: on a shared machine, preemption by other processes is what the highest samples measure.
 // Prints one JSON line.

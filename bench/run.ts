@@ -129,11 +129,11 @@ async function main(): Promise<void> {
           const r = await wrk(proxyUrl, c, DURATION, true);
           results.set(`${variant}/${c}`, r);
           const decisions = (await counter(cpMetrics, 'airlock_authz_decisions_total')) - decisionsBefore;
-          const cpCpu = cpuSeconds(cp.pid) - cpuBefore;
+          const cpCpuSeconds = cpuSeconds(cp.pid) - cpuBefore;
           const d = direct.get(c);
           console.log(`${variant} c=${c}: ${r.rps.toFixed(0)} req/s, p50/p99 ${fmt(r)} ms (direct ${d === undefined ? '?' : fmt(d)}), errors ${r.errors}`);
           if (variant !== 'stub' && decisions > 0) {
-            notes.push(`${variant}, ${c} connections: the control plane used ${((cpCpu * 1e6) / decisions).toFixed(0)} µs of CPU per decision (${(decisions / cpCpu).toFixed(0)} decisions per CPU-second, gRPC and TLS included).`);
+            notes.push(`${variant}, ${c} connections: the control plane used ${((cpCpuSeconds * 1e6) / decisions).toFixed(0)} µs of CPU per decision (${(decisions / cpCpuSeconds).toFixed(0)} decisions per CPU-second, gRPC and TLS included).`);
           }
         }
         const peak = { planner: rssMb(planner.pid, 'VmHWM'), researcher: rssMb(researcher.pid, 'VmHWM') };
@@ -173,7 +173,7 @@ async function main(): Promise<void> {
     const eng = await run('taskset', ['-c', SERVER_CPU, process.execPath, '--expose-gc', join(import.meta.dirname, 'policy-engine.ts')], { timeout: 600_000, maxBuffer: 1 << 20 });
     const e = JSON.parse(eng.stdout.trim().split('\n').pop() ?? '{}') as Record<string, number>;
     const n = (k: string, d = 0): string => (e[k] ?? NaN).toFixed(d);
-    notes.push(`Policy engine (in-process, one core): ${n('agents')} agents, ${n('segments')} segments, ${n('policies')} policies (${n('yamlMb', 1)} MB of YAML): parse + validate ${n('parseMs')} ms, compile ${n('compileMs')} ms (text to engine ${n('textToEngineMs')} ms; goal < 1 s), ${n('retainedMb')} MB of heap retained (documents + engine); decision p50 ${n('decisionP50Us')} µs, p99 ${n('decisionP99Us')} µs (goal < 20 µs), p99.9 ${n('decisionP999Us')} µs (mean ${n('decisionMeanUs')} µs, ${n('decisionBatchMeanUs', 1)} µs timed as one batch; ${(100 * (e.allowedShare ?? NaN)).toFixed(0)} % allowed; ${n('gcsDuringDecisions')} GCs while measuring).`);
+    notes.push(`Policy engine (in-process, one core): ${n('agents')} agents, ${n('segments')} segments, ${n('policies')} policies (${n('yamlMb', 1)} MB of YAML): parse + validate ${n('parseMs')} ms, compile ${n('compileMs')} ms (text to engine ${n('textToEngineMs')} ms; goal < 1 s), ${n('retainedMb')} MB of heap retained (documents + engine); decision p50 ${n('decisionP50Us')} µs, p99 ${n('decisionP99Us')} µs (goal < 20 µs), p99.9 ${n('decisionP999Us')} µs (mean ${n('decisionMeanUs', 1)} µs, ${n('decisionBatchMeanUs', 1)} µs timed as one batch; ${(100 * (e.allowedShare ?? NaN)).toFixed(0)} % allowed; ${n('gcsDuringDecisions')} GCs while measuring).`);
 
     const rows: string[] = [];
     for (const c of CONNECTIONS) {
