@@ -51,4 +51,19 @@ describe('join tokens through the admin API', () => {
     expect((await call('POST', '/v1/join-tokens/revoke', { id, extra: 1 })).status).toBe(400);
     expect((await call('GET', '/v1/join-tokens')).json.items).toEqual([expect.objectContaining({ id, status: 'revoked' })]);
   });
+
+  it('shows the audit events to admins only, newest first, without token secrets', async () => {
+    const viewer = await call('POST', '/v1/api-tokens', { name: 'auditor', role: 'viewer' });
+    const viewerToken = String(viewer.json.token);
+    expect((await call('GET', '/v1/audit', undefined, viewerToken)).status).toBe(403);
+    const anonymous = await fetch(`http://127.0.0.1:${cp.httpPort}/v1/audit`);
+    expect(anonymous.status).toBe(401);
+    const audit = await call('GET', '/v1/audit');
+    expect(audit.status).toBe(200);
+    const items = audit.json.items as { at: number; action: string; target: string }[];
+    expect(items[0]).toMatchObject({ action: 'api-token.create', target: 'auditor' });
+    expect(items.map((i) => i.action)).toEqual(expect.arrayContaining(['join-token.create', 'join-token.revoke']));
+    expect(items.every((e, i) => i === 0 || (items[i - 1]?.at ?? 0) >= e.at)).toBe(true);
+    expect(JSON.stringify(audit.json)).not.toContain(viewerToken);
+  });
 });
