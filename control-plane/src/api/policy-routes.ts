@@ -57,7 +57,7 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
       const who = deps.requireRole(req, op === 'apply' ? 'editor' : 'viewer');
       const body = objectBody(await readJson(req, MAX_POLICY_BODY_BYTES), ['yaml', 'file']);
       const yaml = requiredString(body, 'yaml');
-      const file = optionalString(body, 'file') ?? 'request';
+      const file = optionalNonEmptyString(body, 'file') ?? 'request';
       if (op === 'diff') return ok({ version: p.version(), changes: p.diff(yaml, file) });
       return ok(p.apply(yaml, file, who.name));
     } },
@@ -88,7 +88,7 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
     { method: 'POST', path: /^\/v1\/explain$/, handle: async (req) => {
       deps.requireRole(req, 'viewer');
       const body = objectBody(await readJson(req), ['from', 'to', 'method', 'path', 'tool', 'headers']);
-      return ok(explainCall(p, { from: requiredString(body, 'from'), to: requiredString(body, 'to'), method: optionalString(body, 'method'), path: optionalString(body, 'path'), tool: optionalString(body, 'tool'), headers: headerList(body.headers) }, deps.isRevoked));
+      return ok(explainCall(p, { from: requiredString(body, 'from'), to: requiredString(body, 'to'), method: optionalNonEmptyString(body, 'method'), path: optionalNonEmptyString(body, 'path'), tool: optionalNonEmptyString(body, 'tool'), headers: headerList(body.headers) }, deps.isRevoked));
     } },
     { method: 'POST', path: /^\/v1\/api-tokens$/, handle: async (req) => {
       const who = deps.requireRole(req, 'admin');
@@ -139,7 +139,7 @@ function requiredString(body: Record<string, unknown>, field: string): string {
   return v;
 }
 
-function optionalString(body: Record<string, unknown>, field: string): string | undefined {
+function optionalNonEmptyString(body: Record<string, unknown>, field: string): string | undefined {
   return body[field] === undefined ? undefined : requiredString(body, field);
 }
 
