@@ -1,19 +1,39 @@
 import type { Labels } from '@airlock/common/labels';
-import type { SpiffeId } from '@airlock/common/spiffe';
+import { meshHostOf, type SpiffeId } from '@airlock/common/spiffe';
 import { normalizePath } from './path.ts';
 import { Glob } from './glob.ts';
 import { SegmentIndex } from './segment-index.ts';
 import type { HeaderRuleDoc, PolicyDoc, PolicyDocuments } from './types.ts';
 
+/**
+ * Where a call goes, and so which policies can apply: an agent of the mesh is judged by policies to
+ * segments only, an external host by policies to hosts only. A host policy (`*.demo`) never admits a
+ * call into an agent, whatever host name the caller sent: an INBOUND decision is about the receiving
+ * agent, and an OUTBOUND call to a registered agent's mesh host is a call to that agent.
+ */
+export type Destination =
+  | {
+      readonly kind: 'agent';
+      readonly id: SpiffeId;
+      /** Its labels from its attestation (see PolicyEngine.usesLabels); undefined = none. */
+      readonly labels?: Labels;
+    }
+  | { readonly kind: 'host'; readonly host: string };
+
+export function toAgent(id: SpiffeId, labels?: Labels): Destination {
+  return labels === undefined ? { kind: 'agent', id } : { kind: 'agent', id, labels };
+}
+
+export function toHost(host: string): Destination {
+  return { kind: 'host', host };
+}
+
 /** What a decision is about, after the caller's identity checks. */
 export interface DecisionInput {
   readonly source: SpiffeId;
-  /** The destination agent, when the destination is a mesh host; undefined for external hosts. */
-  readonly destination: SpiffeId | undefined;
-  /** The agents' labels from their attestation (see PolicyEngine.usesLabels); undefined = none. */
+  /** The source agent's labels from its attestation (see PolicyEngine.usesLabels); undefined = none. */
   readonly sourceLabels?: Labels;
-  readonly destinationLabels?: Labels;
-  readonly host: string;
+  readonly destination: Destination;
   readonly port: number;
   readonly method: string;
   /** Raw request path (normalized here); empty for CONNECT. */
@@ -150,8 +170,8 @@ type Prepared = { readonly path: string | undefined; readonly host: string; read
 
 /**
  * Segments and policies compiled once into a lookup by source segment, then by destination segment
- * or host: a decision looks at the policies that can apply to its source and destination, not at
- * every policy of its source. Evaluation:
+ * (an agent destination) or host (an external one): a decision looks at the policies that can apply
+ * to its source and destination, not at every policy of its source. Evaluation:
  * - a matching enforced deny wins;
  * - nothing allowing is a deny ("no policy allows …"), except where a dry-run allow policy covers
  *   this source and destination: then what it does not allow is let through as "would deny";
@@ -237,7 +257,7 @@ export class PolicyEngine {
     return tools.filter((tool) => this.#decide(input, call.path, call.host, call.candidates, { method: 'tools/call', tool }, false).allow);
   }
 
-  /** The normalized path and host, and the candidate policies; or the denial of a refused path. */
+  /** The normalized path and host ('' for an agent), and the candidate policies; or the denial of a refused path. */
   #prepare(input: DecisionInput): Prepared {
     let path: string | undefined;
     if (input.method === 'CONNECT' && input.path === '') {
@@ -247,24 +267,31 @@ export class PolicyEngine {
       if (!n.ok) return decision(false, '', '', this.version, `ambiguous path: ${n.why}`, false);
       path = n.path;
     }
-    const host = normalizeHost(input.host);
+    const to = input.destination;
+    const host = to.kind === 'host' ? normalizeHost(to.host) : '';
     return { path, host, candidates: this.#candidates(input, host) };
   }
 
-  /** The policies from the source's segments to the destination's segments or host, in file order, each once. */
+  /**
+   * The policies from the source's segments to the destination: to its segments when it is an
+   * agent, to its host when it is an external host; in file order, each once.
+   */
   #candidates(input: DecisionInput, host: string): readonly CompiledPolicy[] {
     const sources = this.#numbersOf(input.source, input.sourceLabels);
     const lists = this.#lists;
     lists.length = 0;
+    const to = input.destination;
     // Looked up once, and only when a source segment has policies to segments.
     let dests: readonly number[] | undefined;
     for (const s of sources) {
-      if (this.#hasToSegment[s] === 1 && input.destination !== undefined) {
-        dests ??= this.#numbersOf(input.destination, input.destinationLabels);
+      if (to.kind === 'agent') {
+        if (this.#hasToSegment[s] !== 1) continue;
+        dests ??= this.#numbersOf(to.id, to.labels);
         for (const d of dests) {
           const list = this.#toSegment.get(s * this.#segmentCount + d);
           if (list !== undefined) lists.push(list);
         }
+        continue;
       }
       const hosts = this.#toHost[s];
       if (hosts === undefined) continue;
@@ -345,7 +372,9 @@ function decision(allow: boolean, policy: string, rule: string, version: number,
 /** The call, for a reason that names it: built only for decisions that need it (not for an allow). */
 function describeCall(input: DecisionInput, path: string | undefined, host: string, mcp: McpInput | undefined): string {
   const mcpCall = mcp === undefined || 'unreadable' in mcp ? '' : ` (MCP ${mcp.method}${mcp.tool === '' ? '' : ` ${mcp.tool}`})`;
-  return `${input.method}${path === undefined ? '' : ` ${path}`}${mcpCall} from ${input.source.uri} to ${host}:${input.port}`;
+  // An agent is named by its mesh host: not by the Host header an INBOUND caller sent.
+  const to = input.destination.kind === 'agent' ? meshHostOf(input.destination.id) : host;
+  return `${input.method}${path === undefined ? '' : ` ${path}`}${mcpCall} from ${input.source.uri} to ${to}:${input.port}`;
 }
 
 function mcpWhy(mcp: McpInput | undefined): string {

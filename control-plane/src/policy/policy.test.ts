@@ -1,7 +1,7 @@
 import { AirlockError } from '@airlock/common/errors';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { describe, expect, it } from 'vitest';
-import { PolicyEngine, type DecisionInput } from './engine.ts';
+import { PolicyEngine, toAgent, toHost, type DecisionInput } from './engine.ts';
 import { parsePolicyText } from './load.ts';
 import { normalizePath } from './path.ts';
 
@@ -79,7 +79,7 @@ const researcher = id('agents', 'research-1');
 const tool = id('tools', 'search');
 
 function call(over: Partial<DecisionInput>): DecisionInput {
-  return { source: researcher, destination: tool, host: 'search.tools', port: 8080, method: 'GET', path: '/v1/search/q', ...over };
+  return { source: researcher, destination: toAgent(tool), port: 8080, method: 'GET', path: '/v1/search/q', ...over };
 }
 
 describe('policy evaluation', () => {
@@ -97,17 +97,17 @@ describe('policy evaluation', () => {
     { name: 'glob on service account', input: call({ source: id('agents', 'research-anything') }), allow: true, policy: 'researchers-to-tools', reason: /allowed/ },
     { name: 'glob needs the whole name', input: call({ source: id('agents', 'x-research-1') }), allow: false, policy: '', reason: /no policy allows/ },
     { name: 'foreign trust domain is in no segment', input: call({ source: parseSpiffeId('spiffe://evil.test/ns/agents/sa/research-1') }), allow: false, policy: '', reason: /no policy allows/ },
-    { name: 'external exact host', input: call({ destination: undefined, host: 'api.openai.com', port: 443, method: 'CONNECT', path: '' }), allow: true, policy: 'researchers-to-openai', reason: /allowed/ },
-    { name: 'host match ignores case and a trailing dot', input: call({ destination: undefined, host: 'API.OpenAI.com.', port: 443 }), allow: true, policy: 'researchers-to-openai', reason: /allowed/ },
-    { name: 'wildcard host matches a subdomain', input: call({ destination: undefined, host: 'a.b.example.com', port: 443 }), allow: true, policy: 'researchers-to-openai', reason: /allowed/ },
-    { name: 'wildcard host does not match the apex', input: call({ destination: undefined, host: 'example.com', port: 443 }), allow: false, policy: '', reason: /no policy allows/ },
-    { name: 'host suffix trick', input: call({ destination: undefined, host: 'api.openai.com.evil.io', port: 443 }), allow: false, policy: '', reason: /no policy allows/ },
-    { name: 'external host on a port not listed', input: call({ destination: undefined, host: 'api.openai.com', port: 80 }), allow: false, policy: '', reason: /no policy allows/ },
-    { name: 'dry-run deny lets through and says so', input: call({ destination: undefined, host: 'up.example.com', port: 443, method: 'PUT', path: '/f' }), allow: true, policy: 'maybe-block-uploads', reason: /^would deny: policy "maybe-block-uploads" denies PUT \/f/, dryRunDeny: true },
+    { name: 'external exact host', input: call({ destination: toHost('api.openai.com'), port: 443, method: 'CONNECT', path: '' }), allow: true, policy: 'researchers-to-openai', reason: /allowed/ },
+    { name: 'host match ignores case and a trailing dot', input: call({ destination: toHost('API.OpenAI.com.'), port: 443 }), allow: true, policy: 'researchers-to-openai', reason: /allowed/ },
+    { name: 'wildcard host matches a subdomain', input: call({ destination: toHost('a.b.example.com'), port: 443 }), allow: true, policy: 'researchers-to-openai', reason: /allowed/ },
+    { name: 'wildcard host does not match the apex', input: call({ destination: toHost('example.com'), port: 443 }), allow: false, policy: '', reason: /no policy allows/ },
+    { name: 'host suffix trick', input: call({ destination: toHost('api.openai.com.evil.io'), port: 443 }), allow: false, policy: '', reason: /no policy allows/ },
+    { name: 'external host on a port not listed', input: call({ destination: toHost('api.openai.com'), port: 80 }), allow: false, policy: '', reason: /no policy allows/ },
+    { name: 'dry-run deny lets through and says so', input: call({ destination: toHost('up.example.com'), port: 443, method: 'PUT', path: '/f' }), allow: true, policy: 'maybe-block-uploads', reason: /^would deny: policy "maybe-block-uploads" denies PUT \/f/, dryRunDeny: true },
     { name: 'dry-run source: allowed call is plain allow', input: call({ source: id('trial', 'bot') }), allow: true, policy: 'trial-to-tools', reason: /allowed/ },
     { name: 'dry-run allow: what it does not allow is let through as would-deny', input: call({ source: id('trial', 'bot'), method: 'POST' }), allow: true, policy: 'trial-to-tools', reason: /^would deny: no policy allows POST/, dryRunDeny: true },
-    { name: 'dry-run allow opens nothing outside its destination', input: call({ source: id('trial', 'bot'), destination: undefined, host: 'api.openai.com', port: 443 }), allow: false, policy: '', reason: /^no policy allows/ },
-    { name: 'dry-run deny does not turn a default deny into allow', input: call({ destination: undefined, host: 'up.example.com', port: 80, method: 'PUT', path: '/f' }), allow: false, policy: '', reason: /^no policy allows PUT/ },
+    { name: 'dry-run allow opens nothing outside its destination', input: call({ source: id('trial', 'bot'), destination: toHost('api.openai.com'), port: 443 }), allow: false, policy: '', reason: /^no policy allows/ },
+    { name: 'dry-run deny does not turn a default deny into allow', input: call({ destination: toHost('up.example.com'), port: 80, method: 'PUT', path: '/f' }), allow: false, policy: '', reason: /^no policy allows PUT/ },
     // Bypass attempts: all refused before any policy is consulted.
     { name: 'dot-segment', input: call({ path: '/v1/search/../admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'double slash', input: call({ path: '//admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
@@ -138,6 +138,44 @@ describe('policy evaluation', () => {
   it('computes segment membership', () => {
     expect(engine.segmentsOf(researcher)).toEqual(['researchers']);
     expect(engine.segmentsOf(tool)).toEqual(['tools']);
+  });
+});
+
+describe('policy evaluation: host policies are for external hosts, segment policies for agents', () => {
+  // `egress` may reach external hosts only; `all` covers every agent, so a slip would show.
+  const engine = new PolicyEngine(
+    parsePolicyText(
+      `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: egress }\nspec: { selector: { namespace: agents, serviceAccounts: [egress] } }\n---\n` +
+        `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: all }\nspec: { selector: { namespace: "*" } }\n---\n` +
+        `apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: egress-out }\nspec: { from: { segments: [egress] }, to: { hosts: [api.openai.com, "*.demo", "*.example.com", researcher.agents] }, action: allow }\n---\n` +
+        `apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: egress-to-tools }\nspec: { from: { segments: [egress] }, to: { segments: [all] }, rules: [ { paths: [/open] } ], action: allow }\n`,
+      'p.yaml',
+    ),
+    TD,
+    1,
+  );
+  const egress = id('agents', 'egress');
+  const ask = (destination: DecisionInput['destination'], path = '/v1/admin'): ReturnType<PolicyEngine['evaluate']> => engine.evaluate({ source: egress, destination, port: 443, method: 'GET', path });
+
+  it('a host policy admits its external hosts (the control case)', () => {
+    for (const host of ['api.openai.com', 'API.OpenAI.com.', 'researcher.demo', 'a.example.com', 'researcher.agents']) {
+      expect(ask(toHost(host)), host).toMatchObject({ allow: true, policy: 'egress-out' });
+    }
+  });
+
+  it('a host policy never admits a call into an agent, whatever agent or name', () => {
+    for (const agent of [id('agents', 'researcher'), id('demo', 'researcher'), id('com', 'a.example')]) {
+      const d = ask(toAgent(agent));
+      expect(d, agent.uri).toMatchObject({ allow: false, policy: '' });
+      // The reason names the agent by its mesh host, never by a host name the caller chose.
+      expect(d.reason).toBe(`no policy allows GET /v1/admin from ${egress.uri} to ${agent.serviceAccount}.${agent.namespace}:443`);
+    }
+    expect(engine.callableTools({ source: egress, destination: toAgent(id('agents', 'researcher')), port: 443, method: 'POST', path: '/mcp' }, ['x'])).toEqual([]);
+  });
+
+  it('a segment policy admits agents, never an external host', () => {
+    expect(ask(toAgent(id('agents', 'researcher')), '/open')).toMatchObject({ allow: true, policy: 'egress-to-tools' });
+    expect(ask(toHost('unregistered.agents'), '/open')).toMatchObject({ allow: false, policy: '' });
   });
 });
 
@@ -219,7 +257,7 @@ metadata: { name: pinned-out }
 spec: { from: { segments: [pinned, tools-and-one] }, to: { hosts: [api.example.com] }, action: allow }
 `;
     const engine = new PolicyEngine(parsePolicyText(text, 'p.yaml'), TD, 1);
-    const call = (source: ReturnType<typeof parseSpiffeId>): boolean => engine.evaluate({ source, destination: undefined, host: 'api.example.com', port: 443, method: 'GET', path: '/' }).allow;
+    const call = (source: ReturnType<typeof parseSpiffeId>): boolean => engine.evaluate({ source, destination: toHost('api.example.com'), port: 443, method: 'GET', path: '/' }).allow;
     expect(call(id('agents', 'planner'))).toBe(true);
     expect(call(id('agents', 'helper'))).toBe(true);
     expect(call(id('tools', 'anything'))).toBe(true);
@@ -241,7 +279,7 @@ describe('PolicyEngine: the index', () => {
   const seg = (name: string, selector: string): string => `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: ${name} }\nspec: { selector: ${selector} }\n`;
   const pol = (name: string, spec: string): string => `apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: ${name} }\nspec: ${spec}\n`;
   const build = (...docs: string[]): PolicyEngine => new PolicyEngine(parsePolicyText(docs.join('---\n'), 'p.yaml'), TD, 1);
-  const call = (over: Partial<DecisionInput>): DecisionInput => ({ source: id('agents', 'planner'), destination: id('tools', 'search'), host: 'search.tools', port: 80, method: 'GET', path: '/', ...over });
+  const call = (over: Partial<DecisionInput>): DecisionInput => ({ source: id('agents', 'planner'), destination: toAgent(id('tools', 'search')), port: 80, method: 'GET', path: '/', ...over });
 
   it('takes the policies of every segment of both agents, in file order, each once', () => {
     const engine = build(
@@ -258,9 +296,9 @@ describe('PolicyEngine: the index', () => {
     expect(engine.evaluate(call({ method: 'DELETE' }))).toMatchObject({ allow: true, policy: 'second' });
     // The deny is filed under other segments of both agents than the allows before it: it still wins.
     expect(engine.evaluate(call({ method: 'POST' }))).toMatchObject({ allow: false, policy: 'no-post' });
-    expect(engine.evaluate(call({ method: 'PUT', destination: undefined }))).toMatchObject({ allow: true, policy: 'by-host' });
-    expect(engine.evaluate(call({ method: 'PUT', destination: undefined, host: 'search.tools.evil' }))).toMatchObject({ allow: false, policy: '' });
-    expect(engine.evaluate(call({ destination: id('other', 'x') }))).toMatchObject({ allow: false, policy: '' });
+    expect(engine.evaluate(call({ method: 'PUT', destination: toHost('search.tools') }))).toMatchObject({ allow: true, policy: 'by-host' });
+    expect(engine.evaluate(call({ method: 'PUT', destination: toHost('search.tools.evil') }))).toMatchObject({ allow: false, policy: '' });
+    expect(engine.evaluate(call({ destination: toAgent(id('other', 'x')) }))).toMatchObject({ allow: false, policy: '' });
   });
 
   it('matches methods past the 30 it numbers', () => {
