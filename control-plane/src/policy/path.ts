@@ -4,9 +4,10 @@ export type NormalizedPath = { readonly ok: true; readonly path: string } | { re
 /**
  * Normalizes a request path once, before any policy sees it: strips the query, decodes percent-
  * encoded unreserved characters only, and refuses anything two parsers could read differently
- * (dot-segments, empty segments, encoded slashes or backslashes, backslashes, NUL, control
- * characters, malformed escapes, a path not starting with "/"). Refusing beats guessing how the
- * destination app will resolve `/v1/search/../admin`.
+ * (dot-segments, empty segments, either of them also once a segment's `;` parameters are removed,
+ * encoded slashes or backslashes, backslashes, NUL, control characters, malformed escapes, a path
+ * not starting with "/"). Refusing beats guessing how the destination app will resolve
+ * `/v1/search/../admin` or `/v1/..;/admin`.
  *
  * Runs on every decision: one pass over the characters, and a path without escapes (the usual
  * kind) is returned as it came, without building a new string.
@@ -35,6 +36,12 @@ export function normalizePath(raw: string): NormalizedPath {
   const path = copied === 0 ? p : out + p.slice(copied);
   if (path.includes('//')) return refuse('it contains an empty segment ("//")');
   if (hasDotSegment(path)) return refuse('it contains a dot-segment');
+  // Tomcat, Jetty and Spring drop a segment's `;` parameters before resolving it: `/v1/..;/admin`
+  // is `/v1/../admin` there, `/v1/;/admin` is `/v1//admin`; `%3B` too, for a server that decodes first.
+  if (path.includes(';') || (copied !== 0 && path.includes('%3B'))) {
+    const why = parameterSegmentProblem(path);
+    if (why !== undefined) return refuse(why);
+  }
   return { ok: true, path };
 }
 
@@ -62,6 +69,29 @@ function hasDotSegment(path: string): boolean {
     }
   }
   return false;
+}
+
+/**
+ * Why a segment is ambiguous once its parameters (from the first `;`, or an encoded `%3B` that a
+ * decoding server may read as one) are removed: a dot-segment (`..;`, `.;x=y`) or an empty one
+ * (`/;x/`); undefined when none is. `path` starts with "/", its escapes normalized to upper case.
+ */
+function parameterSegmentProblem(path: string): string | undefined {
+  for (let start = 1; start <= path.length; ) {
+    let end = path.indexOf('/', start);
+    if (end === -1) end = path.length;
+    const segment = path.slice(start, end);
+    const semi = segment.indexOf(';');
+    const encoded = segment.indexOf('%3B');
+    const cut = semi === -1 ? encoded : encoded === -1 ? semi : Math.min(semi, encoded);
+    if (cut !== -1) {
+      const name = segment.slice(0, cut);
+      if (name === '.' || name === '..') return `it contains a dot-segment ("${name}" once its ";" parameters are removed)`;
+      if (name === '') return 'it contains an empty segment (once its ";" parameters are removed)';
+    }
+    start = end + 1;
+  }
+  return undefined;
 }
 
 /** 0-15 for a hex digit's char code, else -1 (NaN past the end included). */

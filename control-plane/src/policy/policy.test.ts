@@ -113,6 +113,8 @@ describe('policy evaluation', () => {
     { name: 'double slash', input: call({ path: '//admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'encoded dot-segment', input: call({ path: '/%2e%2e/admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'encoded dot-segment upper case', input: call({ path: '/v1/search/%2E%2E/admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
+    { name: 'dot-segment with ";" parameters', input: call({ path: '/v1/search/..;/admin' }), allow: false, policy: '', reason: /^ambiguous path: it contains a dot-segment/ },
+    { name: 'encoded dot-segment with ";" parameters', input: call({ path: '/v1/search/%2e%2E;jsessionid=1/admin' }), allow: false, policy: '', reason: /^ambiguous path: it contains a dot-segment/ },
     { name: 'encoded slash', input: call({ path: '/v1%2Fadmin' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'encoded slash lower case', input: call({ path: '/v1/search%2fq' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'encoded backslash', input: call({ path: '/v1/search/%5c..' }), allow: false, policy: '', reason: /^ambiguous path/ },
@@ -192,6 +194,27 @@ describe('normalizePath', () => {
   it.each(['/a/./b', '/a/.', '/a/%2E/b', '/a//b', '/a/%zz', '', '*', '/a%2F', '/a%5C', '/a\u0000', '/a\u0007'])('refuses %j', (raw) => {
     expect(normalizePath(raw).ok).toBe(false);
   });
+  // Tomcat, Jetty and Spring remove a segment's `;` parameters, then resolve dot-segments.
+  it.each([
+    '/v1/..;/admin', '/v1/%2e%2e;/admin', '/v1/.;/admin', '/v1/..;x=y/admin', '/v1/%2E%2e;jsessionid=1/admin', '/v1/.%2e;/admin',
+    '/v1/..;', '/v1/.;', '/..;/admin', '/v1/..%3B/admin', '/v1/..%3bx/admin', '/v1/%2e%2e%3B/admin', '/v1/..;a;b/admin', '/v1/..;/',
+  ])('refuses %j: a dot-segment once its ";" parameters are removed', (raw) => {
+    expect(normalizePath(raw)).toEqual({ ok: false, why: expect.stringMatching(/^it contains a dot-segment \("\.{1,2}" once its ";" parameters are removed\)$/) as unknown });
+  });
+  it.each(['/v1/;/admin', '/;x/admin', '/v1/;jsessionid=1', '/v1/%3B/admin', '/v1/%3bx'])('refuses %j: an empty segment once its ";" parameters are removed', (raw) => {
+    expect(normalizePath(raw)).toEqual({ ok: false, why: 'it contains an empty segment (once its ";" parameters are removed)' });
+  });
+  it.each([
+    ['/v1/search;jsessionid=1', '/v1/search;jsessionid=1'],
+    ['/v1/a;b/c', '/v1/a;b/c'],
+    ['/v1/...;/x', '/v1/...;/x'],
+    ['/v1/.x;/y', '/v1/.x;/y'],
+    ['/v1/x.;/y', '/v1/x.;/y'],
+    ['/v1/a%3bx', '/v1/a%3Bx'],
+    ['/v1/x?a=..;', '/v1/x'],
+  ])('keeps %j (no dot or empty segment once parameters are removed)', (raw, want) => {
+    expect(normalizePath(raw)).toEqual({ ok: true, path: want });
+  });
 });
 
 describe('policy loading', () => {
@@ -224,6 +247,8 @@ describe('policy loading', () => {
     expect(problemsOf(base('  action: allow\n  mode: maybe\n'))).toMatch(/"spec\.mode" must be one of enforce, dry-run/);
     expect(problemsOf(base('  action: allow\n  rules: [ { methods: [get] } ]\n'))).toMatch(/"get" is not an upper-case HTTP method/);
     expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a/../b"] } ]\n'))).toMatch(/dot-segment/);
+    expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a/..;/b/*"] } ]\n'))).toContain('"/a/..;/b/*" is not a usable path: it contains a dot-segment (".." once its ";" parameters are removed)');
+    expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a/;x/b"] } ]\n'))).toContain('"/a/;x/b" is not a usable path: it contains an empty segment (once its ";" parameters are removed)');
     expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a*b"] } ]\n'))).toMatch(/only as a final/);
     expect(problemsOf(base(''))).toMatch(/"spec\.action" is required/);
     expect(problemsOf('kind: [unclosed\n')).toMatch(/^invalid policy:\n {2}- p\.yaml:\d+:\d+: /);
