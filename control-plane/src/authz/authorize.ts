@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
-import type { Logger } from '@airlock/common/logging';
+import { redactQuery, type Logger } from '@airlock/common/logging';
 import { MAX_AUTHZ_HEADER_BYTES, MAX_AUTHZ_HEADERS } from '@airlock/common/headers';
 import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { Direction, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
@@ -37,24 +37,6 @@ function mcpOf(req: AuthorizeRequest): McpInput | undefined {
   if (req.mcpUnreadable !== '') return { unreadable: req.mcpUnreadable };
   if (req.mcpMethod !== '') return { method: req.mcpMethod, tool: req.mcpMethod === 'tools/call' ? req.mcpTool : '' };
   return undefined;
-}
-
-/**
- * The path as audit lines record it: query values replaced (`?key=[redacted]`), since a query may
- * carry a credential (`?access_token=…`) and audit lines go to a SIEM. Parameter names stay, for
- * investigations; policies never match on the query anyway.
- */
-function auditPath(path: string): string {
-  const q = path.indexOf('?');
-  if (q === -1) return path;
-  const params = path
-    .slice(q + 1)
-    .split('&')
-    .map((p) => {
-      const eq = p.indexOf('=');
-      return eq === -1 ? p : `${p.slice(0, eq)}=[redacted]`;
-    });
-  return `${path.slice(0, q)}?${params.join('&')}`;
 }
 
 /** The sidecar's bounds on headers, held here too: a request over them is refused, not judged. */
@@ -97,7 +79,8 @@ export class Authorizer {
       host: req.destinationHost,
       port: req.destinationPort,
       method: req.method,
-      path: auditPath(req.path),
+      // A query may carry a credential (`?access_token=…`) and audit lines go to a SIEM.
+      path: redactQuery(req.path),
       ...(req.mcpMethod === '' ? {} : { mcpMethod: req.mcpMethod, mcpTool: req.mcpTool }),
       ...(req.mcpUnreadable === '' ? {} : { mcpUnreadable: req.mcpUnreadable }),
     };
