@@ -13,7 +13,7 @@ apiVersion: airlock.dev/v1
 kind: Policy
 metadata: { name: no-admin }
 spec:
-  from: { segments: [planner] }
+  from: { segments: [planner, direct] }
   to: { segments: [researcher] }
   rules: [ { methods: [POST], paths: [/v1/other] }, { paths: ["/v1/admin/*"] } ]
   action: deny
@@ -61,6 +61,14 @@ describe('path and authority bypass attempts through the real mesh', () => {
     const body = res.json<Denied>();
     expect(body).toMatchObject({ error: 'denied', policy: 'no-admin', policyVersion: 1, rule: 'rules[1]' });
     expect(body.reason).toMatch(/policy "no-admin" denies GET \/v1\/admin\/users/);
+    expect(appSaw()).toEqual([]);
+  });
+
+  // Tomcat, Jetty and Spring read these as /v1/admin/users: the deny on /v1/admin/* matches them too.
+  it.each(['/v1/admin;x/users', '/v1/admin;jsessionid=1/users', '/v1/admin%3Bx/users', '/v1;v=2/admin;x/users'])('GET %s is denied by the rule on /v1/admin/* (403), and nothing reaches the app', async (path) => {
+    const res = await send(`GET http://researcher.agents${path} HTTP/1.1`);
+    expect(res.status).toBe(403);
+    expect(JSON.parse(res.body) as Denied).toMatchObject({ error: 'denied', policy: 'no-admin', rule: 'rules[1]' });
     expect(appSaw()).toEqual([]);
   });
 
@@ -126,6 +134,14 @@ describe('path and authority bypass attempts through the real mesh', () => {
 
   it('a peer with a real SVID gets into researcher\'s inbound port where its policy allows (the control case)', async () => {
     expect((await inbound('/v1/search;jsessionid=1')).status).toBe(200);
+  });
+
+  it('GET /v1/admin;x/users straight to researcher\'s inbound port is denied by the rule on /v1/admin/* too', async () => {
+    const before = appSaw();
+    const res = await inbound('/v1/admin;x/users');
+    expect(res.status).toBe(403);
+    expect(JSON.parse(res.body) as Denied).toMatchObject({ policy: 'no-admin', rule: 'rules[1]' });
+    expect(appSaw()).toEqual(before);
   });
 
   it.each(SEMICOLON_TRICKS)('GET %s straight to researcher\'s inbound port is refused as ambiguous (403) too, and nothing reaches the app', async (path, why) => {

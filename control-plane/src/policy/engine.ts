@@ -166,7 +166,7 @@ const NO_POLICIES: readonly CompiledPolicy[] = [];
 const NO_SEGMENTS: readonly number[] = [];
 
 /** What a decision needs besides the message, or the decision already (a refused path). */
-type Prepared = { readonly path: string | undefined; readonly host: string; readonly candidates: readonly CompiledPolicy[] } | PolicyDecision;
+type Prepared = { readonly path: string | undefined; readonly plain: string | undefined; readonly host: string; readonly candidates: readonly CompiledPolicy[] } | PolicyDecision;
 
 /**
  * Segments and policies compiled once into a lookup by source segment, then by destination segment
@@ -243,7 +243,7 @@ export class PolicyEngine {
   evaluate(input: DecisionInput): PolicyDecision {
     const call = this.#prepare(input);
     if ('allow' in call) return call;
-    return this.#decide(input, call.path, call.host, call.candidates, input.mcp, true);
+    return this.#decide(input, call.path, call.plain, call.host, call.candidates, input.mcp, true);
   }
 
   /**
@@ -254,22 +254,24 @@ export class PolicyEngine {
   callableTools(input: DecisionInput, tools: readonly string[]): string[] {
     const call = this.#prepare(input);
     if ('allow' in call) return []; // a refused path: every call of it is denied
-    return tools.filter((tool) => this.#decide(input, call.path, call.host, call.candidates, { method: 'tools/call', tool }, false).allow);
+    return tools.filter((tool) => this.#decide(input, call.path, call.plain, call.host, call.candidates, { method: 'tools/call', tool }, false).allow);
   }
 
   /** The normalized path and host ('' for an agent), and the candidate policies; or the denial of a refused path. */
   #prepare(input: DecisionInput): Prepared {
     let path: string | undefined;
+    let plain: string | undefined;
     if (input.method === 'CONNECT' && input.path === '') {
       path = undefined; // a tunnel has no path: only rules without paths can match it
     } else {
       const n = normalizePath(input.path);
       if (!n.ok) return decision(false, '', '', this.version, `ambiguous path: ${n.why}`, false);
       path = n.path;
+      plain = n.plain;
     }
     const to = input.destination;
     const host = to.kind === 'host' ? normalizeHost(to.host) : '';
-    return { path, host, candidates: this.#candidates(input, host) };
+    return { path, plain, host, candidates: this.#candidates(input, host) };
   }
 
   /**
@@ -310,7 +312,7 @@ export class PolicyEngine {
   }
 
   /** `withReason` false: the reason of a deny is left empty (only `allow` is wanted). */
-  #decide(input: DecisionInput, path: string | undefined, host: string, candidates: readonly CompiledPolicy[], mcp: McpInput | undefined, withReason: boolean): PolicyDecision {
+  #decide(input: DecisionInput, path: string | undefined, plain: string | undefined, host: string, candidates: readonly CompiledPolicy[], mcp: McpInput | undefined, withReason: boolean): PolicyDecision {
     let dryRunDeny: CompiledPolicy | undefined;
     let dryRunDenyRule = '';
     let allow: CompiledPolicy | undefined;
@@ -324,7 +326,7 @@ export class PolicyEngine {
     for (const p of candidates) {
       if (p.ports !== undefined && !p.ports.has(input.port)) continue;
       if (p.toHosts && !matchesHost(p, host)) continue;
-      const rule = matchingRule(p, input.method, methodBit, path, mcp, headers);
+      const rule = matchingRule(p, input.method, methodBit, path, plain, mcp, headers);
       const unreadable = lastMatchUnreadable;
       if (unreadable) unreadableMattered = true;
       const headerWhy = lastHeaderUnknown;
@@ -404,13 +406,13 @@ let lastHeaderUnknown = '';
  * closed: it never matches an allow rule on MCP and always matches a deny rule on MCP (else an
  * oversized body would slip past `deny tools: [delete_*]`).
  */
-function matchingRule(p: CompiledPolicy, method: string, methodBit: number, path: string | undefined, mcp: McpInput | undefined, headers: HeaderInput): string | undefined {
+function matchingRule(p: CompiledPolicy, method: string, methodBit: number, path: string | undefined, plain: string | undefined, mcp: McpInput | undefined, headers: HeaderInput): string | undefined {
   lastMatchUnreadable = false;
   lastHeaderUnknown = '';
   if (p.rules.length === 0) return '*';
   for (const r of p.rules) {
     if (!r.anyMethod && (r.methodMask & methodBit) === 0 && (r.otherMethods === undefined || !r.otherMethods.has(method))) continue;
-    if (!r.anyPath && (path === undefined || !pathMatches(r, path))) continue;
+    if (!r.anyPath && (path === undefined || !pathHolds(r, path, plain ?? path, p.deny))) continue;
     if (r.headers !== undefined && !headersHold(r.headers, headers, p.deny)) continue;
     if (r.mcp !== undefined) {
       if (mcp === undefined) continue;
@@ -433,6 +435,16 @@ function matchingRule(p: CompiledPolicy, method: string, methodBit: number, path
     return r.label;
   }
   return undefined;
+}
+
+/**
+ * A rule's paths against a path with `;` parameters: an allow rule matches it as sent; a deny rule
+ * also matches it without them (`plain`, as Tomcat, Jetty and Spring read it: `/v1/admin;x/users`
+ * is `/v1/admin/users` there). As rules name no parameters (load.ts), an allow that matches the
+ * path as sent matches the plain path too.
+ */
+function pathHolds(r: CompiledRule, path: string, plain: string, deny: boolean): boolean {
+  return pathMatches(r, path) || (deny && plain !== path && pathMatches(r, plain));
 }
 
 function pathMatches(r: CompiledRule, path: string): boolean {

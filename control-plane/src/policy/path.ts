@@ -1,5 +1,9 @@
-/** A request path ready for matching, or why it was refused. */
-export type NormalizedPath = { readonly ok: true; readonly path: string } | { readonly ok: false; readonly why: string };
+/**
+ * A request path ready for matching, or why it was refused. `plain` is the path without its
+ * segments' `;` parameters (how Tomcat, Jetty and Spring read it); the very same string when it has
+ * none, so a caller can tell by `===`.
+ */
+export type NormalizedPath = { readonly ok: true; readonly path: string; readonly plain: string } | { readonly ok: false; readonly why: string };
 
 /**
  * Normalizes a request path once, before any policy sees it: strips the query, decodes percent-
@@ -39,10 +43,11 @@ export function normalizePath(raw: string): NormalizedPath {
   // Tomcat, Jetty and Spring drop a segment's `;` parameters before resolving it: `/v1/..;/admin`
   // is `/v1/../admin` there, `/v1/;/admin` is `/v1//admin`; `%3B` too, for a server that decodes first.
   if (path.includes(';') || (copied !== 0 && path.includes('%3B'))) {
-    const why = parameterSegmentProblem(path);
-    if (why !== undefined) return refuse(why);
+    const plain = withoutParameters(path);
+    if (typeof plain !== 'string') return refuse(plain.why);
+    return { ok: true, path, plain };
   }
-  return { ok: true, path };
+  return { ok: true, path, plain: path };
 }
 
 function refuse(why: string): NormalizedPath {
@@ -72,11 +77,12 @@ function hasDotSegment(path: string): boolean {
 }
 
 /**
- * Why a segment is ambiguous once its parameters (from the first `;`, or an encoded `%3B` that a
- * decoding server may read as one) are removed: a dot-segment (`..;`, `.;x=y`) or an empty one
- * (`/;x/`); undefined when none is. `path` starts with "/", its escapes normalized to upper case.
+ * The path with each segment's parameters removed (from the first `;`, or an encoded `%3B` that a
+ * decoding server may read as one), or why that is ambiguous: a segment that is then a dot-segment
+ * (`..;`, `.;x=y`) or empty (`/;x/`). `path` starts with "/", its escapes in upper case.
  */
-function parameterSegmentProblem(path: string): string | undefined {
+function withoutParameters(path: string): string | { why: string } {
+  const names: string[] = [];
   for (let start = 1; start <= path.length; ) {
     let end = path.indexOf('/', start);
     if (end === -1) end = path.length;
@@ -84,14 +90,15 @@ function parameterSegmentProblem(path: string): string | undefined {
     const semi = segment.indexOf(';');
     const encoded = segment.indexOf('%3B');
     const cut = semi === -1 ? encoded : encoded === -1 ? semi : Math.min(semi, encoded);
+    const name = cut === -1 ? segment : segment.slice(0, cut);
     if (cut !== -1) {
-      const name = segment.slice(0, cut);
-      if (name === '.' || name === '..') return `it contains a dot-segment ("${name}" once its ";" parameters are removed)`;
-      if (name === '') return 'it contains an empty segment (once its ";" parameters are removed)';
+      if (name === '.' || name === '..') return { why: `it contains a dot-segment ("${name}" once its ";" parameters are removed)` };
+      if (name === '') return { why: 'it contains an empty segment (once its ";" parameters are removed)' };
     }
+    names.push(name);
     start = end + 1;
   }
-  return undefined;
+  return `/${names.join('/')}`;
 }
 
 /** 0-15 for a hex digit's char code, else -1 (NaN past the end included). */

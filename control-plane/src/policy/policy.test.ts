@@ -115,6 +115,9 @@ describe('policy evaluation', () => {
     { name: 'encoded dot-segment upper case', input: call({ path: '/v1/search/%2E%2E/admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'dot-segment with ";" parameters', input: call({ path: '/v1/search/..;/admin' }), allow: false, policy: '', reason: /^ambiguous path: it contains a dot-segment/ },
     { name: 'encoded dot-segment with ";" parameters', input: call({ path: '/v1/search/%2e%2E;jsessionid=1/admin' }), allow: false, policy: '', reason: /^ambiguous path: it contains a dot-segment/ },
+    { name: 'a deny matches the path without its ";" parameters too', input: call({ path: '/v1/search;x/admin;y=z/users' }), allow: false, policy: 'no-tool-admin', reason: /^policy "no-tool-admin" denies GET \/v1\/search;x\/admin;y=z\/users/ },
+    { name: 'an allow matches the path as sent, ";" parameters included', input: call({ path: '/v1/search/q;jsessionid=1' }), allow: true, policy: 'researchers-to-tools', reason: /allowed/ },
+    { name: 'an allow does not match a segment with ";" parameters as the segment without', input: call({ path: '/v1/search;x/q' }), allow: false, policy: '', reason: /^no policy allows GET \/v1\/search;x\/q/ },
     { name: 'encoded slash', input: call({ path: '/v1%2Fadmin' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'encoded slash lower case', input: call({ path: '/v1/search%2fq' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'encoded backslash', input: call({ path: '/v1/search/%5c..' }), allow: false, policy: '', reason: /^ambiguous path/ },
@@ -189,7 +192,7 @@ describe('normalizePath', () => {
     ['/a/%3a', '/a/%3A'],
     ['/', '/'],
   ])('%s → %s', (raw, want) => {
-    expect(normalizePath(raw)).toEqual({ ok: true, path: want });
+    expect(normalizePath(raw)).toEqual({ ok: true, path: want, plain: want });
   });
   it.each(['/a/./b', '/a/.', '/a/%2E/b', '/a//b', '/a/%zz', '', '*', '/a%2F', '/a%5C', '/a\u0000', '/a\u0007'])('refuses %j', (raw) => {
     expect(normalizePath(raw).ok).toBe(false);
@@ -213,7 +216,16 @@ describe('normalizePath', () => {
     ['/v1/a%3bx', '/v1/a%3Bx'],
     ['/v1/x?a=..;', '/v1/x'],
   ])('keeps %j (no dot or empty segment once parameters are removed)', (raw, want) => {
-    expect(normalizePath(raw)).toEqual({ ok: true, path: want });
+    expect(normalizePath(raw)).toMatchObject({ ok: true, path: want });
+  });
+  it.each([
+    ['/v1/search', '/v1/search'],
+    ['/v1/admin;x/users', '/v1/admin/users'],
+    ['/v1/admin;x=y;z/users;jsessionid=1', '/v1/admin/users'],
+    ['/v1/a%3bx/b', '/v1/a/b'],
+    ['/v1/a;x/', '/v1/a/'],
+  ])('reads %j without its ";" parameters as %j too', (raw, plain) => {
+    expect(normalizePath(raw)).toMatchObject({ ok: true, plain });
   });
 });
 
@@ -249,6 +261,7 @@ describe('policy loading', () => {
     expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a/../b"] } ]\n'))).toMatch(/dot-segment/);
     expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a/..;/b/*"] } ]\n'))).toContain('"/a/..;/b/*" is not a usable path: it contains a dot-segment (".." once its ";" parameters are removed)');
     expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a/;x/b"] } ]\n'))).toContain('"/a/;x/b" is not a usable path: it contains an empty segment (once its ";" parameters are removed)');
+    expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a;x/b/*"] } ]\n'))).toContain('"/a;x/b/*" is not a usable path: it has ";" parameters (rules match requests with and without theirs)');
     expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a*b"] } ]\n'))).toMatch(/only as a final/);
     expect(problemsOf(base(''))).toMatch(/"spec\.action" is required/);
     expect(problemsOf('kind: [unclosed\n')).toMatch(/^invalid policy:\n {2}- p\.yaml:\d+:\d+: /);
