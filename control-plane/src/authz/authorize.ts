@@ -7,7 +7,8 @@ import { Direction, Verdict, type AuthorizeRequest, type AuthorizeResponse } fro
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { headerInput, type Destination, type McpInput, type PolicyEngine } from '../policy/engine.ts';
 import type { Store } from '../store/store.ts';
-import { agentDestination, decide, destinationOfHost } from './registry.ts';
+import { decide } from './decide.ts';
+import { agentDestination, destinationOfHost } from './registry.ts';
 
 export interface AuthorizerDeps {
   readonly trustDomain: string;

@@ -1,8 +1,7 @@
 import type { Labels } from '@airlock/common/labels';
 import { formatSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
-import { toAgent, toHost, type DecisionInput, type Destination, type PolicyDecision, type PolicyEngine } from '../policy/engine.ts';
+import { toAgent, toHost, type Destination } from '../policy/engine.ts';
 import type { AgentRecord, Store } from '../store/store.ts';
-import { denyIfRevoked } from './revoked.ts';
 
 /**
  * The agent a mesh host names, if registered. A mesh host is `<sa>.<ns>` (see meshHostOf): the
@@ -40,18 +39,7 @@ export function agentDestination(store: Store, id: SpiffeId, withLabels: boolean
   return toAgent(id, withLabels ? labelsOf(store, id) : undefined);
 }
 
-/**
- * The one decision path of Authorize, AuthorizeStream and explain: the source's labels read (only
- * when some segment selects by labels; the destination's come with it), the engine's decision, then
- * revocation of either party. Returns the input too: a tools/list filter judges its tools on it.
- */
-export function decide(engine: PolicyEngine, store: Store, call: DecisionInput, isRevoked: ((spiffeId: string) => boolean) | undefined): { decision: PolicyDecision; input: DecisionInput } {
-  const input = engine.usesLabels && call.sourceLabels === undefined ? { ...call, sourceLabels: labelsOf(store, call.source) } : call;
-  const destination = input.destination.kind === 'agent' ? input.destination.id : undefined;
-  return { decision: denyIfRevoked(engine.evaluate(input), { source: input.source, destination }, isRevoked), input };
-}
-
 /** An agent's stored labels (none for an unregistered one). */
-function labelsOf(store: Store, id: SpiffeId): Labels {
+export function labelsOf(store: Store, id: SpiffeId): Labels {
   return store.getAgent(id.uri)?.labels ?? {};
 }

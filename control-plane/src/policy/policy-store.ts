@@ -1,7 +1,8 @@
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
-import { decide, destinationOfHost } from '../authz/registry.ts';
+import { decide } from '../authz/decide.ts';
+import { destinationOfHost } from '../authz/registry.ts';
 import type { PolicyVersionRecord, Store } from '../store/store.ts';
 import { diffEntries, type DocumentChange } from './diff.ts';
 import { headerInput, PolicyEngine, type McpInput, type PolicyDecision } from './engine.ts';
