@@ -12,7 +12,7 @@
 import { loadavg } from 'node:os';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { parseSpiffeId } from '@airlock/common/spiffe';
-import { PolicyEngine, type DecisionInput } from '../control-plane/src/policy/engine.ts';
+import { PolicyEngine, toAgent, toHost, type DecisionInput } from '../control-plane/src/policy/engine.ts';
 import { parsePolicyText } from '../control-plane/src/policy/load.ts';
 
 const AGENTS = 10_000;
@@ -88,12 +88,12 @@ const makeInputs = (): DecisionInput[] => Array.from({ length: DECISIONS }, (_, 
   if (i % 20 === 1) {
     const [fromSeg, p] = hostPolicies[pick(hostPolicies.length)] ?? [0, 0];
     const host = pick(2) === 0 ? `api${p}.example.com` : `x${pick(100)}.svc${p}.example.com`;
-    return { source: id(follow ? fromSeg * perSegment + pick(perSegment) : pick(AGENTS)), destination: undefined, host, port: 443, ...request(p) };
+    return { source: id(follow ? fromSeg * perSegment + pick(perSegment) : pick(AGENTS)), destination: toHost(host), port: 443, ...request(p) };
   }
   const [fromSeg, toSeg, p] = pairs[pick(pairs.length)] ?? [0, 0, 0];
   const src = follow ? fromSeg * perSegment + pick(perSegment) : pick(AGENTS);
   const dest = follow ? toSeg * perSegment + pick(perSegment) : pick(AGENTS);
-  return { source: id(src), destination: id(dest), host: `agent-${dest}.ns${dest % NAMESPACES}`, port: 80, ...request(p) };
+  return { source: id(src), destination: toAgent(id(dest)), port: 80, ...request(p) };
 });
 const warmup = makeInputs();
 const inputs = makeInputs();

@@ -1,13 +1,10 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthorizationServiceClient, Direction, AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
-import { IdentityServiceClient, type SignCertificateResponse } from '@airlock/proto/identity/v1';
-import { newKeyAndCsr } from '../sidecar/src/identity/key-and-csr.ts';
 import { CONTROL_PLANE_CHANNEL_OPTIONS } from '../sidecar/src/controlplane/credentials.ts';
 import type { Mesh } from './support/mesh.ts';
 import { startStandardMesh } from './support/standard-mesh.ts';
+import { obtainSvid } from './support/svid.ts';
 
 /**
  * A compromised sidecar holding a genuine SVID for planner tries to get decisions about other
@@ -19,18 +16,10 @@ describe('Authorize about another identity', () => {
 
   beforeAll(async () => {
     mesh = await startStandardMesh();
-    const ca = readFileSync(join(mesh.dataDir, 'ca.pem'));
-    const verify = { checkServerIdentity: () => undefined };
-    const { keyPem, csrPem } = await newKeyAndCsr();
-    const identity = new IdentityServiceClient(`127.0.0.1:${mesh.grpcPort}`, credentials.createSsl(ca, null, null, verify), CONTROL_PLANE_CHANNEL_OPTIONS);
-    const token = await mesh.createJoinToken(`spiffe://${mesh.trustDomain}/ns/agents/sa/rogue`);
-    const svid = await new Promise<SignCertificateResponse>((resolve, reject) =>
-      identity.signCertificate({ csrPem, joinToken: token, inboundAddress: '127.0.0.1:9' }, (err, res) => (err === null ? resolve(res) : reject(err))),
-    );
-    identity.close();
+    const svid = await obtainSvid(mesh, `spiffe://${mesh.trustDomain}/ns/agents/sa/rogue`);
     client = new AuthorizationServiceClient(
       `127.0.0.1:${mesh.grpcPort}`,
-      credentials.createSsl(ca, Buffer.from(keyPem), Buffer.from(svid.certChainPem), verify),
+      credentials.createSsl(Buffer.from(svid.ca), Buffer.from(svid.keyPem), Buffer.from(svid.certChainPem), { checkServerIdentity: () => undefined }),
       CONTROL_PLANE_CHANNEL_OPTIONS,
     );
   });

@@ -3,7 +3,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createRootLogger } from './logging.ts';
+import { createRootLogger, redactQuery } from './logging.ts';
 
 const LOGGING = join(import.meta.dirname, 'logging.ts');
 const LINES = 3000;
@@ -83,5 +83,23 @@ describe('the root logger', () => {
     const line = JSON.stringify(c.lines()[0]);
     expect(line).not.toMatch(/SECRET/);
     expect(line).toContain('[redacted]');
+  });
+});
+
+describe('redactQuery', () => {
+  it.each([
+    ['/v1/search', '/v1/search'],
+    ['/v1/search?access_token=SECRET&q=x', '/v1/search?access_token=[redacted]&q=[redacted]'],
+    ['/v1/search?SECRET', '/v1/search?[redacted]'], // a bare parameter may be the credential itself
+    ['/v1/search?a=1&SECRET&=SECRET', '/v1/search?a=[redacted]&[redacted]&=[redacted]'],
+    ['/v1/search?', '/v1/search?'],
+    ['/v1/search?&&', '/v1/search?&&'],
+    ['/v1/search?a=b=SECRET', '/v1/search?a=[redacted]'],
+    ['/v1/search?q=x#SECRET', '/v1/search?q=[redacted]#[redacted]'],
+    ['/v1/search#SECRET?x=1', '/v1/search#[redacted]'],
+    ['/v1/a?b?SECRET', '/v1/a?[redacted]'],
+  ])('%s → %s', (target, want) => {
+    expect(redactQuery(target)).toBe(want);
+    expect(redactQuery(target)).not.toContain('SECRET');
   });
 });

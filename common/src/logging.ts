@@ -82,3 +82,25 @@ export function createRootLogger(o: LoggerOptions): Logger {
     o.destination ?? stdoutDestination(),
   );
 }
+
+/**
+ * A request target (path and query) as a log line may carry it: the value of each query parameter
+ * replaced (`?access_token=[redacted]`), a parameter without "=" replaced whole (`?s3cr3t` may be
+ * the credential itself), and any fragment too. Parameter names stay, for investigations. The one
+ * redaction for every line that logs a request's path.
+ */
+export function redactQuery(target: string): string {
+  const hash = target.indexOf('#');
+  const end = hash === -1 ? target.length : hash;
+  const q = target.indexOf('?');
+  if (q === -1 || q > end) return hash === -1 ? target : `${target.slice(0, hash)}#[redacted]`;
+  const params = target
+    .slice(q + 1, end)
+    .split('&')
+    .map((p) => {
+      if (p === '') return p;
+      const eq = p.indexOf('=');
+      return eq === -1 ? '[redacted]' : `${p.slice(0, eq)}=[redacted]`;
+    });
+  return `${target.slice(0, q)}?${params.join('&')}${hash === -1 ? '' : '#[redacted]'}`;
+}

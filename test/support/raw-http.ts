@@ -1,4 +1,5 @@
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 
 export interface RawResponse {
   /** 0 when the connection closed without an HTTP answer. */
@@ -11,8 +12,20 @@ export interface RawResponse {
  * answer until the connection closes: for requests no well-behaved client would send.
  */
 export function rawHttp(port: number, bytes: string | Buffer, timeoutMs = 10_000): Promise<RawResponse> {
+  return exchange(connect({ host: '127.0.0.1', port }), 'connect', bytes, timeoutMs);
+}
+
+/**
+ * The same over TLS with a client certificate (a peer speaking to an inbound mTLS listener
+ * directly, no sidecar of its own); the server's certificate is checked against `ca` only.
+ */
+export function rawHttps(port: number, client: { readonly ca: string; readonly certPem: string; readonly keyPem: string }, bytes: string | Buffer, timeoutMs = 10_000): Promise<RawResponse> {
+  const socket = tlsConnect({ host: '127.0.0.1', port, ca: client.ca, cert: client.certPem, key: client.keyPem, checkServerIdentity: () => undefined });
+  return exchange(socket, 'secureConnect', bytes, timeoutMs);
+}
+
+function exchange(socket: Socket, ready: 'connect' | 'secureConnect', bytes: string | Buffer, timeoutMs: number): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port });
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => socket.destroy(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs);
     socket.on('data', (c: Buffer) => chunks.push(c));
@@ -25,7 +38,7 @@ export function rawHttp(port: number, bytes: string | Buffer, timeoutMs = 10_000
       clearTimeout(timer);
       resolve(parse(Buffer.concat(chunks).toString('latin1')));
     });
-    socket.write(bytes);
+    socket.once(ready, () => socket.write(bytes));
   });
 }
 

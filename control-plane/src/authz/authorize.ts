@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
-import type { Logger } from '@airlock/common/logging';
+import { redactQuery, type Logger } from '@airlock/common/logging';
 import { MAX_AUTHZ_HEADER_BYTES, MAX_AUTHZ_HEADERS } from '@airlock/common/headers';
 import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { Direction, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
-import { headerInput, type McpInput, type PolicyEngine } from '../policy/engine.ts';
-import type { AgentRecord, Store } from '../store/store.ts';
-import { agentLabels, lookupMeshHost } from './registry.ts';
-import { denyIfRevoked } from './revoked.ts';
+import { headerInput, type Destination, type McpInput, type PolicyEngine } from '../policy/engine.ts';
+import type { Store } from '../store/store.ts';
+import { decide } from './decide.ts';
+import { agentDestination, destinationOfHost } from './registry.ts';
 
 export interface AuthorizerDeps {
   readonly trustDomain: string;
@@ -38,24 +38,6 @@ function mcpOf(req: AuthorizeRequest): McpInput | undefined {
   if (req.mcpUnreadable !== '') return { unreadable: req.mcpUnreadable };
   if (req.mcpMethod !== '') return { method: req.mcpMethod, tool: req.mcpMethod === 'tools/call' ? req.mcpTool : '' };
   return undefined;
-}
-
-/**
- * The path as audit lines record it: query values replaced (`?key=[redacted]`), since a query may
- * carry a credential (`?access_token=…`) and audit lines go to a SIEM. Parameter names stay, for
- * investigations; policies never match on the query anyway.
- */
-function auditPath(path: string): string {
-  const q = path.indexOf('?');
-  if (q === -1) return path;
-  const params = path
-    .slice(q + 1)
-    .split('&')
-    .map((p) => {
-      const eq = p.indexOf('=');
-      return eq === -1 ? p : `${p.slice(0, eq)}=[redacted]`;
-    });
-  return `${path.slice(0, q)}?${params.join('&')}`;
 }
 
 /** The sidecar's bounds on headers, held here too: a request over them is refused, not judged. */
@@ -98,7 +80,8 @@ export class Authorizer {
       host: req.destinationHost,
       port: req.destinationPort,
       method: req.method,
-      path: auditPath(req.path),
+      // A query may carry a credential (`?access_token=…`) and audit lines go to a SIEM.
+      path: redactQuery(req.path),
       ...(req.mcpMethod === '' ? {} : { mcpMethod: req.mcpMethod, mcpTool: req.mcpTool }),
       ...(req.mcpUnreadable === '' ? {} : { mcpUnreadable: req.mcpUnreadable }),
     };
@@ -120,24 +103,24 @@ export class Authorizer {
       throw refuse(err, 'permission_denied', req.sourceSpiffeId, req.destinationSpiffeId);
     }
 
+    const engine = this.#d.policy();
+    // Labels (from attestation, stored with the agent) are read fresh, and only when a segment selects by them.
+    const withLabels = engine.usesLabels;
     let source: SpiffeId;
-    let destination: SpiffeId | undefined;
+    let destination: Destination;
     let upstream: AuthorizeResponse['upstream'];
-    let destinationAgent: AgentRecord | undefined;
     try {
+      if (req.destinationHost === '') throw new AirlockError(ErrorCode.BadRequest, 'destination_host is required');
       if (direction === 'outbound') {
         source = caller;
-        const mesh = lookupMeshHost(this.#d.store, this.#d.trustDomain, req.destinationHost);
-        if (mesh !== undefined) {
-          destination = mesh.id;
-          destinationAgent = mesh.agent;
-          upstream = { address: mesh.agent.inboundAddress, spiffeId: mesh.id.uri };
-        }
+        const to = destinationOfHost(this.#d.store, this.#d.trustDomain, req.destinationHost, withLabels);
+        destination = to.destination;
+        if (to.agent !== undefined) upstream = { address: to.agent.inboundAddress, spiffeId: to.agent.spiffeId };
       } else {
         source = parseSpiffeId(req.sourceSpiffeId);
-        destination = caller;
+        // The caller's own agent, whatever Host the peer sent: a host policy never admits a call into an agent.
+        destination = agentDestination(this.#d.store, caller, withLabels);
       }
-      if (req.destinationHost === '') throw new AirlockError(ErrorCode.BadRequest, 'destination_host is required');
       if (req.mcpListedTools.length > MAX_LISTED_TOOLS) throw new AirlockError(ErrorCode.BadRequest, `more than ${MAX_LISTED_TOOLS} tools to filter`);
       checkHeaderBounds(req);
     } catch (err) {
@@ -145,13 +128,10 @@ export class Authorizer {
       throw refuse(e, 'bad_request', req.sourceSpiffeId, req.destinationSpiffeId);
     }
 
-    const engine = this.#d.policy();
-    // Labels (from attestation, stored with the agent) are read fresh, and only when a segment selects by them.
-    const labels = engine.usesLabels ? agentLabels(this.#d.store, source, destination, destinationAgent) : {};
     // The header map is built only when some rule looks at headers: no rule can tell them from none.
     const headers = !engine.usesHeaders || (req.headers.length === 0 && !req.headersIncomplete) ? undefined : headerInput(req.headers, req.headersIncomplete);
-    const input = { source, destination, ...labels, host: req.destinationHost, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req), headers };
-    const decision = denyIfRevoked(engine.evaluate(input), { source, destination }, this.#d.isRevoked);
+    const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req), headers };
+    const { decision, input } = decide(engine, this.#d.store, call, this.#d.isRevoked);
     // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
     const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     const verdict = decision.allow ? 'allow' : 'deny';
@@ -162,7 +142,7 @@ export class Authorizer {
       {
         ...base,
         source: source.uri,
-        destination: destination?.uri ?? '',
+        destination: destination.kind === 'agent' ? destination.id.uri : '',
         verdict,
         policyVersion: decision.version,
         policy: decision.policy,

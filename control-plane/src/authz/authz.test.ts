@@ -161,3 +161,41 @@ describe('Authorizer: labels and headers', () => {
   });
 });
 
+
+describe('Authorizer: host policies never admit a call into an agent', () => {
+  const EGRESS = `spiffe://${TD}/ns/demo/sa/egress`;
+  const store = new SqliteStore(':memory:');
+  store.upsertAgent({ spiffeId: B, inboundAddress: '127.0.0.1:9', updatedAt: 1 });
+  // egress may reach external hosts (some of mesh-host shape) and nothing else.
+  const policy = new PolicyEngine(
+    parsePolicyText(
+      `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: egress }\nspec: { selector: { namespace: demo, serviceAccounts: [egress] } }\n---\n` +
+        `apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: egress-out }\nspec: { from: { segments: [egress] }, to: { hosts: [api.openai.com, "*.demo", b.v2.demo] }, action: allow }\n`,
+      'p.yaml',
+    ),
+    TD,
+  );
+  const authorizer = new Authorizer({ trustDomain: TD, store, policy: () => policy, metrics: createControlPlaneMetrics(createRegistry('test')), audit: createRootLogger({ process: 't', level: 'silent' }) });
+  const inbound = (host: string): AuthorizeRequest =>
+    AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_INBOUND, sourceSpiffeId: EGRESS, destinationSpiffeId: B, destinationHost: host, destinationPort: 443, method: 'GET', path: '/v1/admin' });
+
+  it('an INBOUND call is judged with the receiving agent as destination, whatever Host was sent', () => {
+    for (const host of ['api.openai.com', 'API.OPENAI.COM', 'api.openai.com.', 'x.demo', 'b.v2.demo']) {
+      const res = authorizer.authorize(parseSpiffeId(B), inbound(host));
+      expect(res, host).toMatchObject({ verdict: Verdict.VERDICT_DENY, policy: '', reason: `no policy allows GET /v1/admin from ${EGRESS} to b.v2.demo:443` });
+    }
+  });
+
+  it('an OUTBOUND call to a registered agent is not admitted by a host policy naming its mesh host', () => {
+    const outbound = (host: string): AuthorizeRequest =>
+      AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: EGRESS, destinationHost: host, destinationPort: 80, method: 'GET', path: '/' });
+    for (const host of ['b.v2.demo', 'B.V2.DEMO.']) {
+      const res = authorizer.authorize(parseSpiffeId(EGRESS), outbound(host));
+      expect(res, host).toMatchObject({ verdict: Verdict.VERDICT_DENY, policy: '' });
+      expect(res.upstream).toBeUndefined();
+    }
+    // An unregistered name of the same shape is an external host: the host policy applies.
+    expect(authorizer.authorize(parseSpiffeId(EGRESS), outbound('nobody.demo'))).toMatchObject({ verdict: Verdict.VERDICT_ALLOW, policy: 'egress-out', upstream: undefined });
+    expect(authorizer.authorize(parseSpiffeId(EGRESS), outbound('api.openai.com'))).toMatchObject({ verdict: Verdict.VERDICT_ALLOW, policy: 'egress-out' });
+  });
+});

@@ -1,5 +1,6 @@
 import type { Labels } from '@airlock/common/labels';
 import { formatSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
+import { toAgent, toHost, type Destination } from '../policy/engine.ts';
 import type { AgentRecord, Store } from '../store/store.ts';
 
 /**
@@ -22,11 +23,23 @@ export function lookupMeshHost(store: Store, trustDomain: string, host: string):
   return { id: { trustDomain, namespace: h.slice(dot + 1), serviceAccount: h.slice(0, dot), uri }, agent };
 }
 
-/** The stored labels of the source and destination agents (none for an unregistered one). */
-export function agentLabels(store: Store, source: SpiffeId, destination: SpiffeId | undefined, destinationAgent?: AgentRecord): { sourceLabels: Labels; destinationLabels: Labels } {
-  return {
-    sourceLabels: store.getAgent(source.uri)?.labels ?? {},
-    // An outbound mesh call already read the destination's record to find its address.
-    destinationLabels: destination === undefined ? {} : ((destinationAgent ?? store.getAgent(destination.uri))?.labels ?? {}),
-  };
+/**
+ * Where an OUTBOUND call (or an explained one) to `host` goes: the registered agent its mesh host
+ * names (then policies to segments apply; `agent` is its record, for the upstream address), else
+ * that external host (policies to hosts apply). Its labels are taken when the engine wants them.
+ */
+export function destinationOfHost(store: Store, trustDomain: string, host: string, withLabels: boolean): { destination: Destination; agent: AgentRecord | undefined } {
+  const mesh = lookupMeshHost(store, trustDomain, host);
+  if (mesh === undefined) return { destination: toHost(host), agent: undefined };
+  return { destination: toAgent(mesh.id, withLabels ? (mesh.agent.labels ?? {}) : undefined), agent: mesh.agent };
+}
+
+/** An agent as the destination (an INBOUND call's receiving agent), with its stored labels when wanted. */
+export function agentDestination(store: Store, id: SpiffeId, withLabels: boolean): Destination {
+  return toAgent(id, withLabels ? labelsOf(store, id) : undefined);
+}
+
+/** An agent's stored labels (none for an unregistered one). */
+export function labelsOf(store: Store, id: SpiffeId): Labels {
+  return store.getAgent(id.uri)?.labels ?? {};
 }

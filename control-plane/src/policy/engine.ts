@@ -1,19 +1,39 @@
 import type { Labels } from '@airlock/common/labels';
-import type { SpiffeId } from '@airlock/common/spiffe';
+import { meshHostOf, type SpiffeId } from '@airlock/common/spiffe';
 import { normalizePath } from './path.ts';
 import { Glob } from './glob.ts';
 import { SegmentIndex } from './segment-index.ts';
 import type { HeaderRuleDoc, PolicyDoc, PolicyDocuments } from './types.ts';
 
+/**
+ * Where a call goes, and so which policies can apply: an agent of the mesh is judged by policies to
+ * segments only, an external host by policies to hosts only. A host policy (`*.demo`) never admits a
+ * call into an agent, whatever host name the caller sent: an INBOUND decision is about the receiving
+ * agent, and an OUTBOUND call to a registered agent's mesh host is a call to that agent.
+ */
+export type Destination =
+  | {
+      readonly kind: 'agent';
+      readonly id: SpiffeId;
+      /** Its labels from its attestation (see PolicyEngine.usesLabels); undefined = none. */
+      readonly labels?: Labels;
+    }
+  | { readonly kind: 'host'; readonly host: string };
+
+export function toAgent(id: SpiffeId, labels?: Labels): Destination {
+  return labels === undefined ? { kind: 'agent', id } : { kind: 'agent', id, labels };
+}
+
+export function toHost(host: string): Destination {
+  return { kind: 'host', host };
+}
+
 /** What a decision is about, after the caller's identity checks. */
 export interface DecisionInput {
   readonly source: SpiffeId;
-  /** The destination agent, when the destination is a mesh host; undefined for external hosts. */
-  readonly destination: SpiffeId | undefined;
-  /** The agents' labels from their attestation (see PolicyEngine.usesLabels); undefined = none. */
+  /** The source agent's labels from its attestation (see PolicyEngine.usesLabels); undefined = none. */
   readonly sourceLabels?: Labels;
-  readonly destinationLabels?: Labels;
-  readonly host: string;
+  readonly destination: Destination;
   readonly port: number;
   readonly method: string;
   /** Raw request path (normalized here); empty for CONNECT. */
@@ -146,12 +166,12 @@ const NO_POLICIES: readonly CompiledPolicy[] = [];
 const NO_SEGMENTS: readonly number[] = [];
 
 /** What a decision needs besides the message, or the decision already (a refused path). */
-type Prepared = { readonly path: string | undefined; readonly host: string; readonly candidates: readonly CompiledPolicy[] } | PolicyDecision;
+type Prepared = { readonly path: string | undefined; readonly plain: string | undefined; readonly host: string; readonly candidates: readonly CompiledPolicy[] } | PolicyDecision;
 
 /**
  * Segments and policies compiled once into a lookup by source segment, then by destination segment
- * or host: a decision looks at the policies that can apply to its source and destination, not at
- * every policy of its source. Evaluation:
+ * (an agent destination) or host (an external one): a decision looks at the policies that can apply
+ * to its source and destination, not at every policy of its source. Evaluation:
  * - a matching enforced deny wins;
  * - nothing allowing is a deny ("no policy allows …"), except where a dry-run allow policy covers
  *   this source and destination: then what it does not allow is let through as "would deny";
@@ -223,7 +243,7 @@ export class PolicyEngine {
   evaluate(input: DecisionInput): PolicyDecision {
     const call = this.#prepare(input);
     if ('allow' in call) return call;
-    return this.#decide(input, call.path, call.host, call.candidates, input.mcp, true);
+    return this.#decide(input, call.path, call.plain, call.host, call.candidates, input.mcp, true);
   }
 
   /**
@@ -234,37 +254,46 @@ export class PolicyEngine {
   callableTools(input: DecisionInput, tools: readonly string[]): string[] {
     const call = this.#prepare(input);
     if ('allow' in call) return []; // a refused path: every call of it is denied
-    return tools.filter((tool) => this.#decide(input, call.path, call.host, call.candidates, { method: 'tools/call', tool }, false).allow);
+    return tools.filter((tool) => this.#decide(input, call.path, call.plain, call.host, call.candidates, { method: 'tools/call', tool }, false).allow);
   }
 
-  /** The normalized path and host, and the candidate policies; or the denial of a refused path. */
+  /** The normalized path and host ('' for an agent), and the candidate policies; or the denial of a refused path. */
   #prepare(input: DecisionInput): Prepared {
     let path: string | undefined;
+    let plain: string | undefined;
     if (input.method === 'CONNECT' && input.path === '') {
       path = undefined; // a tunnel has no path: only rules without paths can match it
     } else {
       const n = normalizePath(input.path);
       if (!n.ok) return decision(false, '', '', this.version, `ambiguous path: ${n.why}`, false);
       path = n.path;
+      plain = n.plain;
     }
-    const host = normalizeHost(input.host);
-    return { path, host, candidates: this.#candidates(input, host) };
+    const to = input.destination;
+    const host = to.kind === 'host' ? normalizeHost(to.host) : '';
+    return { path, plain, host, candidates: this.#candidates(input, host) };
   }
 
-  /** The policies from the source's segments to the destination's segments or host, in file order, each once. */
+  /**
+   * The policies from the source's segments to the destination: to its segments when it is an
+   * agent, to its host when it is an external host; in file order, each once.
+   */
   #candidates(input: DecisionInput, host: string): readonly CompiledPolicy[] {
     const sources = this.#numbersOf(input.source, input.sourceLabels);
     const lists = this.#lists;
     lists.length = 0;
+    const to = input.destination;
     // Looked up once, and only when a source segment has policies to segments.
     let dests: readonly number[] | undefined;
     for (const s of sources) {
-      if (this.#hasToSegment[s] === 1 && input.destination !== undefined) {
-        dests ??= this.#numbersOf(input.destination, input.destinationLabels);
+      if (to.kind === 'agent') {
+        if (this.#hasToSegment[s] !== 1) continue;
+        dests ??= this.#numbersOf(to.id, to.labels);
         for (const d of dests) {
           const list = this.#toSegment.get(s * this.#segmentCount + d);
           if (list !== undefined) lists.push(list);
         }
+        continue;
       }
       const hosts = this.#toHost[s];
       if (hosts === undefined) continue;
@@ -283,7 +312,7 @@ export class PolicyEngine {
   }
 
   /** `withReason` false: the reason of a deny is left empty (only `allow` is wanted). */
-  #decide(input: DecisionInput, path: string | undefined, host: string, candidates: readonly CompiledPolicy[], mcp: McpInput | undefined, withReason: boolean): PolicyDecision {
+  #decide(input: DecisionInput, path: string | undefined, plain: string | undefined, host: string, candidates: readonly CompiledPolicy[], mcp: McpInput | undefined, withReason: boolean): PolicyDecision {
     let dryRunDeny: CompiledPolicy | undefined;
     let dryRunDenyRule = '';
     let allow: CompiledPolicy | undefined;
@@ -297,7 +326,7 @@ export class PolicyEngine {
     for (const p of candidates) {
       if (p.ports !== undefined && !p.ports.has(input.port)) continue;
       if (p.toHosts && !matchesHost(p, host)) continue;
-      const rule = matchingRule(p, input.method, methodBit, path, mcp, headers);
+      const rule = matchingRule(p, input.method, methodBit, path, plain, mcp, headers);
       const unreadable = lastMatchUnreadable;
       if (unreadable) unreadableMattered = true;
       const headerWhy = lastHeaderUnknown;
@@ -345,7 +374,9 @@ function decision(allow: boolean, policy: string, rule: string, version: number,
 /** The call, for a reason that names it: built only for decisions that need it (not for an allow). */
 function describeCall(input: DecisionInput, path: string | undefined, host: string, mcp: McpInput | undefined): string {
   const mcpCall = mcp === undefined || 'unreadable' in mcp ? '' : ` (MCP ${mcp.method}${mcp.tool === '' ? '' : ` ${mcp.tool}`})`;
-  return `${input.method}${path === undefined ? '' : ` ${path}`}${mcpCall} from ${input.source.uri} to ${host}:${input.port}`;
+  // An agent is named by its mesh host: not by the Host header an INBOUND caller sent.
+  const to = input.destination.kind === 'agent' ? meshHostOf(input.destination.id) : host;
+  return `${input.method}${path === undefined ? '' : ` ${path}`}${mcpCall} from ${input.source.uri} to ${to}:${input.port}`;
 }
 
 function mcpWhy(mcp: McpInput | undefined): string {
@@ -375,13 +406,13 @@ let lastHeaderUnknown = '';
  * closed: it never matches an allow rule on MCP and always matches a deny rule on MCP (else an
  * oversized body would slip past `deny tools: [delete_*]`).
  */
-function matchingRule(p: CompiledPolicy, method: string, methodBit: number, path: string | undefined, mcp: McpInput | undefined, headers: HeaderInput): string | undefined {
+function matchingRule(p: CompiledPolicy, method: string, methodBit: number, path: string | undefined, plain: string | undefined, mcp: McpInput | undefined, headers: HeaderInput): string | undefined {
   lastMatchUnreadable = false;
   lastHeaderUnknown = '';
   if (p.rules.length === 0) return '*';
   for (const r of p.rules) {
     if (!r.anyMethod && (r.methodMask & methodBit) === 0 && (r.otherMethods === undefined || !r.otherMethods.has(method))) continue;
-    if (!r.anyPath && (path === undefined || !pathMatches(r, path))) continue;
+    if (!r.anyPath && (path === undefined || !pathHolds(r, path, plain ?? path, p.deny))) continue;
     if (r.headers !== undefined && !headersHold(r.headers, headers, p.deny)) continue;
     if (r.mcp !== undefined) {
       if (mcp === undefined) continue;
@@ -404,6 +435,16 @@ function matchingRule(p: CompiledPolicy, method: string, methodBit: number, path
     return r.label;
   }
   return undefined;
+}
+
+/**
+ * A rule's paths against a path with `;` parameters: an allow rule matches it as sent; a deny rule
+ * also matches it without them (`plain`, as Tomcat, Jetty and Spring read it: `/v1/admin;x/users`
+ * is `/v1/admin/users` there). As rules name no parameters (load.ts), an allow that matches the
+ * path as sent matches the plain path too.
+ */
+function pathHolds(r: CompiledRule, path: string, plain: string, deny: boolean): boolean {
+  return pathMatches(r, path) || (deny && plain !== path && pathMatches(r, plain));
 }
 
 function pathMatches(r: CompiledRule, path: string): boolean {

@@ -1,7 +1,7 @@
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { AirlockError } from '@airlock/common/errors';
 import { describe, expect, it } from 'vitest';
-import { headerInput, PolicyEngine, type DecisionInput } from './engine.ts';
+import { headerInput, PolicyEngine, toAgent, type DecisionInput } from './engine.ts';
 import { parsePolicyText } from './load.ts';
 
 const TD = 'airlock.test';
@@ -42,7 +42,7 @@ spec:
 
 const engine = new PolicyEngine(parsePolicyText(POLICY, 'p.yaml'), TD, 1);
 const call = (path: string, headers: [string, string][], incomplete = false): DecisionInput => ({
-  source: AGENT, destination: API, host: 'api.tools', port: 80, method: 'GET', path,
+  source: AGENT, destination: toAgent(API), port: 80, method: 'GET', path,
   headers: headerInput(headers.map(([name, value]) => ({ name, value })), incomplete),
 });
 
@@ -85,7 +85,7 @@ describe('header rules', () => {
   });
 
   it('no headers at all (an older sidecar, a tunnel) are absent headers', () => {
-    expect(engine.evaluate({ source: AGENT, destination: API, host: 'api.tools', port: 80, method: 'GET', path: '/health' }).allow).toBe(false);
+    expect(engine.evaluate({ source: AGENT, destination: toAgent(API), port: 80, method: 'GET', path: '/health' }).allow).toBe(false);
   });
 });
 

@@ -1,7 +1,7 @@
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { AirlockError } from '@airlock/common/errors';
 import { describe, expect, it } from 'vitest';
-import { PolicyEngine } from './engine.ts';
+import { PolicyEngine, toAgent } from './engine.ts';
 import { parsePolicyText } from './load.ts';
 
 const TD = 'airlock.test';
@@ -31,7 +31,7 @@ spec:
 describe('label selectors in decisions', () => {
   const engine = new PolicyEngine(parsePolicyText(POLICY, 'p.yaml'), TD, 1);
   const decide = (sourceLabels: Record<string, string>, destinationLabels: Record<string, string>) =>
-    engine.evaluate({ source: A, destination: API, sourceLabels, destinationLabels, host: 'api.tools', port: 80, method: 'GET', path: '/' });
+    engine.evaluate({ source: A, destination: toAgent(API, destinationLabels), sourceLabels, port: 80, method: 'GET', path: '/' });
 
   it.each<[string, Record<string, string>, Record<string, string>, boolean]>([
     ['both sides match', { team: 'research', 'example.com/tier': 'gold' }, { 'kubernetes.io/namespace': 'prod' }, true],

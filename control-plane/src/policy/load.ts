@@ -467,6 +467,8 @@ function pathCheck(p: string): string | undefined {
   if (base.includes('*')) return `"${p}" may use "*" only as a final "/*"`;
   const n = normalizePath(base);
   if (!n.ok) return `"${p}" is not a usable path: ${n.why}`;
+  // A request is matched both with and without its `;` parameters: a rule naming them could not hold.
+  if (n.plain !== n.path) return `"${p}" is not a usable path: it has ";" parameters (rules match requests with and without theirs)`;
   if (n.path !== base || base.includes('?') || base.includes('#')) return `"${p}" is not in normal form (write it as "${n.path}")`;
   return undefined;
 }

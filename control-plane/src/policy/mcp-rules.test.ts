@@ -1,7 +1,7 @@
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { describe, expect, it } from 'vitest';
 import { AirlockError } from '@airlock/common/errors';
-import { PolicyEngine, type DecisionInput, type McpInput } from './engine.ts';
+import { PolicyEngine, toAgent, toHost, type DecisionInput, type McpInput } from './engine.ts';
 import { parsePolicyText } from './load.ts';
 
 const TD = 'airlock.test';
@@ -41,7 +41,7 @@ spec:
 `;
 
 const engine = new PolicyEngine(parsePolicyText(POLICY, 'p.yaml'), TD, 4);
-const input = (mcp: McpInput | undefined, path = '/mcp'): DecisionInput => ({ source: AGENT, destination: TOOLS, host: 'mcp.tools', port: 80, method: 'POST', path, mcp });
+const input = (mcp: McpInput | undefined, path = '/mcp'): DecisionInput => ({ source: AGENT, destination: toAgent(TOOLS), port: 80, method: 'POST', path, mcp });
 
 describe('MCP rules', () => {
   it('allow tools/call of a listed tool, and the other methods of the protocol', () => {
@@ -97,9 +97,9 @@ spec:
 `, 'p.yaml'), TD, 5);
     const tools = ['search_web', 'delete_all', 'search_admin', 'fetch', 'other', 'search_'];
     const list = input({ method: 'tools/list', tool: '' });
-    for (const call of [list, { ...list, port: 8080 }, { ...list, path: '/status' }, { ...list, host: 'elsewhere.example' }, { ...list, destination: undefined }]) {
+    for (const call of [list, { ...list, port: 8080 }, { ...list, path: '/status' }, { ...list, destination: toHost('elsewhere.example') }, { ...list, destination: toHost('mcp.tools') }]) {
       const oneByOne = tools.filter((tool) => rollout.evaluate({ ...call, mcp: { method: 'tools/call', tool } }).allow);
-      expect(rollout.callableTools(call, tools), JSON.stringify({ port: call.port, path: call.path, host: call.host })).toEqual(oneByOne);
+      expect(rollout.callableTools(call, tools), JSON.stringify({ port: call.port, path: call.path, destination: call.destination })).toEqual(oneByOne);
     }
     // A dry-run "would deny" lets the call through, so the tool is listed.
     expect(rollout.callableTools(list, tools)).toEqual(['search_web', 'fetch', 'search_']);

@@ -1,12 +1,17 @@
-/** A request path ready for matching, or why it was refused. */
-export type NormalizedPath = { readonly ok: true; readonly path: string } | { readonly ok: false; readonly why: string };
+/**
+ * A request path ready for matching, or why it was refused. `plain` is the path without its
+ * segments' `;` parameters (how Tomcat, Jetty and Spring read it); the very same string when it has
+ * none, so a caller can tell by `===`.
+ */
+export type NormalizedPath = { readonly ok: true; readonly path: string; readonly plain: string } | { readonly ok: false; readonly why: string };
 
 /**
  * Normalizes a request path once, before any policy sees it: strips the query, decodes percent-
  * encoded unreserved characters only, and refuses anything two parsers could read differently
- * (dot-segments, empty segments, encoded slashes or backslashes, backslashes, NUL, control
- * characters, malformed escapes, a path not starting with "/"). Refusing beats guessing how the
- * destination app will resolve `/v1/search/../admin`.
+ * (dot-segments, empty segments, either of them also once a segment's `;` parameters are removed,
+ * encoded slashes or backslashes, backslashes, NUL, control characters, malformed escapes, a path
+ * not starting with "/"). Refusing beats guessing how the destination app will resolve
+ * `/v1/search/../admin` or `/v1/..;/admin`.
  *
  * Runs on every decision: one pass over the characters, and a path without escapes (the usual
  * kind) is returned as it came, without building a new string.
@@ -35,7 +40,14 @@ export function normalizePath(raw: string): NormalizedPath {
   const path = copied === 0 ? p : out + p.slice(copied);
   if (path.includes('//')) return refuse('it contains an empty segment ("//")');
   if (hasDotSegment(path)) return refuse('it contains a dot-segment');
-  return { ok: true, path };
+  // Tomcat, Jetty and Spring drop a segment's `;` parameters before resolving it: `/v1/..;/admin`
+  // is `/v1/../admin` there, `/v1/;/admin` is `/v1//admin`; `%3B` too, for a server that decodes first.
+  if (path.includes(';') || (copied !== 0 && path.includes('%3B'))) {
+    const plain = withoutParameters(path);
+    if (typeof plain !== 'string') return refuse(plain.why);
+    return { ok: true, path, plain };
+  }
+  return { ok: true, path, plain: path };
 }
 
 function refuse(why: string): NormalizedPath {
@@ -62,6 +74,31 @@ function hasDotSegment(path: string): boolean {
     }
   }
   return false;
+}
+
+/**
+ * The path with each segment's parameters removed (from the first `;`, or an encoded `%3B` that a
+ * decoding server may read as one), or why that is ambiguous: a segment that is then a dot-segment
+ * (`..;`, `.;x=y`) or empty (`/;x/`). `path` starts with "/", its escapes in upper case.
+ */
+function withoutParameters(path: string): string | { why: string } {
+  const names: string[] = [];
+  for (let start = 1; start <= path.length; ) {
+    let end = path.indexOf('/', start);
+    if (end === -1) end = path.length;
+    const segment = path.slice(start, end);
+    const semi = segment.indexOf(';');
+    const encoded = segment.indexOf('%3B');
+    const cut = semi === -1 ? encoded : encoded === -1 ? semi : Math.min(semi, encoded);
+    const name = cut === -1 ? segment : segment.slice(0, cut);
+    if (cut !== -1) {
+      if (name === '.' || name === '..') return { why: `it contains a dot-segment ("${name}" once its ";" parameters are removed)` };
+      if (name === '') return { why: 'it contains an empty segment (once its ";" parameters are removed)' };
+    }
+    names.push(name);
+    start = end + 1;
+  }
+  return `/${names.join('/')}`;
 }
 
 /** 0-15 for a hex digit's char code, else -1 (NaN past the end included). */

@@ -6,6 +6,7 @@ import { createRootLogger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import * as load from './load.ts';
+import { toHost } from './engine.ts';
 import { PolicyStore } from './policy-store.ts';
 
 // A pass-through spy: which texts the store parses.
@@ -19,7 +20,7 @@ const TD = 'td.test';
 const seg = (name: string): string => `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: ${name} }\nspec:\n  selector: { namespace: agents, serviceAccounts: [${name}] }\n`;
 const allow = (name: string, from: string, to: string, methods = 'GET'): string =>
   `apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: ${name} }\nspec:\n  from: { segments: [${from}] }\n  to: { hosts: [${to}] }\n  rules: [ { methods: [${methods}], paths: ["/v1/*"] } ]\n  action: allow\n`;
-const call = (method = 'GET') => ({ source: parseSpiffeId(`spiffe://${TD}/ns/agents/sa/a`), destination: undefined, host: 'api.example.com', port: 80, method, path: '/v1/x' });
+const call = (method = 'GET') => ({ source: parseSpiffeId(`spiffe://${TD}/ns/agents/sa/a`), destination: toHost('api.example.com'), port: 80, method, path: '/v1/x' });
 
 describe('PolicyStore', () => {
   let dir: string;
@@ -118,5 +119,14 @@ describe('PolicyStore', () => {
     expect(policies.explain({ from: `spiffe://${TD}/ns/agents/sa/a`, host: 'api.example.com', port: 80, method: 'GET', path: '/v1/../admin' })).toMatchObject({
       allow: false, reason: expect.stringMatching(/ambiguous path/) as unknown,
     });
+  });
+
+  it('explains a call to a registered agent as Authorize decides it: a host policy naming its mesh host does not admit it', () => {
+    policies.apply(`${seg('a')}---\n${allow('a-out', 'a', '"*.agents"')}`, 'p.yaml', 'alice');
+    store.upsertAgent({ spiffeId: `spiffe://${TD}/ns/agents/sa/b`, inboundAddress: '127.0.0.1:9', updatedAt: 1 });
+    const explain = (host: string) => policies.explain({ from: `spiffe://${TD}/ns/agents/sa/a`, host, port: 80, method: 'GET', path: '/v1/q' });
+    expect(explain('b.agents')).toMatchObject({ allow: false, policy: '', destination: `spiffe://${TD}/ns/agents/sa/b` });
+    expect(explain('B.Agents.')).toMatchObject({ allow: false, policy: '', destination: `spiffe://${TD}/ns/agents/sa/b` });
+    expect(explain('nobody.agents')).toMatchObject({ allow: true, policy: 'a-out', destination: '' });
   });
 });

@@ -1,8 +1,8 @@
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
-import { agentLabels, lookupMeshHost } from '../authz/registry.ts';
-import { denyIfRevoked } from '../authz/revoked.ts';
+import { decide } from '../authz/decide.ts';
+import { destinationOfHost } from '../authz/registry.ts';
 import type { PolicyVersionRecord, Store } from '../store/store.ts';
 import { diffEntries, type DocumentChange } from './diff.ts';
 import { headerInput, PolicyEngine, type McpInput, type PolicyDecision } from './engine.ts';
@@ -121,14 +121,17 @@ export class PolicyStore {
     return entriesOf(record);
   }
 
-  /** The decision the engine in force would make for this call, resolving the host as Authorize does. */
-  /** What Authorize would decide, revocation included (`isRevoked`), without a call being made. */
+  /**
+   * What Authorize would decide for an OUTBOUND call, revocation included (`isRevoked`), without a
+   * call being made: the host resolved and the decision made as Authorize does (one decision path).
+   */
   explain(input: ExplainInput, isRevoked?: (spiffeId: string) => boolean): Explanation {
     const source = parseSpiffeId(input.from);
-    const mesh = lookupMeshHost(this.#store, this.#trustDomain, input.host);
-    const labels = this.#engine.usesLabels ? agentLabels(this.#store, source, mesh?.id, mesh?.agent) : {};
-    const decision = denyIfRevoked(this.#engine.evaluate({ source, destination: mesh?.id, ...labels, host: input.host, port: input.port, method: input.method, path: input.path, mcp: input.mcp, headers: headerInput(input.headers ?? [], false) }), { source, destination: mesh?.id }, isRevoked);
-    return { ...decision, source: source.uri, destination: mesh?.id.uri ?? '' };
+    const engine = this.#engine;
+    const { destination } = destinationOfHost(this.#store, this.#trustDomain, input.host, engine.usesLabels);
+    const call = { source, destination, port: input.port, method: input.method, path: input.path, mcp: input.mcp, headers: headerInput(input.headers ?? [], false) };
+    const { decision } = decide(engine, this.#store, call, isRevoked);
+    return { ...decision, source: source.uri, destination: destination.kind === 'agent' ? destination.id.uri : '' };
   }
 
   #merge(text: string, file: string): PolicyEntry[] {

@@ -1,7 +1,7 @@
 import { AirlockError } from '@airlock/common/errors';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { describe, expect, it } from 'vitest';
-import { PolicyEngine, type DecisionInput } from './engine.ts';
+import { PolicyEngine, toAgent, toHost, type DecisionInput } from './engine.ts';
 import { parsePolicyText } from './load.ts';
 import { normalizePath } from './path.ts';
 
@@ -79,7 +79,7 @@ const researcher = id('agents', 'research-1');
 const tool = id('tools', 'search');
 
 function call(over: Partial<DecisionInput>): DecisionInput {
-  return { source: researcher, destination: tool, host: 'search.tools', port: 8080, method: 'GET', path: '/v1/search/q', ...over };
+  return { source: researcher, destination: toAgent(tool), port: 8080, method: 'GET', path: '/v1/search/q', ...over };
 }
 
 describe('policy evaluation', () => {
@@ -97,22 +97,27 @@ describe('policy evaluation', () => {
     { name: 'glob on service account', input: call({ source: id('agents', 'research-anything') }), allow: true, policy: 'researchers-to-tools', reason: /allowed/ },
     { name: 'glob needs the whole name', input: call({ source: id('agents', 'x-research-1') }), allow: false, policy: '', reason: /no policy allows/ },
     { name: 'foreign trust domain is in no segment', input: call({ source: parseSpiffeId('spiffe://evil.test/ns/agents/sa/research-1') }), allow: false, policy: '', reason: /no policy allows/ },
-    { name: 'external exact host', input: call({ destination: undefined, host: 'api.openai.com', port: 443, method: 'CONNECT', path: '' }), allow: true, policy: 'researchers-to-openai', reason: /allowed/ },
-    { name: 'host match ignores case and a trailing dot', input: call({ destination: undefined, host: 'API.OpenAI.com.', port: 443 }), allow: true, policy: 'researchers-to-openai', reason: /allowed/ },
-    { name: 'wildcard host matches a subdomain', input: call({ destination: undefined, host: 'a.b.example.com', port: 443 }), allow: true, policy: 'researchers-to-openai', reason: /allowed/ },
-    { name: 'wildcard host does not match the apex', input: call({ destination: undefined, host: 'example.com', port: 443 }), allow: false, policy: '', reason: /no policy allows/ },
-    { name: 'host suffix trick', input: call({ destination: undefined, host: 'api.openai.com.evil.io', port: 443 }), allow: false, policy: '', reason: /no policy allows/ },
-    { name: 'external host on a port not listed', input: call({ destination: undefined, host: 'api.openai.com', port: 80 }), allow: false, policy: '', reason: /no policy allows/ },
-    { name: 'dry-run deny lets through and says so', input: call({ destination: undefined, host: 'up.example.com', port: 443, method: 'PUT', path: '/f' }), allow: true, policy: 'maybe-block-uploads', reason: /^would deny: policy "maybe-block-uploads" denies PUT \/f/, dryRunDeny: true },
+    { name: 'external exact host', input: call({ destination: toHost('api.openai.com'), port: 443, method: 'CONNECT', path: '' }), allow: true, policy: 'researchers-to-openai', reason: /allowed/ },
+    { name: 'host match ignores case and a trailing dot', input: call({ destination: toHost('API.OpenAI.com.'), port: 443 }), allow: true, policy: 'researchers-to-openai', reason: /allowed/ },
+    { name: 'wildcard host matches a subdomain', input: call({ destination: toHost('a.b.example.com'), port: 443 }), allow: true, policy: 'researchers-to-openai', reason: /allowed/ },
+    { name: 'wildcard host does not match the apex', input: call({ destination: toHost('example.com'), port: 443 }), allow: false, policy: '', reason: /no policy allows/ },
+    { name: 'host suffix trick', input: call({ destination: toHost('api.openai.com.evil.io'), port: 443 }), allow: false, policy: '', reason: /no policy allows/ },
+    { name: 'external host on a port not listed', input: call({ destination: toHost('api.openai.com'), port: 80 }), allow: false, policy: '', reason: /no policy allows/ },
+    { name: 'dry-run deny lets through and says so', input: call({ destination: toHost('up.example.com'), port: 443, method: 'PUT', path: '/f' }), allow: true, policy: 'maybe-block-uploads', reason: /^would deny: policy "maybe-block-uploads" denies PUT \/f/, dryRunDeny: true },
     { name: 'dry-run source: allowed call is plain allow', input: call({ source: id('trial', 'bot') }), allow: true, policy: 'trial-to-tools', reason: /allowed/ },
     { name: 'dry-run allow: what it does not allow is let through as would-deny', input: call({ source: id('trial', 'bot'), method: 'POST' }), allow: true, policy: 'trial-to-tools', reason: /^would deny: no policy allows POST/, dryRunDeny: true },
-    { name: 'dry-run allow opens nothing outside its destination', input: call({ source: id('trial', 'bot'), destination: undefined, host: 'api.openai.com', port: 443 }), allow: false, policy: '', reason: /^no policy allows/ },
-    { name: 'dry-run deny does not turn a default deny into allow', input: call({ destination: undefined, host: 'up.example.com', port: 80, method: 'PUT', path: '/f' }), allow: false, policy: '', reason: /^no policy allows PUT/ },
+    { name: 'dry-run allow opens nothing outside its destination', input: call({ source: id('trial', 'bot'), destination: toHost('api.openai.com'), port: 443 }), allow: false, policy: '', reason: /^no policy allows/ },
+    { name: 'dry-run deny does not turn a default deny into allow', input: call({ destination: toHost('up.example.com'), port: 80, method: 'PUT', path: '/f' }), allow: false, policy: '', reason: /^no policy allows PUT/ },
     // Bypass attempts: all refused before any policy is consulted.
     { name: 'dot-segment', input: call({ path: '/v1/search/../admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'double slash', input: call({ path: '//admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'encoded dot-segment', input: call({ path: '/%2e%2e/admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'encoded dot-segment upper case', input: call({ path: '/v1/search/%2E%2E/admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
+    { name: 'dot-segment with ";" parameters', input: call({ path: '/v1/search/..;/admin' }), allow: false, policy: '', reason: /^ambiguous path: it contains a dot-segment/ },
+    { name: 'encoded dot-segment with ";" parameters', input: call({ path: '/v1/search/%2e%2E;jsessionid=1/admin' }), allow: false, policy: '', reason: /^ambiguous path: it contains a dot-segment/ },
+    { name: 'a deny matches the path without its ";" parameters too', input: call({ path: '/v1/search;x/admin;y=z/users' }), allow: false, policy: 'no-tool-admin', reason: /^policy "no-tool-admin" denies GET \/v1\/search;x\/admin;y=z\/users/ },
+    { name: 'an allow matches the path as sent, ";" parameters included', input: call({ path: '/v1/search/q;jsessionid=1' }), allow: true, policy: 'researchers-to-tools', reason: /allowed/ },
+    { name: 'an allow does not match a segment with ";" parameters as the segment without', input: call({ path: '/v1/search;x/q' }), allow: false, policy: '', reason: /^no policy allows GET \/v1\/search;x\/q/ },
     { name: 'encoded slash', input: call({ path: '/v1%2Fadmin' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'encoded slash lower case', input: call({ path: '/v1/search%2fq' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'encoded backslash', input: call({ path: '/v1/search/%5c..' }), allow: false, policy: '', reason: /^ambiguous path/ },
@@ -141,6 +146,44 @@ describe('policy evaluation', () => {
   });
 });
 
+describe('policy evaluation: host policies are for external hosts, segment policies for agents', () => {
+  // `egress` may reach external hosts only; `all` covers every agent, so a slip would show.
+  const engine = new PolicyEngine(
+    parsePolicyText(
+      `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: egress }\nspec: { selector: { namespace: agents, serviceAccounts: [egress] } }\n---\n` +
+        `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: all }\nspec: { selector: { namespace: "*" } }\n---\n` +
+        `apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: egress-out }\nspec: { from: { segments: [egress] }, to: { hosts: [api.openai.com, "*.demo", "*.example.com", researcher.agents] }, action: allow }\n---\n` +
+        `apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: egress-to-tools }\nspec: { from: { segments: [egress] }, to: { segments: [all] }, rules: [ { paths: [/open] } ], action: allow }\n`,
+      'p.yaml',
+    ),
+    TD,
+    1,
+  );
+  const egress = id('agents', 'egress');
+  const ask = (destination: DecisionInput['destination'], path = '/v1/admin'): ReturnType<PolicyEngine['evaluate']> => engine.evaluate({ source: egress, destination, port: 443, method: 'GET', path });
+
+  it('a host policy admits its external hosts (the control case)', () => {
+    for (const host of ['api.openai.com', 'API.OpenAI.com.', 'researcher.demo', 'a.example.com', 'researcher.agents']) {
+      expect(ask(toHost(host)), host).toMatchObject({ allow: true, policy: 'egress-out' });
+    }
+  });
+
+  it('a host policy never admits a call into an agent, whatever agent or name', () => {
+    for (const agent of [id('agents', 'researcher'), id('demo', 'researcher'), id('com', 'a.example')]) {
+      const d = ask(toAgent(agent));
+      expect(d, agent.uri).toMatchObject({ allow: false, policy: '' });
+      // The reason names the agent by its mesh host, never by a host name the caller chose.
+      expect(d.reason).toBe(`no policy allows GET /v1/admin from ${egress.uri} to ${agent.serviceAccount}.${agent.namespace}:443`);
+    }
+    expect(engine.callableTools({ source: egress, destination: toAgent(id('agents', 'researcher')), port: 443, method: 'POST', path: '/mcp' }, ['x'])).toEqual([]);
+  });
+
+  it('a segment policy admits agents, never an external host', () => {
+    expect(ask(toAgent(id('agents', 'researcher')), '/open')).toMatchObject({ allow: true, policy: 'egress-to-tools' });
+    expect(ask(toHost('unregistered.agents'), '/open')).toMatchObject({ allow: false, policy: '' });
+  });
+});
+
 describe('normalizePath', () => {
   it.each([
     ['/a/b?c=d', '/a/b'],
@@ -149,10 +192,40 @@ describe('normalizePath', () => {
     ['/a/%3a', '/a/%3A'],
     ['/', '/'],
   ])('%s → %s', (raw, want) => {
-    expect(normalizePath(raw)).toEqual({ ok: true, path: want });
+    expect(normalizePath(raw)).toEqual({ ok: true, path: want, plain: want });
   });
   it.each(['/a/./b', '/a/.', '/a/%2E/b', '/a//b', '/a/%zz', '', '*', '/a%2F', '/a%5C', '/a\u0000', '/a\u0007'])('refuses %j', (raw) => {
     expect(normalizePath(raw).ok).toBe(false);
+  });
+  // Tomcat, Jetty and Spring remove a segment's `;` parameters, then resolve dot-segments.
+  it.each([
+    '/v1/..;/admin', '/v1/%2e%2e;/admin', '/v1/.;/admin', '/v1/..;x=y/admin', '/v1/%2E%2e;jsessionid=1/admin', '/v1/.%2e;/admin',
+    '/v1/..;', '/v1/.;', '/..;/admin', '/v1/..%3B/admin', '/v1/..%3bx/admin', '/v1/%2e%2e%3B/admin', '/v1/..;a;b/admin', '/v1/..;/',
+  ])('refuses %j: a dot-segment once its ";" parameters are removed', (raw) => {
+    expect(normalizePath(raw)).toEqual({ ok: false, why: expect.stringMatching(/^it contains a dot-segment \("\.{1,2}" once its ";" parameters are removed\)$/) as unknown });
+  });
+  it.each(['/v1/;/admin', '/;x/admin', '/v1/;jsessionid=1', '/v1/%3B/admin', '/v1/%3bx'])('refuses %j: an empty segment once its ";" parameters are removed', (raw) => {
+    expect(normalizePath(raw)).toEqual({ ok: false, why: 'it contains an empty segment (once its ";" parameters are removed)' });
+  });
+  it.each([
+    ['/v1/search;jsessionid=1', '/v1/search;jsessionid=1'],
+    ['/v1/a;b/c', '/v1/a;b/c'],
+    ['/v1/...;/x', '/v1/...;/x'],
+    ['/v1/.x;/y', '/v1/.x;/y'],
+    ['/v1/x.;/y', '/v1/x.;/y'],
+    ['/v1/a%3bx', '/v1/a%3Bx'],
+    ['/v1/x?a=..;', '/v1/x'],
+  ])('keeps %j (no dot or empty segment once parameters are removed)', (raw, want) => {
+    expect(normalizePath(raw)).toMatchObject({ ok: true, path: want });
+  });
+  it.each([
+    ['/v1/search', '/v1/search'],
+    ['/v1/admin;x/users', '/v1/admin/users'],
+    ['/v1/admin;x=y;z/users;jsessionid=1', '/v1/admin/users'],
+    ['/v1/a%3bx/b', '/v1/a/b'],
+    ['/v1/a;x/', '/v1/a/'],
+  ])('reads %j without its ";" parameters as %j too', (raw, plain) => {
+    expect(normalizePath(raw)).toMatchObject({ ok: true, plain });
   });
 });
 
@@ -186,6 +259,9 @@ describe('policy loading', () => {
     expect(problemsOf(base('  action: allow\n  mode: maybe\n'))).toMatch(/"spec\.mode" must be one of enforce, dry-run/);
     expect(problemsOf(base('  action: allow\n  rules: [ { methods: [get] } ]\n'))).toMatch(/"get" is not an upper-case HTTP method/);
     expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a/../b"] } ]\n'))).toMatch(/dot-segment/);
+    expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a/..;/b/*"] } ]\n'))).toContain('"/a/..;/b/*" is not a usable path: it contains a dot-segment (".." once its ";" parameters are removed)');
+    expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a/;x/b"] } ]\n'))).toContain('"/a/;x/b" is not a usable path: it contains an empty segment (once its ";" parameters are removed)');
+    expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a;x/b/*"] } ]\n'))).toContain('"/a;x/b/*" is not a usable path: it has ";" parameters (rules match requests with and without theirs)');
     expect(problemsOf(base('  action: allow\n  rules: [ { paths: ["/a*b"] } ]\n'))).toMatch(/only as a final/);
     expect(problemsOf(base(''))).toMatch(/"spec\.action" is required/);
     expect(problemsOf('kind: [unclosed\n')).toMatch(/^invalid policy:\n {2}- p\.yaml:\d+:\d+: /);
@@ -219,7 +295,7 @@ metadata: { name: pinned-out }
 spec: { from: { segments: [pinned, tools-and-one] }, to: { hosts: [api.example.com] }, action: allow }
 `;
     const engine = new PolicyEngine(parsePolicyText(text, 'p.yaml'), TD, 1);
-    const call = (source: ReturnType<typeof parseSpiffeId>): boolean => engine.evaluate({ source, destination: undefined, host: 'api.example.com', port: 443, method: 'GET', path: '/' }).allow;
+    const call = (source: ReturnType<typeof parseSpiffeId>): boolean => engine.evaluate({ source, destination: toHost('api.example.com'), port: 443, method: 'GET', path: '/' }).allow;
     expect(call(id('agents', 'planner'))).toBe(true);
     expect(call(id('agents', 'helper'))).toBe(true);
     expect(call(id('tools', 'anything'))).toBe(true);
@@ -241,7 +317,7 @@ describe('PolicyEngine: the index', () => {
   const seg = (name: string, selector: string): string => `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: ${name} }\nspec: { selector: ${selector} }\n`;
   const pol = (name: string, spec: string): string => `apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: ${name} }\nspec: ${spec}\n`;
   const build = (...docs: string[]): PolicyEngine => new PolicyEngine(parsePolicyText(docs.join('---\n'), 'p.yaml'), TD, 1);
-  const call = (over: Partial<DecisionInput>): DecisionInput => ({ source: id('agents', 'planner'), destination: id('tools', 'search'), host: 'search.tools', port: 80, method: 'GET', path: '/', ...over });
+  const call = (over: Partial<DecisionInput>): DecisionInput => ({ source: id('agents', 'planner'), destination: toAgent(id('tools', 'search')), port: 80, method: 'GET', path: '/', ...over });
 
   it('takes the policies of every segment of both agents, in file order, each once', () => {
     const engine = build(
@@ -258,9 +334,9 @@ describe('PolicyEngine: the index', () => {
     expect(engine.evaluate(call({ method: 'DELETE' }))).toMatchObject({ allow: true, policy: 'second' });
     // The deny is filed under other segments of both agents than the allows before it: it still wins.
     expect(engine.evaluate(call({ method: 'POST' }))).toMatchObject({ allow: false, policy: 'no-post' });
-    expect(engine.evaluate(call({ method: 'PUT', destination: undefined }))).toMatchObject({ allow: true, policy: 'by-host' });
-    expect(engine.evaluate(call({ method: 'PUT', destination: undefined, host: 'search.tools.evil' }))).toMatchObject({ allow: false, policy: '' });
-    expect(engine.evaluate(call({ destination: id('other', 'x') }))).toMatchObject({ allow: false, policy: '' });
+    expect(engine.evaluate(call({ method: 'PUT', destination: toHost('search.tools') }))).toMatchObject({ allow: true, policy: 'by-host' });
+    expect(engine.evaluate(call({ method: 'PUT', destination: toHost('search.tools.evil') }))).toMatchObject({ allow: false, policy: '' });
+    expect(engine.evaluate(call({ destination: toAgent(id('other', 'x')) }))).toMatchObject({ allow: false, policy: '' });
   });
 
   it('matches methods past the 30 it numbers', () => {
