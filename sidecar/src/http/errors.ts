@@ -44,7 +44,8 @@ interface ErrorReply {
 
 /**
  * The one place where errors become HTTP statuses and JSON bodies (both directions, both
- * listeners). Anything unexpected is a 502 with a generic reason and a warning log.
+ * listeners). Anything unexpected is a 500 `internal` with a generic reason and a warning log: a
+ * bug in the sidecar is not the destination's failure (502 says the upstream failed).
  */
 export function errorReply(err: unknown, log: Logger): ErrorReply {
   if (err instanceof DeniedError) {
@@ -69,7 +70,7 @@ export function errorReply(err: unknown, log: Logger): ErrorReply {
     }
   }
   log.warn({ reason: errorMessage(err) }, 'unexpected error while proxying');
-  return { status: 502, outcome: 'upstream_error', body: { error: 'upstream_unavailable', reason: 'internal error in the sidecar' } };
+  return { status: 500, outcome: 'internal', body: { error: 'internal', reason: 'internal error in the sidecar' } };
 }
 
 export function sendErrorReply(res: ServerResponse, reply: ErrorReply): void {
