@@ -1,8 +1,8 @@
 import type { ServerResponse } from 'node:http';
-import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '@airlock/common/logging';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import { rawJsonAnswer } from '@airlock/common/net';
 import type { Decision } from '../authz/authorizer.ts';
 import type { Outcome } from '../telemetry/metrics.ts';
 
@@ -86,8 +86,5 @@ export function sendErrorReply(res: ServerResponse, reply: ErrorReply): void {
 
 /** The same reply on a raw socket (a refused CONNECT has no ServerResponse). */
 export function sendErrorReplyOnSocket(socket: Duplex, reply: ErrorReply): void {
-  const text = JSON.stringify(reply.body);
-  socket.end(
-    `HTTP/1.1 ${reply.status} ${STATUS_CODES[reply.status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
-  );
+  socket.end(rawJsonAnswer(reply.status, reply.body));
 }

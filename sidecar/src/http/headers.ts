@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { connectionNamed, isHopByHop } from '@airlock/common/headers';
 
 export const XFCC = 'x-forwarded-client-cert';
@@ -26,4 +27,20 @@ export function responseHeadersToForward(headers: IncomingHttpHeaders): Outgoing
     out[name] = value;
   }
   return out;
+}
+
+/**
+ * The request's Host header, from `rawHeaders` (every occurrence as received); undefined when
+ * there is none. More than one is refused (RFC 9112 §3.2): Node keeps the first and drops the
+ * rest, while a server behind the sidecar may read the last, so the two could name different hosts.
+ */
+export function singleHostHeader(rawHeaders: readonly string[]): string | undefined {
+  let host: string | undefined;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] ?? '';
+    if (name.length !== 4 || name.toLowerCase() !== 'host') continue;
+    if (host !== undefined) throw new AirlockError(ErrorCode.BadRequest, 'more than one Host header (RFC 9112 §3.2)');
+    host = rawHeaders[i + 1] ?? '';
+  }
+  return host;
 }
