@@ -1,18 +1,19 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
-import { connectionNamed, isHopByHop } from '@airlock/common/headers';
+import { connectionNamed, hasUnderscore, isHopByHop } from '@airlock/common/headers';
 
 export const XFCC = 'x-forwarded-client-cert';
 
 /**
- * Headers of a request to pass on: hop-by-hop headers removed, and any `x-forwarded-client-cert`
- * removed, since only a sidecar may vouch for a caller (inbound sets its own after the handshake).
+ * Headers of a request to pass on: hop-by-hop headers removed, any `x-forwarded-client-cert`
+ * removed, since only a sidecar may vouch for a caller (inbound sets its own after the handshake),
+ * and any name with a `_` (`x_forwarded_client_cert` reads as XFCC to CGI/WSGI apps; see hasUnderscore).
  */
 export function requestHeadersToForward(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const named = connectionNamed(headers.connection);
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || name === XFCC || isHopByHop(name, named)) continue;
+    if (value === undefined || name === XFCC || isHopByHop(name, named) || hasUnderscore(name)) continue;
     out[name] = value;
   }
   return out;
