@@ -74,6 +74,13 @@ describe('malformed requests on every sidecar listener', () => {
     expect(appSaw()).toBe(before);
   });
 
+  it('refuses an HTTP/1.1 request without Host with a JSON 400 on both listeners (Node answered with no body)', async () => {
+    const before = appSaw();
+    expectJson(await outbound(''), 400, 'bad_request', /missing Host header/);
+    expectJson(await inbound(''), 400, 'bad_request', /missing Host header/);
+    expect(appSaw()).toBe(before);
+  });
+
   const malformed: [string, string][] = [
     ['a space in a header name', 'Host: researcher.agents\r\nBad Header: x\r\n'],
     ['Content-Length and Transfer-Encoding together', 'Host: researcher.agents\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n'],

@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { connectionNamed, hasUnderscore, isHopByHop } from '@airlock/common/headers';
 
@@ -31,17 +31,21 @@ export function responseHeadersToForward(headers: IncomingHttpHeaders): Outgoing
 }
 
 /**
- * The request's Host header, from `rawHeaders` (every occurrence as received); undefined when
- * there is none. More than one is refused (RFC 9112 §3.2): Node keeps the first and drops the
- * rest, while a server behind the sidecar may read the last, so the two could name different hosts.
+ * The request's Host header (from `rawHeaders`: every occurrence as received); undefined when an
+ * HTTP/1.0 request has none. More than one is refused (RFC 9112 §3.2): Node keeps the first and
+ * drops the rest, while a server behind the sidecar may read the last, so the two could name
+ * different hosts. So is none in HTTP/1.1 (the servers leave that check to this function, so the
+ * answer has a JSON body like every other).
  */
-export function singleHostHeader(rawHeaders: readonly string[]): string | undefined {
+export function singleHostHeader(req: Pick<IncomingMessage, 'rawHeaders' | 'httpVersion'>): string | undefined {
   let host: string | undefined;
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i] ?? '';
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] ?? '';
     if (name.length !== 4 || name.toLowerCase() !== 'host') continue;
     if (host !== undefined) throw new AirlockError(ErrorCode.BadRequest, 'more than one Host header (RFC 9112 §3.2)');
-    host = rawHeaders[i + 1] ?? '';
+    host = raw[i + 1] ?? '';
   }
+  if (host === undefined && req.httpVersion !== '1.0') throw new AirlockError(ErrorCode.BadRequest, 'missing Host header (RFC 9112 §3.2)');
   return host;
 }

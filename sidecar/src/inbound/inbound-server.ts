@@ -40,7 +40,8 @@ export function createInboundServer(deps: InboundDeps): Server {
   const peers = new WeakMap<Socket, string>();
   const initial = deps.identity.current();
   const recorder = requestRecorder(deps.metrics, 'inbound');
-  const server = createServer({ requestCert: true, rejectUnauthorized: true, ...(initial === undefined ? {} : tlsContext(initial)) }, (req, res) => {
+  // requireHostHeader: a missing Host is refused by singleHostHeader, with a JSON body.
+  const server = createServer({ requestCert: true, rejectUnauthorized: true, requireHostHeader: false, ...(initial === undefined ? {} : tlsContext(initial)) }, (req, res) => {
     const startedAt = recorder.start();
     admit(deps, peers, req, res).then(
       (outcome) => finish(outcome),
@@ -107,7 +108,7 @@ async function admit(deps: InboundDeps, peers: WeakMap<Socket, string>, req: Inc
     req.socket.destroy();
     throw new AirlockError(ErrorCode.Unauthenticated, 'connection without a verified peer identity');
   }
-  const { host, port } = hostOf(singleHostHeader(req.rawHeaders));
+  const { host, port } = hostOf(singleHostHeader(req));
   const method = req.method ?? 'GET';
   const path = req.url ?? '/';
   // Rules on MCP are judged on both sides: this side reads the body as the caller's side did.

@@ -35,7 +35,8 @@ export interface OutboundDeps {
 export function createOutboundServer(deps: OutboundDeps): Server {
   const log = deps.logger;
   const recorder = requestRecorder(deps.metrics, 'outbound');
-  const server = createServer((req, res) => {
+  // requireHostHeader: a missing Host is refused by singleHostHeader, with a JSON body.
+  const server = createServer({ requireHostHeader: false }, (req, res) => {
     const startedAt = recorder.start();
     proxyRequest(deps, req, res).then(
       (outcome) => finish(outcome),
@@ -79,7 +80,7 @@ function requireSvid(identity: SvidSource): Svid {
 async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: ServerResponse): Promise<Outcome> {
   const svid = requireSvid(deps.identity);
   const target = parseAbsoluteTarget(req.url);
-  assertHostMatches(target, singleHostHeader(req.rawHeaders));
+  assertHostMatches(target, singleHostHeader(req));
   const method = req.method ?? 'GET';
   const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
   const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, headers: authzHeaders(req.rawHeaders) } as const;
@@ -116,7 +117,7 @@ function destination(deps: OutboundDeps, upstream: Upstream | undefined, svid: S
 async function openTunnel(deps: OutboundDeps, req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
   const svid = requireSvid(deps.identity);
   const target = parseAuthorityTarget(req.url);
-  singleHostHeader(req.rawHeaders); // a CONNECT's Host is not used, but two are refused all the same
+  singleHostHeader(req); // a CONNECT's Host is not used, but two are refused all the same
   const decision = await deps.authorizer.authorize({ direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method: 'CONNECT', path: '', headers: authzHeaders(req.rawHeaders) });
   assertAllowed(decision);
   if (decision.upstream !== undefined) {
