@@ -117,7 +117,7 @@ function destination(deps: OutboundDeps, upstream: Upstream | undefined, svid: S
 async function openTunnel(deps: OutboundDeps, req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
   const svid = requireSvid(deps.identity);
   const target = parseAuthorityTarget(req.url);
-  singleHostHeader(req); // a CONNECT's Host is not used, but two are refused all the same
+  singleHostHeader(req); // a CONNECT's Host is not used, but none (HTTP/1.1) or two are refused all the same
   const decision = await deps.authorizer.authorize({ direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method: 'CONNECT', path: '', headers: authzHeaders(req.rawHeaders) });
   assertAllowed(decision);
   if (decision.upstream !== undefined) {
