@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthorizationServiceClient, AuthorizeRequest, Direction, Verdict, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import { CONTROL_PLANE_CHANNEL_OPTIONS } from '../sidecar/src/controlplane/credentials.ts';
 import { startMesh, type Mesh } from './support/mesh.ts';
-import { rawHttps } from './support/raw-http.ts';
+import { rawHttp } from './support/raw-http.ts';
 import { STANDARD_POLICY, AGENTS } from './support/standard-mesh.ts';
 import { obtainSvid, type HeldSvid } from './support/svid.ts';
 
@@ -52,7 +52,7 @@ describe('host policies never admit a call into an agent', () => {
   let egress: HeldSvid;
   const appSaw = (agent: string): string[] => mesh.agent(agent).received.map((r) => `${r.method} ${r.path}`);
   const inbound = (path: string, host: string): Promise<{ status: number; body: string }> =>
-    rawHttps(mesh.agent('researcher').inboundPort, { ca: egress.ca, certPem: egress.certChainPem, keyPem: egress.keyPem }, `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    rawHttp(mesh.agent('researcher').inboundPort, `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`, { tls: { ca: egress.ca, cert: egress.certChainPem, key: egress.keyPem, checkServerIdentity: () => undefined } });
 
   beforeAll(async () => {
     mesh = await startMesh({ agents: AGENTS, policy: POLICY });

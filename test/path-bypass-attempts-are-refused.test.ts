@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
-import { rawHttp, rawHttps } from './support/raw-http.ts';
+import { rawHttp } from './support/raw-http.ts';
 import { obtainSvid, type HeldSvid } from './support/svid.ts';
 
 // planner (and direct, a workload with an SVID and no sidecar) may GET/POST researcher's /v1/*,
@@ -130,7 +130,7 @@ describe('path and authority bypass attempts through the real mesh', () => {
 
   // The other listener: a workload with a real SVID and no sidecar, straight to researcher's inbound port.
   const inbound = (path: string): Promise<{ status: number; body: string }> =>
-    rawHttps(mesh.agent('researcher').inboundPort, { ca: direct.ca, certPem: direct.certChainPem, keyPem: direct.keyPem }, `GET ${path} HTTP/1.1\r\nHost: researcher.agents\r\nConnection: close\r\n\r\n`);
+    rawHttp(mesh.agent('researcher').inboundPort, `GET ${path} HTTP/1.1\r\nHost: researcher.agents\r\nConnection: close\r\n\r\n`, { tls: { ca: direct.ca, cert: direct.certChainPem, key: direct.keyPem, checkServerIdentity: () => undefined } });
 
   it('a peer with a real SVID gets into researcher\'s inbound port where its policy allows (the control case)', async () => {
     expect((await inbound('/v1/search;jsessionid=1')).status).toBe(200);

@@ -36,7 +36,17 @@ export function connectionNamed(connection: string | readonly string[] | number 
  */
 const UNSENT: ReadonlySet<string> = new Set(['authorization', 'cookie', 'host', 'x-forwarded-client-cert']);
 
+/**
+ * A request header whose name has a `_` is dropped by both sidecars: never judged, never forwarded
+ * (as nginx does by default, `underscores_in_headers off`). CGI/WSGI servers and several frameworks
+ * read `x_forwarded_client_cert` and `x-forwarded-client-cert` as the same variable, so such a name
+ * could pass for a header the sidecar sets, or one a rule judges.
+ */
+export function hasUnderscore(name: string): boolean {
+  return name.includes('_');
+}
+
 /** True for a (lower-case) header name that is never sent to the control plane. */
 export function isUnsentHeader(name: string, connectionNamedHeaders: ReadonlySet<string> = NONE): boolean {
-  return UNSENT.has(name) || isHopByHop(name, connectionNamedHeaders);
+  return UNSENT.has(name) || isHopByHop(name, connectionNamedHeaders) || hasUnderscore(name);
 }

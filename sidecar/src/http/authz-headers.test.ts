@@ -11,6 +11,7 @@ describe('headers sent with an Authorize request', () => {
     ['never sends secrets', [['Authorization', 'Bearer s'], ['cookie', 'c=1'], ['Proxy-Authorization', 'Basic x'], ['x-ok', '1']], [['x-ok', '1']]],
     ['never sends hop-by-hop headers, Host or XFCC', [['host', 'a.b'], ['connection', 'close'], ['te', 'trailers'], ['x-forwarded-client-cert', 'By=x'], ['x-ok', '1']], [['x-ok', '1']]],
     ['never sends headers the Connection header names', [['connection', 'X-Secret'], ['x-secret', 's'], ['x-ok', '1']], [['x-ok', '1']]],
+    ['never sends names with an underscore (dropped, as nginx does)', [['x_forwarded_client_cert', 'By=x'], ['X_Tenant', 'a'], ['x-tenant_', 'b'], ['x-ok', '1']], [['x-ok', '1']]],
   ])('%s', (_why, input, sent) => {
     const h = authzHeaders(raw(input));
     expect(h.entries.map((e) => [e.name, e.value])).toEqual(sent);

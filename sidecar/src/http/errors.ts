@@ -1,8 +1,8 @@
 import type { ServerResponse } from 'node:http';
-import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '@airlock/common/logging';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import { rawJsonAnswer } from '@airlock/common/net';
 import type { Decision } from '../authz/authorizer.ts';
 import type { Outcome } from '../telemetry/metrics.ts';
 
@@ -44,7 +44,8 @@ interface ErrorReply {
 
 /**
  * The one place where errors become HTTP statuses and JSON bodies (both directions, both
- * listeners). Anything unexpected is a 502 with a generic reason and a warning log.
+ * listeners). Anything unexpected is a 500 `internal` with a generic reason and a warning log: a
+ * bug in the sidecar is not the destination's failure (502 says the upstream failed).
  */
 export function errorReply(err: unknown, log: Logger): ErrorReply {
   if (err instanceof DeniedError) {
@@ -69,7 +70,7 @@ export function errorReply(err: unknown, log: Logger): ErrorReply {
     }
   }
   log.warn({ reason: errorMessage(err) }, 'unexpected error while proxying');
-  return { status: 502, outcome: 'upstream_error', body: { error: 'upstream_unavailable', reason: 'internal error in the sidecar' } };
+  return { status: 500, outcome: 'internal', body: { error: 'internal', reason: 'internal error in the sidecar' } };
 }
 
 export function sendErrorReply(res: ServerResponse, reply: ErrorReply): void {
@@ -85,8 +86,5 @@ export function sendErrorReply(res: ServerResponse, reply: ErrorReply): void {
 
 /** The same reply on a raw socket (a refused CONNECT has no ServerResponse). */
 export function sendErrorReplyOnSocket(socket: Duplex, reply: ErrorReply): void {
-  const text = JSON.stringify(reply.body);
-  socket.end(
-    `HTTP/1.1 ${reply.status} ${STATUS_CODES[reply.status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
-  );
+  socket.end(rawJsonAnswer(reply.status, reply.body));
 }

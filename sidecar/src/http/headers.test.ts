@@ -16,6 +16,10 @@ describe('hop-by-hop headers', () => {
     expect(requestHeadersToForward({ [name]: value, 'x-keep': '1' })).toEqual({ 'x-keep': '1' });
   });
 
+  it('drops request headers whose name has an underscore (CGI/WSGI read x_forwarded_client_cert as XFCC)', () => {
+    expect(requestHeadersToForward({ x_forwarded_client_cert: 'By=a', 'x-forwarded_client-cert': 'By=b', x_tenant: 'a', 'x-keep': '1' })).toEqual({ 'x-keep': '1' });
+  });
+
   it('drops headers named in Connection, in requests and responses', () => {
     const headers = { connection: 'close, X-Secret ,x-other', 'x-secret': 's', 'x-other': 'o', host: 'a.b' };
     expect(requestHeadersToForward(headers)).toEqual({ host: 'a.b' });

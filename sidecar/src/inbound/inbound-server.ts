@@ -6,12 +6,13 @@ import type { Dispatcher } from 'undici';
 import { parseHostPort } from '@airlock/common/config';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
+import { answerClientErrors } from '@airlock/common/net';
 import { spiffeIdFromSubjectAltName } from '@airlock/common/spiffe';
 import type { Authorizer } from '../authz/authorizer.ts';
 import { assertAllowed, errorReply, NotReadyError, sendErrorReply } from '../http/errors.ts';
 import { forward } from '../http/forward.ts';
 import { authzHeaders } from '../http/authz-headers.ts';
-import { requestHeadersToForward, XFCC } from '../http/headers.ts';
+import { requestHeadersToForward, singleHostHeader, XFCC } from '../http/headers.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
 import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
 import type { RevokedSerials } from '../identity/trust-bundle-watcher.ts';
@@ -39,7 +40,8 @@ export function createInboundServer(deps: InboundDeps): Server {
   const peers = new WeakMap<Socket, string>();
   const initial = deps.identity.current();
   const recorder = requestRecorder(deps.metrics, 'inbound');
-  const server = createServer({ requestCert: true, rejectUnauthorized: true, ...(initial === undefined ? {} : tlsContext(initial)) }, (req, res) => {
+  // requireHostHeader: a missing Host is refused by singleHostHeader, with a JSON body.
+  const server = createServer({ requestCert: true, rejectUnauthorized: true, requireHostHeader: false, ...(initial === undefined ? {} : tlsContext(initial)) }, (req, res) => {
     const startedAt = recorder.start();
     admit(deps, peers, req, res).then(
       (outcome) => finish(outcome),
@@ -77,6 +79,7 @@ export function createInboundServer(deps: InboundDeps): Server {
       socket.destroy();
     }
   });
+  answerClientErrors(server, deps.logger);
   server.on('tlsClientError', () => {
     deps.metrics.inboundRejected.inc({ reason: 'handshake_failed' });
   });
@@ -105,7 +108,7 @@ async function admit(deps: InboundDeps, peers: WeakMap<Socket, string>, req: Inc
     req.socket.destroy();
     throw new AirlockError(ErrorCode.Unauthenticated, 'connection without a verified peer identity');
   }
-  const { host, port } = hostOf(req.headers.host);
+  const { host, port } = hostOf(singleHostHeader(req));
   const method = req.method ?? 'GET';
   const path = req.url ?? '/';
   // Rules on MCP are judged on both sides: this side reads the body as the caller's side did.

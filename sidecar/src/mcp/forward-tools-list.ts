@@ -38,13 +38,19 @@ export async function forwardToolsList(dispatcher: Dispatcher, request: ForwardR
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of answer.body) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_TOOLS_LIST_ANSWER_BYTES) {
-      answer.body.destroy();
-      throw new AirlockError(ErrorCode.UpstreamUnavailable, `the tools/list answer is larger than ${MAX_TOOLS_LIST_ANSWER_BYTES} bytes and cannot be filtered`);
+  try {
+    for await (const chunk of answer.body) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_TOOLS_LIST_ANSWER_BYTES) {
+        answer.body.destroy();
+        throw new AirlockError(ErrorCode.UpstreamUnavailable, `the tools/list answer is larger than ${MAX_TOOLS_LIST_ANSWER_BYTES} bytes and cannot be filtered`);
+      }
+      chunks.push(chunk as Buffer);
     }
-    chunks.push(chunk as Buffer);
+  } catch (err) {
+    // The upstream failing mid-answer is an upstream failure (502), not an internal one.
+    if (err instanceof AirlockError) throw err;
+    throw new AirlockError(ErrorCode.UpstreamUnavailable, `${request.describe}: the tools/list answer ended early: ${errorMessage(err)}`, { cause: err });
   }
   const body = await filterToolsListBody(mediaType(answer.headers['content-type']), Buffer.concat(chunks), allow);
   out['content-length'] = body.length;

@@ -53,7 +53,7 @@ describe('outbound proxy', () => {
     expect(res.headers['x-app']).toBe('echo');
   });
 
-  it('strips hop-by-hop headers, those named in Connection, and any x-forwarded-client-cert', async () => {
+  it('strips hop-by-hop headers, those named in Connection, any x-forwarded-client-cert and names with an underscore', async () => {
     const res = await rawRequest(proxyPort, {
       target: `http://127.0.0.1:${app.port}/h`,
       headers: {
@@ -64,12 +64,13 @@ describe('outbound proxy', () => {
         'proxy-connection': 'keep-alive',
         te: 'trailers',
         'x-forwarded-client-cert': 'By=spiffe://evil;URI=spiffe://forged',
+        x_forwarded_client_cert: 'By=spiffe://evil;URI=spiffe://forged',
         'x-keep': 'yes',
       },
     });
     expect(res.status).toBe(200);
     const h = (JSON.parse(res.body) as EchoRequest).headers;
-    for (const name of ['x-drop-me', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'x-forwarded-client-cert']) expect(h[name], name).toBeUndefined();
+    for (const name of ['x-drop-me', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'x-forwarded-client-cert', 'x_forwarded_client_cert']) expect(h[name], name).toBeUndefined();
     expect(h['x-keep']).toBe('yes');
   });
 
@@ -117,6 +118,34 @@ describe('outbound proxy', () => {
     const res = await rawRequest(proxyPort, { target: `http://127.0.0.1:${closed.port}/` });
     expect(res.status).toBe(502);
     expect(JSON.parse(res.body)).toMatchObject({ error: 'upstream_unavailable' });
+  });
+
+  it('answers 500 internal (not 502) for a failure inside the sidecar', async () => {
+    authorizer.decide = () => Promise.reject(new TypeError('a bug'));
+    const res = await rawRequest(proxyPort, { target: `http://127.0.0.1:${app.port}/` });
+    expect(res.status).toBe(500);
+    expect(JSON.parse(res.body)).toEqual({ error: 'internal', reason: 'internal error in the sidecar' });
+    const text = await registry.getSingleMetricAsString('airlock_sidecar_requests_total');
+    expect(text).toMatch(/direction="outbound",outcome="internal"} 1/);
+  });
+
+  it('answers 502 when an MCP upstream cuts its tools/list answer short', async () => {
+    const mcp = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
+        res.write('{"jsonrpc":"2.0","id":1,', () => res.destroy());
+      });
+    });
+    await listen(mcp, { host: '127.0.0.1', port: 0 });
+    try {
+      const body = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}';
+      const res = await rawRequest(proxyPort, { method: 'POST', target: `http://127.0.0.1:${boundPort(mcp)}/mcp`, headers: { 'content-type': 'application/json', 'content-length': String(body.length) }, body });
+      expect(res.status).toBe(502);
+      expect(JSON.parse(res.body)).toMatchObject({ error: 'upstream_unavailable' });
+    } finally {
+      await closeServer(mcp);
+    }
   });
 
   it('tunnels an allowed CONNECT to an external host', async () => {

@@ -5,10 +5,11 @@ import type { Dispatcher } from 'undici';
 import { formatHostPort } from '@airlock/common/config';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
+import { answerClientErrors } from '@airlock/common/net';
 import type { Authorizer, Upstream } from '../authz/authorizer.ts';
 import { assertAllowed, errorReply, NotReadyError, sendErrorReply, sendErrorReplyOnSocket } from '../http/errors.ts';
 import { forward } from '../http/forward.ts';
-import { requestHeadersToForward } from '../http/headers.ts';
+import { requestHeadersToForward, singleHostHeader } from '../http/headers.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
 import { authzHeaders } from '../http/authz-headers.ts';
 import { forwardToolsList } from '../mcp/forward-tools-list.ts';
@@ -34,7 +35,8 @@ export interface OutboundDeps {
 export function createOutboundServer(deps: OutboundDeps): Server {
   const log = deps.logger;
   const recorder = requestRecorder(deps.metrics, 'outbound');
-  const server = createServer((req, res) => {
+  // requireHostHeader: a missing Host is refused by singleHostHeader, with a JSON body.
+  const server = createServer({ requireHostHeader: false }, (req, res) => {
     const startedAt = recorder.start();
     proxyRequest(deps, req, res).then(
       (outcome) => finish(outcome),
@@ -64,6 +66,7 @@ export function createOutboundServer(deps: OutboundDeps): Server {
       recorder.finish(startedAt, outcome);
     }
   });
+  answerClientErrors(server, log);
   return server;
 }
 
@@ -77,7 +80,7 @@ function requireSvid(identity: SvidSource): Svid {
 async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: ServerResponse): Promise<Outcome> {
   const svid = requireSvid(deps.identity);
   const target = parseAbsoluteTarget(req.url);
-  assertHostMatches(target, req.headers.host);
+  assertHostMatches(target, singleHostHeader(req));
   const method = req.method ?? 'GET';
   const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
   const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, headers: authzHeaders(req.rawHeaders) } as const;
@@ -114,6 +117,7 @@ function destination(deps: OutboundDeps, upstream: Upstream | undefined, svid: S
 async function openTunnel(deps: OutboundDeps, req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
   const svid = requireSvid(deps.identity);
   const target = parseAuthorityTarget(req.url);
+  singleHostHeader(req); // a CONNECT's Host is not used, but none (HTTP/1.1) or two are refused all the same
   const decision = await deps.authorizer.authorize({ direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method: 'CONNECT', path: '', headers: authzHeaders(req.rawHeaders) });
   assertAllowed(decision);
   if (decision.upstream !== undefined) {

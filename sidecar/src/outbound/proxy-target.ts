@@ -1,4 +1,4 @@
-import { parseHostPort } from '@airlock/common/config';
+import { formatHostPort } from '@airlock/common/config';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 
 /** Where the agent asked to go. */
@@ -15,10 +15,27 @@ function badRequest(reason: string): AirlockError {
   return new AirlockError(ErrorCode.BadRequest, reason);
 }
 
-/** Host, port and normalized authority of `host[:port]`, as WHATWG URL reads it; throws when it is none. */
+/** What no `host[:port]` holds; refused before a URL parser reads `a@b` as user a at host b, or `a/b` as a path. */
+const NOT_IN_AUTHORITY = /[/?#@\\\s]/;
+
+/**
+ * Host, port and normalized authority of `host[:port]`, as WHATWG URL reads it; throws when it is
+ * none. The host is canonical, as it will be dialled: lower case, IP literals in their one spelling
+ * (`2852039166`, `0xA9FEA9FE`, `0251.0376.0251.0376`, `169.254.43518` and `169.254.169.254.` are all
+ * 169.254.169.254), and an IPv4-mapped IPv6 address (`[::ffff:169.254.169.254]`) as the IPv4
+ * address it reaches.
+ */
 function readAuthority(text: string): { host: string; port: number; authority: string } {
+  if (text === '' || NOT_IN_AUTHORITY.test(text)) throw new Error('not an authority');
   const url = new URL(`http://${text}/`);
-  return { host: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname, port: url.port === '' ? 80 : Number(url.port), authority: url.host };
+  const port = url.port === '' ? 80 : Number(url.port);
+  const mapped = /^\[::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})\]$/.exec(url.hostname);
+  if (mapped !== null) {
+    const [hi, lo] = [parseInt(mapped[1] ?? '', 16), parseInt(mapped[2] ?? '', 16)];
+    const host = `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+    return { host, port, authority: url.port === '' ? host : `${host}:${url.port}` };
+  }
+  return { host: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname, port, authority: url.host };
 }
 
 /**
@@ -65,7 +82,6 @@ export function assertHostMatches(target: ProxyTarget, hostHeader: string | unde
   if (hostHeader === undefined || hostHeader === target.authority) return;
   let named: { host: string; port: number };
   try {
-    if (!/^[^/?#@\\\s]+$/.test(hostHeader.trim())) throw new Error('not an authority');
     named = readAuthority(hostHeader.trim());
   } catch {
     throw badRequest(`bad Host header: ${hostHeader.slice(0, 200)}`);
@@ -75,12 +91,24 @@ export function assertHostMatches(target: ProxyTarget, hostHeader: string | unde
   }
 }
 
-/** A CONNECT request target (`api.example.com:443`). */
+/**
+ * A CONNECT request target (`api.example.com:443`), read as an absolute-form URL's authority is,
+ * so the decision judges the canonical host that is then dialled (`2852039166:80` is
+ * 169.254.169.254, not a name).
+ */
 export function parseAuthorityTarget(requestTarget: string | undefined): ProxyTarget {
+  const target = requestTarget ?? '';
   try {
-    const { host, port } = parseHostPort(requestTarget ?? '');
-    if (port === 0) throw new Error('port 0 is not a destination');
-    return { host: host.toLowerCase(), port, authority: requestTarget ?? '', path: '' };
+    // RFC 9110 §9.3.6: a CONNECT names the port; there is no default to fall back on.
+    if (!/:\d{1,5}$/.test(target)) throw new Error(`no port in "${target.slice(0, 200)}"`);
+    let named: { host: string; port: number };
+    try {
+      named = readAuthority(target);
+    } catch {
+      throw new Error(`not a valid host:port: "${target.slice(0, 200)}"`);
+    }
+    if (named.port === 0) throw new Error('port 0 is not a destination');
+    return { host: named.host, port: named.port, authority: formatHostPort(named), path: '' };
   } catch (err) {
     throw badRequest(`CONNECT needs host:port: ${errorMessage(err)}`);
   }
