@@ -1,4 +1,5 @@
 import { status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { MAX_AUTHZ_CHECKS_PER_MESSAGE } from '@airlock/common/headers';
 import { AuthorizationServiceClient, type AuthorizeCheck, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../controlplane/credentials.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
@@ -29,8 +30,8 @@ interface Pending {
   heardWhenSent: number;
 }
 
-/** More checks than this go out as several messages (far below gRPC's 4 MiB message limit). */
-const MAX_BATCH = 512;
+/** More checks than this go out as several messages (the control plane's bound; far below gRPC's 4 MiB message limit). */
+const MAX_BATCH = MAX_AUTHZ_CHECKS_PER_MESSAGE;
 
 /**
  * Authorize as messages on one long-lived bidirectional stream over mTLS with our SVID. The calls
