@@ -181,6 +181,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const grpc: RunningGrpcServer = await startGrpcServer({
       address: config.grpcListen,
       certificates,
+      tlsMinVersion: config.tlsMinVersion,
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
       authorizer: new Authorizer({ trustDomain: config.trustDomain, store, policy, metrics, audit: decisionAuditLogger(logger), isRevoked }),

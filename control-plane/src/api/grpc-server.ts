@@ -1,6 +1,5 @@
 import {
   Server,
-  experimental,
   type ServerDuplexStream,
   type ServerUnaryCall,
   type sendUnaryData,
@@ -8,7 +7,7 @@ import {
 } from '@grpc/grpc-js';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
-import { formatHostPort, type ListenAddress } from '@airlock/common/config';
+import { DEFAULT_TLS_MIN_VERSION, formatHostPort, type ListenAddress, type TlsMinVersion } from '@airlock/common/config';
 import type { SpiffeId } from '@airlock/common/spiffe';
 import { AuthorizationServiceService, type AuthorizeRequest, type AuthorizeResponse, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
 import { AdminServiceService } from '@airlock/proto/admin/v1';
@@ -21,6 +20,7 @@ import type { CertificateIssuer } from '../authz/sign-certificate.ts';
 import type { Revocations } from '../ca/revocations.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import type { StaticCertificateProvider } from './certificate-provider.ts';
+import { providerServerCredentials } from './grpc-server-credentials.ts';
 import { toGrpcFailure } from './grpc-status.ts';
 import { refusalLog, type LimitedLog } from './rate-limit.ts';
 import { watchTrustBundleHandler } from './trust-bundle-stream.ts';
@@ -28,6 +28,8 @@ import { watchTrustBundleHandler } from './trust-bundle-stream.ts';
 export interface GrpcServerDeps {
   readonly address: ListenAddress;
   readonly certificates: StaticCertificateProvider;
+  /** Lowest TLS version a caller may speak (setting tlsMinVersion; default TLS 1.3). */
+  readonly tlsMinVersion?: TlsMinVersion;
   /** The CAs whose certificates callers may present (read per call: a root rollover changes them). */
   readonly caIssuers: () => PeerIssuers;
   readonly trustDomain: string;
@@ -89,7 +91,7 @@ function unary<Req, Res>(deps: GrpcServerDeps, fn: (call: ServerUnaryCall<Req, R
   };
 }
 
-/** gRPC over TLS that asks for a client certificate but does not require one (see StaticCertificateProvider). */
+/** gRPC over TLS (1.3 unless set otherwise) that asks for a client certificate but does not require one (see StaticCertificateProvider). */
 export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpcServer> {
   const server = new Server();
   const warnings = deps.refusals ?? refusalLog(deps.logger);
@@ -144,7 +146,7 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
     const admin = { ...deps.admin, caIssuers: deps.caIssuers, trustDomain: deps.trustDomain };
     server.addService(AdminServiceService, adminServiceImplementation(admin, (fn) => unary(deps, fn)));
   }
-  const credentials = experimental.createCertificateProviderServerCredentials(deps.certificates, deps.certificates, false);
+  const credentials = providerServerCredentials(deps.certificates, deps.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(formatHostPort(deps.address), credentials, (err, bound) => {
       if (err !== null) reject(new AirlockError(ErrorCode.Config, `cannot listen on ${formatHostPort(deps.address)}: ${err.message}`, { cause: err }));

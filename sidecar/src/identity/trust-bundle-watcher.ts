@@ -1,5 +1,6 @@
 import { status, type ClientReadableStream, type StatusObject } from '@grpc/grpc-js';
 import type { Gauge } from 'prom-client';
+import { DEFAULT_TLS_MIN_VERSION, type TlsMinVersion } from '@airlock/common/config';
 import { canonicalSerial } from '@airlock/common/spiffe';
 import type { Logger } from '@airlock/common/logging';
 import { IdentityServiceClient, type WatchTrustBundleResponse } from '@airlock/proto/identity/v1';
@@ -17,6 +18,8 @@ export interface RevokedSerials {
 export interface TrustBundleWatcherOptions {
   readonly address: string;
   readonly controlPlaneId: string;
+  /** Lowest TLS version towards the control plane (setting tlsMinVersion; default TLS 1.3). */
+  readonly tlsMinVersion?: TlsMinVersion;
   readonly identity: SvidSource;
   readonly logger: Logger;
   readonly revokedGauge?: Gauge;
@@ -74,7 +77,7 @@ export class TrustBundleWatcher implements RevokedSerials {
     const svid = this.#o.identity.current();
     if (svid === undefined) return;
     this.#client?.close();
-    const client = new IdentityServiceClient(this.#o.address, controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, svid), CONTROL_PLANE_CHANNEL_OPTIONS);
+    const client = new IdentityServiceClient(this.#o.address, controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, this.#o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION, svid), CONTROL_PLANE_CHANNEL_OPTIONS);
     this.#client = client;
     const call = client.watchTrustBundle({});
     this.#call = call;

@@ -1,9 +1,9 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
-import { parseHostPort } from '@airlock/common/config';
+import { DEFAULT_TLS_MIN_VERSION, parseHostPort, type TlsMinVersion } from '@airlock/common/config';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { spiffeIdFromSubjectAltName } from '@airlock/common/spiffe';
@@ -28,6 +28,8 @@ export interface InboundDeps {
   readonly revoked?: RevokedSerials;
   /** How much of a POST application/json body is read for MCP rules (default 64 KiB). */
   readonly mcpMaxBody?: number;
+  /** Lowest TLS version a peer may speak (setting tlsMinVersion; default TLS 1.3). */
+  readonly tlsMinVersion?: TlsMinVersion;
 }
 
 /**
@@ -39,7 +41,8 @@ export function createInboundServer(deps: InboundDeps): Server {
   const peers = new WeakMap<Socket, string>();
   const initial = deps.identity.current();
   const recorder = requestRecorder(deps.metrics, 'inbound');
-  const server = createServer({ requestCert: true, rejectUnauthorized: true, ...(initial === undefined ? {} : tlsContext(initial)) }, (req, res) => {
+  const minVersion = deps.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION;
+  const server = createServer({ requestCert: true, rejectUnauthorized: true, minVersion, ...(initial === undefined ? {} : tlsContext(initial, minVersion)) }, (req, res) => {
     const startedAt = recorder.start();
     admit(deps, peers, req, res).then(
       (outcome) => finish(outcome),
@@ -80,7 +83,7 @@ export function createInboundServer(deps: InboundDeps): Server {
   server.on('tlsClientError', () => {
     deps.metrics.inboundRejected.inc({ reason: 'handshake_failed' });
   });
-  deps.identity.onChange((svid) => server.setSecureContext(tlsContext(svid)));
+  deps.identity.onChange((svid) => server.setSecureContext(tlsContext(svid, minVersion)));
   deps.revoked?.onChange(() => {
     for (const [socket, serial] of live) {
       if (deps.revoked?.has(serial) !== true) continue;
@@ -92,8 +95,9 @@ export function createInboundServer(deps: InboundDeps): Server {
   return server;
 }
 
-function tlsContext(svid: Svid): { ca: string; cert: string; key: string } {
-  return { ca: svid.trustBundlePem, cert: svid.certChainPem, key: svid.keyPem };
+/** The TLS context for an SVID; minVersion goes with every one (setSecureContext resets what it is not given). */
+function tlsContext(svid: Svid, minVersion: TlsMinVersion): SecureContextOptions {
+  return { ca: svid.trustBundlePem, cert: svid.certChainPem, key: svid.keyPem, minVersion };
 }
 
 /** accept (mTLS done) → identify the peer → authorize → forward to the app with XFCC. */
