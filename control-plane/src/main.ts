@@ -129,7 +129,13 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const selfId = controlPlaneSpiffeId(config.trustDomain);
     const serving = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS);
     const certificates = new StaticCertificateProvider(ring.bundlePem(), serving.chainPem, serving.keyPem);
-    const revocations = new Revocations({ store, trustBundlePem: () => ring.bundlePem(), renewHintPem: () => ring.renewHintPem() });
+    const revocations = new Revocations({
+      store,
+      trustBundlePem: () => ring.bundlePem(),
+      renewHintPem: () => ring.renewHintPem(),
+      // The CAs trusted now; a certificate of another (a retired root) is pushed with no issuer: refused from any.
+      issuerName: (id) => ring.verifiers().find((ca) => ca.id === id)?.x509.subject,
+    });
     const isRevoked = (spiffeId: string): boolean => revocations.isRevoked(spiffeId);
     const kubernetes = await startKubernetesAttestation({
       jwks: config.kubernetesJwks,
