@@ -212,3 +212,15 @@ export function refine<T>(f: Field<T>, check: (value: T) => string | undefined):
 
 export const trustDomain = (o: FieldOptions<string>): Field<string> =>
   refine(string(o), (td) => (isValidTrustDomain(td) ? undefined : `"${td}" is not a trust domain (lowercase letters, digits, ".", "-", "_")`));
+
+/** The lowest TLS version a process's TLS servers accept and its TLS clients offer (Node's names). */
+export type TlsMinVersion = 'TLSv1.3' | 'TLSv1.2';
+export const DEFAULT_TLS_MIN_VERSION: TlsMinVersion = 'TLSv1.3';
+
+/**
+ * The `tlsMinVersion` setting, the same for the sidecar and the control plane. TLS 1.3 only by
+ * default: every party of the mesh is ours and speaks it. 1.2 is for interop with a peer that
+ * cannot (with Node's default TLS 1.2 cipher suites).
+ */
+export const tlsMinVersion = (o: { description: string }): Field<TlsMinVersion> =>
+  oneOf<TlsMinVersion>(['TLSv1.3', 'TLSv1.2'], { description: `${o.description} \`TLSv1.2\` only for interop with a peer that lacks TLS 1.3.`, default: DEFAULT_TLS_MIN_VERSION });

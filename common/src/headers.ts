@@ -8,6 +8,11 @@
 export const MAX_AUTHZ_HEADERS = 32;
 /** At most this many bytes of names and values (UTF-8) are sent per request. */
 export const MAX_AUTHZ_HEADER_BYTES = 8192;
+/**
+ * At most this many checks go in one AuthorizeStream message: the sidecar splits larger batches,
+ * and the control plane refuses a message over it without deciding any of its checks.
+ */
+export const MAX_AUTHZ_CHECKS_PER_MESSAGE = 512;
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection: never forwarded, never judged.

@@ -13,6 +13,8 @@ import { adminCertRoute } from './api/admin-cert-route.ts';
 import { policyRoutes } from './api/policy-routes.ts';
 import { StaticCertificateProvider } from './api/certificate-provider.ts';
 import { startGrpcServer, type RunningGrpcServer } from './api/grpc-server.ts';
+import type { AuthorizeStreamLimits } from './api/authorize-stream.ts';
+import { refusalLog } from './api/rate-limit.ts';
 import { ensureAdminToken } from './attestation/admin-token.ts';
 import { JoinTokens } from './attestation/join-tokens.ts';
 import { Authorizer } from './authz/authorize.ts';
@@ -50,6 +52,8 @@ export interface RunningControlPlane {
 export interface StartOptions {
   readonly logger?: Logger;
   readonly registry?: Registry;
+  /** Bounds on each AuthorizeStream (tests set them low; deployed, the defaults hold). */
+  readonly authorizeStreamLimits?: AuthorizeStreamLimits;
 }
 
 /**
@@ -125,7 +129,13 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const selfId = controlPlaneSpiffeId(config.trustDomain);
     const serving = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS);
     const certificates = new StaticCertificateProvider(ring.bundlePem(), serving.chainPem, serving.keyPem);
-    const revocations = new Revocations({ store, trustBundlePem: () => ring.bundlePem(), renewHintPem: () => ring.renewHintPem() });
+    const revocations = new Revocations({
+      store,
+      trustBundlePem: () => ring.bundlePem(),
+      renewHintPem: () => ring.renewHintPem(),
+      // The CAs trusted now; a certificate of another (a retired root) is pushed with no issuer: refused from any.
+      issuerName: (id) => ring.verifiers().find((ca) => ca.id === id)?.x509.subject,
+    });
     const isRevoked = (spiffeId: string): boolean => revocations.isRevoked(spiffeId);
     const kubernetes = await startKubernetesAttestation({
       jwks: config.kubernetesJwks,
@@ -172,15 +182,21 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       }),
     );
 
+    // Refusals any peer can cause (no client certificate, a made-up join token) are written at a bounded rate.
+    const refusals = refusalLog(audit);
     const grpc: RunningGrpcServer = await startGrpcServer({
       address: config.grpcListen,
       certificates,
+      tlsMinVersion: config.tlsMinVersion,
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
       authorizer: new Authorizer({ trustDomain: config.trustDomain, store, policy, metrics, audit: decisionAuditLogger(logger), isRevoked }),
-      issuer: new CertificateIssuer({ ca: ring, joinTokens, store, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit }),
+      issuer: new CertificateIssuer({ ca: ring, joinTokens, store, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: refusals }),
       revocations,
       logger: logger.child({ component: 'grpc' }),
+      refusals,
+      metrics,
+      ...(opts.authorizeStreamLimits === undefined ? {} : { authorizeStreamLimits: opts.authorizeStreamLimits }),
       admin: { store, policies, isRevoked },
     });
     cleanups.push(() => grpc.close());

@@ -58,17 +58,19 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
   const metrics = createSidecarMetrics(registry);
   const cpAddress = formatHostPort(config.controlPlane);
   const cpId = controlPlaneId(config);
+  // Every TLS connection of ours, in and out, speaks at least this (TLS 1.3 unless set for interop).
+  const tlsMinVersion = config.tlsMinVersion;
 
   let inboundAddress = '';
   const identity = new IdentityProvider({
     signer:
       config.joinToken !== undefined
-        ? new JoinTokenSigner({ address: cpAddress, caPem, controlPlaneId: cpId, joinToken: config.joinToken })
-        : new KubernetesTokenSigner({ address: cpAddress, caPem, controlPlaneId: cpId, tokenFile: config.kubernetesTokenFile ?? '' }),
+        ? new JoinTokenSigner({ address: cpAddress, caPem, controlPlaneId: cpId, tlsMinVersion, joinToken: config.joinToken })
+        : new KubernetesTokenSigner({ address: cpAddress, caPem, controlPlaneId: cpId, tlsMinVersion, tokenFile: config.kubernetesTokenFile ?? '' }),
     inboundAddress: () => inboundAddress,
     expiryGauge: metrics.certificateExpiry,
     logger: logger.child({ component: 'identity' }),
-    renewer: new MtlsRenewalSigner({ address: cpAddress, controlPlaneId: cpId }),
+    renewer: new MtlsRenewalSigner({ address: cpAddress, controlPlaneId: cpId, tlsMinVersion }),
     renewals: metrics.renewals,
     renewalFailures: metrics.renewalFailures,
     bundleGauge: metrics.trustBundleCertificates,
@@ -76,6 +78,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
   const revoked = new TrustBundleWatcher({
     address: cpAddress,
     controlPlaneId: cpId,
+    tlsMinVersion,
     identity,
     logger: logger.child({ component: 'trust-bundle' }),
     revokedGauge: metrics.revokedSerials,
@@ -86,14 +89,14 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     },
   });
   const authorizer = withAuthzMetrics(
-    opts.authorizer ?? createAuthorizer(config.authzTransport, { address: cpAddress, controlPlaneId: cpId, identity, timeoutMs: config.authzTimeout, onBatch: (n) => metrics.authzBatchChecks.observe(n) }),
+    opts.authorizer ?? createAuthorizer(config.authzTransport, { address: cpAddress, controlPlaneId: cpId, tlsMinVersion, identity, timeoutMs: config.authzTimeout, onBatch: (n) => metrics.authzBatchChecks.observe(n) }),
     metrics.authzDuration,
   );
-  const meshPools = new UpstreamPools();
+  const meshPools = new UpstreamPools(tlsMinVersion);
   const external = new Agent();
   const app = new Pool(`http://127.0.0.1:${config.appPort}`);
 
-  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, mcpMaxBody: config.mcpMaxBody, logger: logger.child({ component: 'inbound' }) });
+  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, mcpMaxBody: config.mcpMaxBody, tlsMinVersion, logger: logger.child({ component: 'inbound' }) });
   const outbound = createOutboundServer({ identity, authorizer, meshPools, external, metrics, mcpMaxBody: config.mcpMaxBody, logger: logger.child({ component: 'outbound' }) });
   const started: import('node:net').Server[] = [];
   try {

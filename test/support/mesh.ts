@@ -46,6 +46,8 @@ export interface MeshOptions {
   readonly authzTimeout?: string;
   /** Extra flags for `airlock control-plane`, e.g. ['--svid-ttl', '3s']. */
   readonly controlPlaneArgs?: readonly string[];
+  /** Extra flags for every `airlock sidecar`, e.g. ['--tls-min-version', 'TLSv1.2']. */
+  readonly sidecarArgs?: readonly string[];
   /** Labels of an agent's join token (`airlock token create --label`), by agent name. */
   readonly labels?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /** The app behind an agent's sidecar (default: the demo's echo app), listening on 127.0.0.1 port 0. */
@@ -120,6 +122,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
         '--admin-listen', '127.0.0.1:0',
         '--app-port', String(appPort),
         ...(o.authzTimeout === undefined ? [] : ['--authz-timeout', o.authzTimeout]),
+        ...(o.sidecarArgs ?? []),
       ], { logFile: join(dir, `sidecar-${name}.log`), env: { AIRLOCK_JOIN_TOKEN: await createJoinToken(identity, o.labels?.[name]) } });
       const listening = await sidecar.logLine('sidecar listening; obtaining an SVID');
       const [outboundPort, inboundPort, adminPort] = [Number(listening.outbound), Number(listening.inbound), Number(listening.admin)];

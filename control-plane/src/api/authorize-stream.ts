@@ -1,18 +1,41 @@
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { AirlockError } from '@airlock/common/errors';
+import { MAX_AUTHZ_CHECKS_PER_MESSAGE } from '@airlock/common/headers';
 import type { Logger } from '@airlock/common/logging';
-import { AuthorizeRequest, type AuthorizeResult, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
+import { AuthorizeRequest, type AuthorizeCheck, type AuthorizeResult, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
 import type { Authorizer } from '../authz/authorize.ts';
 import { stillTrusted, type PeerIssuers, type VerifiedPeer } from '../authz/peer.ts';
 import { toGrpcFailure } from './grpc-status.ts';
+import { TokenBucket, type LimitedLog } from './rate-limit.ts';
+
+/** What one stream may ask: checks per message, and messages per second (a token bucket). */
+export interface AuthorizeStreamLimits {
+  readonly maxChecksPerMessage: number;
+  readonly messagesPerSecond: number;
+  readonly messageBurst: number;
+}
+
+/**
+ * A sidecar sends one message per event-loop turn that had calls (batches of up to 512), so at one
+ * check per message the control plane's CPU per message (~180 µs, bench/README.md) caps a stream
+ * well below this rate: a working sidecar is not throttled, a runaway one is bounded.
+ */
+export const DEFAULT_AUTHORIZE_STREAM_LIMITS: AuthorizeStreamLimits = {
+  maxChecksPerMessage: MAX_AUTHZ_CHECKS_PER_MESSAGE,
+  messagesPerSecond: 5000,
+  messageBurst: 5000,
+};
 
 export interface AuthorizeStreamDeps {
   readonly authorizer: Authorizer;
   readonly logger: Logger;
-  /** The caller from the stream's client certificate, verified once when the stream opens. */
-  readonly caller: VerifiedPeer | AirlockError;
+  /** Warnings about throttled streams, written at a bounded rate. */
+  readonly warnings: LimitedLog;
+  /** The caller from the stream's client certificate, verified once when the stream opened (a stream without one is refused before this). */
+  readonly caller: VerifiedPeer;
   /** The CAs trusted now: a stream whose caller's root was retired (even by force) ends. */
   readonly issuers: () => PeerIssuers;
+  readonly limits?: AuthorizeStreamLimits;
   readonly now?: () => number;
 }
 
@@ -22,27 +45,37 @@ export interface AuthorizeStreamDeps {
  * malformed) is answered with its refusal and the stream goes on. The certificate is parsed and
  * its signature checked once per stream, not per check; its expiry, and that its root is still
  * trusted, are checked per batch, and such a stream ends with UNAUTHENTICATED (the sidecar
- * reconnects with its renewed SVID).
+ * reconnects with its renewed SVID). A message over the stream's limits (too many checks, or
+ * faster than its bucket refills) has each check refused with RESOURCE_EXHAUSTED, undecided and
+ * unaudited; the stream goes on, so a burst fails a few calls closed rather than every call.
  */
 export function serveAuthorizeStream(call: ServerDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>, deps: AuthorizeStreamDeps): void {
   const now = deps.now ?? Date.now;
+  const limits = deps.limits ?? DEFAULT_AUTHORIZE_STREAM_LIMITS;
+  const bucket = new TokenBucket({ perSecond: limits.messagesPerSecond, burst: limits.messageBurst });
+  const caller = deps.caller;
   let ended = false;
   call.on('data', (batch: AuthorizeStreamRequest) => {
     if (ended) return;
-    const caller = deps.caller;
-    if (!(caller instanceof AirlockError)) {
-      const why =
-        now() > caller.notAfter ? 'the client certificate of this stream has expired'
-        : !stillTrusted(caller, deps.issuers()) ? 'the root that issued the client certificate of this stream is no longer trusted'
-        : undefined;
-      if (why !== undefined) {
-        ended = true;
-        call.emit('error', { code: status.UNAUTHENTICATED, details: why });
-        return;
-      }
+    const why =
+      now() > caller.notAfter ? 'the client certificate of this stream has expired'
+      : !stillTrusted(caller, deps.issuers()) ? 'the root that issued the client certificate of this stream is no longer trusted'
+      : undefined;
+    if (why !== undefined) {
+      ended = true;
+      call.emit('error', { code: status.UNAUTHENTICATED, details: why });
+      return;
     }
-    const id = caller instanceof AirlockError ? caller : caller.id;
-    call.write({ results: batch.checks.map((check) => decide(deps, id, check.id, check.request)) });
+    const over =
+      batch.checks.length > limits.maxChecksPerMessage ? `more than ${limits.maxChecksPerMessage} checks in one message`
+      : !bucket.take() ? `more than ${limits.messagesPerSecond} messages per second on one stream`
+      : undefined;
+    if (over !== undefined) {
+      deps.warnings.warn({ caller: caller.id.uri, checks: batch.checks.length, reason: over }, 'AuthorizeStream message refused');
+      call.write({ results: batch.checks.map((check) => exhausted(check, over)) });
+      return;
+    }
+    call.write({ results: batch.checks.map((check) => decide(deps, caller, check.id, check.request)) });
   });
   call.on('end', () => {
     if (ended) return;
@@ -55,10 +88,14 @@ export function serveAuthorizeStream(call: ServerDuplexStream<AuthorizeStreamReq
   });
 }
 
-function decide(deps: AuthorizeStreamDeps, caller: VerifiedPeer['id'] | AirlockError, id: number, request: AuthorizeRequest | undefined): AuthorizeResult {
+function exhausted(check: AuthorizeCheck, why: string): AuthorizeResult {
+  return { id: check.id, decision: undefined, refusal: { code: status.RESOURCE_EXHAUSTED, message: why } };
+}
+
+function decide(deps: AuthorizeStreamDeps, caller: VerifiedPeer, id: number, request: AuthorizeRequest | undefined): AuthorizeResult {
   try {
     // An empty check is refused (and audited) by the decision code like any malformed request.
-    return { id, decision: deps.authorizer.authorize(caller, request ?? AuthorizeRequest.fromPartial({})), refusal: undefined };
+    return { id, decision: deps.authorizer.authorize(caller.id, request ?? AuthorizeRequest.fromPartial({})), refusal: undefined };
   } catch (err) {
     if (!(err instanceof AirlockError)) deps.logger.error({ err }, 'internal error in AuthorizeStream');
     const failure = toGrpcFailure(err);

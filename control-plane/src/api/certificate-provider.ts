@@ -4,10 +4,10 @@ type CaListener = experimental.CaCertificateUpdateListener;
 type IdentityListener = experimental.IdentityCertificateUpdateListener;
 
 /**
- * In-memory certificates for grpc-js, replaceable at run time (serving-cert renewal, trust bundle
- * rotation). grpc-js only offers "request a client cert but do not require it" through certificate
- * providers (`createSsl` either does not ask, or rejects clients without one): the first
- * SignCertificate call of a sidecar has no certificate yet.
+ * In-memory certificates for the gRPC listener (providerServerCredentials), replaceable at run time
+ * (serving-cert renewal, trust bundle rotation). grpc-js's `createSsl` either does not ask for a
+ * client certificate or rejects clients without one; the listener must ask but not require: the
+ * first SignCertificate call of a sidecar has no certificate yet.
  */
 export class StaticCertificateProvider implements experimental.CertificateProvider {
   #ca: Buffer;

@@ -1,6 +1,5 @@
 import {
   Server,
-  experimental,
   type ServerDuplexStream,
   type ServerUnaryCall,
   type sendUnaryData,
@@ -8,7 +7,7 @@ import {
 } from '@grpc/grpc-js';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
-import { formatHostPort, type ListenAddress } from '@airlock/common/config';
+import { DEFAULT_TLS_MIN_VERSION, formatHostPort, type ListenAddress, type TlsMinVersion } from '@airlock/common/config';
 import type { SpiffeId } from '@airlock/common/spiffe';
 import { AuthorizationServiceService, type AuthorizeRequest, type AuthorizeResponse, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
 import { AdminServiceService } from '@airlock/proto/admin/v1';
@@ -16,16 +15,21 @@ import { IdentityServiceService, type SignCertificateRequest, type SignCertifica
 import type { Authorizer } from '../authz/authorize.ts';
 import { verifyPeer, verifyPeerCertificate, type PeerIssuers, type VerifiedPeer } from '../authz/peer.ts';
 import { adminServiceImplementation, type AdminGrpcDeps } from './admin-grpc.ts';
-import { serveAuthorizeStream } from './authorize-stream.ts';
+import { serveAuthorizeStream, type AuthorizeStreamLimits } from './authorize-stream.ts';
 import type { CertificateIssuer } from '../authz/sign-certificate.ts';
 import type { Revocations } from '../ca/revocations.ts';
+import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import type { StaticCertificateProvider } from './certificate-provider.ts';
+import { providerServerCredentials } from './grpc-server-credentials.ts';
 import { toGrpcFailure } from './grpc-status.ts';
+import { refusalLog, type LimitedLog } from './rate-limit.ts';
 import { watchTrustBundleHandler } from './trust-bundle-stream.ts';
 
 export interface GrpcServerDeps {
   readonly address: ListenAddress;
   readonly certificates: StaticCertificateProvider;
+  /** Lowest TLS version a caller may speak (setting tlsMinVersion; default TLS 1.3). */
+  readonly tlsMinVersion?: TlsMinVersion;
   /** The CAs whose certificates callers may present (read per call: a root rollover changes them). */
   readonly caIssuers: () => PeerIssuers;
   readonly trustDomain: string;
@@ -33,6 +37,12 @@ export interface GrpcServerDeps {
   readonly issuer: CertificateIssuer;
   readonly revocations: Revocations;
   readonly logger: Logger;
+  /** Where refused unauthenticated calls and throttled streams are recorded, at a bounded rate (default: refusalLog(logger)). */
+  readonly refusals?: LimitedLog;
+  /** Counts Authorize calls and streams refused for want of a client certificate. */
+  readonly metrics?: Pick<ControlPlaneMetrics, 'refused'>;
+  /** Bounds on each AuthorizeStream (default DEFAULT_AUTHORIZE_STREAM_LIMITS). */
+  readonly authorizeStreamLimits?: AuthorizeStreamLimits;
   /** The policy admin service (airlock.admin.v1.AdminService); absent, it is not served. */
   readonly admin?: Omit<AdminGrpcDeps, 'caIssuers' | 'trustDomain'>;
 }
@@ -81,20 +91,54 @@ function unary<Req, Res>(deps: GrpcServerDeps, fn: (call: ServerUnaryCall<Req, R
   };
 }
 
-/** gRPC over TLS that asks for a client certificate but does not require one (see StaticCertificateProvider). */
+/** gRPC over TLS (1.3 unless set otherwise) that asks for a client certificate but does not require one (see StaticCertificateProvider). */
 export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpcServer> {
   const server = new Server();
+  const warnings = deps.refusals ?? refusalLog(deps.logger);
+  // A caller without a valid client certificate is refused before any work on its request, and
+  // what it makes us write is bounded: it could otherwise flood the audit trail at will.
+  const refuseUnauthenticated = (rpc: string, peer: string, err: AirlockError): AirlockError => {
+    if (rpc !== 'WatchTrustBundle') deps.metrics?.refused.inc({ reason: 'unauthenticated' });
+    warnings.warn({ audit: true, rpc, peer, verdict: 'refused', reason: err.message }, 'unauthenticated call refused');
+    return err;
+  };
   const authorization: UntypedServiceImplementation = {
-    authorize: unary<AuthorizeRequest, AuthorizeResponse>(deps, (call) => deps.authorizer.authorize(callerOf(call, deps), call.request)),
-    authorizeStream: (call: ServerDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>) =>
-      serveAuthorizeStream(call, { authorizer: deps.authorizer, logger: deps.logger, caller: streamCallerOf(call, deps), issuers: deps.caIssuers }),
+    authorize: unary<AuthorizeRequest, AuthorizeResponse>(deps, (call) => {
+      const caller = callerOf(call, deps);
+      if (caller instanceof AirlockError) throw refuseUnauthenticated('Authorize', call.getPeer(), caller);
+      return deps.authorizer.authorize(caller, call.request);
+    }),
+    authorizeStream: (call: ServerDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>) => {
+      const caller = streamCallerOf(call, deps);
+      if (caller instanceof AirlockError) {
+        // Ended at once: a stream open without an identity would be a channel for refusals.
+        const failure = toGrpcFailure(refuseUnauthenticated('AuthorizeStream', call.getPeer(), caller));
+        call.emit('error', { code: failure.code, details: failure.details });
+        return;
+      }
+      serveAuthorizeStream(call, {
+        authorizer: deps.authorizer,
+        logger: deps.logger,
+        warnings,
+        caller,
+        issuers: deps.caIssuers,
+        ...(deps.authorizeStreamLimits === undefined ? {} : { limits: deps.authorizeStreamLimits }),
+      });
+    },
   };
   const identity: UntypedServiceImplementation = {
     signCertificate: unary<SignCertificateRequest, SignCertificateResponse>(deps, (call) => {
       const caller = callerOf(call, deps);
       return deps.issuer.signCertificate(caller instanceof AirlockError ? undefined : caller, call.request);
     }),
-    watchTrustBundle: watchTrustBundleHandler({ revocations: deps.revocations, callerOf: (call) => callerOf(call, deps), logger: deps.logger }),
+    watchTrustBundle: watchTrustBundleHandler({
+      revocations: deps.revocations,
+      callerOf: (call) => {
+        const caller = callerOf(call, deps);
+        return caller instanceof AirlockError ? refuseUnauthenticated('WatchTrustBundle', call.getPeer(), caller) : caller;
+      },
+      logger: deps.logger,
+    }),
   };
   server.addService(AuthorizationServiceService, authorization);
   server.addService(IdentityServiceService, identity);
@@ -102,7 +146,7 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
     const admin = { ...deps.admin, caIssuers: deps.caIssuers, trustDomain: deps.trustDomain };
     server.addService(AdminServiceService, adminServiceImplementation(admin, (fn) => unary(deps, fn)));
   }
-  const credentials = experimental.createCertificateProviderServerCredentials(deps.certificates, deps.certificates, false);
+  const credentials = providerServerCredentials(deps.certificates, deps.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(formatHostPort(deps.address), credentials, (err, bound) => {
       if (err !== null) reject(new AirlockError(ErrorCode.Config, `cannot listen on ${formatHostPort(deps.address)}: ${err.message}`, { cause: err }));

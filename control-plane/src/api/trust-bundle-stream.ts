@@ -9,19 +9,19 @@ import { toGrpcFailure } from './grpc-status.ts';
 type Call = ServerWritableStream<WatchTrustBundleRequest, WatchTrustBundleResponse>;
 
 function toMessage(s: TrustBundleSnapshot): WatchTrustBundleResponse {
-  return { trustBundlePem: s.trustBundlePem, revokedSerials: [...s.revokedSerials], revokedSpiffeIds: [...s.revokedSpiffeIds], renewUnlessIssuedByPem: s.renewUnlessIssuedByPem };
+  return { trustBundlePem: s.trustBundlePem, revokedCertificates: s.revokedCertificates.map((c) => ({ issuer: c.issuer, serial: c.serial })), revokedSpiffeIds: [...s.revokedSpiffeIds], renewUnlessIssuedByPem: s.renewUnlessIssuedByPem };
 }
 
 /**
- * WatchTrustBundle: the current bundle and revoked serials at once, then again on every change,
+ * WatchTrustBundle: the current bundle and revoked certificates at once, then again on every change,
  * until the sidecar goes away. Only an mTLS caller with a valid SVID may watch.
  */
 export function watchTrustBundleHandler(deps: { revocations: Revocations; callerOf: (call: Call) => SpiffeId | AirlockError; logger: Logger }) {
   return (call: Call): void => {
+    // callerOf records a refusal (at a bounded rate): anyone can open this stream.
     const caller = deps.callerOf(call);
     if (caller instanceof AirlockError) {
       const failure = toGrpcFailure(caller);
-      deps.logger.warn({ reason: caller.message }, 'trust bundle watch refused');
       call.emit('error', { code: failure.code, details: failure.details });
       return;
     }

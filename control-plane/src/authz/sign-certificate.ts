@@ -8,6 +8,7 @@ import type { KubernetesAttestor } from '../attestation/kubernetes-attestation.t
 import { KubernetesTokenError } from '../attestation/kubernetes-token.ts';
 import type { CertificateAuthority } from '../ca/ca.ts';
 import type { Revocations } from '../ca/revocations.ts';
+import type { WarnLog } from '../api/rate-limit.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import type { Store } from '../store/store.ts';
 
@@ -27,8 +28,8 @@ export interface CertificateIssuerDeps {
   readonly svidTtlMs: number;
   readonly metrics: ControlPlaneMetrics;
   readonly logger: Logger;
-  /** Where refusals go (audit lines survive any log level); default `logger`. */
-  readonly audit?: Logger;
+  /** Where refusals go (audit lines survive any log level; any peer can cause them, so main bounds their rate); default `logger`. */
+  readonly audit?: WarnLog;
   readonly now?: () => number;
 }
 

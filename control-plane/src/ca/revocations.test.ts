@@ -50,12 +50,24 @@ describe('revocation', () => {
     expect(pushed).toHaveLength(1);
     expect(pushed[0]?.revokedSpiffeIds).toEqual([A]);
     expect(pushed[0]?.trustBundlePem).toBe(ca.certPem);
-    // The serial pushed is the one a TLS peer presents, in canonical form.
+    // The certificate pushed is the one a TLS peer presents: its issuer as Node prints it (no
+    // issuerName given here: any issuer), its serial in canonical form.
     const presented = new X509Certificate(a1.certChainPem).serialNumber;
-    expect(pushed[0]?.revokedSerials).toEqual([presented.toLowerCase().replace(/^0+/, '')]);
+    expect(pushed[0]?.revokedCertificates).toEqual([{ issuer: '', serial: presented.toLowerCase().replace(/^0+/, '') }]);
     expect(revocations.revoke(A).newlyRevoked).toBe(false);
     expect(pushed).toHaveLength(1);
     expect(revocations.isRevoked(B)).toBe(false);
+  });
+
+  it("names each revoked certificate's issuer as a TLS peer's certificate does (a serial is unique only per issuer)", async () => {
+    const a1 = await issuer.signCertificate(parseSpiffeId(A), { csrPem: makeCsr().csrPem, inboundAddress: '' });
+    const named = new Revocations({ store, trustBundlePem: () => ca.certPem, issuerName: (id) => (id === ca.id ? ca.x509.subject : undefined) });
+    named.revoke(A);
+    const presented = new X509Certificate(a1.certChainPem);
+    expect(named.snapshot().revokedCertificates).toEqual([{ issuer: presented.issuer, serial: presented.serialNumber.toLowerCase().replace(/^0+/, '') }]);
+    // An issuer no longer known (a retired root): that serial from any issuer, rather than none.
+    const unknown = new Revocations({ store, trustBundlePem: () => ca.certPem, issuerName: () => undefined });
+    expect(unknown.snapshot().revokedCertificates.map((c) => c.issuer)).toEqual(['']);
   });
 
   it('survives a restart', () => {

@@ -1,11 +1,19 @@
 import { canonicalSerial } from '@airlock/common/spiffe';
 import type { Store } from '../store/store.ts';
 
-/** What sidecars are pushed: the roots to trust and the serials to refuse. */
+/** A certificate to refuse, as RFC 5280 names one: a serial is unique only per issuer. */
+export interface RevokedCertificate {
+  /** The issuer's DN as Node prints it (X509Certificate#issuer); '' when unknown: that serial from any issuer. */
+  readonly issuer: string;
+  /** Canonical (see canonicalSerial). */
+  readonly serial: string;
+}
+
+/** What sidecars are pushed: the roots to trust and the certificates to refuse. */
 export interface TrustBundleSnapshot {
   readonly trustBundlePem: string;
-  /** Canonical serials (see canonicalSerial) of unexpired certificates of revoked identities. */
-  readonly revokedSerials: readonly string[];
+  /** Unexpired certificates of revoked identities. */
+  readonly revokedCertificates: readonly RevokedCertificate[];
   readonly revokedSpiffeIds: readonly string[];
   /** PEM of the issuing CA when sidecars not holding an SVID from it should renew at once, else ''. */
   readonly renewUnlessIssuedByPem: string;
@@ -28,11 +36,14 @@ export class Revocations {
   readonly #store: Store;
   readonly #trustBundlePem: () => string;
   readonly #renewHintPem: () => string;
+  readonly #issuerName: (issuerId: string) => string | undefined;
   readonly #revoked = new Map<string, number>();
   readonly #watchers = new Set<(snapshot: TrustBundleSnapshot) => void>();
 
-  constructor(o: { store: Store; trustBundlePem: () => string; renewHintPem?: () => string }) {
+  /** `issuerName`: the DN of a CA by its id (what the store records as a certificate's issuer). */
+  constructor(o: { store: Store; trustBundlePem: () => string; renewHintPem?: () => string; issuerName?: (issuerId: string) => string | undefined }) {
     this.#store = o.store;
+    this.#issuerName = o.issuerName ?? (() => undefined);
     this.#trustBundlePem = o.trustBundlePem;
     this.#renewHintPem = o.renewHintPem ?? (() => '');
     for (const r of o.store.listRevokedIdentities()) this.#revoked.set(r.spiffeId, r.revokedAt);
@@ -48,14 +59,14 @@ export class Revocations {
       this.#store.revokeIdentity(spiffeId, now);
       this.#revoked.set(spiffeId, now);
     }
-    const serials = this.#serialsOf(spiffeId, now);
+    const serials = this.#certificatesOf(spiffeId, now).map((c) => c.serial);
     if (before === undefined) this.#notify(now);
     return { identity: spiffeId, revokedAt: before ?? now, newlyRevoked: before === undefined, serials };
   }
 
   snapshot(now = Date.now()): TrustBundleSnapshot {
     const ids = [...this.#revoked.keys()];
-    return { trustBundlePem: this.#trustBundlePem(), revokedSerials: ids.flatMap((id) => this.#serialsOf(id, now)), revokedSpiffeIds: ids, renewUnlessIssuedByPem: this.#renewHintPem() };
+    return { trustBundlePem: this.#trustBundlePem(), revokedCertificates: ids.flatMap((id) => this.#certificatesOf(id, now)), revokedSpiffeIds: ids, renewUnlessIssuedByPem: this.#renewHintPem() };
   }
 
   /** The trust bundle (or the renewal hint) changed: every watcher gets a new snapshot now. */
@@ -69,11 +80,11 @@ export class Revocations {
     return () => this.#watchers.delete(listener);
   }
 
-  #serialsOf(spiffeId: string, now: number): string[] {
+  #certificatesOf(spiffeId: string, now: number): RevokedCertificate[] {
     return this.#store
       .listCertificates(spiffeId)
       .filter((c) => c.notAfter > now)
-      .map((c) => canonicalSerial(c.serial));
+      .map((c) => ({ issuer: (c.issuer === undefined ? undefined : this.#issuerName(c.issuer)) ?? '', serial: canonicalSerial(c.serial) }));
   }
 
   #notify(now: number): void {

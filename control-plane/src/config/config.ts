@@ -1,4 +1,4 @@
-import { defineConfig, duration, hostPort, oneOf, optionalString, string, trustDomain, type ConfigOf } from '@airlock/common/config';
+import { defineConfig, duration, hostPort, oneOf, optionalString, string, tlsMinVersion, trustDomain, type ConfigOf } from '@airlock/common/config';
 
 /** Every setting of `airlock control-plane`: flags, `AIRLOCK_*` env vars and the config file share it. */
 export const controlPlaneConfig = defineConfig('AIRLOCK', {
@@ -16,6 +16,7 @@ export const controlPlaneConfig = defineConfig('AIRLOCK', {
   caKeyFile: optionalString({ description: 'PEM RSA private key of caCertFile.' }),
   caBundleFile: optionalString({ description: 'PEM root(s) caCertFile chains to: the trust bundle given to sidecars.' }),
   svidTtl: duration({ description: 'Lifetime of issued X.509-SVIDs.', default: 3_600_000, minMs: 1000 }),
+  tlsMinVersion: tlsMinVersion({ description: 'Lowest TLS version of the gRPC listener (sidecars must speak it too).' }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
 });
 

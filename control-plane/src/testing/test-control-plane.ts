@@ -9,7 +9,7 @@ import { AuthorizationServiceClient, type AuthorizeCheck, type AuthorizeResult, 
 import { CertificateAuthority } from '../ca/ca.ts';
 import { makeCsr } from '../ca/test-csr.ts';
 import { controlPlaneConfig } from '../config/config.ts';
-import { controlPlaneSpiffeId, startControlPlane, type RunningControlPlane } from '../main.ts';
+import { controlPlaneSpiffeId, startControlPlane, type RunningControlPlane, type StartOptions } from '../main.ts';
 
 export const TD = 'airlock.test';
 
@@ -32,7 +32,7 @@ export interface TestControlPlane {
 }
 
 /** Starts a control plane with `policyYaml`, logging at level error into `logs`. */
-export async function startTestControlPlane(policyYaml: string, prefix = 'airlock-cp-'): Promise<TestControlPlane> {
+export async function startTestControlPlane(policyYaml: string, prefix = 'airlock-cp-', opts: Omit<StartOptions, 'logger'> = {}): Promise<TestControlPlane> {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   writeFileSync(join(dir, 'policy.yaml'), policyYaml);
   const dataDir = join(dir, 'data');
@@ -41,7 +41,7 @@ export async function startTestControlPlane(policyYaml: string, prefix = 'airloc
   });
   const logs: Record<string, unknown>[] = [];
   const logger = createRootLogger({ process: 'control-plane', level: 'error', destination: { write: (s: string) => logs.push(JSON.parse(s) as Record<string, unknown>) } });
-  const cp = await startControlPlane(config, { logger });
+  const cp = await startControlPlane(config, { ...opts, logger });
   let ca: CertificateAuthority | undefined;
   return {
     cp,

@@ -1,4 +1,6 @@
 import { status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { DEFAULT_TLS_MIN_VERSION, type TlsMinVersion } from '@airlock/common/config';
+import { MAX_AUTHZ_CHECKS_PER_MESSAGE } from '@airlock/common/headers';
 import { AuthorizationServiceClient, type AuthorizeCheck, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../controlplane/credentials.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
@@ -10,6 +12,8 @@ export interface GrpcStreamAuthorizerOptions {
   /** host:port of the control plane. */
   readonly address: string;
   readonly controlPlaneId: string;
+  /** Lowest TLS version towards the control plane (setting tlsMinVersion; default TLS 1.3). */
+  readonly tlsMinVersion?: TlsMinVersion;
   readonly identity: SvidSource;
   /** Per-call deadline: no answer in time means 503 (fail closed). */
   readonly timeoutMs: number;
@@ -29,8 +33,8 @@ interface Pending {
   heardWhenSent: number;
 }
 
-/** More checks than this go out as several messages (far below gRPC's 4 MiB message limit). */
-const MAX_BATCH = 512;
+/** More checks than this go out as several messages (the control plane's bound; far below gRPC's 4 MiB message limit). */
+const MAX_BATCH = MAX_AUTHZ_CHECKS_PER_MESSAGE;
 
 /**
  * Authorize as messages on one long-lived bidirectional stream over mTLS with our SVID. The calls
@@ -128,7 +132,7 @@ export class GrpcStreamAuthorizer implements Authorizer {
       this.#stream?.end();
       this.#stream = undefined;
       const old = this.#client;
-      this.#client = new AuthorizationServiceClient(this.#o.address, controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, svid), CONTROL_PLANE_CHANNEL_OPTIONS);
+      this.#client = new AuthorizationServiceClient(this.#o.address, controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, this.#o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION, svid), CONTROL_PLANE_CHANNEL_OPTIONS);
       this.#clientSvid = svid;
       old?.close();
     }

@@ -1,4 +1,5 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { DEFAULT_TLS_MIN_VERSION, type TlsMinVersion } from '@airlock/common/config';
 import { AuthorizationServiceClient, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../controlplane/credentials.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
@@ -9,6 +10,8 @@ export interface GrpcUnaryAuthorizerOptions {
   /** host:port of the control plane. */
   readonly address: string;
   readonly controlPlaneId: string;
+  /** Lowest TLS version towards the control plane (setting tlsMinVersion; default TLS 1.3). */
+  readonly tlsMinVersion?: TlsMinVersion;
   readonly identity: SvidSource;
   /** Per-call deadline: no answer in time means 503 (fail closed). */
   readonly timeoutMs: number;
@@ -62,7 +65,7 @@ export class GrpcUnaryAuthorizer implements Authorizer {
       this.#client?.close();
       this.#client = new AuthorizationServiceClient(
         this.#o.address,
-        controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, svid),
+        controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, this.#o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION, svid),
         CONTROL_PLANE_CHANNEL_OPTIONS,
       );
       this.#clientSvid = svid;

@@ -1,4 +1,4 @@
-import { defineConfig, duration, hostPort, integer, oneOf, optionalString, port, string, trustDomain, type ConfigOf } from '@airlock/common/config';
+import { defineConfig, duration, hostPort, integer, oneOf, optionalString, port, string, tlsMinVersion, trustDomain, type ConfigOf } from '@airlock/common/config';
 
 /** Every setting of `airlock sidecar`: flags, `AIRLOCK_*` env vars and the config file share it. */
 export const sidecarConfig = defineConfig('AIRLOCK', {
@@ -16,6 +16,7 @@ export const sidecarConfig = defineConfig('AIRLOCK', {
   authzTransport: oneOf<'stream' | 'unary'>(['stream', 'unary'], { description: 'How decisions are asked for: `stream` (the calls of one event-loop turn as one message on a long-lived gRPC stream) or `unary` (one gRPC call per decision). Every call gets its own fresh decision either way.', default: 'stream' }),
   authzTimeout: duration({ description: 'How long a call waits for its authorization before it is refused with 503 (fail closed).', default: 250 }),
   mcpMaxBody: integer({ description: 'How many bytes of a POST application/json body are read to find its MCP (JSON-RPC) method and tool; a larger body is never allowed by a rule on MCP.', default: 65536, min: 1024, max: 16777216 }),
+  tlsMinVersion: tlsMinVersion({ description: 'Lowest TLS version of the inbound mTLS listener, of mTLS to peer sidecars and of gRPC to the control plane.' }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
 });
 

@@ -1,4 +1,6 @@
+import { createSecureContext } from 'node:tls';
 import { credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import type { TlsMinVersion } from '@airlock/common/config';
 import { formatSpiffeId } from '@airlock/common/spiffe';
 import { expectSpiffeId } from '../tls/peer-identity.ts';
 
@@ -14,15 +16,13 @@ export interface ClientIdentity {
 
 /**
  * TLS to the control plane, verified by its SPIFFE ID rather than its host name. Without a client
- * identity this is server-authenticated TLS (first SignCertificate); with one it is mTLS.
+ * identity this is server-authenticated TLS (first SignCertificate); with one it is mTLS. Built as
+ * grpc-js's createSsl builds it, from a secure context of our own: createSsl has no TLS version
+ * option, createFromSecureContext is grpc-js's way to set one.
  */
-export function controlPlaneCredentials(caPem: string, expectedId: string, client?: ClientIdentity): ChannelCredentials {
-  return credentials.createSsl(
-    Buffer.from(caPem),
-    client === undefined ? null : Buffer.from(client.keyPem),
-    client === undefined ? null : Buffer.from(client.certChainPem),
-    { checkServerIdentity: expectSpiffeId(expectedId) },
-  );
+export function controlPlaneCredentials(caPem: string, expectedId: string, minVersion: TlsMinVersion, client?: ClientIdentity): ChannelCredentials {
+  const context = createSecureContext({ ca: caPem, minVersion, ...(client === undefined ? {} : { key: client.keyPem, cert: client.certChainPem }) });
+  return credentials.createFromSecureContext(context, { checkServerIdentity: expectSpiffeId(expectedId) });
 }
 
 /**

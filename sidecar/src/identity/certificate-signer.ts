@@ -1,6 +1,7 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { IdentityServiceClient, type SignCertificateResponse } from '@airlock/proto/identity/v1';
 import { readFile } from 'node:fs/promises';
+import { DEFAULT_TLS_MIN_VERSION, type TlsMinVersion } from '@airlock/common/config';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../controlplane/credentials.ts';
 import type { Svid } from './svid.ts';
@@ -29,6 +30,13 @@ export interface CertificateSigner {
 }
 
 const SIGN_DEADLINE_MS = 10_000;
+
+/** Where the control plane is, who it must be, and the lowest TLS version to speak to it (default TLS 1.3). */
+interface ControlPlaneEndpoint {
+  readonly address: string;
+  readonly controlPlaneId: string;
+  readonly tlsMinVersion?: TlsMinVersion;
+}
 
 // Codes that say "the control plane answered and refused": retrying the same token cannot help.
 const PERMANENT = new Set<number>([status.UNAUTHENTICATED, status.PERMISSION_DENIED, status.INVALID_ARGUMENT, status.FAILED_PRECONDITION, status.NOT_FOUND, status.ALREADY_EXISTS]);
@@ -59,9 +67,9 @@ export class JoinTokenSigner implements CertificateSigner {
   readonly #client: IdentityServiceClient;
   readonly #joinToken: string;
 
-  constructor(o: { address: string; caPem: string; controlPlaneId: string; joinToken: string }) {
+  constructor(o: ControlPlaneEndpoint & { caPem: string; joinToken: string }) {
     this.#joinToken = o.joinToken;
-    this.#client = new IdentityServiceClient(o.address, controlPlaneCredentials(o.caPem, o.controlPlaneId), CONTROL_PLANE_CHANNEL_OPTIONS);
+    this.#client = new IdentityServiceClient(o.address, controlPlaneCredentials(o.caPem, o.controlPlaneId, o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION), CONTROL_PLANE_CHANNEL_OPTIONS);
   }
 
   sign(request: SignRequest): Promise<SignedCertificate> {
@@ -81,9 +89,9 @@ export class KubernetesTokenSigner implements CertificateSigner {
   readonly #client: IdentityServiceClient;
   readonly #tokenFile: string;
 
-  constructor(o: { address: string; caPem: string; controlPlaneId: string; tokenFile: string }) {
+  constructor(o: ControlPlaneEndpoint & { caPem: string; tokenFile: string }) {
     this.#tokenFile = o.tokenFile;
-    this.#client = new IdentityServiceClient(o.address, controlPlaneCredentials(o.caPem, o.controlPlaneId), CONTROL_PLANE_CHANNEL_OPTIONS);
+    this.#client = new IdentityServiceClient(o.address, controlPlaneCredentials(o.caPem, o.controlPlaneId, o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION), CONTROL_PLANE_CHANNEL_OPTIONS);
   }
 
   async sign(request: SignRequest): Promise<SignedCertificate> {
@@ -107,11 +115,11 @@ export class KubernetesTokenSigner implements CertificateSigner {
  * identity the client certificate proves. A channel per SVID, since credentials are per channel.
  */
 export class MtlsRenewalSigner implements CertificateSigner {
-  readonly #o: { address: string; controlPlaneId: string };
+  readonly #o: ControlPlaneEndpoint;
   #client: IdentityServiceClient | undefined;
   #clientSvid: Svid | undefined;
 
-  constructor(o: { address: string; controlPlaneId: string }) {
+  constructor(o: ControlPlaneEndpoint) {
     this.#o = o;
   }
 
@@ -120,7 +128,7 @@ export class MtlsRenewalSigner implements CertificateSigner {
     if (svid === undefined) return Promise.reject(new AirlockError(ErrorCode.Internal, 'a renewal needs the current SVID'));
     if (this.#client === undefined || this.#clientSvid !== svid) {
       this.#client?.close();
-      this.#client = new IdentityServiceClient(this.#o.address, controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, svid), CONTROL_PLANE_CHANNEL_OPTIONS);
+      this.#client = new IdentityServiceClient(this.#o.address, controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, this.#o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION, svid), CONTROL_PLANE_CHANNEL_OPTIONS);
       this.#clientSvid = svid;
     }
     return signOnce(this.#client, request, undefined);

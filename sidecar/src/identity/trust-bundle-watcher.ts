@@ -1,15 +1,19 @@
 import { status, type ClientReadableStream, type StatusObject } from '@grpc/grpc-js';
 import type { Gauge } from 'prom-client';
+import { DEFAULT_TLS_MIN_VERSION, type TlsMinVersion } from '@airlock/common/config';
 import { canonicalSerial } from '@airlock/common/spiffe';
 import type { Logger } from '@airlock/common/logging';
 import { IdentityServiceClient, type WatchTrustBundleResponse } from '@airlock/proto/identity/v1';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../controlplane/credentials.ts';
 import type { SvidSource } from './svid.ts';
 
-/** Serials of revoked certificates, as last pushed by the control plane. */
-export interface RevokedSerials {
-  /** `serial` in any hex form (Node prints it uppercase). */
-  has(serial: string): boolean;
+/** Revoked certificates, as last pushed by the control plane. */
+export interface RevokedCertificates {
+  /**
+   * Whether the certificate `issuer` issued with `serial` is revoked: a serial is unique only per
+   * issuer. `issuer` as Node prints it (X509Certificate#issuer), `serial` in any hex form.
+   */
+  has(issuer: string, serial: string): boolean;
   /** Calls `listener` after each update; returns an unsubscribe function. */
   onChange(listener: () => void): () => void;
 }
@@ -17,6 +21,8 @@ export interface RevokedSerials {
 export interface TrustBundleWatcherOptions {
   readonly address: string;
   readonly controlPlaneId: string;
+  /** Lowest TLS version towards the control plane (setting tlsMinVersion; default TLS 1.3). */
+  readonly tlsMinVersion?: TlsMinVersion;
   readonly identity: SvidSource;
   readonly logger: Logger;
   readonly revokedGauge?: Gauge;
@@ -25,15 +31,21 @@ export interface TrustBundleWatcherOptions {
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
 }
 
+/** One string per (issuer, serial): a DN holds no NUL. */
+function revocationKey(issuer: string, canonical: string): string {
+  return `${issuer}\0${canonical}`;
+}
+
 /**
- * Holds WatchTrustBundle open over mTLS with our current SVID, keeps the revoked serials it pushes
+ * Holds WatchTrustBundle open over mTLS with our current SVID, keeps the revoked certificates it pushes
  * and hands the trust bundle on (`onBundle`). A broken stream is reopened with backoff (with whatever SVID we hold then); the last
  * list received stays in force meanwhile.
  */
-export class TrustBundleWatcher implements RevokedSerials {
+export class TrustBundleWatcher implements RevokedCertificates {
   readonly #o: TrustBundleWatcherOptions;
   readonly #listeners = new Set<() => void>();
-  #serials = new Set<string>();
+  /** `revocationKey(issuer, serial)` of each revoked certificate ('' issuer: that serial from any). */
+  #revoked = new Set<string>();
   #client: IdentityServiceClient | undefined;
   #call: ClientReadableStream<WatchTrustBundleResponse> | undefined;
   #retry: NodeJS.Timeout | undefined;
@@ -52,8 +64,9 @@ export class TrustBundleWatcher implements RevokedSerials {
     this.#connect();
   }
 
-  has(serial: string): boolean {
-    return this.#serials.has(canonicalSerial(serial));
+  has(issuer: string, serial: string): boolean {
+    const s = canonicalSerial(serial);
+    return this.#revoked.has(revocationKey(issuer, s)) || this.#revoked.has(revocationKey('', s));
   }
 
   onChange(listener: () => void): () => void {
@@ -74,7 +87,7 @@ export class TrustBundleWatcher implements RevokedSerials {
     const svid = this.#o.identity.current();
     if (svid === undefined) return;
     this.#client?.close();
-    const client = new IdentityServiceClient(this.#o.address, controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, svid), CONTROL_PLANE_CHANNEL_OPTIONS);
+    const client = new IdentityServiceClient(this.#o.address, controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, this.#o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION, svid), CONTROL_PLANE_CHANNEL_OPTIONS);
     this.#client = client;
     const call = client.watchTrustBundle({});
     this.#call = call;
@@ -98,11 +111,11 @@ export class TrustBundleWatcher implements RevokedSerials {
   }
 
   #update(msg: WatchTrustBundleResponse): void {
-    const next = new Set(msg.revokedSerials.map(canonicalSerial));
-    const added = [...next].filter((s) => !this.#serials.has(s));
-    this.#serials = next;
+    const next = new Set(msg.revokedCertificates.map((c) => revocationKey(c.issuer, canonicalSerial(c.serial))));
+    const added = msg.revokedCertificates.filter((c) => !this.#revoked.has(revocationKey(c.issuer, canonicalSerial(c.serial))));
+    this.#revoked = next;
     this.#o.revokedGauge?.set(next.size);
-    if (added.length > 0) this.#o.logger.warn({ revokedSerials: added, revokedSpiffeIds: msg.revokedSpiffeIds }, 'revoked certificates received');
+    if (added.length > 0) this.#o.logger.warn({ revokedCertificates: added, revokedSpiffeIds: msg.revokedSpiffeIds }, 'revoked certificates received');
     for (const l of this.#listeners) l();
     if (msg.trustBundlePem !== '') this.#o.onBundle?.({ trustBundlePem: msg.trustBundlePem, renewUnlessIssuedByPem: msg.renewUnlessIssuedByPem });
   }

@@ -1,9 +1,9 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
-import { parseHostPort } from '@airlock/common/config';
+import { DEFAULT_TLS_MIN_VERSION, parseHostPort, type TlsMinVersion } from '@airlock/common/config';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { answerClientErrors } from '@airlock/common/net';
@@ -15,7 +15,7 @@ import { authzHeaders } from '../http/authz-headers.ts';
 import { requestHeadersToForward, singleHostHeader, XFCC } from '../http/headers.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
 import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
-import type { RevokedSerials } from '../identity/trust-bundle-watcher.ts';
+import type { RevokedCertificates } from '../identity/trust-bundle-watcher.ts';
 import { requestRecorder, type Outcome, type SidecarMetrics } from '../telemetry/metrics.ts';
 
 export interface InboundDeps {
@@ -25,10 +25,12 @@ export interface InboundDeps {
   readonly app: Dispatcher;
   readonly metrics: SidecarMetrics;
   readonly logger: Logger;
-  /** Revoked serials pushed by the control plane: such peers are cut at the handshake. */
-  readonly revoked?: RevokedSerials;
+  /** Revoked certificates pushed by the control plane: such peers are cut at the handshake. */
+  readonly revoked?: RevokedCertificates;
   /** How much of a POST application/json body is read for MCP rules (default 64 KiB). */
   readonly mcpMaxBody?: number;
+  /** Lowest TLS version a peer may speak (setting tlsMinVersion; default TLS 1.3). */
+  readonly tlsMinVersion?: TlsMinVersion;
 }
 
 /**
@@ -40,8 +42,9 @@ export function createInboundServer(deps: InboundDeps): Server {
   const peers = new WeakMap<Socket, string>();
   const initial = deps.identity.current();
   const recorder = requestRecorder(deps.metrics, 'inbound');
+  const minVersion = deps.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION;
   // requireHostHeader: a missing Host is refused by singleHostHeader, with a JSON body.
-  const server = createServer({ requestCert: true, rejectUnauthorized: true, requireHostHeader: false, ...(initial === undefined ? {} : tlsContext(initial)) }, (req, res) => {
+  const server = createServer({ requestCert: true, rejectUnauthorized: true, requireHostHeader: false, minVersion, ...(initial === undefined ? {} : tlsContext(initial, minVersion)) }, (req, res) => {
     const startedAt = recorder.start();
     admit(deps, peers, req, res).then(
       (outcome) => finish(outcome),
@@ -56,23 +59,24 @@ export function createInboundServer(deps: InboundDeps): Server {
     }
   });
 
-  // Open connections by peer serial, so a revocation also cuts the ones already established.
-  const live = new Map<TLSSocket, string>();
+  // Open connections by peer certificate, so a revocation also cuts the ones already established.
+  const live = new Map<TLSSocket, { issuer: string; serial: string }>();
   server.on('secureConnection', (socket: TLSSocket) => {
-    // getPeerCertificate builds a whole object per call: once per handshake.
-    const cert = socket.getPeerCertificate();
+    // Once per handshake. The issuer is the leaf's own (signed) issuer name: a serial is unique only per issuer.
+    const cert = socket.getPeerX509Certificate();
+    const issued = { issuer: cert?.issuer ?? '', serial: cert?.serialNumber ?? '' };
     if (deps.revoked !== undefined) {
-      if (deps.revoked.has(cert.serialNumber)) {
+      if (deps.revoked.has(issued.issuer, issued.serial)) {
         deps.metrics.inboundRejected.inc({ reason: 'revoked' });
-        deps.logger.warn({ remote: socket.remoteAddress, serial: cert.serialNumber }, 'refused a revoked peer certificate');
+        deps.logger.warn({ remote: socket.remoteAddress, ...issued }, 'refused a revoked peer certificate');
         socket.destroy();
         return;
       }
-      live.set(socket, cert.serialNumber);
+      live.set(socket, issued);
       socket.once('close', () => live.delete(socket));
     }
     try {
-      peers.set(socket, spiffeIdFromSubjectAltName(cert.subjectaltname).uri);
+      peers.set(socket, spiffeIdFromSubjectAltName(cert?.subjectAltName).uri);
     } catch (err) {
       deps.metrics.inboundRejected.inc({ reason: 'invalid_svid' });
       deps.logger.warn({ remote: socket.remoteAddress, reason: err instanceof Error ? err.message : String(err) }, 'refused a peer certificate that is not one X.509-SVID');
@@ -83,20 +87,21 @@ export function createInboundServer(deps: InboundDeps): Server {
   server.on('tlsClientError', () => {
     deps.metrics.inboundRejected.inc({ reason: 'handshake_failed' });
   });
-  deps.identity.onChange((svid) => server.setSecureContext(tlsContext(svid)));
+  deps.identity.onChange((svid) => server.setSecureContext(tlsContext(svid, minVersion)));
   deps.revoked?.onChange(() => {
-    for (const [socket, serial] of live) {
-      if (deps.revoked?.has(serial) !== true) continue;
+    for (const [socket, issued] of live) {
+      if (deps.revoked?.has(issued.issuer, issued.serial) !== true) continue;
       deps.metrics.inboundRejected.inc({ reason: 'revoked' });
-      deps.logger.warn({ remote: socket.remoteAddress, serial }, 'closed a connection from a now revoked peer certificate');
+      deps.logger.warn({ remote: socket.remoteAddress, ...issued }, 'closed a connection from a now revoked peer certificate');
       socket.destroy();
     }
   });
   return server;
 }
 
-function tlsContext(svid: Svid): { ca: string; cert: string; key: string } {
-  return { ca: svid.trustBundlePem, cert: svid.certChainPem, key: svid.keyPem };
+/** The TLS context for an SVID; minVersion goes with every one (setSecureContext resets what it is not given). */
+function tlsContext(svid: Svid, minVersion: TlsMinVersion): SecureContextOptions {
+  return { ca: svid.trustBundlePem, cert: svid.certChainPem, key: svid.keyPem, minVersion };
 }
 
 /** accept (mTLS done) → identify the peer → authorize → forward to the app with XFCC. */

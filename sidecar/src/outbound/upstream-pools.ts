@@ -1,4 +1,5 @@
 import { Pool } from 'undici';
+import { DEFAULT_TLS_MIN_VERSION, type TlsMinVersion } from '@airlock/common/config';
 import type { Upstream } from '../authz/authorizer.ts';
 import type { Svid } from '../identity/svid.ts';
 import { expectSpiffeId } from '../tls/peer-identity.ts';
@@ -10,7 +11,13 @@ import { expectSpiffeId } from '../tls/peer-identity.ts';
  */
 export class UpstreamPools {
   readonly #pools = new Map<string, Pool>();
+  readonly #minVersion: TlsMinVersion;
   #svid: Svid | undefined;
+
+  /** `minVersion`: the lowest TLS version offered to peers (setting tlsMinVersion). */
+  constructor(minVersion: TlsMinVersion = DEFAULT_TLS_MIN_VERSION) {
+    this.#minVersion = minVersion;
+  }
 
   get(upstream: Upstream, svid: Svid): Pool {
     if (svid !== this.#svid) this.#drain(svid);
@@ -23,6 +30,7 @@ export class UpstreamPools {
           cert: svid.certChainPem,
           key: svid.keyPem,
           rejectUnauthorized: true,
+          minVersion: this.#minVersion,
           // Verified by SPIFFE ID, not host name: the address is often a bare IP.
           checkServerIdentity: expectSpiffeId(upstream.spiffeId),
         },

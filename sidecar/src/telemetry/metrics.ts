@@ -74,7 +74,7 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
     }),
     revokedSerials: new Gauge({
       name: 'airlock_sidecar_revoked_serials',
-      help: 'Revoked certificate serials this sidecar refuses at the inbound handshake.',
+      help: 'Revoked certificates (issuer and serial) this sidecar refuses at the inbound handshake.',
       registers,
     }),
     trustBundleCertificates: new Gauge({

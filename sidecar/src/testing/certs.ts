@@ -18,6 +18,8 @@ export interface LeafOptions {
   readonly ips?: readonly string[];
   /** Validity from now; negative makes an expired certificate. Default one hour. */
   readonly ttlMs?: number;
+  /** The serial as DER INTEGER hex (e.g. another certificate's, to test what a serial identifies). Default random. */
+  readonly serial?: string;
 }
 
 export interface TestCa extends KeyAndCert {
@@ -67,7 +69,7 @@ export function caFromPem(caCertPem: string, caKeyPem: string): TestCa {
   function build(publicKey: forge.pki.PublicKey, o: LeafOptions): string {
     const cert = forge.pki.createCertificate();
     cert.publicKey = publicKey;
-    cert.serialNumber = randomSerialHex();
+    cert.serialNumber = o.serial ?? randomSerialHex();
     const ttl = o.ttlMs ?? 3_600_000;
     cert.validity.notBefore = new Date(Math.min(Date.now(), Date.now() + ttl) - 120_000);
     cert.validity.notAfter = new Date(Date.now() + ttl);

@@ -152,7 +152,7 @@ export interface AuthorizeCheck {
 }
 
 export interface AuthorizeStreamRequest {
-  /** The checks of the calls that arrived together; at least one. */
+  /** The checks of the calls that arrived together; at least one, at most 512. */
   checks: AuthorizeCheck[];
 }
 
@@ -1037,9 +1037,12 @@ export const AuthorizationServiceService = {
    * a sidecar sends the checks of its calls in batches and gets one fresh decision per check,
    * answered in any order (nothing is cached; every check is decided and audited on its own).
    * Who may call: a sidecar over mTLS with its X.509-SVID, and only about itself. The caller's
-   * identity is read from the stream's client certificate when the stream opens; once the
-   * certificate expires the stream ends with UNAUTHENTICATED. A check about another identity is
-   * refused on its own (PERMISSION_DENIED in its result, audited); the stream goes on.
+   * identity is read from the stream's client certificate when the stream opens (a stream without
+   * one ends at once with UNAUTHENTICATED); once the certificate expires the stream ends with
+   * UNAUTHENTICATED. A check about another identity is refused on its own (PERMISSION_DENIED in its
+   * result, audited); the stream goes on. A message of more than 512 checks, or one sent faster
+   * than the stream's rate (5,000 messages a second, bursts of 5,000), has every check refused with
+   * RESOURCE_EXHAUSTED, undecided; the stream goes on.
    */
   authorizeStream: {
     path: "/airlock.authorization.v1.AuthorizationService/AuthorizeStream" as const,
@@ -1067,9 +1070,12 @@ export interface AuthorizationServiceServer extends UntypedServiceImplementation
    * a sidecar sends the checks of its calls in batches and gets one fresh decision per check,
    * answered in any order (nothing is cached; every check is decided and audited on its own).
    * Who may call: a sidecar over mTLS with its X.509-SVID, and only about itself. The caller's
-   * identity is read from the stream's client certificate when the stream opens; once the
-   * certificate expires the stream ends with UNAUTHENTICATED. A check about another identity is
-   * refused on its own (PERMISSION_DENIED in its result, audited); the stream goes on.
+   * identity is read from the stream's client certificate when the stream opens (a stream without
+   * one ends at once with UNAUTHENTICATED); once the certificate expires the stream ends with
+   * UNAUTHENTICATED. A check about another identity is refused on its own (PERMISSION_DENIED in its
+   * result, audited); the stream goes on. A message of more than 512 checks, or one sent faster
+   * than the stream's rate (5,000 messages a second, bursts of 5,000), has every check refused with
+   * RESOURCE_EXHAUSTED, undecided; the stream goes on.
    */
   authorizeStream: handleBidiStreamingCall<AuthorizeStreamRequest, AuthorizeStreamResponse>;
 }
@@ -1101,9 +1107,12 @@ export interface AuthorizationServiceClient extends Client {
    * a sidecar sends the checks of its calls in batches and gets one fresh decision per check,
    * answered in any order (nothing is cached; every check is decided and audited on its own).
    * Who may call: a sidecar over mTLS with its X.509-SVID, and only about itself. The caller's
-   * identity is read from the stream's client certificate when the stream opens; once the
-   * certificate expires the stream ends with UNAUTHENTICATED. A check about another identity is
-   * refused on its own (PERMISSION_DENIED in its result, audited); the stream goes on.
+   * identity is read from the stream's client certificate when the stream opens (a stream without
+   * one ends at once with UNAUTHENTICATED); once the certificate expires the stream ends with
+   * UNAUTHENTICATED. A check about another identity is refused on its own (PERMISSION_DENIED in its
+   * result, audited); the stream goes on. A message of more than 512 checks, or one sent faster
+   * than the stream's rate (5,000 messages a second, bursts of 5,000), has every check refused with
+   * RESOURCE_EXHAUSTED, undecided; the stream goes on.
    */
   authorizeStream(): ClientDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>;
   authorizeStream(options: Partial<CallOptions>): ClientDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>;

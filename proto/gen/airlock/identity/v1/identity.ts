@@ -31,9 +31,7 @@ export interface WatchTrustBundleRequest {
 export interface WatchTrustBundleResponse {
   /** PEM: every root the sidecar must trust for peers and for the control plane. */
   trustBundlePem: string;
-  /** Serials of revoked, still unexpired certificates: lowercase hex without leading zeros. */
-  revokedSerials: string[];
-  /** SPIFFE IDs that are revoked (informational; serials are what handshakes are checked against). */
+  /** SPIFFE IDs that are revoked (informational; certificates are what handshakes are checked against). */
   revokedSpiffeIds: string[];
   /**
    * PEM of the CA now issuing, set after `airlock ca activate --renew-now`: a sidecar whose SVID
@@ -41,6 +39,23 @@ export interface WatchTrustBundleResponse {
    * otherwise.
    */
   renewUnlessIssuedByPem: string;
+  /**
+   * Revoked, still unexpired certificates. A serial is unique only per issuer (several CAs may be
+   * trusted: a root rollover, an operator's intermediate), so each names both.
+   */
+  revokedCertificates: RevokedCertificate[];
+}
+
+/** A certificate as RFC 5280 identifies it: its issuer's name and its serial number. */
+export interface RevokedCertificate {
+  /**
+   * The issuer's distinguished name as the certificate's issuer field holds it, one RDN per line,
+   * as OpenSSL prints it (Node's X509Certificate#issuer). Empty: that serial from any issuer (a
+   * certificate recorded without a known issuer; refusing too much rather than too little).
+   */
+  issuer: string;
+  /** The serial: lowercase hex without leading zeros. */
+  serial: string;
 }
 
 export interface SignCertificateRequest {
@@ -122,7 +137,7 @@ export const WatchTrustBundleRequest: MessageFns<WatchTrustBundleRequest> = {
 };
 
 function createBaseWatchTrustBundleResponse(): WatchTrustBundleResponse {
-  return { trustBundlePem: "", revokedSerials: [], revokedSpiffeIds: [], renewUnlessIssuedByPem: "" };
+  return { trustBundlePem: "", revokedSpiffeIds: [], renewUnlessIssuedByPem: "", revokedCertificates: [] };
 }
 
 export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
@@ -130,14 +145,14 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
     if (message.trustBundlePem !== "") {
       writer.uint32(10).string(message.trustBundlePem);
     }
-    for (const v of message.revokedSerials) {
-      writer.uint32(18).string(v!);
-    }
     for (const v of message.revokedSpiffeIds) {
       writer.uint32(26).string(v!);
     }
     if (message.renewUnlessIssuedByPem !== "") {
       writer.uint32(34).string(message.renewUnlessIssuedByPem);
+    }
+    for (const v of message.revokedCertificates) {
+      RevokedCertificate.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -163,14 +178,6 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
             message.trustBundlePem = reader.string();
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.revokedSerials.push(reader.string());
-            continue;
-          }
           case 3: {
             if (tag !== 26) {
               break;
@@ -185,6 +192,14 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
             }
 
             message.renewUnlessIssuedByPem = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.revokedCertificates.push(RevokedCertificate.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -205,9 +220,76 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
   fromPartial<I extends Exact<DeepPartial<WatchTrustBundleResponse>, I>>(object: I): WatchTrustBundleResponse {
     const message = createBaseWatchTrustBundleResponse();
     message.trustBundlePem = object.trustBundlePem ?? "";
-    message.revokedSerials = object.revokedSerials?.map((e) => e) || [];
     message.revokedSpiffeIds = object.revokedSpiffeIds?.map((e) => e) || [];
     message.renewUnlessIssuedByPem = object.renewUnlessIssuedByPem ?? "";
+    message.revokedCertificates = object.revokedCertificates?.map((e) => RevokedCertificate.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRevokedCertificate(): RevokedCertificate {
+  return { issuer: "", serial: "" };
+}
+
+export const RevokedCertificate: MessageFns<RevokedCertificate> = {
+  encode(message: RevokedCertificate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.issuer !== "") {
+      writer.uint32(10).string(message.issuer);
+    }
+    if (message.serial !== "") {
+      writer.uint32(18).string(message.serial);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokedCertificate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokedCertificate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.issuer = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.serial = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<RevokedCertificate>, I>>(base?: I): RevokedCertificate {
+    return RevokedCertificate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokedCertificate>, I>>(object: I): RevokedCertificate {
+    const message = createBaseRevokedCertificate();
+    message.issuer = object.issuer ?? "";
+    message.serial = object.serial ?? "";
     return message;
   },
 };
@@ -416,10 +498,10 @@ export const IdentityServiceService = {
     responseDeserialize: (value: Buffer): SignCertificateResponse => SignCertificateResponse.decode(value),
   },
   /**
-   * WatchTrustBundle streams the trust bundle and the serials of revoked certificates: one message
-   * at once, then one whenever either changes. Sidecars use the bundle for every new connection
-   * (inbound, to peers, to the control plane) and refuse inbound handshakes presenting a revoked
-   * serial. Who may call: a sidecar over mTLS with a valid X.509-SVID of this trust domain
+   * WatchTrustBundle streams the trust bundle and the revoked certificates (issuer and serial): one
+   * message at once, then one whenever either changes. Sidecars use the bundle for every new
+   * connection (inbound, to peers, to the control plane) and refuse inbound handshakes presenting a
+   * revoked certificate. Who may call: a sidecar over mTLS with a valid X.509-SVID of this trust domain
    * (a call without a client certificate is refused with UNAUTHENTICATED).
    */
   watchTrustBundle: {
@@ -445,10 +527,10 @@ export interface IdentityServiceServer extends UntypedServiceImplementation {
    */
   signCertificate: handleUnaryCall<SignCertificateRequest, SignCertificateResponse>;
   /**
-   * WatchTrustBundle streams the trust bundle and the serials of revoked certificates: one message
-   * at once, then one whenever either changes. Sidecars use the bundle for every new connection
-   * (inbound, to peers, to the control plane) and refuse inbound handshakes presenting a revoked
-   * serial. Who may call: a sidecar over mTLS with a valid X.509-SVID of this trust domain
+   * WatchTrustBundle streams the trust bundle and the revoked certificates (issuer and serial): one
+   * message at once, then one whenever either changes. Sidecars use the bundle for every new
+   * connection (inbound, to peers, to the control plane) and refuse inbound handshakes presenting a
+   * revoked certificate. Who may call: a sidecar over mTLS with a valid X.509-SVID of this trust domain
    * (a call without a client certificate is refused with UNAUTHENTICATED).
    */
   watchTrustBundle: handleServerStreamingCall<WatchTrustBundleRequest, WatchTrustBundleResponse>;
@@ -478,10 +560,10 @@ export interface IdentityServiceClient extends Client {
     callback: (error: ServiceError | null, response: SignCertificateResponse) => void,
   ): ClientUnaryCall;
   /**
-   * WatchTrustBundle streams the trust bundle and the serials of revoked certificates: one message
-   * at once, then one whenever either changes. Sidecars use the bundle for every new connection
-   * (inbound, to peers, to the control plane) and refuse inbound handshakes presenting a revoked
-   * serial. Who may call: a sidecar over mTLS with a valid X.509-SVID of this trust domain
+   * WatchTrustBundle streams the trust bundle and the revoked certificates (issuer and serial): one
+   * message at once, then one whenever either changes. Sidecars use the bundle for every new
+   * connection (inbound, to peers, to the control plane) and refuse inbound handshakes presenting a
+   * revoked certificate. Who may call: a sidecar over mTLS with a valid X.509-SVID of this trust domain
    * (a call without a client certificate is refused with UNAUTHENTICATED).
    */
   watchTrustBundle(
