@@ -15,6 +15,8 @@ const HTTP: Readonly<Record<ErrorCode, { status: number; error: string }>> = {
   [ErrorCode.UpstreamUnavailable]: { status: 502, error: 'upstream_unavailable' },
   [ErrorCode.Attestation]: { status: 401, error: 'unauthenticated' },
   [ErrorCode.Policy]: { status: 400, error: 'policy_invalid' },
+  [ErrorCode.TooLarge]: { status: 413, error: 'too_large' },
+  [ErrorCode.TooManyRequests]: { status: 429, error: 'too_many_requests' },
   [ErrorCode.Internal]: { status: 500, error: 'internal' },
 };
 
@@ -38,6 +40,8 @@ export function sendError(res: ServerResponse, err: unknown): void {
     sendJson(res, err.status, { error: err.error, reason: err.message });
   } else if (isAirlockError(err)) {
     const m = HTTP[err.code];
+    // Admin work is short: a slot frees within seconds.
+    if (err.code === ErrorCode.TooManyRequests) res.setHeader('retry-after', '1');
     sendJson(res, m.status, { error: m.error, reason: err.message });
   } else {
     sendJson(res, 500, { error: 'internal', reason: 'internal error' });

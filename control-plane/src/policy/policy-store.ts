@@ -6,7 +6,7 @@ import { denyIfRevoked } from '../authz/revoked.ts';
 import type { PolicyVersionRecord, Store } from '../store/store.ts';
 import { diffEntries, type DocumentChange } from './diff.ts';
 import { headerInput, PolicyEngine, type McpInput, type PolicyDecision } from './engine.ts';
-import { parsePolicyBundle, parsePolicyDocuments, type ParsedDocument, type PolicyEntry } from './load.ts';
+import { parsePolicyBundle, parsePolicyDocuments, policyInvalid, type ParsedDocument, type PolicyEntry } from './load.ts';
 import type { PolicyDoc, SegmentDoc } from './types.ts';
 
 export interface ChangeResult {
@@ -220,7 +220,7 @@ function checkSegmentReferences(docs: readonly ParsedDocument[], file: string): 
   const problems = docs.flatMap((d) =>
     d.kind === 'Policy' ? [...d.doc.fromSegments, ...(d.doc.toSegments ?? [])].filter((s) => !segments.has(s)).map((s) => `${file}: Policy "${d.doc.name}" names segment "${s}", which is not defined`) : [],
   );
-  if (problems.length > 0) throw new AirlockError(ErrorCode.Policy, `invalid policy:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  if (problems.length > 0) throw policyInvalid(problems);
 }
 
 function entriesOf(record: PolicyVersionRecord): PolicyEntry[] {
