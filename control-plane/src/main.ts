@@ -8,6 +8,7 @@ import { createRegistry, startAdminServer } from '@airlock/common/telemetry';
 import type { Registry } from 'prom-client';
 import { readFileSync } from 'node:fs';
 import { createRequireRole } from './api/admin-auth.ts';
+import { AdminLimits } from './api/admin-limits.ts';
 import { joinTokenRoute } from './api/admin-routes.ts';
 import { adminCertRoute } from './api/admin-cert-route.ts';
 import { policyRoutes } from './api/policy-routes.ts';
@@ -27,6 +28,7 @@ import type { ControlPlaneConfig } from './config/config.ts';
 import { createControlPlaneMetrics } from './monitoring/metrics.ts';
 import { loadPolicyFile } from './policy/load.ts';
 import { PolicyStore } from './policy/policy-store.ts';
+import { PolicyWorker } from './policy/worker/policy-workers.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 
 export type { ControlPlaneConfig } from './config/config.ts';
@@ -172,6 +174,10 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       }),
     );
 
+    // Admin-submitted bundles are read in a worker thread, never on the loop that answers Authorize.
+    const worker = new PolicyWorker({ logger: log });
+    cleanups.push(() => worker.close());
+    const limits = new AdminLimits({ audit, policies, worker });
     const grpc: RunningGrpcServer = await startGrpcServer({
       address: config.grpcListen,
       certificates,
@@ -181,7 +187,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       issuer: new CertificateIssuer({ ca: ring, joinTokens, store, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit }),
       revocations,
       logger: logger.child({ component: 'grpc' }),
-      admin: { store, policies, isRevoked },
+      admin: { store, policies, isRevoked, limits },
     });
     cleanups.push(() => grpc.close());
 
@@ -194,7 +200,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
         joinTokenRoute({ store, joinTokens, requireRole, logger: logger.child({ component: 'admin-api' }) }),
         caRoutes({ store, ring, requireRole, audit }),
         adminCertRoute({ store, ring, requireRole, audit }),
-        policyRoutes({ store, policies, requireRole, logger: audit, isRevoked }),
+        policyRoutes({ store, policies, requireRole, logger: audit, limits, isRevoked }),
         revokeRoute({ requireRole, trustDomain: config.trustDomain, revocations, metrics, audit }),
       ],
     );
