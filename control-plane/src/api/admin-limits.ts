@@ -73,7 +73,7 @@ export class AdminLimits {
 
   /** What applying `text` would change: `{ version, changes }`, read in the worker. */
   async diff(text: string, file: string): Promise<{ version: number; changes: readonly DocumentChange[] }> {
-    const change = await this.#worker.prepare(() => this.#policies.snapshot(), checkSize(text), file);
+    const change = await this.#worker.prepare('diff', () => this.#policies.snapshot(), checkSize(text), file);
     return { version: change.version, changes: change.changes };
   }
 
@@ -81,7 +81,7 @@ export class AdminLimits {
   async apply(text: string, file: string, actor: string): Promise<ChangeResult> {
     checkSize(text);
     for (let attempt = 1; ; attempt++) {
-      const change = await this.#worker.prepare(() => this.#policies.snapshot(), text, file);
+      const change = await this.#worker.prepare('apply', () => this.#policies.snapshot(), text, file);
       try {
         return this.#policies.applyPrepared(change, file, actor);
       } catch (err) {

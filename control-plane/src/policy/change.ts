@@ -23,14 +23,14 @@ export interface PreparedChange {
   /** The bundle's documents, in bundle order. */
   readonly incoming: readonly PolicyEntry[];
   readonly changes: readonly DocumentChange[];
-  /** The incoming entries that differ from the set in force, read back. */
+  /** The incoming entries that differ from the set in force, read back (none for a diff: not needed). */
   readonly fresh: readonly ReadEntry[];
 }
 
 export const entryKey = (e: Pick<PolicyEntry, 'kind' | 'name'>): string => `${e.kind}/${e.name}`;
 
 /** Reads a bundle against `snapshot` within `limits`: the one implementation of diff and apply. */
-export function prepareChange(snapshot: PolicySnapshot, text: string, file: string, limits: YamlLimits): PreparedChange {
+export function prepareChange(snapshot: PolicySnapshot, text: string, file: string, limits: YamlLimits, op: 'diff' | 'apply'): PreparedChange {
   const known = new Set(snapshot.entries.filter((e) => e.kind === 'Segment').map((e) => e.name));
   const incoming = parsePolicyBundle(text, file, known, limits).entries;
   if (incoming.length === 0) throw new AirlockError(ErrorCode.Policy, `invalid policy:\n  - ${file}: no Segment or Policy documents`);
@@ -38,8 +38,10 @@ export function prepareChange(snapshot: PolicySnapshot, text: string, file: stri
   const current = new Map(snapshot.entries.map((e) => [entryKey(e), e.yaml]));
   const changed = incoming.filter((e) => current.get(entryKey(e)) !== e.yaml);
   const segments = new Set(merged.filter((e) => e.kind === 'Segment').map((e) => e.name));
+  const changes = diffEntries(snapshot.entries, merged);
+  if (op === 'diff') return { version: snapshot.version, incoming: [], changes, fresh: [] };
   const docs = readBack(changed, segments, `policy v${snapshot.version + 1}`);
-  return { version: snapshot.version, incoming, changes: diffEntries(snapshot.entries, merged), fresh: changed.map((e, i) => ({ ...e, doc: docs[i] as ParsedDocument })) };
+  return { version: snapshot.version, incoming, changes, fresh: changed.map((e, i) => ({ ...e, doc: docs[i] as ParsedDocument })) };
 }
 
 /** `current` with `incoming` added or replacing the same kind and name, in place. */

@@ -89,12 +89,12 @@ export class PolicyStore {
 
   /** What applying `text` would change, without changing anything (read here, as a file is). */
   diff(text: string, file: string): DocumentChange[] {
-    return [...prepareChange(this.snapshot(), text, file, FILE_LIMITS).changes];
+    return [...prepareChange(this.snapshot(), text, file, FILE_LIMITS, 'diff').changes];
   }
 
   /** Adds or replaces the documents in `text` (by kind and name); the others stay. */
   apply(text: string, file: string, actor: string): ChangeResult {
-    return this.applyPrepared(prepareChange(this.snapshot(), text, file, FILE_LIMITS), file, actor);
+    return this.applyPrepared(prepareChange(this.snapshot(), text, file, FILE_LIMITS, 'apply'), file, actor);
   }
 
   /**

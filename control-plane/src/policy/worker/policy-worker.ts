@@ -14,7 +14,7 @@ parentPort?.on('message', (job: JobRequest) => {
   let reply: JobReply;
   try {
     if (snapshot?.version !== job.version) throw new Error(`policy worker has version ${snapshot?.version ?? 'none'}, not ${job.version}`);
-    reply = { id: job.id, ok: true, change: prepareChange(snapshot, job.text, job.file, ADMIN_LIMITS) };
+    reply = { id: job.id, ok: true, change: prepareChange(snapshot, job.text, job.file, ADMIN_LIMITS, job.op) };
   } catch (err) {
     reply = isAirlockError(err) ? { id: job.id, ok: false, code: err.code, message: err.message } : { id: job.id, ok: false, message: err instanceof Error ? err.message : String(err) };
   }

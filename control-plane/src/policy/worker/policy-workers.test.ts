@@ -27,29 +27,29 @@ describe('PolicyWorker: admin bundles are read in a worker thread, within limits
 
   it('diffs against the snapshot it is given, and follows a new version', async () => {
     worker = new PolicyWorker({ logger });
-    const change = await worker.prepare(() => EMPTY, `${segment('a')}---\n${segment('b')}`, 'request');
+    const change = await worker.prepare('apply', () => EMPTY, `${segment('a')}---\n${segment('b')}`, 'request');
     expect(change.changes.map((c) => `${c.change} ${c.name}`)).toEqual(['added a', 'added b']);
     expect(change.fresh.map((e) => e.doc.doc.name)).toEqual(['a', 'b']);
     const v1: PolicySnapshot = { version: 1, entries: change.incoming };
-    const next = await worker.prepare(() => v1, segment('b').replace('namespace: b', 'namespace: c'), 'request');
+    const next = await worker.prepare('apply', () => v1, segment('b').replace('namespace: b', 'namespace: c'), 'request');
     expect(next).toMatchObject({ version: 1, changes: [{ name: 'b', change: 'changed' }] });
   });
 
   it('refuses a hostile bundle by its limit, in the thread', async () => {
     worker = new PolicyWorker({ logger });
-    expect(await refusal(worker.prepare(() => EMPTY, '---\n'.repeat(262_144), 'request'))).toEqual({ code: ErrorCode.TooLarge, message: 'invalid policy:\n  - request:10001:1: more than 10000 documents (the limit)' });
-    expect((await refusal(worker.prepare(() => EMPTY, '['.repeat(10_000), 'request'))).message).toContain('request:1:65: more than 64 levels of nesting (the limit)');
-    expect((await refusal(worker.prepare(() => EMPTY, 'kind: Nope\n', 'request'))).code).toBe(ErrorCode.Policy);
+    expect(await refusal(worker.prepare('apply', () => EMPTY, '---\n'.repeat(262_144), 'request'))).toEqual({ code: ErrorCode.TooLarge, message: 'invalid policy:\n  - request:10001:1: more than 10000 documents (the limit)' });
+    expect((await refusal(worker.prepare('apply', () => EMPTY, '['.repeat(10_000), 'request'))).message).toContain('request:1:65: more than 64 levels of nesting (the limit)');
+    expect((await refusal(worker.prepare('apply', () => EMPTY, 'kind: Nope\n', 'request'))).code).toBe(ErrorCode.Policy);
   });
 
   it('ends a bundle over its time limit', async () => {
     worker = new PolicyWorker({ logger, timeoutMs: 1 });
-    expect(await refusal(worker.prepare(() => EMPTY, large(), 'request'))).toEqual({ code: ErrorCode.TooLarge, message: 'the policy took longer than 0.001 s to read (the limit)' });
+    expect(await refusal(worker.prepare('apply', () => EMPTY, large(), 'request'))).toEqual({ code: ErrorCode.TooLarge, message: 'the policy took longer than 0.001 s to read (the limit)' });
   });
 
   it('ends a bundle over its heap limit, and serves the next from a new thread', async () => {
     worker = new PolicyWorker({ logger, maxHeapMb: 16 });
-    expect(await refusal(worker.prepare(() => EMPTY, large(), 'request'))).toEqual({ code: ErrorCode.TooLarge, message: 'the policy needed more than 16 MB to read (the limit)' });
-    expect((await worker.prepare(() => EMPTY, segment('a'), 'request')).changes).toHaveLength(1);
+    expect(await refusal(worker.prepare('apply', () => EMPTY, large(), 'request'))).toEqual({ code: ErrorCode.TooLarge, message: 'the policy needed more than 16 MB to read (the limit)' });
+    expect((await worker.prepare('apply', () => EMPTY, segment('a'), 'request')).changes).toHaveLength(1);
   });
 });

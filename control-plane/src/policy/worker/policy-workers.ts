@@ -5,6 +5,7 @@ import type { PolicySnapshot, PreparedChange } from '../change.ts';
 
 export interface JobRequest {
   readonly id: number;
+  readonly op: 'diff' | 'apply';
   readonly version: number;
   /** The set in force at `version`, when the worker does not hold it yet. */
   readonly snapshot?: PolicySnapshot;
@@ -27,6 +28,7 @@ export interface PolicyWorkerOptions {
 }
 
 interface Job {
+  readonly op: 'diff' | 'apply';
   readonly snapshot: () => PolicySnapshot;
   readonly text: string;
   readonly file: string;
@@ -60,10 +62,10 @@ export class PolicyWorker {
   }
 
   /** Reads `text` against the set in force when its turn comes (`snapshot` is asked then). */
-  prepare(snapshot: () => PolicySnapshot, text: string, file: string): Promise<PreparedChange> {
+  prepare(op: 'diff' | 'apply', snapshot: () => PolicySnapshot, text: string, file: string): Promise<PreparedChange> {
     if (this.#closed) return Promise.reject(new AirlockError(ErrorCode.AuthzUnavailable, 'the control plane is shutting down'));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ snapshot, text, file, resolve, reject });
+      this.#queue.push({ op, snapshot, text, file, resolve, reject });
       this.#next();
     });
   }
@@ -95,7 +97,7 @@ export class PolicyWorker {
     const id = this.#nextId++;
     const timer = setTimeout(() => this.#fail(id, new AirlockError(ErrorCode.TooLarge, `the policy took longer than ${this.#timeoutMs / 1000} s to read (the limit)`)), this.#timeoutMs);
     this.#running = { job, id, timer };
-    const request: JobRequest = { id, version: snapshot.version, text: job.text, file: job.file, ...(thread.version === snapshot.version ? {} : { snapshot }) };
+    const request: JobRequest = { id, op: job.op, version: snapshot.version, text: job.text, file: job.file, ...(thread.version === snapshot.version ? {} : { snapshot }) };
     thread.version = snapshot.version;
     thread.worker.postMessage(request);
   }
