@@ -34,8 +34,9 @@ export class HttpError extends Error {
 
 /** The one place the admin API turns errors into a status and a JSON body; internals are not leaked. */
 export function sendError(res: ServerResponse, err: unknown): void {
-  // The rest of an oversized body is not read: the connection cannot carry another request.
-  if (err instanceof HttpError && err.status === 413) res.setHeader('connection', 'close');
+  // The rest of an oversized body is not read (nor any of a body refused for too many requests in
+  // flight): the connection cannot carry another request.
+  if ((err instanceof HttpError && err.status === 413) || (isAirlockError(err) && err.code === ErrorCode.TooManyRequests)) res.setHeader('connection', 'close');
   if (err instanceof HttpError) {
     sendJson(res, err.status, { error: err.error, reason: err.message });
   } else if (isAirlockError(err)) {

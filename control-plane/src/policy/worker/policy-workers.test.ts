@@ -35,6 +35,13 @@ describe('PolicyWorker: admin bundles are read in a worker thread, within limits
     expect(next).toMatchObject({ version: 1, changes: [{ name: 'b', change: 'changed' }] });
   });
 
+  it('reads a valid bundle of about 1 MiB within the default time and heap limits', async () => {
+    worker = new PolicyWorker({ logger });
+    const text = large();
+    expect(Buffer.byteLength(text)).toBeGreaterThan(900 * 1024);
+    expect((await worker.prepare('apply', () => EMPTY, text, 'request')).fresh).toHaveLength(9000);
+  });
+
   it('refuses a hostile bundle by its limit, in the thread', async () => {
     worker = new PolicyWorker({ logger });
     expect(await refusal(worker.prepare('apply', () => EMPTY, '---\n'.repeat(262_144), 'request'))).toEqual({ code: ErrorCode.TooLarge, message: 'invalid policy:\n  - request:10001:1: more than 10000 documents (the limit)' });
