@@ -117,14 +117,16 @@ export class PolicyWorker {
       if (!reply.ok && reply.code === undefined) this.#log.error({ error: reply.message }, 'policy worker failed');
       this.#next();
     });
+    // A thread already ended (timeout, heap) may still report: only the current one's job is failed.
     worker.on('error', (err: Error & { code?: string }) => {
-      const id = this.#running?.id;
+      const id = this.#thread?.worker === worker ? this.#running?.id : undefined;
       const tooLarge = err.code === 'ERR_WORKER_OUT_OF_MEMORY';
       if (!tooLarge) this.#log.error({ error: errorMessage(err) }, 'policy worker failed');
       if (id !== undefined) this.#fail(id, tooLarge ? new AirlockError(ErrorCode.TooLarge, `the policy needed more than ${this.#maxHeapMb} MB to read (the limit)`) : new AirlockError(ErrorCode.Internal, 'the policy could not be read'));
     });
     worker.on('exit', () => {
-      if (this.#thread?.worker === worker) this.#thread = undefined;
+      if (this.#thread?.worker !== worker) return;
+      this.#thread = undefined;
       const id = this.#running?.id;
       if (id !== undefined) this.#fail(id, new AirlockError(ErrorCode.Internal, 'the policy could not be read'));
     });
