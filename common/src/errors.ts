@@ -15,6 +15,10 @@ export const ErrorCode = {
   UpstreamUnavailable: 'AIRLOCK_UPSTREAM_UNAVAILABLE',
   Attestation: 'AIRLOCK_ATTESTATION_FAILED',
   Policy: 'AIRLOCK_POLICY_INVALID',
+  /** Over a size or work limit (a policy's documents, nodes, nesting…); the message names it. */
+  TooLarge: 'AIRLOCK_TOO_LARGE',
+  /** Too much admin work in flight for this caller (or in all); retry shortly. */
+  TooManyRequests: 'AIRLOCK_TOO_MANY_REQUESTS',
   Internal: 'AIRLOCK_INTERNAL',
 } as const;
 

@@ -8,6 +8,7 @@ import { createRegistry, startAdminServer } from '@airlock/common/telemetry';
 import type { Registry } from 'prom-client';
 import { readFileSync } from 'node:fs';
 import { createRequireRole } from './api/admin-auth.ts';
+import { AdminLimits } from './api/admin-limits.ts';
 import { joinTokenRoute } from './api/admin-routes.ts';
 import { adminCertRoute } from './api/admin-cert-route.ts';
 import { policyRoutes } from './api/policy-routes.ts';
@@ -29,6 +30,7 @@ import type { ControlPlaneConfig } from './config/config.ts';
 import { createControlPlaneMetrics } from './monitoring/metrics.ts';
 import { loadPolicyFile } from './policy/load.ts';
 import { PolicyStore } from './policy/policy-store.ts';
+import { PolicyWorker } from './policy/worker/policy-workers.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 
 export type { ControlPlaneConfig } from './config/config.ts';
@@ -184,6 +186,10 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
 
     // Refusals any peer can cause (no client certificate, a made-up join token) are written at a bounded rate.
     const refusals = refusalLog(audit);
+    // Admin-submitted bundles are read in a worker thread, never on the loop that answers Authorize.
+    const worker = new PolicyWorker({ logger: log });
+    cleanups.push(() => worker.close());
+    const limits = new AdminLimits({ audit, policies, worker });
     const grpc: RunningGrpcServer = await startGrpcServer({
       address: config.grpcListen,
       certificates,
@@ -197,7 +203,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       refusals,
       metrics,
       ...(opts.authorizeStreamLimits === undefined ? {} : { authorizeStreamLimits: opts.authorizeStreamLimits }),
-      admin: { store, policies, isRevoked },
+      admin: { store, policies, isRevoked, limits },
     });
     cleanups.push(() => grpc.close());
 
@@ -210,7 +216,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
         joinTokenRoute({ store, joinTokens, requireRole, logger: logger.child({ component: 'admin-api' }) }),
         caRoutes({ store, ring, requireRole, audit }),
         adminCertRoute({ store, ring, requireRole, audit }),
-        policyRoutes({ store, policies, requireRole, logger: audit, isRevoked }),
+        policyRoutes({ store, policies, requireRole, logger: audit, limits, isRevoked }),
         revokeRoute({ requireRole, trustDomain: config.trustDomain, revocations, metrics, audit }),
       ],
     );

@@ -20,7 +20,8 @@ import type { PolicyEntry } from '../policy/load.ts';
 import type { ChangeResult, DocumentKind as Kind, PolicyStore } from '../policy/policy-store.ts';
 import type { Store } from '../store/store.ts';
 import { certificatePrincipal, requireGrant, tokenPrincipal, type AdminRole, type Principal } from './admin-auth.ts';
-import { checkDocumentName, explainCall, MAX_HISTORY, MAX_POLICY_BODY_BYTES } from './policy-routes.ts';
+import type { AdminLimits } from './admin-limits.ts';
+import { checkDocumentName, explainCall, MAX_HISTORY } from './policy-routes.ts';
 
 export interface AdminGrpcDeps {
   readonly store: Store;
@@ -28,6 +29,8 @@ export interface AdminGrpcDeps {
   /** The CAs whose admin certificates are accepted (read per call: a root rollover changes them). */
   readonly caIssuers: () => PeerIssuers;
   readonly trustDomain: string;
+  /** Where bundles are read (a worker thread), within the admin limits (the HTTP API's too). */
+  readonly limits: AdminLimits;
   /** Revoked identities, so explain answers as Authorize would. */
   readonly isRevoked?: (spiffeId: string) => boolean;
 }
@@ -69,7 +72,8 @@ export function adminServiceHandlers(deps: AdminGrpcDeps): Record<string, Handle
   return {
     applyPolicy: rpc<ApplyPolicyRequest>((call, req) => {
       const who = adminPrincipal(call, deps, 'editor');
-      return changeResult(p.apply(bundle(req.yaml), req.file || 'request', who.name));
+      const yaml = bundle(req.yaml);
+      return deps.limits.run(who, '/airlock.admin.v1.AdminService/ApplyPolicy', async () => changeResult(await deps.limits.apply(yaml, req.file || 'request', who.name)));
     }),
     getPolicy: rpc<GetPolicyRequest>((call, req) => {
       adminPrincipal(call, deps, 'viewer');
@@ -86,8 +90,12 @@ export function adminServiceHandlers(deps: AdminGrpcDeps): Record<string, Handle
       return changeResult(p.delete(kindOf(req.kind), checkDocumentName(req.name), who.name));
     }),
     diffPolicy: rpc<DiffPolicyRequest>((call, req) => {
-      adminPrincipal(call, deps, 'viewer');
-      return { version: p.version(), changes: p.diff(bundle(req.yaml), req.file || 'request').map(change) };
+      const who = adminPrincipal(call, deps, 'viewer');
+      const yaml = bundle(req.yaml);
+      return deps.limits.run(who, '/airlock.admin.v1.AdminService/DiffPolicy', async () => {
+        const d = await deps.limits.diff(yaml, req.file || 'request');
+        return { version: d.version, changes: d.changes.map(change) };
+      });
     }),
     listPolicyVersions: rpc<ListPolicyVersionsRequest>((call, req) => {
       adminPrincipal(call, deps, 'viewer');
@@ -116,10 +124,9 @@ export function adminServiceImplementation(deps: AdminGrpcDeps, wrap: (fn: Handl
   return Object.fromEntries(Object.entries(adminServiceHandlers(deps)).map(([k, fn]) => [k, wrap(fn)]));
 }
 
-/** Same bound as the HTTP API's policy bodies. */
+/** A bundle's text (its size is the admin limits' to check, as for HTTP). */
 function bundle(yaml: string): string {
   if (yaml === '') throw new AirlockError(ErrorCode.BadRequest, '"yaml" must be a non-empty string');
-  if (Buffer.byteLength(yaml) > MAX_POLICY_BODY_BYTES) throw new AirlockError(ErrorCode.BadRequest, `"yaml" must be at most ${MAX_POLICY_BODY_BYTES} bytes`);
   return yaml;
 }
 

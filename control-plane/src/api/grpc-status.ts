@@ -19,6 +19,8 @@ const GRPC_STATUS: Readonly<Record<ErrorCode, status>> = {
   [ErrorCode.UpstreamUnavailable]: status.UNAVAILABLE,
   [ErrorCode.Attestation]: status.UNAUTHENTICATED,
   [ErrorCode.Policy]: status.FAILED_PRECONDITION,
+  [ErrorCode.TooLarge]: status.RESOURCE_EXHAUSTED,
+  [ErrorCode.TooManyRequests]: status.RESOURCE_EXHAUSTED,
   [ErrorCode.Internal]: status.INTERNAL,
 };
 

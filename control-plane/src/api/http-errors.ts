@@ -15,6 +15,8 @@ const HTTP: Readonly<Record<ErrorCode, { status: number; error: string }>> = {
   [ErrorCode.UpstreamUnavailable]: { status: 502, error: 'upstream_unavailable' },
   [ErrorCode.Attestation]: { status: 401, error: 'unauthenticated' },
   [ErrorCode.Policy]: { status: 400, error: 'policy_invalid' },
+  [ErrorCode.TooLarge]: { status: 413, error: 'too_large' },
+  [ErrorCode.TooManyRequests]: { status: 429, error: 'too_many_requests' },
   [ErrorCode.Internal]: { status: 500, error: 'internal' },
 };
 
@@ -32,12 +34,15 @@ export class HttpError extends Error {
 
 /** The one place the admin API turns errors into a status and a JSON body; internals are not leaked. */
 export function sendError(res: ServerResponse, err: unknown): void {
-  // The rest of an oversized body is not read: the connection cannot carry another request.
-  if (err instanceof HttpError && err.status === 413) res.setHeader('connection', 'close');
+  // The rest of an oversized body is not read (nor any of a body refused for too many requests in
+  // flight): the connection cannot carry another request.
+  if ((err instanceof HttpError && err.status === 413) || (isAirlockError(err) && err.code === ErrorCode.TooManyRequests)) res.setHeader('connection', 'close');
   if (err instanceof HttpError) {
     sendJson(res, err.status, { error: err.error, reason: err.message });
   } else if (isAirlockError(err)) {
     const m = HTTP[err.code];
+    // Admin work is short: a slot frees within seconds.
+    if (err.code === ErrorCode.TooManyRequests) res.setHeader('retry-after', '1');
     sendJson(res, m.status, { error: m.error, reason: err.message });
   } else {
     sendJson(res, 500, { error: 'internal', reason: 'internal error' });

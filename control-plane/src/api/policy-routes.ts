@@ -7,10 +7,9 @@ import type { DocumentKind, Explanation, PolicyStore } from '../policy/policy-st
 import type { Store } from '../store/store.ts';
 import { ADMIN_ROLES, type AdminRole, type RequireRole } from './admin-auth.ts';
 import { objectBody, readJson } from './admin-body.ts';
+import { MAX_POLICY_BYTES, type AdminLimits } from './admin-limits.ts';
 import { HttpError, sendError } from './http-errors.ts';
 
-/** Policy bundles may be larger than other admin bodies, but are still bounded. */
-export const MAX_POLICY_BODY_BYTES = 1024 * 1024;
 export const MAX_HISTORY = 1000;
 const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
@@ -19,6 +18,8 @@ export interface PolicyRouteDeps {
   readonly policies: PolicyStore;
   readonly requireRole: RequireRole;
   readonly logger: Logger;
+  /** Where bundles are read (a worker thread), within the admin limits. */
+  readonly limits: AdminLimits;
   /** Revoked identities, so explain answers as Authorize would. */
   readonly isRevoked?: (spiffeId: string) => boolean;
 }
@@ -55,11 +56,13 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
     } },
     { method: 'POST', path: /^\/v1\/policy\/(apply|diff)$/, handle: async (req, [op]) => {
       const who = deps.requireRole(req, op === 'apply' ? 'editor' : 'viewer');
-      const body = objectBody(await readJson(req, MAX_POLICY_BODY_BYTES), ['yaml', 'file']);
-      const yaml = requiredString(body, 'yaml');
-      const file = optionalNonEmptyString(body, 'file') ?? 'request';
-      if (op === 'diff') return ok({ version: p.version(), changes: p.diff(yaml, file) });
-      return ok(p.apply(yaml, file, who.name));
+      // The body is read inside the caller's slot: a flood of bundles is not buffered at once.
+      return deps.limits.run(who, `POST /v1/policy/${op ?? ''}`, async () => {
+        const body = objectBody(await readJson(req, MAX_POLICY_BYTES), ['yaml', 'file']);
+        const yaml = requiredString(body, 'yaml');
+        const file = optionalNonEmptyString(body, 'file') ?? 'request';
+        return ok(op === 'diff' ? await deps.limits.diff(yaml, file) : await deps.limits.apply(yaml, file, who.name));
+      });
     } },
     { method: 'POST', path: /^\/v1\/policy\/rollback$/, handle: async (req) => {
       const who = deps.requireRole(req, 'editor');

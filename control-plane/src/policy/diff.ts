@@ -33,8 +33,26 @@ function lines(yaml: string): string[] {
   return yaml.replace(/\n$/, '').split('\n');
 }
 
-/** A longest-common-subsequence line diff; documents are small, so O(n·m) is fine. */
+/** Cells of the LCS table at most (16 MB): beyond, the differing middle is shown as removed, then added. */
+export const MAX_DIFF_CELLS = 4_000_000;
+
+/**
+ * A longest-common-subsequence line diff of what differs between the common first and last lines.
+ * O(n·m) time and memory, so bounded: two documents of 10,000 lines would need 400 MB.
+ */
 export function lineDiff(a: readonly string[], b: readonly string[]): string[] {
+  let head = 0;
+  while (head < a.length && head < b.length && a[head] === b[head]) head++;
+  let tail = 0;
+  while (tail < a.length - head && tail < b.length - head && a[a.length - 1 - tail] === b[b.length - 1 - tail]) tail++;
+  const same = (lines: readonly string[]): string[] => lines.map((l) => `  ${l}`);
+  const x = a.slice(head, a.length - tail);
+  const y = b.slice(head, b.length - tail);
+  const middle = (x.length + 1) * (y.length + 1) > MAX_DIFF_CELLS ? [...x.map((l) => `- ${l}`), ...y.map((l) => `+ ${l}`)] : lcsDiff(x, y);
+  return [...same(a.slice(0, head)), ...middle, ...same(a.slice(a.length - tail))];
+}
+
+function lcsDiff(a: readonly string[], b: readonly string[]): string[] {
   const n = a.length;
   const m = b.length;
   // lcs[i * (m + 1) + j]: length of the LCS of a[i..] and b[j..].

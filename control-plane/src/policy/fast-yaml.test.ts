@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FastDocuments } from './fast-yaml.ts';
 import { parsePolicyBundle, parsePolicyText } from './load.ts';
+import { FILE_LIMITS } from './yaml-limits.ts';
 
 // parsePolicyText reads with the fast pass first; parsePolicyBundle always reads with `yaml` (with
 // positions). Whatever the text, both must accept the same documents with the same values, or refuse
@@ -17,7 +18,7 @@ const agree = (text: string): void => {
 };
 /** Whether the fast pass reads `text` itself (rather than leaving it to `yaml`). */
 const fastReads = (text: string): boolean => {
-  const documents = new FastDocuments(text);
+  const documents = new FastDocuments(text, FILE_LIMITS);
   Array.from(documents);
   return !documents.failed;
 };

@@ -1,6 +1,7 @@
 import { EVENT_ID, parseEvents, SCALAR_STYLE, type Event } from 'js-yaml';
 import { isScalar, Schema, type ScalarTag } from 'yaml';
 import { MAX_LABELS } from '@airlock/common/labels';
+import type { YamlLimits } from './yaml-limits.ts';
 import type { TreeMap, TreeNode, TreeScalar, TreeSeq } from './yaml-tree.ts';
 
 /**
@@ -15,13 +16,18 @@ import type { TreeMap, TreeNode, TreeScalar, TreeSeq } from './yaml-tree.ts';
  * Iterating yields each document's root, reading the text a document at a time so a large bundle's
  * parser events die young: a `---` line always ends a document (or is an error inside a quoted
  * scalar or flow collection, which fails this pass as well).
+ *
+ * A text over `limits` (documents, nodes, nesting) fails this pass too: `yaml` refuses it, naming
+ * the limit and where.
  */
 export class FastDocuments implements Iterable<TreeNode> {
   readonly #text: string;
+  readonly #limits: YamlLimits;
   #failed = false;
 
-  constructor(text: string) {
+  constructor(text: string, limits: YamlLimits) {
     this.#text = text;
+    this.#limits = limits;
   }
 
   /** Whether the text is outside what this pass reads: only `yaml` may judge it. */
@@ -37,10 +43,12 @@ export class FastDocuments implements Iterable<TreeNode> {
       this.#failed = true;
       return;
     }
+    // What is left of each limit, across chunks.
+    const left = { documents: this.#limits.documents, nodes: this.#limits.nodes };
     for (let start = 0; start < text.length && !this.#failed; ) {
       const marker = text.indexOf('\n---\n', start);
       const end = marker === -1 ? text.length : marker + 1;
-      const roots = chunkDocuments(text.slice(start, end), start);
+      const roots = chunkDocuments(text.slice(start, end), start, left, this.#limits.depth);
       if (roots === undefined) this.#failed = true;
       else yield* roots;
       start = end;
@@ -54,7 +62,7 @@ export class FastDocuments implements Iterable<TreeNode> {
 const UNUSUAL = /[\x00-\x08\x0b-\x1f\x7f-\x9f\ufeff\ufffe\uffff]|^%/m;
 
 /** The documents of one piece of text starting at `base`, or undefined when this pass cannot read it. */
-function chunkDocuments(text: string, base: number): TreeNode[] | undefined {
+function chunkDocuments(text: string, base: number, left: { documents: number; nodes: number }, maxDepth: number): TreeNode[] | undefined {
   let events: Event[];
   try {
     events = parseEvents(text, {});
@@ -81,7 +89,7 @@ function chunkDocuments(text: string, base: number): TreeNode[] | undefined {
           if (key !== undefined) return undefined;
           stack.pop();
         } else if (inDocument) {
-          if (root === undefined) return undefined;
+          if (root === undefined || --left.documents < 0) return undefined;
           roots.push(root);
           inDocument = false;
         }
@@ -107,6 +115,10 @@ function chunkDocuments(text: string, base: number): TreeNode[] | undefined {
       }
     }
     const parent = stack[stack.length - 1];
+    // Counted as `yaml`'s pass counts, or more (a sequence item and its node): what this pass
+    // accepts, `yaml` would too.
+    left.nodes -= parent?.kind === 'seq' ? 2 : 1;
+    if (left.nodes < 0 || stack.length >= maxDepth) return undefined;
     if (parent === undefined) root = node;
     else if (parent.kind === 'seq') parent.items.push(node);
     else if (key !== undefined) {

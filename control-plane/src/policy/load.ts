@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { LineCounter, parseAllDocuments } from 'yaml';
+import { LineCounter } from 'yaml';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { isUnsentHeader } from '@airlock/common/headers';
 import { labelKeyProblem, labelValueProblem, MAX_LABELS } from '@airlock/common/labels';
@@ -7,6 +7,7 @@ import { parseSpiffeId } from '@airlock/common/spiffe';
 import { FastDocuments } from './fast-yaml.ts';
 import { normalizePath } from './path.ts';
 import type { HeaderRuleDoc, McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc } from './types.ts';
+import { checkDocumentMarkers, FILE_LIMITS, parseYamlDocuments, type YamlLimits } from './yaml-limits.ts';
 import { fieldOf, treeOf, type TreeMap, type TreeNode } from './yaml-tree.ts';
 
 const API_VERSION = 'airlock.dev/v1';
@@ -53,9 +54,12 @@ export function loadPolicyFile(path: string): PolicyDocuments {
   return parsePolicyText(text, path);
 }
 
-/** Parses multi-document YAML of Segment and Policy kinds; unknown fields and dangling references are errors. */
-export function parsePolicyText(text: string, file: string, knownSegments: ReadonlySet<string> = new Set()): PolicyDocuments {
-  return parsePolicyDocuments(text, file, knownSegments).docs;
+/**
+ * Parses multi-document YAML of Segment and Policy kinds; unknown fields and dangling references are
+ * errors (AIRLOCK_POLICY_INVALID), and so is a text over `limits` (AIRLOCK_TOO_LARGE).
+ */
+export function parsePolicyText(text: string, file: string, knownSegments: ReadonlySet<string> = new Set(), limits: YamlLimits = FILE_LIMITS): PolicyDocuments {
+  return parsePolicyDocuments(text, file, knownSegments, limits).docs;
 }
 
 /** One valid document of a bundle, in bundle order. */
@@ -73,8 +77,9 @@ export interface ParsedDocuments {
  * decides and reports `file:line:col` — so a valid bundle costs one fast pass, and an invalid one is
  * refused exactly as before.
  */
-export function parsePolicyDocuments(text: string, file: string, knownSegments: ReadonlySet<string> = new Set()): ParsedDocuments {
-  return parseFast(text, file, knownSegments) ?? parsePositioned(text, file, knownSegments, false);
+export function parsePolicyDocuments(text: string, file: string, knownSegments: ReadonlySet<string> = new Set(), limits: YamlLimits = FILE_LIMITS): ParsedDocuments {
+  checkDocumentMarkers(text, file, limits);
+  return parseFast(text, file, knownSegments, limits) ?? parsePositioned(text, file, knownSegments, false, limits);
 }
 
 /** One document of a bundle, as written: what the policy store keeps per version. */
@@ -95,23 +100,23 @@ export interface ParsedBundle {
  * defined elsewhere (the stored policy an apply merges into): references to them are not errors.
  * The YAML is `yaml`'s re-serialization of each document, so this always parses with `yaml`.
  */
-export function parsePolicyBundle(text: string, file: string, knownSegments: ReadonlySet<string> = new Set()): ParsedBundle {
-  const { docs, entries } = parsePositioned(text, file, knownSegments, true);
-  return { docs, entries };
+export function parsePolicyBundle(text: string, file: string, knownSegments: ReadonlySet<string> = new Set(), limits: YamlLimits = FILE_LIMITS): ParsedBundle & ParsedDocuments {
+  const { docs, ordered, entries } = parsePositioned(text, file, knownSegments, true, limits);
+  return { docs, ordered, entries };
 }
 
-function parseFast(text: string, file: string, known: ReadonlySet<string>): ParsedDocuments | undefined {
-  const documents = new FastDocuments(text);
+function parseFast(text: string, file: string, known: ReadonlySet<string>, limits: YamlLimits): ParsedDocuments | undefined {
+  const documents = new FastDocuments(text, limits);
   const problems = new Problems(file, lineCounterOf(text));
   const valid = validate(inputsOf(documents), problems, known);
   return documents.failed || problems.list.length > 0 ? undefined : valid;
 }
 
 /** `yaml` with positions: the reference for what is valid, and the source of every message. */
-function parsePositioned(text: string, file: string, known: ReadonlySet<string>, withEntries: boolean): ParsedDocuments & ParsedBundle {
+function parsePositioned(text: string, file: string, known: ReadonlySet<string>, withEntries: boolean, limits: YamlLimits): ParsedDocuments & ParsedBundle {
   const lines = new LineCounter();
   const problems = new Problems(file, lines);
-  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const docs = parseYamlDocuments(text, file, lines, limits);
   const inputs = docs.map((doc) => ({
     root: doc.errors.length > 0 ? null : treeOf(doc.contents),
     errors: doc.errors.map((e) => {
@@ -120,9 +125,7 @@ function parsePositioned(text: string, file: string, known: ReadonlySet<string>,
     }),
   }));
   const valid = validate(inputs, problems, known);
-  if (problems.list.length > 0) {
-    throw new AirlockError(ErrorCode.Policy, `invalid policy:\n${problems.list.map((p) => `  - ${p}`).join('\n')}`);
-  }
+  if (problems.list.length > 0) throw policyInvalid(problems.list);
   const entries = withEntries ? valid.ordered.map((d, i) => ({ kind: d.kind, name: d.doc.name, yaml: ownText(docs[valid.sources[i] ?? -1]?.toString() ?? '') })) : [];
   return { ...valid, entries };
 }
@@ -498,6 +501,16 @@ function checkReferences(segments: readonly SegmentDoc[], policies: readonly Pol
   for (const r of problems.refs) {
     if (!names.has(r.segment) && !known.has(r.segment)) problems.list.push(`${problems.at(r.node)}: Policy "${r.policy}" ${r.field} names segment "${r.segment}", which is not defined`);
   }
+}
+
+/** Problems reported at most: a hostile bundle can have one per node, and the answer must stay small. */
+export const MAX_PROBLEMS = 100;
+
+/** AIRLOCK_POLICY_INVALID listing `problems` (the first MAX_PROBLEMS, then how many more). */
+export function policyInvalid(problems: readonly string[]): AirlockError {
+  const shown = problems.slice(0, MAX_PROBLEMS).map((p) => `  - ${p}`);
+  if (problems.length > MAX_PROBLEMS) shown.push(`  … and ${problems.length - MAX_PROBLEMS} more`);
+  return new AirlockError(ErrorCode.Policy, `invalid policy:\n${shown.join('\n')}`);
 }
 
 /** A document's text without its `---` marker, so the same document reads the same wherever it stood. */

@@ -4,10 +4,12 @@ import { parseSpiffeId } from '@airlock/common/spiffe';
 import { decide } from '../authz/decide.ts';
 import { destinationOfHost } from '../authz/registry.ts';
 import type { PolicyVersionRecord, Store } from '../store/store.ts';
+import { entryKey, mergeEntries, prepareChange, readBack, type PolicySnapshot, type PreparedChange, type ReadEntry } from './change.ts';
 import { diffEntries, type DocumentChange } from './diff.ts';
 import { headerInput, PolicyEngine, type McpInput, type PolicyDecision } from './engine.ts';
-import { parsePolicyBundle, parsePolicyDocuments, type ParsedDocument, type PolicyEntry } from './load.ts';
+import { policyInvalid, type ParsedDocument, type PolicyEntry } from './load.ts';
 import type { PolicyDoc, SegmentDoc } from './types.ts';
+import { FILE_LIMITS } from './yaml-limits.ts';
 
 export interface ChangeResult {
   /** The version in force after the operation (unchanged when nothing changed). */
@@ -62,7 +64,7 @@ export class PolicyStore {
     this.#entries = [];
     this.#docs = [];
     const entries = latest === undefined ? [] : entriesOf(latest);
-    this.#docs = latest === undefined ? [] : this.#documents(entries, latest.version);
+    this.#docs = latest === undefined ? [] : this.#documents(entries, latest.version, []);
     this.#entries = entries;
     this.#engine = latest === undefined ? PolicyEngine.empty(o.trustDomain) : this.#compile(this.#docs, latest.version);
   }
@@ -80,14 +82,28 @@ export class PolicyStore {
     return this.#entries;
   }
 
-  /** What applying `text` would change, without changing anything. */
+  /** The set in force, for a change computed elsewhere (the admin API's policy worker). */
+  snapshot(): PolicySnapshot {
+    return { version: this.version(), entries: this.#entries };
+  }
+
+  /** What applying `text` would change, without changing anything (read here, as a file is). */
   diff(text: string, file: string): DocumentChange[] {
-    return diffEntries(this.#entries, this.#merge(text, file));
+    return [...prepareChange(this.snapshot(), text, file, FILE_LIMITS, 'diff').changes];
   }
 
   /** Adds or replaces the documents in `text` (by kind and name); the others stay. */
   apply(text: string, file: string, actor: string): ChangeResult {
-    return this.#commit(this.#merge(text, file), actor, 'apply', `apply ${file}`);
+    return this.applyPrepared(prepareChange(this.snapshot(), text, file, FILE_LIMITS, 'apply'), file, actor);
+  }
+
+  /**
+   * Commits a change read against the version in force; one read against an older version is
+   * Conflict (read it again): its diff and its segment checks were about another set.
+   */
+  applyPrepared(change: PreparedChange, file: string, actor: string): ChangeResult {
+    if (change.version !== this.version()) throw new AirlockError(ErrorCode.Conflict, `the policy changed from version ${change.version} to ${this.version()} while the change was read`);
+    return this.#commit(mergeEntries(this.#entries, change.incoming), actor, 'apply', `apply ${file}`, change);
   }
 
   delete(kind: DocumentKind, name: string, actor: string): ChangeResult {
@@ -134,26 +150,12 @@ export class PolicyStore {
     return { ...decision, source: source.uri, destination: destination.kind === 'agent' ? destination.id.uri : '' };
   }
 
-  #merge(text: string, file: string): PolicyEntry[] {
-    const known = new Set(this.#entries.filter((e) => e.kind === 'Segment').map((e) => e.name));
-    const incoming = parsePolicyBundle(text, file, known).entries;
-    if (incoming.length === 0) throw new AirlockError(ErrorCode.Policy, `invalid policy:\n  - ${file}: no Segment or Policy documents`);
-    const byKey = new Map(incoming.map((e) => [`${e.kind}/${e.name}`, e]));
-    const merged = this.#entries.map((e) => {
-      const k = `${e.kind}/${e.name}`;
-      const next = byKey.get(k);
-      byKey.delete(k);
-      return next ?? e;
-    });
-    return [...merged, ...byKey.values()];
-  }
-
-  #commit(entries: readonly PolicyEntry[], actor: string, action: string, summary: string): ChangeResult {
-    const changes = diffEntries(this.#entries, entries);
+  #commit(entries: readonly PolicyEntry[], actor: string, action: string, summary: string, prepared?: PreparedChange): ChangeResult {
+    const changes = prepared?.changes ?? diffEntries(this.#entries, entries);
     if (changes.length === 0) return { version: this.version(), changed: false, changes };
     const version = this.version() + 1;
     // Validated and compiled before it is stored: whatever fails here leaves the store and the engine as they were.
-    const docs = this.#documents(entries, version);
+    const docs = this.#documents(entries, version, prepared?.fresh ?? []);
     const engine = this.#compile(docs, version);
     const at = Date.now();
     this.#store.appendPolicyVersion(
@@ -172,33 +174,26 @@ export class PolicyStore {
 
   /**
    * Each entry validated from its YAML, as it will be stored: an entry whose YAML the version in
-   * force has too keeps its document, the others are parsed (together, once); then the whole set's
-   * segment references are checked.
+   * force (or `prepared`, read back by the policy worker) has too keeps its document, the others are
+   * parsed (together, once); then the whole set's segment references are checked.
    */
-  #documents(entries: readonly PolicyEntry[], version: number): ParsedDocument[] {
-    const current = new Map<string, { yaml: string; doc: ParsedDocument }>();
+  #documents(entries: readonly PolicyEntry[], version: number, prepared: readonly ReadEntry[]): ParsedDocument[] {
+    const known = new Map<string, { yaml: string; doc: ParsedDocument }>();
     this.#entries.forEach((e, i) => {
       const doc = this.#docs[i];
-      if (doc !== undefined) current.set(`${e.kind}/${e.name}`, { yaml: e.yaml, doc });
+      if (doc !== undefined) known.set(entryKey(e), { yaml: e.yaml, doc });
     });
+    const ready = new Map(prepared.map((e) => [entryKey(e), e]));
     const docs: (ParsedDocument | undefined)[] = entries.map((e) => {
-      const same = current.get(`${e.kind}/${e.name}`);
-      return same?.yaml === e.yaml ? same.doc : undefined;
+      const same = [known.get(entryKey(e)), ready.get(entryKey(e))].find((k) => k?.yaml === e.yaml);
+      return same?.doc;
     });
     const fresh = entries.filter((_, i) => docs[i] === undefined);
+    const segments = new Set(entries.filter((e) => e.kind === 'Segment').map((e) => e.name));
+    const parsed = readBack(fresh, segments, `policy v${version}`);
+    let next = 0;
+    for (let i = 0; i < docs.length; i++) docs[i] ??= parsed[next++];
     const file = `policy v${version}`;
-    if (fresh.length > 0) {
-      const segments = new Set(entries.filter((e) => e.kind === 'Segment').map((e) => e.name));
-      const parsed = parsePolicyDocuments(fresh.map((e) => e.yaml).join('---\n'), file, segments).ordered;
-      let next = 0;
-      entries.forEach((e, i) => {
-        if (docs[i] !== undefined) return;
-        const d = parsed[next++];
-        if (d?.kind !== e.kind || d.doc.name !== e.name) throw new AirlockError(ErrorCode.Policy, `invalid policy:\n  - ${file}: ${e.kind} "${e.name}" does not read back as itself`);
-        docs[i] = d;
-      });
-      if (next !== parsed.length) throw new AirlockError(ErrorCode.Policy, `invalid policy:\n  - ${file}: ${parsed.length} documents read back from ${next} entries`);
-    }
     const all = docs.filter((d) => d !== undefined);
     checkSegmentReferences(all, file);
     return all;
@@ -223,7 +218,7 @@ function checkSegmentReferences(docs: readonly ParsedDocument[], file: string): 
   const problems = docs.flatMap((d) =>
     d.kind === 'Policy' ? [...d.doc.fromSegments, ...(d.doc.toSegments ?? [])].filter((s) => !segments.has(s)).map((s) => `${file}: Policy "${d.doc.name}" names segment "${s}", which is not defined`) : [],
   );
-  if (problems.length > 0) throw new AirlockError(ErrorCode.Policy, `invalid policy:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  if (problems.length > 0) throw policyInvalid(problems);
 }
 
 function entriesOf(record: PolicyVersionRecord): PolicyEntry[] {
