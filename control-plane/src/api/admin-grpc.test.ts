@@ -109,4 +109,13 @@ describe('AdminService over mTLS: admin certificates and bearer tokens, same rol
     admin.set('authorization', `Bearer ${cp.adminToken}`);
     expect((await apply(anonymous, SEGMENT('tokens'), admin)).changed).toBe(true);
   });
+
+  it('takes the bearer scheme in any case in metadata (RFC 9110), as HTTP does', async () => {
+    const anonymous = client();
+    for (const scheme of ['bearer', 'BEARER']) {
+      const md = new Metadata();
+      md.set('authorization', `${scheme} ${cp.adminToken}`);
+      expect((await list(anonymous, md)).documents.length).toBeGreaterThan(0);
+    }
+  });
 });
