@@ -191,7 +191,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       { healthy: () => true, notReadyReason: () => (ready ? undefined : 'starting') },
       [
         joinTokenAdminRoutes({ store, joinTokens, requireRole, audit }),
-        joinTokenRoute({ store, joinTokens, requireRole, logger: logger.child({ component: 'admin-api' }) }),
+        joinTokenRoute({ store, joinTokens, requireRole, audit }),
         caRoutes({ store, ring, requireRole, audit }),
         adminCertRoute({ store, ring, requireRole, audit }),
         policyRoutes({ store, policies, requireRole, logger: audit, isRevoked }),

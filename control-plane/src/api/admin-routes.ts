@@ -11,7 +11,8 @@ import { HttpError, sendError } from './http-errors.ts';
 export interface AdminRouteDeps {
   readonly store: Store;
   readonly joinTokens: JoinTokens;
-  readonly logger: Logger;
+  /** The audit logger: written at any log level. */
+  readonly audit: Logger;
   readonly requireRole: RequireRole;
 }
 
@@ -40,8 +41,12 @@ export function joinTokenRoute(deps: AdminRouteDeps): AdminRoute {
         ttlMs = ttlSeconds * 1000;
       }
       const created = deps.joinTokens.createJoinToken(identity, ttlMs, (labels ?? {}) as Record<string, string>);
-      deps.logger.info({ audit: true, actor: who.name, action: 'join-token.create', identity: created.identity, expiresAt: created.expiresAt.toISOString() }, 'join token created');
-      deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.create', target: created.identity, detail: JSON.stringify({ expiresAt: created.expiresAt.toISOString(), labels: created.labels }) });
+      // Who minted a credential for which identity: the token's id (a hash prefix), never its secret.
+      deps.audit.info(
+        { audit: true, actor: who.name, action: 'join-token.create', id: created.id, identity: created.identity, expiresAt: created.expiresAt.toISOString(), labels: created.labels },
+        'join token created',
+      );
+      deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.create', target: created.identity, detail: JSON.stringify({ id: created.id, expiresAt: created.expiresAt.toISOString(), labels: created.labels }) });
       sendJson(res, 201, { token: created.token, id: created.id, identity: created.identity, expiresAt: created.expiresAt.toISOString(), labels: created.labels });
     } catch (err) {
       sendError(res, err);
