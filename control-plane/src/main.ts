@@ -13,6 +13,8 @@ import { adminCertRoute } from './api/admin-cert-route.ts';
 import { policyRoutes } from './api/policy-routes.ts';
 import { StaticCertificateProvider } from './api/certificate-provider.ts';
 import { startGrpcServer, type RunningGrpcServer } from './api/grpc-server.ts';
+import { adminApiElsewhereRoute, startAdminApiServer } from './api/admin-server.ts';
+import { answerClientErrorsAsJson } from '@airlock/common/http-client-error';
 import { ensureAdminToken } from './attestation/admin-token.ts';
 import { JoinTokens } from './attestation/join-tokens.ts';
 import { Authorizer } from './authz/authorize.ts';
@@ -23,7 +25,7 @@ import { joinTokenAdminRoutes } from './api/join-token-admin-routes.ts';
 import { Revocations } from './ca/revocations.ts';
 import { revokeRoute } from './api/revoke-route.ts';
 import { startKubernetesAttestation } from './attestation/kubernetes-attestation.ts';
-import type { ControlPlaneConfig } from './config/config.ts';
+import { checkAdminTransport, localAddressOf, type ControlPlaneConfig } from './config/config.ts';
 import { createControlPlaneMetrics } from './monitoring/metrics.ts';
 import { loadPolicyFile } from './policy/load.ts';
 import { PolicyStore } from './policy/policy-store.ts';
@@ -39,7 +41,11 @@ const RENEW_NOW_CHECK_MS = 10_000;
 export interface RunningControlPlane {
   /** The bound ports (tests listen on port 0). */
   readonly grpcPort: number;
+  /** Plain HTTP: /metrics, /healthz, /readyz. */
   readonly httpPort: number;
+  /** The admin JSON API (HTTPS unless adminTransport says otherwise), and its base URL on this machine. */
+  readonly adminPort: number;
+  readonly adminUrl: string;
   /** PEM of the trust bundle at start: what sidecars are given as `--ca-file` (also `<dataDir>/trust-bundle.pem`, kept current). */
   readonly trustBundlePem: string;
   /** The admin bearer token (contents of `<dataDir>/admin-token`). */
@@ -92,6 +98,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   if (operator === undefined && (certFile ?? keyFile ?? bundleFile) !== undefined) {
     throw new ConfigError(['caCertFile, caKeyFile and caBundleFile go together (bring-your-own CA): give all three or none']);
   }
+  checkAdminTransport(config);
 
   const store = SqliteStore.open(config.dataDir);
   const cleanups: (() => Promise<void> | void)[] = [() => store.close()];
@@ -185,11 +192,12 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     });
     cleanups.push(() => grpc.close());
 
-    const http: Server = await startAdminServer(
-      config.httpListen,
-      registry,
-      { healthy: () => true, notReadyReason: () => (ready ? undefined : 'starting') },
-      [
+    const adminApi = await startAdminApiServer({
+      address: config.adminListen,
+      transport: config.adminTransport,
+      identity: { certPem: serving.chainPem, keyPem: serving.keyPem },
+      certificates,
+      routes: [
         joinTokenAdminRoutes({ store, joinTokens, requireRole, audit }),
         joinTokenRoute({ store, joinTokens, requireRole, audit }),
         caRoutes({ store, ring, requireRole, audit }),
@@ -197,13 +205,27 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
         policyRoutes({ store, policies, requireRole, logger: audit, isRevoked }),
         revokeRoute({ requireRole, trustDomain: config.trustDomain, revocations, metrics, audit }),
       ],
+    });
+    cleanups.push(() => adminApi.close());
+    if (config.adminTransport === 'http-insecure') {
+      log.warn({ adminListen: config.adminListen }, 'the admin API is served as plain HTTP (adminTransport http-insecure): its bearer tokens cross the network in clear text');
+    }
+
+    // Prometheus and kubelet probes need no TLS: this listener serves only /metrics, /healthz, /readyz.
+    const http: Server = await startAdminServer(
+      config.httpListen,
+      registry,
+      { healthy: () => true, notReadyReason: () => (ready ? undefined : 'starting') },
+      [adminApiElsewhereRoute(adminApi)],
     );
+    answerClientErrorsAsJson(http);
     cleanups.push(() => closeServer(http));
 
     ready = true;
     const httpPort = boundPort(http);
-    log.info({ grpcPort: grpc.port, httpPort, trustDomain: config.trustDomain, spiffeId: selfId }, 'control plane ready');
-    return { grpcPort: grpc.port, httpPort, trustBundlePem: ring.bundlePem(), adminToken, close: closeAll };
+    const adminUrl = `${adminApi.scheme}://${localAddressOf(config.adminListen, adminApi.port)}`;
+    log.info({ grpcPort: grpc.port, httpPort, adminPort: adminApi.port, adminTransport: config.adminTransport, trustDomain: config.trustDomain, spiffeId: selfId }, 'control plane ready');
+    return { grpcPort: grpc.port, httpPort, adminPort: adminApi.port, adminUrl, trustBundlePem: ring.bundlePem(), adminToken, close: closeAll };
   } catch (err) {
     await closeAll();
     if (err instanceof AirlockError) throw err;

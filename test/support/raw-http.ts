@@ -1,4 +1,5 @@
 import { connect } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 
 export interface RawResponse {
   /** 0 when the connection closed without an HTTP answer. */
@@ -8,15 +9,16 @@ export interface RawResponse {
 
 /**
  * Sends bytes exactly as given (request line, headers, body) to 127.0.0.1:`port` and reads the
- * answer until the connection closes: for requests no well-behaved client would send.
+ * answer until the connection closes: for requests no well-behaved client would send. With `tls`,
+ * the bytes go inside a TLS connection made with those options.
  */
-export function rawHttp(port: number, bytes: string | Buffer, timeoutMs = 10_000): Promise<RawResponse> {
+export function rawHttp(port: number, bytes: string | Buffer, timeoutMs = 10_000, tls?: ConnectionOptions): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port });
+    const socket = tls === undefined ? connect({ host: '127.0.0.1', port }) : tlsConnect({ host: '127.0.0.1', port, ...tls });
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => socket.destroy(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs);
     socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', (err) => {
+    socket.on('error', (err: Error) => {
       clearTimeout(timer);
       if ((err as NodeJS.ErrnoException).code === 'ECONNRESET') resolve(parse(Buffer.concat(chunks).toString('latin1')));
       else reject(err);

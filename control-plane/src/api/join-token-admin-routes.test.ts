@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashToken } from '../attestation/token-hash.ts';
 import { controlPlaneConfig } from '../config/config.ts';
 import { startControlPlane, type RunningControlPlane } from '../main.ts';
+import { adminFetch } from '../testing/test-control-plane.ts';
 
 const ID = 'spiffe://airlock.test/ns/demo/sa/researcher';
 
@@ -14,7 +15,7 @@ describe('join tokens through the admin API', () => {
   let cp: RunningControlPlane;
   const logs: Record<string, unknown>[] = [];
   const call = async (method: string, path: string, body?: unknown, token = cp.adminToken): Promise<{ status: number; json: Record<string, unknown> }> => {
-    const res = await fetch(`http://127.0.0.1:${cp.httpPort}${path}`, {
+    const res = await adminFetch(cp, path, {
       method,
       headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -24,7 +25,7 @@ describe('join tokens through the admin API', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'airlock-tokens-'));
-    const config = controlPlaneConfig.load({ flags: { trustDomain: 'airlock.test', dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0' } });
+    const config = controlPlaneConfig.load({ flags: { trustDomain: 'airlock.test', dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', adminListen: '127.0.0.1:0' } });
     // At level error: audit lines are written whatever the level.
     cp = await startControlPlane(config, { logger: createRootLogger({ process: 'control-plane', level: 'error', destination: { write: (s: string) => logs.push(JSON.parse(s) as Record<string, unknown>) } }) });
   });
@@ -78,7 +79,7 @@ describe('join tokens through the admin API', () => {
     const viewer = await call('POST', '/v1/api-tokens', { name: 'auditor', role: 'viewer' });
     const viewerToken = String(viewer.json.token);
     expect((await call('GET', '/v1/audit', undefined, viewerToken)).status).toBe(403);
-    const anonymous = await fetch(`http://127.0.0.1:${cp.httpPort}/v1/audit`);
+    const anonymous = await adminFetch(cp, '/v1/audit');
     expect(anonymous.status).toBe(401);
     const audit = await call('GET', '/v1/audit');
     expect(audit.status).toBe(200);
