@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { PeerCertificate } from 'node:tls';
 import { Agent, request } from 'undici';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
-import { spiffeIdFromSubjectAltName } from '@airlock/common/spiffe';
+import { isControlPlaneId, spiffeIdFromSubjectAltName } from '@airlock/common/spiffe';
 import type { AdminCredentials } from './credentials.ts';
 
 /**
@@ -15,7 +15,7 @@ export function controlPlaneIdentityCheck(serverId: string | undefined): (host: 
     const expected = serverId ?? 'spiffe://<trust domain>/ns/airlock-system/sa/airlock-control-plane';
     try {
       const id = spiffeIdFromSubjectAltName(cert.subjectaltname);
-      const ok = serverId !== undefined ? id.uri === serverId : id.namespace === 'airlock-system' && id.serviceAccount === 'airlock-control-plane';
+      const ok = serverId !== undefined ? id.uri === serverId : isControlPlaneId(id);
       return ok ? undefined : new Error(`the server presented ${id.uri}, expected ${expected}`);
     } catch (err) {
       return new Error(`the server's certificate is not the X.509-SVID of ${expected}: ${errorMessage(err)}`);

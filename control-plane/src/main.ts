@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import { AirlockError, ConfigError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { createRootLogger, type Logger } from '@airlock/common/logging';
 import { closeServer, boundPort } from '@airlock/common/net';
-import { formatSpiffeId } from '@airlock/common/spiffe';
+import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT, formatSpiffeId } from '@airlock/common/spiffe';
 import { createRegistry, startAdminServer } from '@airlock/common/telemetry';
 import type { Registry } from 'prom-client';
 import { readFileSync } from 'node:fs';
@@ -77,7 +77,7 @@ function decisionAuditLogger(logger: Logger): Logger {
 
 /** The SPIFFE ID the control plane serves as; sidecars check it instead of a host name. */
 export function controlPlaneSpiffeId(trustDomain: string): string {
-  return formatSpiffeId(trustDomain, 'airlock-system', 'airlock-control-plane');
+  return formatSpiffeId(trustDomain, CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT);
 }
 
 /**

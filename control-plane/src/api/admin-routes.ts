@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
+import { isControlPlaneId, parseSpiffeId } from '@airlock/common/spiffe';
 import { sendJson, type AdminRoute } from '@airlock/common/telemetry';
 import { DEFAULT_JOIN_TOKEN_TTL_MS, MAX_JOIN_TOKEN_TTL_MS, type JoinTokens } from '../attestation/join-tokens.ts';
 import type { Store } from '../store/store.ts';
@@ -33,6 +34,8 @@ export function joinTokenRoute(deps: AdminRouteDeps): AdminRoute {
         throw new AirlockError(ErrorCode.BadRequest, '"labels" must be an object of string values');
       }
       if (typeof identity !== 'string') throw new AirlockError(ErrorCode.BadRequest, '"identity" must be a SPIFFE ID string');
+      // Sidecars trust whoever holds the control plane's identity to decide every call: no token mints it.
+      if (isControlPlaneId(parseSpiffeId(identity))) throw new AirlockError(ErrorCode.BadRequest, `${identity} is the control plane's own identity: no join token is issued for it`);
       let ttlMs = DEFAULT_JOIN_TOKEN_TTL_MS;
       if (ttlSeconds !== undefined) {
         if (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds * 1000 > MAX_JOIN_TOKEN_TTL_MS) {

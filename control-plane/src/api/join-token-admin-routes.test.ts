@@ -75,7 +75,17 @@ describe('join tokens through the admin API', () => {
     expect(JSON.stringify(events)).not.toContain(secret);
   });
 
-  it('shows the audit events to admins only, newest first, without token secrets', async () => {
+  it("refuses a join token for the control plane's own identity, which every sidecar trusts to decide", async () => {
+    for (const td of ['airlock.test', 'other.test']) {
+      const refused = await call('POST', '/v1/join-tokens', { identity: `spiffe://${td}/ns/airlock-system/sa/airlock-control-plane` });
+      expect(refused.status).toBe(400);
+    }
+    expect((await call('POST', '/v1/join-tokens', { identity: 'spiffe://airlock.test/ns/airlock-system/sa/another' })).status).toBe(201);
+    const listed = (await call('GET', '/v1/join-tokens')).json.items as { identity: string }[];
+    expect(listed.filter((t) => t.identity.endsWith('/sa/airlock-control-plane'))).toEqual([]);
+  });
+
+    it('shows the audit events to admins only, newest first, without token secrets', async () => {
     const viewer = await call('POST', '/v1/api-tokens', { name: 'auditor', role: 'viewer' });
     const viewerToken = String(viewer.json.token);
     expect((await call('GET', '/v1/audit', undefined, viewerToken)).status).toBe(403);
