@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { adminPost } from '../cli/src/admin-client.ts';
+import type { AdminCredentials } from '../cli/src/credentials.ts';
 import { airlockEnv } from '../cli/src/demo/processes.ts';
 import { policyYaml } from '../test/support/mesh.ts';
 import { freePort } from '../test/support/ports.ts';
@@ -34,9 +35,15 @@ export interface Sidecar {
 export interface ControlPlane {
   readonly grpcPort: number;
   readonly httpPort: number;
+  readonly adminPort: number;
   readonly dataDir: string;
   readonly pid: number | undefined;
   stop(): Promise<void>;
+}
+
+/** The CLI's credentials for this control plane's admin API (HTTPS, verified against its trust bundle). */
+export function adminCredentials(cp: ControlPlane): AdminCredentials {
+  return { server: `https://127.0.0.1:${cp.adminPort}`, token: readFileSync(join(cp.dataDir, 'admin-token'), 'utf8').trim(), caFile: join(cp.dataDir, 'trust-bundle.pem') };
 }
 
 async function pin(pid: number | undefined): Promise<void> {
@@ -54,17 +61,17 @@ export async function startApp(): Promise<{ port: number; stop(): Promise<void> 
 
 /** The control plane with a policy allowing planner → researcher GET /v1/*. */
 export async function startControlPlane(dir: string, env: NodeJS.ProcessEnv = {}): Promise<ControlPlane> {
-  const [grpcPort, httpPort] = [await freePort(), await freePort()];
+  const [grpcPort, httpPort, adminPort] = [await freePort(), await freePort(), await freePort()];
   const policyFile = join(dir, 'policy.yaml');
   writeFileSync(policyFile, policyYaml('bench', ['planner', 'researcher'], [
     { name: 'planner-to-researcher', from: 'planner', to: 'researcher', methods: ['GET'], paths: ['/v1/*'] },
   ]));
   const dataDir = join(dir, 'cp');
   const logFile = join(dir, 'cp.log');
-  const cp = spawnLogged([AIRLOCK_BIN, 'control-plane', '--trust-domain', TRUST_DOMAIN, '--data-dir', dataDir, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', `127.0.0.1:${httpPort}`, '--policy-file', policyFile, '--log-level', 'warn'], logFile, env);
+  const cp = spawnLogged([AIRLOCK_BIN, 'control-plane', '--trust-domain', TRUST_DOMAIN, '--data-dir', dataDir, '--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', `127.0.0.1:${httpPort}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--policy-file', policyFile, '--log-level', 'warn'], logFile, env);
   await pollReady(`http://127.0.0.1:${httpPort}/readyz`, cp, logFile);
   await pin(cp.pid);
-  return { grpcPort, httpPort, dataDir, pid: cp.pid, stop: () => stopChild(cp) };
+  return { grpcPort, httpPort, adminPort, dataDir, pid: cp.pid, stop: () => stopChild(cp) };
 }
 
 /**
@@ -72,7 +79,7 @@ export async function startControlPlane(dir: string, env: NodeJS.ProcessEnv = {}
  * in-process authorizer injected through startSidecar's seam (identity still comes from the control plane).
  */
 export async function startSidecars(dir: string, cp: ControlPlane, appPort: number, variant: AuthzVariant, env: NodeJS.ProcessEnv = {}, label: string = variant): Promise<{ planner: Sidecar; researcher: Sidecar }> {
-  const creds = { server: `http://127.0.0.1:${cp.httpPort}`, token: readFileSync(join(cp.dataDir, 'admin-token'), 'utf8').trim() };
+  const creds = adminCredentials(cp);
   const start = async (name: string, target: number, stubUpstream: string): Promise<Sidecar> => {
     const [outbound, inbound, admin] = [await freePort(), await freePort(), await freePort()];
     const { token } = (await adminPost(creds, '/v1/join-tokens', { identity: `spiffe://${TRUST_DOMAIN}/ns/bench/sa/${name}` })) as { token: string };

@@ -13,7 +13,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { adminPost } from '../cli/src/admin-client.ts';
 import { NGINX_MISSING, nginxAvailable, startNginxChain } from './nginx-chain.ts';
-import { CLIENT_CPU, SERVER_CPU, TRUST_DOMAIN, counter, cpuSeconds, rssMb, run, startApp, startControlPlane, startSidecars, wrk, type AuthzVariant, type WrkResult } from './chain.ts';
+import { CLIENT_CPU, SERVER_CPU, TRUST_DOMAIN, adminCredentials, counter, cpuSeconds, rssMb, run, startApp, startControlPlane, startSidecars, wrk, type AuthzVariant, type WrkResult } from './chain.ts';
 
 const DURATION = process.env.AIRLOCK_BENCH_DURATION ?? '8s';
 const WARMUP = process.env.AIRLOCK_BENCH_WARMUP ?? '5s';
@@ -158,7 +158,7 @@ async function main(): Promise<void> {
 
     // Decisions/s: a load generator on the other core, the control plane alone on its core.
     await run('taskset', ['-a', '-p', '-c', SERVER_CPU, String(cp.pid)]);
-    const creds = { server: `http://127.0.0.1:${cp.httpPort}`, token: readFileSync(join(cp.dataDir, 'admin-token'), 'utf8').trim() };
+    const creds = adminCredentials(cp);
     const { token } = (await adminPost(creds, '/v1/join-tokens', { identity: `spiffe://${TRUST_DOMAIN}/ns/bench/sa/planner` })) as { token: string };
     console.log('control plane: decisions/s under a batched stream load…');
     const load = await run('taskset', ['-c', CLIENT_CPU, process.execPath, join(import.meta.dirname, 'decisions-load.ts'), String(cp.grpcPort), join(cp.dataDir, 'ca.pem'), String(cp.pid), DURATION.replace(/s$/, '')], { env: { ...process.env, AIRLOCK_JOIN_TOKEN: token }, timeout: 120_000 });

@@ -9,7 +9,7 @@ import { AdminServiceClient } from '@airlock/proto/admin/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority } from '../control-plane/src/ca/ca.ts';
 import { makeCsr } from '../control-plane/src/ca/test-csr.ts';
-import { CLIENT_OPTIONS, controlPlaneChannel } from '../control-plane/src/testing/test-control-plane.ts';
+import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel } from '../control-plane/src/testing/test-control-plane.ts';
 import { startMesh, type Mesh } from './support/mesh.ts';
 
 const TD = 'airlock.test';
@@ -41,10 +41,13 @@ describe('a viewer posting hostile policy diffs cannot stall decisions', () => {
   let viewer: string;
   let authz: AuthorizationServiceClient;
   let trustBundle: string;
+  let admin: { adminUrl: string; trustBundlePem: string };
 
   beforeAll(async () => {
     mesh = await startMesh({ policy: POLICY, agents: [], trustDomain: TD });
-    const created = await fetch(`http://127.0.0.1:${mesh.httpPort}/v1/api-tokens`, {
+    trustBundle = readFileSync(join(mesh.dataDir, 'trust-bundle.pem'), 'utf8');
+    admin = { adminUrl: mesh.creds.server, trustBundlePem: trustBundle };
+    const created = await adminFetch(admin, '/v1/api-tokens', {
       method: 'POST',
       headers: { authorization: `Bearer ${mesh.creds.token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ name: 'eve', role: 'viewer' }),
@@ -53,7 +56,6 @@ describe('a viewer posting hostile policy diffs cannot stall decisions', () => {
     const ca = CertificateAuthority.loadOrCreate(mesh.dataDir, TD);
     const { csrPem, keyPem } = makeCsr();
     const svid = { certPem: ca.issueSvid(csrPem, RESEARCHER, 600_000).certPem, keyPem };
-    trustBundle = readFileSync(join(mesh.dataDir, 'trust-bundle.pem'), 'utf8');
     authz = new AuthorizationServiceClient(`127.0.0.1:${mesh.grpcPort}`, controlPlaneChannel(trustBundle, svid), CLIENT_OPTIONS);
   });
   afterAll(async () => {
@@ -76,7 +78,7 @@ describe('a viewer posting hostile policy diffs cannot stall decisions', () => {
 
   const diff = async (yaml: string, token = viewer): Promise<{ status: number; body: { error?: string; reason?: string; changes?: unknown[] }; start: number; end: number }> => {
     const start = performance.now();
-    const res = await fetch(`http://127.0.0.1:${mesh.httpPort}/v1/policy/diff`, {
+    const res = await adminFetch(admin, '/v1/policy/diff', {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ yaml }),

@@ -53,7 +53,7 @@ describe('the airlock CLI', () => {
     const dir = mkdtempSync(join(tmpdir(), 'airlock-cli-'));
     const policy = join(dir, 'policy.yaml');
     await import('node:fs').then((fs) => fs.writeFileSync(policy, 'apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  from: { segments: [missing] }\n  action: allow\n'));
-    const r = await airlock(['control-plane', '--data-dir', join(dir, 'data'), '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--policy-file', policy]);
+    const r = await airlock(['control-plane', '--data-dir', join(dir, 'data'), '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policy-file', policy]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('missing');
     expect(r.stderr).toContain('policy.yaml');

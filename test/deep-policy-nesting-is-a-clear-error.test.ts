@@ -38,7 +38,7 @@ describe('deeply nested policy YAML', () => {
   it('is refused as a control plane policy file before anything listens', async () => {
     const file = join(dir, 'cp.yaml');
     writeFileSync(file, '['.repeat(10_000));
-    const r = await airlock(['control-plane', '--data-dir', join(dir, 'data'), '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--policy-file', file]);
+    const r = await airlock(['control-plane', '--data-dir', join(dir, 'data'), '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policy-file', file]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(`${file}:1:65: more than 64 levels of nesting (the limit)`);
     expect(r.stderr).not.toContain('Maximum call stack');

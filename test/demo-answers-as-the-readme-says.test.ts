@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process';
-import { mkdtempSync, statSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EchoBody } from '../cli/src/demo/echo-app.ts';
 import { viaProxy } from './support/proxy-client.ts';
@@ -64,6 +64,22 @@ describe('airlock demo', () => {
   it('writes admin credentials only its owner can read', () => {
     expect(statSync(join(dir, 'credentials.json')).mode & 0o777).toBe(0o600);
     expect(statSync(join(dir, 'control-plane', 'ca.key')).mode & 0o777).toBe(0o600);
+  });
+
+  it('lets `airlock token create` in that directory reach the admin API over HTTPS with no extra flags', async () => {
+    expect(JSON.parse(readFileSync(join(dir, 'credentials.json'), 'utf8'))).toMatchObject({ server: 'https://127.0.0.1:15013', caFile: join('control-plane', 'trust-bundle.pem') });
+    const env = { ...process.env, AIRLOCK_CREDENTIALS: '', AIRLOCK_SERVER: '', AIRLOCK_CA_FILE: '' };
+    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js'), 'token', 'create', '--identity', 'spiffe://airlock.demo/ns/demo/sa/summarizer'], { cwd: dirname(dir), env, timeout: 20_000 }, (err, stdout, stderr) =>
+        resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr }),
+      );
+    });
+    expect(r.stderr).toContain('spiffe://airlock.demo/ns/demo/sa/summarizer');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().length).toBeGreaterThan(20);
+    // Prometheus and probes: plain HTTP on :15014, which serves no admin route.
+    expect((await fetch('http://127.0.0.1:15014/metrics')).status).toBe(200);
+    expect((await fetch('http://127.0.0.1:15014/v1/join-tokens')).status).toBe(404);
   });
 
   it('stops every process it started on Ctrl-C', async () => {

@@ -40,7 +40,7 @@ describe('a sidecar attested by its Kubernetes service-account token', () => {
     await listen(jwks, { host: '127.0.0.1', port: 0 });
     const cp = spawnAirlock('control-plane', [
       'control-plane', '--trust-domain', TD, '--data-dir', dataDir,
-      '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0',
+      '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0',
       '--kubernetes-jwks', `http://127.0.0.1:${boundPort(jwks)}/openid/v1/jwks`, '--kubernetes-issuer', ISSUER,
     ], { logFile: join(dir, 'control-plane.log') });
     processes.push(cp);

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Mesh } from './support/mesh.ts';
 import { startStandardMesh } from './support/standard-mesh.ts';
@@ -37,7 +37,7 @@ describe('policy changes through the CLI', () => {
     const created = await airlock(['api-token', 'create', '--name', 'auditor', '--role', 'viewer', '-o', 'json'], admin);
     expect(created.code).toBe(0);
     viewer = join(mesh.dir, 'viewer.json');
-    writeFileSync(viewer, JSON.stringify({ server: mesh.creds.server, token: (JSON.parse(created.stdout) as { token: string }).token }));
+    writeFileSync(viewer, JSON.stringify({ ...mesh.creds, token: (JSON.parse(created.stdout) as { token: string }).token }));
   }, 60_000);
   afterAll(async () => mesh.close());
 
@@ -62,7 +62,9 @@ describe('policy changes through the CLI', () => {
   });
 
   it('refuses anonymous (401) and a viewer applying (403), and changes nothing', async () => {
-    const anon = await request(`${mesh.creds.server}/v1/policy`);
+    // HTTPS, trusting the mesh's bundle as the CLI does.
+    const dispatcher = new Agent({ connect: { ca: readFileSync(mesh.creds.caFile ?? '', 'utf8') } });
+    const anon = await request(`${mesh.creds.server}/v1/policy`, { dispatcher });
     expect(anon.statusCode).toBe(401);
     await anon.body.dump();
     const before = await airlock(['history', '-o', 'json'], viewer);
@@ -75,12 +77,14 @@ describe('policy changes through the CLI', () => {
     expect(r.stderr).toContain('needs role editor');
     expect((await airlock(['history', '-o', 'json'], viewer)).stdout).toBe(before.stdout);
     const join403 = await request(`${mesh.creds.server}/v1/join-tokens`, {
+      dispatcher,
       method: 'POST',
       headers: { authorization: `Bearer ${(JSON.parse((await import('node:fs')).readFileSync(viewer, 'utf8')) as { token: string }).token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ identity: 'spiffe://e2e.test/ns/agents/sa/evil' }),
     });
     expect(join403.statusCode).toBe(403);
     await join403.body.dump();
+    await dispatcher.close();
   });
 
   it('lets a responder revoke an identity, and refuses a viewer (403)', async () => {
@@ -89,7 +93,7 @@ describe('policy changes through the CLI', () => {
     expect(byViewer.stderr).toContain('needs role responder');
     const created = await airlock(['api-token', 'create', '--name', 'on-call', '--role', 'responder', '-o', 'json'], admin);
     const responder = join(mesh.dir, 'responder.json');
-    writeFileSync(responder, JSON.stringify({ server: mesh.creds.server, token: (JSON.parse(created.stdout) as { token: string }).token }));
+    writeFileSync(responder, JSON.stringify({ ...mesh.creds, token: (JSON.parse(created.stdout) as { token: string }).token }));
     const byResponder = await airlock(['agent', 'revoke', 'spiffe://e2e.test/ns/agents/sa/ghost', '-o', 'json'], responder);
     expect(byResponder.code).toBe(0);
     expect(JSON.parse(byResponder.stdout)).toMatchObject({ identity: 'spiffe://e2e.test/ns/agents/sa/ghost', alreadyRevoked: false });

@@ -9,6 +9,7 @@ import { JoinTokenSigner, MtlsRenewalSigner } from '../sidecar/src/identity/cert
 import { newKeyAndCsr } from '../sidecar/src/identity/key-and-csr.ts';
 import type { Svid } from '../sidecar/src/identity/svid.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
+import { adminFetch } from '../control-plane/src/testing/test-control-plane.ts';
 
 const BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
 const AGENTS = ['alpha', 'beta', 'gamma'] as const;
@@ -113,7 +114,8 @@ describe('airlock agent revoke', () => {
   });
 
   it('refuses the revoke call without the admin token', async () => {
-    const res = await fetch(`${mesh.creds.server}/v1/agents/revoke`, { method: 'POST', body: JSON.stringify({ identity: mesh.agent('alpha').identity }) });
+    const tls = { adminUrl: mesh.creds.server, trustBundlePem: readFileSync(mesh.creds.caFile ?? '', 'utf8') };
+    const res = await adminFetch(tls, '/v1/agents/revoke', { method: 'POST', body: JSON.stringify({ identity: mesh.agent('alpha').identity }) });
     expect(res.status).toBe(401);
     expect((await mesh.call('alpha', 'GET', 'http://beta.agents/v1/c')).json<{ reason: string }>().reason).toBe('identity revoked');
     expect((await mesh.call('beta', 'GET', 'http://gamma.agents/v1/c')).status).toBe(403);

@@ -6,7 +6,8 @@ import { resolveCredentials, type AdminCredentials } from './credentials.ts';
 /** What every admin command shares: its flags, output formats, credentials and printing. */
 export const ADMIN_COMMAND_HELP = `Output: -o table (default, for people) | json | yaml (for scripts).
 Credentials: --credentials FILE / AIRLOCK_CREDENTIALS, else .airlock/credentials.json found from the
-working directory upward (the demo writes it); --server URL / AIRLOCK_SERVER overrides the server.`;
+working directory upward (the demo writes it); --server URL / AIRLOCK_SERVER overrides the server,
+--ca-file FILE / AIRLOCK_CA_FILE the CA bundle its HTTPS certificate is verified against.`;
 
 export type Output = 'table' | 'json' | 'yaml';
 
@@ -19,6 +20,7 @@ export function parseAdminFlags(argv: readonly string[], extra: Options = {}): R
     output: { type: 'string', short: 'o' },
     server: { type: 'string' },
     credentials: { type: 'string' },
+    'ca-file': { type: 'string' },
     ...extra,
   });
 }
@@ -38,6 +40,7 @@ export function credentialsOf(values: Readonly<Record<string, unknown>>): AdminC
     cwd: process.cwd(),
     ...(typeof values.credentials === 'string' ? { credentials: values.credentials } : {}),
     ...(typeof values.server === 'string' ? { server: values.server } : {}),
+    ...(typeof values['ca-file'] === 'string' ? { caFile: values['ca-file'] } : {}),
   });
 }
 

@@ -1,4 +1,5 @@
 import { STATUS_CODES, type Server as HttpServer } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ListenAddress } from './config.ts';
@@ -66,7 +67,7 @@ export function rawJsonAnswer(status: number, body: unknown): string {
  * the connection (that would corrupt it) or when the socket is no longer writable. For any
  * node:http or node:https server (the control plane's admin server can use it too).
  */
-export function answerClientErrors(server: HttpServer, log?: Logger): void {
+export function answerClientErrors(server: HttpServer | HttpsServer, log?: Logger): void {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     const reply = clientErrorReply(err);
     log?.debug({ code: err.code, status: reply?.status }, 'refused a malformed request');

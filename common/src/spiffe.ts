@@ -41,6 +41,14 @@ export function formatSpiffeId(trustDomain: string, namespace: string, serviceAc
   return parseSpiffeId(`spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`).uri;
 }
 
+/** The control plane serves as spiffe://<td>/ns/airlock-system/sa/airlock-control-plane; sidecars and the CLI check it. */
+export const CONTROL_PLANE_NAMESPACE = 'airlock-system';
+export const CONTROL_PLANE_SERVICE_ACCOUNT = 'airlock-control-plane';
+
+export function isControlPlaneId(id: SpiffeId): boolean {
+  return id.namespace === CONTROL_PLANE_NAMESPACE && id.serviceAccount === CONTROL_PLANE_SERVICE_ACCOUNT;
+}
+
 /**
  * The mesh host name an identity serves: `<sa>.<ns>`, like a Kubernetes Service in its namespace.
  * Deriving it from the identity means no sidecar can claim another agent's name.

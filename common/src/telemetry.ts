@@ -23,8 +23,52 @@ export interface AdminRoute {
 }
 
 /**
- * The admin/monitoring listener: /metrics, /healthz, /readyz, then any extra routes (the control
- * plane's admin JSON API). A route returns true when it handled the request.
+ * A request listener that tries `routes` in order: 404 JSON when none handles the request, 500
+ * JSON (no detail) when one throws. Both the monitoring listener and the control plane's admin API use it.
+ */
+export function routeRequests(routes: readonly AdminRoute[]): (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void {
+  return (req, res) => {
+    void (async () => {
+      for (const route of routes) {
+        if (await route(req, res)) return;
+      }
+      const path = (req.url ?? '/').split('?')[0];
+      sendJson(res, 404, { error: 'not_found', reason: `no route for ${req.method ?? ''} ${path ?? ''}` });
+    })().catch(() => {
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal', reason: 'internal error' });
+      else res.destroy();
+    });
+  };
+}
+
+/** GET /metrics, /healthz and /readyz. */
+export function monitoringRoute(registry: Registry, health: HealthChecks): AdminRoute {
+  return async (req, res) => {
+    if (req.method !== 'GET') return false;
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/metrics') {
+      const body = await registry.metrics();
+      res.writeHead(200, { 'content-type': registry.contentType });
+      res.end(body);
+      return true;
+    }
+    if (path === '/healthz') {
+      const ok = health.healthy();
+      sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'unhealthy' });
+      return true;
+    }
+    if (path === '/readyz') {
+      const reason = health.notReadyReason();
+      sendJson(res, reason === undefined ? 200 : 503, reason === undefined ? { status: 'ready' } : { status: 'not ready', reason });
+      return true;
+    }
+    return false;
+  };
+}
+
+/**
+ * The admin/monitoring listener: /metrics, /healthz, /readyz, then any extra routes. A route
+ * returns true when it handled the request.
  */
 export async function startAdminServer(
   address: ListenAddress,
@@ -32,35 +76,7 @@ export async function startAdminServer(
   health: HealthChecks,
   routes: readonly AdminRoute[] = [],
 ): Promise<Server> {
-  const server = createServer((req, res) => {
-    void handle(req, res).catch(() => {
-      if (!res.headersSent) sendJson(res, 500, { error: 'internal', reason: 'internal error' });
-      else res.destroy();
-    });
-  });
-  async function handle(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method === 'GET' && path === '/metrics') {
-      const body = await registry.metrics();
-      res.writeHead(200, { 'content-type': registry.contentType });
-      res.end(body);
-      return;
-    }
-    if (req.method === 'GET' && path === '/healthz') {
-      const ok = health.healthy();
-      sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'unhealthy' });
-      return;
-    }
-    if (req.method === 'GET' && path === '/readyz') {
-      const reason = health.notReadyReason();
-      sendJson(res, reason === undefined ? 200 : 503, reason === undefined ? { status: 'ready' } : { status: 'not ready', reason });
-      return;
-    }
-    for (const route of routes) {
-      if (await route(req, res)) return;
-    }
-    sendJson(res, 404, { error: 'not_found', reason: `no route for ${req.method ?? ''} ${path ?? ''}` });
-  }
+  const server = createServer(routeRequests([monitoringRoute(registry, health), ...routes]));
   await listen(server, address);
   return server;
 }

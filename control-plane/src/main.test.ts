@@ -10,7 +10,7 @@ import { CertificateAuthority } from './ca/ca.ts';
 import { makeCsr } from './ca/test-csr.ts';
 import { controlPlaneConfig } from './config/config.ts';
 import { startControlPlane, type RunningControlPlane } from './main.ts';
-import { CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, TD, type Identity, type TestControlPlane } from './testing/test-control-plane.ts';
+import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, TD, type Identity, type TestControlPlane } from './testing/test-control-plane.ts';
 
 const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
 const TOOL = `spiffe://${TD}/ns/demo/sa/tool`;
@@ -84,7 +84,9 @@ describe('control plane over real TLS', () => {
   let researcher: Identity;
   let tool: Identity;
 
-  const http = (path: string, init: RequestInit = {}): Promise<Response> => fetch(`http://127.0.0.1:${cp.httpPort}${path}`, init);
+  // The admin API (/v1/) is HTTPS on its own port; /metrics and the probes stay plain HTTP.
+  const http = (path: string, init: Parameters<typeof adminFetch>[2] = {}): Promise<Response> =>
+    path.startsWith('/v1/') ? adminFetch(cp, path, init) : fetch(`http://127.0.0.1:${cp.httpPort}${path}`, init);
   const createToken = async (identity: string, auth = `Bearer ${cp.adminToken}`): Promise<Response> =>
     http('/v1/join-tokens', { method: 'POST', headers: { authorization: auth, 'content-type': 'application/json' }, body: JSON.stringify({ identity, ttlSeconds: 600 }) });
 
@@ -252,7 +254,7 @@ describe('startControlPlane', () => {
     try {
       const policyFile = join(dir, 'policy.yaml');
       writeFileSync(policyFile, 'apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: a }\nspec:\n  selektor: {}\n');
-      const config = controlPlaneConfig.load({ flags: { dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', policyFile } });
+      const config = controlPlaneConfig.load({ flags: { dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', adminListen: '127.0.0.1:0', policyFile } });
       await expect(startControlPlane(config, { logger: createRootLogger({ process: 't', level: 'silent' }) })).rejects.toMatchObject({
         code: 'AIRLOCK_POLICY_INVALID',
         message: expect.stringContaining(`${policyFile}:5:3: unknown field "spec.selektor"`) as unknown,
@@ -265,7 +267,7 @@ describe('startControlPlane', () => {
   it('refuses part of a bring-your-own CA (caCertFile without its key and bundle) before creating any state', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'airlock-cp-byo-'));
     try {
-      const config = controlPlaneConfig.load({ flags: { dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', caCertFile: join(dir, 'ca.pem') } });
+      const config = controlPlaneConfig.load({ flags: { dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', adminListen: '127.0.0.1:0', caCertFile: join(dir, 'ca.pem') } });
       await expect(startControlPlane(config, { logger: createRootLogger({ process: 't', level: 'silent' }) })).rejects.toMatchObject({
         code: 'AIRLOCK_CONFIG_INVALID',
         message: expect.stringContaining('caCertFile, caKeyFile and caBundleFile go together') as unknown,
@@ -279,7 +281,7 @@ describe('startControlPlane', () => {
   it('keeps its CA and admin token across restarts', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'airlock-cp-restart-'));
     try {
-      const config = controlPlaneConfig.load({ flags: { dataDir: dir, grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0' } });
+      const config = controlPlaneConfig.load({ flags: { dataDir: dir, grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', adminListen: '127.0.0.1:0' } });
       const logger = createRootLogger({ process: 't', level: 'silent' });
       const first = await startControlPlane(config, { logger });
       await first.close();

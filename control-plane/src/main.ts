@@ -2,8 +2,8 @@ import { X509Certificate } from 'node:crypto';
 import type { Server } from 'node:http';
 import { AirlockError, ConfigError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { createRootLogger, type Logger } from '@airlock/common/logging';
-import { closeServer, boundPort } from '@airlock/common/net';
-import { formatSpiffeId } from '@airlock/common/spiffe';
+import { answerClientErrors, closeServer, boundPort } from '@airlock/common/net';
+import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT, formatSpiffeId } from '@airlock/common/spiffe';
 import { createRegistry, startAdminServer } from '@airlock/common/telemetry';
 import type { Registry } from 'prom-client';
 import { readFileSync } from 'node:fs';
@@ -16,6 +16,7 @@ import { StaticCertificateProvider } from './api/certificate-provider.ts';
 import { startGrpcServer, type RunningGrpcServer } from './api/grpc-server.ts';
 import type { AuthorizeStreamLimits } from './api/authorize-stream.ts';
 import { refusalLog } from './api/rate-limit.ts';
+import { adminApiElsewhereRoute, startAdminApiServer } from './api/admin-server.ts';
 import { ensureAdminToken } from './attestation/admin-token.ts';
 import { JoinTokens } from './attestation/join-tokens.ts';
 import { Authorizer } from './authz/authorize.ts';
@@ -26,7 +27,7 @@ import { joinTokenAdminRoutes } from './api/join-token-admin-routes.ts';
 import { Revocations } from './ca/revocations.ts';
 import { revokeRoute } from './api/revoke-route.ts';
 import { startKubernetesAttestation } from './attestation/kubernetes-attestation.ts';
-import type { ControlPlaneConfig } from './config/config.ts';
+import { checkAdminTransport, localAddressOf, type ControlPlaneConfig } from './config/config.ts';
 import { createControlPlaneMetrics } from './monitoring/metrics.ts';
 import { loadPolicyFile } from './policy/load.ts';
 import { PolicyStore } from './policy/policy-store.ts';
@@ -43,7 +44,11 @@ const RENEW_NOW_CHECK_MS = 10_000;
 export interface RunningControlPlane {
   /** The bound ports (tests listen on port 0). */
   readonly grpcPort: number;
+  /** Plain HTTP: /metrics, /healthz, /readyz. */
   readonly httpPort: number;
+  /** The admin JSON API (HTTPS unless adminTransport says otherwise), and its base URL on this machine. */
+  readonly adminPort: number;
+  readonly adminUrl: string;
   /** PEM of the trust bundle at start: what sidecars are given as `--ca-file` (also `<dataDir>/trust-bundle.pem`, kept current). */
   readonly trustBundlePem: string;
   /** The admin bearer token (contents of `<dataDir>/admin-token`). */
@@ -77,7 +82,7 @@ function decisionAuditLogger(logger: Logger): Logger {
 
 /** The SPIFFE ID the control plane serves as; sidecars check it instead of a host name. */
 export function controlPlaneSpiffeId(trustDomain: string): string {
-  return formatSpiffeId(trustDomain, 'airlock-system', 'airlock-control-plane');
+  return formatSpiffeId(trustDomain, CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT);
 }
 
 /**
@@ -98,6 +103,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   if (operator === undefined && (certFile ?? keyFile ?? bundleFile) !== undefined) {
     throw new ConfigError(['caCertFile, caKeyFile and caBundleFile go together (bring-your-own CA): give all three or none']);
   }
+  checkAdminTransport(config);
 
   const store = SqliteStore.open(config.dataDir);
   const cleanups: (() => Promise<void> | void)[] = [() => store.close()];
@@ -207,25 +213,41 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     });
     cleanups.push(() => grpc.close());
 
-    const http: Server = await startAdminServer(
-      config.httpListen,
-      registry,
-      { healthy: () => true, notReadyReason: () => (ready ? undefined : 'starting') },
-      [
+    const adminApi = await startAdminApiServer({
+      address: config.adminListen,
+      transport: config.adminTransport,
+      tlsMinVersion: config.tlsMinVersion,
+      identity: { certPem: serving.chainPem, keyPem: serving.keyPem },
+      certificates,
+      routes: [
         joinTokenAdminRoutes({ store, joinTokens, requireRole, audit }),
-        joinTokenRoute({ store, joinTokens, requireRole, logger: logger.child({ component: 'admin-api' }) }),
+        joinTokenRoute({ store, joinTokens, requireRole, audit }),
         caRoutes({ store, ring, requireRole, audit }),
         adminCertRoute({ store, ring, requireRole, audit }),
         policyRoutes({ store, policies, requireRole, logger: audit, limits, isRevoked }),
         revokeRoute({ requireRole, trustDomain: config.trustDomain, revocations, metrics, audit }),
       ],
+    });
+    cleanups.push(() => adminApi.close());
+    if (config.adminTransport === 'http-insecure') {
+      log.warn({ adminListen: config.adminListen }, 'the admin API is served as plain HTTP (adminTransport http-insecure): its bearer tokens cross the network in clear text');
+    }
+
+    // Prometheus and kubelet probes need no TLS: this listener serves only /metrics, /healthz, /readyz.
+    const http: Server = await startAdminServer(
+      config.httpListen,
+      registry,
+      { healthy: () => true, notReadyReason: () => (ready ? undefined : 'starting') },
+      [adminApiElsewhereRoute(adminApi)],
     );
+    answerClientErrors(http);
     cleanups.push(() => closeServer(http));
 
     ready = true;
     const httpPort = boundPort(http);
-    log.info({ grpcPort: grpc.port, httpPort, trustDomain: config.trustDomain, spiffeId: selfId }, 'control plane ready');
-    return { grpcPort: grpc.port, httpPort, trustBundlePem: ring.bundlePem(), adminToken, close: closeAll };
+    const adminUrl = `${adminApi.scheme}://${localAddressOf(config.adminListen, adminApi.port)}`;
+    log.info({ grpcPort: grpc.port, httpPort, adminPort: adminApi.port, adminTransport: config.adminTransport, trustDomain: config.trustDomain, spiffeId: selfId }, 'control plane ready');
+    return { grpcPort: grpc.port, httpPort, adminPort: adminApi.port, adminUrl, trustBundlePem: ring.bundlePem(), adminToken, close: closeAll };
   } catch (err) {
     await closeAll();
     if (err instanceof AirlockError) throw err;

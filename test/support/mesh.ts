@@ -27,6 +27,7 @@ export interface Mesh {
   readonly dataDir: string;
   readonly grpcPort: number;
   readonly httpPort: number;
+  readonly adminPort: number;
   readonly creds: AdminCredentials;
   readonly agents: ReadonlyMap<string, MeshAgent>;
   agent(name: string): MeshAgent;
@@ -69,10 +70,11 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   // parallel test files never race for a port.
   let grpcPort = 0;
   let httpPort = 0;
+  let adminPort = 0;
   const apps: Server[] = [];
   const agents = new Map<string, MeshAgent>();
   let controlPlane: AirlockProcess | undefined;
-  const listenArgs = (): string[] => ['--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', `127.0.0.1:${httpPort}`];
+  const listenArgs = (): string[] => ['--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', `127.0.0.1:${httpPort}`, '--admin-listen', `127.0.0.1:${adminPort}`];
 
   const startControlPlane = async (): Promise<void> => {
     controlPlane = spawnAirlock('control-plane', [
@@ -87,6 +89,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     const ready = await controlPlane.logLine('control plane ready');
     grpcPort = Number(ready.grpcPort);
     httpPort = Number(ready.httpPort);
+    adminPort = Number(ready.adminPort);
   };
 
   const close = async (): Promise<void> => {
@@ -98,9 +101,11 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
 
   try {
     await startControlPlane();
+    // As the CLI with the demo's credentials: HTTPS, verified against the trust bundle the control plane keeps current.
     const creds: AdminCredentials = {
-      server: `http://127.0.0.1:${httpPort}`,
+      server: `https://127.0.0.1:${adminPort}`,
       token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim(),
+      caFile: join(dataDir, 'trust-bundle.pem'),
     };
     const createJoinToken = async (identity: string, labels?: Readonly<Record<string, string>>): Promise<string> =>
       ((await adminPost(creds, '/v1/join-tokens', { identity, ...(labels === undefined ? {} : { labels }) })) as { token: string }).token;
@@ -141,6 +146,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       dataDir,
       grpcPort,
       httpPort,
+      adminPort,
       creds,
       agents,
       agent,

@@ -10,7 +10,8 @@ naming it (as source or destination) is denied from the next call, and every sid
 handshakes presenting its certificates within seconds. Revoking twice is harmless.
 
 Credentials: --credentials / AIRLOCK_CREDENTIALS, else .airlock/credentials.json found from the
-working directory upward (the demo writes it). --server / AIRLOCK_SERVER overrides the server URL.`;
+working directory upward (the demo writes it). --server / AIRLOCK_SERVER overrides the server URL,
+--ca-file / AIRLOCK_CA_FILE the CA bundle its HTTPS certificate is verified against.`;
 
 interface Revoked {
   identity: string;

@@ -1,10 +1,10 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import type { Server } from 'node:http';
 import { closeServer } from '@airlock/common/net';
 import { parseFlags, UsageError } from '../args.ts';
 import { adminPost } from '../admin-client.ts';
-import type { AdminCredentials } from '../credentials.ts';
+import { readCredentialsFile } from '../credentials.ts';
 import { startEchoApp } from '../demo/echo-app.ts';
 import { spawnAirlock, waitReady, type AirlockProcess } from '../demo/processes.ts';
 import { DEMO_AGENTS, DEMO_CONTROL_PLANE, DEMO_POLICY, DEMO_TRUST_DOMAIN, demoIdentity } from '../demo/mesh.ts';
@@ -46,18 +46,23 @@ export async function runDemo(argv: string[]): Promise<number> {
       '--data-dir', dataDir,
       '--grpc-listen', `127.0.0.1:${DEMO_CONTROL_PLANE.grpcPort}`,
       '--http-listen', `127.0.0.1:${DEMO_CONTROL_PLANE.httpPort}`,
+      '--admin-listen', `127.0.0.1:${DEMO_CONTROL_PLANE.adminPort}`,
       '--policy-file', policyFile,
     ], { logFile: join(logs, 'control-plane.log') });
     processes.push(cp);
     await waitReady(cp, `http://127.0.0.1:${DEMO_CONTROL_PLANE.httpPort}/readyz`);
 
-    const creds: AdminCredentials = {
-      server: `http://127.0.0.1:${DEMO_CONTROL_PLANE.httpPort}`,
-      token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim(),
-    };
+    // The admin API is HTTPS: the CLI verifies it against the trust bundle the control plane keeps
+    // current (a root rollover included), by the control plane's SPIFFE ID.
     const credsFile = join(dir, 'credentials.json');
-    writeFileSync(credsFile, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600 });
+    const file = {
+      server: `https://127.0.0.1:${DEMO_CONTROL_PLANE.adminPort}`,
+      token: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim(),
+      caFile: relative(dir, join(dataDir, 'trust-bundle.pem')),
+    };
+    writeFileSync(credsFile, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
     chmodSync(credsFile, 0o600);
+    const creds = readCredentialsFile(credsFile);
 
     for (const agent of DEMO_AGENTS) {
       apps.push(await startEchoApp(agent.name, agent.appPort));
@@ -98,7 +103,7 @@ function printReady(dir: string): void {
     (a) => `| ${a.name.padEnd(10)} | 127.0.0.1:${a.outboundPort} | ${String(a.inboundPort).padEnd(7)} | ${a.appPort} | ${String(a.adminPort).padEnd(6)} | ${demoIdentity(a.name)}`,
   );
   console.log(`
-Airlock demo is up. Control plane: gRPC 127.0.0.1:${DEMO_CONTROL_PLANE.grpcPort}, HTTP http://127.0.0.1:${DEMO_CONTROL_PLANE.httpPort}
+Airlock demo is up. Control plane: gRPC 127.0.0.1:${DEMO_CONTROL_PLANE.grpcPort}, admin API https://127.0.0.1:${DEMO_CONTROL_PLANE.adminPort}, metrics http://127.0.0.1:${DEMO_CONTROL_PLANE.httpPort}
 
 | agent      | outbound proxy  | inbound | app   | admin  | identity
 |------------|-----------------|---------|-------|--------|---------

@@ -20,7 +20,8 @@ list: every join token: its id (a prefix of the token's hash, never the token), 
 prefix of at least 8 characters) is refused from now on.
 
 Credentials: --credentials / AIRLOCK_CREDENTIALS, else .airlock/credentials.json found from the
-working directory upward (the demo writes it). --server / AIRLOCK_SERVER overrides the server URL.`;
+working directory upward (the demo writes it). --server / AIRLOCK_SERVER overrides the server URL,
+--ca-file / AIRLOCK_CA_FILE the CA bundle its HTTPS certificate is verified against.`;
 
 interface CreatedToken {
   token: string;

@@ -16,7 +16,7 @@ export const DEMO_AGENTS: readonly DemoAgent[] = [
   { name: 'payments', outboundPort: 15201, inboundPort: 15206, appPort: 18083, adminPort: 15220 },
 ];
 
-export const DEMO_CONTROL_PLANE = { grpcPort: 15012, httpPort: 15014 };
+export const DEMO_CONTROL_PLANE = { grpcPort: 15012, adminPort: 15013, httpPort: 15014 };
 
 export function demoIdentity(agent: string, trustDomain = DEMO_TRUST_DOMAIN): string {
   return `spiffe://${trustDomain}/ns/${DEMO_NAMESPACE}/sa/${agent}`;

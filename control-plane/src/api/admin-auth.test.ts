@@ -5,10 +5,11 @@ import { join } from 'node:path';
 import { ErrorCode } from '@airlock/common/errors';
 import { canonicalSerial } from '@airlock/common/spiffe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureAdminToken } from '../attestation/admin-token.ts';
 import { newAdminKeyAndCsr } from '../ca/admin-csr.ts';
 import { CertificateAuthority } from '../ca/ca.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
-import { certificatePrincipal } from './admin-auth.ts';
+import { certificatePrincipal, tokenPrincipal } from './admin-auth.ts';
 
 const TD = 'airlock.test';
 
@@ -46,5 +47,41 @@ describe('certificatePrincipal', () => {
     expect(() => certificatePrincipal(store, recorded(foreign, 'bob'), [ours], TD)).toThrow(
       expect.objectContaining({ code: ErrorCode.Unauthenticated, message: expect.stringContaining('not issued by this control plane') as unknown }) as Error,
     );
+  });
+});
+
+describe('tokenPrincipal', () => {
+  let dir: string;
+  let store: SqliteStore;
+  let token: string;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'airlock-admin-token-'));
+    store = SqliteStore.open(dir);
+    token = ensureAdminToken(dir, store);
+  });
+  afterAll(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  // RFC 9110 §11.1: the auth scheme is case-insensitive; clients send `bearer` and `BEARER`.
+  it.each(['Bearer', 'bearer', 'BEARER', 'bEaReR'])('accepts the scheme spelled %s', (scheme) => {
+    expect(tokenPrincipal(store, `${scheme} ${token}`)).toEqual({ name: 'admin-token', role: 'admin' });
+  });
+
+  it('accepts more than one space after the scheme (1*SP)', () => {
+    expect(tokenPrincipal(store, `Bearer   ${token}`).role).toBe('admin');
+  });
+
+  it.each([
+    ['another scheme', (t: string) => `Basic ${t}`],
+    ['a scheme with a suffix', (t: string) => `Bearerx ${t}`],
+    ['no space', (t: string) => `Bearer${t}`],
+    ['a tab instead of a space', (t: string) => `Bearer\t${t}`],
+    ['the token alone', (t: string) => t],
+    ['a token with a comma', (t: string) => `Bearer ${t},x`],
+  ])('refuses %s', (_what, header) => {
+    expect(() => tokenPrincipal(store, header(token))).toThrow(expect.objectContaining({ code: ErrorCode.Unauthenticated }) as Error);
   });
 });

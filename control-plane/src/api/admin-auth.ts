@@ -38,7 +38,8 @@ export function createRequireRole(store: Store): RequireRole {
 
 /** Whose bearer token an `Authorization` value carries; throws Unauthenticated for none or an unknown one. */
 export function tokenPrincipal(store: Store, authorization: string | undefined): Principal {
-  const m = /^Bearer ([A-Za-z0-9_\-.~+/=]{1,512})$/.exec(authorization ?? '');
+  // RFC 9110 §11.1: the scheme is case-insensitive (`bearer`, `BEARER`), then one or more spaces.
+  const m = /^bearer +([A-Za-z0-9_\-.~+/=]{1,512})$/i.exec(authorization ?? '');
   if (m?.[1] === undefined) throw new AirlockError(ErrorCode.Unauthenticated, 'a bearer token is required (Authorization: Bearer <token>)');
   // Looked up by hash, never compared as plain text.
   const hash = hashToken(m[1]);

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newAdminKeyAndCsr } from '../ca/admin-csr.ts';
 import { CertificateAuthority } from '../ca/ca.ts';
 import type { RunningControlPlane } from '../main.ts';
-import { CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, TD, type Identity, type TestControlPlane } from '../testing/test-control-plane.ts';
+import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, TD, type Identity, type TestControlPlane } from '../testing/test-control-plane.ts';
 
 const SEGMENT = (name: string): string => `
 apiVersion: airlock.dev/v1
@@ -31,7 +31,7 @@ describe('AdminService over mTLS: admin certificates and bearer tokens, same rol
   /** What `airlock admin-cert create` does: a local key, a CSR, the admin API signs it. */
   async function adminCert(name: string, role: string): Promise<Identity> {
     const { keyPem, csrPem } = newAdminKeyAndCsr();
-    const res = await fetch(`http://127.0.0.1:${cp.httpPort}/v1/admin-certs`, {
+    const res = await adminFetch(cp, '/v1/admin-certs', {
       method: 'POST',
       headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/json' },
       body: JSON.stringify({ name, role, csrPem }),
@@ -108,5 +108,14 @@ describe('AdminService over mTLS: admin certificates and bearer tokens, same rol
     const admin = new Metadata();
     admin.set('authorization', `Bearer ${cp.adminToken}`);
     expect((await apply(anonymous, SEGMENT('tokens'), admin)).changed).toBe(true);
+  });
+
+  it('takes the bearer scheme in any case in metadata (RFC 9110), as HTTP does', async () => {
+    const anonymous = client();
+    for (const scheme of ['bearer', 'BEARER']) {
+      const md = new Metadata();
+      md.set('authorization', `${scheme} ${cp.adminToken}`);
+      expect((await list(anonymous, md)).documents.length).toBeGreaterThan(0);
+    }
   });
 });

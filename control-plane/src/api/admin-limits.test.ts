@@ -1,7 +1,7 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { AdminServiceClient } from '@airlock/proto/admin/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, type TestControlPlane } from '../testing/test-control-plane.ts';
+import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, type TestControlPlane } from '../testing/test-control-plane.ts';
 
 const segment = (name: string): string => `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: ${name} }\nspec: { selector: { namespace: ${name}, serviceAccounts: [a, b] } }\n`;
 /** A valid bundle that takes the worker a while (half a second or so): requests overlap. */
@@ -21,7 +21,7 @@ describe('admin limits: policy requests are bounded per request, per caller and 
   beforeAll(async () => {
     t = await startTestControlPlane(segment('base'), 'airlock-admin-limits-');
     for (const [name, role] of [['eve', 'viewer'], ['mallory', 'viewer'], ['v3', 'viewer'], ['v4', 'viewer'], ['v5', 'viewer'], ['ed', 'editor']]) {
-      const res = await fetch(`http://127.0.0.1:${t.cp.httpPort}/v1/api-tokens`, {
+      const res = await adminFetch(t.cp, '/v1/api-tokens', {
         method: 'POST',
         headers: { authorization: `Bearer ${t.cp.adminToken}`, 'content-type': 'application/json' },
         body: JSON.stringify({ name, role }),
@@ -35,7 +35,7 @@ describe('admin limits: policy requests are bounded per request, per caller and 
   });
 
   const post = async (who: string, op: 'diff' | 'apply', yaml: string): Promise<Answer> => {
-    const res = await fetch(`http://127.0.0.1:${t.cp.httpPort}/v1/policy/${op}`, {
+    const res = await adminFetch(t.cp, `/v1/policy/${op}`, {
       method: 'POST',
       headers: { authorization: `Bearer ${tokens.get(who) ?? ''}`, 'content-type': 'application/json' },
       body: JSON.stringify({ yaml }),
@@ -108,7 +108,7 @@ describe('admin limits: policy requests are bounded per request, per caller and 
   it('applies a bundle read in the worker, as a new version the next decision follows', async () => {
     const applied = await post('ed', 'apply', segment('applied'));
     expect(applied).toMatchObject({ status: 200, body: { changed: true } });
-    const listed = (await (await fetch(`http://127.0.0.1:${t.cp.httpPort}/v1/segments`, { headers: { authorization: `Bearer ${tokens.get('eve') ?? ''}` } })).json()) as { version: number; items: { name: string }[] };
+    const listed = (await (await adminFetch(t.cp, '/v1/segments', { headers: { authorization: `Bearer ${tokens.get('eve') ?? ''}` } })).json()) as { version: number; items: { name: string }[] };
     expect(listed.version).toBe(applied.body.version);
     expect(listed.items.map((i) => i.name)).toEqual(['base', 'applied']);
     // A viewer may diff, never apply; an ordinary mistake is 400, not a limit, and not audited as a refusal.

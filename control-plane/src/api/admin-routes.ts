@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
+import { isControlPlaneId, parseSpiffeId } from '@airlock/common/spiffe';
 import { sendJson, type AdminRoute } from '@airlock/common/telemetry';
 import { DEFAULT_JOIN_TOKEN_TTL_MS, MAX_JOIN_TOKEN_TTL_MS, type JoinTokens } from '../attestation/join-tokens.ts';
 import type { Store } from '../store/store.ts';
@@ -11,7 +12,8 @@ import { HttpError, sendError } from './http-errors.ts';
 export interface AdminRouteDeps {
   readonly store: Store;
   readonly joinTokens: JoinTokens;
-  readonly logger: Logger;
+  /** The audit logger: written at any log level. */
+  readonly audit: Logger;
   readonly requireRole: RequireRole;
 }
 
@@ -32,6 +34,8 @@ export function joinTokenRoute(deps: AdminRouteDeps): AdminRoute {
         throw new AirlockError(ErrorCode.BadRequest, '"labels" must be an object of string values');
       }
       if (typeof identity !== 'string') throw new AirlockError(ErrorCode.BadRequest, '"identity" must be a SPIFFE ID string');
+      // Sidecars trust whoever holds the control plane's identity to decide every call: no token mints it.
+      if (isControlPlaneId(parseSpiffeId(identity))) throw new AirlockError(ErrorCode.BadRequest, `${identity} is the control plane's own identity: no join token is issued for it`);
       let ttlMs = DEFAULT_JOIN_TOKEN_TTL_MS;
       if (ttlSeconds !== undefined) {
         if (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds * 1000 > MAX_JOIN_TOKEN_TTL_MS) {
@@ -40,8 +44,12 @@ export function joinTokenRoute(deps: AdminRouteDeps): AdminRoute {
         ttlMs = ttlSeconds * 1000;
       }
       const created = deps.joinTokens.createJoinToken(identity, ttlMs, (labels ?? {}) as Record<string, string>);
-      deps.logger.info({ audit: true, actor: who.name, action: 'join-token.create', identity: created.identity, expiresAt: created.expiresAt.toISOString() }, 'join token created');
-      deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.create', target: created.identity, detail: JSON.stringify({ expiresAt: created.expiresAt.toISOString(), labels: created.labels }) });
+      // Who minted a credential for which identity: the token's id (a hash prefix), never its secret.
+      deps.audit.info(
+        { audit: true, actor: who.name, action: 'join-token.create', id: created.id, identity: created.identity, expiresAt: created.expiresAt.toISOString(), labels: created.labels },
+        'join token created',
+      );
+      deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.create', target: created.identity, detail: JSON.stringify({ id: created.id, expiresAt: created.expiresAt.toISOString(), labels: created.labels }) });
       sendJson(res, 201, { token: created.token, id: created.id, identity: created.identity, expiresAt: created.expiresAt.toISOString(), labels: created.labels });
     } catch (err) {
       sendError(res, err);

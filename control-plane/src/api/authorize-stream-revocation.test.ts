@@ -1,6 +1,6 @@
 import { AuthorizeRequest, Direction, Verdict, type AuthorizeResult } from '@airlock/proto/authorization/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openAuthorizeStream, startTestControlPlane, TD, type TestControlPlane } from '../testing/test-control-plane.ts';
+import { adminFetch, openAuthorizeStream, startTestControlPlane, TD, type TestControlPlane } from '../testing/test-control-plane.ts';
 
 const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
 const POLICY = `
@@ -37,7 +37,7 @@ describe('AuthorizeStream of an identity revoked while the stream is open', () =
     try {
       expect((await send())[0]?.decision?.verdict).toBe(Verdict.VERDICT_ALLOW);
 
-      const res = await fetch(`http://127.0.0.1:${cp.httpPort}/v1/agents/revoke`, {
+      const res = await adminFetch(cp, '/v1/agents/revoke', {
         method: 'POST',
         headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/json' },
         body: JSON.stringify({ identity: RESEARCHER }),

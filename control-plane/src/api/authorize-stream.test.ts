@@ -2,7 +2,7 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { AuthorizeRequest, Direction, Verdict, type AuthorizeCheck } from '@airlock/proto/authorization/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningControlPlane } from '../main.ts';
-import { openAuthorizeStream as openStream, startTestControlPlane, TD, type TestControlPlane } from '../testing/test-control-plane.ts';
+import { adminFetch, openAuthorizeStream as openStream, startTestControlPlane, TD, type TestControlPlane } from '../testing/test-control-plane.ts';
 
 const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
 const TOOL = `spiffe://${TD}/ns/demo/sa/tool`;
@@ -108,7 +108,7 @@ describe('AuthorizeStream', () => {
     try {
       expect((await s.send([check(1, {})]))[0]?.decision?.verdict).toBe(Verdict.VERDICT_ALLOW);
       const admin = (step: string, body: unknown): Promise<Response> =>
-        fetch(`http://127.0.0.1:${cp.httpPort}/v1/ca/${step}`, { method: 'POST', headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        adminFetch(cp, `/v1/ca/${step}`, { method: 'POST', headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
       expect((await admin('prepare', {})).status).toBe(200);
       expect((await admin('activate', {})).status).toBe(200);
       // The same stream still decides while its root is only "previous" (still trusted).

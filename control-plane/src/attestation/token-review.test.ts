@@ -117,7 +117,7 @@ describe('Kubernetes attestation by TokenReview (fake API server on loopback ove
     const logger = createRootLogger({ process: 'control-plane', level: 'error', destination: { write: (s: string) => logs.push(JSON.parse(s) as Record<string, unknown>) } });
     cp = await startControlPlane(
       controlPlaneConfig.load({
-        flags: { trustDomain: TD, dataDir: join(dir, 'cp'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', kubernetesApiServer: api.url(), kubernetesApiCaFile: caFile, kubernetesApiTokenFile: tokenFile },
+        flags: { trustDomain: TD, dataDir: join(dir, 'cp'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', adminListen: '127.0.0.1:0', kubernetesApiServer: api.url(), kubernetesApiCaFile: caFile, kubernetesApiTokenFile: tokenFile },
       }),
       { logger },
     );

@@ -1,11 +1,18 @@
-import { defineConfig, duration, hostPort, oneOf, optionalString, string, tlsMinVersion, trustDomain, type ConfigOf } from '@airlock/common/config';
+import { BlockList, isIP } from 'node:net';
+import { defineConfig, duration, formatHostPort, hostPort, oneOf, optionalString, string, tlsMinVersion, trustDomain, type ConfigOf, type ListenAddress } from '@airlock/common/config';
+import { ConfigError } from '@airlock/common/errors';
 
 /** Every setting of `airlock control-plane`: flags, `AIRLOCK_*` env vars and the config file share it. */
 export const controlPlaneConfig = defineConfig('AIRLOCK', {
   trustDomain: trustDomain({ description: 'SPIFFE trust domain of every identity this control plane issues.', default: 'airlock.local' }),
   dataDir: string({ description: 'Directory for the root CA (key mode 0600), the admin token and the SQLite store.', default: '.airlock/control-plane' }),
   grpcListen: hostPort({ description: 'gRPC over mTLS: identity and authorization.', default: { host: '0.0.0.0', port: 15012 } }),
-  httpListen: hostPort({ description: 'HTTP: /metrics, /healthz, /readyz and the admin JSON API under /v1/.', default: { host: '0.0.0.0', port: 15014 } }),
+  httpListen: hostPort({ description: 'Plain HTTP for Prometheus and probes: /metrics, /healthz, /readyz (the admin API is on adminListen).', default: { host: '0.0.0.0', port: 15014 } }),
+  adminListen: hostPort({ description: "The admin JSON API under /v1/: HTTPS with the control plane's own certificate (the one gRPC presents), unless adminTransport says otherwise.", default: { host: '0.0.0.0', port: 15013 } }),
+  adminTransport: oneOf(['tls', 'http', 'http-insecure'] as const, {
+    description: 'How adminListen serves: `tls`; `http` (plain, refused unless adminListen is a loopback address); `http-insecure` (plain on any address, e.g. behind a TLS-terminating proxy: bearer tokens cross the network in clear text; logged as a warning at start).',
+    default: 'tls',
+  }),
   policyFile: optionalString({ description: 'YAML file of Segment and Policy documents. Without one, every call is denied.' }),
   kubernetesJwks: optionalString({ description: 'JWKS (file path or http(s) URL) of the Kubernetes service-account issuer: enables attestation by projected service-account token (audience airlock).' }),
   kubernetesIssuer: optionalString({ description: 'The `iss` claim Kubernetes service-account tokens must carry (required with kubernetesJwks).' }),
@@ -16,8 +23,37 @@ export const controlPlaneConfig = defineConfig('AIRLOCK', {
   caKeyFile: optionalString({ description: 'PEM RSA private key of caCertFile.' }),
   caBundleFile: optionalString({ description: 'PEM root(s) caCertFile chains to: the trust bundle given to sidecars.' }),
   svidTtl: duration({ description: 'Lifetime of issued X.509-SVIDs.', default: 3_600_000, minMs: 1000 }),
-  tlsMinVersion: tlsMinVersion({ description: 'Lowest TLS version of the gRPC listener (sidecars must speak it too).' }),
+  tlsMinVersion: tlsMinVersion({ description: 'Lowest TLS version of the gRPC and admin API listeners (sidecars and admin clients must speak it too).' }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
 });
 
 export type ControlPlaneConfig = ConfigOf<typeof controlPlaneConfig.schema>;
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+
+/** Whether a listen host only takes connections from this machine (`localhost`, 127.0.0.0/8, ::1). */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  const family = isIP(host);
+  return family !== 0 && LOOPBACK.check(host, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/**
+ * Refuses plain HTTP for the admin API on an address other machines reach unless asked for in so
+ * many words (`http-insecure`): its bearer tokens can mint join tokens for any identity.
+ */
+export function checkAdminTransport(config: Pick<ControlPlaneConfig, 'adminListen' | 'adminTransport'>): void {
+  if (config.adminTransport !== 'http' || isLoopbackHost(config.adminListen.host)) return;
+  throw new ConfigError([
+    `adminTransport http serves the admin API and its bearer tokens in clear text, so it needs a loopback adminListen (127.0.0.1, ::1, localhost), not ${formatHostPort(config.adminListen)}: use tls (the default), or http-insecure behind a TLS-terminating proxy`,
+  ]);
+}
+
+/** The address a local client dials for a listener bound to `a` (a wildcard means this machine). */
+export function localAddressOf(a: ListenAddress, port: number): string {
+  const host = a.host === '0.0.0.0' || a.host === '' ? '127.0.0.1' : a.host === '::' ? '::1' : a.host;
+  return formatHostPort({ host, port });
+}

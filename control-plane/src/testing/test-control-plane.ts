@@ -1,6 +1,7 @@
 // For tests only: a real control plane on loopback (port 0) in a temp dir, and gRPC clients that
 // recognize it by SPIFFE ID as sidecars do.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, type ChannelCredentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
@@ -37,7 +38,7 @@ export async function startTestControlPlane(policyYaml: string, prefix = 'airloc
   writeFileSync(join(dir, 'policy.yaml'), policyYaml);
   const dataDir = join(dir, 'data');
   const config = controlPlaneConfig.load({
-    flags: { trustDomain: TD, dataDir, grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', policyFile: join(dir, 'policy.yaml') },
+    flags: { trustDomain: TD, dataDir, grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', adminListen: '127.0.0.1:0', policyFile: join(dir, 'policy.yaml') },
   });
   const logs: Record<string, unknown>[] = [];
   const logger = createRootLogger({ process: 'control-plane', level: 'error', destination: { write: (s: string) => logs.push(JSON.parse(s) as Record<string, unknown>) } });
@@ -57,6 +58,28 @@ export async function startTestControlPlane(policyYaml: string, prefix = 'airloc
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A request to the admin API as a client that trusts only `caPem` (default: the control plane's trust
+ * bundle) would make it, over HTTPS; the answer as a fetch Response. `init.body` is a string.
+ */
+export function adminFetch(cp: Pick<RunningControlPlane, 'adminUrl' | 'trustBundlePem'>, path: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}, caPem = cp.trustBundlePem): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(path, cp.adminUrl), { method: init.method ?? 'GET', headers: init.headers, ca: caPem }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const headers = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
+        const status = res.statusCode ?? 0;
+        resolve(new Response(status === 204 || status === 304 ? null : Buffer.concat(chunks), { status, headers }));
+      });
+    });
+    req.on('error', reject);
+    req.end(init.body);
+  });
 }
 
 /** TLS to the control plane (mTLS with `id`), which must present the control plane's SPIFFE ID. */
