@@ -4,23 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GrpcStreamAuthorizer } from '../../../sidecar/src/authz/grpc-stream-authorizer.ts';
 import { StaticSvidSource } from '../../../sidecar/src/testing/fakes.ts';
 import { controlPlaneSpiffeId } from '../main.ts';
-import { openAuthorizeStream, startTestControlPlane, TD, type TestControlPlane } from '../testing/test-control-plane.ts';
-
-const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
-const POLICY = `
-apiVersion: airlock.dev/v1
-kind: Segment
-metadata: { name: researchers }
-spec: { selector: { namespace: demo, serviceAccounts: [researcher] } }
----
-apiVersion: airlock.dev/v1
-kind: Policy
-metadata: { name: researchers-to-example }
-spec:
-  from: { segments: [researchers] }
-  to: { hosts: [api.example.com], ports: [443] }
-  action: allow
-`;
+import { openAuthorizeStream, startTestControlPlane, TD, type TestControlPlane, RESEARCHER, RESEARCHERS_TO_EXAMPLE as POLICY } from '../testing/test-control-plane.ts';
 
 const check = (id: number): AuthorizeCheck => ({
   id,

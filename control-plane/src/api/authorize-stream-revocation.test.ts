@@ -1,22 +1,6 @@
 import { AuthorizeRequest, Direction, Verdict, type AuthorizeResult } from '@airlock/proto/authorization/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminFetch, openAuthorizeStream, startTestControlPlane, TD, type TestControlPlane } from '../testing/test-control-plane.ts';
-
-const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
-const POLICY = `
-apiVersion: airlock.dev/v1
-kind: Segment
-metadata: { name: researchers }
-spec: { selector: { namespace: demo, serviceAccounts: [researcher] } }
----
-apiVersion: airlock.dev/v1
-kind: Policy
-metadata: { name: researchers-to-example }
-spec:
-  from: { segments: [researchers] }
-  to: { hosts: [api.example.com], ports: [443] }
-  action: allow
-`;
+import { adminFetch, openAuthorizeStream, startTestControlPlane, type TestControlPlane, RESEARCHER, RESEARCHERS_TO_EXAMPLE as POLICY } from '../testing/test-control-plane.ts';
 
 describe('AuthorizeStream of an identity revoked while the stream is open', () => {
   let t: TestControlPlane;

@@ -13,6 +13,22 @@ import { controlPlaneConfig } from '../config/config.ts';
 import { controlPlaneSpiffeId, startControlPlane, type RunningControlPlane, type StartOptions } from '../main.ts';
 
 export const TD = 'airlock.test';
+/** The agent most fixtures ask about, and a policy letting its segment reach api.example.com:443. */
+export const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
+export const RESEARCHERS_TO_EXAMPLE = `
+apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: researchers }
+spec: { selector: { namespace: demo, serviceAccounts: [researcher] } }
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: researchers-to-example }
+spec:
+  from: { segments: [researchers] }
+  to: { hosts: [api.example.com], ports: [443] }
+  action: allow
+`;
 
 // An IP is not a valid TLS server name (SNI); the name does not matter, the SPIFFE ID is checked.
 export const CLIENT_OPTIONS = { 'grpc.ssl_target_name_override': 'localhost' };
