@@ -19,6 +19,8 @@ export const ErrorCode = {
   TooLarge: 'AIRLOCK_TOO_LARGE',
   /** Too much admin work in flight for this caller (or in all); retry shortly. */
   TooManyRequests: 'AIRLOCK_TOO_MANY_REQUESTS',
+  /** The store (etcd) cannot be reached or has no quorum: changes are refused, decisions go on. */
+  StoreUnavailable: 'AIRLOCK_STORE_UNAVAILABLE',
   Internal: 'AIRLOCK_INTERNAL',
 } as const;
 

@@ -20,6 +20,7 @@ import { adminApiElsewhereRoute, startAdminApiServer } from './api/admin-server.
 import { ensureAdminToken } from './attestation/admin-token.ts';
 import { JoinTokens } from './attestation/join-tokens.ts';
 import { Authorizer } from './authz/authorize.ts';
+import { AgentRegistry } from './authz/registry.ts';
 import { CertificateIssuer } from './authz/sign-certificate.ts';
 import { CaRing } from './ca/ca-ring.ts';
 import { caRoutes } from './api/ca-routes.ts';
@@ -109,9 +110,10 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   const cleanups: (() => Promise<void> | void)[] = [() => store.close()];
   // The stored policy versions; the start file is applied as one more version when it changes them.
   const audit = auditLogger(logger);
-  const policies = new PolicyStore({ store, trustDomain: config.trustDomain, audit });
+  const agents = await AgentRegistry.load(store);
+  const policies = await PolicyStore.open({ store, agents, trustDomain: config.trustDomain, audit });
   if (config.policyFile !== undefined) {
-    const applied = policies.apply(readFileSync(config.policyFile, 'utf8'), config.policyFile, 'policy-file');
+    const applied = await policies.apply(readFileSync(config.policyFile, 'utf8'), config.policyFile, 'policy-file');
     log.info({ version: applied.version, changed: applied.changed }, 'policy file applied');
   } else if (policies.version() === 0) {
     log.warn('no policy: every call will be denied until one is applied');
@@ -131,13 +133,13 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   };
 
   try {
-    const ring = CaRing.open({ dataDir: config.dataDir, trustDomain: config.trustDomain, store, ...(operator === undefined ? {} : { operator }) });
-    const adminToken = ensureAdminToken(config.dataDir, store);
+    const ring = await CaRing.open({ dataDir: config.dataDir, trustDomain: config.trustDomain, store, ...(operator === undefined ? {} : { operator }) });
+    const adminToken = await ensureAdminToken(config.dataDir, store);
     const joinTokens = new JoinTokens(store, config.trustDomain);
     const selfId = controlPlaneSpiffeId(config.trustDomain);
     const serving = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS);
     const certificates = new StaticCertificateProvider(ring.bundlePem(), serving.chainPem, serving.keyPem);
-    const revocations = new Revocations({
+    const revocations = await Revocations.load({
       store,
       trustBundlePem: () => ring.bundlePem(),
       renewHintPem: () => ring.renewHintPem(),
@@ -170,11 +172,12 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     cleanups.push(() => clearInterval(renew));
     // An `activate --renew-now` request is stored (it survives restarts) until the sidecars it targets renewed.
     const settle = setInterval(() => {
-      try {
-        if (ring.settleRenewNow()) log.info('every identity renewed from the active root: the renew-now request is done');
-      } catch (err) {
-        log.warn({ error: errorMessage(err) }, 'cannot check the renew-now request');
-      }
+      ring.settleRenewNow().then(
+        (done) => {
+          if (done) log.info('every identity renewed from the active root: the renew-now request is done');
+        },
+        (err: unknown) => log.warn({ error: errorMessage(err) }, 'cannot check the renew-now request'),
+      );
     }, RENEW_NOW_CHECK_MS);
     settle.unref();
     cleanups.push(() => clearInterval(settle));
@@ -202,8 +205,8 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       tlsMinVersion: config.tlsMinVersion,
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
-      authorizer: new Authorizer({ trustDomain: config.trustDomain, store, policy, metrics, audit: decisionAuditLogger(logger), isRevoked }),
-      issuer: new CertificateIssuer({ ca: ring, joinTokens, store, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: refusals }),
+      authorizer: new Authorizer({ trustDomain: config.trustDomain, agents, policy, metrics, audit: decisionAuditLogger(logger), isRevoked }),
+      issuer: new CertificateIssuer({ ca: ring, joinTokens, store, agents, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: refusals }),
       revocations,
       logger: logger.child({ component: 'grpc' }),
       refusals,

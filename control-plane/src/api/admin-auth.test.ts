@@ -25,26 +25,26 @@ describe('certificatePrincipal', () => {
     ours = CertificateAuthority.loadOrCreate(join(dir, 'data'), TD);
     foreign = CertificateAuthority.loadOrCreate(join(dir, 'foreign'), TD);
   });
-  afterAll(() => {
-    store.close();
+  afterAll(async () => {
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   /** An admin certificate of `ca` for `name`, its serial recorded with role editor (as if we had issued it). */
-  function recorded(ca: CertificateAuthority, name: string): Buffer {
+  async function recorded(ca: CertificateAuthority, name: string): Promise<Buffer> {
     const issued = ca.issueAdminCertificate(newAdminKeyAndCsr().csrPem, name, 600_000);
-    store.addAdminCertificate({ serial: canonicalSerial(issued.serial), name, role: 'editor', createdAt: Date.now(), notAfter: issued.notAfter.getTime() });
+    await store.addAdminCertificate({ serial: canonicalSerial(issued.serial), name, role: 'editor', createdAt: Date.now(), notAfter: issued.notAfter.getTime() });
     return new X509Certificate(issued.certPem).raw;
   }
 
-  it('names the holder of an admin certificate we issued, with its recorded role', () => {
-    expect(certificatePrincipal(store, recorded(ours, 'alice'), [ours], TD)).toEqual({ name: 'cert:alice', role: 'editor' });
+  it('names the holder of an admin certificate we issued, with its recorded role', async () => {
+    expect(await certificatePrincipal(store, await recorded(ours, 'alice'), [ours], TD)).toEqual({ name: 'cert:alice', role: 'editor' });
   });
 
   // A serial is no secret: another CA's certificate carrying a recorded serial and name must be
   // refused by its signature alone (over gRPC the TLS handshake refuses it first, hiding this check).
-  it('refuses an admin certificate of another CA even when its serial and name are on record', () => {
-    expect(() => certificatePrincipal(store, recorded(foreign, 'bob'), [ours], TD)).toThrow(
+  it('refuses an admin certificate of another CA even when its serial and name are on record', async () => {
+    await expect(certificatePrincipal(store, await recorded(foreign, 'bob'), [ours], TD)).rejects.toThrow(
       expect.objectContaining({ code: ErrorCode.Unauthenticated, message: expect.stringContaining('not issued by this control plane') as unknown }) as Error,
     );
   });
@@ -55,23 +55,23 @@ describe('tokenPrincipal', () => {
   let store: SqliteStore;
   let token: string;
 
-  beforeAll(() => {
+  beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'airlock-admin-token-'));
     store = SqliteStore.open(dir);
-    token = ensureAdminToken(dir, store);
+    token = await ensureAdminToken(dir, store);
   });
-  afterAll(() => {
-    store.close();
+  afterAll(async () => {
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   // RFC 9110 §11.1: the auth scheme is case-insensitive; clients send `bearer` and `BEARER`.
-  it.each(['Bearer', 'bearer', 'BEARER', 'bEaReR'])('accepts the scheme spelled %s', (scheme) => {
-    expect(tokenPrincipal(store, `${scheme} ${token}`)).toEqual({ name: 'admin-token', role: 'admin' });
+  it.each(['Bearer', 'bearer', 'BEARER', 'bEaReR'])('accepts the scheme spelled %s', async (scheme) => {
+    expect(await tokenPrincipal(store, `${scheme} ${token}`)).toEqual({ name: 'admin-token', role: 'admin' });
   });
 
-  it('accepts more than one space after the scheme (1*SP)', () => {
-    expect(tokenPrincipal(store, `Bearer   ${token}`).role).toBe('admin');
+  it('accepts more than one space after the scheme (1*SP)', async () => {
+    expect((await tokenPrincipal(store, `Bearer   ${token}`)).role).toBe('admin');
   });
 
   it.each([
@@ -81,7 +81,7 @@ describe('tokenPrincipal', () => {
     ['a tab instead of a space', (t: string) => `Bearer\t${t}`],
     ['the token alone', (t: string) => t],
     ['a token with a comma', (t: string) => `Bearer ${t},x`],
-  ])('refuses %s', (_what, header) => {
-    expect(() => tokenPrincipal(store, header(token))).toThrow(expect.objectContaining({ code: ErrorCode.Unauthenticated }) as Error);
+  ])('refuses %s', async (_what, header) => {
+    await expect(tokenPrincipal(store, header(token))).rejects.toThrow(expect.objectContaining({ code: ErrorCode.Unauthenticated }) as Error);
   });
 });

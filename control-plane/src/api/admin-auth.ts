@@ -29,21 +29,21 @@ const GRANTS: Readonly<Record<AdminRole, ReadonlySet<AdminRole>>> = {
 };
 
 /** Checks the request's bearer token has `role`; throws 401 (no/unknown token) or 403 (too weak). */
-export type RequireRole = (req: IncomingMessage, role: AdminRole) => Principal;
+export type RequireRole = (req: IncomingMessage, role: AdminRole) => Promise<Principal>;
 
 /** The one authentication and RBAC check every admin route uses. */
 export function createRequireRole(store: Store): RequireRole {
-  return (req, role) => requireGrant(tokenPrincipal(store, req.headers.authorization), role);
+  return async (req, role) => requireGrant(await tokenPrincipal(store, req.headers.authorization), role);
 }
 
 /** Whose bearer token an `Authorization` value carries; throws Unauthenticated for none or an unknown one. */
-export function tokenPrincipal(store: Store, authorization: string | undefined): Principal {
+export async function tokenPrincipal(store: Store, authorization: string | undefined): Promise<Principal> {
   // RFC 9110 §11.1: the scheme is case-insensitive (`bearer`, `BEARER`), then one or more spaces.
   const m = /^bearer +([A-Za-z0-9_\-.~+/=]{1,512})$/i.exec(authorization ?? '');
   if (m?.[1] === undefined) throw new AirlockError(ErrorCode.Unauthenticated, 'a bearer token is required (Authorization: Bearer <token>)');
   // Looked up by hash, never compared as plain text.
   const hash = hashToken(m[1]);
-  const principal: Principal | undefined = store.hasAdminTokenHash(hash) ? { name: 'admin-token', role: 'admin' } : store.findApiToken(hash);
+  const principal: Principal | undefined = (await store.hasAdminTokenHash(hash)) ? { name: 'admin-token', role: 'admin' } : await store.findApiToken(hash);
   if (principal === undefined) throw new AirlockError(ErrorCode.Unauthenticated, 'unknown bearer token');
   return { name: principal.name, role: principal.role };
 }
@@ -53,7 +53,7 @@ export function tokenPrincipal(store: Store, authorization: string | undefined):
  * naming exactly spiffe://<td>/admin/<name>, and recorded at issuance (serial, name, role). A
  * workload SVID (/ns/…/sa/…) or another CA's certificate is Unauthenticated.
  */
-export function certificatePrincipal(store: Store, der: Buffer | undefined, issuers: PeerIssuers, trustDomain: string, now = Date.now()): Principal {
+export async function certificatePrincipal(store: Store, der: Buffer | undefined, issuers: PeerIssuers, trustDomain: string, now = Date.now()): Promise<Principal> {
   if (der === undefined || der.length === 0) throw new AirlockError(ErrorCode.Unauthenticated, 'an admin client certificate or a bearer token is required');
   let cert: X509Certificate;
   try {
@@ -68,7 +68,7 @@ export function certificatePrincipal(store: Store, der: Buffer | undefined, issu
   const prefix = `spiffe://${trustDomain}/admin/`;
   const name = uris.length === 1 && uris[0]?.startsWith(prefix) === true ? uris[0].slice(prefix.length) : undefined;
   if (name === undefined || !ADMIN_NAME.test(name)) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not an admin certificate (spiffe://<trust domain>/admin/<name>)');
-  const record = store.findAdminCertificate(canonicalSerial(cert.serialNumber));
+  const record = await store.findAdminCertificate(canonicalSerial(cert.serialNumber));
   if (record?.name !== name) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate was not issued as an admin certificate');
   return { name: `cert:${name}`, role: record.role };
 }

@@ -33,7 +33,7 @@ export function adminCertRoute(deps: AdminCertRouteDeps): AdminRoute {
         res.setHeader('allow', 'POST');
         throw new HttpError(405, 'method_not_allowed', 'use POST');
       }
-      const who = deps.requireRole(req, 'admin');
+      const who = await deps.requireRole(req, 'admin');
       const body = await readJson(req);
       const { name, role, csrPem } = objectBody(body, ['name', 'role', 'csrPem']);
       if (typeof name !== 'string') throw new AirlockError(ErrorCode.BadRequest, '"name" must be a string');
@@ -43,9 +43,9 @@ export function adminCertRoute(deps: AdminCertRouteDeps): AdminRoute {
       const issued = ca.issueAdminCertificate(csrPem, name, ADMIN_CERT_TTL_MS);
       const now = Date.now();
       const spiffeId = adminSpiffeId(ca.trustDomain, name);
-      deps.store.recordCertificate({ serial: issued.serial, spiffeId, notAfter: issued.notAfter.getTime(), issuedAt: now, issuer: issued.issuer });
-      deps.store.addAdminCertificate({ serial: canonicalSerial(issued.serial), name, role: role as AdminRole, createdAt: now, notAfter: issued.notAfter.getTime() });
-      deps.store.addAuditEvent({ at: now, actor: who.name, action: 'admin-cert.create', target: spiffeId, detail: JSON.stringify({ role, serial: issued.serial }) });
+      await deps.store.recordCertificate({ serial: issued.serial, spiffeId, notAfter: issued.notAfter.getTime(), issuedAt: now, issuer: issued.issuer });
+      await deps.store.addAdminCertificate({ serial: canonicalSerial(issued.serial), name, role: role as AdminRole, createdAt: now, notAfter: issued.notAfter.getTime() });
+      await deps.store.addAuditEvent({ at: now, actor: who.name, action: 'admin-cert.create', target: spiffeId, detail: JSON.stringify({ role, serial: issued.serial }) });
       deps.audit.info({ audit: true, actor: who.name, action: 'admin-cert.create', spiffeId, role, serial: issued.serial }, 'admin certificate issued');
       sendJson(res, 201, { name, role, spiffeId, certPem: issued.chainPem, caPem: deps.ring.bundlePem(), notAfter: issued.notAfter.toISOString() });
     } catch (err) {

@@ -41,12 +41,12 @@ type Call = Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext' | 'metadata
  * Who calls: a bearer token in `authorization` metadata if one is sent (the same check as HTTP),
  * else the admin client certificate of the TLS handshake. Either way the same role check follows.
  */
-export function adminPrincipal(call: Call, deps: AdminGrpcDeps, role: AdminRole): Principal {
+export async function adminPrincipal(call: Call, deps: AdminGrpcDeps, role: AdminRole): Promise<Principal> {
   const authorization = firstString(call.metadata, 'authorization');
   const principal =
     authorization !== undefined
-      ? tokenPrincipal(deps.store, authorization)
-      : certificatePrincipal(deps.store, call.getAuthContext().sslPeerCertificate?.raw, deps.caIssuers(), deps.trustDomain);
+      ? await tokenPrincipal(deps.store, authorization)
+      : await certificatePrincipal(deps.store, call.getAuthContext().sslPeerCertificate?.raw, deps.caIssuers(), deps.trustDomain);
   return requireGrant(principal, role);
 }
 
@@ -70,48 +70,48 @@ function rpc<Req>(fn: (call: ServerUnaryCall<Req, unknown>, req: Req) => unknown
 export function adminServiceHandlers(deps: AdminGrpcDeps): Record<string, Handler> {
   const p = deps.policies;
   return {
-    applyPolicy: rpc<ApplyPolicyRequest>((call, req) => {
-      const who = adminPrincipal(call, deps, 'editor');
+    applyPolicy: rpc<ApplyPolicyRequest>(async (call, req) => {
+      const who = await adminPrincipal(call, deps, 'editor');
       const yaml = bundle(req.yaml);
       return deps.limits.run(who, '/airlock.admin.v1.AdminService/ApplyPolicy', async () => changeResult(await deps.limits.apply(yaml, req.file || 'request', who.name)));
     }),
-    getPolicy: rpc<GetPolicyRequest>((call, req) => {
-      adminPrincipal(call, deps, 'viewer');
+    getPolicy: rpc<GetPolicyRequest>(async (call, req) => {
+      await adminPrincipal(call, deps, 'viewer');
       const v = req.version;
-      return v === 0 ? { version: p.version(), documents: p.entries().map(document) } : { version: v, documents: p.versionEntries(v).map(document) };
+      return v === 0 ? { version: p.version(), documents: p.entries().map(document) } : { version: v, documents: (await p.versionEntries(v)).map(document) };
     }),
-    listDocuments: rpc<ListDocumentsRequest>((call, req) => {
-      adminPrincipal(call, deps, 'viewer');
+    listDocuments: rpc<ListDocumentsRequest>(async (call, req) => {
+      await adminPrincipal(call, deps, 'viewer');
       const kind = kindOf(req.kind);
       return { version: p.version(), documents: p.entries().filter((e) => e.kind === kind).map(document) };
     }),
-    deleteDocument: rpc<DeleteDocumentRequest>((call, req) => {
-      const who = adminPrincipal(call, deps, 'editor');
-      return changeResult(p.delete(kindOf(req.kind), checkDocumentName(req.name), who.name));
+    deleteDocument: rpc<DeleteDocumentRequest>(async (call, req) => {
+      const who = await adminPrincipal(call, deps, 'editor');
+      return changeResult(await p.delete(kindOf(req.kind), checkDocumentName(req.name), who.name));
     }),
-    diffPolicy: rpc<DiffPolicyRequest>((call, req) => {
-      const who = adminPrincipal(call, deps, 'viewer');
+    diffPolicy: rpc<DiffPolicyRequest>(async (call, req) => {
+      const who = await adminPrincipal(call, deps, 'viewer');
       const yaml = bundle(req.yaml);
       return deps.limits.run(who, '/airlock.admin.v1.AdminService/DiffPolicy', async () => {
         const d = await deps.limits.diff(yaml, req.file || 'request');
         return { version: d.version, changes: d.changes.map(change) };
       });
     }),
-    listPolicyVersions: rpc<ListPolicyVersionsRequest>((call, req) => {
-      adminPrincipal(call, deps, 'viewer');
+    listPolicyVersions: rpc<ListPolicyVersionsRequest>(async (call, req) => {
+      await adminPrincipal(call, deps, 'viewer');
       const limit = req.limit === 0 ? MAX_HISTORY : Math.min(req.limit, MAX_HISTORY);
       return {
         version: p.version(),
-        versions: p.history(limit).map((v) => ({ version: v.version, createdAtUnixMs: v.createdAt, actor: v.actor, action: v.action, summary: v.summary })),
+        versions: (await p.history(limit)).map((v) => ({ version: v.version, createdAtUnixMs: v.createdAt, actor: v.actor, action: v.action, summary: v.summary })),
       };
     }),
-    rollbackPolicy: rpc<RollbackPolicyRequest>((call, req) => {
-      const who = adminPrincipal(call, deps, 'editor');
+    rollbackPolicy: rpc<RollbackPolicyRequest>(async (call, req) => {
+      const who = await adminPrincipal(call, deps, 'editor');
       if (req.to < 1) throw new AirlockError(ErrorCode.BadRequest, '"to" must be a version number (1 or more)');
-      return changeResult(p.rollback(req.to, who.name));
+      return changeResult(await p.rollback(req.to, who.name));
     }),
-    explain: rpc<ExplainRequest>((call, req) => {
-      adminPrincipal(call, deps, 'viewer');
+    explain: rpc<ExplainRequest>(async (call, req) => {
+      await adminPrincipal(call, deps, 'viewer');
       if (req.from === '' || req.to === '') throw new AirlockError(ErrorCode.BadRequest, '"from" and "to" are required');
       const e = explainCall(p, { from: req.from, to: req.to, method: req.method || undefined, path: req.path || undefined, tool: req.tool || undefined, headers: req.headers }, deps.isRevoked);
       return { allow: e.allow, version: e.version, policy: e.policy, rule: e.rule, reason: e.reason, dryRunDeny: e.dryRunDeny, source: e.source, destination: e.destination };

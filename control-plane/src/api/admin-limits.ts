@@ -83,7 +83,7 @@ export class AdminLimits {
     for (let attempt = 1; ; attempt++) {
       const change = await this.#worker.prepare('apply', () => this.#policies.snapshot(), text, file);
       try {
-        return this.#policies.applyPrepared(change, file, actor);
+        return await this.#policies.applyPrepared(change, file, actor);
       } catch (err) {
         if (!(isAirlockError(err) && err.code === ErrorCode.Conflict && attempt < 3)) throw err;
       }

@@ -27,7 +27,7 @@ export function joinTokenRoute(deps: AdminRouteDeps): AdminRoute {
         res.setHeader('allow', 'POST');
         throw new HttpError(405, 'method_not_allowed', 'use POST');
       }
-      const who = deps.requireRole(req, 'admin');
+      const who = await deps.requireRole(req, 'admin');
       const body = await readJson(req);
       const { identity, ttlSeconds, labels } = objectBody(body, ['identity', 'ttlSeconds', 'labels']);
       if (labels !== undefined && (typeof labels !== 'object' || labels === null || Array.isArray(labels) || Object.values(labels).some((v) => typeof v !== 'string'))) {
@@ -43,13 +43,13 @@ export function joinTokenRoute(deps: AdminRouteDeps): AdminRoute {
         }
         ttlMs = ttlSeconds * 1000;
       }
-      const created = deps.joinTokens.createJoinToken(identity, ttlMs, (labels ?? {}) as Record<string, string>);
+      const created = await deps.joinTokens.createJoinToken(identity, ttlMs, (labels ?? {}) as Record<string, string>);
       // Who minted a credential for which identity: the token's id (a hash prefix), never its secret.
       deps.audit.info(
         { audit: true, actor: who.name, action: 'join-token.create', id: created.id, identity: created.identity, expiresAt: created.expiresAt.toISOString(), labels: created.labels },
         'join token created',
       );
-      deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.create', target: created.identity, detail: JSON.stringify({ id: created.id, expiresAt: created.expiresAt.toISOString(), labels: created.labels }) });
+      await deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.create', target: created.identity, detail: JSON.stringify({ id: created.id, expiresAt: created.expiresAt.toISOString(), labels: created.labels }) });
       sendJson(res, 201, { token: created.token, id: created.id, identity: created.identity, expiresAt: created.expiresAt.toISOString(), labels: created.labels });
     } catch (err) {
       sendError(res, err);

@@ -31,8 +31,8 @@ export function caRoutes(deps: CaRouteDeps): AdminRoute {
           res.setHeader('allow', 'GET');
           throw new HttpError(405, 'method_not_allowed', 'use GET');
         }
-        deps.requireRole(req, 'viewer');
-        sendJson(res, 200, deps.ring.status());
+        await deps.requireRole(req, 'viewer');
+        sendJson(res, 200, await deps.ring.status());
         return true;
       }
       const step = path.slice('/v1/ca/'.length) as Step;
@@ -41,29 +41,29 @@ export function caRoutes(deps: CaRouteDeps): AdminRoute {
         res.setHeader('allow', 'POST');
         throw new HttpError(405, 'method_not_allowed', 'use POST');
       }
-      const who = deps.requireRole(req, 'admin');
+      const who = await deps.requireRole(req, 'admin');
       // No body at all is the same as {} (a bare `curl -X POST`).
       const raw = req.headers['content-length'] === '0' ? {} : await readJson(req);
       let roots;
       let detail: Record<string, unknown> = {};
       if (step === 'prepare') {
         objectBody(raw, []);
-        roots = [deps.ring.prepare()];
+        roots = [await deps.ring.prepare()];
       } else if (step === 'activate') {
         const renewNow = optionalBoolean(objectBody(raw, ['renewNow']), 'renewNow');
         detail = { renewNow };
-        roots = [deps.ring.activate({ renewNow })];
+        roots = [await deps.ring.activate({ renewNow })];
       } else {
         const body = objectBody(raw, ['id', 'force']);
         const id = optionalString(body, 'id');
         const force = optionalBoolean(body, 'force');
         detail = { id, force };
-        roots = deps.ring.retire({ ...(id === undefined ? {} : { id }), force });
+        roots = await deps.ring.retire({ ...(id === undefined ? {} : { id }), force });
       }
       const ids = roots.map((r) => r.id);
       deps.audit.warn({ audit: true, action: `ca.${step}`, actor: who.name, roots: ids, ...detail }, `CA ${step}`);
-      deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: `ca.${step}`, target: ids.join(','), detail: JSON.stringify(detail) });
-      sendJson(res, 200, { roots, status: deps.ring.status() });
+      await deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: `ca.${step}`, target: ids.join(','), detail: JSON.stringify(detail) });
+      sendJson(res, 200, { roots, status: await deps.ring.status() });
     } catch (err) {
       sendError(res, err);
     }

@@ -21,6 +21,7 @@ const GRPC_STATUS: Readonly<Record<ErrorCode, status>> = {
   [ErrorCode.Policy]: status.FAILED_PRECONDITION,
   [ErrorCode.TooLarge]: status.RESOURCE_EXHAUSTED,
   [ErrorCode.TooManyRequests]: status.RESOURCE_EXHAUSTED,
+  [ErrorCode.StoreUnavailable]: status.UNAVAILABLE,
   [ErrorCode.Internal]: status.INTERNAL,
 };
 

@@ -17,6 +17,7 @@ const HTTP: Readonly<Record<ErrorCode, { status: number; error: string }>> = {
   [ErrorCode.Policy]: { status: 400, error: 'policy_invalid' },
   [ErrorCode.TooLarge]: { status: 413, error: 'too_large' },
   [ErrorCode.TooManyRequests]: { status: 429, error: 'too_many_requests' },
+  [ErrorCode.StoreUnavailable]: { status: 503, error: 'store_unavailable' },
   [ErrorCode.Internal]: { status: 500, error: 'internal' },
 };
 

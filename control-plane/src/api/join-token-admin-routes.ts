@@ -27,20 +27,20 @@ export function joinTokenAdminRoutes(deps: JoinTokenAdminDeps): AdminRoute {
     if (!list && path !== '/v1/join-tokens/revoke') return false;
     try {
       if (list) {
-        deps.requireRole(req, 'admin');
-        sendJson(res, 200, { items: deps.joinTokens.list() });
+        await deps.requireRole(req, 'admin');
+        sendJson(res, 200, { items: await deps.joinTokens.list() });
         return true;
       }
       if (req.method !== 'POST') {
         res.setHeader('allow', 'POST');
         throw new HttpError(405, 'method_not_allowed', 'use POST');
       }
-      const who = deps.requireRole(req, 'admin');
+      const who = await deps.requireRole(req, 'admin');
       const id = optionalString(objectBody(await readJson(req), ['id']), 'id');
       if (id === undefined) throw new AirlockError(ErrorCode.BadRequest, '"id" is required (from `airlock token list`)');
-      const result = deps.joinTokens.revoke(id);
+      const result = await deps.joinTokens.revoke(id);
       deps.audit.warn({ audit: true, action: 'join-token.revoke', actor: who.name, id: result.token.id, identity: result.token.identity, alreadyRevoked: result.alreadyRevoked }, 'join token revoked');
-      deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.revoke', target: result.token.identity, detail: JSON.stringify({ id: result.token.id, alreadyRevoked: result.alreadyRevoked }) });
+      await deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.revoke', target: result.token.identity, detail: JSON.stringify({ id: result.token.id, alreadyRevoked: result.alreadyRevoked }) });
       sendJson(res, 200, result);
     } catch (err) {
       sendError(res, err);

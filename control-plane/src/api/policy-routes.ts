@@ -42,20 +42,20 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
   const list = (kind: DocumentKind) => ({ version: p.version(), items: p.entries().filter((e) => e.kind === kind).map((e) => ({ name: e.name, yaml: e.yaml })) });
 
   const routes: Route[] = [
-    { method: 'GET', path: /^\/v1\/policy$/, handle: (req) => {
-      deps.requireRole(req, 'viewer');
-      return Promise.resolve(ok({ version: p.version(), documents: p.entries() }));
+    { method: 'GET', path: /^\/v1\/policy$/, handle: async (req) => {
+      await deps.requireRole(req, 'viewer');
+      return ok({ version: p.version(), documents: p.entries() });
     } },
-    { method: 'GET', path: /^\/v1\/policy\/versions\/(\d{1,9})$/, handle: (req, [v]) => {
-      deps.requireRole(req, 'viewer');
-      return Promise.resolve(ok({ version: Number(v), documents: p.versionEntries(Number(v)) }));
+    { method: 'GET', path: /^\/v1\/policy\/versions\/(\d{1,9})$/, handle: async (req, [v]) => {
+      await deps.requireRole(req, 'viewer');
+      return ok({ version: Number(v), documents: await p.versionEntries(Number(v)) });
     } },
-    { method: 'GET', path: /^\/v1\/policy\/history$/, handle: (req) => {
-      deps.requireRole(req, 'viewer');
-      return Promise.resolve(ok({ version: p.version(), versions: p.history(MAX_HISTORY) }));
+    { method: 'GET', path: /^\/v1\/policy\/history$/, handle: async (req) => {
+      await deps.requireRole(req, 'viewer');
+      return ok({ version: p.version(), versions: await p.history(MAX_HISTORY) });
     } },
     { method: 'POST', path: /^\/v1\/policy\/(apply|diff)$/, handle: async (req, [op]) => {
-      const who = deps.requireRole(req, op === 'apply' ? 'editor' : 'viewer');
+      const who = await deps.requireRole(req, op === 'apply' ? 'editor' : 'viewer');
       // The body is read inside the caller's slot: a flood of bundles is not buffered at once.
       return deps.limits.run(who, `POST /v1/policy/${op ?? ''}`, async () => {
         const body = objectBody(await readJson(req, MAX_POLICY_BYTES), ['yaml', 'file']);
@@ -65,36 +65,36 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
       });
     } },
     { method: 'POST', path: /^\/v1\/policy\/rollback$/, handle: async (req) => {
-      const who = deps.requireRole(req, 'editor');
+      const who = await deps.requireRole(req, 'editor');
       const body = objectBody(await readJson(req), ['to']);
       const to = body.to;
       if (typeof to !== 'number' || !Number.isInteger(to) || to < 1) throw new AirlockError(ErrorCode.BadRequest, '"to" must be a version number (1 or more)');
-      return ok(p.rollback(to, who.name));
+      return ok(await p.rollback(to, who.name));
     } },
-    { method: 'GET', path: /^\/v1\/segments$/, handle: (req) => {
-      deps.requireRole(req, 'viewer');
-      return Promise.resolve(ok(list('Segment')));
+    { method: 'GET', path: /^\/v1\/segments$/, handle: async (req) => {
+      await deps.requireRole(req, 'viewer');
+      return ok(list('Segment'));
     } },
-    { method: 'GET', path: /^\/v1\/policies$/, handle: (req) => {
-      deps.requireRole(req, 'viewer');
-      return Promise.resolve(ok(list('Policy')));
+    { method: 'GET', path: /^\/v1\/policies$/, handle: async (req) => {
+      await deps.requireRole(req, 'viewer');
+      return ok(list('Policy'));
     } },
-    { method: 'DELETE', path: /^\/v1\/(segments|policies)\/([^/]+)$/, handle: (req, [kinds, name]) => {
-      const who = deps.requireRole(req, 'editor');
+    { method: 'DELETE', path: /^\/v1\/(segments|policies)\/([^/]+)$/, handle: async (req, [kinds, name]) => {
+      const who = await deps.requireRole(req, 'editor');
       const n = checkDocumentName(decodeURIComponent(name ?? ''));
-      return Promise.resolve(ok(p.delete(kinds === 'segments' ? 'Segment' : 'Policy', n, who.name)));
+      return ok(await p.delete(kinds === 'segments' ? 'Segment' : 'Policy', n, who.name));
     } },
-    { method: 'GET', path: /^\/v1\/agents$/, handle: (req) => {
-      deps.requireRole(req, 'viewer');
-      return Promise.resolve(ok({ items: deps.store.listAgents() }));
+    { method: 'GET', path: /^\/v1\/agents$/, handle: async (req) => {
+      await deps.requireRole(req, 'viewer');
+      return ok({ items: await deps.store.listAgents() });
     } },
     { method: 'POST', path: /^\/v1\/explain$/, handle: async (req) => {
-      deps.requireRole(req, 'viewer');
+      await deps.requireRole(req, 'viewer');
       const body = objectBody(await readJson(req), ['from', 'to', 'method', 'path', 'tool', 'headers']);
       return ok(explainCall(p, { from: requiredString(body, 'from'), to: requiredString(body, 'to'), method: optionalNonEmptyString(body, 'method'), path: optionalNonEmptyString(body, 'path'), tool: optionalNonEmptyString(body, 'tool'), headers: headerList(body.headers) }, deps.isRevoked));
     } },
     { method: 'POST', path: /^\/v1\/api-tokens$/, handle: async (req) => {
-      const who = deps.requireRole(req, 'admin');
+      const who = await deps.requireRole(req, 'admin');
       const body = objectBody(await readJson(req), ['name', 'role']);
       const name = requiredString(body, 'name');
       if (!NAME.test(name) || name === 'admin-token') throw new AirlockError(ErrorCode.BadRequest, '"name" must be a lowercase name (a-z, 0-9, "-", ".") other than admin-token');
@@ -102,17 +102,17 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
       if (!(ADMIN_ROLES as readonly string[]).includes(role)) throw new AirlockError(ErrorCode.BadRequest, `"role" must be one of ${ADMIN_ROLES.join(', ')}`);
       const token = newSecretToken();
       try {
-        deps.store.addApiToken({ hash: hashToken(token), name, role: role as AdminRole, createdAt: Date.now() });
+        await deps.store.addApiToken({ hash: hashToken(token), name, role: role as AdminRole, createdAt: Date.now() });
       } catch {
         throw new AirlockError(ErrorCode.Conflict, `a token named "${name}" exists`);
       }
-      deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'api-token.create', target: name, detail: JSON.stringify({ role }) });
+      await deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'api-token.create', target: name, detail: JSON.stringify({ role }) });
       deps.logger.info({ audit: true, actor: who.name, action: 'api-token.create', name, role }, 'api token created');
       return ok({ name, role, token }, 201);
     } },
-    { method: 'GET', path: /^\/v1\/audit$/, handle: (req) => {
-      deps.requireRole(req, 'admin');
-      return Promise.resolve(ok({ items: deps.store.listAuditEvents(MAX_HISTORY) }));
+    { method: 'GET', path: /^\/v1\/audit$/, handle: async (req) => {
+      await deps.requireRole(req, 'admin');
+      return ok({ items: await deps.store.listAuditEvents(MAX_HISTORY) });
     } },
   ];
 

@@ -33,13 +33,13 @@ export function revokeRoute(deps: RevokeRouteDeps): AdminRoute {
         res.setHeader('allow', 'POST');
         throw new HttpError(405, 'method_not_allowed', 'use POST');
       }
-      const who = deps.requireRole(req, 'responder');
+      const who = await deps.requireRole(req, 'responder');
       const body = await readJson(req);
       const { identity } = objectBody(body, ['identity']);
       if (typeof identity !== 'string') throw new AirlockError(ErrorCode.BadRequest, '"identity" must be a SPIFFE ID string');
       const id = parseSpiffeId(identity);
       if (id.trustDomain !== deps.trustDomain) throw new AirlockError(ErrorCode.BadRequest, `${identity} is not in this control plane's trust domain ${deps.trustDomain}`);
-      const result = deps.revocations.revoke(id.uri);
+      const result = await deps.revocations.revoke(id.uri);
       if (result.newlyRevoked) deps.metrics.revocations.inc();
       deps.audit.warn({ audit: true, action: 'revoke', actor: who.name, role: who.role, identity: id.uri, serials: result.serials, alreadyRevoked: !result.newlyRevoked }, 'identity revoked');
       sendJson(res, 200, { identity: id.uri, revokedAt: new Date(result.revokedAt).toISOString(), alreadyRevoked: !result.newlyRevoked, revokedSerials: result.serials });

@@ -8,7 +8,7 @@ import { hashToken, newSecretToken } from './token-hash.ts';
  * The admin bearer token: `<dataDir>/admin-token` (0600), created on first start. Only its hash goes
  * into the store, which is what requests are checked against.
  */
-export function ensureAdminToken(dataDir: string, store: Store): string {
+export async function ensureAdminToken(dataDir: string, store: Store): Promise<string> {
   const path = join(dataDir, 'admin-token');
   if (!existsSync(path)) {
     writeFileSync(path, `${newSecretToken()}\n`, { mode: 0o600, flag: 'wx' });
@@ -16,6 +16,6 @@ export function ensureAdminToken(dataDir: string, store: Store): string {
   }
   const token = readFileSync(path, 'utf8').trim();
   if (token.length < 16) throw new AirlockError(ErrorCode.Config, `${path} holds no usable admin token; remove it to have a new one created`);
-  store.addAdminTokenHash(hashToken(token));
+  await store.addAdminTokenHash(hashToken(token));
   return token;
 }

@@ -10,9 +10,9 @@ function setup(): { tokens: JoinTokens; clock: { now: number }; store: SqliteSto
   return { tokens: new JoinTokens(store, 'airlock.test', () => clock.now), clock, store };
 }
 
-function refusal(fn: () => unknown): string | undefined {
+async function refusal(attempt: Promise<unknown>): Promise<string | undefined> {
   try {
-    fn();
+    await attempt;
   } catch (err) {
     if (err instanceof JoinTokenError) return err.reason;
     throw err;
@@ -21,20 +21,20 @@ function refusal(fn: () => unknown): string | undefined {
 }
 
 describe('JoinTokens', () => {
-  it('makes a random base64url token, stored only as a hash, usable once', () => {
+  it('makes a random base64url token, stored only as a hash, usable once', async () => {
     const { tokens } = setup();
-    const created = tokens.createJoinToken(ID, 60_000);
+    const created = await tokens.createJoinToken(ID, 60_000);
     expect(created.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(created.expiresAt.getTime()).toBe(1_060_000);
-    expect(tokens.consumeJoinToken(created.token)).toEqual({ spiffeId: ID, labels: {} });
-    expect(refusal(() => tokens.consumeJoinToken(created.token))).toBe('used');
+    expect(await tokens.consumeJoinToken(created.token)).toEqual({ spiffeId: ID, labels: {} });
+    expect(await refusal(tokens.consumeJoinToken(created.token))).toBe('used');
   });
 
-  it('gives the joining agent the token\'s labels', () => {
+  it('gives the joining agent the token\'s labels', async () => {
     const { tokens } = setup();
-    const created = tokens.createJoinToken(ID, 60_000, { team: 'research', 'example.com/tier': 'gold' });
+    const created = await tokens.createJoinToken(ID, 60_000, { team: 'research', 'example.com/tier': 'gold' });
     expect(created.labels).toEqual({ team: 'research', 'example.com/tier': 'gold' });
-    expect(tokens.consumeJoinToken(created.token).labels).toEqual({ team: 'research', 'example.com/tier': 'gold' });
+    expect((await tokens.consumeJoinToken(created.token)).labels).toEqual({ team: 'research', 'example.com/tier': 'gold' });
   });
 
   it.each([
@@ -45,34 +45,34 @@ describe('JoinTokens', () => {
     [{ 'Example.com/team': 'x' }, /prefix must be a lowercase DNS subdomain/],
     [{ 'kubernetes.io/namespace': 'prod' }, /set by Kubernetes attestation only/],
     [Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v'])), /at most 32 labels/],
-  ])('refuses bad labels %#', (labels, message) => {
+  ])('refuses bad labels %#', async (labels, message) => {
     const { tokens } = setup();
-    expect(() => tokens.createJoinToken(ID, 60_000, labels)).toThrow(message);
-    expect(tokens.list()).toHaveLength(0);
+    await expect(tokens.createJoinToken(ID, 60_000, labels)).rejects.toThrow(message);
+    expect(await tokens.list()).toHaveLength(0);
   });
 
-  it('refuses unknown and expired tokens with typed reasons', () => {
+  it('refuses unknown and expired tokens with typed reasons', async () => {
     const { tokens, clock } = setup();
-    const created = tokens.createJoinToken(ID, 60_000);
-    expect(refusal(() => tokens.consumeJoinToken('x'.repeat(43)))).toBe('unknown');
+    const created = await tokens.createJoinToken(ID, 60_000);
+    expect(await refusal(tokens.consumeJoinToken('x'.repeat(43)))).toBe('unknown');
     clock.now += 60_000;
-    expect(refusal(() => tokens.consumeJoinToken(created.token))).toBe('expired');
+    expect(await refusal(tokens.consumeJoinToken(created.token))).toBe('expired');
   });
 
-  it('refuses foreign trust domains, bad IDs and out-of-range lifetimes', () => {
+  it('refuses foreign trust domains, bad IDs and out-of-range lifetimes', async () => {
     const { tokens } = setup();
-    expect(() => tokens.createJoinToken('spiffe://evil.test/ns/a/sa/b')).toThrow(/trust domain/);
-    expect(() => tokens.createJoinToken('not-an-id')).toThrow(/not a valid SPIFFE ID/);
-    expect(() => tokens.createJoinToken(ID, 86_400_001)).toThrow(/lifetime/);
+    await expect(tokens.createJoinToken('spiffe://evil.test/ns/a/sa/b')).rejects.toThrow(/trust domain/);
+    await expect(tokens.createJoinToken('not-an-id')).rejects.toThrow(/not a valid SPIFFE ID/);
+    await expect(tokens.createJoinToken(ID, 86_400_001)).rejects.toThrow(/lifetime/);
   });
 
-  it('lists tokens without their secret: id, identity, status and expiry', () => {
+  it('lists tokens without their secret: id, identity, status and expiry', async () => {
     const { tokens, clock } = setup();
-    const used = tokens.createJoinToken(ID, 60_000);
-    tokens.consumeJoinToken(used.token);
+    const used = await tokens.createJoinToken(ID, 60_000);
+    await tokens.consumeJoinToken(used.token);
     clock.now += 1;
-    const unused = tokens.createJoinToken('spiffe://airlock.test/ns/demo/sa/planner', 60_000);
-    const listed = tokens.list();
+    const unused = await tokens.createJoinToken('spiffe://airlock.test/ns/demo/sa/planner', 60_000);
+    const listed = await tokens.list();
     expect(listed.map((t) => [t.id, t.status])).toEqual([
       [unused.id, 'unused'],
       [used.id, 'used'],
@@ -80,29 +80,29 @@ describe('JoinTokens', () => {
     expect(JSON.stringify(listed)).not.toContain(used.token);
     expect(JSON.stringify(listed)).not.toContain(unused.token);
     clock.now += 60_000;
-    expect(tokens.list()[0]?.status).toBe('expired');
+    expect((await tokens.list())[0]?.status).toBe('expired');
   });
 
-  it('revokes a token by id so that it no longer attests; a wrong or ambiguous id changes nothing', () => {
+  it('revokes a token by id so that it no longer attests; a wrong or ambiguous id changes nothing', async () => {
     const { tokens } = setup();
-    const created = tokens.createJoinToken(ID, 60_000);
-    const other = tokens.createJoinToken(ID, 60_000);
-    expect(() => tokens.revoke('0'.repeat(16) === created.id ? '1'.repeat(16) : '0'.repeat(16))).toThrow(/no join token/);
-    expect(() => tokens.revoke('abc')).toThrow(/8 to 64 hex/);
-    expect(() => tokens.revoke("'; DROP TABLE join_tokens; --")).toThrow(/hex/);
-    expect(tokens.revoke(created.id.toUpperCase())).toMatchObject({ alreadyRevoked: false, token: { id: created.id, status: 'revoked' } });
-    expect(tokens.revoke(created.id).alreadyRevoked).toBe(true);
-    expect(refusal(() => tokens.consumeJoinToken(created.token))).toBe('revoked');
+    const created = await tokens.createJoinToken(ID, 60_000);
+    const other = await tokens.createJoinToken(ID, 60_000);
+    await expect(tokens.revoke('0'.repeat(16) === created.id ? '1'.repeat(16) : '0'.repeat(16))).rejects.toThrow(/no join token/);
+    await expect(tokens.revoke('abc')).rejects.toThrow(/8 to 64 hex/);
+    await expect(tokens.revoke("'; DROP TABLE join_tokens; --")).rejects.toThrow(/hex/);
+    expect(await tokens.revoke(created.id.toUpperCase())).toMatchObject({ alreadyRevoked: false, token: { id: created.id, status: 'revoked' } });
+    expect((await tokens.revoke(created.id)).alreadyRevoked).toBe(true);
+    expect(await refusal(tokens.consumeJoinToken(created.token))).toBe('revoked');
     // The other token is untouched.
-    expect(tokens.consumeJoinToken(other.token).spiffeId).toBe(ID);
+    expect((await tokens.consumeJoinToken(other.token)).spiffeId).toBe(ID);
   });
 
-  it('refuses an id that is a prefix of several tokens, revoking none', () => {
+  it('refuses an id that is a prefix of several tokens, revoking none', async () => {
     const { tokens, store } = setup();
-    store.insertJoinToken({ hash: `abcdef01${'1'.repeat(56)}`, spiffeId: ID, expiresAt: 2_000_000 });
-    store.insertJoinToken({ hash: `abcdef01${'2'.repeat(56)}`, spiffeId: ID, expiresAt: 2_000_000 });
-    expect(() => tokens.revoke('abcdef01')).toThrow(/2 join tokens have ids starting abcdef01/);
-    expect(tokens.list().map((t) => t.status)).toEqual(['unused', 'unused']);
-    expect(tokens.revoke('abcdef012').token.status).toBe('revoked');
+    await store.insertJoinToken({ hash: `abcdef01${'1'.repeat(56)}`, spiffeId: ID, expiresAt: 2_000_000 });
+    await store.insertJoinToken({ hash: `abcdef01${'2'.repeat(56)}`, spiffeId: ID, expiresAt: 2_000_000 });
+    await expect(tokens.revoke('abcdef01')).rejects.toThrow(/2 join tokens have ids starting abcdef01/);
+    expect((await tokens.list()).map((t) => t.status)).toEqual(['unused', 'unused']);
+    expect((await tokens.revoke('abcdef012')).token.status).toBe('revoked');
   });
 });

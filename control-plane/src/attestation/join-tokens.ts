@@ -74,7 +74,7 @@ export class JoinTokens {
   }
 
   /** `labels` are given to the agent that joins with the token (validated like Kubernetes labels). */
-  createJoinToken(identity: string, ttlMs: number = DEFAULT_JOIN_TOKEN_TTL_MS, labels: Labels = {}): CreatedJoinToken {
+  async createJoinToken(identity: string, ttlMs: number = DEFAULT_JOIN_TOKEN_TTL_MS, labels: Labels = {}): Promise<CreatedJoinToken> {
     const id = parseSpiffeId(identity);
     if (id.trustDomain !== this.#trustDomain) {
       throw new AirlockError(ErrorCode.BadRequest, `${identity} is not in this control plane's trust domain ${this.#trustDomain}`);
@@ -93,37 +93,37 @@ export class JoinTokens {
     const token = newSecretToken();
     const expiresAt = this.#now() + ttlMs;
     const hash = hashToken(token);
-    this.#store.insertJoinToken({ hash, spiffeId: id.uri, expiresAt, createdAt: this.#now(), labels });
+    await this.#store.insertJoinToken({ hash, spiffeId: id.uri, expiresAt, createdAt: this.#now(), labels });
     return { token, id: joinTokenId(hash), identity: id.uri, expiresAt: new Date(expiresAt), labels: { ...labels } };
   }
 
   /** Every join token, newest first, as an admin may see it (no secret). */
-  list(): JoinTokenSummary[] {
+  async list(): Promise<JoinTokenSummary[]> {
     const now = this.#now();
-    return this.#store.listJoinTokens().map((t) => summaryOf(t, now));
+    return (await this.#store.listJoinTokens()).map((t) => summaryOf(t, now));
   }
 
   /**
    * Revokes the one token whose id (a prefix of its hash, at least MIN_ID_CHARS hex) is `id`; a
    * used or expired one is marked too. An id matching none is NotFound, several is BadRequest.
    */
-  revoke(id: string): { token: JoinTokenSummary; alreadyRevoked: boolean } {
+  async revoke(id: string): Promise<{ token: JoinTokenSummary; alreadyRevoked: boolean }> {
     const prefix = id.toLowerCase();
     if (!new RegExp(`^[0-9a-f]{${MIN_ID_CHARS},64}$`).test(prefix)) {
       throw new AirlockError(ErrorCode.BadRequest, `a join token id is ${MIN_ID_CHARS} to 64 hex characters (from \`airlock token list\`)`);
     }
-    const before = this.#store.findJoinTokens(prefix);
+    const before = await this.#store.findJoinTokens(prefix);
     if (before.length === 0) throw new AirlockError(ErrorCode.NotFound, `no join token has id ${prefix}`);
     if (before.length > 1) throw new AirlockError(ErrorCode.BadRequest, `${before.length} join tokens have ids starting ${prefix}; give more characters`);
     const now = this.#now();
-    const [after] = this.#store.revokeJoinTokens(prefix, now);
+    const [after] = await this.#store.revokeJoinTokens(prefix, now);
     if (after === undefined) throw new AirlockError(ErrorCode.NotFound, `no join token has id ${prefix}`);
     return { token: summaryOf(after, now), alreadyRevoked: before[0]?.revokedAt !== undefined };
   }
 
   /** The SPIFFE ID the token was made for and its labels; throws JoinTokenError when unknown, used or expired. */
-  consumeJoinToken(token: string): { spiffeId: string; labels: Labels } {
-    const result = this.#store.consumeJoinToken(hashToken(token), this.#now());
+  async consumeJoinToken(token: string): Promise<{ spiffeId: string; labels: Labels }> {
+    const result = await this.#store.consumeJoinToken(hashToken(token), this.#now());
     if (!result.ok) throw new JoinTokenError(result.reason);
     return { spiffeId: result.spiffeId, labels: result.labels };
   }

@@ -6,13 +6,13 @@ import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { Direction, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { headerInput, type Destination, type McpInput, type PolicyEngine } from '../policy/engine.ts';
-import type { Store } from '../store/store.ts';
 import { decide } from './decide.ts';
-import { agentDestination, destinationOfHost } from './registry.ts';
+import { agentDestination, destinationOfHost, type AgentLookup } from './registry.ts';
 
 export interface AuthorizerDeps {
   readonly trustDomain: string;
-  readonly store: Store;
+  /** The registered agents (in memory): destinations by mesh host, and labels. */
+  readonly agents: AgentLookup;
   /** Read per call, so a policy reload applies to the very next decision. */
   readonly policy: () => PolicyEngine;
   readonly metrics: ControlPlaneMetrics;
@@ -104,7 +104,7 @@ export class Authorizer {
     }
 
     const engine = this.#d.policy();
-    // Labels (from attestation, stored with the agent) are read fresh, and only when a segment selects by them.
+    // Labels (from attestation, registered with the agent) are looked up per call, and only when a segment selects by them.
     const withLabels = engine.usesLabels;
     let source: SpiffeId;
     let destination: Destination;
@@ -113,13 +113,13 @@ export class Authorizer {
       if (req.destinationHost === '') throw new AirlockError(ErrorCode.BadRequest, 'destination_host is required');
       if (direction === 'outbound') {
         source = caller;
-        const to = destinationOfHost(this.#d.store, this.#d.trustDomain, req.destinationHost, withLabels);
+        const to = destinationOfHost(this.#d.agents, this.#d.trustDomain, req.destinationHost, withLabels);
         destination = to.destination;
         if (to.agent !== undefined) upstream = { address: to.agent.inboundAddress, spiffeId: to.agent.spiffeId };
       } else {
         source = parseSpiffeId(req.sourceSpiffeId);
         // The caller's own agent, whatever Host the peer sent: a host policy never admits a call into an agent.
-        destination = agentDestination(this.#d.store, caller, withLabels);
+        destination = agentDestination(this.#d.agents, caller, withLabels);
       }
       if (req.mcpListedTools.length > MAX_LISTED_TOOLS) throw new AirlockError(ErrorCode.BadRequest, `more than ${MAX_LISTED_TOOLS} tools to filter`);
       checkHeaderBounds(req);
@@ -131,7 +131,7 @@ export class Authorizer {
     // The header map is built only when some rule looks at headers: no rule can tell them from none.
     const headers = !engine.usesHeaders || (req.headers.length === 0 && !req.headersIncomplete) ? undefined : headerInput(req.headers, req.headersIncomplete);
     const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req), headers };
-    const { decision, input } = decide(engine, this.#d.store, call, this.#d.isRevoked);
+    const { decision, input } = decide(engine, this.#d.agents, call, this.#d.isRevoked);
     // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
     const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     const verdict = decision.allow ? 'allow' : 'deny';

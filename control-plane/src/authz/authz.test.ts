@@ -13,7 +13,7 @@ import { makeCsr } from '../ca/test-csr.ts';
 import { createControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { PolicyEngine } from '../policy/engine.ts';
 import { parsePolicyText } from '../policy/load.ts';
-import { SqliteStore } from '../store/sqlite-store.ts';
+import type { AgentRecord } from '../store/store.ts';
 import { Authorizer } from './authorize.ts';
 import { verifyPeerCertificate } from './peer.ts';
 import { lookupMeshHost } from './registry.ts';
@@ -53,8 +53,9 @@ describe('verifyPeerCertificate', () => {
 });
 
 describe('Authorizer', () => {
-  const store = new SqliteStore(':memory:');
-  store.upsertAgent({ spiffeId: B, inboundAddress: '127.0.0.1:9', updatedAt: 1 });
+  // The registered agents, as AgentRegistry holds them in memory.
+  const agents = new Map<string, AgentRecord>();
+  agents.set(B, { spiffeId: B, inboundAddress: '127.0.0.1:9', updatedAt: 1 });
   const policy = new PolicyEngine(
     parsePolicyText(
       `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: all }\nspec: { selector: { namespace: demo } }\n---\n` +
@@ -66,7 +67,7 @@ describe('Authorizer', () => {
   const registry = createRegistry('test');
   const authorizer = new Authorizer({
     trustDomain: TD,
-    store,
+    agents,
     policy: () => policy,
     metrics: createControlPlaneMetrics(registry),
     audit: createRootLogger({ process: 't', level: 'silent' }),
@@ -75,9 +76,9 @@ describe('Authorizer', () => {
     AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: A, destinationHost: 'b.v2.demo', destinationPort: 80, method: 'GET', path: '/', ...over });
 
   it('resolves a registered mesh host (service accounts may hold dots) to its upstream', () => {
-    expect(lookupMeshHost(store, TD, 'B.V2.demo.')?.id.uri).toBe(B);
-    expect(lookupMeshHost(store, TD, 'nobody.demo')).toBeUndefined();
-    expect(lookupMeshHost(store, TD, 'localhost')).toBeUndefined();
+    expect(lookupMeshHost(agents, TD, 'B.V2.demo.')?.id.uri).toBe(B);
+    expect(lookupMeshHost(agents, TD, 'nobody.demo')).toBeUndefined();
+    expect(lookupMeshHost(agents, TD, 'localhost')).toBeUndefined();
     const res = authorizer.authorize(parseSpiffeId(A), req({}));
     expect(res).toMatchObject({ verdict: Verdict.VERDICT_ALLOW, policy: 'p', upstream: { address: '127.0.0.1:9', spiffeId: B } });
   });
@@ -118,10 +119,11 @@ describe('Authorizer', () => {
 
 describe('Authorizer: labels and headers', () => {
   const C = `spiffe://${TD}/ns/demo/sa/c`;
-  const store = new SqliteStore(':memory:');
-  store.upsertAgent({ spiffeId: A, inboundAddress: '127.0.0.1:8', updatedAt: 1, labels: { team: 'research' } });
-  store.upsertAgent({ spiffeId: B, inboundAddress: '127.0.0.1:9', updatedAt: 1, labels: { role: 'tools' } });
-  store.upsertAgent({ spiffeId: C, inboundAddress: '127.0.0.1:7', updatedAt: 1, labels: { team: 'ops' } });
+  // The registered agents, as AgentRegistry holds them in memory.
+  const agents = new Map<string, AgentRecord>();
+  agents.set(A, { spiffeId: A, inboundAddress: '127.0.0.1:8', updatedAt: 1, labels: { team: 'research' } });
+  agents.set(B, { spiffeId: B, inboundAddress: '127.0.0.1:9', updatedAt: 1, labels: { role: 'tools' } });
+  agents.set(C, { spiffeId: C, inboundAddress: '127.0.0.1:7', updatedAt: 1, labels: { team: 'ops' } });
   const policy = new PolicyEngine(
     parsePolicyText(
       `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: research }\nspec: { selector: { labels: { team: research } } }\n---\n` +
@@ -133,7 +135,7 @@ describe('Authorizer: labels and headers', () => {
   );
   const authorizer = new Authorizer({
     trustDomain: TD,
-    store,
+    agents,
     policy: () => policy,
     metrics: createControlPlaneMetrics(createRegistry('test')),
     audit: createRootLogger({ process: 't', level: 'silent' }),
@@ -164,8 +166,9 @@ describe('Authorizer: labels and headers', () => {
 
 describe('Authorizer: host policies never admit a call into an agent', () => {
   const EGRESS = `spiffe://${TD}/ns/demo/sa/egress`;
-  const store = new SqliteStore(':memory:');
-  store.upsertAgent({ spiffeId: B, inboundAddress: '127.0.0.1:9', updatedAt: 1 });
+  // The registered agents, as AgentRegistry holds them in memory.
+  const agents = new Map<string, AgentRecord>();
+  agents.set(B, { spiffeId: B, inboundAddress: '127.0.0.1:9', updatedAt: 1 });
   // egress may reach external hosts (some of mesh-host shape) and nothing else.
   const policy = new PolicyEngine(
     parsePolicyText(
@@ -175,7 +178,7 @@ describe('Authorizer: host policies never admit a call into an agent', () => {
     ),
     TD,
   );
-  const authorizer = new Authorizer({ trustDomain: TD, store, policy: () => policy, metrics: createControlPlaneMetrics(createRegistry('test')), audit: createRootLogger({ process: 't', level: 'silent' }) });
+  const authorizer = new Authorizer({ trustDomain: TD, agents, policy: () => policy, metrics: createControlPlaneMetrics(createRegistry('test')), audit: createRootLogger({ process: 't', level: 'silent' }) });
   const inbound = (host: string): AuthorizeRequest =>
     AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_INBOUND, sourceSpiffeId: EGRESS, destinationSpiffeId: B, destinationHost: host, destinationPort: 443, method: 'GET', path: '/v1/admin' });
 

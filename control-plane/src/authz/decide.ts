@@ -1,6 +1,5 @@
-import type { Store } from '../store/store.ts';
 import type { DecisionInput, PolicyDecision, PolicyEngine } from '../policy/engine.ts';
-import { labelsOf } from './registry.ts';
+import { labelsOf, type AgentLookup } from './registry.ts';
 import { denyIfRevoked } from './revoked.ts';
 
 /**
@@ -8,8 +7,8 @@ import { denyIfRevoked } from './revoked.ts';
  * when some segment selects by labels; the destination's come with it), the engine's decision, then
  * revocation of either party. Returns the input too: a tools/list filter judges its tools on it.
  */
-export function decide(engine: PolicyEngine, store: Store, call: DecisionInput, isRevoked: ((spiffeId: string) => boolean) | undefined): { decision: PolicyDecision; input: DecisionInput } {
-  const input = engine.usesLabels && call.sourceLabels === undefined ? { ...call, sourceLabels: labelsOf(store, call.source) } : call;
+export function decide(engine: PolicyEngine, agents: AgentLookup, call: DecisionInput, isRevoked: ((spiffeId: string) => boolean) | undefined): { decision: PolicyDecision; input: DecisionInput } {
+  const input = engine.usesLabels && call.sourceLabels === undefined ? { ...call, sourceLabels: labelsOf(agents, call.source) } : call;
   const destination = input.destination.kind === 'agent' ? input.destination.id : undefined;
   return { decision: denyIfRevoked(engine.evaluate(input), { source: input.source, destination }, isRevoked), input };
 }

@@ -11,6 +11,7 @@ import type { Revocations } from '../ca/revocations.ts';
 import type { WarnLog } from '../api/rate-limit.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import type { Store } from '../store/store.ts';
+import type { AgentRegistry } from './registry.ts';
 
 /** The CA issuing now and the bundle sent with each SVID (both change in a root rollover). */
 export interface IssuingCa {
@@ -21,7 +22,10 @@ export interface IssuingCa {
 export interface CertificateIssuerDeps {
   readonly ca: IssuingCa;
   readonly joinTokens: JoinTokens;
+  /** Where issued certificates are recorded. */
   readonly store: Store;
+  /** Where an agent registers (its inbound address, its labels): decisions read it there. */
+  readonly agents: AgentRegistry;
   readonly revocations: Revocations;
   /** Verifies Kubernetes service-account tokens (JWKS and/or TokenReview); absent when not configured (such tokens are refused). */
   readonly kubernetes?: KubernetesAttestor;
@@ -86,7 +90,7 @@ export class CertificateIssuer {
       const ca = this.#d.ca.issuing();
       const csr = ca.verifyCsr(req.csrPem);
       if (attestation === 'join_token') {
-        ({ spiffeId, labels } = this.#d.joinTokens.consumeJoinToken(req.joinToken ?? ''));
+        ({ spiffeId, labels } = await this.#d.joinTokens.consumeJoinToken(req.joinToken ?? ''));
         // A revoked identity cannot come back with a join token made for it (the token is spent).
         if (this.#d.revocations.isRevoked(spiffeId)) throw new AirlockError(ErrorCode.PermissionDenied, `${spiffeId} is revoked`);
       }
@@ -104,8 +108,8 @@ export class CertificateIssuer {
       if (err instanceof AirlockError) throw refuse(err, 'bad_request');
       throw err;
     }
-    this.#d.store.recordCertificate({ serial: issued.serial, spiffeId, notAfter: issued.notAfter.getTime(), issuedAt: now, issuer: issued.issuer });
-    if (req.inboundAddress !== '') this.#d.store.upsertAgent({ spiffeId, inboundAddress: req.inboundAddress, updatedAt: now, ...(labels === undefined ? {} : { labels }) });
+    await this.#d.store.recordCertificate({ serial: issued.serial, spiffeId, notAfter: issued.notAfter.getTime(), issuedAt: now, issuer: issued.issuer });
+    if (req.inboundAddress !== '') await this.#d.agents.upsert({ spiffeId, inboundAddress: req.inboundAddress, updatedAt: now, ...(labels === undefined ? {} : { labels }) });
     this.#d.metrics.certificatesIssued.inc({ attestation });
     if (attestation === 'renewal') this.#d.metrics.renewals.inc();
     this.#d.logger.info({ spiffeId, serial: issued.serial, notAfter: issued.notAfter.toISOString(), attestation }, 'certificate issued');

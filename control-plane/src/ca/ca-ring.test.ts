@@ -22,109 +22,109 @@ describe('CaRing (root rollover)', () => {
     dir = mkdtempSync(join(tmpdir(), 'airlock-ring-'));
     store = SqliteStore.open(dir);
   });
-  afterEach(() => {
-    store.close();
+  afterEach(async () => {
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   /** Issues an SVID from the ring's issuer and records it the way SignCertificate does. */
-  function issue(ring: CaRing, now: number, id = ID): X509Certificate {
+  async function issue(ring: CaRing, now: number, id = ID): Promise<X509Certificate> {
     const issued = ring.issuing().issueSvid(makeCsr().csrPem, id, TTL, new Date(now));
-    store.recordCertificate({ serial: issued.serial, spiffeId: id, notAfter: issued.notAfter.getTime(), issuedAt: now, issuer: issued.issuer });
+    await store.recordCertificate({ serial: issued.serial, spiffeId: id, notAfter: issued.notAfter.getTime(), issuedAt: now, issuer: issued.issuer });
     return new X509Certificate(issued.certPem);
   }
 
-  it('keeps an activate --renew-now request across a restart until every identity it targets has renewed', () => {
+  it('keeps an activate --renew-now request across a restart until every identity it targets has renewed', async () => {
     const t0 = Date.now();
     const OTHER = `spiffe://${TD}/ns/demo/sa/tool`;
-    let ring = CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);
-    issue(ring, t0, ID);
-    issue(ring, t0, OTHER);
-    ring.prepare(t0);
-    ring.activate({ renewNow: true }, t0 + 1);
+    let ring = await CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);
+    await issue(ring, t0, ID);
+    await issue(ring, t0, OTHER);
+    await ring.prepare(t0);
+    await ring.activate({ renewNow: true }, t0 + 1);
 
     // Restart: a new store handle and ring over the same data dir.
-    store.close();
+    await store.close();
     store = SqliteStore.open(dir);
-    ring = CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0 + 2);
+    ring = await CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0 + 2);
     expect(ring.renewHintPem()).toBe(ring.issuing().certPem);
-    expect(ring.status(t0 + 2).renewNow).toBe(true);
+    expect((await ring.status(t0 + 2)).renewNow).toBe(true);
 
-    issue(ring, t0 + 3, ID);
-    expect(ring.settleRenewNow(t0 + 3)).toBe(false); // OTHER has not renewed yet
+    await issue(ring, t0 + 3, ID);
+    expect(await ring.settleRenewNow(t0 + 3)).toBe(false); // OTHER has not renewed yet
     expect(ring.renewHintPem()).not.toBe('');
-    issue(ring, t0 + 4, OTHER);
-    expect(ring.settleRenewNow(t0 + 4)).toBe(true);
+    await issue(ring, t0 + 4, OTHER);
+    expect(await ring.settleRenewNow(t0 + 4)).toBe(true);
     expect(ring.renewHintPem()).toBe('');
-    store.close();
+    await store.close();
     store = SqliteStore.open(dir);
-    expect(CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0 + 5).renewHintPem()).toBe('');
+    expect((await CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0 + 5)).renewHintPem()).toBe('');
   });
 
-  it('ends a --renew-now request once the old root SVIDs have expired, renewed or not', () => {
+  it('ends a --renew-now request once the old root SVIDs have expired, renewed or not', async () => {
     const t0 = Date.now();
-    const ring = CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);
-    issue(ring, t0);
-    ring.prepare(t0);
-    ring.activate({ renewNow: true }, t0);
-    expect(ring.settleRenewNow(t0 + 1)).toBe(false);
-    expect(ring.settleRenewNow(t0 + TTL + 1)).toBe(true);
+    const ring = await CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);
+    await issue(ring, t0);
+    await ring.prepare(t0);
+    await ring.activate({ renewNow: true }, t0);
+    expect(await ring.settleRenewNow(t0 + 1)).toBe(false);
+    expect(await ring.settleRenewNow(t0 + TTL + 1)).toBe(true);
     expect(ring.renewHintPem()).toBe('');
   });
 
-  it('prepare adds a root that does not issue; activate switches issuance; retire waits for the old SVIDs to expire', () => {
+  it('prepare adds a root that does not issue; activate switches issuance; retire waits for the old SVIDs to expire', async () => {
     const t0 = Date.now();
-    const ring = CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);
+    const ring = await CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);
     const first = ring.issuing();
     const changes: string[][] = [];
     ring.onChange((c) => changes.push([...c]));
-    const oldLeaf = issue(ring, t0);
+    const oldLeaf = await issue(ring, t0);
 
-    const prepared = ring.prepare(t0);
+    const prepared = await ring.prepare(t0);
     expect(prepared.state).toBe('prepared');
     expect(statSync(join(dir, `ca-${prepared.id}.key`)).mode & 0o777).toBe(0o600);
     expect(certsIn(ring.bundlePem())).toBe(2);
     expect(certsIn(readFileSync(join(dir, TRUST_BUNDLE_FILE), 'utf8'))).toBe(2);
     expect(ring.issuing().id).toBe(first.id);
-    expect(() => ring.prepare(t0)).toThrow(/already prepared/);
+    await expect(ring.prepare(t0)).rejects.toThrow(/already prepared/);
 
-    ring.activate({ renewNow: true }, t0);
+    await ring.activate({ renewNow: true }, t0);
     expect(ring.issuing().id).toBe(prepared.id);
     expect(ring.renewHintPem()).toBe(ring.issuing().certPem);
-    const newLeaf = issue(ring, t0);
+    const newLeaf = await issue(ring, t0);
     // Both kinds of caller are accepted while both roots are trusted.
     expect(ring.verifiers().some((v) => v.issued(oldLeaf))).toBe(true);
     expect(ring.verifiers().some((v) => v.issued(newLeaf))).toBe(true);
 
-    expect(() => ring.retire({ force: false }, t0)).toThrow(/1 unexpired SVID/);
+    await expect(ring.retire({ force: false }, t0)).rejects.toThrow(/1 unexpired SVID/);
     expect(certsIn(ring.bundlePem())).toBe(2);
-    const retired = ring.retire({ force: false }, t0 + TTL + 1);
+    const retired = await ring.retire({ force: false }, t0 + TTL + 1);
     expect(retired.map((r) => r.id)).toEqual([first.id]);
     expect(certsIn(ring.bundlePem())).toBe(1);
     expect(ring.verifiers().some((v) => v.issued(oldLeaf))).toBe(false);
     expect(changes).toEqual([['bundle'], ['issuer', 'bundle'], ['bundle']]);
-    expect(() => ring.retire({ force: false }, t0 + TTL + 1)).toThrow(/no previous root/);
+    await expect(ring.retire({ force: false }, t0 + TTL + 1)).rejects.toThrow(/no previous root/);
   });
 
-  it('keeps the rollover state across restarts', () => {
+  it('keeps the rollover state across restarts', async () => {
     const t0 = Date.now();
-    const ring = CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);
-    const prepared = ring.prepare(t0);
-    ring.activate({ renewNow: false }, t0);
-    const again = CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);
+    const ring = await CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);
+    const prepared = await ring.prepare(t0);
+    await ring.activate({ renewNow: false }, t0);
+    const again = await CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);
     expect(again.issuing().id).toBe(prepared.id);
-    expect(again.status(t0).roots.map((r) => r.state).sort()).toEqual(['active', 'previous']);
+    expect((await again.status(t0)).roots.map((r) => r.state).sort()).toEqual(['active', 'previous']);
     expect(again.bundlePem()).toBe(ring.bundlePem());
   });
 
-  it('retires with --force even while SVIDs of the old root are unexpired, and never the active root', () => {
+  it('retires with --force even while SVIDs of the old root are unexpired, and never the active root', async () => {
     const t0 = Date.now();
-    const ring = CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);
+    const ring = await CaRing.open({ dataDir: dir, trustDomain: TD, store }, t0);
     const first = ring.issuing().id;
-    issue(ring, t0);
-    expect(() => ring.retire({ id: first, force: true }, t0)).toThrow(/is the one issuing/);
-    ring.prepare(t0);
-    ring.activate({ renewNow: false }, t0);
-    expect(ring.retire({ id: first.slice(0, 12), force: true }, t0).map((r) => r.state)).toEqual(['retired']);
+    await issue(ring, t0);
+    await expect(ring.retire({ id: first, force: true }, t0)).rejects.toThrow(/is the one issuing/);
+    await ring.prepare(t0);
+    await ring.activate({ renewNow: false }, t0);
+    expect((await ring.retire({ id: first.slice(0, 12), force: true }, t0)).map((r) => r.state)).toEqual(['retired']);
   });
 });

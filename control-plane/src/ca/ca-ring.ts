@@ -73,29 +73,29 @@ export class CaRing {
     this.#operator = operator;
   }
 
-  static open(o: CaRingOptions, now = Date.now()): CaRing {
+  static async open(o: CaRingOptions, now = Date.now()): Promise<CaRing> {
     if (o.operator !== undefined) {
       const ring = new CaRing(o, loadOperatorCa(o.trustDomain, o.operator));
       ring.#writeBundleFile();
       return ring;
     }
     const ring = new CaRing(o, undefined);
-    let records = o.store.listCaRoots();
+    let records = await o.store.listCaRoots();
     if (records.length === 0) {
       // First start, or a data dir from before roots were tracked: ca.{pem,key} is the first root.
       const first = CertificateAuthority.loadOrCreate(o.dataDir, o.trustDomain, new Date(now));
-      o.store.saveCaRoots([{ id: first.id, certPem: first.certPem, keyFile: 'ca.key', state: 'active', createdAt: now, updatedAt: now }]);
-      o.store.assignUnknownIssuer(first.id);
-      records = o.store.listCaRoots();
+      await o.store.saveCaRoots([{ id: first.id, certPem: first.certPem, keyFile: 'ca.key', state: 'active', createdAt: now, updatedAt: now }]);
+      await o.store.assignUnknownIssuer(first.id);
+      records = await o.store.listCaRoots();
     }
     for (const record of records) {
       ring.#roots.push({ record, ca: record.state === 'retired' ? undefined : ring.#load(record) });
     }
     const active = ring.#roots.filter((r) => r.record.state === 'active');
     if (active.length !== 1) throw new AirlockError(ErrorCode.Config, `the store holds ${active.length} active roots; exactly one must be active`);
-    const renewNow = o.store.getRenewNowRequest();
+    const renewNow = await o.store.getRenewNowRequest();
     if (renewNow?.rootId === active[0]?.record.id) ring.#renewNow = renewNow;
-    else if (renewNow !== undefined) o.store.setRenewNowRequest(undefined);
+    else if (renewNow !== undefined) await o.store.setRenewNowRequest(undefined);
     ring.#writeBundleFile();
     return ring;
   }
@@ -134,11 +134,11 @@ export class CaRing {
    * Ends an `activate --renew-now` request once no identity still holds an unexpired SVID of another
    * root without one from the active root issued since the request. True when it ended.
    */
-  settleRenewNow(now = Date.now()): boolean {
+  async settleRenewNow(now = Date.now()): Promise<boolean> {
     const request = this.#renewNow;
     if (request === undefined) return false;
-    if (this.#o.store.countIdentitiesAwaitingRenewal(request.rootId, request.requestedAt, now) > 0) return false;
-    this.#o.store.setRenewNowRequest(undefined);
+    if ((await this.#o.store.countIdentitiesAwaitingRenewal(request.rootId, request.requestedAt, now)) > 0) return false;
+    await this.#o.store.setRenewNowRequest(undefined);
     this.#renewNow = undefined;
     return true;
   }
@@ -148,16 +148,16 @@ export class CaRing {
     return () => this.#listeners.delete(listener);
   }
 
-  status(now = Date.now()): CaStatus {
+  async status(now = Date.now()): Promise<CaStatus> {
     if (this.#operator !== undefined) {
       const ca = this.#operator.ca;
-      return { mode: 'operator', issuer: ca.id, renewNow: false, roots: [this.#statusOf({ id: ca.id, certPem: ca.certPem, keyFile: '', state: 'active', createdAt: 0, updatedAt: 0 }, now)] };
+      return { mode: 'operator', issuer: ca.id, renewNow: false, roots: [await this.#statusOf({ id: ca.id, certPem: ca.certPem, keyFile: '', state: 'active', createdAt: 0, updatedAt: 0 }, now)] };
     }
-    return { mode: 'self-made', issuer: this.issuing().id, renewNow: this.renewHintPem() !== '', roots: this.#roots.map((r) => this.#statusOf(r.record, now)) };
+    return { mode: 'self-made', issuer: this.issuing().id, renewNow: this.renewHintPem() !== '', roots: await Promise.all(this.#roots.map((r) => this.#statusOf(r.record, now))) };
   }
 
   /** A new root, added to the bundle (pushed to every sidecar) but not yet issuing. */
-  prepare(now = Date.now()): RootStatus {
+  async prepare(now = Date.now()): Promise<RootStatus> {
     this.#refuseOperator('prepare');
     const pending = this.#roots.find((r) => r.record.state === 'prepared');
     if (pending !== undefined) throw new AirlockError(ErrorCode.Conflict, `root ${pending.record.id} is already prepared: activate it, or retire it to start over`);
@@ -167,7 +167,7 @@ export class CaRing {
     writeFileSync(keyPath, keyPem, { mode: 0o600, flag: 'wx' });
     chmodSync(keyPath, 0o600);
     const record: CaRootRecord = { id: ca.id, certPem: ca.certPem, keyFile, state: 'prepared', createdAt: now, updatedAt: now };
-    this.#o.store.saveCaRoots([record]);
+    await this.#o.store.saveCaRoots([record]);
     this.#roots.push({ record, ca });
     this.#changed(['bundle']);
     return this.#statusOf(record, now);
@@ -177,18 +177,18 @@ export class CaRing {
    * The prepared root becomes the issuer; the one issuing until now stays in the bundle as
    * `previous`. With `renewNow`, sidecars are told to renew at once rather than at half-life.
    */
-  activate(o: { renewNow: boolean }, now = Date.now()): RootStatus {
+  async activate(o: { renewNow: boolean }, now = Date.now()): Promise<RootStatus> {
     this.#refuseOperator('activate');
     const next = this.#roots.find((r) => r.record.state === 'prepared');
     if (next === undefined) throw new AirlockError(ErrorCode.Conflict, 'no root is prepared: run `airlock ca prepare` first, and let the bundle reach the sidecars');
     const current = this.#roots.find((r) => r.record.state === 'active');
     const updates: CaRootRecord[] = [{ ...next.record, state: 'active', updatedAt: now }];
     if (current !== undefined) updates.push({ ...current.record, state: 'previous', updatedAt: now });
-    this.#o.store.saveCaRoots(updates);
+    await this.#o.store.saveCaRoots(updates);
     next.record = updates[0] ?? next.record;
     if (current !== undefined) current.record = updates[1] ?? current.record;
     this.#renewNow = o.renewNow ? { rootId: next.record.id, requestedAt: now } : undefined;
-    this.#o.store.setRenewNowRequest(this.#renewNow);
+    await this.#o.store.setRenewNowRequest(this.#renewNow);
     this.#changed(['issuer', 'bundle']);
     return this.#statusOf(next.record, now);
   }
@@ -197,7 +197,7 @@ export class CaRing {
    * Removes roots from the bundle: `id`, or every `previous` root. Refused while one of them has
    * issued an SVID that is still valid (its holder would be cut off), unless `force`.
    */
-  retire(o: { id?: string; force: boolean }, now = Date.now()): RootStatus[] {
+  async retire(o: { id?: string; force: boolean }, now = Date.now()): Promise<RootStatus[]> {
     this.#refuseOperator('retire');
     const wanted = o.id?.toLowerCase();
     const targets =
@@ -211,20 +211,20 @@ export class CaRing {
     for (const t of targets) {
       if (t.record.state === 'active') throw new AirlockError(ErrorCode.Conflict, `root ${t.record.id} is the one issuing; activate another first`);
       if (t.record.state === 'retired') throw new AirlockError(ErrorCode.Conflict, `root ${t.record.id} is already retired`);
-      const left = this.#o.store.unexpiredCertificatesOf(t.record.id, now);
+      const left = await this.#o.store.unexpiredCertificatesOf(t.record.id, now);
       if (left.count > 0 && !o.force) {
         const until = left.lastNotAfter === undefined ? '' : `; the last expires at ${new Date(left.lastNotAfter).toISOString()}`;
         throw new AirlockError(ErrorCode.Conflict, `root ${t.record.id} still has ${left.count} unexpired SVID(s) it issued${until}: retire it after that, or with --force (their holders are then refused by every peer)`);
       }
     }
     const updates = targets.map((t) => ({ ...t.record, state: 'retired' as const, updatedAt: now }));
-    this.#o.store.saveCaRoots(updates);
+    await this.#o.store.saveCaRoots(updates);
     for (const [i, t] of targets.entries()) {
       t.record = updates[i] ?? t.record;
       t.ca = undefined;
     }
     this.#changed(['bundle']);
-    return updates.map((r) => this.#statusOf(r, now));
+    return Promise.all(updates.map((r) => this.#statusOf(r, now)));
   }
 
   #trusted(): Root[] {
@@ -241,9 +241,9 @@ export class CaRing {
     return CertificateAuthority.fromPem(this.#o.trustDomain, record.certPem, keyPem);
   }
 
-  #statusOf(record: CaRootRecord, now: number): RootStatus {
+  async #statusOf(record: CaRootRecord, now: number): Promise<RootStatus> {
     const x509 = new X509Certificate(record.certPem);
-    const left = this.#o.store.unexpiredCertificatesOf(record.id, now);
+    const left = await this.#o.store.unexpiredCertificatesOf(record.id, now);
     return {
       id: record.id,
       state: record.state,

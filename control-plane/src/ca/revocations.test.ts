@@ -9,6 +9,7 @@ import { createRegistry } from '@airlock/common/telemetry';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JoinTokens } from '../attestation/join-tokens.ts';
 import { denyIfRevoked, REVOKED_REASON } from '../authz/revoked.ts';
+import { AgentRegistry } from '../authz/registry.ts';
 import { CertificateIssuer } from '../authz/sign-certificate.ts';
 import { createControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
@@ -26,16 +27,16 @@ describe('revocation', () => {
   let ca: CertificateAuthority;
   let revocations: Revocations;
   let issuer: CertificateIssuer;
-  beforeEach(() => {
+  beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'airlock-revoke-'));
     store = SqliteStore.open(dir);
     ca = CertificateAuthority.loadOrCreate(dir, TD);
-    revocations = new Revocations({ store, trustBundlePem: () => ca.certPem });
+    revocations = await Revocations.load({ store, trustBundlePem: () => ca.certPem });
     const metrics = createControlPlaneMetrics(createRegistry('test'));
-    issuer = new CertificateIssuer({ ca: { issuing: () => ca, bundlePem: () => ca.certPem }, joinTokens: new JoinTokens(store, TD), store, revocations, svidTtlMs: 60_000, metrics, logger: createRootLogger({ process: 'test', level: 'error' }) });
+    issuer = new CertificateIssuer({ ca: { issuing: () => ca, bundlePem: () => ca.certPem }, joinTokens: new JoinTokens(store, TD), store, agents: await AgentRegistry.load(store), revocations, svidTtlMs: 60_000, metrics, logger: createRootLogger({ process: 'test', level: 'error' }) });
   });
-  afterEach(() => {
-    store.close();
+  afterEach(async () => {
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -44,7 +45,7 @@ describe('revocation', () => {
     await issuer.signCertificate(parseSpiffeId(B), { csrPem: makeCsr().csrPem, inboundAddress: '' });
     const pushed: TrustBundleSnapshot[] = [];
     revocations.watch((s) => pushed.push(s));
-    const result = revocations.revoke(A);
+    const result = await revocations.revoke(A);
     expect(result.newlyRevoked).toBe(true);
     expect(result.serials).toHaveLength(1);
     expect(pushed).toHaveLength(1);
@@ -54,34 +55,34 @@ describe('revocation', () => {
     // issuerName given here: any issuer), its serial in canonical form.
     const presented = new X509Certificate(a1.certChainPem).serialNumber;
     expect(pushed[0]?.revokedCertificates).toEqual([{ issuer: '', serial: presented.toLowerCase().replace(/^0+/, '') }]);
-    expect(revocations.revoke(A).newlyRevoked).toBe(false);
+    expect((await revocations.revoke(A)).newlyRevoked).toBe(false);
     expect(pushed).toHaveLength(1);
     expect(revocations.isRevoked(B)).toBe(false);
   });
 
   it("names each revoked certificate's issuer as a TLS peer's certificate does (a serial is unique only per issuer)", async () => {
     const a1 = await issuer.signCertificate(parseSpiffeId(A), { csrPem: makeCsr().csrPem, inboundAddress: '' });
-    const named = new Revocations({ store, trustBundlePem: () => ca.certPem, issuerName: (id) => (id === ca.id ? ca.x509.subject : undefined) });
-    named.revoke(A);
+    const named = await Revocations.load({ store, trustBundlePem: () => ca.certPem, issuerName: (id) => (id === ca.id ? ca.x509.subject : undefined) });
+    await named.revoke(A);
     const presented = new X509Certificate(a1.certChainPem);
     expect(named.snapshot().revokedCertificates).toEqual([{ issuer: presented.issuer, serial: presented.serialNumber.toLowerCase().replace(/^0+/, '') }]);
     // An issuer no longer known (a retired root): that serial from any issuer, rather than none.
-    const unknown = new Revocations({ store, trustBundlePem: () => ca.certPem, issuerName: () => undefined });
+    const unknown = await Revocations.load({ store, trustBundlePem: () => ca.certPem, issuerName: () => undefined });
     expect(unknown.snapshot().revokedCertificates.map((c) => c.issuer)).toEqual(['']);
   });
 
-  it('survives a restart', () => {
-    revocations.revoke(A, 5);
-    expect(new Revocations({ store, trustBundlePem: () => '' }).isRevoked(A)).toBe(true);
+  it('survives a restart', async () => {
+    await revocations.revoke(A, 5);
+    expect((await Revocations.load({ store, trustBundlePem: () => '' })).isRevoked(A)).toBe(true);
   });
 
   it('refuses renewal and join tokens for a revoked identity', async () => {
-    revocations.revoke(A);
+    await revocations.revoke(A);
     await expect(issuer.signCertificate(parseSpiffeId(A), { csrPem: makeCsr().csrPem, inboundAddress: '' })).rejects.toMatchObject({
       code: ErrorCode.PermissionDenied,
       message: expect.stringContaining('revoked') as unknown,
     });
-    const token = new JoinTokens(store, TD).createJoinToken(A).token;
+    const { token } = await new JoinTokens(store, TD).createJoinToken(A);
     await expect(issuer.signCertificate(undefined, { csrPem: makeCsr().csrPem, joinToken: token, inboundAddress: '127.0.0.1:1' })).rejects.toThrow(/revoked/);
   });
 

@@ -1,5 +1,5 @@
 import { canonicalSerial } from '@airlock/common/spiffe';
-import type { Store } from '../store/store.ts';
+import type { IssuedCertificate, Store } from '../store/store.ts';
 
 /** A certificate to refuse, as RFC 5280 names one: a serial is unique only per issuer. */
 export interface RevokedCertificate {
@@ -28,36 +28,51 @@ export interface RevocationResult {
   readonly serials: readonly string[];
 }
 
+export interface RevocationsOptions {
+  readonly store: Store;
+  readonly trustBundlePem: () => string;
+  readonly renewHintPem?: () => string;
+  /** The DN of a CA by its id (what the store records as a certificate's issuer). */
+  readonly issuerName?: (issuerId: string) => string | undefined;
+}
+
 /**
- * Revoked identities, held in memory (loaded from the store at start) because Authorize asks on
- * every call. A revocation is written to the store first, then watchers are told at once.
+ * Revoked identities and their certificates, held in memory (loaded from the store at start)
+ * because Authorize asks on every call. A revocation is written to the store first, then watchers
+ * are told at once. A revoked identity is refused new certificates, so its set stays as read.
  */
 export class Revocations {
   readonly #store: Store;
   readonly #trustBundlePem: () => string;
   readonly #renewHintPem: () => string;
   readonly #issuerName: (issuerId: string) => string | undefined;
-  readonly #revoked = new Map<string, number>();
+  readonly #revoked = new Map<string, { readonly revokedAt: number; readonly certificates: readonly IssuedCertificate[] }>();
   readonly #watchers = new Set<(snapshot: TrustBundleSnapshot) => void>();
 
-  /** `issuerName`: the DN of a CA by its id (what the store records as a certificate's issuer). */
-  constructor(o: { store: Store; trustBundlePem: () => string; renewHintPem?: () => string; issuerName?: (issuerId: string) => string | undefined }) {
+  private constructor(o: RevocationsOptions) {
     this.#store = o.store;
     this.#issuerName = o.issuerName ?? (() => undefined);
     this.#trustBundlePem = o.trustBundlePem;
     this.#renewHintPem = o.renewHintPem ?? (() => '');
-    for (const r of o.store.listRevokedIdentities()) this.#revoked.set(r.spiffeId, r.revokedAt);
+  }
+
+  static async load(o: RevocationsOptions): Promise<Revocations> {
+    const r = new Revocations(o);
+    for (const { spiffeId, revokedAt } of await o.store.listRevokedIdentities()) {
+      r.#revoked.set(spiffeId, { revokedAt, certificates: await o.store.listCertificates(spiffeId) });
+    }
+    return r;
   }
 
   isRevoked(spiffeId: string): boolean {
     return this.#revoked.has(spiffeId);
   }
 
-  revoke(spiffeId: string, now = Date.now()): RevocationResult {
-    const before = this.#revoked.get(spiffeId);
+  async revoke(spiffeId: string, now = Date.now()): Promise<RevocationResult> {
+    const before = this.#revoked.get(spiffeId)?.revokedAt;
     if (before === undefined) {
-      this.#store.revokeIdentity(spiffeId, now);
-      this.#revoked.set(spiffeId, now);
+      await this.#store.revokeIdentity(spiffeId, now);
+      this.#revoked.set(spiffeId, { revokedAt: now, certificates: await this.#store.listCertificates(spiffeId) });
     }
     const serials = this.#certificatesOf(spiffeId, now).map((c) => c.serial);
     if (before === undefined) this.#notify(now);
@@ -81,8 +96,7 @@ export class Revocations {
   }
 
   #certificatesOf(spiffeId: string, now: number): RevokedCertificate[] {
-    return this.#store
-      .listCertificates(spiffeId)
+    return (this.#revoked.get(spiffeId)?.certificates ?? [])
       .filter((c) => c.notAfter > now)
       .map((c) => ({ issuer: (c.issuer === undefined ? undefined : this.#issuerName(c.issuer)) ?? '', serial: canonicalSerial(c.serial) }));
   }

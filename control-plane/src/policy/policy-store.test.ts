@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createRootLogger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { SqliteStore } from '../store/sqlite-store.ts';
+import { AgentRegistry } from '../authz/registry.ts';
 import * as load from './load.ts';
 import { toHost } from './engine.ts';
 import { PolicyStore } from './policy-store.ts';
@@ -26,14 +27,18 @@ describe('PolicyStore', () => {
   let dir: string;
   let store: SqliteStore;
   let policies: PolicyStore;
-  const open = (): PolicyStore => new PolicyStore({ store, trustDomain: TD, audit: createRootLogger({ process: 't', level: 'silent' }) });
-  beforeEach(() => {
+  let agents: AgentRegistry;
+  const open = async (): Promise<PolicyStore> => {
+    agents = await AgentRegistry.load(store);
+    return PolicyStore.open({ store, agents, trustDomain: TD, audit: createRootLogger({ process: 't', level: 'silent' }) });
+  };
+  beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'airlock-policy-store-'));
     store = SqliteStore.open(dir);
-    policies = open();
+    policies = await open();
   });
-  afterEach(() => {
-    store.close();
+  afterEach(async () => {
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -42,19 +47,19 @@ describe('PolicyStore', () => {
     expect(policies.engine().evaluate(call()).allow).toBe(false);
   });
 
-  it('applies as version N+1 and the next decision follows, naming version, policy and rule', () => {
-    const r = policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice');
+  it('applies as version N+1 and the next decision follows, naming version, policy and rule', async () => {
+    const r = await policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice');
     expect(r).toMatchObject({ version: 1, changed: true });
     expect(r.changes.map((c) => `${c.change} ${c.kind}/${c.name}`)).toEqual(['added Segment/a', 'added Policy/a-out']);
     expect(policies.engine().evaluate(call())).toMatchObject({ allow: true, policy: 'a-out', rule: 'rules[0]', version: 1 });
     expect(policies.engine().evaluate(call('POST'))).toMatchObject({ allow: false, policy: '', version: 1 });
     // The same bundle again changes nothing and makes no version.
-    expect(policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice')).toMatchObject({ version: 1, changed: false });
+    expect(await policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice')).toMatchObject({ version: 1, changed: false });
   });
 
-  it('merges by kind and name: a later apply may reference stored segments and replace one policy', () => {
-    policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice');
-    const r = policies.apply(allow('a-out', 'a', 'api.example.com', 'GET, POST'), 'q.yaml', 'bob');
+  it('merges by kind and name: a later apply may reference stored segments and replace one policy', async () => {
+    await policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice');
+    const r = await policies.apply(allow('a-out', 'a', 'api.example.com', 'GET, POST'), 'q.yaml', 'bob');
     expect(r.version).toBe(2);
     expect(r.changes).toHaveLength(1);
     expect(r.changes[0]?.lines.filter((l) => /^[-+]/.test(l))).toEqual([expect.stringMatching(/^- .*methods: \[ GET \]/), expect.stringMatching(/^\+ .*methods: \[ GET, POST \]/)]);
@@ -62,55 +67,55 @@ describe('PolicyStore', () => {
     expect(policies.entries().map((e) => e.name)).toEqual(['a', 'a-out']);
   });
 
-  it('refuses a bad bundle with file:line:col and changes nothing, not even its valid documents', () => {
-    policies.apply(seg('a'), 'p.yaml', 'alice');
-    expect(() => policies.apply(`${seg('b')}---\n${allow('x', 'ghost', 'h.example.com')}`, 'bad.yaml', 'bob')).toThrow(
+  it('refuses a bad bundle with file:line:col and changes nothing, not even its valid documents', async () => {
+    await policies.apply(seg('a'), 'p.yaml', 'alice');
+    await expect(policies.apply(`${seg('b')}---\n${allow('x', 'ghost', 'h.example.com')}`, 'bad.yaml', 'bob')).rejects.toThrow(
       /bad\.yaml:11:22: Policy "x" spec\.from\.segments names segment "ghost", which is not defined/,
     );
-    expect(() => policies.apply(`${seg('c')}  colour: blue\n`, 'bad.yaml', 'bob')).toThrow(/bad\.yaml:6:\d+: unknown field "spec\.colour"/);
+    await expect(policies.apply(`${seg('c')}  colour: blue\n`, 'bad.yaml', 'bob')).rejects.toThrow(/bad\.yaml:6:\d+: unknown field "spec\.colour"/);
     expect(policies.version()).toBe(1);
     expect(policies.entries().map((e) => e.name)).toEqual(['a']);
-    expect(store.listPolicyVersions(10)).toHaveLength(1);
+    expect(await store.listPolicyVersions(10)).toHaveLength(1);
   });
 
-  it('deletes, refuses to delete a segment still in use, rolls back, and keeps it all across restart', () => {
-    policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice');
-    expect(() => policies.delete('Segment', 'a', 'bob')).toThrow(/Segment "a" is used by Policy "a-out"/);
-    expect(() => policies.delete('Policy', 'nope', 'bob')).toThrow(/does not exist/);
-    expect(policies.delete('Policy', 'a-out', 'bob')).toMatchObject({ version: 2, changed: true });
+  it('deletes, refuses to delete a segment still in use, rolls back, and keeps it all across restart', async () => {
+    await policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice');
+    await expect(policies.delete('Segment', 'a', 'bob')).rejects.toThrow(/Segment "a" is used by Policy "a-out"/);
+    await expect(policies.delete('Policy', 'nope', 'bob')).rejects.toThrow(/does not exist/);
+    expect(await policies.delete('Policy', 'a-out', 'bob')).toMatchObject({ version: 2, changed: true });
     expect(policies.engine().evaluate(call()).allow).toBe(false);
-    expect(policies.rollback(1, 'carol')).toMatchObject({ version: 3, changed: true });
+    expect(await policies.rollback(1, 'carol')).toMatchObject({ version: 3, changed: true });
     expect(policies.engine().evaluate(call())).toMatchObject({ allow: true, version: 3 });
-    expect(() => policies.rollback(9, 'carol')).toThrow(/version 9 does not exist/);
-    expect(policies.history(10).map((h) => [h.version, h.actor, h.action])).toEqual([[3, 'carol', 'rollback'], [2, 'bob', 'delete'], [1, 'alice', 'apply']]);
-    expect(store.listAuditEvents(10).map((e) => e.action)).toEqual(['policy.rollback', 'policy.delete', 'policy.apply']);
-    policies = open();
+    await expect(policies.rollback(9, 'carol')).rejects.toThrow(/version 9 does not exist/);
+    expect((await policies.history(10)).map((h) => [h.version, h.actor, h.action])).toEqual([[3, 'carol', 'rollback'], [2, 'bob', 'delete'], [1, 'alice', 'apply']]);
+    expect((await store.listAuditEvents(10)).map((e) => e.action)).toEqual(['policy.rollback', 'policy.delete', 'policy.apply']);
+    policies = await open();
     expect(policies.version()).toBe(3);
     expect(policies.engine().evaluate(call()).allow).toBe(true);
   });
 
-  it('parses only the documents a change brings, and reads every stored document back after a restart', () => {
-    policies.apply(`${seg('a')}---\n${seg('b')}---\n${allow('a-out', 'a', 'api.example.com')}---\n${allow('b-out', 'b', 'b.example.com')}`, 'p.yaml', 'alice');
+  it('parses only the documents a change brings, and reads every stored document back after a restart', async () => {
+    await policies.apply(`${seg('a')}---\n${seg('b')}---\n${allow('a-out', 'a', 'api.example.com')}---\n${allow('b-out', 'b', 'b.example.com')}`, 'p.yaml', 'alice');
     vi.mocked(load.parsePolicyDocuments).mockClear();
-    policies.apply(allow('a-out', 'a', 'api.example.com', 'GET, POST'), 'q.yaml', 'bob');
+    await policies.apply(allow('a-out', 'a', 'api.example.com', 'GET, POST'), 'q.yaml', 'bob');
     expect(parsedTexts()).toEqual([expect.stringMatching(/name: a-out[^]*GET, POST/)]);
     expect(policies.engine().evaluate(call('POST')).allow).toBe(true);
     vi.mocked(load.parsePolicyDocuments).mockClear();
-    policies.delete('Policy', 'b-out', 'bob');
+    await policies.delete('Policy', 'b-out', 'bob');
     expect(parsedTexts()).toEqual([]);
     // Back to version 1: only a-out differs from the version in force.
-    policies.rollback(1, 'carol');
+    await policies.rollback(1, 'carol');
     expect(parsedTexts()).toEqual([expect.not.stringMatching(/GET, POST/)]);
     expect(parsedTexts()[0]?.match(/^kind: \w+/gm)).toEqual(['kind: Policy', 'kind: Policy']);
     expect(policies.engine().evaluate(call('POST')).allow).toBe(false);
     vi.mocked(load.parsePolicyDocuments).mockClear();
-    policies = open();
+    policies = await open();
     expect(parsedTexts()[0]?.match(/^kind: \w+/gm)).toHaveLength(4);
     expect(policies.entries().map((e) => e.name)).toEqual(['a', 'b', 'a-out', 'b-out']);
   });
 
-  it('diffs without changing anything and explains a call without traffic', () => {
-    policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice');
+  it('diffs without changing anything and explains a call without traffic', async () => {
+    await policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice');
     expect(policies.diff(allow('b-out', 'a', 'b.example.com'), 'd.yaml').map((c) => c.change)).toEqual(['added']);
     expect(policies.version()).toBe(1);
     expect(policies.explain({ from: `spiffe://${TD}/ns/agents/sa/a`, host: 'api.example.com', port: 80, method: 'GET', path: '/v1/q' })).toMatchObject({
@@ -121,9 +126,9 @@ describe('PolicyStore', () => {
     });
   });
 
-  it('explains a call to a registered agent as Authorize decides it: a host policy naming its mesh host does not admit it', () => {
-    policies.apply(`${seg('a')}---\n${allow('a-out', 'a', '"*.agents"')}`, 'p.yaml', 'alice');
-    store.upsertAgent({ spiffeId: `spiffe://${TD}/ns/agents/sa/b`, inboundAddress: '127.0.0.1:9', updatedAt: 1 });
+  it('explains a call to a registered agent as Authorize decides it: a host policy naming its mesh host does not admit it', async () => {
+    await policies.apply(`${seg('a')}---\n${allow('a-out', 'a', '"*.agents"')}`, 'p.yaml', 'alice');
+    await agents.upsert({ spiffeId: `spiffe://${TD}/ns/agents/sa/b`, inboundAddress: '127.0.0.1:9', updatedAt: 1 });
     const explain = (host: string) => policies.explain({ from: `spiffe://${TD}/ns/agents/sa/a`, host, port: 80, method: 'GET', path: '/v1/q' });
     expect(explain('b.agents')).toMatchObject({ allow: false, policy: '', destination: `spiffe://${TD}/ns/agents/sa/b` });
     expect(explain('B.Agents.')).toMatchObject({ allow: false, policy: '', destination: `spiffe://${TD}/ns/agents/sa/b` });

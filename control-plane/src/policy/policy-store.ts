@@ -2,7 +2,7 @@ import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { decide } from '../authz/decide.ts';
-import { destinationOfHost } from '../authz/registry.ts';
+import { destinationOfHost, type AgentLookup } from '../authz/registry.ts';
 import type { PolicyVersionRecord, Store } from '../store/store.ts';
 import { entryKey, mergeEntries, prepareChange, readBack, type PolicySnapshot, type PreparedChange, type ReadEntry } from './change.ts';
 import { diffEntries, type DocumentChange } from './diff.ts';
@@ -38,6 +38,14 @@ export interface Explanation extends PolicyDecision {
 
 export type DocumentKind = PolicyEntry['kind'];
 
+export interface PolicyStoreOptions {
+  readonly store: Store;
+  /** The registered agents: explain resolves a mesh host as Authorize does. */
+  readonly agents: AgentLookup;
+  readonly trustDomain: string;
+  readonly audit: Logger;
+}
+
 /**
  * The versioned policy set: every change (apply, delete, rollback) is validated as a whole, stored
  * as version N+1 with its audit event in one transaction, then the compiled engine is swapped, so
@@ -48,6 +56,9 @@ export type DocumentKind = PolicyEntry['kind'];
  */
 export class PolicyStore {
   readonly #store: Store;
+  readonly #agents: AgentLookup;
+  /** Changes are made one at a time: each is read against, and numbered after, the one before. */
+  #changing: Promise<unknown> = Promise.resolve();
   readonly #trustDomain: string;
   readonly #audit: Logger;
   #entries: readonly PolicyEntry[];
@@ -55,11 +66,11 @@ export class PolicyStore {
   #docs: readonly ParsedDocument[];
   #engine: PolicyEngine;
 
-  constructor(o: { store: Store; trustDomain: string; audit: Logger }) {
+  private constructor(o: PolicyStoreOptions, latest: PolicyVersionRecord | undefined) {
     this.#store = o.store;
+    this.#agents = o.agents;
     this.#trustDomain = o.trustDomain;
     this.#audit = o.audit;
-    const latest = o.store.latestPolicyVersion();
     // Nothing in force yet to reuse: every stored document is read.
     this.#entries = [];
     this.#docs = [];
@@ -67,6 +78,11 @@ export class PolicyStore {
     this.#docs = latest === undefined ? [] : this.#documents(entries, latest.version, []);
     this.#entries = entries;
     this.#engine = latest === undefined ? PolicyEngine.empty(o.trustDomain) : this.#compile(this.#docs, latest.version);
+  }
+
+  /** The policy set in force from the store's latest version. */
+  static async open(o: PolicyStoreOptions): Promise<PolicyStore> {
+    return new PolicyStore(o, await o.store.latestPolicyVersion());
   }
 
   /** The engine in force; read per decision. */
@@ -93,7 +109,7 @@ export class PolicyStore {
   }
 
   /** Adds or replaces the documents in `text` (by kind and name); the others stay. */
-  apply(text: string, file: string, actor: string): ChangeResult {
+  async apply(text: string, file: string, actor: string): Promise<ChangeResult> {
     return this.applyPrepared(prepareChange(this.snapshot(), text, file, FILE_LIMITS, 'apply'), file, actor);
   }
 
@@ -101,12 +117,18 @@ export class PolicyStore {
    * Commits a change read against the version in force; one read against an older version is
    * Conflict (read it again): its diff and its segment checks were about another set.
    */
-  applyPrepared(change: PreparedChange, file: string, actor: string): ChangeResult {
-    if (change.version !== this.version()) throw new AirlockError(ErrorCode.Conflict, `the policy changed from version ${change.version} to ${this.version()} while the change was read`);
-    return this.#commit(mergeEntries(this.#entries, change.incoming), actor, 'apply', `apply ${file}`, change);
+  applyPrepared(change: PreparedChange, file: string, actor: string): Promise<ChangeResult> {
+    return this.#serially(() => {
+      if (change.version !== this.version()) throw new AirlockError(ErrorCode.Conflict, `the policy changed from version ${change.version} to ${this.version()} while the change was read`);
+      return this.#commit(mergeEntries(this.#entries, change.incoming), actor, 'apply', `apply ${file}`, change);
+    });
   }
 
-  delete(kind: DocumentKind, name: string, actor: string): ChangeResult {
+  delete(kind: DocumentKind, name: string, actor: string): Promise<ChangeResult> {
+    return this.#serially(() => this.#delete(kind, name, actor));
+  }
+
+  #delete(kind: DocumentKind, name: string, actor: string): Promise<ChangeResult> {
     if (!this.#entries.some((e) => e.kind === kind && e.name === name)) {
       throw new AirlockError(ErrorCode.NotFound, `${kind} "${name}" does not exist in version ${this.version()}`);
     }
@@ -120,19 +142,21 @@ export class PolicyStore {
   }
 
   /** Makes version `to`'s documents current again, as a new version. */
-  rollback(to: number, actor: string): ChangeResult {
-    const record = this.#store.getPolicyVersion(to);
-    if (record === undefined) throw new AirlockError(ErrorCode.NotFound, `policy version ${to} does not exist (current: ${this.version()})`);
-    return this.#commit(entriesOf(record), actor, 'rollback', `rollback to ${to}`);
+  rollback(to: number, actor: string): Promise<ChangeResult> {
+    return this.#serially(async () => {
+      const record = await this.#store.getPolicyVersion(to);
+      if (record === undefined) throw new AirlockError(ErrorCode.NotFound, `policy version ${to} does not exist (current: ${this.version()})`);
+      return this.#commit(entriesOf(record), actor, 'rollback', `rollback to ${to}`);
+    });
   }
 
-  history(limit: number): Omit<PolicyVersionRecord, 'entries'>[] {
+  history(limit: number): Promise<Omit<PolicyVersionRecord, 'entries'>[]> {
     return this.#store.listPolicyVersions(limit);
   }
 
   /** The documents of one stored version. */
-  versionEntries(version: number): PolicyEntry[] {
-    const record = this.#store.getPolicyVersion(version);
+  async versionEntries(version: number): Promise<PolicyEntry[]> {
+    const record = await this.#store.getPolicyVersion(version);
     if (record === undefined) throw new AirlockError(ErrorCode.NotFound, `policy version ${version} does not exist`);
     return entriesOf(record);
   }
@@ -144,13 +168,19 @@ export class PolicyStore {
   explain(input: ExplainInput, isRevoked?: (spiffeId: string) => boolean): Explanation {
     const source = parseSpiffeId(input.from);
     const engine = this.#engine;
-    const { destination } = destinationOfHost(this.#store, this.#trustDomain, input.host, engine.usesLabels);
+    const { destination } = destinationOfHost(this.#agents, this.#trustDomain, input.host, engine.usesLabels);
     const call = { source, destination, port: input.port, method: input.method, path: input.path, mcp: input.mcp, headers: headerInput(input.headers ?? [], false) };
-    const { decision } = decide(engine, this.#store, call, isRevoked);
+    const { decision } = decide(engine, this.#agents, call, isRevoked);
     return { ...decision, source: source.uri, destination: destination.kind === 'agent' ? destination.id.uri : '' };
   }
 
-  #commit(entries: readonly PolicyEntry[], actor: string, action: string, summary: string, prepared?: PreparedChange): ChangeResult {
+  #serially<T>(change: () => T | Promise<T>): Promise<T> {
+    const done = this.#changing.then(change, change);
+    this.#changing = done.catch(() => undefined);
+    return done;
+  }
+
+  async #commit(entries: readonly PolicyEntry[], actor: string, action: string, summary: string, prepared?: PreparedChange): Promise<ChangeResult> {
     const changes = prepared?.changes ?? diffEntries(this.#entries, entries);
     if (changes.length === 0) return { version: this.version(), changed: false, changes };
     const version = this.version() + 1;
@@ -158,7 +188,7 @@ export class PolicyStore {
     const docs = this.#documents(entries, version, prepared?.fresh ?? []);
     const engine = this.#compile(docs, version);
     const at = Date.now();
-    this.#store.appendPolicyVersion(
+    await this.#store.appendPolicyVersion(
       { version, entries: JSON.stringify(entries), createdAt: at, actor, action, summary },
       { at, actor, action: `policy.${action}`, target: `version ${version}`, detail: JSON.stringify({ summary, changes }) },
     );

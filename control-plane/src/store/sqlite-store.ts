@@ -1,3 +1,5 @@
+// node:sqlite is synchronous; the methods are async because the Store contract is (etcd is a network away).
+/* eslint-disable @typescript-eslint/require-await */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
@@ -264,20 +266,20 @@ export class SqliteStore implements Store {
     return new SqliteStore(join(dataDir, 'airlock.db'));
   }
 
-  upsertAgent(agent: AgentRecord): void {
+  async upsertAgent(agent: AgentRecord): Promise<void> {
     this.#upsertAgent.run(agent.spiffeId, agent.inboundAddress, agent.updatedAt, agent.labels === undefined ? null : JSON.stringify(agent.labels));
   }
 
-  getAgent(spiffeId: string): AgentRecord | undefined {
+  async getAgent(spiffeId: string): Promise<AgentRecord | undefined> {
     const row = this.#getAgent.get(spiffeId) as AgentRow | undefined;
     return row === undefined ? undefined : agentOf(row);
   }
 
-  insertJoinToken(token: JoinTokenRecord): void {
+  async insertJoinToken(token: JoinTokenRecord): Promise<void> {
     this.#insertToken.run(token.hash, token.spiffeId, token.expiresAt, token.createdAt ?? null, JSON.stringify(token.labels ?? {}));
   }
 
-  consumeJoinToken(hash: string, now: number): ConsumeResult {
+  async consumeJoinToken(hash: string, now: number): Promise<ConsumeResult> {
     const won = this.#consumeToken.get(now, hash, now) as { spiffe_id: string; labels: string | null } | undefined;
     if (won !== undefined) return { ok: true, spiffeId: won.spiffe_id, labels: labelsOf(won.labels) };
     // Lost: only now find out why, for the error and the metric.
@@ -288,29 +290,29 @@ export class SqliteStore implements Store {
     return { ok: false, reason: 'expired' };
   }
 
-  listJoinTokens(): JoinTokenListing[] {
+  async listJoinTokens(): Promise<JoinTokenListing[]> {
     return (this.#listTokens.all() as unknown as JoinTokenRow[]).map(joinTokenOf);
   }
 
-  findJoinTokens(hashPrefix: string): JoinTokenListing[] {
+  async findJoinTokens(hashPrefix: string): Promise<JoinTokenListing[]> {
     return (this.#tokensByPrefix.all(hashPrefix, hashPrefix) as unknown as JoinTokenRow[]).map(joinTokenOf);
   }
 
-  revokeJoinTokens(hashPrefix: string, now: number): JoinTokenListing[] {
+  async revokeJoinTokens(hashPrefix: string, now: number): Promise<JoinTokenListing[]> {
     this.#revokeTokens.run(now, hashPrefix, hashPrefix);
     return this.findJoinTokens(hashPrefix);
   }
 
-  recordCertificate(cert: IssuedCertificate): void {
+  async recordCertificate(cert: IssuedCertificate): Promise<void> {
     this.#insertCert.run(cert.serial, cert.spiffeId, cert.notAfter, cert.issuedAt, cert.issuer ?? null);
   }
 
-  unexpiredCertificatesOf(issuer: string, now: number): { count: number; lastNotAfter: number | undefined } {
+  async unexpiredCertificatesOf(issuer: string, now: number): Promise<{ count: number; lastNotAfter: number | undefined }> {
     const row = this.#unexpiredOf.get(issuer, now) as { n: number; last: number | null };
     return { count: row.n, lastNotAfter: row.last ?? undefined };
   }
 
-  listCaRoots(): CaRootRecord[] {
+  async listCaRoots(): Promise<CaRootRecord[]> {
     return (this.#listRoots.all() as unknown as CaRootRow[]).map((r) => ({
       id: r.id,
       certPem: r.cert_pem,
@@ -321,7 +323,7 @@ export class SqliteStore implements Store {
     }));
   }
 
-  saveCaRoots(roots: readonly CaRootRecord[]): void {
+  async saveCaRoots(roots: readonly CaRootRecord[]): Promise<void> {
     this.#db.exec('BEGIN IMMEDIATE');
     try {
       for (const r of roots) this.#saveRoot.run(r.id, r.certPem, r.keyFile, r.state, r.createdAt, r.updatedAt);
@@ -332,21 +334,21 @@ export class SqliteStore implements Store {
     }
   }
 
-  assignUnknownIssuer(issuer: string): void {
+  async assignUnknownIssuer(issuer: string): Promise<void> {
     this.#assignIssuer.run(issuer);
   }
 
-  getRenewNowRequest(): RenewNowRequest | undefined {
+  async getRenewNowRequest(): Promise<RenewNowRequest | undefined> {
     const row = this.#db.prepare('SELECT root_id, requested_at FROM ca_renew_now WHERE id = 1').get() as { root_id: string; requested_at: number } | undefined;
     return row === undefined ? undefined : { rootId: row.root_id, requestedAt: row.requested_at };
   }
 
-  setRenewNowRequest(request: RenewNowRequest | undefined): void {
+  async setRenewNowRequest(request: RenewNowRequest | undefined): Promise<void> {
     if (request === undefined) this.#db.prepare('DELETE FROM ca_renew_now').run();
     else this.#db.prepare('INSERT OR REPLACE INTO ca_renew_now (id, root_id, requested_at) VALUES (1, ?, ?)').run(request.rootId, request.requestedAt);
   }
 
-  countIdentitiesAwaitingRenewal(issuer: string, since: number, now: number): number {
+  async countIdentitiesAwaitingRenewal(issuer: string, since: number, now: number): Promise<number> {
     const row = this.#db
       .prepare(
         `SELECT COUNT(DISTINCT c.spiffe_id) AS n FROM certificates c
@@ -357,7 +359,7 @@ export class SqliteStore implements Store {
     return row.n;
   }
 
-  listCertificates(spiffeId: string): IssuedCertificate[] {
+  async listCertificates(spiffeId: string): Promise<IssuedCertificate[]> {
     return (this.#listCerts.all(spiffeId) as unknown as CertificateRow[]).map((r) => ({
       serial: r.serial,
       spiffeId: r.spiffe_id,
@@ -367,29 +369,29 @@ export class SqliteStore implements Store {
     }));
   }
 
-  revokeIdentity(spiffeId: string, revokedAt: number): void {
+  async revokeIdentity(spiffeId: string, revokedAt: number): Promise<void> {
     this.#revoke.run(spiffeId, revokedAt);
   }
 
-  listRevokedIdentities(): RevokedIdentity[] {
+  async listRevokedIdentities(): Promise<RevokedIdentity[]> {
     return (this.#listRevoked.all() as unknown as { spiffe_id: string; revoked_at: number }[]).map((r) => ({ spiffeId: r.spiffe_id, revokedAt: r.revoked_at }));
   }
 
-  listAgents(): AgentRecord[] {
+  async listAgents(): Promise<AgentRecord[]> {
     return (this.#listAgents.all() as unknown as AgentRow[]).map(agentOf);
   }
 
-  latestPolicyVersion(): PolicyVersionRecord | undefined {
+  async latestPolicyVersion(): Promise<PolicyVersionRecord | undefined> {
     const row = this.#latestPolicy.get() as PolicyVersionRow | undefined;
     return row === undefined ? undefined : policyVersionOf(row);
   }
 
-  getPolicyVersion(version: number): PolicyVersionRecord | undefined {
+  async getPolicyVersion(version: number): Promise<PolicyVersionRecord | undefined> {
     const row = this.#getPolicy.get(version) as PolicyVersionRow | undefined;
     return row === undefined ? undefined : policyVersionOf(row);
   }
 
-  listPolicyVersions(limit: number): Omit<PolicyVersionRecord, 'entries'>[] {
+  async listPolicyVersions(limit: number): Promise<Omit<PolicyVersionRecord, 'entries'>[]> {
     return (this.#listPolicies.all(limit) as unknown as PolicyVersionRow[]).map((r) => ({
       version: r.version,
       createdAt: r.created_at,
@@ -399,12 +401,12 @@ export class SqliteStore implements Store {
     }));
   }
 
-  appendPolicyVersion(r: PolicyVersionRecord, audit: AuditEventRecord): void {
+  async appendPolicyVersion(r: PolicyVersionRecord, audit: AuditEventRecord): Promise<void> {
     // Both rows or neither: a version without its audit event would be a change nobody recorded.
     this.#db.exec('BEGIN IMMEDIATE');
     try {
       this.#insertPolicy.run(r.version, r.entries, r.createdAt, r.actor, r.action, r.summary);
-      this.addAuditEvent(audit);
+      this.#insertAudit.run(audit.at, audit.actor, audit.action, audit.target, audit.detail);
       this.#db.exec('COMMIT');
     } catch (err) {
       this.#db.exec('ROLLBACK');
@@ -412,41 +414,41 @@ export class SqliteStore implements Store {
     }
   }
 
-  addApiToken(t: ApiTokenRecord): void {
+  async addApiToken(t: ApiTokenRecord): Promise<void> {
     this.#insertApiToken.run(t.hash, t.name, t.role, t.createdAt);
   }
 
-  findApiToken(hash: string): ApiTokenRecord | undefined {
+  async findApiToken(hash: string): Promise<ApiTokenRecord | undefined> {
     const row = this.#findApiToken.get(hash) as { hash: string; name: string; role: ApiTokenRecord['role']; created_at: number } | undefined;
     return row === undefined ? undefined : { hash: row.hash, name: row.name, role: row.role, createdAt: row.created_at };
   }
 
-  addAdminCertificate(c: AdminCertificateRecord): void {
+  async addAdminCertificate(c: AdminCertificateRecord): Promise<void> {
     this.#insertAdminCert.run(c.serial, c.name, c.role, c.createdAt, c.notAfter);
   }
 
-  findAdminCertificate(serial: string): AdminCertificateRecord | undefined {
+  async findAdminCertificate(serial: string): Promise<AdminCertificateRecord | undefined> {
     const row = this.#findAdminCert.get(serial) as { serial: string; name: string; role: AdminRole; created_at: number; not_after: number } | undefined;
     return row === undefined ? undefined : { serial: row.serial, name: row.name, role: row.role, createdAt: row.created_at, notAfter: row.not_after };
   }
 
-  addAuditEvent(e: AuditEventRecord): void {
+  async addAuditEvent(e: AuditEventRecord): Promise<void> {
     this.#insertAudit.run(e.at, e.actor, e.action, e.target, e.detail);
   }
 
-  listAuditEvents(limit: number): AuditEventRecord[] {
+  async listAuditEvents(limit: number): Promise<AuditEventRecord[]> {
     return this.#listAudit.all(limit) as unknown as AuditEventRecord[];
   }
 
-  addAdminTokenHash(hash: string): void {
+  async addAdminTokenHash(hash: string): Promise<void> {
     this.#insertAdmin.run(hash);
   }
 
-  hasAdminTokenHash(hash: string): boolean {
+  async hasAdminTokenHash(hash: string): Promise<boolean> {
     return this.#getAdmin.get(hash) !== undefined;
   }
 
-  close(): void {
+  async close(): Promise<void> {
     if (this.#db.isOpen) this.#db.close();
   }
 }

@@ -1,6 +1,7 @@
 /**
- * The control plane's state behind one interface: the embedded SQLite store today, etcd for more
- * than one replica later. Times are milliseconds since the Unix epoch.
+ * The control plane's state behind one interface: the embedded SQLite store (one replica) or etcd
+ * (any number). Every method is asynchronous (etcd is a network away); what a decision needs is held
+ * in memory and never read from here on the call path. Times are milliseconds since the Unix epoch.
  */
 export interface AgentRecord {
   readonly spiffeId: string;
@@ -112,57 +113,57 @@ export interface AuditEventRecord {
 }
 
 export interface Store {
-  upsertAgent(agent: AgentRecord): void;
-  getAgent(spiffeId: string): AgentRecord | undefined;
+  upsertAgent(agent: AgentRecord): Promise<void>;
+  getAgent(spiffeId: string): Promise<AgentRecord | undefined>;
 
-  insertJoinToken(token: JoinTokenRecord): void;
+  insertJoinToken(token: JoinTokenRecord): Promise<void>;
   /** Marks the token used if it is unused and unexpired, atomically: two racing calls cannot both win. */
-  consumeJoinToken(hash: string, now: number): ConsumeResult;
+  consumeJoinToken(hash: string, now: number): Promise<ConsumeResult>;
   /** Every join token, newest first. */
-  listJoinTokens(): JoinTokenListing[];
+  listJoinTokens(): Promise<JoinTokenListing[]>;
   /** The tokens whose hash starts with `hashPrefix`. */
-  findJoinTokens(hashPrefix: string): JoinTokenListing[];
+  findJoinTokens(hashPrefix: string): Promise<JoinTokenListing[]>;
   /** Marks the tokens whose hash starts with `hashPrefix` revoked; returns those that matched (revoked or not before). */
-  revokeJoinTokens(hashPrefix: string, now: number): JoinTokenListing[];
+  revokeJoinTokens(hashPrefix: string, now: number): Promise<JoinTokenListing[]>;
 
-  recordCertificate(cert: IssuedCertificate): void;
-  listCertificates(spiffeId: string): IssuedCertificate[];
+  recordCertificate(cert: IssuedCertificate): Promise<void>;
+  listCertificates(spiffeId: string): Promise<IssuedCertificate[]>;
   /** Certificates signed by `issuer` that are still valid at `now`: how many, and the last expiry. */
-  unexpiredCertificatesOf(issuer: string, now: number): { readonly count: number; readonly lastNotAfter: number | undefined };
+  unexpiredCertificatesOf(issuer: string, now: number): Promise<{ readonly count: number; readonly lastNotAfter: number | undefined }>;
 
-  listCaRoots(): CaRootRecord[];
+  listCaRoots(): Promise<CaRootRecord[]>;
   /** Inserts or replaces these roots in one transaction (a rollover step changes two at once). */
-  saveCaRoots(roots: readonly CaRootRecord[]): void;
+  saveCaRoots(roots: readonly CaRootRecord[]): Promise<void>;
   /** Gives certificates recorded without an issuer this one (when the first root becomes tracked). */
-  assignUnknownIssuer(issuer: string): void;
+  assignUnknownIssuer(issuer: string): Promise<void>;
   /** The `ca activate --renew-now` request still being served, if any. */
-  getRenewNowRequest(): RenewNowRequest | undefined;
-  setRenewNowRequest(request: RenewNowRequest | undefined): void;
+  getRenewNowRequest(): Promise<RenewNowRequest | undefined>;
+  setRenewNowRequest(request: RenewNowRequest | undefined): Promise<void>;
   /** Identities holding an unexpired certificate of another issuer than `issuer` and none from it issued at or after `since`. */
-  countIdentitiesAwaitingRenewal(issuer: string, since: number, now: number): number;
+  countIdentitiesAwaitingRenewal(issuer: string, since: number, now: number): Promise<number>;
 
   /** Marks an identity revoked (idempotent: the first revocation time is kept). */
-  revokeIdentity(spiffeId: string, revokedAt: number): void;
-  listRevokedIdentities(): RevokedIdentity[];
+  revokeIdentity(spiffeId: string, revokedAt: number): Promise<void>;
+  listRevokedIdentities(): Promise<RevokedIdentity[]>;
 
-  listAgents(): AgentRecord[];
+  listAgents(): Promise<AgentRecord[]>;
 
-  latestPolicyVersion(): PolicyVersionRecord | undefined;
-  getPolicyVersion(version: number): PolicyVersionRecord | undefined;
+  latestPolicyVersion(): Promise<PolicyVersionRecord | undefined>;
+  getPolicyVersion(version: number): Promise<PolicyVersionRecord | undefined>;
   /** Newest first; `entries` omitted to keep it small. */
-  listPolicyVersions(limit: number): Omit<PolicyVersionRecord, 'entries'>[];
+  listPolicyVersions(limit: number): Promise<Omit<PolicyVersionRecord, 'entries'>[]>;
   /** Stores a new version and its audit event in one transaction; fails if the version exists. */
-  appendPolicyVersion(record: PolicyVersionRecord, audit: AuditEventRecord): void;
+  appendPolicyVersion(record: PolicyVersionRecord, audit: AuditEventRecord): Promise<void>;
 
-  addApiToken(token: ApiTokenRecord): void;
-  findApiToken(hash: string): ApiTokenRecord | undefined;
-  addAdminCertificate(cert: AdminCertificateRecord): void;
-  findAdminCertificate(serial: string): AdminCertificateRecord | undefined;
-  addAuditEvent(event: AuditEventRecord): void;
-  listAuditEvents(limit: number): AuditEventRecord[];
+  addApiToken(token: ApiTokenRecord): Promise<void>;
+  findApiToken(hash: string): Promise<ApiTokenRecord | undefined>;
+  addAdminCertificate(cert: AdminCertificateRecord): Promise<void>;
+  findAdminCertificate(serial: string): Promise<AdminCertificateRecord | undefined>;
+  addAuditEvent(event: AuditEventRecord): Promise<void>;
+  listAuditEvents(limit: number): Promise<AuditEventRecord[]>;
 
-  addAdminTokenHash(hash: string): void;
-  hasAdminTokenHash(hash: string): boolean;
+  addAdminTokenHash(hash: string): Promise<void>;
+  hasAdminTokenHash(hash: string): Promise<boolean>;
 
-  close(): void;
+  close(): Promise<void>;
 }
