@@ -101,11 +101,8 @@ export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
       const role = requiredString(body, 'role');
       if (!(ADMIN_ROLES as readonly string[]).includes(role)) throw new AirlockError(ErrorCode.BadRequest, `"role" must be one of ${ADMIN_ROLES.join(', ')}`);
       const token = newSecretToken();
-      try {
-        await deps.store.addApiToken({ hash: hashToken(token), name, role: role as AdminRole, createdAt: Date.now() });
-      } catch {
-        throw new AirlockError(ErrorCode.Conflict, `a token named "${name}" exists`);
-      }
+      // A name already taken is Conflict (the store says so).
+      await deps.store.addApiToken({ hash: hashToken(token), name, role: role as AdminRole, createdAt: Date.now() });
       await deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'api-token.create', target: name, detail: JSON.stringify({ role }) });
       deps.logger.info({ audit: true, actor: who.name, action: 'api-token.create', name, role }, 'api token created');
       return ok({ name, role, token }, 201);

@@ -3,6 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type {
   AgentRecord,
   AdminCertificateRecord,
@@ -169,6 +170,16 @@ interface CertificateRow {
   not_after: number;
   issued_at: number;
   issuer: string | null;
+}
+
+/** Runs an INSERT; a unique key already taken is Conflict (as on etcd), anything else stays as thrown. */
+function conflictIfTaken(insert: () => unknown, taken: string): void {
+  try {
+    insert();
+  } catch (err) {
+    if ((err as { errstr?: unknown }).errstr === 'constraint failed') throw new AirlockError(ErrorCode.Conflict, taken, { cause: err });
+    throw err;
+  }
 }
 
 /** The embedded store: one SQLite file `<dataDir>/airlock.db` (one replica, zero setup). */
@@ -405,7 +416,7 @@ export class SqliteStore implements Store {
     // Both rows or neither: a version without its audit event would be a change nobody recorded.
     this.#db.exec('BEGIN IMMEDIATE');
     try {
-      this.#insertPolicy.run(r.version, r.entries, r.createdAt, r.actor, r.action, r.summary);
+      conflictIfTaken(() => this.#insertPolicy.run(r.version, r.entries, r.createdAt, r.actor, r.action, r.summary), `policy version ${r.version} was stored by another change first; read the policy again`);
       this.#insertAudit.run(audit.at, audit.actor, audit.action, audit.target, audit.detail);
       this.#db.exec('COMMIT');
     } catch (err) {
@@ -415,7 +426,7 @@ export class SqliteStore implements Store {
   }
 
   async addApiToken(t: ApiTokenRecord): Promise<void> {
-    this.#insertApiToken.run(t.hash, t.name, t.role, t.createdAt);
+    conflictIfTaken(() => this.#insertApiToken.run(t.hash, t.name, t.role, t.createdAt), `an API token named "${t.name}" exists`);
   }
 
   async findApiToken(hash: string): Promise<ApiTokenRecord | undefined> {

@@ -1,0 +1,198 @@
+// One suite, both backends: whatever the control plane relies on of its store holds on the embedded
+// SQLite store and on a real etcd (started here on loopback), including races between two clients.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ErrorCode } from '@airlock/common/errors';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startEtcd, type EtcdCluster } from '../../../test/support/etcd.ts';
+import { EtcdStore } from './etcd-store.ts';
+import { SqliteStore } from './sqlite-store.ts';
+import type { CaRootRecord, Store } from './store.ts';
+
+interface Backend {
+  readonly name: string;
+  setup(): Promise<void>;
+  teardown(): Promise<void>;
+  /** A client of the backend's state; each call a new one (a restart, or another replica). */
+  open(): Promise<Store>;
+}
+
+function sqliteBackend(): Backend {
+  let dir = '';
+  return {
+    name: 'SqliteStore',
+    setup: () => {
+      dir = mkdtempSync(join(tmpdir(), 'airlock-store-'));
+      return Promise.resolve();
+    },
+    teardown: () => {
+      rmSync(dir, { recursive: true, force: true });
+      return Promise.resolve();
+    },
+    open: () => Promise.resolve(SqliteStore.open(dir)),
+  };
+}
+
+function etcdBackend(cluster: () => EtcdCluster): Backend {
+  let prefix = '';
+  let n = 0;
+  return {
+    name: 'EtcdStore',
+    // Each test under its own prefix of one cluster: as separate as separate clusters.
+    setup: () => {
+      prefix = `/airlock-test-${++n}/`;
+      return Promise.resolve();
+    },
+    teardown: () => Promise.resolve(),
+    open: () => EtcdStore.open({ endpoints: cluster().endpoints, prefix }),
+  };
+}
+
+let etcd: EtcdCluster | undefined;
+beforeAll(async () => {
+  etcd = await startEtcd(1);
+}, 30_000);
+afterAll(async () => {
+  await etcd?.stop();
+});
+
+const ID = 'spiffe://td/ns/a/sa/b';
+const ID2 = 'spiffe://td/ns/a/sa/c';
+const root = (id: string, state: CaRootRecord['state'], at: number): CaRootRecord => ({ id, certPem: `PEM-${id}`, keyFile: `ca-${id}.key`, state, createdAt: at, updatedAt: at });
+
+describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name', (backend) => {
+  const opened: Store[] = [];
+  let store: Store;
+  const client = async (): Promise<Store> => {
+    const s = await backend.open();
+    opened.push(s);
+    return s;
+  };
+  beforeEach(async () => {
+    await backend.setup();
+    store = await client();
+  });
+  afterEach(async () => {
+    for (const s of opened.splice(0)) await s.close();
+    await backend.teardown();
+  });
+
+  it('consumes a join token once, then reports it used', async () => {
+    await store.insertJoinToken({ hash: 'h1', spiffeId: ID, expiresAt: 2000 });
+    expect(await store.consumeJoinToken('h1', 1000)).toEqual({ ok: true, spiffeId: ID, labels: {} });
+    expect(await store.consumeJoinToken('h1', 1000)).toEqual({ ok: false, reason: 'used' });
+  });
+
+  it('lets exactly one of two clients racing for a join token win, every time', async () => {
+    const other = await client();
+    for (let i = 0; i < 20; i++) {
+      await store.insertJoinToken({ hash: `race${i}`, spiffeId: ID, expiresAt: 2000 });
+      const results = await Promise.all([store.consumeJoinToken(`race${i}`, 1000), other.consumeJoinToken(`race${i}`, 1000), other.consumeJoinToken(`race${i}`, 1000)]);
+      expect(results.filter((r) => r.ok)).toHaveLength(1);
+      expect(results.flatMap((r) => (r.ok ? [] : [r.reason]))).toEqual(['used', 'used']);
+    }
+  });
+
+  it('refuses unknown, expired and revoked tokens with their reason', async () => {
+    await store.insertJoinToken({ hash: 'h2', spiffeId: ID, expiresAt: 2000 });
+    await store.insertJoinToken({ hash: 'h3', spiffeId: ID, expiresAt: 2000 });
+    expect(await store.consumeJoinToken('nope', 1000)).toEqual({ ok: false, reason: 'unknown' });
+    expect(await store.consumeJoinToken('h2', 2000)).toEqual({ ok: false, reason: 'expired' });
+    expect((await store.revokeJoinTokens('h3', 1500)).map((t) => t.revokedAt)).toEqual([1500]);
+    expect((await store.revokeJoinTokens('h3', 1600)).map((t) => t.revokedAt)).toEqual([1500]);
+    expect(await store.consumeJoinToken('h3', 1000)).toEqual({ ok: false, reason: 'revoked' });
+  });
+
+  it('lists join tokens newest first and finds them by hash prefix', async () => {
+    await store.insertJoinToken({ hash: 'aa01', spiffeId: ID, expiresAt: 9, createdAt: 1, labels: { team: 'x' } });
+    await store.insertJoinToken({ hash: 'aa02', spiffeId: ID2, expiresAt: 9, createdAt: 2 });
+    await store.insertJoinToken({ hash: 'bb01', spiffeId: ID, expiresAt: 9, createdAt: 3 });
+    expect((await store.listJoinTokens()).map((t) => t.hash)).toEqual(['bb01', 'aa02', 'aa01']);
+    expect((await store.findJoinTokens('aa')).map((t) => t.hash).sort()).toEqual(['aa01', 'aa02']);
+    expect(await store.findJoinTokens('aa01')).toEqual([{ hash: 'aa01', spiffeId: ID, expiresAt: 9, createdAt: 1, usedAt: undefined, revokedAt: undefined, labels: { team: 'x' } }]);
+    // A prefix is a prefix, never a pattern.
+    expect(await store.findJoinTokens('%')).toEqual([]);
+  });
+
+  it("keeps an agent's labels across an upsert without labels (a renewal), and lists agents by SPIFFE ID", async () => {
+    await store.upsertAgent({ spiffeId: ID2, inboundAddress: '127.0.0.1:1', updatedAt: 1, labels: { team: 'research' } });
+    await store.upsertAgent({ spiffeId: ID2, inboundAddress: '127.0.0.1:2', updatedAt: 2 });
+    expect(await store.getAgent(ID2)).toEqual({ spiffeId: ID2, inboundAddress: '127.0.0.1:2', updatedAt: 2, labels: { team: 'research' } });
+    await store.upsertAgent({ spiffeId: ID2, inboundAddress: '127.0.0.1:3', updatedAt: 3, labels: {} });
+    expect((await store.getAgent(ID2))?.labels).toEqual({});
+    await store.upsertAgent({ spiffeId: ID, inboundAddress: '127.0.0.1:4', updatedAt: 4 });
+    expect((await store.listAgents()).map((a) => a.spiffeId)).toEqual([ID, ID2]);
+    expect(await store.getAgent('spiffe://td/ns/a/sa/none')).toBeUndefined();
+  });
+
+  it('keeps its state for the next client (a restart, or another replica)', async () => {
+    await store.upsertAgent({ spiffeId: ID, inboundAddress: '127.0.0.1:2', updatedAt: 2 });
+    await store.recordCertificate({ serial: '01', spiffeId: ID, notAfter: 5, issuedAt: 1 });
+    await store.addAdminTokenHash('adm');
+    await store.revokeIdentity(ID, 10);
+    await store.revokeIdentity(ID, 20);
+    const next = await client();
+    expect(await next.getAgent(ID)).toEqual({ spiffeId: ID, inboundAddress: '127.0.0.1:2', updatedAt: 2, labels: {} });
+    expect(await next.listCertificates(ID)).toEqual([{ serial: '01', spiffeId: ID, notAfter: 5, issuedAt: 1 }]);
+    expect(await next.hasAdminTokenHash('adm')).toBe(true);
+    expect(await next.hasAdminTokenHash('other')).toBe(false);
+    expect(await next.listRevokedIdentities()).toEqual([{ spiffeId: ID, revokedAt: 10 }]);
+  });
+
+  it('counts certificates per issuer, finds identities awaiting renewal, and names an unknown issuer once', async () => {
+    await store.recordCertificate({ serial: '01', spiffeId: ID, notAfter: 100, issuedAt: 1 });
+    await store.assignUnknownIssuer('old');
+    await store.recordCertificate({ serial: '02', spiffeId: ID2, notAfter: 200, issuedAt: 2, issuer: 'old' });
+    await store.recordCertificate({ serial: '03', spiffeId: ID, notAfter: 300, issuedAt: 50, issuer: 'new' });
+    await store.assignUnknownIssuer('other');
+    expect((await store.listCertificates(ID)).map((c) => [c.serial, c.issuer])).toEqual([['01', 'old'], ['03', 'new']]);
+    expect(await store.unexpiredCertificatesOf('old', 10)).toEqual({ count: 2, lastNotAfter: 200 });
+    expect(await store.unexpiredCertificatesOf('old', 200)).toEqual({ count: 0, lastNotAfter: undefined });
+    // ID renewed from `new` since 40; ID2 has not.
+    expect(await store.countIdentitiesAwaitingRenewal('new', 40, 10)).toBe(1);
+    expect(await store.countIdentitiesAwaitingRenewal('new', 60, 10)).toBe(2);
+  });
+
+  it('saves CA roots as a step (a known root keeps its certificate, only its state moves), and the renew-now request', async () => {
+    await store.saveCaRoots([root('r1', 'active', 1)]);
+    await store.saveCaRoots([root('r2', 'prepared', 2)]);
+    await store.saveCaRoots([{ ...root('r2', 'active', 2), certPem: 'changed', updatedAt: 3 }, { ...root('r1', 'previous', 1), updatedAt: 3 }]);
+    expect(await store.listCaRoots()).toEqual([
+      { ...root('r1', 'previous', 1), updatedAt: 3 },
+      { ...root('r2', 'active', 2), updatedAt: 3 },
+    ]);
+    expect(await store.getRenewNowRequest()).toBeUndefined();
+    await store.setRenewNowRequest({ rootId: 'r2', requestedAt: 3 });
+    expect(await (await client()).getRenewNowRequest()).toEqual({ rootId: 'r2', requestedAt: 3 });
+    await store.setRenewNowRequest(undefined);
+    expect(await store.getRenewNowRequest()).toBeUndefined();
+  });
+
+  it('appends policy versions with their audit event, refuses a version stored first by another client', async () => {
+    const version = (v: number) => ({ version: v, entries: `[${v}]`, createdAt: v, actor: 'alice', action: 'apply', summary: `s${v}` });
+    const audit = (v: number) => ({ at: v, actor: 'alice', action: 'policy.apply', target: `version ${v}`, detail: '{}' });
+    expect(await store.latestPolicyVersion()).toBeUndefined();
+    await store.appendPolicyVersion(version(1), audit(1));
+    await store.appendPolicyVersion(version(2), audit(2));
+    await expect((await client()).appendPolicyVersion(version(2), audit(3))).rejects.toMatchObject({ code: ErrorCode.Conflict });
+    expect(await store.latestPolicyVersion()).toEqual(version(2));
+    expect(await store.getPolicyVersion(1)).toEqual(version(1));
+    expect(await store.getPolicyVersion(9)).toBeUndefined();
+    expect(await store.listPolicyVersions(10)).toEqual([2, 1].map((v) => ({ version: v, createdAt: v, actor: 'alice', action: 'apply', summary: `s${v}` })));
+    expect((await store.listPolicyVersions(1)).map((v) => v.version)).toEqual([2]);
+    // Neither half of the refused append was kept.
+    expect((await store.listAuditEvents(10)).map((e) => e.target)).toEqual(['version 2', 'version 1']);
+  });
+
+  it('keeps API token names unique, admin certificates by serial, and the audit trail newest first', async () => {
+    await store.addApiToken({ hash: 't1', name: 'ci', role: 'editor', createdAt: 1 });
+    await expect(store.addApiToken({ hash: 't2', name: 'ci', role: 'admin', createdAt: 2 })).rejects.toMatchObject({ code: ErrorCode.Conflict });
+    expect(await store.findApiToken('t1')).toEqual({ hash: 't1', name: 'ci', role: 'editor', createdAt: 1 });
+    expect(await store.findApiToken('t2')).toBeUndefined();
+    await store.addAdminCertificate({ serial: 'ab', name: 'alice', role: 'admin', createdAt: 1, notAfter: 9 });
+    expect(await store.findAdminCertificate('ab')).toEqual({ serial: 'ab', name: 'alice', role: 'admin', createdAt: 1, notAfter: 9 });
+    for (const at of [5, 6, 7]) await store.addAuditEvent({ at, actor: 'a', action: 'x', target: `t${at}`, detail: '{}' });
+    expect((await store.listAuditEvents(2)).map((e) => e.at)).toEqual([7, 6]);
+  });
+});

@@ -1,0 +1,90 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './ports.ts';
+
+/** Debian's etcd-server package (`apt-get install etcd-server`; .ci/run installs it). */
+export const ETCD_BINARY = process.env.AIRLOCK_ETCD ?? '/usr/bin/etcd';
+
+export interface EtcdMember {
+  readonly name: string;
+  readonly clientUrl: string;
+  readonly process: ChildProcess;
+}
+
+export interface EtcdCluster {
+  /** Client URLs of every member (what `--store etcd://…` and EtcdStore take). */
+  readonly endpoints: readonly string[];
+  readonly members: readonly EtcdMember[];
+  /** Kills every member and removes their data. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A real etcd cluster of `size` members on loopback ports, data in a temp dir: for the store's
+ * conformance suite and the replica tests. Every URL is 127.0.0.1; nothing else is dialled.
+ */
+export async function startEtcd(size = 1): Promise<EtcdCluster> {
+  if (!existsSync(ETCD_BINARY)) throw new Error(`etcd is not installed at ${ETCD_BINARY}: apt-get install etcd-server (or set AIRLOCK_ETCD)`);
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-etcd-'));
+  const ports = await Promise.all(Array.from({ length: size }, async (_, i) => ({ name: `m${i}`, client: await freePort(), peer: await freePort() })));
+  const initialCluster = ports.map((p) => `${p.name}=http://127.0.0.1:${p.peer}`).join(',');
+  const members: EtcdMember[] = ports.map((p) => {
+    const clientUrl = `http://127.0.0.1:${p.client}`;
+    const child = spawn(
+      ETCD_BINARY,
+      [
+        '--name', p.name,
+        '--data-dir', join(dir, p.name),
+        '--listen-client-urls', clientUrl,
+        '--advertise-client-urls', clientUrl,
+        '--listen-peer-urls', `http://127.0.0.1:${p.peer}`,
+        '--initial-advertise-peer-urls', `http://127.0.0.1:${p.peer}`,
+        '--initial-cluster', initialCluster,
+        '--initial-cluster-token', `airlock-test-${process.pid}`,
+        '--initial-cluster-state', 'new',
+        '--log-level', 'error',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    return { name: p.name, clientUrl, process: child };
+  });
+  const stop = async (): Promise<void> => {
+    await Promise.all(
+      members.map(
+        (m) =>
+          new Promise<void>((resolve) => {
+            if (m.process.exitCode !== null || m.process.signalCode !== null) return resolve();
+            m.process.once('exit', () => resolve());
+            m.process.kill('SIGKILL');
+          }),
+      ),
+    );
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all(members.map((m) => waitHealthy(m)));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { endpoints: members.map((m) => m.clientUrl), members, stop };
+}
+
+async function waitHealthy(m: EtcdMember, timeoutMs = 20_000): Promise<void> {
+  let stderr = '';
+  m.process.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (m.process.exitCode !== null) throw new Error(`etcd ${m.name} exited (${m.process.exitCode}): ${stderr}`);
+    try {
+      const res = await fetch(`${m.clientUrl}/health`);
+      if (res.ok && ((await res.json()) as { health?: string }).health === 'true') return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`etcd ${m.name} was not healthy within ${timeoutMs} ms: ${stderr}`);
+}
