@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -15,6 +15,19 @@ function airlock(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: n
 }
 
 describe('the airlock CLI', () => {
+  it('says which etcd it cannot reach, at start, without a stack trace', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-cli-etcd-'));
+    try {
+      // Port 1 on loopback: nothing listens there.
+      const r = await airlock(['control-plane', '--data-dir', join(dir, 'data'), '--store', 'etcd://127.0.0.1:1', '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('cannot reach etcd at http://127.0.0.1:1');
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it.each([[['--help']], [['control-plane', '--help']], [['sidecar', '--help']], [['demo', '--help']], [['token', '--help']]])(
     '%j prints usage and exits 0',
     async (args) => {
@@ -36,6 +49,7 @@ describe('the airlock CLI', () => {
     [['sidecar', '--ca-file', '/x', '--authz-timeout', 'soon'], '--authz-timeout: expected a duration'],
     [['sidecar', '--outbound-listen', 'nope'], 'caFile is required'],
     [['control-plane', '--config', '/does/not/exist.yaml'], 'cannot read config file /does/not/exist.yaml: ENOENT'],
+    [['control-plane', '--store', 'mysql://db:3306'], '--store: expected sqlite, sqlite:DIR or etcd://host:port'],
     [['token', 'create'], '--identity is required'],
     [['token', 'create', '--identity', 'spiffe://x/y'], 'is not a valid SPIFFE ID'],
     [['token', 'create', '--identity', 'spiffe://airlock.demo/ns/demo/sa/x'], 'no admin credentials'],

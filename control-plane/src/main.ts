@@ -33,7 +33,7 @@ import { createControlPlaneMetrics } from './monitoring/metrics.ts';
 import { loadPolicyFile } from './policy/load.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 import { PolicyWorker } from './policy/worker/policy-workers.ts';
-import { SqliteStore } from './store/sqlite-store.ts';
+import { openStore } from './store/open-store.ts';
 
 export type { ControlPlaneConfig } from './config/config.ts';
 
@@ -106,7 +106,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   }
   checkAdminTransport(config);
 
-  const store = SqliteStore.open(config.dataDir);
+  const store = await openStore(config);
   const cleanups: (() => Promise<void> | void)[] = [() => store.close()];
   // The stored policy versions; the start file is applied as one more version when it changes them.
   const audit = auditLogger(logger);

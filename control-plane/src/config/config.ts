@@ -1,11 +1,25 @@
 import { BlockList, isIP } from 'node:net';
-import { defineConfig, duration, formatHostPort, hostPort, oneOf, optionalString, string, tlsMinVersion, trustDomain, type ConfigOf, type ListenAddress } from '@airlock/common/config';
-import { ConfigError } from '@airlock/common/errors';
+import { defineConfig, duration, formatHostPort, hostPort, oneOf, optionalString, refine, string, tlsMinVersion, trustDomain, type ConfigOf, type ListenAddress } from '@airlock/common/config';
+import { ConfigError, errorMessage } from '@airlock/common/errors';
+import { parseStoreLocation } from '../store/store-location.ts';
 
 /** Every setting of `airlock control-plane`: flags, `AIRLOCK_*` env vars and the config file share it. */
 export const controlPlaneConfig = defineConfig('AIRLOCK', {
   trustDomain: trustDomain({ description: 'SPIFFE trust domain of every identity this control plane issues.', default: 'airlock.local' }),
   dataDir: string({ description: 'Directory for the root CA (key mode 0600), the admin token and the SQLite store.', default: '.airlock/control-plane' }),
+  store: refine(string({ description: 'Where the state lives: `sqlite` (airlock.db in dataDir: one replica), `sqlite:DIR`, or `etcd://host:port[,host:port…]` (etcd members: any number of replicas; TLS with etcdCaFile).', default: 'sqlite' }), (text) => {
+    try {
+      parseStoreLocation(text);
+      return undefined;
+    } catch (err) {
+      return errorMessage(err);
+    }
+  }),
+  etcdCaFile: optionalString({ description: "PEM CA of the etcd members' certificates: the store is then reached over TLS (https)." }),
+  etcdCertFile: optionalString({ description: 'PEM client certificate for etcd (with etcdKeyFile and etcdCaFile).' }),
+  etcdKeyFile: optionalString({ description: 'PEM private key of etcdCertFile.' }),
+  etcdUsername: optionalString({ description: 'etcd user (role-based access), with etcdPasswordFile.' }),
+  etcdPasswordFile: optionalString({ description: 'File holding the password of etcdUsername (never a flag or env value: it would show in ps and logs).' }),
   grpcListen: hostPort({ description: 'gRPC over mTLS: identity and authorization.', default: { host: '0.0.0.0', port: 15012 } }),
   httpListen: hostPort({ description: 'Plain HTTP for Prometheus and probes: /metrics, /healthz, /readyz (the admin API is on adminListen).', default: { host: '0.0.0.0', port: 15014 } }),
   adminListen: hostPort({ description: "The admin JSON API under /v1/: HTTPS with the control plane's own certificate (the one gRPC presents), unless adminTransport says otherwise.", default: { host: '0.0.0.0', port: 15013 } }),

@@ -1,0 +1,118 @@
+// Issue 12, first slice: control-plane replicas on a real etcd share one state. A join token is
+// spent once whichever replica it is raced to; a replica started later, or restarted with an empty
+// data dir, holds the policy, tokens and revocations the others wrote.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, status, type ServiceError } from '@grpc/grpc-js';
+import { IdentityServiceClient } from '@airlock/proto/identity/v1';
+import { createRootLogger } from '@airlock/common/logging';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { controlPlaneConfig } from '../control-plane/src/config/config.ts';
+import { startControlPlane, type RunningControlPlane } from '../control-plane/src/main.ts';
+import { adminFetch } from '../control-plane/src/testing/test-control-plane.ts';
+import { CONTROL_PLANE_CHANNEL_OPTIONS } from '../sidecar/src/controlplane/credentials.ts';
+import { newKeyAndCsr } from '../sidecar/src/identity/key-and-csr.ts';
+import { startEtcd, type EtcdCluster } from './support/etcd.ts';
+import { createOperatorPki } from './support/operator-ca.ts';
+
+const TD = 'airlock.test';
+const AGENT = `spiffe://${TD}/ns/demo/sa/researcher`;
+const POLICY = `apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: researchers }
+spec: { selector: { namespace: demo, serviceAccounts: [researcher] } }
+`;
+
+describe('control-plane replicas on etcd share one state', () => {
+  let etcd: EtcdCluster;
+  let dir: string;
+  let root: string;
+  const replicas: RunningControlPlane[] = [];
+
+  /** A replica with its own (empty) data dir: everything it knows comes from etcd and the CA files. */
+  const startReplica = async (o: { policyFile?: string } = {}): Promise<RunningControlPlane> => {
+    const dataDir = mkdtempSync(join(dir, 'replica-'));
+    const config = controlPlaneConfig.load({
+      flags: {
+        trustDomain: TD,
+        dataDir,
+        store: `etcd://${etcd.endpoints.map((e) => e.replace('http://', '')).join(',')}`,
+        grpcListen: '127.0.0.1:0',
+        httpListen: '127.0.0.1:0',
+        adminListen: '127.0.0.1:0',
+        caCertFile: join(dir, 'tls.crt'),
+        caKeyFile: join(dir, 'tls.key'),
+        caBundleFile: join(dir, 'ca.crt'),
+        ...(o.policyFile === undefined ? {} : { policyFile: o.policyFile }),
+      },
+    });
+    const cp = await startControlPlane(config, { logger: createRootLogger({ process: 'control-plane', level: 'silent' }) });
+    replicas.push(cp);
+    return cp;
+  };
+
+  const admin = async (cp: RunningControlPlane, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
+    const res = await adminFetch(cp, path, { method: body === undefined ? 'GET' : 'POST', headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/json' }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) }, root);
+    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  };
+
+  /** SignCertificate with a join token, as a joining sidecar sends it: the gRPC status it got. */
+  const join_ = async (cp: RunningControlPlane, joinToken: string): Promise<status> => {
+    const { csrPem } = await newKeyAndCsr();
+    const client = new IdentityServiceClient(`127.0.0.1:${cp.grpcPort}`, credentials.createSsl(Buffer.from(root), null, null, { checkServerIdentity: () => undefined }), CONTROL_PLANE_CHANNEL_OPTIONS);
+    try {
+      return await new Promise<status>((resolve) => client.signCertificate({ csrPem, joinToken, inboundAddress: '127.0.0.1:9' }, (err: ServiceError | null) => resolve(err === null ? status.OK : err.code)));
+    } finally {
+      client.close();
+    }
+  };
+
+  beforeAll(async () => {
+    etcd = await startEtcd(1);
+    dir = mkdtempSync(join(tmpdir(), 'airlock-replicas-'));
+    const pki = createOperatorPki();
+    writeFileSync(join(dir, 'tls.crt'), pki.intermediate.certPem);
+    writeFileSync(join(dir, 'tls.key'), pki.intermediate.keyPem, { mode: 0o600 });
+    writeFileSync(join(dir, 'ca.crt'), pki.root.certPem);
+    writeFileSync(join(dir, 'policy.yaml'), POLICY);
+    root = pki.root.certPem;
+  }, 60_000);
+  afterAll(async () => {
+    for (const cp of replicas) await cp.close();
+    await etcd.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('spends a join token once, whichever of two replicas it is raced to', async () => {
+    const a = await startReplica({ policyFile: join(dir, 'policy.yaml') });
+    const b = await startReplica();
+    for (let round = 0; round < 5; round++) {
+      const created = await admin(a, '/v1/join-tokens', { identity: AGENT });
+      expect(created.status).toBe(201);
+      const token = created.json.token as string;
+      const results = await Promise.all([join_(a, token), join_(b, token), join_(b, token), join_(a, token)]);
+      expect(results.filter((s) => s === status.OK)).toHaveLength(1);
+      expect(results.filter((s) => s === status.UNAUTHENTICATED)).toHaveLength(3);
+    }
+    // B accepts the admin token A made (its hash is in etcd), and lists the tokens A minted, all used.
+    const listed = await admin(b, '/v1/join-tokens');
+    expect(listed.status).toBe(200);
+    expect((listed.json.items as { status: string }[]).map((t) => t.status)).toEqual(Array(5).fill('used'));
+  });
+
+  it('a replica started later, with an empty data dir, holds the policy version, agents and revocations the others wrote', async () => {
+    const [a] = replicas as [RunningControlPlane];
+    expect((await admin(a, '/v1/agents/revoke', { identity: AGENT })).status).toBe(200);
+    const fromA = await admin(a, '/v1/policy');
+    const c = await startReplica();
+    const fromC = await admin(c, '/v1/policy');
+    expect(fromC.json.version).toBe(fromA.json.version);
+    expect(fromC.json.version).toBeGreaterThan(0);
+    expect(fromC.json.documents).toEqual(fromA.json.documents);
+    expect(((await admin(c, '/v1/agents')).json.items as { spiffeId: string }[]).map((x) => x.spiffeId)).toEqual([AGENT]);
+    // Revoked through A: C refuses to renew it, as A does.
+    const again = await admin(c, '/v1/join-tokens', { identity: AGENT });
+    expect(await join_(c, again.json.token as string)).toBe(status.PERMISSION_DENIED);
+  });
+});
