@@ -25,6 +25,7 @@ import { revokeRoute } from './api/revoke-route.ts';
 import { startKubernetesAttestation } from './attestation/kubernetes-attestation.ts';
 import type { ControlPlaneConfig } from './config/config.ts';
 import { createControlPlaneMetrics } from './monitoring/metrics.ts';
+import { injectionSettings, startInjection } from './injection/start-injection.ts';
 import { loadPolicyFile } from './policy/load.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
@@ -40,6 +41,8 @@ export interface RunningControlPlane {
   /** The bound ports (tests listen on port 0). */
   readonly grpcPort: number;
   readonly httpPort: number;
+  /** The sidecar injection webhook's port, when injectionListen is set. */
+  readonly injectionPort: number | undefined;
   /** PEM of the trust bundle at start: what sidecars are given as `--ca-file` (also `<dataDir>/trust-bundle.pem`, kept current). */
   readonly trustBundlePem: string;
   /** The admin bearer token (contents of `<dataDir>/admin-token`). */
@@ -87,6 +90,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
 
   // Policy first: a typo in it should fail fast, before any state is created.
   if (config.policyFile !== undefined) loadPolicyFile(config.policyFile);
+  const injection = injectionSettings(config);
   const { caCertFile: certFile, caKeyFile: keyFile, caBundleFile: bundleFile } = config;
   const operator = certFile !== undefined && keyFile !== undefined && bundleFile !== undefined ? { certFile, keyFile, bundleFile } : undefined;
   if (operator === undefined && (certFile ?? keyFile ?? bundleFile) !== undefined) {
@@ -123,7 +127,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const adminToken = ensureAdminToken(config.dataDir, store);
     const joinTokens = new JoinTokens(store, config.trustDomain);
     const selfId = controlPlaneSpiffeId(config.trustDomain);
-    const serving = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS);
+    const serving = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS, config.serverDnsNames);
     const certificates = new StaticCertificateProvider(ring.bundlePem(), serving.chainPem, serving.keyPem);
     const revocations = new Revocations({ store, trustBundlePem: () => ring.bundlePem(), renewHintPem: () => ring.renewHintPem() });
     const isRevoked = (spiffeId: string): boolean => revocations.isRevoked(spiffeId);
@@ -139,7 +143,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     metrics.certificateExpiry.set({ certificate: 'serving' }, serving.notAfter.getTime() / 1000);
     const renewServing = (): void => {
       try {
-        const next = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS);
+        const next = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS, config.serverDnsNames);
         certificates.update({ certPem: next.chainPem, keyPem: next.keyPem });
         metrics.certificateExpiry.set({ certificate: 'serving' }, next.notAfter.getTime() / 1000);
         log.info({ notAfter: next.notAfter.toISOString(), issuer: next.issuer }, 'serving certificate renewed');
@@ -199,11 +203,13 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       ],
     );
     cleanups.push(() => closeServer(http));
+    const webhook = await startInjection({ config, settings: injection, serving: certificates, trustBundlePem: () => ring.bundlePem(), registry, logger: logger.child({ component: 'injection' }) });
+    if (webhook !== undefined) cleanups.push(() => webhook.close());
 
     ready = true;
     const httpPort = boundPort(http);
-    log.info({ grpcPort: grpc.port, httpPort, trustDomain: config.trustDomain, spiffeId: selfId }, 'control plane ready');
-    return { grpcPort: grpc.port, httpPort, trustBundlePem: ring.bundlePem(), adminToken, close: closeAll };
+    log.info({ grpcPort: grpc.port, httpPort, injectionPort: webhook?.port, trustDomain: config.trustDomain, spiffeId: selfId }, 'control plane ready');
+    return { grpcPort: grpc.port, httpPort, injectionPort: webhook?.port, trustBundlePem: ring.bundlePem(), adminToken, close: closeAll };
   } catch (err) {
     await closeAll();
     if (err instanceof AirlockError) throw err;

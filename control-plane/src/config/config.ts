@@ -1,4 +1,4 @@
-import { defineConfig, duration, hostPort, oneOf, optionalString, string, trustDomain, type ConfigOf } from '@airlock/common/config';
+import { defineConfig, dnsNames, duration, hostPort, oneOf, optionalHostPort, optionalString, string, trustDomain, type ConfigOf } from '@airlock/common/config';
 
 /** Every setting of `airlock control-plane`: flags, `AIRLOCK_*` env vars and the config file share it. */
 export const controlPlaneConfig = defineConfig('AIRLOCK', {
@@ -16,6 +16,9 @@ export const controlPlaneConfig = defineConfig('AIRLOCK', {
   caKeyFile: optionalString({ description: 'PEM RSA private key of caCertFile.' }),
   caBundleFile: optionalString({ description: 'PEM root(s) caCertFile chains to: the trust bundle given to sidecars.' }),
   svidTtl: duration({ description: 'Lifetime of issued X.509-SVIDs.', default: 3_600_000, minMs: 1000 }),
+  serverDnsNames: dnsNames({ description: "DNS names put in the control plane's serving certificate besides localhost (e.g. airlock-control-plane.airlock-system.svc), so that clients such as the Kubernetes API server calling the injection webhook can verify it.", default: [] }),
+  injectionListen: optionalHostPort({ description: 'HTTPS (TLS 1.3, the serving certificate) for the sidecar injection webhook, POST /inject (AdmissionReview v1). Unset: no webhook. Needs injectionConfigFile.' }),
+  injectionConfigFile: optionalString({ description: 'YAML or JSON file of what the injection webhook injects: image, controlPlane, resources, transparent … (see "Sidecar injection").' }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
 });
 
