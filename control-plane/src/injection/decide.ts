@@ -103,7 +103,7 @@ function readResources(base: Resources, annotations: Readonly<Record<string, str
   const resources: Record<string, Record<string, string>> = {};
   if (Object.keys(out.requests).length > 0) resources.requests = out.requests;
   if (Object.keys(out.limits).length > 0) resources.limits = out.limits;
-  return resources as Resources;
+  return resources;
 }
 
 function runsAsSidecarUid(pod: Pod): boolean {

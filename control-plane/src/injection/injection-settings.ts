@@ -139,5 +139,5 @@ function readResources(raw: unknown, bad: (what: string) => void): Resources {
     }
     out[kind] = entries;
   }
-  return out as Resources;
+  return out;
 }

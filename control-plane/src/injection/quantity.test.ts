@@ -8,7 +8,7 @@ describe('Kubernetes quantities', () => {
     expect(quantityValue(s)).toBeCloseTo(v);
   });
 
-  it.each(['', 'abc', '1.5.5', '-1', '+1', '64MB', '64mi', '1 Gi', ' 1Gi', '1Gi ', '100mm', 'Mi', '1e', '0x10', `${'9'.repeat(80)}`, '1e999'])('refuses %j', (s) => {
+  it.each(['', 'abc', '1.5.5', '-1', '+1', '64MB', '64mi', '1 Gi', ' 1Gi', '1Gi ', '100mm', 'Mi', '1e', '0x10', '9'.repeat(80), '1e999'])('refuses %j', (s) => {
     expect(quantityValue(s)).toBeUndefined();
   });
 

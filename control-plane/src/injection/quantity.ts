@@ -16,7 +16,8 @@ export function quantityValue(s: string): number | undefined {
   const m = QUANTITY.exec(s);
   if (m === null) return undefined;
   const suffix = m[2] ?? '';
-  const scale = /^[eE]/.test(suffix) ? 10 ** Number(suffix.slice(1)) : SUFFIX[suffix];
+  // `E` alone is exa; `e3`/`E3` is an exponent.
+  const scale = /^[eE][+-]?\d+$/.test(suffix) ? 10 ** Number(suffix.slice(1)) : SUFFIX[suffix];
   const value = Number(m[1]) * (scale ?? Number.NaN);
   return Number.isFinite(value) ? value : undefined;
 }

@@ -1,4 +1,4 @@
-import { defineConfig, duration, hostPort, integer, oneOf, optionalString, port, string, trustDomain, type ConfigOf } from '@airlock/common/config';
+import { defineConfig, duration, hostPort, integer, oneOf, optionalString, port, trustDomain, type ConfigOf } from '@airlock/common/config';
 
 /** Every setting of `airlock sidecar`: flags, `AIRLOCK_*` env vars and the config file share it. */
 export const sidecarConfig = defineConfig('AIRLOCK', {
