@@ -18,7 +18,8 @@ const MAX_REVIEW_BYTES = 2 * 1024 * 1024;
 /** The API server waits at most 30 s for a webhook (10 s by default); nothing of ours takes long. */
 const REQUEST_TIMEOUT_MS = 15_000;
 const HEADERS_TIMEOUT_MS = 5_000;
-const MAX_CONNECTIONS = 256;
+// Each connection may buffer a review of up to 2 MiB: 64 bound the memory to 128 MiB (the port is reachable in the cluster).
+const MAX_CONNECTIONS = 64;
 
 /** The serving certificate, replaced on renewal and root rollover (the control plane's StaticCertificateProvider). */
 export interface ServingIdentity {
