@@ -19,9 +19,12 @@ export interface RedirectOptions {
  */
 export function redirectRules(o: RedirectOptions): { readonly ipv4: readonly (readonly string[])[]; readonly ipv6: readonly (readonly string[])[] } {
   const uid = String(o.sidecarUid);
-  const egress = (drop: readonly string[]): (readonly string[])[] => [
+  // `-o` in OUTPUT is the interface routed before the nat step: a redirected connection still shows
+  // the pod's interface there, so the filter chain knows it by its new destination, loopback.
+  const egress = (loopback: string, drop: readonly string[]): (readonly string[])[] => [
     ['-t', 'filter', '-N', 'AIRLOCK_EGRESS'],
     ['-t', 'filter', '-A', 'AIRLOCK_EGRESS', '-o', 'lo', '-j', 'RETURN'],
+    ['-t', 'filter', '-A', 'AIRLOCK_EGRESS', '-d', loopback, '-j', 'RETURN'],
     ['-t', 'filter', '-A', 'AIRLOCK_EGRESS', '-m', 'owner', '--uid-owner', uid, '-j', 'RETURN'],
     ['-t', 'filter', '-A', 'AIRLOCK_EGRESS', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'RETURN'],
     ...(drop.length === 0 ? [] : [drop]),
@@ -35,10 +38,9 @@ export function redirectRules(o: RedirectOptions): { readonly ipv4: readonly (re
       ['-t', 'nat', '-A', 'AIRLOCK_OUTPUT', '-m', 'owner', '--uid-owner', uid, '-j', 'RETURN'],
       ['-t', 'nat', '-A', 'AIRLOCK_OUTPUT', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', String(o.outboundPort)],
       ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-j', 'AIRLOCK_OUTPUT'],
-      // After the nat step a redirected connection goes out on lo: only what was not redirected is left here.
-      ...egress(['-t', 'filter', '-A', 'AIRLOCK_EGRESS', '-p', 'udp', '--dport', '53', '-j', 'RETURN']),
+      ...egress('127.0.0.0/8', ['-t', 'filter', '-A', 'AIRLOCK_EGRESS', '-p', 'udp', '--dport', '53', '-j', 'RETURN']),
     ],
-    ipv6: egress([]),
+    ipv6: egress('::1/128', []),
   };
 }
 
