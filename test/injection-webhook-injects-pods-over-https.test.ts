@@ -17,6 +17,7 @@ import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { spawnAirlock, waitReady, type AirlockProcess } from '../cli/src/demo/processes.ts';
 import { applyPatch } from '../control-plane/src/testing/json-patch.ts';
 import { freePort } from './support/ports.ts';
+import { rawHttp } from './support/raw-http.ts';
 
 const TD = 'inject.test';
 const SERVICE = 'airlock-control-plane.airlock-system.svc';
@@ -235,6 +236,14 @@ describe('the sidecar injection webhook of a real control plane', () => {
       expect(res.status, `${status} for ${JSON.stringify(o)}`).toBe(status);
       expect((JSON.parse(res.body) as { reason: string }).reason).toMatch(reason);
     }
+  });
+
+  it('is served nowhere else: not over plain HTTP on its port, not on the metrics port', async () => {
+    const body = JSON.stringify(review(agentPod()));
+    const plain = await rawHttp(injectionPort, `POST /inject HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    expect(plain.status).toBe(0);
+    const other = await fetch(`http://127.0.0.1:${httpPort}/inject`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(other.status).toBe(404);
   });
 
   it('counts every request by outcome', async () => {
