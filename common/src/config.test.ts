@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './errors.ts';
-import { defineConfig, duration, hostPort, integer, oneOf, optionalString, string, trustDomain } from './config.ts';
+import { defineConfig, dnsNames, duration, hostPort, integer, oneOf, optionalHostPort, optionalString, string, trustDomain } from './config.ts';
 
 const definition = defineConfig('AIRLOCK', {
   trustDomain: trustDomain({ description: 'td', default: 'airlock.local' }),
@@ -65,5 +65,16 @@ describe('defineConfig', () => {
     const docs = definition.docs();
     expect(docs).toContain('| `caFile` | `--ca-file` | `AIRLOCK_CA_FILE` |');
     expect(docs).toContain('`127.0.0.1:15001`');
+  });
+
+  it('reads DNS names from a comma-separated flag or a YAML list, and an optional listener', () => {
+    const d = defineConfig('AIRLOCK', { names: dnsNames({ description: 'n', default: [] }), listen: optionalHostPort({ description: 'l' }) });
+    expect(d.load({})).toEqual({ names: [], listen: undefined });
+    expect(d.load({ flags: { names: 'a.svc, b.ns.svc', listen: '0.0.0.0:15017' } })).toEqual({ names: ['a.svc', 'b.ns.svc'], listen: { host: '0.0.0.0', port: 15017 } });
+    expect(d.load({ file: { path: 'c.yaml', text: 'names: [a.svc]\n' } }).names).toEqual(['a.svc']);
+    for (const bad of ['UPPER.svc', 'a..b', '*.svc', 'a_b.svc', `${'a'.repeat(64)}.svc`, 'a.svc/x']) {
+      expect(() => d.load({ flags: { names: bad } }), bad).toThrow('is not a DNS name');
+    }
+    expect(() => d.load({ flags: { listen: 'nope' } })).toThrow('expected host:port');
   });
 });

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { ConfigError, errorMessage } from './errors.ts';
+import { DNS_SUBDOMAIN } from './labels.ts';
 import { isValidTrustDomain } from './spiffe.ts';
 
 // The yaml library is loaded only when a config file is given: most processes (every sidecar in the
@@ -106,6 +107,27 @@ export function formatHostPort(a: ListenAddress): string {
 
 export const hostPort = (o: FieldOptions<ListenAddress>): Field<ListenAddress> =>
   field('host:port', (raw) => parseHostPort(asString(raw)), o);
+
+/** An optional listener: unset (or empty) means the listener is off. */
+export const optionalHostPort = (o: FieldOptions<ListenAddress | undefined>): Field<ListenAddress | undefined> =>
+  field('host:port', (raw) => {
+    const s = asString(raw);
+    return s === '' ? undefined : parseHostPort(s);
+  }, o, true);
+
+/**
+ * DNS names (lowercase RFC 1123, each at most 253 characters): a YAML list in the file, comma-separated
+ * in a flag or env var.
+ */
+export const dnsNames = (o: FieldOptions<readonly string[]>): Field<readonly string[]> =>
+  field('DNS names (comma-separated)', (raw) => {
+    const items = Array.isArray(raw) ? raw.map(asString) : asString(raw).split(',');
+    const names = items.map((n) => n.trim()).filter((n) => n !== '');
+    for (const n of names) {
+      if (n.length > 253 || !DNS_SUBDOMAIN.test(n) || n.split('.').some((l) => l.length > 63)) throw new Error(`"${n}" is not a DNS name (lowercase letters, digits, "-", ".")`);
+    }
+    return Object.freeze(names);
+  }, o);
 
 export const port = (o: FieldOptions<number>): Field<number> =>
   integer({ ...o, min: 1, max: 65535 });

@@ -10,7 +10,8 @@ export type Labels = Readonly<Record<string, string>>;
 export const MAX_LABELS = 32;
 
 const NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** A lowercase DNS subdomain (RFC 1123), as Kubernetes names and label prefixes are. */
+export const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 /** Why `key` is not a label key, or undefined when it is one. */
 export function labelKeyProblem(key: string): string | undefined {

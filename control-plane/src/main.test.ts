@@ -278,6 +278,21 @@ describe('startControlPlane', () => {
     }
   });
 
+  it('refuses injection settings with an unknown key before creating any state', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-cp-inj-'));
+    try {
+      writeFileSync(join(dir, 'injection.yaml'), 'image: ghcr.io/airlock-dev/airlock:0.1.0\ncontrolPlane: cp:15012\nimagePulPolicy: Always\n');
+      const config = controlPlaneConfig.load({ flags: { dataDir: join(dir, 'data'), grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', injectionListen: '127.0.0.1:0', injectionConfigFile: join(dir, 'injection.yaml') } });
+      await expect(startControlPlane(config, { logger: createRootLogger({ process: 't', level: 'silent' }) })).rejects.toMatchObject({
+        code: 'AIRLOCK_CONFIG_INVALID',
+        message: expect.stringContaining('imagePulPolicy: unknown setting') as unknown,
+      });
+      expect(existsSync(join(dir, 'data'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('keeps its CA and admin token across restarts', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'airlock-cp-restart-'));
     try {

@@ -30,6 +30,7 @@ import { revokeRoute } from './api/revoke-route.ts';
 import { startKubernetesAttestation } from './attestation/kubernetes-attestation.ts';
 import { checkAdminTransport, localAddressOf, type ControlPlaneConfig } from './config/config.ts';
 import { createControlPlaneMetrics } from './monitoring/metrics.ts';
+import { injectionSettings, startInjection } from './injection/start-injection.ts';
 import { loadPolicyFile } from './policy/load.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 import { PolicyWorker } from './policy/worker/policy-workers.ts';
@@ -50,6 +51,8 @@ export interface RunningControlPlane {
   /** The admin JSON API (HTTPS unless adminTransport says otherwise), and its base URL on this machine. */
   readonly adminPort: number;
   readonly adminUrl: string;
+  /** The sidecar injection webhook's port, when injectionListen is set. */
+  readonly injectionPort: number | undefined;
   /** PEM of the trust bundle at start: what sidecars are given as `--ca-file` (also `<dataDir>/trust-bundle.pem`, kept current). */
   readonly trustBundlePem: string;
   /** The admin bearer token (contents of `<dataDir>/admin-token`). */
@@ -99,6 +102,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
 
   // Policy first: a typo in it should fail fast, before any state is created.
   if (config.policyFile !== undefined) loadPolicyFile(config.policyFile);
+  const injection = injectionSettings(config);
   const { caCertFile: certFile, caKeyFile: keyFile, caBundleFile: bundleFile } = config;
   const operator = certFile !== undefined && keyFile !== undefined && bundleFile !== undefined ? { certFile, keyFile, bundleFile } : undefined;
   if (operator === undefined && (certFile ?? keyFile ?? bundleFile) !== undefined) {
@@ -137,7 +141,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const adminToken = await ensureAdminToken(config.dataDir, store);
     const joinTokens = new JoinTokens(store, config.trustDomain);
     const selfId = controlPlaneSpiffeId(config.trustDomain);
-    const serving = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS);
+    const serving = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS, config.serverDnsNames);
     const certificates = new StaticCertificateProvider(ring.bundlePem(), serving.chainPem, serving.keyPem);
     const revocations = await Revocations.load({
       store,
@@ -159,7 +163,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     metrics.certificateExpiry.set({ certificate: 'serving' }, serving.notAfter.getTime() / 1000);
     const renewServing = (): void => {
       try {
-        const next = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS);
+        const next = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS, config.serverDnsNames);
         certificates.update({ certPem: next.chainPem, keyPem: next.keyPem });
         metrics.certificateExpiry.set({ certificate: 'serving' }, next.notAfter.getTime() / 1000);
         log.info({ notAfter: next.notAfter.toISOString(), issuer: next.issuer }, 'serving certificate renewed');
@@ -220,7 +224,6 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       address: config.adminListen,
       transport: config.adminTransport,
       tlsMinVersion: config.tlsMinVersion,
-      identity: { certPem: serving.chainPem, keyPem: serving.keyPem },
       certificates,
       routes: [
         joinTokenAdminRoutes({ store, joinTokens, requireRole, audit }),
@@ -245,12 +248,14 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     );
     answerClientErrors(http);
     cleanups.push(() => closeServer(http));
+    const webhook = await startInjection({ config, settings: injection, serving: certificates, tlsMinVersion: config.tlsMinVersion, trustBundlePem: () => ring.bundlePem(), registry, logger: logger.child({ component: 'injection' }) });
+    if (webhook !== undefined) cleanups.push(() => webhook.close());
 
     ready = true;
     const httpPort = boundPort(http);
     const adminUrl = `${adminApi.scheme}://${localAddressOf(config.adminListen, adminApi.port)}`;
-    log.info({ grpcPort: grpc.port, httpPort, adminPort: adminApi.port, adminTransport: config.adminTransport, trustDomain: config.trustDomain, spiffeId: selfId }, 'control plane ready');
-    return { grpcPort: grpc.port, httpPort, adminPort: adminApi.port, adminUrl, trustBundlePem: ring.bundlePem(), adminToken, close: closeAll };
+    log.info({ grpcPort: grpc.port, httpPort, adminPort: adminApi.port, adminTransport: config.adminTransport, injectionPort: webhook?.port, trustDomain: config.trustDomain, spiffeId: selfId }, 'control plane ready');
+    return { grpcPort: grpc.port, httpPort, adminPort: adminApi.port, adminUrl, injectionPort: webhook?.port, trustBundlePem: ring.bundlePem(), adminToken, close: closeAll };
   } catch (err) {
     await closeAll();
     if (err instanceof AirlockError) throw err;

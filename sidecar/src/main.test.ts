@@ -39,6 +39,15 @@ describe('startSidecar', () => {
     await expect(startSidecar(config({ AIRLOCK_CA_FILE: '/nonexistent/ca.pem', AIRLOCK_JOIN_TOKEN: 't' }), { logger: quietLogger() })).rejects.toThrow(/caFile/);
   });
 
+  it('takes the trust bundle as PEM text (caPem, as injection sets it), and refuses both, neither or a non-PEM', async () => {
+    const pem = createTestCa().certPem;
+    const sidecar = await startSidecar(config({ AIRLOCK_CA_PEM: pem, AIRLOCK_JOIN_TOKEN: 't' }), { logger: quietLogger() });
+    await sidecar.close();
+    await expect(startSidecar(config({ AIRLOCK_CA_PEM: pem, AIRLOCK_CA_FILE: await caFile(), AIRLOCK_JOIN_TOKEN: 't' }), { logger: quietLogger() })).rejects.toThrow(/give one/);
+    await expect(startSidecar(config({ AIRLOCK_JOIN_TOKEN: 't' }), { logger: quietLogger() })).rejects.toThrow(/caFile \(or caPem\) is required/);
+    await expect(startSidecar(config({ AIRLOCK_CA_PEM: 'not a pem', AIRLOCK_JOIN_TOKEN: 't' }), { logger: quietLogger() })).rejects.toThrow(/no PEM certificate/);
+  });
+
   it('listens at once and answers not_ready until it holds an SVID', async () => {
     const sidecar = await startSidecar(config({ AIRLOCK_CA_FILE: await caFile(), AIRLOCK_JOIN_TOKEN: 't' }), { logger: quietLogger() });
     try {

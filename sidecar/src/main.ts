@@ -47,12 +47,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
   if (config.joinToken === undefined && config.kubernetesTokenFile === undefined) {
     throw new ConfigError(['joinToken is required to obtain a first certificate (env AIRLOCK_JOIN_TOKEN or --join-token; create one with `airlock token create`), or kubernetesTokenFile in a Kubernetes pod']);
   }
-  let caPem: string;
-  try {
-    caPem = await readFile(config.caFile, 'utf8');
-  } catch (err) {
-    throw new ConfigError([`caFile: cannot read ${config.caFile}: ${errorMessage(err)}`]);
-  }
+  const caPem = await trustBundle(config);
   const logger = opts.logger ?? createRootLogger({ process: 'sidecar', level: config.logLevel });
   const registry = createRegistry('sidecar');
   const metrics = createSidecarMetrics(registry);
@@ -133,6 +128,21 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
       await Promise.all([meshPools.close(), external.destroy(), app.destroy()]);
     },
   };
+}
+
+/** The PEM the control plane is first verified with: caPem (injected pods) or the contents of caFile. */
+async function trustBundle(config: Pick<SidecarConfig, 'caFile' | 'caPem'>): Promise<string> {
+  if (config.caPem !== undefined && config.caFile !== undefined) throw new ConfigError(['caFile and caPem are two ways to give one trust bundle: give one']);
+  if (config.caPem !== undefined) {
+    if (!config.caPem.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(['caPem: holds no PEM certificate']);
+    return config.caPem;
+  }
+  if (config.caFile === undefined) throw new ConfigError(['caFile (or caPem) is required: the PEM trust bundle that verifies the control plane']);
+  try {
+    return await readFile(config.caFile, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`caFile: cannot read ${config.caFile}: ${errorMessage(err)}`]);
+  }
 }
 
 /** Where peers reach us: `inboundAdvertise`, else loopback when listening on a wildcard or loopback address. */

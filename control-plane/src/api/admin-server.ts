@@ -1,21 +1,17 @@
 import { createServer as createHttpServer } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { experimental } from '@grpc/grpc-js';
 import type { ListenAddress, TlsMinVersion } from '@airlock/common/config';
 import { answerClientErrors, boundPort, closeServer, listen } from '@airlock/common/net';
 import { routeRequests, sendJson, type AdminRoute } from '@airlock/common/telemetry';
 import type { ControlPlaneConfig } from '../config/config.ts';
-import type { StaticCertificateProvider } from './certificate-provider.ts';
+import { listenWithServingCertificate, type ServingCertificates } from './serving-https.ts';
 
 export interface AdminApiServerOptions {
   readonly address: ListenAddress;
   readonly transport: ControlPlaneConfig['adminTransport'];
   /** The same floor as every TLS listener of the control plane (tlsMinVersion). */
   readonly tlsMinVersion: TlsMinVersion;
-  /** The control plane's serving certificate now (chain and key, PEM)... */
-  readonly identity: { readonly certPem: string; readonly keyPem: string };
-  /** ...and where its renewals arrive (the same provider gRPC serves from: one certificate, one rotation). */
-  readonly certificates: StaticCertificateProvider;
+  /** The serving certificate and its renewals (the provider gRPC serves from: one certificate, one rotation). */
+  readonly certificates: ServingCertificates;
   readonly routes: readonly AdminRoute[];
 }
 
@@ -35,27 +31,8 @@ export async function startAdminApiServer(o: AdminApiServerOptions): Promise<Adm
     await listen(server, o.address);
     return { port: boundPort(server), scheme: 'http', close: () => closeServer(server) };
   }
-  const server = createHttpsServer({ cert: o.identity.certPem, key: o.identity.keyPem, minVersion: o.tlsMinVersion }, handler);
-  answerClientErrors(server);
-  // New handshakes take a renewed certificate at once; connections already open finish on theirs.
-  const renewed: experimental.IdentityCertificateUpdateListener = (update) => {
-    if (update !== null) server.setSecureContext({ cert: update.certificate, key: update.privateKey, minVersion: o.tlsMinVersion });
-  };
-  o.certificates.addIdentityCertificateListener(renewed);
-  try {
-    await listen(server, o.address);
-  } catch (err) {
-    o.certificates.removeIdentityCertificateListener(renewed);
-    throw err;
-  }
-  return {
-    port: boundPort(server),
-    scheme: 'https',
-    close: () => {
-      o.certificates.removeIdentityCertificateListener(renewed);
-      return closeServer(server);
-    },
-  };
+  const running = await listenWithServingCertificate({ address: o.address, certificates: o.certificates, tlsMinVersion: o.tlsMinVersion, handler });
+  return { port: running.port, scheme: 'https', close: () => running.close() };
 }
 
 /**

@@ -86,5 +86,15 @@ describe('CertificateAuthority', () => {
     expect(cert.checkHost('localhost')).toBe('localhost');
     expect(cert.verify(ca.publicKey)).toBe(true);
   });
+
+  it('adds serverDnsNames to the serving certificate, so the API server can verify the webhook by its Service name', () => {
+    const svc = 'airlock-control-plane.airlock-system.svc';
+    const serving = ca.issueServingCertificate(`spiffe://${TD}/ns/airlock-system/sa/airlock-control-plane`, 3_600_000, [svc, 'localhost']);
+    const cert = new X509Certificate(serving.certPem);
+    expect(cert.checkHost(svc)).toBe(svc);
+    expect(cert.checkHost('localhost')).toBe('localhost');
+    expect(cert.checkHost('other.airlock-system.svc')).toBeUndefined();
+    expect(cert.subjectAltName?.match(/DNS:localhost/g)).toHaveLength(1);
+  });
 });
 

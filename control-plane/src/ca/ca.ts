@@ -173,11 +173,14 @@ export class CertificateAuthority {
     return { publicKey: publicKeyOfCsr(csrPem) };
   }
 
-  /** The control plane's own serving certificate and a fresh key: its SPIFFE ID, DNS localhost, IP 127.0.0.1. */
-  issueServingCertificate(spiffeId: string, ttlMs: number, now = new Date()): ServingCertificate {
+  /**
+   * The control plane's own serving certificate and a fresh key: its SPIFFE ID, DNS localhost and
+   * `dnsNames` (serverDnsNames: the Service names the API server dials for the webhook), IP 127.0.0.1.
+   */
+  issueServingCertificate(spiffeId: string, ttlMs: number, dnsNames: readonly string[] = [], now = new Date()): ServingCertificate {
     const pair = generateRsaKeyPair();
     const issued = this.#issueLeaf(
-      { publicKey: forge.pki.publicKeyFromPem(pair.publicKeyPem), spiffeId, ttlMs, dnsNames: ['localhost'], ips: ['127.0.0.1'] },
+      { publicKey: forge.pki.publicKeyFromPem(pair.publicKeyPem), spiffeId, ttlMs, dnsNames: ['localhost', ...dnsNames.filter((n) => n !== 'localhost')], ips: ['127.0.0.1'] },
       now,
     );
     return { ...issued, keyPem: pair.privateKeyPem };

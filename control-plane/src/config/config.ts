@@ -1,5 +1,5 @@
 import { BlockList, isIP } from 'node:net';
-import { defineConfig, duration, formatHostPort, hostPort, oneOf, optionalString, refine, string, tlsMinVersion, trustDomain, type ConfigOf, type ListenAddress } from '@airlock/common/config';
+import { defineConfig, dnsNames, duration, formatHostPort, hostPort, oneOf, optionalHostPort, optionalString, refine, string, tlsMinVersion, trustDomain, type ConfigOf, type ListenAddress } from '@airlock/common/config';
 import { ConfigError, errorMessage } from '@airlock/common/errors';
 import { parseStoreLocation } from '../store/store-location.ts';
 
@@ -37,7 +37,10 @@ export const controlPlaneConfig = defineConfig('AIRLOCK', {
   caKeyFile: optionalString({ description: 'PEM RSA private key of caCertFile.' }),
   caBundleFile: optionalString({ description: 'PEM root(s) caCertFile chains to: the trust bundle given to sidecars.' }),
   svidTtl: duration({ description: 'Lifetime of issued X.509-SVIDs.', default: 3_600_000, minMs: 1000 }),
-  tlsMinVersion: tlsMinVersion({ description: 'Lowest TLS version of the gRPC and admin API listeners (sidecars and admin clients must speak it too).' }),
+  tlsMinVersion: tlsMinVersion({ description: 'Lowest TLS version of the gRPC, admin API and injection webhook listeners (sidecars, admin clients and the Kubernetes API server must speak it too).' }),
+  serverDnsNames: dnsNames({ description: "DNS names put in the control plane's serving certificate besides localhost (e.g. airlock-control-plane.airlock-system.svc), so that clients such as the Kubernetes API server calling the injection webhook can verify it.", default: [] }),
+  injectionListen: optionalHostPort({ description: 'HTTPS (the serving certificate, tlsMinVersion) for the sidecar injection webhook, POST /inject (AdmissionReview v1). Unset: no webhook. Needs injectionConfigFile.' }),
+  injectionConfigFile: optionalString({ description: 'YAML or JSON file of what the injection webhook injects: image, controlPlane, resources, transparent … (see "Sidecar injection").' }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
 });
 

@@ -1,11 +1,12 @@
-import { defineConfig, duration, hostPort, integer, oneOf, optionalString, port, string, tlsMinVersion, trustDomain, type ConfigOf } from '@airlock/common/config';
+import { defineConfig, duration, hostPort, integer, oneOf, optionalString, port, tlsMinVersion, trustDomain, type ConfigOf } from '@airlock/common/config';
 
 /** Every setting of `airlock sidecar`: flags, `AIRLOCK_*` env vars and the config file share it. */
 export const sidecarConfig = defineConfig('AIRLOCK', {
   trustDomain: trustDomain({ description: 'Trust domain of the mesh; the control plane must present spiffe://<trustDomain>/ns/airlock-system/sa/airlock-control-plane unless controlPlaneId says otherwise.', default: 'airlock.local' }),
   controlPlane: hostPort({ description: 'Address of the control plane gRPC endpoint.', default: { host: '127.0.0.1', port: 15012 } }),
   controlPlaneId: optionalString({ description: 'SPIFFE ID the control plane must present (default derived from trustDomain).' }),
-  caFile: string({ description: 'PEM trust bundle used to verify the control plane before the first SVID is issued.' }),
+  caFile: optionalString({ description: 'PEM trust bundle used to verify the control plane before the first SVID is issued (or caPem).' }),
+  caPem: optionalString({ description: 'The same trust bundle as PEM text instead of a file: what sidecar injection sets (a pod cannot mount a file of the control plane\'s namespace).' }),
   joinToken: optionalString({ description: 'One-time join token (from `airlock token create`) that attests this sidecar. Prefer the env var.', secret: true }),
   kubernetesTokenFile: optionalString({ description: 'Projected Kubernetes service-account token (audience airlock) that attests this sidecar instead of a join token.' }),
   outboundListen: hostPort({ description: 'Outbound HTTP proxy for the agent (HTTP_PROXY); CONNECT for HTTPS egress.', default: { host: '127.0.0.1', port: 15001 } }),
