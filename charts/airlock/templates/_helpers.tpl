@@ -77,8 +77,8 @@ app.kubernetes.io/component: control-plane
 {{- end }}
 
 {{/*
-The impossible combinations, refused with a message that says what to change. Called from the
-Deployment (always rendered), so `helm template` and `helm install` both stop here.
+The impossible combinations, refused with a message that says what to change. Every template
+that depends on them calls it first, so the message is this one whichever Helm renders first.
 */}}
 {{- define "airlock.validate" -}}
 {{- $v := .Values }}
