@@ -37,7 +37,7 @@ interface PodSpec {
   serviceAccountName: string;
   securityContext: Record<string, unknown>;
   containers: Container[];
-  volumes: { name: string; configMap?: { name: string; items: { key: string; path: string }[] }; secret?: { secretName: string }; persistentVolumeClaim?: { claimName: string }; emptyDir?: object }[];
+  volumes: { name: string; configMap?: { name: string; items: { key: string; path: string }[] }; secret?: { secretName: string; defaultMode?: number }; persistentVolumeClaim?: { claimName: string }; emptyDir?: object }[];
 }
 interface Selector {
   matchLabels?: Record<string, string>;
@@ -236,7 +236,7 @@ describe('the chart with default values', () => {
     // The pods restart when the CA changes.
     const annotations = dig(find(objects, 'Deployment'), 'spec', 'template', 'metadata', 'annotations') as Record<string, string>;
     expect(annotations['checksum/ca']).toBe(createHash('sha256').update(ca['tls.crt'] ?? '').digest('hex'));
-    expect(podSpec(objects).volumes.find((v) => v.name === 'ca')?.secret?.secretName).toBe('airlock-ca');
+    expect(podSpec(objects).volumes.find((v) => v.name === 'ca')?.secret).toMatchObject({ secretName: 'airlock-ca', defaultMode: 0o440 });
   });
 
   it('sends the webhook only pods of labelled namespaces or labelled pods, never the control plane’s own, and fails closed', () => {
