@@ -346,6 +346,10 @@ describe('the chart with a control plane outside the cluster', () => {
       expect(w.clientConfig.service).toBeUndefined();
       expect(Buffer.from(w.clientConfig.caBundle ?? '', 'base64').toString('utf8')).toBe(ca['ca.crt']);
     }
+    // 127.0.0.1 is in every serving certificate already; a DNS name is not, so the chart adds it.
+    expect(String(settings(objects).serverDnsNames).split(',')).not.toContain('127.0.0.1');
+    const named = settings(renderChart({ set: ['webhook.url=https://Airlock.Example.com:15017/inject'] }));
+    expect(String(named.serverDnsNames).split(',')).toContain('airlock.example.com');
   });
 });
 

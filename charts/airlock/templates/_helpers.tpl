@@ -69,11 +69,21 @@ app.kubernetes.io/component: control-plane
 {{- default (printf "%s.%s.svc:%s" (include "airlock.controlPlane.headless" .) .Release.Namespace (include "airlock.port.grpc" .)) .Values.injection.controlPlaneAddress }}
 {{- end }}
 
-{{/* DNS names the serving certificate carries, so the API server can verify the webhook Service. */}}
+{{/*
+DNS names the serving certificate carries (besides localhost and 127.0.0.1), so the API server can
+verify the webhook: the Service's names, and the host of webhook.url when that is a name.
+*/}}
 {{- define "airlock.serverDnsNames" -}}
 {{- $svc := include "airlock.controlPlane.name" . }}
 {{- $ns := .Release.Namespace }}
-{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) | join "," }}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) }}
+{{- with .Values.webhook.url }}
+{{- $host := (urlParse .).hostname }}
+{{- if and $host (ne $host "localhost") (not (regexMatch "^[0-9.]+$|:" $host)) }}
+{{- $names = append $names (lower $host) }}
+{{- end }}
+{{- end }}
+{{- $names | uniq | join "," }}
 {{- end }}
 
 {{/*
