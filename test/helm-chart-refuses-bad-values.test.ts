@@ -27,6 +27,8 @@ describe('the chart refuses values it cannot honour, saying why', () => {
     ['several replicas on sqlite', ['controlPlane.replicas=3'], 'controlPlane.replicas is 3, but the sqlite store holds the state of one replica only: set store.type=etcd'],
     ['autoscaling on sqlite', ['autoscaling.enabled=true'], 'autoscaling.enabled with maxReplicas > 1 needs store.type=etcd'],
     ['etcd without endpoints', ['store.type=etcd'], 'store.type is etcd but store.etcd.endpoints is empty'],
+    ['https etcd without its CA', ['store.type=etcd', 'store.etcd.endpoints={https://etcd-0:2379}'], 'https://etcd-0:2379 is https, which needs store.etcd.tlsSecret'],
+    ['plain http etcd with a client certificate', ['store.type=etcd', 'store.etcd.endpoints={http://etcd-0:2379}', 'store.etcd.tlsSecret=etcd-client'], 'http://etcd-0:2379 is plain http, but store.etcd.tlsSecret is set'],
     ['a provided CA without its key', ['ca.source=provided', 'ca.provided.cert=x'], 'ca.source is provided: set ca.provided.cert and ca.provided.key'],
     ['an existing Secret without its name', ['ca.source=existingSecret'], 'ca.source is existingSecret: set ca.existingSecret'],
     ['an existing Secret that cannot be read, without a caBundle', ['ca.source=existingSecret', 'ca.existingSecret=mesh-ca'], 'the Secret airlock-system/mesh-ca cannot be read now'],

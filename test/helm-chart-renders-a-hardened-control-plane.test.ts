@@ -15,7 +15,6 @@ import { createOperatorPki } from './support/operator-ca.ts';
  * plane: `injection*`/`serverDnsNames` (the injection webhook), `store`/`etcd*` (the etcd store).
  * Every other rendered key must be a setting the control plane knows today.
  */
-const SETTINGS_FROM_OTHER_BRANCHES = new Set(['injectionListen', 'injectionConfigFile', 'serverDnsNames', 'store', 'etcdEndpoints', 'etcdCaFile', 'etcdCertFile', 'etcdKeyFile']);
 
 /** Reads a nested field of a rendered object. */
 function dig(o: unknown, ...path: (string | number)[]): unknown {
@@ -207,9 +206,8 @@ describe('the chart with default values', () => {
   it('renders only settings the control plane knows, with files where the pod mounts them', () => {
     const rendered = settings(objects);
     const known = Object.keys(controlPlaneConfig.schema);
-    expect(Object.keys(rendered).filter((k) => !known.includes(k) && !SETTINGS_FROM_OTHER_BRANCHES.has(k))).toEqual([]);
-    const today = Object.fromEntries(Object.entries(rendered).filter(([k]) => known.includes(k)));
-    const config = controlPlaneConfig.load({ file: { path: 'config.yaml', text: stringify(today) } });
+    expect(Object.keys(rendered).filter((k) => !known.includes(k))).toEqual([]);
+    const config = controlPlaneConfig.load({ file: { path: 'config.yaml', text: stringify(rendered) } });
     expect(config).toMatchObject({ trustDomain: 'airlock.local', kubernetesApiServer: 'https://kubernetes.default.svc', grpcListen: { port: 15012 }, httpListen: { port: 15014 }, svidTtl: 3_600_000 });
     const c = container(objects);
     expect(c.args).toEqual(['control-plane', '--config', expect.any(String)]);
@@ -280,7 +278,7 @@ describe('the chart with values-ha.yaml', () => {
     expect(dig(deployment, 'spec', 'replicas')).toBe(3);
     expect(dig(deployment, 'spec', 'strategy')).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
     expect(dig(podSpec(objects), 'affinity', 'podAntiAffinity')).toBeDefined();
-    expect(settings(objects)).toMatchObject({ store: 'etcd' });
+    expect(settings(objects)).toMatchObject({ store: 'etcd://etcd-0.etcd.etcd.svc:2379,etcd-1.etcd.etcd.svc:2379,etcd-2.etcd.etcd.svc:2379' });
     expect(all(objects, 'PersistentVolumeClaim')).toHaveLength(0);
     expect(dig(find(objects, 'PodDisruptionBudget'), 'spec', 'maxUnavailable')).toBe(1);
   });
@@ -297,7 +295,8 @@ describe('the chart with an etcd store', () => {
 
   it('renders the endpoints and the client TLS files from the Secret', () => {
     const rendered = settings(objects);
-    expect(rendered).toMatchObject({ store: 'etcd', etcdEndpoints: 'https://etcd-a:2379,https://etcd-b:2379' });
+    expect(rendered).toMatchObject({ store: 'etcd://etcd-a:2379,etcd-b:2379' });
+    expect(controlPlaneConfig.load({ file: { path: 'config.yaml', text: stringify(rendered) } }).store).toBe('etcd://etcd-a:2379,etcd-b:2379');
     const c = container(objects);
     for (const key of ['etcdCaFile', 'etcdCertFile', 'etcdKeyFile']) {
       const mount = mountOf(c, String(rendered[key]));

@@ -103,6 +103,16 @@ that depends on them calls it first, so the message is this one whichever Helm r
 {{- if and (eq $v.store.type "etcd") (empty $v.store.etcd.endpoints) }}
 {{- fail "store.type is etcd but store.etcd.endpoints is empty: list the etcd client URLs (https://host:2379)" }}
 {{- end }}
+{{- if eq $v.store.type "etcd" }}
+{{- range $v.store.etcd.endpoints }}
+{{- if and (hasPrefix "https://" .) (empty $v.store.etcd.tlsSecret) }}
+{{- fail (printf "store.etcd.endpoints: %s is https, which needs store.etcd.tlsSecret (the etcd CA, ca.crt, to verify the members)" .) }}
+{{- end }}
+{{- if and (hasPrefix "http://" .) $v.store.etcd.tlsSecret }}
+{{- fail (printf "store.etcd.endpoints: %s is plain http, but store.etcd.tlsSecret is set: use https:// endpoints" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if and (eq $v.ca.source "provided") (or (empty $v.ca.provided.cert) (empty $v.ca.provided.key)) }}
 {{- fail "ca.source is provided: set ca.provided.cert and ca.provided.key (PEM), and ca.provided.bundle unless cert is the root" }}
 {{- end }}
