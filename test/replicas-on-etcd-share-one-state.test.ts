@@ -1,6 +1,7 @@
-// Issue 12, first slice: control-plane replicas on a real etcd share one state. A join token is
-// spent once whichever replica it is raced to; a replica started later, or restarted with an empty
-// data dir, holds the policy, tokens and revocations the others wrote.
+// Issue 12: control-plane replicas on a real etcd share one state. A join token is spent once
+// whichever replica it is raced to; a replica started later, or restarted with an empty data dir,
+// holds the policy, tokens and revocations the others wrote; and a running replica follows what
+// another writes (an agent registered, a policy applied, an identity revoked) without a restart.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +19,8 @@ import { createOperatorPki } from './support/operator-ca.ts';
 
 const TD = 'airlock.test';
 const AGENT = `spiffe://${TD}/ns/demo/sa/researcher`;
+const TOOL = `spiffe://${TD}/ns/demo/sa/tool`;
+const OTHER = `spiffe://${TD}/ns/demo/sa/other`;
 const POLICY = `apiVersion: airlock.dev/v1
 kind: Segment
 metadata: { name: researchers }
@@ -114,5 +117,34 @@ describe('control-plane replicas on etcd share one state', () => {
     // Revoked through A: C refuses to renew it, as A does.
     const again = await admin(c, '/v1/join-tokens', { identity: AGENT });
     expect(await join_(c, again.json.token as string)).toBe(status.PERMISSION_DENIED);
+  });
+
+  it('a running replica follows what another writes: an agent registered, a policy applied, an identity revoked', async () => {
+    const [a, b] = replicas as [RunningControlPlane, RunningControlPlane];
+    /** Retries `probe` until it holds (the watch delivers in milliseconds; 10 s bounds a broken one). */
+    const eventually = async (probe: () => Promise<boolean>): Promise<void> => {
+      const until = Date.now() + 10_000;
+      while (!(await probe())) {
+        if (Date.now() > until) throw new Error('the other replica did not follow within 10 s');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const explain = async (cp: RunningControlPlane, from: string, to: string) => (await admin(cp, '/v1/explain', { from, to, method: 'GET', path: '/' })).json as { destination: string; reason: string };
+
+    // Registered through B: A resolves its mesh host to it (no longer an external host).
+    expect((await admin(a, '/v1/explain', { from: OTHER, to: 'tool.demo', method: 'GET', path: '/' })).json).toMatchObject({ destination: '' });
+    const token = await admin(b, '/v1/join-tokens', { identity: TOOL });
+    expect(await join_(b, token.json.token as string)).toBe(status.OK);
+    await eventually(async () => (await explain(a, OTHER, 'tool.demo')).destination === TOOL);
+
+    // Applied through A: B decides with the new version.
+    const applied = await admin(a, '/v1/policy/apply', { yaml: `${POLICY}---\napiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: tools }\nspec: { selector: { namespace: demo, serviceAccounts: [tool] } }\n` });
+    expect(applied.status).toBe(200);
+    await eventually(async () => (await admin(b, '/v1/policy')).json.version === applied.json.version);
+
+    // Revoked through A: B denies every call naming it.
+    expect((await explain(b, TOOL, 'api.example.com')).reason).not.toMatch(/revoked/);
+    expect((await admin(a, '/v1/agents/revoke', { identity: TOOL })).status).toBe(200);
+    await eventually(async () => /revoked/.test((await explain(b, TOOL, 'api.example.com')).reason));
   });
 });

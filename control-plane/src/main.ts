@@ -34,6 +34,7 @@ import { injectionSettings, startInjection } from './injection/start-injection.t
 import { loadPolicyFile } from './policy/load.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 import { PolicyWorker } from './policy/worker/policy-workers.ts';
+import { watchStore } from './store/follow-store.ts';
 import { openStore } from './store/open-store.ts';
 
 export type { ControlPlaneConfig } from './config/config.ts';
@@ -112,6 +113,9 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
 
   const store = await openStore(config);
   const cleanups: (() => Promise<void> | void)[] = [() => store.close()];
+  // Watching before the state is read: what another replica writes meanwhile is applied once the holders exist.
+  const follower = await watchStore(store, log);
+  cleanups.push(() => follower.close());
   // The stored policy versions; the start file is applied as one more version when it changes them.
   const audit = auditLogger(logger);
   const agents = await AgentRegistry.load(store);
@@ -151,6 +155,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       issuerName: (id) => ring.verifiers().find((ca) => ca.id === id)?.x509.subject,
     });
     const isRevoked = (spiffeId: string): boolean => revocations.isRevoked(spiffeId);
+    follower.start({ agents, revocations, policies });
     const kubernetes = await startKubernetesAttestation({
       jwks: config.kubernetesJwks,
       issuer: config.kubernetesIssuer,

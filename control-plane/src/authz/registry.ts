@@ -35,6 +35,11 @@ export class AgentRegistry implements AgentLookup {
     return [...this.#agents.values()].sort((a, b) => (a.spiffeId < b.spiffeId ? -1 : a.spiffeId > b.spiffeId ? 1 : 0));
   }
 
+  /** An agent another replica registered, as stored (its labels already merged there). */
+  follow(agent: AgentRecord): void {
+    this.#agents.set(agent.spiffeId, { ...agent, labels: agent.labels ?? {} });
+  }
+
   /** As Store.upsertAgent: an upsert without labels (a renewal) keeps those registered. */
   async upsert(agent: AgentRecord): Promise<void> {
     await this.#store.upsertAgent(agent);

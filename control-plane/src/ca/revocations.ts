@@ -79,6 +79,15 @@ export class Revocations {
     return { identity: spiffeId, revokedAt: before ?? now, newlyRevoked: before === undefined, serials };
   }
 
+  /** An identity another replica revoked: denied here from now on, and pushed to this replica's sidecars. */
+  async follow(revoked: { spiffeId: string; revokedAt: number }, now = Date.now()): Promise<void> {
+    if (this.#revoked.has(revoked.spiffeId)) return;
+    const certificates = await this.#store.listCertificates(revoked.spiffeId);
+    if (this.#revoked.has(revoked.spiffeId)) return;
+    this.#revoked.set(revoked.spiffeId, { revokedAt: revoked.revokedAt, certificates });
+    this.#notify(now);
+  }
+
   snapshot(now = Date.now()): TrustBundleSnapshot {
     const ids = [...this.#revoked.keys()];
     return { trustBundlePem: this.#trustBundlePem(), revokedCertificates: ids.flatMap((id) => this.#certificatesOf(id, now)), revokedSpiffeIds: ids, renewUnlessIssuedByPem: this.#renewHintPem() };

@@ -154,6 +154,25 @@ export class PolicyStore {
     return this.#store.listPolicyVersions(limit);
   }
 
+  /**
+   * Another replica stored `version`: the newest stored version becomes the one in force here (read
+   * and compiled as at start, nothing stored). An older or the same version changes nothing.
+   */
+  follow(version: number): Promise<void> {
+    return this.#serially(async () => {
+      if (version <= this.version()) return;
+      const latest = await this.#store.latestPolicyVersion();
+      if (latest === undefined || latest.version <= this.version()) return;
+      const entries = entriesOf(latest);
+      const docs = this.#documents(entries, latest.version, []);
+      const engine = this.#compile(docs, latest.version);
+      this.#entries = entries;
+      this.#docs = docs;
+      this.#engine = engine;
+      this.#audit.info({ version: latest.version, actor: latest.actor, action: latest.action, summary: latest.summary }, 'policy version from another replica in force');
+    });
+  }
+
   /** The documents of one stored version. */
   async versionEntries(version: number): Promise<PolicyEntry[]> {
     const record = await this.#store.getPolicyVersion(version);

@@ -15,6 +15,8 @@ import type {
   RenewNowRequest,
   RevokedIdentity,
   Store,
+  StoreEvent,
+  StoreWatch,
 } from './store.ts';
 
 /** Where the control plane's keys live in etcd (one prefix: several meshes, or other users, can share a cluster). */
@@ -95,6 +97,18 @@ export class EtcdStore implements Store {
       throw new AirlockError(ErrorCode.StoreUnavailable, `cannot reach etcd at ${o.endpoints.join(', ')}: ${errorMessage(err)}`, { cause: err });
     }
     return store;
+  }
+
+  async watch(onEvent: (event: StoreEvent) => void, onTrouble: (why: string) => void): Promise<StoreWatch> {
+    const watcher = await this.#call(() => this.#client.watch().prefix(this.#prefix).create());
+    watcher.on('put', (kv) => {
+      const event = eventOf(kv.key.toString().slice(this.#prefix.length), kv.value.toString());
+      if (event !== undefined) onEvent(event);
+    });
+    // etcd3 resumes a broken watch from the last revision it delivered: nothing is skipped.
+    watcher.on('disconnected', (err) => onTrouble(`the store watch was cut (${err.message}); resuming`));
+    watcher.on('error', (err) => onTrouble(`the store watch failed: ${err.message}`));
+    return { close: () => watcher.cancel() };
   }
 
   async upsertAgent(agent: AgentRecord): Promise<void> {
@@ -355,6 +369,14 @@ export class EtcdStore implements Store {
     }
     throw new AirlockError(ErrorCode.Conflict, 'the store kept changing under this request; try again');
   }
+}
+
+/** The change a put under the prefix stands for, if a replica follows that kind. */
+function eventOf(name: string, value: string): StoreEvent | undefined {
+  if (name.startsWith('agents/')) return { kind: 'agent', agent: JSON.parse(value) as AgentRecord };
+  if (name.startsWith('revoked/')) return { kind: 'revocation', revoked: JSON.parse(value) as RevokedIdentity };
+  if (name.startsWith('policy-versions/')) return { kind: 'policy-version', version: (JSON.parse(value) as PolicyVersionRecord).version };
+  return undefined;
 }
 
 /** Audit events sort by time, then a random suffix (two at the same millisecond on two replicas). */

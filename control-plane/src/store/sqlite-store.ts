@@ -19,6 +19,7 @@ import type {
   RenewNowRequest,
   RevokedIdentity,
   Store,
+  StoreWatch,
 } from './store.ts';
 
 const SCHEMA = `
@@ -275,6 +276,11 @@ export class SqliteStore implements Store {
   static open(dataDir: string): SqliteStore {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     return new SqliteStore(join(dataDir, 'airlock.db'));
+  }
+
+  /** One replica: every change is this process's own, already in its memory. */
+  async watch(): Promise<StoreWatch> {
+    return { close: () => Promise.resolve() };
   }
 
   async upsertAgent(agent: AgentRecord): Promise<void> {

@@ -112,7 +112,26 @@ export interface AuditEventRecord {
   readonly detail: string;
 }
 
+/**
+ * A change another replica made, as a watch on the store reports it: what a replica holds in
+ * memory for decisions follows these. Applying one twice, or one already applied, changes nothing.
+ */
+export type StoreEvent =
+  | { readonly kind: 'agent'; readonly agent: AgentRecord }
+  | { readonly kind: 'revocation'; readonly revoked: RevokedIdentity }
+  | { readonly kind: 'policy-version'; readonly version: number };
+
+export interface StoreWatch {
+  close(): Promise<void>;
+}
+
 export interface Store {
+  /**
+   * Reports every change written from now on by any client of this store (the embedded store has
+   * one, this process: nothing to report). `onTrouble` hears of a watch that broke and resumed.
+   */
+  watch(onEvent: (event: StoreEvent) => void, onTrouble: (why: string) => void): Promise<StoreWatch>;
+
   upsertAgent(agent: AgentRecord): Promise<void>;
   getAgent(spiffeId: string): Promise<AgentRecord | undefined>;
 

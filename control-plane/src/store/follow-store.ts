@@ -1,0 +1,47 @@
+import { errorMessage } from '@airlock/common/errors';
+import type { Logger } from '@airlock/common/logging';
+import type { AgentRegistry } from '../authz/registry.ts';
+import type { Revocations } from '../ca/revocations.ts';
+import type { PolicyStore } from '../policy/policy-store.ts';
+import type { Store, StoreEvent } from './store.ts';
+
+/** What a replica holds in memory for decisions, each following the changes other replicas store. */
+export interface Followers {
+  readonly agents: AgentRegistry;
+  readonly revocations: Revocations;
+  readonly policies: PolicyStore;
+}
+
+export interface StoreFollower {
+  /** Hands the events seen so far, then every next one, to the holders. */
+  start(followers: Followers): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Watches the store from before the replica reads its state, so that nothing written in between is
+ * missed (an event for something already read changes nothing); events wait until `start`.
+ */
+export async function watchStore(store: Store, log: Logger): Promise<StoreFollower> {
+  let pending: StoreEvent[] | undefined = [];
+  let followers: Followers | undefined;
+  const apply = (event: StoreEvent, to: Followers): void => {
+    const done = event.kind === 'agent' ? Promise.resolve(to.agents.follow(event.agent)) : event.kind === 'revocation' ? to.revocations.follow(event.revoked) : to.policies.follow(event.version);
+    done.catch((err: unknown) => log.error({ event: event.kind, error: errorMessage(err) }, 'cannot apply a change from the store'));
+  };
+  const watch = await store.watch(
+    (event) => {
+      if (followers === undefined) pending?.push(event);
+      else apply(event, followers);
+    },
+    (why) => log.warn({ why }, 'store watch'),
+  );
+  return {
+    start(to) {
+      followers = to;
+      for (const event of pending ?? []) apply(event, to);
+      pending = undefined;
+    },
+    close: () => watch.close(),
+  };
+}
