@@ -31,6 +31,19 @@ export interface InjectionServerOptions {
   readonly logger: Logger;
 }
 
+/** What an error answer still reads of a request body it refused, before it resets the connection. */
+const MAX_DRAIN_BYTES = 8 * 1024 * 1024;
+
+function drainUnread(req: IncomingMessage): void {
+  if (req.complete) return;
+  let dropped = 0;
+  req.on('data', (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > MAX_DRAIN_BYTES) req.socket.destroy();
+  });
+  req.resume();
+}
+
 export type InjectionServer = ServingHttpsServer;
 
 /**
@@ -64,9 +77,12 @@ export async function startInjectionServer(o: InjectionServerOptions): Promise<I
         res.destroy();
         return;
       }
-      // The rest of an unread body cannot be skipped safely: close the connection after answering.
       if (a.kind === 'http') {
+        // The connection closes after the answer; the rest of an unread body is read and dropped
+        // meanwhile (at most MAX_DRAIN_BYTES), so the client gets the answer rather than a reset
+        // for writing into a closed socket.
         res.setHeader('connection', 'close');
+        drainUnread(req);
         sendJson(res, a.status, a.body);
       } else {
         sendJson(res, 200, reviewResponse(uid ?? '', { allowed: false, status: { code: a.code, message: a.message } }));
