@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnAirlock, waitReady, type AirlockProcess } from '../cli/src/demo/processes.ts';
 import { KubernetesTokenVerifier, loadKubernetesKeySet } from '../control-plane/src/attestation/kubernetes-token.ts';
+import { TokenReviewClient } from '../control-plane/src/attestation/token-review.ts';
 import { startKubeApiServer, type KubeApiServer } from './support/kube-apiserver.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 import { viaProxy } from './support/proxy-client.ts';
@@ -36,11 +37,15 @@ async function podToken(serviceAccount: string, pod: string, audiences: readonly
  * with the API server's own signing key (the test generated it): a token the API server itself
  * would have issued an hour ago, which its TokenReview (and the JWKS check) must call expired.
  */
-function expired(token: string, key: KeyObject | string = kube.serviceAccountKeyPem): string {
+function expired(token: string): string {
+  return signedAgain(token, kube.serviceAccountKeyPem, 3600 + 600);
+}
+
+/** A token's claims, iat/nbf/exp moved `secondsBack`, signed by `key` under the same header (kid). */
+function signedAgain(token: string, key: KeyObject | string, secondsBack: number): string {
   const [header, payload] = token.split('.');
   const claims = JSON.parse(Buffer.from(payload ?? '', 'base64url').toString('utf8')) as Record<string, number>;
-  const back = key === kube.serviceAccountKeyPem ? 3600 + 600 : 0;
-  for (const k of ['iat', 'nbf', 'exp'] as const) claims[k] = (claims[k] ?? 0) - back;
+  for (const k of ['iat', 'nbf', 'exp'] as const) claims[k] = (claims[k] ?? 0) - secondsBack;
   const input = `${header ?? ''}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
   return `${input}.${sign('sha256', Buffer.from(input), key).toString('base64url')}`;
 }
@@ -145,6 +150,25 @@ describe('a sidecar attested by TokenReview against a real Kubernetes API server
     await expectRefused('pod-deleted', podGone, 'kubernetes_tokenreview_unauthenticated', /does not authenticate it: .*token has been invalidated/);
   });
 
+  it('is refused with a token the cluster never issued (its claims, another key)', async () => {
+    const stranger = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+    await expectRefused('forged', signedAgain(await podToken('planner', 'planner-forged'), stranger, 0), 'kubernetes_tokenreview_unauthenticated', /does not authenticate it: \[invalid bearer token/);
+  });
+
+  it('gets no answer (UNAVAILABLE, fail closed) when the control plane\'s bearer is unknown or lacks the RBAC to review', async () => {
+    const token = await podToken('planner', 'planner-bearer');
+    const review = async (bearer: string): Promise<unknown> => {
+      const tokenFile = join(mesh.dir, `bearer-${bearer.length}.token`);
+      writeFileSync(tokenFile, bearer);
+      return new TokenReviewClient({ apiServer: kube.url, caFile: kube.caFile, tokenFile, trustDomain: 'k8s.test' }).review(token).catch((e: unknown) => e);
+    };
+    expect(await review('stolen-or-stale')).toMatchObject({ reason: 'tokenreview_unavailable', code: 'AIRLOCK_UPSTREAM_UNAVAILABLE', message: expect.stringMatching(/HTTP 401/) as unknown });
+    // A service account the API server knows, but that no role lets create tokenreviews.
+    await kube.createServiceAccount(NS, 'no-rbac');
+    const unprivileged = await kube.tokenRequest(NS, 'no-rbac', { audiences: [kube.issuer] });
+    expect(await review(unprivileged)).toMatchObject({ reason: 'tokenreview_unavailable', message: expect.stringMatching(/HTTP 403: check the control plane service account may create tokenreviews/) as unknown });
+  });
+
   it('is refused with a token not bound to a pod', async () => {
     const unbound = await kube.tokenRequest(NS, 'planner', { audiences: ['airlock'], expirationSeconds: 600 });
     await expectRefused('unbound', unbound, 'kubernetes_not_pod_bound', /not bound to a pod/);
@@ -201,6 +225,6 @@ describe('the offline JWKS check (jose) against tokens the real API server signs
     await expect(verifier.verify(await podToken('planner', 'planner-aud2', [kube.issuer]))).rejects.toMatchObject({ reason: 'wrong_audience' });
     await expect(verifier.verify(expired(token))).rejects.toMatchObject({ reason: 'expired' });
     const stranger = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
-    await expect(verifier.verify(expired(token, stranger))).rejects.toMatchObject({ reason: 'bad_signature' });
+    await expect(verifier.verify(signedAgain(token, stranger, 0))).rejects.toMatchObject({ reason: 'bad_signature' });
   });
 });
