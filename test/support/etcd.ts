@@ -1,11 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { etcdPath } from './k8s-tools.ts';
 import { freePort } from './ports.ts';
 
-/** Debian's etcd-server package (`apt-get install etcd-server`; .ci/run installs it). */
-export const ETCD_BINARY = process.env.AIRLOCK_ETCD ?? '/usr/bin/etcd';
 
 export interface EtcdMember {
   readonly name: string;
@@ -26,14 +25,14 @@ export interface EtcdCluster {
  * conformance suite and the replica tests. Every URL is 127.0.0.1; nothing else is dialled.
  */
 export async function startEtcd(size = 1): Promise<EtcdCluster> {
-  if (!existsSync(ETCD_BINARY)) throw new Error(`etcd is not installed at ${ETCD_BINARY}: apt-get install etcd-server (or set AIRLOCK_ETCD)`);
+  const binary = etcdPath();
   const dir = mkdtempSync(join(tmpdir(), 'airlock-etcd-'));
   const ports = await Promise.all(Array.from({ length: size }, async (_, i) => ({ name: `m${i}`, client: await freePort(), peer: await freePort() })));
   const initialCluster = ports.map((p) => `${p.name}=http://127.0.0.1:${p.peer}`).join(',');
   const members: EtcdMember[] = ports.map((p) => {
     const clientUrl = `http://127.0.0.1:${p.client}`;
     const child = spawn(
-      ETCD_BINARY,
+      binary,
       [
         '--name', p.name,
         '--data-dir', join(dir, p.name),

@@ -1,21 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { helmPath } from './k8s-tools.ts';
 
 export const chartDir = join(import.meta.dirname, '..', '..', 'charts', 'airlock');
 export const RELEASE_NAMESPACE = 'airlock-system';
-
-/**
- * The pinned helm binary. A missing tool fails the test (never skips it): `bash scripts/k8s-tools.sh`
- * installs it. (The same lookup as test/support/k8s-tools.ts's helmPath, which replaces this one.)
- */
-export function helmPath(): string {
-  const path = join(process.env.AIRLOCK_TOOLS_DIR ?? join(homedir(), '.cache', 'airlock-tools'), 'helm-v4.3.2', 'helm');
-  if (!existsSync(path)) throw new Error(`helm is not installed at ${path}: run \`bash scripts/k8s-tools.sh\``);
-  return path;
-}
 
 export interface HelmResult {
   readonly status: number | null;

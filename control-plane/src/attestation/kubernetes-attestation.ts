@@ -1,6 +1,6 @@
 import { ConfigError, errorMessage } from '@airlock/common/errors';
 import { labelValueProblem, type Labels } from '@airlock/common/labels';
-import { KubernetesTokenError, KubernetesTokenVerifier, loadJwks, type KubernetesIdentity } from './kubernetes-token.ts';
+import { KubernetesTokenError, KubernetesTokenVerifier, loadKubernetesKeySet, type KubernetesIdentity } from './kubernetes-token.ts';
 import { TokenReviewClient, type TokenReviewOptions } from './token-review.ts';
 
 /** Turns a projected service-account token into the SPIFFE ID it proves and its labels, or throws a KubernetesTokenError. */
@@ -33,7 +33,7 @@ const JWKS_REFRESH_MS = 5 * 60_000;
 export function combineAttestors(offline: KubernetesTokenVerifier | undefined, review: TokenReviewClient | undefined): KubernetesAttestor {
   return {
     async attest(token, nowMs) {
-      const offlineId = offline?.identify(token, nowMs);
+      const offlineId = await offline?.identify(token, nowMs);
       if (review === undefined) {
         if (offlineId === undefined) throw new KubernetesTokenError('not_configured', 'Kubernetes attestation is not configured on this control plane');
         return { spiffeId: offlineId.spiffeId, labels: kubernetesLabels(offlineId) };
@@ -49,7 +49,8 @@ export function combineAttestors(offline: KubernetesTokenVerifier | undefined, r
 
 /**
  * Loads the JWKS when one is configured (failing start if it cannot) and reloads it every few
- * minutes, so that a key rotation of the cluster is picked up; a failed reload keeps the keys held.
+ * minutes, so that a key removed by a rotation of the cluster stops verifying; a failed reload keeps
+ * the keys held. A key added by a rotation is fetched as soon as a token names its kid.
  */
 export async function startKubernetesAttestation(o: {
   jwks: string | undefined;
@@ -66,14 +67,11 @@ export async function startKubernetesAttestation(o: {
   if (o.jwks === undefined) return { attestor: combineAttestors(undefined, review), stop: () => undefined };
   const jwks = o.jwks;
   if (o.issuer === undefined) throw new ConfigError(['kubernetesIssuer is required with kubernetesJwks (the `iss` of the cluster service-account tokens)']);
-  let keys = await loadJwks(jwks);
+  const keys = await loadKubernetesKeySet(jwks);
   const timer = setInterval(() => {
-    loadJwks(jwks).then(
-      (next) => (keys = next),
-      (err: unknown) => o.onReloadError(errorMessage(err)),
-    );
+    keys.reload().catch((err: unknown) => o.onReloadError(errorMessage(err)));
   }, JWKS_REFRESH_MS);
   timer.unref();
-  const offline = new KubernetesTokenVerifier({ issuer: o.issuer, trustDomain: o.trustDomain, keys: () => keys });
+  const offline = new KubernetesTokenVerifier({ issuer: o.issuer, trustDomain: o.trustDomain, keys });
   return { attestor: combineAttestors(offline, review), stop: () => clearInterval(timer) };
 }

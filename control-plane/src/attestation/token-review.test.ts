@@ -90,23 +90,19 @@ describe('Kubernetes attestation by TokenReview (fake API server on loopback ove
   const impostor = new FakeKubeApi(impostorCa.issue({ ips: ['127.0.0.1'] }));
   const caFile = join(dir, 'ca.crt');
   const tokenFile = join(dir, 'token');
-  const wrongTokenFile = join(dir, 'wrong-token');
   let closedPort: number;
   let cp: RunningControlPlane;
   const logs: Record<string, unknown>[] = [];
 
-  const client = (o: { apiServer?: string; tokenFile?: string } = {}): TokenReviewClient =>
-    new TokenReviewClient({ apiServer: o.apiServer ?? api.url(), caFile, tokenFile: o.tokenFile ?? tokenFile, trustDomain: TD });
+  const client = (o: { apiServer?: string } = {}): TokenReviewClient =>
+    new TokenReviewClient({ apiServer: o.apiServer ?? api.url(), caFile, tokenFile, trustDomain: TD });
 
   beforeAll(async () => {
     writeFileSync(caFile, clusterCa.certPem);
     writeFileSync(tokenFile, `${CONTROL_PLANE_BEARER}\n`);
-    writeFileSync(wrongTokenFile, 'stolen-or-stale');
     api.tokens.set('valid', { namespace: 'agents', serviceAccount: 'researcher', audiences: ['airlock'], pod: { name: 'researcher-0', uid: 'pod-1' } });
     api.livePods.add('pod-1');
     api.tokens.set('pod-gone', { namespace: 'agents', serviceAccount: 'researcher', audiences: ['airlock'], pod: { name: 'researcher-1', uid: 'pod-2' } });
-    api.tokens.set('other-audience', { namespace: 'agents', serviceAccount: 'researcher', audiences: ['vault'], pod: { name: 'researcher-0', uid: 'pod-1' } });
-    api.tokens.set('legacy-secret', { namespace: 'agents', serviceAccount: 'researcher', audiences: ['airlock'] });
     impostor.livePods.add('pod-1');
     await listen(api.server, { host: '127.0.0.1', port: 0 });
     await listen(impostor.server, { host: '127.0.0.1', port: 0 });
@@ -135,14 +131,9 @@ describe('Kubernetes attestation by TokenReview (fake API server on loopback ove
     expect(api.bearers).toEqual([`Bearer ${CONTROL_PLANE_BEARER}`]);
   });
 
-  it.each([
-    ['a token whose pod is gone', 'pod-gone', 'tokenreview_unauthenticated', /has been invalidated/],
-    ['a token for another audience', 'other-audience', 'tokenreview_unauthenticated', /invalid for the target audiences/],
-    ['a token the cluster never issued', 'forged', 'tokenreview_unauthenticated', /invalid bearer token/],
-    ['a token bound to no pod (legacy secret)', 'legacy-secret', 'not_pod_bound', /not bound to a pod/],
-  ])('refuses %s', async (_what, token, reason, message) => {
-    await expect(client().review(token)).rejects.toMatchObject({ reason, code: ErrorCode.Attestation, message: expect.stringMatching(message) as unknown });
-  });
+  // What a real API server answers (a pod gone, another audience, a forged or unbound token, a
+  // bearer it does not know or whose RBAC is missing) is tested against one:
+  // test/kubernetes-token-attests-a-sidecar.test.ts. This fake plays what a real one will not.
 
   it('refuses a review that does not confirm the audience airlock (audience-unaware API server)', async () => {
     api.audienceUnaware = true;
@@ -167,10 +158,6 @@ describe('Kubernetes attestation by TokenReview (fake API server on loopback ove
     await expect(client({ apiServer: impostor.url() }).review('valid')).rejects.toMatchObject({ reason: 'tokenreview_unavailable', message: expect.stringMatching(/certificate/) as unknown });
     // The handshake failed before any request: the control plane's bearer never reached it.
     expect(impostor.bearers).toEqual([]);
-  });
-
-  it('is refused by the API server without the right bearer token', async () => {
-    await expect(client({ tokenFile: wrongTokenFile }).review('valid')).rejects.toMatchObject({ reason: 'tokenreview_unavailable', message: expect.stringMatching(/HTTP 401/) as unknown });
   });
 
   describe('through SignCertificate on a running control plane', () => {
