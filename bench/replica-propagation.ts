@@ -8,11 +8,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Agent, fetch } from 'undici';
-import { createRootLogger } from '@airlock/common/logging';
-import { controlPlaneConfig } from '../control-plane/src/config/config.ts';
-import { startControlPlane, type RunningControlPlane } from '../control-plane/src/main.ts';
+import type { RunningControlPlane } from '../control-plane/src/main.ts';
 import { startEtcd } from '../test/support/etcd.ts';
-import { createOperatorPki } from '../test/support/operator-ca.ts';
+import { startReplica, writeSharedCa } from '../test/support/replicas.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 100);
 const TD = 'airlock.bench';
@@ -24,28 +22,10 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'airlock-bench-replicas-'));
   const etcd = await startEtcd(1);
   const replicas: RunningControlPlane[] = [];
-  const pki = createOperatorPki();
-  writeFileSync(join(dir, 'tls.crt'), pki.intermediate.certPem);
-  writeFileSync(join(dir, 'tls.key'), pki.intermediate.keyPem, { mode: 0o600 });
-  writeFileSync(join(dir, 'ca.crt'), pki.root.certPem);
-  const dispatcher = new Agent({ connect: { ca: pki.root.certPem, rejectUnauthorized: true, servername: 'localhost' } });
+  const rootPem = writeSharedCa(dir);
+  const dispatcher = new Agent({ connect: { ca: rootPem, rejectUnauthorized: true, servername: 'localhost' } });
   try {
-    for (const name of ['a', 'b']) {
-      const config = controlPlaneConfig.load({
-        flags: {
-          trustDomain: TD,
-          dataDir: mkdtempSync(join(dir, `${name}-`)),
-          store: `etcd://${etcd.endpoints.map((e) => e.replace('http://', '')).join(',')}`,
-          grpcListen: '127.0.0.1:0',
-          httpListen: '127.0.0.1:0',
-          adminListen: '127.0.0.1:0',
-          caCertFile: join(dir, 'tls.crt'),
-          caKeyFile: join(dir, 'tls.key'),
-          caBundleFile: join(dir, 'ca.crt'),
-        },
-      });
-      replicas.push(await startControlPlane(config, { logger: createRootLogger({ process: `control-plane-${name}`, level: 'silent', destination: { write: () => undefined } }) }));
-    }
+    for (const name of ['a', 'b']) replicas.push(await startReplica({ etcd, dir, trustDomain: TD, name: `control-plane-${name}` }));
     const [a, b] = replicas as [RunningControlPlane, RunningControlPlane];
     const admin = async (cp: RunningControlPlane, path: string, body?: unknown): Promise<Record<string, unknown>> => {
       const res = await fetch(`${cp.adminUrl}${path}`, {

@@ -7,15 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, status, type ServiceError } from '@grpc/grpc-js';
 import { IdentityServiceClient } from '@airlock/proto/identity/v1';
-import { createRootLogger } from '@airlock/common/logging';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { controlPlaneConfig } from '../control-plane/src/config/config.ts';
-import { startControlPlane, type RunningControlPlane } from '../control-plane/src/main.ts';
+import type { RunningControlPlane } from '../control-plane/src/main.ts';
 import { adminFetch } from '../control-plane/src/testing/test-control-plane.ts';
 import { CONTROL_PLANE_CHANNEL_OPTIONS } from '../sidecar/src/controlplane/credentials.ts';
 import { newKeyAndCsr } from '../sidecar/src/identity/key-and-csr.ts';
 import { startEtcd, type EtcdCluster } from './support/etcd.ts';
-import { createOperatorPki } from './support/operator-ca.ts';
+import { startReplica as startSharedReplica, writeSharedCa } from './support/replicas.ts';
 
 const TD = 'airlock.test';
 const AGENT = `spiffe://${TD}/ns/demo/sa/researcher`;
@@ -33,24 +31,8 @@ describe('control-plane replicas on etcd share one state', () => {
   let root: string;
   const replicas: RunningControlPlane[] = [];
 
-  /** A replica with its own (empty) data dir: everything it knows comes from etcd and the CA files. */
   const startReplica = async (o: { policyFile?: string } = {}): Promise<RunningControlPlane> => {
-    const dataDir = mkdtempSync(join(dir, 'replica-'));
-    const config = controlPlaneConfig.load({
-      flags: {
-        trustDomain: TD,
-        dataDir,
-        store: `etcd://${etcd.endpoints.map((e) => e.replace('http://', '')).join(',')}`,
-        grpcListen: '127.0.0.1:0',
-        httpListen: '127.0.0.1:0',
-        adminListen: '127.0.0.1:0',
-        caCertFile: join(dir, 'tls.crt'),
-        caKeyFile: join(dir, 'tls.key'),
-        caBundleFile: join(dir, 'ca.crt'),
-        ...(o.policyFile === undefined ? {} : { policyFile: o.policyFile }),
-      },
-    });
-    const cp = await startControlPlane(config, { logger: createRootLogger({ process: 'control-plane', level: 'silent' }) });
+    const cp = await startSharedReplica({ etcd, dir, trustDomain: TD, ...o });
     replicas.push(cp);
     return cp;
   };
@@ -74,12 +56,8 @@ describe('control-plane replicas on etcd share one state', () => {
   beforeAll(async () => {
     etcd = await startEtcd(1);
     dir = mkdtempSync(join(tmpdir(), 'airlock-replicas-'));
-    const pki = createOperatorPki();
-    writeFileSync(join(dir, 'tls.crt'), pki.intermediate.certPem);
-    writeFileSync(join(dir, 'tls.key'), pki.intermediate.keyPem, { mode: 0o600 });
-    writeFileSync(join(dir, 'ca.crt'), pki.root.certPem);
+    root = writeSharedCa(dir);
     writeFileSync(join(dir, 'policy.yaml'), POLICY);
-    root = pki.root.certPem;
   }, 60_000);
   afterAll(async () => {
     for (const cp of replicas) await cp.close();

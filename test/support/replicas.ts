@@ -1,0 +1,39 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createRootLogger } from '@airlock/common/logging';
+import { controlPlaneConfig } from '../../control-plane/src/config/config.ts';
+import { startControlPlane, type RunningControlPlane } from '../../control-plane/src/main.ts';
+import type { EtcdCluster } from './etcd.ts';
+import { createOperatorPki } from './operator-ca.ts';
+
+/** One CA for every replica (the operator's intermediate, as the Helm chart gives them): its files in `dir`; the root PEM. */
+export function writeSharedCa(dir: string): string {
+  const pki = createOperatorPki();
+  writeFileSync(join(dir, 'tls.crt'), pki.intermediate.certPem);
+  writeFileSync(join(dir, 'tls.key'), pki.intermediate.keyPem, { mode: 0o600 });
+  writeFileSync(join(dir, 'ca.crt'), pki.root.certPem);
+  return pki.root.certPem;
+}
+
+/**
+ * A control-plane replica in this process on `etcd`, with the CA `writeSharedCa(dir)` wrote and a data
+ * dir of its own (empty: everything it knows comes from etcd and the CA files), on loopback ports.
+ */
+export function startReplica(o: { etcd: EtcdCluster; dir: string; trustDomain: string; policyFile?: string; name?: string }): Promise<RunningControlPlane> {
+  const config = controlPlaneConfig.load({
+    flags: {
+      trustDomain: o.trustDomain,
+      dataDir: mkdtempSync(join(o.dir, 'replica-')),
+      store: `etcd://${o.etcd.endpoints.map((e) => e.replace('http://', '')).join(',')}`,
+      grpcListen: '127.0.0.1:0',
+      httpListen: '127.0.0.1:0',
+      adminListen: '127.0.0.1:0',
+      caCertFile: join(o.dir, 'tls.crt'),
+      caKeyFile: join(o.dir, 'tls.key'),
+      caBundleFile: join(o.dir, 'ca.crt'),
+      ...(o.policyFile === undefined ? {} : { policyFile: o.policyFile }),
+    },
+  });
+  // Decisions' audit lines are written at any level: a destination that drops them keeps output readable.
+  return startControlPlane(config, { logger: createRootLogger({ process: o.name ?? 'control-plane', level: 'silent', destination: { write: () => undefined } }) });
+}
