@@ -35,6 +35,7 @@ import { loadPolicyFile } from './policy/load.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 import { PolicyWorker } from './policy/worker/policy-workers.ts';
 import { watchStore } from './store/follow-store.ts';
+import { watchStoreHealth } from './store/store-health.ts';
 import { openStore } from './store/open-store.ts';
 
 export type { ControlPlaneConfig } from './config/config.ts';
@@ -116,6 +117,8 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   // Watching before the state is read: what another replica writes meanwhile is applied once the holders exist.
   const follower = await watchStore(store, log);
   cleanups.push(() => follower.close());
+  const storeHealth = watchStoreHealth(store, { staleAfterMs: config.storeStaleAfter, registry, logger: log });
+  cleanups.push(() => storeHealth.stop());
   // The stored policy versions; the start file is applied as one more version when it changes them.
   const audit = auditLogger(logger);
   const agents = await AgentRegistry.load(store);
@@ -248,7 +251,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const http: Server = await startAdminServer(
       config.httpListen,
       registry,
-      { healthy: () => true, notReadyReason: () => (ready ? undefined : 'starting') },
+      { healthy: () => true, notReadyReason: () => (ready ? storeHealth.staleReason() : 'starting') },
       [adminApiElsewhereRoute(adminApi)],
     );
     answerClientErrors(http);

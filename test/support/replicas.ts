@@ -19,7 +19,7 @@ export function writeSharedCa(dir: string): string {
  * A control-plane replica in this process on `etcd`, with the CA `writeSharedCa(dir)` wrote and a data
  * dir of its own (empty: everything it knows comes from etcd and the CA files), on loopback ports.
  */
-export function startReplica(o: { etcd: EtcdCluster; dir: string; trustDomain: string; policyFile?: string; name?: string }): Promise<RunningControlPlane> {
+export function startReplica(o: { etcd: EtcdCluster; dir: string; trustDomain: string; policyFile?: string; name?: string; flags?: Record<string, string> }): Promise<RunningControlPlane> {
   const config = controlPlaneConfig.load({
     flags: {
       trustDomain: o.trustDomain,
@@ -32,6 +32,7 @@ export function startReplica(o: { etcd: EtcdCluster; dir: string; trustDomain: s
       caKeyFile: join(o.dir, 'tls.key'),
       caBundleFile: join(o.dir, 'ca.crt'),
       ...(o.policyFile === undefined ? {} : { policyFile: o.policyFile }),
+      ...o.flags,
     },
   });
   // Decisions' audit lines are written at any level: a destination that drops them keeps output readable.

@@ -15,6 +15,7 @@ export const controlPlaneConfig = defineConfig('AIRLOCK', {
       return errorMessage(err);
     }
   }),
+  storeStaleAfter: duration({ description: 'How long the store may not answer before this replica reports itself not ready (/readyz 503); it keeps deciding from the state it holds meanwhile.', default: 30_000, minMs: 1000 }),
   etcdCaFile: optionalString({ description: "PEM CA of the etcd members' certificates: the store is then reached over TLS (https)." }),
   etcdCertFile: optionalString({ description: 'PEM client certificate for etcd (with etcdKeyFile and etcdCaFile).' }),
   etcdKeyFile: optionalString({ description: 'PEM private key of etcdCertFile.' }),

@@ -99,6 +99,12 @@ export class EtcdStore implements Store {
     return store;
   }
 
+  async ping(): Promise<void> {
+    const status = await this.#call(() => this.#client.maintenance.status());
+    // A member that answers but has lost its cluster's leader cannot commit anything.
+    if (status.leader === '0') throw new AirlockError(ErrorCode.StoreUnavailable, 'etcd has no leader (no quorum)');
+  }
+
   async watch(onEvent: (event: StoreEvent) => void, onTrouble: (why: string) => void): Promise<StoreWatch> {
     const watcher = await this.#call(() => this.#client.watch().prefix(this.#prefix).create());
     watcher.on('put', (kv) => {

@@ -278,6 +278,11 @@ export class SqliteStore implements Store {
     return new SqliteStore(join(dataDir, 'airlock.db'));
   }
 
+  /** A file on this machine: reachable while the process runs. */
+  async ping(): Promise<void> {
+    this.#db.prepare('SELECT 1').get();
+  }
+
   /** One replica: every change is this process's own, already in its memory. */
   async watch(): Promise<StoreWatch> {
     return { close: () => Promise.resolve() };

@@ -126,6 +126,8 @@ export interface StoreWatch {
 }
 
 export interface Store {
+  /** Answers when the store can be reached (and, for etcd, has a leader); throws StoreUnavailable otherwise. */
+  ping(): Promise<void>;
   /**
    * Reports every change written from now on by any client of this store (the embedded store has
    * one, this process: nothing to report). `onTrouble` hears of a watch that broke and resumed.
