@@ -37,6 +37,8 @@ import { PolicyWorker } from './policy/worker/policy-workers.ts';
 import { watchStore } from './store/follow-store.ts';
 import { watchStoreHealth } from './store/store-health.ts';
 import { openStore } from './store/open-store.ts';
+import { parseStoreLocation } from './store/store-location.ts';
+import { loadKeyEncryptionKey } from './ca/key-encryption.ts';
 
 export type { ControlPlaneConfig } from './config/config.ts';
 
@@ -57,6 +59,8 @@ export interface RunningControlPlane {
   readonly injectionPort: number | undefined;
   /** PEM of the trust bundle at start: what sidecars are given as `--ca-file` (also `<dataDir>/trust-bundle.pem`, kept current). */
   readonly trustBundlePem: string;
+  /** PEM of the trust bundle now (it changes with every CA ring step, made here or on another replica). */
+  trustBundle(): string;
   /** The admin bearer token (contents of `<dataDir>/admin-token`). */
   readonly adminToken: string;
   close(): Promise<void>;
@@ -111,6 +115,11 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     throw new ConfigError(['caCertFile, caKeyFile and caBundleFile go together (bring-your-own CA): give all three or none']);
   }
   checkAdminTransport(config);
+  // Replicas on etcd share the CA ring: its keys are sealed in the store with a key every replica holds.
+  if (operator === undefined && config.caKeyEncryptionKeyFile === undefined && parseStoreLocation(config.store).kind === 'etcd') {
+    throw new ConfigError(['store etcd with self-made roots needs caKeyEncryptionKeyFile (32 random bytes, base64: head -c 32 /dev/urandom | base64; the same file on every replica), or the operator CA files (caCertFile, caKeyFile, caBundleFile)']);
+  }
+  const kek = config.caKeyEncryptionKeyFile === undefined ? undefined : loadKeyEncryptionKey(config.caKeyEncryptionKeyFile);
 
   const store = await openStore(config);
   const cleanups: (() => Promise<void> | void)[] = [() => store.close()];
@@ -144,7 +153,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   };
 
   try {
-    const ring = await CaRing.open({ dataDir: config.dataDir, trustDomain: config.trustDomain, store, ...(operator === undefined ? {} : { operator }) });
+    const ring = await CaRing.open({ dataDir: config.dataDir, trustDomain: config.trustDomain, store, ...(operator === undefined ? {} : { operator }), ...(kek === undefined ? {} : { kek }) });
     const adminToken = await ensureAdminToken(config.dataDir, store);
     const joinTokens = new JoinTokens(store, config.trustDomain);
     const selfId = controlPlaneSpiffeId(config.trustDomain);
@@ -158,7 +167,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       issuerName: (id) => ring.verifiers().find((ca) => ca.id === id)?.x509.subject,
     });
     const isRevoked = (spiffeId: string): boolean => revocations.isRevoked(spiffeId);
-    follower.start({ agents, revocations, policies });
+    follower.start({ agents, revocations, policies, ring });
     const kubernetes = await startKubernetesAttestation({
       jwks: config.kubernetesJwks,
       issuer: config.kubernetesIssuer,
@@ -263,7 +272,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const httpPort = boundPort(http);
     const adminUrl = `${adminApi.scheme}://${localAddressOf(config.adminListen, adminApi.port)}`;
     log.info({ grpcPort: grpc.port, httpPort, adminPort: adminApi.port, adminTransport: config.adminTransport, injectionPort: webhook?.port, trustDomain: config.trustDomain, spiffeId: selfId }, 'control plane ready');
-    return { grpcPort: grpc.port, httpPort, adminPort: adminApi.port, adminUrl, injectionPort: webhook?.port, trustBundlePem: ring.bundlePem(), adminToken, close: closeAll };
+    return { grpcPort: grpc.port, httpPort, adminPort: adminApi.port, adminUrl, injectionPort: webhook?.port, trustBundlePem: ring.bundlePem(), trustBundle: () => ring.bundlePem(), adminToken, close: closeAll };
   } catch (err) {
     await closeAll();
     if (err instanceof AirlockError) throw err;

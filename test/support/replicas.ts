@@ -16,10 +16,11 @@ export function writeSharedCa(dir: string): string {
 }
 
 /**
- * A control-plane replica in this process on `etcd`, with the CA `writeSharedCa(dir)` wrote and a data
- * dir of its own (empty: everything it knows comes from etcd and the CA files), on loopback ports.
+ * A control-plane replica in this process on `etcd`, with a data dir of its own (empty: everything it
+ * knows comes from etcd and the CA), on loopback ports. The CA: the operator files `writeSharedCa(dir)`
+ * wrote, or with `kekFile` the self-made ring sealed in etcd with that key-encryption key.
  */
-export function startReplica(o: { etcd: EtcdCluster; dir: string; trustDomain: string; policyFile?: string; name?: string; flags?: Record<string, string> }): Promise<RunningControlPlane> {
+export function startReplica(o: { etcd: EtcdCluster; dir: string; trustDomain: string; policyFile?: string; name?: string; kekFile?: string; flags?: Record<string, string> }): Promise<RunningControlPlane> {
   const config = controlPlaneConfig.load({
     flags: {
       trustDomain: o.trustDomain,
@@ -28,9 +29,9 @@ export function startReplica(o: { etcd: EtcdCluster; dir: string; trustDomain: s
       grpcListen: '127.0.0.1:0',
       httpListen: '127.0.0.1:0',
       adminListen: '127.0.0.1:0',
-      caCertFile: join(o.dir, 'tls.crt'),
-      caKeyFile: join(o.dir, 'tls.key'),
-      caBundleFile: join(o.dir, 'ca.crt'),
+      ...(o.kekFile === undefined
+        ? { caCertFile: join(o.dir, 'tls.crt'), caKeyFile: join(o.dir, 'tls.key'), caBundleFile: join(o.dir, 'ca.crt') }
+        : { caKeyEncryptionKeyFile: o.kekFile }),
       ...(o.policyFile === undefined ? {} : { policyFile: o.policyFile }),
       ...o.flags,
     },

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import type { CaRootRecord, CaRootState, RenewNowRequest, Store } from '../store/store.ts';
 import { CertificateAuthority, splitPem } from './ca.ts';
+import { openKey, sealKey, type KeyEncryptionKey } from './key-encryption.ts';
 
 /** The trust bundle as a file in the data dir, rewritten on every change: what new sidecars take as `--ca-file`. */
 export const TRUST_BUNDLE_FILE = 'trust-bundle.pem';
@@ -23,6 +24,8 @@ export interface CaRingOptions {
   readonly store: Store;
   /** Bring-your-own CA: issue from the operator's CA instead of self-made roots. */
   readonly operator?: OperatorCaFiles;
+  /** Seals new roots' keys into the store (every replica can issue) instead of key files in dataDir. */
+  readonly kek?: KeyEncryptionKey;
 }
 
 export interface RootStatus {
@@ -82,11 +85,18 @@ export class CaRing {
     const ring = new CaRing(o, undefined);
     let records = await o.store.listCaRoots();
     if (records.length === 0) {
-      // First start, or a data dir from before roots were tracked: ca.{pem,key} is the first root.
-      const first = CertificateAuthority.loadOrCreate(o.dataDir, o.trustDomain, new Date(now));
-      await o.store.saveCaRoots([{ id: first.id, certPem: first.certPem, keyFile: 'ca.key', state: 'active', createdAt: now, updatedAt: now }]);
-      await o.store.assignUnknownIssuer(first.id);
-      records = await o.store.listCaRoots();
+      // First start: a root sealed into the store, or (no KEK; also a data dir from before roots were
+      // tracked) ca.{pem,key} in the data dir. Of replicas starting at once, one root is kept.
+      let first: CaRootRecord;
+      if (o.kek !== undefined) {
+        const { ca, keyPem } = CertificateAuthority.createRoot(o.trustDomain, new Date(now));
+        first = { id: ca.id, certPem: ca.certPem, keyFile: '', sealedKey: sealKey(o.kek, ca.id, keyPem), state: 'active', createdAt: now, updatedAt: now };
+      } else {
+        const ca = CertificateAuthority.loadOrCreate(o.dataDir, o.trustDomain, new Date(now));
+        first = { id: ca.id, certPem: ca.certPem, keyFile: 'ca.key', state: 'active', createdAt: now, updatedAt: now };
+      }
+      records = await o.store.initCaRoots(first);
+      if (records.some((r) => r.id === first.id)) await o.store.assignUnknownIssuer(first.id);
     }
     for (const record of records) {
       ring.#roots.push({ record, ca: record.state === 'retired' ? undefined : ring.#load(record) });
@@ -98,6 +108,31 @@ export class CaRing {
     else if (renewNow !== undefined) await o.store.setRenewNowRequest(undefined);
     ring.#writeBundleFile();
     return ring;
+  }
+
+  /**
+   * Another replica made a ring step: the roots and the renew-now request are read again, and the
+   * listeners told what changed (the bundle, the issuer), as for a step made here.
+   */
+  async reload(): Promise<void> {
+    if (this.#operator !== undefined) return;
+    const records = await this.#o.store.listCaRoots();
+    const trustedBefore = this.#trusted().map((r) => r.record.id).sort().join();
+    const issuerBefore = this.issuing().id;
+    for (const record of records) {
+      const known = this.#roots.find((r) => r.record.id === record.id);
+      if (known === undefined) this.#roots.push({ record, ca: record.state === 'retired' ? undefined : this.#load(record) });
+      else {
+        known.record = record;
+        if (record.state === 'retired') known.ca = undefined;
+      }
+    }
+    const renewNow = await this.#o.store.getRenewNowRequest();
+    this.#renewNow = renewNow?.rootId === this.issuing().id ? renewNow : undefined;
+    const changes: CaChange[] = [];
+    if (this.issuing().id !== issuerBefore) changes.push('issuer');
+    if (this.#trusted().map((r) => r.record.id).sort().join() !== trustedBefore || changes.length > 0) changes.push('bundle');
+    if (changes.length > 0) this.#changed(changes);
   }
 
   /** The CA that signs SVIDs now. */
@@ -162,11 +197,16 @@ export class CaRing {
     const pending = this.#roots.find((r) => r.record.state === 'prepared');
     if (pending !== undefined) throw new AirlockError(ErrorCode.Conflict, `root ${pending.record.id} is already prepared: activate it, or retire it to start over`);
     const { ca, keyPem } = CertificateAuthority.createRoot(this.#o.trustDomain, new Date(now), new Date(now).toISOString());
-    const keyFile = `ca-${ca.id}.key`;
-    const keyPath = join(this.#o.dataDir, keyFile);
-    writeFileSync(keyPath, keyPem, { mode: 0o600, flag: 'wx' });
-    chmodSync(keyPath, 0o600);
-    const record: CaRootRecord = { id: ca.id, certPem: ca.certPem, keyFile, state: 'prepared', createdAt: now, updatedAt: now };
+    let record: CaRootRecord;
+    if (this.#o.kek !== undefined) {
+      record = { id: ca.id, certPem: ca.certPem, keyFile: '', sealedKey: sealKey(this.#o.kek, ca.id, keyPem), state: 'prepared', createdAt: now, updatedAt: now };
+    } else {
+      const keyFile = `ca-${ca.id}.key`;
+      const keyPath = join(this.#o.dataDir, keyFile);
+      writeFileSync(keyPath, keyPem, { mode: 0o600, flag: 'wx' });
+      chmodSync(keyPath, 0o600);
+      record = { id: ca.id, certPem: ca.certPem, keyFile, state: 'prepared', createdAt: now, updatedAt: now };
+    }
     await this.#o.store.saveCaRoots([record]);
     this.#roots.push({ record, ca });
     this.#changed(['bundle']);
@@ -232,6 +272,10 @@ export class CaRing {
   }
 
   #load(record: CaRootRecord): CertificateAuthority {
+    if (record.sealedKey !== undefined) {
+      if (this.#o.kek === undefined) throw new AirlockError(ErrorCode.Config, `the key of root ${record.id} is sealed in the store: give caKeyEncryptionKeyFile (the key-encryption key every replica shares)`);
+      return CertificateAuthority.fromPem(this.#o.trustDomain, record.certPem, openKey(this.#o.kek, record.id, record.sealedKey));
+    }
     let keyPem: string;
     try {
       keyPem = readFileSync(join(this.#o.dataDir, record.keyFile), 'utf8');

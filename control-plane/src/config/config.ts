@@ -36,6 +36,7 @@ export const controlPlaneConfig = defineConfig('AIRLOCK', {
   kubernetesApiTokenFile: string({ description: "The control plane's own service-account token, sent as the bearer of each TokenReview (re-read each time; it needs RBAC to create tokenreviews).", default: '/var/run/secrets/kubernetes.io/serviceaccount/token' }),
   caCertFile: optionalString({ description: 'Bring your own CA: PEM of an intermediate CA (e.g. from cert-manager), then any intermediates above it, that issues SVIDs instead of the self-made root. Needs caKeyFile and caBundleFile.' }),
   caKeyFile: optionalString({ description: 'PEM RSA private key of caCertFile.' }),
+  caKeyEncryptionKeyFile: optionalString({ description: "File of 32 random bytes, base64 (head -c 32 /dev/urandom | base64): self-made roots' keys are sealed with it into the store, so every replica sharing it can issue (needed with store etcd unless the operator CA files are given)." }),
   caBundleFile: optionalString({ description: 'PEM root(s) caCertFile chains to: the trust bundle given to sidecars.' }),
   svidTtl: duration({ description: 'Lifetime of issued X.509-SVIDs.', default: 3_600_000, minMs: 1000 }),
   tlsMinVersion: tlsMinVersion({ description: 'Lowest TLS version of the gRPC, admin API and injection webhook listeners (sidecars, admin clients and the Kubernetes API server must speak it too).' }),

@@ -111,6 +111,10 @@ export class EtcdStore implements Store {
       const event = eventOf(kv.key.toString().slice(this.#prefix.length), kv.value.toString());
       if (event !== undefined) onEvent(event);
     });
+    // The renew-now request ends by deletion.
+    watcher.on('delete', (kv) => {
+      if (kv.key.toString().slice(this.#prefix.length) === 'ca-renew-now') onEvent({ kind: 'ca-ring' });
+    });
     // etcd3 resumes a broken watch from the last revision it delivered: nothing is skipped.
     watcher.on('disconnected', (err) => onTrouble(`the store watch was cut (${err.message}); resuming`));
     watcher.on('error', (err) => onTrouble(`the store watch failed: ${err.message}`));
@@ -204,6 +208,18 @@ export class EtcdStore implements Store {
         return { key, modRevision: before.modRevision, value: stored === undefined ? r : { ...stored, state: r.state, updatedAt: r.updatedAt } };
       });
     });
+  }
+
+  async initCaRoots(first: CaRootRecord): Promise<CaRootRecord[]> {
+    // The marker key is claimed with the first root: of two replicas starting at once, one ring.
+    const marker = this.#key('ca-ring');
+    await this.#call(() =>
+      this.#client
+        .if(marker, 'Version', '==', 0)
+        .then(this.#client.put(marker).value(first.id), this.#client.put(this.#key(`ca-roots/${first.id}`)).value(JSON.stringify(first)))
+        .commit(),
+    );
+    return this.listCaRoots();
   }
 
   async getRenewNowRequest(): Promise<RenewNowRequest | undefined> {
@@ -381,6 +397,7 @@ export class EtcdStore implements Store {
 function eventOf(name: string, value: string): StoreEvent | undefined {
   if (name.startsWith('agents/')) return { kind: 'agent', agent: JSON.parse(value) as AgentRecord };
   if (name.startsWith('revoked/')) return { kind: 'revocation', revoked: JSON.parse(value) as RevokedIdentity };
+  if (name.startsWith('ca-roots/') || name === 'ca-renew-now') return { kind: 'ca-ring' };
   if (name.startsWith('policy-versions/')) return { kind: 'policy-version', version: (JSON.parse(value) as PolicyVersionRecord).version };
   return undefined;
 }

@@ -1,6 +1,7 @@
 import { errorMessage } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import type { AgentRegistry } from '../authz/registry.ts';
+import type { CaRing } from '../ca/ca-ring.ts';
 import type { Revocations } from '../ca/revocations.ts';
 import type { PolicyStore } from '../policy/policy-store.ts';
 import type { Store, StoreEvent } from './store.ts';
@@ -10,6 +11,7 @@ export interface Followers {
   readonly agents: AgentRegistry;
   readonly revocations: Revocations;
   readonly policies: PolicyStore;
+  readonly ring: CaRing;
 }
 
 export interface StoreFollower {
@@ -26,7 +28,19 @@ export async function watchStore(store: Store, log: Logger): Promise<StoreFollow
   let pending: StoreEvent[] | undefined = [];
   let followers: Followers | undefined;
   const apply = (event: StoreEvent, to: Followers): void => {
-    const done = event.kind === 'agent' ? Promise.resolve(to.agents.follow(event.agent)) : event.kind === 'revocation' ? to.revocations.follow(event.revoked) : to.policies.follow(event.version);
+    const done = ((): Promise<void> => {
+      switch (event.kind) {
+        case 'agent':
+          to.agents.follow(event.agent);
+          return Promise.resolve();
+        case 'revocation':
+          return to.revocations.follow(event.revoked);
+        case 'policy-version':
+          return to.policies.follow(event.version);
+        case 'ca-ring':
+          return to.ring.reload();
+      }
+    })();
     done.catch((err: unknown) => log.error({ event: event.kind, error: errorMessage(err) }, 'cannot apply a change from the store'));
   };
   const watch = await store.watch(

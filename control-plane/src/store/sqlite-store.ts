@@ -134,6 +134,7 @@ const ADDED_COLUMNS: readonly { table: string; column: string; type: string }[] 
   { table: 'join_tokens', column: 'revoked_at', type: 'INTEGER' },
   { table: 'join_tokens', column: 'labels', type: 'TEXT' },
   { table: 'agents', column: 'labels', type: 'TEXT' },
+  { table: 'ca_roots', column: 'sealed_key', type: 'TEXT' },
 ];
 
 interface JoinTokenRow {
@@ -160,6 +161,7 @@ interface CaRootRow {
   id: string;
   cert_pem: string;
   key_file: string;
+  sealed_key: string | null;
   state: CaRootRecord['state'];
   created_at: number;
   updated_at: number;
@@ -246,9 +248,9 @@ export class SqliteStore implements Store {
       'SELECT serial, spiffe_id, not_after, issued_at, issuer FROM certificates WHERE spiffe_id = ? ORDER BY issued_at',
     );
     this.#unexpiredOf = this.#db.prepare('SELECT count(*) AS n, max(not_after) AS last FROM certificates WHERE issuer = ? AND not_after > ?');
-    this.#listRoots = this.#db.prepare('SELECT id, cert_pem, key_file, state, created_at, updated_at FROM ca_roots ORDER BY created_at, id');
+    this.#listRoots = this.#db.prepare('SELECT id, cert_pem, key_file, sealed_key, state, created_at, updated_at FROM ca_roots ORDER BY created_at, id');
     this.#saveRoot = this.#db.prepare(
-      `INSERT INTO ca_roots (id, cert_pem, key_file, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+      `INSERT INTO ca_roots (id, cert_pem, key_file, sealed_key, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
     );
     this.#assignIssuer = this.#db.prepare('UPDATE certificates SET issuer = ? WHERE issuer IS NULL');
@@ -339,6 +341,7 @@ export class SqliteStore implements Store {
       id: r.id,
       certPem: r.cert_pem,
       keyFile: r.key_file,
+      ...(r.sealed_key === null ? {} : { sealedKey: r.sealed_key }),
       state: r.state,
       createdAt: r.created_at,
       updatedAt: r.updated_at,
@@ -348,12 +351,25 @@ export class SqliteStore implements Store {
   async saveCaRoots(roots: readonly CaRootRecord[]): Promise<void> {
     this.#db.exec('BEGIN IMMEDIATE');
     try {
-      for (const r of roots) this.#saveRoot.run(r.id, r.certPem, r.keyFile, r.state, r.createdAt, r.updatedAt);
+      for (const r of roots) this.#saveRoot.run(r.id, r.certPem, r.keyFile, r.sealedKey ?? null, r.state, r.createdAt, r.updatedAt);
       this.#db.exec('COMMIT');
     } catch (err) {
       this.#db.exec('ROLLBACK');
       throw err;
     }
+  }
+
+  async initCaRoots(first: CaRootRecord): Promise<CaRootRecord[]> {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      const { n } = this.#db.prepare('SELECT count(*) AS n FROM ca_roots').get() as { n: number };
+      if (n === 0) this.#saveRoot.run(first.id, first.certPem, first.keyFile, first.sealedKey ?? null, first.state, first.createdAt, first.updatedAt);
+      this.#db.exec('COMMIT');
+    } catch (err) {
+      this.#db.exec('ROLLBACK');
+      throw err;
+    }
+    return this.listCaRoots();
   }
 
   async assignUnknownIssuer(issuer: string): Promise<void> {

@@ -169,6 +169,15 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     expect(await store.getRenewNowRequest()).toBeUndefined();
   });
 
+  it('keeps one first CA root when two clients start a ring at once, with its sealed key', async () => {
+    const other = await client();
+    const [mine, theirs] = await Promise.all([store.initCaRoots({ ...root('r1', 'active', 1), keyFile: '', sealedKey: 'v1:sealed' }), other.initCaRoots(root('r2', 'active', 1))]);
+    expect(mine).toEqual(theirs);
+    expect(mine).toHaveLength(1);
+    expect(await store.initCaRoots(root('r3', 'active', 2))).toEqual(mine);
+    if (mine[0]?.id === 'r1') expect(mine[0]).toMatchObject({ keyFile: '', sealedKey: 'v1:sealed' });
+  });
+
   it('appends policy versions with their audit event, refuses a version stored first by another client', async () => {
     const version = (v: number) => ({ version: v, entries: `[${v}]`, createdAt: v, actor: 'alice', action: 'apply', summary: `s${v}` });
     const audit = (v: number) => ({ at: v, actor: 'alice', action: 'policy.apply', target: `version ${v}`, detail: '{}' });

@@ -37,12 +37,17 @@ export interface IssuedCertificate {
 /** Where a root of the bundle is in its rollover: prepared (trusted, not issuing), active (issuing), previous (trusted, no longer issuing), retired (gone from the bundle). */
 export type CaRootState = 'prepared' | 'active' | 'previous' | 'retired';
 
-/** One self-made root CA; its key is the file `keyFile` in the data dir (mode 0600), never the database. */
+/**
+ * One self-made root CA. Its key is either sealed here with the key-encryption key (`sealedKey`: every
+ * replica can open it), or the file `keyFile` in one replica's data dir (mode 0600; one replica).
+ */
 export interface CaRootRecord {
   /** Lowercase hex subject key identifier of the root. */
   readonly id: string;
   readonly certPem: string;
+  /** '' when the key is sealed in the record. */
   readonly keyFile: string;
+  readonly sealedKey?: string;
   readonly state: CaRootState;
   readonly createdAt: number;
   readonly updatedAt: number;
@@ -119,7 +124,9 @@ export interface AuditEventRecord {
 export type StoreEvent =
   | { readonly kind: 'agent'; readonly agent: AgentRecord }
   | { readonly kind: 'revocation'; readonly revoked: RevokedIdentity }
-  | { readonly kind: 'policy-version'; readonly version: number };
+  | { readonly kind: 'policy-version'; readonly version: number }
+  /** A CA ring step (prepare, activate, retire) or its renew-now request. */
+  | { readonly kind: 'ca-ring' };
 
 export interface StoreWatch {
   close(): Promise<void>;
@@ -153,6 +160,8 @@ export interface Store {
   unexpiredCertificatesOf(issuer: string, now: number): Promise<{ readonly count: number; readonly lastNotAfter: number | undefined }>;
 
   listCaRoots(): Promise<CaRootRecord[]>;
+  /** Stores `first` only if the store holds no root yet (two replicas starting at once make one ring); the roots after. */
+  initCaRoots(first: CaRootRecord): Promise<CaRootRecord[]>;
   /** Inserts or replaces these roots in one transaction (a rollover step changes two at once). */
   saveCaRoots(roots: readonly CaRootRecord[]): Promise<void>;
   /** Gives certificates recorded without an issuer this one (when the first root becomes tracked). */
