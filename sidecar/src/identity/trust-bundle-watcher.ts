@@ -109,11 +109,10 @@ export class TrustBundleWatcher implements RevokedCertificates {
       if (this.#call !== call) return;
       this.#call = undefined;
       if (this.#closed) return;
-      // Broken (the replica died, or is unreachable): the next attempt goes to another endpoint.
-      if (s.code !== status.CANCELLED && s.code !== status.OK) {
-        pool.noAnswer(address);
-        this.#brokenOn = address;
-      }
+      // The stream is meant to stay open: its end (the replica died, is unreachable or shutting
+      // down) sends the next attempt to another endpoint.
+      pool.noAnswer(address);
+      this.#brokenOn = address;
       const level = s.code === status.CANCELLED ? 'debug' : 'warn';
       this.#o.logger[level]({ code: status[s.code], details: s.details, address, retryInMs: this.#delay }, 'trust bundle stream ended; reopening');
       this.#retry = setTimeout(() => {
