@@ -92,6 +92,52 @@ describe('FailoverAuthorizer', () => {
     expect(calls).toEqual([{ address: A, timeoutMs: 250 }]);
   });
 
+  it('a check pending on an endpoint that leaves the list is asked of another; none is retried once closed', async () => {
+    let ips = ['127.0.0.5', '127.0.0.6'];
+    const endpoints = new ControlPlaneEndpoints({ configured: [{ host: 'cp.test', port: 9 }], refreshMs: 60_000, logger, resolve: () => Promise.resolve(ips) });
+    await endpoints.refresh();
+    const pool = new ControlPlanePool({ endpoints, logger, random: () => 0 });
+    const asked: string[] = [];
+    const pending = new Set<() => void>();
+    let sixAnswers = true;
+    const authorizerFor = (address: string): Authorizer => {
+      const mine = new Set<() => void>();
+      return {
+        authorize: (request) => {
+          asked.push(address);
+          if (address === '127.0.0.6:9' && sixAnswers) return Promise.resolve(allow(request.path));
+          // Waits for an answer that never comes; closing it fails the check as closed streams do.
+          return new Promise((_resolve, reject) => {
+            const fail = (): void => reject(noAnswer('the stream to this control-plane endpoint was closed'));
+            mine.add(fail);
+            pending.add(fail);
+          });
+        },
+        close: () => {
+          for (const f of mine) f();
+        },
+      };
+    };
+    const authorizer = new FailoverAuthorizer({ endpoints, pool, authorizerFor, timeoutMs: 60_000 });
+    const decision = authorizer.authorize(req('/moved'));
+    await expect.poll(() => pending.size).toBe(1);
+    ips = ['127.0.0.6'];
+    await endpoints.refresh();
+    expect((await decision).decisionId).toBe('/moved');
+    expect(asked).toEqual(['127.0.0.5:9', '127.0.0.6:9']);
+
+    // Shutting down: a check failed by the close is not asked elsewhere.
+    ips = ['127.0.0.5', '127.0.0.6'];
+    await endpoints.refresh();
+    sixAnswers = false;
+    asked.length = 0;
+    const last = code(authorizer.authorize(req('/last')));
+    await expect.poll(() => asked.length).toBe(1);
+    authorizer.close();
+    expect(await last).toBe(ErrorCode.AuthzUnavailable);
+    expect(asked).toHaveLength(1);
+  });
+
   it('spreads checks over two healthy endpoints', async () => {
     const { authorizer, calls } = pooled([A, B], { [A]: () => Promise.resolve(allow('a')), [B]: () => Promise.resolve(allow('b')) });
     await Promise.all(Array.from({ length: 10 }, (_, i) => authorizer.authorize(req(`/${i}`))));

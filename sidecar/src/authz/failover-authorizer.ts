@@ -28,6 +28,7 @@ const FIRST_ATTEMPT_SHARE = 0.5;
 export class FailoverAuthorizer implements Authorizer {
   readonly #o: FailoverAuthorizerOptions;
   readonly #byEndpoint: PerEndpoint<Authorizer>;
+  #closed = false;
 
   constructor(o: FailoverAuthorizerOptions) {
     this.#o = o;
@@ -43,13 +44,14 @@ export class FailoverAuthorizer implements Authorizer {
     if (second === undefined) return attempt;
     return attempt.catch((err: unknown) => {
       const left = Math.floor(timeoutMs - (performance.now() - startedAt));
-      if (!(err instanceof NoAnswerError) || left < 1) throw err;
+      if (!(err instanceof NoAnswerError) || left < 1 || this.#closed) throw err;
       this.#o.pool.failedOver('authorize');
       return this.#attempt(request, second, left);
     });
   }
 
   close(): void {
+    this.#closed = true;
     this.#byEndpoint.close();
   }
 

@@ -92,6 +92,13 @@ describe('GrpcStreamAuthorizer', () => {
     const refused = await failure(authorizer.authorize(req('/refused')));
     expect(refused).toMatchObject({ code: ErrorCode.AuthzUnavailable });
     expect(refused).not.toBeInstanceOf(NoAnswerError);
+    // Closed while a check waits (its endpoint left the list): no answer, another endpoint may give one.
+    cp.authorize = () => 'hang';
+    cp.streamReply = (results) => [results];
+    const closed = failure(authorizer.authorize(req('/closed'), 60_000));
+    await expect.poll(() => cp.authorizeRequests.filter((r) => r.path === '/closed').length).toBeGreaterThan(0);
+    authorizer.close();
+    expect(await closed).toBeInstanceOf(NoAnswerError);
   });
 
   it('fails everything pending when the stream breaks, then reopens on the next call', async () => {

@@ -88,7 +88,8 @@ export class GrpcStreamAuthorizer implements Authorizer {
     this.#client?.close();
     this.#client = undefined;
     this.#clientSvid = undefined;
-    for (const id of [...this.#pending.keys()]) this.#settle(id, unavailable('the sidecar is shutting down'));
+    // No answer: when only this endpoint is closed (it left the endpoint list), another may answer.
+    for (const id of [...this.#pending.keys()]) this.#settle(id, noAnswer('the stream to this control-plane endpoint was closed'));
   }
 
   /** Sends every queued check (still pending: a check may have expired in the queue). */

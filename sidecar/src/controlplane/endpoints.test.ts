@@ -94,6 +94,17 @@ describe('ControlPlaneEndpoints', () => {
     }
   });
 
+  it('resolves with the system resolver by default (localhost only: /etc/hosts, nothing leaves the machine)', async () => {
+    const endpoints = new ControlPlaneEndpoints({ configured: [{ host: 'localhost', port: 15012 }], refreshMs: 60_000, logger });
+    try {
+      await endpoints.start();
+      expect(endpoints.current().length).toBeGreaterThan(0);
+      for (const a of endpoints.current()) expect(a).toMatch(/^(127\.\d+\.\d+\.\d+|\[::1\]):15012$/);
+    } finally {
+      endpoints.close();
+    }
+  });
+
   it('does not resolve periodically when every endpoint is an IP', async () => {
     const resolve = tableResolver({});
     const endpoints = new ControlPlaneEndpoints({ configured: [{ host: '127.0.0.1', port: 1 }, { host: '127.0.0.1', port: 2 }], refreshMs: 1, logger, resolve });
