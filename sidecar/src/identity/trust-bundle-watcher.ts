@@ -20,7 +20,7 @@ export interface RevokedCertificates {
 }
 
 export interface TrustBundleWatcherOptions {
-  /** Which control-plane endpoint to watch: the stream moves to the next one when it breaks. */
+  /** Which control-plane endpoint to watch: the stream moves to another when its own ends it. */
   readonly pool: ControlPlanePool;
   readonly controlPlaneId: string;
   /** Lowest TLS version towards the control plane (setting tlsMinVersion; default TLS 1.3). */
@@ -40,8 +40,8 @@ function revocationKey(issuer: string, canonical: string): string {
 
 /**
  * Holds WatchTrustBundle open over mTLS with our current SVID, keeps the revoked certificates it pushes
- * and hands the trust bundle on (`onBundle`). A broken stream is reopened with backoff (with whatever SVID we hold then), to the
- * next endpoint when the one it was on gave no answer; the last list received stays in force meanwhile.
+ * and hands the trust bundle on (`onBundle`). A broken stream is reopened with backoff (with whatever SVID we hold then), on
+ * another endpoint than the one that ended it (ControlPlanePool); the last list received stays in force meanwhile.
  */
 export class TrustBundleWatcher implements RevokedCertificates {
   readonly #o: TrustBundleWatcherOptions;
@@ -50,7 +50,7 @@ export class TrustBundleWatcher implements RevokedCertificates {
   #revoked = new Set<string>();
   #client: IdentityServiceClient | undefined;
   #call: ClientReadableStream<WatchTrustBundleResponse> | undefined;
-  /** The endpoint the last stream broke on (gave no answer), until the next one is opened. */
+  /** The endpoint whose stream ended last, until the next one is opened (to count a failover). */
   #brokenOn: string | undefined;
   #retry: NodeJS.Timeout | undefined;
   #delay: number;
