@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { GrpcStreamAuthorizer } from '../sidecar/src/authz/grpc-stream-authorizer.ts';
 import { JoinTokenSigner } from '../sidecar/src/identity/certificate-signer.ts';
+import { oneControlPlane } from '../sidecar/src/controlplane/control-plane-pool.ts';
 import { newKeyAndCsr } from '../sidecar/src/identity/key-and-csr.ts';
 import type { Svid } from '../sidecar/src/identity/svid.ts';
 import { cpuSeconds, TRUST_DOMAIN } from './chain.ts';
@@ -21,7 +22,7 @@ const WARMUP_MS = 3000;
 const address = `127.0.0.1:${port}`;
 const controlPlaneId = `spiffe://${TRUST_DOMAIN}/ns/airlock-system/sa/airlock-control-plane`;
 
-const signer = new JoinTokenSigner({ address, caPem: readFileSync(caFile, 'utf8'), controlPlaneId, joinToken: process.env.AIRLOCK_JOIN_TOKEN ?? '' });
+const signer = new JoinTokenSigner({ ...oneControlPlane(address), caPem: readFileSync(caFile, 'utf8'), controlPlaneId, joinToken: process.env.AIRLOCK_JOIN_TOKEN ?? '' });
 const { keyPem, csrPem } = await newKeyAndCsr();
 // Planner only calls here; the address it registers is never dialled.
 const signed = await signer.sign({ csrPem, inboundAddress: '127.0.0.1:1' });

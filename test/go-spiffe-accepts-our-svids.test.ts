@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JoinTokenSigner } from '../sidecar/src/identity/certificate-signer.ts';
+import { oneControlPlane } from '../sidecar/src/controlplane/control-plane-pool.ts';
 import { newKeyAndCsr } from '../sidecar/src/identity/key-and-csr.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 
@@ -43,7 +44,7 @@ describe.skipIf(!hasGo)('go-spiffe interoperability', () => {
     // An SVID for gopher, issued the way a sidecar gets one.
     const gopher = mesh.agent('gopher');
     const caPem = readFileSync(join(mesh.dataDir, 'ca.pem'), 'utf8');
-    const signer = new JoinTokenSigner({ address: `127.0.0.1:${mesh.grpcPort}`, caPem, controlPlaneId: `spiffe://${mesh.trustDomain}/ns/airlock-system/sa/airlock-control-plane`, joinToken: await mesh.createJoinToken(gopher.identity) });
+    const signer = new JoinTokenSigner({ ...oneControlPlane(`127.0.0.1:${mesh.grpcPort}`), caPem, controlPlaneId: `spiffe://${mesh.trustDomain}/ns/airlock-system/sa/airlock-control-plane`, joinToken: await mesh.createJoinToken(gopher.identity) });
     const { keyPem, csrPem } = await newKeyAndCsr();
     const signed = await signer.sign({ csrPem, inboundAddress: `127.0.0.1:${gopher.inboundPort}` });
     signer.close();

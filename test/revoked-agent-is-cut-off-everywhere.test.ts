@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '@airlock/common/errors';
 import { JoinTokenSigner, MtlsRenewalSigner } from '../sidecar/src/identity/certificate-signer.ts';
+import { oneControlPlane } from '../sidecar/src/controlplane/control-plane-pool.ts';
 import { newKeyAndCsr } from '../sidecar/src/identity/key-and-csr.ts';
 import type { Svid } from '../sidecar/src/identity/svid.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
@@ -59,7 +60,7 @@ describe('airlock agent revoke', () => {
     beta = mesh.agent('beta').identity;
     // A second, independent SVID for beta's identity held by the test: what an attacker who took
     // beta's key and certificate would hold. Its handshakes must be refused after revocation.
-    const signer = new JoinTokenSigner({ address: `127.0.0.1:${mesh.grpcPort}`, caPem: readFileSync(join(mesh.dataDir, 'ca.pem'), 'utf8'), controlPlaneId: cpId(mesh.trustDomain), joinToken: await mesh.createJoinToken(beta) });
+    const signer = new JoinTokenSigner({ ...oneControlPlane(`127.0.0.1:${mesh.grpcPort}`), caPem: readFileSync(join(mesh.dataDir, 'ca.pem'), 'utf8'), controlPlaneId: cpId(mesh.trustDomain), joinToken: await mesh.createJoinToken(beta) });
     const { keyPem, csrPem } = await newKeyAndCsr();
     const signed = await signer.sign({ csrPem, inboundAddress: `127.0.0.1:${mesh.agent('beta').inboundPort}` });
     signer.close();
@@ -103,7 +104,7 @@ describe('airlock agent revoke', () => {
     expect(mesh.agent('gamma').received.filter((b) => b.path === '/v1/direct')).toHaveLength(1);
 
     // Its renewal is refused.
-    const renewer = new MtlsRenewalSigner({ address: `127.0.0.1:${mesh.grpcPort}`, controlPlaneId: cpId(mesh.trustDomain) });
+    const renewer = new MtlsRenewalSigner({ ...oneControlPlane(`127.0.0.1:${mesh.grpcPort}`), controlPlaneId: cpId(mesh.trustDomain) });
     const { csrPem } = await newKeyAndCsr();
     await expect(renewer.sign({ csrPem, inboundAddress: '', current: stolen })).rejects.toMatchObject({ code: ErrorCode.Attestation, message: expect.stringContaining('revoked') as unknown });
     renewer.close();

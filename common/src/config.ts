@@ -108,6 +108,14 @@ export function formatHostPort(a: ListenAddress): string {
 export const hostPort = (o: FieldOptions<ListenAddress>): Field<ListenAddress> =>
   field('host:port', (raw) => parseHostPort(asString(raw)), o);
 
+/** Several host:port: a YAML list in the file, comma-separated in a flag or env var; at least one. */
+export const hostPorts = (o: FieldOptions<readonly ListenAddress[]>): Field<readonly ListenAddress[]> =>
+  field('host:port[,host:port…]', (raw) => {
+    const items = (Array.isArray(raw) ? raw.map(asString) : asString(raw).split(',')).map((s) => s.trim()).filter((s) => s !== '');
+    if (items.length === 0) throw new Error('expected at least one host:port');
+    return Object.freeze(items.map(parseHostPort));
+  }, o);
+
 /** An optional listener: unset (or empty) means the listener is off. */
 export const optionalHostPort = (o: FieldOptions<ListenAddress | undefined>): Field<ListenAddress | undefined> =>
   field('host:port', (raw) => {
@@ -210,6 +218,7 @@ export function defineConfig<S extends Schema>(envPrefix: string, schema: S): Co
 }
 
 function describeDefault(value: unknown): string {
+  if (Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'object' && v !== null && 'port' in v)) return (value as ListenAddress[]).map(formatHostPort).join(',');
   if (typeof value === 'object' && value !== null && 'port' in value) return formatHostPort(value as ListenAddress);
   return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : JSON.stringify(value);
 }

@@ -10,7 +10,9 @@ import type { Authorizer } from './authz/authorizer.ts';
 import { createAuthorizer } from './authz/create-authorizer.ts';
 import { withAuthzMetrics } from './authz/timed-authorizer.ts';
 import type { SidecarConfig } from './config/config.ts';
+import { ControlPlanePool } from './controlplane/control-plane-pool.ts';
 import { controlPlaneId } from './controlplane/credentials.ts';
+import { ControlPlaneEndpoints } from './controlplane/endpoints.ts';
 import { JoinTokenSigner, KubernetesTokenSigner, MtlsRenewalSigner } from './identity/certificate-signer.ts';
 import { IdentityProvider } from './identity/identity-provider.ts';
 import { TrustBundleWatcher } from './identity/trust-bundle-watcher.ts';
@@ -51,8 +53,11 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
   const logger = opts.logger ?? createRootLogger({ process: 'sidecar', level: config.logLevel });
   const registry = createRegistry('sidecar');
   const metrics = createSidecarMetrics(registry);
-  const cpAddress = formatHostPort(config.controlPlane);
   const cpId = controlPlaneId(config);
+  // Every client of the control plane (authorization, signing, the trust-bundle stream) goes through one pool: one health record, one failover rule.
+  const endpoints = new ControlPlaneEndpoints({ configured: config.controlPlane, refreshMs: config.controlPlaneResolveInterval, logger: logger.child({ component: 'control-plane-endpoints' }) });
+  const pool = new ControlPlanePool({ endpoints, logger: logger.child({ component: 'control-plane-endpoints' }), metrics: { endpointUp: metrics.controlPlaneEndpointUp, failovers: metrics.controlPlaneFailovers } });
+  const cp = { endpoints, pool, controlPlaneId: cpId };
   // Every TLS connection of ours, in and out, speaks at least this (TLS 1.3 unless set for interop).
   const tlsMinVersion = config.tlsMinVersion;
 
@@ -60,18 +65,18 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
   const identity = new IdentityProvider({
     signer:
       config.joinToken !== undefined
-        ? new JoinTokenSigner({ address: cpAddress, caPem, controlPlaneId: cpId, tlsMinVersion, joinToken: config.joinToken })
-        : new KubernetesTokenSigner({ address: cpAddress, caPem, controlPlaneId: cpId, tlsMinVersion, tokenFile: config.kubernetesTokenFile ?? '' }),
+        ? new JoinTokenSigner({ ...cp, caPem, tlsMinVersion, joinToken: config.joinToken })
+        : new KubernetesTokenSigner({ ...cp, caPem, tlsMinVersion, tokenFile: config.kubernetesTokenFile ?? '' }),
     inboundAddress: () => inboundAddress,
     expiryGauge: metrics.certificateExpiry,
     logger: logger.child({ component: 'identity' }),
-    renewer: new MtlsRenewalSigner({ address: cpAddress, controlPlaneId: cpId, tlsMinVersion }),
+    renewer: new MtlsRenewalSigner({ ...cp, tlsMinVersion }),
     renewals: metrics.renewals,
     renewalFailures: metrics.renewalFailures,
     bundleGauge: metrics.trustBundleCertificates,
   });
   const revoked = new TrustBundleWatcher({
-    address: cpAddress,
+    pool,
     controlPlaneId: cpId,
     tlsMinVersion,
     identity,
@@ -84,7 +89,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     },
   });
   const authorizer = withAuthzMetrics(
-    opts.authorizer ?? createAuthorizer(config.authzTransport, { address: cpAddress, controlPlaneId: cpId, tlsMinVersion, identity, timeoutMs: config.authzTimeout, onBatch: (n) => metrics.authzBatchChecks.observe(n) }),
+    opts.authorizer ?? createAuthorizer(config.authzTransport, { ...cp, tlsMinVersion, identity, timeoutMs: config.authzTimeout, onBatch: (n) => metrics.authzBatchChecks.observe(n) }),
     metrics.authzDuration,
   );
   const meshPools = new UpstreamPools(tlsMinVersion);
@@ -104,16 +109,20 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     await Promise.all(started.map((s) => closeServer(s)));
     identity.close();
     revoked.close();
+    pool.close();
+    endpoints.close();
     throw err;
   }
   const admin = started[2];
   const inboundPort = boundPort(inbound);
   const adminPort = admin === undefined ? 0 : boundPort(admin);
   inboundAddress = advertisedInboundAddress(config, inboundPort);
+  // Names resolved before the first request; one that does not resolve yet is dialled as a name.
+  await endpoints.start();
   identity.start();
   revoked.start();
   // The bound ports, so a supervisor that passed port 0 learns them from this line.
-  logger.info({ outbound: boundPort(outbound), inbound: inboundPort, admin: adminPort, inboundAddress, controlPlane: cpAddress }, 'sidecar listening; obtaining an SVID');
+  logger.info({ outbound: boundPort(outbound), inbound: inboundPort, admin: adminPort, inboundAddress, controlPlane: endpoints.current() }, 'sidecar listening; obtaining an SVID');
 
   return {
     outboundPort: boundPort(outbound),
@@ -124,6 +133,8 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
       identity.close();
       revoked.close();
       authorizer.close();
+      pool.close();
+      endpoints.close();
       await Promise.all(started.map((s) => closeServer(s)));
       await Promise.all([meshPools.close(), external.destroy(), app.destroy()]);
     },

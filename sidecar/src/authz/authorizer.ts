@@ -60,7 +60,10 @@ export type Decision =
     };
 
 export interface Authorizer {
-  /** Resolves with a decision, or rejects with AIRLOCK_AUTHZ_UNAVAILABLE (callers fail closed). */
-  authorize(request: AuthzRequest): Promise<Decision>;
+  /**
+   * Resolves with a decision, or rejects with AIRLOCK_AUTHZ_UNAVAILABLE (callers fail closed).
+   * `timeoutMs`: this call's deadline, when less than the configured one is left (a retry).
+   */
+  authorize(request: AuthzRequest, timeoutMs?: number): Promise<Decision>;
   close(): void;
 }

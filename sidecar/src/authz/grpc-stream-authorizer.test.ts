@@ -7,6 +7,7 @@ import { StaticSvidSource, svidFor } from '../testing/fakes.ts';
 import { Verdict, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import type { AuthzRequest } from './authorizer.ts';
 import { GrpcStreamAuthorizer } from './grpc-stream-authorizer.ts';
+import { NoAnswerError } from './proto-mapping.ts';
 
 const TD = 'airlock.test';
 const A = `spiffe://${TD}/ns/demo/sa/alice`;
@@ -76,6 +77,28 @@ describe('GrpcStreamAuthorizer', () => {
     expect(hung).toBe(ErrorCode.AuthzUnavailable);
     expect(ok.decisionId).toBe('/ok');
     expect(cp.streamMessages.at(-1)?.checks).toHaveLength(2);
+  });
+
+  it('tells a check that got no answer (deadline, broken stream) from one that was answered (a refusal)', async () => {
+    const failure = (p: Promise<unknown>): Promise<unknown> => p.then(() => 'resolved', (e: unknown) => e);
+    cp.authorize = () => 'hang';
+    expect(await failure(authorizer.authorize(req('/late'), 50))).toBeInstanceOf(NoAnswerError);
+    const broken = failure(authorizer.authorize(req('/broken'), 60_000));
+    await expect.poll(() => cp.authorizeRequests.filter((r) => r.path === '/broken').length).toBeGreaterThan(0);
+    for (const s of cp.streams) s.emit('error', { code: status.UNAVAILABLE, details: 'going away' });
+    expect(await broken).toBeInstanceOf(NoAnswerError);
+    cp.authorize = echoPath;
+    cp.streamReply = (results) => [results.map((r) => ({ id: r.id, decision: undefined, refusal: { code: status.PERMISSION_DENIED, message: 'not yours' } }))];
+    const refused = await failure(authorizer.authorize(req('/refused')));
+    expect(refused).toMatchObject({ code: ErrorCode.AuthzUnavailable });
+    expect(refused).not.toBeInstanceOf(NoAnswerError);
+    // Closed while a check waits (its endpoint left the list): no answer, another endpoint may give one.
+    cp.authorize = () => 'hang';
+    cp.streamReply = (results) => [results];
+    const closed = failure(authorizer.authorize(req('/closed'), 60_000));
+    await expect.poll(() => cp.authorizeRequests.filter((r) => r.path === '/closed').length).toBeGreaterThan(0);
+    authorizer.close();
+    expect(await closed).toBeInstanceOf(NoAnswerError);
   });
 
   it('fails everything pending when the stream breaks, then reopens on the next call', async () => {

@@ -6,7 +6,7 @@ import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../contr
 import type { Svid, SvidSource } from '../identity/svid.ts';
 import type { Authorizer, AuthzRequest, Decision } from './authorizer.ts';
 import { describeFailure } from './grpc-unary-authorizer.ts';
-import { toDecision, toProtoRequest, unavailable } from './proto-mapping.ts';
+import { noAnswer, toDecision, toProtoRequest, unavailable } from './proto-mapping.ts';
 
 export interface GrpcStreamAuthorizerOptions {
   /** host:port of the control plane. */
@@ -15,7 +15,7 @@ export interface GrpcStreamAuthorizerOptions {
   /** Lowest TLS version towards the control plane (setting tlsMinVersion; default TLS 1.3). */
   readonly tlsMinVersion?: TlsMinVersion;
   readonly identity: SvidSource;
-  /** Per-call deadline: no answer in time means 503 (fail closed). */
+  /** Per-call deadline (unless a call gives its own): no answer in time means 503 (fail closed). */
   readonly timeoutMs: number;
   /** Told the size of every batch sent (a metric). */
   readonly onBatch?: (checks: number) => void;
@@ -27,6 +27,7 @@ interface Pending {
   readonly resolve: (d: Decision) => void;
   readonly reject: (e: Error) => void;
   readonly timer: NodeJS.Timeout;
+  readonly timeoutMs: number;
   /** The stream the check went out on; undefined while it waits in the queue. */
   stream: Stream | undefined;
   /** How many messages the open stream had delivered when the check went out. */
@@ -64,13 +65,13 @@ export class GrpcStreamAuthorizer implements Authorizer {
     this.#o = o;
   }
 
-  authorize(request: AuthzRequest): Promise<Decision> {
+  authorize(request: AuthzRequest, timeoutMs = this.#o.timeoutMs): Promise<Decision> {
     if (this.#o.identity.current() === undefined) return Promise.reject(unavailable('no SVID yet'));
     return new Promise<Decision>((resolve, reject) => {
       this.#nextId = (this.#nextId + 1) >>> 0 || 1;
       const id = this.#nextId;
-      const timer = setTimeout(() => this.#expire(id), this.#o.timeoutMs);
-      this.#pending.set(id, { resolve, reject, timer, stream: undefined, heardWhenSent: 0 });
+      const timer = setTimeout(() => this.#expire(id), timeoutMs);
+      this.#pending.set(id, { resolve, reject, timer, timeoutMs, stream: undefined, heardWhenSent: 0 });
       this.#queue.push({ id, request: toProtoRequest(request) });
       if (!this.#flushScheduled) {
         this.#flushScheduled = true;
@@ -87,7 +88,8 @@ export class GrpcStreamAuthorizer implements Authorizer {
     this.#client?.close();
     this.#client = undefined;
     this.#clientSvid = undefined;
-    for (const id of [...this.#pending.keys()]) this.#settle(id, unavailable('the sidecar is shutting down'));
+    // No answer: when only this endpoint is closed (it left the endpoint list), another may answer.
+    for (const id of [...this.#pending.keys()]) this.#settle(id, noAnswer('the stream to this control-plane endpoint was closed'));
   }
 
   /** Sends every queued check (still pending: a check may have expired in the queue). */
@@ -162,16 +164,17 @@ export class GrpcStreamAuthorizer implements Authorizer {
   /** Everything pending on a broken stream fails closed; the next call opens a new stream. */
   #broken(stream: Stream, err: ServiceError): void {
     if (this.#stream === stream) this.#stream = undefined;
-    const reason = err.code === status.CANCELLED ? `no decision from the control plane within ${this.#o.timeoutMs} ms` : describeFailure(err, this.#o.timeoutMs);
     for (const [id, p] of this.#pending) {
-      if (p.stream === stream) this.#settle(id, unavailable(reason, err));
+      if (p.stream !== stream) continue;
+      const reason = err.code === status.CANCELLED ? `no decision from the control plane within ${p.timeoutMs} ms` : describeFailure(err, p.timeoutMs);
+      this.#settle(id, noAnswer(reason, err));
     }
   }
 
   #expire(id: number): void {
     const p = this.#pending.get(id);
     if (p === undefined) return;
-    this.#settle(id, unavailable(`no decision from the control plane within ${this.#o.timeoutMs} ms`));
+    this.#settle(id, noAnswer(`no decision from the control plane within ${p.timeoutMs} ms`));
     const stream = p.stream;
     if (stream === undefined || stream !== this.#stream) return;
     if (this.#heard === p.heardWhenSent) {

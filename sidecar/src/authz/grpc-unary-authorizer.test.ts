@@ -4,6 +4,7 @@ import { createTestCa } from '../testing/certs.ts';
 import { controlPlaneIdOf, startFakeControlPlane, type FakeControlPlane } from '../testing/fake-control-plane.ts';
 import { StaticSvidSource, svidFor } from '../testing/fakes.ts';
 import { GrpcUnaryAuthorizer } from './grpc-unary-authorizer.ts';
+import { NoAnswerError } from './proto-mapping.ts';
 
 const TD = 'airlock.test';
 const A = `spiffe://${TD}/ns/demo/sa/alice`;
@@ -50,6 +51,17 @@ describe('GrpcUnaryAuthorizer', () => {
     expect(await code(authorizer.authorize(req))).toBe(ErrorCode.AuthzUnavailable);
     const none = new GrpcUnaryAuthorizer({ address: `127.0.0.1:${cp.port}`, controlPlaneId: controlPlaneIdOf(TD), identity: new StaticSvidSource(), timeoutMs: 500 });
     expect(await code(none.authorize(req))).toBe(ErrorCode.AuthzUnavailable);
+  });
+
+  it('tells a check that got no answer (worth asking another replica) from one that was answered', async () => {
+    const req = { direction: 'outbound', sourceId: A, host: 'h', port: 80, method: 'GET', path: '/' } as const;
+    const failure = (p: Promise<unknown>): Promise<unknown> => p.then(() => 'resolved', (e: unknown) => e);
+    cp.authorize = () => 'hang';
+    expect(await failure(authorizer.authorize(req, 50))).toBeInstanceOf(NoAnswerError);
+    cp.authorize = () => ({ verdict: 0, decisionId: '', reason: '', policy: '', upstream: undefined, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [] });
+    const unknownVerdict = await failure(authorizer.authorize(req));
+    expect(unknownVerdict).toMatchObject({ code: ErrorCode.AuthzUnavailable });
+    expect(unknownVerdict).not.toBeInstanceOf(NoAnswerError);
   });
 
   it('refuses a control plane that presents another SPIFFE ID', async () => {

@@ -4,7 +4,7 @@ import { AuthorizationServiceClient, type AuthorizeResponse } from '@airlock/pro
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../controlplane/credentials.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
 import type { Authorizer, AuthzRequest, Decision } from './authorizer.ts';
-import { toDecision, toProtoRequest, unavailable } from './proto-mapping.ts';
+import { noAnswer, toDecision, toProtoRequest, unavailable } from './proto-mapping.ts';
 
 export interface GrpcUnaryAuthorizerOptions {
   /** host:port of the control plane. */
@@ -30,17 +30,19 @@ export class GrpcUnaryAuthorizer implements Authorizer {
     this.#o = o;
   }
 
-  authorize(request: AuthzRequest): Promise<Decision> {
+  authorize(request: AuthzRequest, timeoutMs = this.#o.timeoutMs): Promise<Decision> {
     const client = this.#clientForCurrentSvid();
     if (client === undefined) return Promise.reject(unavailable('no SVID yet'));
     return new Promise((resolve, reject) => {
       client.authorize(
         toProtoRequest(request),
         new Metadata(),
-        { deadline: Date.now() + this.#o.timeoutMs },
+        { deadline: Date.now() + timeoutMs },
         (err: ServiceError | null, res: AuthorizeResponse) => {
           if (err !== null) {
-            reject(unavailable(describeFailure(err, this.#o.timeoutMs), err));
+            // Unreachable or too late: no answer (worth another replica); any other status is the control plane's answer.
+            const failure = err.code === status.UNAVAILABLE || err.code === status.DEADLINE_EXCEEDED ? noAnswer : unavailable;
+            reject(failure(describeFailure(err, timeoutMs), err));
             return;
           }
           const decision = toDecision(res);

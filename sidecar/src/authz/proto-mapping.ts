@@ -49,3 +49,17 @@ export function toDecision(res: AuthorizeResponse): Decision | undefined {
 export function unavailable(reason: string, cause?: unknown): AirlockError {
   return new AirlockError(ErrorCode.AuthzUnavailable, reason, { cause });
 }
+
+/**
+ * The check got no answer (unreachable, broken stream, deadline): the one failure worth asking
+ * another replica. A control plane that answered (allow, deny, a refusal) is never asked again.
+ */
+export class NoAnswerError extends AirlockError {
+  constructor(reason: string, cause?: unknown) {
+    super(ErrorCode.AuthzUnavailable, reason, { cause });
+  }
+}
+
+export function noAnswer(reason: string, cause?: unknown): NoAnswerError {
+  return new NoAnswerError(reason, cause);
+}

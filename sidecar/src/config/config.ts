@@ -1,9 +1,12 @@
-import { defineConfig, duration, hostPort, integer, oneOf, optionalString, port, tlsMinVersion, trustDomain, type ConfigOf } from '@airlock/common/config';
+import { defineConfig, duration, hostPort, hostPorts, integer, oneOf, optionalString, port, refine, tlsMinVersion, trustDomain, type ConfigOf } from '@airlock/common/config';
+import { MAX_CONTROL_PLANE_ENDPOINTS } from '../controlplane/endpoints.ts';
 
 /** Every setting of `airlock sidecar`: flags, `AIRLOCK_*` env vars and the config file share it. */
 export const sidecarConfig = defineConfig('AIRLOCK', {
   trustDomain: trustDomain({ description: 'Trust domain of the mesh; the control plane must present spiffe://<trustDomain>/ns/airlock-system/sa/airlock-control-plane unless controlPlaneId says otherwise.', default: 'airlock.local' }),
-  controlPlane: hostPort({ description: 'Address of the control plane gRPC endpoint.', default: { host: '127.0.0.1', port: 15012 } }),
+  controlPlane: refine(hostPorts({ description: `The control plane's gRPC endpoints: one host:port, several (comma-separated: one per replica), or a name that resolves to several addresses (a Kubernetes headless Service), resolved again every controlPlaneResolveInterval. Checks spread over two healthy endpoints; one that gives no answer is retried on another within authzTimeout. At most ${MAX_CONTROL_PLANE_ENDPOINTS} addresses.`, default: [{ host: '127.0.0.1', port: 15012 }] }), (list) =>
+    list.length > MAX_CONTROL_PLANE_ENDPOINTS ? `at most ${MAX_CONTROL_PLANE_ENDPOINTS} endpoints, got ${list.length}` : undefined),
+  controlPlaneResolveInterval: duration({ description: 'How often the host names of controlPlane are resolved again (replicas come and go behind a headless Service).', default: 30_000, minMs: 1000 }),
   controlPlaneId: optionalString({ description: 'SPIFFE ID the control plane must present (default derived from trustDomain).' }),
   caFile: optionalString({ description: 'PEM trust bundle used to verify the control plane before the first SVID is issued (or caPem).' }),
   caPem: optionalString({ description: 'The same trust bundle as PEM text instead of a file: what sidecar injection sets (a pod cannot mount a file of the control plane\'s namespace).' }),

@@ -27,11 +27,17 @@ export function controlPlaneCredentials(caPem: string, expectedId: string, minVe
 
 /**
  * Reconnect quickly after a control-plane restart: calls fail closed meanwhile, so downtime is
- * visible. The control plane is verified by SPIFFE ID, not name, so SNI carries a fixed name
- * (an IP address as SNI is not allowed by RFC 6066 and Node warns about it).
+ * visible. HTTP/2 keepalive pings find a replica that vanished without closing its connections
+ * (a node lost, a partition), which then fails the long-lived streams so they move to another
+ * endpoint; the per-check deadline covers the seconds before. The control plane is verified by
+ * SPIFFE ID, not name, so SNI carries a fixed name (an IP address as SNI is not allowed by
+ * RFC 6066 and Node warns about it).
  */
 export const CONTROL_PLANE_CHANNEL_OPTIONS: ChannelOptions = {
   'grpc.initial_reconnect_backoff_ms': 100,
   'grpc.max_reconnect_backoff_ms': 1000,
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 5000,
+  'grpc.keepalive_permit_without_calls': 1,
   'grpc.ssl_target_name_override': 'airlock-control-plane',
 };

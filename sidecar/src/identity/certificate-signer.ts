@@ -1,9 +1,11 @@
-import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
 import { IdentityServiceClient, type SignCertificateResponse } from '@airlock/proto/identity/v1';
 import { readFile } from 'node:fs/promises';
 import { DEFAULT_TLS_MIN_VERSION, type TlsMinVersion } from '@airlock/common/config';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import { PerEndpoint, type ControlPlanePool } from '../controlplane/control-plane-pool.ts';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../controlplane/credentials.ts';
+import type { ControlPlaneEndpoints } from '../controlplane/endpoints.ts';
 import type { Svid } from './svid.ts';
 
 export interface SignedCertificate {
@@ -31,9 +33,10 @@ export interface CertificateSigner {
 
 const SIGN_DEADLINE_MS = 10_000;
 
-/** Where the control plane is, who it must be, and the lowest TLS version to speak to it (default TLS 1.3). */
-interface ControlPlaneEndpoint {
-  readonly address: string;
+/** Where the control plane is (every endpoint), who it must be, and the lowest TLS version to speak to it (default TLS 1.3). */
+interface ControlPlaneTarget {
+  readonly endpoints: ControlPlaneEndpoints;
+  readonly pool: ControlPlanePool;
   readonly controlPlaneId: string;
   readonly tlsMinVersion?: TlsMinVersion;
 }
@@ -62,22 +65,58 @@ function signOnce(client: IdentityServiceClient, request: SignRequest, attestati
   });
 }
 
-/** First issuance: server-authenticated TLS to the control plane, attested by a join token. */
-export class JoinTokenSigner implements CertificateSigner {
-  readonly #client: IdentityServiceClient;
-  readonly #joinToken: string;
+/** Unreachable, too late: another endpoint may answer. A refusal is the control plane's answer. */
+const worthAnotherEndpoint = (err: unknown): boolean => err instanceof AirlockError && err.code === ErrorCode.UpstreamUnavailable;
 
-  constructor(o: ControlPlaneEndpoint & { caPem: string; joinToken: string }) {
-    this.#joinToken = o.joinToken;
-    this.#client = new IdentityServiceClient(o.address, controlPlaneCredentials(o.caPem, o.controlPlaneId, o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION), CONTROL_PLANE_CHANNEL_OPTIONS);
+/**
+ * SignCertificate on the first endpoint that answers (ControlPlanePool), with one client per
+ * endpoint made from `credentials`; new credentials (a renewed SVID) replace every client.
+ */
+class FailoverSigning {
+  readonly #o: ControlPlaneTarget;
+  readonly #clients: PerEndpoint<IdentityServiceClient>;
+  #credentials: ChannelCredentials | undefined;
+
+  constructor(o: ControlPlaneTarget) {
+    this.#o = o;
+    this.#clients = new PerEndpoint(o.endpoints);
   }
 
-  sign(request: SignRequest): Promise<SignedCertificate> {
-    return signOnce(this.#client, request, { joinToken: this.#joinToken });
+  sign(credentials: ChannelCredentials, request: SignRequest, attestation: Attestation): Promise<SignedCertificate> {
+    if (credentials !== this.#credentials) {
+      this.#clients.clear();
+      this.#credentials = credentials;
+    }
+    return this.#o.pool.firstAnswer(
+      'sign',
+      (address) => signOnce(this.#clients.get(address, () => new IdentityServiceClient(address, credentials, CONTROL_PLANE_CHANNEL_OPTIONS)), request, attestation),
+      worthAnotherEndpoint,
+    );
   }
 
   close(): void {
-    this.#client.close();
+    this.#clients.close();
+  }
+}
+
+/** First issuance: server-authenticated TLS to the control plane, attested by a join token. */
+export class JoinTokenSigner implements CertificateSigner {
+  readonly #signing: FailoverSigning;
+  readonly #credentials: ChannelCredentials;
+  readonly #joinToken: string;
+
+  constructor(o: ControlPlaneTarget & { caPem: string; joinToken: string }) {
+    this.#joinToken = o.joinToken;
+    this.#signing = new FailoverSigning(o);
+    this.#credentials = controlPlaneCredentials(o.caPem, o.controlPlaneId, o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION);
+  }
+
+  sign(request: SignRequest): Promise<SignedCertificate> {
+    return this.#signing.sign(this.#credentials, request, { joinToken: this.#joinToken });
+  }
+
+  close(): void {
+    this.#signing.close();
   }
 }
 
@@ -86,12 +125,14 @@ export class JoinTokenSigner implements CertificateSigner {
  * airlock), read from its file at each attempt since the kubelet rotates it.
  */
 export class KubernetesTokenSigner implements CertificateSigner {
-  readonly #client: IdentityServiceClient;
+  readonly #signing: FailoverSigning;
+  readonly #credentials: ChannelCredentials;
   readonly #tokenFile: string;
 
-  constructor(o: ControlPlaneEndpoint & { caPem: string; tokenFile: string }) {
+  constructor(o: ControlPlaneTarget & { caPem: string; tokenFile: string }) {
     this.#tokenFile = o.tokenFile;
-    this.#client = new IdentityServiceClient(o.address, controlPlaneCredentials(o.caPem, o.controlPlaneId, o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION), CONTROL_PLANE_CHANNEL_OPTIONS);
+    this.#signing = new FailoverSigning(o);
+    this.#credentials = controlPlaneCredentials(o.caPem, o.controlPlaneId, o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION);
   }
 
   async sign(request: SignRequest): Promise<SignedCertificate> {
@@ -102,11 +143,11 @@ export class KubernetesTokenSigner implements CertificateSigner {
       // The kubelet may not have written it yet: worth retrying.
       throw new AirlockError(ErrorCode.UpstreamUnavailable, `cannot read the service account token ${this.#tokenFile}: ${errorMessage(err)}`);
     }
-    return signOnce(this.#client, request, { kubernetesSaToken: token });
+    return this.#signing.sign(this.#credentials, request, { kubernetesSaToken: token });
   }
 
   close(): void {
-    this.#client.close();
+    this.#signing.close();
   }
 }
 
@@ -115,27 +156,27 @@ export class KubernetesTokenSigner implements CertificateSigner {
  * identity the client certificate proves. A channel per SVID, since credentials are per channel.
  */
 export class MtlsRenewalSigner implements CertificateSigner {
-  readonly #o: ControlPlaneEndpoint;
-  #client: IdentityServiceClient | undefined;
-  #clientSvid: Svid | undefined;
+  readonly #o: ControlPlaneTarget;
+  readonly #signing: FailoverSigning;
+  #credentials: ChannelCredentials | undefined;
+  #credentialsSvid: Svid | undefined;
 
-  constructor(o: ControlPlaneEndpoint) {
+  constructor(o: ControlPlaneTarget) {
     this.#o = o;
+    this.#signing = new FailoverSigning(o);
   }
 
   sign(request: SignRequest): Promise<SignedCertificate> {
     const svid = request.current;
     if (svid === undefined) return Promise.reject(new AirlockError(ErrorCode.Internal, 'a renewal needs the current SVID'));
-    if (this.#client === undefined || this.#clientSvid !== svid) {
-      this.#client?.close();
-      this.#client = new IdentityServiceClient(this.#o.address, controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, this.#o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION, svid), CONTROL_PLANE_CHANNEL_OPTIONS);
-      this.#clientSvid = svid;
+    if (this.#credentials === undefined || this.#credentialsSvid !== svid) {
+      this.#credentials = controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, this.#o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION, svid);
+      this.#credentialsSvid = svid;
     }
-    return signOnce(this.#client, request, undefined);
+    return this.#signing.sign(this.#credentials, request, undefined);
   }
 
   close(): void {
-    this.#client?.close();
-    this.#client = undefined;
+    this.#signing.close();
   }
 }

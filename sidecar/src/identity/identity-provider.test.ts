@@ -6,6 +6,7 @@ import { createTestCa } from '../testing/certs.ts';
 import { controlPlaneIdOf, startFakeControlPlane, type FakeControlPlane } from '../testing/fake-control-plane.ts';
 import { quietLogger, testMetrics } from '../testing/fakes.ts';
 import { JoinTokenSigner } from './certificate-signer.ts';
+import { oneControlPlane } from '../controlplane/control-plane-pool.ts';
 import { IdentityProvider } from './identity-provider.ts';
 import type { Svid } from './svid.ts';
 
@@ -29,7 +30,7 @@ describe('IdentityProvider with a join token', () => {
 
   function provider(port: number, o: { joinToken?: string; controlPlaneId?: string } = {}): { identity: IdentityProvider; metrics: ReturnType<typeof testMetrics> } {
     const metrics = testMetrics();
-    const signer = new JoinTokenSigner({ address: `127.0.0.1:${port}`, caPem: ca.certPem, controlPlaneId: o.controlPlaneId ?? controlPlaneIdOf(TD), joinToken: o.joinToken ?? 'tok-1' });
+    const signer = new JoinTokenSigner({ ...oneControlPlane(`127.0.0.1:${port}`), caPem: ca.certPem, controlPlaneId: o.controlPlaneId ?? controlPlaneIdOf(TD), joinToken: o.joinToken ?? 'tok-1' });
     const identity = new IdentityProvider({ signer, inboundAddress: () => '127.0.0.1:15006', expiryGauge: metrics.metrics.certificateExpiry, logger: quietLogger(), backoff: { initialMs: 50, maxMs: 200 } });
     cleanups.push(() => identity.close());
     return { identity, metrics };

@@ -4,6 +4,7 @@ import { DEFAULT_TLS_MIN_VERSION, type TlsMinVersion } from '@airlock/common/con
 import { canonicalSerial } from '@airlock/common/spiffe';
 import type { Logger } from '@airlock/common/logging';
 import { IdentityServiceClient, type WatchTrustBundleResponse } from '@airlock/proto/identity/v1';
+import type { ControlPlanePool } from '../controlplane/control-plane-pool.ts';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../controlplane/credentials.ts';
 import type { SvidSource } from './svid.ts';
 
@@ -19,7 +20,8 @@ export interface RevokedCertificates {
 }
 
 export interface TrustBundleWatcherOptions {
-  readonly address: string;
+  /** Which control-plane endpoint to watch: the stream moves to another when its own ends it. */
+  readonly pool: ControlPlanePool;
   readonly controlPlaneId: string;
   /** Lowest TLS version towards the control plane (setting tlsMinVersion; default TLS 1.3). */
   readonly tlsMinVersion?: TlsMinVersion;
@@ -38,8 +40,8 @@ function revocationKey(issuer: string, canonical: string): string {
 
 /**
  * Holds WatchTrustBundle open over mTLS with our current SVID, keeps the revoked certificates it pushes
- * and hands the trust bundle on (`onBundle`). A broken stream is reopened with backoff (with whatever SVID we hold then); the last
- * list received stays in force meanwhile.
+ * and hands the trust bundle on (`onBundle`). A broken stream is reopened with backoff (with whatever SVID we hold then), on
+ * another endpoint than the one that ended it (ControlPlanePool); the last list received stays in force meanwhile.
  */
 export class TrustBundleWatcher implements RevokedCertificates {
   readonly #o: TrustBundleWatcherOptions;
@@ -48,6 +50,8 @@ export class TrustBundleWatcher implements RevokedCertificates {
   #revoked = new Set<string>();
   #client: IdentityServiceClient | undefined;
   #call: ClientReadableStream<WatchTrustBundleResponse> | undefined;
+  /** The endpoint whose stream ended last, until the next one is opened (to count a failover). */
+  #brokenOn: string | undefined;
   #retry: NodeJS.Timeout | undefined;
   #delay: number;
   #closed = false;
@@ -87,12 +91,17 @@ export class TrustBundleWatcher implements RevokedCertificates {
     const svid = this.#o.identity.current();
     if (svid === undefined) return;
     this.#client?.close();
-    const client = new IdentityServiceClient(this.#o.address, controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, this.#o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION, svid), CONTROL_PLANE_CHANNEL_OPTIONS);
+    const pool = this.#o.pool;
+    const [address] = pool.candidates() as [string];
+    if (this.#brokenOn !== undefined && address !== this.#brokenOn) pool.failedOver('trust_bundle');
+    this.#brokenOn = undefined;
+    const client = new IdentityServiceClient(address, controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, this.#o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION, svid), CONTROL_PLANE_CHANNEL_OPTIONS);
     this.#client = client;
     const call = client.watchTrustBundle({});
     this.#call = call;
     call.on('data', (msg: WatchTrustBundleResponse) => {
       this.#delay = this.#o.backoff?.initialMs ?? 200;
+      pool.answered(address);
       this.#update(msg);
     });
     call.on('error', () => undefined); // reported through 'status'
@@ -100,8 +109,12 @@ export class TrustBundleWatcher implements RevokedCertificates {
       if (this.#call !== call) return;
       this.#call = undefined;
       if (this.#closed) return;
+      // The stream is meant to stay open: its end (the replica died, is unreachable or shutting
+      // down) sends the next attempt to another endpoint.
+      pool.noAnswer(address);
+      this.#brokenOn = address;
       const level = s.code === status.CANCELLED ? 'debug' : 'warn';
-      this.#o.logger[level]({ code: status[s.code], details: s.details, retryInMs: this.#delay }, 'trust bundle stream ended; reopening');
+      this.#o.logger[level]({ code: status[s.code], details: s.details, address, retryInMs: this.#delay }, 'trust bundle stream ended; reopening');
       this.#retry = setTimeout(() => {
         this.#retry = undefined;
         this.#connect();

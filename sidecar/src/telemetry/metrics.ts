@@ -17,6 +17,9 @@ export interface SidecarMetrics {
   readonly revokedSerials: Gauge;
   /** CA certificates in the trust bundle in use (2 or more during a root rollover). */
   readonly trustBundleCertificates: Gauge;
+  /** Per control-plane endpoint, by its index (bounded: MAX_CONTROL_PLANE_ENDPOINTS), never its address. */
+  readonly controlPlaneEndpointUp: Gauge<'endpoint'>;
+  readonly controlPlaneFailovers: Counter<'client'>;
 }
 
 // Sub-millisecond buckets: an authorization or a proxy hop is expected to cost well under 1 ms.
@@ -80,6 +83,18 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
     trustBundleCertificates: new Gauge({
       name: 'airlock_sidecar_trust_bundle_certificates',
       help: 'CA certificates in the trust bundle this sidecar verifies peers and the control plane with (more than one during a root rollover).',
+      registers,
+    }),
+    controlPlaneEndpointUp: new Gauge({
+      name: 'airlock_sidecar_control_plane_endpoint_up',
+      help: 'Whether a control-plane endpoint answers (1) or gave no answer since it last failed (0), by its index in the endpoint list (logged with its address when the list changes).',
+      labelNames: ['endpoint'] as const,
+      registers,
+    }),
+    controlPlaneFailovers: new Counter({
+      name: 'airlock_sidecar_control_plane_failovers_total',
+      help: 'Requests moved to another control-plane endpoint after one gave no answer, by client (authorize, sign, trust_bundle).',
+      labelNames: ['client'] as const,
       registers,
     }),
   };

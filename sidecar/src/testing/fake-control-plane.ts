@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
-import { Server, ServerCredentials, status, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { Server, ServerCredentials, status, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
 import { AuthorizationServiceService, type AuthorizeRequest, type AuthorizeResponse, type AuthorizeResult, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
-import { IdentityServiceService, type SignCertificateRequest, type SignCertificateResponse } from '@airlock/proto/identity/v1';
+import { IdentityServiceService, type SignCertificateRequest, type SignCertificateResponse, type WatchTrustBundleRequest, type WatchTrustBundleResponse } from '@airlock/proto/identity/v1';
 import { formatSpiffeId } from '@airlock/common/spiffe';
 import type { TestCa } from './certs.ts';
 
@@ -22,6 +22,10 @@ export interface FakeControlPlane {
   readonly streams: Set<ServerDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>>;
   /** Applied to the results of each batch before they are sent (reorder, split, drop). */
   streamReply: (results: AuthorizeResult[]) => AuthorizeResult[][];
+  /** What each WatchTrustBundle call is sent when it opens (the call then stays open). */
+  trustBundlePush: WatchTrustBundleResponse;
+  /** How many WatchTrustBundle calls were opened. */
+  trustBundleWatches: number;
   stop(): Promise<void>;
 }
 
@@ -42,6 +46,8 @@ export async function startFakeControlPlane(o: { ca: TestCa; servingId: string; 
     streamMessages: [],
     streams: new Set(),
     streamReply: (results) => [results],
+    trustBundlePush: { trustBundlePem: o.ca.certPem, revokedSpiffeIds: [], renewUnlessIssuedByPem: '', revokedCertificates: [] },
+    trustBundleWatches: 0,
     // Long-lived AuthorizeStream calls never end by themselves: cut them after a moment.
     stop: () =>
       new Promise((resolve) => {
@@ -67,6 +73,10 @@ export async function startFakeControlPlane(o: { ca: TestCa; servingId: string; 
       const ttl = o.svidTtlMs ?? 3_600_000;
       const cert = o.ca.signCsr(call.request.csrPem, { uris: [id], ttlMs: ttl });
       cb(null, { spiffeId: id, certChainPem: cert, trustBundlePem: o.ca.certPem, expiresAtUnixMs: Date.now() + ttl });
+    },
+    watchTrustBundle(call: ServerWritableStream<WatchTrustBundleRequest, WatchTrustBundleResponse>) {
+      cp.trustBundleWatches++;
+      call.write(cp.trustBundlePush);
     },
   });
   server.addService(AuthorizationServiceService, {

@@ -1,0 +1,44 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ControlPlanePool } from '../controlplane/control-plane-pool.ts';
+import { ControlPlaneEndpoints } from '../controlplane/endpoints.ts';
+import { createTestCa } from '../testing/certs.ts';
+import { controlPlaneIdOf, startFakeControlPlane, type FakeControlPlane } from '../testing/fake-control-plane.ts';
+import { quietLogger, StaticSvidSource, svidFor, testMetrics } from '../testing/fakes.ts';
+import { TrustBundleWatcher } from './trust-bundle-watcher.ts';
+
+const TD = 'airlock.test';
+const logger = quietLogger();
+
+describe('TrustBundleWatcher over several control-plane endpoints', () => {
+  const ca = createTestCa();
+  const identity = new StaticSvidSource(svidFor(ca, `spiffe://${TD}/ns/demo/sa/alice`));
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  async function replica(revokedSerial: string): Promise<FakeControlPlane> {
+    const cp = await startFakeControlPlane({ ca, servingId: controlPlaneIdOf(TD), requireClientCert: true });
+    cp.trustBundlePush = { ...cp.trustBundlePush, revokedCertificates: [{ issuer: '', serial: revokedSerial }] };
+    cleanups.push(() => cp.stop());
+    return cp;
+  }
+
+  it('moves the stream to another endpoint when the one it is on dies, and counts the failover', async () => {
+    const [first, second] = [await replica('0a'), await replica('0b')];
+    const endpoints = new ControlPlaneEndpoints({ configured: [first.port, second.port].map((port) => ({ host: '127.0.0.1', port })), refreshMs: 60_000, logger });
+    const offset = endpoints.current().indexOf(`127.0.0.1:${first.port}`);
+    const { metrics } = testMetrics();
+    const pool = new ControlPlanePool({ endpoints, logger, random: () => (offset + 0.5) / 0x7fffffff, metrics: { endpointUp: metrics.controlPlaneEndpointUp, failovers: metrics.controlPlaneFailovers } });
+    const watcher = new TrustBundleWatcher({ pool, controlPlaneId: controlPlaneIdOf(TD), identity, logger, backoff: { initialMs: 20, maxMs: 100 } });
+    cleanups.push(() => watcher.close());
+    watcher.start();
+    await expect.poll(() => watcher.has('', '0a')).toBe(true);
+    expect(second.trustBundleWatches).toBe(0);
+
+    await first.stop();
+    await expect.poll(() => watcher.has('', '0b'), { timeout: 5000 }).toBe(true);
+    expect(watcher.has('', '0a')).toBe(false); // the list is the new endpoint's, whole
+    expect((await metrics.controlPlaneFailovers.get()).values.map((v) => [v.labels.client, v.value])).toEqual([['trust_bundle', 1]]);
+  });
+});
