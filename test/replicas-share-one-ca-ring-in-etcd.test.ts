@@ -67,7 +67,7 @@ describe('replicas on etcd share one self-made CA ring', () => {
     expect((await roots(a)).map((r) => r.state)).toEqual(['active']);
     expect(a.trustBundlePem).toBe(b.trustBundlePem);
     for (const replicaDir of readdirSync(dir).filter((d) => d.startsWith('replica-'))) {
-      expect(readdirSync(join(dir, replicaDir)).filter((f) => f.endsWith('.key'))).toEqual([]);
+      expect(readdirSync(join(dir, replicaDir, 'data')).filter((f) => f.endsWith('.key'))).toEqual([]);
     }
     const stored = await (await fetch(`${etcd.endpoints[0] ?? ''}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: Buffer.from('/airlock/ca-roots/').toString('base64'), range_end: Buffer.from('/airlock/ca-roots0').toString('base64') }) })).json() as { kvs: { value: string }[] };
     const values = stored.kvs.map((kv) => Buffer.from(kv.value, 'base64').toString('utf8'));

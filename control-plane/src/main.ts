@@ -6,7 +6,7 @@ import { answerClientErrors, closeServer, boundPort } from '@airlock/common/net'
 import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT, formatSpiffeId } from '@airlock/common/spiffe';
 import { createRegistry, startAdminServer } from '@airlock/common/telemetry';
 import type { Registry } from 'prom-client';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequireRole } from './api/admin-auth.ts';
 import { AdminLimits } from './api/admin-limits.ts';
 import { joinTokenRoute } from './api/admin-routes.ts';
@@ -121,6 +121,8 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   }
   const kek = config.caKeyEncryptionKeyFile === undefined ? undefined : loadKeyEncryptionKey(config.caKeyEncryptionKeyFile);
 
+  // The data dir holds the admin token and the trust bundle file whatever the store (etcd too).
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const store = await openStore(config);
   const cleanups: (() => Promise<void> | void)[] = [() => store.close()];
   // Watching before the state is read: what another replica writes meanwhile is applied once the holders exist.

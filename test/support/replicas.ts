@@ -24,7 +24,8 @@ export function startReplica(o: { etcd: EtcdCluster; dir: string; trustDomain: s
   const config = controlPlaneConfig.load({
     flags: {
       trustDomain: o.trustDomain,
-      dataDir: mkdtempSync(join(o.dir, 'replica-')),
+      // A data dir that does not exist yet: the control plane makes it.
+      dataDir: join(mkdtempSync(join(o.dir, 'replica-')), 'data'),
       store: `etcd://${o.etcd.endpoints.map((e) => e.replace('http://', '')).join(',')}`,
       grpcListen: '127.0.0.1:0',
       httpListen: '127.0.0.1:0',
