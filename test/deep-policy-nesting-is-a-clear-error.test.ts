@@ -1,7 +1,7 @@
 // Issue 9: YAML nested 10,000 levels deep was reported as "Maximum call stack size exceeded" at
 // some file position. It is refused at the level over the limit, naming the limit, wherever policy
 // YAML is read: `airlock validate`, a control plane's policy file (the admin API: see
-// a-viewer-cannot-stall-decisions.test.ts and control-plane/src/api/admin-limits.test.ts).
+// a-viewer-cannot-stall-decisions.test.ts and control-plane/src/api/admin/admin-limits.test.ts).
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

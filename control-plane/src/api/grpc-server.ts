@@ -13,17 +13,17 @@ import { AuthorizationServiceService, type AuthorizeRequest, type AuthorizeRespo
 import { AdminServiceService } from '@airlock/proto/admin/v1';
 import { IdentityServiceService, type SignCertificateRequest, type SignCertificateResponse } from '@airlock/proto/identity/v1';
 import type { Authorizer } from '../authz/authorize.ts';
-import { verifyPeer, verifyPeerCertificate, type PeerIssuers, type VerifiedPeer } from '../authz/peer.ts';
-import { adminServiceImplementation, type AdminGrpcDeps } from './admin-grpc.ts';
-import { serveAuthorizeStream, type AuthorizeStreamLimits } from './authorize-stream.ts';
-import type { CertificateIssuer } from '../authz/sign-certificate.ts';
+import { verifyPeer, verifyPeerCertificate, type PeerIssuers, type VerifiedPeer } from './peer.ts';
+import { adminServiceImplementation, type AdminGrpcDeps } from './admin/admin-grpc.ts';
+import { serveAuthorizeStream, type AuthorizeStreamLimits } from './authorization/authorize-stream.ts';
+import type { CertificateIssuer } from './identity/sign-certificate.ts';
 import type { Revocations } from '../ca/revocations.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import type { StaticCertificateProvider } from './certificate-provider.ts';
 import { providerServerCredentials } from './grpc-server-credentials.ts';
 import { toGrpcFailure } from './grpc-status.ts';
 import { refusalLog, type LimitedLog } from './rate-limit.ts';
-import { watchTrustBundleHandler } from './trust-bundle-stream.ts';
+import { watchTrustBundleHandler } from './identity/trust-bundle-stream.ts';
 
 export interface GrpcServerDeps {
   readonly address: ListenAddress;

@@ -15,7 +15,7 @@ import { PolicyEngine } from '../policy/engine.ts';
 import { parsePolicyText } from '../policy/load.ts';
 import type { AgentRecord } from '../store/store.ts';
 import { Authorizer } from './authorize.ts';
-import { verifyPeerCertificate } from './peer.ts';
+import { verifyPeerCertificate } from '../api/peer.ts';
 import { lookupMeshHost } from './registry.ts';
 
 const TD = 'airlock.test';

@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JoinTokens } from '../attestation/join-tokens.ts';
 import { denyIfRevoked, REVOKED_REASON } from '../authz/revoked.ts';
 import { AgentRegistry } from '../authz/registry.ts';
-import { CertificateIssuer } from '../authz/sign-certificate.ts';
+import { CertificateIssuer } from '../api/identity/sign-certificate.ts';
 import { createControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import { CertificateAuthority } from './ca.ts';

@@ -1,5 +1,5 @@
 import { AirlockError, ErrorCode, isAirlockError } from '@airlock/common/errors';
-import { HttpError } from '../api/http-errors.ts';
+import { HttpError } from '../api/admin/http-errors.ts';
 
 /**
  * What became of one webhook request: the only values of the `outcome` label of

@@ -3,7 +3,7 @@ import type { ListenAddress, TlsMinVersion } from '@airlock/common/config';
 import { errorMessage } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { sendJson } from '@airlock/common/telemetry';
-import { readJson } from '../api/admin-body.ts';
+import { readJson } from '../api/admin/admin-body.ts';
 import { listenWithServingCertificate, type ServingCertificates, type ServingHttpsServer } from '../api/serving-https.ts';
 import { readRequest, readReview, reviewResponse } from './admission-review.ts';
 import { admit } from './admit.ts';

@@ -14,14 +14,14 @@ import {
   type ListPolicyVersionsRequest,
   type RollbackPolicyRequest,
 } from '@airlock/proto/admin/v1';
-import type { PeerIssuers } from '../authz/peer.ts';
-import type { DocumentChange } from '../policy/diff.ts';
-import type { PolicyEntry } from '../policy/load.ts';
-import type { ChangeResult, DocumentKind as Kind, PolicyStore } from '../policy/policy-store.ts';
-import type { Store } from '../store/store.ts';
+import type { PeerIssuers } from '../peer.ts';
+import type { DocumentChange } from '../../policy/diff.ts';
+import type { PolicyEntry } from '../../policy/load.ts';
+import type { ChangeResult, DocumentKind as Kind, PolicyStore } from '../../policy/policy-store.ts';
+import type { Store } from '../../store/store.ts';
 import { certificatePrincipal, requireGrant, tokenPrincipal, type AdminRole, type Principal } from './admin-auth.ts';
 import type { AdminLimits } from './admin-limits.ts';
-import { checkDocumentName, explainCall, MAX_HISTORY } from './policy-routes.ts';
+import { checkDocumentName, explainCall, MAX_HISTORY } from './policy-endpoints.ts';
 
 export interface AdminGrpcDeps {
   readonly store: Store;

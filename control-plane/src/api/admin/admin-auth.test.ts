@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { ErrorCode } from '@airlock/common/errors';
 import { canonicalSerial } from '@airlock/common/spiffe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureAdminToken } from '../attestation/admin-token.ts';
-import { newAdminKeyAndCsr } from '../ca/admin-csr.ts';
-import { CertificateAuthority } from '../ca/ca.ts';
-import { SqliteStore } from '../store/sqlite-store.ts';
+import { ensureAdminToken } from '../../attestation/admin-token.ts';
+import { newAdminKeyAndCsr } from '../../ca/admin-csr.ts';
+import { CertificateAuthority } from '../../ca/ca.ts';
+import { SqliteStore } from '../../store/sqlite-store.ts';
 import { certificatePrincipal, tokenPrincipal } from './admin-auth.ts';
 
 const TD = 'airlock.test';

@@ -2,8 +2,8 @@ import { createServer as createHttpServer } from 'node:http';
 import type { ListenAddress, TlsMinVersion } from '@airlock/common/config';
 import { answerClientErrors, boundPort, closeServer, listen } from '@airlock/common/net';
 import { routeRequests, sendJson, type AdminRoute } from '@airlock/common/telemetry';
-import type { ControlPlaneConfig } from '../config/config.ts';
-import { listenWithServingCertificate, type ServingCertificates } from './serving-https.ts';
+import type { ControlPlaneConfig } from '../../config/config.ts';
+import { listenWithServingCertificate, type ServingCertificates } from '../serving-https.ts';
 
 export interface AdminApiServerOptions {
   readonly address: ListenAddress;

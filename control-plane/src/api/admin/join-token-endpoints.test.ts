@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRootLogger } from '@airlock/common/logging';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashToken } from '../attestation/token-hash.ts';
-import { controlPlaneConfig } from '../config/config.ts';
-import { startControlPlane, type RunningControlPlane } from '../main.ts';
-import { adminFetch } from '../testing/test-control-plane.ts';
+import { hashToken } from '../../attestation/token-hash.ts';
+import { controlPlaneConfig } from '../../config/config.ts';
+import { startControlPlane, type RunningControlPlane } from '../../main.ts';
+import { adminFetch } from '../../testing/test-control-plane.ts';
 
 const ID = 'spiffe://airlock.test/ns/demo/sa/researcher';
 

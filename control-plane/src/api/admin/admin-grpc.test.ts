@@ -2,10 +2,10 @@ import { join } from 'node:path';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { AdminServiceClient, DocumentKind, type ListDocumentsResponse } from '@airlock/proto/admin/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newAdminKeyAndCsr } from '../ca/admin-csr.ts';
-import { CertificateAuthority } from '../ca/ca.ts';
-import type { RunningControlPlane } from '../main.ts';
-import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, TD, type Identity, type TestControlPlane } from '../testing/test-control-plane.ts';
+import { newAdminKeyAndCsr } from '../../ca/admin-csr.ts';
+import { CertificateAuthority } from '../../ca/ca.ts';
+import type { RunningControlPlane } from '../../main.ts';
+import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, TD, type Identity, type TestControlPlane } from '../../testing/test-control-plane.ts';
 
 const SEGMENT = (name: string): string => `
 apiVersion: airlock.dev/v1

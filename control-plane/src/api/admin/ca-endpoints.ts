@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '@airlock/common/logging';
 import { sendJson, type AdminRoute } from '@airlock/common/telemetry';
-import type { CaRing } from '../ca/ca-ring.ts';
-import type { Store } from '../store/store.ts';
+import type { CaRing } from '../../ca/ca-ring.ts';
+import type { Store } from '../../store/store.ts';
 import type { RequireRole } from './admin-auth.ts';
 import { objectBody, optionalBoolean, optionalString, readJson } from './admin-body.ts';
 import { HttpError, sendError } from './http-errors.ts';

@@ -1,7 +1,7 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { AdminServiceClient } from '@airlock/proto/admin/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, type TestControlPlane } from '../testing/test-control-plane.ts';
+import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, type TestControlPlane } from '../../testing/test-control-plane.ts';
 
 const segment = (name: string): string => `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: ${name} }\nspec: { selector: { namespace: ${name}, serviceAccounts: [a, b] } }\n`;
 /** A valid bundle that takes the worker a while (half a second or so): requests overlap. */

@@ -3,15 +3,15 @@ import type { Logger } from '@airlock/common/logging';
 import { parseHostPort } from '@airlock/common/config';
 import type { SpiffeId } from '@airlock/common/spiffe';
 import type { SignCertificateRequest, SignCertificateResponse } from '@airlock/proto/identity/v1';
-import { JoinTokenError, type JoinTokens } from '../attestation/join-tokens.ts';
-import type { KubernetesAttestor } from '../attestation/kubernetes-attestation.ts';
-import { KubernetesTokenError } from '../attestation/kubernetes-token.ts';
-import type { CertificateAuthority } from '../ca/ca.ts';
-import type { Revocations } from '../ca/revocations.ts';
-import type { WarnLog } from '../api/rate-limit.ts';
-import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
-import type { Store } from '../store/store.ts';
-import type { AgentRegistry } from './registry.ts';
+import { JoinTokenError, type JoinTokens } from '../../attestation/join-tokens.ts';
+import type { KubernetesAttestor } from '../../attestation/kubernetes-attestation.ts';
+import { KubernetesTokenError } from '../../attestation/kubernetes-token.ts';
+import type { CertificateAuthority } from '../../ca/ca.ts';
+import type { Revocations } from '../../ca/revocations.ts';
+import type { WarnLog } from '../rate-limit.ts';
+import type { ControlPlaneMetrics } from '../../monitoring/metrics.ts';
+import type { Store } from '../../store/store.ts';
+import type { AgentRegistry } from '../../authz/registry.ts';
 
 /** The CA issuing now and the bundle sent with each SVID (both change in a root rollover). */
 export interface IssuingCa {

@@ -3,8 +3,8 @@ import { AirlockError } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import type { SpiffeId } from '@airlock/common/spiffe';
 import type { WatchTrustBundleRequest, WatchTrustBundleResponse } from '@airlock/proto/identity/v1';
-import type { Revocations, TrustBundleSnapshot } from '../ca/revocations.ts';
-import { toGrpcFailure } from './grpc-status.ts';
+import type { Revocations, TrustBundleSnapshot } from '../../ca/revocations.ts';
+import { toGrpcFailure } from '../grpc-status.ts';
 
 type Call = ServerWritableStream<WatchTrustBundleRequest, WatchTrustBundleResponse>;
 

@@ -1,8 +1,8 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { AuthorizeRequest, Direction, Verdict, type AuthorizeCheck } from '@airlock/proto/authorization/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningControlPlane } from '../main.ts';
-import { adminFetch, openAuthorizeStream as openStream, startTestControlPlane, TD, type TestControlPlane } from '../testing/test-control-plane.ts';
+import type { RunningControlPlane } from '../../main.ts';
+import { adminFetch, openAuthorizeStream as openStream, startTestControlPlane, TD, type TestControlPlane } from '../../testing/test-control-plane.ts';
 
 const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
 const TOOL = `spiffe://${TD}/ns/demo/sa/tool`;

@@ -1,6 +1,6 @@
 import { AuthorizeRequest, Direction, Verdict, type AuthorizeResult } from '@airlock/proto/authorization/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminFetch, openAuthorizeStream, startTestControlPlane, type TestControlPlane, RESEARCHER, RESEARCHERS_TO_EXAMPLE as POLICY } from '../testing/test-control-plane.ts';
+import { adminFetch, openAuthorizeStream, startTestControlPlane, type TestControlPlane, RESEARCHER, RESEARCHERS_TO_EXAMPLE as POLICY } from '../../testing/test-control-plane.ts';
 
 describe('AuthorizeStream of an identity revoked while the stream is open', () => {
   let t: TestControlPlane;

@@ -2,12 +2,12 @@ import { X509Certificate } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { canonicalSerial, uriSans } from '@airlock/common/spiffe';
-import { issuerOf, type PeerIssuers } from '../authz/peer.ts';
-import { ADMIN_NAME } from '../ca/ca.ts';
-import { hashToken } from '../attestation/token-hash.ts';
-import type { AdminRole, Store } from '../store/store.ts';
+import { issuerOf, type PeerIssuers } from '../peer.ts';
+import { ADMIN_NAME } from '../../ca/ca.ts';
+import { hashToken } from '../../attestation/token-hash.ts';
+import type { AdminRole, Store } from '../../store/store.ts';
 
-export type { AdminRole } from '../store/store.ts';
+export type { AdminRole } from '../../store/store.ts';
 
 export const ADMIN_ROLES: readonly AdminRole[] = ['viewer', 'editor', 'responder', 'admin'];
 

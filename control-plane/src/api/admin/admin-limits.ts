@@ -1,8 +1,8 @@
 import { AirlockError, ErrorCode, isAirlockError } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
-import type { PolicyStore, ChangeResult } from '../policy/policy-store.ts';
-import type { DocumentChange } from '../policy/diff.ts';
-import type { PolicyWorker } from '../policy/worker/policy-workers.ts';
+import type { PolicyStore, ChangeResult } from '../../policy/policy-store.ts';
+import type { DocumentChange } from '../../policy/diff.ts';
+import type { PolicyWorker } from '../../policy/worker/policy-workers.ts';
 import type { Principal } from './admin-auth.ts';
 import { HttpError } from './http-errors.ts';
 

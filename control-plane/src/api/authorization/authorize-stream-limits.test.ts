@@ -1,10 +1,10 @@
 import { status } from '@grpc/grpc-js';
 import { AuthorizeRequest, Direction, Verdict, type AuthorizeCheck } from '@airlock/proto/authorization/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GrpcStreamAuthorizer } from '../../../sidecar/src/authz/grpc-stream-authorizer.ts';
-import { StaticSvidSource } from '../../../sidecar/src/testing/fakes.ts';
-import { controlPlaneSpiffeId } from '../main.ts';
-import { openAuthorizeStream, startTestControlPlane, TD, type TestControlPlane, RESEARCHER, RESEARCHERS_TO_EXAMPLE as POLICY } from '../testing/test-control-plane.ts';
+import { GrpcStreamAuthorizer } from '../../../../sidecar/src/authz/grpc-stream-authorizer.ts';
+import { StaticSvidSource } from '../../../../sidecar/src/testing/fakes.ts';
+import { controlPlaneSpiffeId } from '../../main.ts';
+import { openAuthorizeStream, startTestControlPlane, TD, type TestControlPlane, RESEARCHER, RESEARCHERS_TO_EXAMPLE as POLICY } from '../../testing/test-control-plane.ts';
 
 const check = (id: number): AuthorizeCheck => ({
   id,

@@ -3,10 +3,10 @@ import { AirlockError } from '@airlock/common/errors';
 import { MAX_AUTHZ_CHECKS_PER_MESSAGE } from '@airlock/common/headers';
 import type { Logger } from '@airlock/common/logging';
 import { AuthorizeRequest, type AuthorizeCheck, type AuthorizeResult, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
-import type { Authorizer } from '../authz/authorize.ts';
-import { stillTrusted, type PeerIssuers, type VerifiedPeer } from '../authz/peer.ts';
-import { toGrpcFailure } from './grpc-status.ts';
-import { TokenBucket, type LimitedLog } from './rate-limit.ts';
+import type { Authorizer } from '../../authz/authorize.ts';
+import { stillTrusted, type PeerIssuers, type VerifiedPeer } from '../peer.ts';
+import { toGrpcFailure } from '../grpc-status.ts';
+import { TokenBucket, type LimitedLog } from '../rate-limit.ts';
 
 /** What one stream may ask: checks per message, and messages per second (a token bucket). */
 export interface AuthorizeStreamLimits {
