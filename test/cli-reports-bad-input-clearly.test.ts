@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -18,8 +19,14 @@ describe('the airlock CLI', () => {
   it('says which etcd it cannot reach, at start, without a stack trace', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'airlock-cli-etcd-'));
     try {
+      const args = ['control-plane', '--data-dir', join(dir, 'data'), '--store', 'etcd://127.0.0.1:1', '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'];
+      // Self-made roots on etcd need the key that seals them in the store: said before anything is dialled.
+      const noKek = await airlock(args);
+      expect(noKek.code).toBe(2);
+      expect(noKek.stderr).toContain('store etcd with self-made roots needs caKeyEncryptionKeyFile');
+      writeFileSync(join(dir, 'kek'), randomBytes(32).toString('base64'));
       // Port 1 on loopback: nothing listens there.
-      const r = await airlock(['control-plane', '--data-dir', join(dir, 'data'), '--store', 'etcd://127.0.0.1:1', '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0']);
+      const r = await airlock([...args, '--ca-key-encryption-key-file', join(dir, 'kek')]);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain('cannot reach etcd at http://127.0.0.1:1');
       expect(r.stderr).not.toMatch(/\n\s+at /);

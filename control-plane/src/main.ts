@@ -9,24 +9,24 @@ import type { Registry } from 'prom-client';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequireRole } from './api/admin/admin-auth.ts';
 import { AdminLimits } from './api/admin/admin-limits.ts';
-import { joinTokenRoute } from './api/admin/join-token-create.ts';
-import { adminCertRoute } from './api/admin/admin-cert-endpoints.ts';
-import { policyRoutes } from './api/admin/policy-endpoints.ts';
 import { StaticCertificateProvider } from './api/certificate-provider.ts';
 import { startGrpcServer, type RunningGrpcServer } from './api/grpc-server.ts';
 import type { AuthorizeStreamLimits } from './api/authorization/authorize-stream.ts';
 import { refusalLog } from './api/rate-limit.ts';
 import { adminApiElsewhereRoute, startAdminApiServer } from './api/admin/admin-server.ts';
+import { adminCertEndpoints } from './api/admin/admin-cert-endpoints.ts';
+import { caEndpoints } from './api/admin/ca-endpoints.ts';
+import { serveEndpoints } from './api/admin/endpoints.ts';
+import { joinTokenEndpoints } from './api/admin/join-token-endpoints.ts';
+import { policyEndpoints } from './api/admin/policy-endpoints.ts';
+import { revokeEndpoints } from './api/admin/revoke-endpoints.ts';
 import { ensureAdminToken } from './attestation/admin-token.ts';
 import { JoinTokens } from './attestation/join-tokens.ts';
 import { Authorizer } from './authz/authorize.ts';
 import { AgentRegistry } from './authz/registry.ts';
 import { CertificateIssuer } from './api/identity/sign-certificate.ts';
 import { CaRing } from './ca/ca-ring.ts';
-import { caRoutes } from './api/admin/ca-endpoints.ts';
-import { joinTokenAdminRoutes } from './api/admin/join-token-endpoints.ts';
 import { Revocations } from './ca/revocations.ts';
-import { revokeRoute } from './api/admin/revoke-endpoints.ts';
 import { startKubernetesAttestation } from './attestation/kubernetes-attestation.ts';
 import { checkAdminTransport, localAddressOf, type ControlPlaneConfig } from './config/config.ts';
 import { createControlPlaneMetrics } from './monitoring/metrics.ts';
@@ -245,12 +245,16 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       tlsMinVersion: config.tlsMinVersion,
       certificates,
       routes: [
-        joinTokenAdminRoutes({ store, joinTokens, requireRole, audit }),
-        joinTokenRoute({ store, joinTokens, requireRole, audit }),
-        caRoutes({ store, ring, requireRole, audit }),
-        adminCertRoute({ store, ring, requireRole, audit }),
-        policyRoutes({ store, policies, requireRole, logger: audit, limits, isRevoked }),
-        revokeRoute({ requireRole, trustDomain: config.trustDomain, revocations, metrics, audit }),
+        serveEndpoints(
+          [
+            ...joinTokenEndpoints({ store, joinTokens, audit }),
+            ...caEndpoints({ store, ring, audit }),
+            ...adminCertEndpoints({ store, ring, audit }),
+            ...policyEndpoints({ store, policies, logger: audit, limits, isRevoked }),
+            ...revokeEndpoints({ trustDomain: config.trustDomain, revocations, metrics, audit }),
+          ],
+          requireRole,
+        ),
       ],
     });
     cleanups.push(() => adminApi.close());

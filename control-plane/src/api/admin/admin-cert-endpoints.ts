@@ -1,22 +1,18 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { canonicalSerial } from '@airlock/common/spiffe';
-import { sendJson, type AdminRoute } from '@airlock/common/telemetry';
 import { adminSpiffeId } from '../../ca/ca.ts';
 import type { CaRing } from '../../ca/ca-ring.ts';
 import type { Store } from '../../store/store.ts';
-import { ADMIN_ROLES, type AdminRole, type RequireRole } from './admin-auth.ts';
-import { objectBody, readJson } from './admin-body.ts';
-import { HttpError, sendError } from './http-errors.ts';
+import { ADMIN_ROLES, type AdminRole } from './admin-auth.ts';
+import { ok, type AdminEndpoint } from './endpoints.ts';
 
 /** Admin certificates are for people and scripts: long enough not to be a chore, short enough to lapse. */
 export const ADMIN_CERT_TTL_MS = 30 * 24 * 3_600_000;
 
-export interface AdminCertRouteDeps {
+export interface AdminCertEndpointDeps {
   readonly store: Store;
   readonly ring: Pick<CaRing, 'issuing' | 'bundlePem'>;
-  readonly requireRole: RequireRole;
   readonly audit: Logger;
 }
 
@@ -25,32 +21,27 @@ export interface AdminCertRouteDeps {
  * notAfter}: signs an admin client certificate for the gRPC AdminService from the caller's CSR (the
  * key never leaves the caller) and records its serial with the role chosen now.
  */
-export function adminCertRoute(deps: AdminCertRouteDeps): AdminRoute {
-  return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
-    if ((req.url ?? '/').split('?')[0] !== '/v1/admin-certs') return false;
-    try {
-      if (req.method !== 'POST') {
-        res.setHeader('allow', 'POST');
-        throw new HttpError(405, 'method_not_allowed', 'use POST');
-      }
-      const who = await deps.requireRole(req, 'admin');
-      const body = await readJson(req);
-      const { name, role, csrPem } = objectBody(body, ['name', 'role', 'csrPem']);
-      if (typeof name !== 'string') throw new AirlockError(ErrorCode.BadRequest, '"name" must be a string');
-      if (typeof role !== 'string' || !(ADMIN_ROLES as readonly string[]).includes(role)) throw new AirlockError(ErrorCode.BadRequest, `"role" must be one of ${ADMIN_ROLES.join(', ')}`);
-      if (typeof csrPem !== 'string') throw new AirlockError(ErrorCode.BadRequest, '"csrPem" must be a PEM certificate request');
-      const ca = deps.ring.issuing();
-      const issued = ca.issueAdminCertificate(csrPem, name, ADMIN_CERT_TTL_MS);
-      const now = Date.now();
-      const spiffeId = adminSpiffeId(ca.trustDomain, name);
-      await deps.store.recordCertificate({ serial: issued.serial, spiffeId, notAfter: issued.notAfter.getTime(), issuedAt: now, issuer: issued.issuer });
-      await deps.store.addAdminCertificate({ serial: canonicalSerial(issued.serial), name, role: role as AdminRole, createdAt: now, notAfter: issued.notAfter.getTime() });
-      await deps.store.addAuditEvent({ at: now, actor: who.name, action: 'admin-cert.create', target: spiffeId, detail: JSON.stringify({ role, serial: issued.serial }) });
-      deps.audit.info({ audit: true, actor: who.name, action: 'admin-cert.create', spiffeId, role, serial: issued.serial }, 'admin certificate issued');
-      sendJson(res, 201, { name, role, spiffeId, certPem: issued.chainPem, caPem: deps.ring.bundlePem(), notAfter: issued.notAfter.toISOString() });
-    } catch (err) {
-      sendError(res, err);
-    }
-    return true;
-  };
+export function adminCertEndpoints(deps: AdminCertEndpointDeps): AdminEndpoint[] {
+  return [
+    {
+      method: 'POST',
+      path: /^\/v1\/admin-certs$/,
+      role: 'admin',
+      handle: async ({ who, body }) => {
+        const { name, role, csrPem } = await body(['name', 'role', 'csrPem']);
+        if (typeof name !== 'string') throw new AirlockError(ErrorCode.BadRequest, '"name" must be a string');
+        if (typeof role !== 'string' || !(ADMIN_ROLES as readonly string[]).includes(role)) throw new AirlockError(ErrorCode.BadRequest, `"role" must be one of ${ADMIN_ROLES.join(', ')}`);
+        if (typeof csrPem !== 'string') throw new AirlockError(ErrorCode.BadRequest, '"csrPem" must be a PEM certificate request');
+        const ca = deps.ring.issuing();
+        const issued = ca.issueAdminCertificate(csrPem, name, ADMIN_CERT_TTL_MS);
+        const now = Date.now();
+        const spiffeId = adminSpiffeId(ca.trustDomain, name);
+        await deps.store.recordCertificate({ serial: issued.serial, spiffeId, notAfter: issued.notAfter.getTime(), issuedAt: now, issuer: issued.issuer });
+        await deps.store.addAdminCertificate({ serial: canonicalSerial(issued.serial), name, role: role as AdminRole, createdAt: now, notAfter: issued.notAfter.getTime() });
+        await deps.store.addAuditEvent({ at: now, actor: who.name, action: 'admin-cert.create', target: spiffeId, detail: JSON.stringify({ role, serial: issued.serial }) });
+        deps.audit.info({ audit: true, actor: who.name, action: 'admin-cert.create', spiffeId, role, serial: issued.serial }, 'admin certificate issued');
+        return ok({ name, role, spiffeId, certPem: issued.chainPem, caPem: deps.ring.bundlePem(), notAfter: issued.notAfter.toISOString() }, 201);
+      },
+    },
+  ];
 }

@@ -1,50 +1,71 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
-import { sendJson, type AdminRoute } from '@airlock/common/telemetry';
-import type { JoinTokens } from '../../attestation/join-tokens.ts';
+import { isControlPlaneId, parseSpiffeId } from '@airlock/common/spiffe';
+import { DEFAULT_JOIN_TOKEN_TTL_MS, MAX_JOIN_TOKEN_TTL_MS, type JoinTokens } from '../../attestation/join-tokens.ts';
 import type { Store } from '../../store/store.ts';
-import type { RequireRole } from './admin-auth.ts';
-import { objectBody, optionalString, readJson } from './admin-body.ts';
-import { HttpError, sendError } from './http-errors.ts';
+import { optionalString } from './admin-body.ts';
+import { ok, type AdminEndpoint } from './endpoints.ts';
 
-export interface JoinTokenAdminDeps {
+export interface JoinTokenEndpointDeps {
   readonly store: Store;
   readonly joinTokens: JoinTokens;
-  readonly requireRole: RequireRole;
+  /** The audit logger: written at any log level. */
   readonly audit: Logger;
 }
 
 /**
- * `GET /v1/join-tokens` → {items:[{id, identity, status, expiresAt, createdAt, usedAt, revokedAt}]}
- * (never a secret: the id is a prefix of the token's hash), and `POST /v1/join-tokens/revoke` {id}
- * → {token, alreadyRevoked}: a revoked token is refused at attestation. Both need role admin.
+ * Join tokens, all role admin: `POST /v1/join-tokens` {identity, ttlSeconds?, labels?} → 201 {token,
+ * id, identity, expiresAt, labels}; `GET /v1/join-tokens` → {items:[{id, identity, status, expiresAt,
+ * createdAt, usedAt, revokedAt}]} (never a secret: the id is a prefix of the token's hash); `POST
+ * /v1/join-tokens/revoke` {id} → {token, alreadyRevoked}: a revoked token is refused at attestation.
  */
-export function joinTokenAdminRoutes(deps: JoinTokenAdminDeps): AdminRoute {
-  return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
-    const path = (req.url ?? '/').split('?')[0];
-    const list = path === '/v1/join-tokens' && req.method === 'GET';
-    if (!list && path !== '/v1/join-tokens/revoke') return false;
-    try {
-      if (list) {
-        await deps.requireRole(req, 'admin');
-        sendJson(res, 200, { items: await deps.joinTokens.list() });
-        return true;
-      }
-      if (req.method !== 'POST') {
-        res.setHeader('allow', 'POST');
-        throw new HttpError(405, 'method_not_allowed', 'use POST');
-      }
-      const who = await deps.requireRole(req, 'admin');
-      const id = optionalString(objectBody(await readJson(req), ['id']), 'id');
-      if (id === undefined) throw new AirlockError(ErrorCode.BadRequest, '"id" is required (from `airlock token list`)');
-      const result = await deps.joinTokens.revoke(id);
-      deps.audit.warn({ audit: true, action: 'join-token.revoke', actor: who.name, id: result.token.id, identity: result.token.identity, alreadyRevoked: result.alreadyRevoked }, 'join token revoked');
-      await deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.revoke', target: result.token.identity, detail: JSON.stringify({ id: result.token.id, alreadyRevoked: result.alreadyRevoked }) });
-      sendJson(res, 200, result);
-    } catch (err) {
-      sendError(res, err);
-    }
-    return true;
-  };
+export function joinTokenEndpoints(deps: JoinTokenEndpointDeps): AdminEndpoint[] {
+  return [
+    {
+      method: 'POST',
+      path: /^\/v1\/join-tokens$/,
+      role: 'admin',
+      handle: async ({ who, body }) => {
+        const { identity, ttlSeconds, labels } = await body(['identity', 'ttlSeconds', 'labels']);
+        if (labels !== undefined && (typeof labels !== 'object' || labels === null || Array.isArray(labels) || Object.values(labels).some((v) => typeof v !== 'string'))) {
+          throw new AirlockError(ErrorCode.BadRequest, '"labels" must be an object of string values');
+        }
+        if (typeof identity !== 'string') throw new AirlockError(ErrorCode.BadRequest, '"identity" must be a SPIFFE ID string');
+        // Sidecars trust whoever holds the control plane's identity to decide every call: no token mints it.
+        if (isControlPlaneId(parseSpiffeId(identity))) throw new AirlockError(ErrorCode.BadRequest, `${identity} is the control plane's own identity: no join token is issued for it`);
+        let ttlMs = DEFAULT_JOIN_TOKEN_TTL_MS;
+        if (ttlSeconds !== undefined) {
+          if (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds * 1000 > MAX_JOIN_TOKEN_TTL_MS) {
+            throw new AirlockError(ErrorCode.BadRequest, `"ttlSeconds" must be a whole number from 1 to ${MAX_JOIN_TOKEN_TTL_MS / 1000}`);
+          }
+          ttlMs = ttlSeconds * 1000;
+        }
+        const created = await deps.joinTokens.createJoinToken(identity, ttlMs, (labels ?? {}) as Record<string, string>);
+        // Who minted a credential for which identity: the token's id (a hash prefix), never its secret.
+        const detail = { id: created.id, expiresAt: created.expiresAt.toISOString(), labels: created.labels };
+        deps.audit.info({ audit: true, actor: who.name, action: 'join-token.create', identity: created.identity, ...detail }, 'join token created');
+        await deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.create', target: created.identity, detail: JSON.stringify(detail) });
+        return ok({ token: created.token, id: created.id, identity: created.identity, expiresAt: detail.expiresAt, labels: created.labels }, 201);
+      },
+    },
+    {
+      method: 'GET',
+      path: /^\/v1\/join-tokens$/,
+      role: 'admin',
+      handle: async () => ok({ items: await deps.joinTokens.list() }),
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/join-tokens\/revoke$/,
+      role: 'admin',
+      handle: async ({ who, body }) => {
+        const id = optionalString(await body(['id']), 'id');
+        if (id === undefined) throw new AirlockError(ErrorCode.BadRequest, '"id" is required (from `airlock token list`)');
+        const result = await deps.joinTokens.revoke(id);
+        deps.audit.warn({ audit: true, action: 'join-token.revoke', actor: who.name, id: result.token.id, identity: result.token.identity, alreadyRevoked: result.alreadyRevoked }, 'join token revoked');
+        await deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.revoke', target: result.token.identity, detail: JSON.stringify({ id: result.token.id, alreadyRevoked: result.alreadyRevoked }) });
+        return ok(result);
+      },
+    },
+  ];
 }

@@ -1,22 +1,18 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
-import { sendJson, type AdminRoute } from '@airlock/common/telemetry';
 import { hashToken, newSecretToken } from '../../attestation/token-hash.ts';
 import type { DocumentKind, Explanation, PolicyStore } from '../../policy/policy-store.ts';
 import type { Store } from '../../store/store.ts';
-import { ADMIN_ROLES, type AdminRole, type RequireRole } from './admin-auth.ts';
-import { objectBody, readJson } from './admin-body.ts';
+import { ADMIN_ROLES, type AdminRole } from './admin-auth.ts';
 import { MAX_POLICY_BYTES, type AdminLimits } from './admin-limits.ts';
-import { HttpError, sendError } from './http-errors.ts';
+import { ok, type AdminEndpoint } from './endpoints.ts';
 
 export const MAX_HISTORY = 1000;
 const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
-export interface PolicyRouteDeps {
+export interface PolicyEndpointDeps {
   readonly store: Store;
   readonly policies: PolicyStore;
-  readonly requireRole: RequireRole;
   readonly logger: Logger;
   /** Where bundles are read (a worker thread), within the admin limits. */
   readonly limits: AdminLimits;
@@ -24,113 +20,79 @@ export interface PolicyRouteDeps {
   readonly isRevoked?: (spiffeId: string) => boolean;
 }
 
-type Handler = (req: IncomingMessage, params: readonly string[]) => Promise<{ status: number; body: unknown }>;
-
-interface Route {
-  readonly method: string;
-  readonly path: RegExp;
-  readonly handle: Handler;
-}
-
 /**
  * The policy admin API under /v1/ (JSON): get, apply, diff, delete, history, rollback, explain,
- * agents and API tokens. Every route checks its role first; changes are audited by PolicyStore.
+ * agents, API tokens and the audit trail. Changes are audited by PolicyStore.
  */
-export function policyRoutes(deps: PolicyRouteDeps): AdminRoute {
+export function policyEndpoints(deps: PolicyEndpointDeps): AdminEndpoint[] {
   const p = deps.policies;
-  const ok = (body: unknown, status = 200): { status: number; body: unknown } => ({ status, body });
   const list = (kind: DocumentKind) => ({ version: p.version(), items: p.entries().filter((e) => e.kind === kind).map((e) => ({ name: e.name, yaml: e.yaml })) });
-
-  const routes: Route[] = [
-    { method: 'GET', path: /^\/v1\/policy$/, handle: async (req) => {
-      await deps.requireRole(req, 'viewer');
-      return ok({ version: p.version(), documents: p.entries() });
-    } },
-    { method: 'GET', path: /^\/v1\/policy\/versions\/(\d{1,9})$/, handle: async (req, [v]) => {
-      await deps.requireRole(req, 'viewer');
-      return ok({ version: Number(v), documents: await p.versionEntries(Number(v)) });
-    } },
-    { method: 'GET', path: /^\/v1\/policy\/history$/, handle: async (req) => {
-      await deps.requireRole(req, 'viewer');
-      return ok({ version: p.version(), versions: await p.history(MAX_HISTORY) });
-    } },
-    { method: 'POST', path: /^\/v1\/policy\/(apply|diff)$/, handle: async (req, [op]) => {
-      const who = await deps.requireRole(req, op === 'apply' ? 'editor' : 'viewer');
+  return [
+    { method: 'GET', path: /^\/v1\/policy$/, role: 'viewer', handle: () => Promise.resolve(ok({ version: p.version(), documents: p.entries() })) },
+    { method: 'GET', path: /^\/v1\/policy\/versions\/(\d{1,9})$/, role: 'viewer', handle: async ({ params: [v] }) => ok({ version: Number(v), documents: await p.versionEntries(Number(v)) }) },
+    { method: 'GET', path: /^\/v1\/policy\/history$/, role: 'viewer', handle: async () => ok({ version: p.version(), versions: await p.history(MAX_HISTORY) }) },
+    ...(['apply', 'diff'] as const).map((op): AdminEndpoint => ({
+      method: 'POST',
+      path: new RegExp(`^/v1/policy/${op}$`),
+      role: op === 'apply' ? 'editor' : 'viewer',
+      maxBodyBytes: MAX_POLICY_BYTES,
       // The body is read inside the caller's slot: a flood of bundles is not buffered at once.
-      return deps.limits.run(who, `POST /v1/policy/${op ?? ''}`, async () => {
-        const body = objectBody(await readJson(req, MAX_POLICY_BYTES), ['yaml', 'file']);
-        const yaml = requiredString(body, 'yaml');
-        const file = optionalNonEmptyString(body, 'file') ?? 'request';
-        return ok(op === 'diff' ? await deps.limits.diff(yaml, file) : await deps.limits.apply(yaml, file, who.name));
-      });
-    } },
-    { method: 'POST', path: /^\/v1\/policy\/rollback$/, handle: async (req) => {
-      const who = await deps.requireRole(req, 'editor');
-      const body = objectBody(await readJson(req), ['to']);
-      const to = body.to;
-      if (typeof to !== 'number' || !Number.isInteger(to) || to < 1) throw new AirlockError(ErrorCode.BadRequest, '"to" must be a version number (1 or more)');
-      return ok(await p.rollback(to, who.name));
-    } },
-    { method: 'GET', path: /^\/v1\/segments$/, handle: async (req) => {
-      await deps.requireRole(req, 'viewer');
-      return ok(list('Segment'));
-    } },
-    { method: 'GET', path: /^\/v1\/policies$/, handle: async (req) => {
-      await deps.requireRole(req, 'viewer');
-      return ok(list('Policy'));
-    } },
-    { method: 'DELETE', path: /^\/v1\/(segments|policies)\/([^/]+)$/, handle: async (req, [kinds, name]) => {
-      const who = await deps.requireRole(req, 'editor');
-      const n = checkDocumentName(decodeURIComponent(name ?? ''));
-      return ok(await p.delete(kinds === 'segments' ? 'Segment' : 'Policy', n, who.name));
-    } },
-    { method: 'GET', path: /^\/v1\/agents$/, handle: async (req) => {
-      await deps.requireRole(req, 'viewer');
-      return ok({ items: await deps.store.listAgents() });
-    } },
-    { method: 'POST', path: /^\/v1\/explain$/, handle: async (req) => {
-      await deps.requireRole(req, 'viewer');
-      const body = objectBody(await readJson(req), ['from', 'to', 'method', 'path', 'tool', 'headers']);
-      return ok(explainCall(p, { from: requiredString(body, 'from'), to: requiredString(body, 'to'), method: optionalNonEmptyString(body, 'method'), path: optionalNonEmptyString(body, 'path'), tool: optionalNonEmptyString(body, 'tool'), headers: headerList(body.headers) }, deps.isRevoked));
-    } },
-    { method: 'POST', path: /^\/v1\/api-tokens$/, handle: async (req) => {
-      const who = await deps.requireRole(req, 'admin');
-      const body = objectBody(await readJson(req), ['name', 'role']);
-      const name = requiredString(body, 'name');
-      if (!NAME.test(name) || name === 'admin-token') throw new AirlockError(ErrorCode.BadRequest, '"name" must be a lowercase name (a-z, 0-9, "-", ".") other than admin-token');
-      const role = requiredString(body, 'role');
-      if (!(ADMIN_ROLES as readonly string[]).includes(role)) throw new AirlockError(ErrorCode.BadRequest, `"role" must be one of ${ADMIN_ROLES.join(', ')}`);
-      const token = newSecretToken();
-      // A name already taken is Conflict (the store says so).
-      await deps.store.addApiToken({ hash: hashToken(token), name, role: role as AdminRole, createdAt: Date.now() });
-      await deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'api-token.create', target: name, detail: JSON.stringify({ role }) });
-      deps.logger.info({ audit: true, actor: who.name, action: 'api-token.create', name, role }, 'api token created');
-      return ok({ name, role, token }, 201);
-    } },
-    { method: 'GET', path: /^\/v1\/audit$/, handle: async (req) => {
-      await deps.requireRole(req, 'admin');
-      return ok({ items: await deps.store.listAuditEvents(MAX_HISTORY) });
-    } },
+      handle: ({ who, body }) =>
+        deps.limits.run(who, `POST /v1/policy/${op}`, async () => {
+          const fields = await body(['yaml', 'file']);
+          const yaml = requiredString(fields, 'yaml');
+          const file = optionalNonEmptyString(fields, 'file') ?? 'request';
+          return ok(op === 'diff' ? await deps.limits.diff(yaml, file) : await deps.limits.apply(yaml, file, who.name));
+        }),
+    })),
+    {
+      method: 'POST',
+      path: /^\/v1\/policy\/rollback$/,
+      role: 'editor',
+      handle: async ({ who, body }) => {
+        const { to } = await body(['to']);
+        if (typeof to !== 'number' || !Number.isInteger(to) || to < 1) throw new AirlockError(ErrorCode.BadRequest, '"to" must be a version number (1 or more)');
+        return ok(await p.rollback(to, who.name));
+      },
+    },
+    { method: 'GET', path: /^\/v1\/segments$/, role: 'viewer', handle: () => Promise.resolve(ok(list('Segment'))) },
+    { method: 'GET', path: /^\/v1\/policies$/, role: 'viewer', handle: () => Promise.resolve(ok(list('Policy'))) },
+    {
+      method: 'DELETE',
+      path: /^\/v1\/(segments|policies)\/([^/]+)$/,
+      role: 'editor',
+      handle: async ({ who, params: [kinds, name] }) => ok(await p.delete(kinds === 'segments' ? 'Segment' : 'Policy', checkDocumentName(decodeURIComponent(name ?? '')), who.name)),
+    },
+    { method: 'GET', path: /^\/v1\/agents$/, role: 'viewer', handle: async () => ok({ items: await deps.store.listAgents() }) },
+    {
+      method: 'POST',
+      path: /^\/v1\/explain$/,
+      role: 'viewer',
+      handle: async ({ body }) => {
+        const f = await body(['from', 'to', 'method', 'path', 'tool', 'headers']);
+        return ok(explainCall(p, { from: requiredString(f, 'from'), to: requiredString(f, 'to'), method: optionalNonEmptyString(f, 'method'), path: optionalNonEmptyString(f, 'path'), tool: optionalNonEmptyString(f, 'tool'), headers: headerList(f.headers) }, deps.isRevoked));
+      },
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/api-tokens$/,
+      role: 'admin',
+      handle: async ({ who, body }) => {
+        const fields = await body(['name', 'role']);
+        const name = requiredString(fields, 'name');
+        if (!NAME.test(name) || name === 'admin-token') throw new AirlockError(ErrorCode.BadRequest, '"name" must be a lowercase name (a-z, 0-9, "-", ".") other than admin-token');
+        const role = requiredString(fields, 'role');
+        if (!(ADMIN_ROLES as readonly string[]).includes(role)) throw new AirlockError(ErrorCode.BadRequest, `"role" must be one of ${ADMIN_ROLES.join(', ')}`);
+        const token = newSecretToken();
+        // A name already taken is Conflict (the store says so).
+        await deps.store.addApiToken({ hash: hashToken(token), name, role: role as AdminRole, createdAt: Date.now() });
+        await deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'api-token.create', target: name, detail: JSON.stringify({ role }) });
+        deps.logger.info({ audit: true, actor: who.name, action: 'api-token.create', name, role }, 'api token created');
+        return ok({ name, role, token }, 201);
+      },
+    },
+    { method: 'GET', path: /^\/v1\/audit$/, role: 'admin', handle: async () => ok({ items: await deps.store.listAuditEvents(MAX_HISTORY) }) },
   ];
-
-  return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
-    const matching = routes.map((r) => ({ r, m: r.path.exec(path) })).filter((x) => x.m !== null);
-    if (matching.length === 0) return false;
-    try {
-      const hit = matching.find((x) => x.r.method === req.method);
-      if (hit === undefined) {
-        const allow = matching.map((x) => x.r.method).join(', ');
-        res.setHeader('allow', allow);
-        throw new HttpError(405, 'method_not_allowed', `use ${allow}`);
-      }
-      const { status, body } = await hit.r.handle(req, (hit.m as RegExpExecArray).slice(1));
-      sendJson(res, status, body);
-    } catch (err) {
-      sendError(res, err);
-    }
-    return true;
-  };
 }
 
 function requiredString(body: Record<string, unknown>, field: string): string {
