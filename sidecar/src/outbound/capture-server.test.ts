@@ -6,6 +6,7 @@ import { Agent } from 'undici';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { createTestCa } from '../testing/certs.ts';
 import { allow, deny, FakeAuthorizer, quietLogger, StaticSvidSource, startEchoApp, svidFor, testMetrics, type EchoRequest } from '../testing/fakes.ts';
+import { realClientHello } from '../testing/client-hello.ts';
 import { rawRequest } from '../testing/http-client.ts';
 import { createCaptureServer } from './capture-server.ts';
 import { createOutboundServer } from './outbound-server.ts';
@@ -141,6 +142,36 @@ describe('the capture listener of transparent mode', () => {
     authorizer.decide = () => deny();
     expect(await tlsAttempt(port, 'api.example.com')).toBe('ERR_SSL_TLSV1_ALERT_ACCESS_DENIED');
     expect(authorizer.requests).toEqual([{ direction: 'outbound', sourceId: A, host: 'api.example.com', port: 443, method: 'CONNECT', path: '', headers: { entries: [], incomplete: false } }]);
+  });
+
+  it('reads a ClientHello that arrives a few bytes at a time', async () => {
+    authorizer.decide = () => deny();
+    const hello = await realClientHello('slow.example.com');
+    const answer = await new Promise<Buffer>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.setNoDelay(true);
+      const chunks: Buffer[] = [];
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      socket.on('close', () => resolve(Buffer.concat(chunks)));
+      socket.on('error', reject);
+      void (async () => {
+        for (let at = 0; at < hello.length; at += 7) {
+          await new Promise<void>((done) => socket.write(hello.subarray(at, at + 7), () => done()));
+          await new Promise<void>((done) => setImmediate(done));
+        }
+      })();
+    });
+    // A fatal access_denied alert record, and the connection closed.
+    expect([...answer]).toEqual([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 49]);
+    expect(authorizer.requests).toMatchObject([{ host: 'slow.example.com', port: 443, method: 'CONNECT' }]);
+  });
+
+  it('serves an absolute-form request (an app configured with a proxy elsewhere) by its URL, with the proxy port\'s Host rule', async () => {
+    const ok = await rawRequest(port, { target: `http://127.0.0.1:${app.port}/abs` });
+    expect(ok.status).toBe(200);
+    const mismatch = await exchange(port, `GET http://127.0.0.1:${app.port}/abs HTTP/1.1\r\nHost: other.example.com\r\n\r\n`);
+    expect(status(mismatch)).toBe(400);
+    expect(authorizer.requests).toHaveLength(1);
   });
 
   it('refuses TLS without SNI with unrecognized_name and no decision', async () => {

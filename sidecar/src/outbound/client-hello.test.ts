@@ -1,24 +1,6 @@
-import { createServer } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import { describe, expect, it } from 'vitest';
-import { boundPort, closeServer, listen } from '@airlock/common/net';
+import { realClientHello } from '../testing/client-hello.ts';
 import { readClientHello } from './client-hello.ts';
-
-/** The first bytes node:tls sends: a real ClientHello (TLS 1.3 capable, with key shares), with `servername` as SNI. */
-async function realClientHello(servername: string | undefined): Promise<Buffer> {
-  let resolveHello: (b: Buffer) => void = () => undefined;
-  const hello = new Promise<Buffer>((resolve) => (resolveHello = resolve));
-  const server = createServer((s) => s.once('data', (d: Buffer) => { resolveHello(d); s.destroy(); }));
-  await listen(server, { host: '127.0.0.1', port: 0 });
-  const client = tlsConnect({ host: '127.0.0.1', port: boundPort(server), ...(servername === undefined ? {} : { servername }) });
-  client.on('error', () => undefined);
-  try {
-    return await hello;
-  } finally {
-    client.destroy();
-    await closeServer(server);
-  }
-}
 
 const record = (body: Buffer): Buffer => Buffer.concat([Buffer.from([0x16, 0x03, 0x01, body.length >> 8, body.length & 255]), body]);
 const u16 = (n: number): Buffer => Buffer.from([n >> 8, n & 255]);
