@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 const run = promisify(execFile);
 
 describe('the iptables rules of transparent mode, installed as the injected init container does', () => {
-  it("send the app's TCP to the sidecar's outbound port, let the sidecar's UID and loopback through, refuse other egress", async () => {
+  it("send the app's TCP to the sidecar's capture port, let the sidecar's UID and loopback through, refuse other egress", async () => {
     // A namespace with a veth pair: 10.99.0.1 and fd00:99::1 stand for another pod, reachable by route only.
     const unshareFlags = process.getuid?.() === 0 ? ['-n'] : ['-r', '-n'];
     const script = join(import.meta.dirname, 'support', 'transparent-rules-in-netns.ts');
@@ -22,7 +22,7 @@ describe('the iptables rules of transparent mode, installed as the injected init
     const { stdout } = await run('unshare', [...unshareFlags, 'sh', '-c', setup], { timeout: 60_000 });
     const r = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as Record<string, Record<string, unknown>>;
     expect(r.applied).toEqual({ status: 0, stderr: '' });
-    // Any TCP destination of the app, as any app UID (root too), lands on 127.0.0.1:15001.
+    // Any TCP destination of the app, as any app UID (root too), lands on 127.0.0.1:15002, the sidecar's capture listener.
     expect(r.appToPeer).toEqual({ connected: true, answer: 'captured' });
     expect(r.appToOtherPort).toEqual({ connected: true, answer: 'captured' });
     expect(r.appAsRootToPeer).toEqual({ connected: true, answer: 'captured' });

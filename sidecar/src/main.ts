@@ -17,6 +17,7 @@ import { JoinTokenSigner, KubernetesTokenSigner, MtlsRenewalSigner } from './ide
 import { IdentityProvider } from './identity/identity-provider.ts';
 import { TrustBundleWatcher } from './identity/trust-bundle-watcher.ts';
 import { createInboundServer } from './inbound/inbound-server.ts';
+import { createCaptureServer } from './outbound/capture-server.ts';
 import { createOutboundServer } from './outbound/outbound-server.ts';
 import { UpstreamPools } from './outbound/upstream-pools.ts';
 import { createSidecarMetrics } from './telemetry/metrics.ts';
@@ -27,6 +28,8 @@ export interface RunningSidecar {
   readonly outboundPort: number;
   readonly inboundPort: number;
   readonly adminPort: number;
+  /** The capture listener's port (transparent mode), when captureListen is set. */
+  readonly capturePort: number | undefined;
   /** Our SPIFFE ID once an SVID is held. */
   spiffeId(): string | undefined;
   close(): Promise<void>;
@@ -97,7 +100,9 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
   const app = new Pool(`http://127.0.0.1:${config.appPort}`);
 
   const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, mcpMaxBody: config.mcpMaxBody, tlsMinVersion, logger: logger.child({ component: 'inbound' }) });
-  const outbound = createOutboundServer({ identity, authorizer, meshPools, external, metrics, mcpMaxBody: config.mcpMaxBody, logger: logger.child({ component: 'outbound' }) });
+  const outboundDeps = { identity, authorizer, meshPools, external, metrics, mcpMaxBody: config.mcpMaxBody, logger: logger.child({ component: 'outbound' }) };
+  const outbound = createOutboundServer(outboundDeps);
+  const capture = config.captureListen === undefined ? undefined : createCaptureServer(outboundDeps);
   const started: import('node:net').Server[] = [];
   try {
     await listen(inbound, config.inboundListen);
@@ -105,6 +110,10 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     await listen(outbound, config.outboundListen);
     started.push(outbound);
     started.push(await startSidecarAdmin(config.adminListen, registry, () => identity.notReadyReason()));
+    if (capture !== undefined && config.captureListen !== undefined) {
+      await listen(capture, config.captureListen);
+      started.push(capture);
+    }
   } catch (err) {
     await Promise.all(started.map((s) => closeServer(s)));
     identity.close();
@@ -122,12 +131,14 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
   identity.start();
   revoked.start();
   // The bound ports, so a supervisor that passed port 0 learns them from this line.
-  logger.info({ outbound: boundPort(outbound), inbound: inboundPort, admin: adminPort, inboundAddress, controlPlane: endpoints.current() }, 'sidecar listening; obtaining an SVID');
+  const capturePort = capture === undefined ? undefined : boundPort(capture);
+  logger.info({ outbound: boundPort(outbound), inbound: inboundPort, admin: adminPort, capture: capturePort, inboundAddress, controlPlane: endpoints.current() }, 'sidecar listening; obtaining an SVID');
 
   return {
     outboundPort: boundPort(outbound),
     inboundPort,
     adminPort,
+    capturePort,
     spiffeId: () => identity.current()?.spiffeId,
     async close() {
       identity.close();

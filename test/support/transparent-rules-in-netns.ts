@@ -7,17 +7,17 @@ import { promisify } from 'node:util';
 import { createServer } from 'node:net';
 import { listen } from '@airlock/common/net';
 import { redirectScript } from '../../control-plane/src/injection/redirect-rules.ts';
-import { OUTBOUND_PORT, SIDECAR_UID } from '../../control-plane/src/injection/sidecar-template.ts';
+import { CAPTURE_PORT, SIDECAR_UID } from '../../control-plane/src/injection/sidecar-template.ts';
 
 const APP_UID = 1000;
 const LOOPBACK_PORT = 18080;
 
 const capture = createServer((s) => s.end('captured'));
 const loopback = createServer((s) => s.end('loopback'));
-await listen(capture, { host: '127.0.0.1', port: OUTBOUND_PORT });
+await listen(capture, { host: '127.0.0.1', port: CAPTURE_PORT });
 await listen(loopback, { host: '127.0.0.1', port: LOOPBACK_PORT });
 
-const applied = spawnSync('sh', ['-c', redirectScript({ sidecarUid: SIDECAR_UID, outboundPort: OUTBOUND_PORT })], { encoding: 'utf8' });
+const applied = spawnSync('sh', ['-c', redirectScript({ sidecarUid: SIDECAR_UID, capturePort: CAPTURE_PORT })], { encoding: 'utf8' });
 
 // One attempt in a child process running as `uid`: tcp (connect, read the answer), syn (send the
 // SYN and return: connect() emits it before it returns), udp (one datagram).

@@ -33,9 +33,14 @@ export function airlockEnv(args: readonly string[], extra: NodeJS.ProcessEnv = {
   return env;
 }
 
-export function spawnAirlock(name: string, args: readonly string[], o: { logFile: string; env?: NodeJS.ProcessEnv }): AirlockProcess {
+/**
+ * `wrap`: a command that execs the rest in place (so signals reach airlock), e.g. `ip netns exec NS
+ * setpriv --reuid=…` for a test that runs a sidecar in another network namespace as another user.
+ */
+export function spawnAirlock(name: string, args: readonly string[], o: { logFile: string; env?: NodeJS.ProcessEnv; wrap?: readonly string[] }): AirlockProcess {
   const log = createWriteStream(o.logFile, { flags: 'a' });
-  const child = spawn(process.execPath, [AIRLOCK_BIN, ...args], {
+  const argv = [...(o.wrap ?? []), process.execPath, AIRLOCK_BIN, ...args];
+  const child = spawn(argv[0] ?? process.execPath, argv.slice(1), {
     env: airlockEnv(args, o.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });

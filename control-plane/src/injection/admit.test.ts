@@ -133,21 +133,23 @@ describe('sidecar injection', () => {
     );
     const [init, sidecar] = out.spec.initContainers ?? [];
     expect(env(sidecar).AIRLOCK_APP_PORT).toBe('3000');
+    // The rules redirect to the capture listener, which the sidecar opens in transparent mode only.
+    expect(env(sidecar).AIRLOCK_CAPTURE_LISTEN).toBe('127.0.0.1:15002');
     expect(sidecar?.resources).toEqual({ requests: { cpu: '200m', memory: '128Mi' }, limits: { cpu: '1', memory: '512Mi' } });
     expect(init).toMatchObject({
       name: 'airlock-init',
       image: 'ghcr.io/airlock-dev/airlock:0.1.0',
       command: ['/bin/sh', '-c'],
-      args: [redirectScript({ sidecarUid: 2317, outboundPort: 15001 })],
+      args: [redirectScript({ sidecarUid: 2317, capturePort: 15002 })],
       securityContext: { runAsUser: 0, allowPrivilegeEscalation: false, privileged: false, capabilities: { drop: ['ALL'], add: ['NET_ADMIN', 'NET_RAW'] }, seccompProfile: { type: 'RuntimeDefault' } },
     });
     expect(init?.restartPolicy).toBeUndefined();
   });
 
-  it('writes redirect rules that exempt the sidecar UID and loopback before redirecting TCP to the outbound port', () => {
-    const script = redirectScript({ sidecarUid: 2317, outboundPort: 15001 }).split('\n');
+  it('writes redirect rules that exempt the sidecar UID and loopback before redirecting TCP to the capture port', () => {
+    const script = redirectScript({ sidecarUid: 2317, capturePort: 15002 }).split('\n');
     const at = (line: string): number => script.indexOf(line);
-    const redirect = at('iptables -t nat -A AIRLOCK_OUTPUT -p tcp -j REDIRECT --to-ports 15001');
+    const redirect = at('iptables -t nat -A AIRLOCK_OUTPUT -p tcp -j REDIRECT --to-ports 15002');
     expect(at('set -eu')).toBe(0);
     expect(at('iptables -t nat -A AIRLOCK_OUTPUT -o lo -j RETURN')).toBeGreaterThan(0);
     expect(at('iptables -t nat -A AIRLOCK_OUTPUT -m owner --uid-owner 2317 -j RETURN')).toBeGreaterThan(0);

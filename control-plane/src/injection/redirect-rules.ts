@@ -1,17 +1,20 @@
 import type { InjectionSettings } from './injection-settings.ts';
-import { INIT_CONTAINER, OUTBOUND_PORT, SIDECAR_UID } from './sidecar-template.ts';
+import { CAPTURE_PORT, INIT_CONTAINER, SIDECAR_UID } from './sidecar-template.ts';
 
 export interface RedirectOptions {
   /** The UID whose traffic is not redirected: the sidecar's own connections leave the pod. */
   readonly sidecarUid: number;
-  /** Where outbound TCP goes: the sidecar's outbound listener on 127.0.0.1. */
-  readonly outboundPort: number;
+  /**
+   * Where outbound TCP goes: the sidecar's capture listener on 127.0.0.1 (captureListen), which
+   * judges HTTP by its Host and TLS by its SNI; not the proxy port, which refuses origin-form.
+   */
+  readonly capturePort: number;
 }
 
 /**
  * The transparent-mode rules, as iptables commands (one argument list each):
- * - nat: every new outbound TCP connection of the pod is redirected to 127.0.0.1:<outboundPort>,
- *   except the sidecar's own (by UID) and loopback;
+ * - nat: every new outbound TCP connection of the pod is redirected to 127.0.0.1:<capturePort>,
+ *   (the capture listener) except the sidecar's own (by UID) and loopback;
  * - filter: what is not TCP and not loopback (UDP, ICMP …) may not leave, except the sidecar's
  *   traffic, DNS (udp/53, so that names resolve), and replies of connections made to the pod;
  * - IPv6 (when the kernel has it): nothing but loopback, replies and the sidecar leaves.
@@ -36,7 +39,7 @@ export function redirectRules(o: RedirectOptions): { readonly ipv4: readonly (re
       ['-t', 'nat', '-N', 'AIRLOCK_OUTPUT'],
       ['-t', 'nat', '-A', 'AIRLOCK_OUTPUT', '-o', 'lo', '-j', 'RETURN'],
       ['-t', 'nat', '-A', 'AIRLOCK_OUTPUT', '-m', 'owner', '--uid-owner', uid, '-j', 'RETURN'],
-      ['-t', 'nat', '-A', 'AIRLOCK_OUTPUT', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', String(o.outboundPort)],
+      ['-t', 'nat', '-A', 'AIRLOCK_OUTPUT', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', String(o.capturePort)],
       ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-j', 'AIRLOCK_OUTPUT'],
       ...egress('127.0.0.0/8', ['-t', 'filter', '-A', 'AIRLOCK_EGRESS', '-p', 'udp', '--dport', '53', '-j', 'RETURN']),
     ],
@@ -67,7 +70,7 @@ export function redirectInitContainer(settings: InjectionSettings): Record<strin
     image: settings.proxyInitImage,
     imagePullPolicy: settings.imagePullPolicy,
     command: ['/bin/sh', '-c'],
-    args: [redirectScript({ sidecarUid: SIDECAR_UID, outboundPort: OUTBOUND_PORT })],
+    args: [redirectScript({ sidecarUid: SIDECAR_UID, capturePort: CAPTURE_PORT })],
     resources: settings.resources,
     securityContext: {
       runAsNonRoot: false,

@@ -12,9 +12,11 @@ export const TOKEN_FILE = `${TOKEN_DIR}/airlock-token`;
  */
 export const SIDECAR_UID = 2317;
 export const OUTBOUND_PORT = 15001;
+/** Transparent mode's capture listener (the sidecar's captureListen), where iptables redirects the app's TCP. */
+export const CAPTURE_PORT = 15002;
 export const INBOUND_PORT = 15006;
 export const ADMIN_PORT = 15020;
-export const RESERVED_PORTS: readonly number[] = [OUTBOUND_PORT, INBOUND_PORT, ADMIN_PORT];
+export const RESERVED_PORTS: readonly number[] = [OUTBOUND_PORT, CAPTURE_PORT, INBOUND_PORT, ADMIN_PORT];
 /** As README "Sidecar memory" recommends; the image warms its compile cache with the same flags. */
 export const SIDECAR_NODE_OPTIONS = '--max-semi-space-size=8';
 
@@ -66,6 +68,8 @@ export function sidecarContainer(settings: InjectionSettings, options: PodOption
     // Peers dial the pod's IP (IPv4; an IPv6 address would need brackets).
     { name: 'AIRLOCK_INBOUND_ADVERTISE', value: `$(POD_IP):${INBOUND_PORT}` },
     ...(options.appPort === undefined ? [] : [{ name: 'AIRLOCK_APP_PORT', value: String(options.appPort) }]),
+    // Transparent mode: what the init container's rules redirect is served here (README "Sidecar injection").
+    ...(options.transparent ? [{ name: 'AIRLOCK_CAPTURE_LISTEN', value: `127.0.0.1:${CAPTURE_PORT}` }] : []),
     { name: 'AIRLOCK_LOG_LEVEL', value: settings.logLevel },
     { name: 'NODE_OPTIONS', value: SIDECAR_NODE_OPTIONS },
   ];

@@ -15,7 +15,7 @@ import { authzHeaders } from '../http/authz-headers.ts';
 import { forwardToolsList } from '../mcp/forward-tools-list.ts';
 import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
 import { requestRecorder, type Outcome, type SidecarMetrics } from '../telemetry/metrics.ts';
-import { assertHostMatches, parseAbsoluteTarget, parseAuthorityTarget, type ProxyTarget } from './proxy-target.ts';
+import { assertHostMatches, parseAbsoluteTarget, parseAuthorityTarget, parseOriginTarget, type ProxyTarget } from './proxy-target.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 
 export interface OutboundDeps {
@@ -31,14 +31,21 @@ export interface OutboundDeps {
   readonly mcpMaxBody?: number;
 }
 
-/** The agent's HTTP proxy (HTTP_PROXY): absolute-form requests and CONNECT tunnels. */
-export function createOutboundServer(deps: OutboundDeps): Server {
+/**
+ * `proxy`: the agent's HTTP proxy (HTTP_PROXY): absolute-form requests and CONNECT tunnels; an
+ * origin-form request is refused. `capture`: the HTTP side of transparent mode's capture listener
+ * (capture-server.ts), which also routes an origin-form request by its Host.
+ */
+export type OutboundMode = 'proxy' | 'capture';
+
+/** The agent's outbound HTTP server; one decision and forwarding path for both modes. */
+export function createOutboundServer(deps: OutboundDeps, mode: OutboundMode = 'proxy'): Server {
   const log = deps.logger;
   const recorder = requestRecorder(deps.metrics, 'outbound');
   // requireHostHeader: a missing Host is refused by singleHostHeader, with a JSON body.
   const server = createServer({ requireHostHeader: false }, (req, res) => {
     const startedAt = recorder.start();
-    proxyRequest(deps, req, res).then(
+    proxyRequest(deps, mode, req, res).then(
       (outcome) => finish(outcome),
       (err: unknown) => {
         const reply = errorReply(err, log);
@@ -77,10 +84,9 @@ function requireSvid(identity: SvidSource): Svid {
 }
 
 /** accept → identify (ourselves) → authorize → forward (mTLS to a peer sidecar, or direct to an external host). */
-async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: ServerResponse): Promise<Outcome> {
+async function proxyRequest(deps: OutboundDeps, mode: OutboundMode, req: IncomingMessage, res: ServerResponse): Promise<Outcome> {
   const svid = requireSvid(deps.identity);
-  const target = parseAbsoluteTarget(req.url);
-  assertHostMatches(target, singleHostHeader(req));
+  const target = requestTarget(mode, req);
   const method = req.method ?? 'GET';
   const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
   const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, headers: authzHeaders(req.rawHeaders) } as const;
@@ -106,6 +112,15 @@ async function proxyRequest(deps: OutboundDeps, req: IncomingMessage, res: Serve
   return 'allowed';
 }
 
+/** Where the request asks to go: its absolute-form URL (Host must agree), or, captured, an origin-form request's Host. */
+function requestTarget(mode: OutboundMode, req: IncomingMessage): ProxyTarget {
+  const host = singleHostHeader(req);
+  if (mode === 'capture' && req.url?.startsWith('/') === true) return parseOriginTarget(req.url, host);
+  const target = parseAbsoluteTarget(req.url);
+  assertHostMatches(target, host);
+  return target;
+}
+
 /** Where an allowed call goes: the peer sidecar named by the decision (over mTLS), or the external host itself. */
 function destination(deps: OutboundDeps, upstream: Upstream | undefined, svid: Svid, target: ProxyTarget): { dispatcher: Dispatcher; origin: string | undefined; describe: string } {
   if (upstream !== undefined) return { dispatcher: deps.meshPools.get(upstream, svid), origin: undefined, describe: `peer ${upstream.spiffeId} at ${upstream.address}` };
@@ -113,19 +128,28 @@ function destination(deps: OutboundDeps, upstream: Upstream | undefined, svid: S
   return { dispatcher: deps.external, origin, describe: origin };
 }
 
-/** accept → identify → authorize → tunnel, for `CONNECT host:port` to an external host. */
+/** `CONNECT host:port` to an external host. */
 async function openTunnel(deps: OutboundDeps, req: IncomingMessage, client: Duplex, head: Buffer): Promise<void> {
-  const svid = requireSvid(deps.identity);
   const target = parseAuthorityTarget(req.url);
   singleHostHeader(req); // a CONNECT's Host is not used, but none (HTTP/1.1) or two are refused all the same
-  const decision = await deps.authorizer.authorize({ direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method: 'CONNECT', path: '', headers: authzHeaders(req.rawHeaders) });
+  await tunnel(deps, target, req.rawHeaders, client, head, () => client.write('HTTP/1.1 200 Connection Established\r\n\r\n'));
+}
+
+/**
+ * accept → identify → authorize → tunnel to an external host: a CONNECT, or a captured TLS
+ * connection judged as `CONNECT <SNI>:443` (capture-server.ts). `established` tells the client
+ * once the destination is connected; `head` is what the client sent ahead, written first.
+ */
+export async function tunnel(deps: OutboundDeps, target: ProxyTarget, rawHeaders: readonly string[], client: Duplex, head: Buffer, established: () => void): Promise<void> {
+  const svid = requireSvid(deps.identity);
+  const decision = await deps.authorizer.authorize({ direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method: 'CONNECT', path: '', headers: authzHeaders(rawHeaders) });
   assertAllowed(decision);
   if (decision.upstream !== undefined) {
     // A tunnel would carry the agent's own TLS, bypassing the mTLS identity the sidecar adds.
     throw new AirlockError(ErrorCode.BadRequest, `${target.host} is a mesh host: send plain http://${formatHostPort(target)}/… through this proxy; the sidecar adds mTLS`);
   }
   const upstream = await dial(target.host, target.port);
-  client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+  established();
   if (head.length > 0) upstream.write(head);
   upstream.on('error', () => client.destroy());
   client.on('error', () => upstream.destroy());

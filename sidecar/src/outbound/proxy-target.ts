@@ -53,9 +53,7 @@ export function parseAbsoluteTarget(requestTarget: string | undefined): ProxyTar
   if ((scheme[1] ?? '').toLowerCase() !== 'http') {
     throw badRequest(`only http:// URLs are proxied (got ${scheme[1] ?? ''}:); use CONNECT for https to external hosts, plain http:// for mesh hosts`);
   }
-  // Parsers disagree on a backslash (WHATWG URL reads it as "/", others as data) and on "#".
-  if (target.includes('\\')) throw badRequest('the request target contains a backslash');
-  if (target.includes('#')) throw badRequest('the request target contains a fragment ("#")');
+  assertUnambiguousTarget(target);
   const rest = target.slice(scheme[0].length);
   const end = rest.search(/[/?]/);
   const rawAuthority = end === -1 ? rest : rest.slice(0, end);
@@ -70,6 +68,35 @@ export function parseAbsoluteTarget(requestTarget: string | undefined): ProxyTar
   if (named.authority === '') throw badRequest('the URL names no host');
   const path = rawPath === '' ? '/' : rawPath.startsWith('?') ? `/${rawPath}` : rawPath;
   return { host: named.host, port: named.port, authority: named.authority, path };
+}
+
+/** Parsers disagree on a backslash (WHATWG URL reads it as "/", others as data) and on "#": refused in any request target. */
+function assertUnambiguousTarget(target: string): void {
+  if (target.includes('\\')) throw badRequest('the request target contains a backslash');
+  if (target.includes('#')) throw badRequest('the request target contains a fragment ("#")');
+}
+
+/**
+ * An origin-form request captured in transparent mode (`GET /v1/search` with `Host: researcher.demo`).
+ * Node cannot read the connection's original destination (SO_ORIGINAL_DST), so the Host names it,
+ * read as an absolute-form URL's authority is (canonical IP literals, default port 80), and that
+ * host is what is judged and dialled: an agent that connected to one address with a Host naming
+ * another reaches only what the Host names, and only if the policy allows it. No Host, no call.
+ * The path is kept exactly as sent, as parseAbsoluteTarget keeps it.
+ */
+export function parseOriginTarget(requestTarget: string | undefined, hostHeader: string | undefined): ProxyTarget {
+  const path = requestTarget ?? '';
+  if (!path.startsWith('/')) throw badRequest('a captured request must be origin-form (GET /path) or absolute-form (GET http://host/path)');
+  assertUnambiguousTarget(path);
+  if (hostHeader === undefined) throw badRequest('a captured request is routed by its Host header, and it has none');
+  let named: { host: string; port: number; authority: string };
+  try {
+    named = readAuthority(hostHeader.trim());
+  } catch {
+    throw badRequest(`bad Host header: ${hostHeader.slice(0, 200)}`);
+  }
+  if (named.authority === '' || named.port === 0) throw badRequest(`bad Host header: ${hostHeader.slice(0, 200)}`);
+  return { ...named, path };
 }
 
 /**
