@@ -15,6 +15,7 @@ import { startEchoApp, type EchoBody } from '../cli/src/demo/echo-app.ts';
 import { spawnAirlock, waitReady, type AirlockProcess } from '../cli/src/demo/processes.ts';
 import { chartDir, helm, type K8sObject } from './support/helm-chart.ts';
 import { startKubeApiServer, type KubeApiServer } from './support/kube-apiserver.ts';
+import { createOperatorPki } from './support/operator-ca.ts';
 import { freePort } from './support/ports.ts';
 import { viaProxy } from './support/proxy-client.ts';
 
@@ -85,6 +86,7 @@ const RESOURCES: Record<string, { plural: string; namespaced: boolean }> = {
   ClusterRole: { plural: 'clusterroles', namespaced: false },
   ClusterRoleBinding: { plural: 'clusterrolebindings', namespaced: false },
   MutatingWebhookConfiguration: { plural: 'mutatingwebhookconfigurations', namespaced: false },
+  HorizontalPodAutoscaler: { plural: 'horizontalpodautoscalers', namespaced: true },
 };
 
 function objectPath(o: K8sObject, namespace: string): string {
@@ -142,8 +144,22 @@ describe('the chart, installed by its README into a real Kubernetes API server',
     return r.stdout;
   }
 
-  function manifest(): K8sObject[] {
-    return parseAllDocuments(runHelm(['get', 'manifest', release, '--namespace', namespace, '--kubeconfig', kube.kubeconfig]))
+  async function expectGone(objects: readonly K8sObject[], ns: string): Promise<void> {
+    for (const o of objects) {
+      const res = await kube.request<{ metadata?: { deletionTimestamp?: string; finalizers?: string[] } }>('GET', objectPath(o, ns));
+      if (o.kind === 'PersistentVolumeClaim') {
+        // No controller manager runs here: the pvc-protection controller would remove its finalizer
+        // (no pod uses the claim) and the claim would go. It is marked deleted, held by that alone.
+        expect(res.body.metadata?.deletionTimestamp).toBeDefined();
+        expect(res.body.metadata?.finalizers).toEqual(['kubernetes.io/pvc-protection']);
+      } else {
+        expect(res.status, `${ns}: ${o.kind}/${o.metadata.name}`).toBe(404);
+      }
+    }
+  }
+
+  function manifest(ns = namespace): K8sObject[] {
+    return parseAllDocuments(runHelm(['get', 'manifest', release, '--namespace', ns, '--kubeconfig', kube.kubeconfig]))
       .map((d) => d.toJS() as K8sObject | null)
       .filter((d): d is K8sObject => d !== null);
   }
@@ -451,20 +467,42 @@ describe('the chart, installed by its README into a real Kubernetes API server',
     const args = helmArgs('helm uninstall', valuesFile, kube.kubeconfig);
     expect(args.slice(0, 2)).toEqual(['uninstall', release]);
     runHelm(args);
-    for (const o of installed) {
-      const res = await kube.request<{ metadata?: { deletionTimestamp?: string; finalizers?: string[] } }>('GET', objectPath(o, namespace));
-      if (o.kind === 'PersistentVolumeClaim') {
-        // No controller manager runs here: the pvc-protection controller would remove its finalizer
-        // (no pod uses the claim) and the claim would go. It is marked deleted, held by that alone.
-        expect(res.body.metadata?.deletionTimestamp).toBeDefined();
-        expect(res.body.metadata?.finalizers).toEqual(['kubernetes.io/pvc-protection']);
-      } else {
-        expect(res.status, `${o.kind}/${o.metadata.name}`).toBe(404);
-      }
-    }
+    await expectGone(installed, namespace);
     expect((await kube.request('POST', `/api/v1/namespaces/${agentsNamespace}/pods`, {
       apiVersion: 'v1', kind: 'Pod', metadata: { name: 'after-uninstall' },
       spec: { serviceAccountName: 'planner', securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } }, containers: [{ name: 'agent', image: 'example.invalid/agent:1', securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } } }] },
     })).status).toBe(201);
+  });
+
+  /** Installs, checks every object is stored as rendered, uninstalls and checks they are gone; returns the objects. */
+  async function installAndUninstall(ns: string, args: readonly string[]): Promise<K8sObject[]> {
+    runHelm(['install', release, chartDir, '--namespace', ns, ...args, '--kubeconfig', kube.kubeconfig]);
+    const objects = manifest(ns);
+    for (const o of objects) expect(alteredFields(o, await stored(objectPath(o, ns))), `${ns}: ${o.kind}/${o.metadata.name}`).toEqual([]);
+    runHelm(['uninstall', release, '--namespace', ns, '--kubeconfig', kube.kubeconfig]);
+    await expectGone(objects, ns);
+    return objects;
+  }
+
+  it('values-ha.yaml (etcd, three replicas spread over nodes and zones) with autoscaling is stored as rendered too', async () => {
+    const objects = await installAndUninstall('airlock-ha', ['--create-namespace', '-f', join(chartDir, 'values-ha.yaml'), '--set', 'autoscaling.enabled=true', '--set', 'autoscaling.minReplicas=3']);
+    expect(objects.map((o) => o.kind)).toContain('HorizontalPodAutoscaler');
+    expect(objects.map((o) => o.kind)).not.toContain('PersistentVolumeClaim');
+  });
+
+  it('a CA brought in an existing Secret: the webhook trusts its ca.crt, read from the cluster at install, and uninstall leaves the Secret', async () => {
+    const ns = 'airlock-byo';
+    const pki = createOperatorPki();
+    const b64 = (pem: string): string => Buffer.from(pem).toString('base64');
+    await kube.createNamespace(ns);
+    await kube.json('POST', `/api/v1/namespaces/${ns}/secrets`, {
+      apiVersion: 'v1', kind: 'Secret', metadata: { name: 'my-mesh-ca' }, type: 'kubernetes.io/tls',
+      data: { 'tls.crt': b64(pki.intermediate.certPem), 'tls.key': b64(pki.intermediate.keyPem), 'ca.crt': b64(pki.root.certPem) },
+    });
+    const objects = await installAndUninstall(ns, ['--set', 'ca.source=existingSecret', '--set', 'ca.existingSecret=my-mesh-ca']);
+    const webhook = objects.find((o) => o.kind === 'MutatingWebhookConfiguration') as unknown as { webhooks: { clientConfig: { caBundle: string } }[] };
+    expect(webhook.webhooks.map((w) => w.clientConfig.caBundle)).toEqual([b64(pki.root.certPem), b64(pki.root.certPem)]);
+    expect(objects.filter((o) => o.kind === 'Secret')).toEqual([]);
+    expect((await kube.request('GET', `/api/v1/namespaces/${ns}/secrets/my-mesh-ca`)).status).toBe(200);
   });
 });
