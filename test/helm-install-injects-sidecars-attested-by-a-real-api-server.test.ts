@@ -4,6 +4,7 @@
 // The control plane runs as a local process with the configuration the API server stored, the API
 // server calls its injection webhook (webhook.url), and sidecars started from the stored pods' own
 // container specs are attested by TokenReview against the same API server.
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -19,6 +20,7 @@ import { createOperatorPki } from './support/operator-ca.ts';
 import { freePort } from './support/ports.ts';
 import { viaProxy } from './support/proxy-client.ts';
 
+const AIRLOCK_BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
 /** A name the API server resolves to the host end of its veth (kube-apiserver.ts), where the control plane serves the webhook. */
 const WEBHOOK_HOST = 'airlock-webhook.test';
 
@@ -132,7 +134,7 @@ describe('the chart, installed by its README into a real Kubernetes API server',
   let agentsNamespace = '';
   let injectLabel: [string, string] = ['', ''];
   let installed: K8sObject[] = [];
-  let controlPlane: { grpcPort: number; httpPort: number } = { grpcPort: 0, httpPort: 0 };
+  let controlPlane = { grpcPort: 0, httpPort: 0, adminPort: 0, dataDir: '' };
 
   const stored = <T>(path: string): Promise<T> => kube.json<T>('GET', path);
   const metrics = async (): Promise<string> => (await fetch(`http://127.0.0.1:${controlPlane.httpPort}/metrics`)).text();
@@ -175,7 +177,7 @@ describe('the chart, installed by its README into a real Kubernetes API server',
   afterAll(async () => {
     await Promise.all(processes.map((p) => p.stop()));
     await Promise.all(apps.map((a) => closeServer(a)));
-    await kube.stop();
+    await (kube as KubeApiServer | undefined)?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -303,7 +305,7 @@ describe('the chart, installed by its README into a real Kubernetes API server',
     const cp = spawnAirlock('control-plane', ['control-plane', '--config', configFile], { logFile: join(dir, 'control-plane.log') });
     processes.push(cp);
     const ready = await cp.logLine('control plane ready');
-    controlPlane = { grpcPort: Number(ready.grpcPort), httpPort: Number(ready.httpPort) };
+    controlPlane = { grpcPort: Number(ready.grpcPort), httpPort: Number(ready.httpPort), adminPort: Number(ready.adminPort), dataDir: local(String(rendered.dataDir)) };
     expect(Number(ready.injectionPort)).toBe(webhookPort);
     await waitReady(cp, `http://127.0.0.1:${controlPlane.httpPort}/readyz`);
   });
@@ -453,6 +455,22 @@ describe('the chart, installed by its README into a real Kubernetes API server',
     const denied = await viaProxy(planner.outboundPort, 'DELETE', `http://research-web.${agentsNamespace}:8080/v1/search`);
     expect(denied.status).toBe(403);
     expect(received.map((b) => `${b.method} ${b.path}`)).toEqual(['GET /v1/search?q=helm']);
+  });
+
+  it('3. the README\'s explain line, with credentials made as the README makes them, says the policy allows that call', async () => {
+    // As the README's lines: ca.pem is the CA Secret's ca.crt, the token the control plane's admin-token,
+    // and the server the admin port (port-forwarded there, 127.0.0.1:15013; here the local control plane's).
+    const ca = await stored<{ data: Record<string, string> }>(`/api/v1/namespaces/${namespace}/secrets/airlock-ca`);
+    const credsDir = join(dir, 'admin');
+    mkdirSync(credsDir);
+    writeFileSync(join(credsDir, 'ca.pem'), Buffer.from(ca.data['ca.crt'] ?? '', 'base64'));
+    const token = readFileSync(join(controlPlane.dataDir, 'admin-token'), 'utf8').trim();
+    writeFileSync(join(credsDir, 'credentials.json'), JSON.stringify({ server: `https://127.0.0.1:${controlPlane.adminPort}`, token, caFile: 'ca.pem' }));
+    const [npx, cli, ...args] = readmeCommand('npx airlock explain');
+    expect([npx, cli]).toEqual(['npx', 'airlock']);
+    const r = spawnSync(process.execPath, [AIRLOCK_BIN, ...args, '-o', 'json'], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, AIRLOCK_CREDENTIALS: join(credsDir, 'credentials.json') } });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ allow: true, policy: 'planners-to-researchers', destination: `spiffe://airlock.local/ns/${agentsNamespace}/sa/research-web` });
   });
 
   it('4. metrics: the control plane counts the allowed and the denied call', async () => {
