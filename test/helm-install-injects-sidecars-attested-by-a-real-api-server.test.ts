@@ -300,6 +300,8 @@ describe('the chart, installed by its README into a real Kubernetes API server',
     };
     expect(rendered).toMatchObject({ injectionListen: '0.0.0.0:15017', kubernetesApiServer: 'https://kubernetes.default.svc', trustDomain: 'airlock.local' });
     expect(String(rendered.serverDnsNames).split(',')).toContain(WEBHOOK_HOST);
+    // No offline JWKS check: a sidecar's SVID can only come from TokenReview.
+    expect(rendered.kubernetesJwks).toBeUndefined();
     const configFile = join(dir, 'control-plane.yaml');
     writeFileSync(configFile, stringify(config));
     const cp = spawnAirlock('control-plane', ['control-plane', '--config', configFile], { logFile: join(dir, 'control-plane.log') });
