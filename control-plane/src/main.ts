@@ -24,6 +24,8 @@ import { ensureAdminToken } from './attestation/admin-token.ts';
 import { JoinTokens } from './attestation/join-tokens.ts';
 import { Authorizer } from './authz/authorize.ts';
 import { AgentRegistry } from './authz/registry.ts';
+import { DecisionState } from './authz/decision-state.ts';
+import { PolicyEngine } from './policy/engine.ts';
 import { CertificateIssuer } from './api/identity/sign-certificate.ts';
 import { CaRing } from './ca/ca-ring.ts';
 import { Revocations } from './ca/revocations.ts';
@@ -132,15 +134,16 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   cleanups.push(() => storeHealth.stop());
   // The stored policy versions; the start file is applied as one more version when it changes them.
   const audit = auditLogger(logger);
-  const agents = await AgentRegistry.load(store);
-  const policies = await PolicyStore.open({ store, agents, trustDomain: config.trustDomain, audit });
+  // What every decision reads, one immutable snapshot swapped whole by its owners: policy, agents, revocations.
+  const decisions = new DecisionState(PolicyEngine.empty(config.trustDomain));
+  const agents = await AgentRegistry.load(store, decisions);
+  const policies = await PolicyStore.open({ store, decisions, trustDomain: config.trustDomain, audit });
   if (config.policyFile !== undefined) {
     const applied = await policies.apply(readFileSync(config.policyFile, 'utf8'), config.policyFile, 'policy-file');
     log.info({ version: applied.version, changed: applied.changed }, 'policy file applied');
   } else if (policies.version() === 0) {
     log.warn('no policy: every call will be denied until one is applied');
   }
-  const policy = (): ReturnType<PolicyStore['engine']> => policies.engine();
   const requireRole = createRequireRole(store);
   const closeAll = async (): Promise<void> => {
     ready = false;
@@ -163,12 +166,12 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const certificates = new StaticCertificateProvider(ring.bundlePem(), serving.chainPem, serving.keyPem);
     const revocations = await Revocations.load({
       store,
+      decisions,
       trustBundlePem: () => ring.bundlePem(),
       renewHintPem: () => ring.renewHintPem(),
       // The CAs trusted now; a certificate of another (a retired root) is pushed with no issuer: refused from any.
       issuerName: (id) => ring.verifiers().find((ca) => ca.id === id)?.x509.subject,
     });
-    const isRevoked = (spiffeId: string): boolean => revocations.isRevoked(spiffeId);
     follower.start({ agents, revocations, policies, ring });
     const kubernetes = await startKubernetesAttestation({
       jwks: config.kubernetesJwks,
@@ -228,14 +231,14 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       tlsMinVersion: config.tlsMinVersion,
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
-      authorizer: new Authorizer({ trustDomain: config.trustDomain, agents, policy, metrics, audit: decisionAuditLogger(logger), isRevoked }),
+      authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit: decisionAuditLogger(logger) }),
       issuer: new CertificateIssuer({ ca: ring, joinTokens, store, agents, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: refusals }),
       revocations,
       logger: logger.child({ component: 'grpc' }),
       refusals,
       metrics,
       ...(opts.authorizeStreamLimits === undefined ? {} : { authorizeStreamLimits: opts.authorizeStreamLimits }),
-      admin: { store, policies, isRevoked, limits },
+      admin: { store, policies, decisions, limits },
     });
     cleanups.push(() => grpc.close());
 
@@ -250,7 +253,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
             ...joinTokenEndpoints({ store, joinTokens, audit }),
             ...caEndpoints({ store, ring, audit }),
             ...adminCertEndpoints({ store, ring, audit }),
-            ...policyEndpoints({ store, policies, logger: audit, limits, isRevoked }),
+            ...policyEndpoints({ store, policies, logger: audit, limits, decisions, trustDomain: config.trustDomain }),
             ...revokeEndpoints({ trustDomain: config.trustDomain, revocations, metrics, audit }),
           ],
           requireRole,

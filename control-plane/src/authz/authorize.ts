@@ -5,21 +5,18 @@ import { MAX_AUTHZ_HEADER_BYTES, MAX_AUTHZ_HEADERS } from '@airlock/common/heade
 import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { Direction, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
-import { headerInput, type Destination, type McpInput, type PolicyEngine } from '../policy/engine.ts';
+import { headerInput, type Destination, type McpInput } from '../policy/engine.ts';
 import { decide } from './decide.ts';
-import { agentDestination, destinationOfHost, type AgentLookup } from './registry.ts';
+import type { DecisionSnapshot } from './decision-state.ts';
+import { agentDestination, destinationOfHost } from './registry.ts';
 
 export interface AuthorizerDeps {
   readonly trustDomain: string;
-  /** The registered agents (in memory): destinations by mesh host, and labels. */
-  readonly agents: AgentLookup;
-  /** Read per call, so a policy reload applies to the very next decision. */
-  readonly policy: () => PolicyEngine;
+  /** The state decisions read, taken once per call: a change (policy, agent, revocation) applies to the very next one. */
+  readonly decisions: () => DecisionSnapshot;
   readonly metrics: ControlPlaneMetrics;
   /** The audit logger: one line per decision or refusal. */
   readonly audit: Logger;
-  /** Revoked identities are denied as source or destination, whatever the policy says. */
-  readonly isRevoked?: (spiffeId: string) => boolean;
 }
 
 type DirectionName = 'outbound' | 'inbound';
@@ -103,7 +100,8 @@ export class Authorizer {
       throw refuse(err, 'permission_denied', req.sourceSpiffeId, req.destinationSpiffeId);
     }
 
-    const engine = this.#d.policy();
+    const snapshot = this.#d.decisions();
+    const engine = snapshot.engine;
     // Labels (from attestation, registered with the agent) are looked up per call, and only when a segment selects by them.
     const withLabels = engine.usesLabels;
     let source: SpiffeId;
@@ -113,13 +111,13 @@ export class Authorizer {
       if (req.destinationHost === '') throw new AirlockError(ErrorCode.BadRequest, 'destination_host is required');
       if (direction === 'outbound') {
         source = caller;
-        const to = destinationOfHost(this.#d.agents, this.#d.trustDomain, req.destinationHost, withLabels);
+        const to = destinationOfHost(snapshot.agents, this.#d.trustDomain, req.destinationHost, withLabels);
         destination = to.destination;
         if (to.agent !== undefined) upstream = { address: to.agent.inboundAddress, spiffeId: to.agent.spiffeId };
       } else {
         source = parseSpiffeId(req.sourceSpiffeId);
         // The caller's own agent, whatever Host the peer sent: a host policy never admits a call into an agent.
-        destination = agentDestination(this.#d.agents, caller, withLabels);
+        destination = agentDestination(snapshot.agents, caller, withLabels);
       }
       if (req.mcpListedTools.length > MAX_LISTED_TOOLS) throw new AirlockError(ErrorCode.BadRequest, `more than ${MAX_LISTED_TOOLS} tools to filter`);
       checkHeaderBounds(req);
@@ -131,7 +129,7 @@ export class Authorizer {
     // The header map is built only when some rule looks at headers: no rule can tell them from none.
     const headers = !engine.usesHeaders || (req.headers.length === 0 && !req.headersIncomplete) ? undefined : headerInput(req.headers, req.headersIncomplete);
     const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req), headers };
-    const { decision, input } = decide(engine, this.#d.agents, call, this.#d.isRevoked);
+    const { decision, input } = decide(snapshot, call);
     // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
     const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     const verdict = decision.allow ? 'allow' : 'deny';

@@ -2,6 +2,7 @@ import type { Labels } from '@airlock/common/labels';
 import { formatSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { toAgent, toHost, type Destination } from '../policy/engine.ts';
 import type { AgentRecord, Store } from '../store/store.ts';
+import type { DecisionState } from './decision-state.ts';
 
 /** Where a decision finds a registered agent: in memory, never the store. */
 export interface AgentLookup {
@@ -9,42 +10,54 @@ export interface AgentLookup {
 }
 
 /**
- * The registered agents, held in memory (loaded from the store at start) because every decision
- * about an agent asks. A registration is written to the store first, then here.
+ * The registered agents, held in the decision snapshot (loaded from the store at start) because every
+ * decision about an agent asks. A registration is written to the store first, then published as a
+ * new snapshot; a renewal that changes neither address nor labels publishes nothing.
  */
 export class AgentRegistry implements AgentLookup {
   readonly #store: Store;
-  readonly #agents = new Map<string, AgentRecord>();
+  readonly #state: DecisionState;
 
-  private constructor(store: Store) {
+  private constructor(store: Store, state: DecisionState) {
     this.#store = store;
+    this.#state = state;
   }
 
-  static async load(store: Store): Promise<AgentRegistry> {
-    const registry = new AgentRegistry(store);
-    for (const a of await store.listAgents()) registry.#agents.set(a.spiffeId, a);
-    return registry;
+  static async load(store: Store, state: DecisionState): Promise<AgentRegistry> {
+    state.replace({ agents: new Map((await store.listAgents()).map((a) => [a.spiffeId, { ...a, labels: a.labels ?? {} }])) });
+    return new AgentRegistry(store, state);
   }
 
   get(spiffeId: string): AgentRecord | undefined {
-    return this.#agents.get(spiffeId);
+    return this.#state.current().agents.get(spiffeId);
   }
 
   /** Every agent, by SPIFFE ID. */
   list(): AgentRecord[] {
-    return [...this.#agents.values()].sort((a, b) => (a.spiffeId < b.spiffeId ? -1 : a.spiffeId > b.spiffeId ? 1 : 0));
+    return [...this.#state.current().agents.values()].sort((a, b) => (a.spiffeId < b.spiffeId ? -1 : a.spiffeId > b.spiffeId ? 1 : 0));
   }
 
   /** An agent another replica registered, as stored (its labels already merged there). */
   follow(agent: AgentRecord): void {
-    this.#agents.set(agent.spiffeId, { ...agent, labels: agent.labels ?? {} });
+    this.#publish({ ...agent, labels: agent.labels ?? {} });
   }
 
   /** As Store.upsertAgent: an upsert without labels (a renewal) keeps those registered. */
   async upsert(agent: AgentRecord): Promise<void> {
     await this.#store.upsertAgent(agent);
-    this.#agents.set(agent.spiffeId, { ...agent, labels: agent.labels ?? this.#agents.get(agent.spiffeId)?.labels ?? {} });
+    this.#publish({ ...agent, labels: agent.labels ?? this.get(agent.spiffeId)?.labels ?? {} });
   }
+
+  #publish(agent: AgentRecord): void {
+    const before = this.get(agent.spiffeId);
+    if (before !== undefined && before.inboundAddress === agent.inboundAddress && sameLabels(before.labels ?? {}, agent.labels ?? {})) return;
+    this.#state.replace({ agents: new Map(this.#state.current().agents).set(agent.spiffeId, agent) });
+  }
+}
+
+function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }
 
 /**

@@ -10,6 +10,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JoinTokens } from '../attestation/join-tokens.ts';
 import { denyIfRevoked, REVOKED_REASON } from '../authz/revoked.ts';
 import { AgentRegistry } from '../authz/registry.ts';
+import { DecisionState } from '../authz/decision-state.ts';
+import { PolicyEngine } from '../policy/engine.ts';
 import { CertificateIssuer } from '../api/identity/sign-certificate.ts';
 import { createControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
@@ -31,9 +33,9 @@ describe('revocation', () => {
     dir = mkdtempSync(join(tmpdir(), 'airlock-revoke-'));
     store = SqliteStore.open(dir);
     ca = CertificateAuthority.loadOrCreate(dir, TD);
-    revocations = await Revocations.load({ store, trustBundlePem: () => ca.certPem });
+    revocations = await Revocations.load({ store, decisions: new DecisionState(PolicyEngine.empty(TD)), trustBundlePem: () => ca.certPem });
     const metrics = createControlPlaneMetrics(createRegistry('test'));
-    issuer = new CertificateIssuer({ ca: { issuing: () => ca, bundlePem: () => ca.certPem }, joinTokens: new JoinTokens(store, TD), store, agents: await AgentRegistry.load(store), revocations, svidTtlMs: 60_000, metrics, logger: createRootLogger({ process: 'test', level: 'error' }) });
+    issuer = new CertificateIssuer({ ca: { issuing: () => ca, bundlePem: () => ca.certPem }, joinTokens: new JoinTokens(store, TD), store, agents: await AgentRegistry.load(store, new DecisionState(PolicyEngine.empty(TD))), revocations, svidTtlMs: 60_000, metrics, logger: createRootLogger({ process: 'test', level: 'error' }) });
   });
   afterEach(async () => {
     await store.close();
@@ -62,18 +64,18 @@ describe('revocation', () => {
 
   it("names each revoked certificate's issuer as a TLS peer's certificate does (a serial is unique only per issuer)", async () => {
     const a1 = await issuer.signCertificate(parseSpiffeId(A), { csrPem: makeCsr().csrPem, inboundAddress: '' });
-    const named = await Revocations.load({ store, trustBundlePem: () => ca.certPem, issuerName: (id) => (id === ca.id ? ca.x509.subject : undefined) });
+    const named = await Revocations.load({ store, decisions: new DecisionState(PolicyEngine.empty(TD)), trustBundlePem: () => ca.certPem, issuerName: (id) => (id === ca.id ? ca.x509.subject : undefined) });
     await named.revoke(A);
     const presented = new X509Certificate(a1.certChainPem);
     expect(named.snapshot().revokedCertificates).toEqual([{ issuer: presented.issuer, serial: presented.serialNumber.toLowerCase().replace(/^0+/, '') }]);
     // An issuer no longer known (a retired root): that serial from any issuer, rather than none.
-    const unknown = await Revocations.load({ store, trustBundlePem: () => ca.certPem, issuerName: () => undefined });
+    const unknown = await Revocations.load({ store, decisions: new DecisionState(PolicyEngine.empty(TD)), trustBundlePem: () => ca.certPem, issuerName: () => undefined });
     expect(unknown.snapshot().revokedCertificates.map((c) => c.issuer)).toEqual(['']);
   });
 
   it('survives a restart', async () => {
     await revocations.revoke(A, 5);
-    expect((await Revocations.load({ store, trustBundlePem: () => '' })).isRevoked(A)).toBe(true);
+    expect((await Revocations.load({ store, decisions: new DecisionState(PolicyEngine.empty(TD)), trustBundlePem: () => '' })).isRevoked(A)).toBe(true);
   });
 
   it('refuses renewal and join tokens for a revoked identity', async () => {

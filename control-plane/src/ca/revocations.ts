@@ -1,4 +1,5 @@
 import { canonicalSerial } from '@airlock/common/spiffe';
+import type { DecisionState } from '../authz/decision-state.ts';
 import type { IssuedCertificate, Store } from '../store/store.ts';
 
 /** A certificate to refuse, as RFC 5280 names one: a serial is unique only per issuer. */
@@ -30,6 +31,8 @@ export interface RevocationResult {
 
 export interface RevocationsOptions {
   readonly store: Store;
+  /** Where decisions read the revoked identities: published whole on every revocation. */
+  readonly decisions: DecisionState;
   readonly trustBundlePem: () => string;
   readonly renewHintPem?: () => string;
   /** The DN of a CA by its id (what the store records as a certificate's issuer). */
@@ -49,8 +52,11 @@ export class Revocations {
   readonly #revoked = new Map<string, { readonly revokedAt: number; readonly certificates: readonly IssuedCertificate[] }>();
   readonly #watchers = new Set<(snapshot: TrustBundleSnapshot) => void>();
 
+  readonly #decisions: DecisionState;
+
   private constructor(o: RevocationsOptions) {
     this.#store = o.store;
+    this.#decisions = o.decisions;
     this.#issuerName = o.issuerName ?? (() => undefined);
     this.#trustBundlePem = o.trustBundlePem;
     this.#renewHintPem = o.renewHintPem ?? (() => '');
@@ -61,6 +67,7 @@ export class Revocations {
     for (const { spiffeId, revokedAt } of await o.store.listRevokedIdentities()) {
       r.#revoked.set(spiffeId, { revokedAt, certificates: await o.store.listCertificates(spiffeId) });
     }
+    r.#publish();
     return r;
   }
 
@@ -73,6 +80,7 @@ export class Revocations {
     if (before === undefined) {
       await this.#store.revokeIdentity(spiffeId, now);
       this.#revoked.set(spiffeId, { revokedAt: now, certificates: await this.#store.listCertificates(spiffeId) });
+      this.#publish();
     }
     const serials = this.#certificatesOf(spiffeId, now).map((c) => c.serial);
     if (before === undefined) this.#notify(now);
@@ -85,6 +93,7 @@ export class Revocations {
     const certificates = await this.#store.listCertificates(revoked.spiffeId);
     if (this.#revoked.has(revoked.spiffeId)) return;
     this.#revoked.set(revoked.spiffeId, { revokedAt: revoked.revokedAt, certificates });
+    this.#publish();
     this.#notify(now);
   }
 
@@ -108,6 +117,10 @@ export class Revocations {
     return (this.#revoked.get(spiffeId)?.certificates ?? [])
       .filter((c) => c.notAfter > now)
       .map((c) => ({ issuer: (c.issuer === undefined ? undefined : this.#issuerName(c.issuer)) ?? '', serial: canonicalSerial(c.serial) }));
+  }
+
+  #publish(): void {
+    this.#decisions.replace({ revoked: new Set(this.#revoked.keys()) });
   }
 
   #notify(now: number): void {

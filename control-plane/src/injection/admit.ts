@@ -1,5 +1,5 @@
 import { isPodCreate, readPod, type AdmissionRequest, type ReviewAnswer } from './admission-review.ts';
-import { decide } from './decide.ts';
+import { shouldInject } from './should-inject.ts';
 import type { Outcome } from './injection-errors.ts';
 import type { InjectionSettings } from './injection-settings.ts';
 import { injectionPatch } from './pod-patch.ts';
@@ -14,7 +14,7 @@ export function admit(request: AdmissionRequest, settings: InjectionSettings, tr
     return { outcome: 'not_a_pod_create', answer: { allowed: true }, reason: `airlock injects into pods at creation only, not ${what}` };
   }
   const pod = readPod(request.object);
-  const decision = decide(pod, settings);
+  const decision = shouldInject(pod, settings);
   if (!decision.inject) return { outcome: decision.outcome, answer: { allowed: true }, reason: decision.reason };
   const { patch, warnings } = injectionPatch(pod, settings, decision.options, trustBundlePem);
   return { outcome: 'injected', answer: { allowed: true, patch, warnings: [...decision.warnings, ...warnings] }, reason: 'injected' };

@@ -1,5 +1,5 @@
 import type { PatchOperation } from './admission-review.ts';
-import { INJECTED, type PodOptions } from './decide.ts';
+import { INJECTED, type PodOptions } from './should-inject.ts';
 import type { InjectionSettings } from './injection-settings.ts';
 import type { Container, Pod } from './pod.ts';
 import { redirectInitContainer } from './redirect-rules.ts';

@@ -1,4 +1,4 @@
-import type { PodOptions } from './decide.ts';
+import type { PodOptions } from './should-inject.ts';
 import type { InjectionSettings } from './injection-settings.ts';
 
 export const SIDECAR_CONTAINER = 'airlock-sidecar';

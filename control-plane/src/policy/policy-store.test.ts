@@ -6,8 +6,10 @@ import { createRootLogger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import { AgentRegistry } from '../authz/registry.ts';
+import { DecisionState } from '../authz/decision-state.ts';
+import { explain, type ExplainInput } from '../authz/explain.ts';
 import * as load from './load.ts';
-import { toHost } from './engine.ts';
+import { PolicyEngine, toHost } from './engine.ts';
 import { PolicyStore } from './policy-store.ts';
 
 // A pass-through spy: which texts the store parses.
@@ -28,10 +30,14 @@ describe('PolicyStore', () => {
   let store: SqliteStore;
   let policies: PolicyStore;
   let agents: AgentRegistry;
+  let decisions: DecisionState;
   const open = async (): Promise<PolicyStore> => {
-    agents = await AgentRegistry.load(store);
-    return PolicyStore.open({ store, agents, trustDomain: TD, audit: createRootLogger({ process: 't', level: 'silent' }) });
+    decisions = new DecisionState(PolicyEngine.empty(TD));
+    agents = await AgentRegistry.load(store, decisions);
+    return PolicyStore.open({ store, decisions, trustDomain: TD, audit: createRootLogger({ process: 't', level: 'silent' }) });
   };
+  /** Explain on the snapshot decisions read (where PolicyStore publishes its engine). */
+  const explainNow = (input: ExplainInput) => explain(decisions.current(), TD, input);
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'airlock-policy-store-'));
     store = SqliteStore.open(dir);
@@ -118,10 +124,10 @@ describe('PolicyStore', () => {
     await policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice');
     expect(policies.diff(allow('b-out', 'a', 'b.example.com'), 'd.yaml').map((c) => c.change)).toEqual(['added']);
     expect(policies.version()).toBe(1);
-    expect(policies.explain({ from: `spiffe://${TD}/ns/agents/sa/a`, host: 'api.example.com', port: 80, method: 'GET', path: '/v1/q' })).toMatchObject({
+    expect(explainNow({ from: `spiffe://${TD}/ns/agents/sa/a`, host: 'api.example.com', port: 80, method: 'GET', path: '/v1/q' })).toMatchObject({
       allow: true, policy: 'a-out', rule: 'rules[0]', version: 1, destination: '',
     });
-    expect(policies.explain({ from: `spiffe://${TD}/ns/agents/sa/a`, host: 'api.example.com', port: 80, method: 'GET', path: '/v1/../admin' })).toMatchObject({
+    expect(explainNow({ from: `spiffe://${TD}/ns/agents/sa/a`, host: 'api.example.com', port: 80, method: 'GET', path: '/v1/../admin' })).toMatchObject({
       allow: false, reason: expect.stringMatching(/ambiguous path/) as unknown,
     });
   });
@@ -129,9 +135,9 @@ describe('PolicyStore', () => {
   it('explains a call to a registered agent as Authorize decides it: a host policy naming its mesh host does not admit it', async () => {
     await policies.apply(`${seg('a')}---\n${allow('a-out', 'a', '"*.agents"')}`, 'p.yaml', 'alice');
     await agents.upsert({ spiffeId: `spiffe://${TD}/ns/agents/sa/b`, inboundAddress: '127.0.0.1:9', updatedAt: 1 });
-    const explain = (host: string) => policies.explain({ from: `spiffe://${TD}/ns/agents/sa/a`, host, port: 80, method: 'GET', path: '/v1/q' });
-    expect(explain('b.agents')).toMatchObject({ allow: false, policy: '', destination: `spiffe://${TD}/ns/agents/sa/b` });
-    expect(explain('B.Agents.')).toMatchObject({ allow: false, policy: '', destination: `spiffe://${TD}/ns/agents/sa/b` });
-    expect(explain('nobody.agents')).toMatchObject({ allow: true, policy: 'a-out', destination: '' });
+    const explainHost = (host: string) => explainNow({ from: `spiffe://${TD}/ns/agents/sa/a`, host, port: 80, method: 'GET', path: '/v1/q' });
+    expect(explainHost('b.agents')).toMatchObject({ allow: false, policy: '', destination: `spiffe://${TD}/ns/agents/sa/b` });
+    expect(explainHost('B.Agents.')).toMatchObject({ allow: false, policy: '', destination: `spiffe://${TD}/ns/agents/sa/b` });
+    expect(explainHost('nobody.agents')).toMatchObject({ allow: true, policy: 'a-out', destination: '' });
   });
 });

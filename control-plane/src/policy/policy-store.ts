@@ -1,12 +1,10 @@
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
-import { parseSpiffeId } from '@airlock/common/spiffe';
-import { decide } from '../authz/decide.ts';
-import { destinationOfHost, type AgentLookup } from '../authz/registry.ts';
+import type { DecisionState } from '../authz/decision-state.ts';
 import type { PolicyVersionRecord, Store } from '../store/store.ts';
 import { entryKey, mergeEntries, prepareChange, readBack, type PolicySnapshot, type PreparedChange, type ReadEntry } from './change.ts';
 import { diffEntries, type DocumentChange } from './diff.ts';
-import { headerInput, PolicyEngine, type McpInput, type PolicyDecision } from './engine.ts';
+import { PolicyEngine } from './engine.ts';
 import { policyInvalid, type ParsedDocument, type PolicyEntry } from './load.ts';
 import type { PolicyDoc, SegmentDoc } from './types.ts';
 import { FILE_LIMITS } from './yaml-limits.ts';
@@ -18,30 +16,12 @@ export interface ChangeResult {
   readonly changes: readonly DocumentChange[];
 }
 
-export interface ExplainInput {
-  readonly from: string;
-  readonly host: string;
-  readonly port: number;
-  readonly method: string;
-  readonly path: string;
-  /** The MCP message to explain (`tools/call` of a tool), as the sidecar would read it. */
-  readonly mcp?: McpInput;
-  /** Request headers (taken as all the headers of the call). */
-  readonly headers?: readonly { readonly name: string; readonly value: string }[];
-}
-
-export interface Explanation extends PolicyDecision {
-  readonly source: string;
-  /** The mesh agent the host resolved to, empty for an external host. */
-  readonly destination: string;
-}
-
 export type DocumentKind = PolicyEntry['kind'];
 
 export interface PolicyStoreOptions {
   readonly store: Store;
-  /** The registered agents: explain resolves a mesh host as Authorize does. */
-  readonly agents: AgentLookup;
+  /** Where decisions read the compiled policy: published whole on every version. */
+  readonly decisions: DecisionState;
   readonly trustDomain: string;
   readonly audit: Logger;
 }
@@ -56,7 +36,7 @@ export interface PolicyStoreOptions {
  */
 export class PolicyStore {
   readonly #store: Store;
-  readonly #agents: AgentLookup;
+  readonly #decisions: DecisionState;
   /** Changes are made one at a time: each is read against, and numbered after, the one before. */
   #changing: Promise<unknown> = Promise.resolve();
   readonly #trustDomain: string;
@@ -68,7 +48,7 @@ export class PolicyStore {
 
   private constructor(o: PolicyStoreOptions, latest: PolicyVersionRecord | undefined) {
     this.#store = o.store;
-    this.#agents = o.agents;
+    this.#decisions = o.decisions;
     this.#trustDomain = o.trustDomain;
     this.#audit = o.audit;
     // Nothing in force yet to reuse: every stored document is read.
@@ -78,6 +58,7 @@ export class PolicyStore {
     this.#docs = latest === undefined ? [] : this.#documents(entries, latest.version, []);
     this.#entries = entries;
     this.#engine = latest === undefined ? PolicyEngine.empty(o.trustDomain) : this.#compile(this.#docs, latest.version);
+    this.#decisions.replace({ engine: this.#engine });
   }
 
   /** The policy set in force from the store's latest version. */
@@ -169,6 +150,7 @@ export class PolicyStore {
       this.#entries = entries;
       this.#docs = docs;
       this.#engine = engine;
+      this.#decisions.replace({ engine });
       this.#audit.info({ version: latest.version, actor: latest.actor, action: latest.action, summary: latest.summary }, 'policy version from another replica in force');
     });
   }
@@ -178,19 +160,6 @@ export class PolicyStore {
     const record = await this.#store.getPolicyVersion(version);
     if (record === undefined) throw new AirlockError(ErrorCode.NotFound, `policy version ${version} does not exist`);
     return entriesOf(record);
-  }
-
-  /**
-   * What Authorize would decide for an OUTBOUND call, revocation included (`isRevoked`), without a
-   * call being made: the host resolved and the decision made as Authorize does (one decision path).
-   */
-  explain(input: ExplainInput, isRevoked?: (spiffeId: string) => boolean): Explanation {
-    const source = parseSpiffeId(input.from);
-    const engine = this.#engine;
-    const { destination } = destinationOfHost(this.#agents, this.#trustDomain, input.host, engine.usesLabels);
-    const call = { source, destination, port: input.port, method: input.method, path: input.path, mcp: input.mcp, headers: headerInput(input.headers ?? [], false) };
-    const { decision } = decide(engine, this.#agents, call, isRevoked);
-    return { ...decision, source: source.uri, destination: destination.kind === 'agent' ? destination.id.uri : '' };
   }
 
   #serially<T>(change: () => T | Promise<T>): Promise<T> {
@@ -214,6 +183,7 @@ export class PolicyStore {
     this.#entries = entries;
     this.#docs = docs;
     this.#engine = engine;
+    this.#decisions.replace({ engine });
     this.#audit.info(
       { audit: true, actor, action: `policy.${action}`, version, summary, changes: changes.map((c) => ({ kind: c.kind, name: c.name, change: c.change, lines: c.lines })) },
       'policy changed',

@@ -14,6 +14,7 @@ import {
   type ListPolicyVersionsRequest,
   type RollbackPolicyRequest,
 } from '@airlock/proto/admin/v1';
+import type { DecisionState } from '../../authz/decision-state.ts';
 import type { PeerIssuers } from '../peer.ts';
 import type { DocumentChange } from '../../policy/diff.ts';
 import type { PolicyEntry } from '../../policy/load.ts';
@@ -32,7 +33,8 @@ export interface AdminGrpcDeps {
   /** Where bundles are read (a worker thread), within the admin limits (the HTTP API's too). */
   readonly limits: AdminLimits;
   /** Revoked identities, so explain answers as Authorize would. */
-  readonly isRevoked?: (spiffeId: string) => boolean;
+  /** What decisions read: explain answers on the same snapshot as Authorize would. */
+  readonly decisions: DecisionState;
 }
 
 type Call = Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext' | 'metadata'>;
@@ -113,7 +115,7 @@ export function adminServiceHandlers(deps: AdminGrpcDeps): Record<string, Handle
     explain: rpc<ExplainRequest>(async (call, req) => {
       await adminPrincipal(call, deps, 'viewer');
       if (req.from === '' || req.to === '') throw new AirlockError(ErrorCode.BadRequest, '"from" and "to" are required');
-      const e = explainCall(p, { from: req.from, to: req.to, method: req.method || undefined, path: req.path || undefined, tool: req.tool || undefined, headers: req.headers }, deps.isRevoked);
+      const e = explainCall({ from: req.from, to: req.to, method: req.method || undefined, path: req.path || undefined, tool: req.tool || undefined, headers: req.headers }, deps.decisions, deps.trustDomain);
       return { allow: e.allow, version: e.version, policy: e.policy, rule: e.rule, reason: e.reason, dryRunDeny: e.dryRunDeny, source: e.source, destination: e.destination };
     }),
   };

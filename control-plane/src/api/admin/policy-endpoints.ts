@@ -1,7 +1,9 @@
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { hashToken, newSecretToken } from '../../attestation/token-hash.ts';
-import type { DocumentKind, Explanation, PolicyStore } from '../../policy/policy-store.ts';
+import type { DecisionState } from '../../authz/decision-state.ts';
+import { explain, type Explanation } from '../../authz/explain.ts';
+import type { DocumentKind, PolicyStore } from '../../policy/policy-store.ts';
 import type { Store } from '../../store/store.ts';
 import { ADMIN_ROLES, type AdminRole } from './admin-auth.ts';
 import { MAX_POLICY_BYTES, type AdminLimits } from './admin-limits.ts';
@@ -16,8 +18,9 @@ export interface PolicyEndpointDeps {
   readonly logger: Logger;
   /** Where bundles are read (a worker thread), within the admin limits. */
   readonly limits: AdminLimits;
-  /** Revoked identities, so explain answers as Authorize would. */
-  readonly isRevoked?: (spiffeId: string) => boolean;
+  /** What decisions read: explain answers on the same snapshot as Authorize would. */
+  readonly decisions: DecisionState;
+  readonly trustDomain: string;
 }
 
 /**
@@ -70,7 +73,7 @@ export function policyEndpoints(deps: PolicyEndpointDeps): AdminEndpoint[] {
       role: 'viewer',
       handle: async ({ body }) => {
         const f = await body(['from', 'to', 'method', 'path', 'tool', 'headers']);
-        return ok(explainCall(p, { from: requiredString(f, 'from'), to: requiredString(f, 'to'), method: optionalNonEmptyString(f, 'method'), path: optionalNonEmptyString(f, 'path'), tool: optionalNonEmptyString(f, 'tool'), headers: headerList(f.headers) }, deps.isRevoked));
+        return ok(explainCall({ from: requiredString(f, 'from'), to: requiredString(f, 'to'), method: optionalNonEmptyString(f, 'method'), path: optionalNonEmptyString(f, 'path'), tool: optionalNonEmptyString(f, 'tool'), headers: headerList(f.headers) }, deps.decisions, deps.trustDomain));
       },
     },
     {
@@ -129,7 +132,7 @@ export interface ExplainFields {
 }
 
 /** Checks an explain request and explains it: the one implementation behind both admin APIs. */
-export function explainCall(p: PolicyStore, f: ExplainFields, isRevoked?: (spiffeId: string) => boolean): Explanation & { policyVersion: number } {
+export function explainCall(f: ExplainFields, decisions: DecisionState, trustDomain: string): Explanation & { policyVersion: number } {
   const { host, port } = hostPort(f.to);
   // An MCP tool is called with a POST: that is what the sidecar would ask about.
   const method = f.tool === undefined ? f.method : (f.method ?? 'POST');
@@ -137,7 +140,8 @@ export function explainCall(p: PolicyStore, f: ExplainFields, isRevoked?: (spiff
   if (!/^[A-Za-z]{1,20}$/.test(method)) throw new AirlockError(ErrorCode.BadRequest, '"method" must be an HTTP method');
   const path = f.path ?? (method.toUpperCase() === 'CONNECT' ? '' : '/');
   // Methods are matched as sent (upper case by HTTP convention): explain what the sidecar would ask.
-  return { policyVersion: p.version(), ...p.explain({ from: f.from, host, port, method, path, ...(f.tool === undefined ? {} : { mcp: { method: 'tools/call', tool: f.tool } }), ...(f.headers === undefined ? {} : { headers: f.headers }) }, isRevoked) };
+  const snapshot = decisions.current();
+  return { policyVersion: snapshot.engine.version, ...explain(snapshot, trustDomain, { from: f.from, host, port, method, path, ...(f.tool === undefined ? {} : { mcp: { method: 'tools/call', tool: f.tool } }), ...(f.headers === undefined ? {} : { headers: f.headers }) }) };
 }
 
 /** A document name as the API accepts it (what the loader allows). */

@@ -75,7 +75,7 @@ export function serveAuthorizeStream(call: ServerDuplexStream<AuthorizeStreamReq
       call.write({ results: batch.checks.map((check) => exhausted(check, over)) });
       return;
     }
-    call.write({ results: batch.checks.map((check) => decide(deps, caller, check.id, check.request)) });
+    call.write({ results: batch.checks.map((check) => answerCheck(deps, caller, check.id, check.request)) });
   });
   call.on('end', () => {
     if (ended) return;
@@ -92,7 +92,7 @@ function exhausted(check: AuthorizeCheck, why: string): AuthorizeResult {
   return { id: check.id, decision: undefined, refusal: { code: status.RESOURCE_EXHAUSTED, message: why } };
 }
 
-function decide(deps: AuthorizeStreamDeps, caller: VerifiedPeer, id: number, request: AuthorizeRequest | undefined): AuthorizeResult {
+function answerCheck(deps: AuthorizeStreamDeps, caller: VerifiedPeer, id: number, request: AuthorizeRequest | undefined): AuthorizeResult {
   try {
     // An empty check is refused (and audited) by the decision code like any malformed request.
     return { id, decision: deps.authorizer.authorize(caller.id, request ?? AuthorizeRequest.fromPartial({})), refusal: undefined };

@@ -32,7 +32,7 @@ export type Decision =
  * (re-admission), and a host-network pod (its iptables and ports are the node's). A bad annotation
  * refuses the pod (InjectionError) rather than silently injecting something else.
  */
-export function decide(pod: Pod, settings: InjectionSettings): Decision {
+export function shouldInject(pod: Pod, settings: InjectionSettings): Decision {
   const labels = pod.metadata?.labels ?? {};
   const annotations = pod.metadata?.annotations ?? {};
   if (labels[INJECT] === 'disabled' || annotations[INJECT] === 'disabled') return { inject: false, outcome: 'disabled', reason: `${INJECT} is "disabled"` };

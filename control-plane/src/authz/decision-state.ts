@@ -1,0 +1,34 @@
+import type { PolicyEngine } from '../policy/engine.ts';
+import type { AgentRecord } from '../store/store.ts';
+
+/**
+ * Everything a decision reads, as one immutable value: the compiled policy, the registered agents
+ * (destinations by mesh host, labels), the revoked identities. Never read from the store.
+ */
+export interface DecisionSnapshot {
+  readonly engine: PolicyEngine;
+  readonly agents: ReadonlyMap<string, AgentRecord>;
+  readonly revoked: ReadonlySet<string>;
+}
+
+/**
+ * The snapshot in force. A change to any part (a policy version, an agent registered, an identity
+ * revoked, here or through another replica) makes a new snapshot, swapped whole: a decision takes
+ * one snapshot and sees the same state from its first read to its last. Parts are replaced, never
+ * mutated, by their owners (PolicyStore, AgentRegistry, Revocations).
+ */
+export class DecisionState {
+  #current: DecisionSnapshot;
+
+  constructor(engine: PolicyEngine) {
+    this.#current = Object.freeze({ engine, agents: new Map<string, AgentRecord>(), revoked: new Set<string>() });
+  }
+
+  current(): DecisionSnapshot {
+    return this.#current;
+  }
+
+  replace(part: Partial<DecisionSnapshot>): void {
+    this.#current = Object.freeze({ ...this.#current, ...part });
+  }
+}
