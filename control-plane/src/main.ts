@@ -128,7 +128,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   const store = await openStore(config);
   const cleanups: (() => Promise<void> | void)[] = [() => store.close()];
   // Watching before the state is read: what another replica writes meanwhile is applied once the holders exist.
-  const follower = await watchStore(store, log);
+  const follower = await watchStore(store, log, registry);
   cleanups.push(() => follower.close());
   const storeHealth = watchStoreHealth(store, { staleAfterMs: config.storeStaleAfter, registry, logger: log });
   cleanups.push(() => storeHealth.stop());

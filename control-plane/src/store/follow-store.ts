@@ -1,3 +1,4 @@
+import { Counter, type Registry } from 'prom-client';
 import { errorMessage } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import type { AgentRegistry } from '../authz/registry.ts';
@@ -24,7 +25,8 @@ export interface StoreFollower {
  * Watches the store from before the replica reads its state, so that nothing written in between is
  * missed (an event for something already read changes nothing); events wait until `start`.
  */
-export async function watchStore(store: Store, log: Logger): Promise<StoreFollower> {
+export async function watchStore(store: Store, log: Logger, registry: Registry): Promise<StoreFollower> {
+  const troubles = new Counter({ name: 'airlock_store_watch_interruptions_total', help: 'Times the store watch was cut or failed (it resumes from the last revision it delivered).', registers: [registry] });
   let pending: StoreEvent[] | undefined = [];
   let followers: Followers | undefined;
   const apply = (event: StoreEvent, to: Followers): void => {
@@ -48,7 +50,10 @@ export async function watchStore(store: Store, log: Logger): Promise<StoreFollow
       if (followers === undefined) pending?.push(event);
       else apply(event, followers);
     },
-    (why) => log.warn({ why }, 'store watch'),
+    (why) => {
+      troubles.inc();
+      log.warn({ why }, 'store watch');
+    },
   );
   return {
     start(to) {
