@@ -9,25 +9,9 @@ import { AdminServiceClient } from '@airlock/proto/admin/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority } from '../control-plane/src/ca/ca.ts';
 import { makeCsr } from '../control-plane/src/ca/test-csr.ts';
-import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel } from '../control-plane/src/testing/test-control-plane.ts';
+import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, RESEARCHER, RESEARCHERS_TO_EXAMPLE as POLICY, TD } from '../control-plane/src/testing/test-control-plane.ts';
 import { startMesh, type Mesh } from './support/mesh.ts';
 
-const TD = 'airlock.test';
-const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
-const POLICY = `
-apiVersion: airlock.dev/v1
-kind: Segment
-metadata: { name: researchers }
-spec: { selector: { namespace: demo, serviceAccounts: [researcher] } }
----
-apiVersion: airlock.dev/v1
-kind: Policy
-metadata: { name: researchers-out }
-spec:
-  from: { segments: [researchers] }
-  to: { hosts: [api.example.com], ports: [443] }
-  action: allow
-`;
 /** The sidecar's decision timeout (authzTimeout): a decision later than this fails the call closed. */
 const DECISION_TIMEOUT_MS = 250;
 const MAX_BODY = 1024 * 1024;

@@ -2,24 +2,9 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { AuthorizeRequest, Direction, Verdict, type AuthorizeCheck } from '@airlock/proto/authorization/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningControlPlane } from '../../main.ts';
-import { adminFetch, openAuthorizeStream as openStream, startTestControlPlane, TD, type TestControlPlane } from '../../testing/test-control-plane.ts';
+import { adminFetch, openAuthorizeStream as openStream, RESEARCHER, RESEARCHERS_TO_EXAMPLE as POLICY, startTestControlPlane, TD, type TestControlPlane } from '../../testing/test-control-plane.ts';
 
-const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
 const TOOL = `spiffe://${TD}/ns/demo/sa/tool`;
-const POLICY = `
-apiVersion: airlock.dev/v1
-kind: Segment
-metadata: { name: researchers }
-spec: { selector: { namespace: demo, serviceAccounts: [researcher] } }
----
-apiVersion: airlock.dev/v1
-kind: Policy
-metadata: { name: researchers-to-example }
-spec:
-  from: { segments: [researchers] }
-  to: { hosts: [api.example.com], ports: [443] }
-  action: allow
-`;
 
 const check = (id: number, r: Partial<AuthorizeRequest>): AuthorizeCheck => ({
   id,
