@@ -25,6 +25,13 @@ async function abandoned(how: 'exit' | 'hang'): Promise<{ netns: string; pids: n
   throw new Error('the abandoned kube-apiserver script printed nothing');
 }
 
+/** The pids still running once SIGKILL has had its effect (a killed process takes a moment to go; 10 s bound). */
+async function survivors(pids: readonly number[]): Promise<number[]> {
+  const end = Date.now() + 10_000;
+  while (pids.some(alive) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  return pids.filter(alive);
+}
+
 const namespaces = (): string => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
 
 describe('the network namespace of a test kube-apiserver', () => {
@@ -32,7 +39,7 @@ describe('the network namespace of a test kube-apiserver', () => {
     const run = await abandoned('exit');
     await run.exited;
     expect(namespaces()).not.toContain(run.netns);
-    expect(run.pids.filter(alive)).toEqual([]);
+    expect(await survivors(run.pids)).toEqual([]);
   });
 
   it('is removed by the next start when its test process was killed', async () => {
@@ -44,7 +51,7 @@ describe('the network namespace of a test kube-apiserver', () => {
     const next = await startKubeApiServer();
     try {
       expect(namespaces()).not.toContain(run.netns);
-      expect(run.pids.filter(alive)).toEqual([]);
+      expect(await survivors(run.pids)).toEqual([]);
     } finally {
       await next.stop();
     }
