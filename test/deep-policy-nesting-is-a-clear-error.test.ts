@@ -3,7 +3,7 @@
 // YAML is read: `airlock validate`, a control plane's policy file (the admin API: see
 // a-viewer-cannot-stall-decisions.test.ts and control-plane/src/api/admin/admin-limits.test.ts).
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -39,8 +39,20 @@ describe('deeply nested policy YAML', () => {
     const file = join(dir, 'cp.yaml');
     writeFileSync(file, '['.repeat(10_000));
     const r = await airlock(['control-plane', '--data-dir', join(dir, 'data'), '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policy-file', file]);
-    expect(r.code).not.toBe(0);
+    expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${file}:1:65: more than 64 levels of nesting (the limit)`);
     expect(r.stderr).not.toContain('Maximum call stack');
+  });
+
+  it('a mapping of 100,000 keys is refused by airlock validate at the key over the limit, with another file beside it', async () => {
+    const bundle = join(dir, 'bundle');
+    mkdirSync(bundle);
+    const wide = join(bundle, 'wide.yaml');
+    writeFileSync(wide, `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: wide }\nspec:\n${Array.from({ length: 100_000 }, (_, i) => `  k${i}: ${i}`).join('\n')}\n`);
+    const other = join(bundle, 'other.yaml');
+    writeFileSync(other, 'apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: other }\nspec: { selector: { namespace: demo } }\n');
+    const r = await airlock(['validate', '-f', bundle]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/wide\.yaml:69:1: a mapping with more than 64 keys \(the limit\)/);
   });
 });

@@ -79,7 +79,8 @@ try {
     process.exitCode = 2;
   } else if (isAirlockError(err)) {
     console.error(`airlock: ${err.message}`);
-    process.exitCode = err.code === ErrorCode.Config || err.code === ErrorCode.Policy || err.code === ErrorCode.BadRequest ? 2 : 1;
+    // Bad input (settings, a policy, a request, a policy over a size limit) is 2; anything else 1.
+    process.exitCode = err.code === ErrorCode.Config || err.code === ErrorCode.Policy || err.code === ErrorCode.BadRequest || err.code === ErrorCode.TooLarge ? 2 : 1;
   } else {
     console.error(`airlock: unexpected error: ${errorMessage(err)}`);
     if (process.env.AIRLOCK_DEBUG !== undefined) console.error(err);

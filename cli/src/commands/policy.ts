@@ -1,7 +1,6 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
-import { parsePolicyText } from '@airlock/control-plane/policy';
+import { definedSegments, parsePolicyText } from '@airlock/control-plane/policy';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { adminDelete, adminGet, adminPost } from '../admin-client.ts';
 import { parseFlags, UsageError } from '../args.ts';
@@ -198,7 +197,7 @@ export function runValidate(argv: string[]): Promise<number> {
  * segments the other files define counted as known (a policy may use a segment of another file).
  */
 export function validateDocuments(docs: readonly { file: string; text: string }[]): { segments: number; policies: number } {
-  const segmentsOf = new Map(docs.map((d) => [d.file, segmentNames(d.text)]));
+  const segmentsOf = new Map(docs.map((d) => [d.file, definedSegments(d.text, d.file)]));
   const problems: string[] = [];
   let segments = 0;
   let policies = 0;
@@ -215,14 +214,4 @@ export function validateDocuments(docs: readonly { file: string; text: string }[
   }
   if (problems.length > 0) throw new AirlockError(ErrorCode.Policy, `invalid policy:\n${problems.join('\n')}`);
   return { segments, policies };
-}
-
-function segmentNames(text: string): string[] {
-  return parseAllDocuments(text)
-    .flatMap((d) => (Array.isArray(d) ? [] : [d.toJS() as unknown]))
-    .filter((j): j is { kind: string; metadata: { name: string } } => {
-      const o = j as { kind?: unknown; metadata?: { name?: unknown } } | null;
-      return o?.kind === 'Segment' && typeof o.metadata?.name === 'string';
-    })
-    .map((j) => j.metadata.name);
 }

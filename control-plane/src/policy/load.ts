@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { LineCounter } from 'yaml';
+import { LineCounter, type Document } from 'yaml';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { isUnsentHeader } from '@airlock/common/headers';
 import { labelKeyProblem, labelValueProblem, MAX_LABELS } from '@airlock/common/labels';
@@ -516,4 +516,21 @@ export function policyInvalid(problems: readonly string[]): AirlockError {
 /** A document's text without its `---` marker, so the same document reads the same wherever it stood. */
 function ownText(yaml: string): string {
   return yaml.replace(/^---[ \t]*\n/, '');
+}
+
+/** The segments a file defines, read within the same limits as the file itself (a file over them defines none here: its own check says why). */
+export function definedSegments(text: string, file: string): string[] {
+  let docs: Document.Parsed[];
+  try {
+    docs = parseYamlDocuments(text, file, new LineCounter(), FILE_LIMITS);
+  } catch {
+    return [];
+  }
+  return docs
+    .flatMap((d) => (Array.isArray(d) ? [] : [d.toJS() as unknown]))
+    .filter((j): j is { kind: string; metadata: { name: string } } => {
+      const o = j as { kind?: unknown; metadata?: { name?: unknown } } | null;
+      return o?.kind === 'Segment' && typeof o.metadata?.name === 'string';
+    })
+    .map((j) => j.metadata.name);
 }
