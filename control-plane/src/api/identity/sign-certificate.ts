@@ -1,7 +1,7 @@
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { parseHostPort } from '@airlock/common/config';
-import type { SpiffeId } from '@airlock/common/spiffe';
+import { isControlPlaneId, parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import type { SignCertificateRequest, SignCertificateResponse } from '@airlock/proto/identity/v1';
 import { JoinTokenError, type JoinTokens } from '../../attestation/join-tokens.ts';
 import type { KubernetesAttestor } from '../../attestation/kubernetes-attestation.ts';
@@ -99,12 +99,15 @@ export class CertificateIssuer {
         ({ spiffeId, labels } = await this.#d.kubernetes.attest(req.kubernetesSaToken ?? '', now));
         if (this.#d.revocations.isRevoked(spiffeId)) throw new AirlockError(ErrorCode.PermissionDenied, `${spiffeId} is revoked`);
       }
+      // Sidecars trust whoever holds the control plane's identity to decide every call: no attestation
+      // (a join token, a Kubernetes token of its service account) ever yields it.
+      if (isControlPlaneId(parseSpiffeId(spiffeId))) throw new AirlockError(ErrorCode.PermissionDenied, `${spiffeId} is the control plane's own identity: no SVID is issued for it`);
       // Read again: a rollover may have happened while a TokenReview was awaited.
       issued = this.#d.ca.issuing().issueSvid(csr, spiffeId, this.#d.svidTtlMs, new Date(now));
     } catch (err) {
       if (err instanceof JoinTokenError) throw refuse(err, `join_token_${err.reason}`);
       if (err instanceof KubernetesTokenError) throw refuse(err, `kubernetes_${err.reason}`);
-      if (err instanceof AirlockError && err.code === ErrorCode.PermissionDenied) throw refuse(err, 'revoked');
+      if (err instanceof AirlockError && err.code === ErrorCode.PermissionDenied) throw refuse(err, spiffeId !== '' && isControlPlaneId(parseSpiffeId(spiffeId)) ? 'control_plane_identity' : 'revoked');
       if (err instanceof AirlockError) throw refuse(err, 'bad_request');
       throw err;
     }
