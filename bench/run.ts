@@ -6,7 +6,8 @@
 //   stream            the same chain, decisions as messages on one long-lived stream per sidecar (both ends)
 // at several concurrency levels; then the control plane's decisions/s (bench/decisions-load.ts) and
 // the policy engine at 10,000 agents (bench/policy-engine.ts), how fast replicas on etcd follow each
-// other (bench/replica-propagation.ts), and the issue's goals against the
+// other (bench/replica-propagation.ts) and decisions/s with three of them (bench/replicas-decisions.ts),
+// and the issue's goals against the
 // figures. Servers are pinned to CPU 0 and load generators to CPU 1 (taskset), as in
 // ../shared/PERF-NOTES.md. Appends its tables to bench/README.md (AIRLOCK_BENCH_WRITE=0 not to).
 import { readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
@@ -225,6 +226,9 @@ async function main(): Promise<void> {
   // Replicas on etcd (issue 12): how fast a change made through one is in force on another. Its own table.
   const propagation = await run(process.execPath, [join(import.meta.dirname, 'replica-propagation.ts')], { timeout: 600_000, maxBuffer: 1 << 20 });
   console.log(propagation.stdout);
+  // And the decisions/s of one replica against three on one etcd (its own table).
+  const replicated = await run(process.execPath, [join(import.meta.dirname, 'replicas-decisions.ts'), DURATION], { timeout: 600_000, maxBuffer: 1 << 20 });
+  console.log(replicated.stdout);
 }
 
 await main();
