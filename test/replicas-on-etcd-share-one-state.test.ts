@@ -120,6 +120,12 @@ describe('control-plane replicas on etcd share one state', () => {
     expect(applied.status).toBe(200);
     await eventually(async () => (await admin(b, '/v1/policy')).json.version === applied.json.version);
 
+    // Quarantined through A: B denies calls naming it; released through B: A decides by policy again.
+    expect((await admin(a, '/v1/agents/quarantine', { identity: OTHER, reason: 'incident' })).status).toBe(200);
+    await eventually(async () => (await explain(b, OTHER, 'api.example.com')).reason === 'quarantined');
+    expect((await admin(b, '/v1/agents/release', { identity: OTHER })).status).toBe(200);
+    await eventually(async () => (await explain(a, OTHER, 'api.example.com')).reason !== 'quarantined');
+
     // Revoked through A: B denies every call naming it.
     expect((await explain(b, TOOL, 'api.example.com')).reason).not.toMatch(/revoked/);
     expect((await admin(a, '/v1/agents/revoke', { identity: TOOL })).status).toBe(200);

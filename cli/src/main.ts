@@ -14,6 +14,8 @@ Commands:
   token revoke ID revoke a join token so that it can no longer attest (admin)
   ca status       the roots of the trust bundle; ca prepare|activate|retire rolls to a new root (admin)
   agent revoke    revoke an agent identity at once: no renewal, every call denied, handshakes refused (admin)
+  quarantine ID   contain an agent from its next call, reversibly (--reason TEXT [--ttl 1h]; list) (responder)
+  release ID      end a quarantine (responder)
   apply -f F|DIR  add or replace segments and policies, as a new policy version
   diff -f F|DIR   what apply would change
   get KIND [NAME] segments | policies | agents
@@ -49,6 +51,8 @@ const commands: Record<string, Command> = {
   explain: async (argv) => (await import('./commands/policy.ts')).runExplain(argv),
   validate: async (argv) => (await import('./commands/policy.ts')).runValidate(argv),
   agent: async (argv) => (await import('./commands/agent.ts')).runAgent(argv),
+  quarantine: async (argv) => (await import('./commands/quarantine.ts')).runQuarantine(argv),
+  release: async (argv) => (await import('./commands/quarantine.ts')).runRelease(argv),
   ca: async (argv) => (await import('./commands/ca.ts')).runCa(argv),
   version: () => {
     console.log('airlock 0.1.0');

@@ -20,6 +20,8 @@ import { serveEndpoints } from './api/admin/endpoints.ts';
 import { joinTokenEndpoints } from './api/admin/join-token-endpoints.ts';
 import { policyEndpoints } from './api/admin/policy-endpoints.ts';
 import { revokeEndpoints } from './api/admin/revoke-endpoints.ts';
+import { quarantineEndpoints } from './api/admin/quarantine-endpoints.ts';
+import { Quarantines } from './incident/quarantines.ts';
 import { ensureAdminToken } from './attestation/admin-token.ts';
 import { JoinTokens } from './attestation/join-tokens.ts';
 import { Authorizer } from './authz/authorize.ts';
@@ -172,7 +174,8 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       // The CAs trusted now; a certificate of another (a retired root) is pushed with no issuer: refused from any.
       issuerName: (id) => ring.verifiers().find((ca) => ca.id === id)?.x509.subject,
     });
-    follower.start({ agents, revocations, policies, ring });
+    const quarantines = await Quarantines.load(store, decisions);
+    follower.start({ agents, revocations, policies, ring, quarantines });
     const kubernetes = await startKubernetesAttestation({
       jwks: config.kubernetesJwks,
       issuer: config.kubernetesIssuer,
@@ -232,7 +235,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
       authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit: decisionAuditLogger(logger) }),
-      issuer: new CertificateIssuer({ ca: ring, joinTokens, store, agents, revocations, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: refusals }),
+      issuer: new CertificateIssuer({ ca: ring, joinTokens, store, agents, revocations, quarantines, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: refusals }),
       revocations,
       logger: logger.child({ component: 'grpc' }),
       refusals,
@@ -255,6 +258,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
             ...adminCertEndpoints({ store, ring, audit }),
             ...policyEndpoints({ store, policies, logger: audit, limits, decisions, trustDomain: config.trustDomain }),
             ...revokeEndpoints({ trustDomain: config.trustDomain, revocations, metrics, audit }),
+            ...quarantineEndpoints({ trustDomain: config.trustDomain, quarantines, store, audit }),
           ],
           requireRole,
         ),

@@ -67,7 +67,7 @@ describe('Authorizer', () => {
   const registry = createRegistry('test');
   const authorizer = new Authorizer({
     trustDomain: TD,
-    decisions: () => ({ engine: policy, agents, revoked: new Set<string>() }),
+    decisions: () => ({ engine: policy, agents, revoked: new Set<string>(), quarantined: new Map() }),
     metrics: createControlPlaneMetrics(registry),
     audit: createRootLogger({ process: 't', level: 'silent' }),
   });
@@ -134,7 +134,7 @@ describe('Authorizer: labels and headers', () => {
   );
   const authorizer = new Authorizer({
     trustDomain: TD,
-    decisions: () => ({ engine: policy, agents, revoked: new Set<string>() }),
+    decisions: () => ({ engine: policy, agents, revoked: new Set<string>(), quarantined: new Map() }),
     metrics: createControlPlaneMetrics(createRegistry('test')),
     audit: createRootLogger({ process: 't', level: 'silent' }),
   });
@@ -176,7 +176,7 @@ describe('Authorizer: host policies never admit a call into an agent', () => {
     ),
     TD,
   );
-  const authorizer = new Authorizer({ trustDomain: TD, decisions: () => ({ engine: policy, agents, revoked: new Set<string>() }), metrics: createControlPlaneMetrics(createRegistry('test')), audit: createRootLogger({ process: 't', level: 'silent' }) });
+  const authorizer = new Authorizer({ trustDomain: TD, decisions: () => ({ engine: policy, agents, revoked: new Set<string>(), quarantined: new Map() }), metrics: createControlPlaneMetrics(createRegistry('test')), audit: createRootLogger({ process: 't', level: 'silent' }) });
   const inbound = (host: string): AuthorizeRequest =>
     AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_INBOUND, sourceSpiffeId: EGRESS, destinationSpiffeId: B, destinationHost: host, destinationPort: 443, method: 'GET', path: '/v1/admin' });
 

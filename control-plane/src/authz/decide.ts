@@ -1,17 +1,23 @@
 import type { DecisionInput, PolicyDecision } from '../policy/engine.ts';
 import type { DecisionSnapshot } from './decision-state.ts';
 import { labelsOf } from './registry.ts';
-import { denyIfRevoked } from './revoked.ts';
+import { denyIfContained, QUARANTINED_REASON, REVOKED_REASON } from './contained.ts';
 
 /**
  * The one decision path of Authorize, AuthorizeStream and explain, on one snapshot: the source's
  * labels read (only when some segment selects by labels; the destination's come with it), the
- * engine's decision, then revocation of either party. Returns the input too: a tools/list filter
- * judges its tools on it.
+ * engine's decision, then containment of either party: revoked, or quarantined (until released or
+ * its end). Returns the input too: a tools/list filter judges its tools on it.
  */
-export function decide(snapshot: DecisionSnapshot, call: DecisionInput): { decision: PolicyDecision; input: DecisionInput } {
-  const { engine, agents, revoked } = snapshot;
+export function decide(snapshot: DecisionSnapshot, call: DecisionInput, now = Date.now()): { decision: PolicyDecision; input: DecisionInput } {
+  const { engine, agents, revoked, quarantined } = snapshot;
   const input = engine.usesLabels && call.sourceLabels === undefined ? { ...call, sourceLabels: labelsOf(agents, call.source) } : call;
   const destination = input.destination.kind === 'agent' ? input.destination.id : undefined;
-  return { decision: denyIfRevoked(engine.evaluate(input), { source: input.source, destination }, (id) => revoked.has(id)), input };
+  const parties = { source: input.source, destination };
+  const inQuarantine = (id: string): boolean => {
+    const q = quarantined.get(id);
+    return q !== undefined && (q.until === undefined || q.until > now);
+  };
+  const decision = denyIfContained(denyIfContained(engine.evaluate(input), parties, (id) => revoked.has(id), REVOKED_REASON), parties, inQuarantine, QUARANTINED_REASON);
+  return { decision, input };
 }

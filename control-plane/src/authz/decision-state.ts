@@ -1,14 +1,16 @@
 import type { PolicyEngine } from '../policy/engine.ts';
-import type { AgentRecord } from '../store/store.ts';
+import type { AgentRecord, QuarantineRecord } from '../store/store.ts';
 
 /**
  * Everything a decision reads, as one immutable value: the compiled policy, the registered agents
- * (destinations by mesh host, labels), the revoked identities. Never read from the store.
+ * (destinations by mesh host, labels), the revoked and the quarantined identities. Never read from the store.
  */
 export interface DecisionSnapshot {
   readonly engine: PolicyEngine;
   readonly agents: ReadonlyMap<string, AgentRecord>;
   readonly revoked: ReadonlySet<string>;
+  /** Quarantines set and not released; one whose `until` has passed no longer counts. */
+  readonly quarantined: ReadonlyMap<string, QuarantineRecord>;
 }
 
 /**
@@ -21,7 +23,7 @@ export class DecisionState {
   #current: DecisionSnapshot;
 
   constructor(engine: PolicyEngine) {
-    this.#current = Object.freeze({ engine, agents: new Map<string, AgentRecord>(), revoked: new Set<string>() });
+    this.#current = Object.freeze({ engine, agents: new Map<string, AgentRecord>(), revoked: new Set<string>(), quarantined: new Map<string, QuarantineRecord>() });
   }
 
   current(): DecisionSnapshot {

@@ -8,7 +8,7 @@ import { parseSpiffeId } from '@airlock/common/spiffe';
 import { createRegistry } from '@airlock/common/telemetry';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JoinTokens } from '../attestation/join-tokens.ts';
-import { denyIfRevoked, REVOKED_REASON } from '../authz/revoked.ts';
+import { denyIfContained, REVOKED_REASON } from '../authz/contained.ts';
 import { AgentRegistry } from '../authz/registry.ts';
 import { DecisionState } from '../authz/decision-state.ts';
 import { PolicyEngine } from '../policy/engine.ts';
@@ -91,8 +91,8 @@ describe('revocation', () => {
   it('turns any decision naming a revoked identity into a deny no dry-run lifts', () => {
     const allow = { allow: true, policy: 'p', reason: 'allowed by p', dryRunDeny: false };
     const isRevoked = (id: string): boolean => id === B;
-    expect(denyIfRevoked(allow, { source: parseSpiffeId(A), destination: parseSpiffeId(B) }, isRevoked)).toEqual({ allow: false, policy: '', reason: REVOKED_REASON, dryRunDeny: false });
-    expect(denyIfRevoked(allow, { source: parseSpiffeId(B), destination: undefined }, isRevoked).allow).toBe(false);
-    expect(denyIfRevoked(allow, { source: parseSpiffeId(A), destination: undefined }, isRevoked)).toBe(allow);
+    expect(denyIfContained(allow, { source: parseSpiffeId(A), destination: parseSpiffeId(B) }, isRevoked, REVOKED_REASON)).toEqual({ allow: false, policy: '', reason: REVOKED_REASON, dryRunDeny: false });
+    expect(denyIfContained(allow, { source: parseSpiffeId(B), destination: undefined }, isRevoked, REVOKED_REASON).allow).toBe(false);
+    expect(denyIfContained(allow, { source: parseSpiffeId(A), destination: undefined }, isRevoked, REVOKED_REASON)).toBe(allow);
   });
 });

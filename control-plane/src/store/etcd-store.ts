@@ -12,6 +12,7 @@ import type {
   JoinTokenListing,
   JoinTokenRecord,
   PolicyVersionRecord,
+  QuarantineRecord,
   RenewNowRequest,
   RevokedIdentity,
   Store,
@@ -113,7 +114,9 @@ export class EtcdStore implements Store {
     });
     // The renew-now request ends by deletion.
     watcher.on('delete', (kv) => {
-      if (kv.key.toString().slice(this.#prefix.length) === 'ca-renew-now') onEvent({ kind: 'ca-ring' });
+      const name = kv.key.toString().slice(this.#prefix.length);
+      if (name === 'ca-renew-now') onEvent({ kind: 'ca-ring' });
+      if (name.startsWith('quarantines/')) onEvent({ kind: 'quarantine' });
     });
     // etcd3 resumes a broken watch from the last revision it delivered: nothing is skipped.
     watcher.on('disconnected', (err) => onTrouble(`the store watch was cut (${err.message}); resuming`));
@@ -238,6 +241,20 @@ export class EtcdStore implements Store {
 
   async listRevokedIdentities(): Promise<RevokedIdentity[]> {
     return (await this.#list<RevokedIdentity>('revoked/')).sort((a, b) => a.revokedAt - b.revokedAt);
+  }
+
+  async quarantine(record: QuarantineRecord): Promise<void> {
+    await this.#put(`quarantines/${record.spiffeId}`, record);
+  }
+
+  async release(spiffeId: string): Promise<QuarantineRecord | undefined> {
+    const res = await this.#call(() => this.#client.delete().key(this.#key(`quarantines/${spiffeId}`)).getPrevious());
+    const prev = res[0];
+    return prev === undefined ? undefined : (JSON.parse(prev.value.toString()) as QuarantineRecord);
+  }
+
+  async listQuarantines(): Promise<QuarantineRecord[]> {
+    return (await this.#list<QuarantineRecord>('quarantines/')).sort((a, b) => a.since - b.since || (a.spiffeId < b.spiffeId ? -1 : 1));
   }
 
   async latestPolicyVersion(): Promise<PolicyVersionRecord | undefined> {
@@ -398,6 +415,7 @@ function eventOf(name: string, value: string): StoreEvent | undefined {
   if (name.startsWith('agents/')) return { kind: 'agent', agent: JSON.parse(value) as AgentRecord };
   if (name.startsWith('revoked/')) return { kind: 'revocation', revoked: JSON.parse(value) as RevokedIdentity };
   if (name.startsWith('ca-roots/') || name === 'ca-renew-now') return { kind: 'ca-ring' };
+  if (name.startsWith('quarantines/')) return { kind: 'quarantine' };
   if (name.startsWith('policy-versions/')) return { kind: 'policy-version', version: (JSON.parse(value) as PolicyVersionRecord).version };
   return undefined;
 }

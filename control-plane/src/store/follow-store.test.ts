@@ -28,6 +28,7 @@ describe('following the store', () => {
       revocations: { follow: (r: { spiffeId: string }) => Promise.resolve(void seen.push(`revoked ${r.spiffeId}`)) },
       policies: { follow: (v: number) => Promise.resolve(void seen.push(`policy ${v}`)) },
       ring: { reload: () => Promise.resolve(void seen.push('ca')) },
+      quarantines: { follow: () => Promise.resolve(void seen.push('quarantine')) },
     } as unknown as Followers;
     driven.emit({ kind: 'agent', agent: { spiffeId: 'a', inboundAddress: 'x:1', updatedAt: 1 } });
     driven.emit({ kind: 'policy-version', version: 2 });
@@ -35,7 +36,8 @@ describe('following the store', () => {
     follower.start(followers);
     driven.emit({ kind: 'revocation', revoked: { spiffeId: 'b', revokedAt: 1 } });
     driven.emit({ kind: 'ca-ring' });
-    expect(seen).toEqual(['agent a', 'policy 2', 'revoked b', 'ca']);
+    driven.emit({ kind: 'quarantine' });
+    expect(seen).toEqual(['agent a', 'policy 2', 'revoked b', 'ca', 'quarantine']);
   });
 
   it('counts every interruption of the watch', async () => {

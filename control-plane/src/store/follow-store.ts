@@ -4,6 +4,7 @@ import type { Logger } from '@airlock/common/logging';
 import type { AgentRegistry } from '../authz/registry.ts';
 import type { CaRing } from '../ca/ca-ring.ts';
 import type { Revocations } from '../ca/revocations.ts';
+import type { Quarantines } from '../incident/quarantines.ts';
 import type { PolicyStore } from '../policy/policy-store.ts';
 import type { Store, StoreEvent } from './store.ts';
 
@@ -13,6 +14,7 @@ export interface Followers {
   readonly revocations: Revocations;
   readonly policies: PolicyStore;
   readonly ring: CaRing;
+  readonly quarantines: Quarantines;
 }
 
 export interface StoreFollower {
@@ -41,6 +43,8 @@ export async function watchStore(store: Store, log: Logger, registry: Registry):
           return to.policies.follow(event.version);
         case 'ca-ring':
           return to.ring.reload();
+        case 'quarantine':
+          return to.quarantines.follow();
       }
     })();
     done.catch((err: unknown) => log.error({ event: event.kind, error: errorMessage(err) }, 'cannot apply a change from the store'));

@@ -16,6 +16,7 @@ import type {
   JoinTokenListing,
   JoinTokenRecord,
   PolicyVersionRecord,
+  QuarantineRecord,
   RenewNowRequest,
   RevokedIdentity,
   Store,
@@ -44,6 +45,13 @@ CREATE INDEX IF NOT EXISTS certificates_by_spiffe_id ON certificates (spiffe_id)
 CREATE TABLE IF NOT EXISTS revoked_identities (
   spiffe_id TEXT PRIMARY KEY,
   revoked_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantines (
+  spiffe_id TEXT PRIMARY KEY,
+  reason TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  since INTEGER NOT NULL,
+  until INTEGER
 );
 CREATE TABLE IF NOT EXISTS admin_tokens (
   hash TEXT PRIMARY KEY
@@ -174,6 +182,16 @@ interface CertificateRow {
   issued_at: number;
   issuer: string | null;
 }
+
+interface QuarantineRow {
+  spiffe_id: string;
+  reason: string;
+  actor: string;
+  since: number;
+  until: number | null;
+}
+
+const quarantineOf = (r: QuarantineRow): QuarantineRecord => ({ spiffeId: r.spiffe_id, reason: r.reason, actor: r.actor, since: r.since, ...(r.until === null ? {} : { until: r.until }) });
 
 /** Runs an INSERT; a unique key already taken is Conflict (as on etcd), anything else stays as thrown. */
 function conflictIfTaken(insert: () => unknown, taken: string): void {
@@ -413,6 +431,19 @@ export class SqliteStore implements Store {
 
   async listRevokedIdentities(): Promise<RevokedIdentity[]> {
     return (this.#listRevoked.all() as unknown as { spiffe_id: string; revoked_at: number }[]).map((r) => ({ spiffeId: r.spiffe_id, revokedAt: r.revoked_at }));
+  }
+
+  async quarantine(r: QuarantineRecord): Promise<void> {
+    this.#db.prepare('INSERT OR REPLACE INTO quarantines (spiffe_id, reason, actor, since, until) VALUES (?, ?, ?, ?, ?)').run(r.spiffeId, r.reason, r.actor, r.since, r.until ?? null);
+  }
+
+  async release(spiffeId: string): Promise<QuarantineRecord | undefined> {
+    const row = this.#db.prepare('DELETE FROM quarantines WHERE spiffe_id = ? RETURNING spiffe_id, reason, actor, since, until').get(spiffeId) as QuarantineRow | undefined;
+    return row === undefined ? undefined : quarantineOf(row);
+  }
+
+  async listQuarantines(): Promise<QuarantineRecord[]> {
+    return (this.#db.prepare('SELECT spiffe_id, reason, actor, since, until FROM quarantines ORDER BY since, spiffe_id').all() as unknown as QuarantineRow[]).map(quarantineOf);
   }
 
   async listAgents(): Promise<AgentRecord[]> {

@@ -178,6 +178,20 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     if (mine[0]?.id === 'r1') expect(mine[0]).toMatchObject({ keyFile: '', sealedKey: 'v1:sealed' });
   });
 
+  it('keeps quarantines for the next client, replaces one set again, and releases one once', async () => {
+    await store.quarantine({ spiffeId: ID, reason: 'exfiltration', actor: 'alice', since: 1 });
+    await store.quarantine({ spiffeId: ID2, reason: 'hold', actor: 'bob', since: 2, until: 9 });
+    await store.quarantine({ spiffeId: ID, reason: 'still', actor: 'carol', since: 3 });
+    const next = await client();
+    expect(await next.listQuarantines()).toEqual([
+      { spiffeId: ID2, reason: 'hold', actor: 'bob', since: 2, until: 9 },
+      { spiffeId: ID, reason: 'still', actor: 'carol', since: 3 },
+    ]);
+    expect(await next.release(ID)).toEqual({ spiffeId: ID, reason: 'still', actor: 'carol', since: 3 });
+    expect(await store.release(ID)).toBeUndefined();
+    expect((await store.listQuarantines()).map((q) => q.spiffeId)).toEqual([ID2]);
+  });
+
   it('appends policy versions with their audit event, refuses a version stored first by another client', async () => {
     const version = (v: number) => ({ version: v, entries: `[${v}]`, createdAt: v, actor: 'alice', action: 'apply', summary: `s${v}` });
     const audit = (v: number) => ({ at: v, actor: 'alice', action: 'policy.apply', target: `version ${v}`, detail: '{}' });

@@ -66,6 +66,17 @@ export interface JoinTokenListing extends JoinTokenRecord {
   readonly revokedAt: number | undefined;
 }
 
+/** An identity contained by a responder: every decision naming it is denied until released or `until`. */
+export interface QuarantineRecord {
+  readonly spiffeId: string;
+  readonly reason: string;
+  /** Who quarantined it (the admin principal's name). */
+  readonly actor: string;
+  readonly since: number;
+  /** When it ends by itself; undefined: until released. */
+  readonly until?: number;
+}
+
 export interface RevokedIdentity {
   readonly spiffeId: string;
   readonly revokedAt: number;
@@ -126,7 +137,9 @@ export type StoreEvent =
   | { readonly kind: 'revocation'; readonly revoked: RevokedIdentity }
   | { readonly kind: 'policy-version'; readonly version: number }
   /** A CA ring step (prepare, activate, retire) or its renew-now request. */
-  | { readonly kind: 'ca-ring' };
+  | { readonly kind: 'ca-ring' }
+  /** A quarantine set or released. */
+  | { readonly kind: 'quarantine' };
 
 export interface StoreWatch {
   close(): Promise<void>;
@@ -175,6 +188,13 @@ export interface Store {
   /** Marks an identity revoked (idempotent: the first revocation time is kept). */
   revokeIdentity(spiffeId: string, revokedAt: number): Promise<void>;
   listRevokedIdentities(): Promise<RevokedIdentity[]>;
+
+  /** Sets (or replaces) the quarantine of an identity. */
+  quarantine(record: QuarantineRecord): Promise<void>;
+  /** Ends it; returns the record released, if there was one. */
+  release(spiffeId: string): Promise<QuarantineRecord | undefined>;
+  /** Every quarantine set and not released (expired ones too: the reader compares `until`). */
+  listQuarantines(): Promise<QuarantineRecord[]>;
 
   listAgents(): Promise<AgentRecord[]>;
 

@@ -8,6 +8,7 @@ import type { KubernetesAttestor } from '../../attestation/kubernetes-attestatio
 import { KubernetesTokenError } from '../../attestation/kubernetes-token.ts';
 import type { CertificateAuthority } from '../../ca/ca.ts';
 import type { Revocations } from '../../ca/revocations.ts';
+import type { Quarantines } from '../../incident/quarantines.ts';
 import type { WarnLog } from '../rate-limit.ts';
 import type { ControlPlaneMetrics } from '../../monitoring/metrics.ts';
 import type { Store } from '../../store/store.ts';
@@ -27,6 +28,8 @@ export interface CertificateIssuerDeps {
   /** Where an agent registers (its inbound address, its labels): decisions read it there. */
   readonly agents: AgentRegistry;
   readonly revocations: Revocations;
+  /** A quarantined identity's renewals are refused (its current SVID stays valid until it expires). */
+  readonly quarantines?: Pick<Quarantines, 'isQuarantined'>;
   /** Verifies Kubernetes service-account tokens (JWKS and/or TokenReview); absent when not configured (such tokens are refused). */
   readonly kubernetes?: KubernetesAttestor;
   readonly svidTtlMs: number;
@@ -79,6 +82,7 @@ export class CertificateIssuer {
       attestation = 'renewal';
       spiffeId = caller.uri;
       if (this.#d.revocations.isRevoked(spiffeId)) throw refuse(new AirlockError(ErrorCode.PermissionDenied, `${spiffeId} is revoked`), 'revoked');
+      if (this.#d.quarantines?.isQuarantined(spiffeId) === true) throw refuse(new AirlockError(ErrorCode.PermissionDenied, `${spiffeId} is quarantined`), 'quarantined');
     } else {
       throw refuse(new AirlockError(ErrorCode.Unauthenticated, 'an attestation (join token) or a client certificate is required'), 'unauthenticated');
     }

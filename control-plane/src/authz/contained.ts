@@ -1,0 +1,27 @@
+import type { SpiffeId } from '@airlock/common/spiffe';
+
+export const REVOKED_REASON = 'identity revoked';
+export const QUARANTINED_REASON = 'quarantined';
+
+interface DecisionShape {
+  readonly allow: boolean;
+  readonly policy: string;
+  readonly reason: string;
+  readonly dryRunDeny: boolean;
+}
+
+/**
+ * An identity contained (revoked, or quarantined by a responder), as source or destination, turns any
+ * decision into a deny that no policy (nor dry-run) can lift, with `reason`. Kept apart from the
+ * policy engine: containment is not a policy.
+ */
+export function denyIfContained<D extends DecisionShape>(
+  decision: D,
+  parties: { readonly source: SpiffeId; readonly destination: SpiffeId | undefined },
+  contained: (spiffeId: string) => boolean,
+  reason: string,
+): D {
+  const hit = contained(parties.source.uri) || (parties.destination !== undefined && contained(parties.destination.uri));
+  if (!hit) return decision;
+  return { ...decision, allow: false, policy: '', reason, dryRunDeny: false, ...('rule' in decision ? { rule: '' } : {}) };
+}
