@@ -16,6 +16,25 @@ function airlock(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: n
 }
 
 describe('the airlock CLI', () => {
+  it('never sends the admin token in clear text off this machine, unless told a TLS proxy is in between', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-cli-plain-'));
+    try {
+      const creds = join(dir, 'credentials.json');
+      // 192.0.2.1 (TEST-NET-1): refused before any connection is attempted; in a network namespace of
+      // its own, so that even a regression could not send the token anywhere.
+      writeFileSync(creds, JSON.stringify({ server: 'http://192.0.2.1:15013', token: 'x'.repeat(43) }));
+      const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+        execFile('unshare', ['-n', process.execPath, BIN, 'token', 'list'], { env: { ...process.env, AIRLOCK_CREDENTIALS: creds }, timeout: 20_000 }, (err, _stdout, stderr) => {
+          resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stderr });
+        });
+      });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('refusing to send the admin token in clear text to http://192.0.2.1:15013');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('says which etcd it cannot reach, at start, without a stack trace', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'airlock-cli-etcd-'));
     try {

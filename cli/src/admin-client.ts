@@ -3,6 +3,7 @@ import type { PeerCertificate } from 'node:tls';
 import { Agent, request } from 'undici';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { isControlPlaneId, spiffeIdFromSubjectAltName } from '@airlock/common/spiffe';
+import { isLoopbackHost } from '@airlock/control-plane/config';
 import type { AdminCredentials } from './credentials.ts';
 
 /**
@@ -36,7 +37,18 @@ export function adminDelete(creds: AdminCredentials, path: string): Promise<unkn
   return adminRequest(creds, 'DELETE', path, undefined);
 }
 
+/**
+ * The admin token is a bearer credential: it is sent in clear text only to this machine, or when
+ * AIRLOCK_INSECURE_PLAIN_HTTP=1 says a TLS-terminating proxy is in between.
+ */
+function refusePlainHttpOffThisMachine(server: string): void {
+  const url = new URL(server);
+  if (url.protocol !== 'http:' || isLoopbackHost(url.hostname.replace(/^\[|\]$/g, '')) || process.env.AIRLOCK_INSECURE_PLAIN_HTTP === '1') return;
+  throw new AirlockError(ErrorCode.Config, `refusing to send the admin token in clear text to ${url.origin}: use https:// (the admin API serves TLS on :15013), or set AIRLOCK_INSECURE_PLAIN_HTTP=1 when a TLS-terminating proxy is in between`);
+}
+
 async function adminRequest(creds: AdminCredentials, method: 'GET' | 'POST' | 'DELETE', path: string, body: unknown): Promise<unknown> {
+  refusePlainHttpOffThisMachine(creds.server);
   // Never `rejectUnauthorized: false`: without a CA bundle, the system's CAs and the host name decide.
   const dispatcher = creds.caFile === undefined ? undefined : new Agent({ connect: { ca: readCaFile(creds.caFile), checkServerIdentity: controlPlaneIdentityCheck(creds.serverId) } });
   try {
