@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Agent } from 'undici';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { createTestCa } from '../testing/certs.ts';
-import { allow, deny, FakeAuthorizer, quietLogger, StaticSvidSource, startEchoApp, svidFor, testMetrics, type EchoRequest } from '../testing/fakes.ts';
+import { allow, deny, FakeAuthorizer, loopbackDestinations, quietLogger, StaticSvidSource, startEchoApp, svidFor, testMetrics, type EchoRequest } from '../testing/fakes.ts';
 import { realClientHello } from '../testing/client-hello.ts';
 import { rawRequest } from '../testing/http-client.ts';
 import { createCaptureServer } from './capture-server.ts';
@@ -47,7 +47,7 @@ describe('the capture listener of transparent mode', () => {
   const { metrics } = testMetrics();
   const meshPools = new UpstreamPools();
   const external = new Agent();
-  const deps = { identity, authorizer, meshPools, external, metrics, logger: quietLogger() };
+  const deps = { identity, authorizer, meshPools, external, destinations: loopbackDestinations(), metrics, logger: quietLogger() };
   let capture: ReturnType<typeof createCaptureServer>;
   let proxy: Server;
   let port: number;

@@ -5,7 +5,7 @@ import { Agent } from 'undici';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { createTestCa } from '../testing/certs.ts';
-import { allow, deny, FakeAuthorizer, quietLogger, StaticSvidSource, startEchoApp, startTcpEcho, svidFor, testMetrics, type EchoRequest } from '../testing/fakes.ts';
+import { allow, deny, FakeAuthorizer, loopbackDestinations, quietLogger, StaticSvidSource, startEchoApp, startTcpEcho, svidFor, testMetrics, type EchoRequest } from '../testing/fakes.ts';
 import { rawRequest } from '../testing/http-client.ts';
 import { createOutboundServer } from './outbound-server.ts';
 import { UpstreamPools } from './upstream-pools.ts';
@@ -25,7 +25,7 @@ describe('outbound proxy', () => {
 
   beforeAll(async () => {
     app = await startEchoApp();
-    proxy = createOutboundServer({ identity, authorizer, meshPools, external, metrics, logger: quietLogger() });
+    proxy = createOutboundServer({ identity, authorizer, meshPools, external, destinations: loopbackDestinations(), metrics, logger: quietLogger() });
     await listen(proxy, { host: '127.0.0.1', port: 0 });
     proxyPort = boundPort(proxy);
   });
