@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { Agent, Pool } from 'undici';
+import { Pool } from 'undici';
 import { formatHostPort } from '@airlock/common/config';
 import { ConfigError, errorMessage } from '@airlock/common/errors';
 import { createRootLogger, type Logger } from '@airlock/common/logging';
@@ -19,7 +19,7 @@ import { TrustBundleWatcher } from './identity/trust-bundle-watcher.ts';
 import { createInboundServer } from './inbound/inbound-server.ts';
 import { createCaptureServer } from './outbound/capture-server.ts';
 import { createOutboundServer } from './outbound/outbound-server.ts';
-import { DestinationCheck, dnsServersResolve } from './outbound/destination-check.ts';
+import { DestinationCheck, dnsServersResolve, externalAgent } from './outbound/destination-check.ts';
 import { UpstreamPools } from './outbound/upstream-pools.ts';
 import { createSidecarMetrics } from './telemetry/metrics.ts';
 
@@ -97,7 +97,6 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     metrics.authzDuration,
   );
   const meshPools = new UpstreamPools(tlsMinVersion);
-  const external = new Agent();
   const app = new Pool(`http://127.0.0.1:${config.appPort}`);
 
   const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, mcpMaxBody: config.mcpMaxBody, tlsMinVersion, logger: logger.child({ component: 'inbound' }) });
@@ -110,6 +109,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     controlPlane: () => endpoints.current(),
     ...(config.egressDnsServers.length === 0 ? {} : { resolve: dnsServersResolve(config.egressDnsServers) }),
   });
+  const external = externalAgent(destinations, logger.child({ component: 'outbound' }));
   const outboundDeps = { identity, authorizer, meshPools, external, destinations, metrics, mcpMaxBody: config.mcpMaxBody, logger: logger.child({ component: 'outbound' }) };
   const outbound = createOutboundServer(outboundDeps);
   const capture = config.captureListen === undefined ? undefined : createCaptureServer(outboundDeps);

@@ -2,7 +2,6 @@ import type { Server } from 'node:http';
 import { connect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Agent } from 'undici';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { createTestCa } from '../testing/certs.ts';
 import { allow, deny, FakeAuthorizer, loopbackDestinations, quietLogger, StaticSvidSource, startEchoApp, svidFor, testMetrics, type EchoRequest } from '../testing/fakes.ts';
@@ -46,8 +45,8 @@ describe('the capture listener of transparent mode', () => {
   const authorizer = new FakeAuthorizer(() => allow());
   const { metrics } = testMetrics();
   const meshPools = new UpstreamPools();
-  const external = new Agent();
-  const deps = { identity, authorizer, meshPools, external, destinations: loopbackDestinations(), metrics, logger: quietLogger() };
+  const { destinations, external } = loopbackDestinations();
+  const deps = { identity, authorizer, meshPools, external, destinations, metrics, logger: quietLogger() };
   let capture: ReturnType<typeof createCaptureServer>;
   let proxy: Server;
   let port: number;

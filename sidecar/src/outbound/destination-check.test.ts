@@ -66,7 +66,7 @@ describe('the forbidden address set, in every spelling', () => {
     const c = check({ resolve: (host) => Promise.resolve(answers[host] ?? []) });
     await expect(c.check({ host: 'rebind.test', port: 80 })).rejects.toMatchObject({ code: ErrorCode.ForbiddenDestination, rule: 'cloud-metadata', address: '169.254.169.254' });
     await expect(c.check({ host: 'mapped.test', port: 443 })).rejects.toMatchObject({ rule: 'cloud-metadata', address: '169.254.169.254' });
-    await expect(c.check({ host: 'ok.test', port: 443 })).resolves.toEqual({ host: 'ok.test', port: 443, address: '93.184.216.34' });
+    await expect(c.check({ host: 'ok.test', port: 443 })).resolves.toEqual({ host: 'ok.test', port: 443, addresses: ['93.184.216.34', '2606:2800:220:1::1'] });
     await expect(c.check({ host: 'none.test', port: 80 })).rejects.toMatchObject({ code: ErrorCode.UpstreamUnavailable });
   });
 });

@@ -1,8 +1,10 @@
 import { lookup, Resolver } from 'node:dns/promises';
-import { BlockList, isIP } from 'node:net';
+import { BlockList, connect, isIP, type Socket } from 'node:net';
+import { Agent } from 'undici';
 import { networkInterfaces } from 'node:os';
 import { formatHostPort, parseHostPort } from '@airlock/common/config';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import type { Logger } from '@airlock/common/logging';
 
 /** The rule that forbids an address; named in the 403 body so the agent (and operator) learn which. */
 export type AddressRule = 'unspecified' | 'cloud-metadata' | 'sidecar-port' | 'control-plane' | 'loopback' | 'link-local' | 'operator-cidr';
@@ -15,12 +17,12 @@ export interface CanonicalAddress {
   readonly family: Family;
 }
 
-/** An external destination whose every resolved address was checked, and the one to dial. */
+/** An external destination whose every resolved address was checked: the only ones it may be dialled at. */
 export interface CheckedDestination {
   readonly host: string;
   readonly port: number;
-  /** The checked address to connect to; `host` is kept for Host and SNI. */
-  readonly address: string;
+  /** Every address of the answer, checked, in the resolver's order; `host` is kept for Host and SNI. */
+  readonly addresses: readonly string[];
 }
 
 /** A destination refused for where it resolves (or is), not for a policy: a 403 naming the rule. */
@@ -109,8 +111,8 @@ export interface DestinationCheckOptions {
  * The one check every external dial goes through (absolute-form forward, CONNECT, captured HTTP
  * and TLS): the sidecar resolves the name itself, refuses the destination if ANY address of the
  * answer is forbidden (a rebinding answer mixing a public and a metadata address is hostile), and
- * hands back one checked address, which is the one dialled: no second resolution can point
- * elsewhere. An IP literal is checked the same way, without resolution.
+ * connects only to a checked address (connect(), and the external Agent's connector): no
+ * second resolution can point elsewhere. An IP literal is checked the same way, without resolution.
  */
 export class DestinationCheck {
   readonly #o: DestinationCheckOptions;
@@ -128,16 +130,34 @@ export class DestinationCheck {
   async check(target: { host: string; port: number }): Promise<CheckedDestination> {
     const literal = canonicalAddress(target.host);
     const addresses = literal !== undefined ? [literal.address] : await this.#lookup(target);
-    let first: string | undefined;
+    const checked: string[] = [];
     for (const text of addresses) {
       const ip = canonicalAddress(text);
       if (ip === undefined) throw new AirlockError(ErrorCode.UpstreamUnavailable, `${target.host} resolved to "${text}", not an address`);
       const rule = this.ruleFor(ip, target.port);
       if (rule !== undefined) throw new ForbiddenDestinationError(target.host, target.port, ip.address, rule);
-      first ??= ip.address;
+      if (!checked.includes(ip.address)) checked.push(ip.address);
     }
-    if (first === undefined) throw new AirlockError(ErrorCode.UpstreamUnavailable, `cannot resolve ${target.host}: no address`);
-    return { host: target.host, port: target.port, address: first };
+    if (checked.length === 0) throw new AirlockError(ErrorCode.UpstreamUnavailable, `cannot resolve ${target.host}: no address`);
+    return { host: target.host, port: target.port, addresses: checked };
+  }
+
+  /**
+   * A TCP connection to `target` at one of its checked addresses, tried in the resolver's order
+   * (as a client falls back from an unreachable IPv6 address to IPv4), and the address used.
+   */
+  async connect(target: { host: string; port: number }): Promise<{ socket: Socket; address: string }> {
+    const { addresses, port } = await this.check(target);
+    let last: Error | undefined;
+    for (const address of addresses) {
+      try {
+        return { socket: await connectTo(address, port), address };
+      } catch (err) {
+        last = err instanceof Error ? err : new Error(String(err));
+      }
+    }
+    const where = `${formatHostPort(target)}${addresses.length === 1 && addresses[0] === target.host ? '' : ` at ${addresses.join(', ')}`}`;
+    throw new AirlockError(ErrorCode.UpstreamUnavailable, `cannot reach ${where}: ${last?.message ?? 'no address'}`, { cause: last });
   }
 
   /** The rule forbidding `ip`:`port`, or undefined when it may be dialled. */
@@ -180,6 +200,40 @@ export class DestinationCheck {
   }
 }
 
+function connectTo(host: string, port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port });
+    const onError = (err: Error): void => reject(err);
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      socket.off('error', onError);
+      resolve(socket);
+    });
+  });
+}
+
+/**
+ * The undici Agent for plain HTTP to external hosts: its every connection comes from
+ * `destinations.connect` (a refused destination fails the request with the
+ * ForbiddenDestinationError itself), and is logged with the address it reached. The origin keeps
+ * the name, so Host is the name and connections are pooled per name.
+ */
+export function externalAgent(destinations: DestinationCheck, log: Logger): Agent {
+  return new Agent({
+    connect(opts, callback) {
+      const host = opts.hostname.startsWith('[') ? opts.hostname.slice(1, -1) : opts.hostname;
+      const port = opts.port === '' ? (opts.protocol === 'https:' ? 443 : 80) : Number(opts.port);
+      destinations.connect({ host, port }).then(
+        ({ socket, address }) => {
+          log.info({ host, port, address }, 'external connection opened');
+          callback(null, socket);
+        },
+        (err: unknown) => callback(err instanceof Error ? err : new Error(String(err)), null),
+      );
+    },
+  });
+}
+
 /** Loopback, unspecified, or an address of one of this machine's interfaces (read now: they change). */
 function isLocal(ip: CanonicalAddress): boolean {
   if (LOOPBACK.check(ip.address, ip.family) || UNSPECIFIED.check(ip.address, ip.family)) return true;
@@ -204,7 +258,7 @@ export function dnsServersResolve(servers: readonly string[]): ResolveAll {
   return async (host) => {
     const [v4, v6] = await Promise.allSettled([resolver.resolve4(host), resolver.resolve6(host)]);
     const addresses = [...(v4.status === 'fulfilled' ? v4.value : []), ...(v6.status === 'fulfilled' ? v6.value : [])];
-    if (addresses.length === 0) throw v4.status === 'rejected' ? v4.reason : new Error('no address');
+    if (addresses.length === 0) throw v4.status === 'rejected' && v4.reason instanceof Error ? v4.reason : new Error('no address');
     return addresses;
   };
 }

@@ -1,5 +1,4 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { formatHostPort } from '@airlock/common/config';
@@ -15,7 +14,7 @@ import { authzHeaders } from '../http/authz-headers.ts';
 import { forwardToolsList } from '../mcp/forward-tools-list.ts';
 import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
 import { requestRecorder, type Outcome, type SidecarMetrics } from '../telemetry/metrics.ts';
-import type { CheckedDestination, DestinationCheck } from './destination-check.ts';
+import type { DestinationCheck } from './destination-check.ts';
 import { assertHostMatches, parseAbsoluteTarget, parseAuthorityTarget, parseOriginTarget, type ProxyTarget } from './proxy-target.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 
@@ -24,7 +23,7 @@ export interface OutboundDeps {
   readonly authorizer: Authorizer;
   /** mTLS pools to peer sidecars. */
   readonly meshPools: UpstreamPools;
-  /** Plain HTTP to external hosts (an undici Agent), dialled at the address `destinations` checked. */
+  /** Plain HTTP to external hosts: an undici Agent made by externalAgent(destinations), which dials only checked addresses. */
   readonly external: Dispatcher;
   /** Resolves and checks every external destination before it is dialled (destination-check.ts). */
   readonly destinations: DestinationCheck;
@@ -95,12 +94,12 @@ async function proxyRequest(deps: OutboundDeps, mode: OutboundMode, req: Incomin
   const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, headers: authzHeaders(req.rawHeaders) } as const;
   const decision = await deps.authorizer.authorize(question);
   assertAllowed(decision);
-  const { dispatcher, origin, describe, address } = await destination(deps, decision.upstream, svid, target);
-  deps.logger.debug({ decisionId: decision.decisionId, host: target.host, address, method }, 'outbound call allowed');
-  // The Host goes on as the agent named it (not the peer sidecar's or the checked address): the
-  // peer authorizes on it too. For an absolute-form request that is the URL's authority (RFC 9112 §3.2.2).
+  deps.logger.debug({ decisionId: decision.decisionId, host: target.host, method }, 'outbound call allowed');
+  // The Host goes on as the agent named it (not the peer sidecar's address): the peer authorizes
+  // on it too. For an absolute-form request that is the URL's authority (RFC 9112 §3.2.2).
   const headers = requestHeadersToForward(req.headers);
   headers.host = target.authority;
+  const { dispatcher, origin, describe } = destination(deps, decision.upstream, svid, target);
   const body = mcp.body;
   const request = { origin, method, path: target.path, headers, describe, body };
   if (body instanceof Buffer && mcp.message !== undefined && 'method' in mcp.message && mcp.message.method === 'tools/list') {
@@ -126,15 +125,13 @@ function requestTarget(mode: OutboundMode, req: IncomingMessage): ProxyTarget {
 
 /**
  * Where an allowed call goes: the peer sidecar named by the decision (over mTLS, at the address its
- * registration holds: not checked here, see README "Destinations checked by address"), or the
- * external host at the one address the destination check resolved and checked (undici then
- * connects to that address; the name travels in Host).
+ * registration holds: not address-checked, see README "Destinations checked by address"), or the
+ * external host itself, through the Agent whose connector dials only checked addresses.
  */
-async function destination(deps: OutboundDeps, upstream: Upstream | undefined, svid: Svid, target: ProxyTarget): Promise<{ dispatcher: Dispatcher; origin: string | undefined; describe: string; address: string }> {
-  if (upstream !== undefined) return { dispatcher: deps.meshPools.get(upstream, svid), origin: undefined, describe: `peer ${upstream.spiffeId} at ${upstream.address}`, address: upstream.address };
-  const checked = await deps.destinations.check(target);
-  const origin = `http://${formatHostPort({ host: checked.address, port: checked.port })}`;
-  return { dispatcher: deps.external, origin, describe: `http://${formatHostPort(target)} at ${checked.address}`, address: checked.address };
+function destination(deps: OutboundDeps, upstream: Upstream | undefined, svid: Svid, target: ProxyTarget): { dispatcher: Dispatcher; origin: string | undefined; describe: string } {
+  if (upstream !== undefined) return { dispatcher: deps.meshPools.get(upstream, svid), origin: undefined, describe: `peer ${upstream.spiffeId} at ${upstream.address}` };
+  const origin = `http://${formatHostPort(target)}`;
+  return { dispatcher: deps.external, origin, describe: origin };
 }
 
 /** `CONNECT host:port` to an external host. */
@@ -157,9 +154,8 @@ export async function tunnel(deps: OutboundDeps, target: ProxyTarget, rawHeaders
     // A tunnel would carry the agent's own TLS, bypassing the mTLS identity the sidecar adds.
     throw new AirlockError(ErrorCode.BadRequest, `${target.host} is a mesh host: send plain http://${formatHostPort(target)}/… through this proxy; the sidecar adds mTLS`);
   }
-  const checked = await deps.destinations.check(target);
-  deps.logger.debug({ decisionId: decision.decisionId, host: target.host, address: checked.address, port: target.port }, 'tunnel allowed');
-  const upstream = await dial(checked, target);
+  const { socket: upstream, address } = await deps.destinations.connect(target);
+  deps.logger.info({ decisionId: decision.decisionId, host: target.host, port: target.port, address }, 'tunnel opened');
   established();
   if (head.length > 0) upstream.write(head);
   upstream.on('error', () => client.destroy());
@@ -168,19 +164,4 @@ export async function tunnel(deps: OutboundDeps, target: ProxyTarget, rawHeaders
   upstream.on('close', () => client.destroy());
   upstream.pipe(client);
   client.pipe(upstream);
-}
-
-/** Connects to the checked address only (never the name: no second resolution). */
-function dial(checked: CheckedDestination, target: ProxyTarget): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: checked.address, port: checked.port });
-    socket.once('connect', () => {
-      socket.off('error', onError);
-      resolve(socket);
-    });
-    const onError = (err: Error): void => {
-      reject(new AirlockError(ErrorCode.UpstreamUnavailable, `cannot reach ${formatHostPort(target)} at ${checked.address}: ${err.message}`, { cause: err }));
-    };
-    socket.once('error', onError);
-  });
 }
