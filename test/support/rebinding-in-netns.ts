@@ -7,7 +7,7 @@
 // asks dnsmasq on another port through egressDnsServers. Prints one JSON line of results.
 import { spawn } from 'node:child_process';
 import { Resolver } from 'node:dns/promises';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -45,7 +45,13 @@ await listen(external, { host: EXTERNAL_IP, port: 80 });
 
 const mode = process.argv[2] === 'servers' ? 'servers' : 'system';
 const dnsPort = mode === 'system' ? 53 : await freePort();
-const dnsmasq = spawn('dnsmasq', ['--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', `--addn-hosts=${hostsFile}`, '--listen-address=127.0.0.1', '--bind-interfaces', `--port=${dnsPort}`, '--user=root', '--pid-file=', '--no-negcache', '--local-ttl=0'], { stdio: 'ignore' });
+// Debian puts it in /usr/sbin, which a non-root PATH may lack.
+const dnsmasqBin = existsSync('/usr/sbin/dnsmasq') ? '/usr/sbin/dnsmasq' : 'dnsmasq';
+const dnsmasq = spawn(dnsmasqBin, ['--keep-in-foreground', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', `--addn-hosts=${hostsFile}`, '--listen-address=127.0.0.1', '--bind-interfaces', `--port=${dnsPort}`, '--user=root', '--pid-file=', '--no-negcache', '--local-ttl=0'], { stdio: 'ignore' });
+dnsmasq.on('error', (err) => {
+  console.error(`cannot run dnsmasq (Debian: apt-get install dnsmasq-base): ${err.message}`);
+  process.exit(1);
+});
 const resolver = new Resolver();
 resolver.setServers([`127.0.0.1:${dnsPort}`]);
 /** What dnsmasq answers now for rebind.test (bounded: it starts, or re-reads its hosts file, in well under the tries). */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '@airlock/common/errors';
+import { sidecarConfig } from '../config/config.ts';
 import { canonicalAddress, DestinationCheck, ForbiddenDestinationError, parseCidr, type DestinationCheckOptions } from './destination-check.ts';
 
 const OWN_PORTS = [15001, 15006, 15020];
@@ -79,5 +80,18 @@ describe('canonicalAddress and parseCidr', () => {
     expect(() => parseCidr('10.0.0.0/33')).toThrow(/prefix length/);
     expect(() => parseCidr('example.com/8')).toThrow(/not a CIDR/);
     expect(() => parseCidr('10.0.0.0')).toThrow(/not a CIDR/);
+  });
+});
+
+describe('the egress settings', () => {
+  const load = (flags: Record<string, string>) => sidecarConfig.load({ flags });
+  it('read CIDRs and DNS servers, and refuse what is neither', () => {
+    const config = load({ egressForbidCidrs: '10.0.0.0/8, fd00::/8', egressAllowCidrs: '10.1.2.0/24', egressDnsServers: '127.0.0.1:5353,[fd00::a]:53,10.96.0.10' });
+    expect(config.egressForbidCidrs).toEqual(['10.0.0.0/8', 'fd00::/8']);
+    expect(config.egressAllowCidrs).toEqual(['10.1.2.0/24']);
+    expect(config.egressDnsServers).toEqual(['127.0.0.1:5353', '[fd00::a]:53', '10.96.0.10']);
+    expect(() => load({ egressForbidCidrs: '10.0.0.0/33' })).toThrow(/--egress-forbid-cidrs.*prefix length/s);
+    expect(() => load({ egressAllowCidrs: 'internal.example.com/8' })).toThrow(/not a CIDR/);
+    expect(() => load({ egressDnsServers: 'dns.example.com' })).toThrow(/not an IP address/);
   });
 });
