@@ -165,30 +165,17 @@ export class DestinationCheck {
     const { address, family } = ip;
     if (UNSPECIFIED.check(address, family)) return 'unspecified';
     if (CLOUD_METADATA.check(address, family)) return 'cloud-metadata';
-    const local = isLocal(ip);
-    if (local && this.#o.ownPorts().includes(port)) return 'sidecar-port';
-    if (this.#isControlPlane(ip, port, local)) return 'control-plane';
+    // Which addresses are local is asked only for a port that matters (it reads the interfaces).
+    const ownPort = this.#o.ownPorts().includes(port);
+    const cpEndpoints = this.#o.controlPlane().filter((e) => e.endsWith(`:${port}`));
+    const local = (ownPort || cpEndpoints.length > 0) && isLocal(ip);
+    if (ownPort && local) return 'sidecar-port';
+    if (isControlPlane(cpEndpoints, ip, port, local)) return 'control-plane';
     if (this.#allow.check(address, family)) return undefined;
     if (LOOPBACK.check(address, family)) return 'loopback';
     if (LINK_LOCAL.check(address, family)) return 'link-local';
     if (this.#forbid.check(address, family)) return 'operator-cidr';
     return undefined;
-  }
-
-  #isControlPlane(ip: CanonicalAddress, port: number, local: boolean): boolean {
-    for (const endpoint of this.#o.controlPlane()) {
-      let named;
-      try {
-        named = parseHostPort(endpoint);
-      } catch {
-        continue;
-      }
-      if (named.port !== port) continue;
-      const cp = canonicalAddress(named.host);
-      if (cp === undefined) continue;
-      if (cp.address === ip.address || (local && isLocal(cp))) return true;
-    }
-    return false;
   }
 
   async #lookup(target: { host: string; port: number }): Promise<readonly string[]> {
@@ -200,12 +187,33 @@ export class DestinationCheck {
   }
 }
 
+/** A control-plane endpoint (host:port, of `port`) that `ip` is, or that is local as `ip` is. */
+function isControlPlane(endpoints: readonly string[], ip: CanonicalAddress, port: number, local: boolean): boolean {
+  for (const endpoint of endpoints) {
+    let named;
+    try {
+      named = parseHostPort(endpoint);
+    } catch {
+      continue;
+    }
+    const cp = named.port === port ? canonicalAddress(named.host) : undefined;
+    if (cp !== undefined && (cp.address === ip.address || (local && isLocal(cp)))) return true;
+  }
+  return false;
+}
+
+/** How long one address may take to accept a connection (undici's default connect timeout). */
+const CONNECT_TIMEOUT_MS = 10_000;
+
 function connectTo(host: string, port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port });
+    // As undici's own connector: no Nagle, TCP keep-alive on pooled connections.
+    const socket = connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
     const onError = (err: Error): void => reject(err);
+    socket.setTimeout(CONNECT_TIMEOUT_MS, () => socket.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS} ms`)));
     socket.once('error', onError);
     socket.once('connect', () => {
+      socket.setTimeout(0);
       socket.off('error', onError);
       resolve(socket);
     });
