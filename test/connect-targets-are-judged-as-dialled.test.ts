@@ -35,7 +35,8 @@ spec:
   to: { hosts: ["127.0.0.1"], ports: [${echoPort}] }
   action: allow
 `;
-    mesh = await startMesh({ agents: ['planner'], policy });
+    // The echo server stands for an external host on loopback, which the sidecar refuses unless the operator allows it.
+    mesh = await startMesh({ agents: ['planner'], policy, sidecarArgs: ['--egress-allow-cidrs', '127.0.0.0/8'] });
   });
   afterAll(async () => {
     await mesh.close();

@@ -13,6 +13,8 @@ export const ErrorCode = {
   Conflict: 'AIRLOCK_CONFLICT',
   UpstreamIdentity: 'AIRLOCK_UPSTREAM_IDENTITY_MISMATCH',
   UpstreamUnavailable: 'AIRLOCK_UPSTREAM_UNAVAILABLE',
+  /** An external destination resolves to (or is) an address the sidecar never dials: metadata, loopback, its own ports… */
+  ForbiddenDestination: 'AIRLOCK_FORBIDDEN_DESTINATION',
   Attestation: 'AIRLOCK_ATTESTATION_FAILED',
   Policy: 'AIRLOCK_POLICY_INVALID',
   /** Over a size or work limit (a policy's documents, nodes, nesting…); the message names it. */

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { Agent, Pool } from 'undici';
+import { Pool } from 'undici';
 import { formatHostPort } from '@airlock/common/config';
 import { ConfigError, errorMessage } from '@airlock/common/errors';
 import { createRootLogger, type Logger } from '@airlock/common/logging';
@@ -19,6 +19,7 @@ import { TrustBundleWatcher } from './identity/trust-bundle-watcher.ts';
 import { createInboundServer } from './inbound/inbound-server.ts';
 import { createCaptureServer } from './outbound/capture-server.ts';
 import { createOutboundServer } from './outbound/outbound-server.ts';
+import { DestinationCheck, dnsServersResolve, externalAgent } from './outbound/destination-check.ts';
 import { UpstreamPools } from './outbound/upstream-pools.ts';
 import { createSidecarMetrics } from './telemetry/metrics.ts';
 
@@ -96,11 +97,20 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     metrics.authzDuration,
   );
   const meshPools = new UpstreamPools(tlsMinVersion);
-  const external = new Agent();
   const app = new Pool(`http://127.0.0.1:${config.appPort}`);
 
   const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, mcpMaxBody: config.mcpMaxBody, tlsMinVersion, logger: logger.child({ component: 'inbound' }) });
-  const outboundDeps = { identity, authorizer, meshPools, external, metrics, mcpMaxBody: config.mcpMaxBody, logger: logger.child({ component: 'outbound' }) };
+  // Our own listeners, once bound: an external call is never let back into the sidecar (or the control plane).
+  const ownPorts: number[] = [];
+  const destinations = new DestinationCheck({
+    forbidCidrs: config.egressForbidCidrs,
+    allowCidrs: config.egressAllowCidrs,
+    ownPorts: () => ownPorts,
+    controlPlane: () => endpoints.current(),
+    ...(config.egressDnsServers.length === 0 ? {} : { resolve: dnsServersResolve(config.egressDnsServers) }),
+  });
+  const external = externalAgent(destinations, logger.child({ component: 'outbound' }));
+  const outboundDeps = { identity, authorizer, meshPools, external, destinations, metrics, mcpMaxBody: config.mcpMaxBody, logger: logger.child({ component: 'outbound' }) };
   const outbound = createOutboundServer(outboundDeps);
   const capture = config.captureListen === undefined ? undefined : createCaptureServer(outboundDeps);
   const started: import('node:net').Server[] = [];
@@ -122,6 +132,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     endpoints.close();
     throw err;
   }
+  ownPorts.push(...started.map((s) => boundPort(s)));
   const admin = started[2];
   const inboundPort = boundPort(inbound);
   const adminPort = admin === undefined ? 0 : boundPort(admin);

@@ -1,5 +1,24 @@
-import { defineConfig, duration, hostPort, hostPorts, integer, oneOf, optionalHostPort, optionalString, port, refine, tlsMinVersion, trustDomain, type ConfigOf } from '@airlock/common/config';
+import { defineConfig, duration, type Field, hostPort, hostPorts, integer, oneOf, optionalHostPort, optionalString, port, refine, tlsMinVersion, trustDomain, type ConfigOf } from '@airlock/common/config';
 import { MAX_CONTROL_PLANE_ENDPOINTS } from '../controlplane/endpoints.ts';
+import { canonicalAddress, parseCidr } from '../outbound/destination-check.ts';
+
+/** A comma-separated (or YAML) list, each item checked by `check` (which throws its message). */
+function list(type: string, check: (item: string) => void, o: { description: string }): Field<readonly string[]> {
+  const parse = (raw: unknown): readonly string[] => {
+    const items = Array.isArray(raw) ? raw.map(String) : typeof raw === 'string' ? raw.split(',') : [String(raw)];
+    const kept = items.map((s) => s.trim()).filter((s) => s !== '');
+    kept.forEach(check);
+    return Object.freeze(kept);
+  };
+  return { type, description: o.description, default: [], secret: false, optional: false, parse };
+}
+
+/** A DNS server for egressDnsServers: an IP address, optionally with a port (`[::1]:53`, `10.0.0.10:5353`). */
+function checkDnsServer(s: string): void {
+  const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d{1,5}))?$/.exec(s);
+  const ip = m === null ? undefined : (m[1] ?? m[2] ?? '');
+  if (m === null || ip === undefined || ip !== canonicalAddress(ip)?.address || Number(m[3] ?? 53) > 65535) throw new Error(`"${s}" is not an IP address[:port] (e.g. 10.96.0.10, 127.0.0.1:5353, [fd00::a]:53)`);
+}
 
 /** Every setting of `airlock sidecar`: flags, `AIRLOCK_*` env vars and the config file share it. */
 export const sidecarConfig = defineConfig('AIRLOCK', {
@@ -21,6 +40,9 @@ export const sidecarConfig = defineConfig('AIRLOCK', {
   authzTransport: oneOf<'stream' | 'unary'>(['stream', 'unary'], { description: 'How decisions are asked for: `stream` (the calls of one event-loop turn as one message on a long-lived gRPC stream) or `unary` (one gRPC call per decision). Every call gets its own fresh decision either way.', default: 'stream' }),
   authzTimeout: duration({ description: 'How long a call waits for its authorization before it is refused with 503 (fail closed).', default: 250 }),
   mcpMaxBody: integer({ description: 'How many bytes of a POST application/json body are read to find its MCP (JSON-RPC) method and tool; a larger body is never allowed by a rule on MCP.', default: 65536, min: 1024, max: 16777216 }),
+  egressForbidCidrs: list('CIDRs (comma-separated)', (c) => void parseCidr(c), { description: 'Addresses refused to external calls on top of the built-in set (loopback, link-local, cloud metadata, unspecified, the sidecar\'s and the control plane\'s ports), e.g. 10.0.0.0/8: checked on every address a name resolves to, and on IP literals.' }),
+  egressAllowCidrs: list('CIDRs (comma-separated)', (c) => void parseCidr(c), { description: 'Addresses external calls may reach even where loopback, link-local or egressForbidCidrs refuse them (e.g. 10.1.2.0/24 inside a forbidden 10.0.0.0/8). Never cloud metadata, unspecified, or the sidecar\'s or control plane\'s ports.' }),
+  egressDnsServers: list('IP[:port] (comma-separated)', checkDnsServer, { description: 'DNS servers the sidecar asks (A and AAAA) to resolve external hosts before checking their addresses; unset: the system resolver (getaddrinfo: /etc/hosts, resolv.conf).' }),
   tlsMinVersion: tlsMinVersion({ description: 'Lowest TLS version of the inbound mTLS listener, of mTLS to peer sidecars and of gRPC to the control plane.' }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
 });

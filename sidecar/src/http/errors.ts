@@ -4,6 +4,7 @@ import type { Logger } from '@airlock/common/logging';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { rawJsonAnswer } from '@airlock/common/net';
 import type { Decision } from '../authz/authorizer.ts';
+import { ForbiddenDestinationError } from '../outbound/destination-check.ts';
 import type { Outcome } from '../telemetry/metrics.ts';
 
 /** A DENY decision, carried as an error so the one rescue step below turns it into the 403 body. */
@@ -52,6 +53,9 @@ export function errorReply(err: unknown, log: Logger): ErrorReply {
     // What an agent (or the LLM behind it) reads to learn why: the policy version, policy and rule.
     const body = { error: 'denied', reason: err.message, policy: err.policy, policyVersion: err.policyVersion, rule: err.rule, decisionId: err.decisionId };
     return { status: 403, outcome: 'denied', body };
+  }
+  if (err instanceof ForbiddenDestinationError) {
+    return { status: 403, outcome: 'denied', body: { error: 'forbidden_destination', reason: err.message, rule: err.rule, address: err.address } };
   }
   if (err instanceof NotReadyError) {
     return { status: 503, outcome: 'unavailable', body: { error: 'not_ready', reason: err.message } };

@@ -66,7 +66,8 @@ export function forward(dispatcher: Dispatcher, request: ForwardRequest, req: In
           res.destroy(err);
           resolve();
         } else {
-          reject(new AirlockError(ErrorCode.UpstreamUnavailable, `${request.describe}: ${describeCause(err)}`, { cause: err }));
+          // Our own refusal (a forbidden destination address, from the external Agent's connector) stays itself.
+          reject(err instanceof AirlockError ? err : new AirlockError(ErrorCode.UpstreamUnavailable, `${request.describe}: ${describeCause(err)}`, { cause: err }));
         }
       },
     };

@@ -3,10 +3,10 @@ import type { Server } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Agent, Pool } from 'undici';
+import { Pool } from 'undici';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { createTestCa, type KeyAndCert } from '../testing/certs.ts';
-import { allow, deny, FakeAuthorizer, quietLogger, StaticSvidSource, startEchoApp, svidFor, testMetrics, type EchoRequest } from '../testing/fakes.ts';
+import { allow, deny, FakeAuthorizer, loopbackDestinations, quietLogger, StaticSvidSource, startEchoApp, svidFor, testMetrics, type EchoRequest } from '../testing/fakes.ts';
 import { rawRequest } from '../testing/http-client.ts';
 import { createOutboundServer } from '../outbound/outbound-server.ts';
 import { UpstreamPools } from '../outbound/upstream-pools.ts';
@@ -133,7 +133,7 @@ describe('outbound → inbound over mTLS (both with in-process authorizers)', ()
   const inboundAuthz = new FakeAuthorizer(() => allow());
   const outboundAuthz = new FakeAuthorizer(() => allow());
   const meshPools = new UpstreamPools();
-  const external = new Agent();
+  const { destinations, external } = loopbackDestinations();
   let app: { server: Server; port: number };
   let appPool: Pool;
   let inbound: HttpsServer;
@@ -144,7 +144,7 @@ describe('outbound → inbound over mTLS (both with in-process authorizers)', ()
     appPool = new Pool(`http://127.0.0.1:${app.port}`);
     inbound = createInboundServer({ identity: bob, authorizer: inboundAuthz, app: appPool, metrics, logger });
     await listen(inbound, { host: '127.0.0.1', port: 0 });
-    outbound = createOutboundServer({ identity: alice, authorizer: outboundAuthz, meshPools, external, metrics, logger });
+    outbound = createOutboundServer({ identity: alice, authorizer: outboundAuthz, meshPools, external, destinations, metrics, logger });
     await listen(outbound, { host: '127.0.0.1', port: 0 });
   });
   afterAll(async () => {

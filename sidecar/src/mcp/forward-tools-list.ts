@@ -22,6 +22,7 @@ export async function forwardToolsList(dispatcher: Dispatcher, request: ForwardR
   try {
     answer = await dispatcher.request({ origin: request.origin, method: request.method, path: request.path, headers, body: request.body });
   } catch (err) {
+    if (err instanceof AirlockError) throw err; // a forbidden destination address, refused by the external Agent's connector
     throw new AirlockError(ErrorCode.UpstreamUnavailable, `${request.describe}: ${errorMessage(err)}`, { cause: err });
   }
   const out = responseHeadersToForward(answer.headers);

@@ -1,11 +1,10 @@
 import { createServer, request, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Agent } from 'undici';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { createTestCa } from '../testing/certs.ts';
-import { allow, deny, FakeAuthorizer, quietLogger, StaticSvidSource, startEchoApp, startTcpEcho, svidFor, testMetrics, type EchoRequest } from '../testing/fakes.ts';
+import { allow, deny, FakeAuthorizer, loopbackDestinations, quietLogger, StaticSvidSource, startEchoApp, startTcpEcho, svidFor, testMetrics, type EchoRequest } from '../testing/fakes.ts';
 import { rawRequest } from '../testing/http-client.ts';
 import { createOutboundServer } from './outbound-server.ts';
 import { UpstreamPools } from './upstream-pools.ts';
@@ -18,14 +17,14 @@ describe('outbound proxy', () => {
   const authorizer = new FakeAuthorizer(() => allow());
   const { registry, metrics } = testMetrics();
   const meshPools = new UpstreamPools();
-  const external = new Agent();
+  const { destinations, external } = loopbackDestinations();
   let proxy: Server;
   let proxyPort: number;
   let app: { server: Server; port: number };
 
   beforeAll(async () => {
     app = await startEchoApp();
-    proxy = createOutboundServer({ identity, authorizer, meshPools, external, metrics, logger: quietLogger() });
+    proxy = createOutboundServer({ identity, authorizer, meshPools, external, destinations, metrics, logger: quietLogger() });
     await listen(proxy, { host: '127.0.0.1', port: 0 });
     proxyPort = boundPort(proxy);
   });

@@ -1,5 +1,4 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { formatHostPort } from '@airlock/common/config';
@@ -15,6 +14,7 @@ import { authzHeaders } from '../http/authz-headers.ts';
 import { forwardToolsList } from '../mcp/forward-tools-list.ts';
 import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
 import { requestRecorder, type Outcome, type SidecarMetrics } from '../telemetry/metrics.ts';
+import type { DestinationCheck } from './destination-check.ts';
 import { assertHostMatches, parseAbsoluteTarget, parseAuthorityTarget, parseOriginTarget, type ProxyTarget } from './proxy-target.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 
@@ -23,8 +23,10 @@ export interface OutboundDeps {
   readonly authorizer: Authorizer;
   /** mTLS pools to peer sidecars. */
   readonly meshPools: UpstreamPools;
-  /** Plain HTTP to external hosts (an undici Agent). */
+  /** Plain HTTP to external hosts: an undici Agent made by externalAgent(destinations), which dials only checked addresses. */
   readonly external: Dispatcher;
+  /** Resolves and checks every external destination before it is dialled (destination-check.ts). */
+  readonly destinations: DestinationCheck;
   readonly metrics: SidecarMetrics;
   readonly logger: Logger;
   /** How much of a POST application/json body is read for MCP rules (default 64 KiB). */
@@ -121,7 +123,11 @@ function requestTarget(mode: OutboundMode, req: IncomingMessage): ProxyTarget {
   return target;
 }
 
-/** Where an allowed call goes: the peer sidecar named by the decision (over mTLS), or the external host itself. */
+/**
+ * Where an allowed call goes: the peer sidecar named by the decision (over mTLS, at the address its
+ * registration holds: not address-checked, see README "Destinations checked by address"), or the
+ * external host itself, through the Agent whose connector dials only checked addresses.
+ */
 function destination(deps: OutboundDeps, upstream: Upstream | undefined, svid: Svid, target: ProxyTarget): { dispatcher: Dispatcher; origin: string | undefined; describe: string } {
   if (upstream !== undefined) return { dispatcher: deps.meshPools.get(upstream, svid), origin: undefined, describe: `peer ${upstream.spiffeId} at ${upstream.address}` };
   const origin = `http://${formatHostPort(target)}`;
@@ -148,7 +154,8 @@ export async function tunnel(deps: OutboundDeps, target: ProxyTarget, rawHeaders
     // A tunnel would carry the agent's own TLS, bypassing the mTLS identity the sidecar adds.
     throw new AirlockError(ErrorCode.BadRequest, `${target.host} is a mesh host: send plain http://${formatHostPort(target)}/… through this proxy; the sidecar adds mTLS`);
   }
-  const upstream = await dial(target.host, target.port);
+  const { socket: upstream, address } = await deps.destinations.connect(target);
+  deps.logger.info({ decisionId: decision.decisionId, host: target.host, port: target.port, address }, 'tunnel opened');
   established();
   if (head.length > 0) upstream.write(head);
   upstream.on('error', () => client.destroy());
@@ -157,18 +164,4 @@ export async function tunnel(deps: OutboundDeps, target: ProxyTarget, rawHeaders
   upstream.on('close', () => client.destroy());
   upstream.pipe(client);
   client.pipe(upstream);
-}
-
-function dial(host: string, port: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host, port });
-    socket.once('connect', () => {
-      socket.off('error', onError);
-      resolve(socket);
-    });
-    const onError = (err: Error): void => {
-      reject(new AirlockError(ErrorCode.UpstreamUnavailable, `cannot reach ${formatHostPort({ host, port })}: ${err.message}`, { cause: err }));
-    };
-    socket.once('error', onError);
-  });
 }

@@ -5,6 +5,8 @@ import { createRootLogger, type Logger } from '@airlock/common/logging';
 import { listen, boundPort } from '@airlock/common/net';
 import type { Authorizer, AuthzRequest, Decision } from '../authz/authorizer.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
+import type { Agent } from 'undici';
+import { DestinationCheck, externalAgent, type DestinationCheckOptions } from '../outbound/destination-check.ts';
 import { createSidecarMetrics, type SidecarMetrics } from '../telemetry/metrics.ts';
 import type { TestCa } from './certs.ts';
 
@@ -102,4 +104,10 @@ export async function startTcpEcho(): Promise<{ server: TcpServer; port: number 
   const server = createTcpServer((socket) => socket.pipe(socket));
   await listen(server, { host: '127.0.0.1', port: 0 });
   return { server, port: boundPort(server) };
+}
+
+/** The destination check of a unit test, whose "external" servers listen on loopback: loopback explicitly allowed (egressAllowCidrs). */
+export function loopbackDestinations(o: Partial<DestinationCheckOptions> = {}): { destinations: DestinationCheck; external: Agent } {
+  const destinations = new DestinationCheck({ forbidCidrs: [], allowCidrs: ['127.0.0.0/8', '::1/128'], ownPorts: () => [], controlPlane: () => [], ...o });
+  return { destinations, external: externalAgent(destinations, quietLogger()) };
 }

@@ -1,0 +1,272 @@
+import { lookup, Resolver } from 'node:dns/promises';
+import { BlockList, connect, isIP, type Socket } from 'node:net';
+import { Agent } from 'undici';
+import { networkInterfaces } from 'node:os';
+import { formatHostPort, parseHostPort } from '@airlock/common/config';
+import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import type { Logger } from '@airlock/common/logging';
+
+/** The rule that forbids an address; named in the 403 body so the agent (and operator) learn which. */
+export type AddressRule = 'unspecified' | 'cloud-metadata' | 'sidecar-port' | 'control-plane' | 'loopback' | 'link-local' | 'operator-cidr';
+
+type Family = 'ipv4' | 'ipv6';
+
+/** An IP address in its one spelling: dotted quad, or compressed lower-case IPv6 (an IPv4-mapped one as the IPv4 address it reaches). */
+export interface CanonicalAddress {
+  readonly address: string;
+  readonly family: Family;
+}
+
+/** An external destination whose every resolved address was checked: the only ones it may be dialled at. */
+export interface CheckedDestination {
+  readonly host: string;
+  readonly port: number;
+  /** Every address of the answer, checked, in the resolver's order; `host` is kept for Host and SNI. */
+  readonly addresses: readonly string[];
+}
+
+/** A destination refused for where it resolves (or is), not for a policy: a 403 naming the rule. */
+export class ForbiddenDestinationError extends AirlockError {
+  readonly rule: AddressRule;
+  readonly address: string;
+
+  constructor(host: string, port: number, address: string, rule: AddressRule) {
+    const where = host === address ? formatHostPort({ host, port }) : `${formatHostPort({ host, port })} (resolved to ${address})`;
+    super(ErrorCode.ForbiddenDestination, `${where} is a forbidden destination address (${rule})`);
+    this.name = 'ForbiddenDestinationError';
+    this.rule = rule;
+    this.address = address;
+  }
+}
+
+const MAPPED_IPV4 = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/;
+
+/**
+ * `text` as an IP address in its one spelling, or undefined when it is none (a name). Read as
+ * WHATWG URL reads a host, as readAuthority does, so every spelling a client may use is one
+ * address here: `2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1` are 127.0.0.1, and
+ * `::ffff:7f00:1` / `::ffff:127.0.0.1` are 127.0.0.1 too (the kernel reaches the IPv4 address).
+ */
+export function canonicalAddress(text: string): CanonicalAddress | undefined {
+  const bare = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text;
+  let hostname: string;
+  try {
+    hostname = new URL(`http://${bare.includes(':') ? `[${bare}]` : bare}/`).hostname;
+  } catch {
+    return undefined;
+  }
+  const v6 = hostname.startsWith('[') ? hostname.slice(1, -1) : undefined;
+  if (v6 === undefined) return isIP(hostname) === 4 ? { address: hostname, family: 'ipv4' } : undefined;
+  const mapped = MAPPED_IPV4.exec(v6);
+  if (mapped !== null) {
+    const [hi, lo] = [parseInt(mapped[1] ?? '', 16), parseInt(mapped[2] ?? '', 16)];
+    return { address: `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`, family: 'ipv4' };
+  }
+  return { address: v6, family: 'ipv6' };
+}
+
+/** `a.b.c.d/n` or `x::/n` (any spelling canonicalAddress reads); throws a message for the config error. */
+export function parseCidr(text: string): { address: string; family: Family; prefix: number } {
+  const m = /^([^/]+)\/(\d{1,3})$/.exec(text.trim());
+  const ip = m === null ? undefined : canonicalAddress(m[1] ?? '');
+  if (m === null || ip === undefined) throw new Error(`"${text}" is not a CIDR (e.g. 10.0.0.0/8, fd00::/8)`);
+  const prefix = Number(m[2]);
+  // An IPv4-mapped CIDR (::ffff:10.0.0.0/104) is read as the IPv4 range it covers.
+  const mappedPrefix = ip.family === 'ipv4' && (m[1] ?? '').includes(':') ? prefix - 96 : prefix;
+  const max = ip.family === 'ipv4' ? 32 : 128;
+  if (mappedPrefix < 0 || mappedPrefix > max) throw new Error(`"${text}": the prefix length must be 0..${max}`);
+  return { address: ip.address, family: ip.family, prefix: mappedPrefix };
+}
+
+function blockList(cidrs: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const c of cidrs) {
+    const { address, family, prefix } = parseCidr(c);
+    list.addSubnet(address, prefix, family);
+  }
+  return list;
+}
+
+const UNSPECIFIED = blockList(['0.0.0.0/8', '::/128']);
+const CLOUD_METADATA = blockList(['169.254.169.254/32', 'fd00:ec2::254/128']);
+const LOOPBACK = blockList(['127.0.0.0/8', '::1/128']);
+const LINK_LOCAL = blockList(['169.254.0.0/16', 'fe80::/10']);
+
+/** Resolves a name to all its addresses; tests and the `egressDnsServers` setting replace the system resolver. */
+export type ResolveAll = (host: string) => Promise<readonly string[]>;
+
+export interface DestinationCheckOptions {
+  /** Operator CIDRs refused on top of the built-in set (`egressForbidCidrs`). */
+  readonly forbidCidrs: readonly string[];
+  /** Operator CIDRs allowed even where loopback, link-local or forbidCidrs would refuse them (`egressAllowCidrs`); never metadata, unspecified or our own ports. */
+  readonly allowCidrs: readonly string[];
+  /** The sidecar's own listening ports: refused on every local address. */
+  readonly ownPorts: () => readonly number[];
+  /** The control plane's endpoints (host:port, resolved): refused as such, and on every local address when local. */
+  readonly controlPlane: () => readonly string[];
+  readonly resolve?: ResolveAll;
+}
+
+/**
+ * The one check every external dial goes through (absolute-form forward, CONNECT, captured HTTP
+ * and TLS): the sidecar resolves the name itself, refuses the destination if ANY address of the
+ * answer is forbidden (a rebinding answer mixing a public and a metadata address is hostile), and
+ * connects only to a checked address (connect(), and the external Agent's connector): no
+ * second resolution can point elsewhere. An IP literal is checked the same way, without resolution.
+ */
+export class DestinationCheck {
+  readonly #o: DestinationCheckOptions;
+  readonly #forbid: BlockList;
+  readonly #allow: BlockList;
+  readonly #resolve: ResolveAll;
+
+  constructor(o: DestinationCheckOptions) {
+    this.#o = o;
+    this.#forbid = blockList(o.forbidCidrs);
+    this.#allow = blockList(o.allowCidrs);
+    this.#resolve = o.resolve ?? systemResolve;
+  }
+
+  async check(target: { host: string; port: number }): Promise<CheckedDestination> {
+    const literal = canonicalAddress(target.host);
+    const addresses = literal !== undefined ? [literal.address] : await this.#lookup(target);
+    const checked: string[] = [];
+    for (const text of addresses) {
+      const ip = canonicalAddress(text);
+      if (ip === undefined) throw new AirlockError(ErrorCode.UpstreamUnavailable, `${target.host} resolved to "${text}", not an address`);
+      const rule = this.ruleFor(ip, target.port);
+      if (rule !== undefined) throw new ForbiddenDestinationError(target.host, target.port, ip.address, rule);
+      if (!checked.includes(ip.address)) checked.push(ip.address);
+    }
+    if (checked.length === 0) throw new AirlockError(ErrorCode.UpstreamUnavailable, `cannot resolve ${target.host}: no address`);
+    return { host: target.host, port: target.port, addresses: checked };
+  }
+
+  /**
+   * A TCP connection to `target` at one of its checked addresses, tried in the resolver's order
+   * (as a client falls back from an unreachable IPv6 address to IPv4), and the address used.
+   */
+  async connect(target: { host: string; port: number }): Promise<{ socket: Socket; address: string }> {
+    const { addresses, port } = await this.check(target);
+    let last: Error | undefined;
+    for (const address of addresses) {
+      try {
+        return { socket: await connectTo(address, port), address };
+      } catch (err) {
+        last = err instanceof Error ? err : new Error(String(err));
+      }
+    }
+    const where = `${formatHostPort(target)}${addresses.length === 1 && addresses[0] === target.host ? '' : ` at ${addresses.join(', ')}`}`;
+    throw new AirlockError(ErrorCode.UpstreamUnavailable, `cannot reach ${where}: ${last?.message ?? 'no address'}`, { cause: last });
+  }
+
+  /** The rule forbidding `ip`:`port`, or undefined when it may be dialled. */
+  ruleFor(ip: CanonicalAddress, port: number): AddressRule | undefined {
+    const { address, family } = ip;
+    if (UNSPECIFIED.check(address, family)) return 'unspecified';
+    if (CLOUD_METADATA.check(address, family)) return 'cloud-metadata';
+    // Which addresses are local is asked only for a port that matters (it reads the interfaces).
+    const ownPort = this.#o.ownPorts().includes(port);
+    const cpEndpoints = this.#o.controlPlane().filter((e) => e.endsWith(`:${port}`));
+    const local = (ownPort || cpEndpoints.length > 0) && isLocal(ip);
+    if (ownPort && local) return 'sidecar-port';
+    if (isControlPlane(cpEndpoints, ip, port, local)) return 'control-plane';
+    if (this.#allow.check(address, family)) return undefined;
+    if (LOOPBACK.check(address, family)) return 'loopback';
+    if (LINK_LOCAL.check(address, family)) return 'link-local';
+    if (this.#forbid.check(address, family)) return 'operator-cidr';
+    return undefined;
+  }
+
+  async #lookup(target: { host: string; port: number }): Promise<readonly string[]> {
+    try {
+      return await this.#resolve(target.host);
+    } catch (err) {
+      throw new AirlockError(ErrorCode.UpstreamUnavailable, `cannot resolve ${target.host}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+}
+
+/** A control-plane endpoint (host:port, of `port`) that `ip` is, or that is local as `ip` is. */
+function isControlPlane(endpoints: readonly string[], ip: CanonicalAddress, port: number, local: boolean): boolean {
+  for (const endpoint of endpoints) {
+    let named;
+    try {
+      named = parseHostPort(endpoint);
+    } catch {
+      continue;
+    }
+    const cp = named.port === port ? canonicalAddress(named.host) : undefined;
+    if (cp !== undefined && (cp.address === ip.address || (local && isLocal(cp)))) return true;
+  }
+  return false;
+}
+
+/** How long one address may take to accept a connection (undici's default connect timeout). */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+function connectTo(host: string, port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    // As undici's own connector: no Nagle, TCP keep-alive on pooled connections.
+    const socket = connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
+    const onError = (err: Error): void => reject(err);
+    socket.setTimeout(CONNECT_TIMEOUT_MS, () => socket.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS} ms`)));
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      socket.setTimeout(0);
+      socket.off('error', onError);
+      resolve(socket);
+    });
+  });
+}
+
+/**
+ * The undici Agent for plain HTTP to external hosts: its every connection comes from
+ * `destinations.connect` (a refused destination fails the request with the
+ * ForbiddenDestinationError itself), and is logged with the address it reached. The origin keeps
+ * the name, so Host is the name and connections are pooled per name.
+ */
+export function externalAgent(destinations: DestinationCheck, log: Logger): Agent {
+  return new Agent({
+    connect(opts, callback) {
+      const host = opts.hostname.startsWith('[') ? opts.hostname.slice(1, -1) : opts.hostname;
+      const port = opts.port === '' ? (opts.protocol === 'https:' ? 443 : 80) : Number(opts.port);
+      destinations.connect({ host, port }).then(
+        ({ socket, address }) => {
+          log.info({ host, port, address }, 'external connection opened');
+          callback(null, socket);
+        },
+        (err: unknown) => callback(err instanceof Error ? err : new Error(String(err)), null),
+      );
+    },
+  });
+}
+
+/** Loopback, unspecified, or an address of one of this machine's interfaces (read now: they change). */
+function isLocal(ip: CanonicalAddress): boolean {
+  if (LOOPBACK.check(ip.address, ip.family) || UNSPECIFIED.check(ip.address, ip.family)) return true;
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) {
+      if (canonicalAddress(a.address)?.address === ip.address) return true;
+    }
+  }
+  return false;
+}
+
+/** The system resolver (getaddrinfo: /etc/hosts, resolv.conf), every address of the answer. */
+async function systemResolve(host: string): Promise<readonly string[]> {
+  const answers = await lookup(host, { all: true, order: 'verbatim' });
+  return answers.map((a) => a.address);
+}
+
+/** A resolver asking `servers` (ip or ip:port) directly, A and AAAA, for the `egressDnsServers` setting. */
+export function dnsServersResolve(servers: readonly string[]): ResolveAll {
+  const resolver = new Resolver({ timeout: 2000, tries: 2 });
+  resolver.setServers([...servers]);
+  return async (host) => {
+    const [v4, v6] = await Promise.allSettled([resolver.resolve4(host), resolver.resolve6(host)]);
+    const addresses = [...(v4.status === 'fulfilled' ? v4.value : []), ...(v6.status === 'fulfilled' ? v6.value : [])];
+    if (addresses.length === 0) throw v4.status === 'rejected' && v4.reason instanceof Error ? v4.reason : new Error('no address');
+    return addresses;
+  };
+}
