@@ -58,7 +58,8 @@ export function createOutboundServer(deps: OutboundDeps, mode: OutboundMode = 'p
   const log = deps.logger;
   const recorder = requestRecorder(deps.metrics, 'outbound');
   const serveAsHttp = (target: ProxyTarget, socket: Duplex, head: Buffer): void => {
-    tunnels.set(socket, target);
+    // As an absolute-form URL names it (default port dropped): the Host sent on, as for `http://host/`.
+    tunnels.set(socket, parseAbsoluteTarget(`http://${target.authority}/`));
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length > 0) socket.unshift(head);
     inTunnels.emit('connection', socket);
