@@ -100,7 +100,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
   const app = new Pool(`http://127.0.0.1:${config.appPort}`);
 
   const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, mcpMaxBody: config.mcpMaxBody, tlsMinVersion, logger: logger.child({ component: 'inbound' }) });
-  const outboundDeps = { identity, authorizer, meshPools, external, metrics, mcpMaxBody: config.mcpMaxBody, logger: logger.child({ component: 'outbound' }) };
+  const outboundDeps = { identity, authorizer, meshPools, external, metrics, mcpMaxBody: config.mcpMaxBody, plainHttpPorts: new Set(config.plainHttpPorts), logger: logger.child({ component: 'outbound' }) };
   const outbound = createOutboundServer(outboundDeps);
   const capture = config.captureListen === undefined ? undefined : createCaptureServer(outboundDeps);
   const started: import('node:net').Server[] = [];
