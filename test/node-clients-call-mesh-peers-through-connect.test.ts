@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -7,7 +8,8 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { ProxyAgent, fetch as undiciFetch } from 'undici7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listen } from '@airlock/common/net';
+import { boundPort, closeServer, listen } from '@airlock/common/net';
+import { adminPost } from '../cli/src/admin-client.ts';
 import { startEchoApp, type EchoBody } from '../cli/src/demo/echo-app.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 import { rawHttp } from './support/raw-http.ts';
@@ -126,6 +128,91 @@ describe('Node agents call mesh peers through CONNECT as Node sends it', () => {
       expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['search_web']);
     } finally {
       await client.close();
+    }
+  });
+});
+
+/** Answers read one by one from one connection (Content-Length framed, as the echo app and the sidecar's JSON errors are). */
+function answersOn(socket: Socket): () => Promise<{ status: number; body: string }> {
+  let buffered = Buffer.alloc(0);
+  const waiting: (() => void)[] = [];
+  socket.on('data', (c: Buffer) => {
+    buffered = Buffer.concat([buffered, c]);
+    waiting.splice(0).forEach((w) => w());
+  });
+  return async () => {
+    for (;;) {
+      const end = buffered.indexOf('\r\n\r\n');
+      if (end !== -1) {
+        const head = buffered.subarray(0, end).toString('latin1');
+        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+        if (buffered.length >= end + 4 + length) {
+          const body = buffered.subarray(end + 4, end + 4 + length).toString('utf8');
+          buffered = buffered.subarray(end + 4 + length);
+          return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), body };
+        }
+      }
+      await new Promise<void>((resolve) => waiting.push(resolve));
+    }
+  };
+}
+
+describe('a tunnel served as HTTP: external hosts on plainHttpPorts, and each request decided as it comes', () => {
+  let mesh: Mesh;
+  let external: Server;
+  let externalPort: number;
+  const externalReceived: EchoBody[] = [];
+
+  beforeAll(async () => {
+    external = await startEchoApp('external', 0, (b) => externalReceived.push(b));
+    externalPort = boundPort(external);
+    const policy = `${policyYaml('agents', ['planner', 'researcher'], [{ name: 'planner-search', from: 'planner', to: 'researcher', methods: ['GET'], paths: ['/v1/*'] }])}---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: external-api }
+spec:
+  from: { segments: [planner] }
+  to: { hosts: ["127.0.0.1"], ports: [${externalPort}] }
+  rules: [ { methods: [GET], paths: [/v1/*] } ]
+  action: allow
+`;
+    mesh = await startMesh({ agents: ['planner', 'researcher'], policy, sidecarArgs: ['--plain-http-ports', `80,${externalPort}`] });
+  });
+  afterAll(async () => {
+    await mesh.close();
+    await closeServer(external);
+  });
+
+  it('Node 24 fetch reaches an external host on a plain-HTTP port directly, and reads the 403 JSON of a denied path', async () => {
+    const base = `http://127.0.0.1:${externalPort}`;
+    const [allowed, denied] = await nodeFetch(mesh.agent('planner').outboundPort, [`${base}/v1/weather`, `${base}/admin`]);
+    expect(allowed?.status).toBe(200);
+    expect(JSON.parse(allowed?.body ?? '')).toMatchObject({ agent: 'external', path: '/v1/weather' });
+    expect(denied?.status).toBe(403);
+    expect(JSON.parse(denied?.body ?? '')).toMatchObject({ error: 'denied' });
+    expect(externalReceived.map((r) => r.path)).toEqual(['/v1/weather']);
+  });
+
+  it('a policy change between two requests on one tunnel applies to the second', async () => {
+    const socket = connect(mesh.agent('planner').outboundPort, '127.0.0.1');
+    try {
+      const next = answersOn(socket);
+      socket.write('CONNECT researcher.agents:80 HTTP/1.1\r\nHost: researcher.agents:80\r\n\r\n');
+      expect((await next()).status).toBe(200);
+      const get = (path: string): void => void socket.write(`GET ${path} HTTP/1.1\r\nHost: researcher.agents\r\n\r\n`);
+      get('/v1/a');
+      expect((await next()).status).toBe(200);
+      const narrowed = policyYaml('agents', [], [{ name: 'planner-search', from: 'planner', to: 'researcher', methods: ['GET'], paths: ['/v2/*'] }]);
+      expect(await adminPost(mesh.creds, '/v1/policy/apply', { yaml: narrowed })).toMatchObject({ changed: true });
+      get('/v1/a');
+      const denied = await next();
+      expect(denied.status).toBe(403);
+      expect(JSON.parse(denied.body)).toMatchObject({ error: 'denied' });
+      get('/v2/b');
+      expect((await next()).status).toBe(200);
+      expect(mesh.agent('researcher').received.map((r) => r.path)).toEqual(['/v1/a', '/v2/b']);
+    } finally {
+      socket.destroy();
     }
   });
 });
