@@ -56,13 +56,27 @@ spec:
     '[::ffff:169.254.169.254]',
     '[::ffff:a9fe:a9fe]',
     '[::FFFF:A9FE:A9FE]',
-  ])('CONNECT %s:80 is judged as 169.254.169.254:80 and denied by the policy naming that address', async (host) => {
-    const res = await connectTo(`${host}:80`);
+  ])('CONNECT %s:443 is judged as 169.254.169.254:443 and denied by the policy naming that address', async (host) => {
+    const res = await connectTo(`${host}:443`);
     expect(res.status).toBe(403);
     const body = JSON.parse(res.body) as { error: string; policy: string; reason: string };
     expect(body).toMatchObject({ error: 'denied', policy: 'no-metadata' });
-    expect(body.reason).toMatch(/^policy "no-metadata" denies CONNECT from \S+ to 169\.254\.169\.254:80$/);
+    expect(body.reason).toMatch(/^policy "no-metadata" denies CONNECT from \S+ to 169\.254\.169\.254:443$/);
   });
+
+  it.each(['2852039166', '0xA9FEA9FE', '0251.0376.0251.0376', '169.254.169.254.', '[::ffff:a9fe:a9fe]'])(
+    'CONNECT %s:80 is served as HTTP (Node fetch sends http:// so), and its request is judged as 169.254.169.254:80 and denied',
+    async (host) => {
+      // The Host as the client spells it: it names the CONNECT authority in another spelling, and is accepted.
+      const raw = await rawHttp(mesh.agent('planner').outboundPort, `CONNECT ${host}:80 HTTP/1.1\r\nHost: ${host}:80\r\n\r\nGET /latest/meta-data/ HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      const [established, answer] = `${raw.head}\r\n\r\n${raw.body}`.split(/(?=HTTP\/1\.1 \d{3} )/);
+      expect(established).toMatch(/^HTTP\/1\.1 200 /);
+      expect(answer).toMatch(/^HTTP\/1\.1 403 /);
+      const body = JSON.parse(answer?.slice(answer.indexOf('\r\n\r\n') + 4) ?? '') as { policy: string; reason: string };
+      expect(body.policy).toBe('no-metadata');
+      expect(body.reason).toMatch(/^policy "no-metadata" denies GET \/latest\/meta-data\/ from \S+ to 169\.254\.169\.254(:80)?$/);
+    },
+  );
 
   it.each(['http://2852039166/latest/meta-data/', 'http://0xA9FEA9FE/latest/meta-data/', 'http://[::ffff:a9fe:a9fe]/latest/meta-data/'])(
     'GET %s (absolute-form) is judged as 169.254.169.254 too',

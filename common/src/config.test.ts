@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './errors.ts';
-import { defineConfig, dnsNames, duration, hostPort, integer, oneOf, optionalHostPort, optionalString, string, trustDomain } from './config.ts';
+import { defineConfig, dnsNames, duration, hostPort, integer, oneOf, optionalHostPort, optionalString, ports, string, trustDomain } from './config.ts';
 
 const definition = defineConfig('AIRLOCK', {
   trustDomain: trustDomain({ description: 'td', default: 'airlock.local' }),
@@ -76,5 +76,15 @@ describe('defineConfig', () => {
       expect(() => d.load({ flags: { names: bad } }), bad).toThrow('is not a DNS name');
     }
     expect(() => d.load({ flags: { listen: 'nope' } })).toThrow('expected host:port');
+  });
+
+  it('reads ports from a comma-separated flag or a YAML list; empty is none; anything but 1..65535 is refused', () => {
+    const d = defineConfig('AIRLOCK', { plain: ports({ description: 'p', default: [80] }) });
+    expect(d.load({}).plain).toEqual([80]);
+    expect(d.docs()).toContain('| `80` |');
+    expect(d.load({ flags: { plain: '80, 8080' } }).plain).toEqual([80, 8080]);
+    expect(d.load({ env: { AIRLOCK_PLAIN: '' } }).plain).toEqual([]);
+    expect(d.load({ file: { path: 'c.yaml', text: 'plain: [80, 8000]\n' } }).plain).toEqual([80, 8000]);
+    for (const bad of ['0', '65536', '-1', '8o', '0x50', '1e2', '80.0']) expect(() => d.load({ flags: { plain: bad } }), bad).toThrow('is not a port');
   });
 });

@@ -140,6 +140,17 @@ export const dnsNames = (o: FieldOptions<readonly string[]>): Field<readonly str
 export const port = (o: FieldOptions<number>): Field<number> =>
   integer({ ...o, min: 1, max: 65535 });
 
+/** TCP ports (1..65535): a YAML list in the file, comma-separated in a flag or env var; empty is none. */
+export const ports = (o: FieldOptions<readonly number[]>): Field<readonly number[]> =>
+  field('ports (comma-separated)', (raw) => {
+    const items = (Array.isArray(raw) ? raw.map(asString) : asString(raw).split(',')).map((s) => s.trim()).filter((s) => s !== '');
+    return Object.freeze(items.map((s) => {
+      const n = /^\d{1,5}$/.test(s) ? Number(s) : NaN;
+      if (!(n >= 1 && n <= 65535)) throw new Error(`"${s}" is not a port (1..65535)`);
+      return n;
+    }));
+  }, o);
+
 export function flagName(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
@@ -220,6 +231,7 @@ export function defineConfig<S extends Schema>(envPrefix: string, schema: S): Co
 function describeDefault(value: unknown): string {
   if (Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'object' && v !== null && 'port' in v)) return (value as ListenAddress[]).map(formatHostPort).join(',');
   if (typeof value === 'object' && value !== null && 'port' in value) return formatHostPort(value as ListenAddress);
+  if (Array.isArray(value) && value.every((v) => typeof v === 'number')) return value.join(',');
   return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : JSON.stringify(value);
 }
 

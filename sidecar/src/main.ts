@@ -110,7 +110,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     ...(config.egressDnsServers.length === 0 ? {} : { resolve: dnsServersResolve(config.egressDnsServers) }),
   });
   const external = externalAgent(destinations, logger.child({ component: 'outbound' }));
-  const outboundDeps = { identity, authorizer, meshPools, external, destinations, metrics, mcpMaxBody: config.mcpMaxBody, logger: logger.child({ component: 'outbound' }) };
+  const outboundDeps = { identity, authorizer, meshPools, external, destinations, metrics, mcpMaxBody: config.mcpMaxBody, plainHttpPorts: new Set(config.plainHttpPorts), logger: logger.child({ component: 'outbound' }) };
   const outbound = createOutboundServer(outboundDeps);
   const capture = config.captureListen === undefined ? undefined : createCaptureServer(outboundDeps);
   const started: import('node:net').Server[] = [];

@@ -1,4 +1,4 @@
-import { defineConfig, duration, type Field, hostPort, hostPorts, integer, oneOf, optionalHostPort, optionalString, port, refine, tlsMinVersion, trustDomain, type ConfigOf } from '@airlock/common/config';
+import { defineConfig, duration, type Field, hostPort, hostPorts, integer, oneOf, optionalHostPort, optionalString, port, ports, refine, tlsMinVersion, trustDomain, type ConfigOf } from '@airlock/common/config';
 import { MAX_CONTROL_PLANE_ENDPOINTS } from '../controlplane/endpoints.ts';
 import { canonicalAddress, parseCidr } from '../outbound/destination-check.ts';
 
@@ -32,6 +32,7 @@ export const sidecarConfig = defineConfig('AIRLOCK', {
   joinToken: optionalString({ description: 'One-time join token (from `airlock token create`) that attests this sidecar. Prefer the env var.', secret: true }),
   kubernetesTokenFile: optionalString({ description: 'Projected Kubernetes service-account token (audience airlock) that attests this sidecar instead of a join token.' }),
   outboundListen: hostPort({ description: 'Outbound HTTP proxy for the agent (HTTP_PROXY); CONNECT for HTTPS egress.', default: { host: '127.0.0.1', port: 15001 } }),
+  plainHttpPorts: ports({ description: 'Ports on which a CONNECT is answered 200 and served as HTTP (what Node\'s fetch and undici 7 send for http:// URLs): each request inside is authorized and forwarded as its absolute-form twin. A CONNECT to a mesh host on another port is served so once allowed; elsewhere a CONNECT is a tunnel judged on host and port. Empty: none.', default: [80] }),
   captureListen: optionalHostPort({ description: 'Transparent mode: where iptables redirects the app\'s outbound TCP (127.0.0.1:15002 in injected pods). HTTP is judged by its Host, TLS by its SNI (as CONNECT <SNI>:443); anything else is refused. Unset: off.' }),
   inboundListen: hostPort({ description: 'Inbound mTLS listener for peer sidecars.', default: { host: '0.0.0.0', port: 15006 } }),
   inboundAdvertise: optionalString({ description: 'host:port at which peers reach the inbound listener (default: 127.0.0.1:<inbound port> when listening on all interfaces).' }),

@@ -170,17 +170,64 @@ describe('outbound proxy', () => {
     }
   });
 
-  it('refuses CONNECT to a mesh host with 400 telling to use http://', async () => {
-    authorizer.decide = () => allow({ address: '127.0.0.1:1', spiffeId: 'spiffe://airlock.test/ns/demo/sa/bob' });
-    const socket = connect(proxyPort, '127.0.0.1');
-    socket.write('CONNECT bob.demo:443 HTTP/1.1\r\nHost: bob.demo:443\r\n\r\n');
-    let text = '';
-    socket.on('data', (c: Buffer) => (text += c.toString()));
-    await new Promise((resolve) => socket.on('close', resolve));
-    expect(text.startsWith('HTTP/1.1 400')).toBe(true);
-    const body = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { error: string; reason: string };
-    expect(body.error).toBe('bad_request');
-    expect(body.reason).toContain('http://bob.demo:443');
+  /** A proxy serving CONNECT to `ports` as HTTP; `bytes` sent at once (a CONNECT and what follows), the answer read until close. */
+  async function throughTunnel(ports: readonly number[], bytes: string): Promise<string> {
+    const p = createOutboundServer({ identity, authorizer, meshPools, external, destinations, metrics, logger: quietLogger(), plainHttpPorts: new Set(ports) });
+    await listen(p, { host: '127.0.0.1', port: 0 });
+    try {
+      const socket = connect(boundPort(p), '127.0.0.1');
+      socket.write(bytes);
+      let text = '';
+      socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+      await new Promise((resolve) => socket.on('close', resolve));
+      return text;
+    } finally {
+      await closeServer(p);
+    }
+  }
+  const answers = (text: string): string[] => text.split(/(?=HTTP\/1\.1 \d{3} )/);
+
+  it('serves a CONNECT to a plain-HTTP port as HTTP: each request in the tunnel decided on its own, a denial a 403 JSON on that request, the tunnel still usable', async () => {
+    const a = `127.0.0.1:${app.port}`;
+    let n = 0;
+    // The second request is decided after a "policy change": denied; the third allowed again.
+    authorizer.decide = () => (++n === 2 ? deny('no policy allows GET /b') : allow());
+    const text = await throughTunnel([app.port], `CONNECT ${a} HTTP/1.1\r\nHost: ${a}\r\n\r\n` +
+      `GET /a?q=1 HTTP/1.1\r\nHost: ${a}\r\n\r\n` +
+      `GET /b HTTP/1.1\r\nHost: ${a}\r\n\r\n` +
+      `POST /c HTTP/1.1\r\nHost: ${a}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi`);
+    const [established, first, second, third] = answers(text);
+    expect(established).toBe('HTTP/1.1 200 Connection Established\r\n\r\n');
+    expect(first).toMatch(/^HTTP\/1\.1 200 /);
+    expect(first).toContain('"url":"/a?q=1"'); // the echo app's answer (chunked)
+    expect(second).toMatch(/^HTTP\/1\.1 403 /);
+    expect(JSON.parse(second?.slice(second.indexOf('\r\n\r\n') + 4) ?? '')).toMatchObject({ error: 'denied', reason: 'no policy allows GET /b' });
+    expect(third).toMatch(/^HTTP\/1\.1 200 /);
+    // No decision on the CONNECT itself: one per request, each judged as its absolute-form twin.
+    expect(authorizer.requests.map((r) => [r.method, r.host, r.port, r.path])).toEqual([['GET', '127.0.0.1', app.port, '/a?q=1'], ['GET', '127.0.0.1', app.port, '/b'], ['POST', '127.0.0.1', app.port, '/c']]);
+  });
+
+  it.each([
+    ['a Host naming another authority', (_a: string) => 'GET /x HTTP/1.1\r\nHost: other.example\r\n\r\n', /Host header \(other\.example\) names another authority/],
+    ['a Host naming another port', (a: string) => `GET /x HTTP/1.1\r\nHost: ${a.replace(/:\d+$/, ':1')}\r\n\r\n`, /names another authority/],
+    ['an absolute-form URL naming another authority', (_a: string) => 'GET http://other.example/x HTTP/1.1\r\nHost: other.example\r\n\r\n', /names other\.example, but its tunnel was opened to 127\.0\.0\.1:\d+/],
+    ['two Host headers', (a: string) => `GET /x HTTP/1.1\r\nHost: ${a}\r\nHost: ${a}\r\n\r\n`, /more than one Host header/],
+  ])('refuses in a tunnel served as HTTP %s (400), asking no decision', async (_name, request, reason) => {
+    const a = `127.0.0.1:${app.port}`;
+    const [established, answer] = answers(await throughTunnel([app.port], `CONNECT ${a} HTTP/1.1\r\nHost: ${a}\r\n\r\n${request(a)}`));
+    expect(established).toMatch(/^HTTP\/1\.1 200 /);
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect((JSON.parse(answer?.slice(answer.indexOf('\r\n\r\n') + 4) ?? '') as { reason: string }).reason).toMatch(reason);
+    expect(authorizer.requests).toEqual([]);
+  });
+
+  it('serves an allowed CONNECT to a mesh host on another port as HTTP, each request decided (the CONNECT too)', async () => {
+    let n = 0;
+    authorizer.decide = () => (++n === 1 ? allow({ address: '127.0.0.1:1', spiffeId: 'spiffe://airlock.test/ns/demo/sa/bob' }) : deny('no policy allows GET /secret'));
+    const [established, answer] = answers(await throughTunnel([], 'CONNECT bob.demo:8080 HTTP/1.1\r\nHost: bob.demo:8080\r\n\r\nGET /secret HTTP/1.1\r\nHost: bob.demo:8080\r\nConnection: close\r\n\r\n'));
+    expect(established).toMatch(/^HTTP\/1\.1 200 /);
+    expect(answer).toMatch(/^HTTP\/1\.1 403 /);
+    expect(authorizer.requests.map((r) => [r.method, r.host, r.port, r.path])).toEqual([['CONNECT', 'bob.demo', 8080, ''], ['GET', 'bob.demo', 8080, '/secret']]);
   });
 
   it('aborts the upstream request when the client goes away', async () => {
