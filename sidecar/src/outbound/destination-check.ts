@@ -1,7 +1,7 @@
 import { lookup, Resolver } from 'node:dns/promises';
 import { BlockList, connect, isIP, type Socket } from 'node:net';
-import { Agent } from 'undici';
 import { networkInterfaces } from 'node:os';
+import { Agent } from 'undici';
 import { formatHostPort, parseHostPort } from '@airlock/common/config';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';

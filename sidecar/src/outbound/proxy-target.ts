@@ -1,5 +1,6 @@
 import { formatHostPort } from '@airlock/common/config';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import { canonicalAddress } from './destination-check.ts';
 
 /** Where the agent asked to go. */
 export interface ProxyTarget {
@@ -29,11 +30,10 @@ function readAuthority(text: string): { host: string; port: number; authority: s
   if (text === '' || NOT_IN_AUTHORITY.test(text)) throw new Error('not an authority');
   const url = new URL(`http://${text}/`);
   const port = url.port === '' ? 80 : Number(url.port);
-  const mapped = /^\[::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})\]$/.exec(url.hostname);
-  if (mapped !== null) {
-    const [hi, lo] = [parseInt(mapped[1] ?? '', 16), parseInt(mapped[2] ?? '', 16)];
-    const host = `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
-    return { host, port, authority: url.port === '' ? host : `${host}:${url.port}` };
+  // An IPv4-mapped IPv6 literal is the IPv4 address it reaches (canonicalAddress, as the destination check reads it).
+  const ip = url.hostname.startsWith('[') ? canonicalAddress(url.hostname) : undefined;
+  if (ip?.family === 'ipv4') {
+    return { host: ip.address, port, authority: url.port === '' ? ip.address : `${ip.address}:${url.port}` };
   }
   return { host: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname, port, authority: url.host };
 }
