@@ -51,7 +51,7 @@ describe.skipIf(process.getuid?.() !== 0)('transparent mode, in two pods made of
     // Not HTTP, not TLS: refused by the sidecar, never passed on.
     expect(r.notHttp).toMatchObject({ status: 400 });
     // TLS to the peer: judged as CONNECT researcher.agents:443, which its policy does not allow (and
-    // were it allowed, refused as a mesh host's CONNECT is: the sidecar adds mTLS to plain HTTP).
+    // were it allowed, refused as TLS to a mesh host: the sidecar adds mTLS to plain HTTP).
     expect(r.tlsToPeer).toEqual({ error: 'ERR_SSL_TLSV1_ALERT_ACCESS_DENIED' });
 
     // The peer's app port saw only its own sidecar: one call, the allowed one, vouched for by XFCC.

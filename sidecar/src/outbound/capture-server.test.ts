@@ -178,7 +178,7 @@ describe('the capture listener of transparent mode', () => {
     expect(authorizer.requests).toHaveLength(0);
   });
 
-  it('refuses TLS to a mesh host, as CONNECT to it is refused (the sidecar adds mTLS to plain HTTP)', async () => {
+  it('refuses TLS to a mesh host (the sidecar adds mTLS to plain HTTP)', async () => {
     authorizer.decide = () => allow({ address: '127.0.0.1:1', spiffeId: 'spiffe://airlock.test/ns/demo/sa/bob' });
     expect(await tlsAttempt(port, 'bob.demo')).toBe('ERR_SSL_TLSV1_UNRECOGNIZED_NAME');
     expect(authorizer.requests).toHaveLength(1);

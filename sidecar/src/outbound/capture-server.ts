@@ -16,7 +16,8 @@ const TLS_HANDSHAKE = 0x16;
  * read a redirected connection's original destination (SO_ORIGINAL_DST), so the connection's own
  * words name it, and that name is what is judged and dialled:
  * - TLS (first byte 0x16): the ClientHello's SNI, read without terminating TLS, judged and tunnelled
- *   exactly as `CONNECT <SNI>:443` (a mesh host is refused, as its CONNECT is); no SNI, no call;
+ *   exactly as `CONNECT <SNI>:443` (a mesh host is refused: the app's own TLS would pass by the
+ *   mTLS the sidecar adds; the proxy's CONNECT to it is served as HTTP instead); no SNI, no call;
  * - anything else: the outbound HTTP server in `capture` mode, the proxy's one decision and
  *   forwarding path, which routes an origin-form request by its Host; what is not HTTP/1.x is a 400.
  *

@@ -221,6 +221,15 @@ describe('outbound proxy', () => {
     expect(authorizer.requests).toEqual([]);
   });
 
+  it('closes a tunnel served as HTTP on a CONNECT nested in it, and answers 400 to TLS or other bytes there, asking no decision', async () => {
+    const a = `127.0.0.1:${app.port}`;
+    const nested = answers(await throughTunnel([app.port], `CONNECT ${a} HTTP/1.1\r\nHost: ${a}\r\n\r\nCONNECT 169.254.169.254:80 HTTP/1.1\r\nHost: 169.254.169.254:80\r\n\r\nGET / HTTP/1.1\r\nHost: ${a}\r\n\r\n`));
+    expect(nested).toHaveLength(1); // the 200 of the outer CONNECT; then the connection is closed
+    const tls = answers(await throughTunnel([app.port], `CONNECT ${a} HTTP/1.1\r\nHost: ${a}\r\n\r\n\x16\x03\x01\x00\x05hello`));
+    expect(tls[1]).toMatch(/^HTTP\/1\.1 400 /);
+    expect(authorizer.requests).toEqual([]);
+  });
+
   it('serves an allowed CONNECT to a mesh host on another port as HTTP, each request decided (the CONNECT too)', async () => {
     let n = 0;
     authorizer.decide = () => (++n === 1 ? allow({ address: '127.0.0.1:1', spiffeId: 'spiffe://airlock.test/ns/demo/sa/bob' }) : deny('no policy allows GET /secret'));
