@@ -1,5 +1,6 @@
 import { defineConfig, duration, hostPort, hostPorts, integer, oneOf, optionalHostPort, optionalString, port, refine, tlsMinVersion, trustDomain, type ConfigOf } from '@airlock/common/config';
 import { MAX_CONTROL_PLANE_ENDPOINTS } from '../controlplane/endpoints.ts';
+import { KEY_TYPES, type KeyType } from '../identity/key-and-csr.ts';
 
 /** Every setting of `airlock sidecar`: flags, `AIRLOCK_*` env vars and the config file share it. */
 export const sidecarConfig = defineConfig('AIRLOCK', {
@@ -21,6 +22,7 @@ export const sidecarConfig = defineConfig('AIRLOCK', {
   authzTransport: oneOf<'stream' | 'unary'>(['stream', 'unary'], { description: 'How decisions are asked for: `stream` (the calls of one event-loop turn as one message on a long-lived gRPC stream) or `unary` (one gRPC call per decision). Every call gets its own fresh decision either way.', default: 'stream' }),
   authzTimeout: duration({ description: 'How long a call waits for its authorization before it is refused with 503 (fail closed).', default: 250 }),
   mcpMaxBody: integer({ description: 'How many bytes of a POST application/json body are read to find its MCP (JSON-RPC) method and tool; a larger body is never allowed by a rule on MCP.', default: 65536, min: 1024, max: 16777216 }),
+  keyType: oneOf<KeyType>(KEY_TYPES, { description: 'Key of each SVID this sidecar makes: `ecdsa-p256` (what go-spiffe and SPIRE make; cheaper mTLS handshakes) or `rsa-2048` (for peers that accept only RSA).', default: 'ecdsa-p256' }),
   tlsMinVersion: tlsMinVersion({ description: 'Lowest TLS version of the inbound mTLS listener, of mTLS to peer sidecars and of gRPC to the control plane.' }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
 });
