@@ -12,6 +12,7 @@ import { makeCsr } from '../control-plane/src/ca/test-csr.ts';
 import type { RunningControlPlane } from '../control-plane/src/main.ts';
 import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, TD } from '../control-plane/src/testing/test-control-plane.ts';
 import { startEtcd, type EtcdCluster } from './support/etcd.ts';
+import { HEALTH_PROTO, healthCheck, serviceClient } from './support/grpc-health.ts';
 import { startReplica, writeSharedCa } from './support/replicas.ts';
 
 const AGENT = `spiffe://${TD}/ns/demo/sa/researcher`;
@@ -35,7 +36,7 @@ describe('a replica cut off from etcd', () => {
   let dir: string;
   let root: string;
   let cp: RunningControlPlane;
-  const clients: AuthorizationServiceClient[] = [];
+  const clients: { close(): void }[] = [];
 
   /** One Authorize as the sidecar of `id` asks it (mTLS with an SVID of the shared CA). */
   const decide = (id: string): Promise<string> => {
@@ -49,6 +50,12 @@ describe('a replica cut off from etcd', () => {
   const ready = async (): Promise<{ status: number; reason: string }> => {
     const res = await fetch(`http://127.0.0.1:${cp.httpPort}/readyz`);
     return { status: res.status, reason: ((await res.json()) as { reason?: string }).reason ?? '' };
+  };
+  /** grpc.health.v1.Health on the gRPC port, as a load balancer asks it: the same readiness. */
+  const grpcHealth = (): Promise<string> => {
+    const client = serviceClient(HEALTH_PROTO, 'grpc.health.v1.Health', cp.grpcPort, root);
+    clients.push(client);
+    return healthCheck(client, '');
   };
   const staleness = async (): Promise<number> => Number(/^airlock_store_last_contact_age_seconds(?:\{[^}]*\})? ([\d.e+-]+)$/m.exec(await (await fetch(`http://127.0.0.1:${cp.httpPort}/metrics`)).text())?.[1]);
   const until = async (what: string, probe: () => Promise<boolean>): Promise<void> => {
@@ -78,6 +85,7 @@ describe('a replica cut off from etcd', () => {
 
   it('keeps deciding from what it holds, refuses changes, and is not ready until etcd answers again', async () => {
     expect((await ready()).status).toBe(200);
+    expect(await grpcHealth()).toBe('SERVING');
     expect(await decide(AGENT)).toBe('allow');
     expect(await decide(REVOKED)).toMatch(/^deny: identity revoked/);
 
@@ -92,10 +100,12 @@ describe('a replica cut off from etcd', () => {
     await until('not ready', async () => (await ready()).status === 503);
     expect((await ready()).reason).toMatch(/the store has not answered for \d+ s/);
     expect(await staleness()).toBeGreaterThan(2);
+    expect(await grpcHealth()).toBe('NOT_SERVING');
 
     for (const m of etcd.members) m.process.kill('SIGCONT');
     await until('ready again', async () => (await ready()).status === 200);
     expect(await staleness()).toBeLessThan(2);
+    expect(await grpcHealth()).toBe('SERVING');
     expect(await decide(REVOKED)).toMatch(/^deny: identity revoked/);
   }, 120_000);
 });

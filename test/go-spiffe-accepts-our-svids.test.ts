@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JoinTokenSigner } from '../sidecar/src/identity/certificate-signer.ts';
 import { oneControlPlane } from '../sidecar/src/controlplane/control-plane-pool.ts';
-import { newKeyAndCsr } from '../sidecar/src/identity/key-and-csr.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 
 // The interop program (test/interop/main.go) is built with the Go toolchain; its modules come
@@ -21,9 +20,9 @@ const hasGo = ((): boolean => {
 const AGENTS = ['alpha', 'gopher'] as const;
 const POLICY = policyYaml('agents', AGENTS, [{ name: 'gopher-to-alpha', from: 'gopher', to: 'alpha', methods: ['GET'], paths: ['/v1/*'] }]);
 
-function run(bin: string, env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(bin: string, env: NodeJS.ProcessEnv, args: readonly string[] = []): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(bin, [], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(bin, args, { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
       resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
     });
   });
@@ -45,7 +44,10 @@ describe.skipIf(!hasGo)('go-spiffe interoperability', () => {
     const gopher = mesh.agent('gopher');
     const caPem = readFileSync(join(mesh.dataDir, 'ca.pem'), 'utf8');
     const signer = new JoinTokenSigner({ ...oneControlPlane(`127.0.0.1:${mesh.grpcPort}`), caPem, controlPlaneId: `spiffe://${mesh.trustDomain}/ns/airlock-system/sa/airlock-control-plane`, joinToken: await mesh.createJoinToken(gopher.identity) });
-    const { keyPem, csrPem } = await newKeyAndCsr();
+    // The key and CSR are Go's (ECDSA P-256), made as go-spiffe and SPIRE make them.
+    const made = await run(bin, {}, ['csr']);
+    const keyPem = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----\n/.exec(made.stdout)?.[0] ?? '';
+    const csrPem = /-----BEGIN CERTIFICATE REQUEST-----[\s\S]+?-----END CERTIFICATE REQUEST-----\n/.exec(made.stdout)?.[0] ?? '';
     const signed = await signer.sign({ csrPem, inboundAddress: `127.0.0.1:${gopher.inboundPort}` });
     signer.close();
     const file = (name: string, text: string): string => {
@@ -69,8 +71,9 @@ describe.skipIf(!hasGo)('go-spiffe interoperability', () => {
     const r = await run(bin, env);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain(`verified ${mesh.agent('gopher').identity}`);
-    expect(r.stdout).toContain(`status 200 peer ${mesh.agent('alpha').identity}`);
+    expect(r.stdout).toContain(`verified ${mesh.agent('gopher').identity} key ECDSA P-256`);
+    // The sidecar's own SVID: ECDSA P-256 by default too.
+    expect(r.stdout).toContain(`status 200 peer ${mesh.agent('alpha').identity} key ECDSA P-256`);
     expect(r.stdout).toContain(`URI=${mesh.agent('gopher').identity}`);
   });
 

@@ -3,11 +3,19 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { ListenAddress } from './config.ts';
 import { listen } from './net.ts';
 
+/**
+ * prom-client default metrics that are gauges named `_total`, which `promtool check metrics` refuses
+ * (the suffix means a counter): dropped. The gauges by type (airlock_nodejs_active_handles{type},
+ * _requests, _resources) remain; sum() over them is the same number.
+ */
+const DROPPED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 /** One metrics registry per process, with Node's default metrics under the airlock_ prefix. */
 export function createRegistry(process: string): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ process });
   collectDefaultMetrics({ register: registry, prefix: 'airlock_' });
+  for (const name of DROPPED_DEFAULT_METRICS) registry.removeSingleMetric(`airlock_${name}`);
   return registry;
 }
 

@@ -228,6 +228,8 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const worker = new PolicyWorker({ logger: log });
     cleanups.push(() => worker.close());
     const limits = new AdminLimits({ audit, policies, worker });
+    // One readiness for /readyz and grpc.health.v1.Health.
+    const notReadyReason = (): string | undefined => (ready ? storeHealth.staleReason() : 'starting');
     const grpc: RunningGrpcServer = await startGrpcServer({
       address: config.grpcListen,
       certificates,
@@ -242,6 +244,8 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       metrics,
       ...(opts.authorizeStreamLimits === undefined ? {} : { authorizeStreamLimits: opts.authorizeStreamLimits }),
       admin: { store, policies, decisions, limits },
+      notReadyReason,
+      reflection: config.grpcReflection === 'on',
     });
     cleanups.push(() => grpc.close());
 
@@ -273,7 +277,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const http: Server = await startAdminServer(
       config.httpListen,
       registry,
-      { healthy: () => true, notReadyReason: () => (ready ? storeHealth.staleReason() : 'starting') },
+      { healthy: () => true, notReadyReason },
       [adminApiElsewhereRoute(adminApi)],
     );
     answerClientErrors(http);

@@ -78,6 +78,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     renewals: metrics.renewals,
     renewalFailures: metrics.renewalFailures,
     bundleGauge: metrics.trustBundleCertificates,
+    keyType: config.keyType,
   });
   const revoked = new TrustBundleWatcher({
     pool,

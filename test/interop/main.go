@@ -1,11 +1,18 @@
 // Command interop checks Airlock's X.509-SVIDs with go-spiffe: it verifies an issued SVID against
 // the trust bundle with x509svid, then calls a sidecar's inbound port as a go-spiffe mTLS client
 // that authorizes exactly the expected server SPIFFE ID. Inputs come from the environment.
+// `interop csr` instead prints a new ECDSA P-256 key and its CSR, made by Go's crypto as go-spiffe
+// and SPIRE make them, for the control plane to sign.
 package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,6 +31,10 @@ func fail(format string, args ...any) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "csr" {
+		newKeyAndCSR()
+		return
+	}
 	td, err := spiffeid.TrustDomainFromString(os.Getenv("INTEROP_TRUST_DOMAIN"))
 	if err != nil {
 		fail("trust domain: %v", err)
@@ -40,7 +51,7 @@ func main() {
 	if err != nil {
 		fail("x509svid.Verify: %v", err)
 	}
-	fmt.Printf("verified %s\n", id)
+	fmt.Printf("verified %s key %s\n", id, keyOf(svid.Certificates[0]))
 
 	serverID, err := spiffeid.FromString(os.Getenv("INTEROP_SERVER_ID"))
 	if err != nil {
@@ -61,7 +72,33 @@ func main() {
 	defer res.Body.Close()
 	body, _ := io.ReadAll(res.Body)
 	peer := res.TLS.PeerCertificates[0]
-	fmt.Printf("status %d peer %s\n%s\n", res.StatusCode, uriOf(peer), body)
+	fmt.Printf("status %d peer %s key %s\n%s\n", res.StatusCode, uriOf(peer), keyOf(peer), body)
+}
+
+func newKeyAndCSR() {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		fail("key: %v", err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "gopher"}}, key)
+	if err != nil {
+		fail("csr: %v", err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		fail("key: %v", err)
+	}
+	_ = pem.Encode(os.Stdout, &pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})
+	_ = pem.Encode(os.Stdout, &pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+}
+
+func keyOf(cert *x509.Certificate) string {
+	switch k := cert.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		return "ECDSA " + k.Curve.Params().Name
+	default:
+		return cert.PublicKeyAlgorithm.String()
+	}
 }
 
 func uriOf(cert *x509.Certificate) string {

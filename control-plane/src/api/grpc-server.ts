@@ -1,5 +1,6 @@
 import {
   Server,
+  type ServiceDefinition,
   type ServerDuplexStream,
   type ServerUnaryCall,
   type sendUnaryData,
@@ -24,6 +25,7 @@ import { providerServerCredentials } from './grpc-server-credentials.ts';
 import { toGrpcFailure } from './grpc-status.ts';
 import { refusalLog, type LimitedLog } from './rate-limit.ts';
 import { watchTrustBundleHandler } from './identity/trust-bundle-stream.ts';
+import { addHealthService, addReflectionService, serviceName } from './grpc-standard-services.ts';
 
 export interface GrpcServerDeps {
   readonly address: ListenAddress;
@@ -45,6 +47,10 @@ export interface GrpcServerDeps {
   readonly authorizeStreamLimits?: AuthorizeStreamLimits;
   /** The policy admin service (airlock.admin.v1.AdminService); absent, it is not served. */
   readonly admin?: Omit<AdminGrpcDeps, 'caIssuers' | 'trustDomain'>;
+  /** Why this replica is not ready (as /readyz says), or undefined: grpc.health.v1.Health answers NOT_SERVING or SERVING. */
+  readonly notReadyReason?: () => string | undefined;
+  /** Serve gRPC server reflection (setting grpcReflection; default off). */
+  readonly reflection?: boolean;
 }
 
 export interface RunningGrpcServer {
@@ -142,10 +148,17 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
   };
   server.addService(AuthorizationServiceService, authorization);
   server.addService(IdentityServiceService, identity);
+  const served: ServiceDefinition[] = [AuthorizationServiceService, IdentityServiceService];
+  const protoFiles = ['airlock/authorization/v1/authorization.proto', 'airlock/identity/v1/identity.proto'];
   if (deps.admin !== undefined) {
     const admin = { ...deps.admin, caIssuers: deps.caIssuers, trustDomain: deps.trustDomain };
     server.addService(AdminServiceService, adminServiceImplementation(admin, (fn) => unary(deps, fn)));
+    served.push(AdminServiceService);
+    protoFiles.push('airlock/admin/v1/admin.proto');
   }
+  // Standard services, callable like SignCertificate without a client certificate (none is required on this port).
+  const stopHealth = addHealthService(server, served.map(serviceName), deps.notReadyReason ?? (() => undefined));
+  if (deps.reflection === true) addReflectionService(server, protoFiles);
   const credentials = providerServerCredentials(deps.certificates, deps.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(formatHostPort(deps.address), credentials, (err, bound) => {
@@ -157,6 +170,7 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
     port,
     close: () =>
       new Promise<void>((resolve) => {
+        stopHealth();
         // Give in-flight calls a moment, then cut: a sidecar retries on another replica.
         const timer = setTimeout(() => {
           server.forceShutdown();

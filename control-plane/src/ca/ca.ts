@@ -5,11 +5,11 @@ import forge from 'node-forge';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { randomSerialHex } from '@airlock/common/serial';
+import { publicKeyOfCsr, signForKey, subjectKeyIdentifier } from '@airlock/common/x509';
 
 const ROOT_LIFETIME_MS = 10 * 365 * 24 * 3_600_000;
 // Clocks of sidecars may lag a little; a certificate valid "from now" would be refused by them.
 const BACKDATE_MS = 60_000;
-const MIN_RSA_BITS = 2048;
 
 export interface IssuedSvid {
   /** The leaf alone. */
@@ -28,9 +28,9 @@ export interface ServingCertificate extends IssuedSvid {
   readonly keyPem: string;
 }
 
-/** A CSR whose signature verified: only its public key is kept. */
+/** A CSR whose signature verified: only its public key is kept (DER SubjectPublicKeyInfo, as in the CSR). */
 export interface VerifiedCsr {
-  readonly publicKey: forge.pki.PublicKey;
+  readonly publicKey: Buffer;
 }
 
 export interface KeyPairPem {
@@ -49,7 +49,8 @@ export function generateRsaKeyPair(): KeyPairPem {
 }
 
 interface LeafOptions {
-  readonly publicKey: forge.pki.PublicKey;
+  /** DER SubjectPublicKeyInfo: put in the leaf as is (forge encodes RSA keys only, the CSR's may be ECDSA). */
+  readonly publicKey: Buffer;
   readonly spiffeId: string;
   readonly ttlMs: number;
   readonly dnsNames?: readonly string[];
@@ -180,7 +181,7 @@ export class CertificateAuthority {
   issueServingCertificate(spiffeId: string, ttlMs: number, dnsNames: readonly string[] = [], now = new Date()): ServingCertificate {
     const pair = generateRsaKeyPair();
     const issued = this.#issueLeaf(
-      { publicKey: forge.pki.publicKeyFromPem(pair.publicKeyPem), spiffeId, ttlMs, dnsNames: ['localhost', ...dnsNames.filter((n) => n !== 'localhost')], ips: ['127.0.0.1'] },
+      { publicKey: createPublicKey(pair.publicKeyPem).export({ type: 'spki', format: 'der' }), spiffeId, ttlMs, dnsNames: ['localhost', ...dnsNames.filter((n) => n !== 'localhost')], ips: ['127.0.0.1'] },
       now,
     );
     return { ...issued, keyPem: pair.privateKeyPem };
@@ -206,7 +207,8 @@ export class CertificateAuthority {
       throw new AirlockError(ErrorCode.BadRequest, `${o.spiffeId} is not in trust domain ${this.trustDomain}`);
     }
     const cert = forge.pki.createCertificate();
-    cert.publicKey = o.publicKey;
+    // A stand-in forge can encode: the TBS is built with it, then its key is replaced by the real one.
+    cert.publicKey = this.#cert.publicKey;
     cert.serialNumber = randomSerialHex();
     const notBefore = new Date(now.getTime() - BACKDATE_MS);
     const notAfter = new Date(now.getTime() + o.ttlMs);
@@ -223,10 +225,11 @@ export class CertificateAuthority {
       { name: 'keyUsage', digitalSignature: true, critical: true },
       { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
       { name: 'subjectAltName', altNames },
-      { name: 'subjectKeyIdentifier' },
+      // Given whole: forge would derive it from the stand-in key.
+      { name: 'subjectKeyIdentifier', value: forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.OCTETSTRING, false, subjectKeyIdentifier(o.publicKey)) },
       { name: 'authorityKeyIdentifier', keyIdentifier: this.#keyId },
     ]);
-    cert.sign(this.#key, forge.md.sha256.create());
+    signForKey(cert, o.publicKey, this.#key);
     const certPem = forge.pki.certificateToPem(cert);
     return { certPem, chainPem: certPem + this.chainPem, issuer: this.id, serial: cert.serialNumber.replace(/^00/, ''), notBefore, notAfter };
   }
@@ -260,25 +263,4 @@ function createRoot(trustDomain: string, now: Date, label?: string): { certPem: 
   ]);
   cert.sign(key, forge.md.sha256.create());
   return { certPem: forge.pki.certificateToPem(cert), keyPem: pair.privateKeyPem };
-}
-
-/** The public key of a CSR whose self-signature verifies; anything else is a bad request. */
-function publicKeyOfCsr(csrPem: string): forge.pki.PublicKey {
-  let csr: forge.pki.CertificateSigningRequest;
-  try {
-    csr = forge.pki.certificationRequestFromPem(csrPem);
-  } catch (err) {
-    throw new AirlockError(ErrorCode.BadRequest, `the CSR is not a PEM PKCS#10 RSA request: ${errorMessage(err)}`);
-  }
-  let valid: boolean;
-  try {
-    valid = csr.verify();
-  } catch {
-    valid = false;
-  }
-  if (!valid) throw new AirlockError(ErrorCode.BadRequest, 'the CSR signature does not verify');
-  const key = csr.publicKey as forge.pki.rsa.PublicKey | null;
-  if (key === null) throw new AirlockError(ErrorCode.BadRequest, 'the CSR has no public key');
-  if (key.n.bitLength() < MIN_RSA_BITS) throw new AirlockError(ErrorCode.BadRequest, `the CSR key must be RSA of at least ${MIN_RSA_BITS} bits`);
-  return key;
 }

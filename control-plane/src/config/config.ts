@@ -22,6 +22,7 @@ export const controlPlaneConfig = defineConfig('AIRLOCK', {
   etcdUsername: optionalString({ description: 'etcd user (role-based access), with etcdPasswordFile.' }),
   etcdPasswordFile: optionalString({ description: 'File holding the password of etcdUsername (never a flag or env value: it would show in ps and logs).' }),
   grpcListen: hostPort({ description: 'gRPC over mTLS: identity and authorization.', default: { host: '0.0.0.0', port: 15012 } }),
+  grpcReflection: oneOf(['off', 'on'] as const, { description: 'gRPC server reflection on grpcListen (for grpcurl): `on` describes the whole API to anyone who can reach the port, without a client certificate.', default: 'off' }),
   httpListen: hostPort({ description: 'Plain HTTP for Prometheus and probes: /metrics, /healthz, /readyz (the admin API is on adminListen).', default: { host: '0.0.0.0', port: 15014 } }),
   adminListen: hostPort({ description: "The admin JSON API under /v1/: HTTPS with the control plane's own certificate (the one gRPC presents), unless adminTransport says otherwise.", default: { host: '0.0.0.0', port: 15013 } }),
   adminTransport: oneOf(['tls', 'http', 'http-insecure'] as const, {

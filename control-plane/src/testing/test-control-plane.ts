@@ -48,13 +48,13 @@ export interface TestControlPlane {
   close(): Promise<void>;
 }
 
-/** Starts a control plane with `policyYaml`, logging at level error into `logs`. */
-export async function startTestControlPlane(policyYaml: string, prefix = 'airlock-cp-', opts: Omit<StartOptions, 'logger'> = {}): Promise<TestControlPlane> {
+/** Starts a control plane with `policyYaml` (and settings `flags`), logging at level error into `logs`. */
+export async function startTestControlPlane(policyYaml: string, prefix = 'airlock-cp-', opts: Omit<StartOptions, 'logger'> = {}, flags: Record<string, string> = {}): Promise<TestControlPlane> {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   writeFileSync(join(dir, 'policy.yaml'), policyYaml);
   const dataDir = join(dir, 'data');
   const config = controlPlaneConfig.load({
-    flags: { trustDomain: TD, dataDir, grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', adminListen: '127.0.0.1:0', policyFile: join(dir, 'policy.yaml') },
+    flags: { trustDomain: TD, dataDir, grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', adminListen: '127.0.0.1:0', policyFile: join(dir, 'policy.yaml'), ...flags },
   });
   const logs: Record<string, unknown>[] = [];
   const logger = createRootLogger({ process: 'control-plane', level: 'error', destination: { write: (s: string) => logs.push(JSON.parse(s) as Record<string, unknown>) } });

@@ -1,5 +1,6 @@
 import { defineConfig, duration, type Field, hostPort, hostPorts, integer, oneOf, optionalHostPort, optionalString, port, ports, refine, tlsMinVersion, trustDomain, type ConfigOf } from '@airlock/common/config';
 import { MAX_CONTROL_PLANE_ENDPOINTS } from '../controlplane/endpoints.ts';
+import { KEY_TYPES, type KeyType } from '../identity/key-and-csr.ts';
 import { canonicalAddress, parseCidr } from '../outbound/destination-check.ts';
 
 /** A comma-separated (or YAML) list, each item checked by `check` (which throws its message). */
@@ -44,6 +45,7 @@ export const sidecarConfig = defineConfig('AIRLOCK', {
   egressForbidCidrs: list('CIDRs (comma-separated)', (c) => void parseCidr(c), { description: 'Addresses refused to external calls on top of the built-in set (loopback, link-local, cloud metadata, unspecified, the sidecar\'s and the control plane\'s ports), e.g. 10.0.0.0/8: checked on every address a name resolves to, and on IP literals.' }),
   egressAllowCidrs: list('CIDRs (comma-separated)', (c) => void parseCidr(c), { description: 'Addresses external calls may reach even where loopback, link-local or egressForbidCidrs refuse them (e.g. 10.1.2.0/24 inside a forbidden 10.0.0.0/8). Never cloud metadata, unspecified, or the sidecar\'s or control plane\'s ports.' }),
   egressDnsServers: list('IP[:port] (comma-separated)', checkDnsServer, { description: 'DNS servers the sidecar asks (A and AAAA) to resolve external hosts before checking their addresses; unset: the system resolver (getaddrinfo: /etc/hosts, resolv.conf).' }),
+  keyType: oneOf<KeyType>(KEY_TYPES, { description: 'Key of each SVID this sidecar makes: `ecdsa-p256` (what go-spiffe and SPIRE make; cheaper mTLS handshakes) or `rsa-2048` (for peers that accept only RSA).', default: 'ecdsa-p256' }),
   tlsMinVersion: tlsMinVersion({ description: 'Lowest TLS version of the inbound mTLS listener, of mTLS to peer sidecars and of gRPC to the control plane.' }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
 });

@@ -5,7 +5,7 @@ import type { Logger } from '@airlock/common/logging';
 import { AirlockError, ErrorCode, errorMessage, isAirlockError } from '@airlock/common/errors';
 import { spiffeIdFromCertificate } from '@airlock/common/spiffe';
 import type { CertificateSigner } from './certificate-signer.ts';
-import { newKeyAndCsr } from './key-and-csr.ts';
+import { newKeyAndCsr, type KeyType } from './key-and-csr.ts';
 import type { Svid, SvidSource } from './svid.ts';
 
 /** The certificates of a PEM bundle, each parsed (throws on one that is not). */
@@ -28,6 +28,8 @@ export interface IdentityProviderOptions {
   readonly random?: () => number;
   /** Number of CA certificates in the trust bundle in use. */
   readonly bundleGauge?: Gauge;
+  /** The key each SVID is made for (default ECDSA P-256). */
+  readonly keyType?: KeyType;
 }
 
 /** A renewal asked for at once (`ca activate --renew-now`) waits up to this long, so a fleet spreads out. */
@@ -242,7 +244,7 @@ export class IdentityProvider implements SvidSource {
   }
 
   async #requestSvid(signer: CertificateSigner = this.#o.signer, current?: Svid): Promise<Svid> {
-    const { keyPem, csrPem } = await newKeyAndCsr();
+    const { keyPem, csrPem } = await newKeyAndCsr(this.#o.keyType);
     const signed = await signer.sign({ csrPem, inboundAddress: this.#o.inboundAddress(), ...(current === undefined ? {} : { current }) });
     // Check what we were given before serving with it: our key, the ID we were told, still valid.
     const leaf = new X509Certificate(signed.certChainPem);

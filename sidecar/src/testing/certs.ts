@@ -1,6 +1,7 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import forge from 'node-forge';
 import { randomSerialHex } from '@airlock/common/serial';
+import { publicKeyOfCsr, signForKey, subjectKeyIdentifier } from '@airlock/common/x509';
 
 /**
  * Throwaway certificate authorities for tests: each test mints its own CA, so nothing is shared
@@ -66,9 +67,10 @@ export function caFromPem(caCertPem: string, caKeyPem: string): TestCa {
   const caKey = forge.pki.privateKeyFromPem(caKeyPem);
   const caCert = forge.pki.certificateFromPem(caCertPem);
 
-  function build(publicKey: forge.pki.PublicKey, o: LeafOptions): string {
+  /** `spki`: the DER SubjectPublicKeyInfo of the leaf's key (RSA or ECDSA). */
+  function build(spki: Buffer, o: LeafOptions): string {
     const cert = forge.pki.createCertificate();
-    cert.publicKey = publicKey;
+    cert.publicKey = caCert.publicKey; // a stand-in: signForKey puts `spki` in its place
     cert.serialNumber = o.serial ?? randomSerialHex();
     const ttl = o.ttlMs ?? 3_600_000;
     cert.validity.notBefore = new Date(Math.min(Date.now(), Date.now() + ttl) - 120_000);
@@ -80,9 +82,10 @@ export function caFromPem(caCertPem: string, caKeyPem: string): TestCa {
       { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
       { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
       { name: 'subjectAltName', critical: true, altNames: altNames(o) },
+      { name: 'subjectKeyIdentifier', value: forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.OCTETSTRING, false, subjectKeyIdentifier(spki)) },
       { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
     ]);
-    cert.sign(caKey, forge.md.sha256.create());
+    signForKey(cert, spki, caKey);
     return forge.pki.certificateToPem(cert);
   }
 
@@ -91,13 +94,10 @@ export function caFromPem(caCertPem: string, caKeyPem: string): TestCa {
     certPem: caCertPem,
     issue(o) {
       const keyPem = newRsaKeyPem();
-      const key = forge.pki.privateKeyFromPem(keyPem);
-      return { keyPem, certPem: build(forge.pki.setRsaPublicKey(key.n, key.e), o) };
+      return { keyPem, certPem: build(createPublicKey(keyPem).export({ type: 'spki', format: 'der' }), o) };
     },
     signCsr(csrPem, o) {
-      const csr = forge.pki.certificationRequestFromPem(csrPem);
-      if (!csr.verify() || csr.publicKey === null) throw new Error('CSR signature does not verify');
-      return build(csr.publicKey, o);
+      return build(publicKeyOfCsr(csrPem), o);
     },
   };
 }

@@ -61,7 +61,10 @@ export interface RevokedCertificate {
 export interface SignCertificateRequest {
   /**
    * PEM-encoded PKCS#10 certificate signing request. Its subject and extensions are ignored: the
-   * control plane decides the SVID's contents from the attested identity.
+   * control plane decides the SVID's contents from the attested identity. Accepted keys: ECDSA
+   * P-256 or P-384 (signed ecdsa-with-SHA256/384/512; what go-spiffe and SPIRE make) and RSA of
+   * at least 2048 bits (sha256/384/512WithRSAEncryption). Any other key or signature algorithm, or
+   * a self-signature that does not verify, is INVALID_ARGUMENT with a message naming these.
    */
   csrPem: string;
   /** A one-time join token created by an admin (`airlock token create`). */
