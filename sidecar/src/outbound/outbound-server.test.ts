@@ -193,6 +193,8 @@ describe('outbound proxy', () => {
     let n = 0;
     // The second request is decided after a "policy change": denied; the third allowed again.
     authorizer.decide = () => (++n === 2 ? deny('no policy allows GET /b') : allow());
+    const count = async (outcome: string): Promise<number> => Number(new RegExp(`direction="outbound",outcome="${outcome}"} (\\d+)`).exec(await registry.getSingleMetricAsString('airlock_sidecar_requests_total'))?.[1] ?? 0);
+    const [allowedBefore, deniedBefore] = [await count('allowed'), await count('denied')];
     const text = await throughTunnel([app.port], `CONNECT ${a} HTTP/1.1\r\nHost: ${a}\r\n\r\n` +
       `GET /a?q=1 HTTP/1.1\r\nHost: ${a}\r\n\r\n` +
       `GET /b HTTP/1.1\r\nHost: ${a}\r\n\r\n` +
@@ -206,6 +208,8 @@ describe('outbound proxy', () => {
     expect(third).toMatch(/^HTTP\/1\.1 200 /);
     // No decision on the CONNECT itself: one per request, each judged as its absolute-form twin.
     expect(authorizer.requests.map((r) => [r.method, r.host, r.port, r.path])).toEqual([['GET', '127.0.0.1', app.port, '/a?q=1'], ['GET', '127.0.0.1', app.port, '/b'], ['POST', '127.0.0.1', app.port, '/c']]);
+    // Counted per request (two allowed, one denied); the CONNECT, decided by none, is not counted.
+    expect([await count('allowed'), await count('denied')]).toEqual([allowedBefore + 2, deniedBefore + 1]);
   });
 
   it.each([
