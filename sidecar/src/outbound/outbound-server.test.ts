@@ -191,20 +191,25 @@ describe('outbound proxy', () => {
     const a = `127.0.0.1:${app.port}`;
     let n = 0;
     // The second request is decided after a "policy change": denied; the third allowed again.
-    authorizer.decide = () => (++n === 2 ? deny('no policy allows GET /b') : allow());
+    authorizer.decide = () => (++n === 2 ? deny('no policy allows POST /b') : allow());
+    const count = async (outcome: string): Promise<number> => Number(new RegExp(`direction="outbound",outcome="${outcome}"} (\\d+)`).exec(await registry.getSingleMetricAsString('airlock_sidecar_requests_total'))?.[1] ?? 0);
+    const [allowedBefore, deniedBefore] = [await count('allowed'), await count('denied')];
     const text = await throughTunnel([app.port], `CONNECT ${a} HTTP/1.1\r\nHost: ${a}\r\n\r\n` +
       `GET /a?q=1 HTTP/1.1\r\nHost: ${a}\r\n\r\n` +
-      `GET /b HTTP/1.1\r\nHost: ${a}\r\n\r\n` +
+      // Denied with its body unread: the body is skipped, and the next request read after it.
+      `POST /b HTTP/1.1\r\nHost: ${a}\r\nContent-Length: 11\r\n\r\nGET /x HTTP` +
       `POST /c HTTP/1.1\r\nHost: ${a}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi`);
     const [established, first, second, third] = answers(text);
     expect(established).toBe('HTTP/1.1 200 Connection Established\r\n\r\n');
     expect(first).toMatch(/^HTTP\/1\.1 200 /);
     expect(first).toContain('"url":"/a?q=1"'); // the echo app's answer (chunked)
     expect(second).toMatch(/^HTTP\/1\.1 403 /);
-    expect(JSON.parse(second?.slice(second.indexOf('\r\n\r\n') + 4) ?? '')).toMatchObject({ error: 'denied', reason: 'no policy allows GET /b' });
+    expect(JSON.parse(second?.slice(second.indexOf('\r\n\r\n') + 4) ?? '')).toMatchObject({ error: 'denied', reason: 'no policy allows POST /b' });
     expect(third).toMatch(/^HTTP\/1\.1 200 /);
     // No decision on the CONNECT itself: one per request, each judged as its absolute-form twin.
-    expect(authorizer.requests.map((r) => [r.method, r.host, r.port, r.path])).toEqual([['GET', '127.0.0.1', app.port, '/a?q=1'], ['GET', '127.0.0.1', app.port, '/b'], ['POST', '127.0.0.1', app.port, '/c']]);
+    expect(authorizer.requests.map((r) => [r.method, r.host, r.port, r.path])).toEqual([['GET', '127.0.0.1', app.port, '/a?q=1'], ['POST', '127.0.0.1', app.port, '/b'], ['POST', '127.0.0.1', app.port, '/c']]);
+    // Counted per request (two allowed, one denied); the CONNECT, decided by none, is not counted.
+    expect([await count('allowed'), await count('denied')]).toEqual([allowedBefore + 2, deniedBefore + 1]);
   });
 
   it.each([

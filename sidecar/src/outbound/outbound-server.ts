@@ -70,7 +70,10 @@ export function createOutboundServer(deps: OutboundDeps, mode: OutboundMode = 'p
     const startedAt = recorder.start();
     socket.on('error', () => socket.destroy());
     openTunnel(deps, req, socket, head, serveAsHttp).then(
-      () => finish('allowed'),
+      // A tunnel served as HTTP is not counted: each request in it is.
+      (served) => {
+        if (served === 'tunnel') finish('allowed');
+      },
       (err: unknown) => {
         const reply = errorReply(err, log);
         sendErrorReplyOnSocket(socket, reply);
@@ -207,20 +210,21 @@ function destination(deps: OutboundDeps, upstream: Upstream | undefined, svid: S
  *   as HTTP (a blind tunnel would carry the agent's own TLS past the mTLS identity the sidecar
  *   adds), else it is a blind tunnel to the external host.
  */
-async function openTunnel(deps: OutboundDeps, req: IncomingMessage, client: Duplex, head: Buffer, serveAsHttp: (target: ProxyTarget, client: Duplex, head: Buffer) => void): Promise<void> {
+async function openTunnel(deps: OutboundDeps, req: IncomingMessage, client: Duplex, head: Buffer, serveAsHttp: (target: ProxyTarget, client: Duplex, head: Buffer) => void): Promise<'http' | 'tunnel'> {
   const target = parseAuthorityTarget(req.url);
   singleHostHeader(req); // a CONNECT's Host is not used, but none (HTTP/1.1) or two are refused all the same
   if ((deps.plainHttpPorts ?? DEFAULT_PLAIN_HTTP_PORTS).has(target.port)) {
     requireSvid(deps.identity);
     serveAsHttp(target, client, head);
-    return;
+    return 'http';
   }
   const decision = await authorizeTunnel(deps, target, req.rawHeaders);
   if (decision.upstream !== undefined) {
     serveAsHttp(target, client, head);
-    return;
+    return 'http';
   }
   await connectTunnel(deps, decision.decisionId, target, client, head, () => client.write('HTTP/1.1 200 Connection Established\r\n\r\n'));
+  return 'tunnel';
 }
 
 async function authorizeTunnel(deps: OutboundDeps, target: ProxyTarget, rawHeaders: readonly string[]): Promise<{ upstream: Upstream | undefined; decisionId: string }> {
