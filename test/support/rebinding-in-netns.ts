@@ -75,7 +75,10 @@ spec:
   action: allow
 `;
 process.env.AIRLOCK_KEEP_TEST_DIRS = '1'; // the sidecar's log is read after it stops; removed below
-const mesh = await startMesh({ agents: ['planner'], policy, sidecarArgs: mode === 'system' ? [] : ['--egress-dns-servers', `127.0.0.1:${dnsPort}`] });
+// Port 80 is not served as HTTP inside a CONNECT here (--plain-http-ports elsewhere): a CONNECT to :80
+// stays a tunnel, so its dial is what the check guards (the requests inside served tunnels are the GETs'
+// path, checked above).
+const mesh = await startMesh({ agents: ['planner'], policy, sidecarArgs: ['--plain-http-ports', '8080', ...(mode === 'system' ? [] : ['--egress-dns-servers', `127.0.0.1:${dnsPort}`])] });
 let closed = false;
 try {
   const port = mesh.agent('planner').outboundPort;
