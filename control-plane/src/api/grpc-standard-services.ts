@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { Server, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 
@@ -52,6 +53,11 @@ const PROTO_DIR = join(import.meta.dirname, '..', '..', '..', 'proto');
  * it tells anyone who can reach the port the whole API.
  */
 export function addReflectionService(server: Server, protoFiles: readonly string[]): void {
-  const definition = loadSync([...protoFiles], { includeDirs: [PROTO_DIR], keepCase: true });
+  let definition: PackageDefinition;
+  try {
+    definition = loadSync([...protoFiles], { includeDirs: [PROTO_DIR], keepCase: true });
+  } catch (err) {
+    throw new AirlockError(ErrorCode.Config, `grpcReflection is on but the .proto sources cannot be read from ${PROTO_DIR}: ${errorMessage(err)}`, { cause: err });
+  }
   new ReflectionService(definition).addToServer(server);
 }

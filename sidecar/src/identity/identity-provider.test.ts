@@ -1,3 +1,4 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode } from '@airlock/common/errors';
@@ -8,6 +9,7 @@ import { quietLogger, testMetrics } from '../testing/fakes.ts';
 import { JoinTokenSigner } from './certificate-signer.ts';
 import { oneControlPlane } from '../controlplane/control-plane-pool.ts';
 import { IdentityProvider } from './identity-provider.ts';
+import type { KeyType } from './key-and-csr.ts';
 import type { Svid } from './svid.ts';
 
 const TD = 'airlock.test';
@@ -28,10 +30,10 @@ describe('IdentityProvider with a join token', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  function provider(port: number, o: { joinToken?: string; controlPlaneId?: string } = {}): { identity: IdentityProvider; metrics: ReturnType<typeof testMetrics> } {
+  function provider(port: number, o: { joinToken?: string; controlPlaneId?: string; keyType?: KeyType } = {}): { identity: IdentityProvider; metrics: ReturnType<typeof testMetrics> } {
     const metrics = testMetrics();
     const signer = new JoinTokenSigner({ ...oneControlPlane(`127.0.0.1:${port}`), caPem: ca.certPem, controlPlaneId: o.controlPlaneId ?? controlPlaneIdOf(TD), joinToken: o.joinToken ?? 'tok-1' });
-    const identity = new IdentityProvider({ signer, inboundAddress: () => '127.0.0.1:15006', expiryGauge: metrics.metrics.certificateExpiry, logger: quietLogger(), backoff: { initialMs: 50, maxMs: 200 } });
+    const identity = new IdentityProvider({ signer, inboundAddress: () => '127.0.0.1:15006', expiryGauge: metrics.metrics.certificateExpiry, logger: quietLogger(), backoff: { initialMs: 50, maxMs: 200 }, ...(o.keyType === undefined ? {} : { keyType: o.keyType }) });
     cleanups.push(() => identity.close());
     return { identity, metrics };
   }
@@ -66,6 +68,18 @@ describe('IdentityProvider with a join token', () => {
     expect(svid.keyPem).not.toBe('');
     const gauge = await metrics.registry.getSingleMetricAsString('airlock_sidecar_certificate_expiry_timestamp_seconds');
     expect(gauge).toContain(String(Math.floor(svid.expiresAt.getTime() / 1000)));
+  });
+
+  it.each([
+    [undefined, 'ec'],
+    ['rsa-2048', 'rsa'],
+  ] as const)('with keyType %s, holds an SVID for a %s key', async (keyType, expected) => {
+    const cp = await controlPlane();
+    const { identity } = provider(cp.port, keyType === undefined ? {} : { keyType });
+    identity.start();
+    const svid = await identity.ready();
+    expect(createPrivateKey(svid.keyPem).asymmetricKeyType).toBe(expected);
+    expect(new X509Certificate(svid.certChainPem).publicKey.asymmetricKeyType).toBe(expected);
   });
 
   it('stops and says why when the join token is refused', async () => {
