@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { SqliteStore } from '../store/sqlite-store.ts';
-import { JoinTokenError, JoinTokens } from './join-tokens.ts';
+import { JOIN_TOKEN_RETRY_MS, JoinTokenError, JoinTokens } from './join-tokens.ts';
 
 const ID = 'spiffe://airlock.test/ns/demo/sa/researcher';
+const SIDECAR = { publicKey: Buffer.from('key of the sidecar'), inboundAddress: '127.0.0.1:15001' };
 
 function setup(): { tokens: JoinTokens; clock: { now: number }; store: SqliteStore } {
   const store = new SqliteStore(':memory:');
@@ -26,15 +27,36 @@ describe('JoinTokens', () => {
     const created = await tokens.createJoinToken(ID, 60_000);
     expect(created.token).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(created.expiresAt.getTime()).toBe(1_060_000);
-    expect(await tokens.consumeJoinToken(created.token)).toEqual({ spiffeId: ID, labels: {} });
-    expect(await refusal(tokens.consumeJoinToken(created.token))).toBe('used');
+    expect(await tokens.consumeJoinToken(created.token, SIDECAR)).toEqual({ spiffeId: ID, labels: {}, retry: false });
+    expect(await refusal(tokens.consumeJoinToken(created.token, { ...SIDECAR, publicKey: Buffer.from('another key') }))).toBe('used');
+  });
+
+  it('answers the same claimant again within the retry window (its answer was lost), nobody else, and nobody after', async () => {
+    const { tokens, clock } = setup();
+    const created = await tokens.createJoinToken(ID, 60_000);
+    await tokens.consumeJoinToken(created.token, SIDECAR);
+    clock.now += JOIN_TOKEN_RETRY_MS;
+    expect(await tokens.consumeJoinToken(created.token, SIDECAR)).toEqual({ spiffeId: ID, labels: {}, retry: true });
+    // Another address with the same key would move the agent's inbound address: refused.
+    expect(await refusal(tokens.consumeJoinToken(created.token, { ...SIDECAR, inboundAddress: '10.0.0.9:15001' }))).toBe('used');
+    expect(await refusal(tokens.consumeJoinToken(created.token, { ...SIDECAR, publicKey: Buffer.from('stolen token, own key') }))).toBe('used');
+    clock.now += 1;
+    expect(await refusal(tokens.consumeJoinToken(created.token, SIDECAR))).toBe('used');
+  });
+
+  it('never answers a revoked token again, even to its claimant', async () => {
+    const { tokens } = setup();
+    const created = await tokens.createJoinToken(ID, 60_000);
+    await tokens.consumeJoinToken(created.token, SIDECAR);
+    await tokens.revoke(created.id);
+    expect(await refusal(tokens.consumeJoinToken(created.token, SIDECAR))).toBe('revoked');
   });
 
   it('gives the joining agent the token\'s labels', async () => {
     const { tokens } = setup();
     const created = await tokens.createJoinToken(ID, 60_000, { team: 'research', 'example.com/tier': 'gold' });
     expect(created.labels).toEqual({ team: 'research', 'example.com/tier': 'gold' });
-    expect((await tokens.consumeJoinToken(created.token)).labels).toEqual({ team: 'research', 'example.com/tier': 'gold' });
+    expect((await tokens.consumeJoinToken(created.token, SIDECAR)).labels).toEqual({ team: 'research', 'example.com/tier': 'gold' });
   });
 
   it.each([
@@ -54,9 +76,9 @@ describe('JoinTokens', () => {
   it('refuses unknown and expired tokens with typed reasons', async () => {
     const { tokens, clock } = setup();
     const created = await tokens.createJoinToken(ID, 60_000);
-    expect(await refusal(tokens.consumeJoinToken('x'.repeat(43)))).toBe('unknown');
+    expect(await refusal(tokens.consumeJoinToken('x'.repeat(43), SIDECAR))).toBe('unknown');
     clock.now += 60_000;
-    expect(await refusal(tokens.consumeJoinToken(created.token))).toBe('expired');
+    expect(await refusal(tokens.consumeJoinToken(created.token, SIDECAR))).toBe('expired');
   });
 
   it('refuses foreign trust domains, bad IDs and out-of-range lifetimes', async () => {
@@ -69,7 +91,7 @@ describe('JoinTokens', () => {
   it('lists tokens without their secret: id, identity, status and expiry', async () => {
     const { tokens, clock } = setup();
     const used = await tokens.createJoinToken(ID, 60_000);
-    await tokens.consumeJoinToken(used.token);
+    await tokens.consumeJoinToken(used.token, SIDECAR);
     clock.now += 1;
     const unused = await tokens.createJoinToken('spiffe://airlock.test/ns/demo/sa/planner', 60_000);
     const listed = await tokens.list();
@@ -92,9 +114,9 @@ describe('JoinTokens', () => {
     await expect(tokens.revoke("'; DROP TABLE join_tokens; --")).rejects.toThrow(/hex/);
     expect(await tokens.revoke(created.id.toUpperCase())).toMatchObject({ alreadyRevoked: false, token: { id: created.id, status: 'revoked' } });
     expect((await tokens.revoke(created.id)).alreadyRevoked).toBe(true);
-    expect(await refusal(tokens.consumeJoinToken(created.token))).toBe('revoked');
+    expect(await refusal(tokens.consumeJoinToken(created.token, SIDECAR))).toBe('revoked');
     // The other token is untouched.
-    expect((await tokens.consumeJoinToken(other.token)).spiffeId).toBe(ID);
+    expect((await tokens.consumeJoinToken(other.token, SIDECAR)).spiffeId).toBe(ID);
   });
 
   it('refuses an id that is a prefix of several tokens, revoking none', async () => {

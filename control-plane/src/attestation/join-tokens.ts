@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { checkLabels, KUBERNETES_LABEL_PREFIX, type Labels } from '@airlock/common/labels';
 import { parseSpiffeId } from '@airlock/common/spiffe';
@@ -121,10 +122,24 @@ export class JoinTokens {
     return { token: summaryOf(after, now), alreadyRevoked: before[0]?.revokedAt !== undefined };
   }
 
-  /** The SPIFFE ID the token was made for and its labels; throws JoinTokenError when unknown, used or expired. */
-  async consumeJoinToken(token: string): Promise<{ spiffeId: string; labels: Labels }> {
-    const result = await this.#store.consumeJoinToken(hashToken(token), this.#now());
+  /**
+   * The SPIFFE ID the token was made for and its labels; throws JoinTokenError when unknown, used or
+   * expired. `publicKey` (the CSR's SPKI, DER) and `inboundAddress` name the claimant: the same
+   * request may spend the token again within JOIN_TOKEN_RETRY_MS (its first answer was lost, e.g.
+   * to a replica that died), so a sidecar can retry on another replica. Another key or address
+   * cannot: that needs the private key of the CSR, which never leaves the sidecar.
+   */
+  async consumeJoinToken(token: string, claimant: { publicKey: Buffer; inboundAddress: string }): Promise<{ spiffeId: string; labels: Labels; retry: boolean }> {
+    const claim = { claimant: claimantOf(claimant.publicKey, claimant.inboundAddress), retryWithinMs: JOIN_TOKEN_RETRY_MS };
+    const result = await this.#store.consumeJoinToken(hashToken(token), this.#now(), claim);
     if (!result.ok) throw new JoinTokenError(result.reason);
-    return { spiffeId: result.spiffeId, labels: result.labels };
+    return { spiffeId: result.spiffeId, labels: result.labels, retry: result.retry === true };
   }
+}
+
+/** How long after a join token is spent its claimant may spend it again (a lost answer, retried). */
+export const JOIN_TOKEN_RETRY_MS = 5 * 60_000;
+
+function claimantOf(publicKey: Buffer, inboundAddress: string): string {
+  return createHash('sha256').update(publicKey).update('\n').update(inboundAddress).digest('hex');
 }

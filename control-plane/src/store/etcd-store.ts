@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import { isRetry } from './join-token-retry.ts';
 import type {
   AgentRecord,
   AdminCertificateRecord,
@@ -8,6 +9,7 @@ import type {
   AuditEventRecord,
   CaRootRecord,
   ConsumeResult,
+  JoinTokenClaim,
   IssuedCertificate,
   JoinTokenListing,
   JoinTokenRecord,
@@ -46,6 +48,7 @@ interface StoredJoinToken {
   readonly expiresAt: number;
   readonly createdAt?: number;
   readonly usedAt?: number;
+  readonly usedBy?: string;
   readonly revokedAt?: number;
   readonly labels: Readonly<Record<string, string>>;
 }
@@ -141,16 +144,16 @@ export class EtcdStore implements Store {
     await this.#create(`join-tokens/${token.hash}`, stored, `a join token with this hash exists`);
   }
 
-  async consumeJoinToken(hash: string, now: number): Promise<ConsumeResult> {
+  async consumeJoinToken(hash: string, now: number, claim: JoinTokenClaim): Promise<ConsumeResult> {
     let result: ConsumeResult = { ok: false, reason: 'unknown' };
     await this.#update<StoredJoinToken>(`join-tokens/${hash}`, (t) => {
       if (t === undefined) result = { ok: false, reason: 'unknown' };
       else if (t.revokedAt !== undefined) result = { ok: false, reason: 'revoked' };
-      else if (t.usedAt !== undefined) result = { ok: false, reason: 'used' };
+      else if (t.usedAt !== undefined) result = isRetry(t.usedAt, t.usedBy, now, claim) ? { ok: true, spiffeId: t.spiffeId, labels: t.labels, retry: true } : { ok: false, reason: 'used' };
       else if (t.expiresAt <= now) result = { ok: false, reason: 'expired' };
       else {
         result = { ok: true, spiffeId: t.spiffeId, labels: t.labels };
-        return { ...t, usedAt: now };
+        return { ...t, usedAt: now, usedBy: claim.claimant };
       }
       return undefined;
     });

@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import { isRetry } from './join-token-retry.ts';
 import type {
   AgentRecord,
   AdminCertificateRecord,
@@ -12,6 +13,7 @@ import type {
   AuditEventRecord,
   CaRootRecord,
   ConsumeResult,
+  JoinTokenClaim,
   IssuedCertificate,
   JoinTokenListing,
   JoinTokenRecord,
@@ -141,6 +143,7 @@ const ADDED_COLUMNS: readonly { table: string; column: string; type: string }[] 
   { table: 'join_tokens', column: 'created_at', type: 'INTEGER' },
   { table: 'join_tokens', column: 'revoked_at', type: 'INTEGER' },
   { table: 'join_tokens', column: 'labels', type: 'TEXT' },
+  { table: 'join_tokens', column: 'used_by', type: 'TEXT' },
   { table: 'agents', column: 'labels', type: 'TEXT' },
   { table: 'ca_roots', column: 'sealed_key', type: 'TEXT' },
 ];
@@ -254,9 +257,9 @@ export class SqliteStore implements Store {
     this.#insertToken = this.#db.prepare('INSERT INTO join_tokens (hash, spiffe_id, expires_at, used_at, created_at, labels) VALUES (?, ?, ?, NULL, ?, ?)');
     // One statement decides and marks: the WHERE clause is the single-use guarantee.
     this.#consumeToken = this.#db.prepare(
-      'UPDATE join_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ? RETURNING spiffe_id, labels',
+      'UPDATE join_tokens SET used_at = ?, used_by = ? WHERE hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ? RETURNING spiffe_id, labels',
     );
-    this.#tokenState = this.#db.prepare('SELECT used_at, expires_at, revoked_at FROM join_tokens WHERE hash = ?');
+    this.#tokenState = this.#db.prepare('SELECT spiffe_id, labels, used_at, used_by, expires_at, revoked_at FROM join_tokens WHERE hash = ?');
     this.#listTokens = this.#db.prepare('SELECT hash, spiffe_id, expires_at, created_at, used_at, revoked_at, labels FROM join_tokens ORDER BY created_at DESC, expires_at DESC');
     // substr, not LIKE: a prefix from the API must not be read as a pattern.
     this.#tokensByPrefix = this.#db.prepare('SELECT hash, spiffe_id, expires_at, created_at, used_at, revoked_at, labels FROM join_tokens WHERE substr(hash, 1, length(?)) = ?');
@@ -321,14 +324,18 @@ export class SqliteStore implements Store {
     this.#insertToken.run(token.hash, token.spiffeId, token.expiresAt, token.createdAt ?? null, JSON.stringify(token.labels ?? {}));
   }
 
-  async consumeJoinToken(hash: string, now: number): Promise<ConsumeResult> {
-    const won = this.#consumeToken.get(now, hash, now) as { spiffe_id: string; labels: string | null } | undefined;
+  async consumeJoinToken(hash: string, now: number, claim: JoinTokenClaim): Promise<ConsumeResult> {
+    const won = this.#consumeToken.get(now, claim.claimant, hash, now) as { spiffe_id: string; labels: string | null } | undefined;
     if (won !== undefined) return { ok: true, spiffeId: won.spiffe_id, labels: labelsOf(won.labels) };
-    // Lost: only now find out why, for the error and the metric.
-    const state = this.#tokenState.get(hash) as { used_at: number | null; expires_at: number; revoked_at: number | null } | undefined;
+    // Lost: only now find out why, for the error and the metric (or whether it is a retry).
+    const state = this.#tokenState.get(hash) as
+      | { spiffe_id: string; labels: string | null; used_at: number | null; used_by: string | null; expires_at: number; revoked_at: number | null }
+      | undefined;
     if (state === undefined) return { ok: false, reason: 'unknown' };
     if (state.revoked_at !== null) return { ok: false, reason: 'revoked' };
-    if (state.used_at !== null) return { ok: false, reason: 'used' };
+    if (state.used_at !== null) {
+      return isRetry(state.used_at, state.used_by ?? undefined, now, claim) ? { ok: true, spiffeId: state.spiffe_id, labels: labelsOf(state.labels), retry: true } : { ok: false, reason: 'used' };
+    }
     return { ok: false, reason: 'expired' };
   }
 

@@ -61,6 +61,8 @@ const ID = 'spiffe://td/ns/a/sa/b';
 const ID2 = 'spiffe://td/ns/a/sa/c';
 const root = (id: string, state: CaRootRecord['state'], at: number): CaRootRecord => ({ id, certPem: `PEM-${id}`, keyFile: `ca-${id}.key`, state, createdAt: at, updatedAt: at });
 
+const CLAIM = { claimant: 'sha256 of a CSR key and an inbound address', retryWithinMs: 60_000 };
+
 describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name', (backend) => {
   const opened: Store[] = [];
   let store: Store;
@@ -80,15 +82,26 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
 
   it('consumes a join token once, then reports it used', async () => {
     await store.insertJoinToken({ hash: 'h1', spiffeId: ID, expiresAt: 2000 });
-    expect(await store.consumeJoinToken('h1', 1000)).toEqual({ ok: true, spiffeId: ID, labels: {} });
-    expect(await store.consumeJoinToken('h1', 1000)).toEqual({ ok: false, reason: 'used' });
+    expect(await store.consumeJoinToken('h1', 1000, CLAIM)).toEqual({ ok: true, spiffeId: ID, labels: {} });
+    expect(await store.consumeJoinToken('h1', 1000, { ...CLAIM, claimant: 'another key' })).toEqual({ ok: false, reason: 'used' });
+  });
+
+  it('answers a used token again to the claimant that used it, within its retry window only', async () => {
+    await store.insertJoinToken({ hash: 'h4', spiffeId: ID, expiresAt: 2000, labels: { team: 'a' } });
+    expect(await store.consumeJoinToken('h4', 1000, CLAIM)).toEqual({ ok: true, spiffeId: ID, labels: { team: 'a' } });
+    // Another replica, after the token expired: still the same claimant's retry.
+    expect(await (await client()).consumeJoinToken('h4', 2500, CLAIM)).toEqual({ ok: true, spiffeId: ID, labels: { team: 'a' }, retry: true });
+    expect(await store.consumeJoinToken('h4', 1000, { ...CLAIM, claimant: 'someone else' })).toEqual({ ok: false, reason: 'used' });
+    expect(await store.consumeJoinToken('h4', 1000 + CLAIM.retryWithinMs + 1, CLAIM)).toEqual({ ok: false, reason: 'used' });
   });
 
   it('lets exactly one of two clients racing for a join token win, every time', async () => {
     const other = await client();
     for (let i = 0; i < 20; i++) {
       await store.insertJoinToken({ hash: `race${i}`, spiffeId: ID, expiresAt: 2000 });
-      const results = await Promise.all([store.consumeJoinToken(`race${i}`, 1000), other.consumeJoinToken(`race${i}`, 1000), other.consumeJoinToken(`race${i}`, 1000)]);
+      // Three claimants (three keys): one wins, the others' retries would need the winner's key.
+      const claim = (n: number) => ({ ...CLAIM, claimant: `claimant ${n}` });
+      const results = await Promise.all([store.consumeJoinToken(`race${i}`, 1000, claim(1)), other.consumeJoinToken(`race${i}`, 1000, claim(2)), other.consumeJoinToken(`race${i}`, 1000, claim(3))]);
       expect(results.filter((r) => r.ok)).toHaveLength(1);
       expect(results.flatMap((r) => (r.ok ? [] : [r.reason]))).toEqual(['used', 'used']);
     }
@@ -97,11 +110,11 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
   it('refuses unknown, expired and revoked tokens with their reason', async () => {
     await store.insertJoinToken({ hash: 'h2', spiffeId: ID, expiresAt: 2000 });
     await store.insertJoinToken({ hash: 'h3', spiffeId: ID, expiresAt: 2000 });
-    expect(await store.consumeJoinToken('nope', 1000)).toEqual({ ok: false, reason: 'unknown' });
-    expect(await store.consumeJoinToken('h2', 2000)).toEqual({ ok: false, reason: 'expired' });
+    expect(await store.consumeJoinToken('nope', 1000, CLAIM)).toEqual({ ok: false, reason: 'unknown' });
+    expect(await store.consumeJoinToken('h2', 2000, CLAIM)).toEqual({ ok: false, reason: 'expired' });
     expect((await store.revokeJoinTokens('h3', 1500)).map((t) => t.revokedAt)).toEqual([1500]);
     expect((await store.revokeJoinTokens('h3', 1600)).map((t) => t.revokedAt)).toEqual([1500]);
-    expect(await store.consumeJoinToken('h3', 1000)).toEqual({ ok: false, reason: 'revoked' });
+    expect(await store.consumeJoinToken('h3', 1000, CLAIM)).toEqual({ ok: false, reason: 'revoked' });
   });
 
   it('lists join tokens newest first and finds them by hash prefix', async () => {

@@ -85,7 +85,19 @@ export interface RevokedIdentity {
 /** Why a join token could not be consumed. */
 export type JoinTokenRefusal = 'unknown' | 'used' | 'expired' | 'revoked';
 
-export type ConsumeResult = { readonly ok: true; readonly spiffeId: string; readonly labels: Readonly<Record<string, string>> } | { readonly ok: false; readonly reason: JoinTokenRefusal };
+export type ConsumeResult =
+  | { readonly ok: true; readonly spiffeId: string; readonly labels: Readonly<Record<string, string>>; readonly retry?: true }
+  | { readonly ok: false; readonly reason: JoinTokenRefusal };
+
+/**
+ * Who spends a join token. A token is single-use, but the answer to the request that spent it can
+ * be lost (a replica dies, a deadline passes); the same claimant (the same CSR key and inbound
+ * address) may then spend it again within `retryWithinMs` of the first use, and nobody else may.
+ */
+export interface JoinTokenClaim {
+  readonly claimant: string;
+  readonly retryWithinMs: number;
+}
 
 /** One version of the policy set: every document as written, in order. */
 export interface PolicyVersionRecord {
@@ -158,8 +170,12 @@ export interface Store {
   getAgent(spiffeId: string): Promise<AgentRecord | undefined>;
 
   insertJoinToken(token: JoinTokenRecord): Promise<void>;
-  /** Marks the token used if it is unused and unexpired, atomically: two racing calls cannot both win. */
-  consumeJoinToken(hash: string, now: number): Promise<ConsumeResult>;
+  /**
+   * Marks the token used by `claim.claimant` if it is unused and unexpired, atomically: two racing
+   * calls cannot both win. A token used by the same claimant within `claim.retryWithinMs` answers
+   * again with `retry: true`.
+   */
+  consumeJoinToken(hash: string, now: number, claim: JoinTokenClaim): Promise<ConsumeResult>;
   /** Every join token, newest first. */
   listJoinTokens(): Promise<JoinTokenListing[]>;
   /** The tokens whose hash starts with `hashPrefix`. */

@@ -70,6 +70,18 @@ describe('IdentityProvider with a join token', () => {
     expect(gauge).toContain(String(Math.floor(svid.expiresAt.getTime() / 1000)));
   });
 
+  it('sends the same key and inbound address again after an attempt that got no answer (the token may be spent by it)', async () => {
+    const cp = await controlPlane();
+    cp.failNextSigns = 2;
+    const { identity } = provider(cp.port);
+    identity.start();
+    const svid = await identity.ready();
+    expect(cp.signRequests).toHaveLength(3);
+    expect(new Set(cp.signRequests.map((r) => r.csrPem)).size).toBe(1);
+    expect(new Set(cp.signRequests.map((r) => r.inboundAddress))).toEqual(new Set(['127.0.0.1:15006']));
+    expect(new X509Certificate(svid.certChainPem).checkPrivateKey(createPrivateKey(svid.keyPem))).toBe(true);
+  });
+
   it.each([
     [undefined, 'ec'],
     ['rsa-2048', 'rsa'],

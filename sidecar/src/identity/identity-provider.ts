@@ -5,7 +5,7 @@ import type { Logger } from '@airlock/common/logging';
 import { AirlockError, ErrorCode, errorMessage, isAirlockError } from '@airlock/common/errors';
 import { spiffeIdFromCertificate } from '@airlock/common/spiffe';
 import type { CertificateSigner } from './certificate-signer.ts';
-import { newKeyAndCsr, type KeyType } from './key-and-csr.ts';
+import { newKeyAndCsr, type KeyAndCsr, type KeyType } from './key-and-csr.ts';
 import type { Svid, SvidSource } from './svid.ts';
 
 /** The certificates of a PEM bundle, each parsed (throws on one that is not). */
@@ -166,9 +166,13 @@ export class IdentityProvider implements SvidSource {
     const log = this.#o.logger;
     let delay = this.#o.backoff?.initialMs ?? 100;
     const maxDelay = this.#o.backoff?.maxMs ?? 5000;
+    // One key for every attempt: a join token is spent by its first request, and only the same key
+    // (and inbound address) may spend it again when that request's answer was lost.
+    let keyAndCsr: KeyAndCsr | undefined;
     while (!this.#isClosed()) {
       try {
-        this.#install(await this.#requestSvid());
+        keyAndCsr ??= await newKeyAndCsr(this.#o.keyType);
+        this.#install(await this.#requestSvid(this.#o.signer, undefined, keyAndCsr));
         return;
       } catch (err) {
         if (this.#isClosed()) return;
@@ -243,8 +247,8 @@ export class IdentityProvider implements SvidSource {
     this.#o.logger.debug({ renewInMs: Math.round(delay) }, 'SVID renewal scheduled');
   }
 
-  async #requestSvid(signer: CertificateSigner = this.#o.signer, current?: Svid): Promise<Svid> {
-    const { keyPem, csrPem } = await newKeyAndCsr(this.#o.keyType);
+  async #requestSvid(signer: CertificateSigner, current?: Svid, keyAndCsr?: KeyAndCsr): Promise<Svid> {
+    const { keyPem, csrPem } = keyAndCsr ?? (await newKeyAndCsr(this.#o.keyType));
     const signed = await signer.sign({ csrPem, inboundAddress: this.#o.inboundAddress(), ...(current === undefined ? {} : { current }) });
     // Check what we were given before serving with it: our key, the ID we were told, still valid.
     const leaf = new X509Certificate(signed.certChainPem);

@@ -15,6 +15,8 @@ export interface FakeControlPlane {
   readonly authorizeRequests: AuthorizeRequest[];
   /** The identity a valid join token is bound to; other tokens get UNAUTHENTICATED. */
   tokens: Map<string, string>;
+  /** How many of the next SignCertificate calls are recorded, then answered UNAVAILABLE (an answer lost). */
+  failNextSigns: number;
   authorize: (request: AuthorizeRequest) => AuthorizeResponse | 'hang';
   /** Every message received on AuthorizeStream streams (one per batch the sidecar sent). */
   readonly streamMessages: AuthorizeStreamRequest[];
@@ -42,6 +44,7 @@ export async function startFakeControlPlane(o: { ca: TestCa; servingId: string; 
     signRequests: [],
     authorizeRequests: [],
     tokens: new Map(),
+    failNextSigns: 0,
     authorize: (r) => ({ verdict: 1, decisionId: 'cp-1', reason: `allowed ${r.method}`, policy: 'p', upstream: undefined, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [] }),
     streamMessages: [],
     streams: new Set(),
@@ -64,6 +67,11 @@ export async function startFakeControlPlane(o: { ca: TestCa; servingId: string; 
   server.addService(IdentityServiceService, {
     signCertificate(call: ServerUnaryCall<SignCertificateRequest, SignCertificateResponse>, cb: sendUnaryData<SignCertificateResponse>) {
       cp.signRequests.push(call.request);
+      if (cp.failNextSigns > 0) {
+        cp.failNextSigns--;
+        cb({ code: status.UNAVAILABLE, details: 'the answer was lost' });
+        return;
+      }
       const id = cp.tokens.get(call.request.joinToken ?? '');
       if (id === undefined) {
         cb({ code: status.UNAUTHENTICATED, details: 'join token is not valid' });

@@ -94,7 +94,9 @@ export class CertificateIssuer {
       const ca = this.#d.ca.issuing();
       const csr = ca.verifyCsr(req.csrPem);
       if (attestation === 'join_token') {
-        ({ spiffeId, labels } = await this.#d.joinTokens.consumeJoinToken(req.joinToken ?? ''));
+        let retry: boolean;
+        ({ spiffeId, labels, retry } = await this.#d.joinTokens.consumeJoinToken(req.joinToken ?? '', { publicKey: csr.publicKey, inboundAddress: req.inboundAddress }));
+        if (retry) this.#d.logger.info({ spiffeId }, 'join token spent again by the request that spent it (its answer was lost)');
         // A revoked identity cannot come back with a join token made for it (the token is spent).
         if (this.#d.revocations.isRevoked(spiffeId)) throw new AirlockError(ErrorCode.PermissionDenied, `${spiffeId} is revoked`);
       }
