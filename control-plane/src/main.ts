@@ -31,6 +31,7 @@ import { PolicyEngine } from './policy/engine.ts';
 import { CertificateIssuer } from './api/identity/sign-certificate.ts';
 import { CaRing } from './ca/ca-ring.ts';
 import { Revocations } from './ca/revocations.ts';
+import { startCertificatePruning } from './ca/certificate-pruning.ts';
 import { startKubernetesAttestation } from './attestation/kubernetes-attestation.ts';
 import { checkAdminTransport, localAddressOf, type ControlPlaneConfig } from './config/config.ts';
 import { createControlPlaneMetrics } from './monitoring/metrics.ts';
@@ -134,6 +135,8 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   cleanups.push(() => follower.close());
   const storeHealth = watchStoreHealth(store, { staleAfterMs: config.storeStaleAfter, registry, logger: log });
   cleanups.push(() => storeHealth.stop());
+  const pruning = startCertificatePruning({ store, logger: log });
+  cleanups.push(() => pruning.stop());
   // The stored policy versions; the start file is applied as one more version when it changes them.
   const audit = auditLogger(logger);
   // What every decision reads, one immutable snapshot swapped whole by its owners: policy, agents, revocations.

@@ -180,6 +180,17 @@ export class EtcdStore implements Store {
     await this.#put(`certificates/${cert.spiffeId}#${cert.serial}`, cert);
   }
 
+  async pruneCertificates(expiredBefore: number): Promise<number> {
+    let pruned = 0;
+    // Replicas pruning at once delete the same keys: deleting a deleted key is harmless.
+    for (const [key, cert] of await this.#entries<IssuedCertificate>('certificates/')) {
+      if (cert.notAfter >= expiredBefore) continue;
+      await this.#call(() => this.#client.delete().key(this.#key(key)).exec());
+      pruned++;
+    }
+    return pruned;
+  }
+
   async listCertificates(spiffeId: string): Promise<IssuedCertificate[]> {
     return (await this.#list<IssuedCertificate>(`certificates/${spiffeId}#`)).sort((a, b) => a.issuedAt - b.issuedAt);
   }

@@ -214,6 +214,7 @@ export class SqliteStore implements Store {
   readonly #insertToken: StatementSync;
   readonly #consumeToken: StatementSync;
   readonly #tokenState: StatementSync;
+  readonly #pruneCerts: StatementSync;
   readonly #insertCert: StatementSync;
   readonly #listCerts: StatementSync;
   readonly #revoke: StatementSync;
@@ -264,6 +265,7 @@ export class SqliteStore implements Store {
     // substr, not LIKE: a prefix from the API must not be read as a pattern.
     this.#tokensByPrefix = this.#db.prepare('SELECT hash, spiffe_id, expires_at, created_at, used_at, revoked_at, labels FROM join_tokens WHERE substr(hash, 1, length(?)) = ?');
     this.#revokeTokens = this.#db.prepare('UPDATE join_tokens SET revoked_at = ? WHERE substr(hash, 1, length(?)) = ? AND revoked_at IS NULL');
+    this.#pruneCerts = this.#db.prepare('DELETE FROM certificates WHERE not_after < ?');
     this.#insertCert = this.#db.prepare('INSERT INTO certificates (serial, spiffe_id, not_after, issued_at, issuer) VALUES (?, ?, ?, ?, ?)');
     this.#listCerts = this.#db.prepare(
       'SELECT serial, spiffe_id, not_after, issued_at, issuer FROM certificates WHERE spiffe_id = ? ORDER BY issued_at',
@@ -354,6 +356,10 @@ export class SqliteStore implements Store {
 
   async recordCertificate(cert: IssuedCertificate): Promise<void> {
     this.#insertCert.run(cert.serial, cert.spiffeId, cert.notAfter, cert.issuedAt, cert.issuer ?? null);
+  }
+
+  async pruneCertificates(expiredBefore: number): Promise<number> {
+    return Number(this.#pruneCerts.run(expiredBefore).changes);
   }
 
   async unexpiredCertificatesOf(issuer: string, now: number): Promise<{ count: number; lastNotAfter: number | undefined }> {

@@ -153,6 +153,16 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     expect(await next.listRevokedIdentities()).toEqual([{ spiffeId: ID, revokedAt: 10 }]);
   });
 
+  it('prunes the records of certificates expired before a time, and only those', async () => {
+    const cert = (serial: string, notAfter: number) => ({ serial, spiffeId: ID, notAfter, issuedAt: notAfter - 100, issuer: 'r1' });
+    await store.recordCertificate(cert('01', 1000));
+    await store.recordCertificate(cert('02', 2000));
+    await store.recordCertificate(cert('03', 3000));
+    expect(await store.pruneCertificates(2001)).toBe(2);
+    expect(await (await client()).pruneCertificates(2001)).toBe(0);
+    expect((await store.listCertificates(ID)).map((c) => c.serial)).toEqual(['03']);
+  });
+
   it('counts certificates per issuer, finds identities awaiting renewal, and names an unknown issuer once', async () => {
     await store.recordCertificate({ serial: '01', spiffeId: ID, notAfter: 100, issuedAt: 1 });
     await store.assignUnknownIssuer('old');

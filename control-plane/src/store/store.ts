@@ -185,6 +185,8 @@ export interface Store {
 
   recordCertificate(cert: IssuedCertificate): Promise<void>;
   listCertificates(spiffeId: string): Promise<IssuedCertificate[]>;
+  /** Forgets the records of certificates that expired before `expiredBefore`; returns how many. */
+  pruneCertificates(expiredBefore: number): Promise<number>;
   /** Certificates signed by `issuer` that are still valid at `now`: how many, and the last expiry. */
   unexpiredCertificatesOf(issuer: string, now: number): Promise<{ readonly count: number; readonly lastNotAfter: number | undefined }>;
 
