@@ -38,6 +38,8 @@ export interface ControlPlane {
   readonly adminPort: number;
   readonly dataDir: string;
   readonly pid: number | undefined;
+  /** Every replica's gRPC address (comma-separated) when there are several: what sidecars are given. */
+  readonly grpcAddresses?: string;
   stop(): Promise<void>;
 }
 
@@ -83,7 +85,7 @@ export async function startSidecars(dir: string, cp: ControlPlane, appPort: numb
   const start = async (name: string, target: number, stubUpstream: string): Promise<Sidecar> => {
     const [outbound, inbound, admin] = [await freePort(), await freePort(), await freePort()];
     const { token } = (await adminPost(creds, '/v1/join-tokens', { identity: `spiffe://${TRUST_DOMAIN}/ns/bench/sa/${name}` })) as { token: string };
-    const args = ['--trust-domain', TRUST_DOMAIN, '--control-plane', `127.0.0.1:${cp.grpcPort}`, '--ca-file', join(cp.dataDir, 'ca.pem'), '--outbound-listen', `127.0.0.1:${outbound}`, '--inbound-listen', `127.0.0.1:${inbound}`, '--admin-listen', `127.0.0.1:${admin}`, '--app-port', String(target), '--log-level', 'warn'];
+    const args = ['--trust-domain', TRUST_DOMAIN, '--control-plane', cp.grpcAddresses ?? `127.0.0.1:${cp.grpcPort}`, '--ca-file', join(cp.dataDir, 'trust-bundle.pem'), '--outbound-listen', `127.0.0.1:${outbound}`, '--inbound-listen', `127.0.0.1:${inbound}`, '--admin-listen', `127.0.0.1:${admin}`, '--app-port', String(target), '--log-level', 'warn'];
     const logFile = join(dir, `${name}-${label}.log`);
     // A sidecar's environment as `airlock demo` gives it (SIDECAR_NODE_OPTIONS before any outer NODE_OPTIONS).
     // The stub starts without cli/bin/airlock.js: give it the same compile cache, so that it differs from the real sidecar only in its authorizer.

@@ -6,7 +6,8 @@
 //   stream            the same chain, decisions as messages on one long-lived stream per sidecar (both ends)
 // at several concurrency levels; then the control plane's decisions/s (bench/decisions-load.ts) and
 // the policy engine at 10,000 agents (bench/policy-engine.ts), how fast replicas on etcd follow each
-// other (bench/replica-propagation.ts) and decisions/s with three of them (bench/replicas-decisions.ts),
+// other (bench/replica-propagation.ts), decisions/s with three of them (bench/replicas-decisions.ts),
+// how long a sidecar takes to fail over when one dies or hangs (bench/failover.ts),
 // and the goals against the
 // figures. Servers are pinned to CPU 0 and load generators to CPU 1 (taskset), as in
 // ../shared/PERF-NOTES.md. Appends its tables to bench/README.md (AIRLOCK_BENCH_WRITE=0 not to).
@@ -229,6 +230,9 @@ async function main(): Promise<void> {
   // And the decisions/s of one replica against three on one etcd (its own table).
   const replicated = await run(process.execPath, [join(import.meta.dirname, 'replicas-decisions.ts'), DURATION], { timeout: 600_000, maxBuffer: 1 << 20 });
   console.log(replicated.stdout);
+  // And how long a sidecar takes to fail over when a replica dies or hangs (its own table).
+  const failover = await run(process.execPath, [join(import.meta.dirname, 'failover.ts')], { timeout: 600_000, maxBuffer: 1 << 20 });
+  console.log(failover.stdout);
 }
 
 await main();
