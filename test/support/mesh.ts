@@ -36,6 +36,8 @@ export interface Mesh {
   createJoinToken(identity: string, labels?: Readonly<Record<string, string>>): Promise<string>;
   stopControlPlane(): Promise<void>;
   startControlPlane(): Promise<void>;
+  /** The control-plane process now (a restart makes another). */
+  controlPlaneProcess(): AirlockProcess | undefined;
   close(): Promise<void>;
 }
 
@@ -154,6 +156,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       createJoinToken,
       stopControlPlane: async () => controlPlane?.stop(),
       startControlPlane,
+      controlPlaneProcess: () => controlPlane,
       close,
     };
   } catch (err) {
