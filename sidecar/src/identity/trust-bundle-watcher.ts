@@ -39,6 +39,12 @@ function revocationKey(issuer: string, canonical: string): string {
 }
 
 /**
+ * The stream carries revocations to handshake checks: after a control-plane restart it is back as
+ * soon as authorization is (about a second), not after a longer backoff.
+ */
+export const MAX_REOPEN_DELAY_MS = 1000;
+
+/**
  * Holds WatchTrustBundle open over mTLS with our current SVID, keeps the revoked certificates it pushes
  * and hands the trust bundle on (`onBundle`). A broken stream is reopened with backoff (with whatever SVID we hold then), on
  * another endpoint than the one that ended it (ControlPlanePool); the last list received stays in force meanwhile.
@@ -119,7 +125,7 @@ export class TrustBundleWatcher implements RevokedCertificates {
         this.#retry = undefined;
         this.#connect();
       }, this.#delay);
-      this.#delay = Math.min(this.#delay * 2, this.#o.backoff?.maxMs ?? 5000);
+      this.#delay = Math.min(this.#delay * 2, this.#o.backoff?.maxMs ?? MAX_REOPEN_DELAY_MS);
     });
   }
 
