@@ -81,6 +81,13 @@ export function readPod(object: unknown): Pod {
     for (const c of (spec[field] ?? []) as Record<string, unknown>[]) {
       if (c.env !== undefined && (!Array.isArray(c.env) || c.env.some((e) => !isObject(e) || typeof e.name !== 'string'))) return fail(`spec.${field}[${String(c.name)}].env must be a list of {name, …}`);
       if (c.ports !== undefined && (!Array.isArray(c.ports) || c.ports.some((p) => !isObject(p) || !Number.isInteger(p.containerPort)))) return fail(`spec.${field}[${String(c.name)}].ports must be a list of {containerPort, …}`);
+      if (c.volumeMounts !== undefined && (!Array.isArray(c.volumeMounts) || c.volumeMounts.some((m) => !isObject(m) || typeof m.name !== 'string'))) return fail(`spec.${field}[${String(c.name)}].volumeMounts must be a list of {name, …}`);
+    }
+  }
+  for (const v of (spec.volumes ?? []) as Record<string, unknown>[]) {
+    const projected = v.projected;
+    if (projected !== undefined && (!isObject(projected) || (projected.sources !== undefined && (!Array.isArray(projected.sources) || projected.sources.some((src) => !isObject(src)))))) {
+      return fail(`spec.volumes[${String(v.name)}].projected must be an object with a list of sources`);
     }
   }
   if (spec.hostNetwork !== undefined && typeof spec.hostNetwork !== 'boolean') return fail('spec.hostNetwork must be a boolean');

@@ -196,6 +196,15 @@ describe('sidecar injection', () => {
   it('refuses reserved names and, in transparent mode, an app running as the sidecar UID', () => {
     expect(() => admit(request(pod({ containers: [{ name: 'airlock-sidecar', image: 'x' }] })), settings, BUNDLE)).toThrow(/"airlock-sidecar" is reserved/);
     expect(() => admit(request(pod({ spec: { volumes: [{ name: 'airlock-token', emptyDir: {} }] } })), settings, BUNDLE)).toThrow(/"airlock-token" is reserved/);
+    const mountsToken = pod({ containers: [{ name: 'app', image: 'x', volumeMounts: [{ name: 'airlock-token', mountPath: '/t' }] }] });
+    expect(() => admit(request(mountsToken), settings, BUNDLE)).toThrow(/container "app" mounts "airlock-token": only the injected sidecar/);
+    const initMountsToken = pod({ spec: { initContainers: [{ name: 'setup', image: 'x', volumeMounts: [{ name: 'airlock-token', mountPath: '/t' }] }] } });
+    expect(() => admit(request(initMountsToken), settings, BUNDLE)).toThrow(/container "setup" mounts "airlock-token"/);
+    const ownToken = pod({ spec: { volumes: [{ name: 'mine', projected: { sources: [{ serviceAccountToken: { audience: 'airlock', path: 't' } }] } }] } });
+    expect(() => admit(request(ownToken), settings, BUNDLE)).toThrow(/volume "mine" projects a service account token for the audience "airlock"/);
+    // A token for another audience (e.g. a vault role) is the app's business.
+    const otherAudience = pod({ spec: { volumes: [{ name: 'vault', projected: { sources: [{ serviceAccountToken: { audience: 'vault', path: 't' } }] } }] } });
+    expect(admit(request(otherAudience), settings, BUNDLE)).toBeDefined();
     const asSidecar = pod({ annotations: { 'airlock.dev/transparent': 'true' }, spec: { securityContext: { runAsUser: 2317 } } });
     expect(() => admit(request(asSidecar), settings, BUNDLE)).toThrow(/UID 2317/);
   });
@@ -207,6 +216,8 @@ describe('sidecar injection', () => {
     ['env that is not a list', { spec: { containers: [{ name: 'a', env: 'HTTP_PROXY=x' }] } }],
     ['a port that is not a number', { spec: { containers: [{ name: 'a', ports: [{ containerPort: '80' }] }] } }],
     ['hostNetwork that is a string', { spec: { hostNetwork: 'false', containers: [{ name: 'a' }] } }],
+    ['volumeMounts that are not a list', { spec: { containers: [{ name: 'a', volumeMounts: 'airlock-token' }] } }],
+    ['a projected volume whose sources are not a list', { spec: { containers: [{ name: 'a' }], volumes: [{ name: 'v', projected: { sources: 'x' } }] } }],
   ])('refuses a malformed pod: %s', (_name, object) => {
     expect(() => admit(request(object), settings, BUNDLE)).toThrow(/malformed pod/);
   });

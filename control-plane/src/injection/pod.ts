@@ -11,6 +11,13 @@ export interface Container {
   readonly env?: readonly EnvVar[];
   readonly securityContext?: { readonly runAsUser?: number };
   readonly restartPolicy?: string;
+  readonly volumeMounts?: readonly { readonly name: string }[];
+}
+
+/** A pod volume; of its kinds only a projected service-account token matters here. */
+export interface Volume {
+  readonly name: string;
+  readonly projected?: { readonly sources?: readonly { readonly serviceAccountToken?: { readonly audience?: unknown } }[] };
 }
 
 export interface Pod {
@@ -23,7 +30,7 @@ export interface Pod {
   readonly spec: {
     readonly containers: readonly Container[];
     readonly initContainers?: readonly Container[];
-    readonly volumes?: readonly { readonly name: string }[];
+    readonly volumes?: readonly Volume[];
     readonly hostNetwork?: boolean;
     readonly securityContext?: { readonly runAsUser?: number };
   };

@@ -47,6 +47,17 @@ export function shouldInject(pod: Pod, settings: InjectionSettings): Decision {
     if (names.includes(reserved)) problems.push(`the container name "${reserved}" is reserved for the injected sidecar`);
   }
   if ((pod.spec.volumes ?? []).some((v) => v.name === TOKEN_VOLUME)) problems.push(`the volume name "${TOKEN_VOLUME}" is reserved for the injected token`);
+  // The token attests the pod to the control plane: a container holding it could get the pod's SVID
+  // and call peers without its sidecar. Only the injected sidecar mounts it, and no other volume
+  // projects a token for Airlock's audience.
+  for (const c of [...pod.spec.containers, ...(pod.spec.initContainers ?? [])]) {
+    if ((c.volumeMounts ?? []).some((m) => m.name === TOKEN_VOLUME)) problems.push(`container "${c.name}" mounts "${TOKEN_VOLUME}": only the injected sidecar may hold the Airlock token`);
+  }
+  for (const v of pod.spec.volumes ?? []) {
+    if (v.name !== TOKEN_VOLUME && (v.projected?.sources ?? []).some((src) => src.serviceAccountToken?.audience === settings.tokenAudience)) {
+      problems.push(`volume "${v.name}" projects a service account token for the audience "${settings.tokenAudience}": only the injected sidecar may hold one`);
+    }
+  }
 
   const appPort = readAppPort(pod, annotations, problems);
   const transparent = readBoolean(annotations, TRANSPARENT, settings.transparent, problems);
