@@ -79,6 +79,17 @@ describe('GrpcStreamAuthorizer', () => {
     expect(cp.streamMessages.at(-1)?.checks).toHaveLength(2);
   });
 
+  it('cancels a stream that answers nothing within a deadline (stuck), so the next call is decided on a new one', async () => {
+    expect((await authorizer.authorize(req('/warm'))).decisionId).toBe('/warm');
+    // The stream stays open, its connection alive, but nothing comes back on it any more.
+    for (const s of cp.streams) cp.frozenStreams.add(s);
+    expect(await code(authorizer.authorize(req('/stuck')))).toBe(ErrorCode.AuthzUnavailable);
+    // Without the cancel this call would wait behind the stuck stream and fail too.
+    expect((await authorizer.authorize(req('/after'))).decisionId).toBe('/after');
+    expect([...cp.streams].filter((s) => !cp.frozenStreams.has(s))).toHaveLength(1);
+    cp.frozenStreams.clear();
+  });
+
   it('tells a check that got no answer (deadline, broken stream) from one that was answered (a refusal)', async () => {
     const failure = (p: Promise<unknown>): Promise<unknown> => p.then(() => 'resolved', (e: unknown) => e);
     cp.authorize = () => 'hang';

@@ -22,6 +22,8 @@ export interface FakeControlPlane {
   readonly streamMessages: AuthorizeStreamRequest[];
   /** Open AuthorizeStream calls, so a test can break them. */
   readonly streams: Set<ServerDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>>;
+  /** Streams that stay open but never answer again (a frozen replica behind a live connection). */
+  readonly frozenStreams: Set<ServerDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>>;
   /** Applied to the results of each batch before they are sent (reorder, split, drop). */
   streamReply: (results: AuthorizeResult[]) => AuthorizeResult[][];
   /** What each WatchTrustBundle call is sent when it opens (the call then stays open). */
@@ -48,6 +50,7 @@ export async function startFakeControlPlane(o: { ca: TestCa; servingId: string; 
     authorize: (r) => ({ verdict: 1, decisionId: 'cp-1', reason: `allowed ${r.method}`, policy: 'p', upstream: undefined, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [] }),
     streamMessages: [],
     streams: new Set(),
+    frozenStreams: new Set(),
     streamReply: (results) => [results],
     trustBundlePush: { trustBundlePem: o.ca.certPem, revokedSpiffeIds: [], renewUnlessIssuedByPem: '', revokedCertificates: [] },
     trustBundleWatches: 0,
@@ -108,6 +111,7 @@ export async function startFakeControlPlane(o: { ca: TestCa; servingId: string; 
       cp.streams.add(call);
       call.on('data', (msg: AuthorizeStreamRequest) => {
         cp.streamMessages.push(msg);
+        if (cp.frozenStreams.has(call)) return;
         const results: AuthorizeResult[] = [];
         for (const check of msg.checks) {
           if (check.request === undefined) continue;
