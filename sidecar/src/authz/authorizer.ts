@@ -27,8 +27,13 @@ export interface AuthzRequest {
   readonly headers?: AuthzHeaders;
 }
 
-/** What the sidecar read of an MCP (JSON-RPC) POST body. `tool` is set for `tools/call` only. */
-export type McpMessage = { readonly method: string; readonly tool: string; readonly id?: unknown } | { readonly unreadable: string };
+/**
+ * What the sidecar read of an MCP (JSON-RPC) POST body. `tool` and `arguments` (params.arguments
+ * as bounded JSON, or why it cannot be judged) are set for `tools/call` only.
+ */
+export type McpMessage =
+  | { readonly method: string; readonly tool: string; readonly id?: unknown; readonly arguments?: { readonly json: string } | { readonly unreadable: string } }
+  | { readonly unreadable: string };
 
 /** Where an allowed mesh call goes, and who must answer there. */
 export interface Upstream {

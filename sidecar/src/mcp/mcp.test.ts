@@ -10,7 +10,7 @@ const rpc = (o: Record<string, unknown>): Buffer => Buffer.from(JSON.stringify({
 
 describe('parseMcpMessage', () => {
   it('reads the method, and the tool of a tools/call', () => {
-    expect(parseMcpMessage(rpc({ method: 'tools/call', params: { name: 'search_web', arguments: { q: 'x' } } }))).toEqual({ method: 'tools/call', tool: 'search_web', id: 1 });
+    expect(parseMcpMessage(rpc({ method: 'tools/call', params: { name: 'search_web', arguments: { q: 'x' } } }))).toEqual({ method: 'tools/call', tool: 'search_web', id: 1, arguments: { json: '{"q":"x"}' } });
     expect(parseMcpMessage(rpc({ method: 'tools/list' }))).toEqual({ method: 'tools/list', tool: '', id: 1 });
     expect(parseMcpMessage(Buffer.from('{"jsonrpc":"2.0","method":"notifications/initialized"}'))).toEqual({ method: 'notifications/initialized', tool: '', id: undefined });
   });
@@ -31,6 +31,18 @@ describe('parseMcpMessage', () => {
   ])('says why %s is not a readable request', (body, why) => {
     const m = parseMcpMessage(Buffer.from(body));
     expect('unreadable' in m && m.unreadable).toMatch(why);
+  });
+});
+
+describe('tool arguments', () => {
+  it('are sent re-serialized for argument rules, {} when absent, and bounded', () => {
+    expect(parseMcpMessage(rpc({ method: 'tools/call', params: { name: 't' } }))).toMatchObject({ arguments: { json: '{}' } });
+    expect(parseMcpMessage(Buffer.from('{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t","arguments":{ "a" : [1, 2.50] }}}'))).toMatchObject({ arguments: { json: '{"a":[1,2.5]}' } });
+    expect(parseMcpMessage(rpc({ method: 'tools/call', params: { name: 't', arguments: 'x' } }))).toMatchObject({ tool: 't', arguments: { unreadable: 'the tool arguments (params.arguments) are not a JSON object' } });
+    const deep = JSON.parse(`${'{"a":'.repeat(20)}1${'}'.repeat(20)}`) as unknown;
+    expect(parseMcpMessage(rpc({ method: 'tools/call', params: { name: 't', arguments: deep } }))).toMatchObject({ tool: 't', arguments: { unreadable: 'the tool arguments are nested deeper than 8' } });
+    // A duplicate key inside the arguments makes the whole body unreadable: a server could read either value.
+    expect(parseMcpMessage(Buffer.from('{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t","arguments":{"amount":1,"amount":1000}}}'))).toMatchObject({ unreadable: expect.stringContaining('"amount" twice') as unknown });
   });
 });
 
@@ -93,7 +105,7 @@ describe('readMcpRequest', () => {
     handle = (req) => readMcpRequest(req, 1024);
     const body = rpc({ method: 'tools/call', params: { name: 'search_web' } }).toString();
     const r = await send('POST', body, { 'content-type': 'application/json; charset=utf-8' });
-    expect(r.read.message).toEqual({ method: 'tools/call', tool: 'search_web', id: 1 });
+    expect(r.read.message).toEqual({ method: 'tools/call', tool: 'search_web', id: 1, arguments: { json: '{}' } });
     expect(r.forwarded).toBe(body);
   });
 

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import { argumentsJson } from '@airlock/common/mcp-arguments';
 import type { McpMessage } from '../authz/authorizer.ts';
 import { duplicateKey } from './duplicate-key.ts';
 
@@ -58,14 +59,14 @@ export function parseMcpMessage(body: Buffer): McpMessage {
   const method = value.method;
   if (typeof method !== 'string' || method === '') return { unreadable: 'the JSON-RPC message has no method (not a request or notification)' };
   if (method.length > MAX_NAME_LENGTH) return { unreadable: `the JSON-RPC method is longer than ${MAX_NAME_LENGTH} characters` };
-  let tool = '';
   if (method === 'tools/call') {
     const name = isObject(value.params) ? value.params.name : undefined;
     if (typeof name !== 'string' || name === '') return { unreadable: 'tools/call without a tool name (params.name)' };
     if (name.length > MAX_NAME_LENGTH) return { unreadable: `the tool name is longer than ${MAX_NAME_LENGTH} characters` };
-    tool = name;
+    // Sent for argument rules: bounded, re-serialized from what was parsed (duplicate keys were refused above).
+    return { method, tool: name, id: value.id, arguments: argumentsJson((value.params as Record<string, unknown>).arguments) };
   }
-  return { method, tool, id: value.id };
+  return { method, tool: '', id: value.id };
 }
 
 export function isObject(v: unknown): v is Record<string, unknown> {

@@ -100,6 +100,18 @@ export interface AuthorizeRequest {
    * then cannot be judged and fails closed (an allow rule does not match, a deny rule does).
    */
   headersIncomplete: boolean;
+  /**
+   * For `tools/call`: the tool arguments (`params.arguments`) as JSON, re-serialized by the sidecar
+   * from the body it read (`{}` when absent), for argument rules. Bounded: at most 16 KiB, nesting
+   * depth 8 and 512 values; the control plane holds the same bounds. Never logged as is: audit lines
+   * name the argument paths a rule looked at, their values redacted unless the policy marks them loggable.
+   */
+  mcpArguments: string;
+  /**
+   * Set instead of mcp_arguments when the arguments cannot be judged (over those bounds, not a JSON
+   * object): why. An argument rule then never allows the call, and a deny rule on arguments denies it.
+   */
+  mcpArgumentsUnreadable: string;
 }
 
 /** One occurrence of a request header. */
@@ -190,6 +202,8 @@ function createBaseAuthorizeRequest(): AuthorizeRequest {
     mcpListedTools: [],
     headers: [],
     headersIncomplete: false,
+    mcpArguments: "",
+    mcpArgumentsUnreadable: "",
   };
 }
 
@@ -233,6 +247,12 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     if (message.headersIncomplete !== false) {
       writer.uint32(248).bool(message.headersIncomplete);
+    }
+    if (message.mcpArguments !== "") {
+      writer.uint32(482).string(message.mcpArguments);
+    }
+    if (message.mcpArgumentsUnreadable !== "") {
+      writer.uint32(490).string(message.mcpArgumentsUnreadable);
     }
     return writer;
   },
@@ -354,6 +374,22 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.headersIncomplete = reader.bool();
             continue;
           }
+          case 60: {
+            if (tag !== 482) {
+              break;
+            }
+
+            message.mcpArguments = reader.string();
+            continue;
+          }
+          case 61: {
+            if (tag !== 490) {
+              break;
+            }
+
+            message.mcpArgumentsUnreadable = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -384,6 +420,8 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.mcpListedTools = object.mcpListedTools?.map((e) => e) || [];
     message.headers = object.headers?.map((e) => RequestHeader.fromPartial(e)) || [];
     message.headersIncomplete = object.headersIncomplete ?? false;
+    message.mcpArguments = object.mcpArguments ?? "";
+    message.mcpArgumentsUnreadable = object.mcpArgumentsUnreadable ?? "";
     return message;
   },
 };
