@@ -1,6 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -10,6 +12,7 @@ import { Agent, ProxyAgent, fetch as undiciFetch } from 'undici7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { listen } from '@airlock/common/net';
+import { adminPost } from '../cli/src/admin-client.ts';
 import type { EchoBody } from '../cli/src/demo/echo-app.ts';
 import { caFromPem } from '../sidecar/src/testing/certs.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
@@ -211,6 +214,28 @@ describe('MCP argument rules, denials as JSON-RPC errors the SDK client surfaces
       await direct.close();
       await peer.close();
     }
+  });
+
+  it('explain shows the argument rule that matched, or the argument that failed', async () => {
+    const from = mesh.agent('planner').identity;
+    const ex = (args: unknown) => adminPost(mesh.creds, '/v1/explain', { from, to: 'tools.agents', path: '/mcp', tool: 'transfer', args }) as Promise<Record<string, unknown>>;
+    expect(await ex({ amount: 100, currency: 'USD', memo: 'rent' })).toMatchObject({
+      allow: true,
+      policy: 'planner-tools',
+      rule: 'rules[0]',
+      arguments: [{ path: 'amount', value: '[redacted]' }, { path: 'currency', value: '[redacted]' }, { path: 'memo', value: '"rent"' }],
+    });
+    const no = await ex({ amount: 101, currency: 'USD', memo: 'rent' });
+    expect(no).toMatchObject({ allow: false, arguments: [{ path: 'amount', value: '[redacted]' }] });
+    expect(no.reason).toMatch(/argument "amount" is above the maximum 100/);
+    // The CLI: airlock explain --tool T --args JSON.
+    const credentials = join(mesh.dir, 'admin.json');
+    writeFileSync(credentials, JSON.stringify(mesh.creds));
+    const bin = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
+    const { stdout } = await promisify(execFile)(process.execPath, [bin, 'explain', '--from', from, '--to', 'tools.agents', '--path', '/mcp', '--tool', 'read_file', '--args', '{"path":"/data/a"}'], { env: { ...process.env, AIRLOCK_CREDENTIALS: credentials }, timeout: 20_000 });
+    expect(stdout).toMatch(/^rule: +rules\[1\]$/m);
+    expect(stdout).toMatch(/^arguments: +path=\[redacted\]$/m);
+    await expect(adminPost(mesh.creds, '/v1/explain', { from, to: 'tools.agents', path: '/mcp', tool: 'transfer', args: [1] })).rejects.toThrow(/"args": the tool arguments \(params.arguments\) are not a JSON object/);
   });
 
   /** The control plane's audit line of a decision (pino writes asynchronously: polled briefly). */
