@@ -8,7 +8,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { Agent, ProxyAgent, fetch as undiciFetch } from 'undici7';
+import { Agent, Headers, ProxyAgent, fetch as undiciFetch } from 'undici7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { listen } from '@airlock/common/net';
@@ -74,9 +74,22 @@ async function startSdkMcpApp(agent: string, onRequest: (body: EchoBody) => void
 
 type Fetch = NonNullable<ConstructorParameters<typeof StreamableHTTPClientTransport>[1]>['fetch'];
 
-/** An SDK client on `url`, its requests sent through `dispatcher` (the agent's proxy, or an mTLS peer's connection). */
-async function sdkClient(url: string, dispatcher: Agent | ProxyAgent): Promise<Client> {
-  const fetch = ((u: string | URL, init?: RequestInit) => undiciFetch(u, { ...(init as object), dispatcher })) as unknown as Fetch;
+/**
+ * An SDK client on `url`, its requests sent through `dispatcher` (the agent's proxy, or an mTLS
+ * peer's connection). `specHeaders` adds the MCP 2026-07-28 Mcp-Method / Mcp-Name headers from each
+ * POST body (SDK 1.32 does not send them yet), with `name` replaced where the test lies.
+ */
+async function sdkClient(url: string, dispatcher: Agent | ProxyAgent, specHeaders?: { lie?: (name: string) => string }): Promise<Client> {
+  const fetch = ((u: string | URL, init?: RequestInit) => {
+    const headers = new Headers(init?.headers as ConstructorParameters<typeof Headers>[0]);
+    if (specHeaders !== undefined && typeof init?.body === 'string') {
+      const m = JSON.parse(init.body) as { method?: string; params?: { name?: string } };
+      if (m.method !== undefined) headers.set('mcp-method', m.method);
+      const name = m.params?.name;
+      if (name !== undefined) headers.set('mcp-name', specHeaders.lie?.(name) ?? name);
+    }
+    return undiciFetch(u, { ...(init as object), headers, dispatcher });
+  }) as unknown as Fetch;
   const client = new Client({ name: 'planner', version: '1.0.0' });
   await client.connect(new StreamableHTTPClientTransport(new URL(url), { fetch }));
   return client;
@@ -214,6 +227,44 @@ describe('MCP argument rules, denials as JSON-RPC errors the SDK client surfaces
       await direct.close();
       await peer.close();
     }
+  });
+
+  it('Mcp-Method / Mcp-Name headers that do not match the body are refused, on both sidecars, and audited', async () => {
+    const honest = await sdkClient('http://tools.agents/mcp', proxy, {});
+    const lying = await sdkClient('http://tools.agents/mcp', proxy, { lie: (name) => (name === 'transfer' ? 'read_file' : name) });
+    try {
+      expect(text(await honest.callTool({ name: 'transfer', arguments: { amount: 5, currency: 'USD', memo: 'm' } }))).toBe('transferred 5 USD');
+      const before = called.length;
+      const err = await refusal(lying.callTool({ name: 'transfer', arguments: { amount: 5, currency: 'USD', memo: 'm' } }));
+      expect(err.code).toBe(-32050);
+      expect(err.message).toBe('MCP error -32050: the MCP request headers do not match its body: the Mcp-Name header "read_file" does not match the body\'s "transfer"');
+      expect(await auditLine((err.data as DenialData).decisionId)).toMatchObject({ verdict: 'deny', mcpHeaderMismatch: expect.stringContaining('Mcp-Name') as unknown });
+      expect(called.length).toBe(before);
+    } finally {
+      await honest.close();
+      await lying.close();
+    }
+    // Raw bytes: the header twice, another method, a body too large to check; through the proxy and to the ingress directly.
+    const body = '{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"transfer","arguments":{"amount":5,"currency":"USD","memo":"m"}}}';
+    const request = (target: string, headers: string, b = body) => `POST ${target} HTTP/1.1\r\nHost: tools.agents\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\n${headers}content-length: ${Buffer.byteLength(b)}\r\nConnection: close\r\n\r\n${b}`;
+    const caPem = readFileSync(join(mesh.dataDir, 'ca.pem'), 'utf8');
+    const planner = caFromPem(caPem, readFileSync(join(mesh.dataDir, 'ca.key'), 'utf8')).issue({ uris: [mesh.agent('planner').identity] });
+    const tls = { ca: caPem, cert: planner.certPem, key: planner.keyPem, checkServerIdentity: () => undefined };
+    const before = called.length;
+    const big = JSON.stringify({ jsonrpc: '2.0', id: 6, method: 'tools/call', params: { name: 'transfer', arguments: { amount: 5, currency: 'USD', memo: 'm', pad: 'x'.repeat(70_000) } } });
+    for (const [headers, why, b] of [
+      ['Mcp-Method: tools/call\r\nmcp-method: tools/call\r\n', /the Mcp-Method header is sent 2 times/, body],
+      ['Mcp-Method: tools/list\r\n', /the Mcp-Method header "tools\/list" does not match the body's method "tools\/call"/, body],
+      ['Mcp-Name: transfer\r\nMcp-Name: wipe\r\n', /the Mcp-Name header is sent 2 times/, body],
+      ['Mcp-Method: tools/call\r\n', /the body cannot be read to check the Mcp-Method header \(the body is larger than 65536 bytes\)/, big],
+    ] as const) {
+      for (const [port, target, o] of [[mesh.agent('planner').outboundPort, 'http://tools.agents/mcp', {}], [mesh.agent('tools').inboundPort, '/mcp', { tls }]] as const) {
+        const res = await rawHttp(port, request(target, headers, b), o);
+        const answer = JSON.parse(res.body) as { reason?: string; error?: { message: string } };
+        expect(answer.error?.message ?? answer.reason, `${port} ${headers}`).toMatch(why);
+      }
+    }
+    expect(called.length).toBe(before);
   });
 
   it('explain shows the argument rule that matched, or the argument that failed', async () => {

@@ -96,6 +96,7 @@ export class Authorizer {
       path: redactQuery(req.path),
       ...(req.mcpMethod === '' ? {} : { mcpMethod: req.mcpMethod, mcpTool: req.mcpTool }),
       ...(req.mcpUnreadable === '' ? {} : { mcpUnreadable: req.mcpUnreadable }),
+      ...(req.mcpHeaderMismatch === '' ? {} : { mcpHeaderMismatch: req.mcpHeaderMismatch }),
     };
     const refuse = (err: AirlockError, reason: string, source: string, destination: string): AirlockError => {
       this.#d.metrics.refused.inc({ reason });
@@ -144,7 +145,10 @@ export class Authorizer {
     // The header map is built only when some rule looks at headers: no rule can tell them from none.
     const headers = !engine.usesHeaders || (req.headers.length === 0 && !req.headersIncomplete) ? undefined : headerInput(req.headers, req.headersIncomplete);
     const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req, engine.usesArguments), headers };
-    const { decision, input } = decide(snapshot, call);
+    const decided = decide(snapshot, call);
+    const input = decided.input;
+    // Headers that say another call than the body: denied whatever the policies say (rules judge the body).
+    const decision = req.mcpHeaderMismatch === '' ? decided.decision : { ...decided.decision, allow: false, policy: '', rule: '', dryRunDeny: false, reason: `the MCP request headers do not match its body: ${req.mcpHeaderMismatch.slice(0, 300)}` };
     // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
     const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     const verdict = decision.allow ? 'allow' : 'deny';

@@ -21,6 +21,8 @@ export interface AuthzRequest {
   readonly path: string;
   /** The MCP message of a POST body, or why it could not be read; undefined for other requests. */
   readonly mcp?: McpMessage;
+  /** Why the request's Mcp-Method / Mcp-Name headers do not match its body; undefined when they match or are absent. */
+  readonly mcpHeaderMismatch?: string;
   /** Tool names of a `tools/list` answer: the decision says which of them may be called. */
   readonly listedTools?: readonly string[];
   /** Request headers for header rules (bounded; see authzHeaders); undefined = none. */

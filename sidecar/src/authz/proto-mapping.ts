@@ -23,6 +23,7 @@ export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
     headersIncomplete: request.headers?.incomplete ?? false,
     mcpArguments: call?.arguments !== undefined && 'json' in call.arguments ? call.arguments.json : '',
     mcpArgumentsUnreadable: call?.arguments !== undefined && 'unreadable' in call.arguments ? call.arguments.unreadable : '',
+    mcpHeaderMismatch: request.mcpHeaderMismatch ?? '',
   };
 }
 

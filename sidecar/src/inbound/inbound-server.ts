@@ -120,7 +120,7 @@ async function admit(deps: InboundDeps, peers: WeakMap<Socket, string>, req: Inc
   // Rules on MCP are judged on both sides: this side reads the body as the caller's side did.
   const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
   mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
-  const decision = await deps.authorizer.authorize({ direction: 'inbound', sourceId: peerId, destinationId: svid.spiffeId, host, port, method, path, mcp: mcp.message, headers: authzHeaders(req.rawHeaders) });
+  const decision = await deps.authorizer.authorize({ direction: 'inbound', sourceId: peerId, destinationId: svid.spiffeId, host, port, method, path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders) });
   assertAllowed(decision);
   deps.logger.debug({ decisionId: decision.decisionId, peer: peerId, method }, 'inbound call allowed');
   const headers = requestHeadersToForward(req.headers);

@@ -140,7 +140,7 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
   const method = req.method ?? 'GET';
   const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
   mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
-  const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, headers: authzHeaders(req.rawHeaders) } as const;
+  const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders) } as const;
   const decision = await deps.authorizer.authorize(question);
   assertAllowed(decision);
   deps.logger.debug({ decisionId: decision.decisionId, host: target.host, method }, 'outbound call allowed');

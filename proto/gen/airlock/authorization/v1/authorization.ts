@@ -112,6 +112,13 @@ export interface AuthorizeRequest {
    * object): why. An argument rule then never allows the call, and a deny rule on arguments denies it.
    */
   mcpArgumentsUnreadable: string;
+  /**
+   * Set when the request carries the MCP spec's Mcp-Method / Mcp-Name headers and they do not match
+   * the body the sidecar read (or it could not be read to check them, or one is sent twice): why.
+   * The control plane then denies the call whatever the policies say (an intermediary or server
+   * routing on the headers would see another call than the one judged), and audits it.
+   */
+  mcpHeaderMismatch: string;
 }
 
 /** One occurrence of a request header. */
@@ -204,6 +211,7 @@ function createBaseAuthorizeRequest(): AuthorizeRequest {
     headersIncomplete: false,
     mcpArguments: "",
     mcpArgumentsUnreadable: "",
+    mcpHeaderMismatch: "",
   };
 }
 
@@ -253,6 +261,9 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     if (message.mcpArgumentsUnreadable !== "") {
       writer.uint32(490).string(message.mcpArgumentsUnreadable);
+    }
+    if (message.mcpHeaderMismatch !== "") {
+      writer.uint32(498).string(message.mcpHeaderMismatch);
     }
     return writer;
   },
@@ -390,6 +401,14 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.mcpArgumentsUnreadable = reader.string();
             continue;
           }
+          case 62: {
+            if (tag !== 498) {
+              break;
+            }
+
+            message.mcpHeaderMismatch = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -422,6 +441,7 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.headersIncomplete = object.headersIncomplete ?? false;
     message.mcpArguments = object.mcpArguments ?? "";
     message.mcpArgumentsUnreadable = object.mcpArgumentsUnreadable ?? "";
+    message.mcpHeaderMismatch = object.mcpHeaderMismatch ?? "";
     return message;
   },
 };
