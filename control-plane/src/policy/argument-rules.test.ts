@@ -113,7 +113,10 @@ describe('argument rules', () => {
   it('a deny rule on arguments denies what it names, and what it cannot judge', () => {
     expect(decide('search', { limit: 10 }).allow).toBe(true);
     expect(decide('search', { limit: 5000 })).toMatchObject({ allow: false, policy: 'no-big-search', rule: 'rules[0]' });
-    expect(decide('search', { limit: '5000' })).toMatchObject({ allow: false, policy: 'no-big-search' });
+    expect(decide('search', { limit: 5000 }).reason).toMatch(/: its argument conditions hold$/);
+    const typed = decide('search', { limit: '5000' });
+    expect(typed).toMatchObject({ allow: false, policy: 'no-big-search' });
+    expect(typed.reason).toMatch(/its argument conditions hold or cannot be judged \(argument "limit" is not a number within ±2\^53 \(it is a string\)\)$/);
     expect(decide('search', {})).toMatchObject({ allow: true });
   });
 

@@ -366,7 +366,8 @@ export class PolicyEngine {
         continue;
       }
       if (p.deny && !p.dryRun) {
-        const argumentWhy = ruleArguments === undefined ? '' : `: its argument conditions hold${lastArgumentFailed === undefined ? '' : ` or cannot be judged (${lastArgumentFailed.why})`}`;
+        const unknown = lastArgumentUnknown;
+        const argumentWhy = ruleArguments === undefined ? '' : `: its argument conditions hold${unknown === undefined ? '' : ` or cannot be judged (${unknown.why})`}`;
         const reason = withReason ? `policy "${p.name}" denies ${describeCall(input, path, host, mcp)}${unreadable ? mcpWhy(mcp) : ''}${headerWhy === '' ? '' : `: ${headerWhy}`}${argumentWhy}` : '';
         return withArguments(decision(false, p.name, rule, version, reason, false), ruleArguments, mcp);
       }
@@ -446,8 +447,10 @@ let lastMatchUnreadable = false;
 let lastHeaderUnknown = '';
 /** Set by matchingRule: the argument conditions of the rule it returned (undefined when it has none). */
 let lastRuleArguments: readonly ArgumentCondition[] | undefined;
-/** Set by matchingRule: the first argument condition that did not hold or could not be judged. */
+/** Set by matchingRule: the first argument condition of an allow rule that did not hold or could not be judged. */
 let lastArgumentFailed: ArgumentCondition | undefined;
+/** Set by matchingRule: for a deny rule it returned, the first argument condition that could not be judged (and so held). */
+let lastArgumentUnknown: ArgumentCondition | undefined;
 
 /**
  * The label of the first rule the request matches (`*` when the policy has no rules), or undefined;
@@ -460,6 +463,7 @@ function matchingRule(p: CompiledPolicy, method: string, methodBit: number, path
   lastHeaderUnknown = '';
   lastRuleArguments = undefined;
   lastArgumentFailed = undefined;
+  lastArgumentUnknown = undefined;
   if (p.rules.length === 0) return '*';
   for (const r of p.rules) {
     if (!r.anyMethod && (r.methodMask & methodBit) === 0 && (r.otherMethods === undefined || !r.otherMethods.has(method))) continue;
@@ -517,24 +521,31 @@ const unjudged = new ArgumentCondition({ path: 'arguments', loggable: false });
 /**
  * Whether every argument condition holds. One that cannot be judged (arguments unreadable or over
  * the bounds, a value of another type, a file path not in normal form) fails closed: it does not
- * hold for an allow rule and holds for a deny rule. Sets `lastArgumentFailed` to the first that did
- * not hold (or could not be judged), keeping an earlier one.
+ * hold for an allow rule and holds for a deny rule. Sets `lastArgumentFailed` (an allow rule's
+ * first condition that did not hold, keeping an earlier one) and `lastArgumentUnknown` (a matching
+ * deny rule's first condition that could not be judged), for the reason.
  */
 function argumentsHold(conditions: readonly ArgumentCondition[], input: McpArguments | AnyArguments | undefined, deny: boolean): boolean {
   const args = input ?? NOT_SENT;
   if ('any' in args) return !deny;
   if ('unreadable' in args) {
     unjudged.why = `the tool arguments cannot be judged: ${args.unreadable}`;
-    lastArgumentFailed ??= unjudged;
+    if (deny) lastArgumentUnknown = unjudged;
+    else lastArgumentFailed ??= unjudged;
     return deny;
   }
+  let unknown: ArgumentCondition | undefined;
   for (const c of conditions) {
     const outcome = c.test(args.value);
     if (outcome === 'holds') continue;
-    lastArgumentFailed ??= c;
-    if (outcome === 'unknown' && deny) continue;
+    if (outcome === 'unknown' && deny) {
+      unknown ??= c;
+      continue;
+    }
+    if (!deny) lastArgumentFailed ??= c;
     return false;
   }
+  if (deny) lastArgumentUnknown = unknown;
   return true;
 }
 
