@@ -11,6 +11,8 @@
 // Prints one JSON line.
 import { loadavg } from 'node:os';
 import { PerformanceObserver } from 'node:perf_hooks';
+import { parse as parseCel, evaluate as evaluateCel } from 'cel-js';
+import { argumentsJson, parseArgumentsJson } from '@airlock/common/mcp-arguments';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { PolicyEngine, toAgent, toHost, type DecisionInput } from '../control-plane/src/policy/engine.ts';
 import { parsePolicyText } from '../control-plane/src/policy/load.ts';
@@ -126,6 +128,56 @@ await new Promise((resolve) => setImmediate(resolve)); // GC entries are deliver
 gcObserver.disconnect();
 times.sort();
 const q = (f: number): number => (times[Math.min(times.length - 1, Math.floor(f * times.length))] ?? NaN) * 1000;
+// Argument rules (issue 17): the `transfer` rule (amount 0..100, currency USD, memo ≤ 64 characters
+// matching an RE2 regex) as the policy language's conditions, against the same check as a CEL
+// expression in cel-js (parsed once, evaluated per call), on the same 20,000 argument objects; and
+// the control plane's share of the sidecar's work: parsing and bounding the arguments' JSON.
+const ARGS_POLICY = `apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: a }
+spec: { selector: { namespace: a } }
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: bank }
+spec:
+  from: { segments: [a] }
+  to: { segments: [a] }
+  rules: [ { mcp: { tools: [transfer], arguments: [ { path: amount, min: 0, max: 100 }, { path: currency, equals: USD }, { path: memo, maxLength: 64, regex: "[a-z0-9 ]*" } ] } } ]
+  action: allow
+`;
+const argsEngine = new PolicyEngine(parsePolicyText(ARGS_POLICY, 'args.yaml'), TD, 1);
+const argSource = parseSpiffeId(`spiffe://${TD}/ns/a/sa/x`);
+const argJson = Array.from({ length: DECISIONS }, (_, i) => (argumentsJson({ amount: pick(150), currency: i % 10 === 0 ? 'EUR' : 'USD', memo: `rent ${i}` }) as { json: string }).json);
+const argInputs = argJson.map((json): DecisionInput => ({ source: argSource, destination: toAgent(argSource), port: 80, method: 'POST', path: '/mcp', mcp: { method: 'tools/call', tool: 'transfer', arguments: parseArgumentsJson(json) } }));
+const cel = parseCel('args.amount >= 0 && args.amount <= 100 && args.currency == "USD" && size(args.memo) <= 64');
+if (!cel.isSuccess) throw new Error('CEL expression does not parse');
+const argValues = argInputs.map((input) => (input.mcp !== undefined && 'arguments' in input.mcp && input.mcp.arguments !== undefined && 'value' in input.mcp.arguments ? input.mcp.arguments.value : {}));
+const meanUs = (n: number, f: (i: number) => unknown): number => {
+  for (let i = 0; i < n; i++) f(i); // warm-up
+  const start = performance.now();
+  for (let i = 0; i < n; i++) f(i);
+  return ((performance.now() - start) / n) * 1000;
+};
+let argsAllowed = 0;
+let celAllowed = 0;
+const argumentRules = {
+  /** A whole decision (segments, policy, rule, tool, three argument conditions). */
+  decisionUs: meanUs(DECISIONS, (i) => argsEngine.evaluate(argInputs[i] as DecisionInput)),
+  /** The same decision without argument conditions on the rule's tool (the call as before issue 17). */
+  decisionWithoutArgumentsUs: meanUs(DECISIONS, (i) => argsEngine.evaluate({ ...(argInputs[i] as DecisionInput), mcp: { method: 'tools/call', tool: 'other' } })),
+  /** The control plane parsing and bounding the arguments' JSON (done only when some rule uses arguments). */
+  parseArgumentsUs: meanUs(DECISIONS, (i) => parseArgumentsJson(argJson[i] ?? '{}')),
+  /** cel-js 0.8.2 evaluating the equivalent expression (without the regex: cel-js has no matches()). */
+  celUs: meanUs(DECISIONS, (i) => evaluateCel(cel.cst, { args: argValues[i] })),
+  allowedShare: 0,
+  celAllowedShare: 0,
+};
+for (const input of argInputs) if (argsEngine.evaluate(input).allow) argsAllowed++;
+for (const args of argValues) if (evaluateCel(cel.cst, { args }) === true) celAllowed++;
+argumentRules.allowedShare = argsAllowed / DECISIONS;
+argumentRules.celAllowedShare = celAllowed / DECISIONS;
+
 console.log(JSON.stringify({
   agents: AGENTS,
   segments: parsed.segments.length,
@@ -145,5 +197,6 @@ console.log(JSON.stringify({
   gcsDuringDecisions: gcs,
   gcMsDuringDecisions: gcMs,
   allowedShare: allowed / inputs.length,
+  argumentRules,
   loadAverage: loadavg()[0],
 }));

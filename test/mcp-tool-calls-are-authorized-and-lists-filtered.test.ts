@@ -61,15 +61,19 @@ describe('MCP over streamable HTTP through the mesh', () => {
     expect(received.at(-1)?.body).toBe(body);
   });
 
-  it('refuses a tool no policy allows, and one a deny names, with 403 JSON naming why; nothing reaches the app', async () => {
+  it('refuses a tool no policy allows, and one a deny names, with a JSON-RPC error naming why (the 403 JSON in error.data); nothing reaches the app', async () => {
     const before = received.length;
+    type Denial = { id: number; error: { code: number; message: string; data: Record<string, unknown> } };
     const res = await call('planner', rpc('tools/call', { name: 'delete_all' }));
-    expect(res.status).toBe(403);
-    expect(res.json()).toMatchObject({ error: 'denied', policy: '', policyVersion: 1, rule: '' });
-    expect(res.json<{ reason: string }>().reason).toMatch(/no policy allows POST \/mcp \(MCP tools\/call delete_all\)/);
+    expect(res.status).toBe(200);
+    expect(res.json<Denial>()).toMatchObject({ jsonrpc: '2.0', id: 1, error: { code: -32050, data: { error: 'denied', policy: '', policyVersion: 1, rule: '' } } });
+    expect(res.json<Denial>().error.message).toMatch(/no policy allows POST \/mcp \(MCP tools\/call delete_all\)/);
     const admin = await call('planner', rpc('tools/call', { name: 'search_admin_users' }));
-    expect(admin.status).toBe(403);
-    expect(admin.json()).toMatchObject({ error: 'denied', policy: 'no-admin-tools', policyVersion: 1, rule: 'rules[0]' });
+    expect(admin.json<Denial>().error.data).toMatchObject({ error: 'denied', policy: 'no-admin-tools', policyVersion: 1, rule: 'rules[0]' });
+    // Without an Accept a Streamable HTTP client sends, the plain 403 JSON.
+    const plain = await mesh.call('planner', 'POST', 'http://tools.agents/mcp', { headers: { 'content-type': 'application/json' }, body: rpc('tools/call', { name: 'delete_all' }) });
+    expect(plain.status).toBe(403);
+    expect(plain.json()).toMatchObject({ error: 'denied', policy: '' });
     expect(received.length).toBe(before);
   });
 

@@ -122,8 +122,8 @@ describe('Node agents call mesh peers through CONNECT as Node sends it', () => {
     try {
       const result = await client.callTool({ name: 'search_web', arguments: {} });
       expect(result.content).toEqual([{ type: 'text', text: 'results from the tools app' }]);
-      // The SDK's error carries the status and the sidecar's JSON reason.
-      await expect(client.callTool({ name: 'delete_all', arguments: {} })).rejects.toMatchObject({ code: 403, message: expect.stringMatching(/"error":"denied","reason":"no policy allows POST \/mcp \(MCP tools\/call delete_all\)/) as unknown });
+      // A JSON-RPC error for the call: the SDK's McpError carries the sidecar's reason and, in data, its 403 JSON.
+      await expect(client.callTool({ name: 'delete_all', arguments: {} })).rejects.toMatchObject({ code: -32050, message: expect.stringMatching(/no policy allows POST \/mcp \(MCP tools\/call delete_all\)/) as unknown, data: { error: 'denied' } });
       // tools/list answers only what planner may call.
       expect((await client.listTools()).tools.map((t) => t.name)).toEqual(['search_web']);
     } finally {

@@ -17,7 +17,7 @@ export const POLICY_HELP: Readonly<Record<string, string>> = {
   delete: 'Usage: airlock delete segment|policy NAME\n\nDeletes one document as a new policy version. A segment a policy still uses is refused.',
   history: 'Usage: airlock history [-o table|json|yaml]\n\nThe policy versions, newest first: who made each, and how.',
   rollback: 'Usage: airlock rollback --to N\n\nMakes version N\'s documents current again, as a new version.',
-  explain: 'Usage: airlock explain --from SPIFFE-ID --to HOST[:PORT] [--method GET] [--path /] [--tool T] [--header NAME=VALUE]... [-o table|json|yaml]\n\nThe decision the control plane would make for this call now (verdict, policy version, policy, rule,\nreason), without sending traffic. PORT defaults to 80. --tool T explains an MCP tools/call of tool T\n(method POST unless --method says otherwise). --header (repeatable) gives the headers of the call for header\nrules; the headers given are taken as all the headers of the call.',
+  explain: 'Usage: airlock explain --from SPIFFE-ID --to HOST[:PORT] [--method GET] [--path /] [--tool T [--args JSON]] [--header NAME=VALUE]... [-o table|json|yaml]\n\nThe decision the control plane would make for this call now (verdict, policy version, policy, rule,\nreason), without sending traffic. PORT defaults to 80. --tool T explains an MCP tools/call of tool T\n(method POST unless --method says otherwise), with --args its arguments (a JSON object, {} if not given)\nfor argument rules. --header (repeatable) gives the headers of the call for header\nrules; the headers given are taken as all the headers of the call.',
   validate: 'Usage: airlock validate -f FILE|DIR\n\nChecks documents offline, with every problem as file:line:col. Exit 0 valid, 2 invalid.',
 };
 
@@ -150,7 +150,7 @@ export async function runRollback(argv: string[]): Promise<number> {
 }
 
 export async function runExplain(argv: string[]): Promise<number> {
-  const { values } = parseAdminFlags(argv, { from: { type: 'string' }, to: { type: 'string' }, method: { type: 'string' }, path: { type: 'string' }, tool: { type: 'string' }, header: { type: 'string', multiple: true } });
+  const { values } = parseAdminFlags(argv, { from: { type: 'string' }, to: { type: 'string' }, method: { type: 'string' }, path: { type: 'string' }, tool: { type: 'string' }, args: { type: 'string' }, header: { type: 'string', multiple: true } });
   if (helpOr('explain', values)) return 0;
   const headers = (Array.isArray(values.header) ? values.header : []).map((h) => {
     const eq = typeof h === 'string' ? h.indexOf('=') : -1;
@@ -158,6 +158,15 @@ export async function runExplain(argv: string[]): Promise<number> {
     return { name: h.slice(0, eq), value: h.slice(eq + 1) };
   });
   const tool = typeof values.tool === 'string' ? values.tool : undefined;
+  let args: unknown;
+  if (typeof values.args === 'string') {
+    if (tool === undefined) throw new UsageError('--args needs --tool');
+    try {
+      args = JSON.parse(values.args);
+    } catch {
+      throw new UsageError(`--args takes a JSON object (got ${values.args.slice(0, 100)})`);
+    }
+  }
   const output = outputOf(values.output);
   if (typeof values.from !== 'string' || typeof values.to !== 'string') throw new UsageError('--from SPIFFE-ID and --to HOST[:PORT] are required');
   const r = (await adminPost(credentialsOf(values), '/v1/explain', {
@@ -166,14 +175,16 @@ export async function runExplain(argv: string[]): Promise<number> {
     method: typeof values.method === 'string' ? values.method : tool === undefined ? 'GET' : 'POST',
     ...(typeof values.path === 'string' ? { path: values.path } : {}),
     ...(tool === undefined ? {} : { tool }),
+    ...(args === undefined ? {} : { args }),
     ...(headers.length === 0 ? {} : { headers }),
-  })) as { allow: boolean; dryRunDeny: boolean; version: number; policy: string; rule: string; reason: string; destination: string };
+  })) as { allow: boolean; dryRunDeny: boolean; version: number; policy: string; rule: string; reason: string; destination: string; arguments?: { path: string; value: string }[] };
   print(output, r, () =>
     [
       `decision:       ${r.allow ? (r.dryRunDeny ? 'allow (dry-run: would deny)' : 'allow') : 'deny'}`,
       `policy version: ${r.version}`,
       `policy:         ${r.policy === '' ? '(none: default deny)' : r.policy}`,
       `rule:           ${r.rule === '' ? '-' : r.rule}`,
+      ...(r.arguments === undefined ? [] : [`arguments:      ${r.arguments.map((a) => `${a.path}=${a.value}`).join(', ')}`]),
       `destination:    ${r.destination === '' ? '(external host)' : r.destination}`,
       `reason:         ${r.reason}`,
     ].join('\n'),

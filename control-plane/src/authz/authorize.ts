@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { redactQuery, type Logger } from '@airlock/common/logging';
 import { MAX_AUTHZ_HEADER_BYTES, MAX_AUTHZ_HEADERS } from '@airlock/common/headers';
+import { MAX_MCP_ARGUMENT_BYTES, parseArgumentsJson } from '@airlock/common/mcp-arguments';
 import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { Direction, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
@@ -30,10 +31,22 @@ interface DecisionMetrics {
 /** More listed tools than this in one tools/list filter is refused: the check is bounded. */
 const MAX_LISTED_TOOLS = 1000;
 
-/** The MCP part of a request: a message, why there is none though there should be, or nothing. */
-function mcpOf(req: AuthorizeRequest): McpInput | undefined {
+/** Arguments no rule looks at (no policy has argument conditions): not parsed. */
+const NOT_PARSED = { unreadable: 'not parsed: no rule looks at arguments' } as const;
+
+/**
+ * The MCP part of a request: a message, why there is none though there should be, or nothing.
+ * The arguments of a `tools/call` are parsed only when some rule looks at them.
+ */
+function mcpOf(req: AuthorizeRequest, usesArguments: boolean): McpInput | undefined {
   if (req.mcpUnreadable !== '') return { unreadable: req.mcpUnreadable };
-  if (req.mcpMethod !== '') return { method: req.mcpMethod, tool: req.mcpMethod === 'tools/call' ? req.mcpTool : '' };
+  if (req.mcpMethod === 'tools/call') {
+    if (!usesArguments) return { method: req.mcpMethod, tool: req.mcpTool, arguments: NOT_PARSED };
+    if (req.mcpArgumentsUnreadable !== '') return { method: req.mcpMethod, tool: req.mcpTool, arguments: { unreadable: req.mcpArgumentsUnreadable } };
+    // A sidecar that sent no arguments (an older one) has them judged as unreadable: fail closed.
+    return { method: req.mcpMethod, tool: req.mcpTool, arguments: req.mcpArguments === '' ? { unreadable: 'the sidecar sent no arguments' } : parseArgumentsJson(req.mcpArguments) };
+  }
+  if (req.mcpMethod !== '') return { method: req.mcpMethod, tool: '' };
   return undefined;
 }
 
@@ -43,6 +56,8 @@ function checkHeaderBounds(req: AuthorizeRequest): void {
   let bytes = 0;
   for (const h of req.headers) bytes += Buffer.byteLength(h.name) + Buffer.byteLength(h.value);
   if (bytes > MAX_AUTHZ_HEADER_BYTES) throw new AirlockError(ErrorCode.BadRequest, `more than ${MAX_AUTHZ_HEADER_BYTES} bytes of headers`);
+  // The sidecar's bound on arguments, held here too (depth and count are checked when they are parsed).
+  if (req.mcpArguments.length > MAX_MCP_ARGUMENT_BYTES) throw new AirlockError(ErrorCode.BadRequest, `more than ${MAX_MCP_ARGUMENT_BYTES} bytes of tool arguments`);
 }
 
 /**
@@ -81,6 +96,7 @@ export class Authorizer {
       path: redactQuery(req.path),
       ...(req.mcpMethod === '' ? {} : { mcpMethod: req.mcpMethod, mcpTool: req.mcpTool }),
       ...(req.mcpUnreadable === '' ? {} : { mcpUnreadable: req.mcpUnreadable }),
+      ...(req.mcpHeaderMismatch === '' ? {} : { mcpHeaderMismatch: req.mcpHeaderMismatch }),
     };
     const refuse = (err: AirlockError, reason: string, source: string, destination: string): AirlockError => {
       this.#d.metrics.refused.inc({ reason });
@@ -128,8 +144,11 @@ export class Authorizer {
 
     // The header map is built only when some rule looks at headers: no rule can tell them from none.
     const headers = !engine.usesHeaders || (req.headers.length === 0 && !req.headersIncomplete) ? undefined : headerInput(req.headers, req.headersIncomplete);
-    const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req), headers };
-    const { decision, input } = decide(snapshot, call);
+    const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req, engine.usesArguments), headers };
+    const decided = decide(snapshot, call);
+    const input = decided.input;
+    // Headers that say another call than the body: denied whatever the policies say (rules judge the body).
+    const decision = req.mcpHeaderMismatch === '' ? decided.decision : { ...decided.decision, allow: false, policy: '', rule: '', dryRunDeny: false, reason: `the MCP request headers do not match its body: ${req.mcpHeaderMismatch.slice(0, 300)}` };
     // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
     const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     const verdict = decision.allow ? 'allow' : 'deny';
@@ -147,6 +166,8 @@ export class Authorizer {
         rule: decision.rule,
         reason: decision.reason,
         dryRun: decision.dryRunDeny,
+        // The argument paths the rule looked at; values redacted unless the policy marks them loggable.
+        ...(decision.arguments === undefined ? {} : { mcpArguments: decision.arguments }),
         ...(req.mcpListedTools.length === 0 ? {} : { mcpListedTools: req.mcpListedTools.length, mcpAllowedTools: allowedTools }),
       },
       'authorization decision',

@@ -1,5 +1,7 @@
 import type { Labels } from '@airlock/common/labels';
 import { meshHostOf, type SpiffeId } from '@airlock/common/spiffe';
+import type { McpArguments } from '@airlock/common/mcp-arguments';
+import { ArgumentCondition } from './arguments.ts';
 import { normalizePath } from './path.ts';
 import { Glob } from './glob.ts';
 import { SegmentIndex } from './segment-index.ts';
@@ -71,7 +73,21 @@ const NO_HEADERS: HeaderInput = { values: new Map(), incomplete: false };
  * The MCP JSON-RPC message of a POST, as the sidecar read it, or why it could not (too large, not
  * JSON, not application/json, not a request). `tool` is the `params.name` of a `tools/call`, else ''.
  */
-export type McpInput = { readonly method: string; readonly tool: string } | { readonly unreadable: string };
+export type McpInput = { readonly method: string; readonly tool: string; readonly arguments?: McpArguments | AnyArguments } | { readonly unreadable: string };
+
+/**
+ * The arguments of the "list" phase (filtering a `tools/list` answer): no call yet, so a tool is
+ * listed when some call of it could be allowed. Allow rules' argument conditions count as met, and
+ * deny rules with argument conditions do not hide the tool (they judge each call).
+ */
+export type AnyArguments = { readonly any: true };
+export const ANY_ARGUMENTS: AnyArguments = { any: true };
+
+/** An argument an argument rule looked at, for the audit line: the value redacted unless the policy marks it loggable. */
+export interface ArgumentNote {
+  readonly path: string;
+  readonly value: string;
+}
 
 export interface PolicyDecision {
   readonly allow: boolean;
@@ -84,6 +100,8 @@ export interface PolicyDecision {
   readonly reason: string;
   /** A dry-run policy would have denied: the call is let through, and said so. */
   readonly dryRunDeny: boolean;
+  /** The arguments the deciding rule's argument conditions looked at (or the one that failed a "no policy allows"); undefined when none. */
+  readonly arguments?: readonly ArgumentNote[];
 }
 
 interface CompiledRule {
@@ -99,7 +117,7 @@ interface CompiledRule {
   /** ... and, at the same index, `/x` (the prefix itself). */
   readonly prefixRoots: readonly string[];
   readonly anyPath: boolean;
-  readonly mcp: { readonly methods: readonly Glob[] | undefined; readonly tools: readonly Glob[] | undefined } | undefined;
+  readonly mcp: { readonly methods: readonly Glob[] | undefined; readonly tools: readonly Glob[] | undefined; readonly args: readonly ArgumentCondition[] | undefined } | undefined;
   readonly headers: readonly CompiledHeader[] | undefined;
 }
 
@@ -183,6 +201,8 @@ export class PolicyEngine {
   readonly version: number;
   /** True when some rule has header conditions: only then need callers send request headers. */
   readonly usesHeaders: boolean;
+  /** True when some rule has argument conditions: only then need callers parse tool arguments. */
+  readonly usesArguments: boolean;
   readonly #segments: SegmentIndex;
   readonly #segmentCount: number;
   readonly #methods: MethodBits;
@@ -207,9 +227,11 @@ export class PolicyEngine {
     this.#segments.names.forEach((name, n) => push(numbers, name, n));
     const numbersOf = (names: readonly string[]): Set<number> => new Set(names.flatMap((name) => numbers.get(name) ?? []));
     let usesHeaders = false;
+    let usesArguments = false;
     docs.policies.forEach((doc, order) => {
       const compiled = compilePolicy(doc, order, this.#methods);
       if (compiled.rules.some((r) => r.headers !== undefined)) usesHeaders = true;
+      if (compiled.rules.some((r) => r.mcp?.args !== undefined)) usesArguments = true;
       const toSegments = doc.toSegments === undefined ? undefined : numbersOf(doc.toSegments);
       for (const from of numbersOf(doc.fromSegments)) {
         if (toSegments !== undefined) {
@@ -223,6 +245,7 @@ export class PolicyEngine {
       }
     });
     this.usesHeaders = usesHeaders;
+    this.usesArguments = usesArguments;
   }
 
   static empty(trustDomain: string): PolicyEngine {
@@ -254,7 +277,7 @@ export class PolicyEngine {
   callableTools(input: DecisionInput, tools: readonly string[]): string[] {
     const call = this.#prepare(input);
     if ('allow' in call) return []; // a refused path: every call of it is denied
-    return tools.filter((tool) => this.#decide(input, call.path, call.plain, call.host, call.candidates, { method: 'tools/call', tool }, false).allow);
+    return tools.filter((tool) => this.#decide(input, call.path, call.plain, call.host, call.candidates, { method: 'tools/call', tool, arguments: ANY_ARGUMENTS }, false).allow);
   }
 
   /** The normalized path and host ('' for an agent), and the candidate policies; or the denial of a refused path. */
@@ -320,6 +343,8 @@ export class PolicyEngine {
     let dryRunScope: CompiledPolicy | undefined;
     let unreadableMattered = false;
     let headerUnknown = '';
+    let argumentFailed: ArgumentCondition | undefined;
+    let allowArguments: readonly ArgumentCondition[] | undefined;
     const headers = input.headers ?? NO_HEADERS;
     const version = this.version;
     const methodBit = this.#methods.of(input.method);
@@ -331,6 +356,9 @@ export class PolicyEngine {
       if (unreadable) unreadableMattered = true;
       const headerWhy = lastHeaderUnknown;
       if (headerUnknown === '') headerUnknown = headerWhy;
+      const ruleArguments = lastRuleArguments;
+      // Why an allow did not match (a deny whose conditions fail is no news).
+      if (!p.deny) argumentFailed ??= lastArgumentFailed;
       if (rule === undefined) {
         // A dry-run allow that covers this source and destination is being rolled out: what it
         // does not allow would be denied once enforced, so it is reported but let through.
@@ -338,8 +366,10 @@ export class PolicyEngine {
         continue;
       }
       if (p.deny && !p.dryRun) {
-        const reason = withReason ? `policy "${p.name}" denies ${describeCall(input, path, host, mcp)}${unreadable ? mcpWhy(mcp) : ''}${headerWhy === '' ? '' : `: ${headerWhy}`}` : '';
-        return decision(false, p.name, rule, version, reason, false);
+        const unknown = lastArgumentUnknown;
+        const argumentWhy = ruleArguments === undefined ? '' : `: its argument conditions hold${unknown === undefined ? '' : ` or cannot be judged (${unknown.why})`}`;
+        const reason = withReason ? `policy "${p.name}" denies ${describeCall(input, path, host, mcp)}${unreadable ? mcpWhy(mcp) : ''}${headerWhy === '' ? '' : `: ${headerWhy}`}${argumentWhy}` : '';
+        return withArguments(decision(false, p.name, rule, version, reason, false), ruleArguments, mcp);
       }
       if (p.deny) {
         if (dryRunDeny === undefined) {
@@ -349,18 +379,23 @@ export class PolicyEngine {
       } else if (allow === undefined) {
         allow = p;
         allowRule = rule;
+        allowArguments = ruleArguments;
       }
     }
     // A dry-run deny only matters for a call that would otherwise pass.
     if (allow === undefined && dryRunScope === undefined) {
-      const reason = withReason ? `no policy allows ${describeCall(input, path, host, mcp)}${unreadableMattered ? mcpWhy(mcp) : ''}${headerUnknown === '' ? '' : `: ${headerUnknown}`}` : '';
-      return decision(false, '', '', version, reason, false);
+      const reason = withReason ? `no policy allows ${describeCall(input, path, host, mcp)}${unreadableMattered ? mcpWhy(mcp) : ''}${headerUnknown === '' ? '' : `: ${headerUnknown}`}${argumentFailed === undefined ? '' : `: ${argumentFailed.why}`}` : '';
+      const denied = decision(false, '', '', version, reason, false);
+      return argumentFailed === undefined ? denied : withArguments(denied, [argumentFailed], mcp);
     }
     if (dryRunDeny !== undefined) {
       const reason = withReason ? `would deny: policy "${dryRunDeny.name}" denies ${describeCall(input, path, host, mcp)}` : '';
       return decision(true, dryRunDeny.name, dryRunDenyRule, version, reason, true);
     }
-    if (allow !== undefined) return decision(true, allow.name, allowRule, version, allow.allowReason, false);
+    if (allow !== undefined) {
+      const allowed = decision(true, allow.name, allowRule, version, allow.allowReason, false);
+      return allowArguments === undefined ? allowed : withArguments(allowed, allowArguments, mcp);
+    }
     const scope = dryRunScope as CompiledPolicy;
     return decision(true, scope.name, '', version, withReason ? `would deny: no policy allows ${describeCall(input, path, host, mcp)}` : '', true);
   }
@@ -369,6 +404,17 @@ export class PolicyEngine {
 /** One shape for every decision. */
 function decision(allow: boolean, policy: string, rule: string, version: number, reason: string, dryRunDeny: boolean): PolicyDecision {
   return { allow, policy, rule, version, reason, dryRunDeny };
+}
+
+/** The decision with the arguments its rule looked at (values redacted unless loggable). */
+function withArguments(d: PolicyDecision, conditions: readonly ArgumentCondition[] | undefined, mcp: McpInput | undefined): PolicyDecision {
+  if (conditions === undefined) return d;
+  const args = mcp !== undefined && 'arguments' in mcp && mcp.arguments !== undefined && 'value' in mcp.arguments ? mcp.arguments.value : undefined;
+  const notes = conditions.map((c) => {
+    const v = args === undefined ? undefined : c.valueIn(args);
+    return { path: c.path, value: args === undefined ? '(not judged)' : v === undefined ? '(absent)' : c.shown(v) };
+  });
+  return { ...d, arguments: notes };
 }
 
 /** The call, for a reason that names it: built only for decisions that need it (not for an allow). */
@@ -399,6 +445,12 @@ function matchesHost(p: CompiledPolicy, host: string): boolean {
 let lastMatchUnreadable = false;
 /** Set by matchingRule: why a header condition could not be judged ('' when all could). */
 let lastHeaderUnknown = '';
+/** Set by matchingRule: the argument conditions of the rule it returned (undefined when it has none). */
+let lastRuleArguments: readonly ArgumentCondition[] | undefined;
+/** Set by matchingRule: the first argument condition of an allow rule that did not hold or could not be judged. */
+let lastArgumentFailed: ArgumentCondition | undefined;
+/** Set by matchingRule: for a deny rule it returned, the first argument condition that could not be judged (and so held). */
+let lastArgumentUnknown: ArgumentCondition | undefined;
 
 /**
  * The label of the first rule the request matches (`*` when the policy has no rules), or undefined;
@@ -409,6 +461,9 @@ let lastHeaderUnknown = '';
 function matchingRule(p: CompiledPolicy, method: string, methodBit: number, path: string | undefined, plain: string | undefined, mcp: McpInput | undefined, headers: HeaderInput): string | undefined {
   lastMatchUnreadable = false;
   lastHeaderUnknown = '';
+  lastRuleArguments = undefined;
+  lastArgumentFailed = undefined;
+  lastArgumentUnknown = undefined;
   if (p.rules.length === 0) return '*';
   for (const r of p.rules) {
     if (!r.anyMethod && (r.methodMask & methodBit) === 0 && (r.otherMethods === undefined || !r.otherMethods.has(method))) continue;
@@ -430,6 +485,10 @@ function matchingRule(p: CompiledPolicy, method: string, methodBit: number, path
         } else if (p.deny) {
           continue;
         }
+      }
+      if (r.mcp.args !== undefined) {
+        if (mcp.method !== 'tools/call' || !argumentsHold(r.mcp.args, mcp.arguments, p.deny)) continue;
+        lastRuleArguments = r.mcp.args;
       }
     }
     return r.label;
@@ -453,6 +512,41 @@ function pathMatches(r: CompiledRule, path: string): boolean {
     if (path.startsWith(r.prefixes[i] ?? '') || path === r.prefixRoots[i]) return true;
   }
   return false;
+}
+
+const NOT_SENT = { unreadable: 'no arguments were sent to the control plane' } as const;
+/** Stands for the whole arguments when they cannot be judged: its `why` says why. */
+const unjudged = new ArgumentCondition({ path: 'arguments', loggable: false });
+
+/**
+ * Whether every argument condition holds. One that cannot be judged (arguments unreadable or over
+ * the bounds, a value of another type, a file path not in normal form) fails closed: it does not
+ * hold for an allow rule and holds for a deny rule. Sets `lastArgumentFailed` (an allow rule's
+ * first condition that did not hold, keeping an earlier one) and `lastArgumentUnknown` (a matching
+ * deny rule's first condition that could not be judged), for the reason.
+ */
+function argumentsHold(conditions: readonly ArgumentCondition[], input: McpArguments | AnyArguments | undefined, deny: boolean): boolean {
+  const args = input ?? NOT_SENT;
+  if ('any' in args) return !deny;
+  if ('unreadable' in args) {
+    unjudged.why = `the tool arguments cannot be judged: ${args.unreadable}`;
+    if (deny) lastArgumentUnknown = unjudged;
+    else lastArgumentFailed ??= unjudged;
+    return deny;
+  }
+  let unknown: ArgumentCondition | undefined;
+  for (const c of conditions) {
+    const outcome = c.test(args.value);
+    if (outcome === 'holds') continue;
+    if (outcome === 'unknown' && deny) {
+      unknown ??= c;
+      continue;
+    }
+    if (!deny) lastArgumentFailed ??= c;
+    return false;
+  }
+  if (deny) lastArgumentUnknown = unknown;
+  return true;
 }
 
 function anyGlob(globs: readonly Glob[], value: string): boolean {
@@ -541,6 +635,7 @@ function compilePolicy(p: PolicyDoc, order: number, methods: MethodBits): Compil
         mcp: r.mcp === undefined ? undefined : {
           methods: r.mcp.methods.length === 0 ? undefined : r.mcp.methods.map((g) => new Glob(g)),
           tools: r.mcp.tools.length === 0 ? undefined : r.mcp.tools.map((g) => new Glob(g)),
+          args: r.mcp.arguments.length === 0 ? undefined : r.mcp.arguments.map((a) => new ArgumentCondition(a)),
         },
         headers: r.headers.length === 0 ? undefined : r.headers.map(compileHeader),
       };

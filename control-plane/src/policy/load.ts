@@ -4,9 +4,11 @@ import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { isUnsentHeader } from '@airlock/common/headers';
 import { labelKeyProblem, labelValueProblem, MAX_LABELS } from '@airlock/common/labels';
 import { parseSpiffeId } from '@airlock/common/spiffe';
+import { RE2JS } from 're2js';
+import { ARGUMENT_PATH, filePathProblem, MAX_ARGUMENT_REGEX_LENGTH } from './arguments.ts';
 import { FastDocuments } from './fast-yaml.ts';
 import { normalizePath } from './path.ts';
-import type { HeaderRuleDoc, McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc } from './types.ts';
+import type { ArgumentRuleDoc, ArgumentScalar, HeaderRuleDoc, McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc } from './types.ts';
 import { checkDocumentMarkers, FILE_LIMITS, parseYamlDocuments, type YamlLimits } from './yaml-limits.ts';
 import { fieldOf, treeOf, type TreeMap, type TreeNode } from './yaml-tree.ts';
 
@@ -407,14 +409,131 @@ function mcpOf(node: TreeNode | null | undefined, problems: Problems): McpRuleDo
     problems.add(node, '"spec.rules[].mcp" must be a mapping with methods and/or tools');
     return undefined;
   }
-  const m = fields(node, 'spec.rules[].mcp.', ['methods', 'tools'], problems);
+  const m = fields(node, 'spec.rules[].mcp.', ['methods', 'tools', 'arguments'], problems);
   const methods = strList(m.get('methods'), 'spec.rules[].mcp.methods', problems, (s) =>
     MCP_NAME_GLOB.test(s) ? undefined : `"${s}" is not a JSON-RPC method name or glob (letters, digits, "_", "-", ".", "/", "*")`,
   ) ?? [];
   const tools = strList(m.get('tools'), 'spec.rules[].mcp.tools', problems, (s) =>
     MCP_NAME_GLOB.test(s) ? undefined : `"${s}" is not a tool name or glob (letters, digits, "_", "-", ".", "/", "*")`,
   ) ?? [];
-  return { methods, tools };
+  const args = argumentsOf(m.get('arguments'), problems);
+  if (args.length > 0 && tools.length === 0) problems.add(m.get('arguments'), '"spec.rules[].mcp.arguments" needs "tools": argument names belong to tools (write tools: ["*"] for any tool)');
+  return { methods, tools, arguments: args };
+}
+
+/** At most this many argument conditions per rule. */
+const MAX_ARGUMENT_CONDITIONS = 32;
+const ARGUMENT_FIELDS = ['path', 'present', 'equals', 'oneOf', 'glob', 'filePath', 'regex', 'min', 'max', 'minLength', 'maxLength', 'loggable'];
+
+function argumentsOf(node: TreeNode | null | undefined, problems: Problems): ArgumentRuleDoc[] {
+  if (node === undefined || node === null) return [];
+  const field = 'spec.rules[].mcp.arguments';
+  if (node.kind !== 'seq') {
+    problems.add(node, `"${field}" must be a list of { path, <conditions> }`);
+    return [];
+  }
+  if (node.items.length > MAX_ARGUMENT_CONDITIONS) problems.add(node, `"${field}" may have at most ${MAX_ARGUMENT_CONDITIONS} entries`);
+  const out: ArgumentRuleDoc[] = [];
+  for (const item of node.items) {
+    if (item?.kind !== 'map') {
+      problems.add(item ?? node, `"${field}" entries must be mappings { path, <conditions> }`);
+      continue;
+    }
+    const a = argumentOf(item, fields(item, `${field}[].`, ARGUMENT_FIELDS, problems), `${field}[]`, problems);
+    if (a !== undefined) out.push(a);
+  }
+  return out;
+}
+
+function argumentOf(item: TreeMap, f: Map<string, TreeNode | null>, field: string, problems: Problems): ArgumentRuleDoc | undefined {
+  const before = problems.list.length;
+  const path = str(f.get('path'), `${field}.path`, problems, item);
+  if (path !== undefined && !ARGUMENT_PATH.test(path)) problems.add(f.get('path'), `"${field}.path": "${path.slice(0, 100)}" is not an argument path (keys of letters, digits, "_", "-" joined by ".", array indexes as [0]; at most 8 steps)`);
+  const scalarOf = (n: TreeNode | null | undefined, name: string): ArgumentScalar | undefined => {
+    const v = n?.kind === 'scalar' ? n.value : undefined;
+    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' || v === null) return v;
+    problems.add(n ?? item, `"${field}.${name}" must be a string, number, boolean or null`);
+    return undefined;
+  };
+  const numberOf = (name: string, integer: boolean): number | undefined => {
+    const n = f.get(name);
+    if (n === undefined) return undefined;
+    const v = n?.kind === 'scalar' ? n.value : undefined;
+    if (typeof v === 'number' && Number.isFinite(v) && (!integer || (Number.isInteger(v) && v >= 0))) return v;
+    problems.add(n ?? item, `"${field}.${name}" must be ${integer ? 'a whole number ≥ 0' : 'a number'}`);
+    return undefined;
+  };
+  const boolOf = (name: string): boolean | undefined => {
+    const n = f.get(name);
+    if (n === undefined) return undefined;
+    const v = n?.kind === 'scalar' ? n.value : undefined;
+    if (typeof v === 'boolean') return v;
+    problems.add(n ?? item, `"${field}.${name}" must be true or false`);
+    return undefined;
+  };
+  const present = boolOf('present');
+  const loggable = boolOf('loggable') ?? false;
+  const equals = f.has('equals') ? scalarOf(f.get('equals'), 'equals') : undefined;
+  let oneOf: ArgumentScalar[] | undefined;
+  const oneOfNode = f.get('oneOf');
+  if (oneOfNode !== undefined) {
+    if (oneOfNode?.kind !== 'seq' || oneOfNode.items.length === 0) problems.add(oneOfNode ?? item, `"${field}.oneOf" must be a non-empty list of values`);
+    else oneOf = oneOfNode.items.map((n) => scalarOf(n, 'oneOf')).filter((v) => v !== undefined);
+  }
+  const glob = f.has('glob') ? str(f.get('glob'), `${field}.glob`, problems, item) : undefined;
+  // Judged as sent, `/data/*` would admit `/data/../etc/passwd`: file paths have their own condition.
+  if (glob?.startsWith('/') === true) problems.add(f.get('glob'), `"${field}.glob": "${glob.slice(0, 100)}" looks like a file path: use filePath, which refuses "..", "." and "//" (a glob matches the string as sent)`);
+  let filePath: string[] | undefined;
+  const fileNode = f.get('filePath');
+  if (fileNode !== undefined) {
+    const list = fileNode?.kind === 'scalar' ? [fileNode] : fileNode?.kind === 'seq' ? fileNode.items : [];
+    if (list.length === 0) problems.add(fileNode ?? item, `"${field}.filePath" must be a path glob or a non-empty list of them`);
+    filePath = [];
+    for (const n of list) {
+      const v = n?.kind === 'scalar' && typeof n.value === 'string' ? n.value : undefined;
+      const problem = v === undefined ? 'entries must be strings' : filePathProblem(v.replaceAll('*', 'x'));
+      if (problem !== undefined || v === undefined) problems.add(n ?? fileNode, `"${field}.filePath": ${v === undefined ? '' : `"${v.slice(0, 100)}" is not an absolute path in normal form: `}${problem ?? ''}`);
+      else filePath.push(v);
+    }
+  }
+  const regex = f.has('regex') ? str(f.get('regex'), `${field}.regex`, problems, item) : undefined;
+  if (regex !== undefined) {
+    if (regex.length > MAX_ARGUMENT_REGEX_LENGTH) problems.add(f.get('regex'), `"${field}.regex" is longer than ${MAX_ARGUMENT_REGEX_LENGTH} characters`);
+    else {
+      try {
+        RE2JS.compile(regex);
+      } catch (err) {
+        problems.add(f.get('regex'), `"${field}.regex" is not an RE2 regular expression (no backreferences or lookarounds): ${errorMessage(err).slice(0, 200)}`);
+      }
+    }
+  }
+  const min = numberOf('min', false);
+  const max = numberOf('max', false);
+  const minLength = numberOf('minLength', true);
+  const maxLength = numberOf('maxLength', true);
+  if (min !== undefined && max !== undefined && min > max) problems.add(f.get('min'), `"${field}.min" is greater than max`);
+  if (minLength !== undefined && maxLength !== undefined && minLength > maxLength) problems.add(f.get('minLength'), `"${field}.minLength" is greater than maxLength`);
+  const numeric = min !== undefined || max !== undefined;
+  const textual = glob !== undefined || filePath !== undefined || regex !== undefined || minLength !== undefined || maxLength !== undefined;
+  const conditions = numeric || textual || equals !== undefined || f.has('equals') || oneOf !== undefined;
+  if (numeric && textual) problems.add(item, `"${field}" cannot have both number conditions (min, max) and string conditions (glob, filePath, regex, minLength, maxLength)`);
+  if (present === false && conditions) problems.add(f.get('present'), `"${field}.present: false" (not sent) cannot be combined with conditions on the value`);
+  if (present === undefined && !conditions) problems.add(item, `"${field}" needs a condition: present, equals, oneOf, glob, filePath, regex, min, max, minLength or maxLength`);
+  if (problems.list.length > before || path === undefined) return undefined;
+  return {
+    path,
+    loggable,
+    ...(present === undefined ? {} : { present }),
+    ...(f.has('equals') ? { equals: equals ?? null } : {}),
+    ...(oneOf === undefined ? {} : { oneOf }),
+    ...(glob === undefined ? {} : { glob }),
+    ...(filePath === undefined ? {} : { filePath }),
+    ...(regex === undefined ? {} : { regex }),
+    ...(min === undefined ? {} : { min }),
+    ...(max === undefined ? {} : { max }),
+    ...(minLength === undefined ? {} : { minLength }),
+    ...(maxLength === undefined ? {} : { maxLength }),
+  };
 }
 
 // RFC 9110 field names (tokens); matched case-insensitively, so kept in lower case.

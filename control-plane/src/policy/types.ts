@@ -38,6 +38,35 @@ export interface McpRuleDoc {
   readonly methods: readonly string[];
   /** Globs on the tool name of a `tools/call`; empty = any tool. Other methods are not affected. */
   readonly tools: readonly string[];
+  /** Conditions on the `tools/call` arguments, all of which must hold; empty = arguments are not looked at. */
+  readonly arguments: readonly ArgumentRuleDoc[];
+}
+
+/** A JSON scalar a policy can compare an argument with. */
+export type ArgumentScalar = string | number | boolean | null;
+
+/**
+ * One condition on a `tools/call` argument, at `path` into `params.arguments` (`amount`,
+ * `to.account`, `items[0]`): every constraint given must hold. `present: false` = not sent.
+ */
+export interface ArgumentRuleDoc {
+  readonly path: string;
+  readonly present?: boolean;
+  readonly equals?: ArgumentScalar;
+  readonly oneOf?: readonly ArgumentScalar[];
+  /** `*` glob on a string. */
+  readonly glob?: string;
+  /** `*` globs on a file path, which must be absolute and in normal form (no `.`, `..`, `//`, `\\`). */
+  readonly filePath?: readonly string[];
+  /** RE2 syntax (linear-time matching), matched against the whole string. */
+  readonly regex?: string;
+  readonly min?: number;
+  readonly max?: number;
+  /** In Unicode code points. */
+  readonly minLength?: number;
+  readonly maxLength?: number;
+  /** The value may appear in audit lines and reasons (else it is redacted). */
+  readonly loggable: boolean;
 }
 
 export type PolicyAction = 'allow' | 'deny';

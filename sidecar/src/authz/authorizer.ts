@@ -21,14 +21,21 @@ export interface AuthzRequest {
   readonly path: string;
   /** The MCP message of a POST body, or why it could not be read; undefined for other requests. */
   readonly mcp?: McpMessage;
+  /** Why the request's Mcp-Method / Mcp-Name headers do not match its body; undefined when they match or are absent. */
+  readonly mcpHeaderMismatch?: string;
   /** Tool names of a `tools/list` answer: the decision says which of them may be called. */
   readonly listedTools?: readonly string[];
   /** Request headers for header rules (bounded; see authzHeaders); undefined = none. */
   readonly headers?: AuthzHeaders;
 }
 
-/** What the sidecar read of an MCP (JSON-RPC) POST body. `tool` is set for `tools/call` only. */
-export type McpMessage = { readonly method: string; readonly tool: string; readonly id?: unknown } | { readonly unreadable: string };
+/**
+ * What the sidecar read of an MCP (JSON-RPC) POST body. `tool` and `arguments` (params.arguments
+ * as bounded JSON, or why it cannot be judged) are set for `tools/call` only.
+ */
+export type McpMessage =
+  | { readonly method: string; readonly tool: string; readonly id?: unknown; readonly arguments?: { readonly json: string } | { readonly unreadable: string } }
+  | { readonly unreadable: string };
 
 /** Where an allowed mesh call goes, and who must answer there. */
 export interface Upstream {

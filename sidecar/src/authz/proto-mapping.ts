@@ -21,6 +21,9 @@ export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
     mcpListedTools: (request.listedTools ?? []) as string[],
     headers: (request.headers?.entries ?? []) as RequestHeader[],
     headersIncomplete: request.headers?.incomplete ?? false,
+    mcpArguments: call?.arguments !== undefined && 'json' in call.arguments ? call.arguments.json : '',
+    mcpArgumentsUnreadable: call?.arguments !== undefined && 'unreadable' in call.arguments ? call.arguments.unreadable : '',
+    mcpHeaderMismatch: request.mcpHeaderMismatch ?? '',
   };
 }
 

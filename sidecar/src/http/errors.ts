@@ -1,9 +1,9 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '@airlock/common/logging';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { rawJsonAnswer } from '@airlock/common/net';
-import type { Decision } from '../authz/authorizer.ts';
+import type { Decision, McpMessage } from '../authz/authorizer.ts';
 import { ForbiddenDestinationError } from '../outbound/destination-check.ts';
 import type { Outcome } from '../telemetry/metrics.ts';
 
@@ -39,8 +39,39 @@ export function assertAllowed(decision: Decision): asserts decision is Extract<D
 
 interface ErrorReply {
   readonly status: number;
-  readonly body: Record<string, string | number>;
+  readonly body: Record<string, unknown>;
   readonly outcome: Outcome;
+  /** Sent as one server-sent event (a JSON-RPC error to a client that accepts only text/event-stream). */
+  readonly eventStream?: boolean;
+}
+
+/**
+ * The JSON-RPC error code of an MCP request Airlock refused (a policy denied it, or its destination
+ * address is forbidden): in JSON-RPC's range for implementation-defined server errors, clear of the
+ * MCP SDK's own (-32000 connection closed, -32001 request timeout, -32002 resource not found, -32042).
+ */
+export const MCP_DENIED_CODE = -32050;
+
+/** Where a refusal of an MCP request is answered as a JSON-RPC error: its id, and how the client takes answers. */
+export interface JsonRpcTarget {
+  readonly id: string | number;
+  readonly eventStream: boolean;
+}
+
+/**
+ * An MCP request (a JSON-RPC request with an id, read from the body) from a Streamable HTTP client
+ * (its Accept lists application/json or text/event-stream: the transport requires both) is answered
+ * as JSON-RPC when refused, so an agent's MCP client surfaces the reason as an error of that call;
+ * anything else (a notification, an unreadable body, a plain HTTP call) keeps the 403 JSON.
+ */
+export function jsonRpcTarget(message: McpMessage | undefined, headers: IncomingHttpHeaders): JsonRpcTarget | undefined {
+  if (message === undefined || !('method' in message)) return undefined;
+  const id = message.id;
+  if (typeof id !== 'string' && typeof id !== 'number') return undefined;
+  const accept = (headers.accept ?? '').toLowerCase();
+  const json = accept.includes('application/json');
+  if (!json && !accept.includes('text/event-stream')) return undefined;
+  return { id, eventStream: !json };
 }
 
 /**
@@ -48,14 +79,15 @@ interface ErrorReply {
  * listeners). Anything unexpected is a 500 `internal` with a generic reason and a warning log: a
  * bug in the sidecar is not the destination's failure (502 says the upstream failed).
  */
-export function errorReply(err: unknown, log: Logger): ErrorReply {
+export function errorReply(err: unknown, log: Logger, mcp?: JsonRpcTarget): ErrorReply {
   if (err instanceof DeniedError) {
     // What an agent (or the LLM behind it) reads to learn why: the policy version, policy and rule.
     const body = { error: 'denied', reason: err.message, policy: err.policy, policyVersion: err.policyVersion, rule: err.rule, decisionId: err.decisionId };
-    return { status: 403, outcome: 'denied', body };
+    return mcp === undefined ? { status: 403, outcome: 'denied', body } : jsonRpcDenial(mcp, body);
   }
   if (err instanceof ForbiddenDestinationError) {
-    return { status: 403, outcome: 'denied', body: { error: 'forbidden_destination', reason: err.message, rule: err.rule, address: err.address } };
+    const body = { error: 'forbidden_destination', reason: err.message, rule: err.rule, address: err.address };
+    return mcp === undefined ? { status: 403, outcome: 'denied', body } : jsonRpcDenial(mcp, body);
   }
   if (err instanceof NotReadyError) {
     return { status: 503, outcome: 'unavailable', body: { error: 'not_ready', reason: err.message } };
@@ -77,14 +109,24 @@ export function errorReply(err: unknown, log: Logger): ErrorReply {
   return { status: 500, outcome: 'internal', body: { error: 'internal', reason: 'internal error in the sidecar' } };
 }
 
+/**
+ * A refused MCP request's answer: HTTP 200 (Streamable HTTP carries JSON-RPC errors in a 200 answer)
+ * with a JSON-RPC error for its id; `data` holds what the 403 JSON holds (reason, policy, decision id).
+ */
+function jsonRpcDenial(mcp: JsonRpcTarget, data: { readonly error: string; readonly reason: string }): ErrorReply {
+  const body = { jsonrpc: '2.0', id: mcp.id, error: { code: MCP_DENIED_CODE, message: data.reason, data } };
+  return { status: 200, outcome: 'denied', body, eventStream: mcp.eventStream };
+}
+
 export function sendErrorReply(res: ServerResponse, reply: ErrorReply): void {
   if (res.headersSent) {
     // The response has begun: the only honest signal left is a cut connection.
     res.destroy();
     return;
   }
-  const text = JSON.stringify(reply.body);
-  res.writeHead(reply.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  const json = JSON.stringify(reply.body);
+  const text = reply.eventStream === true ? `event: message\ndata: ${json}\n\n` : json;
+  res.writeHead(reply.status, { 'content-type': reply.eventStream === true ? 'text/event-stream' : 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 

@@ -9,7 +9,7 @@ import type { Logger } from '@airlock/common/logging';
 import { answerClientErrors } from '@airlock/common/net';
 import { spiffeIdFromSubjectAltName } from '@airlock/common/spiffe';
 import type { Authorizer } from '../authz/authorizer.ts';
-import { assertAllowed, errorReply, NotReadyError, sendErrorReply } from '../http/errors.ts';
+import { assertAllowed, errorReply, jsonRpcTarget, NotReadyError, sendErrorReply, type JsonRpcTarget } from '../http/errors.ts';
 import { forward } from '../http/forward.ts';
 import { authzHeaders } from '../http/authz-headers.ts';
 import { requestHeadersToForward, singleHostHeader, XFCC } from '../http/headers.ts';
@@ -46,10 +46,11 @@ export function createInboundServer(deps: InboundDeps): Server {
   // requireHostHeader: a missing Host is refused by singleHostHeader, with a JSON body.
   const server = createServer({ requestCert: true, rejectUnauthorized: true, requireHostHeader: false, minVersion, ...(initial === undefined ? {} : tlsContext(initial, minVersion)) }, (req, res) => {
     const startedAt = recorder.start();
-    admit(deps, peers, req, res).then(
+    const mcp: { target?: JsonRpcTarget } = {};
+    admit(deps, peers, req, res, mcp).then(
       (outcome) => finish(outcome),
       (err: unknown) => {
-        const reply = errorReply(err, deps.logger);
+        const reply = errorReply(err, deps.logger, mcp.target);
         sendErrorReply(res, reply);
         finish(reply.outcome);
       },
@@ -104,8 +105,8 @@ function tlsContext(svid: Svid, minVersion: TlsMinVersion): SecureContextOptions
   return { ca: svid.trustBundlePem, cert: svid.certChainPem, key: svid.keyPem, minVersion };
 }
 
-/** accept (mTLS done) → identify the peer → authorize → forward to the app with XFCC. */
-async function admit(deps: InboundDeps, peers: WeakMap<Socket, string>, req: IncomingMessage, res: ServerResponse): Promise<Outcome> {
+/** accept (mTLS done) → identify the peer → authorize → forward to the app with XFCC. `mcpReply` as for outbound. */
+async function admit(deps: InboundDeps, peers: WeakMap<Socket, string>, req: IncomingMessage, res: ServerResponse, mcpReply: { target?: JsonRpcTarget }): Promise<Outcome> {
   const svid = deps.identity.current();
   if (svid === undefined) throw new NotReadyError();
   const peerId = peers.get(req.socket);
@@ -118,7 +119,8 @@ async function admit(deps: InboundDeps, peers: WeakMap<Socket, string>, req: Inc
   const path = req.url ?? '/';
   // Rules on MCP are judged on both sides: this side reads the body as the caller's side did.
   const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
-  const decision = await deps.authorizer.authorize({ direction: 'inbound', sourceId: peerId, destinationId: svid.spiffeId, host, port, method, path, mcp: mcp.message, headers: authzHeaders(req.rawHeaders) });
+  mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
+  const decision = await deps.authorizer.authorize({ direction: 'inbound', sourceId: peerId, destinationId: svid.spiffeId, host, port, method, path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders) });
   assertAllowed(decision);
   deps.logger.debug({ decisionId: decision.decisionId, peer: peerId, method }, 'inbound call allowed');
   const headers = requestHeadersToForward(req.headers);

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { parseMcpMessage, readMcpRequest, type McpRead } from './read-request.ts';
+import { specHeaderMismatch } from './spec-headers.ts';
 import { filterToolsListBody } from './tools-list.ts';
 import { duplicateKey } from './duplicate-key.ts';
 
@@ -10,7 +11,7 @@ const rpc = (o: Record<string, unknown>): Buffer => Buffer.from(JSON.stringify({
 
 describe('parseMcpMessage', () => {
   it('reads the method, and the tool of a tools/call', () => {
-    expect(parseMcpMessage(rpc({ method: 'tools/call', params: { name: 'search_web', arguments: { q: 'x' } } }))).toEqual({ method: 'tools/call', tool: 'search_web', id: 1 });
+    expect(parseMcpMessage(rpc({ method: 'tools/call', params: { name: 'search_web', arguments: { q: 'x' } } }))).toEqual({ method: 'tools/call', tool: 'search_web', id: 1, arguments: { json: '{"q":"x"}' } });
     expect(parseMcpMessage(rpc({ method: 'tools/list' }))).toEqual({ method: 'tools/list', tool: '', id: 1 });
     expect(parseMcpMessage(Buffer.from('{"jsonrpc":"2.0","method":"notifications/initialized"}'))).toEqual({ method: 'notifications/initialized', tool: '', id: undefined });
   });
@@ -31,6 +32,48 @@ describe('parseMcpMessage', () => {
   ])('says why %s is not a readable request', (body, why) => {
     const m = parseMcpMessage(Buffer.from(body));
     expect('unreadable' in m && m.unreadable).toMatch(why);
+  });
+});
+
+describe('tool arguments', () => {
+  it('are sent re-serialized for argument rules, {} when absent, and bounded', () => {
+    expect(parseMcpMessage(rpc({ method: 'tools/call', params: { name: 't' } }))).toMatchObject({ arguments: { json: '{}' } });
+    expect(parseMcpMessage(Buffer.from('{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t","arguments":{ "a" : [1, 2.50] }}}'))).toMatchObject({ arguments: { json: '{"a":[1,2.5]}' } });
+    expect(parseMcpMessage(rpc({ method: 'tools/call', params: { name: 't', arguments: 'x' } }))).toMatchObject({ tool: 't', arguments: { unreadable: 'the tool arguments (params.arguments) are not a JSON object' } });
+    const deep = JSON.parse(`${'{"a":'.repeat(20)}1${'}'.repeat(20)}`) as unknown;
+    expect(parseMcpMessage(rpc({ method: 'tools/call', params: { name: 't', arguments: deep } }))).toMatchObject({ tool: 't', arguments: { unreadable: 'the tool arguments are nested deeper than 8' } });
+    // A duplicate key inside the arguments makes the whole body unreadable: a server could read either value.
+    expect(parseMcpMessage(Buffer.from('{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t","arguments":{"amount":1,"amount":1000}}}'))).toMatchObject({ unreadable: expect.stringContaining('"amount" twice') as unknown });
+  });
+});
+
+describe('specHeaderMismatch (Mcp-Method / Mcp-Name)', () => {
+  const body = (m: Record<string, unknown>) => {
+    const value = { jsonrpc: '2.0', id: 1, ...m };
+    return { message: parseMcpMessage(Buffer.from(JSON.stringify(value))), value };
+  };
+  const check = (raw: string[], m: Record<string, unknown>) => {
+    const b = body(m);
+    return specHeaderMismatch(raw, b.message, b.value);
+  };
+  const call = { method: 'tools/call', params: { name: 'search', arguments: {} } };
+
+  it('accepts absent headers and headers that match the body (name or uri)', () => {
+    expect(check([], call)).toBeUndefined();
+    expect(check(['Mcp-Method', 'tools/call', 'MCP-NAME', 'search'], call)).toBeUndefined();
+    expect(check(['mcp-method', 'resources/read', 'mcp-name', 'file:///a'], { method: 'resources/read', params: { uri: 'file:///a' } })).toBeUndefined();
+    expect(check(['mcp-method', 'tools/list'], { method: 'tools/list' })).toBeUndefined();
+  });
+
+  it('refuses any difference, a header sent twice, a name the body does not have, and a body it cannot check', () => {
+    expect(check(['Mcp-Method', 'tools/list'], call)).toBe('the Mcp-Method header "tools/list" does not match the body\'s method "tools/call"');
+    expect(check(['Mcp-Name', 'wipe'], call)).toBe('the Mcp-Name header "wipe" does not match the body\'s "search"');
+    expect(check(['Mcp-Name', 'Search'], call)).toMatch(/does not match/);
+    expect(check(['Mcp-Method', 'tools/call', 'mcp-method', 'tools/call'], call)).toBe('the Mcp-Method header is sent 2 times');
+    expect(check(['Mcp-Name', 'search', 'Mcp-Name', 'wipe'], call)).toBe('the Mcp-Name header is sent 2 times');
+    expect(check(['Mcp-Name', 'x'], { method: 'tools/list' })).toMatch(/the body's tools\/list names nothing/);
+    expect(check(['Mcp-Name', 'x'], { method: 'resources/read', params: { name: 'x' } })).toMatch(/names nothing/);
+    expect(specHeaderMismatch(['Mcp-Method', 'tools/call'], { unreadable: 'the body is larger than 65536 bytes' }, undefined)).toBe('the body cannot be read to check the Mcp-Method header (the body is larger than 65536 bytes)');
   });
 });
 
@@ -93,7 +136,7 @@ describe('readMcpRequest', () => {
     handle = (req) => readMcpRequest(req, 1024);
     const body = rpc({ method: 'tools/call', params: { name: 'search_web' } }).toString();
     const r = await send('POST', body, { 'content-type': 'application/json; charset=utf-8' });
-    expect(r.read.message).toEqual({ method: 'tools/call', tool: 'search_web', id: 1 });
+    expect(r.read.message).toEqual({ method: 'tools/call', tool: 'search_web', id: 1, arguments: { json: '{}' } });
     expect(r.forwarded).toBe(body);
   });
 

@@ -1,8 +1,10 @@
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import { argumentsJson } from '@airlock/common/mcp-arguments';
 import type { McpMessage } from '../authz/authorizer.ts';
 import { duplicateKey } from './duplicate-key.ts';
+import { specHeaderMismatch } from './spec-headers.ts';
 
 export const DEFAULT_MCP_MAX_BODY_BYTES = 64 * 1024;
 /** Longer method or tool names are not MCP as anyone writes it; refusing them bounds what is sent on. */
@@ -11,6 +13,11 @@ const MAX_NAME_LENGTH = 256;
 export interface McpRead {
   /** The MCP message of a POST, or why it could not be read; undefined for other methods. */
   readonly message: McpMessage | undefined;
+  /**
+   * Set when the request carries the MCP spec's `Mcp-Method` / `Mcp-Name` headers and they do not
+   * match the body (or the body could not be read to check them): why. Such a request is denied.
+   */
+  readonly headerMismatch?: string;
   /**
    * What to send on as the request body: the bytes read (the whole body), or those followed by the
    * rest of the stream when only a prefix was read; undefined when nothing was read (send `req`).
@@ -29,6 +36,12 @@ const NOT_READ: McpRead = { message: undefined, body: undefined };
  */
 export async function readMcpRequest(req: IncomingMessage, maxBytes: number): Promise<McpRead> {
   if (req.method !== 'POST') return NOT_READ;
+  const read = await readBody(req, maxBytes);
+  const mismatch = specHeaderMismatch(req.rawHeaders, read.message, read.value);
+  return mismatch === undefined ? { message: read.message, body: read.body } : { message: read.message, body: read.body, headerMismatch: mismatch };
+}
+
+async function readBody(req: IncomingMessage, maxBytes: number): Promise<McpRead & { readonly value?: unknown }> {
   const type = mediaType(req.headers['content-type']);
   if (type !== 'application/json') {
     return { message: { unreadable: `content-type is ${type === '' ? 'missing' : `"${type.slice(0, 100)}"`}, not application/json` }, body: undefined };
@@ -38,18 +51,28 @@ export async function readMcpRequest(req: IncomingMessage, maxBytes: number): Pr
   if (declared > maxBytes) return { message: tooLarge, body: undefined };
   const { prefix, complete } = await readPrefix(req, maxBytes);
   if (!complete) return { message: tooLarge, body: Readable.from(replay(prefix, req), { objectMode: false }) };
-  return { message: parseMcpMessage(prefix), body: prefix };
+  const { message, value } = parseBody(prefix);
+  return { message, body: prefix, value };
 }
 
 /** The JSON-RPC request in a body, or why there is none. */
 export function parseMcpMessage(body: Buffer): McpMessage {
+  return parseBody(body).message;
+}
+
+/** The message, and the parsed JSON it came from (for the spec headers' check). */
+function parseBody(body: Buffer): { message: McpMessage; value?: unknown } {
   let value: unknown;
   const text = body.toString('utf8');
   try {
     value = JSON.parse(text);
   } catch {
-    return { unreadable: 'the body is not valid JSON' };
+    return { message: { unreadable: 'the body is not valid JSON' } };
   }
+  return { message: messageOf(value, text), value };
+}
+
+function messageOf(value: unknown, text: string): McpMessage {
   const duplicate = duplicateKey(text);
   if (duplicate !== undefined) return { unreadable: `the JSON has the key "${duplicate.slice(0, 100)}" twice in one object (a server could read either)` };
   if (Array.isArray(value)) return { unreadable: 'JSON-RPC batches are not supported' };
@@ -58,14 +81,14 @@ export function parseMcpMessage(body: Buffer): McpMessage {
   const method = value.method;
   if (typeof method !== 'string' || method === '') return { unreadable: 'the JSON-RPC message has no method (not a request or notification)' };
   if (method.length > MAX_NAME_LENGTH) return { unreadable: `the JSON-RPC method is longer than ${MAX_NAME_LENGTH} characters` };
-  let tool = '';
   if (method === 'tools/call') {
     const name = isObject(value.params) ? value.params.name : undefined;
     if (typeof name !== 'string' || name === '') return { unreadable: 'tools/call without a tool name (params.name)' };
     if (name.length > MAX_NAME_LENGTH) return { unreadable: `the tool name is longer than ${MAX_NAME_LENGTH} characters` };
-    tool = name;
+    // Sent for argument rules: bounded, re-serialized from what was parsed (duplicate keys were refused above).
+    return { method, tool: name, id: value.id, arguments: argumentsJson((value.params as Record<string, unknown>).arguments) };
   }
-  return { method, tool, id: value.id };
+  return { method, tool: '', id: value.id };
 }
 
 export function isObject(v: unknown): v is Record<string, unknown> {

@@ -6,7 +6,7 @@ import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { answerClientErrors } from '@airlock/common/net';
 import type { Authorizer, Upstream } from '../authz/authorizer.ts';
-import { assertAllowed, errorReply, NotReadyError, sendErrorReply, sendErrorReplyOnSocket } from '../http/errors.ts';
+import { assertAllowed, errorReply, jsonRpcTarget, NotReadyError, sendErrorReply, sendErrorReplyOnSocket, type JsonRpcTarget } from '../http/errors.ts';
 import { forward } from '../http/forward.ts';
 import { requestHeadersToForward, singleHostHeader } from '../http/headers.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
@@ -107,10 +107,11 @@ function createHttpServer(deps: OutboundDeps, targetOf: (req: IncomingMessage) =
   // requireHostHeader: a missing Host is refused by singleHostHeader, with a JSON body.
   const server = createServer({ requireHostHeader: false }, (req, res) => {
     const startedAt = recorder.start();
-    proxyRequest(deps, targetOf, req, res).then(
+    const mcp: { target?: JsonRpcTarget } = {};
+    proxyRequest(deps, targetOf, req, res, mcp).then(
       (outcome) => finish(outcome),
       (err: unknown) => {
-        const reply = errorReply(err, log);
+        const reply = errorReply(err, log, mcp.target);
         sendErrorReply(res, reply);
         finish(reply.outcome);
       },
@@ -129,13 +130,17 @@ function requireSvid(identity: SvidSource): Svid {
   return svid;
 }
 
-/** accept → identify (ourselves) → authorize → forward (mTLS to a peer sidecar, or direct to an external host). */
-async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage) => ProxyTarget, req: IncomingMessage, res: ServerResponse): Promise<Outcome> {
+/**
+ * accept → identify (ourselves) → authorize → forward (mTLS to a peer sidecar, or direct to an
+ * external host). `mcp.target` is set once the body is read as an MCP request: a refusal is then a JSON-RPC error.
+ */
+async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage) => ProxyTarget, req: IncomingMessage, res: ServerResponse, mcpReply: { target?: JsonRpcTarget }): Promise<Outcome> {
   const svid = requireSvid(deps.identity);
   const target = targetOf(req);
   const method = req.method ?? 'GET';
   const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
-  const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, headers: authzHeaders(req.rawHeaders) } as const;
+  mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
+  const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders) } as const;
   const decision = await deps.authorizer.authorize(question);
   assertAllowed(decision);
   deps.logger.debug({ decisionId: decision.decisionId, host: target.host, method }, 'outbound call allowed');

@@ -83,6 +83,30 @@ describe('AdminService over mTLS: admin certificates and bearer tokens, same rol
     expect(history.versions[0]?.actor).toBe('cert:bob');
   });
 
+  it('explains a tools/call with its arguments, as HTTP does', async () => {
+    const editor = client(await adminCert('carol', 'editor'));
+    await apply(editor, `${SEGMENT('agents')}---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: bank }
+spec:
+  from: { segments: [agents] }
+  to: { hosts: [tools.example.com] }
+  rules: [ { mcp: { tools: [transfer], arguments: [ { path: amount, max: 100 }, { path: memo, maxLength: 9, loggable: true } ] } } ]
+  action: allow
+`);
+    const explain = (argsJson: string) =>
+      new Promise<{ allow: boolean; rule: string; reason: string; arguments: { path: string; value: string }[] }>((resolve, reject) =>
+        editor.explain({ from: `spiffe://${TD}/ns/agents/sa/a`, to: 'tools.example.com', method: '', path: '/mcp', tool: 'transfer', headers: [], argsJson }, (err, res) => (err === null ? resolve(res) : reject(err))),
+      );
+    expect(await explain('{"amount":100,"memo":"rent"}')).toMatchObject({ allow: true, rule: 'rules[0]', arguments: [{ path: 'amount', value: '[redacted]' }, { path: 'memo', value: '"rent"' }] });
+    const no = await explain('{"amount":101,"memo":"rent"}');
+    expect(no).toMatchObject({ allow: false, arguments: [{ path: 'amount', value: '[redacted]' }] });
+    expect(no.reason).toMatch(/argument "amount" is above the maximum 100/);
+    expect(await code(explain('[1]'))).toBe(status.INVALID_ARGUMENT);
+    expect(await code(explain('{'))).toBe(status.INVALID_ARGUMENT);
+  });
+
   it('refuses a certificate from a foreign CA', async () => {
     const foreign = CertificateAuthority.loadOrCreate(join(t.dataDir, '..', 'foreign'), TD);
     const { csrPem, keyPem } = newAdminKeyAndCsr();

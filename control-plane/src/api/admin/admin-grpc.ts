@@ -115,8 +115,16 @@ export function adminServiceHandlers(deps: AdminGrpcDeps): Record<string, Handle
     explain: rpc<ExplainRequest>(async (call, req) => {
       await adminPrincipal(call, deps, 'viewer');
       if (req.from === '' || req.to === '') throw new AirlockError(ErrorCode.BadRequest, '"from" and "to" are required');
-      const e = explainCall({ from: req.from, to: req.to, method: req.method || undefined, path: req.path || undefined, tool: req.tool || undefined, headers: req.headers }, deps.decisions, deps.trustDomain);
-      return { allow: e.allow, version: e.version, policy: e.policy, rule: e.rule, reason: e.reason, dryRunDeny: e.dryRunDeny, source: e.source, destination: e.destination };
+      let args: unknown;
+      if (req.argsJson !== '') {
+        try {
+          args = JSON.parse(req.argsJson);
+        } catch {
+          throw new AirlockError(ErrorCode.BadRequest, '"args_json" must be a JSON object');
+        }
+      }
+      const e = explainCall({ from: req.from, to: req.to, method: req.method || undefined, path: req.path || undefined, tool: req.tool || undefined, args, headers: req.headers }, deps.decisions, deps.trustDomain);
+      return { allow: e.allow, version: e.version, policy: e.policy, rule: e.rule, reason: e.reason, dryRunDeny: e.dryRunDeny, source: e.source, destination: e.destination, arguments: [...(e.arguments ?? [])] };
     }),
   };
 }

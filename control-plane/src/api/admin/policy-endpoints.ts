@@ -1,3 +1,4 @@
+import { argumentsJson, parseArgumentsJson } from '@airlock/common/mcp-arguments';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { hashToken, newSecretToken } from '../../attestation/token-hash.ts';
@@ -72,8 +73,8 @@ export function policyEndpoints(deps: PolicyEndpointDeps): AdminEndpoint[] {
       path: /^\/v1\/explain$/,
       role: 'viewer',
       handle: async ({ body }) => {
-        const f = await body(['from', 'to', 'method', 'path', 'tool', 'headers']);
-        return ok(explainCall({ from: requiredString(f, 'from'), to: requiredString(f, 'to'), method: optionalNonEmptyString(f, 'method'), path: optionalNonEmptyString(f, 'path'), tool: optionalNonEmptyString(f, 'tool'), headers: headerList(f.headers) }, deps.decisions, deps.trustDomain));
+        const f = await body(['from', 'to', 'method', 'path', 'tool', 'args', 'headers']);
+        return ok(explainCall({ from: requiredString(f, 'from'), to: requiredString(f, 'to'), method: optionalNonEmptyString(f, 'method'), path: optionalNonEmptyString(f, 'path'), tool: optionalNonEmptyString(f, 'tool'), args: f.args, headers: headerList(f.headers) }, deps.decisions, deps.trustDomain));
       },
     },
     {
@@ -128,6 +129,8 @@ export interface ExplainFields {
   readonly method: string | undefined;
   readonly path: string | undefined;
   readonly tool: string | undefined;
+  /** The tool's arguments (a JSON object; `{}` when undefined), judged as the sidecar would send them. */
+  readonly args?: unknown;
   readonly headers?: readonly { readonly name: string; readonly value: string }[] | undefined;
 }
 
@@ -140,8 +143,12 @@ export function explainCall(f: ExplainFields, decisions: DecisionState, trustDom
   if (!/^[A-Za-z]{1,20}$/.test(method)) throw new AirlockError(ErrorCode.BadRequest, '"method" must be an HTTP method');
   const path = f.path ?? (method.toUpperCase() === 'CONNECT' ? '' : '/');
   // Methods are matched as sent (upper case by HTTP convention): explain what the sidecar would ask.
+  if (f.args !== undefined && f.tool === undefined) throw new AirlockError(ErrorCode.BadRequest, '"args" needs "tool"');
+  const args = argumentsJson(f.args);
+  if ('unreadable' in args) throw new AirlockError(ErrorCode.BadRequest, `"args": ${args.unreadable}`);
   const snapshot = decisions.current();
-  return { policyVersion: snapshot.engine.version, ...explain(snapshot, trustDomain, { from: f.from, host, port, method, path, ...(f.tool === undefined ? {} : { mcp: { method: 'tools/call', tool: f.tool } }), ...(f.headers === undefined ? {} : { headers: f.headers }) }) };
+  const mcp = f.tool === undefined ? {} : { mcp: { method: 'tools/call', tool: f.tool, arguments: parseArgumentsJson(args.json) } };
+  return { policyVersion: snapshot.engine.version, ...explain(snapshot, trustDomain, { from: f.from, host, port, method, path, ...mcp, ...(f.headers === undefined ? {} : { headers: f.headers }) }) };
 }
 
 /** A document name as the API accepts it (what the loader allows). */

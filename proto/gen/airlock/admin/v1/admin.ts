@@ -173,6 +173,8 @@ export interface ExplainRequest {
   tool: string;
   /** Request headers for header rules (one entry per occurrence); the set is taken as complete. */
   headers: ExplainHeader[];
+  /** With `tool`: the call's arguments, a JSON object (`{}` when empty), for argument rules. */
+  argsJson: string;
 }
 
 /** One request header of an explained call. */
@@ -194,6 +196,19 @@ export interface ExplainResponse {
   source: string;
   /** The mesh agent the host resolved to, empty for an external host. */
   destination: string;
+  /**
+   * The arguments the deciding rule's argument conditions looked at (or the one that failed a
+   * default deny); values redacted unless the policy marks them loggable.
+   */
+  arguments: ExplainArgument[];
+}
+
+/** One tool argument an argument rule looked at. */
+export interface ExplainArgument {
+  /** Path into the arguments (`amount`, `to.account`). */
+  path: string;
+  /** `[redacted]`, the value as JSON when loggable, or `(absent)`. */
+  value: string;
 }
 
 function createBaseDocument(): Document {
@@ -1396,7 +1411,7 @@ export const RollbackPolicyResponse: MessageFns<RollbackPolicyResponse> = {
 };
 
 function createBaseExplainRequest(): ExplainRequest {
-  return { from: "", to: "", method: "", path: "", tool: "", headers: [] };
+  return { from: "", to: "", method: "", path: "", tool: "", headers: [], argsJson: "" };
 }
 
 export const ExplainRequest: MessageFns<ExplainRequest> = {
@@ -1418,6 +1433,9 @@ export const ExplainRequest: MessageFns<ExplainRequest> = {
     }
     for (const v of message.headers) {
       ExplainHeader.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.argsJson !== "") {
+      writer.uint32(58).string(message.argsJson);
     }
     return writer;
   },
@@ -1483,6 +1501,14 @@ export const ExplainRequest: MessageFns<ExplainRequest> = {
             message.headers.push(ExplainHeader.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.argsJson = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1506,6 +1532,7 @@ export const ExplainRequest: MessageFns<ExplainRequest> = {
     message.path = object.path ?? "";
     message.tool = object.tool ?? "";
     message.headers = object.headers?.map((e) => ExplainHeader.fromPartial(e)) || [];
+    message.argsJson = object.argsJson ?? "";
     return message;
   },
 };
@@ -1578,7 +1605,17 @@ export const ExplainHeader: MessageFns<ExplainHeader> = {
 };
 
 function createBaseExplainResponse(): ExplainResponse {
-  return { allow: false, version: 0, policy: "", rule: "", reason: "", dryRunDeny: false, source: "", destination: "" };
+  return {
+    allow: false,
+    version: 0,
+    policy: "",
+    rule: "",
+    reason: "",
+    dryRunDeny: false,
+    source: "",
+    destination: "",
+    arguments: [],
+  };
 }
 
 export const ExplainResponse: MessageFns<ExplainResponse> = {
@@ -1606,6 +1643,9 @@ export const ExplainResponse: MessageFns<ExplainResponse> = {
     }
     if (message.destination !== "") {
       writer.uint32(66).string(message.destination);
+    }
+    for (const v of message.arguments) {
+      ExplainArgument.encode(v!, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -1687,6 +1727,14 @@ export const ExplainResponse: MessageFns<ExplainResponse> = {
             message.destination = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.arguments.push(ExplainArgument.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1712,6 +1760,74 @@ export const ExplainResponse: MessageFns<ExplainResponse> = {
     message.dryRunDeny = object.dryRunDeny ?? false;
     message.source = object.source ?? "";
     message.destination = object.destination ?? "";
+    message.arguments = object.arguments?.map((e) => ExplainArgument.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseExplainArgument(): ExplainArgument {
+  return { path: "", value: "" };
+}
+
+export const ExplainArgument: MessageFns<ExplainArgument> = {
+  encode(message: ExplainArgument, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExplainArgument {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExplainArgument();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<ExplainArgument>, I>>(base?: I): ExplainArgument {
+    return ExplainArgument.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExplainArgument>, I>>(object: I): ExplainArgument {
+    const message = createBaseExplainArgument();
+    message.path = object.path ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };

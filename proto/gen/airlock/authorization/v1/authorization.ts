@@ -100,6 +100,25 @@ export interface AuthorizeRequest {
    * then cannot be judged and fails closed (an allow rule does not match, a deny rule does).
    */
   headersIncomplete: boolean;
+  /**
+   * For `tools/call`: the tool arguments (`params.arguments`) as JSON, re-serialized by the sidecar
+   * from the body it read (`{}` when absent), for argument rules. Bounded: at most 16 KiB, nesting
+   * depth 8 and 512 values; the control plane holds the same bounds. Never logged as is: audit lines
+   * name the argument paths a rule looked at, their values redacted unless the policy marks them loggable.
+   */
+  mcpArguments: string;
+  /**
+   * Set instead of mcp_arguments when the arguments cannot be judged (over those bounds, not a JSON
+   * object): why. An argument rule then never allows the call, and a deny rule on arguments denies it.
+   */
+  mcpArgumentsUnreadable: string;
+  /**
+   * Set when the request carries the MCP spec's Mcp-Method / Mcp-Name headers and they do not match
+   * the body the sidecar read (or it could not be read to check them, or one is sent twice): why.
+   * The control plane then denies the call whatever the policies say (an intermediary or server
+   * routing on the headers would see another call than the one judged), and audits it.
+   */
+  mcpHeaderMismatch: string;
 }
 
 /** One occurrence of a request header. */
@@ -190,6 +209,9 @@ function createBaseAuthorizeRequest(): AuthorizeRequest {
     mcpListedTools: [],
     headers: [],
     headersIncomplete: false,
+    mcpArguments: "",
+    mcpArgumentsUnreadable: "",
+    mcpHeaderMismatch: "",
   };
 }
 
@@ -233,6 +255,15 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     if (message.headersIncomplete !== false) {
       writer.uint32(248).bool(message.headersIncomplete);
+    }
+    if (message.mcpArguments !== "") {
+      writer.uint32(482).string(message.mcpArguments);
+    }
+    if (message.mcpArgumentsUnreadable !== "") {
+      writer.uint32(490).string(message.mcpArgumentsUnreadable);
+    }
+    if (message.mcpHeaderMismatch !== "") {
+      writer.uint32(498).string(message.mcpHeaderMismatch);
     }
     return writer;
   },
@@ -354,6 +385,30 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.headersIncomplete = reader.bool();
             continue;
           }
+          case 60: {
+            if (tag !== 482) {
+              break;
+            }
+
+            message.mcpArguments = reader.string();
+            continue;
+          }
+          case 61: {
+            if (tag !== 490) {
+              break;
+            }
+
+            message.mcpArgumentsUnreadable = reader.string();
+            continue;
+          }
+          case 62: {
+            if (tag !== 498) {
+              break;
+            }
+
+            message.mcpHeaderMismatch = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -384,6 +439,9 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.mcpListedTools = object.mcpListedTools?.map((e) => e) || [];
     message.headers = object.headers?.map((e) => RequestHeader.fromPartial(e)) || [];
     message.headersIncomplete = object.headersIncomplete ?? false;
+    message.mcpArguments = object.mcpArguments ?? "";
+    message.mcpArgumentsUnreadable = object.mcpArgumentsUnreadable ?? "";
+    message.mcpHeaderMismatch = object.mcpHeaderMismatch ?? "";
     return message;
   },
 };
