@@ -3,7 +3,7 @@ import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { redactQuery, type Logger } from '@airlock/common/logging';
 import { MAX_AUTHZ_HEADER_BYTES, MAX_AUTHZ_HEADERS } from '@airlock/common/headers';
 import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
-import { Direction, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import { Direction, TlsMode, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { headerInput, type Destination, type McpInput } from '../policy/engine.ts';
 import { decide } from './decide.ts';
@@ -26,6 +26,8 @@ interface DecisionMetrics {
   readonly deny: { inc(): void };
   readonly duration: { observe(seconds: number): void };
 }
+
+const TLS_MODES = { inspect: TlsMode.TLS_MODE_INSPECT, originate: TlsMode.TLS_MODE_ORIGINATE } as const;
 
 /** More listed tools than this in one tools/list filter is refused: the check is bounded. */
 const MAX_LISTED_TOOLS = 1000;
@@ -81,6 +83,7 @@ export class Authorizer {
       path: redactQuery(req.path),
       ...(req.mcpMethod === '' ? {} : { mcpMethod: req.mcpMethod, mcpTool: req.mcpTool }),
       ...(req.mcpUnreadable === '' ? {} : { mcpUnreadable: req.mcpUnreadable }),
+      ...(req.inspected ? { inspected: true } : {}),
     };
     const refuse = (err: AirlockError, reason: string, source: string, destination: string): AirlockError => {
       this.#d.metrics.refused.inc({ reason });
@@ -147,6 +150,7 @@ export class Authorizer {
         rule: decision.rule,
         reason: decision.reason,
         dryRun: decision.dryRunDeny,
+        ...(decision.allow && decision.tls !== undefined ? { tls: decision.tls } : {}),
         ...(req.mcpListedTools.length === 0 ? {} : { mcpListedTools: req.mcpListedTools.length, mcpAllowedTools: allowedTools }),
       },
       'authorization decision',
@@ -162,6 +166,7 @@ export class Authorizer {
       policyVersion: decision.version,
       rule: decision.rule,
       mcpAllowedTools: allowedTools,
+      tls: decision.allow && decision.tls !== undefined ? TLS_MODES[decision.tls] : TlsMode.TLS_MODE_UNSPECIFIED,
     };
   }
 }
