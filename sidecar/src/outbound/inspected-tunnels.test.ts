@@ -4,7 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
-import type { AuthzRequest, Decision } from '../authz/authorizer.ts';
+import type { AuthzRequest, Decision, TlsMode } from '../authz/authorizer.ts';
 import { createTestCa } from '../testing/certs.ts';
 import { allow, deny, FakeAuthorizer, quietLogger, StaticSvidSource, startEchoApp, svidFor, testMetrics } from '../testing/fakes.ts';
 import { DestinationCheck, externalAgent } from './destination-check.ts';
@@ -13,6 +13,12 @@ import { createOutboundServer } from './outbound-server.ts';
 import { UpstreamPools } from './upstream-pools.ts';
 
 const A = 'spiffe://airlock.test/ns/demo/sa/alice';
+
+/** An ALLOW naming a TLS mode, as the control plane answers for a host whose policy says `tls:`. */
+function allowWith(tls: TlsMode): Decision {
+  const d = allow();
+  return d.allowed ? { ...d, tls } : d;
+}
 
 /** Answers read off a stream one by one (Content-Length framing: what the sidecar and the echo servers send). */
 function answersOn(socket: Socket | TLSSocket): () => Promise<{ status: number; head: string; body: string }> {
@@ -87,7 +93,7 @@ describe('a CONNECT under tls: inspect', () => {
   beforeEach(() => {
     authorizer.requests.length = 0;
     received.length = 0;
-    authorizer.decide = (r: AuthzRequest): Decision => (r.method === 'CONNECT' ? { ...allow(), tls: 'inspect' } : allow());
+    authorizer.decide = (r: AuthzRequest): Decision => (r.method === 'CONNECT' ? allowWith('inspect') : allow());
   });
 
   /** CONNECT `authority`, then TLS trusting the egress CA with SNI `servername`: a function sending raw requests and reading each answer. */
@@ -133,7 +139,7 @@ describe('a CONNECT under tls: inspect', () => {
   it('a denied request is the 403 JSON inside TLS, and the tunnel serves the next one', async () => {
     const t = await inspected(`api.example.test:${upstreamPort}`, 'api.example.test');
     try {
-      authorizer.decide = (r) => (r.method === 'CONNECT' ? { ...allow(), tls: 'inspect' } : r.path === '/admin' ? deny('no policy allows GET /admin') : allow());
+      authorizer.decide = (r) => (r.method === 'CONNECT' ? allowWith('inspect') : r.path === '/admin' ? deny('no policy allows GET /admin') : allow());
       const no = await t.send(`GET /admin HTTP/1.1\r\nHost: api.example.test:${upstreamPort}\r\n\r\n`);
       expect(no.status).toBe(403);
       expect(JSON.parse(no.body)).toMatchObject({ error: 'denied', reason: 'no policy allows GET /admin' });
@@ -184,7 +190,7 @@ describe('a CONNECT under tls: inspect', () => {
 
   it('reads a Host on the https default port (443) as an https URL names it', async () => {
     // Not dialled: the decision denies; what matters is that `api.example.test` and `:443` are one authority.
-    authorizer.decide = (r) => (r.method === 'CONNECT' ? { ...allow(), tls: 'inspect' } : deny());
+    authorizer.decide = (r) => (r.method === 'CONNECT' ? allowWith('inspect') : deny());
     const t = await inspected('api.example.test:443', 'api.example.test');
     try {
       expect((await t.send('GET /a HTTP/1.1\r\nHost: API.example.test\r\n\r\n')).status).toBe(403);
@@ -195,7 +201,7 @@ describe('a CONNECT under tls: inspect', () => {
   });
 
   it('refuses a CONNECT whose decision names a TLS mode this sidecar does not know, rather than tunnelling it', async () => {
-    authorizer.decide = () => ({ ...allow(), tls: 'unknown' });
+    authorizer.decide = () => (allowWith('unknown'));
     const socket = connect(proxyPort, '127.0.0.1');
     const next = answersOn(socket);
     socket.write(`CONNECT api.example.test:${upstreamPort} HTTP/1.1\r\nHost: api.example.test\r\n\r\n`);
@@ -206,7 +212,7 @@ describe('a CONNECT under tls: inspect', () => {
   });
 
   it('tls: originate: an absolute-form http:// request goes on as https:// (port 80 of http:// would be 443)', async () => {
-    authorizer.decide = () => ({ ...allow(), tls: 'originate' });
+    authorizer.decide = () => (allowWith('originate'));
     const socket = connect(proxyPort, '127.0.0.1');
     const next = answersOn(socket);
     socket.write(`GET http://api.example.test:${upstreamPort}/v1/doc HTTP/1.1\r\nHost: api.example.test:${upstreamPort}\r\n\r\n`);
