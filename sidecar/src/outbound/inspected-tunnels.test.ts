@@ -2,7 +2,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import type { AuthzRequest, Decision, TlsMode } from '../authz/authorizer.ts';
 import { createTestCa } from '../testing/certs.ts';
@@ -198,6 +198,26 @@ describe('a CONNECT under tls: inspect', () => {
     } finally {
       t.close();
     }
+  });
+
+  it('a client that does not trust the egress CA fails its handshake, and the tunnel is closed and counted', async () => {
+    const count = async (): Promise<number> => (await metrics.egressInspected.get()).values.find((v) => v.labels.result === 'handshake_failed')?.value ?? 0;
+    const before = await count();
+    for (let i = 0; i < 2; i++) {
+      const socket = connect(proxyPort, '127.0.0.1');
+      const next = answersOn(socket);
+      socket.write(`CONNECT api.example.test:${upstreamPort} HTTP/1.1\r\nHost: api.example.test\r\n\r\n`);
+      expect((await next()).status).toBe(200);
+      socket.removeAllListeners('data');
+      const failure = await new Promise<string>((resolve) => {
+        const tls = tlsConnect({ socket, servername: 'api.example.test' });
+        tls.once('secureConnect', () => resolve('connected'));
+        tls.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+      });
+      expect(failure).toBe('UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+    }
+    await vi.waitFor(async () => expect(await count()).toBe(before + 2));
+    expect(received).toEqual([]);
   });
 
   it('refuses a CONNECT whose decision names a TLS mode this sidecar does not know, rather than tunnelling it', async () => {

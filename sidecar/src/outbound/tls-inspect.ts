@@ -52,6 +52,11 @@ export function inspectTunnel(deps: InspectDeps, target: ProxyTarget, client: Du
     if (result === undefined) deps.logger.info({ host: target.host, port: target.port, reason: err.message }, "inspected tunnel: the agent's TLS handshake failed");
     tls.destroy();
   });
+  // The proxy's sockets allow half-open connections: an agent that gives up mid-handshake (it sends
+  // its alert, then FIN) would otherwise leave the tunnel open on this side.
+  tls.on('end', () => {
+    if (result === undefined) tls.destroy();
+  });
   tls.on('close', () => {
     client.destroy();
     if (result === undefined) deps.metrics.egressInspected.inc({ result: 'handshake_failed' });
