@@ -120,6 +120,8 @@ spec:
     mesh = await startMesh({
       agents: ['planner'],
       policy,
+      // A loaded CI machine must not turn the first (cold) decision into a 503: this test is not about deadlines.
+      authzTimeout: '5s',
       sidecarArgs: ['--egress-dns-servers', `127.0.0.1:${dns.port}`, '--egress-allow-cidrs', '127.0.0.0/8', '--egress-ca-file', egressCaFile, '--egress-trust-bundle-file', upstreamCaFile],
     });
     proxy = `http://127.0.0.1:${mesh.agent('planner').outboundPort}`;
