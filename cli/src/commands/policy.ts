@@ -167,7 +167,7 @@ export async function runExplain(argv: string[]): Promise<number> {
     ...(typeof values.path === 'string' ? { path: values.path } : {}),
     ...(tool === undefined ? {} : { tool }),
     ...(headers.length === 0 ? {} : { headers }),
-  })) as { allow: boolean; dryRunDeny: boolean; version: number; policy: string; rule: string; reason: string; destination: string };
+  })) as { allow: boolean; dryRunDeny: boolean; version: number; policy: string; rule: string; reason: string; destination: string; tls?: string };
   print(output, r, () =>
     [
       `decision:       ${r.allow ? (r.dryRunDeny ? 'allow (dry-run: would deny)' : 'allow') : 'deny'}`,
@@ -175,6 +175,8 @@ export async function runExplain(argv: string[]): Promise<number> {
       `policy:         ${r.policy === '' ? '(none: default deny)' : r.policy}`,
       `rule:           ${r.rule === '' ? '-' : r.rule}`,
       `destination:    ${r.destination === '' ? '(external host)' : r.destination}`,
+      // How the sidecar reaches the host (policy tls:): only when a policy says it.
+      ...(r.allow && r.tls !== undefined ? [`tls:            ${r.tls}`] : []),
       `reason:         ${r.reason}`,
     ].join('\n'),
   );
