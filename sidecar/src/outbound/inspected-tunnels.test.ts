@@ -9,6 +9,7 @@ import { createTestCa } from '../testing/certs.ts';
 import { allow, deny, FakeAuthorizer, quietLogger, StaticSvidSource, startEchoApp, svidFor, testMetrics } from '../testing/fakes.ts';
 import { DestinationCheck, externalAgent } from './destination-check.ts';
 import { EgressCa } from './egress-ca.ts';
+import { createCaptureServer } from './capture-server.ts';
 import { createOutboundServer } from './outbound-server.ts';
 import { UpstreamPools } from './upstream-pools.ts';
 
@@ -229,6 +230,28 @@ describe('a CONNECT under tls: inspect', () => {
     socket.destroy();
     expect(r.status).toBe(503);
     expect(received).toEqual([]);
+  });
+
+  it('transparent mode: a captured TLS connection under tls: inspect is terminated too, and each request judged inside', async () => {
+    const capture = createCaptureServer({ identity, authorizer, meshPools, external, destinations, metrics, egressCa, logger: quietLogger() });
+    await listen(capture, { host: '127.0.0.1', port: 0 });
+    try {
+      // Judged as CONNECT <SNI>:443, the port the app dialled being unknown; the request inside is denied, so nothing is dialled.
+      authorizer.decide = (r) => (r.method === 'CONNECT' ? allowWith('inspect') : deny('no policy allows GET /admin'));
+      const tls = tlsConnect({ host: '127.0.0.1', port: boundPort(capture), servername: 'api.example.test', ca: egressCa.certPem });
+      const next = answersOn(tls);
+      tls.write('GET /admin HTTP/1.1\r\nHost: api.example.test\r\n\r\n');
+      const r = await next();
+      tls.destroy();
+      expect(r.status).toBe(403);
+      expect(JSON.parse(r.body)).toMatchObject({ error: 'denied', reason: 'no policy allows GET /admin' });
+      expect(authorizer.requests.map((q) => [q.method, q.host, q.port, q.path, q.inspected])).toEqual([
+        ['CONNECT', 'api.example.test', 443, '', undefined],
+        ['GET', 'api.example.test', 443, '/admin', true],
+      ]);
+    } finally {
+      await closeServer(capture);
+    }
   });
 
   it('tls: originate: an absolute-form http:// request goes on as https:// (port 80 of http:// would be 443)', async () => {

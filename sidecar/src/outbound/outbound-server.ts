@@ -53,7 +53,10 @@ export type OutboundMode = 'proxy' | 'capture';
  * requests inside a CONNECT tunnel served as HTTP (openTunnel), which a second HTTP server of the
  * same handler parses, each with its tunnel's CONNECT authority as the destination.
  */
-export function createOutboundServer(deps: OutboundDeps, mode: OutboundMode = 'proxy'): Server {
+/** The outbound server; `inspect` serves a captured TLS connection under tls: inspect (capture-server.ts) as an inspected CONNECT is. */
+export type OutboundServer = Server & { inspect(target: ProxyTarget, socket: Duplex, head: Buffer): void };
+
+export function createOutboundServer(deps: OutboundDeps, mode: OutboundMode = 'proxy'): OutboundServer {
   const tunnels = new WeakMap<Duplex, ProxyTarget>();
   const inTunnels = createHttpServer(deps, (req) => {
     const authority = tunnels.get(req.socket);
@@ -63,11 +66,11 @@ export function createOutboundServer(deps: OutboundDeps, mode: OutboundMode = 'p
   const server = createHttpServer(deps, (req) => requestTarget(mode, req));
   const log = deps.logger;
   const recorder = requestRecorder(deps.metrics, 'outbound');
-  const serveAsHttp = (target: ProxyTarget, socket: Duplex, head: Buffer, inspect = false): void => {
+  /** Serves `socket` as HTTP to `target`: as it is, or (inspect) from inside the agent's TLS, terminated here; `head` is read first. */
+  const serveTunnel = (target: ProxyTarget, socket: Duplex, head: Buffer, inspect: boolean): void => {
     const egressCa = deps.egressCa;
-    if (inspect && egressCa === undefined) throw new AirlockError(ErrorCode.Internal, 'tls: inspect without an egress CA');
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    if (inspect && egressCa !== undefined) {
+    if (inspect) {
+      if (egressCa === undefined) throw egressCaMissing();
       // Same server, same path: the requests are read from the agent's TLS, terminated here.
       inspectTunnel({ egressCa, metrics: deps.metrics, logger: log }, target, socket, head, (tls) => {
         tunnels.set(tls, inspectedTarget(target));
@@ -79,6 +82,10 @@ export function createOutboundServer(deps: OutboundDeps, mode: OutboundMode = 'p
     tunnels.set(socket, parseAbsoluteTarget(`http://${target.authority}/`));
     if (head.length > 0) socket.unshift(head);
     inTunnels.emit('connection', socket);
+  };
+  const serveAsHttp = (target: ProxyTarget, socket: Duplex, head: Buffer, inspect = false): void => {
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    serveTunnel(target, socket, head, inspect);
   };
   server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const startedAt = recorder.start();
@@ -111,7 +118,11 @@ export function createOutboundServer(deps: OutboundDeps, mode: OutboundMode = 'p
     closeAll();
     inTunnels.closeAllConnections();
   };
-  return server;
+  return Object.assign(server, { inspect: (target: ProxyTarget, socket: Duplex, head: Buffer) => serveTunnel(target, socket, head, true) });
+}
+
+function egressCaMissing(): AirlockError {
+  return new AirlockError(ErrorCode.Internal, 'tls: inspect without an egress CA');
 }
 
 /** An HTTP server that authorizes and forwards each request to where `targetOf` says it goes. */
@@ -250,6 +261,8 @@ async function openTunnel(deps: OutboundDeps, req: IncomingMessage, client: Dupl
     return 'http';
   }
   if (decision.tls === 'inspect') {
+    // Checked before the 200: a tunnel that cannot be inspected is refused, not opened.
+    if (deps.egressCa === undefined) throw egressCaMissing();
     serveAsHttp(target, client, head, true);
     return 'http';
   }
@@ -266,21 +279,29 @@ async function authorizeTunnel(deps: OutboundDeps, target: ProxyTarget, rawHeade
 }
 
 /**
- * accept → identify → authorize → tunnel to an external host: a CONNECT, or a captured TLS
- * connection judged as `CONNECT <SNI>:443` (capture-server.ts). `established` tells the client
- * once the destination is connected; `head` is what the client sent ahead, written first.
+ * accept → identify → authorize → tunnel to an external host: a captured TLS connection judged as
+ * `CONNECT <SNI>:443` (capture-server.ts). `established` tells the client once the destination is
+ * connected; `head` is what the client sent ahead (its ClientHello), written first. Under
+ * tls: inspect, `inspect` terminates its TLS instead, as for an inspected CONNECT.
  */
-export async function tunnel(deps: OutboundDeps, target: ProxyTarget, rawHeaders: readonly string[], client: Duplex, head: Buffer, established: () => void): Promise<void> {
+export async function tunnel(deps: OutboundDeps, target: ProxyTarget, rawHeaders: readonly string[], client: Duplex, head: Buffer, established: () => void, inspect?: (target: ProxyTarget, client: Duplex, head: Buffer) => void): Promise<'http' | 'tunnel'> {
   const decision = await authorizeTunnel(deps, target, rawHeaders);
   if (decision.upstream !== undefined) {
     // A tunnel would carry the agent's own TLS, bypassing the mTLS identity the sidecar adds.
     throw new AirlockError(ErrorCode.BadRequest, `${target.host} is a mesh host: send plain http://${formatHostPort(target)}/… through this proxy; the sidecar adds mTLS`);
   }
+  if (decision.tls === 'inspect' && inspect !== undefined) {
+    if (deps.egressCa === undefined) throw egressCaMissing();
+    inspect(target, client, head);
+    return 'http';
+  }
   if (decision.tls !== undefined) {
-    // A blind tunnel would carry requests past the rules the policy wants judged on each of them.
-    throw new AirlockError(ErrorCode.BadRequest, `the policy for ${formatHostPort(target)} says tls: ${decision.tls}, and a captured TLS connection is not inspected: send it through the proxy (HTTPS_PROXY)`);
+    // A blind tunnel would carry requests past the rules the policy wants judged on each of them;
+    // under originate the app was to send plain http://, which the sidecar sends on over TLS.
+    throw new AirlockError(ErrorCode.BadRequest, `the policy for ${formatHostPort(target)} says tls: ${decision.tls}: its requests are judged one by one, which a TLS tunnel of the app's own would hide (send plain http:// for originate)`);
   }
   await connectTunnel(deps, decision.decisionId, target, client, head, established);
+  return 'tunnel';
 }
 
 async function connectTunnel(deps: OutboundDeps, decisionId: string, target: ProxyTarget, client: Duplex, head: Buffer, established: () => void): Promise<void> {
