@@ -213,6 +213,21 @@ spec:
     expect(JSON.parse(no?.body ?? '')).toEqual(denied(/no policy allows GET \/v2\/other/));
   });
 
+  it('OpenSSL (s_client through the proxy, SSL_CERT_FILE) verifies the leaf against the egress CA', async () => {
+    const sClient = async (trust: boolean): Promise<string> => {
+      const args = ['s_client', '-proxy', `127.0.0.1:${mesh.agent('planner').outboundPort}`, '-connect', `api.example.test:${apiPort}`, '-servername', 'api.example.test', '-verify_return_error', '-verify_hostname', 'api.example.test', '-quiet'];
+      const child = execFile('openssl', args, { env: { PATH: process.env.PATH, ...(trust ? { SSL_CERT_FILE: egressCaFile } : { SSL_CERT_FILE: upstreamCaFile }) }, timeout: 30_000 });
+      child.stdin?.end(`GET /v1/openssl HTTP/1.1\r\nHost: api.example.test:${apiPort}\r\nConnection: close\r\n\r\n`);
+      let out = '';
+      child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+      child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
+      await new Promise((resolve) => child.on('close', resolve));
+      return out;
+    };
+    expect(await sClient(true)).toMatch(/HTTP\/1\.1 200[\s\S]*"path":"\/v1\/openssl"/);
+    expect(await sClient(false)).toMatch(/verify error:num=20:unable to get local issuer certificate/);
+  });
+
   it('a client that does not trust the egress CA fails with a clear TLS error, not a hang, and sends nothing', async () => {
     const before = seen.length;
     expect((await curl(url('/v1/models'), { trust: false })).error).toMatch(/SSL certificate problem: unable to get local issuer certificate/);
