@@ -213,6 +213,18 @@ spec:
     expect(JSON.parse(no?.body ?? '')).toEqual(denied(/no policy allows GET \/v2\/other/));
   });
 
+  it('path tricks inside TLS are judged as on any other request: dot-segments, encoded ones and ;-parameters are refused before the server sees them', async () => {
+    const before = seen.length;
+    const args = (path: string): string[] => ['-sS', '--path-as-is', '--max-time', '20', '-w', '\n%{http_code}', url(path)];
+    for (const path of ['/v1/../admin/keys', '/v1/%2e%2e/admin/keys', '/v1/..;/admin/keys', '/v1/%2Fadmin', '/v1//x']) {
+      const { stdout } = await run('curl', args(path), { env: { PATH: process.env.PATH, HTTPS_PROXY: proxy, CURL_CA_BUNDLE: egressCaFile }, timeout: 30_000 });
+      const cut = stdout.lastIndexOf('\n');
+      expect(Number(stdout.slice(cut + 1)), path).toBe(403);
+      expect(JSON.parse(stdout.slice(0, cut)), path).toMatchObject({ error: 'denied' });
+    }
+    expect(seen.length).toBe(before);
+  });
+
   it('OpenSSL (s_client through the proxy, SSL_CERT_FILE) verifies the leaf against the egress CA', async () => {
     const sClient = async (trust: boolean): Promise<string> => {
       const args = ['s_client', '-proxy', `127.0.0.1:${mesh.agent('planner').outboundPort}`, '-connect', `api.example.test:${apiPort}`, '-servername', 'api.example.test', '-verify_return_error', '-verify_hostname', 'api.example.test', '-quiet'];
