@@ -151,6 +151,20 @@ describe('a CONNECT under tls: inspect', () => {
     }
   });
 
+  it('reads the MCP message of a POST inside TLS for MCP rules, as on any request', async () => {
+    const t = await inspected(`api.example.test:${upstreamPort}`, 'api.example.test');
+    try {
+      authorizer.decide = (r) => (r.method === 'CONNECT' ? allowWith('inspect') : r.mcp !== undefined && 'tool' in r.mcp && r.mcp.tool === 'delete_all' ? deny('no tool delete_all') : allow());
+      const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'delete_all', arguments: {} } });
+      const r = await t.send(`POST /mcp HTTP/1.1\r\nHost: api.example.test:${upstreamPort}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      expect(r.status).toBe(403);
+      expect(authorizer.requests[1]?.mcp).toMatchObject({ method: 'tools/call', tool: 'delete_all' });
+      expect(received).toEqual([]);
+    } finally {
+      t.close();
+    }
+  });
+
   it('never sends a request read inside TLS on in clear, whatever the decision on it says', async () => {
     // The CONNECT was inspected; the request's own decision names no tls (the policy changed meanwhile).
     const t = await inspected(`api.example.test:${upstreamPort}`, 'api.example.test');
