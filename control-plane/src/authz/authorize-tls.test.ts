@@ -5,10 +5,11 @@ import { createRegistry } from '@airlock/common/telemetry';
 import { AuthorizeRequest, Direction, TlsMode, Verdict } from '@airlock/proto/authorization/v1';
 import { describe, expect, it } from 'vitest';
 import { createControlPlaneMetrics } from '../monitoring/metrics.ts';
-import { PolicyEngine } from '../policy/engine.ts';
+import { PolicyEngine, toHost } from '../policy/engine.ts';
 import { parsePolicyText } from '../policy/load.ts';
 import type { AgentRecord } from '../store/store.ts';
 import { Authorizer } from './authorize.ts';
+import { decide } from './decide.ts';
 
 const TD = 'airlock.test';
 const A = `spiffe://${TD}/ns/demo/sa/a`;
@@ -70,6 +71,8 @@ describe('Authorize: tls: inspect on the wire and in the audit', () => {
     revoked.add(A);
     try {
       expect(ask({ method: 'CONNECT', path: '' })).toMatchObject({ verdict: Verdict.VERDICT_DENY, reason: 'identity revoked', tls: TlsMode.TLS_MODE_UNSPECIFIED });
+      // explain (the admin API's JSON) names no mode for it either.
+      expect(decide({ engine, agents, revoked, quarantined: new Map() }, { source: parseSpiffeId(A), destination: toHost('api.example.com'), port: 443, method: 'CONNECT', path: '' }).decision.tls).toBeUndefined();
     } finally {
       revoked.delete(A);
     }
