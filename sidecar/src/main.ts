@@ -20,6 +20,8 @@ import { createInboundServer } from './inbound/inbound-server.ts';
 import { createCaptureServer } from './outbound/capture-server.ts';
 import { createOutboundServer } from './outbound/outbound-server.ts';
 import { DestinationCheck, dnsServersResolve, externalAgent } from './outbound/destination-check.ts';
+import { EgressCa } from './outbound/egress-ca.ts';
+import type { OriginationTrust } from './outbound/tls-origination.ts';
 import { UpstreamPools } from './outbound/upstream-pools.ts';
 import { createSidecarMetrics } from './telemetry/metrics.ts';
 
@@ -57,6 +59,9 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
   const logger = opts.logger ?? createRootLogger({ process: 'sidecar', level: config.logLevel });
   const registry = createRegistry('sidecar');
   const metrics = createSidecarMetrics(registry);
+  const egressRoots = await egressTrust(config);
+  // tls: inspect: made at every start (its key only in memory), its certificate written for the agent.
+  const egressCa = await EgressCa.create({ ...(config.egressCaFile === undefined ? {} : { certFile: config.egressCaFile }), minted: metrics.egressCertificatesMinted });
   const cpId = controlPlaneId(config);
   // Every client of the control plane (authorization, signing, the trust-bundle stream) goes through one pool: one health record, one failover rule.
   const endpoints = new ControlPlaneEndpoints({ configured: config.controlPlane, refreshMs: config.controlPlaneResolveInterval, logger: logger.child({ component: 'control-plane-endpoints' }) });
@@ -110,8 +115,8 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     controlPlane: () => endpoints.current(),
     ...(config.egressDnsServers.length === 0 ? {} : { resolve: dnsServersResolve(config.egressDnsServers) }),
   });
-  const external = externalAgent(destinations, logger.child({ component: 'outbound' }));
-  const outboundDeps = { identity, authorizer, meshPools, external, destinations, metrics, mcpMaxBody: config.mcpMaxBody, plainHttpPorts: new Set(config.plainHttpPorts), logger: logger.child({ component: 'outbound' }) };
+  const external = externalAgent(destinations, logger.child({ component: 'outbound' }), egressRoots);
+  const outboundDeps = { identity, authorizer, meshPools, external, destinations, metrics, mcpMaxBody: config.mcpMaxBody, plainHttpPorts: new Set(config.plainHttpPorts), egressCa, logger: logger.child({ component: 'outbound' }) };
   const outbound = createOutboundServer(outboundDeps);
   const capture = config.captureListen === undefined ? undefined : createCaptureServer(outboundDeps);
   const started: import('node:net').Server[] = [];
@@ -165,6 +170,20 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
 }
 
 /** The PEM the control plane is first verified with: caPem (injected pods) or the contents of caFile. */
+/** What the certificates of external hosts are verified against (tls: inspect, originate). */
+async function egressTrust(config: Pick<SidecarConfig, 'egressTrustBundleFile'>): Promise<OriginationTrust> {
+  const file = config.egressTrustBundleFile;
+  if (file === undefined) return { describe: "Node's root certificates" };
+  let ca: string;
+  try {
+    ca = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`egressTrustBundleFile: cannot read ${file}: ${errorMessage(err)}`]);
+  }
+  if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError([`egressTrustBundleFile: ${file} holds no PEM certificate`]);
+  return { ca, describe: `egressTrustBundleFile (${file})` };
+}
+
 async function trustBundle(config: Pick<SidecarConfig, 'caFile' | 'caPem'>): Promise<string> {
   if (config.caPem !== undefined && config.caFile !== undefined) throw new ConfigError(['caFile and caPem are two ways to give one trust bundle: give one']);
   if (config.caPem !== undefined) {

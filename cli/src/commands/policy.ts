@@ -177,7 +177,7 @@ export async function runExplain(argv: string[]): Promise<number> {
     ...(tool === undefined ? {} : { tool }),
     ...(args === undefined ? {} : { args }),
     ...(headers.length === 0 ? {} : { headers }),
-  })) as { allow: boolean; dryRunDeny: boolean; version: number; policy: string; rule: string; reason: string; destination: string; arguments?: { path: string; value: string }[] };
+  })) as { allow: boolean; dryRunDeny: boolean; version: number; policy: string; rule: string; reason: string; destination: string; arguments?: { path: string; value: string }[]; tls?: string };
   print(output, r, () =>
     [
       `decision:       ${r.allow ? (r.dryRunDeny ? 'allow (dry-run: would deny)' : 'allow') : 'deny'}`,
@@ -186,6 +186,8 @@ export async function runExplain(argv: string[]): Promise<number> {
       `rule:           ${r.rule === '' ? '-' : r.rule}`,
       ...(r.arguments === undefined ? [] : [`arguments:      ${r.arguments.map((a) => `${a.path}=${a.value}`).join(', ')}`]),
       `destination:    ${r.destination === '' ? '(external host)' : r.destination}`,
+      // How the sidecar reaches the host (policy tls:): only when a policy says it.
+      ...(r.allow && r.tls !== undefined ? [`tls:            ${r.tls}`] : []),
       `reason:         ${r.reason}`,
     ].join('\n'),
   );

@@ -4,7 +4,7 @@ import { redactQuery, type Logger } from '@airlock/common/logging';
 import { MAX_AUTHZ_HEADER_BYTES, MAX_AUTHZ_HEADERS } from '@airlock/common/headers';
 import { MAX_MCP_ARGUMENT_BYTES, parseArgumentsJson } from '@airlock/common/mcp-arguments';
 import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
-import { Direction, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import { Direction, TlsMode, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { headerInput, type Destination, type McpInput } from '../policy/engine.ts';
 import { decide } from './decide.ts';
@@ -27,6 +27,8 @@ interface DecisionMetrics {
   readonly deny: { inc(): void };
   readonly duration: { observe(seconds: number): void };
 }
+
+const TLS_MODES = { inspect: TlsMode.TLS_MODE_INSPECT, originate: TlsMode.TLS_MODE_ORIGINATE } as const;
 
 /** More listed tools than this in one tools/list filter is refused: the check is bounded. */
 const MAX_LISTED_TOOLS = 1000;
@@ -97,6 +99,7 @@ export class Authorizer {
       ...(req.mcpMethod === '' ? {} : { mcpMethod: req.mcpMethod, mcpTool: req.mcpTool }),
       ...(req.mcpUnreadable === '' ? {} : { mcpUnreadable: req.mcpUnreadable }),
       ...(req.mcpHeaderMismatch === '' ? {} : { mcpHeaderMismatch: req.mcpHeaderMismatch }),
+      ...(req.inspected ? { inspected: true } : {}),
     };
     const refuse = (err: AirlockError, reason: string, source: string, destination: string): AirlockError => {
       this.#d.metrics.refused.inc({ reason });
@@ -168,6 +171,7 @@ export class Authorizer {
         dryRun: decision.dryRunDeny,
         // The argument paths the rule looked at; values redacted unless the policy marks them loggable.
         ...(decision.arguments === undefined ? {} : { mcpArguments: decision.arguments }),
+        ...(decision.allow && decision.tls !== undefined ? { tls: decision.tls } : {}),
         ...(req.mcpListedTools.length === 0 ? {} : { mcpListedTools: req.mcpListedTools.length, mcpAllowedTools: allowedTools }),
       },
       'authorization decision',
@@ -183,6 +187,7 @@ export class Authorizer {
       policyVersion: decision.version,
       rule: decision.rule,
       mcpAllowedTools: allowedTools,
+      tls: decision.allow && decision.tls !== undefined ? TLS_MODES[decision.tls] : TlsMode.TLS_MODE_UNSPECIFIED,
     };
   }
 }

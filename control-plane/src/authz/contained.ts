@@ -23,5 +23,6 @@ export function denyIfContained<D extends DecisionShape>(
 ): D {
   const hit = contained(parties.source.uri) || (parties.destination !== undefined && contained(parties.destination.uri));
   if (!hit) return decision;
-  return { ...decision, allow: false, policy: '', reason, dryRunDeny: false, ...('rule' in decision ? { rule: '' } : {}) };
+  // A denial reaches no host: it names no way to reach one (tls).
+  return { ...decision, allow: false, policy: '', reason, dryRunDeny: false, ...('rule' in decision ? { rule: '' } : {}), ...('tls' in decision ? { tls: undefined } : {}) };
 }

@@ -5,7 +5,7 @@ import { ArgumentCondition } from './arguments.ts';
 import { normalizePath } from './path.ts';
 import { Glob } from './glob.ts';
 import { SegmentIndex } from './segment-index.ts';
-import type { HeaderRuleDoc, PolicyDoc, PolicyDocuments } from './types.ts';
+import type { HeaderRuleDoc, PolicyDoc, PolicyDocuments, TlsMode } from './types.ts';
 
 /**
  * Where a call goes, and so which policies can apply: an agent of the mesh is judged by policies to
@@ -102,6 +102,12 @@ export interface PolicyDecision {
   readonly dryRunDeny: boolean;
   /** The arguments the deciding rule's argument conditions looked at (or the one that failed a "no policy allows"); undefined when none. */
   readonly arguments?: readonly ArgumentNote[];
+  /**
+   * Set on an allowed call to an external host that an allow policy for its host and port marks
+   * `tls:` (any such policy, whichever allowed: a policy's order never downgrades it); `inspect`
+   * outranks `originate`. Undefined otherwise.
+   */
+  readonly tls?: TlsMode;
 }
 
 interface CompiledRule {
@@ -140,6 +146,7 @@ interface CompiledPolicy {
   readonly hostSuffixes: readonly string[];
   readonly ports: ReadonlySet<number> | undefined;
   readonly rules: readonly CompiledRule[];
+  readonly tls: TlsMode | undefined;
   /** The reason of the decisions it allows: built once, not per decision. */
   readonly allowReason: string;
 }
@@ -345,13 +352,23 @@ export class PolicyEngine {
     let headerUnknown = '';
     let argumentFailed: ArgumentCondition | undefined;
     let allowArguments: readonly ArgumentCondition[] | undefined;
+    // A CONNECT to an external host: no request of it is seen unless a policy says `tls:`.
+    const tunnel = path === undefined && host !== '';
+    let tls: TlsMode | undefined;
+    let rulesUnseen: CompiledPolicy | undefined;
     const headers = input.headers ?? NO_HEADERS;
     const version = this.version;
     const methodBit = this.#methods.of(input.method);
     for (const p of candidates) {
       if (p.ports !== undefined && !p.ports.has(input.port)) continue;
       if (p.toHosts && !matchesHost(p, host)) continue;
-      const rule = matchingRule(p, input.method, methodBit, path, plain, mcp, headers);
+      if (!p.deny && p.tls !== undefined && tls !== 'inspect') tls = p.tls;
+      let rule = matchingRule(p, input.method, methodBit, path, plain, mcp, headers);
+      if (rule === undefined && tunnel && !p.deny) {
+        // Its rules are judged on each request the sidecar will read inside (tls: inspect or originate).
+        if (p.tls !== undefined) rule = '*';
+        else rulesUnseen ??= p;
+      }
       const unreadable = lastMatchUnreadable;
       if (unreadable) unreadableMattered = true;
       const headerWhy = lastHeaderUnknown;
@@ -384,26 +401,31 @@ export class PolicyEngine {
     }
     // A dry-run deny only matters for a call that would otherwise pass.
     if (allow === undefined && dryRunScope === undefined) {
-      const reason = withReason ? `no policy allows ${describeCall(input, path, host, mcp)}${unreadableMattered ? mcpWhy(mcp) : ''}${headerUnknown === '' ? '' : `: ${headerUnknown}`}${argumentFailed === undefined ? '' : `: ${argumentFailed.why}`}` : '';
+      const reason = withReason ? `no policy allows ${describeCall(input, path, host, mcp)}${unreadableMattered ? mcpWhy(mcp) : ''}${headerUnknown === '' ? '' : `: ${headerUnknown}`}${argumentFailed === undefined ? '' : `: ${argumentFailed.why}`}${rulesUnseen === undefined ? '' : unseenWhy(rulesUnseen)}` : '';
       const denied = decision(false, '', '', version, reason, false);
       return argumentFailed === undefined ? denied : withArguments(denied, [argumentFailed], mcp);
     }
     if (dryRunDeny !== undefined) {
       const reason = withReason ? `would deny: policy "${dryRunDeny.name}" denies ${describeCall(input, path, host, mcp)}` : '';
-      return decision(true, dryRunDeny.name, dryRunDenyRule, version, reason, true);
+      return decision(true, dryRunDeny.name, dryRunDenyRule, version, reason, true, tls);
     }
     if (allow !== undefined) {
-      const allowed = decision(true, allow.name, allowRule, version, allow.allowReason, false);
+      const allowed = decision(true, allow.name, allowRule, version, tunnel && tls !== undefined ? `${allow.allowReason} (tls: ${tls}): each request inside is judged on its own` : allow.allowReason, false, tls);
       return allowArguments === undefined ? allowed : withArguments(allowed, allowArguments, mcp);
     }
     const scope = dryRunScope as CompiledPolicy;
-    return decision(true, scope.name, '', version, withReason ? `would deny: no policy allows ${describeCall(input, path, host, mcp)}` : '', true);
+    return decision(true, scope.name, '', version, withReason ? `would deny: no policy allows ${describeCall(input, path, host, mcp)}` : '', true, tls);
   }
 }
 
-/** One shape for every decision. */
-function decision(allow: boolean, policy: string, rule: string, version: number, reason: string, dryRunDeny: boolean): PolicyDecision {
-  return { allow, policy, rule, version, reason, dryRunDeny };
+/** One shape for every decision; `tls` only on an allowed one. */
+function decision(allow: boolean, policy: string, rule: string, version: number, reason: string, dryRunDeny: boolean, tls?: TlsMode): PolicyDecision {
+  return tls === undefined ? { allow, policy, rule, version, reason, dryRunDeny } : { allow, policy, rule, version, reason, dryRunDeny, tls };
+}
+
+/** Why a tunnel was denied though a policy allows its host and port for some requests. */
+function unseenWhy(p: CompiledPolicy): string {
+  return `: policy "${p.name}" allows this host only for the requests its rules name, and a CONNECT to an external host is a blind tunnel whose requests the sidecar cannot see; with "tls: inspect" in its "to", each request inside would be judged`;
 }
 
 /** The decision with the arguments its rule looked at (values redacted unless loggable). */
@@ -618,6 +640,7 @@ function compilePolicy(p: PolicyDoc, order: number, methods: MethodBits): Compil
     // "*.example.com" matches a.example.com and a.b.example.com, not example.com itself.
     hostSuffixes: hosts.filter((h) => h.startsWith('*.')).map((h) => h.slice(1)),
     ports: p.toPorts.length === 0 ? undefined : new Set(p.toPorts),
+    tls: p.tls,
     allowReason: `allowed by policy "${p.name}"`,
     rules: p.rules.map((r, i) => {
       const paths = r.paths;

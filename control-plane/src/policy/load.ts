@@ -8,7 +8,7 @@ import { RE2JS } from 're2js';
 import { ARGUMENT_PATH, filePathProblem, MAX_ARGUMENT_REGEX_LENGTH } from './arguments.ts';
 import { FastDocuments } from './fast-yaml.ts';
 import { normalizePath } from './path.ts';
-import type { ArgumentRuleDoc, ArgumentScalar, HeaderRuleDoc, McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc } from './types.ts';
+import type { ArgumentRuleDoc, ArgumentScalar, HeaderRuleDoc, McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc, TlsMode } from './types.ts';
 import { checkDocumentMarkers, FILE_LIMITS, parseYamlDocuments, type YamlLimits } from './yaml-limits.ts';
 import { fieldOf, treeOf, type TreeMap, type TreeNode } from './yaml-tree.ts';
 
@@ -340,7 +340,7 @@ function policySpec(spec: TreeMap, problems: Problems): Omit<PolicyDoc, 'name' |
   const f = fields(from, 'spec.from.', ['segments'], problems);
   const fromSegments = strList(f.get('segments'), 'spec.from.segments', problems, nameCheck);
   if (fromSegments === undefined || fromSegments.length === 0) problems.add(f.get('segments') ?? from, '"spec.from.segments" must list at least one segment');
-  const t = fields(to, 'spec.to.', ['segments', 'hosts', 'ports'], problems);
+  const t = fields(to, 'spec.to.', ['segments', 'hosts', 'ports', 'tls'], problems);
   const toSegments = strList(t.get('segments'), 'spec.to.segments', problems, nameCheck);
   const toHosts = strList(t.get('hosts'), 'spec.to.hosts', problems, (h) =>
     HOST.test(h) ? undefined : `"${h}" is not a lowercase host name or "*.suffix"`,
@@ -350,8 +350,25 @@ function policySpec(spec: TreeMap, problems: Problems): Omit<PolicyDoc, 'name' |
   const rules = rulesOf(s.get('rules'), problems);
   const action = enumOf<PolicyAction>(s.get('action'), 'spec.action', ['allow', 'deny'], problems, spec, undefined);
   const mode = enumOf<PolicyMode>(s.get('mode'), 'spec.mode', ['enforce', 'dry-run'], problems, spec, 'enforce');
+  const tls = tlsOf(t.get('tls'), to, toSegments !== undefined, action, problems);
   if (fromSegments === undefined || action === undefined || mode === undefined) return undefined;
-  return { fromSegments, toSegments, toHosts, toPorts, rules, action, mode };
+  return { fromSegments, toSegments, toHosts, toPorts, rules, ...(tls === undefined ? {} : { tls }), action, mode };
+}
+
+/** `spec.to.tls`: how an allowed external host is reached (see TlsMode); not for segments nor for a deny. */
+function tlsOf(node: TreeNode | null | undefined, to: TreeMap, toSegments: boolean, action: PolicyAction | undefined, problems: Problems): TlsMode | undefined {
+  if (node === undefined) return undefined;
+  const tls = enumOf<TlsMode>(node, 'spec.to.tls', ['inspect', 'originate'], problems, to, undefined);
+  if (tls === undefined) return undefined;
+  if (toSegments) {
+    problems.add(node, '"spec.to.tls" is for policies to hosts: calls to segments are mTLS between sidecars, and always seen as HTTP');
+    return undefined;
+  }
+  if (action === 'deny') {
+    problems.add(node, '"spec.to.tls" is for allow policies: it says how an allowed host is reached (a deny policy\'s rules apply to the requests an inspecting allow lets the sidecar see)');
+    return undefined;
+  }
+  return tls;
 }
 
 function recordRefs(policy: string, spec: TreeMap, problems: Problems): void {

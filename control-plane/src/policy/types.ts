@@ -70,6 +70,12 @@ export interface ArgumentRuleDoc {
 }
 
 export type PolicyAction = 'allow' | 'deny';
+/**
+ * How the sidecar reaches an allowed external host (`spec.to.tls`): `inspect` terminates the agent's
+ * TLS inside its CONNECT (egress CA) so each request is judged; `originate` takes the agent's plain
+ * http:// and calls https:// upstream. Unset: a CONNECT is a blind tunnel judged on host and port.
+ */
+export type TlsMode = 'inspect' | 'originate';
 export type PolicyMode = 'enforce' | 'dry-run';
 
 export interface PolicyDoc {
@@ -82,6 +88,8 @@ export interface PolicyDoc {
   readonly toPorts: readonly number[];
   /** Empty = any request. */
   readonly rules: readonly RuleDoc[];
+  /** Policies to hosts only; undefined = not set. */
+  readonly tls?: TlsMode;
   readonly action: PolicyAction;
   readonly mode: PolicyMode;
   readonly at: string;

@@ -27,7 +27,16 @@ export interface AuthzRequest {
   readonly listedTools?: readonly string[];
   /** Request headers for header rules (bounded; see authzHeaders); undefined = none. */
   readonly headers?: AuthzHeaders;
+  /** Read inside the agent's TLS, terminated by the sidecar (tls: inspect). */
+  readonly inspected?: boolean;
 }
+
+/**
+ * How an allowed external host is reached (policy `tls:`): `inspect` = terminate the agent's TLS in
+ * its CONNECT and judge each request; `originate` = plain HTTP from the agent, TLS upstream;
+ * `unknown` = a mode this sidecar does not know (refused); undefined = blind tunnel / plain HTTP.
+ */
+export type TlsMode = 'inspect' | 'originate' | 'unknown';
 
 /**
  * What the sidecar read of an MCP (JSON-RPC) POST body. `tool` and `arguments` (params.arguments
@@ -56,6 +65,8 @@ export type Decision =
       readonly dryRunDeny: boolean;
       /** Of the request's listedTools, those that may be called (empty when none were listed). */
       readonly allowedTools: readonly string[];
+      /** Undefined: a blind tunnel, plain HTTP. */
+      readonly tls?: TlsMode;
     }
   | {
       readonly allowed: false;

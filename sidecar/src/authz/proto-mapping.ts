@@ -1,4 +1,4 @@
-import { Direction as ProtoDirection, Verdict, type AuthorizeRequest, type AuthorizeResponse, type RequestHeader } from '@airlock/proto/authorization/v1';
+import { Direction as ProtoDirection, TlsMode, Verdict, type AuthorizeRequest, type AuthorizeResponse, type RequestHeader } from '@airlock/proto/authorization/v1';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { AuthzRequest, Decision } from './authorizer.ts';
 
@@ -24,6 +24,7 @@ export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
     mcpArguments: call?.arguments !== undefined && 'json' in call.arguments ? call.arguments.json : '',
     mcpArgumentsUnreadable: call?.arguments !== undefined && 'unreadable' in call.arguments ? call.arguments.unreadable : '',
     mcpHeaderMismatch: request.mcpHeaderMismatch ?? '',
+    inspected: request.inspected ?? false,
   };
 }
 
@@ -41,12 +42,18 @@ export function toDecision(res: AuthorizeResponse): Decision | undefined {
       upstream,
       dryRunDeny: res.dryRunDeny,
       allowedTools: res.mcpAllowedTools,
+      ...(res.tls === TlsMode.TLS_MODE_UNSPECIFIED ? {} : { tls: tlsMode(res.tls) }),
     };
   }
   if (res.verdict === Verdict.VERDICT_DENY) {
     return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy, policyVersion: res.policyVersion, rule: res.rule };
   }
   return undefined;
+}
+
+/** A mode this sidecar does not know is not silently a blind tunnel or plain HTTP: the call is refused. */
+function tlsMode(mode: TlsMode): 'inspect' | 'originate' | 'unknown' {
+  return mode === TlsMode.TLS_MODE_INSPECT ? 'inspect' : mode === TlsMode.TLS_MODE_ORIGINATE ? 'originate' : 'unknown';
 }
 
 export function unavailable(reason: string, cause?: unknown): AirlockError {

@@ -143,6 +143,14 @@ describe('the capture listener of transparent mode', () => {
     expect(authorizer.requests).toEqual([{ direction: 'outbound', sourceId: A, host: 'api.example.com', port: 443, method: 'CONNECT', path: '', headers: { entries: [], incomplete: false } }]);
   });
 
+  it('never tunnels a captured TLS connection to a host whose policy says tls: originate, or inspect without an egress CA (its rules would go unjudged)', async () => {
+    authorizer.decide = () => ({ ...allow(), tls: 'originate' });
+    // A bad_request alert (unrecognized_name), no tunnel to the host.
+    expect(await tlsAttempt(port, 'api.example.com')).toBe('ERR_SSL_TLSV1_UNRECOGNIZED_NAME');
+    authorizer.decide = () => ({ ...allow(), tls: 'inspect' });
+    expect(await tlsAttempt(port, 'api.example.com')).toBe('ERR_SSL_TLSV1_ALERT_INTERNAL_ERROR');
+  });
+
   it('reads a ClientHello that arrives a few bytes at a time', async () => {
     authorizer.decide = () => deny();
     const hello = await realClientHello('slow.example.com');

@@ -18,6 +18,7 @@ const TLS_HANDSHAKE = 0x16;
  * - TLS (first byte 0x16): the ClientHello's SNI, read without terminating TLS, judged and tunnelled
  *   exactly as `CONNECT <SNI>:443` (a mesh host is refused: the app's own TLS would pass by the
  *   mTLS the sidecar adds; the proxy's CONNECT to it is served as HTTP instead); no SNI, no call;
+ *   under tls: inspect its TLS is terminated and each request judged, as for an inspected CONNECT;
  * - anything else: the outbound HTTP server in `capture` mode, the proxy's one decision and
  *   forwarding path, which routes an origin-form request by its Host; what is not HTTP/1.x is a 400.
  *
@@ -65,7 +66,10 @@ export function createCaptureServer(deps: OutboundDeps): Server & { closeAllConn
       handOver(socket);
       const startedAt = recorder.start();
       judgeTls(hello, socket, received).then(
-        () => recorder.finish(startedAt, 'allowed'),
+        // An inspected connection is not counted: each request in it is.
+        (served) => {
+          if (served === 'tunnel') recorder.finish(startedAt, 'allowed');
+        },
         (err: unknown) => {
           const reply = errorReply(err, deps.logger);
           // A TLS client reads no HTTP: a fatal alert is the refusal it can report.
@@ -92,13 +96,13 @@ export function createCaptureServer(deps: OutboundDeps): Server & { closeAllConn
     process.nextTick(() => socket.resume());
   }
 
-  async function judgeTls(hello: ReturnType<typeof readClientHello>, socket: Socket, received: Buffer): Promise<void> {
+  async function judgeTls(hello: ReturnType<typeof readClientHello>, socket: Socket, received: Buffer): Promise<'http' | 'tunnel'> {
     if (hello.state === 'invalid') throw new AirlockError(ErrorCode.BadRequest, `captured TLS connection: ${hello.reason}`);
     if (hello.state !== 'done' || hello.serverName === undefined) throw new AirlockError(ErrorCode.BadRequest, 'captured TLS connection without a server name (SNI): its destination is unknown');
     // The port the app dialled is lost with the original destination: TLS is judged and dialled on 443.
     const target = parseAuthorityTarget(`${hello.serverName}:443`);
     // The ClientHello goes first; nothing is said to the client, which speaks TLS to the destination.
-    await tunnel(deps, target, [], socket, received, () => undefined);
+    return tunnel(deps, target, [], socket, received, () => undefined, (t, client, head) => http.inspect(t, client, head));
   }
 
   // node:http checks request and header timeouts once its server is listening; this one never

@@ -5,6 +5,7 @@ import { Agent } from 'undici';
 import { formatHostPort, parseHostPort } from '@airlock/common/config';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
+import { originateTls, type OriginationTrust } from './tls-origination.ts';
 
 /** The rule that forbids an address; named in the 403 body so the agent (and operator) learn which. */
 export type AddressRule = 'unspecified' | 'cloud-metadata' | 'sidecar-port' | 'control-plane' | 'loopback' | 'link-local' | 'operator-cidr';
@@ -221,26 +222,31 @@ function connectTo(host: string, port: number): Promise<Socket> {
 }
 
 /**
- * The undici Agent for plain HTTP to external hosts: its every connection comes from
- * `destinations.connect` (a refused destination fails the request with the
- * ForbiddenDestinationError itself), and is logged with the address it reached. The origin keeps
- * the name, so Host is the name and connections are pooled per name.
+ * The undici Agent for external hosts: its every connection comes from `destinations.connect` (a
+ * refused destination fails the request with the ForbiddenDestinationError itself), and is logged
+ * with the address it reached. An https:// origin (tls: inspect or originate) then gets TLS over
+ * that very connection, verified against `trust` (originateTls). The origin keeps the name, so
+ * Host and SNI are the name and connections are pooled per name.
  */
-export function externalAgent(destinations: DestinationCheck, log: Logger): Agent {
+export function externalAgent(destinations: DestinationCheck, log: Logger, trust: OriginationTrust = NODE_ROOTS): Agent {
   return new Agent({
     connect(opts, callback) {
       const host = opts.hostname.startsWith('[') ? opts.hostname.slice(1, -1) : opts.hostname;
       const port = opts.port === '' ? (opts.protocol === 'https:' ? 443 : 80) : Number(opts.port);
-      destinations.connect({ host, port }).then(
-        ({ socket, address }) => {
-          log.info({ host, port, address }, 'external connection opened');
+      const fail = (err: unknown): void => callback(err instanceof Error ? err : new Error(String(err)), null);
+      destinations.connect({ host, port }).then(({ socket, address }) => {
+        log.info({ host, port, address, tls: opts.protocol === 'https:' }, 'external connection opened');
+        if (opts.protocol !== 'https:') {
           callback(null, socket);
-        },
-        (err: unknown) => callback(err instanceof Error ? err : new Error(String(err)), null),
-      );
+          return;
+        }
+        originateTls(socket, host, port, trust).then((tls) => callback(null, tls), fail);
+      }, fail);
     },
   });
 }
+
+const NODE_ROOTS: OriginationTrust = { describe: "Node's root certificates" };
 
 /** Loopback, unspecified, or an address of one of this machine's interfaces (read now: they change). */
 function isLocal(ip: CanonicalAddress): boolean {

@@ -5,7 +5,7 @@ import { formatHostPort } from '@airlock/common/config';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { answerClientErrors } from '@airlock/common/net';
-import type { Authorizer, Upstream } from '../authz/authorizer.ts';
+import type { Authorizer, TlsMode, Upstream } from '../authz/authorizer.ts';
 import { assertAllowed, errorReply, jsonRpcTarget, NotReadyError, sendErrorReply, sendErrorReplyOnSocket, type JsonRpcTarget } from '../http/errors.ts';
 import { forward } from '../http/forward.ts';
 import { requestHeadersToForward, singleHostHeader } from '../http/headers.ts';
@@ -15,7 +15,9 @@ import { forwardToolsList } from '../mcp/forward-tools-list.ts';
 import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
 import { requestRecorder, type Outcome, type SidecarMetrics } from '../telemetry/metrics.ts';
 import type { DestinationCheck } from './destination-check.ts';
-import { assertHostMatches, parseAbsoluteTarget, parseAuthorityTarget, parseOriginTarget, type ProxyTarget } from './proxy-target.ts';
+import type { EgressCa } from './egress-ca.ts';
+import { assertHostMatches, inspectedTarget, parseAbsoluteTarget, parseAuthorityTarget, parseOriginTarget, type ProxyTarget } from './proxy-target.ts';
+import { inspectTunnel } from './tls-inspect.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
 
 export interface OutboundDeps {
@@ -23,7 +25,7 @@ export interface OutboundDeps {
   readonly authorizer: Authorizer;
   /** mTLS pools to peer sidecars. */
   readonly meshPools: UpstreamPools;
-  /** Plain HTTP to external hosts: an undici Agent made by externalAgent(destinations), which dials only checked addresses. */
+  /** HTTP (and TLS, for tls: inspect/originate) to external hosts: an undici Agent made by externalAgent(destinations), which dials only checked addresses. */
   readonly external: Dispatcher;
   /** Resolves and checks every external destination before it is dialled (destination-check.ts). */
   readonly destinations: DestinationCheck;
@@ -33,6 +35,8 @@ export interface OutboundDeps {
   readonly mcpMaxBody?: number;
   /** Ports whose CONNECT tunnel is served as HTTP, whatever the host (default: 80). See openTunnel. */
   readonly plainHttpPorts?: ReadonlySet<number>;
+  /** Mints the certificates a CONNECT under tls: inspect is answered with; undefined = such a CONNECT is refused. */
+  readonly egressCa?: EgressCa;
 }
 
 const DEFAULT_PLAIN_HTTP_PORTS: ReadonlySet<number> = new Set([80]);
@@ -49,7 +53,10 @@ export type OutboundMode = 'proxy' | 'capture';
  * requests inside a CONNECT tunnel served as HTTP (openTunnel), which a second HTTP server of the
  * same handler parses, each with its tunnel's CONNECT authority as the destination.
  */
-export function createOutboundServer(deps: OutboundDeps, mode: OutboundMode = 'proxy'): Server {
+/** The outbound server; `inspect` serves a captured TLS connection under tls: inspect (capture-server.ts) as an inspected CONNECT is. */
+export type OutboundServer = Server & { inspect(target: ProxyTarget, socket: Duplex, head: Buffer): void };
+
+export function createOutboundServer(deps: OutboundDeps, mode: OutboundMode = 'proxy'): OutboundServer {
   const tunnels = new WeakMap<Duplex, ProxyTarget>();
   const inTunnels = createHttpServer(deps, (req) => {
     const authority = tunnels.get(req.socket);
@@ -59,12 +66,26 @@ export function createOutboundServer(deps: OutboundDeps, mode: OutboundMode = 'p
   const server = createHttpServer(deps, (req) => requestTarget(mode, req));
   const log = deps.logger;
   const recorder = requestRecorder(deps.metrics, 'outbound');
-  const serveAsHttp = (target: ProxyTarget, socket: Duplex, head: Buffer): void => {
+  /** Serves `socket` as HTTP to `target`: as it is, or (inspect) from inside the agent's TLS, terminated here; `head` is read first. */
+  const serveTunnel = (target: ProxyTarget, socket: Duplex, head: Buffer, inspect: boolean): void => {
+    const egressCa = deps.egressCa;
+    if (inspect) {
+      if (egressCa === undefined) throw egressCaMissing();
+      // Same server, same path: the requests are read from the agent's TLS, terminated here.
+      inspectTunnel({ egressCa, metrics: deps.metrics, logger: log }, target, socket, head, (tls) => {
+        tunnels.set(tls, inspectedTarget(target));
+        inTunnels.emit('connection', tls);
+      });
+      return;
+    }
     // As an absolute-form URL names it (default port dropped): the Host sent on, as for `http://host/`.
     tunnels.set(socket, parseAbsoluteTarget(`http://${target.authority}/`));
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length > 0) socket.unshift(head);
     inTunnels.emit('connection', socket);
+  };
+  const serveAsHttp = (target: ProxyTarget, socket: Duplex, head: Buffer, inspect = false): void => {
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    serveTunnel(target, socket, head, inspect);
   };
   server.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const startedAt = recorder.start();
@@ -97,7 +118,11 @@ export function createOutboundServer(deps: OutboundDeps, mode: OutboundMode = 'p
     closeAll();
     inTunnels.closeAllConnections();
   };
-  return server;
+  return Object.assign(server, { inspect: (target: ProxyTarget, socket: Duplex, head: Buffer) => serveTunnel(target, socket, head, true) });
+}
+
+function egressCaMissing(): AirlockError {
+  return new AirlockError(ErrorCode.Internal, 'tls: inspect without an egress CA');
 }
 
 /** An HTTP server that authorizes and forwards each request to where `targetOf` says it goes. */
@@ -140,7 +165,7 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
   const method = req.method ?? 'GET';
   const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
   mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
-  const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders) } as const;
+  const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders), ...(target.inspected === true ? { inspected: true } : {}) } as const;
   const decision = await deps.authorizer.authorize(question);
   assertAllowed(decision);
   deps.logger.debug({ decisionId: decision.decisionId, host: target.host, method }, 'outbound call allowed');
@@ -148,7 +173,7 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
   // on it too. For an absolute-form request that is the URL's authority (RFC 9112 §3.2.2).
   const headers = requestHeadersToForward(req.headers);
   headers.host = target.authority;
-  const { dispatcher, origin, describe } = destination(deps, decision.upstream, svid, target);
+  const { dispatcher, origin, describe } = destination(deps, decision, svid, target);
   const body = mcp.body;
   const request = { origin, method, path: target.path, headers, describe, body };
   if (body instanceof Buffer && mcp.message !== undefined && 'method' in mcp.message && mcp.message.method === 'tools/list') {
@@ -180,6 +205,7 @@ function requestTarget(mode: OutboundMode, req: IncomingMessage): ProxyTarget {
 function tunnelTarget(authority: ProxyTarget, req: IncomingMessage): ProxyTarget {
   const host = singleHostHeader(req);
   const url = req.url ?? '';
+  if (authority.inspected === true && !url.startsWith('/')) throw new AirlockError(ErrorCode.BadRequest, 'inside TLS a request names only its path (GET /path): its destination is the tunnel\'s');
   const target = url.startsWith('/') ? { ...authority, path: parseOriginTarget(url, authority.authority).path } : parseAbsoluteTarget(url);
   if (target.host !== authority.host || target.port !== authority.port) {
     throw new AirlockError(ErrorCode.BadRequest, `the request names ${target.authority}, but its tunnel was opened to ${authority.authority}; they must agree`);
@@ -191,12 +217,23 @@ function tunnelTarget(authority: ProxyTarget, req: IncomingMessage): ProxyTarget
 /**
  * Where an allowed call goes: the peer sidecar named by the decision (over mTLS, at the address its
  * registration holds: not address-checked, see README "Destinations checked by address"), or the
- * external host itself, through the Agent whose connector dials only checked addresses.
+ * external host itself, through the Agent whose connector dials only checked addresses. Over TLS
+ * when the request was read inside inspected TLS (never sent on in clear, whatever the decision),
+ * or the decision says tls: inspect or originate: to the same URL with https:// (so port 80, the
+ * default of http://, becomes 443).
  */
-function destination(deps: OutboundDeps, upstream: Upstream | undefined, svid: Svid, target: ProxyTarget): { dispatcher: Dispatcher; origin: string | undefined; describe: string } {
+function destination(deps: OutboundDeps, decision: { upstream: Upstream | undefined; tls?: TlsMode }, svid: Svid, target: ProxyTarget): { dispatcher: Dispatcher; origin: string | undefined; describe: string } {
+  const upstream = decision.upstream;
   if (upstream !== undefined) return { dispatcher: deps.meshPools.get(upstream, svid), origin: undefined, describe: `peer ${upstream.spiffeId} at ${upstream.address}` };
-  const origin = `http://${formatHostPort(target)}`;
+  if (decision.tls === 'unknown') throw unknownTlsMode();
+  const tls = target.inspected === true || decision.tls !== undefined;
+  const port = tls && target.inspected !== true && target.port === 80 ? 443 : target.port;
+  const origin = `${tls ? 'https' : 'http'}://${formatHostPort({ host: target.host, port })}`;
   return { dispatcher: deps.external, origin, describe: origin };
+}
+
+function unknownTlsMode(): AirlockError {
+  return new AirlockError(ErrorCode.AuthzUnavailable, 'the control plane asks for a TLS mode this sidecar does not know (a newer control plane): upgrade the sidecar');
 }
 
 /**
@@ -215,7 +252,7 @@ function destination(deps: OutboundDeps, upstream: Upstream | undefined, svid: S
  *   as HTTP (a blind tunnel would carry the agent's own TLS past the mTLS identity the sidecar
  *   adds), else it is a blind tunnel to the external host.
  */
-async function openTunnel(deps: OutboundDeps, req: IncomingMessage, client: Duplex, head: Buffer, serveAsHttp: (target: ProxyTarget, client: Duplex, head: Buffer) => void): Promise<'http' | 'tunnel'> {
+async function openTunnel(deps: OutboundDeps, req: IncomingMessage, client: Duplex, head: Buffer, serveAsHttp: (target: ProxyTarget, client: Duplex, head: Buffer, inspect?: boolean) => void): Promise<'http' | 'tunnel'> {
   const target = parseAuthorityTarget(req.url);
   singleHostHeader(req); // a CONNECT's Host is not used, but none (HTTP/1.1) or two are refused all the same
   if ((deps.plainHttpPorts ?? DEFAULT_PLAIN_HTTP_PORTS).has(target.port)) {
@@ -224,15 +261,22 @@ async function openTunnel(deps: OutboundDeps, req: IncomingMessage, client: Dupl
     return 'http';
   }
   const decision = await authorizeTunnel(deps, target, req.rawHeaders);
-  if (decision.upstream !== undefined) {
+  if (decision.upstream !== undefined || decision.tls === 'originate') {
     serveAsHttp(target, client, head);
     return 'http';
   }
+  if (decision.tls === 'inspect') {
+    // Checked before the 200: a tunnel that cannot be inspected is refused, not opened.
+    if (deps.egressCa === undefined) throw egressCaMissing();
+    serveAsHttp(target, client, head, true);
+    return 'http';
+  }
+  if (decision.tls !== undefined) throw unknownTlsMode();
   await connectTunnel(deps, decision.decisionId, target, client, head, () => client.write('HTTP/1.1 200 Connection Established\r\n\r\n'));
   return 'tunnel';
 }
 
-async function authorizeTunnel(deps: OutboundDeps, target: ProxyTarget, rawHeaders: readonly string[]): Promise<{ upstream: Upstream | undefined; decisionId: string }> {
+async function authorizeTunnel(deps: OutboundDeps, target: ProxyTarget, rawHeaders: readonly string[]): Promise<{ upstream: Upstream | undefined; decisionId: string; tls?: TlsMode }> {
   const svid = requireSvid(deps.identity);
   const decision = await deps.authorizer.authorize({ direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method: 'CONNECT', path: '', headers: authzHeaders(rawHeaders) });
   assertAllowed(decision);
@@ -240,17 +284,29 @@ async function authorizeTunnel(deps: OutboundDeps, target: ProxyTarget, rawHeade
 }
 
 /**
- * accept → identify → authorize → tunnel to an external host: a CONNECT, or a captured TLS
- * connection judged as `CONNECT <SNI>:443` (capture-server.ts). `established` tells the client
- * once the destination is connected; `head` is what the client sent ahead, written first.
+ * accept → identify → authorize → tunnel to an external host: a captured TLS connection judged as
+ * `CONNECT <SNI>:443` (capture-server.ts). `established` tells the client once the destination is
+ * connected; `head` is what the client sent ahead (its ClientHello), written first. Under
+ * tls: inspect, `inspect` terminates its TLS instead, as for an inspected CONNECT.
  */
-export async function tunnel(deps: OutboundDeps, target: ProxyTarget, rawHeaders: readonly string[], client: Duplex, head: Buffer, established: () => void): Promise<void> {
+export async function tunnel(deps: OutboundDeps, target: ProxyTarget, rawHeaders: readonly string[], client: Duplex, head: Buffer, established: () => void, inspect?: (target: ProxyTarget, client: Duplex, head: Buffer) => void): Promise<'http' | 'tunnel'> {
   const decision = await authorizeTunnel(deps, target, rawHeaders);
   if (decision.upstream !== undefined) {
     // A tunnel would carry the agent's own TLS, bypassing the mTLS identity the sidecar adds.
     throw new AirlockError(ErrorCode.BadRequest, `${target.host} is a mesh host: send plain http://${formatHostPort(target)}/… through this proxy; the sidecar adds mTLS`);
   }
+  if (decision.tls === 'inspect' && inspect !== undefined) {
+    if (deps.egressCa === undefined) throw egressCaMissing();
+    inspect(target, client, head);
+    return 'http';
+  }
+  if (decision.tls !== undefined) {
+    // A blind tunnel would carry requests past the rules the policy wants judged on each of them;
+    // under originate the app was to send plain http://, which the sidecar sends on over TLS.
+    throw new AirlockError(ErrorCode.BadRequest, `the policy for ${formatHostPort(target)} says tls: ${decision.tls}: its requests are judged one by one, which a TLS tunnel of the app's own would hide (send plain http:// for originate)`);
+  }
   await connectTunnel(deps, decision.decisionId, target, client, head, established);
+  return 'tunnel';
 }
 
 async function connectTunnel(deps: OutboundDeps, decisionId: string, target: ProxyTarget, client: Duplex, head: Buffer, established: () => void): Promise<void> {

@@ -10,6 +10,8 @@ export interface ProxyTarget {
   readonly authority: string;
   /** Path with query; empty for CONNECT. */
   readonly path: string;
+  /** Read inside the agent's TLS, terminated by the sidecar (tls: inspect): `authority` is an https:// one, and it goes on over TLS. */
+  readonly inspected?: boolean;
 }
 
 function badRequest(reason: string): AirlockError {
@@ -26,10 +28,10 @@ const NOT_IN_AUTHORITY = /[/?#@\\\s]/;
  * 169.254.169.254), and an IPv4-mapped IPv6 address (`[::ffff:169.254.169.254]`) as the IPv4
  * address it reaches.
  */
-function readAuthority(text: string): { host: string; port: number; authority: string } {
+function readAuthority(text: string, scheme: 'http' | 'https' = 'http'): { host: string; port: number; authority: string } {
   if (text === '' || NOT_IN_AUTHORITY.test(text)) throw new Error('not an authority');
-  const url = new URL(`http://${text}/`);
-  const port = url.port === '' ? 80 : Number(url.port);
+  const url = new URL(`${scheme}://${text}/`);
+  const port = url.port === '' ? (scheme === 'https' ? 443 : 80) : Number(url.port);
   // An IPv4-mapped IPv6 literal is the IPv4 address it reaches (canonicalAddress, as the destination check reads it).
   const ip = url.hostname.startsWith('[') ? canonicalAddress(url.hostname) : undefined;
   if (ip?.family === 'ipv4') {
@@ -109,7 +111,7 @@ export function assertHostMatches(target: ProxyTarget, hostHeader: string | unde
   if (hostHeader === undefined || hostHeader === target.authority) return;
   let named: { host: string; port: number };
   try {
-    named = readAuthority(hostHeader.trim());
+    named = readAuthority(hostHeader.trim(), target.inspected === true ? 'https' : 'http');
   } catch {
     throw badRequest(`bad Host header: ${hostHeader.slice(0, 200)}`);
   }
@@ -139,4 +141,14 @@ export function parseAuthorityTarget(requestTarget: string | undefined): ProxyTa
   } catch (err) {
     throw badRequest(`CONNECT needs host:port: ${errorMessage(err)}`);
   }
+}
+
+/**
+ * The destination of the requests inside a CONNECT whose TLS the sidecar terminated: the CONNECT
+ * authority as an https:// URL names it (`api.example.com`, `api.example.com:8443`), which is the
+ * Host its requests carry and are sent on with.
+ */
+export function inspectedTarget(connect: ProxyTarget): ProxyTarget {
+  const named = readAuthority(formatHostPort(connect), 'https');
+  return { host: connect.host, port: connect.port, authority: named.authority, path: '', inspected: true };
 }

@@ -20,6 +20,10 @@ export interface SidecarMetrics {
   /** Per control-plane endpoint, by its index (bounded: MAX_CONTROL_PLANE_ENDPOINTS), never its address. */
   readonly controlPlaneEndpointUp: Gauge<'endpoint'>;
   readonly controlPlaneFailovers: Counter<'client'>;
+  /** CONNECTs whose TLS the sidecar terminated (tls: inspect), by result: inspected, sni_mismatch, handshake_failed. */
+  readonly egressInspected: Counter<'result'>;
+  /** Leaf certificates minted by the egress CA. */
+  readonly egressCertificatesMinted: Counter;
 }
 
 // Sub-millisecond buckets: an authorization or a proxy hop is expected to cost well under 1 ms.
@@ -95,6 +99,17 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
       name: 'airlock_sidecar_control_plane_failovers_total',
       help: 'Requests moved to another control-plane endpoint after one gave no answer, by client (authorize, sign, trust_bundle).',
       labelNames: ['client'] as const,
+      registers,
+    }),
+    egressInspected: new Counter({
+      name: 'airlock_sidecar_egress_inspected_connections_total',
+      help: 'CONNECT tunnels whose TLS the sidecar terminated with its egress CA (tls: inspect), by result: inspected (handshake done), sni_mismatch (refused: SNI other than the CONNECT host), handshake_failed (the agent gave up, e.g. it does not trust the egress CA).',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    egressCertificatesMinted: new Counter({
+      name: 'airlock_sidecar_egress_certificates_minted_total',
+      help: 'Leaf certificates minted by the egress CA for the names the agent connects to (cached; minted again near their end).',
       registers,
     }),
   };

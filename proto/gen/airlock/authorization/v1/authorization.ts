@@ -54,6 +54,33 @@ export namespace Verdict {
   export type UNRECOGNIZED = typeof Verdict.UNRECOGNIZED;
 }
 
+/** How the sidecar reaches an allowed external host (policy `spec.to.tls`). */
+export const TlsMode = {
+  /** TLS_MODE_UNSPECIFIED - Not set: a CONNECT is a blind tunnel decided on host and port; http:// goes out as plain HTTP. */
+  TLS_MODE_UNSPECIFIED: 0,
+  /**
+   * TLS_MODE_INSPECT - A CONNECT is answered, the agent's TLS terminated with a leaf certificate from the sidecar's
+   * egress CA, and each request inside authorized on its own (inspected = true) and sent on over
+   * TLS, verified, to the host.
+   */
+  TLS_MODE_INSPECT: 1,
+  /**
+   * TLS_MODE_ORIGINATE - The agent's plain http:// request (or a CONNECT, then served as HTTP) is sent on over TLS,
+   * verified: https:// at the same authority (port 80 becomes 443).
+   */
+  TLS_MODE_ORIGINATE: 2,
+  UNRECOGNIZED: -1,
+} as const;
+
+export type TlsMode = typeof TlsMode[keyof typeof TlsMode];
+
+export namespace TlsMode {
+  export type TLS_MODE_UNSPECIFIED = typeof TlsMode.TLS_MODE_UNSPECIFIED;
+  export type TLS_MODE_INSPECT = typeof TlsMode.TLS_MODE_INSPECT;
+  export type TLS_MODE_ORIGINATE = typeof TlsMode.TLS_MODE_ORIGINATE;
+  export type UNRECOGNIZED = typeof TlsMode.UNRECOGNIZED;
+}
+
 export interface AuthorizeRequest {
   direction: Direction;
   /**
@@ -119,6 +146,11 @@ export interface AuthorizeRequest {
    * routing on the headers would see another call than the one judged), and audits it.
    */
   mcpHeaderMismatch: string;
+  /**
+   * True when the request was read inside the agent's TLS, which the sidecar terminated for a
+   * CONNECT answered with TLS_MODE_INSPECT: it goes to the destination over TLS. For the audit.
+   */
+  inspected: boolean;
 }
 
 /** One occurrence of a request header. */
@@ -161,6 +193,12 @@ export interface AuthorizeResponse {
   rule: string;
   /** The subset of the request's mcp_listed_tools that the source may call, in the listed order. */
   mcpAllowedTools: string[];
+  /**
+   * ALLOW to an external host only: how the sidecar reaches it, from the `tls:` of the allow
+   * policies for its host and port (inspect outranks originate). Unspecified: a CONNECT is a blind
+   * tunnel, a plain http:// request goes out as plain HTTP.
+   */
+  tls: TlsMode;
 }
 
 /** One check of a batch: the question of one call. */
@@ -212,6 +250,7 @@ function createBaseAuthorizeRequest(): AuthorizeRequest {
     mcpArguments: "",
     mcpArgumentsUnreadable: "",
     mcpHeaderMismatch: "",
+    inspected: false,
   };
 }
 
@@ -264,6 +303,9 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     if (message.mcpHeaderMismatch !== "") {
       writer.uint32(498).string(message.mcpHeaderMismatch);
+    }
+    if (message.inspected !== false) {
+      writer.uint32(400).bool(message.inspected);
     }
     return writer;
   },
@@ -409,6 +451,14 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.mcpHeaderMismatch = reader.string();
             continue;
           }
+          case 50: {
+            if (tag !== 400) {
+              break;
+            }
+
+            message.inspected = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -442,6 +492,7 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.mcpArguments = object.mcpArguments ?? "";
     message.mcpArgumentsUnreadable = object.mcpArgumentsUnreadable ?? "";
     message.mcpHeaderMismatch = object.mcpHeaderMismatch ?? "";
+    message.inspected = object.inspected ?? false;
     return message;
   },
 };
@@ -591,6 +642,7 @@ function createBaseAuthorizeResponse(): AuthorizeResponse {
     policyVersion: 0,
     rule: "",
     mcpAllowedTools: [],
+    tls: 0,
   };
 }
 
@@ -622,6 +674,9 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     }
     for (const v of message.mcpAllowedTools) {
       writer.uint32(178).string(v!);
+    }
+    if (message.tls !== 0) {
+      writer.uint32(400).int32(message.tls);
     }
     return writer;
   },
@@ -711,6 +766,14 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
             message.mcpAllowedTools.push(reader.string());
             continue;
           }
+          case 50: {
+            if (tag !== 400) {
+              break;
+            }
+
+            message.tls = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -739,6 +802,7 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     message.policyVersion = object.policyVersion ?? 0;
     message.rule = object.rule ?? "";
     message.mcpAllowedTools = object.mcpAllowedTools?.map((e) => e) || [];
+    message.tls = object.tls ?? 0;
     return message;
   },
 };
