@@ -17,6 +17,7 @@ import { JoinTokenSigner, KubernetesTokenSigner, MtlsRenewalSigner } from './ide
 import { IdentityProvider } from './identity/identity-provider.ts';
 import { TrustBundleWatcher } from './identity/trust-bundle-watcher.ts';
 import { createInboundServer } from './inbound/inbound-server.ts';
+import { TicketCheck } from './inbound/ticket-check.ts';
 import { createCaptureServer } from './outbound/capture-server.ts';
 import { createOutboundServer } from './outbound/outbound-server.ts';
 import { DestinationCheck, dnsServersResolve, externalAgent } from './outbound/destination-check.ts';
@@ -87,6 +88,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     identity,
     logger: logger.child({ component: 'trust-bundle' }),
     revokedGauge: metrics.revokedSerials,
+    ticketKeyGauge: metrics.ticketKeyId,
     // The pushed bundle replaces the one we hold everywhere (root rollover); a hint may ask to renew now.
     onBundle: (pushed) => {
       identity.useTrustBundle(pushed.trustBundlePem);
@@ -100,7 +102,9 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
   const meshPools = new UpstreamPools(tlsMinVersion);
   const app = new Pool(`http://127.0.0.1:${config.appPort}`);
 
-  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, mcpMaxBody: config.mcpMaxBody, tlsMinVersion, logger: logger.child({ component: 'inbound' }) });
+  // Tickets are checked against our own keys and the revocations the trust-bundle stream pushes.
+  const tickets = { check: new TicketCheck(revoked), instance: () => inboundAddress };
+  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, tickets, mcpMaxBody: config.mcpMaxBody, tlsMinVersion, logger: logger.child({ component: 'inbound' }) });
   // Our own listeners, once bound: an external call is never let back into the sidecar (or the control plane).
   const ownPorts: number[] = [];
   const destinations = new DestinationCheck({

@@ -9,6 +9,7 @@ import { headerInput, type Destination, type McpInput } from '../policy/engine.t
 import { decide } from './decide.ts';
 import type { DecisionSnapshot } from './decision-state.ts';
 import { agentDestination, destinationOfHost } from './registry.ts';
+import type { TicketIssuer } from './tickets/ticket-issuer.ts';
 
 export interface AuthorizerDeps {
   readonly trustDomain: string;
@@ -17,6 +18,8 @@ export interface AuthorizerDeps {
   readonly metrics: ControlPlaneMetrics;
   /** The audit logger: one line per decision or refusal. */
   readonly audit: Logger;
+  /** Issues the ticket of an allowed mesh call (README "How a call flows"); none without it. */
+  readonly tickets?: TicketIssuer;
 }
 
 type DirectionName = 'outbound' | 'inbound';
@@ -151,6 +154,25 @@ export class Authorizer {
       },
       'authorization decision',
     );
+    // The destination's sidecar admits this one call on the ticket: the decision covers both hops.
+    // None for a body not read as MCP (that sidecar asks, judging its own reading) or a tools/list filter.
+    const tickets = this.#d.tickets;
+    const ticket =
+      decision.allow && upstream !== undefined && tickets !== undefined && req.mcpUnreadable === '' && req.mcpListedTools.length === 0
+        ? tickets.issue({
+            decisionId,
+            source: source.uri,
+            destination: upstream.spiffeId,
+            instance: upstream.address,
+            host: req.destinationHost,
+            port: req.destinationPort,
+            method: req.method,
+            path: req.path,
+            mcpMethod: req.mcpMethod,
+            mcpTool: req.mcpMethod === 'tools/call' ? req.mcpTool : '',
+            policyVersion: decision.version,
+          })
+        : '';
     return {
       verdict: decision.allow ? Verdict.VERDICT_ALLOW : Verdict.VERDICT_DENY,
       decisionId,
@@ -162,6 +184,7 @@ export class Authorizer {
       policyVersion: decision.version,
       rule: decision.rule,
       mcpAllowedTools: allowedTools,
+      ticket,
     };
   }
 }

@@ -49,6 +49,8 @@ export type Decision =
       readonly dryRunDeny: boolean;
       /** Of the request's listedTools, those that may be called (empty when none were listed). */
       readonly allowedTools: readonly string[];
+      /** An allowed mesh call's ticket for its upstream (sent in the airlock-ticket header); absent when none was issued. */
+      readonly ticket?: string;
     }
   | {
       readonly allowed: false;

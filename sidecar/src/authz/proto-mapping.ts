@@ -38,6 +38,7 @@ export function toDecision(res: AuthorizeResponse): Decision | undefined {
       upstream,
       dryRunDeny: res.dryRunDeny,
       allowedTools: res.mcpAllowedTools,
+      ...(res.ticket === '' || upstream === undefined ? {} : { ticket: res.ticket }),
     };
   }
   if (res.verdict === Verdict.VERDICT_DENY) {

@@ -19,6 +19,14 @@ export interface RevokedCertificates {
   onChange(listener: () => void): () => void;
 }
 
+/** What the ingress checks a ticket against, as last pushed by the control plane. */
+export interface TicketTrust {
+  /** This sidecar's own ticket key with this id (the current or the previous one), if held. */
+  ticketKey(keyId: number): Buffer | undefined;
+  /** Whether the identity was revoked, as last pushed. */
+  isRevokedIdentity(spiffeId: string): boolean;
+}
+
 export interface TrustBundleWatcherOptions {
   /** Which control-plane endpoint to watch: the stream moves to another when its own ends it. */
   readonly pool: ControlPlanePool;
@@ -28,6 +36,8 @@ export interface TrustBundleWatcherOptions {
   readonly identity: SvidSource;
   readonly logger: Logger;
   readonly revokedGauge?: Gauge;
+  /** The newest ticket key id held. */
+  readonly ticketKeyGauge?: Gauge;
   /** Called with each message's trust bundle and renewal hint (see IdentityProvider.useTrustBundle). */
   readonly onBundle?: (pushed: { readonly trustBundlePem: string; readonly renewUnlessIssuedByPem: string }) => void;
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
@@ -43,11 +53,13 @@ function revocationKey(issuer: string, canonical: string): string {
  * and hands the trust bundle on (`onBundle`). A broken stream is reopened with backoff (with whatever SVID we hold then), on
  * another endpoint than the one that ended it (ControlPlanePool); the last list received stays in force meanwhile.
  */
-export class TrustBundleWatcher implements RevokedCertificates {
+export class TrustBundleWatcher implements RevokedCertificates, TicketTrust {
   readonly #o: TrustBundleWatcherOptions;
   readonly #listeners = new Set<() => void>();
   /** `revocationKey(issuer, serial)` of each revoked certificate ('' issuer: that serial from any). */
   #revoked = new Set<string>();
+  #revokedIds: ReadonlySet<string> = new Set<string>();
+  #ticketKeys: ReadonlyMap<number, Buffer> = new Map<number, Buffer>();
   #client: IdentityServiceClient | undefined;
   #call: ClientReadableStream<WatchTrustBundleResponse> | undefined;
   /** The endpoint whose stream ended last, until the next one is opened (to count a failover). */
@@ -71,6 +83,14 @@ export class TrustBundleWatcher implements RevokedCertificates {
   has(issuer: string, serial: string): boolean {
     const s = canonicalSerial(serial);
     return this.#revoked.has(revocationKey(issuer, s)) || this.#revoked.has(revocationKey('', s));
+  }
+
+  ticketKey(keyId: number): Buffer | undefined {
+    return this.#ticketKeys.get(keyId);
+  }
+
+  isRevokedIdentity(spiffeId: string): boolean {
+    return this.#revokedIds.has(spiffeId);
   }
 
   onChange(listener: () => void): () => void {
@@ -127,7 +147,11 @@ export class TrustBundleWatcher implements RevokedCertificates {
     const next = new Set(msg.revokedCertificates.map((c) => revocationKey(c.issuer, canonicalSerial(c.serial))));
     const added = msg.revokedCertificates.filter((c) => !this.#revoked.has(revocationKey(c.issuer, canonicalSerial(c.serial))));
     this.#revoked = next;
+    this.#revokedIds = new Set(msg.revokedSpiffeIds);
+    // Our own keys only: the control plane sends each sidecar those of the identity it presented.
+    this.#ticketKeys = new Map(msg.ticketKeys.map((k) => [k.keyId, Buffer.from(k.key)]));
     this.#o.revokedGauge?.set(next.size);
+    this.#o.ticketKeyGauge?.set(Math.max(0, ...this.#ticketKeys.keys()));
     if (added.length > 0) this.#o.logger.warn({ revokedCertificates: added, revokedSpiffeIds: msg.revokedSpiffeIds }, 'revoked certificates received');
     for (const l of this.#listeners) l();
     if (msg.trustBundlePem !== '') this.#o.onBundle?.({ trustBundlePem: msg.trustBundlePem, renewUnlessIssuedByPem: msg.renewUnlessIssuedByPem });

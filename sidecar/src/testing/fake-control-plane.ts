@@ -42,11 +42,11 @@ export async function startFakeControlPlane(o: { ca: TestCa; servingId: string; 
     signRequests: [],
     authorizeRequests: [],
     tokens: new Map(),
-    authorize: (r) => ({ verdict: 1, decisionId: 'cp-1', reason: `allowed ${r.method}`, policy: 'p', upstream: undefined, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [] }),
+    authorize: (r) => ({ verdict: 1, decisionId: 'cp-1', reason: `allowed ${r.method}`, policy: 'p', upstream: undefined, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [], ticket: '' }),
     streamMessages: [],
     streams: new Set(),
     streamReply: (results) => [results],
-    trustBundlePush: { trustBundlePem: o.ca.certPem, revokedSpiffeIds: [], renewUnlessIssuedByPem: '', revokedCertificates: [] },
+    trustBundlePush: { trustBundlePem: o.ca.certPem, revokedSpiffeIds: [], renewUnlessIssuedByPem: '', revokedCertificates: [], ticketKeys: [] },
     trustBundleWatches: 0,
     // Long-lived AuthorizeStream calls never end by themselves: cut them after a moment.
     stop: () =>

@@ -91,7 +91,7 @@ export interface AuthorizeRequest {
    * Request headers for header rules, as the agent sent them: names in lower case, one entry per
    * occurrence (a repeated header is several entries). Bounded by the sidecar: at most 32 entries
    * and 8 KiB of names and values; never `authorization`, `cookie`, `proxy-authorization` or other
-   * hop-by-hop headers, `host` or `x-forwarded-client-cert`. A name is sent with all its
+   * hop-by-hop headers, `host`, `x-forwarded-client-cert` or `airlock-ticket`. A name is sent with all its
    * occurrences or not at all.
    */
   headers: RequestHeader[];
@@ -142,6 +142,15 @@ export interface AuthorizeResponse {
   rule: string;
   /** The subset of the request's mcp_listed_tools that the source may call, in the listed order. */
   mcpAllowedTools: string[];
+  /**
+   * An ALLOW of an OUTBOUND mesh call (one with an upstream): the decision bound to this one call
+   * (decision id, source, destination and the upstream address chosen, host, port, method, path,
+   * MCP method and tool, policy version, issue time, expiry), base64url, MACed under a key only the
+   * control plane and the destination's sidecar hold. The sidecar sends it to the upstream in the
+   * `airlock-ticket` header; the upstream's sidecar admits the call on it without asking again.
+   * Empty otherwise (and when the call does not fit a ticket): the upstream then asks.
+   */
+  ticket: string;
 }
 
 /** One check of a batch: the question of one call. */
@@ -533,6 +542,7 @@ function createBaseAuthorizeResponse(): AuthorizeResponse {
     policyVersion: 0,
     rule: "",
     mcpAllowedTools: [],
+    ticket: "",
   };
 }
 
@@ -564,6 +574,9 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     }
     for (const v of message.mcpAllowedTools) {
       writer.uint32(178).string(v!);
+    }
+    if (message.ticket !== "") {
+      writer.uint32(242).string(message.ticket);
     }
     return writer;
   },
@@ -653,6 +666,14 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
             message.mcpAllowedTools.push(reader.string());
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.ticket = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -681,6 +702,7 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     message.policyVersion = object.policyVersion ?? 0;
     message.rule = object.rule ?? "";
     message.mcpAllowedTools = object.mcpAllowedTools?.map((e) => e) || [];
+    message.ticket = object.ticket ?? "";
     return message;
   },
 };
