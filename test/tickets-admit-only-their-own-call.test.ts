@@ -3,8 +3,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openTicket, sealTicket, TICKET_HEADER } from '@airlock/common/ticket';
+import { openTicket, sealTicket, ticketMacValid, TICKET_HEADER } from '@airlock/common/ticket';
 import { AuthorizationServiceClient, AuthorizeRequest, Direction, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import { IdentityServiceClient, type WatchTrustBundleResponse } from '@airlock/proto/identity/v1';
 import { adminPost } from '../cli/src/admin-client.ts';
 import type { EchoBody } from '../cli/src/demo/echo-app.ts';
 import { CONTROL_PLANE_CHANNEL_OPTIONS } from '../sidecar/src/controlplane/credentials.ts';
@@ -25,14 +26,18 @@ const NARROWED = policyYaml('agents', [], [{ name: 'planner-to-researcher', from
 describe('tickets', () => {
   let mesh: Mesh;
   let caPem: string;
-  let certs: Record<'planner' | 'payments', KeyAndCert>;
+  let certs: Record<'planner' | 'payments' | 'researcher', KeyAndCert>;
   let asPlanner: AuthorizationServiceClient;
 
   beforeAll(async () => {
     mesh = await startMesh({ agents: AGENTS, policy: POLICY });
     caPem = readFileSync(join(mesh.dataDir, 'ca.pem'), 'utf8');
     const ca = caFromPem(caPem, readFileSync(join(mesh.dataDir, 'ca.key'), 'utf8'));
-    certs = { planner: ca.issue({ uris: [mesh.agent('planner').identity] }), payments: ca.issue({ uris: [mesh.agent('payments').identity] }) };
+    certs = {
+      planner: ca.issue({ uris: [mesh.agent('planner').identity] }),
+      payments: ca.issue({ uris: [mesh.agent('payments').identity] }),
+      researcher: ca.issue({ uris: [mesh.agent('researcher').identity] }),
+    };
     asPlanner = new AuthorizationServiceClient(
       `127.0.0.1:${mesh.grpcPort}`,
       credentials.createSsl(Buffer.from(caPem), Buffer.from(certs.planner.keyPem), Buffer.from(certs.planner.certPem), { checkServerIdentity: () => undefined }),
@@ -72,6 +77,40 @@ describe('tickets', () => {
   const inboundDecisions = async (): Promise<number> =>
     (await metric(mesh.httpPort, 'airlock_authz_decisions_total', 'direction="inbound",verdict="allow"')) + (await metric(mesh.httpPort, 'airlock_authz_decisions_total', 'direction="inbound",verdict="deny"'));
   const reached = (path: string): boolean => mesh.agent('researcher').received.some((b) => b.path === path);
+
+  /** The first message of WatchTrustBundle opened as `who`: what that sidecar is pushed. */
+  async function pushedTo(who: 'payments' | 'researcher'): Promise<WatchTrustBundleResponse> {
+    const client = new IdentityServiceClient(
+      `127.0.0.1:${mesh.grpcPort}`,
+      credentials.createSsl(Buffer.from(caPem), Buffer.from(certs[who].keyPem), Buffer.from(certs[who].certPem), { checkServerIdentity: () => undefined }),
+      CONTROL_PLANE_CHANNEL_OPTIONS,
+    );
+    try {
+      return await new Promise((resolve, reject) => {
+        const call = client.watchTrustBundle({});
+        call.once('data', (msg: WatchTrustBundleResponse) => {
+          resolve(msg);
+          call.cancel();
+        });
+        call.on('error', (err: Error) => reject(err));
+      });
+    } finally {
+      client.close();
+    }
+  }
+
+  it("a sidecar is pushed its own identity's ticket keys only, never another's", async () => {
+    const toResearcher = openTicket(await ticketFor('researcher.agents', 'GET', '/v1/keys'));
+    const toPayments = openTicket(await ticketFor('payments.agents', 'POST', '/v1/charge'));
+    if (toResearcher === undefined || toPayments === undefined) throw new Error('no ticket');
+    const verifies = (msg: WatchTrustBundleResponse, t: NonNullable<typeof toResearcher>): boolean => msg.ticketKeys.some((k) => k.keyId === t.keyId && ticketMacValid(t, Buffer.from(k.key)));
+    const [researcher, payments] = [await pushedTo('researcher'), await pushedTo('payments')];
+    expect(researcher.ticketKeys.length).toBeGreaterThan(0);
+    expect(verifies(researcher, toResearcher)).toBe(true);
+    expect(verifies(researcher, toPayments)).toBe(false);
+    expect(verifies(payments, toPayments)).toBe(true);
+    expect(verifies(payments, toResearcher)).toBe(false);
+  });
 
   it('an agent-to-agent call is admitted on its ticket: no second decision, and the app never sees the header', async () => {
     const [admitted, decided] = [await ingress('airlock_sidecar_ticket_admissions_total'), await inboundDecisions()];
