@@ -166,6 +166,22 @@ describe('tickets', () => {
     expect(await inboundDecisions()).toBe(decided + 1);
   });
 
+  it('a ticket issued before its source was quarantined is refused once the quarantine is pushed, and the call denied', async () => {
+    const before = await ticketFor('researcher.agents', 'GET', '/v1/quarantined');
+    const planner = mesh.agent('planner').identity;
+    await adminPost(mesh.creds, '/v1/agents/quarantine', { identity: planner, reason: 'exfiltration' });
+    try {
+      for (let i = 0; i < 500 && (await ingress('airlock_sidecar_contained_identities')) < 1; i++) await new Promise((r) => setTimeout(r, 20));
+      const res = await intoResearcher('planner', 'GET', '/v1/quarantined', [before]);
+      expect(res.status).toBe(403);
+      expect(reached('/v1/quarantined')).toBe(false);
+      expect(await ingress('airlock_sidecar_ticket_rejections_total', 'reason="contained"')).toBe(1);
+    } finally {
+      await adminPost(mesh.creds, '/v1/agents/release', { identity: planner });
+    }
+    for (let i = 0; i < 500 && (await ingress('airlock_sidecar_contained_identities')) > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  });
+
   it('a replayed ticket and an expired one fall back to a decision, which follows the policy changed since they were issued', async () => {
     const used = await ticketFor('researcher.agents', 'GET', '/v1/replayed');
     expect((await intoResearcher('planner', 'GET', '/v1/replayed', [used])).status).toBe(200);

@@ -244,6 +244,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       issuer: new CertificateIssuer({ ca: ring, joinTokens, store, agents, revocations, quarantines, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: refusals }),
       revocations,
       ticketKeys,
+      quarantines,
       logger: logger.child({ component: 'grpc' }),
       refusals,
       metrics,

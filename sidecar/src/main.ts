@@ -89,6 +89,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     logger: logger.child({ component: 'trust-bundle' }),
     revokedGauge: metrics.revokedSerials,
     ticketKeyGauge: metrics.ticketKeyId,
+    containedGauge: metrics.containedIdentities,
     // The pushed bundle replaces the one we hold everywhere (root rollover); a hint may ask to renew now.
     onBundle: (pushed) => {
       identity.useTrustBundle(pushed.trustBundlePem);

@@ -23,8 +23,8 @@ export interface RevokedCertificates {
 export interface TicketTrust {
   /** This sidecar's own ticket key with this id (the current or the previous one), if held. */
   ticketKey(keyId: number): Buffer | undefined;
-  /** Whether the identity was revoked, as last pushed. */
-  isRevokedIdentity(spiffeId: string): boolean;
+  /** Whether the identity was revoked or is quarantined, as last pushed. */
+  isContained(spiffeId: string): boolean;
 }
 
 export interface TrustBundleWatcherOptions {
@@ -38,6 +38,8 @@ export interface TrustBundleWatcherOptions {
   readonly revokedGauge?: Gauge;
   /** The newest ticket key id held. */
   readonly ticketKeyGauge?: Gauge;
+  /** Revoked and quarantined identities held. */
+  readonly containedGauge?: Gauge;
   /** Called with each message's trust bundle and renewal hint (see IdentityProvider.useTrustBundle). */
   readonly onBundle?: (pushed: { readonly trustBundlePem: string; readonly renewUnlessIssuedByPem: string }) => void;
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
@@ -58,7 +60,8 @@ export class TrustBundleWatcher implements RevokedCertificates, TicketTrust {
   readonly #listeners = new Set<() => void>();
   /** `revocationKey(issuer, serial)` of each revoked certificate ('' issuer: that serial from any). */
   #revoked = new Set<string>();
-  #revokedIds: ReadonlySet<string> = new Set<string>();
+  /** Revoked and quarantined identities. */
+  #contained: ReadonlySet<string> = new Set<string>();
   #ticketKeys: ReadonlyMap<number, Buffer> = new Map<number, Buffer>();
   #client: IdentityServiceClient | undefined;
   #call: ClientReadableStream<WatchTrustBundleResponse> | undefined;
@@ -89,8 +92,8 @@ export class TrustBundleWatcher implements RevokedCertificates, TicketTrust {
     return this.#ticketKeys.get(keyId);
   }
 
-  isRevokedIdentity(spiffeId: string): boolean {
-    return this.#revokedIds.has(spiffeId);
+  isContained(spiffeId: string): boolean {
+    return this.#contained.has(spiffeId);
   }
 
   onChange(listener: () => void): () => void {
@@ -147,11 +150,12 @@ export class TrustBundleWatcher implements RevokedCertificates, TicketTrust {
     const next = new Set(msg.revokedCertificates.map((c) => revocationKey(c.issuer, canonicalSerial(c.serial))));
     const added = msg.revokedCertificates.filter((c) => !this.#revoked.has(revocationKey(c.issuer, canonicalSerial(c.serial))));
     this.#revoked = next;
-    this.#revokedIds = new Set(msg.revokedSpiffeIds);
+    this.#contained = new Set([...msg.revokedSpiffeIds, ...msg.quarantinedSpiffeIds]);
     // Our own keys only: the control plane sends each sidecar those of the identity it presented.
     this.#ticketKeys = new Map(msg.ticketKeys.map((k) => [k.keyId, Buffer.from(k.key)]));
     this.#o.revokedGauge?.set(next.size);
     this.#o.ticketKeyGauge?.set(Math.max(0, ...this.#ticketKeys.keys()));
+    this.#o.containedGauge?.set(this.#contained.size);
     if (added.length > 0) this.#o.logger.warn({ revokedCertificates: added, revokedSpiffeIds: msg.revokedSpiffeIds }, 'revoked certificates received');
     for (const l of this.#listeners) l();
     if (msg.trustBundlePem !== '') this.#o.onBundle?.({ trustBundlePem: msg.trustBundlePem, renewUnlessIssuedByPem: msg.renewUnlessIssuedByPem });

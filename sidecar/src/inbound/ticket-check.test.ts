@@ -16,7 +16,7 @@ function setup(o: { revoked?: string[]; replays?: ReplayCache } = {}): { check: 
     [2, current],
     [1, previous],
   ]);
-  const trust = { ticketKey: (id: number) => keys.get(id), isRevokedIdentity: (id: string) => (o.revoked ?? []).includes(id) };
+  const trust = { ticketKey: (id: number) => keys.get(id), isContained: (id: string) => (o.revoked ?? []).includes(id) };
   return { check: new TicketCheck(trust, { now: () => now.t, ...(o.replays === undefined ? {} : { replays: o.replays }) }), now };
 }
 
@@ -56,11 +56,11 @@ describe('TicketCheck', () => {
     expect(check.check(seal(claims(over)), { ...call, ...received })).toMatchObject({ admitted: false, reason });
   });
 
-  it('falls back on a ticket under another key, an unknown key id, a revoked source, or no ticket', () => {
+  it('falls back on a ticket under another key, an unknown key id, a revoked or quarantined source, or no ticket', () => {
     const { check } = setup({ revoked: [A] });
     expect(check.check(seal(claims(), 2, randomBytes(32)), call)).toMatchObject({ admitted: false, reason: 'bad_mac' });
     expect(check.check(seal(claims(), 9, current), call)).toMatchObject({ admitted: false, reason: 'unknown_key' });
-    expect(check.check(seal(claims()), call)).toMatchObject({ admitted: false, reason: 'revoked' });
+    expect(check.check(seal(claims()), call)).toMatchObject({ admitted: false, reason: 'contained' });
     expect(check.check(undefined, call)).toEqual({ admitted: false, reason: 'absent' });
     expect(check.check('', call)).toEqual({ admitted: false, reason: 'malformed' });
   });

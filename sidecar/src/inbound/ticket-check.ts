@@ -15,7 +15,7 @@ export type TicketFallback =
   | 'mismatch'
   | 'expired'
   | 'replayed'
-  | 'revoked'
+  | 'contained'
   | 'replay_cache_full';
 
 /** The call as the ingress received it: what a ticket must name exactly. */
@@ -85,7 +85,7 @@ export class TicketCheck {
     const now = this.#now();
     // A clock ahead of ours cannot stretch a ticket past the longest lifetime one may have.
     if (now >= claims.expiresAt || claims.expiresAt - now > MAX_TICKET_TTL_MS || claims.expiresAt - claims.issuedAt > MAX_TICKET_TTL_MS) return refuse('expired');
-    if (this.#trust.isRevokedIdentity(claims.source)) return refuse('revoked');
+    if (this.#trust.isContained(claims.source)) return refuse('contained');
     const seen = this.#replays.admit(claims.decisionId, claims.expiresAt, now);
     if (seen === 'replayed') return refuse('replayed');
     if (seen === 'full') return refuse('replay_cache_full');

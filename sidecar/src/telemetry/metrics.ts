@@ -28,6 +28,8 @@ export interface SidecarMetrics {
   readonly ticketRejections: Counter<'reason'>;
   /** The newest ticket key id this sidecar holds (0: none yet). */
   readonly ticketKeyId: Gauge;
+  /** Identities revoked or quarantined, as last pushed: no call from them is admitted on a ticket. */
+  readonly containedIdentities: Gauge;
 }
 
 // Sub-millisecond buckets: an authorization or a proxy hop is expected to cost well under 1 ms.
@@ -112,7 +114,7 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
     }),
     ticketFallbacks: new Counter({
       name: 'airlock_sidecar_ticket_fallbacks_total',
-      help: 'Inbound calls decided by the control plane because their ticket was absent or refused, by reason (absent, malformed, unknown_key, bad_mac, wrong_source, wrong_destination, wrong_instance, mismatch, expired, replayed, revoked, replay_cache_full).',
+      help: 'Inbound calls decided by the control plane because their ticket was absent or refused, by reason (absent, malformed, unknown_key, bad_mac, wrong_source, wrong_destination, wrong_instance, mismatch, expired, replayed, contained, replay_cache_full).',
       labelNames: ['reason'] as const,
       registers,
     }),
@@ -125,6 +127,11 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
     ticketKeyId: new Gauge({
       name: 'airlock_sidecar_ticket_key_id',
       help: 'The newest ticket key id this sidecar holds for verifying tickets to it (0 before the first push).',
+      registers,
+    }),
+    containedIdentities: new Gauge({
+      name: 'airlock_sidecar_contained_identities',
+      help: 'Identities revoked or quarantined, as last pushed by the control plane: no call from them is admitted on a ticket.',
       registers,
     }),
   };

@@ -46,7 +46,7 @@ export async function startFakeControlPlane(o: { ca: TestCa; servingId: string; 
     streamMessages: [],
     streams: new Set(),
     streamReply: (results) => [results],
-    trustBundlePush: { trustBundlePem: o.ca.certPem, revokedSpiffeIds: [], renewUnlessIssuedByPem: '', revokedCertificates: [], ticketKeys: [] },
+    trustBundlePush: { trustBundlePem: o.ca.certPem, revokedSpiffeIds: [], renewUnlessIssuedByPem: '', revokedCertificates: [], ticketKeys: [], quarantinedSpiffeIds: [] },
     trustBundleWatches: 0,
     // Long-lived AuthorizeStream calls never end by themselves: cut them after a moment.
     stop: () =>

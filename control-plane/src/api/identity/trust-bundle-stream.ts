@@ -15,13 +15,20 @@ export interface TicketKeySource {
   onChange(listener: () => void): () => void;
 }
 
-function toMessage(s: TrustBundleSnapshot, ticketKeys: readonly TicketKey[]): WatchTrustBundleResponse {
+/** Identities quarantined now, and when that changes (incident/quarantines.ts). */
+export interface QuarantineSource {
+  list(): readonly { readonly spiffeId: string }[];
+  onChange(listener: () => void): () => void;
+}
+
+function toMessage(s: TrustBundleSnapshot, ticketKeys: readonly TicketKey[], quarantined: readonly string[]): WatchTrustBundleResponse {
   return {
     trustBundlePem: s.trustBundlePem,
     revokedCertificates: s.revokedCertificates.map((c) => ({ issuer: c.issuer, serial: c.serial })),
     revokedSpiffeIds: [...s.revokedSpiffeIds],
     renewUnlessIssuedByPem: s.renewUnlessIssuedByPem,
     ticketKeys: ticketKeys.map((k) => ({ keyId: k.keyId, key: k.key })),
+    quarantinedSpiffeIds: [...quarantined],
   };
 }
 
@@ -29,7 +36,7 @@ function toMessage(s: TrustBundleSnapshot, ticketKeys: readonly TicketKey[]): Wa
  * WatchTrustBundle: the current bundle and revoked certificates at once, then again on every change,
  * until the sidecar goes away. Only an mTLS caller with a valid SVID may watch.
  */
-export function watchTrustBundleHandler(deps: { revocations: Revocations; ticketKeys?: TicketKeySource; callerOf: (call: Call) => SpiffeId | AirlockError; logger: Logger }) {
+export function watchTrustBundleHandler(deps: { revocations: Revocations; ticketKeys?: TicketKeySource; quarantines?: QuarantineSource; callerOf: (call: Call) => SpiffeId | AirlockError; logger: Logger }) {
   return (call: Call): void => {
     // callerOf records a refusal (at a bounded rate): anyone can open this stream.
     const caller = deps.callerOf(call);
@@ -40,16 +47,19 @@ export function watchTrustBundleHandler(deps: { revocations: Revocations; ticket
     }
     // The caller's own ticket keys only (its identity from the handshake): never another identity's.
     const keysOf = (): TicketKey[] => deps.ticketKeys?.keysOf(caller.uri) ?? [];
-    const unsubscribe = deps.revocations.watch((snapshot) => call.write(toMessage(snapshot, keysOf())));
-    const unsubscribeKeys = deps.ticketKeys?.onChange(() => call.write(toMessage(deps.revocations.snapshot(), keysOf())));
+    const message = (snapshot = deps.revocations.snapshot()): WatchTrustBundleResponse => toMessage(snapshot, keysOf(), deps.quarantines?.list().map((q) => q.spiffeId) ?? []);
+    const unsubscribe = [
+      deps.revocations.watch((snapshot) => call.write(message(snapshot))),
+      deps.ticketKeys?.onChange(() => call.write(message())),
+      deps.quarantines?.onChange(() => call.write(message())),
+    ];
     const stop = (): void => {
-      unsubscribe();
-      unsubscribeKeys?.();
+      for (const u of unsubscribe) u?.();
     };
     call.on('cancelled', stop);
     call.on('close', stop);
     call.on('error', stop);
-    call.write(toMessage(deps.revocations.snapshot(), keysOf()));
+    call.write(message());
     deps.logger.debug({ caller: caller.uri }, 'trust bundle watch started');
   };
 }

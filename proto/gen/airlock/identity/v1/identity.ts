@@ -49,6 +49,11 @@ export interface WatchTrustBundleResponse {
    * the current one and the previous one during a rotation.
    */
   ticketKeys: TicketKey[];
+  /**
+   * SPIFFE IDs quarantined now: the sidecar admits no call from them on a ticket (it asks the
+   * control plane, which denies). One that ends by its own time stays listed until the next message.
+   */
+  quarantinedSpiffeIds: string[];
 }
 
 /** A certificate as RFC 5280 identifies it: its issuer's name and its serial number. */
@@ -159,6 +164,7 @@ function createBaseWatchTrustBundleResponse(): WatchTrustBundleResponse {
     renewUnlessIssuedByPem: "",
     revokedCertificates: [],
     ticketKeys: [],
+    quarantinedSpiffeIds: [],
   };
 }
 
@@ -178,6 +184,9 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
     }
     for (const v of message.ticketKeys) {
       TicketKey.encode(v!, writer.uint32(82).fork()).join();
+    }
+    for (const v of message.quarantinedSpiffeIds) {
+      writer.uint32(90).string(v!);
     }
     return writer;
   },
@@ -235,6 +244,14 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
             message.ticketKeys.push(TicketKey.decode(reader, reader.uint32()));
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.quarantinedSpiffeIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -257,6 +274,7 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
     message.renewUnlessIssuedByPem = object.renewUnlessIssuedByPem ?? "";
     message.revokedCertificates = object.revokedCertificates?.map((e) => RevokedCertificate.fromPartial(e)) || [];
     message.ticketKeys = object.ticketKeys?.map((e) => TicketKey.fromPartial(e)) || [];
+    message.quarantinedSpiffeIds = object.quarantinedSpiffeIds?.map((e) => e) || [];
     return message;
   },
 };
