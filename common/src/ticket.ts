@@ -66,11 +66,12 @@ function strings(c: TicketClaims): readonly string[] {
 /** The sealed ticket, base64url; undefined when a field does not fit (no ticket: the ingress asks). */
 export function sealTicket(claims: TicketClaims, key: TicketKey): string | undefined {
   if (!UUID.test(claims.decisionId)) return undefined;
-  const parts = strings(claims).map((s) => Buffer.from(s, 'utf8'));
+  const parts = strings(claims);
   let size = FIXED_BYTES + MAC_BYTES;
   for (const p of parts) {
-    if (p.length > 0xffff) return undefined;
-    size += 2 + p.length;
+    const n = Buffer.byteLength(p, 'utf8');
+    if (n > 0xffff) return undefined;
+    size += 2 + n;
   }
   if (Math.ceil((size * 4) / 3) > MAX_TICKET_CHARS) return undefined;
   const buf = Buffer.allocUnsafe(size);
@@ -82,8 +83,8 @@ export function sealTicket(claims: TicketClaims, key: TicketKey): string | undef
   o = buf.writeUInt16BE(claims.port, o);
   o += buf.write(claims.decisionId.replaceAll('-', ''), o, 16, 'hex');
   for (const p of parts) {
-    o = buf.writeUInt16BE(p.length, o);
-    o += p.copy(buf, o);
+    const n = buf.write(p, o + 2, 'utf8');
+    o = buf.writeUInt16BE(n, o) + n;
   }
   createHmac('sha256', key.key).update(buf.subarray(0, o)).digest().copy(buf, o);
   return buf.toString('base64url');

@@ -35,7 +35,6 @@ export class TicketIssuer {
   /** The ticket, base64url; '' when the call does not fit one (its ingress then asks). */
   issue(call: TicketedCall): string {
     const issuedAt = this.#now();
-    const issuing = this.#keys.issuing();
-    return sealTicket({ ...call, issuedAt, expiresAt: issuedAt + this.#ttlMs }, { keyId: issuing.keyId, key: issuing.keyFor(call.destination) }) ?? '';
+    return sealTicket({ ...call, issuedAt, expiresAt: issuedAt + this.#ttlMs }, this.#keys.issuing(call.destination)) ?? '';
   }
 }

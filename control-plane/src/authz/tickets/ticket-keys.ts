@@ -40,7 +40,7 @@ export class TicketKeys {
   readonly #o: TicketKeysOptions;
   readonly #now: () => number;
   #secrets: readonly Secret[] = [];
-  readonly #derived = new Map<string, Buffer>();
+  readonly #derived = new Map<string, TicketKey>();
   readonly #listeners = new Set<() => void>();
 
   private constructor(o: TicketKeysOptions) {
@@ -56,17 +56,17 @@ export class TicketKeys {
     return keys;
   }
 
-  /** The secret tickets are issued under now: the newest once ISSUE_AFTER_MS old (or if it is the only one). */
-  issuing(): { readonly keyId: number; keyFor(destination: string): Buffer } {
+  /** The key tickets to `destination` are issued under now: from the newest secret once ISSUE_AFTER_MS old (or if it is the only one). */
+  issuing(destination: string): TicketKey {
     const [newest, previous] = this.#secrets;
     if (newest === undefined) throw new AirlockError(ErrorCode.Internal, 'no ticket secret loaded');
     const s = previous !== undefined && this.#now() - newest.createdAt < ISSUE_AFTER_MS ? previous : newest;
-    return { keyId: s.keyId, keyFor: (destination) => this.#derive(s, destination) };
+    return this.#derive(s, destination);
   }
 
   /** The keys that verify tickets to `identity` (current and previous): for that identity's sidecar alone. */
   keysOf(identity: string): TicketKey[] {
-    return this.#secrets.map((s) => ({ keyId: s.keyId, key: this.#derive(s, identity) }));
+    return this.#secrets.map((s) => this.#derive(s, identity));
   }
 
   /** Adds the next secret if the newest is `everyMs` old (or older); true when this call added it. */
@@ -99,12 +99,12 @@ export class TicketKeys {
     return this.#secrets[0]?.keyId ?? 0;
   }
 
-  #derive(s: Secret, destination: string): Buffer {
+  #derive(s: Secret, destination: string): TicketKey {
     const cacheKey = `${s.keyId}\0${destination}`;
     let key = this.#derived.get(cacheKey);
     if (key === undefined) {
       if (this.#derived.size >= MAX_CACHED_KEYS) this.#derived.clear();
-      key = deriveTicketKey(s.secret, destination);
+      key = { keyId: s.keyId, key: deriveTicketKey(s.secret, destination) };
       this.#derived.set(cacheKey, key);
     }
     return key;
