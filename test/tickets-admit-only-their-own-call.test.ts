@@ -121,7 +121,7 @@ describe('tickets', () => {
     expect(await inboundDecisions()).toBe(decided);
   });
 
-  it('an agent that sets airlock-ticket itself: removed by its sidecar, never seen by the app, never sent to the control plane', async () => {
+  it('an agent that sets airlock-ticket itself: removed by its sidecar, never seen by the app', async () => {
     const stolen = await ticketFor('researcher.agents', 'GET', '/v1/stolen');
     const res = await mesh.call('planner', 'GET', 'http://researcher.agents/v1/stolen', { headers: { [TICKET_HEADER]: stolen, 'Airlock-Ticket': 'x' } });
     expect(res.status).toBe(200);
