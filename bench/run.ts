@@ -7,6 +7,7 @@
 // at several concurrency levels; then the control plane's decisions/s (bench/decisions-load.ts) and
 // the policy engine at 10,000 agents (bench/policy-engine.ts), how fast replicas on etcd follow each
 // other (bench/replica-propagation.ts) and decisions/s with three of them (bench/replicas-decisions.ts),
+// the ingress's cost per call admitted on a ticket vs decided by a round trip (bench/ingress-ticket.ts),
 // and the goals against the
 // figures. Servers are pinned to CPU 0 and load generators to CPU 1 (taskset), as in
 // ../shared/PERF-NOTES.md. Appends its tables to bench/README.md (AIRLOCK_BENCH_WRITE=0 not to).
@@ -229,6 +230,9 @@ async function main(): Promise<void> {
   // And the decisions/s of one replica against three on one etcd (its own table).
   const replicated = await run(process.execPath, [join(import.meta.dirname, 'replicas-decisions.ts'), DURATION], { timeout: 600_000, maxBuffer: 1 << 20 });
   console.log(replicated.stdout);
+  // The ingress's cost per call admitted on a ticket against one decided by a round trip (its own table).
+  const ticketed = await run(process.execPath, [join(import.meta.dirname, 'ingress-ticket.ts')], { timeout: 600_000, maxBuffer: 1 << 20 });
+  console.log(ticketed.stdout);
 }
 
 await main();

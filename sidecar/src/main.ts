@@ -48,6 +48,11 @@ export interface StartSidecarOptions {
    * stubbed in-process. Deliberately not a setting: a deployed sidecar always asks the control plane.
    */
   readonly authorizer?: Authorizer;
+  /**
+   * False: the ingress asks the control plane for every call, ticket or not. For benchmarks that
+   * measure what admitting on a ticket saves; deliberately not a setting.
+   */
+  readonly ticketAdmission?: false;
 }
 
 export async function startSidecar(config: SidecarConfig, opts: StartSidecarOptions = {}): Promise<RunningSidecar> {
@@ -104,8 +109,8 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
   const app = new Pool(`http://127.0.0.1:${config.appPort}`);
 
   // Tickets are checked against our own keys and the revocations the trust-bundle stream pushes.
-  const tickets = { check: new TicketCheck(revoked), instance: () => inboundAddress };
-  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, tickets, mcpMaxBody: config.mcpMaxBody, tlsMinVersion, logger: logger.child({ component: 'inbound' }) });
+  const tickets = opts.ticketAdmission === false ? undefined : { check: new TicketCheck(revoked), instance: () => inboundAddress };
+  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, ...(tickets === undefined ? {} : { tickets }), mcpMaxBody: config.mcpMaxBody, tlsMinVersion, logger: logger.child({ component: 'inbound' }) });
   // Our own listeners, once bound: an external call is never let back into the sidecar (or the control plane).
   const ownPorts: number[] = [];
   const destinations = new DestinationCheck({
