@@ -109,7 +109,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
   const app = new Pool(`http://127.0.0.1:${config.appPort}`);
 
   // Tickets are checked against our own keys and the revocations the trust-bundle stream pushes.
-  const tickets = opts.ticketAdmission === false ? undefined : { check: new TicketCheck(revoked), instance: () => inboundAddress };
+  const tickets = opts.ticketAdmission === false ? undefined : { checker: new TicketCheck(revoked), instance: () => inboundAddress };
   const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, ...(tickets === undefined ? {} : { tickets }), mcpMaxBody: config.mcpMaxBody, tlsMinVersion, logger: logger.child({ component: 'inbound' }) });
   // Our own listeners, once bound: an external call is never let back into the sidecar (or the control plane).
   const ownPorts: number[] = [];

@@ -37,7 +37,7 @@ export interface InboundDeps {
 }
 
 export interface InboundTickets {
-  readonly check: TicketCheck;
+  readonly checker: TicketCheck;
   /** The inbound address this sidecar registered: the destination instance a ticket must name. */
   readonly instance: () => string;
 }
@@ -129,7 +129,7 @@ async function admit(deps: InboundDeps, ticketed: TicketRecorder, peers: WeakMap
   // Rules on MCP are judged on both sides: this side reads the body as the caller's side did.
   const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
   // The caller's decision, bound to exactly this call, admits it; anything else asks the control plane.
-  const onTicket = deps.tickets?.check.check(ticketHeader(req.rawHeaders), { peer: peerId, self: svid.spiffeId, instance: deps.tickets.instance(), host, port, method, path, mcp: mcp.message });
+  const onTicket = deps.tickets?.checker.check(ticketHeader(req.rawHeaders), { peer: peerId, self: svid.spiffeId, instance: deps.tickets.instance(), host, port, method, path, mcp: mcp.message });
   if (onTicket?.admitted === true) {
     ticketed.admitted();
     deps.logger.debug({ decisionId: onTicket.claims.decisionId, peer: peerId, method }, 'inbound call admitted on its ticket');

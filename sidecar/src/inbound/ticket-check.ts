@@ -75,8 +75,9 @@ export class TicketCheck {
     if (ticket === undefined) return { admitted: false, reason: 'malformed' };
     const { claims, keyId } = ticket;
     const refuse = (reason: TicketFallback): TicketVerdict => ({ admitted: false, reason, claims, keyId });
+    // Claims are reported (and logged) only once the MAC vouches for them.
     const key = this.#trust.ticketKey(keyId);
-    if (key === undefined) return refuse('unknown_key');
+    if (key === undefined) return { admitted: false, reason: 'unknown_key', keyId };
     if (!ticketMacValid(ticket, key)) return { admitted: false, reason: 'bad_mac', keyId };
     if (claims.source !== call.peer) return refuse('wrong_source');
     if (claims.destination !== call.self) return refuse('wrong_destination');
