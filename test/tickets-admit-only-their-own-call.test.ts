@@ -7,6 +7,7 @@ import { openTicket, sealTicket, ticketMacValid, TICKET_HEADER } from '@airlock/
 import { AuthorizationServiceClient, AuthorizeRequest, Direction, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import { IdentityServiceClient, type WatchTrustBundleResponse } from '@airlock/proto/identity/v1';
 import { adminPost } from '../cli/src/admin-client.ts';
+import { spawnAirlock, waitReady } from '../cli/src/demo/processes.ts';
 import type { EchoBody } from '../cli/src/demo/echo-app.ts';
 import { CONTROL_PLANE_CHANNEL_OPTIONS } from '../sidecar/src/controlplane/credentials.ts';
 import { caFromPem, type KeyAndCert } from '../sidecar/src/testing/certs.ts';
@@ -201,5 +202,43 @@ describe('tickets', () => {
     expect(await ingress('airlock_sidecar_ticket_rejections_total', 'reason="expired"')).toBe(1);
     expect(await inboundDecisions()).toBe(decided + 2);
     expect(mesh.agent('researcher').received).toEqual([]);
+  });
+
+  it('a ticket for another instance of the same identity falls back to a decision, which denies', { timeout: 60_000 }, async () => {
+    // A second sidecar of researcher's identity (a second pod): the control plane now routes researcher.agents to it.
+    // Last in this file: researcher's first sidecar is no longer the upstream its decisions name.
+    // (The policy allows /v2/* since the test above.)
+    const researcher = mesh.agent('researcher');
+    const second = spawnAirlock('sidecar researcher-2', [
+      'sidecar',
+      '--trust-domain', mesh.trustDomain,
+      '--control-plane', `127.0.0.1:${mesh.grpcPort}`,
+      '--ca-file', join(mesh.dataDir, 'trust-bundle.pem'),
+      '--outbound-listen', '127.0.0.1:0',
+      '--inbound-listen', '127.0.0.1:0',
+      '--admin-listen', '127.0.0.1:0',
+      '--app-port', String(researcher.appPort),
+    ], { logFile: join(mesh.dir, 'sidecar-researcher-2.log'), env: { AIRLOCK_JOIN_TOKEN: await mesh.createJoinToken(researcher.identity) } });
+    try {
+      const listening = await second.logLine('sidecar listening; obtaining an SVID');
+      await waitReady(second, `http://127.0.0.1:${String(listening.admin)}/readyz`);
+      const elsewhere = `127.0.0.1:${String(listening.inbound)}`;
+      let ticket = '';
+      for (let i = 0; i < 100 && openTicket(ticket)?.claims.instance !== elsewhere; i++) ticket = await ticketFor('researcher.agents', 'GET', '/v2/instance');
+      expect(openTicket(ticket)?.claims.instance).toBe(elsewhere);
+      const [rejected, decided] = [await ingress('airlock_sidecar_ticket_rejections_total', 'reason="wrong_instance"'), await inboundDecisions()];
+      // (Its path differs too; the instance is checked first.)
+      const res = await intoResearcher('planner', 'GET', '/admin/instance', [ticket]);
+      expect(res.status).toBe(403);
+      expect(reached('/admin/instance')).toBe(false);
+      expect(await ingress('airlock_sidecar_ticket_rejections_total', 'reason="wrong_instance"')).toBe(rejected + 1);
+      expect(await inboundDecisions()).toBe(decided + 1);
+      // Exactly the call it names, at the wrong instance: still decided afresh (which allows it), not admitted on the ticket.
+      expect((await intoResearcher('planner', 'GET', '/v2/instance', [ticket])).status).toBe(200);
+      expect(await ingress('airlock_sidecar_ticket_rejections_total', 'reason="wrong_instance"')).toBe(rejected + 2);
+      expect(await inboundDecisions()).toBe(decided + 2);
+    } finally {
+      await second.stop();
+    }
   });
 });
