@@ -44,6 +44,8 @@ describe('tickets', () => {
       credentials.createSsl(Buffer.from(caPem), Buffer.from(certs.planner.keyPem), Buffer.from(certs.planner.certPem), { checkServerIdentity: () => undefined }),
       CONTROL_PLANE_CHANNEL_OPTIONS,
     );
+    // researcher's sidecar is pushed its ticket keys once it holds an SVID: admissions start then.
+    for (let i = 0; i < 500 && (await ingress('airlock_sidecar_ticket_key_id')) < 1; i++) await new Promise((r) => setTimeout(r, 20));
   }, 60_000);
   afterAll(async () => {
     asPlanner.close();
