@@ -9,7 +9,7 @@
  *   destination instance, host, method, path, MCP method, MCP tool | 32-byte HMAC-SHA256 of all
  *   that precedes it, under the destination identity's key named by the key id.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual, type KeyObject } from 'node:crypto';
 
 /** The request header that carries a ticket from the egress to the ingress sidecar (never to or from an app). */
 export const TICKET_HEADER = 'airlock-ticket';
@@ -59,12 +59,18 @@ export interface TicketKey {
   readonly key: Buffer;
 }
 
+/**
+ * An HMAC key: on the hot path a KeyObject (createSecretKey), which HMACs ~6× faster than raw
+ * bytes (createHmac with a Buffer imports the key into OpenSSL on every call).
+ */
+export type MacKey = Buffer | KeyObject;
+
 function strings(c: TicketClaims): readonly string[] {
   return [c.source, c.destination, c.instance, c.host, c.method, c.path, c.mcpMethod, c.mcpTool];
 }
 
 /** The sealed ticket, base64url; undefined when a field does not fit (no ticket: the ingress asks). */
-export function sealTicket(claims: TicketClaims, key: TicketKey): string | undefined {
+export function sealTicket(claims: TicketClaims, key: { readonly keyId: number; readonly key: MacKey }): string | undefined {
   if (!UUID.test(claims.decisionId)) return undefined;
   const parts = strings(claims);
   let size = FIXED_BYTES + MAC_BYTES;
@@ -130,6 +136,6 @@ export function openTicket(text: string): OpenedTicket | undefined {
 }
 
 /** Whether the ticket's MAC verifies under `key` (compared in constant time). */
-export function ticketMacValid(ticket: OpenedTicket, key: Buffer): boolean {
+export function ticketMacValid(ticket: OpenedTicket, key: MacKey): boolean {
   return timingSafeEqual(createHmac('sha256', key).update(ticket.signed).digest(), ticket.mac);
 }

@@ -1,7 +1,9 @@
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { status, type ClientReadableStream, type StatusObject } from '@grpc/grpc-js';
 import type { Gauge } from 'prom-client';
 import { DEFAULT_TLS_MIN_VERSION, type TlsMinVersion } from '@airlock/common/config';
 import { canonicalSerial } from '@airlock/common/spiffe';
+import type { MacKey } from '@airlock/common/ticket';
 import type { Logger } from '@airlock/common/logging';
 import { IdentityServiceClient, type WatchTrustBundleResponse } from '@airlock/proto/identity/v1';
 import type { ControlPlanePool } from '../controlplane/control-plane-pool.ts';
@@ -22,7 +24,7 @@ export interface RevokedCertificates {
 /** What the ingress checks a ticket against, as last pushed by the control plane. */
 export interface TicketTrust {
   /** This sidecar's own ticket key with this id (the current or the previous one), if held. */
-  ticketKey(keyId: number): Buffer | undefined;
+  ticketKey(keyId: number): MacKey | undefined;
   /** Whether the identity was revoked or is quarantined, as last pushed. */
   isContained(spiffeId: string): boolean;
 }
@@ -62,7 +64,7 @@ export class TrustBundleWatcher implements RevokedCertificates, TicketTrust {
   #revoked = new Set<string>();
   /** Revoked and quarantined identities. */
   #contained: ReadonlySet<string> = new Set<string>();
-  #ticketKeys: ReadonlyMap<number, Buffer> = new Map<number, Buffer>();
+  #ticketKeys: ReadonlyMap<number, KeyObject> = new Map<number, KeyObject>();
   #client: IdentityServiceClient | undefined;
   #call: ClientReadableStream<WatchTrustBundleResponse> | undefined;
   /** The endpoint whose stream ended last, until the next one is opened (to count a failover). */
@@ -88,7 +90,7 @@ export class TrustBundleWatcher implements RevokedCertificates, TicketTrust {
     return this.#revoked.has(revocationKey(issuer, s)) || this.#revoked.has(revocationKey('', s));
   }
 
-  ticketKey(keyId: number): Buffer | undefined {
+  ticketKey(keyId: number): KeyObject | undefined {
     return this.#ticketKeys.get(keyId);
   }
 
@@ -152,7 +154,7 @@ export class TrustBundleWatcher implements RevokedCertificates, TicketTrust {
     this.#revoked = next;
     this.#contained = new Set([...msg.revokedSpiffeIds, ...msg.quarantinedSpiffeIds]);
     // Our own keys only: the control plane sends each sidecar those of the identity it presented.
-    this.#ticketKeys = new Map(msg.ticketKeys.map((k) => [k.keyId, Buffer.from(k.key)]));
+    this.#ticketKeys = new Map(msg.ticketKeys.filter((k) => k.key.length === 32).map((k) => [k.keyId, createSecretKey(Buffer.from(k.key))]));
     this.#o.revokedGauge?.set(next.size);
     this.#o.ticketKeyGauge?.set(Math.max(0, ...this.#ticketKeys.keys()));
     this.#o.containedGauge?.set(this.#contained.size);

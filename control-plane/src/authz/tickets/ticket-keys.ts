@@ -1,7 +1,7 @@
-import { hkdfSync, randomBytes } from 'node:crypto';
+import { createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
-import type { TicketKey } from '@airlock/common/ticket';
+import type { MacKey, TicketKey } from '@airlock/common/ticket';
 import { openKey, sealKey, type KeyEncryptionKey } from '../../ca/key-encryption.ts';
 import type { Store, TicketSecretRecord } from '../../store/store.ts';
 
@@ -19,6 +19,11 @@ export interface TicketKeysOptions {
   /** Seals the secrets in the store when set (as the CA ring's keys); else they are stored in base64. */
   readonly kek?: KeyEncryptionKey;
   readonly now?: () => number;
+}
+
+/** A derived key: its bytes (pushed to the destination's sidecar) and the KeyObject tickets are MACed with. */
+interface DerivedKey extends TicketKey {
+  readonly macKey: KeyObject;
 }
 
 interface Secret {
@@ -40,7 +45,7 @@ export class TicketKeys {
   readonly #o: TicketKeysOptions;
   readonly #now: () => number;
   #secrets: readonly Secret[] = [];
-  readonly #derived = new Map<string, TicketKey>();
+  readonly #derived = new Map<string, DerivedKey>();
   readonly #listeners = new Set<() => void>();
 
   private constructor(o: TicketKeysOptions) {
@@ -57,16 +62,20 @@ export class TicketKeys {
   }
 
   /** The key tickets to `destination` are issued under now: from the newest secret once ISSUE_AFTER_MS old (or if it is the only one). */
-  issuing(destination: string): TicketKey {
+  issuing(destination: string): { readonly keyId: number; readonly key: MacKey } {
     const [newest, previous] = this.#secrets;
     if (newest === undefined) throw new AirlockError(ErrorCode.Internal, 'no ticket secret loaded');
     const s = previous !== undefined && this.#now() - newest.createdAt < ISSUE_AFTER_MS ? previous : newest;
-    return this.#derive(s, destination);
+    const derived = this.#derive(s, destination);
+    return { keyId: derived.keyId, key: derived.macKey };
   }
 
   /** The keys that verify tickets to `identity` (current and previous): for that identity's sidecar alone. */
   keysOf(identity: string): TicketKey[] {
-    return this.#secrets.map((s) => this.#derive(s, identity));
+    return this.#secrets.map((s) => {
+      const { keyId, key } = this.#derive(s, identity);
+      return { keyId, key };
+    });
   }
 
   /** Adds the next secret if the newest is `everyMs` old (or older); true when this call added it. */
@@ -99,15 +108,16 @@ export class TicketKeys {
     return this.#secrets[0]?.keyId ?? 0;
   }
 
-  #derive(s: Secret, destination: string): TicketKey {
+  #derive(s: Secret, destination: string): DerivedKey {
     const cacheKey = `${s.keyId}\0${destination}`;
-    let key = this.#derived.get(cacheKey);
-    if (key === undefined) {
+    let derived = this.#derived.get(cacheKey);
+    if (derived === undefined) {
       if (this.#derived.size >= MAX_CACHED_KEYS) this.#derived.clear();
-      key = { keyId: s.keyId, key: deriveTicketKey(s.secret, destination) };
-      this.#derived.set(cacheKey, key);
+      const key = deriveTicketKey(s.secret, destination);
+      derived = { keyId: s.keyId, key, macKey: createSecretKey(key) };
+      this.#derived.set(cacheKey, derived);
     }
-    return key;
+    return derived;
   }
 
   async #add(keyId: number): Promise<boolean> {
