@@ -20,8 +20,11 @@ const AIRLOCK_BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
 /** Where cli/bin/airlock.js keeps Node's compile cache. */
 const COMPILE_CACHE = join(import.meta.dirname, '..', 'node_modules', '.cache', 'node-compile-cache');
 
-/** How the sidecars get their decisions: a real transport, or in-process (stub, bench only). */
-export type AuthzVariant = 'stub' | 'unary' | 'stream';
+/**
+ * How the sidecars get their decisions: a real transport, or in-process (stub, bench only).
+ * `stream-round-trip`: stream, with the ingress asking for every call instead of admitting on tickets (bench only).
+ */
+export type AuthzVariant = 'stub' | 'unary' | 'stream' | 'stream-round-trip';
 
 export interface Sidecar {
   readonly name: string;
@@ -89,8 +92,10 @@ export async function startSidecars(dir: string, cp: ControlPlane, appPort: numb
     const logFile = join(dir, `${name}-${label}.log`);
     // A sidecar's environment as `airlock demo` gives it (SIDECAR_NODE_OPTIONS before any outer NODE_OPTIONS).
     // The stub starts without cli/bin/airlock.js: give it the same compile cache, so that it differs from the real sidecar only in its authorizer.
-    const childEnv = { ...airlockEnv(['sidecar'], env), AIRLOCK_JOIN_TOKEN: token, ...(variant === 'stub' ? { NODE_COMPILE_CACHE: COMPILE_CACHE } : { AIRLOCK_AUTHZ_TRANSPORT: variant }) };
-    const script = variant === 'stub' ? [join(import.meta.dirname, 'stub-sidecar.ts'), stubUpstream] : [AIRLOCK_BIN, 'sidecar'];
+    const transport = variant === 'stream-round-trip' ? { AIRLOCK_AUTHZ_TRANSPORT: 'stream', NODE_COMPILE_CACHE: COMPILE_CACHE } : { AIRLOCK_AUTHZ_TRANSPORT: variant };
+    const childEnv = { ...airlockEnv(['sidecar'], env), AIRLOCK_JOIN_TOKEN: token, ...(variant === 'stub' ? { NODE_COMPILE_CACHE: COMPILE_CACHE } : transport) };
+    const script =
+      variant === 'stub' ? [join(import.meta.dirname, 'stub-sidecar.ts'), stubUpstream] : variant === 'stream-round-trip' ? [join(import.meta.dirname, 'round-trip-sidecar.ts')] : [AIRLOCK_BIN, 'sidecar'];
     const child = spawnLogged([...script, ...args], logFile, childEnv);
     const pid = child.pid;
     const stop = (): Promise<void> => stopChild(child);

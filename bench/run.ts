@@ -8,6 +8,7 @@
 // the policy engine at 10,000 agents (bench/policy-engine.ts), how fast replicas on etcd follow each
 // other (bench/replica-propagation.ts), decisions/s with three of them (bench/replicas-decisions.ts),
 // how long a sidecar takes to fail over when one dies or hangs (bench/failover.ts),
+// the ingress's cost per call admitted on a ticket vs decided by a round trip (bench/ingress-ticket.ts),
 // and the goals against the
 // figures. Servers are pinned to CPU 0 and load generators to CPU 1 (taskset), as in
 // ../shared/PERF-NOTES.md. Appends its tables to bench/README.md (AIRLOCK_BENCH_WRITE=0 not to).
@@ -233,6 +234,9 @@ async function main(): Promise<void> {
   // And how long a sidecar takes to fail over when a replica dies or hangs (its own table).
   const failover = await run(process.execPath, [join(import.meta.dirname, 'failover.ts')], { timeout: 600_000, maxBuffer: 1 << 20 });
   console.log(failover.stdout);
+  // The ingress's cost per call admitted on a ticket against one decided by a round trip (its own table).
+  const ticketed = await run(process.execPath, [join(import.meta.dirname, 'ingress-ticket.ts')], { timeout: 600_000, maxBuffer: 1 << 20 });
+  console.log(ticketed.stdout);
 }
 
 await main();

@@ -3,8 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminPost } from '../cli/src/admin-client.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 
-// Freshness is not traded for speed: with decisions coalesced onto long-lived streams, a policy
-// change or a revocation must still apply to the very next call, while calls are in flight.
+// Freshness is not traded for speed: with decisions coalesced onto long-lived streams, and calls
+// admitted by the destination's sidecar on their tickets (no second round trip), a policy change or
+// a revocation must still apply to the very next call, while calls are in flight.
 const AGENTS = ['alpha', 'beta', 'gamma'] as const;
 const POLICY = policyYaml('agents', AGENTS, [
   { name: 'alpha-to-beta', from: 'alpha', to: 'beta', methods: ['GET'], paths: ['/v1/*'] },
@@ -64,6 +65,20 @@ async function until(pred: () => boolean, what: string): Promise<void> {
   if (!pred()) throw new Error(`load never reached: ${what}`);
 }
 
+/** A sidecar's metric sample (summed over its label sets), 0 when absent. */
+async function sidecarMetric(mesh: Mesh, agent: string, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${mesh.agent(agent).adminPort}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+}
+
+/** Calls are admitted on tickets only once the destination's sidecar holds its key (pushed after its SVID). */
+async function holdsTicketKey(mesh: Mesh, agent: string): Promise<void> {
+  for (let i = 0; i < 500 && (await sidecarMetric(mesh, agent, 'airlock_sidecar_ticket_key_id')) < 1; i++) await new Promise((r) => setTimeout(r, 20));
+}
+
 /** Paths with a load sequence number that an agent's app received. */
 const seen = (mesh: Mesh, agent: string): Set<number> => new Set(mesh.agent(agent).received.map((b) => Number(/\/v1\/load\/(\d+)$/.exec(b.path)?.[1] ?? -1)));
 
@@ -75,6 +90,8 @@ describe('freshness under load', () => {
   afterAll(async () => mesh.close());
 
   it('a policy change applies to the very next call and to every call after it', { timeout: 90_000 }, async () => {
+    await holdsTicketKey(mesh, 'beta');
+    const ticketed = await sidecarMetric(mesh, 'beta', 'airlock_sidecar_ticket_admissions_total');
     const load = startLoad(mesh, [{ from: 'alpha', to: 'beta' }]);
     try {
       await until(() => load.completed() >= 40, '40 calls before the change');
@@ -98,6 +115,9 @@ describe('freshness under load', () => {
       const reached = seen(mesh, 'beta');
       expect(after.filter((c) => reached.has(c.seq)).map((c) => c.seq)).toEqual([]);
       expect(before.every((c) => reached.has(c.seq))).toBe(true);
+      // Those calls were admitted by beta's sidecar on their tickets (no second decision): the
+      // change applied to the next call all the same, because each ticket is one fresh decision.
+      expect((await sidecarMetric(mesh, 'beta', 'airlock_sidecar_ticket_admissions_total')) - ticketed).toBeGreaterThanOrEqual(before.length);
     } finally {
       await load.stop();
     }
@@ -109,6 +129,8 @@ describe('freshness under load', () => {
     mesh.agent('gamma').received.length = 0;
     mesh.agent('beta').received.length = 0;
     expect(gammaBefore.size + betaBefore.size).toBeGreaterThan(0); // the previous test's load reached the apps
+    await holdsTicketKey(mesh, 'gamma');
+    const ticketed = (await sidecarMetric(mesh, 'gamma', 'airlock_sidecar_ticket_admissions_total')) + (await sidecarMetric(mesh, 'beta', 'airlock_sidecar_ticket_admissions_total'));
     const load = startLoad(mesh, [{ from: 'alpha', to: 'gamma' }, { from: 'gamma', to: 'beta' }]);
     try {
       await until(() => load.completed() >= 40, '40 calls before the revocation');
@@ -134,6 +156,8 @@ describe('freshness under load', () => {
       const reached = new Set([...seen(mesh, 'gamma'), ...seen(mesh, 'beta')]);
       expect(after.filter((c) => reached.has(c.seq)).map((c) => c.seq)).toEqual([]);
       expect(before.every((c) => reached.has(c.seq))).toBe(true);
+      const admitted = (await sidecarMetric(mesh, 'gamma', 'airlock_sidecar_ticket_admissions_total')) + (await sidecarMetric(mesh, 'beta', 'airlock_sidecar_ticket_admissions_total'));
+      expect(admitted - ticketed).toBeGreaterThanOrEqual(before.length);
     } finally {
       await load.stop();
     }

@@ -69,7 +69,7 @@ export const integer = (o: FieldOptions<number> & { min: number; max: number }):
   }, o);
 
 /** A duration: a number of milliseconds, or a number with a unit (250ms, 5s, 1m, 1h). */
-export const duration = (o: FieldOptions<number> & { minMs?: number }): Field<number> =>
+export const duration = (o: FieldOptions<number> & { minMs?: number; maxMs?: number }): Field<number> =>
   field('duration (e.g. 250ms, 5s, 1h)', (raw) => {
     const s = asString(raw).trim();
     const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s);
@@ -78,6 +78,7 @@ export const duration = (o: FieldOptions<number> & { minMs?: number }): Field<nu
     const ms = Math.round(Number(m[1]) * unit);
     const min = o.minMs ?? 1;
     if (ms < min) throw new Error(`must be at least ${min}ms, got "${s}"`);
+    if (o.maxMs !== undefined && ms > o.maxMs) throw new Error(`must be at most ${o.maxMs}ms, got "${s}"`);
     return ms;
   }, o);
 

@@ -3,6 +3,7 @@
  * selects them) and the control plane (which refuses rules on headers never sent, and requests
  * over the bounds).
  */
+import { TICKET_HEADER } from './ticket.ts';
 
 /** At most this many header occurrences are sent per request. */
 export const MAX_AUTHZ_HEADERS = 32;
@@ -37,9 +38,10 @@ export function connectionNamed(connection: string | readonly string[] | number 
 
 /**
  * Never sent besides hop-by-hop headers: secrets (credentials must not reach the control plane or
- * its audit log), the Host (judged as the destination), and the identity header only sidecars set.
+ * its audit log), the Host (judged as the destination), the identity header only sidecars set, and
+ * the ticket header only the egress sidecar sets (ticket.ts).
  */
-const UNSENT: ReadonlySet<string> = new Set(['authorization', 'cookie', 'host', 'x-forwarded-client-cert']);
+const UNSENT: ReadonlySet<string> = new Set(['authorization', 'cookie', 'host', 'x-forwarded-client-cert', TICKET_HEADER]);
 
 /**
  * A request header whose name has a `_` is dropped by both sidecars: never judged, never forwarded

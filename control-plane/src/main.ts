@@ -26,6 +26,8 @@ import { ensureAdminToken } from './attestation/admin-token.ts';
 import { JoinTokens } from './attestation/join-tokens.ts';
 import { Authorizer } from './authz/authorize.ts';
 import { AgentRegistry } from './authz/registry.ts';
+import { TicketIssuer } from './authz/tickets/ticket-issuer.ts';
+import { rotateTicketKeys, TicketKeys } from './authz/tickets/ticket-keys.ts';
 import { DecisionState } from './authz/decision-state.ts';
 import { PolicyEngine } from './policy/engine.ts';
 import { CertificateIssuer } from './api/identity/sign-certificate.ts';
@@ -178,7 +180,9 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       issuerName: (id) => ring.verifiers().find((ca) => ca.id === id)?.x509.subject,
     });
     const quarantines = await Quarantines.load(store, decisions);
-    follower.start({ agents, revocations, policies, ring, quarantines });
+    const ticketKeys = await TicketKeys.open({ store, ...(kek === undefined ? {} : { kek }) });
+    follower.start({ agents, revocations, policies, ring, quarantines, ticketKeys });
+    cleanups.push(rotateTicketKeys(ticketKeys, config.ticketKeyRotation, log));
     const kubernetes = await startKubernetesAttestation({
       jwks: config.kubernetesJwks,
       issuer: config.kubernetesIssuer,
@@ -239,9 +243,11 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       tlsMinVersion: config.tlsMinVersion,
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
-      authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit: decisionAuditLogger(logger) }),
+      authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit: decisionAuditLogger(logger), tickets: new TicketIssuer(ticketKeys, config.ticketTtl) }),
       issuer: new CertificateIssuer({ ca: ring, joinTokens, store, agents, revocations, quarantines, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: refusals }),
       revocations,
+      ticketKeys,
+      quarantines,
       logger: logger.child({ component: 'grpc' }),
       refusals,
       metrics,

@@ -17,6 +17,7 @@ import { JoinTokenSigner, KubernetesTokenSigner, MtlsRenewalSigner } from './ide
 import { IdentityProvider } from './identity/identity-provider.ts';
 import { TrustBundleWatcher } from './identity/trust-bundle-watcher.ts';
 import { createInboundServer } from './inbound/inbound-server.ts';
+import { TicketCheck } from './inbound/ticket-check.ts';
 import { createCaptureServer } from './outbound/capture-server.ts';
 import { createOutboundServer } from './outbound/outbound-server.ts';
 import { DestinationCheck, dnsServersResolve, externalAgent } from './outbound/destination-check.ts';
@@ -49,6 +50,11 @@ export interface StartSidecarOptions {
    * stubbed in-process. Deliberately not a setting: a deployed sidecar always asks the control plane.
    */
   readonly authorizer?: Authorizer;
+  /**
+   * False: the ingress asks the control plane for every call, ticket or not. For benchmarks that
+   * measure what admitting on a ticket saves; deliberately not a setting.
+   */
+  readonly ticketAdmission?: false;
 }
 
 export async function startSidecar(config: SidecarConfig, opts: StartSidecarOptions = {}): Promise<RunningSidecar> {
@@ -92,6 +98,8 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     identity,
     logger: logger.child({ component: 'trust-bundle' }),
     revokedGauge: metrics.revokedSerials,
+    ticketKeyGauge: metrics.ticketKeyId,
+    containedGauge: metrics.containedIdentities,
     // The pushed bundle replaces the one we hold everywhere (root rollover); a hint may ask to renew now.
     onBundle: (pushed) => {
       identity.useTrustBundle(pushed.trustBundlePem);
@@ -105,7 +113,9 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
   const meshPools = new UpstreamPools(tlsMinVersion);
   const app = new Pool(`http://127.0.0.1:${config.appPort}`);
 
-  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, mcpMaxBody: config.mcpMaxBody, tlsMinVersion, logger: logger.child({ component: 'inbound' }) });
+  // Tickets are checked against our own keys and the revocations the trust-bundle stream pushes.
+  const tickets = opts.ticketAdmission === false ? undefined : { checker: new TicketCheck(revoked), instance: () => inboundAddress };
+  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, ...(tickets === undefined ? {} : { tickets }), mcpMaxBody: config.mcpMaxBody, tlsMinVersion, logger: logger.child({ component: 'inbound' }) });
   // Our own listeners, once bound: an external call is never let back into the sidecar (or the control plane).
   const ownPorts: number[] = [];
   const destinations = new DestinationCheck({

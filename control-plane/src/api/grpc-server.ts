@@ -24,7 +24,7 @@ import type { StaticCertificateProvider } from './certificate-provider.ts';
 import { providerServerCredentials } from './grpc-server-credentials.ts';
 import { toGrpcFailure } from './grpc-status.ts';
 import { refusalLog, type LimitedLog } from './rate-limit.ts';
-import { watchTrustBundleHandler } from './identity/trust-bundle-stream.ts';
+import { watchTrustBundleHandler, type QuarantineSource, type TicketKeySource } from './identity/trust-bundle-stream.ts';
 import { addHealthService, addReflectionService, serviceName } from './grpc-standard-services.ts';
 
 export interface GrpcServerDeps {
@@ -38,6 +38,10 @@ export interface GrpcServerDeps {
   readonly authorizer: Authorizer;
   readonly issuer: CertificateIssuer;
   readonly revocations: Revocations;
+  /** Each sidecar's own ticket keys, pushed on its WatchTrustBundle stream; absent: none. */
+  readonly ticketKeys?: TicketKeySource;
+  /** Quarantined identities, pushed on the same stream: a sidecar admits no ticket from them. */
+  readonly quarantines?: QuarantineSource;
   readonly logger: Logger;
   /** Where refused unauthenticated calls and throttled streams are recorded, at a bounded rate (default: refusalLog(logger)). */
   readonly refusals?: LimitedLog;
@@ -139,6 +143,8 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
     }),
     watchTrustBundle: watchTrustBundleHandler({
       revocations: deps.revocations,
+      ...(deps.ticketKeys === undefined ? {} : { ticketKeys: deps.ticketKeys }),
+      ...(deps.quarantines === undefined ? {} : { quarantines: deps.quarantines }),
       callerOf: (call) => {
         const caller = callerOf(call, deps);
         return caller instanceof AirlockError ? refuseUnauthenticated('WatchTrustBundle', call.getPeer(), caller) : caller;

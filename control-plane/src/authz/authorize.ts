@@ -10,6 +10,7 @@ import { headerInput, type Destination, type McpInput } from '../policy/engine.t
 import { decide } from './decide.ts';
 import type { DecisionSnapshot } from './decision-state.ts';
 import { agentDestination, destinationOfHost } from './registry.ts';
+import type { TicketIssuer } from './tickets/ticket-issuer.ts';
 
 export interface AuthorizerDeps {
   readonly trustDomain: string;
@@ -18,6 +19,8 @@ export interface AuthorizerDeps {
   readonly metrics: ControlPlaneMetrics;
   /** The audit logger: one line per decision or refusal. */
   readonly audit: Logger;
+  /** Issues the ticket of an allowed mesh call (README "How a call flows"); none without it. */
+  readonly tickets?: TicketIssuer;
 }
 
 type DirectionName = 'outbound' | 'inbound';
@@ -176,6 +179,27 @@ export class Authorizer {
       },
       'authorization decision',
     );
+    // The destination's sidecar admits this one call on the ticket: the decision covers both hops.
+    // None for a body not read as MCP (that sidecar asks, judging its own reading), a tools/list
+    // filter, or a decision a policy made on headers or tool arguments, which a ticket does not bind
+    // (a sidecar holding a stolen SVID could get a ticket for one and send another).
+    const tickets = this.#d.tickets;
+    const ticket =
+      decision.allow && upstream !== undefined && tickets !== undefined && req.mcpUnreadable === '' && req.mcpListedTools.length === 0 && decision.readsUnboundContent !== true
+        ? tickets.issue({
+            decisionId,
+            source: source.uri,
+            destination: upstream.spiffeId,
+            instance: upstream.address,
+            host: req.destinationHost,
+            port: req.destinationPort,
+            method: req.method,
+            path: req.path,
+            mcpMethod: req.mcpMethod,
+            mcpTool: req.mcpMethod === 'tools/call' ? req.mcpTool : '',
+            policyVersion: decision.version,
+          })
+        : '';
     return {
       verdict: decision.allow ? Verdict.VERDICT_ALLOW : Verdict.VERDICT_DENY,
       decisionId,
@@ -188,6 +212,7 @@ export class Authorizer {
       rule: decision.rule,
       mcpAllowedTools: allowedTools,
       tls: decision.allow && decision.tls !== undefined ? TLS_MODES[decision.tls] : TlsMode.TLS_MODE_UNSPECIFIED,
+      ticket,
     };
   }
 }

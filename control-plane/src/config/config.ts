@@ -1,6 +1,7 @@
 import { BlockList, isIP } from 'node:net';
 import { defineConfig, dnsNames, duration, formatHostPort, hostPort, oneOf, optionalHostPort, optionalString, refine, string, tlsMinVersion, trustDomain, type ConfigOf, type ListenAddress } from '@airlock/common/config';
 import { ConfigError, errorMessage } from '@airlock/common/errors';
+import { DEFAULT_TICKET_TTL_MS, MAX_TICKET_TTL_MS } from '@airlock/common/ticket';
 import { parseStoreLocation } from '../store/store-location.ts';
 
 /** Every setting of `airlock control-plane`: flags, `AIRLOCK_*` env vars and the config file share it. */
@@ -40,6 +41,8 @@ export const controlPlaneConfig = defineConfig('AIRLOCK', {
   caKeyEncryptionKeyFile: optionalString({ description: "File of 32 random bytes, base64 (head -c 32 /dev/urandom | base64): self-made roots' keys are sealed with it into the store, so every replica sharing it can issue (needed with store etcd unless the operator CA files are given)." }),
   caBundleFile: optionalString({ description: 'PEM root(s) caCertFile chains to: the trust bundle given to sidecars.' }),
   svidTtl: duration({ description: 'Lifetime of issued X.509-SVIDs.', default: 3_600_000, minMs: 1000 }),
+  ticketTtl: duration({ description: 'Lifetime of the ticket an allowed mesh call carries to its destination sidecar, which admits the call on it without asking again (at most 10s).', default: DEFAULT_TICKET_TTL_MS, minMs: 100, maxMs: MAX_TICKET_TTL_MS }),
+  ticketKeyRotation: duration({ description: 'How often the secret ticket keys are derived from is replaced; the previous one stays accepted until the next rotation.', default: 24 * 3_600_000, minMs: 1000 }),
   tlsMinVersion: tlsMinVersion({ description: 'Lowest TLS version of the gRPC, admin API and injection webhook listeners (sidecars, admin clients and the Kubernetes API server must speak it too).' }),
   serverDnsNames: dnsNames({ description: "DNS names put in the control plane's serving certificate besides localhost (e.g. airlock-control-plane.airlock-system.svc), so that clients such as the Kubernetes API server calling the injection webhook can verify it.", default: [] }),
   injectionListen: optionalHostPort({ description: 'HTTPS (the serving certificate, tlsMinVersion) for the sidecar injection webhook, POST /inject (AdmissionReview v1). Unset: no webhook. Needs injectionConfigFile.' }),

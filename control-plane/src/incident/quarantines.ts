@@ -9,6 +9,7 @@ import type { QuarantineRecord, Store } from '../store/store.ts';
 export class Quarantines {
   readonly #store: Store;
   readonly #decisions: DecisionState;
+  readonly #listeners = new Set<() => void>();
 
   private constructor(store: Store, decisions: DecisionState) {
     this.#store = store;
@@ -34,6 +35,17 @@ export class Quarantines {
   async quarantine(record: QuarantineRecord): Promise<void> {
     await this.#store.quarantine(record);
     this.#decisions.replace({ quarantined: new Map(this.#decisions.current().quarantined).set(record.spiffeId, record) });
+    this.#changed();
+  }
+
+  /** Calls `listener` after each change (set, released, or followed from another replica); returns an unsubscribe function. */
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #changed(): void {
+    for (const l of this.#listeners) l();
   }
 
   async release(spiffeId: string): Promise<QuarantineRecord | undefined> {
@@ -41,6 +53,7 @@ export class Quarantines {
     const next = new Map(this.#decisions.current().quarantined);
     next.delete(spiffeId);
     this.#decisions.replace({ quarantined: next });
+    this.#changed();
     return released;
   }
 
@@ -48,5 +61,6 @@ export class Quarantines {
   async follow(): Promise<void> {
     const all = await this.#store.listQuarantines();
     this.#decisions.replace({ quarantined: new Map(all.map((q) => [q.spiffeId, q])) });
+    this.#changed();
   }
 }

@@ -108,6 +108,11 @@ export interface PolicyDecision {
    * outranks `originate`. Undefined otherwise.
    */
   readonly tls?: TlsMode;
+  /**
+   * True when a policy judged on this call has rules on request headers or tool arguments: content a
+   * ticket does not bind, so the destination's sidecar must ask rather than admit on a ticket.
+   */
+  readonly readsUnboundContent?: true;
 }
 
 interface CompiledRule {
@@ -149,6 +154,8 @@ interface CompiledPolicy {
   readonly tls: TlsMode | undefined;
   /** The reason of the decisions it allows: built once, not per decision. */
   readonly allowReason: string;
+  /** Some rule reads request headers or tool arguments (see PolicyDecision.readsUnboundContent). */
+  readonly readsUnboundContent: boolean;
 }
 
 /** A source segment's policies to hosts, filed by host: a decision looks up its destination. */
@@ -273,7 +280,8 @@ export class PolicyEngine {
   evaluate(input: DecisionInput): PolicyDecision {
     const call = this.#prepare(input);
     if ('allow' in call) return call;
-    return this.#decide(input, call.path, call.plain, call.host, call.candidates, input.mcp, true);
+    const decided = this.#decide(input, call.path, call.plain, call.host, call.candidates, input.mcp, true);
+    return call.candidates.some((p) => p.readsUnboundContent) ? { ...decided, readsUnboundContent: true } : decided;
   }
 
   /**
@@ -642,6 +650,7 @@ function compilePolicy(p: PolicyDoc, order: number, methods: MethodBits): Compil
     ports: p.toPorts.length === 0 ? undefined : new Set(p.toPorts),
     tls: p.tls,
     allowReason: `allowed by policy "${p.name}"`,
+    readsUnboundContent: p.rules.some((r) => r.headers.length > 0 || (r.mcp?.arguments.length ?? 0) > 0),
     rules: p.rules.map((r, i) => {
       const paths = r.paths;
       // "/v1/search/*" matches "/v1/search" and anything below "/v1/search/".

@@ -161,6 +161,7 @@ describe('header rules: validation', () => {
     ['[ { name: cookie, values: [a] } ]', '"cookie" is never sent'],
     ['[ { name: proxy-authorization, present: false } ]', '"proxy-authorization" is never sent'],
     ['[ { name: host, values: [a] } ]', '"host" is never sent'],
+    ['[ { name: Airlock-Ticket, present: true } ]', '"airlock-ticket" is never sent'],
     ['[ { name: x-a, values: [" a"] } ]', 'is not a header value'],
     ['{ name: x-a }', '"spec.rules[].headers" must be a list'],
   ])('%s', (headers, message) => {

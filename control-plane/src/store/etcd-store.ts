@@ -20,6 +20,7 @@ import type {
   Store,
   StoreEvent,
   StoreWatch,
+  TicketSecretRecord,
 } from './store.ts';
 
 /** Where the control plane's keys live in etcd (one prefix: several meshes, or other users, can share a cluster). */
@@ -239,6 +240,22 @@ export class EtcdStore implements Store {
     return this.listCaRoots();
   }
 
+  async listTicketSecrets(): Promise<TicketSecretRecord[]> {
+    return this.#newest<TicketSecretRecord>('ticket-secrets/', 2);
+  }
+
+  async addTicketSecret(next: TicketSecretRecord): Promise<boolean> {
+    const key = this.#key(`ticket-secrets/${versionKey(next.keyId)}`);
+    const older = next.keyId > 2 ? [this.#client.delete().inRange({ start: this.#key('ticket-secrets/'), end: this.#key(`ticket-secrets/${versionKey(next.keyId - 1)}`) })] : [];
+    const txn = await this.#call(() =>
+      this.#client
+        .if(key, 'Version', '==', 0)
+        .then(this.#client.put(key).value(JSON.stringify(next)), ...older)
+        .commit(),
+    );
+    return txn.succeeded;
+  }
+
   async getRenewNowRequest(): Promise<RenewNowRequest | undefined> {
     return this.#get<RenewNowRequest>('ca-renew-now');
   }
@@ -430,6 +447,7 @@ function eventOf(name: string, value: string): StoreEvent | undefined {
   if (name.startsWith('revoked/')) return { kind: 'revocation', revoked: JSON.parse(value) as RevokedIdentity };
   if (name.startsWith('ca-roots/') || name === 'ca-renew-now') return { kind: 'ca-ring' };
   if (name.startsWith('quarantines/')) return { kind: 'quarantine' };
+  if (name.startsWith('ticket-secrets/')) return { kind: 'ticket-secrets' };
   if (name.startsWith('policy-versions/')) return { kind: 'policy-version', version: (JSON.parse(value) as PolicyVersionRecord).version };
   return undefined;
 }

@@ -2,6 +2,7 @@ import { Counter, type Registry } from 'prom-client';
 import { errorMessage } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import type { AgentRegistry } from '../authz/registry.ts';
+import type { TicketKeys } from '../authz/tickets/ticket-keys.ts';
 import type { CaRing } from '../ca/ca-ring.ts';
 import type { Revocations } from '../ca/revocations.ts';
 import type { Quarantines } from '../incident/quarantines.ts';
@@ -15,6 +16,7 @@ export interface Followers {
   readonly policies: PolicyStore;
   readonly ring: CaRing;
   readonly quarantines: Quarantines;
+  readonly ticketKeys: TicketKeys;
 }
 
 export interface StoreFollower {
@@ -45,6 +47,8 @@ export async function watchStore(store: Store, log: Logger, registry: Registry):
           return to.ring.reload();
         case 'quarantine':
           return to.quarantines.follow();
+        case 'ticket-secrets':
+          return to.ticketKeys.reload();
       }
     })();
     done.catch((err: unknown) => log.error({ event: event.kind, error: errorMessage(err) }, 'cannot apply a change from the store'));

@@ -23,6 +23,7 @@ import type {
   RevokedIdentity,
   Store,
   StoreWatch,
+  TicketSecretRecord,
 } from './store.ts';
 
 const SCHEMA = `
@@ -91,6 +92,11 @@ CREATE TABLE IF NOT EXISTS ca_roots (
   state TEXT NOT NULL,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ticket_secrets (
+  key_id INTEGER PRIMARY KEY,
+  secret TEXT NOT NULL,
+  created_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS audit_events (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -405,6 +411,24 @@ export class SqliteStore implements Store {
 
   async assignUnknownIssuer(issuer: string): Promise<void> {
     this.#assignIssuer.run(issuer);
+  }
+
+  async listTicketSecrets(): Promise<TicketSecretRecord[]> {
+    const rows = this.#db.prepare('SELECT key_id, secret, created_at FROM ticket_secrets ORDER BY key_id DESC LIMIT 2').all() as { key_id: number; secret: string; created_at: number }[];
+    return rows.map((r) => ({ keyId: r.key_id, secret: r.secret, createdAt: r.created_at }));
+  }
+
+  async addTicketSecret(next: TicketSecretRecord): Promise<boolean> {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      const { changes } = this.#db.prepare('INSERT OR IGNORE INTO ticket_secrets (key_id, secret, created_at) VALUES (?, ?, ?)').run(next.keyId, next.secret, next.createdAt);
+      if (changes === 1) this.#db.prepare('DELETE FROM ticket_secrets WHERE key_id < ?').run(next.keyId - 1);
+      this.#db.exec('COMMIT');
+      return changes === 1;
+    } catch (err) {
+      this.#db.exec('ROLLBACK');
+      throw err;
+    }
   }
 
   async getRenewNowRequest(): Promise<RenewNowRequest | undefined> {

@@ -201,6 +201,19 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     if (mine[0]?.id === 'r1') expect(mine[0]).toMatchObject({ keyFile: '', sealedKey: 'v1:sealed' });
   });
 
+  it('adds ticket secrets once per key id (one of two racing clients wins), keeps the newest two, newest first', async () => {
+    const secret = (keyId: number, by: string) => ({ keyId, secret: `${by}-${keyId}`, createdAt: keyId });
+    const other = await client();
+    expect(await store.listTicketSecrets()).toEqual([]);
+    const won = await Promise.all([store.addTicketSecret(secret(1, 'a')), other.addTicketSecret(secret(1, 'b'))]);
+    expect(won.filter(Boolean)).toHaveLength(1);
+    const first = await other.listTicketSecrets();
+    expect(first).toEqual([secret(1, won[0] ? 'a' : 'b')]);
+    expect(await store.addTicketSecret(secret(1, 'c'))).toBe(false);
+    for (const keyId of [2, 3, 4, 10, 11]) expect(await store.addTicketSecret(secret(keyId, 'a'))).toBe(true);
+    expect(await (await client()).listTicketSecrets()).toEqual([secret(11, 'a'), secret(10, 'a')]);
+  });
+
   it('keeps quarantines for the next client, replaces one set again, and releases one once', async () => {
     await store.quarantine({ spiffeId: ID, reason: 'exfiltration', actor: 'alice', since: 1 });
     await store.quarantine({ spiffeId: ID2, reason: 'hold', actor: 'bob', since: 2, until: 9 });

@@ -59,6 +59,18 @@ export interface RenewNowRequest {
   readonly requestedAt: number;
 }
 
+/**
+ * A master secret tickets are MACed from (one key per destination identity is derived from it by
+ * HKDF, see authz/tickets/ticket-keys.ts): every replica derives the same keys from the store.
+ */
+export interface TicketSecretRecord {
+  /** 1, 2, …: the highest is the newest; a ticket names the key id it was MACed under. */
+  readonly keyId: number;
+  /** 32 random bytes: `v1:…` sealed with the key-encryption key when one is set, else base64. */
+  readonly secret: string;
+  readonly createdAt: number;
+}
+
 /** A join token as listed to an admin: never the secret, only its hash. */
 export interface JoinTokenListing extends JoinTokenRecord {
   readonly createdAt: number | undefined;
@@ -151,7 +163,9 @@ export type StoreEvent =
   /** A CA ring step (prepare, activate, retire) or its renew-now request. */
   | { readonly kind: 'ca-ring' }
   /** A quarantine set or released. */
-  | { readonly kind: 'quarantine' };
+  | { readonly kind: 'quarantine' }
+  /** A ticket secret added (a rotation). */
+  | { readonly kind: 'ticket-secrets' };
 
 export interface StoreWatch {
   close(): Promise<void>;
@@ -215,6 +229,14 @@ export interface Store {
   listQuarantines(): Promise<QuarantineRecord[]>;
 
   listAgents(): Promise<AgentRecord[]>;
+
+  /** The ticket secrets, newest first: at most two (the current one and the one before). */
+  listTicketSecrets(): Promise<TicketSecretRecord[]>;
+  /**
+   * Stores `next` unless a secret with its key id exists (of two replicas rotating at once, one
+   * wins; both then read the same), and drops any older than the one before it. True if stored.
+   */
+  addTicketSecret(next: TicketSecretRecord): Promise<boolean>;
 
   latestPolicyVersion(): Promise<PolicyVersionRecord | undefined>;
   getPolicyVersion(version: number): Promise<PolicyVersionRecord | undefined>;

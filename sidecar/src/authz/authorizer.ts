@@ -67,6 +67,8 @@ export type Decision =
       readonly allowedTools: readonly string[];
       /** Undefined: a blind tunnel, plain HTTP. */
       readonly tls?: TlsMode;
+      /** An allowed mesh call's ticket for its upstream (sent in the airlock-ticket header); absent when none was issued. */
+      readonly ticket?: string;
     }
   | {
       readonly allowed: false;

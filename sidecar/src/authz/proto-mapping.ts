@@ -43,6 +43,7 @@ export function toDecision(res: AuthorizeResponse): Decision | undefined {
       dryRunDeny: res.dryRunDeny,
       allowedTools: res.mcpAllowedTools,
       ...(res.tls === TlsMode.TLS_MODE_UNSPECIFIED ? {} : { tls: tlsMode(res.tls) }),
+      ...(res.ticket === '' || upstream === undefined ? {} : { ticket: res.ticket }),
     };
   }
   if (res.verdict === Verdict.VERDICT_DENY) {

@@ -10,6 +10,7 @@ describe('headers sent with an Authorize request', () => {
     ['keeps every occurrence of a repeated header', [['x-t', 'a'], ['X-T', 'b']], [['x-t', 'a'], ['x-t', 'b']]],
     ['never sends secrets', [['Authorization', 'Bearer s'], ['cookie', 'c=1'], ['Proxy-Authorization', 'Basic x'], ['x-ok', '1']], [['x-ok', '1']]],
     ['never sends hop-by-hop headers, Host or XFCC', [['host', 'a.b'], ['connection', 'close'], ['te', 'trailers'], ['x-forwarded-client-cert', 'By=x'], ['x-ok', '1']], [['x-ok', '1']]],
+    ['never sends an airlock-ticket header, in any case (only a sidecar sets one, for its peer)', [['Airlock-Ticket', 'AAAA'], ['airlock-ticket', 'BBBB'], ['x-ok', '1']], [['x-ok', '1']]],
     ['never sends headers the Connection header names', [['connection', 'X-Secret'], ['x-secret', 's'], ['x-ok', '1']], [['x-ok', '1']]],
     ['never sends names with an underscore (dropped, as nginx does)', [['x_forwarded_client_cert', 'By=x'], ['X_Tenant', 'a'], ['x-tenant_', 'b'], ['x-ok', '1']], [['x-ok', '1']]],
   ])('%s', (_why, input, sent) => {

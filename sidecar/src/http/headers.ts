@@ -1,19 +1,20 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { connectionNamed, hasUnderscore, isHopByHop } from '@airlock/common/headers';
+import { TICKET_HEADER } from '@airlock/common/ticket';
 
 export const XFCC = 'x-forwarded-client-cert';
 
 /**
  * Headers of a request to pass on: hop-by-hop headers removed, any `x-forwarded-client-cert`
  * removed, since only a sidecar may vouch for a caller (inbound sets its own after the handshake),
- * and any name with a `_` (`x_forwarded_client_cert` reads as XFCC to CGI/WSGI apps; see hasUnderscore).
+ * any `airlock-ticket` removed (only the egress sidecar sets one, for the peer sidecar alone), and any name with a `_` (`x_forwarded_client_cert` reads as XFCC to CGI/WSGI apps; see hasUnderscore).
  */
 export function requestHeadersToForward(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const named = connectionNamed(headers.connection);
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || name === XFCC || isHopByHop(name, named) || hasUnderscore(name)) continue;
+    if (value === undefined || name === XFCC || name === TICKET_HEADER || isHopByHop(name, named) || hasUnderscore(name)) continue;
     out[name] = value;
   }
   return out;

@@ -1,7 +1,9 @@
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { status, type ClientReadableStream, type StatusObject } from '@grpc/grpc-js';
 import type { Gauge } from 'prom-client';
 import { DEFAULT_TLS_MIN_VERSION, type TlsMinVersion } from '@airlock/common/config';
 import { canonicalSerial } from '@airlock/common/spiffe';
+import type { MacKey } from '@airlock/common/ticket';
 import type { Logger } from '@airlock/common/logging';
 import { IdentityServiceClient, type WatchTrustBundleResponse } from '@airlock/proto/identity/v1';
 import type { ControlPlanePool } from '../controlplane/control-plane-pool.ts';
@@ -19,6 +21,14 @@ export interface RevokedCertificates {
   onChange(listener: () => void): () => void;
 }
 
+/** What the ingress checks a ticket against, as last pushed by the control plane. */
+export interface TicketTrust {
+  /** This sidecar's own ticket key with this id (the current or the previous one), if held. */
+  ticketKey(keyId: number): MacKey | undefined;
+  /** Whether the identity was revoked or is quarantined, as last pushed. */
+  isContained(spiffeId: string): boolean;
+}
+
 export interface TrustBundleWatcherOptions {
   /** Which control-plane endpoint to watch: the stream moves to another when its own ends it. */
   readonly pool: ControlPlanePool;
@@ -28,6 +38,10 @@ export interface TrustBundleWatcherOptions {
   readonly identity: SvidSource;
   readonly logger: Logger;
   readonly revokedGauge?: Gauge;
+  /** The newest ticket key id held. */
+  readonly ticketKeyGauge?: Gauge;
+  /** Revoked and quarantined identities held. */
+  readonly containedGauge?: Gauge;
   /** Called with each message's trust bundle and renewal hint (see IdentityProvider.useTrustBundle). */
   readonly onBundle?: (pushed: { readonly trustBundlePem: string; readonly renewUnlessIssuedByPem: string }) => void;
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
@@ -49,11 +63,14 @@ export const MAX_REOPEN_DELAY_MS = 1000;
  * and hands the trust bundle on (`onBundle`). A broken stream is reopened with backoff (with whatever SVID we hold then), on
  * another endpoint than the one that ended it (ControlPlanePool); the last list received stays in force meanwhile.
  */
-export class TrustBundleWatcher implements RevokedCertificates {
+export class TrustBundleWatcher implements RevokedCertificates, TicketTrust {
   readonly #o: TrustBundleWatcherOptions;
   readonly #listeners = new Set<() => void>();
   /** `revocationKey(issuer, serial)` of each revoked certificate ('' issuer: that serial from any). */
   #revoked = new Set<string>();
+  /** Revoked and quarantined identities. */
+  #contained: ReadonlySet<string> = new Set<string>();
+  #ticketKeys: ReadonlyMap<number, KeyObject> = new Map<number, KeyObject>();
   #client: IdentityServiceClient | undefined;
   #call: ClientReadableStream<WatchTrustBundleResponse> | undefined;
   /** The endpoint whose stream ended last, until the next one is opened (to count a failover). */
@@ -77,6 +94,14 @@ export class TrustBundleWatcher implements RevokedCertificates {
   has(issuer: string, serial: string): boolean {
     const s = canonicalSerial(serial);
     return this.#revoked.has(revocationKey(issuer, s)) || this.#revoked.has(revocationKey('', s));
+  }
+
+  ticketKey(keyId: number): KeyObject | undefined {
+    return this.#ticketKeys.get(keyId);
+  }
+
+  isContained(spiffeId: string): boolean {
+    return this.#contained.has(spiffeId);
   }
 
   onChange(listener: () => void): () => void {
@@ -133,7 +158,12 @@ export class TrustBundleWatcher implements RevokedCertificates {
     const next = new Set(msg.revokedCertificates.map((c) => revocationKey(c.issuer, canonicalSerial(c.serial))));
     const added = msg.revokedCertificates.filter((c) => !this.#revoked.has(revocationKey(c.issuer, canonicalSerial(c.serial))));
     this.#revoked = next;
+    this.#contained = new Set([...msg.revokedSpiffeIds, ...msg.quarantinedSpiffeIds]);
+    // Our own keys only: the control plane sends each sidecar those of the identity it presented.
+    this.#ticketKeys = new Map(msg.ticketKeys.filter((k) => k.key.length === 32).map((k) => [k.keyId, createSecretKey(Buffer.from(k.key))]));
     this.#o.revokedGauge?.set(next.size);
+    this.#o.ticketKeyGauge?.set(Math.max(0, ...this.#ticketKeys.keys()));
+    this.#o.containedGauge?.set(this.#contained.size);
     if (added.length > 0) this.#o.logger.warn({ revokedCertificates: added, revokedSpiffeIds: msg.revokedSpiffeIds }, 'revoked certificates received');
     for (const l of this.#listeners) l();
     if (msg.trustBundlePem !== '') this.#o.onBundle?.({ trustBundlePem: msg.trustBundlePem, renewUnlessIssuedByPem: msg.renewUnlessIssuedByPem });

@@ -17,6 +17,7 @@ import type { Svid, SvidSource } from '../identity/svid.ts';
 import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
 import type { RevokedCertificates } from '../identity/trust-bundle-watcher.ts';
 import { requestRecorder, type Outcome, type SidecarMetrics } from '../telemetry/metrics.ts';
+import { ticketHeader, type TicketCheck, type TicketVerdict } from './ticket-check.ts';
 
 export interface InboundDeps {
   readonly identity: SvidSource;
@@ -31,6 +32,14 @@ export interface InboundDeps {
   readonly mcpMaxBody?: number;
   /** Lowest TLS version a peer may speak (setting tlsMinVersion; default TLS 1.3). */
   readonly tlsMinVersion?: TlsMinVersion;
+  /** Admits a call on its ticket without asking the control plane (ticket-check.ts); absent: every call asks. */
+  readonly tickets?: InboundTickets;
+}
+
+export interface InboundTickets {
+  readonly checker: TicketCheck;
+  /** The inbound address this sidecar registered: the destination instance a ticket must name. */
+  readonly instance: () => string;
 }
 
 /**
@@ -40,6 +49,7 @@ export interface InboundDeps {
  */
 export function createInboundServer(deps: InboundDeps): Server {
   const peers = new WeakMap<Socket, string>();
+  const ticketed = ticketRecorder(deps);
   const initial = deps.identity.current();
   const recorder = requestRecorder(deps.metrics, 'inbound');
   const minVersion = deps.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION;
@@ -47,7 +57,7 @@ export function createInboundServer(deps: InboundDeps): Server {
   const server = createServer({ requestCert: true, rejectUnauthorized: true, requireHostHeader: false, minVersion, ...(initial === undefined ? {} : tlsContext(initial, minVersion)) }, (req, res) => {
     const startedAt = recorder.start();
     const mcp: { target?: JsonRpcTarget } = {};
-    admit(deps, peers, req, res, mcp).then(
+    admit(deps, ticketed, peers, req, res, mcp).then(
       (outcome) => finish(outcome),
       (err: unknown) => {
         const reply = errorReply(err, deps.logger, mcp.target);
@@ -106,7 +116,7 @@ function tlsContext(svid: Svid, minVersion: TlsMinVersion): SecureContextOptions
 }
 
 /** accept (mTLS done) → identify the peer → authorize → forward to the app with XFCC. `mcpReply` as for outbound. */
-async function admit(deps: InboundDeps, peers: WeakMap<Socket, string>, req: IncomingMessage, res: ServerResponse, mcpReply: { target?: JsonRpcTarget }): Promise<Outcome> {
+async function admit(deps: InboundDeps, ticketed: TicketRecorder, peers: WeakMap<Socket, string>, req: IncomingMessage, res: ServerResponse, mcpReply: { target?: JsonRpcTarget }): Promise<Outcome> {
   const svid = deps.identity.current();
   if (svid === undefined) throw new NotReadyError();
   const peerId = peers.get(req.socket);
@@ -120,14 +130,74 @@ async function admit(deps: InboundDeps, peers: WeakMap<Socket, string>, req: Inc
   // Rules on MCP are judged on both sides: this side reads the body as the caller's side did.
   const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
   mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
-  const decision = await deps.authorizer.authorize({ direction: 'inbound', sourceId: peerId, destinationId: svid.spiffeId, host, port, method, path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders) });
-  assertAllowed(decision);
-  deps.logger.debug({ decisionId: decision.decisionId, peer: peerId, method }, 'inbound call allowed');
+  // The caller's decision, bound to exactly this call, admits it; anything else asks the control plane.
+  // Mcp-Method / Mcp-Name headers that disagree with the body are for the control plane to judge.
+  const onTicket = mcp.headerMismatch === undefined ? deps.tickets?.checker.check(ticketHeader(req.rawHeaders), { peer: peerId, self: svid.spiffeId, instance: deps.tickets.instance(), host, port, method, path, mcp: mcp.message }) : undefined;
+  if (onTicket?.admitted === true) {
+    ticketed.admitted();
+    deps.logger.debug({ decisionId: onTicket.claims.decisionId, peer: peerId, method }, 'inbound call admitted on its ticket');
+  } else {
+    if (onTicket !== undefined) ticketed.fellBack(onTicket, peerId);
+    const decision = await deps.authorizer.authorize({ direction: 'inbound', sourceId: peerId, destinationId: svid.spiffeId, host, port, method, path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders) });
+    assertAllowed(decision);
+    deps.logger.debug({ decisionId: decision.decisionId, peer: peerId, method }, 'inbound call allowed');
+  }
   const headers = requestHeadersToForward(req.headers);
   // Only this sidecar vouches for the caller: any XFCC that arrived was dropped above.
   headers[XFCC] = `By=${svid.spiffeId};URI=${peerId}`;
   await forward(deps.app, { method, path, headers, describe: 'the local app', body: mcp.body }, req, res);
   return 'allowed';
+}
+
+interface TicketRecorder {
+  admitted(): void;
+  fellBack(verdict: Extract<TicketVerdict, { admitted: false }>, peer: string): void;
+}
+
+/** Refused tickets are logged at most this many times a second (a peer could send nothing else); the rest are counted. */
+const REJECTIONS_LOGGED_PER_SECOND = 10;
+
+/** Counts admissions and fallbacks (label children bound on first use), and logs a refused ticket, never its MAC. */
+function ticketRecorder(deps: InboundDeps): TicketRecorder {
+  const admissions = deps.metrics.ticketAdmissions;
+  const fallbacks = new Map<string, { inc(): void }>();
+  const rejections = new Map<string, { inc(): void }>();
+  let second = 0;
+  let logged = 0;
+  let suppressed = 0;
+  const bound = (map: Map<string, { inc(): void }>, make: () => { inc(): void }, reason: string): { inc(): void } => {
+    let c = map.get(reason);
+    if (c === undefined) {
+      c = make();
+      map.set(reason, c);
+    }
+    return c;
+  };
+  return {
+    admitted: () => admissions.inc(),
+    fellBack(verdict, peer) {
+      const reason = verdict.reason;
+      bound(fallbacks, () => deps.metrics.ticketFallbacks.labels({ reason }), reason).inc();
+      if (reason === 'absent') return;
+      bound(rejections, () => deps.metrics.ticketRejections.labels({ reason }), reason).inc();
+      const now = Math.floor(Date.now() / 1000);
+      if (now !== second) {
+        second = now;
+        logged = 0;
+      }
+      if (logged >= REJECTIONS_LOGGED_PER_SECOND) {
+        suppressed++;
+        return;
+      }
+      logged++;
+      const c = verdict.claims;
+      deps.logger.warn(
+        { reason, peer, keyId: verdict.keyId, decisionId: c?.decisionId, ticketSource: c?.source, ticketDestination: c?.destination, method: c?.method, ...(suppressed === 0 ? {} : { suppressed }) },
+        'refused a ticket; asking the control plane',
+      );
+      suppressed = 0;
+    },
+  };
 }
 
 /** Host and port the caller asked for, from the Host header (port 80 when it names none). */

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { formatHostPort } from '@airlock/common/config';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import { TICKET_HEADER } from '@airlock/common/ticket';
 import type { Logger } from '@airlock/common/logging';
 import { answerClientErrors } from '@airlock/common/net';
 import type { Authorizer, TlsMode, Upstream } from '../authz/authorizer.ts';
@@ -173,6 +174,8 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
   // on it too. For an absolute-form request that is the URL's authority (RFC 9112 §3.2.2).
   const headers = requestHeadersToForward(req.headers);
   headers.host = target.authority;
+  // The peer sidecar admits the call on its ticket without asking again; only a mesh peer gets one (over mTLS).
+  if (decision.upstream !== undefined && decision.ticket !== undefined) headers[TICKET_HEADER] = decision.ticket;
   const { dispatcher, origin, describe } = destination(deps, decision, svid, target);
   const body = mcp.body;
   const request = { origin, method, path: target.path, headers, describe, body };

@@ -24,6 +24,16 @@ export interface SidecarMetrics {
   readonly egressInspected: Counter<'result'>;
   /** Leaf certificates minted by the egress CA. */
   readonly egressCertificatesMinted: Counter;
+  /** Inbound calls admitted on their ticket, without a round trip to the control plane. */
+  readonly ticketAdmissions: Counter;
+  /** Inbound calls that asked the control plane instead, by why (absent, bad_mac, expired, replayed …). */
+  readonly ticketFallbacks: Counter<'reason'>;
+  /** Of those, the ones that carried a ticket that was refused (every reason but absent). */
+  readonly ticketRejections: Counter<'reason'>;
+  /** The newest ticket key id this sidecar holds (0: none yet). */
+  readonly ticketKeyId: Gauge;
+  /** Identities revoked or quarantined, as last pushed: no call from them is admitted on a ticket. */
+  readonly containedIdentities: Gauge;
 }
 
 // Sub-millisecond buckets: an authorization or a proxy hop is expected to cost well under 1 ms.
@@ -110,6 +120,33 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
     egressCertificatesMinted: new Counter({
       name: 'airlock_sidecar_egress_certificates_minted_total',
       help: 'Leaf certificates minted by the egress CA for the names the agent connects to (cached; minted again near their end).',
+      registers,
+    }),
+    ticketAdmissions: new Counter({
+      name: 'airlock_sidecar_ticket_admissions_total',
+      help: 'Inbound calls admitted on the ticket of the decision the caller got, without asking the control plane again.',
+      registers,
+    }),
+    ticketFallbacks: new Counter({
+      name: 'airlock_sidecar_ticket_fallbacks_total',
+      help: 'Inbound calls decided by the control plane because their ticket was absent or refused, by reason (absent, malformed, unknown_key, bad_mac, wrong_source, wrong_destination, wrong_instance, mismatch, expired, replayed, contained, replay_cache_full).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    ticketRejections: new Counter({
+      name: 'airlock_sidecar_ticket_rejections_total',
+      help: 'Inbound calls whose ticket was refused (then decided by the control plane), by reason.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    ticketKeyId: new Gauge({
+      name: 'airlock_sidecar_ticket_key_id',
+      help: 'The newest ticket key id this sidecar holds for verifying tickets to it (0 before the first push).',
+      registers,
+    }),
+    containedIdentities: new Gauge({
+      name: 'airlock_sidecar_contained_identities',
+      help: 'Identities revoked or quarantined, as last pushed by the control plane: no call from them is admitted on a ticket.',
       registers,
     }),
   };

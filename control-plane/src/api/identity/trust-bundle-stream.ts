@@ -2,21 +2,41 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import { AirlockError } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import type { SpiffeId } from '@airlock/common/spiffe';
+import type { TicketKey } from '@airlock/common/ticket';
 import type { WatchTrustBundleRequest, WatchTrustBundleResponse } from '@airlock/proto/identity/v1';
 import type { Revocations, TrustBundleSnapshot } from '../../ca/revocations.ts';
 import { toGrpcFailure } from '../grpc-status.ts';
 
 type Call = ServerWritableStream<WatchTrustBundleRequest, WatchTrustBundleResponse>;
 
-function toMessage(s: TrustBundleSnapshot): WatchTrustBundleResponse {
-  return { trustBundlePem: s.trustBundlePem, revokedCertificates: s.revokedCertificates.map((c) => ({ issuer: c.issuer, serial: c.serial })), revokedSpiffeIds: [...s.revokedSpiffeIds], renewUnlessIssuedByPem: s.renewUnlessIssuedByPem };
+/** The ticket keys of one identity, and when they change (authz/tickets/ticket-keys.ts). */
+export interface TicketKeySource {
+  keysOf(identity: string): TicketKey[];
+  onChange(listener: () => void): () => void;
+}
+
+/** Identities quarantined now, and when that changes (incident/quarantines.ts). */
+export interface QuarantineSource {
+  list(): readonly { readonly spiffeId: string }[];
+  onChange(listener: () => void): () => void;
+}
+
+function toMessage(s: TrustBundleSnapshot, ticketKeys: readonly TicketKey[], quarantined: readonly string[]): WatchTrustBundleResponse {
+  return {
+    trustBundlePem: s.trustBundlePem,
+    revokedCertificates: s.revokedCertificates.map((c) => ({ issuer: c.issuer, serial: c.serial })),
+    revokedSpiffeIds: [...s.revokedSpiffeIds],
+    renewUnlessIssuedByPem: s.renewUnlessIssuedByPem,
+    ticketKeys: ticketKeys.map((k) => ({ keyId: k.keyId, key: k.key })),
+    quarantinedSpiffeIds: [...quarantined],
+  };
 }
 
 /**
  * WatchTrustBundle: the current bundle and revoked certificates at once, then again on every change,
  * until the sidecar goes away. Only an mTLS caller with a valid SVID may watch.
  */
-export function watchTrustBundleHandler(deps: { revocations: Revocations; callerOf: (call: Call) => SpiffeId | AirlockError; logger: Logger }) {
+export function watchTrustBundleHandler(deps: { revocations: Revocations; ticketKeys?: TicketKeySource; quarantines?: QuarantineSource; callerOf: (call: Call) => SpiffeId | AirlockError; logger: Logger }) {
   return (call: Call): void => {
     // callerOf records a refusal (at a bounded rate): anyone can open this stream.
     const caller = deps.callerOf(call);
@@ -25,14 +45,21 @@ export function watchTrustBundleHandler(deps: { revocations: Revocations; caller
       call.emit('error', { code: failure.code, details: failure.details });
       return;
     }
-    const unsubscribe = deps.revocations.watch((snapshot) => call.write(toMessage(snapshot)));
+    // The caller's own ticket keys only (its identity from the handshake): never another identity's.
+    const keysOf = (): TicketKey[] => deps.ticketKeys?.keysOf(caller.uri) ?? [];
+    const message = (snapshot = deps.revocations.snapshot()): WatchTrustBundleResponse => toMessage(snapshot, keysOf(), deps.quarantines?.list().map((q) => q.spiffeId) ?? []);
+    const unsubscribe = [
+      deps.revocations.watch((snapshot) => call.write(message(snapshot))),
+      deps.ticketKeys?.onChange(() => call.write(message())),
+      deps.quarantines?.onChange(() => call.write(message())),
+    ];
     const stop = (): void => {
-      unsubscribe();
+      for (const u of unsubscribe) u?.();
     };
     call.on('cancelled', stop);
     call.on('close', stop);
     call.on('error', stop);
-    call.write(toMessage(deps.revocations.snapshot()));
+    call.write(message());
     deps.logger.debug({ caller: caller.uri }, 'trust bundle watch started');
   };
 }

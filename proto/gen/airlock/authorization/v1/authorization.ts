@@ -118,7 +118,7 @@ export interface AuthorizeRequest {
    * Request headers for header rules, as the agent sent them: names in lower case, one entry per
    * occurrence (a repeated header is several entries). Bounded by the sidecar: at most 32 entries
    * and 8 KiB of names and values; never `authorization`, `cookie`, `proxy-authorization` or other
-   * hop-by-hop headers, `host` or `x-forwarded-client-cert`. A name is sent with all its
+   * hop-by-hop headers, `host`, `x-forwarded-client-cert` or `airlock-ticket`. A name is sent with all its
    * occurrences or not at all.
    */
   headers: RequestHeader[];
@@ -199,6 +199,15 @@ export interface AuthorizeResponse {
    * tunnel, a plain http:// request goes out as plain HTTP.
    */
   tls: TlsMode;
+  /**
+   * An ALLOW of an OUTBOUND mesh call (one with an upstream): the decision bound to this one call
+   * (decision id, source, destination and the upstream address chosen, host, port, method, path,
+   * MCP method and tool, policy version, issue time, expiry), base64url, MACed under a key only the
+   * control plane and the destination's sidecar hold. The sidecar sends it to the upstream in the
+   * `airlock-ticket` header; the upstream's sidecar admits the call on it without asking again.
+   * Empty otherwise (and when the call does not fit a ticket): the upstream then asks.
+   */
+  ticket: string;
 }
 
 /** One check of a batch: the question of one call. */
@@ -643,6 +652,7 @@ function createBaseAuthorizeResponse(): AuthorizeResponse {
     rule: "",
     mcpAllowedTools: [],
     tls: 0,
+    ticket: "",
   };
 }
 
@@ -677,6 +687,9 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     }
     if (message.tls !== 0) {
       writer.uint32(400).int32(message.tls);
+    }
+    if (message.ticket !== "") {
+      writer.uint32(242).string(message.ticket);
     }
     return writer;
   },
@@ -774,6 +787,14 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
             message.tls = reader.int32() as any;
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.ticket = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -803,6 +824,7 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     message.rule = object.rule ?? "";
     message.mcpAllowedTools = object.mcpAllowedTools?.map((e) => e) || [];
     message.tls = object.tls ?? 0;
+    message.ticket = object.ticket ?? "";
     return message;
   },
 };

@@ -44,6 +44,16 @@ export interface WatchTrustBundleResponse {
    * trusted: a root rollover, an operator's intermediate), so each names both.
    */
   revokedCertificates: RevokedCertificate[];
+  /**
+   * The keys that verify tickets addressed to the caller (its own identity's, never another's):
+   * the current one and the previous one during a rotation.
+   */
+  ticketKeys: TicketKey[];
+  /**
+   * SPIFFE IDs quarantined now: the sidecar admits no call from them on a ticket (it asks the
+   * control plane, which denies). One that ends by its own time stays listed until the next message.
+   */
+  quarantinedSpiffeIds: string[];
 }
 
 /** A certificate as RFC 5280 identifies it: its issuer's name and its serial number. */
@@ -96,6 +106,14 @@ export interface SignCertificateResponse {
   expiresAtUnixMs: number;
 }
 
+/** A key for verifying tickets (HMAC-SHA256) addressed to one identity; secret. */
+export interface TicketKey {
+  /** The key id a ticket names. */
+  keyId: number;
+  /** 32 bytes. */
+  key: Buffer;
+}
+
 function createBaseWatchTrustBundleRequest(): WatchTrustBundleRequest {
   return {};
 }
@@ -140,7 +158,14 @@ export const WatchTrustBundleRequest: MessageFns<WatchTrustBundleRequest> = {
 };
 
 function createBaseWatchTrustBundleResponse(): WatchTrustBundleResponse {
-  return { trustBundlePem: "", revokedSpiffeIds: [], renewUnlessIssuedByPem: "", revokedCertificates: [] };
+  return {
+    trustBundlePem: "",
+    revokedSpiffeIds: [],
+    renewUnlessIssuedByPem: "",
+    revokedCertificates: [],
+    ticketKeys: [],
+    quarantinedSpiffeIds: [],
+  };
 }
 
 export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
@@ -156,6 +181,12 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
     }
     for (const v of message.revokedCertificates) {
       RevokedCertificate.encode(v!, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.ticketKeys) {
+      TicketKey.encode(v!, writer.uint32(82).fork()).join();
+    }
+    for (const v of message.quarantinedSpiffeIds) {
+      writer.uint32(90).string(v!);
     }
     return writer;
   },
@@ -205,6 +236,22 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
             message.revokedCertificates.push(RevokedCertificate.decode(reader, reader.uint32()));
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.ticketKeys.push(TicketKey.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.quarantinedSpiffeIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -226,6 +273,8 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
     message.revokedSpiffeIds = object.revokedSpiffeIds?.map((e) => e) || [];
     message.renewUnlessIssuedByPem = object.renewUnlessIssuedByPem ?? "";
     message.revokedCertificates = object.revokedCertificates?.map((e) => RevokedCertificate.fromPartial(e)) || [];
+    message.ticketKeys = object.ticketKeys?.map((e) => TicketKey.fromPartial(e)) || [];
+    message.quarantinedSpiffeIds = object.quarantinedSpiffeIds?.map((e) => e) || [];
     return message;
   },
 };
@@ -475,6 +524,73 @@ export const SignCertificateResponse: MessageFns<SignCertificateResponse> = {
     message.certChainPem = object.certChainPem ?? "";
     message.trustBundlePem = object.trustBundlePem ?? "";
     message.expiresAtUnixMs = object.expiresAtUnixMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseTicketKey(): TicketKey {
+  return { keyId: 0, key: Buffer.alloc(0) };
+}
+
+export const TicketKey: MessageFns<TicketKey> = {
+  encode(message: TicketKey, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyId !== 0) {
+      writer.uint32(8).uint32(message.keyId);
+    }
+    if (message.key.length !== 0) {
+      writer.uint32(18).bytes(message.key);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TicketKey {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTicketKey();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.keyId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.key = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<TicketKey>, I>>(base?: I): TicketKey {
+    return TicketKey.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TicketKey>, I>>(object: I): TicketKey {
+    const message = createBaseTicketKey();
+    message.keyId = object.keyId ?? 0;
+    message.key = object.key ?? Buffer.alloc(0);
     return message;
   },
 };

@@ -1,0 +1,63 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { MAX_TICKET_CHARS, openTicket, sealTicket, ticketMacValid, type TicketClaims } from './ticket.ts';
+
+const key = { keyId: 7, key: randomBytes(32) };
+const claims: TicketClaims = {
+  decisionId: randomUUID(),
+  source: 'spiffe://airlock.local/ns/agents/sa/researcher',
+  destination: 'spiffe://airlock.local/ns/tools/sa/search',
+  instance: '10.0.0.7:15006',
+  host: 'search.tools',
+  port: 8080,
+  method: 'POST',
+  path: '/v1/search?q=é',
+  mcpMethod: 'tools/call',
+  mcpTool: 'search_web',
+  policyVersion: 12,
+  issuedAt: 1_800_000_000_123,
+  expiresAt: 1_800_000_002_123,
+};
+
+describe('ticket codec', () => {
+  it('round-trips every field and verifies under its key only', () => {
+    const text = sealTicket(claims, key) ?? '';
+    expect(text).toMatch(/^[A-Za-z0-9_-]+$/);
+    const opened = openTicket(text);
+    expect(opened?.keyId).toBe(7);
+    expect(opened?.claims).toEqual(claims);
+    expect(opened !== undefined && ticketMacValid(opened, key.key)).toBe(true);
+    expect(opened !== undefined && ticketMacValid(opened, randomBytes(32))).toBe(false);
+  });
+
+  it('a changed byte anywhere fails the MAC or the parse', () => {
+    const raw = Buffer.from(sealTicket(claims, key) ?? '', 'base64url');
+    for (let i = 0; i < raw.length; i++) {
+      const bad = Buffer.from(raw);
+      bad[i] = (bad[i] ?? 0) ^ 0x01;
+      const opened = openTicket(bad.toString('base64url'));
+      expect(opened === undefined || !ticketMacValid(opened, key.key)).toBe(true);
+    }
+  });
+
+  it('refuses what is not a ticket: other alphabets, truncations, trailing bytes, another version, too long', () => {
+    const text = sealTicket(claims, key) ?? '';
+    const raw = Buffer.from(text, 'base64url');
+    expect(openTicket('')).toBeUndefined();
+    expect(openTicket(`${text}=`)).toBeUndefined();
+    expect(openTicket(`+${text.slice(1)}`)).toBeUndefined();
+    expect(openTicket(`${text.slice(0, 10)}/${text.slice(11)}`)).toBeUndefined();
+    expect(openTicket(raw.subarray(0, raw.length - 1).toString('base64url'))).toBeUndefined();
+    expect(openTicket(raw.subarray(0, 40).toString('base64url'))).toBeUndefined();
+    expect(openTicket(Buffer.concat([raw, Buffer.alloc(1)]).toString('base64url'))).toBeUndefined();
+    const v2 = Buffer.from(raw);
+    v2[0] = 2;
+    expect(openTicket(v2.toString('base64url'))).toBeUndefined();
+    expect(openTicket('A'.repeat(MAX_TICKET_CHARS + 4))).toBeUndefined();
+  });
+
+  it('issues no ticket for a call that does not fit one (the ingress then asks)', () => {
+    expect(sealTicket({ ...claims, path: `/${'a'.repeat(MAX_TICKET_CHARS)}` }, key)).toBeUndefined();
+    expect(sealTicket({ ...claims, decisionId: 'not-a-uuid' }, key)).toBeUndefined();
+  });
+});

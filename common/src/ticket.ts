@@ -1,0 +1,141 @@
+/**
+ * The ticket: one control-plane decision bound to one mesh call, issued to the egress sidecar with
+ * an ALLOW and checked by the destination sidecar alone (README "How a call flows"). The one codec
+ * both sides use: the control plane seals, the ingress opens and checks the MAC.
+ *
+ * Compact binary, sent base64url in one header. Layout (big-endian):
+ *   u8 version | u32 key id | u48 issued at (ms) | u48 expires at (ms) | u32 policy version |
+ *   u16 port | 16-byte decision id (a UUID) | 8 × (u16 length + UTF-8): source, destination,
+ *   destination instance, host, method, path, MCP method, MCP tool | 32-byte HMAC-SHA256 of all
+ *   that precedes it, under the destination identity's key named by the key id.
+ */
+import { createHmac, timingSafeEqual, type KeyObject } from 'node:crypto';
+
+/** The request header that carries a ticket from the egress to the ingress sidecar (never to or from an app). */
+export const TICKET_HEADER = 'airlock-ticket';
+export const DEFAULT_TICKET_TTL_MS = 2000;
+/** A ticket never lives longer than this (setting ticketTtl is bounded by it; the ingress refuses a longer one). */
+export const MAX_TICKET_TTL_MS = 10_000;
+/** A longer ticket is not issued (the call falls back to a round trip): it must fit the peer's header limit with the request. */
+export const MAX_TICKET_CHARS = 4096;
+
+const VERSION = 1;
+const MAC_BYTES = 32;
+const FIXED_BYTES = 1 + 4 + 6 + 6 + 4 + 2 + 16;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** What a ticket binds: the decision and the one call it allowed. */
+export interface TicketClaims {
+  /** A UUID: the decision's id, as audited. */
+  readonly decisionId: string;
+  readonly source: string;
+  readonly destination: string;
+  /** The upstream address the control plane chose (host:port of the destination sidecar's inbound listener). */
+  readonly instance: string;
+  readonly host: string;
+  readonly port: number;
+  readonly method: string;
+  readonly path: string;
+  /** '' when the request carried no MCP message. */
+  readonly mcpMethod: string;
+  readonly mcpTool: string;
+  readonly policyVersion: number;
+  /** Milliseconds since the Unix epoch. */
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+}
+
+/** A ticket read but not yet verified: the key id picks the key its MAC is checked with. */
+export interface OpenedTicket {
+  readonly keyId: number;
+  readonly claims: TicketClaims;
+  readonly signed: Buffer;
+  readonly mac: Buffer;
+}
+
+/** A ticket key: a key id and the 32-byte HMAC key derived for one destination identity. */
+export interface TicketKey {
+  readonly keyId: number;
+  readonly key: Buffer;
+}
+
+/**
+ * An HMAC key: on the hot path a KeyObject (createSecretKey), which HMACs ~6× faster than raw
+ * bytes (createHmac with a Buffer imports the key into OpenSSL on every call).
+ */
+export type MacKey = Buffer | KeyObject;
+
+function strings(c: TicketClaims): readonly string[] {
+  return [c.source, c.destination, c.instance, c.host, c.method, c.path, c.mcpMethod, c.mcpTool];
+}
+
+/** The sealed ticket, base64url; undefined when a field does not fit (no ticket: the ingress asks). */
+export function sealTicket(claims: TicketClaims, key: { readonly keyId: number; readonly key: MacKey }): string | undefined {
+  if (!UUID.test(claims.decisionId)) return undefined;
+  const parts = strings(claims);
+  let size = FIXED_BYTES + MAC_BYTES;
+  for (const p of parts) {
+    const n = Buffer.byteLength(p, 'utf8');
+    if (n > 0xffff) return undefined;
+    size += 2 + n;
+  }
+  if (Math.ceil((size * 4) / 3) > MAX_TICKET_CHARS) return undefined;
+  const buf = Buffer.allocUnsafe(size);
+  let o = buf.writeUInt8(VERSION, 0);
+  o = buf.writeUInt32BE(key.keyId >>> 0, o);
+  o = buf.writeUIntBE(claims.issuedAt, o, 6);
+  o = buf.writeUIntBE(claims.expiresAt, o, 6);
+  o = buf.writeUInt32BE(claims.policyVersion >>> 0, o);
+  o = buf.writeUInt16BE(claims.port, o);
+  o += buf.write(claims.decisionId.replaceAll('-', ''), o, 16, 'hex');
+  for (const p of parts) {
+    const n = buf.write(p, o + 2, 'utf8');
+    o = buf.writeUInt16BE(n, o) + n;
+  }
+  createHmac('sha256', key.key).update(buf.subarray(0, o)).digest().copy(buf, o);
+  return buf.toString('base64url');
+}
+
+/** Reads a ticket's fields without trusting them; undefined when it is not one (malformed). */
+export function openTicket(text: string): OpenedTicket | undefined {
+  if (text.length > MAX_TICKET_CHARS || !/^[A-Za-z0-9_-]+$/.test(text)) return undefined;
+  const buf = Buffer.from(text, 'base64url');
+  if (buf.length < FIXED_BYTES + 16 + MAC_BYTES || buf.readUInt8(0) !== VERSION) return undefined;
+  const end = buf.length - MAC_BYTES;
+  let o = 1;
+  const keyId = buf.readUInt32BE(o);
+  o += 4;
+  const issuedAt = buf.readUIntBE(o, 6);
+  o += 6;
+  const expiresAt = buf.readUIntBE(o, 6);
+  o += 6;
+  const policyVersion = buf.readUInt32BE(o);
+  o += 4;
+  const port = buf.readUInt16BE(o);
+  o += 2;
+  const id = buf.toString('hex', o, o + 16);
+  o += 16;
+  const s: string[] = [];
+  for (let i = 0; i < 8; i++) {
+    if (o + 2 > end) return undefined;
+    const n = buf.readUInt16BE(o);
+    o += 2;
+    if (o + n > end) return undefined;
+    s.push(buf.toString('utf8', o, o + n));
+    o += n;
+  }
+  if (o !== end) return undefined;
+  const [source = '', destination = '', instance = '', host = '', method = '', path = '', mcpMethod = '', mcpTool = ''] = s;
+  const decisionId = `${id.slice(0, 8)}-${id.slice(8, 12)}-${id.slice(12, 16)}-${id.slice(16, 20)}-${id.slice(20)}`;
+  return {
+    keyId,
+    claims: { decisionId, source, destination, instance, host, port, method, path, mcpMethod, mcpTool, policyVersion, issuedAt, expiresAt },
+    signed: buf.subarray(0, end),
+    mac: buf.subarray(end),
+  };
+}
+
+/** Whether the ticket's MAC verifies under `key` (compared in constant time). */
+export function ticketMacValid(ticket: OpenedTicket, key: MacKey): boolean {
+  return timingSafeEqual(createHmac('sha256', key).update(ticket.signed).digest(), ticket.mac);
+}
