@@ -171,7 +171,8 @@ export async function wrk(url: string, connections: number, duration: string, pr
   return { rps, p50ms: toMs(p50), p99ms: toMs(p99), errors };
 }
 
-export function rssMb(pid: number | undefined, field: 'VmRSS' | 'VmHWM'): number {
+/** Memory of a process from /proc: VmRSS (now), VmHWM (peak), or RssAnon (private: leaves out the node binary's shared file pages). */
+export function rssMb(pid: number | undefined, field: 'VmRSS' | 'VmHWM' | 'RssAnon'): number {
   if (pid === undefined) return NaN;
   return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
 }
