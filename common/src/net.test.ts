@@ -76,4 +76,9 @@ describe('answerClientErrors', () => {
   it('answers nothing to a peer that is gone', () => {
     expect(clientErrorReply(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }))).toBeUndefined();
   });
+
+  it('answers nothing to a TLS failure (a handshake that timed out or was refused): there is no HTTP on such a connection', () => {
+    expect(clientErrorReply(Object.assign(new Error('TLS handshake timeout'), { code: 'ERR_TLS_HANDSHAKE_TIMEOUT' }))).toBeUndefined();
+    expect(clientErrorReply(Object.assign(new Error('alert'), { code: 'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE' }))).toBeUndefined();
+  });
 });

@@ -34,8 +34,11 @@ export function boundPort(server: Server): number {
   return a.port;
 }
 
-/** What a request Node's HTTP parser refused is answered with; undefined: nothing (the peer is gone). */
+/** What a request Node's HTTP parser refused is answered with; undefined: nothing (the peer is gone, or never finished TLS). */
 export function clientErrorReply(err: NodeJS.ErrnoException): { status: number; body: { error: string; reason: string } } | undefined {
+  // An https server hands its TLS failures (a handshake timeout, an alert) to 'clientError' too:
+  // there is no HTTP to answer on a connection whose handshake did not finish, only a close.
+  if (err.code?.startsWith('ERR_TLS_') === true || err.code?.startsWith('ERR_SSL_') === true) return undefined;
   switch (err.code) {
     case 'ECONNRESET':
     case 'EPIPE':

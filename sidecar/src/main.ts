@@ -16,6 +16,7 @@ import { ControlPlaneEndpoints } from './controlplane/endpoints.ts';
 import { JoinTokenSigner, KubernetesTokenSigner, MtlsRenewalSigner } from './identity/certificate-signer.ts';
 import { IdentityProvider } from './identity/identity-provider.ts';
 import { TrustBundleWatcher } from './identity/trust-bundle-watcher.ts';
+import type { ListenerLimits } from './http/listener-limits.ts';
 import { createInboundServer } from './inbound/inbound-server.ts';
 import { TicketCheck } from './inbound/ticket-check.ts';
 import { createCaptureServer } from './outbound/capture-server.ts';
@@ -115,7 +116,14 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
 
   // Tickets are checked against our own keys and the revocations the trust-bundle stream pushes.
   const tickets = opts.ticketAdmission === false ? undefined : { checker: new TicketCheck(revoked), instance: () => inboundAddress };
-  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, ...(tickets === undefined ? {} : { tickets }), mcpMaxBody: config.mcpMaxBody, tlsMinVersion, logger: logger.child({ component: 'inbound' }) });
+  const limits: ListenerLimits = {
+    maxConnections: config.maxConnections,
+    headersTimeoutMs: config.headersTimeout,
+    requestTimeoutMs: config.requestTimeout,
+    tlsHandshakeTimeoutMs: config.tlsHandshakeTimeout,
+    tunnelIdleTimeoutMs: config.tunnelIdleTimeout,
+  };
+  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, ...(tickets === undefined ? {} : { tickets }), mcpMaxBody: config.mcpMaxBody, tlsMinVersion, limits, logger: logger.child({ component: 'inbound' }) });
   // Our own listeners, once bound: an external call is never let back into the sidecar (or the control plane).
   const ownPorts: number[] = [];
   const destinations = new DestinationCheck({
@@ -126,7 +134,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     ...(config.egressDnsServers.length === 0 ? {} : { resolve: dnsServersResolve(config.egressDnsServers) }),
   });
   const external = externalAgent(destinations, logger.child({ component: 'outbound' }), egressRoots);
-  const outboundDeps = { identity, authorizer, meshPools, external, destinations, metrics, mcpMaxBody: config.mcpMaxBody, plainHttpPorts: new Set(config.plainHttpPorts), egressCa, logger: logger.child({ component: 'outbound' }) };
+  const outboundDeps = { identity, authorizer, meshPools, external, destinations, metrics, mcpMaxBody: config.mcpMaxBody, plainHttpPorts: new Set(config.plainHttpPorts), egressCa, limits, logger: logger.child({ component: 'outbound' }) };
   const outbound = createOutboundServer(outboundDeps);
   const capture = config.captureListen === undefined ? undefined : createCaptureServer(outboundDeps);
   const started: import('node:net').Server[] = [];

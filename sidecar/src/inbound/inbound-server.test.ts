@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
+import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Pool } from 'undici';
@@ -174,5 +175,28 @@ describe('outbound → inbound over mTLS (both with in-process authorizers)', ()
     expect(body.error).toBe('upstream_unavailable');
     expect(body.reason).toContain('expected spiffe://airlock.test/ns/demo/sa/carol');
     expect(inboundAuthz.requests.length).toBe(before);
+  });
+});
+
+describe('inbound listener limits', () => {
+  it('closes a connection that never sends its ClientHello once tlsHandshakeTimeout passes (it could hold the port forever)', async () => {
+    const ca = createTestCa();
+    const { metrics } = testMetrics();
+    const limits = { maxConnections: 10, headersTimeoutMs: 1000, requestTimeoutMs: 1000, tlsHandshakeTimeoutMs: 300, tunnelIdleTimeoutMs: 1000 };
+    const server = createInboundServer({ identity: new StaticSvidSource(svidFor(ca, 'spiffe://airlock.test/ns/demo/sa/b')), authorizer: new FakeAuthorizer(() => deny()), app: new Pool('http://127.0.0.1:1'), metrics, logger: quietLogger(), limits });
+    await listen(server, { host: '127.0.0.1', port: 0 });
+    try {
+      const socket = netConnect(boundPort(server), '127.0.0.1');
+      socket.on('error', () => undefined);
+      const outcome = await new Promise((resolve) => {
+        socket.on('close', () => resolve('closed'));
+        setTimeout(() => resolve('still open'), 10_000);
+      });
+      socket.destroy();
+      expect(outcome).toBe('closed');
+      expect((await metrics.inboundRejected.get()).values.find((v) => v.labels.reason === 'handshake_failed')?.value).toBe(1);
+    } finally {
+      await closeServer(server);
+    }
   });
 });

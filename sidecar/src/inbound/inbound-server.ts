@@ -7,6 +7,7 @@ import { DEFAULT_TLS_MIN_VERSION, parseHostPort, type TlsMinVersion } from '@air
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { answerClientErrors } from '@airlock/common/net';
+import { countLimitRefusals, DEFAULT_LISTENER_LIMITS, httpServerOptions, type ListenerLimits } from '../http/listener-limits.ts';
 import { spiffeIdFromSubjectAltName } from '@airlock/common/spiffe';
 import type { Authorizer } from '../authz/authorizer.ts';
 import { assertAllowed, errorReply, jsonRpcTarget, NotReadyError, sendErrorReply, type JsonRpcTarget } from '../http/errors.ts';
@@ -34,6 +35,8 @@ export interface InboundDeps {
   readonly tlsMinVersion?: TlsMinVersion;
   /** Admits a call on its ticket without asking the control plane (ticket-check.ts); absent: every call asks. */
   readonly tickets?: InboundTickets;
+  /** Connection cap and timeouts (default DEFAULT_LISTENER_LIMITS). */
+  readonly limits?: ListenerLimits;
 }
 
 export interface InboundTickets {
@@ -54,7 +57,8 @@ export function createInboundServer(deps: InboundDeps): Server {
   const recorder = requestRecorder(deps.metrics, 'inbound');
   const minVersion = deps.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION;
   // requireHostHeader: a missing Host is refused by singleHostHeader, with a JSON body.
-  const server = createServer({ requestCert: true, rejectUnauthorized: true, requireHostHeader: false, minVersion, ...(initial === undefined ? {} : tlsContext(initial, minVersion)) }, (req, res) => {
+  const limits = deps.limits ?? DEFAULT_LISTENER_LIMITS;
+  const server = createServer({ requestCert: true, rejectUnauthorized: true, requireHostHeader: false, minVersion, handshakeTimeout: limits.tlsHandshakeTimeoutMs, ...httpServerOptions(limits), ...(initial === undefined ? {} : tlsContext(initial, minVersion)) }, (req, res) => {
     const startedAt = recorder.start();
     const mcp: { target?: JsonRpcTarget } = {};
     admit(deps, ticketed, peers, req, res, mcp).then(
@@ -95,6 +99,7 @@ export function createInboundServer(deps: InboundDeps): Server {
     }
   });
   answerClientErrors(server, deps.logger);
+  countLimitRefusals(server, limits, 'inbound', deps.metrics);
   server.on('tlsClientError', () => {
     deps.metrics.inboundRejected.inc({ reason: 'handshake_failed' });
   });

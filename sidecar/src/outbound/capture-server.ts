@@ -1,6 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { errorReply } from '../http/errors.ts';
+import { countLimitRefusals, DEFAULT_LISTENER_LIMITS } from '../http/listener-limits.ts';
 import { requestRecorder, type Outcome } from '../telemetry/metrics.ts';
 import { readClientHello } from './client-hello.ts';
 import { createOutboundServer, tunnel, type OutboundDeps } from './outbound-server.ts';
@@ -112,6 +113,7 @@ export function createCaptureServer(deps: OutboundDeps): Server & { closeAllConn
     http.close();
     http.closeAllConnections();
   });
+  countLimitRefusals(server, deps.limits ?? DEFAULT_LISTENER_LIMITS, 'capture', deps.metrics);
   return Object.assign(server, {
     closeAllConnections(): void {
       http.closeAllConnections();

@@ -1,3 +1,4 @@
+import { Socket } from 'node:net';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
@@ -6,6 +7,7 @@ import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { TICKET_HEADER } from '@airlock/common/ticket';
 import type { Logger } from '@airlock/common/logging';
 import { answerClientErrors } from '@airlock/common/net';
+import { countLimitRefusals, DEFAULT_LISTENER_LIMITS, httpServerOptions, type ListenerLimits } from '../http/listener-limits.ts';
 import type { Authorizer, TlsMode, Upstream } from '../authz/authorizer.ts';
 import { assertAllowed, errorReply, jsonRpcTarget, NotReadyError, sendErrorReply, sendErrorReplyOnSocket, type JsonRpcTarget } from '../http/errors.ts';
 import { forward } from '../http/forward.ts';
@@ -38,6 +40,8 @@ export interface OutboundDeps {
   readonly plainHttpPorts?: ReadonlySet<number>;
   /** Mints the certificates a CONNECT under tls: inspect is answered with; undefined = such a CONNECT is refused. */
   readonly egressCa?: EgressCa;
+  /** Connection cap and timeouts (default DEFAULT_LISTENER_LIMITS). */
+  readonly limits?: ListenerLimits;
 }
 
 const DEFAULT_PLAIN_HTTP_PORTS: ReadonlySet<number> = new Set([80]);
@@ -131,7 +135,8 @@ function createHttpServer(deps: OutboundDeps, targetOf: (req: IncomingMessage) =
   const log = deps.logger;
   const recorder = requestRecorder(deps.metrics, 'outbound');
   // requireHostHeader: a missing Host is refused by singleHostHeader, with a JSON body.
-  const server = createServer({ requireHostHeader: false }, (req, res) => {
+  const limits = deps.limits ?? DEFAULT_LISTENER_LIMITS;
+  const server = createServer({ requireHostHeader: false, ...httpServerOptions(limits) }, (req, res) => {
     const startedAt = recorder.start();
     const mcp: { target?: JsonRpcTarget } = {};
     proxyRequest(deps, targetOf, req, res, mcp).then(
@@ -147,6 +152,7 @@ function createHttpServer(deps: OutboundDeps, targetOf: (req: IncomingMessage) =
     }
   });
   answerClientErrors(server, log);
+  countLimitRefusals(server, limits, 'outbound', deps.metrics);
   return server;
 }
 
@@ -321,6 +327,20 @@ async function connectTunnel(deps: OutboundDeps, decisionId: string, target: Pro
   client.on('error', () => upstream.destroy());
   client.on('close', () => upstream.destroy());
   upstream.on('close', () => client.destroy());
+  // Idle both ways for tunnelIdleTimeout: closed (each side's timer restarts with its own bytes).
+  const idle = (deps.limits ?? DEFAULT_LISTENER_LIMITS).tunnelIdleTimeoutMs;
+  let lastBytes = Date.now();
+  const touch = (): void => void (lastBytes = Date.now());
+  upstream.on('data', touch);
+  client.on('data', touch);
+  const check = (): void => {
+    if (Date.now() - lastBytes < idle) return;
+    deps.metrics.connectionsRefused.inc({ listener: 'outbound', reason: 'tunnel_idle' });
+    deps.logger.info({ decisionId, host: target.host, port: target.port, idleMs: idle }, 'tunnel closed: idle');
+    client.destroy();
+  };
+  upstream.setTimeout(idle, check);
+  if (client instanceof Socket) client.setTimeout(idle, check);
   upstream.pipe(client);
   client.pipe(upstream);
 }

@@ -24,6 +24,8 @@ export interface SidecarMetrics {
   readonly egressInspected: Counter<'result'>;
   /** Leaf certificates minted by the egress CA. */
   readonly egressCertificatesMinted: Counter;
+  /** Connections a listener closed for a limit (listener-limits.ts), by listener and reason. */
+  readonly connectionsRefused: Counter<'listener' | 'reason'>;
   /** Inbound calls admitted on their ticket, without a round trip to the control plane. */
   readonly ticketAdmissions: Counter;
   /** Inbound calls that asked the control plane instead, by why (absent, bad_mac, expired, replayed …). */
@@ -120,6 +122,12 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
     egressCertificatesMinted: new Counter({
       name: 'airlock_sidecar_egress_certificates_minted_total',
       help: 'Leaf certificates minted by the egress CA for the names the agent connects to (cached; minted again near their end).',
+      registers,
+    }),
+    connectionsRefused: new Counter({
+      name: 'airlock_sidecar_connections_refused_total',
+      help: 'Connections a sidecar listener closed for a limit, by listener (outbound, inbound, capture) and reason (max_connections: over maxConnections; request_timeout: headers or request not received in time; tunnel_idle: a CONNECT tunnel idle past tunnelIdleTimeout).',
+      labelNames: ['listener', 'reason'] as const,
       registers,
     }),
     ticketAdmissions: new Counter({
