@@ -39,6 +39,9 @@ describe('defineConfig', () => {
     [{ AIRLOCK_WORKERS: '2.5' }, 'expected a whole number'],
     [{ AIRLOCK_LEVEL: 'loud' }, 'expected one of info, debug, got "loud"'],
     [{ AIRLOCK_TRUST_DOMAIN: 'Bad Domain' }, 'is not a trust domain'],
+    // Found by config.fuzz.test.ts: a longer timer fires after 1 ms (and 1e400 read as Infinity).
+    [{ AIRLOCK_TIMEOUT: '600h' }, 'AIRLOCK_TIMEOUT: must be at most 2147483647ms'],
+    [{ AIRLOCK_TIMEOUT: '99999999999999999999h' }, 'AIRLOCK_TIMEOUT: must be at most 2147483647ms'],
   ])('rejects %j with a precise message', (env, message) => {
     expect(() => definition.load({ env: { AIRLOCK_CA_FILE: '/x', ...env } })).toThrow(message);
   });
@@ -54,6 +57,13 @@ describe('defineConfig', () => {
       expect(problems.join('\n')).toContain('unknown setting "colour"');
       expect(problems.join('\n')).toContain('caFile is required');
       expect((err as ConfigError).code).toBe('AIRLOCK_CONFIG_INVALID');
+    }
+  });
+
+  it('names a file setting that is a name of every object (constructor, toString, __proto__) as unknown', () => {
+    // Found by config.fuzz.test.ts: `key in schema` found them on Object.prototype and let them pass unnamed.
+    for (const key of ['constructor', 'toString', '__proto__', 'valueOf']) {
+      expect(() => definition.load({ env: { AIRLOCK_CA_FILE: '/x' }, file: { path: 'c.yaml', text: `${key}: x\n` } }), key).toThrow(`unknown setting "${key}"`);
     }
   });
 

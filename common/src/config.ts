@@ -68,7 +68,10 @@ export const integer = (o: FieldOptions<number> & { min: number; max: number }):
     return n;
   }, o);
 
-/** A duration: a number of milliseconds, or a number with a unit (250ms, 5s, 1m, 1h). */
+/** The longest a Node timer waits: a longer one fires after 1 ms (a timeout at once, an interval in a busy loop). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A duration: a number of milliseconds, or a number with a unit (250ms, 5s, 1m, 1h), at most `maxMs` (MAX_TIMER_MS). */
 export const duration = (o: FieldOptions<number> & { minMs?: number; maxMs?: number }): Field<number> =>
   field('duration (e.g. 250ms, 5s, 1h)', (raw) => {
     const s = asString(raw).trim();
@@ -78,7 +81,8 @@ export const duration = (o: FieldOptions<number> & { minMs?: number; maxMs?: num
     const ms = Math.round(Number(m[1]) * unit);
     const min = o.minMs ?? 1;
     if (ms < min) throw new Error(`must be at least ${min}ms, got "${s}"`);
-    if (o.maxMs !== undefined && ms > o.maxMs) throw new Error(`must be at most ${o.maxMs}ms, got "${s}"`);
+    const max = o.maxMs ?? MAX_TIMER_MS;
+    if (!(ms <= max)) throw new Error(`must be at most ${max}ms${max === MAX_TIMER_MS ? ' (about 596h, the longest a timer waits)' : ''}, got "${s.slice(0, 40)}"`);
     return ms;
   }, o);
 
@@ -193,7 +197,7 @@ export function defineConfig<S extends Schema>(envPrefix: string, schema: S): Co
           problems.push(`${sources.file.path}: ${errorMessage(err)}`);
         }
         for (const key of Object.keys(fileValues)) {
-          if (!(key in schema)) problems.push(`${sources.file.path}: unknown setting "${key}" (known: ${Object.keys(schema).join(', ')})`);
+          if (!Object.hasOwn(schema, key)) problems.push(`${sources.file.path}: unknown setting "${key}" (known: ${Object.keys(schema).join(', ')})`);
         }
       }
       const out: Record<string, unknown> = {};

@@ -44,7 +44,8 @@ export async function runQuarantine(argv: string[]): Promise<number> {
   let ttlSeconds: number | undefined;
   if (typeof values.ttl === 'string') {
     try {
-      ttlSeconds = Math.ceil(duration({ description: 'ttl', minMs: 1000 }).parse(values.ttl) / 1000);
+      // No timer waits on it here: the control plane bounds a TTL.
+      ttlSeconds = Math.ceil(duration({ description: 'ttl', minMs: 1000, maxMs: Number.MAX_SAFE_INTEGER }).parse(values.ttl) / 1000);
     } catch (err) {
       throw new UsageError(`--ttl: ${errorMessage(err)}`);
     }

@@ -72,7 +72,8 @@ export async function runToken(argv: string[]): Promise<number> {
   let ttlMs = 3_600_000;
   if (typeof values.ttl === 'string') {
     try {
-      ttlMs = duration({ description: 'ttl', minMs: 1000 }).parse(values.ttl);
+      // No timer waits on it here: the control plane bounds a TTL.
+      ttlMs = duration({ description: 'ttl', minMs: 1000, maxMs: Number.MAX_SAFE_INTEGER }).parse(values.ttl);
     } catch (err) {
       throw new UsageError(`--ttl: ${errorMessage(err)}`);
     }

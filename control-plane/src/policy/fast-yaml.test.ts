@@ -64,6 +64,10 @@ describe('fast YAML pass', () => {
     ['an empty value', bundle(segment('{ namespace: x }'), policy('{ hosts: [h.example.com] }', '  mode:\n'))],
     ['an empty document (a null root to yaml)', `${segment('{ namespace: x }')}---\n---\n${segment('{ namespace: y }', 'b')}`],
     ['a trailing document marker', `${segment('{ namespace: x }')}---\n`],
+    // Found by fast-yaml.fuzz.test.ts: `yaml` reads an empty document at a `...` that ends none, js-yaml nothing.
+    ['a document end marker before any document', `...\n${segment('{ namespace: x }')}`],
+    ['a document end marker after comments, before any document', `# c\n\n... # end\n${segment('{ namespace: x }')}`],
+    ['two document end markers in a row', `${segment('{ namespace: x }')}...\n  # c\n...\n${segment('{ namespace: y }', 'b')}`],
     ['a multi-line plain scalar', segment('\n    namespace: ag\n      ents')],
     ['a folded and a literal block scalar', bundle(segment('\n    namespace: >-\n      x\n'), segment('\n    namespace: |-\n      y\n', 'b'))],
     ['escapes in double quotes', segment('{ namespace: "\\x61gents" }')],
@@ -98,6 +102,16 @@ describe('fast YAML pass', () => {
   ])('refuses %s as yaml does', (_name, text) => {
     agree(text);
     expect(outcome(() => parsePolicyText(text, 'p.yaml'))).toMatch(/^refused: invalid policy:\n {2}- p\.yaml:\d+:\d+: /);
+  });
+
+  it('leaves a mapping over the keys limit to yaml, which refuses it', () => {
+    // Found by fast-yaml.fuzz.test.ts: the fast pass bounded keys by MAX_LABELS only, so under a lower limit it accepted what `yaml` refused.
+    const text = bundle(segment('{ namespace: x }'), policy('{ hosts: [h.example.com] }', '  rules: []\n  mode: enforce\n'));
+    const limits = { ...FILE_LIMITS, mappingKeys: 4 };
+    const documents = new FastDocuments(text, limits);
+    Array.from(documents);
+    expect(documents.failed).toBe(true);
+    expect(outcome(() => parsePolicyText(text, 'p.yaml', new Set(), limits))).toMatch(/^refused: invalid policy:\n {2}- p\.yaml:\d+:\d+: a mapping with more than 4 keys \(the limit\)$/);
   });
 
   it('agrees with yaml on valid documents it reads, positions included', () => {

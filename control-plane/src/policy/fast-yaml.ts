@@ -9,15 +9,16 @@ import type { TreeMap, TreeNode, TreeScalar, TreeSeq } from './yaml-tree.ts';
  * bundles), building the same tree `yaml` would, for the plain subset of YAML policies are written
  * in. Anything outside it — anchors, aliases, tags, directives, empty values or documents, escaped,
  * folded, multi-line or block scalars, non-string or duplicate keys, control characters, a
- * byte-order mark, or a parse error — sets `failed`, and the caller parses with `yaml` instead,
- * which decides and reports. Plain scalars resolve through `yaml`'s own core-schema tags, so `yes`,
- * `0x50`, `1e3` or `2001-12-14` read exactly as `yaml` reads them.
+ * byte-order mark, a `...` that ends no document, or a parse error — sets `failed`, and the
+ * caller parses with `yaml` instead, which decides and reports. Plain scalars resolve through
+ * `yaml`'s own core-schema tags, so `yes`, `0x50`, `1e3` or `2001-12-14` read exactly as `yaml`
+ * reads them.
  *
  * Iterating yields each document's root, reading the text a document at a time so a large bundle's
  * parser events die young: a `---` line always ends a document (or is an error inside a quoted
  * scalar or flow collection, which fails this pass as well).
  *
- * A text over `limits` (documents, nodes, nesting) fails this pass too: `yaml` refuses it, naming
+ * A text over `limits` (documents, nodes, nesting, keys in a mapping) fails this pass too: `yaml` refuses it, naming
  * the limit and where.
  */
 export class FastDocuments implements Iterable<TreeNode> {
@@ -39,7 +40,7 @@ export class FastDocuments implements Iterable<TreeNode> {
     const text = this.#text;
     // Line breaks other than \n, directives (`%YAML 1.1` changes how scalars read) and the rest are
     // left to `yaml`.
-    if (UNUSUAL.test(text)) {
+    if (UNUSUAL.test(text) || LEADING_END.test(text) || REPEATED_END.test(text)) {
       this.#failed = true;
       return;
     }
@@ -48,7 +49,7 @@ export class FastDocuments implements Iterable<TreeNode> {
     for (let start = 0; start < text.length && !this.#failed; ) {
       const marker = text.indexOf('\n---\n', start);
       const end = marker === -1 ? text.length : marker + 1;
-      const roots = chunkDocuments(text.slice(start, end), start, left, this.#limits.depth);
+      const roots = chunkDocuments(text.slice(start, end), start, left, this.#limits);
       if (roots === undefined) this.#failed = true;
       else yield* roots;
       start = end;
@@ -61,8 +62,15 @@ export class FastDocuments implements Iterable<TreeNode> {
 // eslint-disable-next-line no-control-regex -- finding control characters is the point
 const UNUSUAL = /[\x00-\x08\x0b-\x1f\x7f-\x9f\ufeff\ufffe\uffff]|^%/m;
 
+// A `...` that ends no document (before any, or right after another `...`, comments and blank lines
+// aside): `yaml` reads an empty document there (and validation refuses it), js-yaml reads nothing.
+const LEADING_END = /^(?:[ \t]*(?:#.*)?\n)*\.\.\.(?=[ \t\n]|$)/;
+const REPEATED_END = /^\.\.\.(?:[ \t].*)?\n(?:[ \t]*(?:#.*)?\n)*\.\.\.(?=[ \t\n]|$)/m;
+
 /** The documents of one piece of text starting at `base`, or undefined when this pass cannot read it. */
-function chunkDocuments(text: string, base: number, left: { documents: number; nodes: number }, maxDepth: number): TreeNode[] | undefined {
+function chunkDocuments(text: string, base: number, left: { documents: number; nodes: number }, limits: YamlLimits): TreeNode[] | undefined {
+  // No valid mapping has more than MAX_LABELS keys, which bounds the duplicate scan below.
+  const maxKeys = Math.min(MAX_LABELS, limits.mappingKeys);
   let events: Event[];
   try {
     events = parseEvents(text, {});
@@ -118,16 +126,16 @@ function chunkDocuments(text: string, base: number, left: { documents: number; n
     // Counted as `yaml`'s pass counts, or more (a sequence item and its node): what this pass
     // accepts, `yaml` would too.
     left.nodes -= parent?.kind === 'seq' ? 2 : 1;
-    if (left.nodes < 0 || stack.length >= maxDepth) return undefined;
+    if (left.nodes < 0 || stack.length >= limits.depth) return undefined;
     if (parent === undefined) root = node;
     else if (parent.kind === 'seq') parent.items.push(node);
     else if (key !== undefined) {
       parent.items.push({ key, value: node });
       key = undefined;
     } else {
-      // A key: only strings name fields or labels, and `yaml` refuses a repeated one. No valid
-      // mapping has more than MAX_LABELS keys, which bounds this scan.
-      if (node.kind !== 'scalar' || typeof node.value !== 'string' || parent.items.length >= MAX_LABELS) return undefined;
+      // A key: only strings name fields or labels, and `yaml` refuses a repeated one (and more than
+      // the limit's keys).
+      if (node.kind !== 'scalar' || typeof node.value !== 'string' || parent.items.length >= maxKeys) return undefined;
       for (const pair of parent.items) if ((pair.key as TreeScalar).value === node.value) return undefined;
       key = node;
     }

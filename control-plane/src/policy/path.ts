@@ -9,7 +9,7 @@ export type NormalizedPath = { readonly ok: true; readonly path: string; readonl
  * Normalizes a request path once, before any policy sees it: strips the query, decodes percent-
  * encoded unreserved characters only, and refuses anything two parsers could read differently
  * (dot-segments, empty segments, either of them also once a segment's `;` parameters are removed,
- * encoded slashes or backslashes, backslashes, NUL, control characters, malformed escapes, a path
+ * encoded slashes or backslashes, backslashes, NUL, control characters, spaces, malformed escapes, a path
  * not starting with "/"). Refusing beats guessing how the destination app will resolve
  * `/v1/search/../admin` or `/v1/..;/admin`.
  *
@@ -25,7 +25,10 @@ export function normalizePath(raw: string): NormalizedPath {
   for (let i = 0; i < p.length; i++) {
     const c = p.charCodeAt(i);
     if (c === 0x5c) return refuse('it contains a backslash');
-    if (c < 0x20 || c === 0x7f) return refuse(c === 0 ? 'it contains NUL' : 'it contains a control character');
+    // A space is no request-target character: WHATWG URL trims one at the end, and url.parse (what
+    // Express routes on for such paths) trims Unicode ones too: `/admin\u00a0` reads as `/admin` there.
+    if (c <= 0x20 || c === 0x7f) return refuse(c === 0 ? 'it contains NUL' : c === 0x20 ? 'it contains a space' : 'it contains a control character');
+    if (c > 0x7f && SPACE.test(p.charAt(i))) return refuse('it contains a space');
     if (c !== 0x25) continue;
     const hi = hexValue(p.charCodeAt(i + 1));
     const lo = hexValue(p.charCodeAt(i + 2));
@@ -49,6 +52,9 @@ export function normalizePath(raw: string): NormalizedPath {
   }
   return { ok: true, path, plain: path };
 }
+
+/** What String.prototype.trim strips (and url.parse with it): Unicode spaces, line separators, the BOM. */
+const SPACE = /\s/;
 
 function refuse(why: string): NormalizedPath {
   return { ok: false, why };

@@ -123,6 +123,10 @@ describe('policy evaluation', () => {
     { name: 'encoded backslash', input: call({ path: '/v1/search/%5c..' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'backslash', input: call({ path: '/v1/search\\..\\admin' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'NUL', input: call({ path: '/v1/search/q%00' }), allow: false, policy: '', reason: /^ambiguous path/ },
+    // Found by path.fuzz.test.ts: WHATWG URL trims a final space, url.parse (Express) a final Unicode one.
+    { name: 'a trailing space', input: call({ path: '/v1/search/admin/users ' }), allow: false, policy: '', reason: /^ambiguous path: it contains a space/ },
+    { name: 'a trailing no-break space', input: call({ path: '/v1/search/admin/users\u00a0' }), allow: false, policy: '', reason: /^ambiguous path: it contains a space/ },
+    { name: 'a trailing byte-order mark', input: call({ path: '/health\ufeff' }), allow: false, policy: '', reason: /^ambiguous path: it contains a space/ },
     { name: 'no leading slash', input: call({ path: 'v1/search/q' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'absolute-form URL', input: call({ path: 'http://search.tools/v1/search/q' }), allow: false, policy: '', reason: /^ambiguous path/ },
     { name: 'lower-case method does not match GET', input: call({ method: 'get' }), allow: false, policy: '', reason: /no policy allows get/ },

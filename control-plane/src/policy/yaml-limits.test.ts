@@ -44,6 +44,14 @@ describe('policy YAML limits', () => {
     expect(refusal(() => parsePolicyText(flow, 'p.yaml'))?.message).toMatch(/p\.yaml:1:\d+: a mapping with more than 64 keys \(the limit\)/);
   });
 
+  it('reads a flow mapping of exactly 64 keys closed on an indented line as within the limit', () => {
+    // Found by fast-yaml.fuzz.test.ts: the indentation before `}` was counted as one more key.
+    const flow = `spec:\n  selector: {\n${Array.from({ length: 64 }, (_, i) => `    k${i}: v`).join(',\n')}\n  }\n`;
+    expect(refusal(() => parsePolicyText(flow, 'p.yaml'))?.code).toBe(ErrorCode.Policy);
+    expect(refusal(() => parsePolicyBundle(flow, 'p.yaml'))?.code).toBe(ErrorCode.Policy);
+    expect(refusal(() => parsePolicyText(flow.replace('k63: v', 'k63: v,\n    k64: v'), 'p.yaml'))?.code).toBe(ErrorCode.TooLarge);
+  });
+
   describe('an admin request', () => {
     const admin = (text: string): ReturnType<typeof refusal> => refusal(() => parsePolicyBundle(text, 'request', new Set(), ADMIN_LIMITS));
 

@@ -115,6 +115,10 @@ function checkStack(stack: readonly CST.Token[], at: number, limits: YamlLimits,
   for (let i = Math.max(0, stack.length - 3); i < stack.length; i++) {
     const t = stack[i];
     const isMapping = t?.type === 'block-map' || (t?.type === 'flow-collection' && t.start.source === '{');
-    if (isMapping && t.items.length > limits.mappingKeys) refuse(at, `a mapping with more than ${limits.mappingKeys} keys`);
+    if (!isMapping || t.items.length <= limits.mappingKeys) continue;
+    // The whitespace before a closing `}` on its own line opens an item with no key yet: not a key.
+    const last = t.items[t.items.length - 1];
+    const keys = last !== undefined && last.key == null && last.sep === undefined && last.value === undefined ? t.items.length - 1 : t.items.length;
+    if (keys > limits.mappingKeys) refuse(at, `a mapping with more than ${limits.mappingKeys} keys`);
   }
 }

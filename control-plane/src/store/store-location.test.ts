@@ -16,6 +16,9 @@ describe('the store setting', () => {
     ['etcd://a:2379/path', /"a:2379\/path" is not a host:port/],
     ['etcd://user:pw@a:2379', /is not a host:port/],
     ['sqlite:', /sqlite: needs a directory/],
+    // Found by config.fuzz.test.ts: five digits were taken for a port.
+    ['etcd://a:0', /"a:0" is not a host:port/],
+    ['etcd://a:2379,b:99999', /"b:99999" is not a host:port/],
   ])('refuses %s with a clear message, as a config error', (value, message) => {
     expect(() => parseStoreLocation(value)).toThrow(message);
     expect(() => controlPlaneConfig.load({ flags: { store: value } })).toThrow(/store/);

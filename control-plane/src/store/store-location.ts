@@ -12,7 +12,8 @@ export function parseStoreLocation(text: string): StoreLocation {
   if (text.startsWith('etcd://')) {
     const members = text.slice('etcd://'.length).split(',').map((m) => m.trim());
     for (const m of members) {
-      if (!/^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(m)) throw new Error(`"${m}" is not a host:port of an etcd member (etcd://host:2379,host:22379)`);
+      const port = /^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(m)?.[1];
+      if (port === undefined || Number(port) < 1 || Number(port) > 65535) throw new Error(`"${m}" is not a host:port of an etcd member (etcd://host:2379,host:22379)`);
     }
     return { kind: 'etcd', members };
   }

@@ -59,22 +59,25 @@ interface SseEvent {
 }
 
 async function filterEventStream(body: Buffer, allow: ToolFilter): Promise<Buffer> {
-  const events: SseEvent[] = body
-    .toString('utf8')
-    .split(/\r\n\r\n|\n\n|\r\r/)
-    .map((block) => {
-      const fields = block.split(/\r\n|\n|\r/);
-      const data = fields.filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, ''));
-      let message: unknown;
-      if (data.length > 0) {
-        try {
-          message = JSON.parse(data.join('\n'));
-        } catch {
-          message = undefined;
-        }
+  // Lines end at CRLF, LF or CR, mixed as they come, and an empty line ends an event: as the
+  // agent's SSE parser reads them (`data: a\n\rdata: b` is two events there).
+  const blocks: string[][] = [[]];
+  for (const line of body.toString('utf8').split(/\r\n|\n|\r/)) {
+    if (line === '') blocks.push([]);
+    else blocks[blocks.length - 1]?.push(line);
+  }
+  const events: SseEvent[] = blocks.map((fields) => {
+    const data = fields.filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, ''));
+    let message: unknown;
+    if (data.length > 0) {
+      try {
+        message = JSON.parse(data.join('\n'));
+      } catch {
+        message = undefined;
       }
-      return { fields, message, tools: toolsOf(message) };
-    });
+    }
+    return { fields, message, tools: toolsOf(message) };
+  });
   if (!events.some((e) => e.tools !== undefined)) return body;
   const allowed = await allow([...new Set(events.flatMap((e) => e.tools?.map(nameOf).filter((n) => n !== undefined) ?? []))]);
   const out = events.map((e) => {

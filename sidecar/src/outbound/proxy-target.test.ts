@@ -35,6 +35,9 @@ describe('parseAbsoluteTarget', () => {
     expect(badRequest(() => parseAbsoluteTarget('http://u:p@researcher.demo/'))).toMatch(/credentials/);
     expect(badRequest(() => parseAbsoluteTarget('https://researcher.demo/'))).toMatch(/only http/);
     expect(badRequest(() => parseAbsoluteTarget('/v1/search'))).toMatch(/absolute URL/);
+    // Found by proxy-target.fuzz.test.ts: the origin and CONNECT forms refused port 0, this one did not.
+    expect(badRequest(() => parseAbsoluteTarget('http://researcher.demo:0/'))).toMatch(/port 0/);
+    expect(badRequest(() => parseAbsoluteTarget('http://[::1]:00'))).toMatch(/port 0/);
   });
 });
 

@@ -68,6 +68,7 @@ export function parseAbsoluteTarget(requestTarget: string | undefined): ProxyTar
     throw badRequest(`not a valid URL: ${target.slice(0, 200)}`);
   }
   if (named.authority === '') throw badRequest('the URL names no host');
+  if (named.port === 0) throw badRequest('port 0 is not a destination');
   const path = rawPath === '' ? '/' : rawPath.startsWith('?') ? `/${rawPath}` : rawPath;
   return { host: named.host, port: named.port, authority: named.authority, path };
 }
