@@ -11,6 +11,7 @@ import { makeCsr } from './ca/test-csr.ts';
 import { controlPlaneConfig } from './config/config.ts';
 import { startControlPlane, type RunningControlPlane } from './main.ts';
 import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, TD, type Identity, type TestControlPlane } from './testing/test-control-plane.ts';
+import { auditEventsOf } from './testing/audit-events.ts';
 
 const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
 const TOOL = `spiffe://${TD}/ns/demo/sa/tool`;
@@ -126,14 +127,15 @@ describe('control plane over real TLS', () => {
     expect(res.policy).toBe('researchers-to-tools');
     expect(res.upstream).toEqual({ address: '127.0.0.1:25006', spiffeId: TOOL });
     expect(res.decisionId).toMatch(/^[0-9a-f-]{36}$/);
-    const audit = logs.find((l) => l.decisionId === res.decisionId);
-    expect(audit).toMatchObject({ component: 'audit', audit: true, direction: 'outbound', source: RESEARCHER, destination: TOOL, verdict: 'allow', policy: 'researchers-to-tools', dryRun: false });
+    const audit = logs.find((l) => (l.audit as { decisionId?: string } | undefined)?.decisionId === res.decisionId);
+    expect(audit).toMatchObject({ component: 'audit', msg: 'authorization decision' });
+    expect(audit?.audit).toMatchObject({ kind: 'decision', direction: 'outbound', source: RESEARCHER, destination: TOOL, verdict: 'allow', policy: 'researchers-to-tools', mode: 'enforce', replica: expect.any(String) as unknown });
   });
 
   it('audits the path with its query values redacted: a query may carry a credential', async () => {
     const res = await authorize(cp, researcher, { sourceSpiffeId: RESEARCHER, destinationHost: 'tool.demo', destinationPort: 8080, path: '/v1/search?access_token=SECRET-Q&q=x&SECRET-BARE' });
     expect(res.verdict).toBe(Verdict.VERDICT_ALLOW); // policies match the path without its query
-    const audit = logs.find((l) => l.decisionId === res.decisionId);
+    const audit = auditEventsOf(logs).find((e) => e.decisionId === res.decisionId);
     // A parameter without "=" may be the credential itself.
     expect(audit?.path).toBe('/v1/search?access_token=[redacted]&q=[redacted]&[redacted]');
     expect(logs.some((l) => JSON.stringify(l).includes('SECRET-Q') || JSON.stringify(l).includes('SECRET-BARE'))).toBe(false);
@@ -173,8 +175,9 @@ describe('control plane over real TLS', () => {
     expect(
       await grpcCode(authorize(cp, researcher, { direction: Direction.DIRECTION_INBOUND, sourceSpiffeId: RESEARCHER, destinationSpiffeId: TOOL, destinationHost: 'tool.demo', destinationPort: 8080 })),
     ).toBe(status.PERMISSION_DENIED);
-    const refusals = logs.slice(before).filter((l) => l.audit === true && l.verdict === 'refused');
+    const refusals = auditEventsOf(logs.slice(before)).filter((e) => e.kind === 'refusal');
     expect(refusals).toHaveLength(2);
+    expect(refusals[0]).toMatchObject({ operation: 'Authorize', reasonCode: 'permission_denied', caller: RESEARCHER, request: { direction: 'outbound', source: TOOL } });
     const metrics = await (await http('/metrics')).text();
     expect(metrics).toMatch(/airlock_authz_refused_total\{reason="permission_denied",process="control-plane"\} 2/);
   });

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
-import { redactQuery, type Logger } from '@airlock/common/logging';
+import { redactQuery } from '@airlock/common/logging';
 import { MAX_AUTHZ_HEADER_BYTES, MAX_AUTHZ_HEADERS } from '@airlock/common/headers';
 import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { Direction, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import type { AuditLog, AuditMcp, AuditRequest } from '../audit/event.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { headerInput, type Destination, type McpInput } from '../policy/engine.ts';
 import { decide } from './decide.ts';
@@ -15,8 +16,8 @@ export interface AuthorizerDeps {
   /** The state decisions read, taken once per call: a change (policy, agent, revocation) applies to the very next one. */
   readonly decisions: () => DecisionSnapshot;
   readonly metrics: ControlPlaneMetrics;
-  /** The audit logger: one line per decision or refusal. */
-  readonly audit: Logger;
+  /** The audit trail: one event per decision or refusal. */
+  readonly audit: AuditLog;
 }
 
 type DirectionName = 'outbound' | 'inbound';
@@ -70,21 +71,21 @@ export class Authorizer {
     const decisionId = randomUUID();
     const direction: DirectionName | undefined =
       req.direction === Direction.DIRECTION_OUTBOUND ? 'outbound' : req.direction === Direction.DIRECTION_INBOUND ? 'inbound' : undefined;
-    const base = {
-      audit: true,
-      decisionId,
+    const mcp: AuditMcp | undefined =
+      req.mcpMethod === '' && req.mcpUnreadable === '' ? undefined
+      : { ...(req.mcpMethod === '' ? {} : { method: req.mcpMethod, tool: req.mcpTool }), ...(req.mcpUnreadable === '' ? {} : { unreadable: req.mcpUnreadable }) };
+    const asked = {
       direction: direction ?? 'unspecified',
       host: req.destinationHost,
       port: req.destinationPort,
       method: req.method,
-      // A query may carry a credential (`?access_token=…`) and audit lines go to a SIEM.
+      // A query may carry a credential (`?access_token=…`) and audit events go to a SIEM.
       path: redactQuery(req.path),
-      ...(req.mcpMethod === '' ? {} : { mcpMethod: req.mcpMethod, mcpTool: req.mcpTool }),
-      ...(req.mcpUnreadable === '' ? {} : { mcpUnreadable: req.mcpUnreadable }),
-    };
+      ...(mcp === undefined ? {} : { mcp }),
+    } satisfies Omit<AuditRequest, 'source' | 'destination'>;
     const refuse = (err: AirlockError, reason: string, source: string, destination: string): AirlockError => {
       this.#d.metrics.refused.inc({ reason });
-      this.#d.audit.warn({ ...base, source, destination, verdict: 'refused', policy: '', reason: err.message, dryRun: false }, 'authorization refused');
+      this.#d.audit.refusal({ operation: 'Authorize', reasonCode: reason, reason: err.message, ...(caller instanceof AirlockError ? {} : { caller: caller.uri }), decisionId, request: { ...asked, source, destination } });
       return err;
     };
 
@@ -135,22 +136,25 @@ export class Authorizer {
     const verdict = decision.allow ? 'allow' : 'deny';
     const counted = this.#counted[direction];
     counted[verdict].inc();
-    counted.duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
-    this.#d.audit.info(
-      {
-        ...base,
-        source: source.uri,
-        destination: destination.kind === 'agent' ? destination.id.uri : '',
-        verdict,
-        policyVersion: decision.version,
-        policy: decision.policy,
-        rule: decision.rule,
-        reason: decision.reason,
-        dryRun: decision.dryRunDeny,
-        ...(req.mcpListedTools.length === 0 ? {} : { mcpListedTools: req.mcpListedTools.length, mcpAllowedTools: allowedTools }),
-      },
-      'authorization decision',
-    );
+    const latency = Number(process.hrtime.bigint() - started) / 1e9;
+    counted.duration.observe(latency);
+    this.#d.audit.decision({
+      decisionId,
+      ...asked,
+      direction,
+      source: source.uri,
+      sourceSegments: engine.segmentsOf(source, input.sourceLabels),
+      destination: destination.kind === 'agent' ? destination.id.uri : '',
+      destinationSegments: destination.kind === 'agent' ? engine.segmentsOf(destination.id, destination.labels) : [],
+      ...(mcp === undefined ? {} : { mcp: req.mcpListedTools.length === 0 ? mcp : { ...mcp, listedTools: req.mcpListedTools.length, allowedTools: allowedTools } }),
+      verdict,
+      mode: decision.dryRunDeny ? 'dry-run' : 'enforce',
+      policyVersion: decision.version,
+      policy: decision.policy,
+      rule: decision.rule,
+      reason: decision.reason,
+      latencyMs: latency * 1000,
+    });
     return {
       verdict: decision.allow ? Verdict.VERDICT_ALLOW : Verdict.VERDICT_DENY,
       decisionId,

@@ -1,5 +1,5 @@
 import { BlockList, isIP } from 'node:net';
-import { defineConfig, dnsNames, duration, formatHostPort, hostPort, oneOf, optionalHostPort, optionalString, refine, string, tlsMinVersion, trustDomain, type ConfigOf, type ListenAddress } from '@airlock/common/config';
+import { defineConfig, dnsNames, duration, formatHostPort, hostPort, integer, oneOf, optionalHostPort, optionalString, refine, string, tlsMinVersion, trustDomain, type ConfigOf, type ListenAddress } from '@airlock/common/config';
 import { ConfigError, errorMessage } from '@airlock/common/errors';
 import { parseStoreLocation } from '../store/store-location.ts';
 
@@ -44,6 +44,9 @@ export const controlPlaneConfig = defineConfig('AIRLOCK', {
   serverDnsNames: dnsNames({ description: "DNS names put in the control plane's serving certificate besides localhost (e.g. airlock-control-plane.airlock-system.svc), so that clients such as the Kubernetes API server calling the injection webhook can verify it.", default: [] }),
   injectionListen: optionalHostPort({ description: 'HTTPS (the serving certificate, tlsMinVersion) for the sidecar injection webhook, POST /inject (AdmissionReview v1). Unset: no webhook. Needs injectionConfigFile.' }),
   injectionConfigFile: optionalString({ description: 'YAML or JSON file of what the injection webhook injects: image, controlPlane, resources, transparent … (see "Sidecar injection").' }),
+  replicaName: optionalString({ description: "This control plane's name in its audit events (`replica`); default: the host name (a pod's name in Kubernetes)." }),
+  auditCheckpointEvery: integer({ description: 'A signed audit checkpoint after this many audit events (see "Audit trail").', default: 1000, min: 1, max: 1_000_000 }),
+  auditCheckpointInterval: duration({ description: 'A signed audit checkpoint at least this often while audit events are written.', default: 60_000, minMs: 1000 }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
 });
 
