@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,8 @@ import { makeCsr } from './ca/test-csr.ts';
 import { controlPlaneConfig } from './config/config.ts';
 import { startControlPlane, type RunningControlPlane } from './main.ts';
 import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, TD, type Identity, type TestControlPlane } from './testing/test-control-plane.ts';
-import { auditEventsOf } from './testing/audit-events.ts';
+import { auditEventsOf, auditSchemaProblems } from './testing/audit-events.ts';
+import { verifyAuditChains } from './audit/verify-chain.ts';
 
 const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
 const TOOL = `spiffe://${TD}/ns/demo/sa/tool`;
@@ -248,6 +250,15 @@ describe('control plane over real TLS', () => {
     const tooLong = await http('/v1/join-tokens', { method: 'POST', headers: { authorization: `Bearer ${cp.adminToken}` }, body: JSON.stringify({ identity: TOOL, ttlSeconds: 86_401 }) });
     expect(tooLong.status).toBe(400);
     expect(logs.some((l) => JSON.stringify(l).includes(cp.adminToken))).toBe(false);
+  });
+
+  it('wrote every audit event of the calls above (decisions, refusals, admin actions) to the schema, in one chain that verifies', () => {
+    const events = auditEventsOf(logs);
+    expect(new Set(events.map((e) => e.kind))).toEqual(new Set(['chain-start', 'admin', 'decision', 'refusal']));
+    for (const e of events) expect({ seq: e.seq, problems: auditSchemaProblems(e) }).toEqual({ seq: e.seq, problems: [] });
+    const checked = verifyAuditChains([{ name: 'logs', text: logs.map((l) => JSON.stringify(l)).join('\n') }], { roots: [new X509Certificate(cp.trustBundlePem)] });
+    expect(checked).toMatchObject({ events: events.length, chains: [{ firstSeq: 0, lastSeq: events.length - 1 }] });
+    expect(checked.broken).toBeUndefined();
   });
 });
 
