@@ -8,8 +8,8 @@ import { CertificateAuthority } from '../ca/ca.ts';
 import { makeCsr } from '../ca/test-csr.ts';
 import { controlPlaneSpiffeId } from '../main.ts';
 import { auditSchemaProblems } from '../testing/audit-events.ts';
-import { AuditTrail } from './audit-trail.ts';
-import { hashEvent } from './canonical.ts';
+import { AuditTrail, decisionEvent } from './audit-trail.ts';
+import { canonicalJson, hashEvent } from './canonical.ts';
 import { signCheckpoint, type CheckpointSigner } from './checkpoint-signature.ts';
 import type { DecisionRecord } from './event.ts';
 import { verifyAuditChains } from './verify-chain.ts';
@@ -82,6 +82,16 @@ describe('the audit trail', () => {
     });
     expect(verify(lines)).toMatchObject({ events: 11, warnings: [], chains: [{ replica: 'cp-0', firstSeq: 0, lastSeq: 10, checkpoints: 3, unsigned: 0 }] });
     expect(verify(lines).broken).toBeUndefined();
+  });
+
+  it('writes a decision (the hot path, hashed without a sorting pass) in its canonical form, every optional field set or not', () => {
+    const envelope = { schemaVersion: 1, id: 'i', time: 't', replica: 'r', chain: 'c', seq: 7, prevHash: 'p' } as const;
+    const full = { ...DECISION, mcp: { unreadable: 'u', tool: 't', method: 'm', listedTools: 2, allowedTools: ['a', 'b'] } };
+    for (const r of [DECISION, full, { ...DECISION, mcp: undefined }]) {
+      const e = decisionEvent(envelope, r);
+      expect(JSON.stringify(e)).toBe(canonicalJson(e));
+      expect(canonicalJson(JSON.parse(JSON.stringify(e)))).toBe(JSON.stringify(e));
+    }
   });
 
   it('a restart starts a new chain naming the last checkpoint of the one before; the pair verifies, the second alone only as partial', () => {

@@ -1,7 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Logger } from '@airlock/common/logging';
 import { errorMessage } from '@airlock/common/errors';
+import { hash as digest, randomUUID } from 'node:crypto';
 import { GENESIS_PREV_HASH, hashEvent } from './canonical.ts';
 import { signCheckpoint, type CheckpointSigner } from './checkpoint-signature.ts';
 import { AUDIT_SCHEMA_VERSION, type AdminRecord, type AuditEvent, type AuditKind, type AuditLog, type ChainLink, type DecisionRecord, type RefusalRecord } from './event.ts';
@@ -42,6 +42,45 @@ function readLink(file: string | undefined): ChainLink | undefined {
   return undefined;
 }
 
+type Envelope = Pick<AuditEvent, 'schemaVersion' | 'id' | 'time' | 'replica' | 'chain' | 'seq' | 'prevHash'>;
+
+/**
+ * A decision event (the hot path: one per call) built with its keys, and its mcp's, in RFC 8785
+ * order, so that JSON.stringify writes its canonical form: hashing it needs no sorting pass. Every
+ * chain the tests verify (with canonicalJson) checks this order.
+ */
+export function decisionEvent(e: Envelope, r: DecisionRecord): AuditEvent {
+  const m = r.mcp;
+  return {
+    chain: e.chain,
+    decisionId: r.decisionId,
+    destination: r.destination,
+    destinationSegments: r.destinationSegments,
+    direction: r.direction,
+    host: r.host,
+    id: e.id,
+    kind: 'decision',
+    latencyMs: r.latencyMs,
+    mcp: m === undefined ? undefined : { allowedTools: m.allowedTools, listedTools: m.listedTools, method: m.method, tool: m.tool, unreadable: m.unreadable },
+    method: r.method,
+    mode: r.mode,
+    path: r.path,
+    policy: r.policy,
+    policyVersion: r.policyVersion,
+    port: r.port,
+    prevHash: e.prevHash,
+    reason: r.reason,
+    replica: e.replica,
+    rule: r.rule,
+    schemaVersion: e.schemaVersion,
+    seq: e.seq,
+    source: r.source,
+    sourceSegments: r.sourceSegments,
+    time: e.time,
+    verdict: r.verdict,
+  };
+}
+
 /**
  * The audit trail of one control plane process: every producer records typed events here, each
  * written as one log line `{"audit": event, …}` and linked into a hash chain (seq, prevHash =
@@ -71,7 +110,9 @@ export class AuditTrail implements AuditLog {
   }
 
   decision(record: DecisionRecord): void {
-    this.#append('decision', record);
+    const event = decisionEvent(this.#envelope('decision'), record);
+    this.#write(event, digest('sha256', JSON.stringify(event)));
+    if (++this.#sinceCheckpoint >= this.#o.checkpointEvery) this.checkpoint();
   }
 
   refusal(record: RefusalRecord): void {
@@ -94,7 +135,8 @@ export class AuditTrail implements AuditLog {
       this.#o.log.error({ error: errorMessage(err) }, 'audit checkpoint cannot be signed');
       return;
     }
-    const hash = this.#write(event);
+    const hash = hashEvent(event);
+    this.#write(event, hash);
     this.#sinceCheckpoint = 0;
     if (this.#o.stateFile !== undefined) {
       try {
@@ -121,21 +163,19 @@ export class AuditTrail implements AuditLog {
     return { schemaVersion: AUDIT_SCHEMA_VERSION, id: randomUUID(), time: this.#timeIso, kind, replica: this.#o.replica, chain: this.#chain, seq: this.#seq, prevHash: this.#prevHash };
   }
 
-  #append(kind: 'decision', record: DecisionRecord): void;
   #append(kind: 'refusal', record: RefusalRecord): void;
   #append(kind: 'admin', record: AdminRecord): void;
   #append(kind: 'chain-start', record: { previous?: ChainLink }): void;
   #append(kind: AuditKind, record: object): void {
-    this.#write({ ...this.#envelope(kind), ...record } as AuditEvent);
+    const event = { ...this.#envelope(kind), ...record } as AuditEvent;
+    this.#write(event, hashEvent(event));
     if (++this.#sinceCheckpoint >= this.#o.checkpointEvery) this.checkpoint();
   }
 
-  /** Links the event in and writes it; returns its hash. */
-  #write(event: AuditEvent): string {
-    const hash = hashEvent(event);
+  /** Links the event (of hash `hash`) in and writes it. */
+  #write(event: AuditEvent, hash: string): void {
     this.#seq++;
     this.#prevHash = hash;
     this.#o.logger.info({ audit: event }, MESSAGES[event.kind]);
-    return hash;
   }
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * RFC 8785 (JCS) for the values an audit event holds: object keys sorted by UTF-16 code units,
@@ -26,7 +26,7 @@ export function canonicalJson(value: unknown): string {
 
 /** SHA-256 of an event's canonical form, hex: what the next event names as `prevHash`. */
 export function hashEvent(event: object): string {
-  return createHash('sha256').update(canonicalJson(event)).digest('hex');
+  return hash('sha256', canonicalJson(event));
 }
 
 /** The `prevHash` of a chain's first event. */

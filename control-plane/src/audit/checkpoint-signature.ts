@@ -31,12 +31,18 @@ function signedBytes(unsigned: object, alg: string, certificates: readonly strin
   return Buffer.from(canonicalJson({ ...unsigned, signature: { alg, certificates } }));
 }
 
+/** The last signer's key and certificates, read once (the serving key changes twice a day). */
+let prepared: { readonly signer: CheckpointSigner; readonly key: KeyObject; readonly alg: CheckpointSignature['alg']; readonly certificates: readonly string[] } | undefined;
+
 /** Signs a checkpoint event (all its fields but `signature`). */
 export function signCheckpoint(unsigned: object, signer: CheckpointSigner): CheckpointSignature {
-  const key = createPrivateKey(signer.keyPem);
-  const alg = algOf(key);
-  if (alg === undefined) throw new Error(`cannot sign audit checkpoints with a ${key.asymmetricKeyType ?? 'unknown'} key`);
-  const certificates = derOfPem(signer.chainPem);
+  if (prepared?.signer !== signer) {
+    const key = createPrivateKey(signer.keyPem);
+    const alg = algOf(key);
+    if (alg === undefined) throw new Error(`cannot sign audit checkpoints with a ${key.asymmetricKeyType ?? 'unknown'} key`);
+    prepared = { signer, key, alg, certificates: derOfPem(signer.chainPem) };
+  }
+  const { key, alg, certificates } = prepared;
   const value = sign('sha256', signedBytes(unsigned, alg, certificates), key).toString('base64');
   return { alg, certificates, value };
 }
