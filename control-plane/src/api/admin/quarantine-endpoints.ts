@@ -56,7 +56,7 @@ export function quarantineEndpoints(deps: QuarantineEndpointDeps): AdminEndpoint
         const since = Date.now();
         const record = { spiffeId, reason, actor: who.name, since, ...(ttl === undefined ? {} : { until: since + ttl * 1000 }) };
         await deps.quarantines.quarantine(record);
-        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'agent.quarantine', target: spiffeId, detail: { reason, ...(record.until === undefined ? {} : { until: new Date(record.until).toISOString() }) } }, since);
+        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'agent.quarantine', target: spiffeId, detail: { reason, ...(record.until === undefined ? {} : { until: record.until }) } }, since);
         return ok(view(record));
       },
     },
