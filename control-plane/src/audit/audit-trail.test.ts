@@ -64,7 +64,7 @@ describe('the audit trail', () => {
     t.refusal({ operation: 'Authorize', reasonCode: 'permission_denied', reason: 'the source of an OUTBOUND request must be the caller', caller: DECISION.source, decisionId: DECISION.decisionId, request: { direction: 'outbound', source: 'spiffe://airlock.test/ns/agents/sa/other', destination: '', host: 'h', port: 80, method: 'GET', path: '/' } });
     t.admin({ actor: 'admin-token', role: 'admin', action: 'join-token.create', target: DECISION.source, detail: { id: 'abc', labels: {} } });
     for (let i = 0; i < 4; i++) t.decision({ ...DECISION, verdict: 'deny', policy: '', rule: '', reason: 'no policy allows it' });
-    t.close();
+    void t.close();
     return lines;
   }
 
@@ -189,7 +189,7 @@ describe('the audit trail', () => {
     expect(events(lines).map((e) => e.kind)).toEqual(['chain-start', 'decision', 'decision']);
     held.signer = { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), chainPem: ecSvid.chainPem };
     t.decision(DECISION);
-    t.close();
+    void t.close();
     expect(events(lines).map((e) => e.kind)).toEqual(['chain-start', 'decision', 'decision', 'decision', 'checkpoint']);
     expect((events(lines)[4]?.signature as { alg: string }).alg).toBe('ES256');
     expect(verify(lines).broken).toBeUndefined();

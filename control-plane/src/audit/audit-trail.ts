@@ -4,6 +4,7 @@ import { errorMessage } from '@airlock/common/errors';
 import { hash as digest, randomUUID } from 'node:crypto';
 import { GENESIS_PREV_HASH, hashEvent } from './canonical.ts';
 import { signCheckpoint, type CheckpointSigner } from './checkpoint-signature.ts';
+import type { AuditSink } from './http-sink.ts';
 import { AUDIT_SCHEMA_VERSION, type AdminRecord, type AuditEvent, type AuditKind, type AuditLog, type ChainLink, type DecisionRecord, type RefusalRecord } from './event.ts';
 
 export interface AuditTrailOptions {
@@ -21,6 +22,8 @@ export interface AuditTrailOptions {
   readonly checkpointIntervalMs: number;
   /** Where the last checkpoint's link is kept, so the chain of the next start names it. */
   readonly stateFile?: string;
+  /** Where events are shipped besides the log (a SIEM collector), each event's JSON in chain order. */
+  readonly sinks?: readonly AuditSink[];
 }
 
 const MESSAGES: Record<AuditKind, string> = {
@@ -90,6 +93,7 @@ export function decisionEvent(e: Envelope, r: DecisionRecord): AuditEvent {
  */
 export class AuditTrail implements AuditLog {
   readonly #o: AuditTrailOptions;
+  readonly #sinks: readonly AuditSink[];
   readonly #chain = randomUUID();
   #seq = 0;
   #prevHash = GENESIS_PREV_HASH;
@@ -101,6 +105,7 @@ export class AuditTrail implements AuditLog {
 
   constructor(o: AuditTrailOptions) {
     this.#o = o;
+    this.#sinks = o.sinks ?? [];
     const previous = readLink(o.stateFile);
     this.#append('chain-start', previous === undefined ? {} : { previous });
     this.#timer = setInterval(() => {
@@ -111,7 +116,8 @@ export class AuditTrail implements AuditLog {
 
   decision(record: DecisionRecord): void {
     const event = decisionEvent(this.#envelope('decision'), record);
-    this.#write(event, digest('sha256', JSON.stringify(event)));
+    const json = JSON.stringify(event);
+    this.#write(event, digest('sha256', json), json);
     if (++this.#sinceCheckpoint >= this.#o.checkpointEvery) this.checkpoint();
   }
 
@@ -148,10 +154,15 @@ export class AuditTrail implements AuditLog {
     }
   }
 
-  /** A last checkpoint (the chain's tail is then signed); nothing is recorded after. */
-  close(): void {
+  accepting(): boolean {
+    return this.#sinks.every((s) => s.accepting());
+  }
+
+  /** A last checkpoint (the chain's tail is then signed), then the sinks closed; nothing is recorded after. */
+  async close(): Promise<void> {
     clearInterval(this.#timer);
     if (this.#sinceCheckpoint > 0) this.checkpoint();
+    for (const s of this.#sinks) await s.close();
   }
 
   #envelope<K extends AuditKind>(kind: K): { schemaVersion: typeof AUDIT_SCHEMA_VERSION; id: string; time: string; kind: K; replica: string; chain: string; seq: number; prevHash: string } {
@@ -172,10 +183,13 @@ export class AuditTrail implements AuditLog {
     if (++this.#sinceCheckpoint >= this.#o.checkpointEvery) this.checkpoint();
   }
 
-  /** Links the event (of hash `hash`) in and writes it. */
-  #write(event: AuditEvent, hash: string): void {
+  /** Links the event (of hash `hash`) in, writes it and hands it to the sinks. */
+  #write(event: AuditEvent, hash: string, json?: string): void {
     this.#seq++;
     this.#prevHash = hash;
     this.#o.logger.info({ audit: event }, MESSAGES[event.kind]);
+    if (this.#sinks.length === 0) return;
+    const line = json ?? JSON.stringify(event);
+    for (const s of this.#sinks) s.submit(line);
   }
 }

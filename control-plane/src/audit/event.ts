@@ -122,7 +122,9 @@ export interface AuditLog {
   decision(record: DecisionRecord): void;
   refusal(record: RefusalRecord): void;
   admin(record: AdminRecord): void;
+  /** False while events cannot be kept (a sink's spool full, fail-closed): decisions are then refused. */
+  accepting(): boolean;
 }
 
 /** An AuditLog that records nothing (unit tests of code that needs one). */
-export const NO_AUDIT: AuditLog = { decision: () => undefined, refusal: () => undefined, admin: () => undefined };
+export const NO_AUDIT: AuditLog = { decision: () => undefined, refusal: () => undefined, admin: () => undefined, accepting: () => true };

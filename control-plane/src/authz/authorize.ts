@@ -90,6 +90,10 @@ export class Authorizer {
     };
 
     if (caller instanceof AirlockError) throw refuse(caller, 'unauthenticated', '', '');
+    // fail-closed audit: no decision that could not be shipped to the SIEM.
+    if (!this.#d.audit.accepting()) {
+      throw refuse(new AirlockError(ErrorCode.AuthzUnavailable, 'audit events cannot be written (the audit spool is full, auditSpoolFull is fail-closed): calls are refused until it drains'), 'audit_unavailable', req.sourceSpiffeId, req.destinationSpiffeId);
+    }
     if (direction === undefined) {
       throw refuse(new AirlockError(ErrorCode.BadRequest, 'direction must be OUTBOUND or INBOUND'), 'bad_request', req.sourceSpiffeId, req.destinationSpiffeId);
     }

@@ -47,6 +47,19 @@ export const controlPlaneConfig = defineConfig('AIRLOCK', {
   replicaName: optionalString({ description: "This control plane's name in its audit events (`replica`); default: the host name (a pod's name in Kubernetes)." }),
   auditCheckpointEvery: integer({ description: 'A signed audit checkpoint after this many audit events (see "Audit trail").', default: 1000, min: 1, max: 1_000_000 }),
   auditCheckpointInterval: duration({ description: 'A signed audit checkpoint at least this often while audit events are written.', default: 60_000, minMs: 1000 }),
+  auditHttpUrl: refine(optionalString({ description: 'Ship audit events to this http(s) URL too, as batches of JSON lines (POST, application/x-ndjson: e.g. an Elasticsearch bulk ingest proxy, a Splunk HEC raw endpoint), through a spool on disk (see "Audit trail").' }), (url) => {
+    if (url === undefined) return undefined;
+    try {
+      const u = new URL(url);
+      return u.protocol === 'http:' || u.protocol === 'https:' ? undefined : `auditHttpUrl must be http or https, not ${u.protocol}`;
+    } catch {
+      return `auditHttpUrl is not a URL: ${url}`;
+    }
+  }),
+  auditHttpTokenFile: optionalString({ description: 'File holding the bearer token sent to auditHttpUrl (re-read for each batch).' }),
+  auditHttpCaFile: optionalString({ description: "PEM CA bundle auditHttpUrl's certificate must chain to (default: the system's CAs)." }),
+  auditSpoolMaxBytes: integer({ description: 'Undelivered audit events kept on disk (in dataDir/audit-spool) for auditHttpUrl at most, in bytes.', default: 256 * 1024 * 1024, min: 65_536, max: 1024 ** 4 }),
+  auditSpoolFull: oneOf(['drop-oldest', 'fail-closed'] as const, { description: 'When the audit spool is full: `drop-oldest` (oldest events dropped, counted in airlock_audit_events_dropped_total, logged), or `fail-closed` (every Authorize refused, UNAVAILABLE, until events can be spooled again).', default: 'drop-oldest' }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
 });
 

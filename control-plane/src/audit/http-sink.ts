@@ -1,0 +1,174 @@
+import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { errorMessage } from '@airlock/common/errors';
+import type { Logger } from '@airlock/common/logging';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { Spool, type SpoolFullPolicy } from './spool.ts';
+
+/** Where audit events go besides stdout: each takes every event's JSON, in chain order. */
+export interface AuditSink {
+  /** Queues one event (never blocks the decision). */
+  submit(json: string): void;
+  /** False while events cannot be queued (spool full, fail-closed): decisions are then refused. */
+  accepting(): boolean;
+  /** Writes what is queued to the spool (delivered after a restart if not before). */
+  close(): Promise<void>;
+}
+
+export interface AuditSinkMetrics {
+  readonly dropped: Counter<'sink' | 'reason'>;
+  readonly delivered: Counter<'sink'>;
+  readonly spoolBytes: Gauge<'sink'>;
+}
+
+/** The audit sinks' metrics, once per registry. */
+export function createAuditSinkMetrics(registry: Registry): AuditSinkMetrics {
+  const registers = [registry];
+  return {
+    dropped: new Counter({ name: 'airlock_audit_events_dropped_total', help: 'Audit events a sink lost: spool full (drop-oldest drops the oldest, fail-closed the new ones).', labelNames: ['sink', 'reason'] as const, registers }),
+    delivered: new Counter({ name: 'airlock_audit_events_delivered_total', help: 'Audit events a sink delivered (acknowledged by the collector).', labelNames: ['sink'] as const, registers }),
+    spoolBytes: new Gauge({ name: 'airlock_audit_spool_bytes', help: 'Bytes of audit events spooled on disk, not yet delivered.', labelNames: ['sink'] as const, registers }),
+  };
+}
+
+export interface HttpSinkOptions {
+  /** http(s) URL that takes a POST of JSON lines (application/x-ndjson), e.g. an Elasticsearch _bulk proxy or a Splunk HEC raw endpoint. */
+  readonly url: string;
+  /** File holding the bearer token, read for each batch (a rotated token is picked up). */
+  readonly tokenFile?: string;
+  /** PEM CA bundle an https collector's certificate must chain to (default: the system's). */
+  readonly caFile?: string;
+  readonly spoolDir: string;
+  readonly spoolMaxBytes: number;
+  readonly full: SpoolFullPolicy;
+  readonly metrics: AuditSinkMetrics;
+  readonly log: Logger;
+  readonly batchEvents?: number;
+  readonly batchBytes?: number;
+  /** Backoff after a failed batch: from min, doubled each failure, up to max (with jitter). */
+  readonly minBackoffMs?: number;
+  readonly maxBackoffMs?: number;
+  readonly requestTimeoutMs?: number;
+  /** How long events are buffered before they are written to the spool. */
+  readonly flushMs?: number;
+}
+
+const SINK = 'http';
+
+/**
+ * Ships audit events to an HTTP collector in batches of JSON lines, through a bounded on-disk spool:
+ * a collector down for minutes loses nothing (the batch is retried with exponential backoff, the
+ * spool holds what comes meanwhile); when the spool is full, `drop-oldest` drops the oldest events
+ * and `fail-closed` refuses new ones (then `accepting()` is false and decisions are refused); both
+ * are counted (airlock_audit_events_dropped_total) and logged.
+ */
+export class HttpAuditSink implements AuditSink {
+  readonly #o: HttpSinkOptions;
+  readonly #spool: Spool;
+  readonly #flush: NodeJS.Timeout;
+  #wake: (() => void) | undefined;
+  #closed = false;
+  #backoffMs = 0;
+  readonly #running: Promise<void>;
+  #droppedSinceLog = 0;
+  /** fail-closed: an event was refused, and nothing was delivered since. */
+  #refusing = false;
+
+  constructor(o: HttpSinkOptions) {
+    this.#o = o;
+    this.#spool = new Spool({
+      dir: o.spoolDir,
+      maxBytes: o.spoolMaxBytes,
+      full: o.full,
+      onDrop: (n) => {
+        if (o.full === 'fail-closed') this.#refusing = true;
+        o.metrics.dropped.inc({ sink: SINK, reason: 'spool_full' }, n);
+        // Logged once per burst: the counter has them all.
+        if (this.#droppedSinceLog === 0) o.log.error({ sink: SINK, policy: o.full, spoolMaxBytes: o.spoolMaxBytes }, `audit spool full: ${o.full === 'fail-closed' ? 'new events refused, decisions refused until it drains' : 'oldest events dropped'}`);
+        this.#droppedSinceLog += n;
+      },
+    });
+    o.metrics.spoolBytes.set({ sink: SINK }, this.#spool.bytes());
+    this.#flush = setInterval(() => this.#tick(), o.flushMs ?? 50);
+    this.#flush.unref();
+    this.#running = this.#run();
+  }
+
+  submit(json: string): void {
+    this.#spool.append(json);
+  }
+
+  accepting(): boolean {
+    return !this.#refusing;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#flush);
+    this.#wake?.();
+    await this.#running;
+    this.#spool.flush();
+  }
+
+  #tick(): void {
+    this.#spool.flush();
+    this.#o.metrics.spoolBytes.set({ sink: SINK }, this.#spool.bytes());
+    this.#wake?.();
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#closed) {
+      const batch = this.#spool.peek(this.#o.batchEvents ?? 500, this.#o.batchBytes ?? 1024 * 1024);
+      if (batch === undefined) {
+        await new Promise<void>((resolve) => (this.#wake = resolve));
+        continue;
+      }
+      try {
+        await this.#post(`${batch.lines.join('\n')}\n`);
+        this.#spool.ack(batch);
+        this.#refusing = false;
+        this.#o.metrics.delivered.inc({ sink: SINK }, batch.lines.length);
+        this.#o.metrics.spoolBytes.set({ sink: SINK }, this.#spool.bytes());
+        if (this.#backoffMs > 0 || this.#droppedSinceLog > 0) this.#o.log.info({ sink: SINK, dropped: this.#droppedSinceLog }, 'audit collector reachable again');
+        this.#backoffMs = 0;
+        this.#droppedSinceLog = 0;
+      } catch (err) {
+        const min = this.#o.minBackoffMs ?? 250;
+        this.#backoffMs = Math.min(this.#o.maxBackoffMs ?? 30_000, this.#backoffMs === 0 ? min : this.#backoffMs * 2);
+        this.#o.log.warn({ sink: SINK, error: errorMessage(err), retryInMs: this.#backoffMs, spoolBytes: this.#spool.bytes() }, 'audit batch not delivered; retrying');
+        const wait = this.#backoffMs * (0.75 + Math.random() / 2);
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, wait);
+          this.#wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+      }
+    }
+  }
+
+  #post(body: string): Promise<void> {
+    const url = new URL(this.#o.url);
+    const headers: Record<string, string> = { 'content-type': 'application/x-ndjson', 'content-length': String(Buffer.byteLength(body)) };
+    // Re-read for each batch: a rotated token is used from the next one.
+    if (this.#o.tokenFile !== undefined) headers.authorization = `Bearer ${readFileSync(this.#o.tokenFile, 'utf8').trim()}`;
+    const ca = this.#o.caFile === undefined ? undefined : readFileSync(this.#o.caFile);
+    return new Promise((resolve, reject) => {
+      const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+      const req = send(url, { method: 'POST', headers, timeout: this.#o.requestTimeoutMs ?? 10_000, ...(ca === undefined ? {} : { ca }) }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) resolve();
+          else reject(new Error(`the collector answered ${status}`));
+        });
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error('the collector did not answer in time')));
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+}
