@@ -67,7 +67,10 @@ export class HttpAuditSink implements AuditSink {
   readonly #o: HttpSinkOptions;
   readonly #spool: Spool;
   readonly #flush: NodeJS.Timeout;
+  /** Wakes the sender waiting for events (not one backing off). */
   #wake: (() => void) | undefined;
+  /** Ends a backoff early: only when closing. */
+  #stopWaiting: (() => void) | undefined;
   #closed = false;
   #backoffMs = 0;
   readonly #running: Promise<void>;
@@ -107,6 +110,7 @@ export class HttpAuditSink implements AuditSink {
     this.#closed = true;
     clearInterval(this.#flush);
     this.#wake?.();
+    this.#stopWaiting?.();
     await this.#running;
     this.#spool.flush();
   }
@@ -122,6 +126,7 @@ export class HttpAuditSink implements AuditSink {
       const batch = this.#spool.peek(this.#o.batchEvents ?? 500, this.#o.batchBytes ?? 1024 * 1024);
       if (batch === undefined) {
         await new Promise<void>((resolve) => (this.#wake = resolve));
+        this.#wake = undefined;
         continue;
       }
       try {
@@ -140,11 +145,12 @@ export class HttpAuditSink implements AuditSink {
         const wait = this.#backoffMs * (0.75 + Math.random() / 2);
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, wait);
-          this.#wake = () => {
+          this.#stopWaiting = () => {
             clearTimeout(t);
             resolve();
           };
         });
+        this.#stopWaiting = undefined;
       }
     }
   }
