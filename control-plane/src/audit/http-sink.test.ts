@@ -92,6 +92,20 @@ describe('the HTTP audit sink', () => {
     expect(collector.lines()).toEqual(Array.from({ length: total - dropped }, (_, i) => event(dropped + i)));
   });
 
+  it('a spool that cannot be written loses the events, counted, never throwing into the decision; fail-closed then refuses', async () => {
+    const metrics = createAuditSinkMetrics(registry);
+    for (const full of ['drop-oldest', 'fail-closed'] as const) {
+      const spoolDir = join(dir, `broken-${full}`);
+      const s = sink({ spoolDir, full }, metrics);
+      // The spool's directory replaced by a file: every write fails (permissions would not stop root).
+      rmSync(spoolDir, { recursive: true, force: true });
+      writeFileSync(spoolDir, 'not a directory');
+      for (let i = 0; i < 10; i++) expect(() => s.submit(event(i))).not.toThrow();
+      await until('counted', async () => (await metric('airlock_audit_events_dropped_total', { reason: 'spool_error' })) >= (full === 'drop-oldest' ? 10 : 20));
+      expect(s.accepting()).toBe(full === 'drop-oldest');
+    }
+  });
+
   it('fail-closed: with the spool full new events are refused, counted, and accepting() is false until it drains', async () => {
     const port = collector.port;
     await collector.stop();

@@ -99,7 +99,19 @@ export class HttpAuditSink implements AuditSink {
   }
 
   submit(json: string): void {
-    this.#spool.append(json);
+    try {
+      this.#spool.append(json);
+    } catch (err) {
+      this.#spoolFailed(err, Math.max(1, this.#spool.discardBuffer()));
+    }
+  }
+
+  /** The spool's disk failed (full, read-only): the events are lost, counted and logged, never the decision. */
+  #spoolFailed(err: unknown, events: number): void {
+    if (this.#o.full === 'fail-closed') this.#refusing = true;
+    this.#o.metrics.dropped.inc({ sink: SINK, reason: 'spool_error' }, events);
+    if (this.#droppedSinceLog === 0) this.#o.log.error({ sink: SINK, error: errorMessage(err) }, 'audit spool cannot be written: events dropped');
+    this.#droppedSinceLog += events;
   }
 
   accepting(): boolean {
@@ -116,20 +128,24 @@ export class HttpAuditSink implements AuditSink {
   }
 
   #tick(): void {
-    this.#spool.flush();
+    try {
+      this.#spool.flush();
+    } catch (err) {
+      this.#spoolFailed(err, this.#spool.discardBuffer());
+    }
     this.#o.metrics.spoolBytes.set({ sink: SINK }, this.#spool.bytes());
     this.#wake?.();
   }
 
   async #run(): Promise<void> {
     while (!this.#closed) {
-      const batch = this.#spool.peek(this.#o.batchEvents ?? 500, this.#o.batchBytes ?? 1024 * 1024);
-      if (batch === undefined) {
-        await new Promise<void>((resolve) => (this.#wake = resolve));
-        this.#wake = undefined;
-        continue;
-      }
       try {
+        const batch = this.#spool.peek(this.#o.batchEvents ?? 500, this.#o.batchBytes ?? 1024 * 1024);
+        if (batch === undefined) {
+          await new Promise<void>((resolve) => (this.#wake = resolve));
+          this.#wake = undefined;
+          continue;
+        }
         await this.#post(`${batch.lines.join('\n')}\n`);
         this.#spool.ack(batch);
         this.#refusing = false;

@@ -120,6 +120,14 @@ export class Spool {
     this.#bufferBytes = 0;
   }
 
+  /** Drops what is buffered (its segment cannot be written); returns how many lines. */
+  discardBuffer(): number {
+    const n = this.#buffer.length;
+    this.#buffer = [];
+    this.#bufferBytes = 0;
+    return n;
+  }
+
   /** The next undelivered lines of the oldest segment, up to `maxLines` and about `maxBytes`. */
   peek(maxLines: number, maxBytes: number): SpoolBatch | undefined {
     this.flush();
