@@ -11,7 +11,8 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AuditTrail } from './audit/audit-trail.ts';
 import type { CheckpointSigner } from './audit/checkpoint-signature.ts';
-import { createAuditSinkMetrics, HttpAuditSink } from './audit/http-sink.ts';
+import { httpTransport } from './audit/http-transport.ts';
+import { createAuditSinkMetrics, SpooledAuditSink } from './audit/spooled-sink.ts';
 import type { SpoolFullPolicy } from './audit/spool.ts';
 import { createRequireRole } from './api/admin/admin-auth.ts';
 import { AdminLimits } from './api/admin/admin-limits.ts';
@@ -146,10 +147,12 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     checkpointIntervalMs: config.auditCheckpointInterval,
     stateFile: join(config.dataDir, 'audit-chain.json'),
     sinks: config.auditHttpUrl === undefined ? [] : [
-      new HttpAuditSink({
-        url: config.auditHttpUrl,
-        ...(config.auditHttpTokenFile === undefined ? {} : { tokenFile: config.auditHttpTokenFile }),
-        ...(config.auditHttpCaFile === undefined ? {} : { caFile: config.auditHttpCaFile }),
+      new SpooledAuditSink({
+        transport: httpTransport({
+          url: config.auditHttpUrl,
+          ...(config.auditHttpTokenFile === undefined ? {} : { tokenFile: config.auditHttpTokenFile }),
+          ...(config.auditHttpCaFile === undefined ? {} : { caFile: config.auditHttpCaFile }),
+        }),
         spoolDir: join(config.dataDir, 'audit-spool', 'http'),
         spoolMaxBytes: config.auditSpoolMaxBytes,
         // oneOf checked it is one of the two.

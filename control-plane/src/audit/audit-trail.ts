@@ -4,7 +4,7 @@ import { errorMessage } from '@airlock/common/errors';
 import { hash as digest, randomUUID } from 'node:crypto';
 import { GENESIS_PREV_HASH, hashEvent } from './canonical.ts';
 import { signCheckpoint, type CheckpointSigner } from './checkpoint-signature.ts';
-import type { AuditSink } from './http-sink.ts';
+import type { AuditSink } from './spooled-sink.ts';
 import { AUDIT_SCHEMA_VERSION, type AdminRecord, type AuditEvent, type AuditKind, type AuditLog, type ChainLink, type DecisionRecord, type RefusalRecord } from './event.ts';
 
 export interface AuditTrailOptions {

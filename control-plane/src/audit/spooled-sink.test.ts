@@ -6,7 +6,8 @@ import { createRootLogger } from '@airlock/common/logging';
 import { createRegistry } from '@airlock/common/telemetry';
 import type { Registry } from 'prom-client';
 import { Collector, until } from '../testing/audit-collector.ts';
-import { createAuditSinkMetrics, HttpAuditSink, type HttpSinkOptions } from './http-sink.ts';
+import { httpTransport } from './http-transport.ts';
+import { createAuditSinkMetrics, SpooledAuditSink, type SpooledSinkOptions } from './spooled-sink.ts';
 
 const event = (i: number): string => JSON.stringify({ kind: 'decision', seq: i, pad: 'x'.repeat(80) });
 
@@ -14,7 +15,7 @@ describe('the HTTP audit sink', () => {
   let dir: string;
   let collector: Collector;
   let registry: Registry;
-  const sinks: HttpAuditSink[] = [];
+  const sinks: SpooledAuditSink[] = [];
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'airlock-sink-'));
     collector = new Collector();
@@ -28,8 +29,9 @@ describe('the HTTP audit sink', () => {
   });
   const metric = async (name: string, labels: Record<string, string> = {}): Promise<number> =>
     (await registry.getSingleMetric(name)?.get())?.values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((n, v) => n + v.value, 0) ?? 0;
-  const sink = (o: Partial<HttpSinkOptions> = {}, metrics = createAuditSinkMetrics(registry)): HttpAuditSink => {
-    const s = new HttpAuditSink({ url: `http://127.0.0.1:${collector.port}/bulk`, spoolDir: join(dir, 'spool'), spoolMaxBytes: 1024 * 1024, full: 'drop-oldest', metrics, log: createRootLogger({ process: 't', level: 'silent' }), minBackoffMs: 10, maxBackoffMs: 50, flushMs: 10, batchEvents: 50, ...o });
+  const sink = (o: Partial<SpooledSinkOptions> & { tokenFile?: string } = {}, metrics = createAuditSinkMetrics(registry)): SpooledAuditSink => {
+    const { tokenFile, ...rest } = o;
+    const s = new SpooledAuditSink({ transport: httpTransport({ url: `http://127.0.0.1:${collector.port}/bulk`, ...(tokenFile === undefined ? {} : { tokenFile }) }), spoolDir: join(dir, 'spool'), spoolMaxBytes: 1024 * 1024, full: 'drop-oldest', metrics, log: createRootLogger({ process: 't', level: 'silent' }), minBackoffMs: 10, maxBackoffMs: 50, flushMs: 10, batchEvents: 50, ...rest });
     sinks.push(s);
     return s;
   };

@@ -1,6 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { errorMessage } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -32,13 +29,15 @@ export function createAuditSinkMetrics(registry: Registry): AuditSinkMetrics {
   };
 }
 
-export interface HttpSinkOptions {
-  /** http(s) URL that takes a POST of JSON lines (application/x-ndjson), e.g. an Elasticsearch _bulk proxy or a Splunk HEC raw endpoint. */
-  readonly url: string;
-  /** File holding the bearer token, read for each batch (a rotated token is picked up). */
-  readonly tokenFile?: string;
-  /** PEM CA bundle an https collector's certificate must chain to (default: the system's). */
-  readonly caFile?: string;
+/** How a batch reaches a collector: resolves once the collector has it. */
+export interface AuditTransport {
+  /** The sink's name in metrics and logs (`http`). */
+  readonly name: string;
+  send(lines: readonly string[]): Promise<void>;
+}
+
+export interface SpooledSinkOptions {
+  readonly transport: AuditTransport;
   readonly spoolDir: string;
   readonly spoolMaxBytes: number;
   readonly full: SpoolFullPolicy;
@@ -49,22 +48,20 @@ export interface HttpSinkOptions {
   /** Backoff after a failed batch: from min, doubled each failure, up to max (with jitter). */
   readonly minBackoffMs?: number;
   readonly maxBackoffMs?: number;
-  readonly requestTimeoutMs?: number;
   /** How long events are buffered before they are written to the spool. */
   readonly flushMs?: number;
 }
 
-const SINK = 'http';
-
 /**
- * Ships audit events to an HTTP collector in batches of JSON lines, through a bounded on-disk spool:
+ * Ships audit events to a collector (its transport) in batches, through a bounded on-disk spool:
  * a collector down for minutes loses nothing (the batch is retried with exponential backoff, the
  * spool holds what comes meanwhile); when the spool is full, `drop-oldest` drops the oldest events
  * and `fail-closed` refuses new ones (then `accepting()` is false and decisions are refused); both
  * are counted (airlock_audit_events_dropped_total) and logged.
  */
-export class HttpAuditSink implements AuditSink {
-  readonly #o: HttpSinkOptions;
+export class SpooledAuditSink implements AuditSink {
+  readonly #o: SpooledSinkOptions;
+  readonly #sink: string;
   readonly #spool: Spool;
   readonly #flush: NodeJS.Timeout;
   /** Wakes the sender waiting for events (not one backing off). */
@@ -78,21 +75,22 @@ export class HttpAuditSink implements AuditSink {
   /** fail-closed: an event was refused, and nothing was delivered since. */
   #refusing = false;
 
-  constructor(o: HttpSinkOptions) {
+  constructor(o: SpooledSinkOptions) {
     this.#o = o;
-    this.#spool = new Spool({
+    this.#sink = o.transport.name;
+        this.#spool = new Spool({
       dir: o.spoolDir,
       maxBytes: o.spoolMaxBytes,
       full: o.full,
       onDrop: (n) => {
         if (o.full === 'fail-closed') this.#refusing = true;
-        o.metrics.dropped.inc({ sink: SINK, reason: 'spool_full' }, n);
+        o.metrics.dropped.inc({ sink: this.#sink, reason: 'spool_full' }, n);
         // Logged once per burst: the counter has them all.
-        if (this.#droppedSinceLog === 0) o.log.error({ sink: SINK, policy: o.full, spoolMaxBytes: o.spoolMaxBytes }, `audit spool full: ${o.full === 'fail-closed' ? 'new events refused, decisions refused until it drains' : 'oldest events dropped'}`);
+        if (this.#droppedSinceLog === 0) o.log.error({ sink: this.#sink, policy: o.full, spoolMaxBytes: o.spoolMaxBytes }, `audit spool full: ${o.full === 'fail-closed' ? 'new events refused, decisions refused until it drains' : 'oldest events dropped'}`);
         this.#droppedSinceLog += n;
       },
     });
-    o.metrics.spoolBytes.set({ sink: SINK }, this.#spool.bytes());
+    o.metrics.spoolBytes.set({ sink: this.#sink }, this.#spool.bytes());
     this.#flush = setInterval(() => this.#tick(), o.flushMs ?? 50);
     this.#flush.unref();
     this.#running = this.#run();
@@ -109,8 +107,8 @@ export class HttpAuditSink implements AuditSink {
   /** The spool's disk failed (full, read-only): the events are lost, counted and logged, never the decision. */
   #spoolFailed(err: unknown, events: number): void {
     if (this.#o.full === 'fail-closed') this.#refusing = true;
-    this.#o.metrics.dropped.inc({ sink: SINK, reason: 'spool_error' }, events);
-    if (this.#droppedSinceLog === 0) this.#o.log.error({ sink: SINK, error: errorMessage(err) }, 'audit spool cannot be written: events dropped');
+    this.#o.metrics.dropped.inc({ sink: this.#sink, reason: 'spool_error' }, events);
+    if (this.#droppedSinceLog === 0) this.#o.log.error({ sink: this.#sink, error: errorMessage(err) }, 'audit spool cannot be written: events dropped');
     this.#droppedSinceLog += events;
   }
 
@@ -133,7 +131,7 @@ export class HttpAuditSink implements AuditSink {
     } catch (err) {
       this.#spoolFailed(err, this.#spool.discardBuffer());
     }
-    this.#o.metrics.spoolBytes.set({ sink: SINK }, this.#spool.bytes());
+    this.#o.metrics.spoolBytes.set({ sink: this.#sink }, this.#spool.bytes());
     this.#wake?.();
   }
 
@@ -146,18 +144,18 @@ export class HttpAuditSink implements AuditSink {
           this.#wake = undefined;
           continue;
         }
-        await this.#post(`${batch.lines.join('\n')}\n`);
+        await this.#o.transport.send(batch.lines);
         this.#spool.ack(batch);
         this.#refusing = false;
-        this.#o.metrics.delivered.inc({ sink: SINK }, batch.lines.length);
-        this.#o.metrics.spoolBytes.set({ sink: SINK }, this.#spool.bytes());
-        if (this.#backoffMs > 0 || this.#droppedSinceLog > 0) this.#o.log.info({ sink: SINK, dropped: this.#droppedSinceLog }, 'audit collector reachable again');
+        this.#o.metrics.delivered.inc({ sink: this.#sink }, batch.lines.length);
+        this.#o.metrics.spoolBytes.set({ sink: this.#sink }, this.#spool.bytes());
+        if (this.#backoffMs > 0 || this.#droppedSinceLog > 0) this.#o.log.info({ sink: this.#sink, dropped: this.#droppedSinceLog }, 'audit collector reachable again');
         this.#backoffMs = 0;
         this.#droppedSinceLog = 0;
       } catch (err) {
         const min = this.#o.minBackoffMs ?? 250;
         this.#backoffMs = Math.min(this.#o.maxBackoffMs ?? 30_000, this.#backoffMs === 0 ? min : this.#backoffMs * 2);
-        this.#o.log.warn({ sink: SINK, error: errorMessage(err), retryInMs: this.#backoffMs, spoolBytes: this.#spool.bytes() }, 'audit batch not delivered; retrying');
+        this.#o.log.warn({ sink: this.#sink, error: errorMessage(err), retryInMs: this.#backoffMs, spoolBytes: this.#spool.bytes() }, 'audit batch not delivered; retrying');
         const wait = this.#backoffMs * (0.75 + Math.random() / 2);
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, wait);
@@ -169,28 +167,5 @@ export class HttpAuditSink implements AuditSink {
         this.#stopWaiting = undefined;
       }
     }
-  }
-
-  #post(body: string): Promise<void> {
-    const url = new URL(this.#o.url);
-    const headers: Record<string, string> = { 'content-type': 'application/x-ndjson', 'content-length': String(Buffer.byteLength(body)) };
-    // Re-read for each batch: a rotated token is used from the next one.
-    if (this.#o.tokenFile !== undefined) headers.authorization = `Bearer ${readFileSync(this.#o.tokenFile, 'utf8').trim()}`;
-    const ca = this.#o.caFile === undefined ? undefined : readFileSync(this.#o.caFile);
-    return new Promise((resolve, reject) => {
-      const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-      const req = send(url, { method: 'POST', headers, timeout: this.#o.requestTimeoutMs ?? 10_000, ...(ca === undefined ? {} : { ca }) }, (res) => {
-        res.resume();
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          if (status >= 200 && status < 300) resolve();
-          else reject(new Error(`the collector answered ${status}`));
-        });
-        res.on('error', reject);
-      });
-      req.on('timeout', () => req.destroy(new Error('the collector did not answer in time')));
-      req.on('error', reject);
-      req.end(body);
-    });
   }
 }
