@@ -23,7 +23,7 @@ export interface AuditSinkMetrics {
 export function createAuditSinkMetrics(registry: Registry): AuditSinkMetrics {
   const registers = [registry];
   return {
-    dropped: new Counter({ name: 'airlock_audit_events_dropped_total', help: 'Audit events a sink lost: spool full (drop-oldest drops the oldest, fail-closed the new ones).', labelNames: ['sink', 'reason'] as const, registers }),
+    dropped: new Counter({ name: 'airlock_audit_events_dropped_total', help: 'Audit events a sink lost, by reason: spool_full (drop-oldest drops the oldest, fail-closed the new ones), spool_error (the spool could not be written).', labelNames: ['sink', 'reason'] as const, registers }),
     delivered: new Counter({ name: 'airlock_audit_events_delivered_total', help: 'Audit events a sink delivered (acknowledged by the collector).', labelNames: ['sink'] as const, registers }),
     spoolBytes: new Gauge({ name: 'airlock_audit_spool_bytes', help: 'Bytes of audit events spooled on disk, not yet delivered.', labelNames: ['sink'] as const, registers }),
   };
