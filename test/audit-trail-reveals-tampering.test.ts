@@ -1,7 +1,7 @@
 // The audit trail of a real control plane (decisions of real calls through sidecars, refusals,
 // admin actions, a restart), checked by `airlock audit verify`; then the log edited, cut, reordered
 // and its checkpoints forged, each caught with the first break named.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,17 @@ function airlock(args: string[]): Promise<{ code: number; stdout: string; stderr
     execFile(process.execPath, [BIN, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
       resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
     });
+  });
+}
+
+/** `airlock` with `input` on its stdin. */
+function airlockWithStdin(args: string[], input: string): Promise<{ code: number | null; stdout: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.on('close', (code) => resolve({ code, stdout }));
+    child.stdin.end(input);
   });
 }
 
@@ -95,6 +106,9 @@ describe('the audit trail of a real control plane', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^ok: ${events.length} audit event\\(s\\) in 2 chain\\(s\\)`));
+    // From stdin too, as a collector's copy would be piped in.
+    const piped = await airlockWithStdin(['audit', 'verify', '--trust-bundle', bundle, '-'], readFileSync(log, 'utf8'));
+    expect(piped).toMatchObject({ code: 0, stdout: expect.stringMatching(/^ok: /) as unknown });
     const json = await verify('-o', 'json', log);
     expect(JSON.parse(json.stdout)).toMatchObject({ events: events.length, warnings: [] });
   });

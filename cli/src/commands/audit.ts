@@ -1,7 +1,8 @@
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, createReadStream, readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
-import { verifyAuditChains, type VerifyResult } from '@airlock/control-plane/audit';
+import { AuditChainVerifier, type VerifyResult } from '@airlock/control-plane/audit';
 import { parseFlags, UsageError } from '../args.ts';
 
 const HELP = `Usage: airlock audit verify --trust-bundle FILE [--partial] [-o text|json] FILE...
@@ -23,11 +24,28 @@ Events after a chain's last checkpoint are vouched for by the chain only: verify
 Exit codes: 0 every chain holds, 1 a chain is broken (the first break is named: file:line, seq, what),
 2 bad input (an unreadable file or trust bundle, bad flags).`;
 
+const unreadable = (file: string, err: unknown): AirlockError => new AirlockError(ErrorCode.BadRequest, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+
 function readInput(file: string): string {
   try {
-    return readFileSync(file === '-' ? 0 : file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (err) {
-    throw new AirlockError(ErrorCode.BadRequest, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+    throw unreadable(file, err);
+  }
+}
+
+/** Feeds `file` (- is stdin) to the verifier a line at a time: logs of any size; stops at a break. */
+async function verifyFile(v: AuditChainVerifier, file: string): Promise<void> {
+  const input = file === '-' ? process.stdin : createReadStream(file, { encoding: 'utf8' });
+  const opened = new Promise<void>((resolve, reject) => {
+    if (file === '-') resolve();
+    input.once('ready', () => resolve());
+    input.once('error', (err: Error) => reject(unreadable(file, err)));
+  });
+  await opened;
+  let n = 0;
+  for await (const line of createInterface({ input, crlfDelay: Infinity })) {
+    if (v.line(file, ++n, line) !== undefined) break;
   }
 }
 
@@ -49,7 +67,7 @@ function text(r: VerifyResult): string {
   return [head, ...chains, ...r.warnings.map((w) => `warning: ${w}`)].join('\n');
 }
 
-export function runAudit(argv: string[]): Promise<number> {
+export async function runAudit(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, {
     help: { type: 'boolean', short: 'h' },
     'trust-bundle': { type: 'string' },
@@ -58,7 +76,7 @@ export function runAudit(argv: string[]): Promise<number> {
   });
   if (values.help === true) {
     console.log(HELP);
-    return Promise.resolve(0);
+    return 0;
   }
   const [verb, ...files] = positionals;
   if (verb !== 'verify') throw new UsageError('expected `airlock audit verify --trust-bundle FILE FILE...`');
@@ -68,12 +86,24 @@ export function runAudit(argv: string[]): Promise<number> {
   const output = values.output ?? 'text';
   if (output !== 'text' && output !== 'json') throw new UsageError(`-o must be text or json, got "${String(output)}"`);
   const roots = readRoots(bundle);
-  const inputs = files.map((name) => ({ name, text: readInput(name) }));
-  const result = verifyAuditChains(inputs, { roots, partial: values.partial === true });
+  // Every file readable before any is read: bad input is exit 2, whatever a verified file says.
+  for (const file of files) {
+    try {
+      if (file !== '-') accessSync(file, constants.R_OK);
+    } catch (err) {
+      throw unreadable(file, err);
+    }
+  }
+  const verifier = new AuditChainVerifier({ roots, partial: values.partial === true });
+  for (const file of files) {
+    if (verifier.broken !== undefined) break;
+    await verifyFile(verifier, file);
+  }
+  const result = verifier.finish();
   console.log(output === 'json' ? JSON.stringify(result, null, 2) : text(result));
   if (result.broken === undefined && result.events === 0) {
     console.error('airlock: no audit event in the input (is it a control plane log?)');
-    return Promise.resolve(2);
+    return 2;
   }
-  return Promise.resolve(result.broken === undefined ? 0 : 1);
+  return result.broken === undefined ? 0 : 1;
 }
