@@ -5,7 +5,8 @@
 //   unary             the same chain, one grpc-js unary Authorize per decision (both ends)
 //   stream            the same chain, decisions as messages on one long-lived stream per sidecar (both ends)
 // at several concurrency levels; then the control plane's decisions/s (bench/decisions-load.ts) and
-// the policy engine at 10,000 agents (bench/policy-engine.ts), how fast replicas on etcd follow each
+// the policy engine at 10,000 agents (bench/policy-engine.ts), the audit chain's cost per decision
+// (bench/audit-chain.ts), how fast replicas on etcd follow each
 // other (bench/replica-propagation.ts), decisions/s with three of them (bench/replicas-decisions.ts),
 // how long a sidecar takes to fail over when one dies or hangs (bench/failover.ts),
 // the ingress's cost per call admitted on a ticket vs decided by a round trip (bench/ingress-ticket.ts),
@@ -191,6 +192,12 @@ async function main(): Promise<void> {
     const e = JSON.parse(eng.stdout.trim().split('\n').pop() ?? '{}') as Record<string, number>;
     const n = (k: string, d = 0): string => (e[k] ?? NaN).toFixed(d);
     notes.push(`Policy engine (in-process, one core): ${n('agents')} agents, ${n('segments')} segments, ${n('policies')} policies (${n('yamlMb', 1)} MB of YAML): parse + validate ${n('parseMs')} ms, compile ${n('compileMs')} ms (text to engine ${n('textToEngineMs')} ms; goal < 1 s), ${n('retainedMb')} MB of heap retained (documents + engine); decision p50 ${n('decisionP50Us')} µs, p99 ${n('decisionP99Us')} µs (goal < 20 µs), p99.9 ${n('decisionP999Us')} µs (mean ${n('decisionMeanUs', 1)} µs, ${n('decisionBatchMeanUs', 1)} µs timed as one batch; ${(100 * (e.allowedShare ?? NaN)).toFixed(0)} % allowed; ${n('gcsDuringDecisions')} GCs while measuring).`);
+
+    console.log('audit chain cost per decision…');
+    const chain = await run('taskset', ['-c', SERVER_CPU, process.execPath, join(import.meta.dirname, 'audit-chain.ts')], { timeout: 600_000, maxBuffer: 1 << 20 });
+    const a = JSON.parse(chain.stdout.trim().split('\n').pop() ?? '{}') as Record<string, number>;
+    const us = (k: string, d = 1): string => (a[k] ?? NaN).toFixed(d);
+    notes.push(`Audit trail (bench/audit-chain.ts, in-process, one core): a decision ${us('decisionUs')} µs alone, ${us('withLineUs')} µs with its audit line unchained, ${us('withChainUs')} µs with the hash chain (+${us('chainOverLineUs')} µs: event id, canonical JSON, SHA-256); a signed checkpoint ${us('checkpointUs', 0)} µs, ${us('checkpointPerDecisionUs', 2)} µs per decision at one per 1000 events: ${us('decisionsPerSecondWithChain', 0)} decisions per CPU-second for decision + chained line.`);
 
     const rows: string[] = [];
     for (const c of CONNECTIONS) {

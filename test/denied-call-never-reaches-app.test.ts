@@ -44,13 +44,17 @@ describe('a denied call', () => {
         .map((l) => JSON.parse(l) as Record<string, unknown>)[0];
       if (line === undefined) await new Promise((r) => setTimeout(r, 100));
     }
-    expect(line).toMatchObject({
-      audit: true,
+    expect(line?.audit).toMatchObject({
+      kind: 'decision',
       decisionId,
       source: mesh.agent('researcher').identity,
+      sourceSegments: ['researcher'],
+      destination: mesh.agent('payments').identity,
+      destinationSegments: ['payments'],
       method: 'POST',
       path: '/v1/charge',
       verdict: 'deny',
+      mode: 'enforce',
       policyVersion: 1,
       policy: '',
       rule: '',

@@ -26,6 +26,7 @@ Commands:
   validate -f F   check policy documents offline
   api-token create  create a role-bound admin API token (admin)
   admin-cert create an admin client certificate for the gRPC AdminService (admin)
+  audit verify F  check the audit trail's hash chains and signed checkpoints in control plane logs
   version         print the version
 
 Run \`airlock <command> --help\` for the flags of a command.
@@ -54,6 +55,7 @@ const commands: Record<string, Command> = {
   quarantine: async (argv) => (await import('./commands/quarantine.ts')).runQuarantine(argv),
   release: async (argv) => (await import('./commands/quarantine.ts')).runRelease(argv),
   ca: async (argv) => (await import('./commands/ca.ts')).runCa(argv),
+  audit: async (argv) => (await import('./commands/audit.ts')).runAudit(argv),
   version: () => {
     console.log('airlock 0.1.0');
     return Promise.resolve(0);

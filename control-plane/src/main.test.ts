@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,8 @@ import { makeCsr } from './ca/test-csr.ts';
 import { controlPlaneConfig } from './config/config.ts';
 import { startControlPlane, type RunningControlPlane } from './main.ts';
 import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, TD, type Identity, type TestControlPlane } from './testing/test-control-plane.ts';
+import { auditEventsOf, auditSchemaProblems } from './testing/audit-events.ts';
+import { verifyAuditChains } from './audit/verify-chain.ts';
 
 const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
 const TOOL = `spiffe://${TD}/ns/demo/sa/tool`;
@@ -126,14 +129,15 @@ describe('control plane over real TLS', () => {
     expect(res.policy).toBe('researchers-to-tools');
     expect(res.upstream).toEqual({ address: '127.0.0.1:25006', spiffeId: TOOL });
     expect(res.decisionId).toMatch(/^[0-9a-f-]{36}$/);
-    const audit = logs.find((l) => l.decisionId === res.decisionId);
-    expect(audit).toMatchObject({ component: 'audit', audit: true, direction: 'outbound', source: RESEARCHER, destination: TOOL, verdict: 'allow', policy: 'researchers-to-tools', dryRun: false });
+    const audit = logs.find((l) => (l.audit as { decisionId?: string } | undefined)?.decisionId === res.decisionId);
+    expect(audit).toMatchObject({ component: 'audit', msg: 'authorization decision' });
+    expect(audit?.audit).toMatchObject({ kind: 'decision', direction: 'outbound', source: RESEARCHER, destination: TOOL, verdict: 'allow', policy: 'researchers-to-tools', mode: 'enforce', replica: expect.any(String) as unknown });
   });
 
   it('audits the path with its query values redacted: a query may carry a credential', async () => {
     const res = await authorize(cp, researcher, { sourceSpiffeId: RESEARCHER, destinationHost: 'tool.demo', destinationPort: 8080, path: '/v1/search?access_token=SECRET-Q&q=x&SECRET-BARE' });
     expect(res.verdict).toBe(Verdict.VERDICT_ALLOW); // policies match the path without its query
-    const audit = logs.find((l) => l.decisionId === res.decisionId);
+    const audit = auditEventsOf(logs).find((e) => e.decisionId === res.decisionId);
     // A parameter without "=" may be the credential itself.
     expect(audit?.path).toBe('/v1/search?access_token=[redacted]&q=[redacted]&[redacted]');
     expect(logs.some((l) => JSON.stringify(l).includes('SECRET-Q') || JSON.stringify(l).includes('SECRET-BARE'))).toBe(false);
@@ -173,8 +177,9 @@ describe('control plane over real TLS', () => {
     expect(
       await grpcCode(authorize(cp, researcher, { direction: Direction.DIRECTION_INBOUND, sourceSpiffeId: RESEARCHER, destinationSpiffeId: TOOL, destinationHost: 'tool.demo', destinationPort: 8080 })),
     ).toBe(status.PERMISSION_DENIED);
-    const refusals = logs.slice(before).filter((l) => l.audit === true && l.verdict === 'refused');
+    const refusals = auditEventsOf(logs.slice(before)).filter((e) => e.kind === 'refusal');
     expect(refusals).toHaveLength(2);
+    expect(refusals[0]).toMatchObject({ operation: 'Authorize', reasonCode: 'permission_denied', caller: RESEARCHER, request: { direction: 'outbound', source: TOOL } });
     const metrics = await (await http('/metrics')).text();
     expect(metrics).toMatch(/airlock_authz_refused_total\{reason="permission_denied",process="control-plane"\} 2/);
   });
@@ -245,6 +250,15 @@ describe('control plane over real TLS', () => {
     const tooLong = await http('/v1/join-tokens', { method: 'POST', headers: { authorization: `Bearer ${cp.adminToken}` }, body: JSON.stringify({ identity: TOOL, ttlSeconds: 86_401 }) });
     expect(tooLong.status).toBe(400);
     expect(logs.some((l) => JSON.stringify(l).includes(cp.adminToken))).toBe(false);
+  });
+
+  it('wrote every audit event of the calls above (decisions, refusals, admin actions) to the schema, in one chain that verifies', () => {
+    const events = auditEventsOf(logs);
+    expect(new Set(events.map((e) => e.kind))).toEqual(new Set(['chain-start', 'admin', 'decision', 'refusal']));
+    for (const e of events) expect({ seq: e.seq, problems: auditSchemaProblems(e) }).toEqual({ seq: e.seq, problems: [] });
+    const checked = verifyAuditChains([{ name: 'logs', text: logs.map((l) => JSON.stringify(l)).join('\n') }], { roots: [new X509Certificate(cp.trustBundlePem)] });
+    expect(checked).toMatchObject({ events: events.length, chains: [{ firstSeq: 0, lastSeq: events.length - 1 }] });
+    expect(checked.broken).toBeUndefined();
   });
 });
 

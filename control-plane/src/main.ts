@@ -7,6 +7,13 @@ import { CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT, formatSpiffeId 
 import { createRegistry, startAdminServer } from '@airlock/common/telemetry';
 import type { Registry } from 'prom-client';
 import { mkdirSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { AuditTrail } from './audit/audit-trail.ts';
+import type { CheckpointSigner } from './audit/checkpoint-signature.ts';
+import { httpTransport } from './audit/http-transport.ts';
+import { createAuditSinkMetrics, SpooledAuditSink } from './audit/spooled-sink.ts';
+import type { SpoolFullPolicy } from './audit/spool.ts';
 import { createRequireRole } from './api/admin/admin-auth.ts';
 import { AdminLimits } from './api/admin/admin-limits.ts';
 import { StaticCertificateProvider } from './api/certificate-provider.ts';
@@ -81,19 +88,13 @@ export interface StartOptions {
 }
 
 /**
- * Audit lines are the security record, not diagnostics: they are written at any log level
- * (`logLevel: warn` quiets the control plane's chatter, never its decisions).
+ * Audit events are the security record, not diagnostics: they are written at any log level
+ * (`logLevel: warn` quiets the control plane's chatter, never its decisions), and without field
+ * redaction: an event carries only typed fields (identities, host, method, path with query values
+ * redacted, verdict, policy; never headers or credentials), and redaction was a quarter of the
+ * control plane's CPU per decision.
  */
 function auditLogger(logger: Logger): Logger {
-  return logger.child({ component: 'audit' }, { level: 'info' });
-}
-
-/**
- * The decision audit logger skips field redaction: a decision line carries only the fields the
- * Authorizer writes (identities, host, method, path with query values redacted, verdict, policy;
- * never headers or credentials), and redaction was a quarter of the control plane's CPU per decision.
- */
-function decisionAuditLogger(logger: Logger): Logger {
   return logger.child({ component: 'audit' }, { level: 'info', redact: { paths: [] } });
 }
 
@@ -140,7 +141,33 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   const pruning = startCertificatePruning({ store, logger: log });
   cleanups.push(() => pruning.stop());
   // The stored policy versions; the start file is applied as one more version when it changes them.
-  const audit = auditLogger(logger);
+  // One audit trail for every producer: a hash chain of this process, checkpoints signed with the serving key once it exists.
+  let signer: CheckpointSigner | undefined;
+  const audit = new AuditTrail({
+    logger: auditLogger(logger),
+    log: logger.child({ component: 'audit-trail' }),
+    replica: config.replicaName ?? hostname(),
+    signer: () => signer,
+    checkpointEvery: config.auditCheckpointEvery,
+    checkpointIntervalMs: config.auditCheckpointInterval,
+    stateFile: join(config.dataDir, 'audit-chain.json'),
+    sinks: config.auditHttpUrl === undefined ? [] : [
+      new SpooledAuditSink({
+        transport: httpTransport({
+          url: config.auditHttpUrl,
+          ...(config.auditHttpTokenFile === undefined ? {} : { tokenFile: config.auditHttpTokenFile }),
+          ...(config.auditHttpCaFile === undefined ? {} : { caFile: config.auditHttpCaFile }),
+        }),
+        spoolDir: join(config.dataDir, 'audit-spool', 'http'),
+        spoolMaxBytes: config.auditSpoolMaxBytes,
+        // oneOf checked it is one of the two.
+        full: config.auditSpoolFull as SpoolFullPolicy,
+        metrics: createAuditSinkMetrics(registry),
+        log: logger.child({ component: 'audit-sink' }),
+      }),
+    ],
+  });
+  cleanups.push(() => audit.close());
   // What every decision reads, one immutable snapshot swapped whole by its owners: policy, agents, revocations.
   const decisions = new DecisionState(PolicyEngine.empty(config.trustDomain));
   const agents = await AgentRegistry.load(store, decisions);
@@ -171,6 +198,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const selfId = controlPlaneSpiffeId(config.trustDomain);
     const serving = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS, config.serverDnsNames);
     const certificates = new StaticCertificateProvider(ring.bundlePem(), serving.chainPem, serving.keyPem);
+    signer = { keyPem: serving.keyPem, chainPem: serving.chainPem };
     const revocations = await Revocations.load({
       store,
       decisions,
@@ -197,6 +225,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       try {
         const next = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS, config.serverDnsNames);
         certificates.update({ certPem: next.chainPem, keyPem: next.keyPem });
+        signer = { keyPem: next.keyPem, chainPem: next.chainPem };
         metrics.certificateExpiry.set({ certificate: 'serving' }, next.notAfter.getTime() / 1000);
         log.info({ notAfter: next.notAfter.toISOString(), issuer: next.issuer }, 'serving certificate renewed');
       } catch (err) {
@@ -243,7 +272,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       tlsMinVersion: config.tlsMinVersion,
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
-      authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit: decisionAuditLogger(logger), tickets: new TicketIssuer(ticketKeys, config.ticketTtl) }),
+      authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit, tickets: new TicketIssuer(ticketKeys, config.ticketTtl) }),
       issuer: new CertificateIssuer({ ca: ring, joinTokens, store, agents, revocations, quarantines, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: refusals }),
       revocations,
       ticketKeys,
@@ -269,7 +298,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
             ...joinTokenEndpoints({ store, joinTokens, audit }),
             ...caEndpoints({ store, ring, audit }),
             ...adminCertEndpoints({ store, ring, audit }),
-            ...policyEndpoints({ store, policies, logger: audit, limits, decisions, trustDomain: config.trustDomain }),
+            ...policyEndpoints({ store, policies, audit, limits, decisions, trustDomain: config.trustDomain }),
             ...revokeEndpoints({ trustDomain: config.trustDomain, revocations, metrics, audit }),
             ...quarantineEndpoints({ trustDomain: config.trustDomain, quarantines, store, audit }),
           ],

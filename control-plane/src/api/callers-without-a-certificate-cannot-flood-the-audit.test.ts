@@ -4,6 +4,7 @@ import { IdentityServiceClient } from '@airlock/proto/identity/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCsr } from '../ca/test-csr.ts';
 import { CLIENT_OPTIONS, controlPlaneChannel, openAuthorizeStream, startTestControlPlane, TD, type TestControlPlane } from '../testing/test-control-plane.ts';
+import { auditEventsOf } from '../testing/audit-events.ts';
 
 const RESEARCHER = `spiffe://${TD}/ns/demo/sa/researcher`;
 const POLICY = `
@@ -46,6 +47,8 @@ describe('callers without a client certificate cannot flood the audit trail', ()
   };
   /** Lines written plus the lines they say were left out: what the flood would have written. */
   const accounted = (lines: Record<string, unknown>[]): number => lines.reduce((n, l) => n + 1 + (typeof l.suppressed === 'number' ? l.suppressed : 0), 0);
+  /** The audit events among lines since the mark. */
+  const events = (): Record<string, unknown>[] => auditEventsOf(since());
 
   // First in this file: the refusal log's bucket is full, so the one line is written.
   it('ends an AuthorizeStream without a certificate at once: 500 checks sent, one line written, no check decided', async () => {
@@ -60,8 +63,8 @@ describe('callers without a client certificate cannot flood the audit trail', ()
       expect(results).toBe(0);
       const lines = since();
       expect(lines).toHaveLength(1);
-      expect(lines[0]).toMatchObject({ audit: true, rpc: 'AuthorizeStream', verdict: 'refused', msg: 'unauthenticated call refused' });
-      expect(String(lines[0]?.peer)).toMatch(/127\.0\.0\.1/);
+      expect(lines[0]).toMatchObject({ component: 'audit', msg: 'request refused', audit: { kind: 'refusal', operation: 'AuthorizeStream', reasonCode: 'unauthenticated' } });
+      expect(String(events()[0]?.peer)).toMatch(/127\.0\.0\.1/);
     } finally {
       s.close();
     }
@@ -78,10 +81,10 @@ describe('callers without a client certificate cannot flood the audit trail', ()
     } finally {
       client.close();
     }
-    const lines = since().filter((l) => l.audit === true);
+    const lines = events();
     expect(lines.length).toBeGreaterThan(0);
     expect(lines.length).toBeLessThan(150);
-    expect(lines.every((l) => l.rpc === 'Authorize' && l.verdict === 'refused')).toBe(true);
+    expect(lines.every((l) => l.kind === 'refusal' && l.operation === 'Authorize' && l.reasonCode === 'unauthenticated')).toBe(true);
     // Lines left out are counted on the next line written (those after the last one, not yet).
     expect(accounted(lines)).toBeLessThanOrEqual(300);
     const metrics = await (await fetch(`http://127.0.0.1:${t.cp.httpPort}/metrics`)).text();
@@ -107,8 +110,9 @@ describe('callers without a client certificate cannot flood the audit trail', ()
     } finally {
       client.close();
     }
-    const lines = since().filter((l) => l.audit === true);
+    const lines = events();
     expect(lines.length).toBeGreaterThan(0);
     expect(lines.length).toBeLessThan(150);
+    expect(new Set(lines.map((l) => l.operation))).toEqual(new Set(['WatchTrustBundle', 'SignCertificate']));
   });
 });

@@ -23,7 +23,7 @@ import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import type { StaticCertificateProvider } from './certificate-provider.ts';
 import { providerServerCredentials } from './grpc-server-credentials.ts';
 import { toGrpcFailure } from './grpc-status.ts';
-import { refusalLog, type LimitedLog } from './rate-limit.ts';
+import type { RefusalLog } from './rate-limit.ts';
 import { watchTrustBundleHandler, type QuarantineSource, type TicketKeySource } from './identity/trust-bundle-stream.ts';
 import { addHealthService, addReflectionService, serviceName } from './grpc-standard-services.ts';
 
@@ -43,8 +43,8 @@ export interface GrpcServerDeps {
   /** Quarantined identities, pushed on the same stream: a sidecar admits no ticket from them. */
   readonly quarantines?: QuarantineSource;
   readonly logger: Logger;
-  /** Where refused unauthenticated calls and throttled streams are recorded, at a bounded rate (default: refusalLog(logger)). */
-  readonly refusals?: LimitedLog;
+  /** Where refused unauthenticated calls and throttled streams are recorded, at a bounded rate (refusalLog of the audit trail). */
+  readonly refusals: RefusalLog;
   /** Counts Authorize calls and streams refused for want of a client certificate. */
   readonly metrics?: Pick<ControlPlaneMetrics, 'refused'>;
   /** Bounds on each AuthorizeStream (default DEFAULT_AUTHORIZE_STREAM_LIMITS). */
@@ -104,12 +104,12 @@ function unary<Req, Res>(deps: GrpcServerDeps, fn: (call: ServerUnaryCall<Req, R
 /** gRPC over TLS (1.3 unless set otherwise) that asks for a client certificate but does not require one (see StaticCertificateProvider). */
 export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpcServer> {
   const server = new Server();
-  const warnings = deps.refusals ?? refusalLog(deps.logger);
+  const warnings = deps.refusals;
   // A caller without a valid client certificate is refused before any work on its request, and
   // what it makes us write is bounded: it could otherwise flood the audit trail at will.
   const refuseUnauthenticated = (rpc: string, peer: string, err: AirlockError): AirlockError => {
     if (rpc !== 'WatchTrustBundle') deps.metrics?.refused.inc({ reason: 'unauthenticated' });
-    warnings.warn({ audit: true, rpc, peer, verdict: 'refused', reason: err.message }, 'unauthenticated call refused');
+    warnings.refusal({ operation: rpc, reasonCode: 'unauthenticated', reason: err.message, peer });
     return err;
   };
   const authorization: UntypedServiceImplementation = {

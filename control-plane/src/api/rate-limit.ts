@@ -1,9 +1,7 @@
-import type { Logger } from '@airlock/common/logging';
+import type { AuditLog, RefusalRecord } from '../audit/event.ts';
 
-/** Where a warning goes: a pino Logger, or a LimitedLog in front of one. */
-export interface WarnLog {
-  warn(fields: Readonly<Record<string, unknown>>, message: string): void;
-}
+/** Where a refusal is recorded: the audit trail, or a LimitedRefusals in front of it. */
+export type RefusalLog = Pick<AuditLog, 'refusal'>;
 
 /** A token bucket: `burst` tokens at most, refilled at `perSecond`; a take that finds too few fails. */
 export class TokenBucket {
@@ -32,35 +30,35 @@ export class TokenBucket {
 }
 
 /**
- * Warnings a caller can cause at will (refused unauthenticated calls, throttled streams): written
- * at most as fast as the bucket allows, so a flood cannot flood the log. Lines left out are
- * counted and the count goes with the next line written (`suppressed`); metrics still count all.
+ * Refusals a caller can cause at will (refused unauthenticated calls, throttled streams): recorded
+ * at most as fast as the bucket allows, so a flood cannot flood the audit trail. Those left out are
+ * counted and the count goes with the next one recorded (`suppressed`); metrics still count all.
  */
-export class LimitedLog implements WarnLog {
-  readonly #logger: Logger;
+export class LimitedRefusals implements RefusalLog {
+  readonly #audit: RefusalLog;
   readonly #bucket: TokenBucket;
   #suppressed = 0;
 
-  constructor(logger: Logger, bucket: TokenBucket) {
-    this.#logger = logger;
+  constructor(audit: RefusalLog, bucket: TokenBucket) {
+    this.#audit = audit;
     this.#bucket = bucket;
   }
 
-  warn(fields: Readonly<Record<string, unknown>>, message: string): void {
+  refusal(record: RefusalRecord): void {
     if (!this.#bucket.take()) {
       this.#suppressed++;
       return;
     }
     const suppressed = this.#suppressed;
     this.#suppressed = 0;
-    this.#logger.warn(suppressed === 0 ? fields : { ...fields, suppressed }, message);
+    this.#audit.refusal(suppressed === 0 ? record : { ...record, suppressed });
   }
 }
 
 /**
- * The log for refusals any caller can cause (a call without a client certificate, a made-up join
- * token): at most 10 lines a second, bursts of 20. Each server makes one and shares it.
+ * The record of refusals any caller can cause (a call without a client certificate, a made-up join
+ * token): at most 10 a second, bursts of 20. Each server makes one and shares it.
  */
-export function refusalLog(logger: Logger): LimitedLog {
-  return new LimitedLog(logger, new TokenBucket({ perSecond: 10, burst: 20 }));
+export function refusalLog(audit: RefusalLog): LimitedRefusals {
+  return new LimitedRefusals(audit, new TokenBucket({ perSecond: 10, burst: 20 }));
 }

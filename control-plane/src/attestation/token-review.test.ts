@@ -15,6 +15,7 @@ import { controlPlaneConfig } from '../config/config.ts';
 import { startControlPlane, type RunningControlPlane } from '../main.ts';
 import { KubernetesTokenError } from './kubernetes-token.ts';
 import { POD_NAME_EXTRA, POD_UID_EXTRA, TOKEN_REVIEW_PATH, TokenReviewClient } from './token-review.ts';
+import { auditEventsOf } from '../testing/audit-events.ts';
 
 const TD = 'airlock.test';
 const CONTROL_PLANE_BEARER = 'control-plane-sa-token';
@@ -180,7 +181,7 @@ describe('Kubernetes attestation by TokenReview (fake API server on loopback ove
       const err = (await sign({ kubernetesSaToken: 'pod-gone' }).catch((e: unknown) => e)) as ServiceError;
       expect(err.code).toBe(status.UNAUTHENTICATED);
       expect(err.details).toMatch(/service account token has been invalidated/);
-      expect(logs).toContainEqual(expect.objectContaining({ audit: true, reason: 'kubernetes_tokenreview_unauthenticated', attestation: 'kubernetes' }));
+      expect(auditEventsOf(logs)).toContainEqual(expect.objectContaining({ kind: 'refusal', operation: 'SignCertificate', reasonCode: 'kubernetes_tokenreview_unauthenticated', attestation: 'kubernetes' }));
     });
 
     it('answers UNAVAILABLE (the sidecar retries) when the API server is down', async () => {
@@ -188,7 +189,7 @@ describe('Kubernetes attestation by TokenReview (fake API server on loopback ove
       const err = (await sign({ kubernetesSaToken: 'valid' }).catch((e: unknown) => e)) as ServiceError;
       expect(err.code).toBe(status.UNAVAILABLE);
       expect(err.details).toMatch(/fail closed/);
-      expect(logs).toContainEqual(expect.objectContaining({ audit: true, reason: 'kubernetes_tokenreview_unavailable' }));
+      expect(auditEventsOf(logs)).toContainEqual(expect.objectContaining({ kind: 'refusal', reasonCode: 'kubernetes_tokenreview_unavailable' }));
     });
   });
 });

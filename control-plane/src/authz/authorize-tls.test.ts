@@ -1,9 +1,8 @@
-import { Writable } from 'node:stream';
-import { createRootLogger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { createRegistry } from '@airlock/common/telemetry';
 import { AuthorizeRequest, Direction, TlsMode, Verdict } from '@airlock/proto/authorization/v1';
 import { describe, expect, it } from 'vitest';
+import { NO_AUDIT, type DecisionRecord } from '../audit/event.ts';
 import { createControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { PolicyEngine, toHost } from '../policy/engine.ts';
 import { parsePolicyText } from '../policy/load.ts';
@@ -39,18 +38,12 @@ describe('Authorize: tls: inspect on the wire and in the audit', () => {
   const agents = new Map<string, AgentRecord>([[B, { spiffeId: B, inboundAddress: '127.0.0.1:9', updatedAt: 1 }]]);
   const engine = new PolicyEngine(parsePolicyText(POLICY, 'p.yaml'), TD, 1);
   const revoked = new Set<string>();
-  const lines: Record<string, unknown>[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-      done();
-    },
-  });
+  const lines: DecisionRecord[] = [];
   const authorizer = new Authorizer({
     trustDomain: TD,
     decisions: () => ({ engine, agents, revoked, quarantined: new Map() }),
     metrics: createControlPlaneMetrics(createRegistry('test')),
-    audit: createRootLogger({ process: 't', destination }),
+    audit: { ...NO_AUDIT, decision: (r) => void lines.push(r) },
   });
   const ask = (over: Partial<AuthorizeRequest>) =>
     authorizer.authorize(parseSpiffeId(A), AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: A, destinationHost: 'api.example.com', destinationPort: 443, ...over }));

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
-import { redactQuery, type Logger } from '@airlock/common/logging';
+import { redactQuery } from '@airlock/common/logging';
 import { MAX_AUTHZ_HEADER_BYTES, MAX_AUTHZ_HEADERS } from '@airlock/common/headers';
 import { MAX_MCP_ARGUMENT_BYTES, parseArgumentsJson } from '@airlock/common/mcp-arguments';
 import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { Direction, TlsMode, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import type { AuditLog, AuditMcp, AuditRequest } from '../audit/event.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { headerInput, type Destination, type McpInput } from '../policy/engine.ts';
 import { decide } from './decide.ts';
@@ -17,8 +18,8 @@ export interface AuthorizerDeps {
   /** The state decisions read, taken once per call: a change (policy, agent, revocation) applies to the very next one. */
   readonly decisions: () => DecisionSnapshot;
   readonly metrics: ControlPlaneMetrics;
-  /** The audit logger: one line per decision or refusal. */
-  readonly audit: Logger;
+  /** The audit trail: one event per decision or refusal. */
+  readonly audit: AuditLog;
   /** Issues the ticket of an allowed mesh call (README "How a call flows"); none without it. */
   readonly tickets?: TicketIssuer;
 }
@@ -90,27 +91,34 @@ export class Authorizer {
     const decisionId = randomUUID();
     const direction: DirectionName | undefined =
       req.direction === Direction.DIRECTION_OUTBOUND ? 'outbound' : req.direction === Direction.DIRECTION_INBOUND ? 'inbound' : undefined;
-    const base = {
-      audit: true,
-      decisionId,
+    const mcp: AuditMcp | undefined =
+      req.mcpMethod === '' && req.mcpUnreadable === '' && req.mcpHeaderMismatch === '' ? undefined
+      : {
+          ...(req.mcpMethod === '' ? {} : { method: req.mcpMethod, tool: req.mcpTool }),
+          ...(req.mcpUnreadable === '' ? {} : { unreadable: req.mcpUnreadable }),
+          ...(req.mcpHeaderMismatch === '' ? {} : { headerMismatch: req.mcpHeaderMismatch }),
+        };
+    const asked = {
       direction: direction ?? 'unspecified',
       host: req.destinationHost,
       port: req.destinationPort,
       method: req.method,
-      // A query may carry a credential (`?access_token=…`) and audit lines go to a SIEM.
+      // A query may carry a credential (`?access_token=…`) and audit events go to a SIEM.
       path: redactQuery(req.path),
-      ...(req.mcpMethod === '' ? {} : { mcpMethod: req.mcpMethod, mcpTool: req.mcpTool }),
-      ...(req.mcpUnreadable === '' ? {} : { mcpUnreadable: req.mcpUnreadable }),
-      ...(req.mcpHeaderMismatch === '' ? {} : { mcpHeaderMismatch: req.mcpHeaderMismatch }),
+      ...(mcp === undefined ? {} : { mcp }),
       ...(req.inspected ? { inspected: true } : {}),
-    };
+    } satisfies Omit<AuditRequest, 'source' | 'destination'>;
     const refuse = (err: AirlockError, reason: string, source: string, destination: string): AirlockError => {
       this.#d.metrics.refused.inc({ reason });
-      this.#d.audit.warn({ ...base, source, destination, verdict: 'refused', policy: '', reason: err.message, dryRun: false }, 'authorization refused');
+      this.#d.audit.refusal({ operation: 'Authorize', reasonCode: reason, reason: err.message, ...(caller instanceof AirlockError ? {} : { caller: caller.uri }), decisionId, request: { ...asked, source, destination } });
       return err;
     };
 
     if (caller instanceof AirlockError) throw refuse(caller, 'unauthenticated', '', '');
+    // fail-closed audit: no decision that could not be shipped to the SIEM.
+    if (!this.#d.audit.accepting()) {
+      throw refuse(new AirlockError(ErrorCode.AuthzUnavailable, 'audit events cannot be written (the audit spool is full, auditSpoolFull is fail-closed): calls are refused until it drains'), 'audit_unavailable', req.sourceSpiffeId, req.destinationSpiffeId);
+    }
     if (direction === undefined) {
       throw refuse(new AirlockError(ErrorCode.BadRequest, 'direction must be OUTBOUND or INBOUND'), 'bad_request', req.sourceSpiffeId, req.destinationSpiffeId);
     }
@@ -160,25 +168,29 @@ export class Authorizer {
     const verdict = decision.allow ? 'allow' : 'deny';
     const counted = this.#counted[direction];
     counted[verdict].inc();
-    counted.duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
-    this.#d.audit.info(
-      {
-        ...base,
-        source: source.uri,
-        destination: destination.kind === 'agent' ? destination.id.uri : '',
-        verdict,
-        policyVersion: decision.version,
-        policy: decision.policy,
-        rule: decision.rule,
-        reason: decision.reason,
-        dryRun: decision.dryRunDeny,
-        // The argument paths the rule looked at; values redacted unless the policy marks them loggable.
-        ...(decision.arguments === undefined ? {} : { mcpArguments: decision.arguments }),
-        ...(decision.allow && decision.tls !== undefined ? { tls: decision.tls } : {}),
-        ...(req.mcpListedTools.length === 0 ? {} : { mcpListedTools: req.mcpListedTools.length, mcpAllowedTools: allowedTools }),
-      },
-      'authorization decision',
-    );
+    const latency = Number(process.hrtime.bigint() - started) / 1e9;
+    counted.duration.observe(latency);
+    // The argument paths the rule looked at (values redacted unless loggable), and a tools/list filter's outcome.
+    const withArguments = decision.arguments === undefined ? mcp : { ...mcp, arguments: decision.arguments };
+    const decidedMcp = req.mcpListedTools.length === 0 ? withArguments : { ...withArguments, listedTools: req.mcpListedTools.length, allowedTools };
+    this.#d.audit.decision({
+      decisionId,
+      ...asked,
+      direction,
+      source: source.uri,
+      sourceSegments: engine.segmentsOf(source, input.sourceLabels),
+      destination: destination.kind === 'agent' ? destination.id.uri : '',
+      destinationSegments: destination.kind === 'agent' ? engine.segmentsOf(destination.id, destination.labels) : [],
+      ...(decidedMcp === undefined ? {} : { mcp: decidedMcp }),
+      verdict,
+      mode: decision.dryRunDeny ? 'dry-run' : 'enforce',
+      policyVersion: decision.version,
+      policy: decision.policy,
+      rule: decision.rule,
+      reason: decision.reason,
+      latencyMs: latency * 1000,
+      ...(decision.allow && decision.tls !== undefined ? { tls: decision.tls } : {}),
+    });
     // The destination's sidecar admits this one call on the ticket: the decision covers both hops.
     // None for a body not read as MCP (that sidecar asks, judging its own reading), a tools/list
     // filter, or a decision a policy made on headers or tool arguments, which a ticket does not bind

@@ -3,7 +3,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AirlockError } from '@airlock/common/errors';
-import { createRootLogger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { createRegistry } from '@airlock/common/telemetry';
 import { Direction, Verdict, AuthorizeRequest } from '@airlock/proto/authorization/v1';
@@ -17,6 +16,7 @@ import type { AgentRecord } from '../store/store.ts';
 import { Authorizer } from './authorize.ts';
 import { verifyPeerCertificate } from '../api/peer.ts';
 import { lookupMeshHost } from './registry.ts';
+import { NO_AUDIT } from '../audit/event.ts';
 
 const TD = 'airlock.test';
 const A = `spiffe://${TD}/ns/demo/sa/a`;
@@ -69,7 +69,7 @@ describe('Authorizer', () => {
     trustDomain: TD,
     decisions: () => ({ engine: policy, agents, revoked: new Set<string>(), quarantined: new Map() }),
     metrics: createControlPlaneMetrics(registry),
-    audit: createRootLogger({ process: 't', level: 'silent' }),
+    audit: NO_AUDIT,
   });
   const req = (over: Partial<AuthorizeRequest>): AuthorizeRequest =>
     AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: A, destinationHost: 'b.v2.demo', destinationPort: 80, method: 'GET', path: '/', ...over });
@@ -136,7 +136,7 @@ describe('Authorizer: labels and headers', () => {
     trustDomain: TD,
     decisions: () => ({ engine: policy, agents, revoked: new Set<string>(), quarantined: new Map() }),
     metrics: createControlPlaneMetrics(createRegistry('test')),
-    audit: createRootLogger({ process: 't', level: 'silent' }),
+    audit: NO_AUDIT,
   });
   const req = (over: Partial<AuthorizeRequest>): AuthorizeRequest =>
     AuthorizeRequest.fromPartial({
@@ -176,7 +176,7 @@ describe('Authorizer: host policies never admit a call into an agent', () => {
     ),
     TD,
   );
-  const authorizer = new Authorizer({ trustDomain: TD, decisions: () => ({ engine: policy, agents, revoked: new Set<string>(), quarantined: new Map() }), metrics: createControlPlaneMetrics(createRegistry('test')), audit: createRootLogger({ process: 't', level: 'silent' }) });
+  const authorizer = new Authorizer({ trustDomain: TD, decisions: () => ({ engine: policy, agents, revoked: new Set<string>(), quarantined: new Map() }), metrics: createControlPlaneMetrics(createRegistry('test')), audit: NO_AUDIT });
   const inbound = (host: string): AuthorizeRequest =>
     AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_INBOUND, sourceSpiffeId: EGRESS, destinationSpiffeId: B, destinationHost: host, destinationPort: 443, method: 'GET', path: '/v1/admin' });
 

@@ -18,6 +18,7 @@ import { SqliteStore } from '../store/sqlite-store.ts';
 import { CertificateAuthority } from './ca.ts';
 import { Revocations, type TrustBundleSnapshot } from './revocations.ts';
 import { makeCsr } from './test-csr.ts';
+import { NO_AUDIT } from '../audit/event.ts';
 
 const TD = 'airlock.test';
 const A = `spiffe://${TD}/ns/demo/sa/a`;
@@ -35,7 +36,7 @@ describe('revocation', () => {
     ca = CertificateAuthority.loadOrCreate(dir, TD);
     revocations = await Revocations.load({ store, decisions: new DecisionState(PolicyEngine.empty(TD)), trustBundlePem: () => ca.certPem });
     const metrics = createControlPlaneMetrics(createRegistry('test'));
-    issuer = new CertificateIssuer({ ca: { issuing: () => ca, bundlePem: () => ca.certPem }, joinTokens: new JoinTokens(store, TD), store, agents: await AgentRegistry.load(store, new DecisionState(PolicyEngine.empty(TD))), revocations, svidTtlMs: 60_000, metrics, logger: createRootLogger({ process: 'test', level: 'error' }) });
+    issuer = new CertificateIssuer({ ca: { issuing: () => ca, bundlePem: () => ca.certPem }, joinTokens: new JoinTokens(store, TD), store, agents: await AgentRegistry.load(store, new DecisionState(PolicyEngine.empty(TD))), revocations, svidTtlMs: 60_000, metrics, logger: createRootLogger({ process: 'test', level: 'error' }), audit: NO_AUDIT });
   });
   afterEach(async () => {
     await store.close();

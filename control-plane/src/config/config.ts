@@ -1,5 +1,5 @@
 import { BlockList, isIP } from 'node:net';
-import { defineConfig, dnsNames, duration, formatHostPort, hostPort, oneOf, optionalHostPort, optionalString, refine, string, tlsMinVersion, trustDomain, type ConfigOf, type ListenAddress } from '@airlock/common/config';
+import { defineConfig, dnsNames, duration, formatHostPort, hostPort, integer, oneOf, optionalHostPort, optionalString, refine, string, tlsMinVersion, trustDomain, type ConfigOf, type ListenAddress } from '@airlock/common/config';
 import { ConfigError, errorMessage } from '@airlock/common/errors';
 import { DEFAULT_TICKET_TTL_MS, MAX_TICKET_TTL_MS } from '@airlock/common/ticket';
 import { parseStoreLocation } from '../store/store-location.ts';
@@ -47,6 +47,22 @@ export const controlPlaneConfig = defineConfig('AIRLOCK', {
   serverDnsNames: dnsNames({ description: "DNS names put in the control plane's serving certificate besides localhost (e.g. airlock-control-plane.airlock-system.svc), so that clients such as the Kubernetes API server calling the injection webhook can verify it.", default: [] }),
   injectionListen: optionalHostPort({ description: 'HTTPS (the serving certificate, tlsMinVersion) for the sidecar injection webhook, POST /inject (AdmissionReview v1). Unset: no webhook. Needs injectionConfigFile.' }),
   injectionConfigFile: optionalString({ description: 'YAML or JSON file of what the injection webhook injects: image, controlPlane, resources, transparent … (see "Sidecar injection").' }),
+  replicaName: optionalString({ description: "This control plane's name in its audit events (`replica`); default: the host name (a pod's name in Kubernetes)." }),
+  auditCheckpointEvery: integer({ description: 'A signed audit checkpoint after this many audit events (see "Audit trail").', default: 1000, min: 1, max: 1_000_000 }),
+  auditCheckpointInterval: duration({ description: 'A signed audit checkpoint at least this often while audit events are written.', default: 60_000, minMs: 1000 }),
+  auditHttpUrl: refine(optionalString({ description: 'Ship audit events to this http(s) URL too, as batches of JSON lines (POST, application/x-ndjson: e.g. an Elasticsearch bulk ingest proxy, a Splunk HEC raw endpoint), through a spool on disk (see "Audit trail").' }), (url) => {
+    if (url === undefined) return undefined;
+    try {
+      const u = new URL(url);
+      return u.protocol === 'http:' || u.protocol === 'https:' ? undefined : `auditHttpUrl must be http or https, not ${u.protocol}`;
+    } catch {
+      return `auditHttpUrl is not a URL: ${url}`;
+    }
+  }),
+  auditHttpTokenFile: optionalString({ description: 'File holding the bearer token sent to auditHttpUrl (re-read for each batch).' }),
+  auditHttpCaFile: optionalString({ description: "PEM CA bundle auditHttpUrl's certificate must chain to (default: the system's CAs)." }),
+  auditSpoolMaxBytes: integer({ description: 'Undelivered audit events kept on disk (in dataDir/audit-spool) for auditHttpUrl at most, in bytes.', default: 256 * 1024 * 1024, min: 65_536, max: 1024 ** 4 }),
+  auditSpoolFull: oneOf(['drop-oldest', 'fail-closed'] as const, { description: 'When the audit spool is full: `drop-oldest` (oldest events dropped, counted in airlock_audit_events_dropped_total, logged), or `fail-closed` (every Authorize refused, UNAVAILABLE, until events can be spooled again).', default: 'drop-oldest' }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
 });
 

@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createRootLogger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import { AgentRegistry } from '../authz/registry.ts';
@@ -11,6 +10,7 @@ import { explain, type ExplainInput } from '../authz/explain.ts';
 import * as load from './load.ts';
 import { PolicyEngine, toHost } from './engine.ts';
 import { PolicyStore } from './policy-store.ts';
+import { NO_AUDIT } from '../audit/event.ts';
 
 // A pass-through spy: which texts the store parses.
 vi.mock('./load.ts', async (original) => {
@@ -34,7 +34,7 @@ describe('PolicyStore', () => {
   const open = async (): Promise<PolicyStore> => {
     decisions = new DecisionState(PolicyEngine.empty(TD));
     agents = await AgentRegistry.load(store, decisions);
-    return PolicyStore.open({ store, decisions, trustDomain: TD, audit: createRootLogger({ process: 't', level: 'silent' }) });
+    return PolicyStore.open({ store, decisions, trustDomain: TD, audit: NO_AUDIT });
   };
   /** Explain on the snapshot decisions read (where PolicyStore publishes its engine). */
   const explainNow = (input: ExplainInput) => explain(decisions.current(), TD, input);

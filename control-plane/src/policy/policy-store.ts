@@ -1,5 +1,5 @@
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
-import type { Logger } from '@airlock/common/logging';
+import type { AuditLog } from '../audit/event.ts';
 import type { DecisionState } from '../authz/decision-state.ts';
 import type { PolicyVersionRecord, Store } from '../store/store.ts';
 import { entryKey, mergeEntries, prepareChange, readBack, type PolicySnapshot, type PreparedChange, type ReadEntry } from './change.ts';
@@ -23,7 +23,7 @@ export interface PolicyStoreOptions {
   /** Where decisions read the compiled policy: published whole on every version. */
   readonly decisions: DecisionState;
   readonly trustDomain: string;
-  readonly audit: Logger;
+  readonly audit: AuditLog;
 }
 
 /**
@@ -40,7 +40,7 @@ export class PolicyStore {
   /** Changes are made one at a time: each is read against, and numbered after, the one before. */
   #changing: Promise<unknown> = Promise.resolve();
   readonly #trustDomain: string;
-  readonly #audit: Logger;
+  readonly #audit: AuditLog;
   #entries: readonly PolicyEntry[];
   /** `#entries[i]` validated, read back from its stored YAML. */
   #docs: readonly ParsedDocument[];
@@ -151,7 +151,7 @@ export class PolicyStore {
       this.#docs = docs;
       this.#engine = engine;
       this.#decisions.replace({ engine });
-      this.#audit.info({ version: latest.version, actor: latest.actor, action: latest.action, summary: latest.summary }, 'policy version from another replica in force');
+      this.#audit.admin({ actor: latest.actor, action: 'policy.in-force', target: `version ${latest.version}`, detail: { madeBy: `policy.${latest.action}`, summary: latest.summary, elsewhere: true } });
     });
   }
 
@@ -184,10 +184,7 @@ export class PolicyStore {
     this.#docs = docs;
     this.#engine = engine;
     this.#decisions.replace({ engine });
-    this.#audit.info(
-      { audit: true, actor, action: `policy.${action}`, version, summary, changes: changes.map((c) => ({ kind: c.kind, name: c.name, change: c.change, lines: c.lines })) },
-      'policy changed',
-    );
+    this.#audit.admin({ actor, action: `policy.${action}`, target: `version ${version}`, detail: { summary, changes: changes.map((c) => ({ kind: c.kind, name: c.name, change: c.change, lines: c.lines })) } });
     return { version, changed: true, changes };
   }
 

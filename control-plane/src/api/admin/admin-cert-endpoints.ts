@@ -1,8 +1,9 @@
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
-import type { Logger } from '@airlock/common/logging';
 import { canonicalSerial } from '@airlock/common/spiffe';
 import { adminSpiffeId } from '../../ca/ca.ts';
 import type { CaRing } from '../../ca/ca-ring.ts';
+import { recordAdminAction } from '../../audit/admin-action.ts';
+import type { AuditLog } from '../../audit/event.ts';
 import type { Store } from '../../store/store.ts';
 import { ADMIN_ROLES, type AdminRole } from './admin-auth.ts';
 import { ok, type AdminEndpoint } from './endpoints.ts';
@@ -13,7 +14,7 @@ export const ADMIN_CERT_TTL_MS = 30 * 24 * 3_600_000;
 export interface AdminCertEndpointDeps {
   readonly store: Store;
   readonly ring: Pick<CaRing, 'issuing' | 'bundlePem'>;
-  readonly audit: Logger;
+  readonly audit: AuditLog;
 }
 
 /**
@@ -38,8 +39,7 @@ export function adminCertEndpoints(deps: AdminCertEndpointDeps): AdminEndpoint[]
         const spiffeId = adminSpiffeId(ca.trustDomain, name);
         await deps.store.recordCertificate({ serial: issued.serial, spiffeId, notAfter: issued.notAfter.getTime(), issuedAt: now, issuer: issued.issuer });
         await deps.store.addAdminCertificate({ serial: canonicalSerial(issued.serial), name, role: role as AdminRole, createdAt: now, notAfter: issued.notAfter.getTime() });
-        await deps.store.addAuditEvent({ at: now, actor: who.name, action: 'admin-cert.create', target: spiffeId, detail: JSON.stringify({ role, serial: issued.serial }) });
-        deps.audit.info({ audit: true, actor: who.name, action: 'admin-cert.create', spiffeId, role, serial: issued.serial }, 'admin certificate issued');
+        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'admin-cert.create', target: spiffeId, detail: { role, serial: issued.serial } }, now);
         return ok({ name, role, spiffeId, certPem: issued.chainPem, caPem: deps.ring.bundlePem(), notAfter: issued.notAfter.toISOString() }, 201);
       },
     },

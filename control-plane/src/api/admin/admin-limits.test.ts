@@ -2,6 +2,7 @@ import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { AdminServiceClient } from '@airlock/proto/admin/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, startTestControlPlane, type TestControlPlane } from '../../testing/test-control-plane.ts';
+import { auditEventsOf } from '../../testing/audit-events.ts';
 
 const segment = (name: string): string => `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: ${name} }\nspec: { selector: { namespace: ${name}, serviceAccounts: [a, b] } }\n`;
 /** A valid bundle that takes the worker a while (half a second or so): requests overlap. */
@@ -53,7 +54,7 @@ describe('admin limits: policy requests are bounded per request, per caller and 
     });
   };
 
-  const refusals = (): Record<string, unknown>[] => t.logs.filter((l) => l.action === 'admin.refused');
+  const refusals = (): Record<string, unknown>[] => auditEventsOf(t.logs).filter((e) => e.kind === 'refusal' && String(e.operation).includes('/'));
 
   it.each([
     ['documents', '---\n'.repeat(20_000), 'request:10001:1: more than 10000 documents (the limit)'],
@@ -65,11 +66,11 @@ describe('admin limits: policy requests are bounded per request, per caller and 
     const before = refusals().length;
     const answer = await post('eve', 'diff', yaml);
     expect(answer).toEqual({ status: 413, retryAfter: null, body: { error: 'too_large', reason: `invalid policy:\n  - ${why}` } });
-    expect(refusals().slice(before)).toEqual([expect.objectContaining({ audit: true, actor: 'eve', route: 'POST /v1/policy/diff', error: 'AIRLOCK_TOO_LARGE', reason: `invalid policy:\n  - ${why}` })]);
+    expect(refusals().slice(before)).toEqual([expect.objectContaining({ kind: 'refusal', caller: 'eve', operation: 'POST /v1/policy/diff', reasonCode: 'AIRLOCK_TOO_LARGE', reason: `invalid policy:\n  - ${why}` })]);
     // The gRPC twins: the same limit, RESOURCE_EXHAUSTED, audited under their own route.
     expect(await grpc('eve', 'diffPolicy', yaml)).toEqual({ code: status.RESOURCE_EXHAUSTED, details: `invalid policy:\n  - ${why.replace('request', 'grpc')}` });
     expect(await grpc('ed', 'applyPolicy', yaml)).toEqual({ code: status.RESOURCE_EXHAUSTED, details: `invalid policy:\n  - ${why.replace('request', 'grpc')}` });
-    expect(refusals().slice(before).map((l) => [l.actor, l.route])).toEqual([
+    expect(refusals().slice(before).map((l) => [l.caller, l.operation])).toEqual([
       ['eve', 'POST /v1/policy/diff'],
       ['eve', '/airlock.admin.v1.AdminService/DiffPolicy'],
       ['ed', '/airlock.admin.v1.AdminService/ApplyPolicy'],
@@ -88,7 +89,7 @@ describe('admin limits: policy requests are bounded per request, per caller and 
     expect(eve.map((a) => a.status).sort()).toEqual([200, 200, 429]);
     expect(eve.find((a) => a.status === 429)).toEqual({ status: 429, retryAfter: '1', body: { error: 'too_many_requests', reason: '"eve" has 2 policy requests in flight (the limit); retry when one ends' } });
     expect(answers[3].status).toBe(200);
-    expect(refusals().slice(before)).toEqual([expect.objectContaining({ audit: true, actor: 'eve', route: 'POST /v1/policy/diff', error: 'AIRLOCK_TOO_MANY_REQUESTS' })]);
+    expect(refusals().slice(before)).toEqual([expect.objectContaining({ kind: 'refusal', caller: 'eve', operation: 'POST /v1/policy/diff', reasonCode: 'AIRLOCK_TOO_MANY_REQUESTS' })]);
     // Slots are given back: the caller is served again.
     expect((await post('eve', 'diff', segment('x'))).status).toBe(200);
   });

@@ -1,5 +1,5 @@
 import { AirlockError, ErrorCode, isAirlockError } from '@airlock/common/errors';
-import type { Logger } from '@airlock/common/logging';
+import type { AuditLog } from '../../audit/event.ts';
 import type { PolicyStore, ChangeResult } from '../../policy/policy-store.ts';
 import type { DocumentChange } from '../../policy/diff.ts';
 import type { PolicyWorker } from '../../policy/worker/policy-workers.ts';
@@ -10,8 +10,8 @@ import { HttpError } from './http-errors.ts';
 export const MAX_POLICY_BYTES = 1024 * 1024;
 
 export interface AdminLimitsOptions {
-  /** Policy changes and reads are audit lines: refusals go there too. */
-  readonly audit: Logger;
+  /** Policy changes are audit events: refusals by a limit go there too. */
+  readonly audit: AuditLog;
   readonly policies: PolicyStore;
   readonly worker: PolicyWorker;
   /** Heavy admin requests in flight per caller (token or admin certificate). */
@@ -27,7 +27,7 @@ export interface AdminLimitsOptions {
  * Authorize), and every refusal by a limit written to the audit log (who, which route, why).
  */
 export class AdminLimits {
-  readonly #audit: Logger;
+  readonly #audit: AuditLog;
   readonly #policies: PolicyStore;
   readonly #worker: PolicyWorker;
   readonly #perCaller: number;
@@ -94,7 +94,7 @@ export class AdminLimits {
     const limit = isAirlockError(err) && (err.code === ErrorCode.TooLarge || err.code === ErrorCode.TooManyRequests);
     if (!limit && !(err instanceof HttpError && err.status === 413)) return;
     const code = isAirlockError(err) ? err.code : 'payload_too_large';
-    this.#audit.info({ audit: true, actor: who.name, action: 'admin.refused', route, error: code, reason: (err as Error).message }, 'admin request refused');
+    this.#audit.refusal({ operation: route, reasonCode: code, reason: (err as Error).message, caller: who.name });
   }
 }
 

@@ -1,4 +1,5 @@
-import type { Logger } from '@airlock/common/logging';
+import { recordAdminAction } from '../../audit/admin-action.ts';
+import type { AuditLog } from '../../audit/event.ts';
 import type { CaRing } from '../../ca/ca-ring.ts';
 import type { Store } from '../../store/store.ts';
 import { optionalBoolean, optionalString } from './admin-body.ts';
@@ -8,7 +9,7 @@ import { HttpError } from './http-errors.ts';
 export interface CaEndpointDeps {
   readonly store: Store;
   readonly ring: CaRing;
-  readonly audit: Logger;
+  readonly audit: AuditLog;
 }
 
 const STEPS = ['prepare', 'activate', 'retire'] as const;
@@ -46,8 +47,7 @@ export function caEndpoints(deps: CaEndpointDeps): AdminEndpoint[] {
           roots = await deps.ring.retire({ ...(id === undefined ? {} : { id }), force });
         }
         const ids = roots.map((r) => r.id);
-        deps.audit.warn({ audit: true, action: `ca.${step}`, actor: who.name, roots: ids, ...detail }, `CA ${step}`);
-        await deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: `ca.${step}`, target: ids.join(','), detail: JSON.stringify(detail) });
+        await recordAdminAction(deps, { actor: who.name, role: who.role, action: `ca.${step}`, target: ids.join(','), detail });
         return ok({ roots, status: await deps.ring.status() });
       },
     },

@@ -61,9 +61,9 @@ describe('join tokens through the admin API', () => {
     const created = await call('POST', '/v1/join-tokens', { identity: ID, ttlSeconds: 120, labels: { team: 'research' } }, String(api.json.token));
     expect(created.status).toBe(201);
     const secret = String(created.json.token);
-    const lines = logs.filter((l) => l.action === 'join-token.create' && l.id === created.json.id);
+    const lines = logs.filter((l) => (l.audit as { action?: string; detail?: { id?: string } } | undefined)?.action === 'join-token.create' && (l.audit as { detail: { id?: string } }).detail.id === created.json.id);
     expect(lines).toEqual([
-      expect.objectContaining({ audit: true, component: 'audit', actor: 'minter', identity: ID, expiresAt: created.json.expiresAt, labels: { team: 'research' } }),
+      expect.objectContaining({ component: 'audit', audit: expect.objectContaining({ kind: 'admin', actor: 'minter', role: 'admin', target: ID, detail: { id: created.json.id, expiresAt: created.json.expiresAt, labels: { team: 'research' } } }) as unknown }),
     ]);
     // Neither the secret nor the hash it is stored as (the id is only a prefix of it).
     expect(JSON.stringify(logs)).not.toContain(secret);

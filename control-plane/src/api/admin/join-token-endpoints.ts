@@ -1,7 +1,8 @@
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
-import type { Logger } from '@airlock/common/logging';
 import { isControlPlaneId, parseSpiffeId } from '@airlock/common/spiffe';
 import { DEFAULT_JOIN_TOKEN_TTL_MS, MAX_JOIN_TOKEN_TTL_MS, type JoinTokens } from '../../attestation/join-tokens.ts';
+import { recordAdminAction } from '../../audit/admin-action.ts';
+import type { AuditLog } from '../../audit/event.ts';
 import type { Store } from '../../store/store.ts';
 import { optionalString } from './admin-body.ts';
 import { ok, type AdminEndpoint } from './endpoints.ts';
@@ -9,8 +10,8 @@ import { ok, type AdminEndpoint } from './endpoints.ts';
 export interface JoinTokenEndpointDeps {
   readonly store: Store;
   readonly joinTokens: JoinTokens;
-  /** The audit logger: written at any log level. */
-  readonly audit: Logger;
+  /** The audit trail: written at any log level. */
+  readonly audit: AuditLog;
 }
 
 /**
@@ -43,8 +44,7 @@ export function joinTokenEndpoints(deps: JoinTokenEndpointDeps): AdminEndpoint[]
         const created = await deps.joinTokens.createJoinToken(identity, ttlMs, (labels ?? {}) as Record<string, string>);
         // Who minted a credential for which identity: the token's id (a hash prefix), never its secret.
         const detail = { id: created.id, expiresAt: created.expiresAt.toISOString(), labels: created.labels };
-        deps.audit.info({ audit: true, actor: who.name, action: 'join-token.create', identity: created.identity, ...detail }, 'join token created');
-        await deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.create', target: created.identity, detail: JSON.stringify(detail) });
+        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'join-token.create', target: created.identity, detail });
         return ok({ token: created.token, id: created.id, identity: created.identity, expiresAt: detail.expiresAt, labels: created.labels }, 201);
       },
     },
@@ -62,8 +62,7 @@ export function joinTokenEndpoints(deps: JoinTokenEndpointDeps): AdminEndpoint[]
         const id = optionalString(await body(['id']), 'id');
         if (id === undefined) throw new AirlockError(ErrorCode.BadRequest, '"id" is required (from `airlock token list`)');
         const result = await deps.joinTokens.revoke(id);
-        deps.audit.warn({ audit: true, action: 'join-token.revoke', actor: who.name, id: result.token.id, identity: result.token.identity, alreadyRevoked: result.alreadyRevoked }, 'join token revoked');
-        await deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'join-token.revoke', target: result.token.identity, detail: JSON.stringify({ id: result.token.id, alreadyRevoked: result.alreadyRevoked }) });
+        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'join-token.revoke', target: result.token.identity, detail: { id: result.token.id, alreadyRevoked: result.alreadyRevoked } });
         return ok(result);
       },
     },

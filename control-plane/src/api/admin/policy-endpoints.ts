@@ -1,10 +1,11 @@
 import { argumentsJson, parseArgumentsJson } from '@airlock/common/mcp-arguments';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
-import type { Logger } from '@airlock/common/logging';
 import { hashToken, newSecretToken } from '../../attestation/token-hash.ts';
 import type { DecisionState } from '../../authz/decision-state.ts';
 import { explain, type Explanation } from '../../authz/explain.ts';
 import type { DocumentKind, PolicyStore } from '../../policy/policy-store.ts';
+import { recordAdminAction } from '../../audit/admin-action.ts';
+import type { AuditLog } from '../../audit/event.ts';
 import type { Store } from '../../store/store.ts';
 import { ADMIN_ROLES, type AdminRole } from './admin-auth.ts';
 import { MAX_POLICY_BYTES, type AdminLimits } from './admin-limits.ts';
@@ -16,7 +17,7 @@ const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 export interface PolicyEndpointDeps {
   readonly store: Store;
   readonly policies: PolicyStore;
-  readonly logger: Logger;
+  readonly audit: AuditLog;
   /** Where bundles are read (a worker thread), within the admin limits. */
   readonly limits: AdminLimits;
   /** What decisions read: explain answers on the same snapshot as Authorize would. */
@@ -90,8 +91,7 @@ export function policyEndpoints(deps: PolicyEndpointDeps): AdminEndpoint[] {
         const token = newSecretToken();
         // A name already taken is Conflict (the store says so).
         await deps.store.addApiToken({ hash: hashToken(token), name, role: role as AdminRole, createdAt: Date.now() });
-        await deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'api-token.create', target: name, detail: JSON.stringify({ role }) });
-        deps.logger.info({ audit: true, actor: who.name, action: 'api-token.create', name, role }, 'api token created');
+        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'api-token.create', target: name, detail: { role } });
         return ok({ name, role, token }, 201);
       },
     },

@@ -1,6 +1,7 @@
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
-import type { Logger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
+import { recordAdminAction } from '../../audit/admin-action.ts';
+import type { AuditLog } from '../../audit/event.ts';
 import type { Quarantines } from '../../incident/quarantines.ts';
 import type { Store } from '../../store/store.ts';
 import { optionalString } from './admin-body.ts';
@@ -13,8 +14,8 @@ export interface QuarantineEndpointDeps {
   readonly trustDomain: string;
   readonly quarantines: Quarantines;
   readonly store: Store;
-  /** The audit logger: containment is a security event. */
-  readonly audit: Logger;
+  /** The audit trail: containment is a security event. */
+  readonly audit: AuditLog;
 }
 
 /**
@@ -55,8 +56,7 @@ export function quarantineEndpoints(deps: QuarantineEndpointDeps): AdminEndpoint
         const since = Date.now();
         const record = { spiffeId, reason, actor: who.name, since, ...(ttl === undefined ? {} : { until: since + ttl * 1000 }) };
         await deps.quarantines.quarantine(record);
-        deps.audit.warn({ audit: true, action: 'quarantine', actor: who.name, role: who.role, identity: spiffeId, reason, until: record.until }, 'identity quarantined');
-        await deps.store.addAuditEvent({ at: since, actor: who.name, action: 'agent.quarantine', target: spiffeId, detail: JSON.stringify({ reason, until: record.until }) });
+        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'agent.quarantine', target: spiffeId, detail: { reason, ...(record.until === undefined ? {} : { until: record.until }) } }, since);
         return ok(view(record));
       },
     },
@@ -67,8 +67,7 @@ export function quarantineEndpoints(deps: QuarantineEndpointDeps): AdminEndpoint
       handle: async ({ who, body }) => {
         const spiffeId = identityOf(await body(['identity']));
         const released = await deps.quarantines.release(spiffeId);
-        deps.audit.warn({ audit: true, action: 'release', actor: who.name, role: who.role, identity: spiffeId, wasQuarantined: released !== undefined }, 'identity released');
-        await deps.store.addAuditEvent({ at: Date.now(), actor: who.name, action: 'agent.release', target: spiffeId, detail: JSON.stringify({ wasQuarantined: released !== undefined }) });
+        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'agent.release', target: spiffeId, detail: { wasQuarantined: released !== undefined } });
         return ok({ identity: spiffeId, released: released !== undefined });
       },
     },

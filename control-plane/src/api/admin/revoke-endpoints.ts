@@ -1,6 +1,6 @@
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
-import type { Logger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
+import type { AuditLog } from '../../audit/event.ts';
 import type { Revocations } from '../../ca/revocations.ts';
 import type { ControlPlaneMetrics } from '../../monitoring/metrics.ts';
 import { ok, type AdminEndpoint } from './endpoints.ts';
@@ -9,8 +9,8 @@ export interface RevokeEndpointDeps {
   readonly trustDomain: string;
   readonly revocations: Revocations;
   readonly metrics: ControlPlaneMetrics;
-  /** The audit logger: a revocation is a security event. */
-  readonly audit: Logger;
+  /** The audit trail: a revocation is a security event. */
+  readonly audit: AuditLog;
 }
 
 /**
@@ -31,7 +31,7 @@ export function revokeEndpoints(deps: RevokeEndpointDeps): AdminEndpoint[] {
         if (id.trustDomain !== deps.trustDomain) throw new AirlockError(ErrorCode.BadRequest, `${identity} is not in this control plane's trust domain ${deps.trustDomain}`);
         const result = await deps.revocations.revoke(id.uri);
         if (result.newlyRevoked) deps.metrics.revocations.inc();
-        deps.audit.warn({ audit: true, action: 'revoke', actor: who.name, role: who.role, identity: id.uri, serials: result.serials, alreadyRevoked: !result.newlyRevoked }, 'identity revoked');
+        deps.audit.admin({ actor: who.name, role: who.role, action: 'agent.revoke', target: id.uri, detail: { serials: result.serials, alreadyRevoked: !result.newlyRevoked } });
         return ok({ identity: id.uri, revokedAt: new Date(result.revokedAt).toISOString(), alreadyRevoked: !result.newlyRevoked, revokedSerials: result.serials });
       },
     },

@@ -5,6 +5,7 @@ import { GrpcStreamAuthorizer } from '../../../../sidecar/src/authz/grpc-stream-
 import { StaticSvidSource } from '../../../../sidecar/src/testing/fakes.ts';
 import { controlPlaneSpiffeId } from '../../main.ts';
 import { openAuthorizeStream, startTestControlPlane, TD, type TestControlPlane, RESEARCHER, RESEARCHERS_TO_EXAMPLE as POLICY } from '../../testing/test-control-plane.ts';
+import { auditEventsOf } from '../../testing/audit-events.ts';
 
 const check = (id: number): AuthorizeCheck => ({
   id,
@@ -14,7 +15,7 @@ const checks = (from: number, n: number): AuthorizeCheck[] => Array.from({ lengt
 
 describe('AuthorizeStream limits, per stream', () => {
   let t: TestControlPlane;
-  const auditSince = (from: number): Record<string, unknown>[] => t.logs.slice(from).filter((l) => l.audit === true);
+  const auditSince = (from: number): Record<string, unknown>[] => auditEventsOf(t.logs.slice(from));
 
   beforeAll(async () => {
     // Three messages, then (practically) no refill: the test does not depend on timing.
@@ -22,7 +23,7 @@ describe('AuthorizeStream limits, per stream', () => {
   });
   afterAll(() => t.close());
 
-  it('refuses the checks of a message over the rate with RESOURCE_EXHAUSTED, undecided and unaudited, while another stream keeps working', async () => {
+  it('refuses the checks of a message over the rate with RESOURCE_EXHAUSTED, undecided (one refusal recorded per message at most), while another stream keeps working', async () => {
     const flooder = openAuthorizeStream(t.cp, t.svid(RESEARCHER));
     const normal = openAuthorizeStream(t.cp, t.svid(RESEARCHER));
     try {
@@ -37,8 +38,9 @@ describe('AuthorizeStream limits, per stream', () => {
       expect((await flooder.send(checks(200, 50))).every((r) => r.refusal?.code === status.RESOURCE_EXHAUSTED)).toBe(true);
       // One (rate-limited) warning per refused message at most; none per check, and no decision audited.
       const audit = auditSince(before);
-      expect(audit.filter((l) => l.verdict !== undefined)).toEqual([]);
+      expect(audit.filter((l) => l.kind === 'decision')).toEqual([]);
       expect(audit.length).toBeLessThanOrEqual(2);
+      expect(audit.every((l) => l.kind === 'refusal' && l.operation === 'AuthorizeStream' && l.reasonCode === 'resource_exhausted')).toBe(true);
       // Another stream has its own bucket.
       expect((await normal.send(checks(300, 2))).map((r) => r.decision?.verdict)).toEqual([Verdict.VERDICT_ALLOW, Verdict.VERDICT_ALLOW]);
     } finally {
@@ -55,7 +57,7 @@ describe('AuthorizeStream limits, per stream', () => {
       expect(results).toHaveLength(513);
       expect(results.every((r) => r.refusal?.code === status.RESOURCE_EXHAUSTED && r.decision === undefined)).toBe(true);
       expect(results[0]?.refusal?.message).toMatch(/more than 512 checks/);
-      expect(auditSince(before).filter((l) => l.verdict !== undefined)).toEqual([]);
+      expect(auditSince(before).filter((l) => l.kind === 'decision')).toEqual([]);
       // 512 is within the bound (and did not spend the bucket above).
       expect((await s.send(checks(1000, 512))).every((r) => r.decision?.verdict === Verdict.VERDICT_ALLOW)).toBe(true);
     } finally {

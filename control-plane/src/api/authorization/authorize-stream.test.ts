@@ -3,6 +3,7 @@ import { AuthorizeRequest, Direction, Verdict, type AuthorizeCheck } from '@airl
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningControlPlane } from '../../main.ts';
 import { adminFetch, openAuthorizeStream as openStream, RESEARCHER, RESEARCHERS_TO_EXAMPLE as POLICY, startTestControlPlane, TD, type TestControlPlane } from '../../testing/test-control-plane.ts';
+import { auditEventsOf } from '../../testing/audit-events.ts';
 
 const TOOL = `spiffe://${TD}/ns/demo/sa/tool`;
 
@@ -40,9 +41,9 @@ describe('AuthorizeStream', () => {
       expect(byId.get(8)?.refusal?.message).toMatch(/source of an OUTBOUND request must be the caller/);
       expect(byId.get(9)).toMatchObject({ decision: undefined, refusal: { code: status.PERMISSION_DENIED } });
       expect(byId.get(10)?.decision).toMatchObject({ verdict: Verdict.VERDICT_DENY });
-      const audit = logs.slice(before).filter((l) => l.audit === true);
-      expect(audit.map((l) => l.verdict).sort()).toEqual(['allow', 'deny', 'refused', 'refused']);
-      expect(audit.find((l) => l.verdict === 'refused' && l.source === TOOL)).toBeDefined();
+      const audit = auditEventsOf(logs.slice(before));
+      expect(audit.map((l) => l.verdict ?? l.kind).sort()).toEqual(['allow', 'deny', 'refusal', 'refusal']);
+      expect(audit.find((l) => l.kind === 'refusal' && (l.request as { source?: string } | undefined)?.source === TOOL)).toBeDefined();
       // The stream goes on after a refusal, and a decision id is never reused.
       const again = await s.send([check(11, {})]);
       expect(again[0]?.decision?.verdict).toBe(Verdict.VERDICT_ALLOW);

@@ -6,7 +6,7 @@ import { AuthorizeRequest, type AuthorizeCheck, type AuthorizeResult, type Autho
 import type { Authorizer } from '../../authz/authorize.ts';
 import { stillTrusted, type PeerIssuers, type VerifiedPeer } from '../peer.ts';
 import { toGrpcFailure } from '../grpc-status.ts';
-import { TokenBucket, type LimitedLog } from '../rate-limit.ts';
+import { TokenBucket, type RefusalLog } from '../rate-limit.ts';
 
 /** What one stream may ask: checks per message, and messages per second (a token bucket). */
 export interface AuthorizeStreamLimits {
@@ -29,8 +29,8 @@ export const DEFAULT_AUTHORIZE_STREAM_LIMITS: AuthorizeStreamLimits = {
 export interface AuthorizeStreamDeps {
   readonly authorizer: Authorizer;
   readonly logger: Logger;
-  /** Warnings about throttled streams, written at a bounded rate. */
-  readonly warnings: LimitedLog;
+  /** Where throttled messages are recorded, at a bounded rate. */
+  readonly warnings: RefusalLog;
   /** The caller from the stream's client certificate, verified once when the stream opened (a stream without one is refused before this). */
   readonly caller: VerifiedPeer;
   /** The CAs trusted now: a stream whose caller's root was retired (even by force) ends. */
@@ -46,8 +46,8 @@ export interface AuthorizeStreamDeps {
  * its signature checked once per stream, not per check; its expiry, and that its root is still
  * trusted, are checked per batch, and such a stream ends with UNAUTHENTICATED (the sidecar
  * reconnects with its renewed SVID). A message over the stream's limits (too many checks, or
- * faster than its bucket refills) has each check refused with RESOURCE_EXHAUSTED, undecided and
- * unaudited; the stream goes on, so a burst fails a few calls closed rather than every call.
+ * faster than its bucket refills) has each check refused with RESOURCE_EXHAUSTED, undecided (the
+ * message is one refusal event, at a bounded rate); the stream goes on, so a burst fails a few calls closed rather than every call.
  */
 export function serveAuthorizeStream(call: ServerDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>, deps: AuthorizeStreamDeps): void {
   const now = deps.now ?? Date.now;
@@ -71,7 +71,7 @@ export function serveAuthorizeStream(call: ServerDuplexStream<AuthorizeStreamReq
       : !bucket.take() ? `more than ${limits.messagesPerSecond} messages per second on one stream`
       : undefined;
     if (over !== undefined) {
-      deps.warnings.warn({ caller: caller.id.uri, checks: batch.checks.length, reason: over }, 'AuthorizeStream message refused');
+      deps.warnings.refusal({ operation: 'AuthorizeStream', reasonCode: 'resource_exhausted', reason: `${over} (${batch.checks.length} checks refused)`, caller: caller.id.uri });
       call.write({ results: batch.checks.map((check) => exhausted(check, over)) });
       return;
     }

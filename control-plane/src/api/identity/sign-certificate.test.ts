@@ -18,6 +18,7 @@ import { SqliteStore } from '../../store/sqlite-store.ts';
 import { controlPlaneSpiffeId } from '../../main.ts';
 import { Quarantines } from '../../incident/quarantines.ts';
 import { CertificateIssuer } from './sign-certificate.ts';
+import { NO_AUDIT } from '../../audit/event.ts';
 
 const TD = 'airlock.test';
 
@@ -49,6 +50,7 @@ describe('SignCertificate never issues the control plane its own identity', () =
       svidTtlMs: 60_000,
       metrics,
       logger: createRootLogger({ process: 'test', level: 'silent' }),
+      audit: NO_AUDIT,
     });
     await expect(issuer.signCertificate(undefined, { csrPem: makeCsr().csrPem, kubernetesSaToken: 'token', inboundAddress: '127.0.0.1:1' })).rejects.toMatchObject({
       code: ErrorCode.PermissionDenied,
@@ -73,6 +75,7 @@ describe('SignCertificate never issues the control plane its own identity', () =
       svidTtlMs: 60_000,
       metrics: createControlPlaneMetrics(createRegistry('test')),
       logger: createRootLogger({ process: 'test', level: 'silent' }),
+      audit: NO_AUDIT,
     });
     const agent = parseSpiffeId(`spiffe://${TD}/ns/agents/sa/planner`);
     await quarantines.quarantine({ spiffeId: agent.uri, reason: 'incident', actor: 'alice', since: Date.now() });

@@ -9,7 +9,7 @@ import { KubernetesTokenError } from '../../attestation/kubernetes-token.ts';
 import type { CertificateAuthority } from '../../ca/ca.ts';
 import type { Revocations } from '../../ca/revocations.ts';
 import type { Quarantines } from '../../incident/quarantines.ts';
-import type { WarnLog } from '../rate-limit.ts';
+import type { RefusalLog } from '../rate-limit.ts';
 import type { ControlPlaneMetrics } from '../../monitoring/metrics.ts';
 import type { Store } from '../../store/store.ts';
 import type { AgentRegistry } from '../../authz/registry.ts';
@@ -35,8 +35,8 @@ export interface CertificateIssuerDeps {
   readonly svidTtlMs: number;
   readonly metrics: ControlPlaneMetrics;
   readonly logger: Logger;
-  /** Where refusals go (audit lines survive any log level; any peer can cause them, so main bounds their rate); default `logger`. */
-  readonly audit?: WarnLog;
+  /** Where refusals are recorded (any peer can cause them, so main bounds their rate). */
+  readonly audit: RefusalLog;
   readonly now?: () => number;
 }
 
@@ -59,7 +59,7 @@ export class CertificateIssuer {
     const refuse = (err: AirlockError, reason: string): AirlockError => {
       this.#d.metrics.issuanceRefused.inc({ reason });
       if (attestation === 'renewal') this.#d.metrics.renewalFailures.inc({ reason });
-      (this.#d.audit ?? this.#d.logger).warn({ audit: true, reason, error: err.message, caller: caller?.uri, attestation }, 'certificate request refused');
+      this.#d.audit.refusal({ operation: 'SignCertificate', reasonCode: reason, reason: err.message, ...(caller === undefined ? {} : { caller: caller.uri }), ...(attestation === undefined ? {} : { attestation }) });
       return err;
     };
     // Everything cheap is checked before a join token is spent.

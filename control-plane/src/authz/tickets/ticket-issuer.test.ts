@@ -1,12 +1,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRootLogger } from '@airlock/common/logging';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { createRegistry } from '@airlock/common/telemetry';
 import { openTicket, ticketMacValid } from '@airlock/common/ticket';
 import { AuthorizeRequest, Direction, Verdict } from '@airlock/proto/authorization/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NO_AUDIT } from '../../audit/event.ts';
 import { createControlPlaneMetrics } from '../../monitoring/metrics.ts';
 import { PolicyEngine } from '../../policy/engine.ts';
 import { parsePolicyText } from '../../policy/load.ts';
@@ -47,7 +47,7 @@ describe('Authorizer with tickets', () => {
       trustDomain: TD,
       decisions: () => ({ engine: policy, agents, revoked: new Set<string>(), quarantined: new Map() }),
       metrics: createControlPlaneMetrics(createRegistry('test')),
-      audit: createRootLogger({ process: 't', level: 'silent' }),
+      audit: NO_AUDIT,
       tickets: new TicketIssuer(keys, 1500, () => now),
     });
   });
@@ -107,7 +107,7 @@ describe('Authorizer with tickets', () => {
       trustDomain: TD,
       decisions: () => ({ engine: judged, agents, revoked: new Set<string>(), quarantined: new Map() }),
       metrics: createControlPlaneMetrics(createRegistry('test')),
-      audit: createRootLogger({ process: 't', level: 'silent' }),
+      audit: NO_AUDIT,
       tickets: new TicketIssuer(keys, 1500, () => now),
     });
     const res = withRules.authorize(

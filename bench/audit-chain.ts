@@ -1,0 +1,101 @@
+// node bench/audit-chain.ts: what the audit trail's hash chain costs per decision, in-process on one
+// core. The real Authorizer decides the same mesh call (a two-segment policy, a registered agent)
+// with its events recorded three ways, each written by the control plane's pino logger to a sink
+// that drops the bytes (the disk is not what is measured):
+//   none    NO_AUDIT: the decision alone;
+//   line    the event written as a log line, unchained (what an audit line cost before the chain);
+//   chain   the AuditTrail: envelope (event id, time, seq), RFC 8785 canonical JSON, SHA-256, then the line;
+// plus one signed checkpoint (RSA 2048, the serving key), amortized over auditCheckpointEvery (1000).
+// Rounds alternate the three; the median round per mode is kept. Prints one JSON line.
+import { loadavg, tmpdir } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { createRootLogger } from '@airlock/common/logging';
+import { parseSpiffeId } from '@airlock/common/spiffe';
+import { createRegistry } from '@airlock/common/telemetry';
+import { AuthorizeRequest, Direction } from '@airlock/proto/authorization/v1';
+import { AuditTrail } from '../control-plane/src/audit/audit-trail.ts';
+import { NO_AUDIT, type AuditLog } from '../control-plane/src/audit/event.ts';
+import { Authorizer } from '../control-plane/src/authz/authorize.ts';
+import { CertificateAuthority } from '../control-plane/src/ca/ca.ts';
+import { controlPlaneSpiffeId } from '../control-plane/src/main.ts';
+import { createControlPlaneMetrics } from '../control-plane/src/monitoring/metrics.ts';
+import { PolicyEngine } from '../control-plane/src/policy/engine.ts';
+import { parsePolicyText } from '../control-plane/src/policy/load.ts';
+import type { AgentRecord } from '../control-plane/src/store/store.ts';
+
+const TD = 'bench.test';
+const PLANNER = `spiffe://${TD}/ns/agents/sa/planner`;
+const RESEARCHER = `spiffe://${TD}/ns/agents/sa/researcher`;
+const PER_ROUND = 20_000;
+const ROUNDS = 9;
+const CHECKPOINT_EVERY = 1000;
+
+const dir = mkdtempSync(join(tmpdir(), 'airlock-bench-audit-'));
+const ca = CertificateAuthority.loadOrCreate(dir, TD);
+const serving = ca.issueServingCertificate(controlPlaneSpiffeId(TD), 3_600_000);
+const engine = new PolicyEngine(
+  parsePolicyText(
+    ['planner', 'researcher'].map((a) => `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: ${a}s }\nspec: { selector: { namespace: agents, serviceAccounts: [${a}] } }\n`).join('---\n') +
+      `---\napiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: planners-to-researchers }\nspec:\n  from: { segments: [planners] }\n  to: { segments: [researchers] }\n  rules: [ { methods: [GET, POST], paths: ["/v1/*"] } ]\n  action: allow\n`,
+    'bench.yaml',
+  ),
+  TD,
+  1,
+);
+const agents = new Map<string, AgentRecord>([[RESEARCHER, { spiffeId: RESEARCHER, inboundAddress: '127.0.0.1:9', updatedAt: 1 }]]);
+// The control plane's own logger, into a sink that keeps nothing.
+const root = createRootLogger({ process: 'control-plane', level: 'error', destination: { write: () => undefined } });
+const lines = root.child({ component: 'audit' }, { level: 'info', redact: { paths: [] } });
+const unchained: AuditLog = {
+  decision: (r) => lines.info({ audit: { kind: 'decision', ...r } }, 'authorization decision'),
+  refusal: (r) => lines.info({ audit: { kind: 'refusal', ...r } }, 'request refused'),
+  admin: (r) => lines.info({ audit: { kind: 'admin', ...r } }, 'admin action'),
+  accepting: () => true,
+};
+// Checkpoints are measured on their own below: none here (every 10^6 events).
+const trail = new AuditTrail({ logger: lines, log: root, replica: 'bench', signer: () => ({ keyPem: serving.keyPem, chainPem: serving.chainPem }), checkpointEvery: 1_000_000, checkpointIntervalMs: 3_600_000 });
+const authorizers: Record<'none' | 'line' | 'chain', Authorizer> = {
+  none: authorizerWith(NO_AUDIT),
+  line: authorizerWith(unchained),
+  chain: authorizerWith(trail),
+};
+function authorizerWith(audit: AuditLog): Authorizer {
+  return new Authorizer({ trustDomain: TD, decisions: () => ({ engine, agents, revoked: new Set<string>(), quarantined: new Map() }), metrics: createControlPlaneMetrics(createRegistry('bench')), audit });
+}
+const caller = parseSpiffeId(PLANNER);
+const request = AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: PLANNER, destinationHost: 'researcher.agents', destinationPort: 8080, method: 'GET', path: '/v1/search?q=x' });
+
+function round(a: Authorizer): number {
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < PER_ROUND; i++) a.authorize(caller, request);
+  return Number(process.hrtime.bigint() - start) / 1e3 / PER_ROUND;
+}
+// JIT warm-up of every path.
+for (const a of Object.values(authorizers)) for (let i = 0; i < 3; i++) round(a);
+const samples: Record<string, number[]> = { none: [], line: [], chain: [] };
+for (let r = 0; r < ROUNDS; r++) for (const [mode, a] of Object.entries(authorizers)) samples[mode]?.push(round(a));
+const median = (xs: readonly number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? NaN;
+
+const signStart = process.hrtime.bigint();
+const SIGNS = 50;
+for (let i = 0; i < SIGNS; i++) trail.checkpoint();
+const checkpointUs = Number(process.hrtime.bigint() - signStart) / 1e3 / SIGNS;
+await trail.close();
+rmSync(dir, { recursive: true, force: true });
+
+const none = median(samples.none ?? []);
+const line = median(samples.line ?? []);
+const chain = median(samples.chain ?? []);
+console.log(
+  JSON.stringify({
+    decisionUs: none,
+    withLineUs: line,
+    withChainUs: chain,
+    chainOverLineUs: chain - line,
+    checkpointUs,
+    checkpointPerDecisionUs: checkpointUs / CHECKPOINT_EVERY,
+    decisionsPerSecondWithChain: 1e6 / (chain + checkpointUs / CHECKPOINT_EVERY),
+    load: loadavg().map((l) => Number(l.toFixed(2))),
+  }),
+);
