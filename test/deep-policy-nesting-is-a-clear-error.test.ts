@@ -53,6 +53,6 @@ describe('deeply nested policy YAML', () => {
     writeFileSync(other, 'apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: other }\nspec: { selector: { namespace: demo } }\n');
     const r = await airlock(['validate', '-f', bundle]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/wide\.yaml:69:1: a mapping with more than 64 keys \(the limit\)/);
+    expect(r.stderr).toMatch(/wide\.yaml:69:3: a mapping with more than 64 keys \(the limit\)/);
   });
 });

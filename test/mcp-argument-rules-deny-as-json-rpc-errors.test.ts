@@ -154,7 +154,7 @@ describe('MCP argument rules, denials as JSON-RPC errors the SDK client surfaces
     expect(text(await client.callTool({ name: 'transfer', arguments: { amount: 5, currency: 'USD', memo: 'again' } }))).toBe('transferred 5 USD');
     // The audit line names the rule's argument paths; the amount is redacted, the loggable memo is not.
     const audit = await auditLine(data.decisionId);
-    expect(audit).toMatchObject({ verdict: 'deny', mcpTool: 'transfer', mcpArguments: [{ path: 'amount', value: '[redacted]' }] });
+    expect(audit).toMatchObject({ verdict: 'deny', mcp: { tool: 'transfer', arguments: [{ path: 'amount', value: '[redacted]' }] } });
     expect(JSON.stringify(audit)).not.toContain('101');
   });
 
@@ -238,7 +238,7 @@ describe('MCP argument rules, denials as JSON-RPC errors the SDK client surfaces
       const err = await refusal(lying.callTool({ name: 'transfer', arguments: { amount: 5, currency: 'USD', memo: 'm' } }));
       expect(err.code).toBe(-32050);
       expect(err.message).toBe('MCP error -32050: the MCP request headers do not match its body: the Mcp-Name header "read_file" does not match the body\'s "transfer"');
-      expect(await auditLine((err.data as DenialData).decisionId)).toMatchObject({ verdict: 'deny', mcpHeaderMismatch: expect.stringContaining('Mcp-Name') as unknown });
+      expect(await auditLine((err.data as DenialData).decisionId)).toMatchObject({ verdict: 'deny', mcp: { headerMismatch: expect.stringContaining('Mcp-Name') as unknown } });
       expect(called.length).toBe(before);
     } finally {
       await honest.close();
@@ -289,11 +289,11 @@ describe('MCP argument rules, denials as JSON-RPC errors the SDK client surfaces
     await expect(adminPost(mesh.creds, '/v1/explain', { from, to: 'tools.agents', path: '/mcp', tool: 'transfer', args: [1] })).rejects.toThrow(/"args": the tool arguments \(params.arguments\) are not a JSON object/);
   });
 
-  /** The control plane's audit line of a decision (pino writes asynchronously: polled briefly). */
+  /** The control plane's audit event of a decision (pino writes asynchronously: polled briefly). */
   async function auditLine(decisionId: string): Promise<Record<string, unknown> | undefined> {
     for (let i = 0; i < 50; i++) {
-      const line = readFileSync(join(mesh.dir, 'control-plane.log'), 'utf8').split('\n').find((l) => l.includes(decisionId));
-      if (line !== undefined) return JSON.parse(line) as Record<string, unknown>;
+      const line = readFileSync(join(mesh.dir, 'control-plane.log'), 'utf8').split('\n').find((l) => l.includes(`"decisionId":"${decisionId}"`) && l.includes('"kind":"decision"'));
+      if (line !== undefined) return (JSON.parse(line) as { audit: Record<string, unknown> }).audit;
       await new Promise((r) => setTimeout(r, 100));
     }
     return undefined;

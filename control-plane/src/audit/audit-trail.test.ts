@@ -85,12 +85,18 @@ describe('the audit trail', () => {
   });
 
   it('writes a decision (the hot path, hashed without a sorting pass) in its canonical form, every optional field set or not', () => {
-    const envelope = { schemaVersion: 1, id: 'i', time: 't', replica: 'r', chain: 'c', seq: 7, prevHash: 'p' } as const;
-    const full = { ...DECISION, mcp: { unreadable: 'u', tool: 't', method: 'm', listedTools: 2, allowedTools: ['a', 'b'] } };
+    const envelope = { schemaVersion: 1, id: '00000000-0000-4000-8000-000000000001', time: '2026-12-04T00:00:00.000Z', replica: 'r', chain: '00000000-0000-4000-8000-000000000002', seq: 7, prevHash: '0'.repeat(64) } as const;
+    const full = {
+      ...DECISION,
+      mcp: { unreadable: 'u', tool: 't', method: 'm', listedTools: 2, allowedTools: ['a', 'b'], headerMismatch: 'h', arguments: [{ value: '[redacted]', path: 'amount' }] },
+      inspected: true,
+      tls: 'inspect' as const,
+    };
     for (const r of [DECISION, full, { ...DECISION, mcp: undefined }]) {
       const e = decisionEvent(envelope, r);
       expect(JSON.stringify(e)).toBe(canonicalJson(e));
       expect(canonicalJson(JSON.parse(JSON.stringify(e)))).toBe(JSON.stringify(e));
+      expect(auditSchemaProblems(JSON.parse(JSON.stringify(e)))).toEqual([]);
     }
   });
 

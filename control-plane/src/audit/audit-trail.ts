@@ -62,9 +62,10 @@ export function decisionEvent(e: Envelope, r: DecisionRecord): AuditEvent {
     direction: r.direction,
     host: r.host,
     id: e.id,
+    inspected: r.inspected,
     kind: 'decision',
     latencyMs: r.latencyMs,
-    mcp: m === undefined ? undefined : { allowedTools: m.allowedTools, listedTools: m.listedTools, method: m.method, tool: m.tool, unreadable: m.unreadable },
+    mcp: m === undefined ? undefined : { allowedTools: m.allowedTools, arguments: m.arguments?.map((a) => ({ path: a.path, value: a.value })), headerMismatch: m.headerMismatch, listedTools: m.listedTools, method: m.method, tool: m.tool, unreadable: m.unreadable },
     method: r.method,
     mode: r.mode,
     path: r.path,
@@ -80,6 +81,7 @@ export function decisionEvent(e: Envelope, r: DecisionRecord): AuditEvent {
     source: r.source,
     sourceSegments: r.sourceSegments,
     time: e.time,
+    tls: r.tls,
     verdict: r.verdict,
   };
 }
