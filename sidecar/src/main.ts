@@ -1,3 +1,4 @@
+import { rootCertificates } from 'node:tls';
 import { readFile } from 'node:fs/promises';
 import { Pool } from 'undici';
 import { formatHostPort } from '@airlock/common/config';
@@ -68,7 +69,11 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
   const metrics = createSidecarMetrics(registry);
   const egressRoots = await egressTrust(config);
   // tls: inspect: made at every start (its key only in memory), its certificate written for the agent.
-  const egressCa = await EgressCa.create({ ...(config.egressCaFile === undefined ? {} : { certFile: config.egressCaFile }), minted: metrics.egressCertificatesMinted });
+  const egressCa = await EgressCa.create({
+    ...(config.egressCaFile === undefined ? {} : { certFile: config.egressCaFile }),
+    ...(config.egressCaBundleFile === undefined ? {} : { bundleFile: config.egressCaBundleFile, roots: egressRoots.ca ?? rootCertificates.join('\n') }),
+    minted: metrics.egressCertificatesMinted,
+  });
   const cpId = controlPlaneId(config);
   // Every client of the control plane (authorization, signing, the trust-bundle stream) goes through one pool: one health record, one failover rule.
   const endpoints = new ControlPlaneEndpoints({ configured: config.controlPlane, refreshMs: config.controlPlaneResolveInterval, logger: logger.child({ component: 'control-plane-endpoints' }) });

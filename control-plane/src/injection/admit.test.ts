@@ -72,7 +72,10 @@ describe('sidecar injection', () => {
         capabilities: { drop: ['ALL'] },
         seccompProfile: { type: 'RuntimeDefault' },
       },
-      volumeMounts: [{ name: 'airlock-token', mountPath: '/var/run/secrets/airlock/tokens', readOnly: true }],
+      volumeMounts: [
+        { name: 'airlock-token', mountPath: '/var/run/secrets/airlock/tokens', readOnly: true },
+        { name: 'airlock-egress-ca', mountPath: '/var/run/airlock/egress' },
+      ],
     });
     expect(env(sidecar)).toEqual({
       POD_IP: { fieldRef: { fieldPath: 'status.podIP' } },
@@ -82,11 +85,22 @@ describe('sidecar injection', () => {
       AIRLOCK_KUBERNETES_TOKEN_FILE: '/var/run/secrets/airlock/tokens/airlock-token',
       AIRLOCK_INBOUND_ADVERTISE: '$(POD_IP):15006',
       AIRLOCK_APP_PORT: '8000',
+      AIRLOCK_EGRESS_CA_FILE: '/var/run/airlock/egress/ca.pem',
+      AIRLOCK_EGRESS_CA_BUNDLE_FILE: '/var/run/airlock/egress/ca-bundle.pem',
       AIRLOCK_LOG_LEVEL: 'info',
       NODE_OPTIONS: '--max-semi-space-size=8',
     });
-    expect(out.spec.volumes).toEqual([{ name: 'airlock-token', projected: { sources: [{ serviceAccountToken: { audience: 'airlock', expirationSeconds: 900, path: 'airlock-token' } }] } }]);
+    expect(out.spec.volumes).toEqual([
+      { name: 'airlock-token', projected: { sources: [{ serviceAccountToken: { audience: 'airlock', expirationSeconds: 900, path: 'airlock-token' } }] } },
+      { name: 'airlock-egress-ca', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
+    ]);
+    // The app trusts the sidecar's egress CA (tls: inspect), read-only.
+    expect(out.spec.containers[0]?.volumeMounts).toEqual([{ name: 'airlock-egress-ca', mountPath: '/var/run/airlock/egress', readOnly: true }]);
     expect(env(out.spec.containers[0])).toMatchObject({
+      NODE_EXTRA_CA_CERTS: '/var/run/airlock/egress/ca.pem',
+      SSL_CERT_FILE: '/var/run/airlock/egress/ca-bundle.pem',
+      CURL_CA_BUNDLE: '/var/run/airlock/egress/ca-bundle.pem',
+      REQUESTS_CA_BUNDLE: '/var/run/airlock/egress/ca-bundle.pem',
       HTTP_PROXY: 'http://127.0.0.1:15001',
       HTTPS_PROXY: 'http://127.0.0.1:15001',
       NO_PROXY: 'localhost,127.0.0.1,::1',
@@ -108,7 +122,7 @@ describe('sidecar injection', () => {
     const out = injected(p);
     expect(out.spec.initContainers?.map((c) => c.name)).toEqual(['airlock-sidecar', 'migrate']);
     expect(env(out.spec.initContainers?.[1]).HTTP_PROXY).toBe('http://127.0.0.1:15001');
-    expect(out.spec.volumes?.map((v) => v.name)).toEqual(['data', 'airlock-token']);
+    expect(out.spec.volumes?.map((v) => v.name)).toEqual(['data', 'airlock-token', 'airlock-egress-ca']);
     expect(out.metadata.annotations).toEqual({ team: 'research', 'airlock.dev/injected': 'true' });
     const agentEnv = out.spec.containers[0]?.env as { name: string; value: string }[];
     expect(agentEnv.filter((e) => e.name === 'HTTPS_PROXY')).toEqual([{ name: 'HTTPS_PROXY', value: 'http://127.0.0.1:15001' }]);
@@ -116,6 +130,16 @@ describe('sidecar injection', () => {
     // The first container with a port gives the app port.
     expect(env(out.spec.initContainers?.[0]).AIRLOCK_APP_PORT).toBe('9000');
     expect(admit(request(p), settings, BUNDLE).answer.warnings).toContain('container agent: HTTPS_PROXY set to the airlock sidecar');
+  });
+
+  it("keeps a container's own trust store variable (with a warning), and its own volume mounts", () => {
+    const p = pod({ containers: [{ name: 'agent', image: 'a:1', env: [{ name: 'SSL_CERT_FILE', value: '/etc/corp/roots.pem' }], volumeMounts: [{ name: 'data', mountPath: '/data' }] }], spec: { volumes: [{ name: 'data', emptyDir: {} }] } });
+    const out = injected(p);
+    expect(env(out.spec.containers[0]).SSL_CERT_FILE).toBe('/etc/corp/roots.pem');
+    expect(env(out.spec.containers[0]).REQUESTS_CA_BUNDLE).toBe('/var/run/airlock/egress/ca-bundle.pem');
+    expect(out.spec.containers[0]?.volumeMounts).toEqual([{ name: 'data', mountPath: '/data' }, { name: 'airlock-egress-ca', mountPath: '/var/run/airlock/egress', readOnly: true }]);
+    expect(admit(request(p), settings, BUNDLE).answer.warnings).toContain('container agent: SSL_CERT_FILE is kept as set; it will not trust hosts the sidecar inspects (tls: inspect)');
+    expect(() => admit(request(pod({ spec: { volumes: [{ name: 'airlock-egress-ca', emptyDir: {} }] } })), settings, BUNDLE)).toThrow(/"airlock-egress-ca" is reserved/);
   });
 
   it('reads the app port, resources and transparent mode from annotations', () => {

@@ -3,7 +3,7 @@ import { INJECTED, type PodOptions } from './should-inject.ts';
 import type { InjectionSettings } from './injection-settings.ts';
 import type { Container, Pod } from './pod.ts';
 import { redirectInitContainer } from './redirect-rules.ts';
-import { PROXY_ENV, sidecarContainer, tokenVolume } from './sidecar-template.ts';
+import { EGRESS_CA_DIR, EGRESS_CA_ENV, EGRESS_CA_VOLUME, egressCaVolume, PROXY_ENV, sidecarContainer, tokenVolume } from './sidecar-template.ts';
 
 /** JSON Pointer escaping (RFC 6901) of one path segment. */
 function pointer(segment: string): string {
@@ -20,16 +20,16 @@ export function injectionPatch(pod: Pod, settings: InjectionSettings, options: P
   const patch: PatchOperation[] = [];
   const warnings: string[] = [];
   const userInit = pod.spec.initContainers ?? [];
-  pod.spec.containers.forEach((c, i) => patch.push(...proxyEnvPatch(c, `/spec/containers/${i}`, warnings)));
-  userInit.forEach((c, i) => patch.push(...proxyEnvPatch(c, `/spec/initContainers/${i}`, warnings)));
+  pod.spec.containers.forEach((c, i) => patch.push(...proxyEnvPatch(c, `/spec/containers/${i}`, warnings), ...egressCaPatch(c, `/spec/containers/${i}`, warnings)));
+  userInit.forEach((c, i) => patch.push(...proxyEnvPatch(c, `/spec/initContainers/${i}`, warnings), ...egressCaPatch(c, `/spec/initContainers/${i}`, warnings)));
 
   const ours = [...(options.transparent ? [redirectInitContainer(settings)] : []), sidecarContainer(settings, options, trustBundlePem)];
   if (pod.spec.initContainers === undefined) patch.push({ op: 'add', path: '/spec/initContainers', value: ours });
   // Each insert at 0 lands before the previous one: insert in reverse order.
   else for (const c of [...ours].reverse()) patch.push({ op: 'add', path: '/spec/initContainers/0', value: c });
 
-  if (pod.spec.volumes === undefined) patch.push({ op: 'add', path: '/spec/volumes', value: [tokenVolume(settings)] });
-  else patch.push({ op: 'add', path: '/spec/volumes/-', value: tokenVolume(settings) });
+  if (pod.spec.volumes === undefined) patch.push({ op: 'add', path: '/spec/volumes', value: [tokenVolume(settings), egressCaVolume()] });
+  else patch.push({ op: 'add', path: '/spec/volumes/-', value: tokenVolume(settings) }, { op: 'add', path: '/spec/volumes/-', value: egressCaVolume() });
 
   if (pod.metadata?.annotations === undefined) {
     if (pod.metadata === undefined) patch.push({ op: 'add', path: '/metadata', value: {} });
@@ -55,6 +55,22 @@ function proxyEnvPatch(c: Container, path: string, warnings: string[]): PatchOpe
     }
     for (const j of indexes) ops.push({ op: 'replace', path: `${path}/env/${j}`, value: v });
     if (c.env[indexes[0] ?? 0]?.value !== v.value) warnings.push(`container ${c.name}: ${v.name} set to the airlock sidecar`);
+  }
+  return ops;
+}
+
+/**
+ * Mounts the sidecar's egress CA files read-only and points the TLS clients' variables at them
+ * (EGRESS_CA_ENV). A variable the container already sets is kept, with a warning: its own roots
+ * are its business, but it will not trust hosts the sidecar inspects.
+ */
+function egressCaPatch(c: Container, path: string, warnings: string[]): PatchOperation[] {
+  const mount = { name: EGRESS_CA_VOLUME, mountPath: EGRESS_CA_DIR, readOnly: true };
+  const ops: PatchOperation[] = [c.volumeMounts === undefined ? { op: 'add', path: `${path}/volumeMounts`, value: [mount] } : { op: 'add', path: `${path}/volumeMounts/-`, value: mount }];
+  // After proxyEnvPatch: the env list exists by now.
+  for (const v of EGRESS_CA_ENV) {
+    if ((c.env ?? []).some((e) => e.name === v.name)) warnings.push(`container ${c.name}: ${v.name} is kept as set; it will not trust hosts the sidecar inspects (tls: inspect)`);
+    else ops.push({ op: 'add', path: `${path}/env/-`, value: v });
   }
   return ops;
 }

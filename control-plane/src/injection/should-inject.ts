@@ -2,7 +2,7 @@ import { InjectionError, InjectionFailure, type Outcome } from './injection-erro
 import type { InjectionSettings } from './injection-settings.ts';
 import type { Pod } from './pod.ts';
 import { resourcesProblems, type Resources } from './quantity.ts';
-import { INIT_CONTAINER, RESERVED_PORTS, SIDECAR_CONTAINER, SIDECAR_UID, TOKEN_VOLUME } from './sidecar-template.ts';
+import { EGRESS_CA_VOLUME, INIT_CONTAINER, RESERVED_PORTS, SIDECAR_CONTAINER, SIDECAR_UID, TOKEN_VOLUME } from './sidecar-template.ts';
 
 /** The label (on a namespace or pod) and annotations users set; the marker annotation we set. */
 export const INJECT = 'airlock.dev/inject';
@@ -47,6 +47,7 @@ export function shouldInject(pod: Pod, settings: InjectionSettings): Decision {
     if (names.includes(reserved)) problems.push(`the container name "${reserved}" is reserved for the injected sidecar`);
   }
   if ((pod.spec.volumes ?? []).some((v) => v.name === TOKEN_VOLUME)) problems.push(`the volume name "${TOKEN_VOLUME}" is reserved for the injected token`);
+  if ((pod.spec.volumes ?? []).some((v) => v.name === EGRESS_CA_VOLUME)) problems.push(`the volume name "${EGRESS_CA_VOLUME}" is reserved for the injected egress CA`);
   // The token attests the pod to the control plane: a container holding it could get the pod's SVID
   // and call peers without its sidecar. Only the injected sidecar mounts it, and no other volume
   // projects a token for Airlock's audience.

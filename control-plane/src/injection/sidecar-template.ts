@@ -6,6 +6,12 @@ export const INIT_CONTAINER = 'airlock-init';
 export const TOKEN_VOLUME = 'airlock-token';
 export const TOKEN_DIR = '/var/run/secrets/airlock/tokens';
 export const TOKEN_FILE = `${TOKEN_DIR}/airlock-token`;
+/** Where the sidecar writes its egress CA (tls: inspect) for the pod's containers to trust: a memory emptyDir they share. */
+export const EGRESS_CA_VOLUME = 'airlock-egress-ca';
+export const EGRESS_CA_DIR = '/var/run/airlock/egress';
+export const EGRESS_CA_FILE = `${EGRESS_CA_DIR}/ca.pem`;
+/** The egress CA followed by the roots the sidecar trusts: for variables that replace a client's roots. */
+export const EGRESS_CA_BUNDLE_FILE = `${EGRESS_CA_DIR}/ca-bundle.pem`;
 /**
  * The sidecar's UID and GID (the image's USER too). Not 65532: distroless "nonroot" apps run as
  * 65532, and in transparent mode the sidecar's UID is the one exempt from redirection.
@@ -36,6 +42,19 @@ export const PROXY_ENV: readonly { name: string; value: string }[] = [
   { name: 'https_proxy', value: PROXY_URL },
   { name: 'no_proxy', value: NO_PROXY },
   { name: 'NODE_USE_ENV_PROXY', value: '1' },
+];
+
+/**
+ * What app containers get so that their TLS clients trust the sidecar's egress CA (tls: inspect):
+ * Node adds NODE_EXTRA_CA_CERTS to its roots; OpenSSL, Go, curl and Python requests replace theirs
+ * with the file named, so they get the CA followed by the roots (hosts reached through a plain
+ * tunnel still verify). Unlike the proxy variables, a value the pod set is kept (its own roots).
+ */
+export const EGRESS_CA_ENV: readonly { name: string; value: string }[] = [
+  { name: 'NODE_EXTRA_CA_CERTS', value: EGRESS_CA_FILE },
+  { name: 'SSL_CERT_FILE', value: EGRESS_CA_BUNDLE_FILE },
+  { name: 'CURL_CA_BUNDLE', value: EGRESS_CA_BUNDLE_FILE },
+  { name: 'REQUESTS_CA_BUNDLE', value: EGRESS_CA_BUNDLE_FILE },
 ];
 
 /** The restricted-profile security context, as the Pod Security Standards define it. */
@@ -70,6 +89,8 @@ export function sidecarContainer(settings: InjectionSettings, options: PodOption
     ...(options.appPort === undefined ? [] : [{ name: 'AIRLOCK_APP_PORT', value: String(options.appPort) }]),
     // Transparent mode: what the init container's rules redirect is served here (README "Sidecar injection").
     ...(options.transparent ? [{ name: 'AIRLOCK_CAPTURE_LISTEN', value: `127.0.0.1:${CAPTURE_PORT}` }] : []),
+    { name: 'AIRLOCK_EGRESS_CA_FILE', value: EGRESS_CA_FILE },
+    { name: 'AIRLOCK_EGRESS_CA_BUNDLE_FILE', value: EGRESS_CA_BUNDLE_FILE },
     { name: 'AIRLOCK_LOG_LEVEL', value: settings.logLevel },
     { name: 'NODE_OPTIONS', value: SIDECAR_NODE_OPTIONS },
   ];
@@ -96,7 +117,10 @@ export function sidecarContainer(settings: InjectionSettings, options: PodOption
     livenessProbe: probe('/healthz', 10, 3),
     resources: options.resources,
     securityContext: RESTRICTED,
-    volumeMounts: [{ name: TOKEN_VOLUME, mountPath: TOKEN_DIR, readOnly: true }],
+    volumeMounts: [
+      { name: TOKEN_VOLUME, mountPath: TOKEN_DIR, readOnly: true },
+      { name: EGRESS_CA_VOLUME, mountPath: EGRESS_CA_DIR },
+    ],
   };
 }
 
@@ -106,4 +130,9 @@ export function tokenVolume(settings: InjectionSettings): Record<string, unknown
     name: TOKEN_VOLUME,
     projected: { sources: [{ serviceAccountToken: { audience: settings.tokenAudience, expirationSeconds: settings.tokenExpirationSeconds, path: 'airlock-token' } }] },
   };
+}
+
+/** The memory volume the sidecar writes its egress CA files to, for the pod's containers to read. */
+export function egressCaVolume(): Record<string, unknown> {
+  return { name: EGRESS_CA_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } };
 }

@@ -2,6 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { rootCertificates } from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '@airlock/common/errors';
 import { EgressCa } from './egress-ca.ts';
@@ -25,6 +26,18 @@ describe('EgressCa', () => {
     expect(cert.verify(cert.publicKey)).toBe(true);
     // A second sidecar start is a new CA.
     expect((await EgressCa.create({ certFile: file })).certPem).not.toBe(text);
+  });
+
+  it('writes egressCaBundleFile as the CA followed by the roots, so a client whose roots it replaces still trusts them', async () => {
+    const bundle = join(dir, 'ca-bundle.pem');
+    const roots = rootCertificates.slice(0, 3).join('\n');
+    const ca = await EgressCa.create({ bundleFile: bundle, roots });
+    const written = readFileSync(bundle, 'utf8');
+    const certs = written.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    expect(certs).toHaveLength(4);
+    expect(new X509Certificate(certs[0] ?? '').fingerprint256).toBe(new X509Certificate(ca.certPem).fingerprint256);
+    expect(certs.slice(1).map((c) => new X509Certificate(c).fingerprint256)).toEqual(rootCertificates.slice(0, 3).map((c) => new X509Certificate(c).fingerprint256));
+    await expect(EgressCa.create({ bundleFile: join(dir, 'missing', 'b.pem'), roots })).rejects.toThrow(/egressCaBundleFile: cannot write/);
   });
 
   it('an unwritable egressCaFile is a config error naming the setting', async () => {

@@ -51,6 +51,14 @@ const BACKDATE_MS = 5 * 60_000;
 export interface EgressCaOptions {
   /** Where the CA certificate (PEM) is written for the agent's trust store (`egressCaFile`); undefined = not written. */
   readonly certFile?: string;
+  /**
+   * Where the CA certificate followed by `roots` is written (`egressCaBundleFile`): a whole trust
+   * store, for clients whose variable replaces their roots (SSL_CERT_FILE, REQUESTS_CA_BUNDLE);
+   * undefined = not written.
+   */
+  readonly bundleFile?: string;
+  /** The roots an agent trusts for the hosts it reaches through a tunnel (PEM): the bundle's tail. */
+  readonly roots?: string;
   readonly leafTtlMs?: number;
   /** Leaf certificates kept, least recently used dropped first. */
   readonly cacheSize?: number;
@@ -104,18 +112,11 @@ export class EgressCa {
     });
   }
 
-  /** A new CA, its certificate written to `certFile` (atomically: an agent never reads half of it). */
+  /** A new CA, its certificate written to `certFile` and with `roots` to `bundleFile` (atomically: an agent never reads half of one). */
   static async create(o: EgressCaOptions = {}): Promise<EgressCa> {
     const ca = new EgressCa(o);
-    if (o.certFile !== undefined) {
-      const tmp = `${o.certFile}.${process.pid}.tmp`;
-      try {
-        await writeFile(tmp, ca.certPem, { mode: 0o644 });
-        await rename(tmp, o.certFile);
-      } catch (err) {
-        throw new ConfigError([`egressCaFile: cannot write the egress CA certificate to ${o.certFile}: ${errorMessage(err)}`]);
-      }
-    }
+    if (o.certFile !== undefined) await writeAtomically(o.certFile, ca.certPem, 'egressCaFile');
+    if (o.bundleFile !== undefined) await writeAtomically(o.bundleFile, `${ca.certPem.trimEnd()}\n${(o.roots ?? '').trim()}\n`, 'egressCaBundleFile');
     return ca;
   }
 
@@ -221,4 +222,14 @@ function nameOf(commonName: string): Name {
 
 function extension(extnID: string, critical: boolean, value: object): Extension {
   return new Extension({ extnID, critical, extnValue: new OctetString(AsnConvert.serialize(value)) });
+}
+
+async function writeAtomically(file: string, pem: string, setting: string): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    await writeFile(tmp, pem, { mode: 0o644 });
+    await rename(tmp, file);
+  } catch (err) {
+    throw new ConfigError([`${setting}: cannot write the egress CA certificate to ${file}: ${errorMessage(err)}`]);
+  }
 }
