@@ -420,7 +420,15 @@ describe('the chart, installed by its README into a real Kubernetes API server',
       else env[e.name] = (e.value ?? '').replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (whole, name: string) => env[name] ?? whole);
     }
     expect(env.AIRLOCK_INBOUND_ADVERTISE).toBe('127.0.0.1:15006');
+    // The memory volume the sidecar writes its egress CA to, as the kubelet would mount it.
+    const egressMount = c.volumeMounts?.find((m) => m.name === 'airlock-egress-ca');
+    expect(pod.spec.volumes?.find((v) => v.name === egressMount?.name)).toEqual({ name: 'airlock-egress-ca', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } });
+    const egressDir = join(dir, pod.metadata.name, 'egress');
+    mkdirSync(egressDir, { recursive: true });
+    const inEgressDir = (file: string | undefined): string => join(egressDir, (file ?? '').slice(`${egressMount?.mountPath ?? ''}/`.length));
     Object.assign(env, {
+      AIRLOCK_EGRESS_CA_FILE: inEgressDir(env.AIRLOCK_EGRESS_CA_FILE),
+      AIRLOCK_EGRESS_CA_BUNDLE_FILE: inEgressDir(env.AIRLOCK_EGRESS_CA_BUNDLE_FILE),
       AIRLOCK_KUBERNETES_TOKEN_FILE: join(tokenDir, (env.AIRLOCK_KUBERNETES_TOKEN_FILE ?? '').slice(`${tokenMount?.mountPath ?? ''}/`.length)),
       AIRLOCK_CONTROL_PLANE: `127.0.0.1:${controlPlane.grpcPort}`,
       AIRLOCK_OUTBOUND_LISTEN: '127.0.0.1:0',
@@ -433,6 +441,8 @@ describe('the chart, installed by its README into a real Kubernetes API server',
     processes.push(p);
     const listening = await p.logLine('sidecar listening; obtaining an SVID');
     await waitReady(p, `http://127.0.0.1:${Number(listening.admin)}/readyz`);
+    // What the pod's containers read through the volume: the egress CA, and it followed by roots.
+    expect(readFileSync(env.AIRLOCK_EGRESS_CA_BUNDLE_FILE ?? '', 'utf8').startsWith(readFileSync(env.AIRLOCK_EGRESS_CA_FILE ?? '', 'utf8').trimEnd())).toBe(true);
     return { process: p, outboundPort: Number(listening.outbound) };
   }
 

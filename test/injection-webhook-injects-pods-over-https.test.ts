@@ -162,7 +162,7 @@ describe('the sidecar injection webhook of a real control plane', () => {
     expect(sidecar).toMatchObject({ image: IMAGE, restartPolicy: 'Always', args: ['sidecar'], startupProbe: { httpGet: { path: '/readyz', port: 15020 } }, securityContext: { runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } } });
     const env = Object.fromEntries((sidecar?.env ?? []).map((e) => [e.name, e.value]));
     expect(env).toMatchObject({ AIRLOCK_TRUST_DOMAIN: TD, AIRLOCK_CONTROL_PLANE: `127.0.0.1:${grpcPort}`, AIRLOCK_CA_PEM: caPem, AIRLOCK_APP_PORT: '8000' });
-    expect(out.spec.volumes?.map((v) => v.name)).toEqual(['kube-api-access-x1', 'airlock-token']);
+    expect(out.spec.volumes?.map((v) => v.name)).toEqual(['kube-api-access-x1', 'airlock-token', 'airlock-egress-ca']);
     expect(out.spec.volumes?.[1]).toEqual({ name: 'airlock-token', projected: { sources: [{ serviceAccountToken: { audience: 'airlock', expirationSeconds: 600, path: 'airlock-token' } }] } });
     const agentEnv = out.spec.containers[0]?.env ?? [];
     expect(agentEnv[0]).toEqual({ name: 'MODEL', value: 'gpt' });
@@ -180,6 +180,10 @@ describe('the sidecar injection webhook of a real control plane', () => {
     for (const e of sidecar?.env ?? []) childEnv[e.name] = e.name === 'POD_IP' ? '127.0.0.1' : (e.value ?? '').replace('$(POD_IP)', '127.0.0.1');
     expect(childEnv.AIRLOCK_KUBERNETES_TOKEN_FILE).toBe('/var/run/secrets/airlock/tokens/airlock-token');
     childEnv.AIRLOCK_KUBERNETES_TOKEN_FILE = join(tokenDir, 'airlock-token');
+    // The memory volume for the egress CA, as the kubelet would mount it.
+    expect(childEnv.AIRLOCK_EGRESS_CA_FILE).toBe('/var/run/airlock/egress/ca.pem');
+    childEnv.AIRLOCK_EGRESS_CA_FILE = join(tokenDir, 'ca.pem');
+    childEnv.AIRLOCK_EGRESS_CA_BUNDLE_FILE = join(tokenDir, 'ca-bundle.pem');
     // The pod's own network namespace keeps 15001/15006/15020 apart; here they are free loopback ports.
     Object.assign(childEnv, { AIRLOCK_OUTBOUND_LISTEN: '127.0.0.1:0', AIRLOCK_INBOUND_LISTEN: '127.0.0.1:0', AIRLOCK_ADMIN_LISTEN: '127.0.0.1:0' });
     const args = sidecar?.args as string[];
