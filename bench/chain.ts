@@ -189,3 +189,13 @@ export function cpuSeconds(pid: number | undefined): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
+
+/** Prints a bench's report and adds it to bench/README.md, newest first (unless AIRLOCK_BENCH_WRITE=0). */
+export function publishReport(report: string): void {
+  console.log(`\n${report}\n`);
+  if (process.env.AIRLOCK_BENCH_WRITE === '0') return;
+  const readmePath = join(import.meta.dirname, 'README.md');
+  const marker = '<!-- results: newest first -->';
+  writeFileSync(readmePath, readFileSync(readmePath, 'utf8').replace(marker, `${marker}\n\n${report}\n`));
+  console.log('results added to bench/README.md');
+}

@@ -7,13 +7,13 @@
 // Prints a table; appends it to bench/README.md unless AIRLOCK_BENCH_WRITE=0.
 // Run: node bench/failover.ts
 import { Agent, request } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startEtcd } from '../test/support/etcd.ts';
 import { writeSharedCa } from '../test/support/replicas.ts';
-import { startApp, startControlPlane, startSidecars, type ControlPlane } from './chain.ts';
+import { publishReport, startApp, startControlPlane, startSidecars, type ControlPlane } from './chain.ts';
 
 const WORKERS = 8;
 const BEFORE_MS = 3000;
@@ -130,13 +130,7 @@ async function main(): Promise<void> {
     '|---|---|---|---|---|---|',
     ...rows,
   ].join('\n');
-  console.log(`\n${report}\n`);
-  if (process.env.AIRLOCK_BENCH_WRITE !== '0') {
-    const readmePath = join(import.meta.dirname, 'README.md');
-    const marker = '<!-- results: newest first -->';
-    writeFileSync(readmePath, readFileSync(readmePath, 'utf8').replace(marker, `${marker}\n\n${report}\n`));
-    console.log('results added to bench/README.md');
-  }
+  publishReport(report);
 }
 
 await main();

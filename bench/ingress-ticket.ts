@@ -5,10 +5,10 @@
 // plane for every call as before tickets. Per point: req/s, p50 / p99, the ingress sidecar's CPU per
 // call, the control plane's decisions and CPU per call, and the share of calls admitted on a ticket.
 // Pinned as run.ts (servers on CPU 0, wrk on CPU 1). Run by run.ts; alone: AIRLOCK_BENCH_WRITE=0 to only print.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { counter, cpuSeconds, startApp, startControlPlane, startSidecars, wrk, type AuthzVariant } from './chain.ts';
+import { counter, cpuSeconds, publishReport, startApp, startControlPlane, startSidecars, wrk, type AuthzVariant } from './chain.ts';
 
 const DURATION = process.env.AIRLOCK_BENCH_DURATION ?? '8s';
 const WARMUP = process.env.AIRLOCK_BENCH_WARMUP ?? '5s';
@@ -69,13 +69,7 @@ async function main(): Promise<void> {
     '|---|---|---|---|---|---|---|---|---|',
     ...rows,
   ].join('\n');
-  console.log(`\n${report}\n`);
-  if (process.env.AIRLOCK_BENCH_WRITE !== '0') {
-    const readmePath = join(import.meta.dirname, 'README.md');
-    const marker = '<!-- results: newest first -->';
-    writeFileSync(readmePath, readFileSync(readmePath, 'utf8').replace(marker, `${marker}\n\n${report}\n`));
-    console.log('results added to bench/README.md');
-  }
+  publishReport(report);
 }
 
 await main();

@@ -4,13 +4,14 @@
 // (explain: the same decide() and in-memory state Authorize uses) in a tight loop until it follows.
 // Prints p50 / p99 / max per kind against the goal (p99 ≤ 200 ms on loopback), and appends them to
 // bench/README.md unless AIRLOCK_BENCH_WRITE=0. Run: node bench/replica-propagation.ts [rounds]
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Agent, fetch } from 'undici';
 import type { RunningControlPlane } from '../control-plane/src/main.ts';
 import { startEtcd } from '../test/support/etcd.ts';
 import { startReplica, writeSharedCa } from '../test/support/replicas.ts';
+import { publishReport } from './chain.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 100);
 const TD = 'airlock.bench';
@@ -85,13 +86,7 @@ async function main(): Promise<void> {
       row('revoke an identity → B denies it', revocation),
       row('apply a policy version → B decides with it', policy),
     ].join('\n');
-    console.log(`\n${report}\n`);
-    if (process.env.AIRLOCK_BENCH_WRITE !== '0') {
-      const readmePath = join(import.meta.dirname, 'README.md');
-      const marker = '<!-- results: newest first -->';
-      writeFileSync(readmePath, readFileSync(readmePath, 'utf8').replace(marker, `${marker}\n\n${report}\n`));
-      console.log('results added to bench/README.md');
-    }
+    publishReport(report);
   } finally {
     for (const cp of replicas) await cp.close();
     await dispatcher.close();

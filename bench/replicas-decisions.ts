@@ -4,7 +4,7 @@
 // pinned to CPU 0; each gets its own bench/decisions-load.ts (one AuthorizeStream, checks coalesced)
 // pinned to CPU 1, all at once. Prints a table; appends it to bench/README.md unless
 // AIRLOCK_BENCH_WRITE=0. Run: node bench/replicas-decisions.ts [seconds]
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { adminPost } from '../cli/src/admin-client.ts';
@@ -13,7 +13,7 @@ import { oneControlPlane } from '../sidecar/src/controlplane/control-plane-pool.
 import { newKeyAndCsr } from '../sidecar/src/identity/key-and-csr.ts';
 import { startEtcd } from '../test/support/etcd.ts';
 import { writeSharedCa } from '../test/support/replicas.ts';
-import { adminCredentials, CLIENT_CPU, run, startControlPlane, TRUST_DOMAIN, type ControlPlane } from './chain.ts';
+import { adminCredentials, CLIENT_CPU, publishReport, run, startControlPlane, TRUST_DOMAIN, type ControlPlane } from './chain.ts';
 
 const SECONDS = process.argv[2] ?? '8';
 const controlPlaneId = `spiffe://${TRUST_DOMAIN}/ns/airlock-system/sa/airlock-control-plane`;
@@ -74,13 +74,7 @@ async function main(): Promise<void> {
       `| 1 | ${sum(one).toFixed(0)} | ${one.map((l) => l.decisionsPerSecond.toFixed(0)).join(', ')} | ${cpu(one)} | ${one.reduce((a, l) => a + l.errors, 0)} |`,
       `| 3 | ${sum(three).toFixed(0)} | ${three.map((l) => l.decisionsPerSecond.toFixed(0)).join(', ')} | ${cpu(three)} | ${three.reduce((a, l) => a + l.errors, 0)} |`,
     ].join('\n');
-    console.log(`\n${report}\n`);
-    if (process.env.AIRLOCK_BENCH_WRITE !== '0') {
-      const readmePath = join(import.meta.dirname, 'README.md');
-      const marker = '<!-- results: newest first -->';
-      writeFileSync(readmePath, readFileSync(readmePath, 'utf8').replace(marker, `${marker}\n\n${report}\n`));
-      console.log('results added to bench/README.md');
-    }
+    publishReport(report);
   } finally {
     for (const cp of replicas) await cp.stop();
     await etcd.stop();

@@ -13,12 +13,12 @@
 // and the issue's goals against the
 // figures. Servers are pinned to CPU 0 and load generators to CPU 1 (taskset), as in
 // ../shared/PERF-NOTES.md. Appends its tables to bench/README.md (AIRLOCK_BENCH_WRITE=0 not to).
-import { readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { rmSync, mkdtempSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { adminPost } from '../cli/src/admin-client.ts';
 import { NGINX_MISSING, nginxAvailable, startNginxChain } from './nginx-chain.ts';
-import { CLIENT_CPU, SERVER_CPU, TRUST_DOMAIN, adminCredentials, counter, cpuSeconds, rssMb, run, startApp, startControlPlane, startSidecars, wrk, type AuthzVariant, type WrkResult } from './chain.ts';
+import { CLIENT_CPU, SERVER_CPU, TRUST_DOMAIN, adminCredentials, counter, cpuSeconds, publishReport, rssMb, run, startApp, startControlPlane, startSidecars, wrk, type AuthzVariant, type WrkResult } from './chain.ts';
 
 const DURATION = process.env.AIRLOCK_BENCH_DURATION ?? '8s';
 const WARMUP = process.env.AIRLOCK_BENCH_WARMUP ?? '5s';
@@ -233,14 +233,7 @@ async function main(): Promise<void> {
       '|---|---|---|',
       ...goals(results, direct, rss, cpLoad.decisionsPerSecond),
     ].join('\n');
-    console.log(`\n${report}\n`);
-    if (process.env.AIRLOCK_BENCH_WRITE !== '0') {
-      const readmePath = join(import.meta.dirname, 'README.md');
-      const readme = readFileSync(readmePath, 'utf8');
-      const marker = '<!-- results: newest first -->';
-      writeFileSync(readmePath, readme.replace(marker, `${marker}\n\n${report}\n`));
-      console.log('results added to bench/README.md');
-    }
+    publishReport(report);
   } finally {
     for (const stop of stops.reverse()) await stop();
     rmSync(dir, { recursive: true, force: true });

@@ -4,7 +4,7 @@
 // them while scraping a mesh this test starts (labelled as the chart's ServiceMonitor and PodMonitor
 // label it), and after allowed, denied, fail-closed and refused traffic every panel's query returns
 // data, every rule evaluates without error, and every metric a rule reads exists.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,9 +13,8 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chartDir, find, renderChart } from './support/helm-chart.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
-import { freePort } from './support/ports.ts';
+import { startPrometheus, type RunningPrometheus } from './support/prometheus.ts';
 
-const PROMETHEUS = '/usr/bin/prometheus';
 const PROMTOOL = '/usr/bin/promtool';
 const AGENTS = ['planner', 'researcher'] as const;
 const POLICY = policyYaml('agents', AGENTS, [{ name: 'planner-to-researcher', from: 'planner', to: 'researcher', methods: ['GET'], paths: ['/v1/*'] }]);
@@ -32,7 +31,7 @@ interface Panel {
 describe('the dashboard and the alerts against a real Prometheus', () => {
   let dir: string;
   let mesh: Mesh;
-  let prometheus: ChildProcess;
+  let prometheus: RunningPrometheus;
   let api: string;
   let groups: { name: string; rules: { alert: string; expr: string }[] }[];
 
@@ -53,7 +52,7 @@ describe('the dashboard and the alerts against a real Prometheus', () => {
   };
 
   beforeAll(async () => {
-    for (const bin of [PROMETHEUS, PROMTOOL]) if (!existsSync(bin)) throw new Error(`${bin} is not installed: apt-get install prometheus (.ci/run does)`);
+    if (!existsSync(PROMTOOL)) throw new Error(`${PROMTOOL} is not installed: apt-get install prometheus (.ci/run does)`);
     dir = mkdtempSync(join(tmpdir(), 'airlock-alerts-'));
     const rule = find(renderChart({ set: ['metrics.prometheusRule.enabled=true'] }), 'PrometheusRule');
     groups = (rule.spec as { groups: typeof groups }).groups;
@@ -62,35 +61,18 @@ describe('the dashboard and the alerts against a real Prometheus', () => {
 
     // Short SVIDs: renewals go on all through the test, so issuance panels have data after the control plane restarts.
     mesh = await startMesh({ agents: AGENTS, policy: POLICY, controlPlaneArgs: ['--svid-ttl', '20s'] });
-    const port = await freePort();
-    api = `http://127.0.0.1:${port}`;
-    writeFileSync(
-      join(dir, 'prometheus.yml'),
-      stringify({
-        global: { scrape_interval: '1s', evaluation_interval: '1s' },
-        rule_files: [join(dir, 'rules.yaml')],
-        scrape_configs: [
-          { job_name: 'control-plane', static_configs: [{ targets: [`127.0.0.1:${mesh.httpPort}`], labels: CONTROL_PLANE_LABELS }] },
-          ...AGENTS.map((a) => ({ job_name: `sidecar-${a}`, static_configs: [{ targets: [`127.0.0.1:${mesh.agent(a).adminPort}`], labels: { namespace: 'agents', pod: `${a}-0` } }] })),
-        ],
-      }),
-    );
-    prometheus = spawn(PROMETHEUS, [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    prometheus.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
-    const end = Date.now() + 30_000;
-    for (;;) {
-      try {
-        if ((await fetch(`${api}/-/ready`)).ok) break;
-      } catch {
-        // not listening yet
-      }
-      if (prometheus.exitCode !== null || Date.now() > end) throw new Error(`prometheus did not start: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    prometheus = await startPrometheus(dir, {
+      global: { scrape_interval: '1s', evaluation_interval: '1s' },
+      rule_files: [join(dir, 'rules.yaml')],
+      scrape_configs: [
+        { job_name: 'control-plane', static_configs: [{ targets: [`127.0.0.1:${mesh.httpPort}`], labels: CONTROL_PLANE_LABELS }] },
+        ...AGENTS.map((a) => ({ job_name: `sidecar-${a}`, static_configs: [{ targets: [`127.0.0.1:${mesh.agent(a).adminPort}`], labels: { namespace: 'agents', pod: `${a}-0` } }] })),
+      ],
+    });
+    api = prometheus.api;
   }, 120_000);
   afterAll(async () => {
-    prometheus.kill('SIGKILL');
+    prometheus.stop();
     await mesh.close();
     rmSync(dir, { recursive: true, force: true });
   });

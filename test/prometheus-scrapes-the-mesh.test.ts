@@ -1,15 +1,13 @@
 // Issue 14, item 4: a real Prometheus (Debian's) scrapes the control plane and the sidecars of a mesh
 // this test starts, on loopback; after allowed and denied calls, the counts read back through the
 // Prometheus HTTP API are exact, by verdict and direction (control plane) and by outcome (sidecars).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from './support/ports.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
+import { startPrometheus, type RunningPrometheus } from './support/prometheus.ts';
 
-const PROMETHEUS = '/usr/bin/prometheus';
 const AGENTS = ['planner', 'researcher'] as const;
 const POLICY = policyYaml('agents', AGENTS, [{ name: 'planner-to-researcher', from: 'planner', to: 'researcher', methods: ['GET'], paths: ['/v1/*'] }]);
 const ALLOWED = 7;
@@ -18,7 +16,7 @@ const DENIED = 3;
 describe('a real Prometheus scraping the mesh', () => {
   let mesh: Mesh;
   let dir: string;
-  let prometheus: ChildProcess;
+  let prometheus: RunningPrometheus;
   let api: string;
 
   /** The value of one instant query (0 when it has no series). */
@@ -39,40 +37,22 @@ describe('a real Prometheus scraping the mesh', () => {
   };
 
   beforeAll(async () => {
-    if (!existsSync(PROMETHEUS)) throw new Error(`prometheus is not installed at ${PROMETHEUS}: apt-get install prometheus (.ci/run does)`);
     mesh = await startMesh({ agents: AGENTS, policy: POLICY });
     dir = mkdtempSync(join(tmpdir(), 'airlock-prometheus-'));
-    const port = await freePort();
-    api = `http://127.0.0.1:${port}`;
-    const targets = (ports: readonly number[]): string => ports.map((p) => `'127.0.0.1:${p}'`).join(', ');
-    writeFileSync(
-      join(dir, 'prometheus.yml'),
-      `global: { scrape_interval: 1s, evaluation_interval: 1s }
-scrape_configs:
-  - job_name: control-plane
-    static_configs: [ { targets: [${targets([mesh.httpPort])}] } ]
-  - job_name: sidecars
-    static_configs: [ { targets: [${targets(AGENTS.map((a) => mesh.agent(a).adminPort))}] } ]
-`,
-    );
-    prometheus = spawn(PROMETHEUS, [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    prometheus.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
-    const end = Date.now() + 30_000;
-    for (;;) {
-      try {
-        if ((await fetch(`${api}/-/ready`)).ok) break;
-      } catch {
-        // not listening yet
-      }
-      if (prometheus.exitCode !== null || Date.now() > end) throw new Error(`prometheus did not start: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const targets = (ports: readonly number[]): string[] => ports.map((p) => `127.0.0.1:${p}`);
+    prometheus = await startPrometheus(dir, {
+      global: { scrape_interval: '1s', evaluation_interval: '1s' },
+      scrape_configs: [
+        { job_name: 'control-plane', static_configs: [{ targets: targets([mesh.httpPort]) }] },
+        { job_name: 'sidecars', static_configs: [{ targets: targets(AGENTS.map((a) => mesh.agent(a).adminPort)) }] },
+      ],
+    });
+    api = prometheus.api;
     // Every target up before the traffic, so the counts start from a scraped zero.
     expect(await eventually('sum(up)', 3)).toBe(3);
   }, 90_000);
   afterAll(async () => {
-    prometheus.kill('SIGKILL');
+    prometheus.stop();
     await mesh.close();
     rmSync(dir, { recursive: true, force: true });
   });

@@ -1,21 +1,8 @@
-import { DEFAULT_TICKET_TTL_MS, MAX_TICKET_TTL_MS, sealTicket } from '@airlock/common/ticket';
+import { DEFAULT_TICKET_TTL_MS, MAX_TICKET_TTL_MS, sealTicket, type TicketClaims } from '@airlock/common/ticket';
 import type { TicketKeys } from './ticket-keys.ts';
 
-/** The allowed mesh call a ticket is issued for (what the egress asked, and what was decided). */
-export interface TicketedCall {
-  readonly decisionId: string;
-  readonly source: string;
-  readonly destination: string;
-  /** The upstream address the decision chose. */
-  readonly instance: string;
-  readonly host: string;
-  readonly port: number;
-  readonly method: string;
-  readonly path: string;
-  readonly mcpMethod: string;
-  readonly mcpTool: string;
-  readonly policyVersion: number;
-}
+/** The allowed mesh call a ticket is issued for (what the egress asked, and what was decided): the claims but their times. */
+export type TicketedCall = Omit<TicketClaims, 'issuedAt' | 'expiresAt'>;
 
 /**
  * Seals the ticket of an allowed OUTBOUND mesh call under the destination identity's current key:
