@@ -1,7 +1,8 @@
-// Issue 16 item 4: revoking an identity closes the connections it already holds open to other
-// sidecars, not only its next handshakes. A real mesh; the test holds a real SVID of an identity (as
-// a stolen one would be), keeps one mTLS connection to a sidecar's inbound port busy with requests
-// (so no idle timeout could close it), revokes the identity, and sees the sidecar close it.
+// Issue 16 item 4 and issue 15: revoking or quarantining an identity closes the connections it
+// already holds open to other sidecars, not only its next handshakes or calls. A real mesh; the test
+// holds real SVIDs of identities (as stolen ones would be), keeps one mTLS connection to a sidecar's
+// inbound port busy with requests (so no idle timeout could close it), contains the identity, and
+// sees the sidecar close it.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
@@ -12,61 +13,94 @@ import { JoinTokenSigner } from '../sidecar/src/identity/certificate-signer.ts';
 import { newKeyAndCsr } from '../sidecar/src/identity/key-and-csr.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 
-const POLICY = policyYaml('agents', ['gamma', 'scout'], [{ name: 'scout-to-gamma', from: 'scout', to: 'gamma', methods: ['GET'], paths: ['/v1/*'] }]);
+const POLICY = policyYaml('agents', ['gamma', 'scout', 'ranger'], [
+  { name: 'scout-to-gamma', from: 'scout', to: 'gamma', methods: ['GET'], paths: ['/v1/*'] },
+  { name: 'ranger-to-gamma', from: 'ranger', to: 'gamma', methods: ['GET'], paths: ['/v1/*'] },
+]);
 
-describe('a revoked peer loses its open connections', () => {
+interface Held {
+  readonly socket: TLSSocket;
+  readonly statuses: () => string[];
+  readonly open: () => boolean;
+  readonly closed: Promise<void>;
+  send(): void;
+}
+
+describe('a contained peer loses its open connections', () => {
   let mesh: Mesh;
-  let scout: { certChainPem: string; keyPem: string; trustBundlePem: string };
-  const scoutId = (m: Mesh): string => `spiffe://${m.trustDomain}/ns/agents/sa/scout`;
+  const idOf = (name: string): string => `spiffe://${mesh.trustDomain}/ns/agents/sa/${name}`;
 
   beforeAll(async () => {
     mesh = await startMesh({ agents: ['gamma'], policy: POLICY });
+  });
+  afterAll(async () => mesh.close());
+
+  /** A real SVID of `name` (no sidecar of its own) and one mTLS connection to gamma's inbound port, busy for 5 requests. */
+  async function hold(name: string): Promise<Held> {
     const signer = new JoinTokenSigner({
       ...oneControlPlane(`127.0.0.1:${mesh.grpcPort}`),
       caPem: readFileSync(join(mesh.dataDir, 'ca.pem'), 'utf8'),
       controlPlaneId: `spiffe://${mesh.trustDomain}/ns/airlock-system/sa/airlock-control-plane`,
-      joinToken: await mesh.createJoinToken(scoutId(mesh)),
+      joinToken: await mesh.createJoinToken(idOf(name)),
     });
     const { keyPem, csrPem } = await newKeyAndCsr();
     const signed = await signer.sign({ csrPem, inboundAddress: '127.0.0.1:1' });
     signer.close();
-    scout = { certChainPem: signed.certChainPem, keyPem, trustBundlePem: signed.trustBundlePem };
-  });
-  afterAll(async () => mesh.close());
-
-  it('closes the connection the identity holds, while it is busy, once the identity is revoked', { timeout: 60_000 }, async () => {
-    const socket: TLSSocket = connect({ host: '127.0.0.1', port: mesh.agent('gamma').inboundPort, ca: scout.trustBundlePem, cert: scout.certChainPem, key: scout.keyPem, checkServerIdentity: () => undefined });
+    const socket = connect({ host: '127.0.0.1', port: mesh.agent('gamma').inboundPort, ca: signed.trustBundlePem, cert: signed.certChainPem, key: keyPem, checkServerIdentity: () => undefined });
     await new Promise<void>((resolve, reject) => {
       socket.once('secureConnect', resolve);
       socket.once('error', reject);
     });
     let received = '';
+    let isOpen = true;
     socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
     socket.on('error', () => undefined);
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    const connection = { open: true };
-    void closed.then(() => (connection.open = false));
-    const send = (): boolean => socket.write('GET /v1/busy HTTP/1.1\r\nHost: gamma.agents\r\n\r\n');
-    const statuses = (): string[] => [...received.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1] ?? '');
-
-    // Busy before: every request answered 200 on the one connection.
+    void closed.then(() => (isOpen = false));
+    const held: Held = {
+      socket,
+      statuses: () => [...received.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1] ?? ''),
+      open: () => isOpen,
+      closed,
+      send: () => void socket.write('GET /v1/busy HTTP/1.1\r\nHost: gamma.agents\r\n\r\n'),
+    };
     for (let i = 0; i < 5; i++) {
-      send();
-      await expect.poll(statuses).toHaveLength(i + 1);
+      held.send();
+      await expect.poll(held.statuses).toHaveLength(i + 1);
     }
-    expect(statuses()).toEqual(['200', '200', '200', '200', '200']);
+    expect(held.statuses()).toEqual(['200', '200', '200', '200', '200']);
+    return held;
+  }
 
-    await adminPost(mesh.creds, '/v1/agents/revoke', { identity: scoutId(mesh) });
-    // Keep it busy (a request every 100 ms: no idle timeout applies) until the sidecar closes it.
+  /** Keeps `held` busy (a request every 100 ms: no idle timeout applies) until the sidecar closes it, or 20 s. */
+  async function busyUntilClosed(held: Held): Promise<boolean> {
     const deadline = Date.now() + 20_000;
-    while (connection.open && Date.now() < deadline) {
-      send();
+    while (held.open() && Date.now() < deadline) {
+      held.send();
       await new Promise((r) => setTimeout(r, 100));
     }
-    expect(connection.open).toBe(false);
-    await closed;
-    // Nothing reached the app after the revocation but what was decided before it.
-    const metrics = await (await fetch(`http://127.0.0.1:${mesh.agent('gamma').adminPort}/metrics`)).text();
-    expect(metrics).toMatch(/airlock_sidecar_inbound_rejected_total\{[^}]*reason="revoked"[^}]*\} [1-9]/);
+    return !held.open();
+  }
+
+  const rejected = async (reason: string): Promise<number> => {
+    const text = await (await fetch(`http://127.0.0.1:${mesh.agent('gamma').adminPort}/metrics`)).text();
+    return Number(new RegExp(`^airlock_sidecar_inbound_rejected_total\\{[^}]*reason="${reason}"[^}]*\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  };
+
+  it('closes the connection the identity holds, while it is busy, once the identity is revoked', { timeout: 60_000 }, async () => {
+    const held = await hold('scout');
+    await adminPost(mesh.creds, '/v1/agents/revoke', { identity: idOf('scout') });
+    expect(await busyUntilClosed(held)).toBe(true);
+    expect(await rejected('revoked')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('closes the connection of a quarantined identity (its certificate still valid), while it is busy', { timeout: 60_000 }, async () => {
+    const held = await hold('ranger');
+    await adminPost(mesh.creds, '/v1/agents/quarantine', { identity: idOf('ranger'), reason: 'exfiltration suspected' });
+    expect(await busyUntilClosed(held)).toBe(true);
+    expect(await rejected('quarantined')).toBeGreaterThanOrEqual(1);
+    // Nothing after the quarantine was allowed on it.
+    const after = held.statuses().slice(5);
+    expect(after.filter((s) => s === '200').length).toBeLessThanOrEqual(1);
   });
 });

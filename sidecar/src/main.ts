@@ -128,7 +128,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     tlsHandshakeTimeoutMs: config.tlsHandshakeTimeout,
     tunnelIdleTimeoutMs: config.tunnelIdleTimeout,
   };
-  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, ...(tickets === undefined ? {} : { tickets }), mcpMaxBody: config.mcpMaxBody, tlsMinVersion, limits, logger: logger.child({ component: 'inbound' }) });
+  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, contained: revoked, ...(tickets === undefined ? {} : { tickets }), mcpMaxBody: config.mcpMaxBody, tlsMinVersion, limits, logger: logger.child({ component: 'inbound' }) });
   // Our own listeners, once bound: an external call is never let back into the sidecar (or the control plane).
   const ownPorts: number[] = [];
   const destinations = new DestinationCheck({

@@ -29,6 +29,8 @@ export interface InboundDeps {
   readonly logger: Logger;
   /** Revoked certificates pushed by the control plane: such peers are cut at the handshake. */
   readonly revoked?: RevokedCertificates;
+  /** Identities revoked or quarantined, as pushed with the revocations: their open connections are closed at each push. */
+  readonly contained?: { isContained(spiffeId: string): boolean };
   /** How much of a POST application/json body is read for MCP rules (default 64 KiB). */
   readonly mcpMaxBody?: number;
   /** Lowest TLS version a peer may speak (setting tlsMinVersion; default TLS 1.3). */
@@ -106,10 +108,19 @@ export function createInboundServer(deps: InboundDeps): Server {
   deps.identity.onChange((svid) => server.setSecureContext(tlsContext(svid, minVersion)));
   deps.revoked?.onChange(() => {
     for (const [socket, issued] of live) {
-      if (deps.revoked?.has(issued.issuer, issued.serial) !== true) continue;
-      deps.metrics.inboundRejected.inc({ reason: 'revoked' });
-      deps.logger.warn({ remote: socket.remoteAddress, ...issued }, 'closed a connection from a now revoked peer certificate');
-      socket.destroy();
+      if (deps.revoked?.has(issued.issuer, issued.serial) === true) {
+        deps.metrics.inboundRejected.inc({ reason: 'revoked' });
+        deps.logger.warn({ remote: socket.remoteAddress, ...issued }, 'closed a connection from a now revoked peer certificate');
+        socket.destroy();
+        continue;
+      }
+      // A quarantined peer keeps a valid certificate: its connections are cut by identity.
+      const peer = peers.get(socket);
+      if (peer !== undefined && deps.contained?.isContained(peer) === true) {
+        deps.metrics.inboundRejected.inc({ reason: 'quarantined' });
+        deps.logger.warn({ remote: socket.remoteAddress, peer }, 'closed a connection from a now quarantined peer');
+        socket.destroy();
+      }
     }
   });
   return server;
