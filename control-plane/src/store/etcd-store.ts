@@ -331,6 +331,18 @@ export class EtcdStore implements Store {
     return this.#get<ApiTokenRecord>(`api-tokens/${hash}`);
   }
 
+  async listApiTokens(): Promise<ApiTokenRecord[]> {
+    return (await this.#list<ApiTokenRecord>('api-tokens/')).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async revokeApiToken(name: string, at: number): Promise<ApiTokenRecord | undefined> {
+    // The name index holds the hash as it is (not JSON).
+    const hash = await this.#call(() => this.#client.get(this.#key(`api-token-names/${name}`)).string());
+    if (hash === null) return undefined;
+    await this.#update<ApiTokenRecord>(`api-tokens/${hash}`, (t) => (t === undefined || t.revokedAt !== undefined ? undefined : { ...t, revokedAt: at }));
+    return this.findApiToken(hash);
+  }
+
   async addAdminCertificate(cert: AdminCertificateRecord): Promise<void> {
     await this.#create(`admin-certs/${cert.serial}`, cert, `an admin certificate with serial ${cert.serial} exists`);
   }

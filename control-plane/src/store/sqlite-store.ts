@@ -152,6 +152,7 @@ const ADDED_COLUMNS: readonly { table: string; column: string; type: string }[] 
   { table: 'join_tokens', column: 'used_by', type: 'TEXT' },
   { table: 'agents', column: 'labels', type: 'TEXT' },
   { table: 'ca_roots', column: 'sealed_key', type: 'TEXT' },
+  { table: 'api_tokens', column: 'revoked_at', type: 'INTEGER' },
 ];
 
 interface JoinTokenRow {
@@ -234,6 +235,9 @@ export class SqliteStore implements Store {
   readonly #insertPolicy: StatementSync;
   readonly #insertApiToken: StatementSync;
   readonly #findApiToken: StatementSync;
+  readonly #listApiTokens: StatementSync;
+  readonly #revokeApiToken: StatementSync;
+  readonly #apiTokenByName: StatementSync;
   readonly #insertAdminCert: StatementSync;
   readonly #findAdminCert: StatementSync;
   readonly #insertAudit: StatementSync;
@@ -297,7 +301,10 @@ export class SqliteStore implements Store {
       'INSERT INTO policy_versions (version, entries, created_at, actor, action, summary) VALUES (?, ?, ?, ?, ?, ?)',
     );
     this.#insertApiToken = this.#db.prepare('INSERT INTO api_tokens (hash, name, role, created_at) VALUES (?, ?, ?, ?)');
-    this.#findApiToken = this.#db.prepare('SELECT hash, name, role, created_at FROM api_tokens WHERE hash = ?');
+    this.#findApiToken = this.#db.prepare('SELECT hash, name, role, created_at, revoked_at FROM api_tokens WHERE hash = ?');
+    this.#listApiTokens = this.#db.prepare('SELECT hash, name, role, created_at, revoked_at FROM api_tokens ORDER BY name');
+    this.#revokeApiToken = this.#db.prepare('UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE name = ?');
+    this.#apiTokenByName = this.#db.prepare('SELECT hash, name, role, created_at, revoked_at FROM api_tokens WHERE name = ?');
     this.#insertAdminCert = this.#db.prepare('INSERT INTO admin_certificates (serial, name, role, created_at, not_after) VALUES (?, ?, ?, ?, ?)');
     this.#findAdminCert = this.#db.prepare('SELECT serial, name, role, created_at, not_after FROM admin_certificates WHERE serial = ?');
     this.#insertAudit = this.#db.prepare('INSERT INTO audit_events (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)');
@@ -525,8 +532,18 @@ export class SqliteStore implements Store {
   }
 
   async findApiToken(hash: string): Promise<ApiTokenRecord | undefined> {
-    const row = this.#findApiToken.get(hash) as { hash: string; name: string; role: ApiTokenRecord['role']; created_at: number } | undefined;
-    return row === undefined ? undefined : { hash: row.hash, name: row.name, role: row.role, createdAt: row.created_at };
+    const row = this.#findApiToken.get(hash) as ApiTokenRow | undefined;
+    return row === undefined ? undefined : apiTokenOf(row);
+  }
+
+  async listApiTokens(): Promise<ApiTokenRecord[]> {
+    return (this.#listApiTokens.all() as unknown as ApiTokenRow[]).map(apiTokenOf);
+  }
+
+  async revokeApiToken(name: string, at: number): Promise<ApiTokenRecord | undefined> {
+    this.#revokeApiToken.run(at, name);
+    const row = this.#apiTokenByName.get(name) as ApiTokenRow | undefined;
+    return row === undefined ? undefined : apiTokenOf(row);
   }
 
   async addAdminCertificate(c: AdminCertificateRecord): Promise<void> {
@@ -557,4 +574,16 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.#db.isOpen) this.#db.close();
   }
+}
+
+interface ApiTokenRow {
+  hash: string;
+  name: string;
+  role: ApiTokenRecord['role'];
+  created_at: number;
+  revoked_at: number | null;
+}
+
+function apiTokenOf(r: ApiTokenRow): ApiTokenRecord {
+  return { hash: r.hash, name: r.name, role: r.role, createdAt: r.created_at, ...(r.revoked_at === null ? {} : { revokedAt: r.revoked_at }) };
 }

@@ -244,6 +244,17 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     expect((await store.listAuditEvents(10)).map((e) => e.target)).toEqual(['version 2', 'version 1']);
   });
 
+  it('revokes an API token by name once (the first time kept), lists tokens by name, and knows no other name', async () => {
+    await store.addApiToken({ hash: 'ha', name: 'ci', role: 'editor', createdAt: 1 });
+    await store.addApiToken({ hash: 'hb', name: 'bot', role: 'viewer', createdAt: 2 });
+    expect(await store.revokeApiToken('ci', 100)).toEqual({ hash: 'ha', name: 'ci', role: 'editor', createdAt: 1, revokedAt: 100 });
+    expect(await (await client()).revokeApiToken('ci', 200)).toMatchObject({ revokedAt: 100 });
+    expect(await store.findApiToken('ha')).toMatchObject({ revokedAt: 100 });
+    expect(await store.findApiToken('hb')).toEqual({ hash: 'hb', name: 'bot', role: 'viewer', createdAt: 2 });
+    expect(await store.revokeApiToken('nobody', 100)).toBeUndefined();
+    expect((await store.listApiTokens()).map((t) => [t.name, t.revokedAt])).toEqual([['bot', undefined], ['ci', 100]]);
+  });
+
   it('keeps API token names unique, admin certificates by serial, and the audit trail newest first', async () => {
     await store.addApiToken({ hash: 't1', name: 'ci', role: 'editor', createdAt: 1 });
     await expect(store.addApiToken({ hash: 't2', name: 'ci', role: 'admin', createdAt: 2 })).rejects.toMatchObject({ code: ErrorCode.Conflict });

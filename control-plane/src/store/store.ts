@@ -131,6 +131,8 @@ export interface ApiTokenRecord {
   readonly name: string;
   readonly role: AdminRole;
   readonly createdAt: number;
+  /** Set once revoked: the token authenticates no one any more (its name stays taken). */
+  readonly revokedAt?: number;
 }
 
 /** An admin client certificate: its role was chosen when it was issued and is looked up by serial. */
@@ -247,6 +249,10 @@ export interface Store {
 
   addApiToken(token: ApiTokenRecord): Promise<void>;
   findApiToken(hash: string): Promise<ApiTokenRecord | undefined>;
+  /** Every API token (hashes included: for the caller to leave out), by name. */
+  listApiTokens(): Promise<ApiTokenRecord[]>;
+  /** Marks the token named `name` revoked (the first revocation time is kept); undefined when no token has that name. */
+  revokeApiToken(name: string, at: number): Promise<ApiTokenRecord | undefined>;
   addAdminCertificate(cert: AdminCertificateRecord): Promise<void>;
   findAdminCertificate(serial: string): Promise<AdminCertificateRecord | undefined>;
   addAuditEvent(event: AuditEventRecord): Promise<void>;

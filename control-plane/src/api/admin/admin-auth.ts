@@ -45,6 +45,7 @@ export async function tokenPrincipal(store: Store, authorization: string | undef
   const hash = hashToken(m[1]);
   const principal: Principal | undefined = (await store.hasAdminTokenHash(hash)) ? { name: 'admin-token', role: 'admin' } : await store.findApiToken(hash);
   if (principal === undefined) throw new AirlockError(ErrorCode.Unauthenticated, 'unknown bearer token');
+  if ('revokedAt' in principal && principal.revokedAt !== undefined) throw new AirlockError(ErrorCode.Unauthenticated, 'this bearer token was revoked');
   return { name: principal.name, role: principal.role };
 }
 

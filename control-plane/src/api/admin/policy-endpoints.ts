@@ -95,6 +95,27 @@ export function policyEndpoints(deps: PolicyEndpointDeps): AdminEndpoint[] {
         return ok({ name, role, token }, 201);
       },
     },
+    {
+      method: 'GET',
+      path: /^\/v1\/api-tokens$/,
+      role: 'admin',
+      // Never the hash: it would let a reader of this list try tokens offline.
+      handle: async () =>
+        ok({ items: (await deps.store.listApiTokens()).map((t) => ({ name: t.name, role: t.role, createdAt: new Date(t.createdAt).toISOString(), ...(t.revokedAt === undefined ? {} : { revokedAt: new Date(t.revokedAt).toISOString() }) })) }),
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/api-tokens\/revoke$/,
+      role: 'admin',
+      handle: async ({ who, body }) => {
+        const name = requiredString(await body(['name']), 'name');
+        const before = (await deps.store.listApiTokens()).find((t) => t.name === name);
+        const revoked = await deps.store.revokeApiToken(name, Date.now());
+        if (revoked === undefined) throw new AirlockError(ErrorCode.NotFound, `no API token is named "${name}"`);
+        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'api-token.revoke', target: name, detail: { alreadyRevoked: before?.revokedAt !== undefined } });
+        return ok({ name, revokedAt: new Date(revoked.revokedAt ?? Date.now()).toISOString(), alreadyRevoked: before?.revokedAt !== undefined });
+      },
+    },
     { method: 'GET', path: /^\/v1\/audit$/, role: 'admin', handle: async () => ok({ items: await deps.store.listAuditEvents(MAX_HISTORY) }) },
   ];
 }
