@@ -6,7 +6,10 @@ import { UsageError } from '../args.ts';
 import { credentialsOf, parseAdminFlags } from '../admin-command.ts';
 
 const HELP = `Usage: airlock admin-cert create --name NAME --role viewer|editor|responder|admin --out DIR
+       airlock admin-cert revoke NAME
                                  [--server URL] [--credentials FILE]
+
+revoke: every admin certificate issued to NAME authenticates no one from now on (admin only).
 
 Creates an admin client certificate for the control plane's gRPC AdminService (admin only). The key
 is made here and never sent; the control plane signs a CSR for spiffe://<trust domain>/admin/NAME
@@ -23,7 +26,14 @@ export async function runAdminCert(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  if (positionals[0] !== 'create' || positionals.length > 1) throw new UsageError('expected `airlock admin-cert create --name NAME --role ROLE --out DIR`');
+  if (positionals[0] === 'revoke') {
+    const name = positionals[1];
+    if (name === undefined || positionals.length > 2) throw new UsageError('expected `airlock admin-cert revoke NAME`');
+    const r = (await adminPost(credentialsOf(values), '/v1/admin-certs/revoke', { name })) as { name: string; revoked: number };
+    console.log(`${r.revoked} admin certificate${r.revoked === 1 ? '' : 's'} of ${r.name} revoked: they authenticate no one from now on`);
+    return 0;
+  }
+  if (positionals[0] !== 'create' || positionals.length > 1) throw new UsageError('expected `airlock admin-cert create --name NAME --role ROLE --out DIR` or `airlock admin-cert revoke NAME`');
   if (typeof values.name !== 'string' || typeof values.role !== 'string' || typeof values.out !== 'string') throw new UsageError('--name, --role and --out are required');
   const creds = credentialsOf(values);
   const { keyPem, csrPem } = newAdminKeyAndCsr();

@@ -351,6 +351,14 @@ export class EtcdStore implements Store {
     return this.#get<AdminCertificateRecord>(`admin-certs/${serial}`);
   }
 
+  async revokeAdminCertificates(name: string, at: number): Promise<number> {
+    const mine = (await this.#list<AdminCertificateRecord>('admin-certs/')).filter((c) => c.name === name);
+    for (const c of mine) {
+      await this.#update<AdminCertificateRecord>(`admin-certs/${c.serial}`, (cur) => (cur === undefined || cur.revokedAt !== undefined ? undefined : { ...cur, revokedAt: at }));
+    }
+    return mine.length;
+  }
+
   async addAuditEvent(event: AuditEventRecord): Promise<void> {
     await this.#put(auditKey(event), event);
   }

@@ -153,6 +153,7 @@ const ADDED_COLUMNS: readonly { table: string; column: string; type: string }[] 
   { table: 'agents', column: 'labels', type: 'TEXT' },
   { table: 'ca_roots', column: 'sealed_key', type: 'TEXT' },
   { table: 'api_tokens', column: 'revoked_at', type: 'INTEGER' },
+  { table: 'admin_certificates', column: 'revoked_at', type: 'INTEGER' },
 ];
 
 interface JoinTokenRow {
@@ -235,6 +236,7 @@ export class SqliteStore implements Store {
   readonly #insertPolicy: StatementSync;
   readonly #insertApiToken: StatementSync;
   readonly #findApiToken: StatementSync;
+  readonly #revokeAdminCerts: StatementSync;
   readonly #listApiTokens: StatementSync;
   readonly #revokeApiToken: StatementSync;
   readonly #apiTokenByName: StatementSync;
@@ -306,7 +308,8 @@ export class SqliteStore implements Store {
     this.#revokeApiToken = this.#db.prepare('UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE name = ?');
     this.#apiTokenByName = this.#db.prepare('SELECT hash, name, role, created_at, revoked_at FROM api_tokens WHERE name = ?');
     this.#insertAdminCert = this.#db.prepare('INSERT INTO admin_certificates (serial, name, role, created_at, not_after) VALUES (?, ?, ?, ?, ?)');
-    this.#findAdminCert = this.#db.prepare('SELECT serial, name, role, created_at, not_after FROM admin_certificates WHERE serial = ?');
+    this.#findAdminCert = this.#db.prepare('SELECT serial, name, role, created_at, not_after, revoked_at FROM admin_certificates WHERE serial = ?');
+    this.#revokeAdminCerts = this.#db.prepare('UPDATE admin_certificates SET revoked_at = COALESCE(revoked_at, ?) WHERE name = ?');
     this.#insertAudit = this.#db.prepare('INSERT INTO audit_events (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)');
     this.#listAudit = this.#db.prepare('SELECT at, actor, action, target, detail FROM audit_events ORDER BY id DESC LIMIT ?');
   }
@@ -551,8 +554,12 @@ export class SqliteStore implements Store {
   }
 
   async findAdminCertificate(serial: string): Promise<AdminCertificateRecord | undefined> {
-    const row = this.#findAdminCert.get(serial) as { serial: string; name: string; role: AdminRole; created_at: number; not_after: number } | undefined;
-    return row === undefined ? undefined : { serial: row.serial, name: row.name, role: row.role, createdAt: row.created_at, notAfter: row.not_after };
+    const row = this.#findAdminCert.get(serial) as { serial: string; name: string; role: AdminRole; created_at: number; not_after: number; revoked_at: number | null } | undefined;
+    return row === undefined ? undefined : { serial: row.serial, name: row.name, role: row.role, createdAt: row.created_at, notAfter: row.not_after, ...(row.revoked_at === null ? {} : { revokedAt: row.revoked_at }) };
+  }
+
+  async revokeAdminCertificates(name: string, at: number): Promise<number> {
+    return Number(this.#revokeAdminCerts.run(at, name).changes);
   }
 
   async addAuditEvent(e: AuditEventRecord): Promise<void> {

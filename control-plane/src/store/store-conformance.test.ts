@@ -255,6 +255,18 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     expect((await store.listApiTokens()).map((t) => [t.name, t.revokedAt])).toEqual([['bot', undefined], ['ci', 100]]);
   });
 
+  it('revokes the admin certificates of a name, each once, and counts them', async () => {
+    const cert = (serial: string, name: string) => ({ serial, name, role: 'editor' as const, createdAt: 1, notAfter: 10_000 });
+    await store.addAdminCertificate(cert('0a', 'dave'));
+    await store.addAdminCertificate(cert('0b', 'dave'));
+    await store.addAdminCertificate(cert('0c', 'erin'));
+    expect(await store.revokeAdminCertificates('dave', 50)).toBe(2);
+    expect(await (await client()).revokeAdminCertificates('dave', 60)).toBe(2);
+    expect(await store.findAdminCertificate('0a')).toMatchObject({ revokedAt: 50 });
+    expect(await store.findAdminCertificate('0c')).toEqual(cert('0c', 'erin'));
+    expect(await store.revokeAdminCertificates('nobody', 50)).toBe(0);
+  });
+
   it('keeps API token names unique, admin certificates by serial, and the audit trail newest first', async () => {
     await store.addApiToken({ hash: 't1', name: 'ci', role: 'editor', createdAt: 1 });
     await expect(store.addApiToken({ hash: 't2', name: 'ci', role: 'admin', createdAt: 2 })).rejects.toMatchObject({ code: ErrorCode.Conflict });

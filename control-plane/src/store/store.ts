@@ -143,6 +143,8 @@ export interface AdminCertificateRecord {
   readonly role: AdminRole;
   readonly createdAt: number;
   readonly notAfter: number;
+  /** Set once revoked: the certificate authenticates no one any more. */
+  readonly revokedAt?: number;
 }
 
 /** Every change made through the admin API: who, what, and the diff (JSON). */
@@ -255,6 +257,8 @@ export interface Store {
   revokeApiToken(name: string, at: number): Promise<ApiTokenRecord | undefined>;
   addAdminCertificate(cert: AdminCertificateRecord): Promise<void>;
   findAdminCertificate(serial: string): Promise<AdminCertificateRecord | undefined>;
+  /** Marks every admin certificate issued to `name` revoked (first time kept); how many there are. */
+  revokeAdminCertificates(name: string, at: number): Promise<number>;
   addAuditEvent(event: AuditEventRecord): Promise<void>;
   listAuditEvents(limit: number): Promise<AuditEventRecord[]>;
 

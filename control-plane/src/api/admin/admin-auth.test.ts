@@ -41,6 +41,17 @@ describe('certificatePrincipal', () => {
     expect(await certificatePrincipal(store, await recorded(ours, 'alice'), [ours], TD)).toEqual({ name: 'cert:alice', role: 'editor' });
   });
 
+  it('refuses an admin certificate once its name is revoked, and every other one of that name', async () => {
+    const first = await recorded(ours, 'carol');
+    const second = await recorded(ours, 'carol');
+    expect(await certificatePrincipal(store, first, [ours], TD)).toEqual({ name: 'cert:carol', role: 'editor' });
+    expect(await store.revokeAdminCertificates('carol', Date.now())).toBe(2);
+    for (const der of [first, second]) {
+      await expect(certificatePrincipal(store, der, [ours], TD)).rejects.toThrow(expect.objectContaining({ code: ErrorCode.Unauthenticated, message: 'this admin certificate was revoked' }) as Error);
+    }
+    expect(await certificatePrincipal(store, await recorded(ours, 'alice'), [ours], TD)).toEqual({ name: 'cert:alice', role: 'editor' });
+  });
+
   // A serial is no secret: another CA's certificate carrying a recorded serial and name must be
   // refused by its signature alone (over gRPC the TLS handshake refuses it first, hiding this check).
   it('refuses an admin certificate of another CA even when its serial and name are on record', async () => {

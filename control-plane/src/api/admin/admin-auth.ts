@@ -71,6 +71,7 @@ export async function certificatePrincipal(store: Store, der: Buffer | undefined
   if (name === undefined || !ADMIN_NAME.test(name)) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate is not an admin certificate (spiffe://<trust domain>/admin/<name>)');
   const record = await store.findAdminCertificate(canonicalSerial(cert.serialNumber));
   if (record?.name !== name) throw new AirlockError(ErrorCode.Unauthenticated, 'the client certificate was not issued as an admin certificate');
+  if (record.revokedAt !== undefined) throw new AirlockError(ErrorCode.Unauthenticated, 'this admin certificate was revoked');
   return { name: `cert:${name}`, role: record.role };
 }
 

@@ -43,5 +43,18 @@ export function adminCertEndpoints(deps: AdminCertEndpointDeps): AdminEndpoint[]
         return ok({ name, role, spiffeId, certPem: issued.chainPem, caPem: deps.ring.bundlePem(), notAfter: issued.notAfter.toISOString() }, 201);
       },
     },
+    {
+      method: 'POST',
+      path: /^\/v1\/admin-certs\/revoke$/,
+      role: 'admin',
+      handle: async ({ who, body }) => {
+        const { name } = await body(['name']);
+        if (typeof name !== 'string' || name === '') throw new AirlockError(ErrorCode.BadRequest, '"name" must be the name the admin certificates were issued to');
+        const revoked = await deps.store.revokeAdminCertificates(name, Date.now());
+        if (revoked === 0) throw new AirlockError(ErrorCode.NotFound, `no admin certificate was issued to "${name}"`);
+        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'admin-cert.revoke', target: name, detail: { certificates: revoked } });
+        return ok({ name, revoked });
+      },
+    },
   ];
 }
