@@ -8,6 +8,7 @@ import { Direction, TlsMode, Verdict, type AuthorizeRequest, type AuthorizeRespo
 import type { AuditLog, AuditMcp, AuditRequest } from '../audit/event.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { headerInput, type Destination, type McpInput } from '../policy/engine.ts';
+import { overruled } from './contained.ts';
 import { decide } from './decide.ts';
 import type { DecisionSnapshot } from './decision-state.ts';
 import { agentDestination, destinationOfHost } from './registry.ts';
@@ -162,7 +163,7 @@ export class Authorizer {
     const decided = decide(snapshot, call);
     const input = decided.input;
     // Headers that say another call than the body: denied whatever the policies say (rules judge the body).
-    const decision = req.mcpHeaderMismatch === '' ? decided.decision : { ...decided.decision, allow: false, policy: '', rule: '', dryRunDeny: false, reason: `the MCP request headers do not match its body: ${req.mcpHeaderMismatch.slice(0, 300)}` };
+    const decision = req.mcpHeaderMismatch === '' ? decided.decision : overruled(decided.decision, `the MCP request headers do not match its body: ${req.mcpHeaderMismatch.slice(0, 300)}`);
     // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
     const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     const verdict = decision.allow ? 'allow' : 'deny';

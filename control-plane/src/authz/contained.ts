@@ -22,7 +22,14 @@ export function denyIfContained<D extends DecisionShape>(
   reason: string,
 ): D {
   const hit = contained(parties.source.uri) || (parties.destination !== undefined && contained(parties.destination.uri));
-  if (!hit) return decision;
+  return hit ? overruled(decision, reason) : decision;
+}
+
+/**
+ * `decision` turned into a deny no policy (nor dry-run) lifted, with `reason`: what containment and
+ * an MCP request whose headers contradict its body both give.
+ */
+export function overruled<D extends DecisionShape>(decision: D, reason: string): D {
   // A denial reaches no host: it names no way to reach one (tls).
   return { ...decision, allow: false, policy: '', reason, dryRunDeny: false, ...('rule' in decision ? { rule: '' } : {}), ...('tls' in decision ? { tls: undefined } : {}) };
 }
