@@ -1,4 +1,3 @@
-import { Socket } from 'node:net';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
@@ -327,20 +326,14 @@ async function connectTunnel(deps: OutboundDeps, decisionId: string, target: Pro
   client.on('error', () => upstream.destroy());
   client.on('close', () => upstream.destroy());
   upstream.on('close', () => client.destroy());
-  // Idle both ways for tunnelIdleTimeout: closed (each side's timer restarts with its own bytes).
+  // Idle both ways for tunnelIdleTimeout: closed. The upstream socket reads what the host sends and
+  // writes what the agent sends, so its own inactivity timer sees both directions.
   const idle = (deps.limits ?? DEFAULT_LISTENER_LIMITS).tunnelIdleTimeoutMs;
-  let lastBytes = Date.now();
-  const touch = (): void => void (lastBytes = Date.now());
-  upstream.on('data', touch);
-  client.on('data', touch);
-  const check = (): void => {
-    if (Date.now() - lastBytes < idle) return;
+  upstream.setTimeout(idle, () => {
     deps.metrics.connectionsRefused.inc({ listener: 'outbound', reason: 'tunnel_idle' });
     deps.logger.info({ decisionId, host: target.host, port: target.port, idleMs: idle }, 'tunnel closed: idle');
     client.destroy();
-  };
-  upstream.setTimeout(idle, check);
-  if (client instanceof Socket) client.setTimeout(idle, check);
+  });
   upstream.pipe(client);
   client.pipe(upstream);
 }
