@@ -3,15 +3,11 @@
 // holds real SVIDs of identities (as stolen ones would be), keeps one mTLS connection to a sidecar's
 // inbound port busy with requests (so no idle timeout could close it), contains the identity, and
 // sees the sidecar close it.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminPost } from '../cli/src/admin-client.ts';
-import { oneControlPlane } from '../sidecar/src/controlplane/control-plane-pool.ts';
-import { JoinTokenSigner } from '../sidecar/src/identity/certificate-signer.ts';
-import { newKeyAndCsr } from '../sidecar/src/identity/key-and-csr.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
+import { obtainSvid } from './support/svid.ts';
 
 const POLICY = policyYaml('agents', ['gamma', 'scout', 'ranger'], [
   { name: 'scout-to-gamma', from: 'scout', to: 'gamma', methods: ['GET'], paths: ['/v1/*'] },
@@ -37,16 +33,8 @@ describe('a contained peer loses its open connections', () => {
 
   /** A real SVID of `name` (no sidecar of its own) and one mTLS connection to gamma's inbound port, busy for 5 requests. */
   async function hold(name: string): Promise<Held> {
-    const signer = new JoinTokenSigner({
-      ...oneControlPlane(`127.0.0.1:${mesh.grpcPort}`),
-      caPem: readFileSync(join(mesh.dataDir, 'ca.pem'), 'utf8'),
-      controlPlaneId: `spiffe://${mesh.trustDomain}/ns/airlock-system/sa/airlock-control-plane`,
-      joinToken: await mesh.createJoinToken(idOf(name)),
-    });
-    const { keyPem, csrPem } = await newKeyAndCsr();
-    const signed = await signer.sign({ csrPem, inboundAddress: '127.0.0.1:1' });
-    signer.close();
-    const socket = connect({ host: '127.0.0.1', port: mesh.agent('gamma').inboundPort, ca: signed.trustBundlePem, cert: signed.certChainPem, key: keyPem, checkServerIdentity: () => undefined });
+    const svid = await obtainSvid(mesh, idOf(name));
+    const socket = connect({ host: '127.0.0.1', port: mesh.agent('gamma').inboundPort, ca: svid.ca, cert: svid.certChainPem, key: svid.keyPem, checkServerIdentity: () => undefined });
     await new Promise<void>((resolve, reject) => {
       socket.once('secureConnect', resolve);
       socket.once('error', reject);
