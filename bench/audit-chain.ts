@@ -5,6 +5,7 @@
 //   none    NO_AUDIT: the decision alone;
 //   line    the event written as a log line, unchained (what an audit line cost before the chain);
 //   chain   the AuditTrail: envelope (event id, time, seq), RFC 8785 canonical JSON, SHA-256, then the line;
+//   ticket  the chain, and the ticket the allowed mesh call gets (issue 11: HMAC-SHA256, base64url);
 // plus one signed checkpoint (RSA 2048, the serving key), amortized over auditCheckpointEvery (1000).
 // Rounds alternate the three; the median round per mode is kept. Prints one JSON line.
 import { loadavg, tmpdir } from 'node:os';
@@ -22,6 +23,9 @@ import { controlPlaneSpiffeId } from '../control-plane/src/main.ts';
 import { createControlPlaneMetrics } from '../control-plane/src/monitoring/metrics.ts';
 import { PolicyEngine } from '../control-plane/src/policy/engine.ts';
 import { parsePolicyText } from '../control-plane/src/policy/load.ts';
+import { TicketIssuer } from '../control-plane/src/authz/tickets/ticket-issuer.ts';
+import { TicketKeys } from '../control-plane/src/authz/tickets/ticket-keys.ts';
+import { SqliteStore } from '../control-plane/src/store/sqlite-store.ts';
 import type { AgentRecord } from '../control-plane/src/store/store.ts';
 
 const TD = 'bench.test';
@@ -55,13 +59,16 @@ const unchained: AuditLog = {
 };
 // Checkpoints are measured on their own below: none here (every 10^6 events).
 const trail = new AuditTrail({ logger: lines, log: root, replica: 'bench', signer: () => ({ keyPem: serving.keyPem, chainPem: serving.chainPem }), checkpointEvery: 1_000_000, checkpointIntervalMs: 3_600_000 });
-const authorizers: Record<'none' | 'line' | 'chain', Authorizer> = {
+const ticketStore = new SqliteStore(':memory:');
+const tickets = new TicketIssuer(await TicketKeys.open({ store: ticketStore }));
+const authorizers: Record<'none' | 'line' | 'chain' | 'ticket', Authorizer> = {
   none: authorizerWith(NO_AUDIT),
   line: authorizerWith(unchained),
   chain: authorizerWith(trail),
+  ticket: authorizerWith(trail, tickets),
 };
-function authorizerWith(audit: AuditLog): Authorizer {
-  return new Authorizer({ trustDomain: TD, decisions: () => ({ engine, agents, revoked: new Set<string>(), quarantined: new Map() }), metrics: createControlPlaneMetrics(createRegistry('bench')), audit });
+function authorizerWith(audit: AuditLog, issuer?: TicketIssuer): Authorizer {
+  return new Authorizer({ trustDomain: TD, decisions: () => ({ engine, agents, revoked: new Set<string>(), quarantined: new Map() }), metrics: createControlPlaneMetrics(createRegistry('bench')), audit, ...(issuer === undefined ? {} : { tickets: issuer }) });
 }
 const caller = parseSpiffeId(PLANNER);
 const request = AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: PLANNER, destinationHost: 'researcher.agents', destinationPort: 8080, method: 'GET', path: '/v1/search?q=x' });
@@ -73,7 +80,7 @@ function round(a: Authorizer): number {
 }
 // JIT warm-up of every path.
 for (const a of Object.values(authorizers)) for (let i = 0; i < 3; i++) round(a);
-const samples: Record<string, number[]> = { none: [], line: [], chain: [] };
+const samples: Record<string, number[]> = { none: [], line: [], chain: [], ticket: [] };
 for (let r = 0; r < ROUNDS; r++) for (const [mode, a] of Object.entries(authorizers)) samples[mode]?.push(round(a));
 const median = (xs: readonly number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? NaN;
 
@@ -82,17 +89,22 @@ const SIGNS = 50;
 for (let i = 0; i < SIGNS; i++) trail.checkpoint();
 const checkpointUs = Number(process.hrtime.bigint() - signStart) / 1e3 / SIGNS;
 await trail.close();
+await ticketStore.close();
 rmSync(dir, { recursive: true, force: true });
 
 const none = median(samples.none ?? []);
 const line = median(samples.line ?? []);
 const chain = median(samples.chain ?? []);
+const ticket = median(samples.ticket ?? []);
 console.log(
   JSON.stringify({
     decisionUs: none,
     withLineUs: line,
     withChainUs: chain,
     chainOverLineUs: chain - line,
+    withTicketUs: ticket,
+    ticketOverChainUs: ticket - chain,
+    decisionsPerSecondWithTicket: 1e6 / (ticket + checkpointUs / CHECKPOINT_EVERY),
     checkpointUs,
     checkpointPerDecisionUs: checkpointUs / CHECKPOINT_EVERY,
     decisionsPerSecondWithChain: 1e6 / (chain + checkpointUs / CHECKPOINT_EVERY),

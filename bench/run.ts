@@ -197,7 +197,7 @@ async function main(): Promise<void> {
     const chain = await run('taskset', ['-c', SERVER_CPU, process.execPath, join(import.meta.dirname, 'audit-chain.ts')], { timeout: 600_000, maxBuffer: 1 << 20 });
     const a = JSON.parse(chain.stdout.trim().split('\n').pop() ?? '{}') as Record<string, number>;
     const us = (k: string, d = 1): string => (a[k] ?? NaN).toFixed(d);
-    notes.push(`Audit trail (bench/audit-chain.ts, in-process, one core): a decision ${us('decisionUs')} µs alone, ${us('withLineUs')} µs with its audit line unchained, ${us('withChainUs')} µs with the hash chain (+${us('chainOverLineUs')} µs: event id, canonical JSON, SHA-256); a signed checkpoint ${us('checkpointUs', 0)} µs, ${us('checkpointPerDecisionUs', 2)} µs per decision at one per 1000 events: ${us('decisionsPerSecondWithChain', 0)} decisions per CPU-second for decision + chained line.`);
+    notes.push(`Audit trail (bench/audit-chain.ts, in-process, one core): a decision ${us('decisionUs')} µs alone, ${us('withLineUs')} µs with its audit line unchained, ${us('withChainUs')} µs with the hash chain (+${us('chainOverLineUs')} µs: event id, canonical JSON, SHA-256); a signed checkpoint ${us('checkpointUs', 0)} µs, ${us('checkpointPerDecisionUs', 2)} µs per decision at one per 1000 events: ${us('decisionsPerSecondWithChain', 0)} decisions per CPU-second for decision + chained line; with the ticket an allowed mesh call gets, ${us('withTicketUs')} µs (+${us('ticketOverChainUs')} µs), ${us('decisionsPerSecondWithTicket', 0)} decisions per CPU-second.`);
 
     const rows: string[] = [];
     for (const c of CONNECTIONS) {
