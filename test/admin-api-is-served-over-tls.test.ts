@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -53,6 +53,21 @@ describe('the admin API is HTTPS with the control plane certificate; metrics and
     const systemCas = { server: creds.server, token: creds.token };
     await expect(adminGet(systemCas, '/v1/policy')).rejects.toThrow(/cannot reach the control plane/);
     expect(await tokensFor(`${AGENT}-x`)).toBe(before);
+  });
+
+  it('refuses a client that speaks TLS 1.2 at most, and keeps the admin token file readable by its owner alone', async () => {
+    const { connect } = await import('node:tls');
+    const attempt = (maxVersion: 'TLSv1.2' | 'TLSv1.3'): Promise<string> =>
+      new Promise((resolve) => {
+        const s = connect({ host: '127.0.0.1', port: t.cp.adminPort, ca: readFileSync(join(t.dataDir, 'trust-bundle.pem')), maxVersion, checkServerIdentity: () => undefined }, () => {
+          resolve(s.getProtocol() ?? 'connected');
+          s.destroy();
+        });
+        s.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+      });
+    expect(await attempt('TLSv1.3')).toBe('TLSv1.3');
+    expect(await attempt('TLSv1.2')).toMatch(/^ERR_SSL_|ECONNRESET|alert/i);
+    expect(statSync(join(t.dataDir, 'admin-token')).mode & 0o777).toBe(0o600);
   });
 
   it('speaks no plain HTTP on the admin port', async () => {
