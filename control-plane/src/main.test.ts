@@ -217,6 +217,15 @@ describe('control plane over real TLS', () => {
     expect(res.spiffeId).toBe(RESEARCHER);
   });
 
+  it('issues the identity the client certificate proves, never the one a CSR asks for', async () => {
+    const victim = `spiffe://${TD}/ns/prod/sa/payments`;
+    const res = await signCertificate(cp, { csrPem: makeCsr(victim, [victim, `spiffe://${TD}/admin/root`]).csrPem, inboundAddress: '127.0.0.1:15006' }, researcher);
+    expect(res.spiffeId).toBe(RESEARCHER);
+    const cert = new X509Certificate(res.certChainPem);
+    expect(cert.subjectAltName).toBe(`URI:${RESEARCHER}`);
+    expect(cert.subject).not.toContain('payments');
+  });
+
   it('explains a call as Authorize decides it: a revoked destination is denied whatever the policy says', async () => {
     const other = `spiffe://${TD}/ns/demo/sa/tool-b`;
     await enroll(other, '127.0.0.1:45006');
