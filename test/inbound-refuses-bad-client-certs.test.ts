@@ -50,6 +50,8 @@ describe('the inbound mTLS listener', () => {
     ['an expired certificate from the mesh CA', () => meshCa.issue({ uris: [mesh.agent('planner').identity], ttlMs: -60_000 })],
     ['a certificate with two URI SANs', () => meshCa.issue({ uris: [mesh.agent('planner').identity, mesh.agent('payments').identity] })],
     ['a certificate with no URI SAN', () => meshCa.issue({ dnsNames: ['planner.agents'] })],
+    // What `airlock admin-cert create` gets from the same CA: spiffe://<td>/admin/<name>, no workload.
+    ['an admin certificate of the mesh CA', () => meshCa.issue({ uris: [mesh.agent('planner').identity.replace(/\/ns\/.*$/, '/admin/ops')] })],
   ])('refuses %s, and nothing reaches the app', async (_name, makeClient) => {
     const before = mesh.agent('researcher').received.length;
     const outcome = await attempt(makeClient());

@@ -16,7 +16,7 @@ async function mintSecrets(cp: Pick<RunningControlPlane, 'adminUrl' | 'trustBund
   const post = async (path: string, body: unknown): Promise<string> => {
     const res = await adminFetch(cp, path, { method: 'POST', headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
     expect(res.status).toBe(201);
-    return String(((await res.json()) as { token: string }).token);
+    return ((await res.json()) as { token: string }).token;
   };
   return [cp.adminToken, await post('/v1/api-tokens', { name: 'reader', role: 'viewer' }), await post('/v1/join-tokens', { identity: AGENT })];
 }

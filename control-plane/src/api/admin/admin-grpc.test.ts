@@ -1,6 +1,8 @@
 import { join } from 'node:path';
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { AdminServiceClient, DocumentKind, type ListDocumentsResponse } from '@airlock/proto/admin/v1';
+import { AuthorizationServiceClient, AuthorizeRequest, Direction } from '@airlock/proto/authorization/v1';
+import { IdentityServiceClient } from '@airlock/proto/identity/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newAdminKeyAndCsr } from '../../ca/admin-csr.ts';
 import { CertificateAuthority } from '../../ca/ca.ts';
@@ -121,6 +123,33 @@ spec:
     const { csrPem, keyPem } = newAdminKeyAndCsr();
     const unrecorded = CertificateAuthority.loadOrCreate(t.dataDir, TD).issueAdminCertificate(csrPem, 'alice', 600_000).certPem;
     expect(await code(list(client({ keyPem, certPem: unrecorded })))).toBe(status.UNAUTHENTICATED);
+  });
+
+  it('is no workload identity: an admin certificate can neither ask for a decision, renew into an SVID nor watch the trust bundle', async () => {
+    const admin = await adminCert('ops', 'admin');
+    expect(await code(list(client(admin)))).toBe(status.OK);
+    const channel = controlPlaneChannel(cp.trustBundlePem, admin);
+    const authz = new AuthorizationServiceClient(`127.0.0.1:${cp.grpcPort}`, channel, CLIENT_OPTIONS);
+    const identity = new IdentityServiceClient(`127.0.0.1:${cp.grpcPort}`, channel, CLIENT_OPTIONS);
+    try {
+      const request = AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: `spiffe://${TD}/admin/ops`, destinationHost: 'api.example.com', destinationPort: 443, method: 'GET', path: '/' });
+      const authorized = await code(new Promise((resolve, reject) => authz.authorize(request, (err, res) => (err === null ? resolve(res) : reject(err)))));
+      const renewed = await code(new Promise((resolve, reject) => identity.signCertificate({ csrPem: newAdminKeyAndCsr().csrPem, inboundAddress: '127.0.0.1:15006' }, (err, res) => (err === null ? resolve(res) : reject(err)))));
+      const watched = await code(
+        new Promise((resolve, reject) => {
+          const call = identity.watchTrustBundle({});
+          call.on('data', (m) => {
+            call.cancel();
+            resolve(m);
+          });
+          call.on('error', (err: ServiceError) => (err.code === status.CANCELLED ? resolve(undefined) : reject(err)));
+        }),
+      );
+      for (const answer of [authorized, renewed, watched]) expect([status.UNAUTHENTICATED, status.PERMISSION_DENIED]).toContain(answer);
+    } finally {
+      authz.close();
+      identity.close();
+    }
   });
 
   it('answers UNAUTHENTICATED to an anonymous caller or an unknown token, and takes a bearer token in metadata', async () => {
