@@ -13,7 +13,7 @@ metadata: { name: planner-mcp }
 spec:
   from: { segments: [planner] }
   to: { segments: [tools] }
-  rules: [ { methods: [POST], paths: [/mcp, /sse], mcp: { tools: ["search_*"] } } ]
+  rules: [ { methods: [POST], paths: [/mcp, /sse, /gzip, /huge], mcp: { tools: ["search_*"] } } ]
   action: allow
 ---
 apiVersion: airlock.dev/v1
@@ -106,6 +106,15 @@ describe('MCP over streamable HTTP through the mesh', () => {
     // Another caller's policy allows every tool: its list is whole.
     const all = await call('researcher', rpc('tools/list'));
     expect(names(all.json<{ result: { tools: { name: string }[] } }>().result.tools)).toEqual(['search_web', 'search_news', 'search_admin', 'delete_all', 'fetch']);
+  });
+
+  it('refuses a tools/list answer it cannot filter (gzip-encoded, or over 4 MiB) with 502, never passing it on whole', async () => {
+    for (const path of ['/gzip', '/huge']) {
+      const res = await call('planner', rpc('tools/list'), path);
+      expect(res.status).toBe(502);
+      expect(res.text).not.toContain('search_admin');
+      expect(res.text).toMatch(path === '/gzip' ? /encoded \(gzip\) and cannot be filtered/ : /larger than 4194304 bytes/);
+    }
   });
 
   it('explains a tool call without traffic', async () => {

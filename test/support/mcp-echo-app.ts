@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import { listen } from '@airlock/common/net';
 import type { EchoBody } from '../../cli/src/demo/echo-app.ts';
 
@@ -12,7 +13,7 @@ export interface McpEchoBody extends EchoBody {
 /**
  * A minimal MCP server over streamable HTTP on 127.0.0.1: POST JSON-RPC to any path; answers
  * `initialize`, `tools/list` (every tool in MCP_TOOLS, as JSON, or as an event stream when the
- * path is /sse) and `tools/call` (echoing the tool name and the size of what it received).
+ * path is /sse, gzip-encoded on /gzip, over 4 MiB on /huge) and `tools/call` (echoing the tool name and the size of what it received).
  */
 export async function startMcpEchoApp(agent: string, onRequest: (body: McpEchoBody) => void): Promise<Server> {
   const server = createServer((req, res) => {
@@ -31,7 +32,12 @@ export async function startMcpEchoApp(agent: string, onRequest: (body: McpEchoBo
       const reply = (result: unknown): string => JSON.stringify({ jsonrpc: '2.0', id: msg.id, result });
       if (msg.method === 'tools/list') {
         const text = reply({ tools: MCP_TOOLS.map((name) => ({ name, description: `the ${name} tool`, inputSchema: { type: 'object' } })) });
-        if (req.url === '/sse') {
+        if (req.url === '/gzip') {
+          res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(gzipSync(text));
+        } else if (req.url === '/huge') {
+          // Past the sidecar's 4 MiB bound for answers it filters: a long description on the first tool.
+          res.writeHead(200, { 'content-type': 'application/json' }).end(text.replace('"the search_web tool"', JSON.stringify('x'.repeat(4 * 1024 * 1024 + 1))));
+        } else if (req.url === '/sse') {
           res.writeHead(200, { 'content-type': 'text/event-stream' });
           res.end(`event: message\ndata: ${text}\n\n`);
         } else {
