@@ -9,7 +9,16 @@ import { freePort } from './ports.ts';
 export interface EtcdMember {
   readonly name: string;
   readonly clientUrl: string;
+  /** Plain HTTP /health and /metrics (separate from the client URL, which may be TLS). */
+  readonly metricsUrl: string;
   readonly process: ChildProcess;
+}
+
+/** Files for etcd's client TLS: its certificate and key, and the CA its clients' certificates must chain to. */
+export interface EtcdServerTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly clientCaFile: string;
 }
 
 export interface EtcdCluster {
@@ -24,13 +33,16 @@ export interface EtcdCluster {
  * A real etcd cluster of `size` members on loopback ports, data in a temp dir: for the store's
  * conformance suite and the replica tests. Every URL is 127.0.0.1; nothing else is dialled.
  */
-export async function startEtcd(size = 1): Promise<EtcdCluster> {
+export async function startEtcd(size = 1, o: { tls?: EtcdServerTls } = {}): Promise<EtcdCluster> {
   const binary = etcdPath();
   const dir = mkdtempSync(join(tmpdir(), 'airlock-etcd-'));
-  const ports = await Promise.all(Array.from({ length: size }, async (_, i) => ({ name: `m${i}`, client: await freePort(), peer: await freePort() })));
+  const ports = await Promise.all(Array.from({ length: size }, async (_, i) => ({ name: `m${i}`, client: await freePort(), peer: await freePort(), metrics: await freePort() })));
+  // With TLS, clients must present a certificate of clientCaFile (--client-cert-auth), as in production.
+  const tls = o.tls === undefined ? [] : ['--cert-file', o.tls.certFile, '--key-file', o.tls.keyFile, '--trusted-ca-file', o.tls.clientCaFile, '--client-cert-auth'];
   const initialCluster = ports.map((p) => `${p.name}=http://127.0.0.1:${p.peer}`).join(',');
   const members: EtcdMember[] = ports.map((p) => {
-    const clientUrl = `http://127.0.0.1:${p.client}`;
+    const clientUrl = `${o.tls === undefined ? 'http' : 'https'}://127.0.0.1:${p.client}`;
+    const metricsUrl = `http://127.0.0.1:${p.metrics}`;
     const child = spawn(
       binary,
       [
@@ -43,11 +55,13 @@ export async function startEtcd(size = 1): Promise<EtcdCluster> {
         '--initial-cluster', initialCluster,
         '--initial-cluster-token', `airlock-test-${process.pid}`,
         '--initial-cluster-state', 'new',
+        '--listen-metrics-urls', metricsUrl,
+        ...tls,
         '--log-level', 'error',
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
-    return { name: p.name, clientUrl, process: child };
+    return { name: p.name, clientUrl, metricsUrl, process: child };
   });
   const stop = async (): Promise<void> => {
     await Promise.all(
@@ -78,7 +92,7 @@ async function waitHealthy(m: EtcdMember, timeoutMs = 20_000): Promise<void> {
   while (Date.now() < deadline) {
     if (m.process.exitCode !== null) throw new Error(`etcd ${m.name} exited (${m.process.exitCode}): ${stderr}`);
     try {
-      const res = await fetch(`${m.clientUrl}/health`);
+      const res = await fetch(`${m.metricsUrl}/health`);
       if (res.ok && ((await res.json()) as { health?: string }).health === 'true') return;
     } catch {
       // not listening yet

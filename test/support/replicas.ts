@@ -26,7 +26,7 @@ export function startReplica(o: { etcd: EtcdCluster; dir: string; trustDomain: s
       trustDomain: o.trustDomain,
       // A data dir that does not exist yet: the control plane makes it.
       dataDir: join(mkdtempSync(join(o.dir, 'replica-')), 'data'),
-      store: `etcd://${o.etcd.endpoints.map((e) => e.replace('http://', '')).join(',')}`,
+      store: `etcd://${o.etcd.endpoints.map((e) => e.replace(/^https?:\/\//, '')).join(',')}`,
       grpcListen: '127.0.0.1:0',
       httpListen: '127.0.0.1:0',
       adminListen: '127.0.0.1:0',
