@@ -26,6 +26,7 @@ Commands:
   validate -f F   check policy documents offline
   api-token create  create a role-bound admin API token (admin)
   admin-cert create an admin client certificate for the gRPC AdminService (admin)
+  admin-token retire  retire the bootstrap admin tokens of every replica, for good (admin)
   audit verify F  check the audit trail's hash chains and signed checkpoints in control plane logs
   version         print the version
 
@@ -43,6 +44,7 @@ const commands: Record<string, Command> = {
   token: async (argv) => (await import('./commands/token.ts')).runToken(argv),
   'api-token': async (argv) => (await import('./commands/api-token.ts')).runApiToken(argv),
   'admin-cert': async (argv) => (await import('./commands/admin-cert.ts')).runAdminCert(argv),
+  'admin-token': async (argv) => (await import('./commands/admin-token.ts')).runAdminToken(argv),
   apply: async (argv) => (await import('./commands/policy.ts')).runApply(argv),
   diff: async (argv) => (await import('./commands/policy.ts')).runDiff(argv),
   get: async (argv) => (await import('./commands/policy.ts')).runGet(argv),

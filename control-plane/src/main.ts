@@ -193,7 +193,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
 
   try {
     const ring = await CaRing.open({ dataDir: config.dataDir, trustDomain: config.trustDomain, store, ...(operator === undefined ? {} : { operator }), ...(kek === undefined ? {} : { kek }) });
-    const adminToken = await ensureAdminToken(config.dataDir, store);
+    const adminToken = await ensureAdminToken(config.dataDir, store, (path) => log.warn({ path }, 'admin tokens are retired: the token in this file authenticates no one (use an API token or an admin certificate)'));
     const joinTokens = new JoinTokens(store, config.trustDomain);
     const selfId = controlPlaneSpiffeId(config.trustDomain);
     const serving = ring.issuing().issueServingCertificate(selfId, SERVING_CERT_TTL_MS, config.serverDnsNames);

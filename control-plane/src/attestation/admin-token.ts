@@ -6,9 +6,10 @@ import { hashToken, newSecretToken } from './token-hash.ts';
 
 /**
  * The admin bearer token: `<dataDir>/admin-token` (0600), created on first start. Only its hash goes
- * into the store, which is what requests are checked against.
+ * into the store, which is what requests are checked against; once admin tokens are retired
+ * (`airlock admin-token retire`) it is not registered and authenticates no one, and `onRetired` says so.
  */
-export async function ensureAdminToken(dataDir: string, store: Store): Promise<string> {
+export async function ensureAdminToken(dataDir: string, store: Store, onRetired: (path: string) => void = () => undefined): Promise<string> {
   const path = join(dataDir, 'admin-token');
   if (!existsSync(path)) {
     writeFileSync(path, `${newSecretToken()}\n`, { mode: 0o600, flag: 'wx' });
@@ -16,6 +17,6 @@ export async function ensureAdminToken(dataDir: string, store: Store): Promise<s
   }
   const token = readFileSync(path, 'utf8').trim();
   if (token.length < 16) throw new AirlockError(ErrorCode.Config, `${path} holds no usable admin token; remove it to have a new one created`);
-  await store.addAdminTokenHash(hashToken(token));
+  if (!(await store.addAdminTokenHash(hashToken(token)))) onRetired(path);
   return token;
 }

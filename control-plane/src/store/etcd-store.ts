@@ -367,12 +367,40 @@ export class EtcdStore implements Store {
     return this.#newest<AuditEventRecord>('audit/', limit);
   }
 
-  async addAdminTokenHash(hash: string): Promise<void> {
-    await this.#put(`admin-tokens/${hash}`, {});
+  async addAdminTokenHash(hash: string): Promise<boolean> {
+    // In one transaction with the retirement mark: a replica starting while another retires the
+    // tokens cannot slip its own in after the deletion.
+    const retired = this.#key('admin-tokens-retired');
+    const txn = await this.#call(() =>
+      this.#client
+        .if(retired, 'Version', '==', 0)
+        .then(this.#client.put(this.#key(`admin-tokens/${hash}`)).value('{}'))
+        .commit(),
+    );
+    return txn.succeeded;
   }
 
   async hasAdminTokenHash(hash: string): Promise<boolean> {
     return (await this.#get<object>(`admin-tokens/${hash}`)) !== undefined;
+  }
+
+  async retireAdminTokens(at: number): Promise<number> {
+    const retired = this.#key('admin-tokens-retired');
+    const prefix = this.#key('admin-tokens/');
+    const registered = await this.#call(() => this.#client.getAll().prefix(prefix).count());
+    // The mark (first retirement time kept) and the deletion in one transaction.
+    await this.#call(() =>
+      this.#client
+        .if(retired, 'Version', '==', 0)
+        .then(this.#client.put(retired).value(JSON.stringify({ at })), this.#client.delete().prefix(prefix))
+        .else(this.#client.delete().prefix(prefix))
+        .commit(),
+    );
+    return registered;
+  }
+
+  async adminTokensRetiredAt(): Promise<number | undefined> {
+    return (await this.#get<{ at: number }>('admin-tokens-retired'))?.at;
   }
 
   close(): Promise<void> {

@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS quarantines (
 CREATE TABLE IF NOT EXISTS admin_tokens (
   hash TEXT PRIMARY KEY
 );
+CREATE TABLE IF NOT EXISTS admin_tokens_retired (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS policy_versions (
   version INTEGER PRIMARY KEY,
   entries TEXT NOT NULL,
@@ -570,12 +574,32 @@ export class SqliteStore implements Store {
     return this.#listAudit.all(limit) as unknown as AuditEventRecord[];
   }
 
-  async addAdminTokenHash(hash: string): Promise<void> {
+  async addAdminTokenHash(hash: string): Promise<boolean> {
+    if ((await this.adminTokensRetiredAt()) !== undefined) return false;
     this.#insertAdmin.run(hash);
+    return true;
   }
 
   async hasAdminTokenHash(hash: string): Promise<boolean> {
     return this.#getAdmin.get(hash) !== undefined;
+  }
+
+  async retireAdminTokens(at: number): Promise<number> {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      this.#db.prepare('INSERT OR IGNORE INTO admin_tokens_retired (id, at) VALUES (1, ?)').run(at);
+      const removed = Number(this.#db.prepare('DELETE FROM admin_tokens').run().changes);
+      this.#db.exec('COMMIT');
+      return removed;
+    } catch (err) {
+      this.#db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  async adminTokensRetiredAt(): Promise<number | undefined> {
+    const row = this.#db.prepare('SELECT at FROM admin_tokens_retired WHERE id = 1').get() as { at: number } | undefined;
+    return row?.at;
   }
 
   async close(): Promise<void> {

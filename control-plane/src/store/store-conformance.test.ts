@@ -153,6 +153,25 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     expect(await next.listRevokedIdentities()).toEqual([{ spiffeId: ID, revokedAt: 10 }]);
   });
 
+  it('retires admin tokens for good: every hash goes, none is registered again, on every client', async () => {
+    expect(await store.addAdminTokenHash('first')).toBe(true);
+    expect(await store.addAdminTokenHash('second')).toBe(true);
+    expect(await store.adminTokensRetiredAt()).toBeUndefined();
+    expect(await store.retireAdminTokens(100)).toBe(2);
+    const next = await client();
+    for (const s of [store, next]) {
+      expect(await s.hasAdminTokenHash('first')).toBe(false);
+      expect(await s.hasAdminTokenHash('second')).toBe(false);
+      expect(await s.adminTokensRetiredAt()).toBe(100);
+    }
+    // A replica starting later (its own admin-token file) registers nothing.
+    expect(await next.addAdminTokenHash('third')).toBe(false);
+    expect(await store.hasAdminTokenHash('third')).toBe(false);
+    // Retiring again keeps the first time.
+    expect(await next.retireAdminTokens(200)).toBe(0);
+    expect(await store.adminTokensRetiredAt()).toBe(100);
+  });
+
   it('prunes the records of certificates expired before a time, and only those', async () => {
     const cert = (serial: string, notAfter: number) => ({ serial, spiffeId: ID, notAfter, issuedAt: notAfter - 100, issuer: 'r1' });
     await store.recordCertificate(cert('01', 1000));

@@ -262,8 +262,17 @@ export interface Store {
   addAuditEvent(event: AuditEventRecord): Promise<void>;
   listAuditEvents(limit: number): Promise<AuditEventRecord[]>;
 
-  addAdminTokenHash(hash: string): Promise<void>;
+  /** Registers an admin token's hash, unless admin tokens were retired: then nothing, and false. */
+  addAdminTokenHash(hash: string): Promise<boolean>;
+  /** Whether `hash` is a registered admin token's (never, once they are retired). */
   hasAdminTokenHash(hash: string): Promise<boolean>;
+  /**
+   * Retires every admin token for good: their hashes go, and no replica registers one again (its
+   * `<dataDir>/admin-token` authenticates no one). How many were registered.
+   */
+  retireAdminTokens(at: number): Promise<number>;
+  /** When admin tokens were retired; undefined while they are in use. */
+  adminTokensRetiredAt(): Promise<number | undefined>;
 
   close(): Promise<void>;
 }

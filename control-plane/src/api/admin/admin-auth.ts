@@ -12,6 +12,9 @@ export type { AdminRole } from '../../store/store.ts';
 export const ADMIN_ROLES: readonly AdminRole[] = ['viewer', 'editor', 'responder', 'admin'];
 
 /** Who made an admin request: what audit events name. */
+/** The principal of the admin token (`<dataDir>/admin-token`): no API token or admin certificate may take its name. */
+export const ADMIN_TOKEN_PRINCIPAL = 'admin-token';
+
 export interface Principal {
   readonly name: string;
   readonly role: AdminRole;
@@ -43,7 +46,7 @@ export async function tokenPrincipal(store: Store, authorization: string | undef
   if (m?.[1] === undefined) throw new AirlockError(ErrorCode.Unauthenticated, 'a bearer token is required (Authorization: Bearer <token>)');
   // Looked up by hash, never compared as plain text.
   const hash = hashToken(m[1]);
-  const principal: Principal | undefined = (await store.hasAdminTokenHash(hash)) ? { name: 'admin-token', role: 'admin' } : await store.findApiToken(hash);
+  const principal: Principal | undefined = (await store.hasAdminTokenHash(hash)) ? { name: ADMIN_TOKEN_PRINCIPAL, role: 'admin' } : await store.findApiToken(hash);
   if (principal === undefined) throw new AirlockError(ErrorCode.Unauthenticated, 'unknown bearer token');
   if ('revokedAt' in principal && principal.revokedAt !== undefined) throw new AirlockError(ErrorCode.Unauthenticated, 'this bearer token was revoked');
   return { name: principal.name, role: principal.role };

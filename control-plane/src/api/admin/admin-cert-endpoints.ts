@@ -5,7 +5,7 @@ import type { CaRing } from '../../ca/ca-ring.ts';
 import { recordAdminAction } from '../../audit/admin-action.ts';
 import type { AuditLog } from '../../audit/event.ts';
 import type { Store } from '../../store/store.ts';
-import { ADMIN_ROLES, type AdminRole } from './admin-auth.ts';
+import { ADMIN_ROLES, ADMIN_TOKEN_PRINCIPAL, type AdminRole } from './admin-auth.ts';
 import { ok, type AdminEndpoint } from './endpoints.ts';
 
 /** Admin certificates are for people and scripts: long enough not to be a chore, short enough to lapse. */
@@ -31,6 +31,7 @@ export function adminCertEndpoints(deps: AdminCertEndpointDeps): AdminEndpoint[]
       handle: async ({ who, body }) => {
         const { name, role, csrPem } = await body(['name', 'role', 'csrPem']);
         if (typeof name !== 'string') throw new AirlockError(ErrorCode.BadRequest, '"name" must be a string');
+        if (name === ADMIN_TOKEN_PRINCIPAL) throw new AirlockError(ErrorCode.BadRequest, `"${ADMIN_TOKEN_PRINCIPAL}" names the admin token; choose another name`);
         if (typeof role !== 'string' || !(ADMIN_ROLES as readonly string[]).includes(role)) throw new AirlockError(ErrorCode.BadRequest, `"role" must be one of ${ADMIN_ROLES.join(', ')}`);
         if (typeof csrPem !== 'string') throw new AirlockError(ErrorCode.BadRequest, '"csrPem" must be a PEM certificate request');
         const ca = deps.ring.issuing();

@@ -7,7 +7,7 @@ import type { DocumentKind, PolicyStore } from '../../policy/policy-store.ts';
 import { recordAdminAction } from '../../audit/admin-action.ts';
 import type { AuditLog } from '../../audit/event.ts';
 import type { Store } from '../../store/store.ts';
-import { ADMIN_ROLES, type AdminRole } from './admin-auth.ts';
+import { ADMIN_ROLES, ADMIN_TOKEN_PRINCIPAL, type AdminRole } from './admin-auth.ts';
 import { MAX_POLICY_BYTES, type AdminLimits } from './admin-limits.ts';
 import { ok, type AdminEndpoint } from './endpoints.ts';
 
@@ -85,7 +85,7 @@ export function policyEndpoints(deps: PolicyEndpointDeps): AdminEndpoint[] {
       handle: async ({ who, body }) => {
         const fields = await body(['name', 'role']);
         const name = requiredString(fields, 'name');
-        if (!NAME.test(name) || name === 'admin-token') throw new AirlockError(ErrorCode.BadRequest, '"name" must be a lowercase name (a-z, 0-9, "-", ".") other than admin-token');
+        if (!NAME.test(name) || name === ADMIN_TOKEN_PRINCIPAL) throw new AirlockError(ErrorCode.BadRequest, '"name" must be a lowercase name (a-z, 0-9, "-", ".") other than admin-token');
         const role = requiredString(fields, 'role');
         if (!(ADMIN_ROLES as readonly string[]).includes(role)) throw new AirlockError(ErrorCode.BadRequest, `"role" must be one of ${ADMIN_ROLES.join(', ')}`);
         const token = newSecretToken();
@@ -114,6 +114,20 @@ export function policyEndpoints(deps: PolicyEndpointDeps): AdminEndpoint[] {
         if (revoked === undefined) throw new AirlockError(ErrorCode.NotFound, `no API token is named "${name}"`);
         await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'api-token.revoke', target: name, detail: { alreadyRevoked: before?.revokedAt !== undefined } });
         return ok({ name, revokedAt: new Date(revoked.revokedAt ?? Date.now()).toISOString(), alreadyRevoked: before?.revokedAt !== undefined });
+      },
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/admin-tokens\/retire$/,
+      role: 'admin',
+      handle: async ({ who, body }) => {
+        await body([]);
+        // Called with an admin token, retiring them would leave the caller, and maybe everyone, locked out.
+        if (who.name === ADMIN_TOKEN_PRINCIPAL) throw new AirlockError(ErrorCode.Conflict, 'retire the admin tokens with the API token or admin certificate (role admin) that replaces them, not with an admin token');
+        const alreadyRetiredAt = await deps.store.adminTokensRetiredAt();
+        const retired = await deps.store.retireAdminTokens(Date.now());
+        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'admin-token.retire', target: 'admin-tokens', detail: { retired } });
+        return ok({ retired, retiredAt: new Date((await deps.store.adminTokensRetiredAt()) ?? Date.now()).toISOString(), alreadyRetired: alreadyRetiredAt !== undefined });
       },
     },
     { method: 'GET', path: /^\/v1\/audit$/, role: 'admin', handle: async () => ok({ items: await deps.store.listAuditEvents(MAX_HISTORY) }) },
