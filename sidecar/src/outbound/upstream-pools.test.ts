@@ -54,4 +54,28 @@ describe('UpstreamPools', () => {
     const svid = svidFor(ca, `spiffe://${TD}/ns/demo/sa/planner`);
     await expect(pools.get({ address, spiffeId: `spiffe://${TD}/ns/demo/sa/payments` }, svid).request({ method: 'GET', path: '/' })).rejects.toThrow(/payments|SPIFFE/);
   });
+
+  it('drops a pool once its peer has closed every connection, and keeps at most maxPools', async () => {
+    const svid = svidFor(ca, `spiffe://${TD}/ns/demo/sa/planner`);
+    const pools = new UpstreamPools(undefined, 3);
+    cleanups.push(() => pools.close());
+    const servers = await Promise.all(Array.from({ length: 5 }, async () => {
+      const serving = ca.issue({ uris: [peerId] });
+      const server = createServer({ ca: ca.certPem, cert: serving.certPem, key: serving.keyPem, requestCert: true, rejectUnauthorized: true }, (_req, res) => res.end('ok'));
+      await listen(server, { host: '127.0.0.1', port: 0 });
+      cleanups.push(() => closeServer(server));
+      return { server, address: `127.0.0.1:${boundPort(server)}` };
+    }));
+    const call = async (address: string): Promise<string> => (await pools.get({ address, spiffeId: peerId }, svid).request({ method: 'GET', path: '/' })).body.text();
+    for (const { address } of servers) expect(await call(address)).toBe('ok');
+    // Five peers called, three pools kept: the oldest were closed (their calls had finished).
+    expect(pools.size).toBe(3);
+    // The peers go away (pods deleted): their kept-alive connections close, and so do the pools.
+    for (const { server } of servers) server.closeAllConnections();
+    for (let i = 0; i < 100 && pools.size > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(pools.size).toBe(0);
+    // A peer called again gets a new pool that works.
+    expect(await call(servers[4]?.address ?? '')).toBe('ok');
+    expect(pools.size).toBe(1);
+  });
 });

@@ -11,16 +11,28 @@ import { expectSpiffeId } from '../tls/peer-identity.ts';
  * pools are replaced and the old ones drain (in-flight requests finish). Every connection of that
  * SVID shares one TLS context: given the PEMs instead, each connection would parse them into a context
  * of its own (CPU per handshake, and native memory that V8 does not see, so it is freed late).
+ * Bounded: a pool whose last connection closed with nothing queued is dropped (peers come and go with
+ * their pods), and past `maxPools` the oldest is closed (it finishes what it has in flight).
  */
+/** Distinct (peer address, identity) pools kept at most; a sidecar calls far fewer peers. */
+export const DEFAULT_MAX_UPSTREAM_POOLS = 1024;
+
 export class UpstreamPools {
   readonly #pools = new Map<string, Pool>();
   readonly #minVersion: TlsMinVersion;
+  readonly #maxPools: number;
   #svid: Svid | undefined;
   #context: SecureContext | undefined;
 
   /** `minVersion`: the lowest TLS version offered to peers (setting tlsMinVersion). */
-  constructor(minVersion: TlsMinVersion = DEFAULT_TLS_MIN_VERSION) {
+  constructor(minVersion: TlsMinVersion = DEFAULT_TLS_MIN_VERSION, maxPools = DEFAULT_MAX_UPSTREAM_POOLS) {
     this.#minVersion = minVersion;
+    this.#maxPools = maxPools;
+  }
+
+  /** How many pools are kept now. */
+  get size(): number {
+    return this.#pools.size;
   }
 
   get(upstream: Upstream, svid: Svid): Pool {
@@ -37,7 +49,9 @@ export class UpstreamPools {
           checkServerIdentity: expectSpiffeId(upstream.spiffeId),
         },
       });
+      this.#forgetWhenUnused(key, pool);
       this.#pools.set(key, pool);
+      if (this.#pools.size > this.#maxPools) this.#evictOldest();
     }
     return pool;
   }
@@ -46,6 +60,22 @@ export class UpstreamPools {
     const pools = [...this.#pools.values()];
     this.#pools.clear();
     await Promise.all(pools.map((p) => p.destroy()));
+  }
+
+  #forgetWhenUnused(key: string, pool: Pool): void {
+    pool.on('disconnect', () => {
+      const { connected, pending, running } = pool.stats;
+      if (connected > 0 || pending > 0 || running > 0 || this.#pools.get(key) !== pool) return;
+      this.#pools.delete(key);
+      void pool.close().catch(() => undefined);
+    });
+  }
+
+  #evictOldest(): void {
+    const [key, pool] = this.#pools.entries().next().value ?? [];
+    if (key === undefined || pool === undefined) return;
+    this.#pools.delete(key);
+    void pool.close().catch(() => undefined);
   }
 
   #drain(svid: Svid): void {
