@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { ListenAddress } from './config.ts';
 import { listen } from './net.ts';
+import { enforceListenerLimits, httpServerOptions, type LimitRefusal, type ListenerLimits } from './listener-limits.ts';
 
 /**
  * prom-client default metrics that are gauges named `_total`, which `promtool check metrics` refuses
@@ -83,10 +84,18 @@ export async function startAdminServer(
   registry: Registry,
   health: HealthChecks,
   routes: readonly AdminRoute[] = [],
+  guard?: ListenerGuard,
 ): Promise<Server> {
-  const server = createServer(routeRequests([monitoringRoute(registry, health), ...routes]));
+  const server = createServer(guard === undefined ? {} : httpServerOptions(guard.limits), routeRequests([monitoringRoute(registry, health), ...routes]));
+  if (guard !== undefined) enforceListenerLimits(server, guard.limits.maxConnections, guard.refused);
   await listen(server, address);
   return server;
+}
+
+/** A listener's limits, and what to do with each connection they cut (count it). */
+export interface ListenerGuard {
+  readonly limits: Pick<ListenerLimits, 'maxConnections' | 'headersTimeoutMs' | 'requestTimeoutMs'>;
+  readonly refused: (reason: LimitRefusal) => void;
 }
 
 export function sendJson(res: import('node:http').ServerResponse, status: number, body: unknown): void {

@@ -266,8 +266,11 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const limits = new AdminLimits({ audit, policies, worker });
     // One readiness for /readyz and grpc.health.v1.Health.
     const notReadyReason = (): string | undefined => (ready ? storeHealth.staleReason() : 'starting');
+    const listenerLimits = { maxConnections: config.maxConnections, headersTimeoutMs: config.headersTimeout, requestTimeoutMs: config.requestTimeout, tlsHandshakeTimeoutMs: config.tlsHandshakeTimeout };
     const grpc: RunningGrpcServer = await startGrpcServer({
       address: config.grpcListen,
+      limits: { maxConnections: config.maxConnections, tlsHandshakeTimeoutMs: config.tlsHandshakeTimeout, maxConcurrentStreams: config.grpcMaxConcurrentStreams },
+      refusedConnection: (reason) => metrics.connectionsRefused.inc({ listener: 'grpc', reason }),
       certificates,
       tlsMinVersion: config.tlsMinVersion,
       caIssuers: () => ring.verifiers(),
@@ -292,6 +295,8 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       transport: config.adminTransport,
       tlsMinVersion: config.tlsMinVersion,
       certificates,
+      limits: listenerLimits,
+      refused: (reason) => metrics.connectionsRefused.inc({ listener: 'admin', reason }),
       routes: [
         serveEndpoints(
           [
@@ -317,6 +322,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       registry,
       { healthy: () => true, notReadyReason },
       [adminApiElsewhereRoute(adminApi)],
+      { limits: listenerLimits, refused: (reason) => metrics.connectionsRefused.inc({ listener: 'http', reason }) },
     );
     answerClientErrors(http);
     cleanups.push(() => closeServer(http));

@@ -148,7 +148,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     started.push(inbound);
     await listen(outbound, config.outboundListen);
     started.push(outbound);
-    started.push(await startSidecarAdmin(config.adminListen, registry, () => identity.notReadyReason()));
+    started.push(await startSidecarAdmin(config.adminListen, registry, () => identity.notReadyReason(), { limits, refused: (reason) => metrics.connectionsRefused.inc({ listener: 'admin', reason }) }));
     if (capture !== undefined && config.captureListen !== undefined) {
       await listen(capture, config.captureListen);
       started.push(capture);

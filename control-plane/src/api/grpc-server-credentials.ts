@@ -11,8 +11,9 @@ import type { StaticCertificateProvider } from './certificate-provider.ts';
  * both (Node's setSecureContext resets the version bounds it is not given).
  */
 class ProviderServerCredentials extends ServerCredentials {
-  constructor(provider: StaticCertificateProvider, minVersion: TlsMinVersion) {
-    super({ requestCert: true, rejectUnauthorized: false, minVersion });
+  constructor(provider: StaticCertificateProvider, minVersion: TlsMinVersion, handshakeTimeoutMs: number) {
+    // The TLS server's options: a client that has not finished its handshake in time is cut.
+    super({ requestCert: true, rejectUnauthorized: false, minVersion, handshakeTimeout: handshakeTimeoutMs });
     let ca: Buffer | undefined;
     let identity: { certificate: Buffer; privateKey: Buffer } | undefined;
     const update = (): void => {
@@ -36,6 +37,6 @@ class ProviderServerCredentials extends ServerCredentials {
   }
 }
 
-export function providerServerCredentials(provider: StaticCertificateProvider, minVersion: TlsMinVersion): ServerCredentials {
-  return new ProviderServerCredentials(provider, minVersion);
+export function providerServerCredentials(provider: StaticCertificateProvider, minVersion: TlsMinVersion, handshakeTimeoutMs: number): ServerCredentials {
+  return new ProviderServerCredentials(provider, minVersion, handshakeTimeoutMs);
 }

@@ -9,6 +9,7 @@ import {
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { DEFAULT_TLS_MIN_VERSION, formatHostPort, type ListenAddress, type TlsMinVersion } from '@airlock/common/config';
+import { DEFAULT_LISTENER_LIMITS, type LimitRefusal, type ListenerLimits } from '@airlock/common/listener-limits';
 import type { SpiffeId } from '@airlock/common/spiffe';
 import { AuthorizationServiceService, type AuthorizeRequest, type AuthorizeResponse, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
 import { AdminServiceService } from '@airlock/proto/admin/v1';
@@ -21,6 +22,7 @@ import type { CertificateIssuer } from './identity/sign-certificate.ts';
 import type { Revocations } from '../ca/revocations.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import type { StaticCertificateProvider } from './certificate-provider.ts';
+import { capGrpcConnections } from './grpc-listener-limits.ts';
 import { providerServerCredentials } from './grpc-server-credentials.ts';
 import { toGrpcFailure } from './grpc-status.ts';
 import type { RefusalLog } from './rate-limit.ts';
@@ -29,6 +31,10 @@ import { addHealthService, addReflectionService, serviceName } from './grpc-stan
 
 export interface GrpcServerDeps {
   readonly address: ListenAddress;
+  /** Connection cap, TLS handshake timeout and streams per connection (default DEFAULT_GRPC_LIMITS). */
+  readonly limits?: GrpcListenerLimits;
+  /** Each connection the limits cut (to count it). */
+  readonly refusedConnection?: (reason: LimitRefusal) => void;
   readonly certificates: StaticCertificateProvider;
   /** Lowest TLS version a caller may speak (setting tlsMinVersion; default TLS 1.3). */
   readonly tlsMinVersion?: TlsMinVersion;
@@ -56,6 +62,12 @@ export interface GrpcServerDeps {
   /** Serve gRPC server reflection (setting grpcReflection; default off). */
   readonly reflection?: boolean;
 }
+
+export interface GrpcListenerLimits extends Pick<ListenerLimits, 'maxConnections' | 'tlsHandshakeTimeoutMs'> {
+  readonly maxConcurrentStreams: number;
+}
+
+export const DEFAULT_GRPC_LIMITS: GrpcListenerLimits = { maxConnections: DEFAULT_LISTENER_LIMITS.maxConnections, tlsHandshakeTimeoutMs: DEFAULT_LISTENER_LIMITS.tlsHandshakeTimeoutMs, maxConcurrentStreams: 128 };
 
 export interface RunningGrpcServer {
   readonly port: number;
@@ -103,7 +115,10 @@ function unary<Req, Res>(deps: GrpcServerDeps, fn: (call: ServerUnaryCall<Req, R
 
 /** gRPC over TLS (1.3 unless set otherwise) that asks for a client certificate but does not require one (see StaticCertificateProvider). */
 export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpcServer> {
-  const server = new Server();
+  const limits = deps.limits ?? DEFAULT_GRPC_LIMITS;
+  // Past the streams a connection may open, the client's HTTP/2 layer waits: memory per connection is bounded.
+  const server = new Server({ 'grpc.max_concurrent_streams': limits.maxConcurrentStreams });
+  capGrpcConnections(server, limits.maxConnections, deps.refusedConnection ?? (() => undefined));
   const warnings = deps.refusals;
   // A caller without a valid client certificate is refused before any work on its request, and
   // what it makes us write is bounded: it could otherwise flood the audit trail at will.
@@ -165,7 +180,7 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
   // Standard services, callable like SignCertificate without a client certificate (none is required on this port).
   const stopHealth = addHealthService(server, served.map(serviceName), deps.notReadyReason ?? (() => undefined));
   if (deps.reflection === true) addReflectionService(server, protoFiles);
-  const credentials = providerServerCredentials(deps.certificates, deps.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION);
+  const credentials = providerServerCredentials(deps.certificates, deps.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION, limits.tlsHandshakeTimeoutMs);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(formatHostPort(deps.address), credentials, (err, bound) => {
       if (err !== null) reject(new AirlockError(ErrorCode.Config, `cannot listen on ${formatHostPort(deps.address)}: ${err.message}`, { cause: err }));

@@ -1,6 +1,7 @@
 import { createServer, type Server, type ServerOptions } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ListenAddress, TlsMinVersion } from '@airlock/common/config';
+import { enforceListenerLimits, httpServerOptions, type LimitRefusal, type ListenerLimits } from '@airlock/common/listener-limits';
 import { answerClientErrors, boundPort, closeServer, listen } from '@airlock/common/net';
 
 type IdentityUpdate = { certificate: Buffer; privateKey: Buffer } | null;
@@ -16,8 +17,9 @@ export interface ServingHttpsOptions {
   readonly certificates: ServingCertificates;
   readonly tlsMinVersion: TlsMinVersion;
   readonly handler: (req: IncomingMessage, res: ServerResponse) => void;
-  readonly serverOptions?: Pick<ServerOptions, 'requestTimeout' | 'headersTimeout'>;
-  readonly maxConnections?: number;
+  readonly limits: Pick<ListenerLimits, 'maxConnections' | 'headersTimeoutMs' | 'requestTimeoutMs' | 'tlsHandshakeTimeoutMs'>;
+  /** Each connection the limits cut (to count it). */
+  readonly refused?: (reason: LimitRefusal) => void;
 }
 
 export interface ServingHttpsServer {
@@ -29,7 +31,7 @@ export interface ServingHttpsServer {
 /**
  * An HTTPS listener of the control plane (the admin API, the injection webhook): the serving
  * certificate gRPC presents, the tlsMinVersion floor, a renewed certificate for new handshakes at
- * once (open connections finish on theirs), and Node's parser refusals answered as JSON.
+ * once (open connections finish on theirs), Node's parser refusals answered as JSON, and `limits`.
  */
 export async function listenWithServingCertificate(o: ServingHttpsOptions): Promise<ServingHttpsServer> {
   const tls = (u: { certificate: Buffer; privateKey: Buffer }): Pick<ServerOptions, 'cert' | 'key' | 'minVersion'> => ({ cert: u.certificate, key: u.privateKey, minVersion: o.tlsMinVersion });
@@ -41,8 +43,8 @@ export async function listenWithServingCertificate(o: ServingHttpsOptions): Prom
     };
     o.certificates.addIdentityCertificateListener(once);
   });
-  const server = createServer({ ...tls(first), ...o.serverOptions }, o.handler);
-  if (o.maxConnections !== undefined) server.maxConnections = o.maxConnections;
+  const server = createServer({ ...tls(first), ...httpServerOptions(o.limits), handshakeTimeout: o.limits.tlsHandshakeTimeoutMs }, o.handler);
+  enforceListenerLimits(server, o.limits.maxConnections, o.refused ?? (() => undefined));
   answerClientErrors(server);
   const renewed = (u: IdentityUpdate): void => {
     if (u !== null) server.setSecureContext(tls(u));

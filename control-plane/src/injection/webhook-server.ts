@@ -95,7 +95,6 @@ export async function startInjectionServer(o: InjectionServerOptions): Promise<I
     certificates: o.serving,
     tlsMinVersion: o.tlsMinVersion,
     handler: (req, res) => void handle(req, res),
-    serverOptions: { requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: HEADERS_TIMEOUT_MS },
-    maxConnections: MAX_CONNECTIONS,
+    limits: { requestTimeoutMs: REQUEST_TIMEOUT_MS, headersTimeoutMs: HEADERS_TIMEOUT_MS, maxConnections: MAX_CONNECTIONS, tlsHandshakeTimeoutMs: HEADERS_TIMEOUT_MS },
   });
 }

@@ -15,6 +15,8 @@ export interface ControlPlaneMetrics {
   /** Expiry of the control plane's own certificates: `serving` (its gRPC certificate) and `root`. */
   readonly certificateExpiry: Gauge<'certificate'>;
   readonly revocations: Counter;
+  /** Connections a listener's limits cut: max_connections, request_timeout, handshake_timeout. */
+  readonly connectionsRefused: Counter<'listener' | 'reason'>;
 }
 
 export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetrics {
@@ -71,6 +73,12 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
     revocations: new Counter({
       name: 'airlock_ca_revocations_total',
       help: 'Identities revoked by an admin.',
+      registers,
+    }),
+    connectionsRefused: new Counter({
+      name: 'airlock_control_plane_connections_refused_total',
+      help: "Connections cut by a listener's limits (grpc, admin, http), by reason: max_connections, request_timeout, handshake_timeout.",
+      labelNames: ['listener', 'reason'] as const,
       registers,
     }),
   };

@@ -41,7 +41,7 @@ export const sidecarConfig = defineConfig('AIRLOCK', {
   appPort: port({ description: 'Port of the agent app on 127.0.0.1, where inbound calls are forwarded.', default: 8080 }),
   authzTransport: oneOf<'stream' | 'unary'>(['stream', 'unary'], { description: 'How decisions are asked for: `stream` (the calls of one event-loop turn as one message on a long-lived gRPC stream) or `unary` (one gRPC call per decision). Every call gets its own fresh decision either way.', default: 'stream' }),
   authzTimeout: duration({ description: 'How long a call waits for its authorization before it is refused with 503 (fail closed).', default: 250 }),
-  maxConnections: integer({ description: 'Open connections each listener (outbound, inbound, capture) accepts at once; more are closed at once and counted (airlock_sidecar_connections_refused_total).', default: 10000, min: 1, max: 1000000 }),
+  maxConnections: integer({ description: 'Open connections each listener (outbound, inbound, capture, admin) accepts at once; more are closed at once and counted (airlock_sidecar_connections_refused_total).', default: 10000, min: 1, max: 1000000 }),
   headersTimeout: duration({ description: 'How long a client has to send a request\'s headers (outbound and inbound); past it: 408 and the connection closed (a slow-headers client holds nothing for long).', default: 10_000, minMs: 100 }),
   requestTimeout: duration({ description: 'How long a client has to send a whole request, body included; past it: 408.', default: 60_000, minMs: 100 }),
   tlsHandshakeTimeout: duration({ description: 'How long a peer has to finish the mTLS handshake on the inbound listener (a silent or slow ClientHello is cut then).', default: 10_000, minMs: 100 }),

@@ -126,7 +126,7 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
     }),
     connectionsRefused: new Counter({
       name: 'airlock_sidecar_connections_refused_total',
-      help: 'Connections a sidecar listener closed for a limit, by listener (outbound, inbound, capture) and reason (max_connections: over maxConnections; request_timeout: headers or request not received in time; tunnel_idle: a CONNECT tunnel idle past tunnelIdleTimeout).',
+      help: 'Connections a sidecar listener closed for a limit, by listener (outbound, inbound, capture, admin) and reason (max_connections: over maxConnections; request_timeout: headers or request not received in time; tunnel_idle: a CONNECT tunnel idle past tunnelIdleTimeout).',
       labelNames: ['listener', 'reason'] as const,
       registers,
     }),

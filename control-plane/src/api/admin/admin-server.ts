@@ -1,5 +1,6 @@
 import { createServer as createHttpServer } from 'node:http';
 import type { ListenAddress, TlsMinVersion } from '@airlock/common/config';
+import { enforceListenerLimits, httpServerOptions, type LimitRefusal, type ListenerLimits } from '@airlock/common/listener-limits';
 import { answerClientErrors, boundPort, closeServer, listen } from '@airlock/common/net';
 import { routeRequests, sendJson, type AdminRoute } from '@airlock/common/telemetry';
 import type { ControlPlaneConfig } from '../../config/config.ts';
@@ -13,6 +14,8 @@ export interface AdminApiServerOptions {
   /** The serving certificate and its renewals (the provider gRPC serves from: one certificate, one rotation). */
   readonly certificates: ServingCertificates;
   readonly routes: readonly AdminRoute[];
+  readonly limits: Pick<ListenerLimits, 'maxConnections' | 'headersTimeoutMs' | 'requestTimeoutMs' | 'tlsHandshakeTimeoutMs'>;
+  readonly refused: (reason: LimitRefusal) => void;
 }
 
 export interface AdminApiServer {
@@ -26,12 +29,13 @@ export interface AdminApiServer {
 export async function startAdminApiServer(o: AdminApiServerOptions): Promise<AdminApiServer> {
   const handler = routeRequests(o.routes);
   if (o.transport !== 'tls') {
-    const server = createHttpServer(handler);
+    const server = createHttpServer(httpServerOptions(o.limits), handler);
+    enforceListenerLimits(server, o.limits.maxConnections, o.refused);
     answerClientErrors(server);
     await listen(server, o.address);
     return { port: boundPort(server), scheme: 'http', close: () => closeServer(server) };
   }
-  const running = await listenWithServingCertificate({ address: o.address, certificates: o.certificates, tlsMinVersion: o.tlsMinVersion, handler });
+  const running = await listenWithServingCertificate({ address: o.address, certificates: o.certificates, tlsMinVersion: o.tlsMinVersion, handler, limits: o.limits, refused: o.refused });
   return { port: running.port, scheme: 'https', close: () => running.close() };
 }
 

@@ -1,0 +1,101 @@
+// Issue 16 item 1, the control plane's side: its gRPC, admin API and metrics listeners hold limits.
+// A client that opens TLS and says nothing, one that sends its headers a byte at a time, and a flood
+// of connections are each cut (in seconds, not Node's two minutes) and counted, while sidecars'
+// calls and probes go on.
+import { connect, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HEALTH_PROTO, healthCheck, serviceClient } from './support/grpc-health.ts';
+import { adminFetch, openAuthorizeStream, RESEARCHER, RESEARCHERS_TO_EXAMPLE, startTestControlPlane, type TestControlPlane } from '../control-plane/src/testing/test-control-plane.ts';
+import { AuthorizeRequest, Direction, Verdict } from '@airlock/proto/authorization/v1';
+
+/** Resolves with what the server sent once it closes the connection (bounded: 20 s, else 'still open'). */
+function closed(socket: Socket): Promise<string> {
+  return new Promise((resolve) => {
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    socket.on('error', () => undefined);
+    const timer = setTimeout(() => resolve('still open'), 20_000);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(got);
+    });
+  });
+}
+
+const opened = async (port: number): Promise<Socket> => {
+  const s = connect(port, '127.0.0.1');
+  await new Promise((r) => s.once('connect', r));
+  return s;
+};
+
+async function refused(t: TestControlPlane, listener: string, reason: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${t.cp.httpPort}/metrics`)).text();
+  const m = new RegExp(`^airlock_control_plane_connections_refused_total\\{[^}]*listener="${listener}"[^}]*reason="${reason}"[^}]*\\} (\\d+)`, 'm').exec(text);
+  return Number(m?.[1] ?? 0);
+}
+
+/** A sidecar's decision over AuthorizeStream: the control case that must keep working. */
+async function decides(t: TestControlPlane): Promise<boolean> {
+  const stream = openAuthorizeStream(t.cp, t.svid(RESEARCHER));
+  try {
+    const [result] = await stream.send([{ id: 1, request: AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: RESEARCHER, destinationHost: 'api.example.com', destinationPort: 443, method: 'GET', path: '/' }) }]);
+    return result?.decision?.verdict === Verdict.VERDICT_ALLOW;
+  } finally {
+    stream.close();
+  }
+}
+
+describe('control-plane listener timeouts', () => {
+  let t: TestControlPlane;
+  beforeAll(async () => {
+    t = await startTestControlPlane(RESEARCHERS_TO_EXAMPLE, 'airlock-cp-limits-', {}, { headersTimeout: '1s', tlsHandshakeTimeout: '1s' });
+  });
+  afterAll(() => t.close());
+
+  it.each(['grpc', 'admin'] as const)('cuts a client that opens the %s port and never finishes its TLS handshake, and counts it', { timeout: 30_000 }, async (listener) => {
+    const before = await refused(t, listener, 'handshake_timeout');
+    const socket = await opened(listener === 'grpc' ? t.cp.grpcPort : t.cp.adminPort);
+    const done = closed(socket);
+    expect(await decides(t)).toBe(true);
+    expect(await done).toBe('');
+    await expect.poll(() => refused(t, listener, 'handshake_timeout'), { timeout: 5000 }).toBe(before + 1);
+  });
+
+  it('answers 408 to headers sent a byte at a time on the metrics port, and counts it; probes go on', { timeout: 30_000 }, async () => {
+    const socket = await opened(t.cp.httpPort);
+    const done = closed(socket);
+    socket.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
+    const drip = setInterval(() => socket.writable && socket.write('X'), 200);
+    expect((await fetch(`http://127.0.0.1:${t.cp.httpPort}/healthz`)).status).toBe(200);
+    const got = await done;
+    clearInterval(drip);
+    expect(got).toMatch(/^HTTP\/1\.1 408 /);
+    expect(await refused(t, 'http', 'request_timeout')).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('control-plane connection cap', () => {
+  let t: TestControlPlane;
+  beforeAll(async () => {
+    t = await startTestControlPlane(RESEARCHERS_TO_EXAMPLE, 'airlock-cp-cap-', {}, { maxConnections: '4', grpcMaxConcurrentStreams: '8' });
+  });
+  afterAll(() => t.close());
+
+  it.each(['grpc', 'admin'] as const)('closes %s connections past maxConnections at once and counts them; once they are gone, calls go through', { timeout: 30_000 }, async (listener) => {
+    const port = listener === 'grpc' ? t.cp.grpcPort : t.cp.adminPort;
+    const held = await Promise.all(Array.from({ length: 4 }, () => opened(port)));
+    const extra = Array.from({ length: 3 }, () => connect(port, '127.0.0.1'));
+    expect(await Promise.all(extra.map((s) => closed(s)))).toEqual(['', '', '']);
+    expect(held.every((s) => !s.destroyed)).toBe(true);
+    expect(await refused(t, listener, 'max_connections')).toBe(3);
+    for (const s of held) s.destroy();
+    if (listener === 'grpc') {
+      const health = serviceClient(HEALTH_PROTO, 'grpc.health.v1.Health', t.cp.grpcPort, t.cp.trustBundlePem);
+      await expect.poll(() => healthCheck(health, ''), { timeout: 10_000 }).toBe('SERVING');
+      health.close();
+      expect(await decides(t)).toBe(true);
+    } else {
+      await expect.poll(async () => (await adminFetch(t.cp, '/v1/policy', { headers: { authorization: `Bearer ${t.cp.adminToken}` } })).status, { timeout: 10_000 }).toBe(200);
+    }
+  });
+});
