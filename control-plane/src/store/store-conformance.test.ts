@@ -228,6 +228,24 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     expect((await store.listQuarantines()).map((q) => q.spiffeId)).toEqual([ID2]);
   });
 
+  it('keeps MCP tool pins for the next client by server and tool, replacing one put again (pending version included)', async () => {
+    const h = (c: string) => c.repeat(64);
+    const server = 'spiffe://td/ns/a/sa/tools';
+    await store.putToolPin({ server, tool: 'search', hash: h('a'), pinnedAt: 1, pinnedBy: 'first-use' });
+    await store.putToolPin({ server: 'api.example.com:443', tool: 'a/b:c', hash: '', pinnedAt: 2, pinnedBy: '', pending: { hash: h('b'), seenAt: 2, flags: ['invisible-unicode@1'], action: 'deny' } });
+    await store.putToolPin({ server, tool: 'search', hash: h('a'), pinnedAt: 1, pinnedBy: 'first-use', pending: { hash: h('c'), seenAt: 3, flags: [], action: 'alert' } });
+    await store.putToolPin({ server, tool: 'fetch', hash: h('d'), pinnedAt: 4, pinnedBy: 'alice' });
+    const next = await client();
+    expect(await next.listToolPins()).toEqual([
+      { server: 'api.example.com:443', tool: 'a/b:c', hash: '', pinnedAt: 2, pinnedBy: '', pending: { hash: h('b'), seenAt: 2, flags: ['invisible-unicode@1'], action: 'deny' } },
+      { server, tool: 'fetch', hash: h('d'), pinnedAt: 4, pinnedBy: 'alice' },
+      { server, tool: 'search', hash: h('a'), pinnedAt: 1, pinnedBy: 'first-use', pending: { hash: h('c'), seenAt: 3, flags: [], action: 'alert' } },
+    ]);
+    // Accepted: the pending version is gone.
+    await next.putToolPin({ server, tool: 'search', hash: h('c'), pinnedAt: 5, pinnedBy: 'bob' });
+    expect((await store.listToolPins()).find((p) => p.tool === 'search')).toEqual({ server, tool: 'search', hash: h('c'), pinnedAt: 5, pinnedBy: 'bob' });
+  });
+
   it('appends policy versions with their audit event, refuses a version stored first by another client', async () => {
     const version = (v: number) => ({ version: v, entries: `[${v}]`, createdAt: v, actor: 'alice', action: 'apply', summary: `s${v}` });
     const audit = (v: number) => ({ at: v, actor: 'alice', action: 'policy.apply', target: `version ${v}`, detail: '{}' });
