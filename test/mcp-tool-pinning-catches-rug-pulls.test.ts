@@ -16,7 +16,9 @@ import { listen } from '@airlock/common/net';
 import { adminGet, adminPost } from '../cli/src/admin-client.ts';
 import type { EchoBody } from '../cli/src/demo/echo-app.ts';
 import { auditSchemaProblems } from '../control-plane/src/testing/audit-events.ts';
+import { caFromPem } from '../sidecar/src/testing/certs.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
+import { rawHttp } from './support/raw-http.ts';
 
 // planner may use the MCP server of `tools` (any method on /mcp, so the SDK's session GET and
 // DELETE too); onToolChange is not set: a rug pull is denied by default.
@@ -185,6 +187,16 @@ describe('MCP tool pinning: a rug pull by a real SDK server is caught on the nex
     expect(err.data).toMatchObject({ error: 'denied', policy: '', rule: '' });
     expect(called.length).toBe(before);
     expect(text(await client.callTool({ name: 'echo', arguments: { text: 'still here' } }))).toBe('still here');
+    // The neighbour: a peer holding planner's SVID calling the ingress sidecar directly is denied there too.
+    const caPem = readFileSync(join(mesh.dataDir, 'ca.pem'), 'utf8');
+    const planner = caFromPem(caPem, readFileSync(join(mesh.dataDir, 'ca.key'), 'utf8')).issue({ uris: [mesh.agent('planner').identity] });
+    const beforeDirect = called.length;
+    const body = '{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"search","arguments":{"q":"direct"}}}';
+    const direct = await rawHttp(mesh.agent('tools').inboundPort, `POST /mcp HTTP/1.1\r\nHost: tools.agents\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: ${body.length}\r\nConnection: close\r\n\r\n${body}`, {
+      tls: { ca: caPem, cert: planner.certPem, key: planner.keyPem, checkServerIdentity: () => undefined },
+    });
+    expect(JSON.parse(direct.body)).toMatchObject({ id: 41, error: { code: -32050, message: expect.stringMatching(/^tool_changed: /) as unknown } });
+    expect(called.length).toBe(beforeDirect);
 
     // airlock tools list shows it; accept with a wrong hash is refused, then the operator accepts it.
     const listed = await airlock('tools', 'list', '--mcp-server', server);
