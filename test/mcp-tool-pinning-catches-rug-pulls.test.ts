@@ -223,6 +223,11 @@ describe('MCP tool pinning: a rug pull by a real SDK server is caught on the nex
     await expect(adminPost(mesh.creds, '/v1/mcp/tools/accept', { server, tool: 'nope' })).rejects.toThrow(/no tool "nope" has been listed by MCP server/);
     await expect(adminPost(mesh.creds, '/v1/mcp/tools/accept', { server, tool: 'echo' })).rejects.toThrow(/nothing to accept: "echo"/);
     await expect(adminPost(mesh.creds, '/v1/mcp/tools/accept', { tool: 'echo' })).rejects.toThrow(/"server" is required/);
+    // Accepting is a responder's act: a viewer may list, not accept.
+    const { token } = (await adminPost(mesh.creds, '/v1/api-tokens', { name: 'pins-viewer', role: 'viewer' })) as { token: string };
+    const viewer = { ...mesh.creds, token };
+    expect(((await adminGet(viewer, '/v1/mcp/tools')) as { items: Pin[] }).items.length).toBeGreaterThan(0);
+    await expect(adminPost(viewer, '/v1/mcp/tools/accept', { server, tool: 'echo' })).rejects.toThrow(/permission_denied|role/);
     const usage = await airlock('tools', 'accept', server);
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/expected `airlock tools accept SERVER TOOL \[--hash H\]`/);
