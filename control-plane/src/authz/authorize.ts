@@ -172,7 +172,7 @@ export class Authorizer {
     const callable = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     // The tools pinned per server: a changed or flagged one is withheld when the deciding rule's onToolChange says so.
     const pins = this.#d.toolPins;
-    const pinned = pins === undefined || !decision.allow || req.mcpListedToolPins.length === 0 ? undefined
+    const pinned = pins === undefined || !decision.allow || req.mcpListedToolPins.length === 0 || req.mcpMethod !== 'tools/list' ? undefined
       : pins.observe(serverOf(destination, req.destinationPort), destination.kind === 'agent' ? destination.id.uri : undefined, req.mcpListedToolPins, engine.onToolChange(decision.policy, decision.rule) ?? DEFAULT_TOOL_CHANGE_ACTION);
     const allowedTools = pinned === undefined || pinned.withheld.size === 0 ? callable : callable.filter((t) => !pinned.withheld.has(t));
     const verdict = decision.allow ? 'allow' : 'deny';

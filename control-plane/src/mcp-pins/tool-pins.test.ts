@@ -166,6 +166,9 @@ describe('MCP tool pinning in the control plane', () => {
   it('a name listed twice with two definitions is withheld; reports over the bounds are refused', () => {
     expect(list('d.example', [{ name: 'search', hash: h('a') }, { name: 'search', hash: h('b') }, { name: 'ok', hash: h('c') }]).mcpAllowedTools).toEqual(['ok']);
     expect(lastPins()).toEqual([{ tool: 'search', change: 'ambiguous', action: 'deny' }]);
+    // Hashes sent with anything but a tools/list filter pin nothing.
+    ask('d.example', { mcpMethod: 'tools/call', mcpTool: 'zzz', mcpListedToolPins: [{ name: 'zzz', hash: h('a'), flags: [] }] });
+    expect(pins.list('d.example:443').map((p) => p.tool)).toEqual(['ok']);
     expect(() => list('d.example', [{ name: 'x', hash: 'A'.repeat(64) }])).toThrow(/hash/);
     expect(() => list('d.example', [{ name: 'n'.repeat(257) }])).toThrow(/name/);
     expect(() => list('d.example', [{ name: 'x', flags: Array.from({ length: 17 }, () => 'f@1') }])).toThrow(/flags/);
