@@ -16,6 +16,7 @@ Commands:
   agent revoke    revoke an agent identity at once: no renewal, every call denied, handshakes refused (admin)
   quarantine ID   contain an agent from its next call, reversibly (--reason TEXT [--ttl 1h]; list) (responder)
   release ID      end a quarantine (responder)
+  tools list      the pinned MCP tools and those that changed or were flagged (viewer); tools accept SERVER TOOL (responder)
   apply -f F|DIR  add or replace segments and policies, as a new policy version
   diff -f F|DIR   what apply would change
   get KIND [NAME] segments | policies | agents
@@ -56,6 +57,7 @@ const commands: Record<string, Command> = {
   agent: async (argv) => (await import('./commands/agent.ts')).runAgent(argv),
   quarantine: async (argv) => (await import('./commands/quarantine.ts')).runQuarantine(argv),
   release: async (argv) => (await import('./commands/quarantine.ts')).runRelease(argv),
+  tools: async (argv) => (await import('./commands/tools.ts')).runTools(argv),
   ca: async (argv) => (await import('./commands/ca.ts')).runCa(argv),
   audit: async (argv) => (await import('./commands/audit.ts')).runAudit(argv),
   version: () => {

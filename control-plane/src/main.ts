@@ -29,6 +29,8 @@ import { policyEndpoints } from './api/admin/policy-endpoints.ts';
 import { revokeEndpoints } from './api/admin/revoke-endpoints.ts';
 import { quarantineEndpoints } from './api/admin/quarantine-endpoints.ts';
 import { Quarantines } from './incident/quarantines.ts';
+import { toolPinEndpoints } from './mcp-pins/endpoints.ts';
+import { ToolPins } from './mcp-pins/tool-pins.ts';
 import { ensureAdminToken } from './attestation/admin-token.ts';
 import { JoinTokens } from './attestation/join-tokens.ts';
 import { Authorizer } from './authz/authorize.ts';
@@ -208,8 +210,9 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       issuerName: (id) => ring.verifiers().find((ca) => ca.id === id)?.x509.subject,
     });
     const quarantines = await Quarantines.load(store, decisions);
+    const toolPins = await ToolPins.load({ store, decisions, registry, logger: logger.child({ component: 'tool-pins' }), quarantine: (r) => quarantines.quarantine(r) });
     const ticketKeys = await TicketKeys.open({ store, ...(kek === undefined ? {} : { kek }) });
-    follower.start({ agents, revocations, policies, ring, quarantines, ticketKeys });
+    follower.start({ agents, revocations, policies, ring, quarantines, ticketKeys, toolPins });
     cleanups.push(rotateTicketKeys(ticketKeys, config.ticketKeyRotation, log));
     const kubernetes = await startKubernetesAttestation({
       jwks: config.kubernetesJwks,
@@ -275,7 +278,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       tlsMinVersion: config.tlsMinVersion,
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
-      authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit, tickets: new TicketIssuer(ticketKeys, config.ticketTtl) }),
+      authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit, tickets: new TicketIssuer(ticketKeys, config.ticketTtl), toolPins }),
       issuer: new CertificateIssuer({ ca: ring, joinTokens, store, agents, revocations, quarantines, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: refusals }),
       revocations,
       ticketKeys,
@@ -306,6 +309,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
             ...policyEndpoints({ store, policies, audit, limits, decisions, trustDomain: config.trustDomain }),
             ...revokeEndpoints({ trustDomain: config.trustDomain, revocations, metrics, audit }),
             ...quarantineEndpoints({ trustDomain: config.trustDomain, quarantines, store, audit }),
+            ...toolPinEndpoints({ toolPins, store, audit }),
           ],
           requireRole,
         ),

@@ -65,7 +65,7 @@ export function decisionEvent(e: Envelope, r: DecisionRecord): AuditEvent {
     inspected: r.inspected,
     kind: 'decision',
     latencyMs: r.latencyMs,
-    mcp: m === undefined ? undefined : { allowedTools: m.allowedTools, arguments: m.arguments?.map((a) => ({ path: a.path, value: a.value })), headerMismatch: m.headerMismatch, listedTools: m.listedTools, method: m.method, tool: m.tool, unreadable: m.unreadable },
+    mcp: m === undefined ? undefined : { allowedTools: m.allowedTools, arguments: m.arguments?.map((a) => ({ path: a.path, value: a.value })), headerMismatch: m.headerMismatch, listedTools: m.listedTools, method: m.method, tool: m.tool, toolPins: m.toolPins?.map((f) => ({ action: f.action, change: f.change, detectors: f.detectors, note: f.note, pinned: f.pinned, seen: f.seen, tool: f.tool })), unreadable: m.unreadable },
     method: r.method,
     mode: r.mode,
     path: r.path,

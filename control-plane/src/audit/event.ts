@@ -1,6 +1,8 @@
 // The audit event, version 1: what every producer records (docs/audit-schema.md describes each
 // field; docs/audit-event.schema.json is the JSON Schema the tests hold every emitted event to).
 
+import type { ToolPinFinding } from '../mcp-pins/tool-pins.ts';
+
 /** Bumped when a field changes meaning or goes away; adding an optional field keeps it. */
 export const AUDIT_SCHEMA_VERSION = 1;
 
@@ -16,6 +18,8 @@ export interface AuditMcp {
   /** A tools/list answer being filtered: how many tools it listed, and those allowed. */
   readonly listedTools?: number;
   readonly allowedTools?: readonly string[];
+  /** Of those, the tools that changed since pinned or were flagged by a poisoning detector, and what was done (README "Tool pinning"). */
+  readonly toolPins?: readonly ToolPinFinding[];
 }
 
 /** What an Authorize request asked about (also named by its refusals, as far as it was read). */

@@ -6,6 +6,7 @@ import { MAX_MCP_ARGUMENT_BYTES, parseArgumentsJson } from '@airlock/common/mcp-
 import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { Direction, TlsMode, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import type { AuditLog, AuditMcp, AuditRequest } from '../audit/event.ts';
+import { checkListedToolPins, DEFAULT_TOOL_CHANGE_ACTION, serverOf, type ToolPins } from '../mcp-pins/tool-pins.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { headerInput, type Destination, type McpInput } from '../policy/engine.ts';
 import { overruled } from './contained.ts';
@@ -23,6 +24,8 @@ export interface AuthorizerDeps {
   readonly audit: AuditLog;
   /** Issues the ticket of an allowed mesh call (README "How a call flows"); none without it. */
   readonly tickets?: TicketIssuer;
+  /** Pins the tools of tools/list answers (README "Tool pinning"); none without it. */
+  readonly toolPins?: ToolPins;
 }
 
 type DirectionName = 'outbound' | 'inbound';
@@ -151,6 +154,7 @@ export class Authorizer {
         destination = agentDestination(snapshot.agents, caller, withLabels);
       }
       if (req.mcpListedTools.length > MAX_LISTED_TOOLS) throw new AirlockError(ErrorCode.BadRequest, `more than ${MAX_LISTED_TOOLS} tools to filter`);
+      checkListedToolPins(req.mcpListedToolPins);
       checkHeaderBounds(req);
     } catch (err) {
       const e = err instanceof AirlockError ? err : new AirlockError(ErrorCode.BadRequest, errorMessage(err));
@@ -165,7 +169,12 @@ export class Authorizer {
     // Headers that say another call than the body: denied whatever the policies say (rules judge the body).
     const decision = req.mcpHeaderMismatch === '' ? decided.decision : overruled(decided.decision, `the MCP request headers do not match its body: ${req.mcpHeaderMismatch.slice(0, 300)}`);
     // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
-    const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
+    const callable = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
+    // The tools pinned per server: a changed or flagged one is withheld when the deciding rule's onToolChange says so.
+    const pins = this.#d.toolPins;
+    const pinned = pins === undefined || !decision.allow || req.mcpListedToolPins.length === 0 || req.mcpMethod !== 'tools/list' ? undefined
+      : pins.observe(serverOf(destination, req.destinationPort), destination.kind === 'agent' ? destination.id.uri : undefined, req.mcpListedToolPins, engine.onToolChange(decision.policy, decision.rule) ?? DEFAULT_TOOL_CHANGE_ACTION);
+    const allowedTools = pinned === undefined || pinned.withheld.size === 0 ? callable : callable.filter((t) => !pinned.withheld.has(t));
     const verdict = decision.allow ? 'allow' : 'deny';
     const counted = this.#counted[direction];
     counted[verdict].inc();
@@ -173,7 +182,8 @@ export class Authorizer {
     counted.duration.observe(latency);
     // The argument paths the rule looked at (values redacted unless loggable), and a tools/list filter's outcome.
     const withArguments = decision.arguments === undefined ? mcp : { ...mcp, arguments: decision.arguments };
-    const decidedMcp = req.mcpListedTools.length === 0 ? withArguments : { ...withArguments, listedTools: req.mcpListedTools.length, allowedTools };
+    const listed = req.mcpListedTools.length === 0 ? withArguments : { ...withArguments, listedTools: req.mcpListedTools.length, allowedTools };
+    const decidedMcp = pinned === undefined || pinned.findings.length === 0 ? listed : { ...listed, toolPins: pinned.findings };
     this.#d.audit.decision({
       decisionId,
       ...asked,

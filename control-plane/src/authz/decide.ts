@@ -2,6 +2,7 @@ import type { DecisionInput, PolicyDecision } from '../policy/engine.ts';
 import type { DecisionSnapshot } from './decision-state.ts';
 import { labelsOf } from './registry.ts';
 import { denyIfContained, QUARANTINED_REASON, REVOKED_REASON } from './contained.ts';
+import { denyIfToolPinBroken } from '../mcp-pins/call-check.ts';
 
 /**
  * The one decision path of Authorize, AuthorizeStream and explain, on one snapshot: the source's
@@ -18,6 +19,8 @@ export function decide(snapshot: DecisionSnapshot, call: DecisionInput, now = Da
     const q = quarantined.get(id);
     return q !== undefined && (q.until === undefined || q.until > now);
   };
-  const decision = denyIfContained(denyIfContained(engine.evaluate(input), parties, (id) => revoked.has(id), REVOKED_REASON), parties, inQuarantine, QUARANTINED_REASON);
+  const contained = denyIfContained(denyIfContained(engine.evaluate(input), parties, (id) => revoked.has(id), REVOKED_REASON), parties, inQuarantine, QUARANTINED_REASON);
+  // A tools/call to a pinned MCP tool that changed or was flagged (README "Tool pinning").
+  const decision = denyIfToolPinBroken(contained, snapshot.toolPins, input);
   return { decision, input };
 }

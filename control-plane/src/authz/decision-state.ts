@@ -1,3 +1,4 @@
+import type { ToolPinMap } from '../mcp-pins/tool-pins.ts';
 import type { PolicyEngine } from '../policy/engine.ts';
 import type { AgentRecord, QuarantineRecord } from '../store/store.ts';
 
@@ -11,6 +12,8 @@ export interface DecisionSnapshot {
   readonly revoked: ReadonlySet<string>;
   /** Quarantines set and not released; one whose `until` has passed no longer counts. */
   readonly quarantined: ReadonlyMap<string, QuarantineRecord>;
+  /** MCP tool pins by server and tool (README "Tool pinning"); undefined = none loaded. */
+  readonly toolPins?: ToolPinMap;
 }
 
 /**

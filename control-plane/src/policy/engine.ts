@@ -5,7 +5,7 @@ import { ArgumentCondition } from './arguments.ts';
 import { normalizePath } from './path.ts';
 import { Glob } from './glob.ts';
 import { SegmentIndex } from './segment-index.ts';
-import type { HeaderRuleDoc, PolicyDoc, PolicyDocuments, TlsMode } from './types.ts';
+import type { HeaderRuleDoc, PolicyDoc, PolicyDocuments, TlsMode, ToolChangeAction } from './types.ts';
 
 /**
  * Where a call goes, and so which policies can apply: an agent of the mesh is judged by policies to
@@ -228,6 +228,8 @@ export class PolicyEngine {
   readonly #toHost: (HostPolicies | undefined)[] = [];
   /** Scratch for the candidate lists of one decision (evaluation is synchronous). */
   readonly #lists: (readonly CompiledPolicy[])[] = [];
+  /** `onToolChange` of the MCP rules that set it, by `policy\0rules[i]` (README "Tool pinning"). */
+  readonly #onToolChange = new Map<string, ToolChangeAction>();
 
   constructor(docs: PolicyDocuments, trustDomain: string, version = 0) {
     this.trustDomain = trustDomain;
@@ -243,6 +245,9 @@ export class PolicyEngine {
     let usesHeaders = false;
     let usesArguments = false;
     docs.policies.forEach((doc, order) => {
+      doc.rules.forEach((r, i) => {
+        if (r.mcp?.onToolChange !== undefined) this.#onToolChange.set(`${doc.name}\0rules[${i}]`, r.mcp.onToolChange);
+      });
       const compiled = compilePolicy(doc, order, this.#methods);
       if (compiled.rules.some((r) => r.headers !== undefined)) usesHeaders = true;
       if (compiled.rules.some((r) => r.mcp?.args !== undefined)) usesArguments = true;
@@ -264,6 +269,11 @@ export class PolicyEngine {
 
   static empty(trustDomain: string): PolicyEngine {
     return new PolicyEngine({ segments: [], policies: [] }, trustDomain);
+  }
+
+  /** What a changed or flagged MCP tool leads to when the rule `rule` of `policy` allowed its tools/list; undefined = not set. */
+  onToolChange(policy: string, rule: string): ToolChangeAction | undefined {
+    return this.#onToolChange.get(`${policy}\0${rule}`);
   }
 
   /** True when a segment selects by labels: only then need callers look up agents' labels. */

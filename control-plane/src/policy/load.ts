@@ -8,7 +8,7 @@ import { RE2JS } from 're2js';
 import { ARGUMENT_PATH, filePathProblem, MAX_ARGUMENT_REGEX_LENGTH } from './arguments.ts';
 import { FastDocuments } from './fast-yaml.ts';
 import { normalizePath } from './path.ts';
-import type { ArgumentRuleDoc, ArgumentScalar, HeaderRuleDoc, McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc, TlsMode } from './types.ts';
+import type { ArgumentRuleDoc, ArgumentScalar, HeaderRuleDoc, McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc, TlsMode, ToolChangeAction } from './types.ts';
 import { checkDocumentMarkers, FILE_LIMITS, parseYamlDocuments, type YamlLimits } from './yaml-limits.ts';
 import { fieldOf, treeOf, type TreeMap, type TreeNode } from './yaml-tree.ts';
 
@@ -426,7 +426,7 @@ function mcpOf(node: TreeNode | null | undefined, problems: Problems): McpRuleDo
     problems.add(node, '"spec.rules[].mcp" must be a mapping with methods and/or tools');
     return undefined;
   }
-  const m = fields(node, 'spec.rules[].mcp.', ['methods', 'tools', 'arguments'], problems);
+  const m = fields(node, 'spec.rules[].mcp.', ['methods', 'tools', 'arguments', 'onToolChange'], problems);
   const methods = strList(m.get('methods'), 'spec.rules[].mcp.methods', problems, (s) =>
     MCP_NAME_GLOB.test(s) ? undefined : `"${s}" is not a JSON-RPC method name or glob (letters, digits, "_", "-", ".", "/", "*")`,
   ) ?? [];
@@ -435,7 +435,9 @@ function mcpOf(node: TreeNode | null | undefined, problems: Problems): McpRuleDo
   ) ?? [];
   const args = argumentsOf(m.get('arguments'), problems);
   if (args.length > 0 && tools.length === 0) problems.add(m.get('arguments'), '"spec.rules[].mcp.arguments" needs "tools": argument names belong to tools (write tools: ["*"] for any tool)');
-  return { methods, tools, arguments: args };
+  const change = m.get('onToolChange');
+  const onToolChange = change === undefined || change === null ? undefined : enumOf<ToolChangeAction>(change, 'spec.rules[].mcp.onToolChange', ['alert', 'deny', 'quarantine'], problems, node, undefined);
+  return { methods, tools, arguments: args, ...(onToolChange === undefined ? {} : { onToolChange }) };
 }
 
 /** At most this many argument conditions per rule. */

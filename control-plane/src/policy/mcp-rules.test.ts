@@ -121,6 +121,17 @@ spec:
     }
   });
 
+  it('reads onToolChange per MCP rule (alert | deny | quarantine), unset by default, and refuses another value', () => {
+    const withChoice = (choice: string) => POLICY.replace('mcp: { tools: ["search_*", "fetch"] }', `mcp: { tools: ["search_*", "fetch"], onToolChange: ${choice} }`);
+    for (const choice of ['alert', 'deny', 'quarantine'] as const) {
+      expect(new PolicyEngine(parsePolicyText(withChoice(choice), 'p.yaml'), TD).onToolChange('agents-to-mcp', 'rules[1]')).toBe(choice);
+    }
+    const plain = new PolicyEngine(parsePolicyText(POLICY, 'p.yaml'), TD);
+    expect(plain.onToolChange('agents-to-mcp', 'rules[1]')).toBeUndefined();
+    expect(plain.onToolChange('agents-to-mcp', 'rules[0]')).toBeUndefined();
+    expect(() => parsePolicyText(withChoice('ignore'), 'p.yaml')).toThrow(/"spec\.rules\[\]\.mcp\.onToolChange" must be one of alert, deny, quarantine/);
+  });
+
   it('restricts JSON-RPC methods when a rule lists them', () => {
     const only = new PolicyEngine(parsePolicyText(POLICY.replace('mcp: { tools: ["search_*", "fetch"] }', 'mcp: { methods: [initialize, "tools/*"], tools: [fetch] }'), 'p.yaml'), TD, 1);
     expect(only.evaluate(input({ method: 'tools/list', tool: '' })).allow).toBe(true);

@@ -40,7 +40,12 @@ export interface McpRuleDoc {
   readonly tools: readonly string[];
   /** Conditions on the `tools/call` arguments, all of which must hold; empty = arguments are not looked at. */
   readonly arguments: readonly ArgumentRuleDoc[];
+  /** What a pinned tool that changed, or one a poisoning detector flags, leads to (README "Tool pinning"); undefined = deny. */
+  readonly onToolChange?: ToolChangeAction;
 }
+
+/** `alert`: audit event and metric, the tool stays usable; `deny`: the tool is unlisted and its calls denied until accepted; `quarantine`: deny, and the server's identity is quarantined. */
+export type ToolChangeAction = 'alert' | 'deny' | 'quarantine';
 
 /** A JSON scalar a policy can compare an argument with. */
 export type ArgumentScalar = string | number | boolean | null;

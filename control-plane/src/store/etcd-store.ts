@@ -17,6 +17,7 @@ import type {
   QuarantineRecord,
   RenewNowRequest,
   RevokedIdentity,
+  ToolPinRecord,
   Store,
   StoreEvent,
   StoreWatch,
@@ -288,6 +289,15 @@ export class EtcdStore implements Store {
     return (await this.#list<QuarantineRecord>('quarantines/')).sort((a, b) => a.since - b.since || (a.spiffeId < b.spiffeId ? -1 : 1));
   }
 
+  async putToolPin(pin: ToolPinRecord): Promise<void> {
+    // Both parts encoded: a host:port or SPIFFE ID has "/" and ":" in it, a tool name may too.
+    await this.#put(`tool-pins/${encodeURIComponent(pin.server)}/${encodeURIComponent(pin.tool)}`, pin);
+  }
+
+  async listToolPins(): Promise<ToolPinRecord[]> {
+    return (await this.#list<ToolPinRecord>('tool-pins/')).sort((a, b) => (a.server === b.server ? (a.tool < b.tool ? -1 : a.tool > b.tool ? 1 : 0) : a.server < b.server ? -1 : 1));
+  }
+
   async latestPolicyVersion(): Promise<PolicyVersionRecord | undefined> {
     const [latest] = await this.#newest<PolicyVersionRecord>('policy-versions/', 1);
     return latest;
@@ -496,6 +506,7 @@ function eventOf(name: string, value: string): StoreEvent | undefined {
   if (name.startsWith('ca-roots/') || name === 'ca-renew-now') return { kind: 'ca-ring' };
   if (name.startsWith('quarantines/')) return { kind: 'quarantine' };
   if (name.startsWith('ticket-secrets/')) return { kind: 'ticket-secrets' };
+  if (name.startsWith('tool-pins/')) return { kind: 'tool-pin', pin: JSON.parse(value) as ToolPinRecord };
   if (name.startsWith('policy-versions/')) return { kind: 'policy-version', version: (JSON.parse(value) as PolicyVersionRecord).version };
   return undefined;
 }

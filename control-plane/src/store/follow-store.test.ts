@@ -29,6 +29,7 @@ describe('following the store', () => {
       policies: { follow: (v: number) => Promise.resolve(void seen.push(`policy ${v}`)) },
       ring: { reload: () => Promise.resolve(void seen.push('ca')) },
       quarantines: { follow: () => Promise.resolve(void seen.push('quarantine')) },
+      toolPins: { follow: (p: { server: string; tool: string }) => void seen.push(`pin ${p.server} ${p.tool}`) },
     } as unknown as Followers;
     driven.emit({ kind: 'agent', agent: { spiffeId: 'a', inboundAddress: 'x:1', updatedAt: 1 } });
     driven.emit({ kind: 'policy-version', version: 2 });
@@ -37,7 +38,8 @@ describe('following the store', () => {
     driven.emit({ kind: 'revocation', revoked: { spiffeId: 'b', revokedAt: 1 } });
     driven.emit({ kind: 'ca-ring' });
     driven.emit({ kind: 'quarantine' });
-    expect(seen).toEqual(['agent a', 'policy 2', 'revoked b', 'ca', 'quarantine']);
+    driven.emit({ kind: 'tool-pin', pin: { server: 'h:443', tool: 't', hash: '', pinnedAt: 1, pinnedBy: '' } });
+    expect(seen).toEqual(['agent a', 'policy 2', 'revoked b', 'ca', 'quarantine', 'pin h:443 t']);
   });
 
   it('counts every interruption of the watch', async () => {

@@ -6,6 +6,7 @@ import type { TicketKeys } from '../authz/tickets/ticket-keys.ts';
 import type { CaRing } from '../ca/ca-ring.ts';
 import type { Revocations } from '../ca/revocations.ts';
 import type { Quarantines } from '../incident/quarantines.ts';
+import type { ToolPins } from '../mcp-pins/tool-pins.ts';
 import type { PolicyStore } from '../policy/policy-store.ts';
 import type { Store, StoreEvent } from './store.ts';
 
@@ -17,6 +18,7 @@ export interface Followers {
   readonly ring: CaRing;
   readonly quarantines: Quarantines;
   readonly ticketKeys: TicketKeys;
+  readonly toolPins?: ToolPins;
 }
 
 export interface StoreFollower {
@@ -49,6 +51,9 @@ export async function watchStore(store: Store, log: Logger, registry: Registry):
           return to.quarantines.follow();
         case 'ticket-secrets':
           return to.ticketKeys.reload();
+        case 'tool-pin':
+          to.toolPins?.follow(event.pin);
+          return Promise.resolve();
       }
     })();
     done.catch((err: unknown) => log.error({ event: event.kind, error: errorMessage(err) }, 'cannot apply a change from the store'));

@@ -21,6 +21,7 @@ import type {
   QuarantineRecord,
   RenewNowRequest,
   RevokedIdentity,
+  ToolPinRecord,
   Store,
   StoreWatch,
   TicketSecretRecord,
@@ -55,6 +56,15 @@ CREATE TABLE IF NOT EXISTS quarantines (
   actor TEXT NOT NULL,
   since INTEGER NOT NULL,
   until INTEGER
+);
+CREATE TABLE IF NOT EXISTS tool_pins (
+  server TEXT NOT NULL,
+  tool TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  pinned_at INTEGER NOT NULL,
+  pinned_by TEXT NOT NULL,
+  pending TEXT,
+  PRIMARY KEY (server, tool)
 );
 CREATE TABLE IF NOT EXISTS admin_tokens (
   hash TEXT PRIMARY KEY
@@ -207,6 +217,24 @@ interface QuarantineRow {
 }
 
 const quarantineOf = (r: QuarantineRow): QuarantineRecord => ({ spiffeId: r.spiffe_id, reason: r.reason, actor: r.actor, since: r.since, ...(r.until === null ? {} : { until: r.until }) });
+
+interface ToolPinRow {
+  server: string;
+  tool: string;
+  hash: string;
+  pinned_at: number;
+  pinned_by: string;
+  pending: string | null;
+}
+
+const toolPinOf = (r: ToolPinRow): ToolPinRecord => ({
+  server: r.server,
+  tool: r.tool,
+  hash: r.hash,
+  pinnedAt: r.pinned_at,
+  pinnedBy: r.pinned_by,
+  ...(r.pending === null ? {} : { pending: JSON.parse(r.pending) as NonNullable<ToolPinRecord['pending']> }),
+});
 
 /** Runs an INSERT; a unique key already taken is Conflict (as on etcd), anything else stays as thrown. */
 function conflictIfTaken(insert: () => unknown, taken: string): void {
@@ -495,6 +523,16 @@ export class SqliteStore implements Store {
 
   async listQuarantines(): Promise<QuarantineRecord[]> {
     return (this.#db.prepare('SELECT spiffe_id, reason, actor, since, until FROM quarantines ORDER BY since, spiffe_id').all() as unknown as QuarantineRow[]).map(quarantineOf);
+  }
+
+  async putToolPin(p: ToolPinRecord): Promise<void> {
+    this.#db
+      .prepare('INSERT OR REPLACE INTO tool_pins (server, tool, hash, pinned_at, pinned_by, pending) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(p.server, p.tool, p.hash, p.pinnedAt, p.pinnedBy, p.pending === undefined ? null : JSON.stringify(p.pending));
+  }
+
+  async listToolPins(): Promise<ToolPinRecord[]> {
+    return (this.#db.prepare('SELECT server, tool, hash, pinned_at, pinned_by, pending FROM tool_pins ORDER BY server, tool').all() as unknown as ToolPinRow[]).map(toolPinOf);
   }
 
   async listAgents(): Promise<AgentRecord[]> {

@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { startEtcd, type EtcdCluster } from '../../../test/support/etcd.ts';
 import { EtcdStore } from './etcd-store.ts';
 import { SqliteStore } from './sqlite-store.ts';
-import type { CaRootRecord, Store } from './store.ts';
+import type { CaRootRecord, Store, StoreEvent } from './store.ts';
 
 interface Backend {
   readonly name: string;
@@ -245,6 +245,38 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     expect(await next.release(ID)).toEqual({ spiffeId: ID, reason: 'still', actor: 'carol', since: 3 });
     expect(await store.release(ID)).toBeUndefined();
     expect((await store.listQuarantines()).map((q) => q.spiffeId)).toEqual([ID2]);
+  });
+
+  it('keeps MCP tool pins for the next client by server and tool, replacing one put again (pending version included)', async () => {
+    const h = (c: string) => c.repeat(64);
+    const server = 'spiffe://td/ns/a/sa/tools';
+    await store.putToolPin({ server, tool: 'search', hash: h('a'), pinnedAt: 1, pinnedBy: 'first-use' });
+    await store.putToolPin({ server: 'api.example.com:443', tool: 'a/b:c', hash: '', pinnedAt: 2, pinnedBy: '', pending: { hash: h('b'), seenAt: 2, flags: ['invisible-unicode@1'], action: 'deny' } });
+    await store.putToolPin({ server, tool: 'search', hash: h('a'), pinnedAt: 1, pinnedBy: 'first-use', pending: { hash: h('c'), seenAt: 3, flags: [], action: 'alert' } });
+    await store.putToolPin({ server, tool: 'fetch', hash: h('d'), pinnedAt: 4, pinnedBy: 'alice' });
+    const next = await client();
+    expect(await next.listToolPins()).toEqual([
+      { server: 'api.example.com:443', tool: 'a/b:c', hash: '', pinnedAt: 2, pinnedBy: '', pending: { hash: h('b'), seenAt: 2, flags: ['invisible-unicode@1'], action: 'deny' } },
+      { server, tool: 'fetch', hash: h('d'), pinnedAt: 4, pinnedBy: 'alice' },
+      { server, tool: 'search', hash: h('a'), pinnedAt: 1, pinnedBy: 'first-use', pending: { hash: h('c'), seenAt: 3, flags: [], action: 'alert' } },
+    ]);
+    // Accepted: the pending version is gone.
+    await next.putToolPin({ server, tool: 'search', hash: h('c'), pinnedAt: 5, pinnedBy: 'bob' });
+    expect((await store.listToolPins()).find((p) => p.tool === 'search')).toEqual({ server, tool: 'search', hash: h('c'), pinnedAt: 5, pinnedBy: 'bob' });
+  });
+
+  it('reports a tool pin put by one client to the watch of another (etcd; the embedded store has one client)', async () => {
+    const seen: StoreEvent[] = [];
+    const watch = await (await client()).watch((e) => void seen.push(e), () => undefined);
+    try {
+      const pin = { server: 'api.example.com:443', tool: 'search', hash: 'e'.repeat(64), pinnedAt: 1, pinnedBy: 'first-use' };
+      await store.putToolPin(pin);
+      if (backend.name !== 'EtcdStore') return;
+      for (let i = 0; i < 100 && !seen.some((e) => e.kind === 'tool-pin'); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(seen.filter((e) => e.kind === 'tool-pin')).toEqual([{ kind: 'tool-pin', pin }]);
+    } finally {
+      await watch.close();
+    }
   });
 
   it('appends policy versions with their audit event, refuses a version stored first by another client', async () => {

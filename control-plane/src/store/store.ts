@@ -89,6 +89,30 @@ export interface QuarantineRecord {
   readonly until?: number;
 }
 
+/**
+ * One MCP tool as pinned on one MCP server (README "Tool pinning"): the hash accepted on first
+ * sight or by an operator, and a version seen since that was not accepted.
+ */
+export interface ToolPinRecord {
+  /** The MCP server: its SPIFFE ID (a mesh destination) or `host:port` (an external one). */
+  readonly server: string;
+  readonly tool: string;
+  /** The hash accepted; '' when none was yet (a poisoning detector flagged it at first sight). */
+  readonly hash: string;
+  readonly pinnedAt: number;
+  /** `first-use`, or the name of the admin who accepted it. */
+  readonly pinnedBy: string;
+  /** Another version seen and not accepted: changed from `hash`, or flagged. */
+  readonly pending?: {
+    readonly hash: string;
+    readonly seenAt: number;
+    /** The detectors that flagged it, `id@version`. */
+    readonly flags: readonly string[];
+    /** What the rule that listed it chose: `alert` leaves the tool usable. */
+    readonly action: 'alert' | 'deny' | 'quarantine';
+  };
+}
+
 export interface RevokedIdentity {
   readonly spiffeId: string;
   readonly revokedAt: number;
@@ -169,7 +193,9 @@ export type StoreEvent =
   /** A quarantine set or released. */
   | { readonly kind: 'quarantine' }
   /** A ticket secret added (a rotation). */
-  | { readonly kind: 'ticket-secrets' };
+  | { readonly kind: 'ticket-secrets' }
+  /** An MCP tool pinned, changed or accepted. */
+  | { readonly kind: 'tool-pin'; readonly pin: ToolPinRecord };
 
 export interface StoreWatch {
   close(): Promise<void>;
@@ -233,6 +259,11 @@ export interface Store {
   listQuarantines(): Promise<QuarantineRecord[]>;
 
   listAgents(): Promise<AgentRecord[]>;
+
+  /** Inserts or replaces the pin of `pin.tool` on `pin.server`. */
+  putToolPin(pin: ToolPinRecord): Promise<void>;
+  /** Every tool pin, by server and tool. */
+  listToolPins(): Promise<ToolPinRecord[]>;
 
   /** The ticket secrets, newest first: at most two (the current one and the one before). */
   listTicketSecrets(): Promise<TicketSecretRecord[]>;

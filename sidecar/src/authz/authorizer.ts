@@ -3,6 +3,7 @@
  * (not the generated proto ones) so the transport behind this interface can change (a coalescing
  * long-lived stream replaces unary calls later) without touching the proxies.
  */
+import type { ListedTool } from '@airlock/common/mcp-tool-pins';
 import type { AuthzHeaders } from '../http/authz-headers.ts';
 
 export type Direction = 'outbound' | 'inbound';
@@ -25,6 +26,8 @@ export interface AuthzRequest {
   readonly mcpHeaderMismatch?: string;
   /** Tool names of a `tools/list` answer: the decision says which of them may be called. */
   readonly listedTools?: readonly string[];
+  /** Of the same answer, each listed tool's hash and poisoning flags, for pinning. */
+  readonly listedToolPins?: readonly ListedTool[];
   /** Request headers for header rules (bounded; see authzHeaders); undefined = none. */
   readonly headers?: AuthzHeaders;
   /** Read inside the agent's TLS, terminated by the sidecar (tls: inspect). */

@@ -29,7 +29,7 @@ describe('GrpcUnaryAuthorizer', () => {
     cp.authorize = () => ({ verdict: 1, decisionId: 'd1', reason: 'ok', policy: 'p1', upstream: { address: '127.0.0.1:9', spiffeId: B }, dryRunDeny: false, policyVersion: 3, rule: 'rules[0]', mcpAllowedTools: [], tls: 0, ticket: '' });
     const decision = await authorizer.authorize({ direction: 'outbound', sourceId: A, host: 'bob.demo', port: 80, method: 'GET', path: '/x?y=1', headers: { entries: [{ name: 'x-tenant', value: 'a' }], incomplete: true } });
     expect(decision).toEqual({ allowed: true, decisionId: 'd1', reason: 'ok', policy: 'p1', policyVersion: 3, rule: 'rules[0]', upstream: { address: '127.0.0.1:9', spiffeId: B }, dryRunDeny: false, allowedTools: [] });
-    expect(cp.authorizeRequests.at(-1)).toEqual({ direction: 1, sourceSpiffeId: A, destinationSpiffeId: '', destinationHost: 'bob.demo', destinationPort: 80, method: 'GET', path: '/x?y=1', mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], headers: [{ name: 'x-tenant', value: 'a' }], headersIncomplete: true, mcpArguments: '', mcpArgumentsUnreadable: '', mcpHeaderMismatch: '', inspected: false });
+    expect(cp.authorizeRequests.at(-1)).toEqual({ direction: 1, sourceSpiffeId: A, destinationSpiffeId: '', destinationHost: 'bob.demo', destinationPort: 80, method: 'GET', path: '/x?y=1', mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], mcpListedToolPins: [], headers: [{ name: 'x-tenant', value: 'a' }], headersIncomplete: true, mcpArguments: '', mcpArgumentsUnreadable: '', mcpHeaderMismatch: '', inspected: false });
   });
 
   it('maps a DENY and an ALLOW without upstream (external)', async () => {

@@ -19,6 +19,7 @@ export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
     mcpUnreadable: mcp !== undefined && 'unreadable' in mcp ? mcp.unreadable : '',
     // The wire types want mutable arrays; encoding only reads them, so ours go as they are (no copies).
     mcpListedTools: (request.listedTools ?? []) as string[],
+    mcpListedToolPins: (request.listedToolPins ?? []) as AuthorizeRequest['mcpListedToolPins'],
     headers: (request.headers?.entries ?? []) as RequestHeader[],
     headersIncomplete: request.headers?.incomplete ?? false,
     mcpArguments: call?.arguments !== undefined && 'json' in call.arguments ? call.arguments.json : '',

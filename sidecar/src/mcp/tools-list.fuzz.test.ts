@@ -1,3 +1,4 @@
+import type { ListedTool } from '@airlock/common/mcp-tool-pins';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { fuzzAsync } from '@airlock/common/testing/fuzz';
 import { createParser } from 'eventsource-parser';
@@ -11,7 +12,7 @@ import { filterToolsListBody } from './tools-list.ts';
 // caller may not call, or the answer is refused.
 
 const ALLOWED = new Set(['search', 'read']);
-const allow = (names: readonly string[]): Promise<ReadonlySet<string>> => Promise.resolve(new Set(names.filter((n) => ALLOWED.has(n))));
+const allow = (tools: readonly ListedTool[]): Promise<ReadonlySet<string>> => Promise.resolve(new Set(tools.map((t) => t.name).filter((n) => ALLOWED.has(n))));
 
 const tool = fc.oneof(fc.constantFrom('search', 'read', 'delete_all', 'exec').map((name) => ({ name })), fc.constant({}), fc.constant('x'));
 const message = fc.oneof(

@@ -1,8 +1,36 @@
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
+import { listedTool, MAX_PINNED_TOOLS, type ListedTool } from '@airlock/common/mcp-tool-pins';
 import { isObject } from './read-request.ts';
 
-/** Which of these tool names the caller may call (asked fresh of the control plane). */
-export type ToolFilter = (names: readonly string[]) => Promise<ReadonlySet<string>>;
+/**
+ * Which of these listed tools the caller may call (asked fresh of the control plane, which also
+ * pins each tool's hash: README "Tool pinning").
+ */
+export type ToolFilter = (tools: readonly ListedTool[]) => Promise<ReadonlySet<string>>;
+
+/**
+ * What is reported of each listed tool, by its entry in the answer: a tool that cannot be reported
+ * (no name, too long a name, too deep a schema) is left out, and so dropped from the answer.
+ */
+class Reported {
+  readonly #byEntry = new Map<unknown, ListedTool | undefined>();
+  readonly tools: ListedTool[] = [];
+
+  add(entries: readonly unknown[]): void {
+    for (const entry of entries) {
+      const tool = listedTool(entry);
+      this.#byEntry.set(entry, tool);
+      if (tool !== undefined) this.tools.push(tool);
+    }
+    if (this.tools.length > MAX_PINNED_TOOLS) throw cannotFilter(`it lists more than ${MAX_PINNED_TOOLS} tools`);
+  }
+
+  /** The entry's name, if it was reported and `allowed` has it. */
+  keep(entry: unknown, allowed: ReadonlySet<string>): boolean {
+    const tool = this.#byEntry.get(entry);
+    return tool !== undefined && allowed.has(tool.name);
+  }
+}
 
 function cannotFilter(why: string): AirlockError {
   return new AirlockError(ErrorCode.UpstreamUnavailable, `the tools/list answer cannot be filtered: ${why}`);
@@ -15,17 +43,10 @@ function toolsOf(message: unknown): unknown[] | undefined {
   return Array.isArray(tools) ? tools : undefined;
 }
 
-function nameOf(tool: unknown): string | undefined {
-  return isObject(tool) && typeof tool.name === 'string' ? tool.name : undefined;
-}
-
-/** The message with only the tools `allowed` names (entries without a name are dropped too). */
-function filtered(message: Record<string, unknown>, allowed: ReadonlySet<string>): Record<string, unknown> {
+/** The message with only the tools `allowed` names (entries not reported are dropped too). */
+function filtered(message: Record<string, unknown>, allowed: ReadonlySet<string>, reported: Reported): Record<string, unknown> {
   const result = message.result as Record<string, unknown>;
-  const tools = (result.tools as unknown[]).filter((t) => {
-    const name = nameOf(t);
-    return name !== undefined && allowed.has(name);
-  });
+  const tools = (result.tools as unknown[]).filter((t) => reported.keep(t, allowed));
   return { ...message, result: { ...result, tools } };
 }
 
@@ -44,8 +65,10 @@ export async function filterToolsListBody(contentType: string, body: Buffer, all
     }
     const tools = toolsOf(message);
     if (tools === undefined) return body;
-    const allowed = await allow(tools.map(nameOf).filter((n) => n !== undefined));
-    return Buffer.from(JSON.stringify(filtered(message as Record<string, unknown>, allowed)));
+    const reported = new Reported();
+    reported.add(tools);
+    const allowed = await allow(reported.tools);
+    return Buffer.from(JSON.stringify(filtered(message as Record<string, unknown>, allowed, reported)));
   }
   if (contentType === 'text/event-stream') return filterEventStream(body, allow);
   throw cannotFilter(`content-type "${contentType.slice(0, 100)}" is neither application/json nor text/event-stream`);
@@ -79,11 +102,13 @@ async function filterEventStream(body: Buffer, allow: ToolFilter): Promise<Buffe
     return { fields, message, tools: toolsOf(message) };
   });
   if (!events.some((e) => e.tools !== undefined)) return body;
-  const allowed = await allow([...new Set(events.flatMap((e) => e.tools?.map(nameOf).filter((n) => n !== undefined) ?? []))]);
+  const reported = new Reported();
+  for (const e of events) if (e.tools !== undefined) reported.add(e.tools);
+  const allowed = await allow(reported.tools);
   const out = events.map((e) => {
     if (e.tools === undefined) return e.fields.join('\n');
     const rest = e.fields.filter((l) => !l.startsWith('data:'));
-    return [...rest, `data: ${JSON.stringify(filtered(e.message as Record<string, unknown>, allowed))}`].join('\n');
+    return [...rest, `data: ${JSON.stringify(filtered(e.message as Record<string, unknown>, allowed, reported))}`].join('\n');
   });
   return Buffer.from(out.join('\n\n'));
 }

@@ -186,8 +186,8 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
   const request = { origin, method, path: target.path, headers, describe, body };
   if (body instanceof Buffer && mcp.message !== undefined && 'method' in mcp.message && mcp.message.method === 'tools/list') {
     // The answer lists only the tools this agent may call: asked fresh, once, for the listed names.
-    await forwardToolsList(dispatcher, { ...request, body }, res, async (names) => {
-      const filter = await deps.authorizer.authorize({ ...question, listedTools: names });
+    await forwardToolsList(dispatcher, { ...request, body }, res, async (tools) => {
+      const filter = await deps.authorizer.authorize({ ...question, listedTools: [...new Set(tools.map((t) => t.name))], listedToolPins: tools });
       return new Set(filter.allowed ? filter.allowedTools : []);
     });
   } else {

@@ -151,6 +151,14 @@ export interface AuthorizeRequest {
    * CONNECT answered with TLS_MODE_INSPECT: it goes to the destination over TLS. For the audit.
    */
   inspected: boolean;
+  /**
+   * For pinning the tools of a `tools/list` answer (README "Tool pinning"): per listed tool, its
+   * name, the SHA-256 of its definition and the poisoning detectors that flagged it. Bounded: at
+   * most 1000 entries, names of at most 256 characters. The control plane pins each hash per MCP
+   * server on first sight or an operator's accept, and leaves out of mcp_allowed_tools a tool that
+   * changed or was flagged when the policy's onToolChange says deny or quarantine.
+   */
+  mcpListedToolPins: McpListedTool[];
 }
 
 /** One occurrence of a request header. */
@@ -241,6 +249,15 @@ export interface AuthorizeStreamResponse {
   results: AuthorizeResult[];
 }
 
+/** One tool of a `tools/list` answer, as the sidecar reports it for pinning (never its description). */
+export interface McpListedTool {
+  name: string;
+  /** Lowercase hex SHA-256 of the canonical JSON (RFC 8785) of {name, description, inputSchema}. */
+  hash: string;
+  /** The poisoning detectors that flagged its description or input schema, as `id@version`. */
+  flags: string[];
+}
+
 function createBaseAuthorizeRequest(): AuthorizeRequest {
   return {
     direction: 0,
@@ -260,6 +277,7 @@ function createBaseAuthorizeRequest(): AuthorizeRequest {
     mcpArgumentsUnreadable: "",
     mcpHeaderMismatch: "",
     inspected: false,
+    mcpListedToolPins: [],
   };
 }
 
@@ -315,6 +333,9 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     if (message.inspected !== false) {
       writer.uint32(400).bool(message.inspected);
+    }
+    for (const v of message.mcpListedToolPins) {
+      McpListedTool.encode(v!, writer.uint32(642).fork()).join();
     }
     return writer;
   },
@@ -468,6 +489,14 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.inspected = reader.bool();
             continue;
           }
+          case 80: {
+            if (tag !== 642) {
+              break;
+            }
+
+            message.mcpListedToolPins.push(McpListedTool.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -502,6 +531,7 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.mcpArgumentsUnreadable = object.mcpArgumentsUnreadable ?? "";
     message.mcpHeaderMismatch = object.mcpHeaderMismatch ?? "";
     message.inspected = object.inspected ?? false;
+    message.mcpListedToolPins = object.mcpListedToolPins?.map((e) => McpListedTool.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1154,6 +1184,85 @@ export const AuthorizeStreamResponse: MessageFns<AuthorizeStreamResponse> = {
   fromPartial<I extends Exact<DeepPartial<AuthorizeStreamResponse>, I>>(object: I): AuthorizeStreamResponse {
     const message = createBaseAuthorizeStreamResponse();
     message.results = object.results?.map((e) => AuthorizeResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseMcpListedTool(): McpListedTool {
+  return { name: "", hash: "", flags: [] };
+}
+
+export const McpListedTool: MessageFns<McpListedTool> = {
+  encode(message: McpListedTool, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.hash !== "") {
+      writer.uint32(18).string(message.hash);
+    }
+    for (const v of message.flags) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): McpListedTool {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMcpListedTool();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hash = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.flags.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<McpListedTool>, I>>(base?: I): McpListedTool {
+    return McpListedTool.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<McpListedTool>, I>>(object: I): McpListedTool {
+    const message = createBaseMcpListedTool();
+    message.name = object.name ?? "";
+    message.hash = object.hash ?? "";
+    message.flags = object.flags?.map((e) => e) || [];
     return message;
   },
 };
