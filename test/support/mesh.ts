@@ -49,6 +49,8 @@ export interface MeshOptions {
   readonly authzTimeout?: string;
   /** Extra flags for `airlock control-plane`, e.g. ['--svid-ttl', '3s']. */
   readonly controlPlaneArgs?: readonly string[];
+  /** A command that execs the control plane in place (spawnAirlock's `wrap`), e.g. to give it a mount namespace. */
+  readonly controlPlaneWrap?: readonly string[];
   /** Extra flags for every `airlock sidecar`, e.g. ['--tls-min-version', 'TLSv1.2']. */
   readonly sidecarArgs?: readonly string[];
   /** Labels of an agent's join token (`airlock token create --label`), by agent name. */
@@ -86,7 +88,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       ...listenArgs(),
       '--policy-file', policyFile,
       ...(o.controlPlaneArgs ?? []),
-    ], { logFile: join(dir, 'control-plane.log') });
+    ], { logFile: join(dir, 'control-plane.log'), ...(o.controlPlaneWrap === undefined ? {} : { wrap: o.controlPlaneWrap }) });
     // A restart reuses the ports of the first start: the sidecars know the control plane there.
     const ready = await controlPlane.logLine('control plane ready');
     grpcPort = Number(ready.grpcPort);

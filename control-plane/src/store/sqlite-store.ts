@@ -348,7 +348,7 @@ export class SqliteStore implements Store {
 
   static open(dataDir: string): SqliteStore {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    return new SqliteStore(join(dataDir, 'airlock.db'));
+    return withDiskErrorsAsUnavailable(new SqliteStore(join(dataDir, 'airlock.db')));
   }
 
   /** A file on this machine: reachable while the process runs. */
@@ -655,4 +655,42 @@ interface ApiTokenRow {
 
 function apiTokenOf(r: ApiTokenRow): ApiTokenRecord {
   return { hash: r.hash, name: r.name, role: r.role, createdAt: r.created_at, ...(r.revoked_at === null ? {} : { revokedAt: r.revoked_at }) };
+}
+
+// SQLite's primary result codes (the low byte of an extended code) that mean the disk, not Airlock.
+const SQLITE_IOERR = 10;
+const SQLITE_FULL = 13;
+
+/** A full or failing disk under the store is the store being unavailable (503 / UNAVAILABLE, with why), not an internal error. */
+export function diskErrorAsUnavailable(err: unknown): unknown {
+  if (typeof err !== 'object' || err === null || err instanceof AirlockError) return err;
+  const e = err as { errcode?: unknown; code?: unknown; message?: unknown };
+  const primary = typeof e.errcode === 'number' ? e.errcode & 0xff : undefined;
+  const why = typeof e.message === 'string' ? e.message : 'no message';
+  if (primary === SQLITE_FULL || e.code === 'ENOSPC') return new AirlockError(ErrorCode.StoreUnavailable, `the store cannot write: its disk is full (${why})`, { cause: err });
+  if (primary === SQLITE_IOERR || e.code === 'EIO') return new AirlockError(ErrorCode.StoreUnavailable, `the store cannot read or write its disk (${why})`, { cause: err });
+  return err;
+}
+
+/** `store` with every method's disk errors mapped by diskErrorAsUnavailable (each Store method is async). */
+function withDiskErrorsAsUnavailable(store: SqliteStore): SqliteStore {
+  return new Proxy(store, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== 'function') return value;
+      // Called on the target itself: the methods use private fields, which a proxy does not have.
+      return (...args: unknown[]): unknown => {
+        try {
+          const result: unknown = (value as (...a: unknown[]) => unknown).apply(target, args);
+          return result instanceof Promise
+            ? result.catch((err: unknown) => {
+                throw diskErrorAsUnavailable(err);
+              })
+            : result;
+        } catch (err) {
+          throw diskErrorAsUnavailable(err);
+        }
+      };
+    },
+  });
 }
