@@ -1,4 +1,5 @@
 import type { PolicyEngine } from '../policy/engine.ts';
+import type { QuarantineSelectors } from '../incident/quarantine-target.ts';
 import type { AgentRecord, QuarantineRecord } from '../store/store.ts';
 
 /**
@@ -11,6 +12,8 @@ export interface DecisionSnapshot {
   readonly revoked: ReadonlySet<string>;
   /** Quarantines set and not released; one whose `until` has passed no longer counts. */
   readonly quarantined: ReadonlyMap<string, QuarantineRecord>;
+  /** The segment and label quarantines among them, compiled (incident/quarantine-target.ts); undefined: none. */
+  readonly quarantineSelectors?: QuarantineSelectors;
 }
 
 /**
@@ -21,6 +24,7 @@ export interface DecisionSnapshot {
  */
 export class DecisionState {
   #current: DecisionSnapshot;
+  readonly #listeners = new Set<(part: Partial<DecisionSnapshot>) => void>();
 
   constructor(engine: PolicyEngine) {
     this.#current = Object.freeze({ engine, agents: new Map<string, AgentRecord>(), revoked: new Set<string>(), quarantined: new Map<string, QuarantineRecord>() });
@@ -32,5 +36,12 @@ export class DecisionState {
 
   replace(part: Partial<DecisionSnapshot>): void {
     this.#current = Object.freeze({ ...this.#current, ...part });
+    for (const l of this.#listeners) l(part);
+  }
+
+  /** Calls `listener` with each part replaced (after the swap); returns an unsubscribe function. */
+  onReplace(listener: (part: Partial<DecisionSnapshot>) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 }
