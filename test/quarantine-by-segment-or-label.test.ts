@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminGet, adminPost } from '../cli/src/admin-client.ts';
 import type { Mesh } from './support/mesh.ts';
 import { startMesh } from './support/mesh.ts';
 
@@ -105,9 +106,14 @@ describe('quarantine by segment or label, with incident records', () => {
   it('contains every agent with a label, and says when a released identity is still inside a quarantined selector', async () => {
     const workerA = mesh.agent('worker-a').identity;
     const q = await airlock(['quarantine', '--selector', 'team=red', '--reason', 'red team drill', '-o', 'json'], admin);
-    expect(JSON.parse(q.stdout)).toMatchObject({ selector: 'team=red', matched: [workerA] });
+    const set = JSON.parse(q.stdout) as { incident: string };
+    expect(set).toMatchObject({ selector: 'team=red', matched: [workerA] });
     expect(await outcome('worker-a', 'http://planner.agents/v1/x')).toBe('quarantined');
     expect(await outcome('worker-b', 'http://planner.agents/v1/x')).toBe(200);
+    // While it holds, the record shows the denied calls so far (and not the agents it does not match).
+    const open = JSON.parse((await airlock(['incident', 'show', set.incident, '-o', 'json'], admin)).stdout) as { state: string; after: IncidentDecision[] };
+    expect(open.state).toBe('open');
+    expect(open.after).toEqual([expect.objectContaining({ source: workerA, verdict: 'deny', reason: 'quarantined', path: '/v1/x' })]);
 
     await airlock(['quarantine', workerA, '--reason', 'also by name'], admin);
     const byName = JSON.parse((await airlock(['release', workerA, '-o', 'json'], admin)).stdout) as unknown;
@@ -130,9 +136,29 @@ describe('quarantine by segment or label, with incident records', () => {
     const viewerList = await airlock(['incident', 'list'], viewer);
     expect(viewerList.code).toBe(1);
     expect(viewerList.stderr).toContain('needs role responder');
-    expect((await airlock(['incident', 'show', 'inc-20991231T000000Z-abcdef'], admin)).stderr).toContain('no incident inc-20991231T000000Z-abcdef');
+    expect((await airlock(['incident', 'show', 'inc-20991231T000000.000Z-abcdef'], admin)).stderr).toContain('no incident inc-20991231T000000.000Z-abcdef');
     expect((await airlock(['incident', 'show', '../../v1/quarantines'], admin)).stderr).toContain('is not an incident id');
     expect((await airlock(['incident'], admin)).code).toBe(2);
+
+    // The admin API itself, as a script would call it, with what the CLI never sends.
+    const post = (body: unknown) => adminPost(mesh.creds, '/v1/agents/quarantine', body);
+    const workerA = mesh.agent('worker-a').identity;
+    await expect(post({ identity: workerA, segment: 'workers', reason: 'x' })).rejects.toThrow('exactly one of "identity"');
+    await expect(post({ reason: 'x' })).rejects.toThrow('exactly one of "identity"');
+    await expect(post({ segment: ['workers'], reason: 'x' })).rejects.toThrow('"segment" must be a string');
+    await expect(post({ segment: '../workers', reason: 'x' })).rejects.toThrow('is not a segment name');
+    await expect(post({ segment: 'Workers', reason: 'x' })).rejects.toThrow('is not a segment name');
+    await expect(post({ selector: 'team=red\nx=y', reason: 'x' })).rejects.toThrow('selector: label value');
+    await expect(post({ selector: '=red', reason: 'x' })).rejects.toThrow('a label is KEY=VALUE');
+    await expect(post({ selector: 'Bad Key=red', reason: 'x' })).rejects.toThrow('label key');
+    // A selector's stored key is no SPIFFE ID: it cannot be named as an identity, either way.
+    await expect(post({ identity: 'segment:workers', reason: 'x' })).rejects.toThrow();
+    await expect(post({ identity: 'label:team=red', reason: 'x' })).rejects.toThrow();
+    await expect(adminPost(mesh.creds, '/v1/agents/release', { identity: 'segment:workers' })).rejects.toThrow();
+    await expect(post({ selector: 'team=red', reason: 'x', labels: { a: 'b' } })).rejects.toThrow('unknown field(s): labels');
+    await expect(adminGet(mesh.creds, '/v1/incidents/..%2F..%2Fv1%2Fquarantines')).rejects.toThrow('is not an incident id');
+    await expect(adminGet(mesh.creds, '/v1/incidents/inc-20991231T000000.000Z-abcdef%00')).rejects.toThrow('is not an incident id');
+    expect(JSON.parse((await airlock(['quarantine', 'list', '-o', 'json'], viewer)).stdout)).toEqual([]);
     expect((await airlock(['incident', '--help'], admin)).stdout).toContain('Usage: airlock incident list');
   });
 });

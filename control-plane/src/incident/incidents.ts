@@ -9,9 +9,9 @@ export const MAX_MATCHED = 200;
 /** Decisions an incident record keeps before, and after, at most (the newest). */
 export const MAX_INCIDENT_DECISIONS = 200;
 
-/** `inc-20261204T124501Z-3fa2c1`: sorts by when it was opened, unique by its random tail. */
+/** `inc-20261204T124501.123Z-3fa2c1`: sorts by when it was opened (to the millisecond), unique by its random tail. */
 function incidentId(at: number): string {
-  return `inc-${new Date(at).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+  return `inc-${new Date(at).toISOString().replace(/[-:]/g, '')}-${randomBytes(3).toString('hex')}`;
 }
 
 /**
@@ -33,7 +33,9 @@ export class Incidents {
   /** After a quarantine was set: opens its incident, or updates the open one of the same target (set again). */
   async opened(q: QuarantineRecord, target: QuarantineTarget, role: string): Promise<IncidentRecord> {
     const matched = this.#quarantines.matching(target);
-    const open = await this.#store.openIncidentOf(q.spiffeId);
+    const stored = await this.#store.openIncidentOf(q.spiffeId);
+    // One that ran out by its until is over: setting it again opens a new incident.
+    const open = stored !== undefined && (stored.until === undefined || stored.until > q.since) ? stored : undefined;
     const record: IncidentRecord =
       open === undefined
         ? {
@@ -59,7 +61,8 @@ export class Incidents {
     if (open === undefined) return undefined;
     // Agents that joined while it held were contained too: their decisions count.
     const all = { ...open, ...union(open, this.#quarantines.matching(target)) };
-    const record: IncidentRecord = { ...all, releasedAt: at, releasedBy: by, after: this.#after(all, at) };
+    // Calls after it ran out by its until were not contained: not its decisions.
+    const record: IncidentRecord = { ...all, releasedAt: at, releasedBy: by, after: this.#after(all, Math.min(at, open.until ?? at)) };
     await this.#store.saveIncident(record);
     return record;
   }

@@ -8,6 +8,7 @@ import { parsePolicyText } from '../policy/load.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import { Quarantines } from './quarantines.ts';
 import { segmentTarget, targetKey } from './quarantine-target.ts';
+import { Incidents } from './incidents.ts';
 import { DECISIONS_PER_IDENTITY, MAX_IDENTITIES, RecentDecisions } from './recent-decisions.ts';
 import type { DecisionRecord } from '../audit/event.ts';
 
@@ -82,6 +83,37 @@ describe('Quarantines with selectors', () => {
     expect(await quarantines.release('label:team=red')).toMatchObject({ reason: 'drill' });
     expect(call('planner', 'scribe')).toMatchObject({ allow: true });
     expect(quarantines.identities()).toEqual([]);
+  });
+});
+
+describe('Incidents', () => {
+  it('opens one per quarantine, updates it when set again, opens a new one once it ran out, and closes it on release with the decisions while it held', async () => {
+    const store = new SqliteStore(':memory:');
+    const decisions = new DecisionState(new PolicyEngine(parsePolicyText(POLICY, 'policy.yaml'), TD));
+    const quarantines = await Quarantines.load(store, decisions);
+    let now = 1000;
+    const recent = new RecentDecisions(() => now);
+    const incidents = new Incidents({ store, quarantines, recent });
+    const target = { kind: 'identity', uri: id('scribe') } as const;
+    const seen = (n: number): void => recent.record({ decisionId: `d${n}`, direction: 'outbound', source: id('scribe'), destination: '', host: 'h', port: 443, method: 'GET', path: `/${n}`, verdict: 'allow', mode: 'enforce', policyVersion: 1, policy: 'p', rule: '*', reason: 'allowed', latencyMs: 0 });
+    seen(1);
+    now = 2000;
+    const first = await incidents.opened({ spiffeId: id('scribe'), reason: 'a', actor: 'alice', since: 2000, until: 5000 }, target, 'responder');
+    expect(first).toMatchObject({ openedBy: 'alice', openedByRole: 'responder', matched: [id('scribe')], before: [expect.objectContaining({ decisionId: 'd1' })] });
+    now = 3000;
+    seen(2);
+    const again = await incidents.opened({ spiffeId: id('scribe'), reason: 'b', actor: 'bob', since: 3000 }, target, 'admin');
+    expect(again).toMatchObject({ id: first.id, reason: 'b', openedBy: 'alice' });
+    expect(again.until).toBeUndefined();
+    expect((await incidents.show(first.id, now))?.after).toEqual([expect.objectContaining({ decisionId: 'd2' })]);
+    const closed = await incidents.released(id('scribe'), target, 'carol', 4000);
+    expect(closed).toMatchObject({ id: first.id, releasedBy: 'carol', releasedAt: 4000, after: [expect.objectContaining({ decisionId: 'd2' })] });
+    const brief = await incidents.opened({ spiffeId: id('scribe'), reason: 'c', actor: 'alice', since: 5000, until: 6000 }, target, 'responder');
+    expect(brief.id).not.toBe(first.id);
+    const later = await incidents.opened({ spiffeId: id('scribe'), reason: 'd', actor: 'alice', since: 7000 }, target, 'responder');
+    expect(later.id).not.toBe(brief.id);
+    expect((await incidents.list(10)).map((r) => r.reason)).toEqual(['d', 'c', 'b']);
+    await store.close();
   });
 });
 

@@ -108,7 +108,7 @@ export interface IncidentDecision {
 
 /** What a quarantine contained and when, set by a responder and ended by a release (or its `until`). */
 export interface IncidentRecord {
-  /** `inc-<UTC time>-<random>`: sorts by when it was opened. */
+  /** `inc-<UTC time to the millisecond>-<random>`: sorts by when it was opened. */
   readonly id: string;
   /** The quarantine's key (QuarantineRecord.spiffeId). */
   readonly target: string;

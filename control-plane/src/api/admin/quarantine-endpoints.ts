@@ -150,7 +150,7 @@ export function quarantineEndpoints(deps: QuarantineEndpointDeps): AdminEndpoint
       role: 'responder',
       handle: async ({ params }) => {
         const id = params[0] ?? '';
-        if (!/^inc-[0-9TZ]{16}-[0-9a-f]{6}$/.test(id)) throw new AirlockError(ErrorCode.BadRequest, `"${id.slice(0, 80)}" is not an incident id (inc-YYYYMMDDTHHMMSSZ-xxxxxx; see \`airlock incident list\`)`);
+        if (!/^inc-\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$/.test(id)) throw new AirlockError(ErrorCode.BadRequest, `"${id.slice(0, 80)}" is not an incident id (inc-YYYYMMDDTHHMMSS.mmmZ-xxxxxx; see \`airlock incident list\`)`);
         const r = await deps.incidents.show(id);
         if (r === undefined) throw new AirlockError(ErrorCode.NotFound, `no incident ${id}`);
         return ok(incidentView(r, true));
