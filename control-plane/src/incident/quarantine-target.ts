@@ -107,3 +107,17 @@ export function targetMatches(snapshot: DecisionSnapshot, t: QuarantineTarget, i
   if (t.kind === 'label') return labels[t.key] === t.value;
   return snapshot.engine.segmentsOf(id, labels).includes(t.name);
 }
+
+/**
+ * Refuses a policy version without a segment quarantined now (a delete, a rollback): it would release
+ * the segment's members with no release, by someone who may not hold the responder role. Changing a
+ * quarantined segment's selector is allowed: the quarantine follows the segment as defined.
+ */
+export function keepQuarantinedSegments(snapshot: DecisionSnapshot, next: { readonly segmentNames: readonly string[] }, now = Date.now()): void {
+  const segments = snapshot.quarantineSelectors?.segments;
+  if (segments === undefined || segments.size === 0) return;
+  const kept = new Set(next.segmentNames);
+  for (const [name, q] of segments) {
+    if (!kept.has(name) && inForce(q, now)) throw new AirlockError(ErrorCode.Conflict, `segment "${name}" is quarantined (${q.reason}): release it first (airlock release --segment ${name})`);
+  }
+}
