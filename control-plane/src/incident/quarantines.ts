@@ -22,8 +22,8 @@ export class Quarantines {
   readonly #decisions: DecisionState;
   readonly #listeners = new Set<() => void>();
   readonly #log: Logger | undefined;
-  /** The identities last pushed, joined: a registration or policy change that matches no one new pushes nothing. */
-  #pushed = '';
+  /** The identities last pushed, joined (undefined: push whatever they are): a registration or policy change that matches no one new pushes nothing. */
+  #pushed: string | undefined;
   #recheck: NodeJS.Immediate | undefined;
 
   private constructor(store: Store, decisions: DecisionState, log: Logger | undefined) {
@@ -106,7 +106,7 @@ export class Quarantines {
   #publish(quarantined: Map<string, QuarantineRecord>): void {
     const selectors = compileSelectors(quarantined);
     this.#decisions.replace(selectors === undefined ? { quarantined, quarantineSelectors: undefined } : { quarantined, quarantineSelectors: selectors });
-    this.#pushed = '';
+    this.#pushed = undefined;
     this.#changed();
   }
 
