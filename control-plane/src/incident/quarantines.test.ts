@@ -80,7 +80,7 @@ describe('Quarantines with selectors', () => {
     expect(call('planner', 'scribe')).toMatchObject({ allow: false, reason: 'quarantined' });
     expect(quarantines.isQuarantined(id('scribe'), now + 60_000)).toBe(false);
     expect(decide(decisions.current(), { source: parseSpiffeId(id('planner')), destination: toAgent(parseSpiffeId(id('scribe'))), port: 443, method: 'GET', path: '/' }, now + 60_000).decision.allow).toBe(true);
-    const pushed: string[][] = [];
+    const pushed: (readonly string[])[] = [];
     quarantines.onChange(() => pushed.push(quarantines.identities()));
     expect(await quarantines.release('label:team=red')).toMatchObject({ reason: 'drill' });
     expect(call('planner', 'scribe')).toMatchObject({ allow: true });

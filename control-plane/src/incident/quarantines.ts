@@ -25,6 +25,8 @@ export class Quarantines {
   /** The identities last pushed, joined (undefined: push whatever they are): a registration or policy change that matches no one new pushes nothing. */
   #pushed: string | undefined;
   #recheck: NodeJS.Immediate | undefined;
+  /** identities() as last resolved, and on which snapshot. */
+  #resolved: { readonly snapshot: DecisionSnapshot; readonly validUntil: number; readonly identities: readonly string[] } | undefined;
 
   private constructor(store: Store, decisions: DecisionState, log: Logger | undefined) {
     this.#store = store;
@@ -67,10 +69,17 @@ export class Quarantines {
    * the segments in force; sidecars hold no segment data), and identities quarantined by name
    * though not registered here; at most MAX_PUSHED_QUARANTINED.
    */
-  identities(now = Date.now()): string[] {
+  identities(now = Date.now()): readonly string[] {
     const snapshot = this.#decisions.current();
+    // Every sidecar's stream asks at each push: resolved once per snapshot (until a quarantine in it ends).
+    const cached = this.#resolved;
+    if (cached !== undefined && cached.snapshot === snapshot && now < cached.validUntil) return cached.identities;
     const out = new Set<string>();
-    for (const q of this.list(now)) if (q.spiffeId.startsWith('spiffe://')) out.add(q.spiffeId);
+    let validUntil = Number.POSITIVE_INFINITY;
+    for (const q of this.list(now)) {
+      if (q.until !== undefined) validUntil = Math.min(validUntil, q.until);
+      if (q.spiffeId.startsWith('spiffe://')) out.add(q.spiffeId);
+    }
     if (snapshot.quarantineSelectors !== undefined) {
       for (const [id, labels] of registered(snapshot)) {
         if (out.size >= MAX_PUSHED_QUARANTINED) {
@@ -80,7 +89,9 @@ export class Quarantines {
         if (quarantineOf(snapshot, id, now, labels) !== undefined) out.add(id.uri);
       }
     }
-    return [...out].slice(0, MAX_PUSHED_QUARANTINED);
+    const identities = [...out].slice(0, MAX_PUSHED_QUARANTINED);
+    this.#resolved = { snapshot, validUntil, identities };
+    return identities;
   }
 
   /** The registered identities `target` names now (an identity target: itself, registered or not), sorted. */
