@@ -101,6 +101,11 @@ describe('quarantine by segment or label, with incident records', () => {
     expect(table.stdout).toContain('decisions before:');
     const list = JSON.parse((await airlock(['incident', 'list', '-o', 'json'], admin)).stdout) as { id: string; state: string }[];
     expect(list[0]).toMatchObject({ id: set.incident, state: 'released', segment: 'workers', matchedTotal: 3 });
+    // Quarantine, release and every read of the record are admin actions in the audit history.
+    const { items: audit } = (await adminGet(mesh.creds, '/v1/audit')) as { items: { action: string; target: string; detail: string }[] };
+    const actions = audit.map((e) => `${e.action} ${e.target}`);
+    expect(actions).toEqual(expect.arrayContaining(['agent.quarantine segment:workers', 'agent.release segment:workers', `incident.show ${set.incident}`, 'incident.list incidents']));
+    expect(JSON.parse(audit.find((e) => e.action === 'agent.quarantine')?.detail ?? '{}')).toMatchObject({ reason: 'worm spreading', incident: set.incident, matched: 2 });
   });
 
   it('contains every agent with a label, and says when a released identity is still inside a quarantined selector', async () => {

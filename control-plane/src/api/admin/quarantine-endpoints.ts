@@ -73,7 +73,7 @@ function incidentView(r: IncidentRecord, full: boolean, now = Date.now()): Recor
  * judged at each decision (an agent joining later is contained too), and renewals refused;
  * `POST /v1/agents/release` {identity | segment | selector} → {…, released, incident};
  * `GET /v1/quarantines` (viewer) → {items}. Incident records (responder: they hold call details):
- * `GET /v1/incidents` → {items}, `GET /v1/incidents/ID` → the record with its decisions.
+ * `GET /v1/incidents` → {items}, `GET /v1/incidents/ID` → the record with its decisions; each read audited.
  */
 export function quarantineEndpoints(deps: QuarantineEndpointDeps): AdminEndpoint[] {
   const targetOfBody = (fields: Record<string, unknown>): QuarantineTarget => {
@@ -142,16 +142,22 @@ export function quarantineEndpoints(deps: QuarantineEndpointDeps): AdminEndpoint
       method: 'GET',
       path: /^\/v1\/incidents$/,
       role: 'responder',
-      handle: async () => ok({ items: (await deps.incidents.list(MAX_LISTED_INCIDENTS)).map((r) => incidentView(r, false)) }),
+      handle: async ({ who }) => {
+        const items = await deps.incidents.list(MAX_LISTED_INCIDENTS);
+        // Incident records hold call details: who read them is kept too.
+        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'incident.list', target: 'incidents', detail: { count: items.length } });
+        return ok({ items: items.map((r) => incidentView(r, false)) });
+      },
     },
     {
       method: 'GET',
       path: /^\/v1\/incidents\/([^/]+)$/,
       role: 'responder',
-      handle: async ({ params }) => {
+      handle: async ({ who, params }) => {
         const id = params[0] ?? '';
         if (!/^inc-\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$/.test(id)) throw new AirlockError(ErrorCode.BadRequest, `"${id.slice(0, 80)}" is not an incident id (inc-YYYYMMDDTHHMMSS.mmmZ-xxxxxx; see \`airlock incident list\`)`);
         const r = await deps.incidents.show(id);
+        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'incident.show', target: id, detail: { found: r !== undefined } });
         if (r === undefined) throw new AirlockError(ErrorCode.NotFound, `no incident ${id}`);
         return ok(incidentView(r, true));
       },
