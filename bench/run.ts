@@ -10,6 +10,7 @@
 // other (bench/replica-propagation.ts), decisions/s with three of them (bench/replicas-decisions.ts),
 // how long a sidecar takes to fail over when one dies or hangs (bench/failover.ts),
 // the ingress's cost per call admitted on a ticket vs decided by a round trip (bench/ingress-ticket.ts),
+// how fast a quarantine takes effect under continuous traffic (bench/containment.ts),
 // and the goals against the
 // figures. Servers are pinned to CPU 0 and load generators to CPU 1 (taskset), as in
 // ../shared/PERF-NOTES.md. Appends its tables to bench/README.md (AIRLOCK_BENCH_WRITE=0 not to).
@@ -250,6 +251,9 @@ async function main(): Promise<void> {
   // The ingress's cost per call admitted on a ticket against one decided by a round trip (its own table).
   const ticketed = await run(process.execPath, [join(import.meta.dirname, 'ingress-ticket.ts')], { timeout: 600_000, maxBuffer: 1 << 20 });
   console.log(ticketed.stdout);
+  // How fast a quarantine takes effect under continuous traffic: command to first denied call (its own table).
+  const containment = await run(process.execPath, [join(import.meta.dirname, 'containment.ts')], { timeout: 600_000, maxBuffer: 1 << 20 });
+  console.log(containment.stdout);
 }
 
 await main();

@@ -68,7 +68,7 @@ describe('quarantine', () => {
     expect(JSON.parse(listed.stdout)).toEqual([expect.objectContaining({ identity: researcher, reason: 'exfiltration suspected' })]);
 
     const released = await airlock(['release', researcher, '-o', 'json'], admin);
-    expect(JSON.parse(released.stdout)).toEqual({ identity: researcher, released: true });
+    expect(JSON.parse(released.stdout)).toEqual({ identity: researcher, released: true, incident: expect.stringMatching(/^inc-/) as unknown });
     expect((await mesh.call('planner', 'GET', 'http://researcher.agents/v1/a')).status).toBe(200);
     expect((await mesh.call('researcher', 'GET', 'http://payments.agents/v1/a')).status).toBe(200);
   });

@@ -126,6 +126,14 @@ describe('control-plane replicas on etcd share one state', () => {
     expect((await admin(b, '/v1/agents/release', { identity: OTHER })).status).toBe(200);
     await eventually(async () => (await explain(a, OTHER, 'api.example.com')).reason !== 'quarantined');
 
+    // A segment quarantined through A: B denies its member; released through B, the incident A opened is closed.
+    const bySegment = await admin(a, '/v1/agents/quarantine', { segment: 'tools', reason: 'worm' });
+    expect(bySegment.json).toMatchObject({ segment: 'tools', matched: [TOOL] });
+    await eventually(async () => (await explain(b, TOOL, 'api.example.com')).reason === 'quarantined');
+    expect((await admin(b, '/v1/agents/release', { segment: 'tools' })).json).toMatchObject({ released: true, incident: bySegment.json.incident });
+    expect((await admin(a, `/v1/incidents/${String(bySegment.json.incident)}`)).json).toMatchObject({ segment: 'tools', state: 'released', matched: [TOOL] });
+    await eventually(async () => (await explain(a, TOOL, 'api.example.com')).reason !== 'quarantined');
+
     // Revoked through A: B denies every call naming it.
     expect((await explain(b, TOOL, 'api.example.com')).reason).not.toMatch(/revoked/);
     expect((await admin(a, '/v1/agents/revoke', { identity: TOOL })).status).toBe(200);

@@ -9,9 +9,10 @@ import { adminPost } from '../cli/src/admin-client.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 import { obtainSvid } from './support/svid.ts';
 
-const POLICY = policyYaml('agents', ['gamma', 'scout', 'ranger'], [
+const POLICY = policyYaml('agents', ['gamma', 'scout', 'ranger', 'drone'], [
   { name: 'scout-to-gamma', from: 'scout', to: 'gamma', methods: ['GET'], paths: ['/v1/*'] },
   { name: 'ranger-to-gamma', from: 'ranger', to: 'gamma', methods: ['GET'], paths: ['/v1/*'] },
+  { name: 'drone-to-gamma', from: 'drone', to: 'gamma', methods: ['GET'], paths: ['/v1/*'] },
 ]);
 
 interface Held {
@@ -90,5 +91,13 @@ describe('a contained peer loses its open connections', () => {
     // Nothing after the quarantine was allowed on it.
     const after = held.statuses().slice(5);
     expect(after.filter((s) => s === '200').length).toBeLessThanOrEqual(1);
+  });
+
+  it('closes the connection of every identity a quarantined segment matches (the control plane resolves the segment for the sidecar)', { timeout: 60_000 }, async () => {
+    const held = await hold('drone');
+    const before = await rejected('quarantined');
+    await adminPost(mesh.creds, '/v1/agents/quarantine', { segment: 'drone', reason: 'worm' });
+    expect(await busyUntilClosed(held)).toBe(true);
+    expect(await rejected('quarantined')).toBeGreaterThan(before);
   });
 });

@@ -15,7 +15,9 @@ Commands:
   ca status       the roots of the trust bundle; ca prepare|activate|retire rolls to a new root (admin)
   agent revoke    revoke an agent identity at once: no renewal, every call denied, handshakes refused (admin)
   quarantine ID   contain an agent from its next call, reversibly (--reason TEXT [--ttl 1h]; list) (responder)
-  release ID      end a quarantine (responder)
+                  or a segment's members or a label's agents (--segment NAME | --selector KEY=VALUE)
+  release ID      end a quarantine (the same ID, --segment or --selector) (responder)
+  incident list   incident records of quarantines; incident show ID: what was contained and its decisions (responder)
   tools list      the pinned MCP tools and those that changed or were flagged (viewer); tools accept SERVER TOOL (responder)
   apply -f F|DIR  add or replace segments and policies, as a new policy version
   diff -f F|DIR   what apply would change
@@ -58,6 +60,7 @@ const commands: Record<string, Command> = {
   quarantine: async (argv) => (await import('./commands/quarantine.ts')).runQuarantine(argv),
   release: async (argv) => (await import('./commands/quarantine.ts')).runRelease(argv),
   tools: async (argv) => (await import('./commands/tools.ts')).runTools(argv),
+  incident: async (argv) => (await import('./commands/incident.ts')).runIncident(argv),
   ca: async (argv) => (await import('./commands/ca.ts')).runCa(argv),
   audit: async (argv) => (await import('./commands/audit.ts')).runAudit(argv),
   version: () => {

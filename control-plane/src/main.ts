@@ -31,6 +31,8 @@ import { quarantineEndpoints } from './api/admin/quarantine-endpoints.ts';
 import { Quarantines } from './incident/quarantines.ts';
 import { toolPinEndpoints } from './mcp-pins/endpoints.ts';
 import { ToolPins } from './mcp-pins/tool-pins.ts';
+import { Incidents } from './incident/incidents.ts';
+import { RecentDecisions } from './incident/recent-decisions.ts';
 import { ensureAdminToken } from './attestation/admin-token.ts';
 import { JoinTokens } from './attestation/join-tokens.ts';
 import { Authorizer } from './authz/authorize.ts';
@@ -209,7 +211,10 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       // The CAs trusted now; a certificate of another (a retired root) is pushed with no issuer: refused from any.
       issuerName: (id) => ring.verifiers().find((ca) => ca.id === id)?.x509.subject,
     });
-    const quarantines = await Quarantines.load(store, decisions);
+    const quarantines = await Quarantines.load(store, decisions, log);
+    // The last decisions naming each identity, for incident records (bounded; see recent-decisions.ts).
+    const recentDecisions = new RecentDecisions();
+    const incidents = new Incidents({ store, quarantines, recent: recentDecisions });
     const toolPins = await ToolPins.load({ store, decisions, registry, logger: logger.child({ component: 'tool-pins' }), quarantine: (r) => quarantines.quarantine(r) });
     const ticketKeys = await TicketKeys.open({ store, ...(kek === undefined ? {} : { kek }) });
     follower.start({ agents, revocations, policies, ring, quarantines, ticketKeys, toolPins });
@@ -278,7 +283,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       tlsMinVersion: config.tlsMinVersion,
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
-      authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit, tickets: new TicketIssuer(ticketKeys, config.ticketTtl), toolPins }),
+      authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit: recentDecisions.tee(audit), tickets: new TicketIssuer(ticketKeys, config.ticketTtl), toolPins }),
       issuer: new CertificateIssuer({ ca: ring, joinTokens, store, agents, revocations, quarantines, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: refusals }),
       revocations,
       ticketKeys,
@@ -308,7 +313,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
             ...adminCertEndpoints({ store, ring, audit }),
             ...policyEndpoints({ store, policies, audit, limits, decisions, trustDomain: config.trustDomain }),
             ...revokeEndpoints({ trustDomain: config.trustDomain, revocations, metrics, audit }),
-            ...quarantineEndpoints({ trustDomain: config.trustDomain, quarantines, store, audit }),
+            ...quarantineEndpoints({ trustDomain: config.trustDomain, quarantines, incidents, decisions, store, audit }),
             ...toolPinEndpoints({ toolPins, store, audit }),
           ],
           requireRole,

@@ -34,6 +34,8 @@ export interface Mesh {
   /** A request from `from`'s agent through its sidecar's outbound proxy. */
   call(from: string, method: string, url: string, o?: { headers?: Record<string, string>; body?: string }): Promise<ProxyResponse>;
   createJoinToken(identity: string, labels?: Readonly<Record<string, string>>): Promise<string>;
+  /** Starts one more agent (app and sidecar) in the mesh's namespace, with its join token's labels; ready when it answers. */
+  addAgent(name: string, labels?: Readonly<Record<string, string>>): Promise<MeshAgent>;
   stopControlPlane(): Promise<void>;
   startControlPlane(): Promise<void>;
   /** The control-plane process now (a restart makes another). */
@@ -114,7 +116,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     const createJoinToken = async (identity: string, labels?: Readonly<Record<string, string>>): Promise<string> =>
       ((await adminPost(creds, '/v1/join-tokens', { identity, ...(labels === undefined ? {} : { labels }) })) as { token: string }).token;
 
-    for (const name of o.agents) {
+    const startAgent = async (name: string, labels: Readonly<Record<string, string>> | undefined): Promise<MeshAgent> => {
       const identity = `spiffe://${trustDomain}/ns/${namespace}/sa/${name}`;
       const received: EchoBody[] = [];
       const onRequest = (body: EchoBody): void => void received.push(body);
@@ -132,11 +134,14 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
         '--app-port', String(appPort),
         ...(o.authzTimeout === undefined ? [] : ['--authz-timeout', o.authzTimeout]),
         ...(o.sidecarArgs ?? []),
-      ], { logFile: join(dir, `sidecar-${name}.log`), env: { AIRLOCK_JOIN_TOKEN: await createJoinToken(identity, o.labels?.[name]) } });
+      ], { logFile: join(dir, `sidecar-${name}.log`), env: { AIRLOCK_JOIN_TOKEN: await createJoinToken(identity, labels) } });
       const listening = await sidecar.logLine('sidecar listening; obtaining an SVID');
       const [outboundPort, inboundPort, adminPort] = [Number(listening.outbound), Number(listening.inbound), Number(listening.admin)];
-      agents.set(name, { name, identity, outboundPort, inboundPort, adminPort, appPort, received, sidecar });
-    }
+      const started = { name, identity, outboundPort, inboundPort, adminPort, appPort, received, sidecar };
+      agents.set(name, started);
+      return started;
+    };
+    for (const name of o.agents) await startAgent(name, o.labels?.[name]);
     await Promise.all([...agents.values()].map((a) => waitReady(a.sidecar, `http://127.0.0.1:${a.adminPort}/readyz`)));
 
     const agent = (name: string): MeshAgent => {
@@ -156,6 +161,11 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       agent,
       call: (from, method, url, opts) => viaProxy(agent(from).outboundPort, method, url, opts),
       createJoinToken,
+      addAgent: async (name, labels) => {
+        const added = await startAgent(name, labels);
+        await waitReady(added.sidecar, `http://127.0.0.1:${added.adminPort}/readyz`);
+        return added;
+      },
       stopControlPlane: async () => controlPlane?.stop(),
       startControlPlane,
       controlPlaneProcess: () => controlPlane,

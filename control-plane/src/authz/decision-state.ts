@@ -1,5 +1,6 @@
 import type { ToolPinMap } from '../mcp-pins/tool-pins.ts';
 import type { PolicyEngine } from '../policy/engine.ts';
+import type { QuarantineSelectors } from '../incident/quarantine-target.ts';
 import type { AgentRecord, QuarantineRecord } from '../store/store.ts';
 
 /**
@@ -14,6 +15,8 @@ export interface DecisionSnapshot {
   readonly quarantined: ReadonlyMap<string, QuarantineRecord>;
   /** MCP tool pins by server and tool (README "Tool pinning"); undefined = none loaded. */
   readonly toolPins?: ToolPinMap;
+  /** The segment and label quarantines among them, compiled (incident/quarantine-target.ts); undefined: none. */
+  readonly quarantineSelectors?: QuarantineSelectors;
 }
 
 /**
@@ -24,6 +27,7 @@ export interface DecisionSnapshot {
  */
 export class DecisionState {
   #current: DecisionSnapshot;
+  readonly #listeners = new Set<(part: Partial<DecisionSnapshot>) => void>();
 
   constructor(engine: PolicyEngine) {
     this.#current = Object.freeze({ engine, agents: new Map<string, AgentRecord>(), revoked: new Set<string>(), quarantined: new Map<string, QuarantineRecord>() });
@@ -35,5 +39,12 @@ export class DecisionState {
 
   replace(part: Partial<DecisionSnapshot>): void {
     this.#current = Object.freeze({ ...this.#current, ...part });
+    for (const l of this.#listeners) l(part);
+  }
+
+  /** Calls `listener` with each part replaced (after the swap); returns an unsubscribe function. */
+  onReplace(listener: (part: Partial<DecisionSnapshot>) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 }

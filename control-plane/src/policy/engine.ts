@@ -276,6 +276,11 @@ export class PolicyEngine {
     return this.#onToolChange.get(`${policy}\0${rule}`);
   }
 
+  /** Names of the segments defined, in definition order. */
+  get segmentNames(): readonly string[] {
+    return this.#segments.names;
+  }
+
   /** True when a segment selects by labels: only then need callers look up agents' labels. */
   get usesLabels(): boolean {
     return this.#segments.usesLabels;

@@ -84,6 +84,20 @@ describe('PolicyStore', () => {
     expect(await store.listPolicyVersions(10)).toHaveLength(1);
   });
 
+  it('refuses to delete or roll back past a segment quarantined now (that would release its members), and allows it once released', async () => {
+    await policies.apply(seg('a'), 'p.yaml', 'alice');
+    await policies.apply(seg('spare'), 'p.yaml', 'alice');
+    const { Quarantines } = await import('../incident/quarantines.ts');
+    const quarantines = await Quarantines.load(store, decisions);
+    await quarantines.quarantine({ spiffeId: 'segment:spare', reason: 'worm', actor: 'rita', since: Date.now() });
+    await expect(policies.delete('Segment', 'spare', 'bob')).rejects.toThrow('segment "spare" is quarantined (worm): release it first');
+    await expect(policies.rollback(1, 'bob')).rejects.toThrow('segment "spare" is quarantined');
+    expect(policies.version()).toBe(2);
+    await policies.apply(seg('spare').replace('[spare]', '[other]'), 'p.yaml', 'bob');
+    await quarantines.release('segment:spare');
+    expect(await policies.delete('Segment', 'spare', 'bob')).toMatchObject({ changed: true });
+  });
+
   it('deletes, refuses to delete a segment still in use, rolls back, and keeps it all across restart', async () => {
     await policies.apply(`${seg('a')}---\n${allow('a-out', 'a', 'api.example.com')}`, 'p.yaml', 'alice');
     await expect(policies.delete('Segment', 'a', 'bob')).rejects.toThrow(/Segment "a" is used by Policy "a-out"/);

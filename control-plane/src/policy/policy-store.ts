@@ -8,6 +8,7 @@ import { PolicyEngine } from './engine.ts';
 import { policyInvalid, type ParsedDocument, type PolicyEntry } from './load.ts';
 import type { PolicyDoc, SegmentDoc } from './types.ts';
 import { FILE_LIMITS } from './yaml-limits.ts';
+import { keepQuarantinedSegments } from '../incident/quarantine-target.ts';
 
 export interface ChangeResult {
   /** The version in force after the operation (unchanged when nothing changed). */
@@ -175,6 +176,7 @@ export class PolicyStore {
     // Validated and compiled before it is stored: whatever fails here leaves the store and the engine as they were.
     const docs = this.#documents(entries, version, prepared?.fresh ?? []);
     const engine = this.#compile(docs, version);
+    keepQuarantinedSegments(this.#decisions.current(), engine);
     const at = Date.now();
     await this.#store.appendPolicyVersion(
       { version, entries: JSON.stringify(entries), createdAt: at, actor, action, summary },

@@ -15,6 +15,7 @@ import type {
   JoinTokenRecord,
   PolicyVersionRecord,
   QuarantineRecord,
+  IncidentRecord,
   RenewNowRequest,
   RevokedIdentity,
   ToolPinRecord,
@@ -375,6 +376,24 @@ export class EtcdStore implements Store {
 
   async listAuditEvents(limit: number): Promise<AuditEventRecord[]> {
     return this.#newest<AuditEventRecord>('audit/', limit);
+  }
+
+  async saveIncident(record: IncidentRecord): Promise<void> {
+    await this.#put(`incidents/${record.id}`, record);
+  }
+
+  async getIncident(id: string): Promise<IncidentRecord | undefined> {
+    return this.#get<IncidentRecord>(`incidents/${id}`);
+  }
+
+  async listIncidents(limit: number): Promise<IncidentRecord[]> {
+    return this.#newest<IncidentRecord>('incidents/', limit);
+  }
+
+  async openIncidentOf(target: string): Promise<IncidentRecord | undefined> {
+    // Read on quarantine and release only (admin actions), never on a call.
+    const open = (await this.#list<IncidentRecord>('incidents/')).filter((r) => r.target === target && r.releasedAt === undefined);
+    return open.sort((a, b) => (a.id < b.id ? 1 : -1))[0];
   }
 
   async addAdminTokenHash(hash: string): Promise<boolean> {

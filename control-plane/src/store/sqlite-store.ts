@@ -19,6 +19,7 @@ import type {
   JoinTokenRecord,
   PolicyVersionRecord,
   QuarantineRecord,
+  IncidentRecord,
   RenewNowRequest,
   RevokedIdentity,
   ToolPinRecord,
@@ -112,6 +113,13 @@ CREATE TABLE IF NOT EXISTS ticket_secrets (
   secret TEXT NOT NULL,
   created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS incidents (
+  id TEXT PRIMARY KEY,
+  target TEXT NOT NULL,
+  released_at INTEGER,
+  record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_by_target ON incidents (target);
 CREATE TABLE IF NOT EXISTS audit_events (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   at INTEGER NOT NULL,
@@ -610,6 +618,24 @@ export class SqliteStore implements Store {
 
   async listAuditEvents(limit: number): Promise<AuditEventRecord[]> {
     return this.#listAudit.all(limit) as unknown as AuditEventRecord[];
+  }
+
+  async saveIncident(r: IncidentRecord): Promise<void> {
+    this.#db.prepare('INSERT OR REPLACE INTO incidents (id, target, released_at, record) VALUES (?, ?, ?, ?)').run(r.id, r.target, r.releasedAt ?? null, JSON.stringify(r));
+  }
+
+  async getIncident(id: string): Promise<IncidentRecord | undefined> {
+    const row = this.#db.prepare('SELECT record FROM incidents WHERE id = ?').get(id) as { record: string } | undefined;
+    return row === undefined ? undefined : (JSON.parse(row.record) as IncidentRecord);
+  }
+
+  async listIncidents(limit: number): Promise<IncidentRecord[]> {
+    return (this.#db.prepare('SELECT record FROM incidents ORDER BY id DESC LIMIT ?').all(limit) as { record: string }[]).map((r) => JSON.parse(r.record) as IncidentRecord);
+  }
+
+  async openIncidentOf(target: string): Promise<IncidentRecord | undefined> {
+    const row = this.#db.prepare('SELECT record FROM incidents WHERE target = ? AND released_at IS NULL ORDER BY id DESC LIMIT 1').get(target) as { record: string } | undefined;
+    return row === undefined ? undefined : (JSON.parse(row.record) as IncidentRecord);
   }
 
   async addAdminTokenHash(hash: string): Promise<boolean> {

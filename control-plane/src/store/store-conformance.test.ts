@@ -279,6 +279,34 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     }
   });
 
+  it('keeps selector quarantines (segment, label with a prefixed key) beside identities, and releases one by its key', async () => {
+    await store.quarantine({ spiffeId: 'segment:workers', reason: 'worm', actor: 'alice', since: 1 });
+    await store.quarantine({ spiffeId: 'label:app.kubernetes.io/team=red', reason: 'drill', actor: 'bob', since: 2 });
+    await store.quarantine({ spiffeId: ID, reason: 'one', actor: 'bob', since: 3 });
+    expect((await (await client()).listQuarantines()).map((q) => q.spiffeId)).toEqual(['segment:workers', 'label:app.kubernetes.io/team=red', ID]);
+    expect(await store.release('label:app.kubernetes.io/team=red')).toMatchObject({ reason: 'drill' });
+    expect((await (await client()).listQuarantines()).map((q) => q.spiffeId)).toEqual(['segment:workers', ID]);
+  });
+
+  it('keeps incident records: replaced by id, listed newest first, the open one of a target found', async () => {
+    const decision = { at: 5, decisionId: 'd1', direction: 'outbound', source: ID, destination: ID2, host: 'b.ns', method: 'GET', path: '/v1/a', verdict: 'allow' as const, policy: 'p', reason: 'allowed' };
+    const first = { id: 'inc-20261204T100000Z-aaaa', target: ID, reason: 'exfiltration', openedBy: 'alice', openedByRole: 'responder', openedAt: 1, matched: [ID], matchedTotal: 1, before: [decision] };
+    const second = { id: 'inc-20261204T110000Z-bbbb', target: 'segment:workers', reason: 'worm', openedBy: 'bob', openedByRole: 'admin', openedAt: 2, until: 9, matched: [], matchedTotal: 0, before: [] };
+    await store.saveIncident(first);
+    await store.saveIncident(second);
+    const next = await client();
+    expect(await next.getIncident(first.id)).toEqual(first);
+    expect(await next.getIncident('inc-none')).toBeUndefined();
+    expect((await next.listIncidents(10)).map((r) => r.id)).toEqual([second.id, first.id]);
+    expect((await next.listIncidents(1)).map((r) => r.id)).toEqual([second.id]);
+    expect(await next.openIncidentOf(ID)).toEqual(first);
+    const released = { ...first, releasedAt: 7, releasedBy: 'carol', after: [{ ...decision, at: 6, verdict: 'deny' as const, policy: '', reason: 'quarantined' }] };
+    await next.saveIncident(released);
+    expect(await store.openIncidentOf(ID)).toBeUndefined();
+    expect(await store.getIncident(first.id)).toEqual(released);
+    expect(await store.openIncidentOf('segment:workers')).toEqual(second);
+  });
+
   it('appends policy versions with their audit event, refuses a version stored first by another client', async () => {
     const version = (v: number) => ({ version: v, entries: `[${v}]`, createdAt: v, actor: 'alice', action: 'apply', summary: `s${v}` });
     const audit = (v: number) => ({ at: v, actor: 'alice', action: 'policy.apply', target: `version ${v}`, detail: '{}' });

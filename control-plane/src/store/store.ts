@@ -80,6 +80,7 @@ export interface JoinTokenListing extends JoinTokenRecord {
 
 /** An identity contained by a responder: every decision naming it is denied until released or `until`. */
 export interface QuarantineRecord {
+  /** The identity; for a selector its key `segment:NAME` or `label:KEY=VALUE` (incident/quarantine-target.ts). */
   readonly spiffeId: string;
   readonly reason: string;
   /** Who quarantined it (the admin principal's name). */
@@ -111,6 +112,46 @@ export interface ToolPinRecord {
     /** What the rule that listed it chose: `alert` leaves the tool usable. */
     readonly action: 'alert' | 'deny' | 'quarantine';
   };
+}
+
+/** A decision as an incident record keeps it (a few fields of the audit decision event). */
+export interface IncidentDecision {
+  readonly at: number;
+  readonly decisionId: string;
+  readonly direction: string;
+  readonly source: string;
+  readonly destination: string;
+  readonly host: string;
+  readonly method: string;
+  readonly path: string;
+  readonly mcpTool?: string;
+  readonly verdict: 'allow' | 'deny';
+  readonly policy: string;
+  readonly reason: string;
+}
+
+/** What a quarantine contained and when, set by a responder and ended by a release (or its `until`). */
+export interface IncidentRecord {
+  /** `inc-<UTC time to the millisecond>-<random>`: sorts by when it was opened. */
+  readonly id: string;
+  /** The quarantine's key (QuarantineRecord.spiffeId). */
+  readonly target: string;
+  readonly reason: string;
+  /** The admin principal who quarantined, and its role. */
+  readonly openedBy: string;
+  readonly openedByRole: string;
+  readonly openedAt: number;
+  readonly until?: number;
+  /** The identities it contained when set (and any more seen at release), at most a bounded number. */
+  readonly matched: readonly string[];
+  /** How many it matched in all (may exceed `matched.length`). */
+  readonly matchedTotal: number;
+  /** Decisions naming them just before it was set (this replica's recent ones). */
+  readonly before: readonly IncidentDecision[];
+  readonly releasedAt?: number;
+  readonly releasedBy?: string;
+  /** Decisions naming them from when it was set until its release. */
+  readonly after?: readonly IncidentDecision[];
 }
 
 export interface RevokedIdentity {
@@ -292,6 +333,14 @@ export interface Store {
   revokeAdminCertificates(name: string, at: number): Promise<number>;
   addAuditEvent(event: AuditEventRecord): Promise<void>;
   listAuditEvents(limit: number): Promise<AuditEventRecord[]>;
+
+  /** Stores an incident record, replacing the one with its id. */
+  saveIncident(record: IncidentRecord): Promise<void>;
+  getIncident(id: string): Promise<IncidentRecord | undefined>;
+  /** The newest `limit` incidents, newest first. */
+  listIncidents(limit: number): Promise<IncidentRecord[]>;
+  /** The newest incident of `target` not yet released, if any. */
+  openIncidentOf(target: string): Promise<IncidentRecord | undefined>;
 
   /** Registers an admin token's hash, unless admin tokens were retired: then nothing, and false. */
   addAdminTokenHash(hash: string): Promise<boolean>;

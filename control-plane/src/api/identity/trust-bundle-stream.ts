@@ -15,9 +15,9 @@ export interface TicketKeySource {
   onChange(listener: () => void): () => void;
 }
 
-/** Identities quarantined now, and when that changes (incident/quarantines.ts). */
+/** Identities quarantined now (selectors resolved by the control plane), and when that changes (incident/quarantines.ts). */
 export interface QuarantineSource {
-  list(): readonly { readonly spiffeId: string }[];
+  identities(): readonly string[];
   onChange(listener: () => void): () => void;
 }
 
@@ -47,7 +47,7 @@ export function watchTrustBundleHandler(deps: { revocations: Revocations; ticket
     }
     // The caller's own ticket keys only (its identity from the handshake): never another identity's.
     const keysOf = (): TicketKey[] => deps.ticketKeys?.keysOf(caller.uri) ?? [];
-    const message = (snapshot = deps.revocations.snapshot()): WatchTrustBundleResponse => toMessage(snapshot, keysOf(), deps.quarantines?.list().map((q) => q.spiffeId) ?? []);
+    const message = (snapshot = deps.revocations.snapshot()): WatchTrustBundleResponse => toMessage(snapshot, keysOf(), deps.quarantines?.identities() ?? []);
     const unsubscribe = [
       deps.revocations.watch((snapshot) => call.write(message(snapshot))),
       deps.ticketKeys?.onChange(() => call.write(message())),
