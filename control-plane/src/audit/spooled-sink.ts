@@ -34,6 +34,8 @@ export interface AuditTransport {
   /** The sink's name in metrics and logs (`http`). */
   readonly name: string;
   send(lines: readonly string[]): Promise<void>;
+  /** Ends a connection it keeps (called once the sink is closed). */
+  close?(): void;
 }
 
 export interface SpooledSinkOptions {
@@ -122,6 +124,7 @@ export class SpooledAuditSink implements AuditSink {
     this.#wake?.();
     this.#stopWaiting?.();
     await this.#running;
+    this.#o.transport.close?.();
     this.#spool.flush();
   }
 
