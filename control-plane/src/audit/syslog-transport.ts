@@ -70,6 +70,11 @@ export function syslogTransport(o: SyslogTransportOptions): AuditTransport & { c
         ...(o.caFile === undefined ? {} : { ca: readFileSync(o.caFile) }),
         ...(o.certFile === undefined ? {} : { cert: readFileSync(o.certFile) }),
         ...(o.keyFile === undefined ? {} : { key: readFileSync(o.keyFile) }),
+        // TLS 1.2 (RFC 5425's): in TLS 1.3 the client counts itself connected before the collector has
+        // checked its client certificate (or its lack of one), so events written then would count as
+        // delivered and be discarded by a collector refusing it; in TLS 1.2 that refusal fails the handshake.
+        minVersion: 'TLSv1.2',
+        maxVersion: 'TLSv1.2',
         // Verified before a byte of an event is written: an unknown collector gets nothing.
         rejectUnauthorized: true,
         timeout: o.connectTimeoutMs ?? 10_000,
