@@ -31,7 +31,7 @@ export function createAuditSinkMetrics(registry: Registry): AuditSinkMetrics {
 
 /** How a batch reaches a collector: resolves once the collector has it. */
 export interface AuditTransport {
-  /** The sink's name in metrics and logs (`http`). */
+  /** The sink's name in metrics, logs and its spool directory (`http`, `syslog`). */
   readonly name: string;
   send(lines: readonly string[]): Promise<void>;
   /** Ends a connection it keeps (called once the sink is closed). */

@@ -87,7 +87,7 @@ describe('the syslog transport', () => {
   function sink(port: number, o: Partial<SyslogTransportOptions> = {}): { sink: SpooledAuditSink; metric: (name: string) => Promise<number> } {
     const registry = createRegistry('t');
     const s = new SpooledAuditSink({
-      transport: syslogTransport({ host: '127.0.0.1', port, serverName: 'siem.test', caFile: join(dir, 'ca.pem'), resendEvents: 100, ...o }),
+      transport: syslogTransport({ host: '127.0.0.1', port, caFile: join(dir, 'ca.pem'), resendEvents: 100, ...('serverName' in o ? {} : { serverName: 'siem.test' }), ...o }),
       spoolDir: join(dir, `spool-${port}`),
       spoolMaxBytes: 1024 * 1024,
       full: 'drop-oldest',
@@ -112,6 +112,21 @@ describe('the syslog transport', () => {
     await until('all received', () => frames(c.received()).length === 50);
     expect(frames(c.received()).map((m) => m.slice(m.indexOf(' - ') + 3))).toEqual(Array.from({ length: 50 }, (_, i) => event(i)));
     expect(await metric('airlock_audit_events_delivered_total')).toBe(50);
+  });
+
+  it('verifies a collector dialled by IP address against its IP SANs, sending no IP as SNI (RFC 6066)', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error & { code?: string }): void => void warnings.push(w.code ?? w.message);
+    process.on('warning', onWarning);
+    try {
+      const c = await collector(ca.issue({ ips: ['127.0.0.1'] }));
+      const { sink: s } = sink(c.port, { serverName: undefined });
+      s.submit(event(1));
+      await until('received', () => frames(c.received()).length === 1);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings).toEqual([]);
   });
 
   it('without a client certificate the collector accepts (none, or one of another CA), delivers nothing: the events stay spooled', async () => {

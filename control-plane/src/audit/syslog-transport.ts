@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { connect, type TLSSocket } from 'node:tls';
 import type { AuditTransport } from './spooled-sink.ts';
 
@@ -66,7 +67,8 @@ export function syslogTransport(o: SyslogTransportOptions): AuditTransport & { c
       const s = connect({
         host: o.host,
         port: o.port,
-        servername: o.serverName ?? o.host,
+        // SNI carries names only (RFC 6066): an IP address is checked against the certificate's IP SANs.
+        ...(o.serverName === undefined && isIP(o.host) !== 0 ? {} : { servername: o.serverName ?? o.host }),
         ...(o.caFile === undefined ? {} : { ca: readFileSync(o.caFile) }),
         ...(o.certFile === undefined ? {} : { cert: readFileSync(o.certFile) }),
         ...(o.keyFile === undefined ? {} : { key: readFileSync(o.keyFile) }),
