@@ -43,6 +43,7 @@ describe('the syslog audit sink with a real rsyslog', () => {
   let t: TestControlPlane | undefined;
   let s: TestAuthorizeStream | undefined;
   beforeEach(() => {
+    decided = 0;
     dir = mkdtempSync(join(tmpdir(), 'airlock-rsyslog-'));
     ca = createTestCa('SIEM CA');
     writeFileSync(join(dir, 'siem-ca.pem'), ca.certPem);
@@ -61,8 +62,8 @@ describe('the syslog audit sink with a real rsyslog', () => {
     const m = new RegExp(`^${name}\\{sink="syslog"[^}]*\\} (\\d+)$`, 'm').exec(text);
     return Number(m?.[1] ?? 0);
   };
-  const startControlPlane = async (port: number): Promise<TestControlPlane> =>
-    startTestControlPlane(RESEARCHERS_TO_EXAMPLE, 'airlock-rsyslog-cp-', {}, { replicaName: 'cp-syslog-0', auditSyslogAddress: `127.0.0.1:${port}`, auditSyslogCaFile: join(dir, 'siem-ca.pem'), auditSyslogServerName: 'siem.test', auditCheckpointEvery: '50' });
+  const startControlPlane = async (port: number, flags: Record<string, string> = {}): Promise<TestControlPlane> =>
+    startTestControlPlane(RESEARCHERS_TO_EXAMPLE, 'airlock-rsyslog-cp-', {}, { replicaName: 'cp-syslog-0', auditSyslogAddress: `127.0.0.1:${port}`, auditSyslogCaFile: join(dir, 'siem-ca.pem'), auditSyslogServerName: 'siem.test', auditCheckpointEvery: '50', ...flags });
   let decided = 0;
   const decide = async (n: number): Promise<void> => {
     for (let m = 0; m < n; m++) {
@@ -134,5 +135,46 @@ describe('the syslog audit sink with a real rsyslog', () => {
     expect(await metric('airlock_audit_events_delivered_total')).toBe(0);
     expect(await metric('airlock_audit_spool_bytes')).toBeGreaterThan(0);
     expect(await metric('airlock_audit_events_dropped_total')).toBe(0);
+  });
+
+  it('presents its client certificate to a collector that requires one; without one, or with one it refuses, writes nothing: the spool keeps it for the fixed config', { timeout: 90_000 }, async () => {
+    const port = await freePort();
+    rsyslog = await startRsyslog(join(dir, 'rsyslog'), port, ca.issue({ dnsNames: ['siem.test'] }), ca.certPem, { requireClientCertificate: true });
+    const refused = (): number => ((rsyslog as Rsyslog).internal().match(/not permitted to talk to/g) ?? []).length;
+    // One data dir for the three runs: what the first two spooled is delivered by the third.
+    const dataDir = join(dir, 'cp-data');
+    const events: Record<string, unknown>[] = [];
+    const impostor = createTestCa('Another client CA').issue({ dnsNames: ['cp.airlock.test'] });
+    const client = ca.issue({ dnsNames: ['cp.airlock.test'] });
+    for (const [name, cert] of [['impostor', impostor], ['client', client]] as const) {
+      writeFileSync(join(dir, `${name}.pem`), cert.certPem);
+      writeFileSync(join(dir, `${name}.key`), cert.keyPem);
+    }
+    // rsyslogd checks the client only after the handshake, then hangs up: the sink waits for that
+    // before writing, so nothing is written (it would be discarded, and counted delivered).
+    for (const flags of [{}, { auditSyslogCertFile: join(dir, 'impostor.pem'), auditSyslogKeyFile: join(dir, 'impostor.key') }] as Record<string, string>[]) {
+      t = await startControlPlane(port, { dataDir, ...flags });
+      s = openAuthorizeStream(t.cp, t.svid(RESEARCHER));
+      await decide(2);
+      const before = refused();
+            await until('refused more than once (or, wrongly, received)', () => refused() >= before + 2 || (rsyslog as Rsyslog).lines().length > 0);
+      expect(rsyslog.lines()).toEqual([]);
+      expect(await metric('airlock_audit_events_delivered_total')).toBe(0);
+      expect(await metric('airlock_audit_spool_bytes')).toBeGreaterThan(0);
+      events.push(...auditEventsOf(t.logs));
+      s.close();
+      await t.close();
+    }
+    // With the certificate it trusts: every event arrives, those of the runs before from the spool.
+    t = await startControlPlane(port, { dataDir, auditSyslogCertFile: join(dir, 'client.pem'), auditSyslogKeyFile: join(dir, 'client.key') });
+    s = openAuthorizeStream(t.cp, t.svid(RESEARCHER));
+    await decide(3);
+    const logs = t.logs;
+    await until('every event of the three runs received', () => {
+      const ids = new Set(rsyslog?.lines().map((l) => parse(l).event.id));
+      return [...events, ...auditEventsOf(logs)].every((e) => ids.has(e.id));
+    });
+    expect(new Set(rsyslog.lines().map(parse).filter((r) => r.event.kind === 'decision').map((r) => r.event.id)).size).toBe(decided);
+    expect(decided).toBe(70);
   });
 });

@@ -22,11 +22,11 @@ export interface Rsyslog {
 
 /**
  * Debian's rsyslogd (packages rsyslog, rsyslog-gnutls), started by the test: its own config, pid
- * file and work directory in `dir`, an imtcp input with TLS (gtls driver, server certificate `server`,
- * no client certificate asked) on 127.0.0.1:`port`, writing airlock's messages to `dir`/received.log
+ * file and work directory in `dir`, an imtcp input with TLS (gtls driver, server certificate `server`;
+ * with `requireClientCertificate`, a client certificate chaining to `caPem` is required) on 127.0.0.1:`port`, writing airlock's messages to `dir`/received.log
  * in RFC 5424 (RSYSLOG_SyslogProtocol23Format). Resolves once it accepts connections.
  */
-export async function startRsyslog(dir: string, port: number, server: KeyAndCert, caPem: string): Promise<Rsyslog> {
+export async function startRsyslog(dir: string, port: number, server: KeyAndCert, caPem: string, o: { requireClientCertificate?: boolean } = {}): Promise<Rsyslog> {
   if (!existsSync(RSYSLOGD)) throw new Error(`rsyslogd is not installed at ${RSYSLOGD}: apt-get install rsyslog rsyslog-gnutls (.ci/run does)`);
   mkdirSync(join(dir, 'work'), { recursive: true });
   writeFileSync(join(dir, 'ca.pem'), caPem);
@@ -38,7 +38,7 @@ global(workDirectory="${join(dir, 'work')}" maxMessageSize="64k"
        defaultNetstreamDriverCAFile="${join(dir, 'ca.pem')}"
        defaultNetstreamDriverCertFile="${join(dir, 'server.pem')}"
        defaultNetstreamDriverKeyFile="${join(dir, 'server.key')}")
-module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
+module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="${o.requireClientCertificate === true ? 'x509/certvalid' : 'anon'}")
 input(type="imtcp" address="127.0.0.1" port="${port}")
 if $app-name == "airlock" then {
   action(type="omfile" file="${out}" template="RSYSLOG_SyslogProtocol23Format")

@@ -74,7 +74,8 @@ export function syslogTransport(o: SyslogTransportOptions): AuditTransport & { c
         ...(o.keyFile === undefined ? {} : { key: readFileSync(o.keyFile) }),
         // TLS 1.2 (RFC 5425's): in TLS 1.3 the client counts itself connected before the collector has
         // checked its client certificate (or its lack of one), so events written then would count as
-        // delivered and be discarded by a collector refusing it; in TLS 1.2 that refusal fails the handshake.
+        // delivered and be discarded by a collector refusing it; in TLS 1.2 that refusal fails the
+        // handshake (a collector checking after the handshake is waited for below).
         minVersion: 'TLSv1.2',
         maxVersion: 'TLSv1.2',
         // Verified before a byte of an event is written: an unknown collector gets nothing.
@@ -87,19 +88,33 @@ export function syslogTransport(o: SyslogTransportOptions): AuditTransport & { c
       };
       s.once('error', fail);
       s.once('timeout', () => fail(new Error('the syslog collector did not answer in time')));
+      const started = Date.now();
       s.once('secureConnect', () => {
-        s.off('error', fail);
         s.setTimeout(0);
-        // Errors end the connection; the next batch opens another (and resends).
-        s.on('error', () => s.destroy());
-        // The collector sends nothing; its end (crash, restart) is noticed here.
+        // A collector that asked for a client certificate (shared signature algorithms come from its
+        // request) may check it only after the handshake and hang up (rsyslog does): what was written
+        // meanwhile would count as delivered and be discarded. So nothing is written before the
+        // connection has stayed open about as long as the handshake took (a few round trips).
+        const settleMs = s.getSharedSigalgs().length > 0 ? Math.min(2000, Math.max(50, 2 * (Date.now() - started))) : 0;
+        const hungUp = (): void => fail(new Error('the syslog collector hung up after the handshake: does it refuse the client certificate (auditSyslogCertFile), or its absence?'));
+        // The collector sends nothing; reading notices its end (a hang-up, a crash, a restart).
         s.on('data', () => undefined);
-        s.on('end', () => s.destroy());
-        s.on('close', () => {
-          if (socket === s) socket = undefined;
-        });
-        s.setKeepAlive(true, 30_000);
-        resolve(s);
+        s.once('close', hungUp);
+        s.once('end', hungUp);
+        setTimeout(() => {
+          s.off('close', hungUp);
+          s.off('end', hungUp);
+          if (s.destroyed) return;
+          s.off('error', fail);
+          // Errors end the connection; the next batch opens another (and resends).
+          s.on('error', () => s.destroy());
+          s.on('end', () => s.destroy());
+          s.on('close', () => {
+            if (socket === s) socket = undefined;
+          });
+          s.setKeepAlive(true, 30_000);
+          resolve(s);
+        }, settleMs);
       });
     });
 
