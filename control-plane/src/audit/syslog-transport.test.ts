@@ -114,6 +114,17 @@ describe('the syslog transport', () => {
     expect(await metric('airlock_audit_events_delivered_total')).toBe(50);
   });
 
+  it('speaks TLS 1.2 even to a collector offering 1.3: a refusal of the client certificate then fails the handshake itself', async () => {
+    const protocols: (string | null)[] = [];
+    const c = await collector(ca.issue({ dnsNames: ['siem.test'] }));
+    const server = servers.at(-1) as Server;
+    server.on('secureConnection', (sock) => protocols.push(sock.getProtocol()));
+    const transport = syslogTransport({ host: '127.0.0.1', port: c.port, serverName: 'siem.test', caFile: join(dir, 'ca.pem'), resendEvents: 10 });
+    await transport.send([event(1)]);
+    transport.close();
+    expect(protocols).toEqual(['TLSv1.2']);
+  });
+
   it('verifies a collector dialled by IP address against its IP SANs, sending no IP as SNI (RFC 6066)', async () => {
     const warnings: string[] = [];
     const onWarning = (w: Error & { code?: string }): void => void warnings.push(w.code ?? w.message);
