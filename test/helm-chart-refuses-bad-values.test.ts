@@ -15,6 +15,10 @@ describe('the chart refuses values it cannot honour, saying why', () => {
     ['a token shorter than kubelet allows', ['injection.tokenExpirationSeconds=60'], "at '/injection/tokenExpirationSeconds'"],
     ['an unknown store', ['store.type=postgres'], "at '/store/type'"],
     ['an unknown CA source', ['ca.source=vault'], "at '/ca/source'"],
+    ['an unknown audit spool policy', ['audit.spool.full=drop-newest'], "at '/audit/spool/full'"],
+    ['a syslog collector without a port', ['audit.syslog.address=siem.example'], "at '/audit/syslog/address'"],
+    ['a syslog collector as a URL', ['audit.syslog.address=tls://siem.example:6514'], "at '/audit/syslog/address'"],
+    ['an audit HTTP sink that is not http(s)', ['audit.http.url=ftp://siem.example/raw'], "at '/audit/http/url'"],
   ])('%s', (_name, set, message) => {
     const error = renderError({ set });
     expect(error).toContain("values don't meet the specifications of the schema");
@@ -34,6 +38,7 @@ describe('the chart refuses values it cannot honour, saying why', () => {
     ['an existing Secret that cannot be read, without a caBundle', ['ca.source=existingSecret', 'ca.existingSecret=mesh-ca'], 'the Secret airlock-system/mesh-ca cannot be read now'],
     ['cert-manager without an issuer', ['ca.source=certManager'], 'set ca.certManager.issuerRef.name'],
     ['a JWKS without its issuer', ['attestation.jwks.url=https://kubernetes.default.svc/openid/v1/jwks'], 'set attestation.jwks.issuer too'],
+    ['a syslog client certificate without its Secret', ['audit.syslog.address=siem.example:6514', 'audit.syslog.clientCertificate=true'], 'audit.syslog.clientCertificate needs audit.syslog.tlsSecret'],
     ['extraConfig overriding what the chart sets', ['controlPlane.extraConfig.dataDir=/tmp'], 'controlPlane.extraConfig.dataDir: the chart sets dataDir itself'],
   ])('%s', (_name, set, message) => {
     expect(renderError({ set })).toContain(message);

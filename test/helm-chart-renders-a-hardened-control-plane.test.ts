@@ -118,6 +118,14 @@ const policyValues = valuesFile('policy.yaml', {
   },
 });
 
+const sinkValues = valuesFile('audit-sinks.yaml', {
+  audit: {
+    spool: { maxBytes: 1024 ** 3, full: 'fail-closed' },
+    http: { url: 'https://hec.siem.example:8088/services/collector/raw', tokenSecret: 'hec-token', caSecret: 'siem-ca' },
+    syslog: { address: 'syslog.siem.example:6514', serverName: 'collector.siem.example', tlsSecret: 'siem-syslog', clientCertificate: true, resendEvents: 5000 },
+  },
+});
+
 describe('helm lint --strict', () => {
   it.each([
     ['default values', []],
@@ -125,6 +133,7 @@ describe('helm lint --strict', () => {
     ['etcd values', [etcdValues]],
     ['bring-your-own-CA values', [byoValues]],
     ['segments and policies', [policyValues]],
+    ['audit sinks', [sinkValues]],
   ])('passes with %s', (_name, files) => {
     const r = lintStrict({ files });
     expect(r.stderr + r.stdout).not.toMatch(/\[(ERROR|WARNING)\]/);
@@ -287,6 +296,40 @@ describe('the chart with values-ha.yaml', () => {
     const hpa = find(renderChart({ files: [haValues], set: ['autoscaling.enabled=true'] }), 'HorizontalPodAutoscaler');
     expect(dig(hpa, 'spec', 'maxReplicas')).toBe(5);
     expect(dig(hpa, 'spec', 'scaleTargetRef', 'name')).toBe('airlock-control-plane');
+  });
+});
+
+describe('the chart with audit sinks', () => {
+  const objects = renderChart({ files: [sinkValues] });
+
+  it('renders both sinks as settings the control plane loads, their secrets as files of the named Secrets, read-only', () => {
+    const rendered = settings(objects);
+    const config = controlPlaneConfig.load({ file: { path: 'config.yaml', text: stringify(rendered) } });
+    expect(config).toMatchObject({
+      auditSpoolMaxBytes: 1024 ** 3,
+      auditSpoolFull: 'fail-closed',
+      auditHttpUrl: 'https://hec.siem.example:8088/services/collector/raw',
+      auditSyslogAddress: { host: 'syslog.siem.example', port: 6514 },
+      auditSyslogServerName: 'collector.siem.example',
+      auditSyslogResendEvents: 5000,
+    });
+    const c = container(objects);
+    const volumes = podSpec(objects).volumes as (PodSpec['volumes'][number] & { projected?: { sources: { secret: { name: string; items: { key: string; path: string }[] } }[] } })[];
+    const secretOf = (path: string): string | undefined => {
+      const mount = mountOf(c, path);
+      expect(mount?.readOnly, `${path} is mounted read-only`).toBe(true);
+      const v = volumes.find((x) => x.name === mount?.name);
+      const file = path.slice((mount?.mountPath.length ?? 0) + 1);
+      return v?.secret?.secretName ?? v?.projected?.sources.find((s) => s.secret.items.some((i) => i.path === file))?.secret.name;
+    };
+    expect(secretOf(String(config.auditHttpTokenFile))).toBe('hec-token');
+    expect(secretOf(String(config.auditHttpCaFile))).toBe('siem-ca');
+    for (const key of ['auditSyslogCaFile', 'auditSyslogCertFile', 'auditSyslogKeyFile'] as const) expect(secretOf(String(config[key]))).toBe('siem-syslog');
+  });
+
+  it('renders no sink by default: the spool settings only', () => {
+    const rendered = settings(renderChart());
+    expect(Object.keys(rendered).filter((k) => k.startsWith('audit'))).toEqual(['auditSpoolFull', 'auditSpoolMaxBytes']);
   });
 });
 

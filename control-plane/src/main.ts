@@ -11,9 +11,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AuditTrail } from './audit/audit-trail.ts';
 import type { CheckpointSigner } from './audit/checkpoint-signature.ts';
-import { httpTransport } from './audit/http-transport.ts';
-import { createAuditSinkMetrics, SpooledAuditSink } from './audit/spooled-sink.ts';
-import type { SpoolFullPolicy } from './audit/spool.ts';
+import { auditSinks } from './audit/audit-sinks.ts';
 import { createRequireRole } from './api/admin/admin-auth.ts';
 import { AdminLimits } from './api/admin/admin-limits.ts';
 import { StaticCertificateProvider } from './api/certificate-provider.ts';
@@ -155,21 +153,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     checkpointEvery: config.auditCheckpointEvery,
     checkpointIntervalMs: config.auditCheckpointInterval,
     stateFile: join(config.dataDir, 'audit-chain.json'),
-    sinks: config.auditHttpUrl === undefined ? [] : [
-      new SpooledAuditSink({
-        transport: httpTransport({
-          url: config.auditHttpUrl,
-          ...(config.auditHttpTokenFile === undefined ? {} : { tokenFile: config.auditHttpTokenFile }),
-          ...(config.auditHttpCaFile === undefined ? {} : { caFile: config.auditHttpCaFile }),
-        }),
-        spoolDir: join(config.dataDir, 'audit-spool', 'http'),
-        spoolMaxBytes: config.auditSpoolMaxBytes,
-        // oneOf checked it is one of the two.
-        full: config.auditSpoolFull as SpoolFullPolicy,
-        metrics: createAuditSinkMetrics(registry),
-        log: logger.child({ component: 'audit-sink' }),
-      }),
-    ],
+    sinks: auditSinks(config, registry, logger.child({ component: 'audit-sink' })),
   });
   cleanups.push(() => audit.close());
   // What every decision reads, one immutable snapshot swapped whole by its owners: policy, agents, revocations.

@@ -11,6 +11,8 @@
 {{- define "airlock.path.ca" -}}/etc/airlock/ca{{- end }}
 {{- define "airlock.path.etcd" -}}/etc/airlock/etcd{{- end }}
 {{- define "airlock.path.data" -}}/var/lib/airlock{{- end }}
+{{- define "airlock.path.auditHttp" -}}/etc/airlock/audit-http{{- end }}
+{{- define "airlock.path.auditSyslog" -}}/etc/airlock/audit-syslog{{- end }}
 
 {{- define "airlock.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}

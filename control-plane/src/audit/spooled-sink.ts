@@ -31,9 +31,11 @@ export function createAuditSinkMetrics(registry: Registry): AuditSinkMetrics {
 
 /** How a batch reaches a collector: resolves once the collector has it. */
 export interface AuditTransport {
-  /** The sink's name in metrics and logs (`http`). */
+  /** The sink's name in metrics, logs and its spool directory (`http`, `syslog`). */
   readonly name: string;
   send(lines: readonly string[]): Promise<void>;
+  /** Ends a connection it keeps (called once the sink is closed). */
+  close?(): void;
 }
 
 export interface SpooledSinkOptions {
@@ -122,6 +124,7 @@ export class SpooledAuditSink implements AuditSink {
     this.#wake?.();
     this.#stopWaiting?.();
     await this.#running;
+    this.#o.transport.close?.();
     this.#spool.flush();
   }
 

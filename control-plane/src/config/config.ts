@@ -66,7 +66,14 @@ export const controlPlaneConfig = defineConfig('AIRLOCK', {
   }),
   auditHttpTokenFile: optionalString({ description: 'File holding the bearer token sent to auditHttpUrl (re-read for each batch).' }),
   auditHttpCaFile: optionalString({ description: "PEM CA bundle auditHttpUrl's certificate must chain to (default: the system's CAs)." }),
-  auditSpoolMaxBytes: integer({ description: 'Undelivered audit events kept on disk (in dataDir/audit-spool) for auditHttpUrl at most, in bytes.', default: 256 * 1024 * 1024, min: 65_536, max: 1024 ** 4 }),
+  auditSyslogAddress: refine(optionalHostPort({ description: 'Ship audit events to this syslog collector too (host:port): RFC 5424 messages over TLS with RFC 5425 framing, through a spool on disk (see "Audit trail").' }), (a) =>
+    a === undefined || a.port > 0 ? undefined : 'auditSyslogAddress needs a port (1-65535)'),
+  auditSyslogCaFile: optionalString({ description: "PEM CA bundle the syslog collector's certificate must chain to (default: the system's CAs)." }),
+  auditSyslogServerName: optionalString({ description: "The name the syslog collector's certificate must carry (and SNI); default: auditSyslogAddress's host." }),
+  auditSyslogCertFile: optionalString({ description: 'PEM client certificate presented to the syslog collector (with auditSyslogKeyFile).' }),
+  auditSyslogKeyFile: optionalString({ description: 'PEM private key of auditSyslogCertFile.' }),
+  auditSyslogResendEvents: integer({ description: 'Syslog has no acknowledgement: this many of the last events sent are sent again after each reconnect, so a collector crash loses nothing it had received within them (receivers deduplicate by event `id`).', default: 10_000, min: 0, max: 1_000_000 }),
+  auditSpoolMaxBytes: integer({ description: 'Undelivered audit events kept on disk (in dataDir/audit-spool/SINK) at most for each sink (auditHttpUrl, auditSyslogAddress), in bytes.', default: 256 * 1024 * 1024, min: 65_536, max: 1024 ** 4 }),
   auditSpoolFull: oneOf(['drop-oldest', 'fail-closed'] as const, { description: 'When the audit spool is full: `drop-oldest` (oldest events dropped, counted in airlock_audit_events_dropped_total, logged), or `fail-closed` (every Authorize refused, UNAVAILABLE, until events can be spooled again).', default: 'drop-oldest' }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
 });

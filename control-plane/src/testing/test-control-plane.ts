@@ -52,7 +52,8 @@ export interface TestControlPlane {
 export async function startTestControlPlane(policyYaml: string, prefix = 'airlock-cp-', opts: Omit<StartOptions, 'logger'> = {}, flags: Record<string, string> = {}): Promise<TestControlPlane> {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   writeFileSync(join(dir, 'policy.yaml'), policyYaml);
-  const dataDir = join(dir, 'data');
+  // A data dir of the caller's (flags.dataDir) outlives this control plane: the next one starts from its state.
+  const dataDir = flags.dataDir ?? join(dir, 'data');
   const config = controlPlaneConfig.load({
     flags: { trustDomain: TD, dataDir, grpcListen: '127.0.0.1:0', httpListen: '127.0.0.1:0', adminListen: '127.0.0.1:0', policyFile: join(dir, 'policy.yaml'), ...flags },
   });
