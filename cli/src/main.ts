@@ -16,6 +16,7 @@ Commands:
   agent revoke    revoke an agent identity at once: no renewal, every call denied, handshakes refused (admin)
   quarantine ID   contain an agent from its next call, reversibly (--reason TEXT [--ttl 1h]; list) (responder)
   release ID      end a quarantine (responder)
+  approvals       decide MCP tool calls held for a human approval (list; approve ID; deny ID [--reason]) (responder)
   apply -f F|DIR  add or replace segments and policies, as a new policy version
   diff -f F|DIR   what apply would change
   get KIND [NAME] segments | policies | agents
@@ -54,6 +55,7 @@ const commands: Record<string, Command> = {
   agent: async (argv) => (await import('./commands/agent.ts')).runAgent(argv),
   quarantine: async (argv) => (await import('./commands/quarantine.ts')).runQuarantine(argv),
   release: async (argv) => (await import('./commands/quarantine.ts')).runRelease(argv),
+  approvals: async (argv) => (await import('./commands/approvals.ts')).runApprovals(argv),
   ca: async (argv) => (await import('./commands/ca.ts')).runCa(argv),
   audit: async (argv) => (await import('./commands/audit.ts')).runAudit(argv),
   version: () => {

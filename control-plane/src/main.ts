@@ -28,6 +28,8 @@ import { joinTokenEndpoints } from './api/admin/join-token-endpoints.ts';
 import { policyEndpoints } from './api/admin/policy-endpoints.ts';
 import { revokeEndpoints } from './api/admin/revoke-endpoints.ts';
 import { quarantineEndpoints } from './api/admin/quarantine-endpoints.ts';
+import { approvalEndpoints } from './api/admin/approval-endpoints.ts';
+import { Approvals } from './authz/approvals/approvals.ts';
 import { Quarantines } from './incident/quarantines.ts';
 import { ensureAdminToken } from './attestation/admin-token.ts';
 import { JoinTokens } from './attestation/join-tokens.ts';
@@ -266,13 +268,17 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     const limits = new AdminLimits({ audit, policies, worker });
     // One readiness for /readyz and grpc.health.v1.Health.
     const notReadyReason = (): string | undefined => (ready ? storeHealth.staleReason() : 'starting');
+    // Calls held for a human approval live here, in this replica (README "Human approval").
+    const approvals = new Approvals({
+      onTimeout: (r) => audit.admin({ actor: 'control-plane', action: 'approval.timeout', target: r.id, detail: { source: r.call.source, destination: r.call.destination, tool: r.call.tool, binding: r.binding, decisionId: r.decisionId } }),
+    });
     const grpc: RunningGrpcServer = await startGrpcServer({
       address: config.grpcListen,
       certificates,
       tlsMinVersion: config.tlsMinVersion,
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
-      authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit, tickets: new TicketIssuer(ticketKeys, config.ticketTtl) }),
+      authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit, tickets: new TicketIssuer(ticketKeys, config.ticketTtl), approvals }),
       issuer: new CertificateIssuer({ ca: ring, joinTokens, store, agents, revocations, quarantines, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: refusals }),
       revocations,
       ticketKeys,
@@ -301,6 +307,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
             ...policyEndpoints({ store, policies, audit, limits, decisions, trustDomain: config.trustDomain }),
             ...revokeEndpoints({ trustDomain: config.trustDomain, revocations, metrics, audit }),
             ...quarantineEndpoints({ trustDomain: config.trustDomain, quarantines, store, audit }),
+            ...approvalEndpoints({ approvals, store, audit }),
           ],
           requireRole,
         ),

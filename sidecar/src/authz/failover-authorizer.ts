@@ -35,8 +35,7 @@ export class FailoverAuthorizer implements Authorizer {
     this.#byEndpoint = new PerEndpoint(o.endpoints);
   }
 
-  authorize(request: AuthzRequest): Promise<Decision> {
-    const timeoutMs = this.#o.timeoutMs;
+  authorize(request: AuthzRequest, timeoutMs = this.#o.timeoutMs): Promise<Decision> {
     const startedAt = performance.now();
     const [first, second] = this.#o.pool.candidates() as [string, string | undefined];
     const firstTimeout = second === undefined ? timeoutMs : Math.max(1, Math.floor(timeoutMs * FIRST_ATTEMPT_SHARE));

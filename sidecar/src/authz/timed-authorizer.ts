@@ -6,10 +6,10 @@ export function withAuthzMetrics(inner: Authorizer, duration: Histogram<'directi
   // Children bound once: labelled observe() hashes its labels on every call, on the hot path.
   const byDirection = { inbound: duration.labels({ direction: 'inbound' }), outbound: duration.labels({ direction: 'outbound' }) };
   return {
-    authorize(request: AuthzRequest): Promise<Decision> {
+    authorize(request: AuthzRequest, timeoutMs?: number): Promise<Decision> {
       const startedAt = performance.now();
       const observe = (): void => byDirection[request.direction].observe((performance.now() - startedAt) / 1000);
-      const decision = inner.authorize(request);
+      const decision = inner.authorize(request, timeoutMs);
       decision.then(observe, observe);
       return decision;
     },
