@@ -18,7 +18,7 @@ import { auditEventsOf, auditSchemaProblems } from '../control-plane/src/testing
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 
 // planner may call `transfer` and `wire` only once a responder approves each call (wire waits 1s at
-// most); `balance` needs no approval.
+// most), `close_account` once an admin does; `balance` needs no approval.
 const POLICY = `${policyYaml('agents', ['planner', 'tools'], [])}---
 apiVersion: airlock.dev/v1
 kind: Policy
@@ -29,6 +29,7 @@ spec:
   rules:
     - { methods: [POST], paths: [/mcp], mcp: { methods: [tools/call], tools: [transfer] }, approve: required, approvalTimeout: 60s }
     - { methods: [POST], paths: [/mcp], mcp: { methods: [tools/call], tools: [wire] }, approve: required, approvalTimeout: 1s }
+    - { methods: [POST], paths: [/mcp], mcp: { methods: [tools/call], tools: [close_account] }, approve: required, approver: admin, approvalTimeout: 60s }
     - { methods: [POST], paths: [/mcp] }
   action: allow
 `;
@@ -43,6 +44,7 @@ async function startSdkMcpApp(agent: string, onRequest: (body: EchoBody) => void
     };
     mcp.registerTool('transfer', { description: 'moves money', inputSchema: { amount: z.number() } }, (a) => record(`transferred ${a.amount}`));
     mcp.registerTool('wire', { description: 'wires money', inputSchema: { amount: z.number() } }, (a) => record(`wired ${a.amount}`));
+    mcp.registerTool('close_account', { description: 'closes the account' }, () => record('closed'));
     mcp.registerTool('balance', { description: 'reads the balance' }, () => record('balance 7'));
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
     res.on('close', () => void transport.close().then(() => mcp.close()));
@@ -199,5 +201,29 @@ describe('MCP tools/call under approve: required waits for a human, bound to the
     await airlock('approvals', 'deny', heldB.id);
     expect((await refusal(b.promise)).data).toMatchObject({ error: 'approval_denied' });
     expect(called).not.toContain('transferred 2');
+  });
+
+  it('only a responder or admin sees and decides held calls, and a rule with approver: admin is decided by an admin only', async () => {
+    const token = async (role: string): Promise<typeof mesh.creds> => {
+      const created = JSON.parse(await airlock('api-token', 'create', '--name', `approvals-${role}`, '--role', role, '-o', 'json')) as { token: string };
+      return { ...mesh.creds, token: created.token };
+    };
+    const [viewer, editor, responder] = [await token('viewer'), await token('editor'), await token('responder')];
+    const call = track(client.callTool({ name: 'close_account', arguments: {} }));
+    const held = await heldWith('{}');
+    await expect(adminGet(viewer, '/v1/approvals')).rejects.toThrow(/needs role responder/);
+    await expect(adminPost(editor, '/v1/approvals/approve', { id: held.id })).rejects.toThrow(/needs role responder/);
+    expect(((await adminGet(responder, '/v1/approvals')) as { items: Held[] }).items.map((h) => h.id)).toContain(held.id);
+    await expect(adminPost(responder, '/v1/approvals/approve', { id: held.id })).rejects.toThrow(/has role responder; this needs role admin/);
+    await expect(adminPost(responder, '/v1/approvals/deny', { id: held.id })).rejects.toThrow(/this needs role admin/);
+    expect(call.settled()).toBe(false);
+    expect(called).not.toContain('closed');
+    await airlock('approvals', 'approve', held.id);
+    expect(text(await call.promise)).toBe('closed');
+    // A responder decides a responder rule's call, and is named as the one who did.
+    const transfer = track(client.callTool({ name: 'transfer', arguments: { amount: 3 } }));
+    const heldTransfer = await heldWith('{"amount":3}');
+    expect(await adminPost(responder, '/v1/approvals/approve', { id: heldTransfer.id })).toMatchObject({ state: 'approved', decidedBy: 'approvals-responder' });
+    expect(text(await transfer.promise)).toBe('transferred 3');
   });
 });
