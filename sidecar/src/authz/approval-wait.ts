@@ -16,7 +16,8 @@ export function withApprovals(inner: Authorizer, authzTimeoutMs: number): Author
       const first = await inner.authorize(request, timeoutMs);
       if (first.allowed || first.approval === undefined || request.approvalId !== undefined) return stripped(first);
       const waitMs = Math.min(first.approval.waitMs, MAX_APPROVAL_WAIT_MS) + authzTimeoutMs;
-      return stripped(await inner.authorize({ ...request, approvalId: first.approval.id }, waitMs));
+      const endpoint = first.approval.endpoint;
+      return stripped(await inner.authorize({ ...request, approvalId: first.approval.id, ...(endpoint === undefined ? {} : { approvalEndpoint: endpoint }) }, waitMs));
     },
     close: () => inner.close(),
   };
