@@ -130,6 +130,7 @@ describe('MCP tools/call under approve: required waits for a human, bound to the
     expect(call.settled()).toBe(false);
     expect(called).not.toContain('transferred 5');
     expect(await airlock('approvals', 'list')).toContain(held.id);
+    expect(await airlock('explain', '--from', held.source, '--to', 'tools.agents', '--path', '/mcp', '--tool', 'transfer', '--args', '{"amount":5}')).toMatch(/^approval: +required \(responder, within 60s\)$/m);
     expect(await airlock('approvals', 'approve', held.id)).toMatch(new RegExp(`${held.id} approved by admin-token`));
     expect(text(await call.promise)).toBe('transferred 5');
     expect(called.filter((c) => c === 'transferred 5')).toHaveLength(1);
