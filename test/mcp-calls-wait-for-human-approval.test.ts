@@ -228,3 +228,43 @@ describe('MCP tools/call under approve: required waits for a human, bound to the
     expect(text(await transfer.promise)).toBe('transferred 3');
   });
 });
+
+describe('the same hold over the unary transport (authzTransport: unary)', () => {
+  let mesh: Mesh;
+  const called: string[] = [];
+  let proxy: ProxyAgent;
+  let client: Client;
+
+  beforeAll(async () => {
+    mesh = await startMesh({ agents: ['planner', 'tools'], policy: POLICY, sidecarArgs: ['--authz-transport', 'unary'], startApp: (name, onRequest) => startSdkMcpApp(name, onRequest, called) });
+    proxy = new ProxyAgent(`http://127.0.0.1:${mesh.agent('planner').outboundPort}`);
+    const fetch = ((u: string | URL, init?: RequestInit) => undiciFetch(u, { ...(init as object), dispatcher: proxy })) as unknown as Fetch;
+    client = new Client({ name: 'planner', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL('http://tools.agents/mcp'), { fetch }));
+  });
+  afterAll(async () => {
+    await client.close();
+    await proxy.close();
+    await mesh.close();
+  });
+
+  it('holds the call until approved, then the tool result reaches the client; a denial is a tool error', async () => {
+    const held = async (): Promise<Held> => {
+      for (let i = 0; i < 200; i++) {
+        const [first] = ((await adminGet(mesh.creds, '/v1/approvals')) as { items: Held[] }).items;
+        if (first !== undefined) return first;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error('no call was held');
+    };
+    const call = track(client.callTool({ name: 'transfer', arguments: { amount: 8 } }));
+    const approval = await held();
+    expect(call.settled()).toBe(false);
+    await adminPost(mesh.creds, '/v1/approvals/approve', { id: approval.id });
+    expect((await call.promise as { content: { text: string }[] }).content[0]?.text).toBe('transferred 8');
+    const denied = track(client.callTool({ name: 'transfer', arguments: { amount: 9 } }));
+    await adminPost(mesh.creds, '/v1/approvals/deny', { id: (await held()).id });
+    expect((await refusal(denied.promise)).data).toMatchObject({ error: 'approval_denied' });
+    expect(called).toEqual(['transferred 8']);
+  });
+});
