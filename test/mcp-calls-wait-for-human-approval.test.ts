@@ -8,13 +8,14 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { ProxyAgent, fetch as undiciFetch } from 'undici7';
+import { Agent, ProxyAgent, fetch as undiciFetch } from 'undici7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { listen } from '@airlock/common/net';
 import { adminGet, adminPost } from '../cli/src/admin-client.ts';
 import type { EchoBody } from '../cli/src/demo/echo-app.ts';
 import { auditEventsOf, auditSchemaProblems } from '../control-plane/src/testing/audit-events.ts';
+import { caFromPem } from '../sidecar/src/testing/certs.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 
 // planner may call `transfer` and `wire` only once a responder approves each call (wire waits 1s at
@@ -226,6 +227,27 @@ describe('MCP tools/call under approve: required waits for a human, bound to the
     const heldTransfer = await heldWith('{"amount":3}');
     expect(await adminPost(responder, '/v1/approvals/approve', { id: heldTransfer.id })).toMatchObject({ state: 'approved', decidedBy: 'approvals-responder' });
     expect(text(await transfer.promise)).toBe('transferred 3');
+  });
+
+  it('a peer holding the source SVID that skips its own sidecar hold is denied at the destination sidecar: no approval was released for that call', async () => {
+    const caPem = readFileSync(join(mesh.dataDir, 'ca.pem'), 'utf8');
+    const planner = caFromPem(caPem, readFileSync(join(mesh.dataDir, 'ca.key'), 'utf8')).issue({ uris: [mesh.agent('planner').identity] });
+    const peer = new Agent({ connect: { ca: caPem, cert: planner.certPem, key: planner.keyPem, checkServerIdentity: () => undefined } });
+    const fetch = ((u: string | URL, init?: RequestInit) => undiciFetch(u, { ...(init as object), dispatcher: peer })) as unknown as Fetch;
+    const direct = new Client({ name: 'planner', version: '1.0.0' });
+    await direct.connect(new StreamableHTTPClientTransport(new URL(`https://127.0.0.1:${mesh.agent('tools').inboundPort}/mcp`), { fetch }));
+    try {
+      // The same arguments as calls approved earlier: their releases were taken by those calls.
+      for (const amount of [5, 1, 77]) {
+        const err = await refusal(direct.callTool({ name: 'transfer', arguments: { amount } }));
+        expect(err.message).toMatch(/needs a human approval, and none was given for this exact call at its source/);
+      }
+      expect(text(await direct.callTool({ name: 'balance', arguments: {} }))).toBe('balance 7');
+      expect(called.filter((c) => c === 'transferred 77')).toEqual([]);
+    } finally {
+      await direct.close();
+      await peer.close();
+    }
   });
 });
 
