@@ -1,3 +1,4 @@
+import { Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { ControlPlanePool } from '../controlplane/control-plane-pool.ts';
 import { ControlPlaneEndpoints } from '../controlplane/endpoints.ts';
@@ -6,6 +7,7 @@ import { withApprovals } from './approval-wait.ts';
 import type { Authorizer, AuthzRequest, Decision } from './authorizer.ts';
 import { FailoverAuthorizer } from './failover-authorizer.ts';
 import { noAnswer } from './proto-mapping.ts';
+import { withAuthzMetrics } from './timed-authorizer.ts';
 
 const AGENT = 'spiffe://airlock.test/ns/demo/sa/alice';
 const A = '127.0.0.1:1';
@@ -60,5 +62,13 @@ describe('withApprovals: a held call waits at the replica holding its approval',
     expect(d).toMatchObject({ allowed: false });
     expect('approval' in d).toBe(false);
     expect(again.asked.map((a) => a.timeoutMs)).toEqual([100, 10 * 60_000 + 200]);
+  });
+
+  it('leaves the human wait out of the decision latency histogram', async () => {
+    const duration = new Histogram({ name: 'authz_seconds', help: 'h', labelNames: ['direction'] as const, registers: [new Registry()] });
+    const inner: Authorizer = { authorize: (r) => Promise.resolve(r.approvalId === undefined ? pending('ap-4', 1000) : allow), close: () => undefined };
+    expect(await withApprovals(withAuthzMetrics(inner, duration), 200).authorize(req)).toMatchObject({ allowed: true });
+    const count = (await duration.get()).values.find((v) => v.metricName === 'authz_seconds_count' && v.labels.direction === 'outbound');
+    expect(count?.value).toBe(1);
   });
 });
