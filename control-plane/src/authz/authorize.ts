@@ -197,7 +197,9 @@ export class Authorizer {
     const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     const verdict = pending !== undefined ? 'pending' : decision.allow ? 'allow' : 'deny';
     const counted = this.#counted[direction];
-    counted[verdict === 'pending' ? 'allow' : verdict].inc();
+    if (verdict === 'pending') this.#d.metrics.decisions.labels(direction, 'pending').inc();
+    else counted[verdict].inc();
+    const reason = pending === undefined ? decision.reason : `held for a human approval (${pending.id}) by policy "${decision.policy}"`;
     const latency = Number(process.hrtime.bigint() - started) / 1e9;
     counted.duration.observe(latency);
     // The argument paths the rule looked at (values redacted unless loggable), and a tools/list filter's outcome.
@@ -218,7 +220,7 @@ export class Authorizer {
       policyVersion: decision.version,
       policy: decision.policy,
       rule: decision.rule,
-      reason: decision.reason,
+      reason,
       latencyMs: latency * 1000,
       ...(decision.allow && decision.tls !== undefined ? { tls: decision.tls } : {}),
     });
@@ -245,7 +247,7 @@ export class Authorizer {
         : '';
     if (pending !== undefined) {
       // Held: nothing to reach yet; the sidecar asks again with the approval id and waits.
-      return { verdict: Verdict.VERDICT_APPROVAL_PENDING, decisionId, reason: `held for a human approval (${pending.id}) by policy "${decision.policy}"`, policy: decision.policy, upstream: undefined, dryRunDeny: false, policyVersion: decision.version, rule: decision.rule, mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: pending.id, approvalWaitMs: Math.max(0, pending.expiresAt - Date.now()), approvalOutcome: '' };
+      return { verdict: Verdict.VERDICT_APPROVAL_PENDING, decisionId, reason, policy: decision.policy, upstream: undefined, dryRunDeny: false, policyVersion: decision.version, rule: decision.rule, mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: pending.id, approvalWaitMs: Math.max(0, pending.expiresAt - Date.now()), approvalOutcome: '' };
     }
     return {
       verdict: decision.allow ? Verdict.VERDICT_ALLOW : Verdict.VERDICT_DENY,

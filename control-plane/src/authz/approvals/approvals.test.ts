@@ -41,6 +41,7 @@ describe('human approval through the Authorizer: one approval, one exact call', 
     const { authorizer, approvals, decisions } = setup();
     const held = authorizer.authorize(parseSpiffeId(A), call(A, '{"amount":5,"to":"x"}'));
     expect(held).toMatchObject({ verdict: Verdict.VERDICT_APPROVAL_PENDING, ticket: '', upstream: undefined });
+    expect(decisions.at(-1)).toMatchObject({ verdict: 'pending', reason: `held for a human approval (${held.approvalId}) by policy "p"`, approval: { id: held.approvalId, state: 'pending' } });
     const wait = authorizer.authorizeHeld(parseSpiffeId(A), call(A, '{ "to": "x", "amount": 5 }', { approvalId: held.approvalId }));
     approvals.decide(held.approvalId, true, 'alice', undefined);
     // Same call in another key order and spacing: the canonical arguments match.
