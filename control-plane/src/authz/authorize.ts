@@ -13,9 +13,8 @@ import { decide } from './decide.ts';
 import type { DecisionSnapshot } from './decision-state.ts';
 import { agentDestination, destinationOfHost } from './registry.ts';
 import type { TicketIssuer } from './tickets/ticket-issuer.ts';
-import type { ApprovalOutcome, Approvals } from './approvals/approvals.ts';
+import { bindingOf, type ApprovalOutcome, type Approvals } from './approvals/approvals.ts';
 import { applyApproval, approvalCallOf } from './approvals/held-decision.ts';
-import { bindingOf } from './approvals/approvals.ts';
 
 export interface AuthorizerDeps {
   readonly trustDomain: string;
@@ -188,11 +187,11 @@ export class Authorizer {
     const input = decided.input;
     // Headers that say another call than the body: denied whatever the policies say (rules judge the body).
     const judged = req.mcpHeaderMismatch === '' ? decided.decision : overruled(decided.decision, `the MCP request headers do not match its body: ${req.mcpHeaderMismatch.slice(0, 300)}`);
-    // Human approval: held (pending), released, or denied (README "Human approval").
-    const approval = applyApproval(judged, { approvals: this.#d.approvals, direction, req, source, destination, decisionId, held });
-    if (approval.overLimit === true) this.#d.metrics.refused.inc({ reason: 'approval_limit' });
-    const decision = approval.decision;
-    const pending = approval.pending;
+    // Human approval: held (pending), released, or denied (README "Human approval"); nothing to do (no allocation) for other calls.
+    const approval = req.approvalId === '' && judged.approval === undefined ? undefined : applyApproval(judged, { approvals: this.#d.approvals, direction, req, source, destination, decisionId, held });
+    if (approval?.overLimit === true) this.#d.metrics.refused.inc({ reason: 'approval_limit' });
+    const decision = approval?.decision ?? judged;
+    const pending = approval?.pending;
     // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
     const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     const verdict = pending !== undefined ? 'pending' : decision.allow ? 'allow' : 'deny';
@@ -215,7 +214,7 @@ export class Authorizer {
       destinationSegments: destination.kind === 'agent' ? engine.segmentsOf(destination.id, destination.labels) : [],
       ...(decidedMcp === undefined ? {} : { mcp: decidedMcp }),
       verdict,
-      ...(approval.approval === undefined ? {} : { approval: approval.approval }),
+      ...(approval?.approval === undefined ? {} : { approval: approval.approval }),
       mode: decision.dryRunDeny ? 'dry-run' : 'enforce',
       policyVersion: decision.version,
       policy: decision.policy,
@@ -264,7 +263,7 @@ export class Authorizer {
       ticket,
       approvalId: '',
       approvalWaitMs: 0,
-      approvalOutcome: approval.outcome,
+      approvalOutcome: approval?.outcome ?? '',
     };
   }
 }
