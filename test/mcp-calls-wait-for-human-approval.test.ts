@@ -186,6 +186,19 @@ describe('MCP tools/call under approve: required waits for a human, bound to the
     expect(err.message).toMatch(/approval_timeout: no one approved this call within 1s/);
     expect(called).not.toContain('wired 1');
     expect(await pending()).toEqual([]);
+    // The timeout is audited (actor control-plane), and so is the held call's end; both conform to the schema.
+    const id = (err.data as { decisionId: string }).decisionId;
+    let events: Record<string, unknown>[] = [];
+    for (let i = 0; i < 50 && !events.some((e) => e.decisionId === id); i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 100));
+      events = auditEventsOf(readFileSync(join(mesh.dir, 'control-plane.log'), 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>));
+    }
+    const end = events.find((e) => e.decisionId === id);
+    expect(end).toMatchObject({ verdict: 'deny', approval: { state: 'timeout' } });
+    const approvalId = (end?.approval as { id: string }).id;
+    const timedOut = events.find((e) => e.kind === 'admin' && e.action === 'approval.timeout' && e.target === approvalId);
+    expect(timedOut).toMatchObject({ actor: 'control-plane' });
+    expect([end, timedOut].flatMap((e) => auditSchemaProblems(e))).toEqual([]);
   });
 
   it('an approval of one call never releases another with different arguments', async () => {
