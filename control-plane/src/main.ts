@@ -26,6 +26,8 @@ import { joinTokenEndpoints } from './api/admin/join-token-endpoints.ts';
 import { policyEndpoints } from './api/admin/policy-endpoints.ts';
 import { revokeEndpoints } from './api/admin/revoke-endpoints.ts';
 import { quarantineEndpoints } from './api/admin/quarantine-endpoints.ts';
+import { approvalEndpoints } from './api/admin/approval-endpoints.ts';
+import { Approvals } from './authz/approvals/approvals.ts';
 import { Quarantines } from './incident/quarantines.ts';
 import { toolPinEndpoints } from './mcp-pins/endpoints.ts';
 import { ToolPins } from './mcp-pins/tool-pins.ts';
@@ -259,6 +261,10 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     // One readiness for /readyz and grpc.health.v1.Health.
     const notReadyReason = (): string | undefined => (ready ? storeHealth.staleReason() : 'starting');
     const listenerLimits = { maxConnections: config.maxConnections, headersTimeoutMs: config.headersTimeout, requestTimeoutMs: config.requestTimeout, tlsHandshakeTimeoutMs: config.tlsHandshakeTimeout };
+    // Calls held for a human approval live here, in this replica (README "Human approval").
+    const approvals = new Approvals({
+      onTimeout: (r) => audit.admin({ actor: 'control-plane', action: 'approval.timeout', target: r.id, detail: { source: r.call.source, destination: r.call.destination, tool: r.call.tool, binding: r.binding, decisionId: r.decisionId } }),
+    });
     const grpc: RunningGrpcServer = await startGrpcServer({
       address: config.grpcListen,
       limits: { maxConnections: config.maxConnections, tlsHandshakeTimeoutMs: config.tlsHandshakeTimeout, maxConcurrentStreams: config.grpcMaxConcurrentStreams },
@@ -267,7 +273,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       tlsMinVersion: config.tlsMinVersion,
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
-      authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit: recentDecisions.tee(audit), tickets: new TicketIssuer(ticketKeys, config.ticketTtl), toolPins }),
+      authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit: recentDecisions.tee(audit), tickets: new TicketIssuer(ticketKeys, config.ticketTtl), toolPins, approvals }),
       issuer: new CertificateIssuer({ ca: ring, joinTokens, store, agents, revocations, quarantines, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: refusals }),
       revocations,
       ticketKeys,
@@ -299,6 +305,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
             ...revokeEndpoints({ trustDomain: config.trustDomain, revocations, metrics, audit }),
             ...quarantineEndpoints({ trustDomain: config.trustDomain, quarantines, incidents, decisions, store, audit }),
             ...toolPinEndpoints({ toolPins, store, audit }),
+            ...approvalEndpoints({ approvals, store, audit }),
           ],
           requireRole,
         ),

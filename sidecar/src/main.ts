@@ -10,6 +10,7 @@ import { startSidecarAdmin } from './admin/admin-server.ts';
 import type { Authorizer } from './authz/authorizer.ts';
 import { createAuthorizer } from './authz/create-authorizer.ts';
 import { withAuthzMetrics } from './authz/timed-authorizer.ts';
+import { withApprovals } from './authz/approval-wait.ts';
 import type { SidecarConfig } from './config/config.ts';
 import { ControlPlanePool } from './controlplane/control-plane-pool.ts';
 import { controlPlaneId } from './controlplane/credentials.ts';
@@ -112,9 +113,12 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
       identity.renewUnlessIssuedBy(pushed.renewUnlessIssuedByPem);
     },
   });
-  const authorizer = withAuthzMetrics(
-    opts.authorizer ?? createAuthorizer(config.authzTransport, { ...cp, tlsMinVersion, identity, timeoutMs: config.authzTimeout, onBatch: (n) => metrics.authzBatchChecks.observe(n) }),
-    metrics.authzDuration,
+  const authorizer = withApprovals(
+    withAuthzMetrics(
+      opts.authorizer ?? createAuthorizer(config.authzTransport, { ...cp, tlsMinVersion, identity, timeoutMs: config.authzTimeout, onBatch: (n) => metrics.authzBatchChecks.observe(n) }),
+      metrics.authzDuration,
+    ),
+    config.authzTimeout,
   );
   const meshPools = new UpstreamPools(tlsMinVersion);
   const app = new Pool(`http://127.0.0.1:${config.appPort}`);

@@ -177,7 +177,7 @@ export async function runExplain(argv: string[]): Promise<number> {
     ...(tool === undefined ? {} : { tool }),
     ...(args === undefined ? {} : { args }),
     ...(headers.length === 0 ? {} : { headers }),
-  })) as { allow: boolean; dryRunDeny: boolean; version: number; policy: string; rule: string; reason: string; destination: string; arguments?: { path: string; value: string }[]; tls?: string };
+  })) as { allow: boolean; dryRunDeny: boolean; version: number; policy: string; rule: string; reason: string; destination: string; arguments?: { path: string; value: string }[]; tls?: string; approval?: { role: string; timeoutMs: number } };
   print(output, r, () =>
     [
       `decision:       ${r.allow ? (r.dryRunDeny ? 'allow (dry-run: would deny)' : 'allow') : 'deny'}`,
@@ -188,6 +188,8 @@ export async function runExplain(argv: string[]): Promise<number> {
       `destination:    ${r.destination === '' ? '(external host)' : r.destination}`,
       // How the sidecar reaches the host (policy tls:): only when a policy says it.
       ...(r.allow && r.tls !== undefined ? [`tls:            ${r.tls}`] : []),
+      // A call the rule holds until a human approves it (README "Human approval").
+      ...(r.allow && r.approval !== undefined ? [`approval:       required (${r.approval.role}, within ${r.approval.timeoutMs / 1000}s)`] : []),
       `reason:         ${r.reason}`,
     ].join('\n'),
   );

@@ -131,7 +131,8 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
     authorize: unary<AuthorizeRequest, AuthorizeResponse>(deps, (call) => {
       const caller = callerOf(call, deps);
       if (caller instanceof AirlockError) throw refuseUnauthenticated('Authorize', call.getPeer(), caller);
-      return deps.authorizer.authorize(caller, call.request);
+      // A held call's wait (approval_id) answers when its approval is decided or times out.
+      return call.request.approvalId === '' ? deps.authorizer.authorize(caller, call.request) : deps.authorizer.authorizeHeld(caller, call.request);
     }),
     authorizeStream: (call: ServerDuplexStream<AuthorizeStreamRequest, AuthorizeStreamResponse>) => {
       const caller = streamCallerOf(call, deps);

@@ -54,7 +54,9 @@ type Envelope = Pick<AuditEvent, 'schemaVersion' | 'id' | 'time' | 'replica' | '
  */
 export function decisionEvent(e: Envelope, r: DecisionRecord): AuditEvent {
   const m = r.mcp;
+  const a = r.approval;
   return {
+    approval: a === undefined ? undefined : { binding: a.binding, by: a.by, id: a.id, reason: a.reason, state: a.state },
     chain: e.chain,
     decisionId: r.decisionId,
     destination: r.destination,

@@ -41,10 +41,24 @@ export interface AuditRequest {
   readonly inspected?: boolean;
 }
 
-/** An Authorize decision (allow or deny), one per call decided. */
+/**
+ * A call under `approve: required`: the approval's id, its step (pending: held; approved, denied,
+ * timeout: how the held call's wait ended; unknown: no such approval for this call; released: the
+ * inbound check of an approved call), who decided, and the hash of the exact call it binds.
+ */
+export interface AuditApproval {
+  readonly id: string;
+  readonly state: 'pending' | 'approved' | 'denied' | 'timeout' | 'unknown' | 'released';
+  readonly binding?: string;
+  readonly by?: string;
+  readonly reason?: string;
+}
+
+/** An Authorize decision (allow, deny, or pending: held for a human approval), one per call decided. */
 export interface DecisionRecord extends AuditRequest {
   readonly decisionId: string;
-  readonly verdict: 'allow' | 'deny';
+  readonly verdict: 'allow' | 'deny' | 'pending';
+  readonly approval?: AuditApproval;
   /** `dry-run`: a dry-run policy would have denied this call and let it through instead. */
   readonly mode: 'enforce' | 'dry-run';
   readonly policyVersion: number;

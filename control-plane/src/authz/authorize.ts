@@ -14,6 +14,8 @@ import { decide } from './decide.ts';
 import type { DecisionSnapshot } from './decision-state.ts';
 import { agentDestination, destinationOfHost } from './registry.ts';
 import type { TicketIssuer } from './tickets/ticket-issuer.ts';
+import { bindingOf, type ApprovalOutcome, type Approvals } from './approvals/approvals.ts';
+import { applyApproval, approvalCallOf } from './approvals/held-decision.ts';
 
 export interface AuthorizerDeps {
   readonly trustDomain: string;
@@ -26,6 +28,8 @@ export interface AuthorizerDeps {
   readonly tickets?: TicketIssuer;
   /** Pins the tools of tools/list answers (README "Tool pinning"); none without it. */
   readonly toolPins?: ToolPins;
+  /** Calls held for a human approval (rules with `approve: required`); without it such calls are denied. */
+  readonly approvals?: Approvals;
 }
 
 type DirectionName = 'outbound' | 'inbound';
@@ -89,8 +93,27 @@ export class Authorizer {
     this.#counted = { outbound: bind('outbound'), inbound: bind('inbound') };
   }
 
-  /** `caller` is the verified client identity, or why there is none (refused as unauthenticated). */
-  authorize(caller: SpiffeId | AirlockError, req: AuthorizeRequest): AuthorizeResponse {
+  /**
+   * A check with approval_id: the held call's second ask. Waits (asynchronously) for the approval
+   * of this exact call from this source, then decides it again as authorize does; any other case
+   * is decided at once (refused, or denied as approval_unknown).
+   */
+  async authorizeHeld(caller: SpiffeId | AirlockError, req: AuthorizeRequest): Promise<AuthorizeResponse> {
+    const approvals = this.#d.approvals;
+    if (caller instanceof AirlockError || approvals === undefined || req.direction !== Direction.DIRECTION_OUTBOUND || req.sourceSpiffeId !== caller.uri || req.destinationHost === '') {
+      return this.authorize(caller, req, { state: 'unknown', why: 'no approval can be waited for here' });
+    }
+    const destination = destinationOfHost(this.#d.decisions().agents, this.#d.trustDomain, req.destinationHost, false).destination;
+    const call = approvalCallOf(req, caller, destination);
+    const held = typeof call === 'string' ? ({ state: 'unknown', why: call } as const) : await approvals.wait(req.approvalId, caller.uri, bindingOf(call));
+    return this.authorize(caller, req, held);
+  }
+
+  /**
+   * `caller` is the verified client identity, or why there is none (refused as unauthenticated).
+   * `held`: how the wait of a held call (req.approvalId) ended (authorizeHeld).
+   */
+  authorize(caller: SpiffeId | AirlockError, req: AuthorizeRequest, held?: ApprovalOutcome): AuthorizeResponse {
     const started = process.hrtime.bigint();
     const decisionId = randomUUID();
     const direction: DirectionName | undefined =
@@ -167,7 +190,12 @@ export class Authorizer {
     const decided = decide(snapshot, call);
     const input = decided.input;
     // Headers that say another call than the body: denied whatever the policies say (rules judge the body).
-    const decision = req.mcpHeaderMismatch === '' ? decided.decision : overruled(decided.decision, `the MCP request headers do not match its body: ${req.mcpHeaderMismatch.slice(0, 300)}`);
+    const judged = req.mcpHeaderMismatch === '' ? decided.decision : overruled(decided.decision, `the MCP request headers do not match its body: ${req.mcpHeaderMismatch.slice(0, 300)}`);
+    // Human approval: held (pending), released, or denied (README "Human approval"); nothing to do (no allocation) for other calls.
+    const approval = req.approvalId === '' && judged.approval === undefined ? undefined : applyApproval(judged, { approvals: this.#d.approvals, direction, req, source, destination, decisionId, held });
+    if (approval?.overLimit === true) this.#d.metrics.refused.inc({ reason: 'approval_limit' });
+    const decision = approval?.decision ?? judged;
+    const pending = approval?.pending;
     // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
     const callable = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     // The tools pinned per server: a changed or flagged one is withheld when the deciding rule's onToolChange says so.
@@ -175,9 +203,11 @@ export class Authorizer {
     const pinned = pins === undefined || !decision.allow || req.mcpListedToolPins.length === 0 || req.mcpMethod !== 'tools/list' ? undefined
       : pins.observe(serverOf(destination, req.destinationPort), destination.kind === 'agent' ? destination.id.uri : undefined, req.mcpListedToolPins, engine.onToolChange(decision.policy, decision.rule) ?? DEFAULT_TOOL_CHANGE_ACTION);
     const allowedTools = pinned === undefined || pinned.withheld.size === 0 ? callable : callable.filter((t) => !pinned.withheld.has(t));
-    const verdict = decision.allow ? 'allow' : 'deny';
+    const verdict = pending !== undefined ? 'pending' : decision.allow ? 'allow' : 'deny';
     const counted = this.#counted[direction];
-    counted[verdict].inc();
+    if (verdict === 'pending') this.#d.metrics.decisions.labels(direction, 'pending').inc();
+    else counted[verdict].inc();
+    const reason = pending === undefined ? decision.reason : `held for a human approval (${pending.id}) by policy "${decision.policy}"`;
     const latency = Number(process.hrtime.bigint() - started) / 1e9;
     counted.duration.observe(latency);
     // The argument paths the rule looked at (values redacted unless loggable), and a tools/list filter's outcome.
@@ -194,11 +224,12 @@ export class Authorizer {
       destinationSegments: destination.kind === 'agent' ? engine.segmentsOf(destination.id, destination.labels) : [],
       ...(decidedMcp === undefined ? {} : { mcp: decidedMcp }),
       verdict,
+      ...(approval?.approval === undefined ? {} : { approval: approval.approval }),
       mode: decision.dryRunDeny ? 'dry-run' : 'enforce',
       policyVersion: decision.version,
       policy: decision.policy,
       rule: decision.rule,
-      reason: decision.reason,
+      reason,
       latencyMs: latency * 1000,
       ...(decision.allow && decision.tls !== undefined ? { tls: decision.tls } : {}),
     });
@@ -208,7 +239,7 @@ export class Authorizer {
     // (a sidecar holding a stolen SVID could get a ticket for one and send another).
     const tickets = this.#d.tickets;
     const ticket =
-      decision.allow && upstream !== undefined && tickets !== undefined && req.mcpUnreadable === '' && req.mcpListedTools.length === 0 && decision.readsUnboundContent !== true
+      decision.allow && pending === undefined && decision.approval === undefined && upstream !== undefined && tickets !== undefined && req.mcpUnreadable === '' && req.mcpListedTools.length === 0 && decision.readsUnboundContent !== true
         ? tickets.issue({
             decisionId,
             source: source.uri,
@@ -223,6 +254,10 @@ export class Authorizer {
             policyVersion: decision.version,
           })
         : '';
+    if (pending !== undefined) {
+      // Held: nothing to reach yet; the sidecar asks again with the approval id and waits.
+      return { verdict: Verdict.VERDICT_APPROVAL_PENDING, decisionId, reason, policy: decision.policy, upstream: undefined, dryRunDeny: false, policyVersion: decision.version, rule: decision.rule, mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: pending.id, approvalWaitMs: Math.max(0, pending.expiresAt - Date.now()), approvalOutcome: '' };
+    }
     return {
       verdict: decision.allow ? Verdict.VERDICT_ALLOW : Verdict.VERDICT_DENY,
       decisionId,
@@ -236,6 +271,9 @@ export class Authorizer {
       mcpAllowedTools: allowedTools,
       tls: decision.allow && decision.tls !== undefined ? TLS_MODES[decision.tls] : TlsMode.TLS_MODE_UNSPECIFIED,
       ticket,
+      approvalId: '',
+      approvalWaitMs: 0,
+      approvalOutcome: approval?.outcome ?? '',
     };
   }
 }

@@ -24,7 +24,7 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
   return {
     decisions: new Counter({
       name: 'airlock_authz_decisions_total',
-      help: 'Authorization decisions made, by direction and verdict (dry-run denies count as allow).',
+      help: 'Authorization decisions made, by direction and verdict (dry-run denies count as allow; pending: held for a human approval).',
       labelNames: ['direction', 'verdict'] as const,
       registers,
     }),

@@ -5,7 +5,7 @@ import { ArgumentCondition } from './arguments.ts';
 import { normalizePath } from './path.ts';
 import { Glob } from './glob.ts';
 import { SegmentIndex } from './segment-index.ts';
-import type { HeaderRuleDoc, PolicyDoc, PolicyDocuments, TlsMode, ToolChangeAction } from './types.ts';
+import type { ApprovalDoc, HeaderRuleDoc, PolicyDoc, PolicyDocuments, TlsMode, ToolChangeAction } from './types.ts';
 
 /**
  * Where a call goes, and so which policies can apply: an agent of the mesh is judged by policies to
@@ -113,6 +113,8 @@ export interface PolicyDecision {
    * ticket does not bind, so the destination's sidecar must ask rather than admit on a ticket.
    */
   readonly readsUnboundContent?: true;
+  /** The allowing rule says `approve: required`: the call is held until a human decides (authz/approvals). */
+  readonly approval?: ApprovalDoc;
 }
 
 interface CompiledRule {
@@ -130,6 +132,7 @@ interface CompiledRule {
   readonly anyPath: boolean;
   readonly mcp: { readonly methods: readonly Glob[] | undefined; readonly tools: readonly Glob[] | undefined; readonly args: readonly ArgumentCondition[] | undefined } | undefined;
   readonly headers: readonly CompiledHeader[] | undefined;
+  readonly approval: ApprovalDoc | undefined;
 }
 
 /** `exact` set (a `values` condition): sent once with one of those values or matching one of `globs`; else `present` says whether it must be sent. */
@@ -375,6 +378,7 @@ export class PolicyEngine {
     let headerUnknown = '';
     let argumentFailed: ArgumentCondition | undefined;
     let allowArguments: readonly ArgumentCondition[] | undefined;
+    let allowApproval: ApprovalDoc | undefined;
     // A CONNECT to an external host: no request of it is seen unless a policy says `tls:`.
     const tunnel = path === undefined && host !== '';
     let tls: TlsMode | undefined;
@@ -420,6 +424,7 @@ export class PolicyEngine {
         allow = p;
         allowRule = rule;
         allowArguments = ruleArguments;
+        allowApproval = lastRuleApproval;
       }
     }
     // A dry-run deny only matters for a call that would otherwise pass.
@@ -430,11 +435,14 @@ export class PolicyEngine {
     }
     if (dryRunDeny !== undefined) {
       const reason = withReason ? `would deny: policy "${dryRunDeny.name}" denies ${describeCall(input, path, host, mcp)}` : '';
-      return decision(true, dryRunDeny.name, dryRunDenyRule, version, reason, true, tls);
+      // A dry-run deny never lifts the approval the allowing rule asks for.
+      const d = decision(true, dryRunDeny.name, dryRunDenyRule, version, reason, true, tls);
+      return allowApproval === undefined ? d : { ...d, approval: allowApproval };
     }
     if (allow !== undefined) {
       const allowed = decision(true, allow.name, allowRule, version, tunnel && tls !== undefined ? `${allow.allowReason} (tls: ${tls}): each request inside is judged on its own` : allow.allowReason, false, tls);
-      return allowArguments === undefined ? allowed : withArguments(allowed, allowArguments, mcp);
+      const judged = allowArguments === undefined ? allowed : withArguments(allowed, allowArguments, mcp);
+      return allowApproval === undefined ? judged : { ...judged, approval: allowApproval };
     }
     const scope = dryRunScope as CompiledPolicy;
     return decision(true, scope.name, '', version, withReason ? `would deny: no policy allows ${describeCall(input, path, host, mcp)}` : '', true, tls);
@@ -496,6 +504,8 @@ let lastRuleArguments: readonly ArgumentCondition[] | undefined;
 let lastArgumentFailed: ArgumentCondition | undefined;
 /** Set by matchingRule: for a deny rule it returned, the first argument condition that could not be judged (and so held). */
 let lastArgumentUnknown: ArgumentCondition | undefined;
+/** Set by matchingRule: the `approve: required` of the rule it returned (undefined when none). */
+let lastRuleApproval: ApprovalDoc | undefined;
 
 /**
  * The label of the first rule the request matches (`*` when the policy has no rules), or undefined;
@@ -509,6 +519,7 @@ function matchingRule(p: CompiledPolicy, method: string, methodBit: number, path
   lastRuleArguments = undefined;
   lastArgumentFailed = undefined;
   lastArgumentUnknown = undefined;
+  lastRuleApproval = undefined;
   if (p.rules.length === 0) return '*';
   for (const r of p.rules) {
     if (!r.anyMethod && (r.methodMask & methodBit) === 0 && (r.otherMethods === undefined || !r.otherMethods.has(method))) continue;
@@ -536,6 +547,8 @@ function matchingRule(p: CompiledPolicy, method: string, methodBit: number, path
         lastRuleArguments = r.mcp.args;
       }
     }
+    // An approval binds one tools/call; the other methods such a rule lets through (initialize, tools/list) are not held.
+    lastRuleApproval = r.approval !== undefined && mcp !== undefined && 'method' in mcp && mcp.method === 'tools/call' ? r.approval : undefined;
     return r.label;
   }
   return undefined;
@@ -685,6 +698,7 @@ function compilePolicy(p: PolicyDoc, order: number, methods: MethodBits): Compil
           args: r.mcp.arguments.length === 0 ? undefined : r.mcp.arguments.map((a) => new ArgumentCondition(a)),
         },
         headers: r.headers.length === 0 ? undefined : r.headers.map(compileHeader),
+        approval: r.approval,
       };
     }),
   };

@@ -5,6 +5,7 @@ import { isUnsentHeader } from '@airlock/common/headers';
 import { labelKeyProblem, labelValueProblem, MAX_LABELS } from '@airlock/common/labels';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { RE2JS } from 're2js';
+import { APPROVAL_FIELDS, approvalOf } from './approval.ts';
 import { ARGUMENT_PATH, filePathProblem, MAX_ARGUMENT_REGEX_LENGTH } from './arguments.ts';
 import { FastDocuments } from './fast-yaml.ts';
 import { normalizePath } from './path.ts';
@@ -351,6 +352,7 @@ function policySpec(spec: TreeMap, problems: Problems): Omit<PolicyDoc, 'name' |
   const action = enumOf<PolicyAction>(s.get('action'), 'spec.action', ['allow', 'deny'], problems, spec, undefined);
   const mode = enumOf<PolicyMode>(s.get('mode'), 'spec.mode', ['enforce', 'dry-run'], problems, spec, 'enforce');
   const tls = tlsOf(t.get('tls'), to, toSegments !== undefined, action, problems);
+  if (action === 'deny' && rules.some((r) => r.approval !== undefined)) problems.add(spec, '"spec.rules[].approve" belongs to allow policies: a deny needs no approval');
   if (fromSegments === undefined || action === undefined || mode === undefined) return undefined;
   return { fromSegments, toSegments, toHosts, toPorts, rules, ...(tls === undefined ? {} : { tls }), action, mode };
 }
@@ -410,12 +412,14 @@ function rulesOf(node: TreeNode | null | undefined, problems: Problems): RuleDoc
       problems.add(item ?? node, '"spec.rules" entries must be mappings with methods and/or paths');
       continue;
     }
-    const r = fields(item, 'spec.rules[].', ['methods', 'paths', 'mcp', 'headers'], problems);
+    const r = fields(item, 'spec.rules[].', ['methods', 'paths', 'mcp', 'headers', ...APPROVAL_FIELDS], problems);
     const methods = strList(r.get('methods'), 'spec.rules[].methods', problems, (m) =>
       METHOD.test(m) ? undefined : `"${m}" is not an upper-case HTTP method (methods match case-sensitively)`,
     ) ?? [];
     const paths = strList(r.get('paths'), 'spec.rules[].paths', problems, pathCheck) ?? [];
-    out.push({ methods, paths, mcp: mcpOf(r.get('mcp'), problems), headers: headersOf(r.get('headers'), problems) });
+    const mcp = mcpOf(r.get('mcp'), problems);
+    const approval = approvalOf(r, item, mcp, problems);
+    out.push({ methods, paths, mcp, headers: headersOf(r.get('headers'), problems), ...(approval === undefined ? {} : { approval }) });
   }
   return out;
 }

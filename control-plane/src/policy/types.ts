@@ -22,6 +22,14 @@ export interface RuleDoc {
   readonly mcp: McpRuleDoc | undefined;
   /** Conditions on request headers, all of which must hold; empty = headers are not looked at. */
   readonly headers: readonly HeaderRuleDoc[];
+  /** `approve: required`: an allowed call is held until a human approves it (undefined = no approval). */
+  readonly approval?: ApprovalDoc;
+}
+
+/** A rule's human approval: the admin role that may decide it, and how long a call waits. */
+export interface ApprovalDoc {
+  readonly role: 'responder' | 'admin';
+  readonly timeoutMs: number;
 }
 
 /**

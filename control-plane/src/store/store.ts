@@ -125,7 +125,7 @@ export interface IncidentDecision {
   readonly method: string;
   readonly path: string;
   readonly mcpTool?: string;
-  readonly verdict: 'allow' | 'deny';
+  readonly verdict: 'allow' | 'deny' | 'pending';
   readonly policy: string;
   readonly reason: string;
 }

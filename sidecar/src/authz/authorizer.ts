@@ -32,6 +32,10 @@ export interface AuthzRequest {
   readonly headers?: AuthzHeaders;
   /** Read inside the agent's TLS, terminated by the sidecar (tls: inspect). */
   readonly inspected?: boolean;
+  /** The second ask about a call held for a human approval: the answer waits for its outcome (withApprovals). */
+  readonly approvalId?: string;
+  /** The control-plane endpoint that holds that approval (it alone can answer the wait). */
+  readonly approvalEndpoint?: string;
 }
 
 /**
@@ -80,6 +84,10 @@ export type Decision =
       readonly policy: string;
       readonly policyVersion: number;
       readonly rule: string;
+      /** Held for a human approval: ask again with this id, waiting up to waitMs (withApprovals); else a deny. */
+      readonly approval?: { readonly id: string; readonly waitMs: number; readonly endpoint?: string };
+      /** How a held call's approval ended when it was not approved: approval_denied, approval_timeout, approval_unknown. */
+      readonly approvalOutcome?: string;
     };
 
 export interface Authorizer {

@@ -35,9 +35,10 @@ export class FailoverAuthorizer implements Authorizer {
     this.#byEndpoint = new PerEndpoint(o.endpoints);
   }
 
-  authorize(request: AuthzRequest): Promise<Decision> {
-    const timeoutMs = this.#o.timeoutMs;
+  authorize(request: AuthzRequest, timeoutMs = this.#o.timeoutMs): Promise<Decision> {
     const startedAt = performance.now();
+    // A held call's wait goes to the replica holding its approval, once, for the whole wait: no other can answer it.
+    if (request.approvalId !== undefined) return this.#attempt(request, request.approvalEndpoint ?? (this.#o.pool.candidates()[0] as string), timeoutMs);
     const [first, second] = this.#o.pool.candidates() as [string, string | undefined];
     const firstTimeout = second === undefined ? timeoutMs : Math.max(1, Math.floor(timeoutMs * FIRST_ATTEMPT_SHARE));
     const attempt = this.#attempt(request, first, firstTimeout);
@@ -63,7 +64,8 @@ export class FailoverAuthorizer implements Authorizer {
       .then(
         (decision) => {
           pool.answered(address);
-          return decision;
+          // A held call: its wait must come back here.
+          return !decision.allowed && decision.approval !== undefined ? { ...decision, approval: { ...decision.approval, endpoint: address } } : decision;
         },
         (err: unknown) => {
           if (err instanceof NoAnswerError) pool.noAnswer(address);

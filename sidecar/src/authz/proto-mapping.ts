@@ -26,6 +26,7 @@ export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
     mcpArgumentsUnreadable: call?.arguments !== undefined && 'unreadable' in call.arguments ? call.arguments.unreadable : '',
     mcpHeaderMismatch: request.mcpHeaderMismatch ?? '',
     inspected: request.inspected ?? false,
+    approvalId: request.approvalId ?? '',
   };
 }
 
@@ -48,7 +49,12 @@ export function toDecision(res: AuthorizeResponse): Decision | undefined {
     };
   }
   if (res.verdict === Verdict.VERDICT_DENY) {
-    return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy, policyVersion: res.policyVersion, rule: res.rule };
+    return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy, policyVersion: res.policyVersion, rule: res.rule, ...(res.approvalOutcome === '' ? {} : { approvalOutcome: res.approvalOutcome }) };
+  }
+  if (res.verdict === Verdict.VERDICT_APPROVAL_PENDING) {
+    // Not allowed: only an answer to the wait (withApprovals) can let the call through.
+    if (res.approvalId === '') return undefined;
+    return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy, policyVersion: res.policyVersion, rule: res.rule, approval: { id: res.approvalId, waitMs: res.approvalWaitMs } };
   }
   return undefined;
 }

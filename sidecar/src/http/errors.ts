@@ -13,14 +13,17 @@ class DeniedError extends AirlockError {
   readonly policy: string;
   readonly policyVersion: number;
   readonly rule: string;
+  /** A held call not approved: approval_denied, approval_timeout, approval_unknown; else 'denied'. */
+  readonly kind: string;
 
-  constructor(decision: { decisionId: string; reason: string; policy: string; policyVersion: number; rule: string }) {
+  constructor(decision: { decisionId: string; reason: string; policy: string; policyVersion: number; rule: string; approvalOutcome?: string }) {
     super(ErrorCode.Denied, decision.reason);
     this.name = 'DeniedError';
     this.decisionId = decision.decisionId;
     this.policy = decision.policy;
     this.policyVersion = decision.policyVersion;
     this.rule = decision.rule;
+    this.kind = decision.approvalOutcome ?? 'denied';
   }
 }
 
@@ -82,7 +85,7 @@ export function jsonRpcTarget(message: McpMessage | undefined, headers: Incoming
 export function errorReply(err: unknown, log: Logger, mcp?: JsonRpcTarget): ErrorReply {
   if (err instanceof DeniedError) {
     // What an agent (or the LLM behind it) reads to learn why: the policy version, policy and rule.
-    const body = { error: 'denied', reason: err.message, policy: err.policy, policyVersion: err.policyVersion, rule: err.rule, decisionId: err.decisionId };
+    const body = { error: err.kind, reason: err.message, policy: err.policy, policyVersion: err.policyVersion, rule: err.rule, decisionId: err.decisionId };
     return mcp === undefined ? { status: 403, outcome: 'denied', body } : jsonRpcDenial(mcp, body);
   }
   if (err instanceof ForbiddenDestinationError) {

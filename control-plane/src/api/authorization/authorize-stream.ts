@@ -75,7 +75,15 @@ export function serveAuthorizeStream(call: ServerDuplexStream<AuthorizeStreamReq
       call.write({ results: batch.checks.map((check) => exhausted(check, over)) });
       return;
     }
-    call.write({ results: batch.checks.map((check) => answerCheck(deps, caller, check.id, check.request)) });
+    // A held call's wait (approval_id) is answered on its own when its approval is decided or times out.
+    const held = batch.checks.filter((check) => check.request !== undefined && check.request.approvalId !== '');
+    for (const check of held) {
+      void answerHeld(deps, caller, check.id, check.request as AuthorizeRequest).then((result) => {
+        if (!ended) call.write({ results: [result] });
+      });
+    }
+    const direct = held.length === 0 ? batch.checks : batch.checks.filter((check) => !held.includes(check));
+    if (direct.length > 0) call.write({ results: direct.map((check) => answerCheck(deps, caller, check.id, check.request)) });
   });
   call.on('end', () => {
     if (ended) return;
@@ -90,6 +98,16 @@ export function serveAuthorizeStream(call: ServerDuplexStream<AuthorizeStreamReq
 
 function exhausted(check: AuthorizeCheck, why: string): AuthorizeResult {
   return { id: check.id, decision: undefined, refusal: { code: status.RESOURCE_EXHAUSTED, message: why } };
+}
+
+async function answerHeld(deps: AuthorizeStreamDeps, caller: VerifiedPeer, id: number, request: AuthorizeRequest): Promise<AuthorizeResult> {
+  try {
+    return { id, decision: await deps.authorizer.authorizeHeld(caller.id, request), refusal: undefined };
+  } catch (err) {
+    if (!(err instanceof AirlockError)) deps.logger.error({ err }, 'internal error in AuthorizeStream');
+    const failure = toGrpcFailure(err);
+    return { id, decision: undefined, refusal: { code: failure.code, message: failure.details } };
+  }
 }
 
 function answerCheck(deps: AuthorizeStreamDeps, caller: VerifiedPeer, id: number, request: AuthorizeRequest | undefined): AuthorizeResult {

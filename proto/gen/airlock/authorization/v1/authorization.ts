@@ -43,7 +43,17 @@ export namespace Direction {
   export type UNRECOGNIZED = typeof Direction.UNRECOGNIZED;
 }
 
-export const Verdict = { VERDICT_UNSPECIFIED: 0, VERDICT_ALLOW: 1, VERDICT_DENY: 2, UNRECOGNIZED: -1 } as const;
+export const Verdict = {
+  VERDICT_UNSPECIFIED: 0,
+  VERDICT_ALLOW: 1,
+  VERDICT_DENY: 2,
+  /**
+   * VERDICT_APPROVAL_PENDING - The call is held for a human approval (a rule with `approve: required`): the sidecar holds it and
+   * asks again with approval_id set, waiting up to approval_wait_ms for ALLOW or DENY. 17approve range.
+   */
+  VERDICT_APPROVAL_PENDING: 90,
+  UNRECOGNIZED: -1,
+} as const;
 
 export type Verdict = typeof Verdict[keyof typeof Verdict];
 
@@ -51,6 +61,7 @@ export namespace Verdict {
   export type VERDICT_UNSPECIFIED = typeof Verdict.VERDICT_UNSPECIFIED;
   export type VERDICT_ALLOW = typeof Verdict.VERDICT_ALLOW;
   export type VERDICT_DENY = typeof Verdict.VERDICT_DENY;
+  export type VERDICT_APPROVAL_PENDING = typeof Verdict.VERDICT_APPROVAL_PENDING;
   export type UNRECOGNIZED = typeof Verdict.UNRECOGNIZED;
 }
 
@@ -159,6 +170,11 @@ export interface AuthorizeRequest {
    * changed or was flagged when the policy's onToolChange says deny or quarantine.
    */
   mcpListedToolPins: McpListedTool[];
+  /**
+   * Set on the second ask about a call answered VERDICT_APPROVAL_PENDING: the answer waits until the
+   * approval is decided (or times out), then the call is decided again, bound to the same call.
+   */
+  approvalId: string;
 }
 
 /** One occurrence of a request header. */
@@ -216,6 +232,11 @@ export interface AuthorizeResponse {
    * Empty otherwise (and when the call does not fit a ticket): the upstream then asks.
    */
   ticket: string;
+  /** VERDICT_APPROVAL_PENDING: the approval's id and how long (ms) the sidecar may wait for its outcome. */
+  approvalId: string;
+  approvalWaitMs: number;
+  /** A DENY of an approval wait: approval_denied, approval_timeout or approval_unknown (else empty). */
+  approvalOutcome: string;
 }
 
 /** One check of a batch: the question of one call. */
@@ -278,6 +299,7 @@ function createBaseAuthorizeRequest(): AuthorizeRequest {
     mcpHeaderMismatch: "",
     inspected: false,
     mcpListedToolPins: [],
+    approvalId: "",
   };
 }
 
@@ -336,6 +358,9 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     for (const v of message.mcpListedToolPins) {
       McpListedTool.encode(v!, writer.uint32(642).fork()).join();
+    }
+    if (message.approvalId !== "") {
+      writer.uint32(722).string(message.approvalId);
     }
     return writer;
   },
@@ -497,6 +522,14 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.mcpListedToolPins.push(McpListedTool.decode(reader, reader.uint32()));
             continue;
           }
+          case 90: {
+            if (tag !== 722) {
+              break;
+            }
+
+            message.approvalId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -532,6 +565,7 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.mcpHeaderMismatch = object.mcpHeaderMismatch ?? "";
     message.inspected = object.inspected ?? false;
     message.mcpListedToolPins = object.mcpListedToolPins?.map((e) => McpListedTool.fromPartial(e)) || [];
+    message.approvalId = object.approvalId ?? "";
     return message;
   },
 };
@@ -683,6 +717,9 @@ function createBaseAuthorizeResponse(): AuthorizeResponse {
     mcpAllowedTools: [],
     tls: 0,
     ticket: "",
+    approvalId: "",
+    approvalWaitMs: 0,
+    approvalOutcome: "",
   };
 }
 
@@ -720,6 +757,15 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     }
     if (message.ticket !== "") {
       writer.uint32(242).string(message.ticket);
+    }
+    if (message.approvalId !== "") {
+      writer.uint32(722).string(message.approvalId);
+    }
+    if (message.approvalWaitMs !== 0) {
+      writer.uint32(728).uint32(message.approvalWaitMs);
+    }
+    if (message.approvalOutcome !== "") {
+      writer.uint32(738).string(message.approvalOutcome);
     }
     return writer;
   },
@@ -825,6 +871,30 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
             message.ticket = reader.string();
             continue;
           }
+          case 90: {
+            if (tag !== 722) {
+              break;
+            }
+
+            message.approvalId = reader.string();
+            continue;
+          }
+          case 91: {
+            if (tag !== 728) {
+              break;
+            }
+
+            message.approvalWaitMs = reader.uint32();
+            continue;
+          }
+          case 92: {
+            if (tag !== 738) {
+              break;
+            }
+
+            message.approvalOutcome = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -855,6 +925,9 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     message.mcpAllowedTools = object.mcpAllowedTools?.map((e) => e) || [];
     message.tls = object.tls ?? 0;
     message.ticket = object.ticket ?? "";
+    message.approvalId = object.approvalId ?? "";
+    message.approvalWaitMs = object.approvalWaitMs ?? 0;
+    message.approvalOutcome = object.approvalOutcome ?? "";
     return message;
   },
 };
