@@ -10,6 +10,7 @@ import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { headerInput, type Destination, type McpInput } from '../policy/engine.ts';
 import { overruled } from './contained.ts';
 import { decide } from './decide.ts';
+import { RateLimiter } from './rate-limits/rate-limits.ts';
 import type { DecisionSnapshot } from './decision-state.ts';
 import { agentDestination, destinationOfHost } from './registry.ts';
 import type { TicketIssuer } from './tickets/ticket-issuer.ts';
@@ -23,6 +24,8 @@ export interface AuthorizerDeps {
   readonly audit: AuditLog;
   /** Issues the ticket of an allowed mesh call (README "How a call flows"); none without it. */
   readonly tickets?: TicketIssuer;
+  /** This replica's RateLimit buckets; its own when not given. */
+  readonly rateLimiter?: RateLimiter;
 }
 
 type DirectionName = 'outbound' | 'inbound';
@@ -75,9 +78,11 @@ export class Authorizer {
   readonly #d: AuthorizerDeps;
   /** Label children bound once: a labelled inc/observe hashes its label object on every call. */
   readonly #counted: Record<DirectionName, DecisionMetrics>;
+  readonly #limiter: RateLimiter;
 
   constructor(deps: AuthorizerDeps) {
     this.#d = deps;
+    this.#limiter = deps.rateLimiter ?? new RateLimiter(deps.metrics);
     const bind = (direction: DirectionName): DecisionMetrics => ({
       allow: deps.metrics.decisions.labels(direction, 'allow'),
       deny: deps.metrics.decisions.labels(direction, 'deny'),
@@ -163,7 +168,9 @@ export class Authorizer {
     const decided = decide(snapshot, call);
     const input = decided.input;
     // Headers that say another call than the body: denied whatever the policies say (rules judge the body).
-    const decision = req.mcpHeaderMismatch === '' ? decided.decision : overruled(decided.decision, `the MCP request headers do not match its body: ${req.mcpHeaderMismatch.slice(0, 300)}`);
+    const judged = req.mcpHeaderMismatch === '' ? decided.decision : overruled(decided.decision, `the MCP request headers do not match its body: ${req.mcpHeaderMismatch.slice(0, 300)}`);
+    // RateLimits charge the calls a source makes, once each: OUTBOUND (a mesh call's INBOUND check and a tools/list filter are not new calls).
+    const { decision, hit: rateLimit } = this.#limiter.charge(engine, input, judged, direction === 'outbound' && req.mcpListedTools.length === 0);
     // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
     const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     const verdict = decision.allow ? 'allow' : 'deny';
@@ -191,6 +198,7 @@ export class Authorizer {
       reason: decision.reason,
       latencyMs: latency * 1000,
       ...(decision.allow && decision.tls !== undefined ? { tls: decision.tls } : {}),
+      ...(rateLimit === undefined ? {} : { rateLimit }),
     });
     // The destination's sidecar admits this one call on the ticket: the decision covers both hops.
     // None for a body not read as MCP (that sidecar asks, judging its own reading), a tools/list
@@ -226,6 +234,8 @@ export class Authorizer {
       mcpAllowedTools: allowedTools,
       tls: decision.allow && decision.tls !== undefined ? TLS_MODES[decision.tls] : TlsMode.TLS_MODE_UNSPECIFIED,
       ticket,
+      rateLimited: rateLimit?.mode === 'enforce',
+      retryAfterMs: rateLimit?.mode === 'enforce' ? rateLimit.retryAfterMs : 0,
     };
   }
 }

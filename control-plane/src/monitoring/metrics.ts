@@ -15,6 +15,11 @@ export interface ControlPlaneMetrics {
   /** Expiry of the control plane's own certificates: `serving` (its gRPC certificate) and `root`. */
   readonly certificateExpiry: Gauge<'certificate'>;
   readonly revocations: Counter;
+  /** Calls a RateLimit stopped (mode enforce) or would have (dry-run), by RateLimit name (bounded, see rate-limits). */
+  readonly rateLimited: Counter<'rate_limit' | 'mode'>;
+  /** Token buckets held, and those dropped at the bound before they had refilled (a limit then restarts full). */
+  readonly rateLimitBuckets: Gauge;
+  readonly rateLimitEvictions: Counter;
 }
 
 export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetrics {
@@ -71,6 +76,22 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
     revocations: new Counter({
       name: 'airlock_ca_revocations_total',
       help: 'Identities revoked by an admin.',
+      registers,
+    }),
+    rateLimited: new Counter({
+      name: 'airlock_authz_rate_limited_total',
+      help: 'Calls a RateLimit document stopped (mode enforce) or would have stopped (mode dry-run), by RateLimit.',
+      labelNames: ['rate_limit', 'mode'] as const,
+      registers,
+    }),
+    rateLimitBuckets: new Gauge({
+      name: 'airlock_authz_rate_limit_buckets',
+      help: 'Token buckets this replica holds for RateLimit documents.',
+      registers,
+    }),
+    rateLimitEvictions: new Counter({
+      name: 'airlock_authz_rate_limit_buckets_evicted_total',
+      help: 'Token buckets dropped at the bound before they had refilled (that key then starts with a full bucket).',
       registers,
     }),
   };

@@ -77,6 +77,8 @@ export type Decision =
       readonly policy: string;
       readonly policyVersion: number;
       readonly rule: string;
+      /** A RateLimit denied it: when to try again (ms, at least 1); answered 429 with Retry-After. */
+      readonly retryAfterMs?: number;
     };
 
 export interface Authorizer {

@@ -47,7 +47,7 @@ export function toDecision(res: AuthorizeResponse): Decision | undefined {
     };
   }
   if (res.verdict === Verdict.VERDICT_DENY) {
-    return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy, policyVersion: res.policyVersion, rule: res.rule };
+    return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy, policyVersion: res.policyVersion, rule: res.rule, ...(res.rateLimited ? { retryAfterMs: Math.max(1, res.retryAfterMs) } : {}) };
   }
   return undefined;
 }

@@ -208,6 +208,10 @@ export interface AuthorizeResponse {
    * Empty otherwise (and when the call does not fit a ticket): the upstream then asks.
    */
   ticket: string;
+  /** A DENY by a RateLimit document (14rate, fields 70-79): the sidecar answers 429 with Retry-After. */
+  rateLimited: boolean;
+  /** When the bucket has a token again, in milliseconds (at least 1); 0 unless rate_limited. */
+  retryAfterMs: number;
 }
 
 /** One check of a batch: the question of one call. */
@@ -653,6 +657,8 @@ function createBaseAuthorizeResponse(): AuthorizeResponse {
     mcpAllowedTools: [],
     tls: 0,
     ticket: "",
+    rateLimited: false,
+    retryAfterMs: 0,
   };
 }
 
@@ -690,6 +696,12 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     }
     if (message.ticket !== "") {
       writer.uint32(242).string(message.ticket);
+    }
+    if (message.rateLimited !== false) {
+      writer.uint32(560).bool(message.rateLimited);
+    }
+    if (message.retryAfterMs !== 0) {
+      writer.uint32(568).uint32(message.retryAfterMs);
     }
     return writer;
   },
@@ -795,6 +807,22 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
             message.ticket = reader.string();
             continue;
           }
+          case 70: {
+            if (tag !== 560) {
+              break;
+            }
+
+            message.rateLimited = reader.bool();
+            continue;
+          }
+          case 71: {
+            if (tag !== 568) {
+              break;
+            }
+
+            message.retryAfterMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -825,6 +853,8 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     message.mcpAllowedTools = object.mcpAllowedTools?.map((e) => e) || [];
     message.tls = object.tls ?? 0;
     message.ticket = object.ticket ?? "";
+    message.rateLimited = object.rateLimited ?? false;
+    message.retryAfterMs = object.retryAfterMs ?? 0;
     return message;
   },
 };
