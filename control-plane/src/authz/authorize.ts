@@ -6,6 +6,7 @@ import { MAX_MCP_ARGUMENT_BYTES, parseArgumentsJson } from '@airlock/common/mcp-
 import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { Direction, TlsMode, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import type { AuditLog, AuditMcp, AuditRequest } from '../audit/event.ts';
+import { DecisionCounts } from '../monitoring/decision-counts.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { headerInput, type Destination, type McpInput } from '../policy/engine.ts';
 import { overruled } from './contained.ts';
@@ -31,8 +32,6 @@ export interface AuthorizerDeps {
 type DirectionName = 'outbound' | 'inbound';
 
 interface DecisionMetrics {
-  readonly allow: { inc(): void };
-  readonly deny: { inc(): void };
   readonly duration: { observe(seconds: number): void };
 }
 
@@ -79,13 +78,13 @@ export class Authorizer {
   /** Label children bound once: a labelled inc/observe hashes its label object on every call. */
   readonly #counted: Record<DirectionName, DecisionMetrics>;
   readonly #limiter: RateLimiter;
+  readonly #decisionCounts: DecisionCounts;
 
   constructor(deps: AuthorizerDeps) {
     this.#d = deps;
     this.#limiter = deps.rateLimiter ?? new RateLimiter(deps.metrics);
+    this.#decisionCounts = new DecisionCounts(deps.metrics);
     const bind = (direction: DirectionName): DecisionMetrics => ({
-      allow: deps.metrics.decisions.labels(direction, 'allow'),
-      deny: deps.metrics.decisions.labels(direction, 'deny'),
       duration: deps.metrics.decisionDuration.labels(direction),
     });
     this.#counted = { outbound: bind('outbound'), inbound: bind('inbound') };
@@ -175,7 +174,7 @@ export class Authorizer {
     const allowedTools = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     const verdict = decision.allow ? 'allow' : 'deny';
     const counted = this.#counted[direction];
-    counted[verdict].inc();
+    this.#decisionCounts.count(direction, decision, { rateLimited: rateLimit?.mode === 'enforce', headerMismatch: req.mcpHeaderMismatch !== '' });
     const latency = Number(process.hrtime.bigint() - started) / 1e9;
     counted.duration.observe(latency);
     // The argument paths the rule looked at (values redacted unless loggable), and a tools/list filter's outcome.

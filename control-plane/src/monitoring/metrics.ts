@@ -2,7 +2,10 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /** Every metric of the control plane, declared once and registered on the process registry. */
 export interface ControlPlaneMetrics {
-  readonly decisions: Counter<'direction' | 'verdict'>;
+  /** By direction, verdict and reason class (monitoring/decision-counts.ts: a fixed set). */
+  readonly decisions: Counter<'direction' | 'verdict' | 'reason_class'>;
+  /** Denials by the policy that made them (`(none)`: no policy did), the first MAX_LABELLED_POLICIES names. */
+  readonly policyDenials: Counter<'policy'>;
   readonly decisionDuration: Histogram<'direction'>;
   /** Authorize calls refused before a decision: unauthenticated, permission_denied, bad_request. */
   readonly refused: Counter<'reason'>;
@@ -27,8 +30,14 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
   return {
     decisions: new Counter({
       name: 'airlock_authz_decisions_total',
-      help: 'Authorization decisions made, by direction and verdict (dry-run denies count as allow).',
-      labelNames: ['direction', 'verdict'] as const,
+      help: 'Authorization decisions made, by direction, verdict (dry-run denies count as allow) and reason class (policy, dry_run, policy_deny, no_policy, rate_limited, contained, header_mismatch, ambiguous_path, other).',
+      labelNames: ['direction', 'verdict', 'reason_class'] as const,
+      registers,
+    }),
+    policyDenials: new Counter({
+      name: 'airlock_authz_policy_denials_total',
+      help: 'Denied decisions by the deny policy that made them; (none) when no policy did (nothing allows it, a rate limit, containment); (other) past the first 100 policy names.',
+      labelNames: ['policy'] as const,
       registers,
     }),
     decisionDuration: new Histogram({
