@@ -3,11 +3,14 @@
 // error for an MCP request; inside a CONNECT tunnel too), other identities are unaffected, the denial is
 // audited (schema-valid) and counted, and the caller gets through again once its bucket refills.
 import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { adminPost } from '../cli/src/admin-client.ts';
 import { auditEventsOf, auditSchemaProblems } from '../control-plane/src/testing/audit-events.ts';
+import { startLoopbackDns } from './support/loopback-dns.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 import { rawHttp } from './support/raw-http.ts';
 
@@ -118,5 +121,57 @@ describe('RateLimit through the mesh', () => {
       }
     }
     expect(status).toBe(200);
+  });
+});
+
+// External hosts: names a DNS server of the test's resolves to 127.0.0.1 for the sidecar (nothing leaves loopback).
+describe('RateLimit on external hosts', () => {
+  let mesh: Mesh;
+  let host: Server;
+  let dns: { port: number; close(): void };
+  let port: number;
+  let hits = 0;
+  beforeAll(async () => {
+    host = createServer((_req, res) => {
+      hits++;
+      res.end('ok');
+    });
+    await listen(host, { host: '127.0.0.1', port: 0 });
+    port = boundPort(host);
+    dns = await startLoopbackDns(new Map([['api.example.test', '127.0.0.1'], ['other.example.test', '127.0.0.1']]));
+    const policy = `${policyYaml('agents', ['planner'], [])}---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: apis }
+spec: { from: { segments: [planner] }, to: { hosts: [api.example.test, other.example.test], ports: [${port}] }, action: allow }
+---
+apiVersion: airlock.dev/v1
+kind: RateLimit
+metadata: { name: api-quota }
+spec: { from: { segments: [planner] }, to: { hosts: [api.example.test] }, per: source-destination, requests: 2, interval: 1h }
+`;
+    mesh = await startMesh({ agents: ['planner'], policy, sidecarArgs: ['--egress-dns-servers', `127.0.0.1:${dns.port}`, '--egress-allow-cidrs', '127.0.0.0/8'] });
+  });
+  afterAll(async () => {
+    await mesh.close();
+    dns.close();
+    await closeServer(host);
+  });
+
+  it('limits the host it names (any spelling, plain HTTP or a blind CONNECT), not the others', async () => {
+    const url = (h: string): string => `http://${h}:${port}/v1/x`;
+    for (let i = 0; i < 2; i++) expect((await mesh.call('planner', 'GET', url('api.example.test'))).status).toBe(200);
+    const before = hits;
+    const limited = await mesh.call('planner', 'GET', url('API.Example.Test.'));
+    expect(limited.status).toBe(429);
+    expect(limited.headers['retry-after']).toMatch(/^[1-9][0-9]*$/);
+    expect(limited.json()).toMatchObject({ error: 'rate_limited' });
+    // A blind tunnel is refused on its raw socket, with the same answer.
+    const tunnel = await rawHttp(mesh.agent('planner').outboundPort, `CONNECT api.example.test:${port} HTTP/1.1\r\nHost: api.example.test:${port}\r\n\r\n`);
+    expect(tunnel.status).toBe(429);
+    expect(tunnel.head).toMatch(/\r\nretry-after: [1-9][0-9]*\r\n/i);
+    expect(JSON.parse(tunnel.body)).toMatchObject({ error: 'rate_limited' });
+    expect(hits).toBe(before);
+    for (let i = 0; i < 4; i++) expect((await mesh.call('planner', 'GET', url('other.example.test'))).status).toBe(200);
   });
 });
