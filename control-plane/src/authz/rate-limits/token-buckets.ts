@@ -24,7 +24,7 @@ interface Bucket {
   fullAt: number;
 }
 
-/** Buckets kept at most by default: about 100 bytes each with its key, so some 10 MB. */
+/** Buckets kept at most by default: a few hundred bytes each with its key (two SPIFFE IDs at most), so some tens of MB at worst. */
 export const DEFAULT_MAX_BUCKETS = 100_000;
 
 /**
