@@ -2,13 +2,13 @@
 // sidecars: the (N+1)th call answers 429 with Retry-After and {"error":"rate_limited"} (a JSON-RPC
 // error for an MCP request; inside a CONNECT tunnel too), other identities are unaffected, the denial is
 // audited (schema-valid) and counted, and the caller gets through again once its bucket refills.
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
-import { adminPost } from '../cli/src/admin-client.ts';
 import { auditEventsOf, auditSchemaProblems } from '../control-plane/src/testing/audit-events.ts';
 import { startLoopbackDns } from './support/loopback-dns.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
@@ -33,6 +33,17 @@ const POLICY = `${policyYaml('agents', AGENTS, [
   { name: 'researcher-to-payments', from: 'researcher', to: 'payments', methods: ['POST'], paths: ['/v1/charge'] },
 ])}---
 ${rateLimit('1h')}`;
+
+const BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
+
+/** The `airlock` CLI, as an operator runs it. */
+function airlock(args: string[], credentials: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, AIRLOCK_CREDENTIALS: credentials }, timeout: 20_000 }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
+    });
+  });
+}
 
 interface Limited {
   error: string;
@@ -108,9 +119,23 @@ describe('RateLimit through the mesh', () => {
     expect(sidecar).toMatch(/^airlock_sidecar_requests_total\{[^}]*direction="outbound"[^}]*outcome="rate_limited"[^}]*\} 4$/m);
   });
 
-  it('lets the caller through again once its bucket refills (the interval made short by a new version)', async () => {
+  it('lets the caller through again once its bucket refills (the interval made short by a new version, through the CLI)', async () => {
     expect((await mesh.call('planner', 'GET', 'http://researcher.agents/v1/search?still')).status).toBe(429);
-    await adminPost(mesh.creds, '/v1/policy/apply', { yaml: rateLimit('200ms') });
+    const admin = join(mesh.dir, 'admin.json');
+    writeFileSync(admin, JSON.stringify(mesh.creds));
+    const file = join(mesh.dir, 'faster.yaml');
+    writeFileSync(file, rateLimit('200ms'));
+    // Offline, with the segment it names.
+    writeFileSync(join(mesh.dir, 'whole.yaml'), `${policyYaml('agents', ['planner'], [])}---\n${rateLimit('200ms')}`);
+    expect((await airlock(['validate', '-f', join(mesh.dir, 'whole.yaml')], admin)).stdout).toBe('valid: 1 segment(s), 0 policies, 1 rate limit(s)\n');
+    writeFileSync(join(mesh.dir, 'bad.yaml'), rateLimit('soon'));
+    const bad = await airlock(['apply', '-f', join(mesh.dir, 'bad.yaml')], admin);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/bad\.yaml:8:13: .spec\.interval. must be a duration like 500ms/);
+    expect((await airlock(['apply', '-f', file], admin)).code).toBe(0);
+    const listed = JSON.parse((await airlock(['get', 'ratelimits', '-o', 'json'], admin)).stdout) as { items: { name: string; yaml: string }[] };
+    expect(listed.items.map((i) => i.name)).toEqual(['planner-calls']);
+    expect(listed.items[0]?.yaml).toContain('interval: 200ms');
     let status = 0;
     // Bounded: at 3 requests per 200 ms a token is back within 67 ms; 100 tries of 50 ms is 5 s.
     for (let i = 0; i < 100 && status !== 200; i++) {

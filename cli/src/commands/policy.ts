@@ -200,8 +200,8 @@ export function runValidate(argv: string[]): Promise<number> {
     console.log(POLICY_HELP.validate);
     return Promise.resolve(0);
   }
-  const { segments, policies } = validateDocuments(readDocuments(values.file));
-  console.log(`valid: ${segments} segment(s), ${policies} polic${policies === 1 ? 'y' : 'ies'}`);
+  const { segments, policies, rateLimits } = validateDocuments(readDocuments(values.file));
+  console.log(`valid: ${segments} segment(s), ${policies} polic${policies === 1 ? 'y' : 'ies'}${rateLimits === 0 ? '' : `, ${rateLimits} rate limit(s)`}`);
   return Promise.resolve(0);
 }
 
@@ -209,22 +209,24 @@ export function runValidate(argv: string[]): Promise<number> {
  * Validates files as one set with exact file:line:col: each file is checked on its own, with the
  * segments the other files define counted as known (a policy may use a segment of another file).
  */
-export function validateDocuments(docs: readonly { file: string; text: string }[]): { segments: number; policies: number } {
+export function validateDocuments(docs: readonly { file: string; text: string }[]): { segments: number; policies: number; rateLimits: number } {
   const segmentsOf = new Map(docs.map((d) => [d.file, definedSegments(d.text, d.file)]));
   const problems: string[] = [];
   let segments = 0;
   let policies = 0;
+  let rateLimits = 0;
   for (const d of docs) {
     const known = new Set(docs.filter((o) => o !== d).flatMap((o) => segmentsOf.get(o.file) ?? []));
     try {
       const p = parsePolicyText(d.text, d.file, known);
       segments += p.segments.length;
       policies += p.policies.length;
+      rateLimits += p.rateLimits?.length ?? 0;
     } catch (err) {
       if (!(err instanceof AirlockError)) throw err;
       problems.push(err.message.replace(/^invalid policy:\n/, ''));
     }
   }
   if (problems.length > 0) throw new AirlockError(ErrorCode.Policy, `invalid policy:\n${problems.join('\n')}`);
-  return { segments, policies };
+  return { segments, policies, rateLimits };
 }
