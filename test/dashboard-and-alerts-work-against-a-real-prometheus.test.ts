@@ -17,7 +17,13 @@ import { startPrometheus, type RunningPrometheus } from './support/prometheus.ts
 
 const PROMTOOL = '/usr/bin/promtool';
 const AGENTS = ['planner', 'researcher'] as const;
-const POLICY = policyYaml('agents', AGENTS, [{ name: 'planner-to-researcher', from: 'planner', to: 'researcher', methods: ['GET'], paths: ['/v1/*'] }]);
+// A dry-run RateLimit of one call a day: the rate-limited panel has data, and every call still goes through.
+const POLICY = `${policyYaml('agents', AGENTS, [{ name: 'planner-to-researcher', from: 'planner', to: 'researcher', methods: ['GET'], paths: ['/v1/*'] }])}---
+apiVersion: airlock.dev/v1
+kind: RateLimit
+metadata: { name: planner-trial }
+spec: { from: { segments: [planner] }, per: source, requests: 1, interval: 24h, mode: dry-run }
+`;
 // What the chart's ServiceMonitor gives the control plane's series (release "airlock" in "airlock-system").
 const CONTROL_PLANE_LABELS = { namespace: 'airlock-system', service: 'airlock-control-plane', pod: 'airlock-control-plane-0' };
 /** Metrics a rule reads that no run of this mesh can produce yet. */
@@ -103,6 +109,9 @@ describe('the dashboard and the alerts against a real Prometheus', () => {
     expect((await mesh.call('planner', 'GET', 'http://researcher.agents/v1/outage')).status).toBe(503);
     await mesh.startControlPlane();
     await expect.poll(async () => (await mesh.call('planner', 'GET', 'http://researcher.agents/v1/back')).status, { timeout: 30_000, interval: 500 }).toBe(200);
+    // Counters start again with the control plane: a denial and a call over the dry-run RateLimit after it.
+    expect((await mesh.call('planner', 'DELETE', 'http://researcher.agents/v1/again')).status).toBe(403);
+    for (let i = 0; i < 2; i++) expect((await mesh.call('planner', 'GET', `http://researcher.agents/v1/again${i}`)).status).toBe(200);
 
     const dashboard = JSON.parse(readFileSync(join(chartDir, 'dashboards', 'airlock-mesh.json'), 'utf8')) as { panels: Panel[] };
     expect(dashboard.panels.length).toBeGreaterThanOrEqual(10);

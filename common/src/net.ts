@@ -58,9 +58,10 @@ export function clientErrorReply(err: NodeJS.ErrnoException): { status: number; 
 }
 
 /** A whole JSON answer with `Connection: close`, for a raw socket (no ServerResponse to write it). */
-export function rawJsonAnswer(status: number, body: unknown): string {
+export function rawJsonAnswer(status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): string {
   const text = JSON.stringify(body);
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`;
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n${extra}content-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`;
 }
 
 /**

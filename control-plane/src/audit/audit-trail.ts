@@ -75,6 +75,7 @@ export function decisionEvent(e: Envelope, r: DecisionRecord): AuditEvent {
     policyVersion: r.policyVersion,
     port: r.port,
     prevHash: e.prevHash,
+    rateLimit: r.rateLimit === undefined ? undefined : { mode: r.rateLimit.mode, name: r.rateLimit.name, per: r.rateLimit.per, retryAfterMs: r.rateLimit.retryAfterMs },
     reason: r.reason,
     replica: e.replica,
     rule: r.rule,

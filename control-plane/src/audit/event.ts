@@ -69,6 +69,8 @@ export interface DecisionRecord extends AuditRequest {
   readonly latencyMs: number;
   /** How the sidecar reaches an allowed external host (policy `tls:`); absent: as asked (tunnel or plain HTTP). */
   readonly tls?: 'inspect' | 'originate';
+  /** A RateLimit stopped this call (mode enforce: verdict deny) or would have (dry-run: let through, mode dry-run). */
+  readonly rateLimit?: { readonly name: string; readonly per: 'source' | 'source-destination' | 'policy'; readonly mode: 'enforce' | 'dry-run'; readonly retryAfterMs: number };
 }
 
 /** A request refused before any decision: no or a wrong identity, malformed, over a limit. */

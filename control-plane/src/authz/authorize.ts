@@ -7,10 +7,12 @@ import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { Direction, TlsMode, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import type { AuditLog, AuditMcp, AuditRequest } from '../audit/event.ts';
 import { checkListedToolPins, DEFAULT_TOOL_CHANGE_ACTION, serverOf, type ToolPins } from '../mcp-pins/tool-pins.ts';
+import { DecisionCounts } from '../monitoring/decision-counts.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { headerInput, type Destination, type McpInput } from '../policy/engine.ts';
 import { overruled } from './contained.ts';
 import { decide } from './decide.ts';
+import { RateLimiter } from './rate-limits/rate-limits.ts';
 import type { DecisionSnapshot } from './decision-state.ts';
 import { agentDestination, destinationOfHost } from './registry.ts';
 import type { TicketIssuer } from './tickets/ticket-issuer.ts';
@@ -30,13 +32,13 @@ export interface AuthorizerDeps {
   readonly toolPins?: ToolPins;
   /** Calls held for a human approval (rules with `approve: required`); without it such calls are denied. */
   readonly approvals?: Approvals;
+  /** This replica's RateLimit buckets; its own when not given. */
+  readonly rateLimiter?: RateLimiter;
 }
 
 type DirectionName = 'outbound' | 'inbound';
 
 interface DecisionMetrics {
-  readonly allow: { inc(): void };
-  readonly deny: { inc(): void };
   readonly duration: { observe(seconds: number): void };
 }
 
@@ -82,12 +84,14 @@ export class Authorizer {
   readonly #d: AuthorizerDeps;
   /** Label children bound once: a labelled inc/observe hashes its label object on every call. */
   readonly #counted: Record<DirectionName, DecisionMetrics>;
+  readonly #limiter: RateLimiter;
+  readonly #decisionCounts: DecisionCounts;
 
   constructor(deps: AuthorizerDeps) {
     this.#d = deps;
+    this.#limiter = deps.rateLimiter ?? new RateLimiter(deps.metrics);
+    this.#decisionCounts = new DecisionCounts(deps.metrics);
     const bind = (direction: DirectionName): DecisionMetrics => ({
-      allow: deps.metrics.decisions.labels(direction, 'allow'),
-      deny: deps.metrics.decisions.labels(direction, 'deny'),
       duration: deps.metrics.decisionDuration.labels(direction),
     });
     this.#counted = { outbound: bind('outbound'), inbound: bind('inbound') };
@@ -194,8 +198,10 @@ export class Authorizer {
     // Human approval: held (pending), released, or denied (README "Human approval"); nothing to do (no allocation) for other calls.
     const approval = req.approvalId === '' && judged.approval === undefined ? undefined : applyApproval(judged, { approvals: this.#d.approvals, direction, req, source, destination, decisionId, held });
     if (approval?.overLimit === true) this.#d.metrics.refused.inc({ reason: 'approval_limit' });
-    const decision = approval?.decision ?? judged;
+    const approved = approval?.decision ?? judged;
     const pending = approval?.pending;
+    // RateLimits charge the calls a source makes, once each: OUTBOUND (a mesh call's INBOUND check and a tools/list filter are not new calls); a held call when its outcome is decided.
+    const { decision, hit: rateLimit } = pending !== undefined ? { decision: approved, hit: undefined } : this.#limiter.charge(engine, input, approved, direction === 'outbound' && req.mcpListedTools.length === 0);
     // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
     const callable = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     // The tools pinned per server: a changed or flagged one is withheld when the deciding rule's onToolChange says so.
@@ -205,8 +211,8 @@ export class Authorizer {
     const allowedTools = pinned === undefined || pinned.withheld.size === 0 ? callable : callable.filter((t) => !pinned.withheld.has(t));
     const verdict = pending !== undefined ? 'pending' : decision.allow ? 'allow' : 'deny';
     const counted = this.#counted[direction];
-    if (verdict === 'pending') this.#d.metrics.decisions.labels(direction, 'pending').inc();
-    else counted[verdict].inc();
+    if (verdict === 'pending') this.#d.metrics.decisions.labels(direction, 'pending', 'policy').inc();
+    else this.#decisionCounts.count(direction, decision, { rateLimited: rateLimit?.mode === 'enforce', headerMismatch: req.mcpHeaderMismatch !== '' });
     const reason = pending === undefined ? decision.reason : `held for a human approval (${pending.id}) by policy "${decision.policy}"`;
     const latency = Number(process.hrtime.bigint() - started) / 1e9;
     counted.duration.observe(latency);
@@ -232,6 +238,7 @@ export class Authorizer {
       reason,
       latencyMs: latency * 1000,
       ...(decision.allow && decision.tls !== undefined ? { tls: decision.tls } : {}),
+      ...(rateLimit === undefined ? {} : { rateLimit }),
     });
     // The destination's sidecar admits this one call on the ticket: the decision covers both hops.
     // None for a body not read as MCP (that sidecar asks, judging its own reading), a tools/list
@@ -256,7 +263,7 @@ export class Authorizer {
         : '';
     if (pending !== undefined) {
       // Held: nothing to reach yet; the sidecar asks again with the approval id and waits.
-      return { verdict: Verdict.VERDICT_APPROVAL_PENDING, decisionId, reason, policy: decision.policy, upstream: undefined, dryRunDeny: false, policyVersion: decision.version, rule: decision.rule, mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: pending.id, approvalWaitMs: Math.max(0, pending.expiresAt - Date.now()), approvalOutcome: '' };
+      return { verdict: Verdict.VERDICT_APPROVAL_PENDING, decisionId, reason, policy: decision.policy, upstream: undefined, dryRunDeny: false, policyVersion: decision.version, rule: decision.rule, mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: pending.id, approvalWaitMs: Math.max(0, pending.expiresAt - Date.now()), approvalOutcome: '', rateLimited: false, retryAfterMs: 0 };
     }
     return {
       verdict: decision.allow ? Verdict.VERDICT_ALLOW : Verdict.VERDICT_DENY,
@@ -274,6 +281,8 @@ export class Authorizer {
       approvalId: '',
       approvalWaitMs: 0,
       approvalOutcome: approval?.outcome ?? '',
+      rateLimited: rateLimit?.mode === 'enforce',
+      retryAfterMs: rateLimit?.mode === 'enforce' ? rateLimit.retryAfterMs : 0,
     };
   }
 }

@@ -2,7 +2,10 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /** Every metric of the control plane, declared once and registered on the process registry. */
 export interface ControlPlaneMetrics {
-  readonly decisions: Counter<'direction' | 'verdict'>;
+  /** By direction, verdict and reason class (monitoring/decision-counts.ts: a fixed set). */
+  readonly decisions: Counter<'direction' | 'verdict' | 'reason_class'>;
+  /** Denials by the policy that made them (`(none)`: no policy did), the first MAX_LABELLED_POLICIES names. */
+  readonly policyDenials: Counter<'policy'>;
   readonly decisionDuration: Histogram<'direction'>;
   /** Authorize calls refused before a decision: unauthenticated, permission_denied, bad_request. */
   readonly refused: Counter<'reason'>;
@@ -17,6 +20,11 @@ export interface ControlPlaneMetrics {
   readonly revocations: Counter;
   /** Connections a listener's limits cut: max_connections, request_timeout, handshake_timeout. */
   readonly connectionsRefused: Counter<'listener' | 'reason'>;
+  /** Calls a RateLimit stopped (mode enforce) or would have (dry-run), by RateLimit name (bounded, see rate-limits). */
+  readonly rateLimited: Counter<'rate_limit' | 'mode'>;
+  /** Token buckets held, and those dropped at the bound before they had refilled (a limit then restarts full). */
+  readonly rateLimitBuckets: Gauge;
+  readonly rateLimitEvictions: Counter;
 }
 
 export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetrics {
@@ -24,8 +32,14 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
   return {
     decisions: new Counter({
       name: 'airlock_authz_decisions_total',
-      help: 'Authorization decisions made, by direction and verdict (dry-run denies count as allow; pending: held for a human approval).',
-      labelNames: ['direction', 'verdict'] as const,
+      help: 'Authorization decisions made, by direction, verdict (dry-run denies count as allow; pending: held for a human approval) and reason class (policy, dry_run, policy_deny, no_policy, rate_limited, contained, header_mismatch, ambiguous_path, other).',
+      labelNames: ['direction', 'verdict', 'reason_class'] as const,
+      registers,
+    }),
+    policyDenials: new Counter({
+      name: 'airlock_authz_policy_denials_total',
+      help: 'Denied decisions by the deny policy that made them; (none) when no policy did (nothing allows it, a rate limit, containment); (other) past the first 100 policy names.',
+      labelNames: ['policy'] as const,
       registers,
     }),
     decisionDuration: new Histogram({
@@ -79,6 +93,22 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
       name: 'airlock_control_plane_connections_refused_total',
       help: "Connections cut by a listener's limits (grpc, admin, http), by reason: max_connections, request_timeout, handshake_timeout.",
       labelNames: ['listener', 'reason'] as const,
+      registers,
+    }),
+    rateLimited: new Counter({
+      name: 'airlock_authz_rate_limited_total',
+      help: 'Calls a RateLimit document stopped (mode enforce) or would have stopped (mode dry-run), by RateLimit.',
+      labelNames: ['rate_limit', 'mode'] as const,
+      registers,
+    }),
+    rateLimitBuckets: new Gauge({
+      name: 'airlock_authz_rate_limit_buckets',
+      help: 'Token buckets this replica holds for RateLimit documents.',
+      registers,
+    }),
+    rateLimitEvictions: new Counter({
+      name: 'airlock_authz_rate_limit_buckets_evicted_total',
+      help: 'Token buckets dropped at the bound before they had refilled (that key then starts with a full bucket).',
       registers,
     }),
   };

@@ -5,6 +5,7 @@ import { ArgumentCondition } from './arguments.ts';
 import { normalizePath } from './path.ts';
 import { Glob } from './glob.ts';
 import { SegmentIndex } from './segment-index.ts';
+import type { RateLimitDoc } from './rate-limit-doc.ts';
 import type { ApprovalDoc, HeaderRuleDoc, PolicyDoc, PolicyDocuments, TlsMode, ToolChangeAction } from './types.ts';
 
 /**
@@ -220,6 +221,8 @@ export class PolicyEngine {
   readonly usesHeaders: boolean;
   /** True when some rule has argument conditions: only then need callers parse tool arguments. */
   readonly usesArguments: boolean;
+  /** The version's RateLimit documents (enforced by authz/rate-limits, not here). */
+  readonly rateLimits: readonly RateLimitDoc[];
   readonly #segments: SegmentIndex;
   readonly #segmentCount: number;
   readonly #methods: MethodBits;
@@ -237,6 +240,7 @@ export class PolicyEngine {
   constructor(docs: PolicyDocuments, trustDomain: string, version = 0) {
     this.trustDomain = trustDomain;
     this.version = version;
+    this.rateLimits = docs.rateLimits ?? [];
     this.#segments = new SegmentIndex(docs.segments);
     const count = this.#segments.names.length;
     this.#segmentCount = count;
@@ -647,7 +651,7 @@ function headersHold(conditions: readonly CompiledHeader[], headers: HeaderInput
   return true;
 }
 
-function normalizeHost(host: string): string {
+export function normalizeHost(host: string): string {
   const h = host.toLowerCase();
   return h.endsWith('.') ? h.slice(0, -1) : h;
 }

@@ -9,6 +9,7 @@ import { APPROVAL_FIELDS, approvalOf } from './approval.ts';
 import { ARGUMENT_PATH, filePathProblem, MAX_ARGUMENT_REGEX_LENGTH } from './arguments.ts';
 import { FastDocuments } from './fast-yaml.ts';
 import { normalizePath } from './path.ts';
+import { rateLimitSpec, type RateLimitDoc } from './rate-limit-doc.ts';
 import type { ArgumentRuleDoc, ArgumentScalar, HeaderRuleDoc, McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc, TlsMode, ToolChangeAction } from './types.ts';
 import { checkDocumentMarkers, FILE_LIMITS, parseYamlDocuments, type YamlLimits } from './yaml-limits.ts';
 import { fieldOf, treeOf, type TreeMap, type TreeNode } from './yaml-tree.ts';
@@ -16,16 +17,16 @@ import { fieldOf, treeOf, type TreeMap, type TreeNode } from './yaml-tree.ts';
 const API_VERSION = 'airlock.dev/v1';
 const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const GLOB = /^[a-z0-9*]([-a-z0-9.*]{0,251}[a-z0-9*])?$/;
-const HOST = /^(\*\.)?[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+export const HOST = /^(\*\.)?[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const METHOD = /^[A-Z]{1,20}$/;
 // JSON-RPC method names (`tools/call`, `notifications/initialized`) and MCP tool names, with `*`.
 const MCP_NAME_GLOB = /^[A-Za-z0-9_*][-A-Za-z0-9_./*]{0,127}$/;
 
 /** Every problem found, each as `file:line:col: message`, collected before failing. */
-class Problems {
+export class Problems {
   readonly list: string[] = [];
   /** Segment references of policies, checked once every Segment is known. */
-  readonly refs: { readonly policy: string; readonly field: string; readonly segment: string; readonly node: TreeNode }[] = [];
+  readonly refs: { readonly policy: string; readonly field: string; readonly segment: string; readonly node: TreeNode; readonly kind?: string }[] = [];
   readonly file: string;
   readonly #lines: LineCounter;
 
@@ -66,7 +67,7 @@ export function parsePolicyText(text: string, file: string, knownSegments: Reado
 }
 
 /** One valid document of a bundle, in bundle order. */
-export type ParsedDocument = { readonly kind: 'Segment'; readonly doc: SegmentDoc } | { readonly kind: 'Policy'; readonly doc: PolicyDoc };
+export type ParsedDocument = { readonly kind: 'Segment'; readonly doc: SegmentDoc } | { readonly kind: 'Policy'; readonly doc: PolicyDoc } | { readonly kind: 'RateLimit'; readonly doc: RateLimitDoc };
 
 export interface ParsedDocuments {
   readonly docs: PolicyDocuments;
@@ -87,7 +88,7 @@ export function parsePolicyDocuments(text: string, file: string, knownSegments: 
 
 /** One document of a bundle, as written: what the policy store keeps per version. */
 export interface PolicyEntry {
-  readonly kind: 'Segment' | 'Policy';
+  readonly kind: 'Segment' | 'Policy' | 'RateLimit';
   readonly name: string;
   /** The document's YAML, re-serialized on its own. */
   readonly yaml: string;
@@ -155,6 +156,7 @@ interface DocumentInput {
 function validate(inputs: Iterable<DocumentInput>, problems: Problems, knownSegments: ReadonlySet<string>): ParsedDocuments & { sources: number[] } {
   const segments: SegmentDoc[] = [];
   const policies: PolicyDoc[] = [];
+  const rateLimits: RateLimitDoc[] = [];
   const ordered: ParsedDocument[] = [];
   const sources: number[] = [];
   let index = -1;
@@ -196,15 +198,23 @@ function validate(inputs: Iterable<DocumentInput>, problems: Problems, knownSegm
         sources.push(index);
       }
       if (name !== undefined) recordRefs(name, spec, problems);
+    } else if (kind === 'RateLimit') {
+      const r = rateLimitSpec(name, spec, problems);
+      if (name !== undefined && r !== undefined) {
+        const doc = { name, ...r, at: problems.at(root) };
+        rateLimits.push(doc);
+        ordered.push({ kind, doc });
+        sources.push(index);
+      }
     } else if (kind !== undefined) {
-      problems.add(top.get('kind'), `kind must be Segment or Policy, got "${kind}"`);
+      problems.add(top.get('kind'), `kind must be Segment, Policy or RateLimit, got "${kind}"`);
     }
   }
-  checkReferences(segments, policies, problems, knownSegments);
-  return { docs: { segments, policies }, ordered, sources };
+  checkReferences(segments, policies, problems, knownSegments, rateLimits);
+  return { docs: { segments, policies, ...(rateLimits.length === 0 ? {} : { rateLimits }) }, ordered, sources };
 }
 
-function fields(map: TreeMap, path: string, known: readonly string[], problems: Problems): Map<string, TreeNode | null> {
+export function fields(map: TreeMap, path: string, known: readonly string[], problems: Problems): Map<string, TreeNode | null> {
   const out = new Map<string, TreeNode | null>();
   for (const pair of map.items) {
     const key = pair.key;
@@ -218,7 +228,7 @@ function fields(map: TreeMap, path: string, known: readonly string[], problems: 
   return out;
 }
 
-function str(node: TreeNode | null | undefined, field: string, problems: Problems, parent: TreeNode, required = true): string | undefined {
+export function str(node: TreeNode | null | undefined, field: string, problems: Problems, parent: TreeNode, required = true): string | undefined {
   if (node === undefined || node === null) {
     if (required) problems.add(parent, `"${field}" is required`);
     return undefined;
@@ -230,7 +240,7 @@ function str(node: TreeNode | null | undefined, field: string, problems: Problem
   return node.value;
 }
 
-function strList(node: TreeNode | null | undefined, field: string, problems: Problems, check: (s: string) => string | undefined): string[] | undefined {
+export function strList(node: TreeNode | null | undefined, field: string, problems: Problems, check: (s: string) => string | undefined): string[] | undefined {
   if (node === undefined || node === null) return undefined;
   if (node.kind !== 'seq') {
     problems.add(node, `"${field}" must be a list`);
@@ -373,19 +383,19 @@ function tlsOf(node: TreeNode | null | undefined, to: TreeMap, toSegments: boole
   return tls;
 }
 
-function recordRefs(policy: string, spec: TreeMap, problems: Problems): void {
+export function recordRefs(policy: string, spec: TreeMap, problems: Problems, kind = 'Policy'): void {
   for (const [side, field] of [['from', 'spec.from.segments'], ['to', 'spec.to.segments']] as const) {
     const list = fieldOf(fieldOf(spec, side), 'segments');
     if (list?.kind !== 'seq') continue;
     for (const item of list.items) {
-      if (item?.kind === 'scalar' && typeof item.value === 'string') problems.refs.push({ policy, field, segment: item.value, node: item });
+      if (item?.kind === 'scalar' && typeof item.value === 'string') problems.refs.push({ policy, field, segment: item.value, node: item, kind });
     }
   }
 }
 
-const nameCheck = (s: string): string | undefined => (NAME.test(s) ? undefined : `"${s}" is not a segment name`);
+export const nameCheck = (s: string): string | undefined => (NAME.test(s) ? undefined : `"${s}" is not a segment name`);
 
-function ports(node: TreeNode | null | undefined, problems: Problems): number[] {
+export function ports(node: TreeNode | null | undefined, problems: Problems): number[] {
   if (node === undefined || node === null) return [];
   if (node.kind !== 'seq') {
     problems.add(node, '"spec.to.ports" must be a list of port numbers');
@@ -618,7 +628,7 @@ function pathCheck(p: string): string | undefined {
   return undefined;
 }
 
-function enumOf<T extends string>(node: TreeNode | null | undefined, field: string, values: readonly T[], problems: Problems, parent: TreeNode, fallback: T | undefined): T | undefined {
+export function enumOf<T extends string>(node: TreeNode | null | undefined, field: string, values: readonly T[], problems: Problems, parent: TreeNode, fallback: T | undefined): T | undefined {
   if (node === undefined || node === null) {
     if (fallback === undefined) problems.add(parent, `"${field}" is required (${values.join(' | ')})`);
     return fallback;
@@ -629,7 +639,7 @@ function enumOf<T extends string>(node: TreeNode | null | undefined, field: stri
   return undefined;
 }
 
-function checkReferences(segments: readonly SegmentDoc[], policies: readonly PolicyDoc[], problems: Problems, known: ReadonlySet<string>): void {
+function checkReferences(segments: readonly SegmentDoc[], policies: readonly PolicyDoc[], problems: Problems, known: ReadonlySet<string>, rateLimits: readonly RateLimitDoc[] = []): void {
   const names = new Set<string>();
   for (const s of segments) {
     if (names.has(s.name)) problems.list.push(`${s.at}: Segment "${s.name}" is defined twice`);
@@ -640,8 +650,13 @@ function checkReferences(segments: readonly SegmentDoc[], policies: readonly Pol
     if (policyNames.has(p.name)) problems.list.push(`${p.at}: Policy "${p.name}" is defined twice`);
     policyNames.add(p.name);
   }
+  const limitNames = new Set<string>();
+  for (const r of rateLimits) {
+    if (limitNames.has(r.name)) problems.list.push(`${r.at}: RateLimit "${r.name}" is defined twice`);
+    limitNames.add(r.name);
+  }
   for (const r of problems.refs) {
-    if (!names.has(r.segment) && !known.has(r.segment)) problems.list.push(`${problems.at(r.node)}: Policy "${r.policy}" ${r.field} names segment "${r.segment}", which is not defined`);
+    if (!names.has(r.segment) && !known.has(r.segment)) problems.list.push(`${problems.at(r.node)}: ${r.kind ?? 'Policy'} "${r.policy}" ${r.field} names segment "${r.segment}", which is not defined`);
   }
 }
 

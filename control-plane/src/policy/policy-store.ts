@@ -6,6 +6,7 @@ import { entryKey, mergeEntries, prepareChange, readBack, type PolicySnapshot, t
 import { diffEntries, type DocumentChange } from './diff.ts';
 import { PolicyEngine } from './engine.ts';
 import { policyInvalid, type ParsedDocument, type PolicyEntry } from './load.ts';
+import type { RateLimitDoc } from './rate-limit-doc.ts';
 import type { PolicyDoc, SegmentDoc } from './types.ts';
 import { FILE_LIMITS } from './yaml-limits.ts';
 import { keepQuarantinedSegments } from '../incident/quarantine-target.ts';
@@ -115,9 +116,9 @@ export class PolicyStore {
       throw new AirlockError(ErrorCode.NotFound, `${kind} "${name}" does not exist in version ${this.version()}`);
     }
     if (kind === 'Segment') {
-      const users = this.#docs.flatMap((d) => (d.kind === 'Policy' && usesSegment(d.doc, name) ? [d.doc] : []));
+      const users = this.#docs.flatMap((d) => (d.kind !== 'Segment' && usesSegment(d.doc, name) ? [d] : []));
       if (users.length > 0) {
-        throw new AirlockError(ErrorCode.Conflict, `Segment "${name}" is used by Policy ${users.map((p) => `"${p.name}"`).join(', ')}; delete or change those first`);
+        throw new AirlockError(ErrorCode.Conflict, `Segment "${name}" is used by ${users.map((d) => `${d.kind} "${d.doc.name}"`).join(', ')}; delete or change those first`);
       }
     }
     return this.#commit(this.#entries.filter((e) => !(e.kind === kind && e.name === name)), actor, 'delete', `delete ${kind}/${name}`);
@@ -220,21 +221,23 @@ export class PolicyStore {
   #compile(docs: readonly ParsedDocument[], version: number): PolicyEngine {
     const segments: SegmentDoc[] = [];
     const policies: PolicyDoc[] = [];
+    const rateLimits: RateLimitDoc[] = [];
     for (const d of docs) {
       if (d.kind === 'Segment') segments.push(d.doc);
+      else if (d.kind === 'RateLimit') rateLimits.push(d.doc);
       else policies.push(d.doc);
     }
-    return new PolicyEngine({ segments, policies }, this.#trustDomain, version);
+    return new PolicyEngine({ segments, policies, rateLimits }, this.#trustDomain, version);
   }
 }
 
-const usesSegment = (p: PolicyDoc, segment: string): boolean => p.fromSegments.includes(segment) || (p.toSegments ?? []).includes(segment);
+const usesSegment = (p: PolicyDoc | RateLimitDoc, segment: string): boolean => p.fromSegments.includes(segment) || (p.toSegments ?? []).includes(segment);
 
 /** Every policy's segments exist in the set (what parsing checks for the documents it reads). */
 function checkSegmentReferences(docs: readonly ParsedDocument[], file: string): void {
   const segments = new Set(docs.flatMap((d) => (d.kind === 'Segment' ? [d.doc.name] : [])));
   const problems = docs.flatMap((d) =>
-    d.kind === 'Policy' ? [...d.doc.fromSegments, ...(d.doc.toSegments ?? [])].filter((s) => !segments.has(s)).map((s) => `${file}: Policy "${d.doc.name}" names segment "${s}", which is not defined`) : [],
+    d.kind !== 'Segment' ? [...d.doc.fromSegments, ...(d.doc.toSegments ?? [])].filter((s) => !segments.has(s)).map((s) => `${file}: ${d.kind} "${d.doc.name}" names segment "${s}", which is not defined`) : [],
   );
   if (problems.length > 0) throw policyInvalid(problems);
 }

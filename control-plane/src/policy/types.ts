@@ -1,3 +1,5 @@
+import type { RateLimitDoc } from './rate-limit-doc.ts';
+
 /** Validated Segment and Policy documents, as written by the user (before compilation). */
 export interface SegmentDoc {
   readonly name: string;
@@ -111,4 +113,6 @@ export interface PolicyDoc {
 export interface PolicyDocuments {
   readonly segments: readonly SegmentDoc[];
   readonly policies: readonly PolicyDoc[];
+  /** RateLimit documents (policy/rate-limit-doc.ts); undefined = none. */
+  readonly rateLimits?: readonly RateLimitDoc[];
 }

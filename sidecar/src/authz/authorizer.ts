@@ -88,6 +88,8 @@ export type Decision =
       readonly approval?: { readonly id: string; readonly waitMs: number; readonly endpoint?: string };
       /** How a held call's approval ended when it was not approved: approval_denied, approval_timeout, approval_unknown. */
       readonly approvalOutcome?: string;
+      /** A RateLimit denied it: when to try again (ms, at least 1); answered 429 with Retry-After. */
+      readonly retryAfterMs?: number;
     };
 
 export interface Authorizer {

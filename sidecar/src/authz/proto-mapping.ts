@@ -49,7 +49,7 @@ export function toDecision(res: AuthorizeResponse): Decision | undefined {
     };
   }
   if (res.verdict === Verdict.VERDICT_DENY) {
-    return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy, policyVersion: res.policyVersion, rule: res.rule, ...(res.approvalOutcome === '' ? {} : { approvalOutcome: res.approvalOutcome }) };
+    return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy, policyVersion: res.policyVersion, rule: res.rule, ...(res.approvalOutcome === '' ? {} : { approvalOutcome: res.approvalOutcome }), ...(res.rateLimited ? { retryAfterMs: Math.max(1, res.retryAfterMs) } : {}) };
   }
   if (res.verdict === Verdict.VERDICT_APPROVAL_PENDING) {
     // Not allowed: only an answer to the wait (withApprovals) can let the call through.

@@ -7,7 +7,7 @@ import type { Decision, McpMessage } from '../authz/authorizer.ts';
 import { ForbiddenDestinationError } from '../outbound/destination-check.ts';
 import type { Outcome } from '../telemetry/metrics.ts';
 
-/** A DENY decision, carried as an error so the one rescue step below turns it into the 403 body. */
+/** A DENY decision, carried as an error so the one rescue step below turns it into the 403 (or 429) body. */
 class DeniedError extends AirlockError {
   readonly decisionId: string;
   readonly policy: string;
@@ -15,8 +15,10 @@ class DeniedError extends AirlockError {
   readonly rule: string;
   /** A held call not approved: approval_denied, approval_timeout, approval_unknown; else 'denied'. */
   readonly kind: string;
+  /** Set when a RateLimit denied it. */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(decision: { decisionId: string; reason: string; policy: string; policyVersion: number; rule: string; approvalOutcome?: string }) {
+  constructor(decision: { decisionId: string; reason: string; policy: string; policyVersion: number; rule: string; approvalOutcome?: string; retryAfterMs?: number }) {
     super(ErrorCode.Denied, decision.reason);
     this.name = 'DeniedError';
     this.decisionId = decision.decisionId;
@@ -24,6 +26,7 @@ class DeniedError extends AirlockError {
     this.policyVersion = decision.policyVersion;
     this.rule = decision.rule;
     this.kind = decision.approvalOutcome ?? 'denied';
+    this.retryAfterMs = decision.retryAfterMs;
   }
 }
 
@@ -46,6 +49,8 @@ interface ErrorReply {
   readonly outcome: Outcome;
   /** Sent as one server-sent event (a JSON-RPC error to a client that accepts only text/event-stream). */
   readonly eventStream?: boolean;
+  /** Extra response headers (Retry-After of a rate-limited call). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -54,6 +59,8 @@ interface ErrorReply {
  * MCP SDK's own (-32000 connection closed, -32001 request timeout, -32002 resource not found, -32042).
  */
 export const MCP_DENIED_CODE = -32050;
+/** The JSON-RPC error code of an MCP request a RateLimit refused (`data` as the 429 body: retryAfterMs). */
+export const MCP_RATE_LIMITED_CODE = -32051;
 
 /** Where a refusal of an MCP request is answered as a JSON-RPC error: its id, and how the client takes answers. */
 export interface JsonRpcTarget {
@@ -83,6 +90,12 @@ export function jsonRpcTarget(message: McpMessage | undefined, headers: Incoming
  * bug in the sidecar is not the destination's failure (502 says the upstream failed).
  */
 export function errorReply(err: unknown, log: Logger, mcp?: JsonRpcTarget): ErrorReply {
+  if (err instanceof DeniedError && err.retryAfterMs !== undefined) {
+    // Retry-After is whole seconds (RFC 9110); the body has the exact wait.
+    const headers = { 'retry-after': String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))) };
+    const body = { error: 'rate_limited', reason: err.message, retryAfterMs: err.retryAfterMs, policyVersion: err.policyVersion, decisionId: err.decisionId };
+    return mcp === undefined ? { status: 429, outcome: 'rate_limited', body, headers } : { ...jsonRpcDenial(mcp, body, MCP_RATE_LIMITED_CODE), outcome: 'rate_limited', headers };
+  }
   if (err instanceof DeniedError) {
     // What an agent (or the LLM behind it) reads to learn why: the policy version, policy and rule.
     const body = { error: err.kind, reason: err.message, policy: err.policy, policyVersion: err.policyVersion, rule: err.rule, decisionId: err.decisionId };
@@ -116,8 +129,8 @@ export function errorReply(err: unknown, log: Logger, mcp?: JsonRpcTarget): Erro
  * A refused MCP request's answer: HTTP 200 (Streamable HTTP carries JSON-RPC errors in a 200 answer)
  * with a JSON-RPC error for its id; `data` holds what the 403 JSON holds (reason, policy, decision id).
  */
-function jsonRpcDenial(mcp: JsonRpcTarget, data: { readonly error: string; readonly reason: string }): ErrorReply {
-  const body = { jsonrpc: '2.0', id: mcp.id, error: { code: MCP_DENIED_CODE, message: data.reason, data } };
+function jsonRpcDenial(mcp: JsonRpcTarget, data: { readonly error: string; readonly reason: string }, code = MCP_DENIED_CODE): ErrorReply {
+  const body = { jsonrpc: '2.0', id: mcp.id, error: { code, message: data.reason, data } };
   return { status: 200, outcome: 'denied', body, eventStream: mcp.eventStream };
 }
 
@@ -129,11 +142,11 @@ export function sendErrorReply(res: ServerResponse, reply: ErrorReply): void {
   }
   const json = JSON.stringify(reply.body);
   const text = reply.eventStream === true ? `event: message\ndata: ${json}\n\n` : json;
-  res.writeHead(reply.status, { 'content-type': reply.eventStream === true ? 'text/event-stream' : 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(reply.status, { ...reply.headers, 'content-type': reply.eventStream === true ? 'text/event-stream' : 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 
 /** The same reply on a raw socket (a refused CONNECT has no ServerResponse). */
 export function sendErrorReplyOnSocket(socket: Duplex, reply: ErrorReply): void {
-  socket.end(rawJsonAnswer(reply.status, reply.body));
+  socket.end(rawJsonAnswer(reply.status, reply.body, reply.headers));
 }

@@ -124,7 +124,7 @@ export function createCaptureServer(deps: OutboundDeps): Server & { closeAllConn
 
 /** A fatal TLS alert record (RFC 8446 §6): access_denied for a denial, unrecognized_name for no usable SNI, internal_error else. */
 function tlsAlert(outcome: Outcome): Buffer {
-  const description = outcome === 'denied' ? 49 : outcome === 'bad_request' ? 112 : 80;
+  const description = outcome === 'denied' || outcome === 'rate_limited' ? 49 : outcome === 'bad_request' ? 112 : 80;
   return Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description]);
 }
 

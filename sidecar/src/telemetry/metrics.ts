@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /** Every metric of the sidecar, built once per process and passed to the module that counts. */
-export type Outcome = 'allowed' | 'denied' | 'unavailable' | 'upstream_error' | 'bad_request' | 'internal';
+export type Outcome = 'allowed' | 'denied' | 'rate_limited' | 'unavailable' | 'upstream_error' | 'bad_request' | 'internal';
 
 export interface SidecarMetrics {
   readonly requests: Counter<'direction' | 'outcome'>;
@@ -46,7 +46,7 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
   return {
     requests: new Counter({
       name: 'airlock_sidecar_requests_total',
-      help: 'Proxied requests by direction and outcome (allowed, denied, unavailable, upstream_error, bad_request, internal).',
+      help: 'Proxied requests by direction and outcome (allowed, denied, rate_limited, unavailable, upstream_error, bad_request, internal).',
       labelNames: ['direction', 'outcome'] as const,
       registers,
     }),

@@ -62,11 +62,12 @@ export function policyEndpoints(deps: PolicyEndpointDeps): AdminEndpoint[] {
     },
     { method: 'GET', path: /^\/v1\/segments$/, role: 'viewer', handle: () => Promise.resolve(ok(list('Segment'))) },
     { method: 'GET', path: /^\/v1\/policies$/, role: 'viewer', handle: () => Promise.resolve(ok(list('Policy'))) },
+    { method: 'GET', path: /^\/v1\/ratelimits$/, role: 'viewer', handle: () => Promise.resolve(ok(list('RateLimit'))) },
     {
       method: 'DELETE',
-      path: /^\/v1\/(segments|policies)\/([^/]+)$/,
+      path: /^\/v1\/(segments|policies|ratelimits)\/([^/]+)$/,
       role: 'editor',
-      handle: async ({ who, params: [kinds, name] }) => ok(await p.delete(kinds === 'segments' ? 'Segment' : 'Policy', checkDocumentName(decodeURIComponent(name ?? '')), who.name)),
+      handle: async ({ who, params: [kinds, name] }) => ok(await p.delete(kinds === 'segments' ? 'Segment' : kinds === 'ratelimits' ? 'RateLimit' : 'Policy', checkDocumentName(decodeURIComponent(name ?? '')), who.name)),
     },
     { method: 'GET', path: /^\/v1\/agents$/, role: 'viewer', handle: async () => ok({ items: await deps.store.listAgents() }) },
     {

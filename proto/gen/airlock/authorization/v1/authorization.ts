@@ -237,6 +237,10 @@ export interface AuthorizeResponse {
   approvalWaitMs: number;
   /** A DENY of an approval wait: approval_denied, approval_timeout or approval_unknown (else empty). */
   approvalOutcome: string;
+  /** A DENY by a RateLimit document (14rate, fields 70-79): the sidecar answers 429 with Retry-After. */
+  rateLimited: boolean;
+  /** When the bucket has a token again, in milliseconds (at least 1); 0 unless rate_limited. */
+  retryAfterMs: number;
 }
 
 /** One check of a batch: the question of one call. */
@@ -720,6 +724,8 @@ function createBaseAuthorizeResponse(): AuthorizeResponse {
     approvalId: "",
     approvalWaitMs: 0,
     approvalOutcome: "",
+    rateLimited: false,
+    retryAfterMs: 0,
   };
 }
 
@@ -766,6 +772,12 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     }
     if (message.approvalOutcome !== "") {
       writer.uint32(738).string(message.approvalOutcome);
+    }
+    if (message.rateLimited !== false) {
+      writer.uint32(560).bool(message.rateLimited);
+    }
+    if (message.retryAfterMs !== 0) {
+      writer.uint32(568).uint32(message.retryAfterMs);
     }
     return writer;
   },
@@ -895,6 +907,22 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
             message.approvalOutcome = reader.string();
             continue;
           }
+          case 70: {
+            if (tag !== 560) {
+              break;
+            }
+
+            message.rateLimited = reader.bool();
+            continue;
+          }
+          case 71: {
+            if (tag !== 568) {
+              break;
+            }
+
+            message.retryAfterMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -928,6 +956,8 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     message.approvalId = object.approvalId ?? "";
     message.approvalWaitMs = object.approvalWaitMs ?? 0;
     message.approvalOutcome = object.approvalOutcome ?? "";
+    message.rateLimited = object.rateLimited ?? false;
+    message.retryAfterMs = object.retryAfterMs ?? 0;
     return message;
   },
 };
