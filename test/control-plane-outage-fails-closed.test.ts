@@ -34,4 +34,22 @@ describe('when the control plane is down', () => {
     expect([...mesh.agents.values()].map((a) => a.sidecar.child.pid)).toEqual(sidecarPids);
     expect([...mesh.agents.values()].every((a) => a.sidecar.child.exitCode === null)).toBe(true);
   });
+
+  it('refuses calls with 503 while the control plane is frozen (SIGSTOP), lets none through, and recovers on SIGCONT', { timeout: 60_000 }, async () => {
+    await expect.poll(async () => (await mesh.call('planner', 'GET', 'http://researcher.agents/v1/search')).status, { timeout: 10_000 }).toBe(200);
+    const cp = mesh.controlPlaneProcess();
+    expect(cp?.child.pid).toBeDefined();
+    const received = mesh.agent('researcher').received.length;
+    cp?.child.kill('SIGSTOP');
+    try {
+      // The connection stays open and silent: only the per-call deadline ends each wait.
+      const statuses = await Promise.all(Array.from({ length: 8 }, () => mesh.call('planner', 'GET', 'http://researcher.agents/v1/search').then((r) => [r.status, r.json<{ error: string }>().error] as const)));
+      expect(statuses).toEqual(Array.from({ length: 8 }, () => [503, 'authorization_unavailable']));
+      expect(mesh.agent('researcher').received.length).toBe(received);
+    } finally {
+      cp?.child.kill('SIGCONT');
+    }
+    await expect.poll(async () => (await mesh.call('planner', 'GET', 'http://researcher.agents/v1/search')).status, { timeout: 10_000 }).toBe(200);
+    expect(cp?.child.exitCode).toBeNull();
+  });
 });
