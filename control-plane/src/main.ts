@@ -29,6 +29,8 @@ import { policyEndpoints } from './api/admin/policy-endpoints.ts';
 import { revokeEndpoints } from './api/admin/revoke-endpoints.ts';
 import { quarantineEndpoints } from './api/admin/quarantine-endpoints.ts';
 import { Quarantines } from './incident/quarantines.ts';
+import { ThreatFeeds } from './threat-feeds/threat-feeds.ts';
+import { threatFeedEndpoints } from './threat-feeds/threat-feed-endpoints.ts';
 import { ensureAdminToken } from './attestation/admin-token.ts';
 import { JoinTokens } from './attestation/join-tokens.ts';
 import { Authorizer } from './authz/authorize.ts';
@@ -171,7 +173,9 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   // What every decision reads, one immutable snapshot swapped whole by its owners: policy, agents, revocations.
   const decisions = new DecisionState(PolicyEngine.empty(config.trustDomain));
   const agents = await AgentRegistry.load(store, decisions);
-  const policies = await PolicyStore.open({ store, decisions, trustDomain: config.trustDomain, audit });
+  const threatFeeds = new ThreatFeeds({ decisions, registry, logger: logger.child({ component: 'threat-feeds' }) });
+  cleanups.push(() => threatFeeds.close());
+  const policies = await PolicyStore.open({ store, decisions, trustDomain: config.trustDomain, audit, threatFeeds });
   if (config.policyFile !== undefined) {
     const applied = await policies.apply(readFileSync(config.policyFile, 'utf8'), config.policyFile, 'policy-file');
     log.info({ version: applied.version, changed: applied.changed }, 'policy file applied');
@@ -301,6 +305,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
             ...policyEndpoints({ store, policies, audit, limits, decisions, trustDomain: config.trustDomain }),
             ...revokeEndpoints({ trustDomain: config.trustDomain, revocations, metrics, audit }),
             ...quarantineEndpoints({ trustDomain: config.trustDomain, quarantines, store, audit }),
+            ...threatFeedEndpoints({ policies, threatFeeds }),
           ],
           requireRole,
         ),

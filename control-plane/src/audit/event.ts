@@ -51,6 +51,8 @@ export interface DecisionRecord extends AuditRequest {
   readonly latencyMs: number;
   /** How the sidecar reaches an allowed external host (policy `tls:`); absent: as asked (tunnel or plain HTTP). */
   readonly tls?: 'inspect' | 'originate';
+  /** The threat feed entry the destination matched (the call is then denied, reason `threat_feed: …`). */
+  readonly threat?: { readonly feed: string; readonly version: string; readonly entry: string };
 }
 
 /** A request refused before any decision: no or a wrong identity, malformed, over a limit. */

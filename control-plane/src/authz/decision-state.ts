@@ -1,5 +1,6 @@
 import type { PolicyEngine } from '../policy/engine.ts';
 import type { AgentRecord, QuarantineRecord } from '../store/store.ts';
+import type { ThreatIndex } from '../threat-feeds/threat-index.ts';
 
 /**
  * Everything a decision reads, as one immutable value: the compiled policy, the registered agents
@@ -11,6 +12,8 @@ export interface DecisionSnapshot {
   readonly revoked: ReadonlySet<string>;
   /** Quarantines set and not released; one whose `until` has passed no longer counts. */
   readonly quarantined: ReadonlyMap<string, QuarantineRecord>;
+  /** Every loaded threat feed's entries (ThreatFeeds); none until one loads. */
+  readonly threats?: ThreatIndex;
 }
 
 /**

@@ -8,6 +8,7 @@ import { PolicyEngine } from './engine.ts';
 import { policyInvalid, type ParsedDocument, type PolicyEntry } from './load.ts';
 import type { PolicyDoc, SegmentDoc } from './types.ts';
 import { FILE_LIMITS } from './yaml-limits.ts';
+import type { ThreatFeedDoc } from '../threat-feeds/document.ts';
 
 export interface ChangeResult {
   /** The version in force after the operation (unchanged when nothing changed). */
@@ -24,6 +25,8 @@ export interface PolicyStoreOptions {
   readonly decisions: DecisionState;
   readonly trustDomain: string;
   readonly audit: AuditLog;
+  /** Told the ThreatFeed documents of every version put in force (ThreatFeeds loads them). */
+  readonly threatFeeds?: { configure(docs: readonly ThreatFeedDoc[]): void };
 }
 
 /**
@@ -41,6 +44,7 @@ export class PolicyStore {
   #changing: Promise<unknown> = Promise.resolve();
   readonly #trustDomain: string;
   readonly #audit: AuditLog;
+  readonly #threatFeeds: PolicyStoreOptions['threatFeeds'];
   #entries: readonly PolicyEntry[];
   /** `#entries[i]` validated, read back from its stored YAML. */
   #docs: readonly ParsedDocument[];
@@ -51,6 +55,7 @@ export class PolicyStore {
     this.#decisions = o.decisions;
     this.#trustDomain = o.trustDomain;
     this.#audit = o.audit;
+    this.#threatFeeds = o.threatFeeds;
     // Nothing in force yet to reuse: every stored document is read.
     this.#entries = [];
     this.#docs = [];
@@ -59,6 +64,7 @@ export class PolicyStore {
     this.#entries = entries;
     this.#engine = latest === undefined ? PolicyEngine.empty(o.trustDomain) : this.#compile(this.#docs, latest.version);
     this.#decisions.replace({ engine: this.#engine });
+    this.#threatFeeds?.configure(threatFeedsOf(this.#docs));
   }
 
   /** The policy set in force from the store's latest version. */
@@ -151,6 +157,8 @@ export class PolicyStore {
       this.#docs = docs;
       this.#engine = engine;
       this.#decisions.replace({ engine });
+    this.#threatFeeds?.configure(threatFeedsOf(docs));
+      this.#threatFeeds?.configure(threatFeedsOf(docs));
       this.#audit.admin({ actor: latest.actor, action: 'policy.in-force', target: `version ${latest.version}`, detail: { madeBy: `policy.${latest.action}`, summary: latest.summary, elsewhere: true } });
     });
   }
@@ -220,7 +228,7 @@ export class PolicyStore {
     const policies: PolicyDoc[] = [];
     for (const d of docs) {
       if (d.kind === 'Segment') segments.push(d.doc);
-      else policies.push(d.doc);
+      else if (d.kind === 'Policy') policies.push(d.doc);
     }
     return new PolicyEngine({ segments, policies }, this.#trustDomain, version);
   }
@@ -236,6 +244,8 @@ function checkSegmentReferences(docs: readonly ParsedDocument[], file: string): 
   );
   if (problems.length > 0) throw policyInvalid(problems);
 }
+
+const threatFeedsOf = (docs: readonly ParsedDocument[]): ThreatFeedDoc[] => docs.flatMap((d) => (d.kind === 'ThreatFeed' ? [d.doc] : []));
 
 function entriesOf(record: PolicyVersionRecord): PolicyEntry[] {
   return JSON.parse(record.entries) as PolicyEntry[];

@@ -1,0 +1,126 @@
+import { domainToASCII } from 'node:url';
+import { canonicalAddress, parseCidr, type AddressFamily } from '@airlock/common/addresses';
+import type { ThreatFeedFormat } from './document.ts';
+
+/** One listed destination: a domain (and its subdomains), or an address range (a single address is a /32 or /128). */
+export type ThreatEntry =
+  | { readonly kind: 'domain'; readonly domain: string; readonly text: string }
+  | { readonly kind: 'cidr'; readonly address: string; readonly family: AddressFamily; readonly prefix: number; readonly text: string };
+
+/** A feed's text read: its entries, and the lines (or indicators) that are none, counted and a few quoted. */
+export interface ParsedFeed {
+  readonly entries: readonly ThreatEntry[];
+  readonly badLines: number;
+  /** The first few bad lines, `line N: why`, for the status output. */
+  readonly badSamples: readonly string[];
+}
+
+const MAX_BAD_SAMPLES = 5;
+const LABEL = /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/;
+
+/** `text` as an entry (a domain, an IP in any spelling, or a CIDR), or why it is none. */
+export function readEntry(text: string): ThreatEntry | string {
+  if (text.includes('/')) {
+    try {
+      const { address, family, prefix } = parseCidr(text);
+      return { kind: 'cidr', address, family, prefix, text };
+    } catch (err) {
+      return err instanceof Error ? err.message : 'not a CIDR';
+    }
+  }
+  const ip = canonicalAddress(text);
+  if (ip !== undefined) return { kind: 'cidr', address: ip.address, family: ip.family, prefix: ip.family === 'ipv4' ? 32 : 128, text };
+  // `*.example.com` and `example.com.` list example.com (its subdomains are listed with it).
+  const bare = text.replace(/^\*\./, '').replace(/\.$/, '');
+  const domain = domainToASCII(bare);
+  if (domain === '' || domain.length > 253 || !domain.split('.').every((l) => LABEL.test(l))) return `"${text.slice(0, 100)}" is not a domain, IP address or CIDR`;
+  // A name that reads as an address (`0x7f.1`) is caught above; one label of digits only is not a host name.
+  if (/^[0-9.]+$/.test(domain)) return `"${text.slice(0, 100)}" is not a domain, IP address or CIDR`;
+  return { kind: 'domain', domain, text };
+}
+
+/** Reads a feed's text in `format`; a bad line or indicator is counted, never fatal. Throws only when the whole text cannot be read (not a STIX bundle). */
+export function parseFeed(text: string, format: ThreatFeedFormat): ParsedFeed {
+  return format === 'stix' ? parseStix(text) : parseList(text);
+}
+
+class Collector {
+  readonly entries: ThreatEntry[] = [];
+  badLines = 0;
+  readonly badSamples: string[] = [];
+
+  add(where: string, text: string): void {
+    const entry = readEntry(text);
+    if (typeof entry === 'string') this.bad(where, entry);
+    else this.entries.push(entry);
+  }
+
+  bad(where: string, why: string): void {
+    this.badLines++;
+    if (this.badSamples.length < MAX_BAD_SAMPLES) this.badSamples.push(`${where}: ${why}`);
+  }
+
+  done(): ParsedFeed {
+    return { entries: this.entries, badLines: this.badLines, badSamples: this.badSamples };
+  }
+}
+
+/** One entry per line; `#` starts a comment (whole line or after the entry); blank lines are skipped. */
+function parseList(text: string): ParsedFeed {
+  const c = new Collector();
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = (lines[i] ?? '').replace(/#.*$/, '').trim().toLowerCase();
+    if (line === '') continue;
+    if (/\s/.test(line)) c.bad(`line ${i + 1}`, `"${line.slice(0, 100)}" has more than one entry`);
+    else c.add(`line ${i + 1}`, line);
+  }
+  return c.done();
+}
+
+/**
+ * A STIX 2.1 bundle: each `indicator` object whose `pattern` (pattern_type stix, or unset) compares
+ * `domain-name:value`, `ipv4-addr:value` or `ipv6-addr:value` with `=` lists that value; OR'ed
+ * comparisons list each. Any other indicator (file hashes, URLs, AND, other operators) is counted
+ * bad: the feed lists what it can, and says what it could not read.
+ */
+function parseStix(text: string): ParsedFeed {
+  let bundle: unknown;
+  try {
+    bundle = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`not JSON: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  if (!isRecord(bundle) || bundle.type !== 'bundle' || !Array.isArray(bundle.objects)) throw new Error('not a STIX bundle (an object with type "bundle" and "objects")');
+  const c = new Collector();
+  bundle.objects.forEach((o: unknown, i) => {
+    if (!isRecord(o) || o.type !== 'indicator') return;
+    const where = `objects[${i}]${typeof o.id === 'string' ? ` (${o.id.slice(0, 80)})` : ''}`;
+    if (o.revoked === true) return;
+    if (o.pattern_type !== undefined && o.pattern_type !== 'stix') return c.bad(where, `pattern_type ${JSON.stringify(o.pattern_type).slice(0, 40)} is not stix`);
+    if (typeof o.pattern !== 'string') return c.bad(where, 'no pattern');
+    const values = patternValues(o.pattern);
+    if (typeof values === 'string') return c.bad(where, values);
+    for (const v of values) c.add(where, v.toLowerCase());
+  });
+  return c.done();
+}
+
+const COMPARISON = /^\s*(domain-name|ipv4-addr|ipv6-addr):value\s*=\s*'((?:[^'\\]|\\.)*)'\s*$/;
+
+/** The values of `[x:value = 'v' OR x:value = 'w']`, or why the pattern is not one this reads. */
+function patternValues(pattern: string): string[] | string {
+  const m = /^\s*\[(.*)\]\s*$/s.exec(pattern);
+  if (m === null) return `pattern "${pattern.slice(0, 100)}" is not one observation [ … ]`;
+  const out: string[] = [];
+  for (const part of (m[1] ?? '').split(/\s+OR\s+/)) {
+    const c = COMPARISON.exec(part);
+    if (c === null) return `pattern "${pattern.slice(0, 100)}" is not domain-name/ipv4-addr/ipv6-addr:value = '…' (OR'ed)`;
+    out.push((c[2] ?? '').replace(/\\(.)/g, '$1'));
+  }
+  return out;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
