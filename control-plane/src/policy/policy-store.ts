@@ -157,7 +157,6 @@ export class PolicyStore {
       this.#docs = docs;
       this.#engine = engine;
       this.#decisions.replace({ engine });
-    this.#threatFeeds?.configure(threatFeedsOf(docs));
       this.#threatFeeds?.configure(threatFeedsOf(docs));
       this.#audit.admin({ actor: latest.actor, action: 'policy.in-force', target: `version ${latest.version}`, detail: { madeBy: `policy.${latest.action}`, summary: latest.summary, elsewhere: true } });
     });
@@ -192,6 +191,7 @@ export class PolicyStore {
     this.#docs = docs;
     this.#engine = engine;
     this.#decisions.replace({ engine });
+    this.#threatFeeds?.configure(threatFeedsOf(docs));
     this.#audit.admin({ actor, action: `policy.${action}`, target: `version ${version}`, detail: { summary, changes: changes.map((c) => ({ kind: c.kind, name: c.name, change: c.change, lines: c.lines })) } });
     return { version, changed: true, changes };
   }

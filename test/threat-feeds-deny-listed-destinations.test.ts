@@ -1,0 +1,175 @@
+import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { boundPort, closeServer } from '@airlock/common/net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminGet, adminPost } from '../cli/src/admin-client.ts';
+import { auditEventsOf, auditSchemaProblems } from '../control-plane/src/testing/audit-events.ts';
+import { createTestCa } from '../sidecar/src/testing/certs.ts';
+import { startLoopbackDns } from './support/loopback-dns.ts';
+import { startMesh, type Mesh } from './support/mesh.ts';
+
+interface FeedStatus {
+  name: string;
+  version?: string;
+  entries: number;
+  badEntries: number;
+  badSamples: string[];
+  lastError?: string;
+  ageSeconds?: number;
+}
+
+const stix = (ips: readonly string[]): string =>
+  JSON.stringify({
+    type: 'bundle',
+    id: 'bundle--5d0092c5-5f74-4287-9642-33f4c354e56d',
+    objects: ips.map((ip, i) => ({ type: 'indicator', spec_version: '2.1', id: `indicator--0000000${i}-0000-4000-8000-000000000000`, pattern_type: 'stix', pattern: `[ipv4-addr:value = '${ip}']`, valid_from: '2026-01-01T00:00:00Z' })),
+  });
+
+/**
+ * ThreatFeed documents, applied as any policy document, loaded by the control plane from a file and
+ * from a loopback HTTPS URL (its CA named), deny calls through a real sidecar to a listed domain (and
+ * its subdomains) or address (in any spelling) whatever the policies allow, naming the feed, its
+ * version and the entry; a reload that adds an entry takes effect; a broken feed keeps its last good copy.
+ */
+describe('threat feeds deny listed egress destinations through a real sidecar', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-feeds-'));
+  const listFile = join(dir, 'bad-domains.txt');
+  const caFile = join(dir, 'feed-ca.pem');
+  let mesh: Mesh;
+  let external: Server;
+  let feedServer: Server;
+  let dns: { port: number; close(): void };
+  let externalPort = 0;
+  let hits = 0;
+  let feedBody = stix(['127.0.0.1']);
+
+  beforeAll(async () => {
+    external = createHttpServer((req, res) => {
+      hits++;
+      res.end(`external ok (Host ${req.headers.host ?? ''})`);
+    });
+    await new Promise<void>((r) => external.listen(0, '127.0.0.1', r));
+    externalPort = boundPort(external);
+    const ca = createTestCa('Feed Test CA');
+    const leaf = ca.issue({ dnsNames: ['localhost'], ips: ['127.0.0.1'], ttlMs: 3_600_000 });
+    writeFileSync(caFile, ca.certPem);
+    feedServer = createHttpsServer({ key: leaf.keyPem, cert: leaf.certPem }, (_req, res) => res.end(feedBody));
+    await new Promise<void>((r) => feedServer.listen(0, '127.0.0.1', r));
+    dns = await startLoopbackDns(new Map(['evil.feed.test', 'api.evil.feed.test', 'later.feed.test', 'clean.feed.test', 'notevil.feed.test'].map((n) => [n, '127.0.0.1'])));
+    writeFileSync(listFile, '# known bad\nevil.feed.test\nthis is not an entry\n');
+    const policy = `apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: agents }
+spec: { selector: { namespace: agents } }
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: anywhere }
+spec:
+  from: { segments: [agents] }
+  to: { hosts: ['*.feed.test', 127.0.0.1], ports: [${externalPort}] }
+  action: allow
+`;
+    mesh = await startMesh({ agents: ['agent'], policy, authzTimeout: '5s', sidecarArgs: ['--egress-dns-servers', `127.0.0.1:${dns.port}`, '--egress-allow-cidrs', '127.0.0.0/8'] });
+  }, 120_000);
+
+  afterAll(async () => {
+    await mesh.close();
+    await closeServer(external);
+    await closeServer(feedServer);
+    dns.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const get = (host: string) => mesh.call('agent', 'GET', `http://${host}:${externalPort}/`);
+  const feeds = async (): Promise<Map<string, FeedStatus>> => new Map(((await adminGet(mesh.creds, '/v1/threat-feeds')) as { items: FeedStatus[] }).items.map((f) => [f.name, f]));
+  /** Polls (bounded: 15 s) until `ok` holds. */
+  async function until<T>(read: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
+    for (let i = 0; i < 150; i++) {
+      const v = await read();
+      if (ok(v)) return v;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error('condition never held');
+  }
+
+  it('denies a listed domain, its subdomains and a listed address in every spelling, naming feed, version and entry', async () => {
+    // Allowed by the policy before any feed: what the feeds below must overrule.
+    for (const host of ['api.evil.feed.test', '127.0.0.1']) expect((await get(host)).status, host).toBe(200);
+    const applied = await adminPost(mesh.creds, '/v1/policy/apply', {
+      file: 'feeds.yaml',
+      yaml: `apiVersion: airlock.dev/v1
+kind: ThreatFeed
+metadata: { name: file-feed }
+spec: { source: { file: ${listFile} }, refreshSeconds: 1 }
+---
+apiVersion: airlock.dev/v1
+kind: ThreatFeed
+metadata: { name: url-feed }
+spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", caFile: ${caFile} }, format: stix, refreshSeconds: 1 }
+`,
+    });
+    expect(applied).toMatchObject({ changed: true });
+    const loaded = await until(feeds, (f) => f.get('file-feed')?.version !== undefined && f.get('url-feed')?.version !== undefined);
+    expect(loaded.get('file-feed')).toMatchObject({ entries: 1, badEntries: 1, badSamples: [expect.stringMatching(/^line 3: /) as unknown] });
+    expect(loaded.get('url-feed')).toMatchObject({ entries: 1, badEntries: 0 });
+    const fileVersion = loaded.get('file-feed')?.version ?? '';
+    const urlVersion = loaded.get('url-feed')?.version ?? '';
+
+    const before = hits;
+    const denied: string[] = [];
+    for (const [host, feed, version, entry] of [
+      ['evil.feed.test', 'file-feed', fileVersion, 'evil.feed.test'],
+      ['api.evil.feed.test', 'file-feed', fileVersion, 'evil.feed.test'],
+      ['127.0.0.1', 'url-feed', urlVersion, '127.0.0.1'],
+      ['2130706433', 'url-feed', urlVersion, '127.0.0.1'],
+      ['0x7f.0.0.1', 'url-feed', urlVersion, '127.0.0.1'],
+      ['[::ffff:127.0.0.1]', 'url-feed', urlVersion, '127.0.0.1'],
+    ] as const) {
+      const res = await get(host);
+      expect(res.status, host).toBe(403);
+      const body = res.json<{ reason: string; decisionId: string }>();
+      expect(body.reason, host).toMatch(new RegExp(`^threat_feed: .* is listed by threat feed "${feed}" \\(version ${version.replace(':', '\\:')}, entry "${entry.replace(/\./g, '\\.')}"\\)$`));
+      denied.push(body.decisionId);
+    }
+    expect(hits).toBe(before);
+    // Not listed: a name that only ends the same way.
+    expect((await get('notevil.feed.test')).status).toBe(200);
+
+    // The audit names the feed, version and entry, in the schema.
+    const events = await until(
+      () => Promise.resolve(auditEventsOf(readFileSync(join(mesh.dir, 'control-plane.log'), 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>))),
+      (e) => denied.every((id) => e.some((x) => x.decisionId === id)),
+    );
+    for (const id of denied) {
+      const event = events.find((e) => e.decisionId === id);
+      expect(event).toMatchObject({ verdict: 'deny', threat: { feed: expect.stringMatching(/^(file|url)-feed$/) as unknown, version: expect.stringMatching(/^sha256:/) as unknown } });
+      expect(auditSchemaProblems(event)).toEqual([]);
+    }
+  });
+
+  it('a reload that adds an entry takes effect', async () => {
+    expect((await get('later.feed.test')).status).toBe(200);
+    writeFileSync(listFile, '# known bad\nevil.feed.test\nlater.feed.test\n');
+    const res = await until(() => get('later.feed.test'), (r) => r.status === 403);
+    expect(res.json<{ reason: string }>().reason).toMatch(/listed by threat feed "file-feed" .*entry "later\.feed\.test"/);
+  });
+
+  it('a feed that fails to load keeps its last good copy, and says how old it is', async () => {
+    const good = await feeds();
+    unlinkSync(listFile);
+    feedBody = '{"type": "not a bundle"';
+    const broken = await until(feeds, (f) => f.get('file-feed')?.lastError !== undefined && f.get('url-feed')?.lastError !== undefined);
+    expect(broken.get('file-feed')).toMatchObject({ version: good.get('file-feed')?.version, entries: 2, lastError: expect.stringMatching(/ENOENT/) as unknown });
+    expect(broken.get('url-feed')).toMatchObject({ version: good.get('url-feed')?.version, entries: 1, lastError: expect.stringMatching(/not JSON/) as unknown });
+    for (const host of ['later.feed.test', 'api.evil.feed.test', '127.0.0.1']) expect((await get(host)).status, host).toBe(403);
+    const metrics = await (await fetch(`http://127.0.0.1:${mesh.httpPort}/metrics`)).text();
+    expect(metrics).toMatch(/^airlock_threat_feed_age_seconds\{feed="url-feed",process="control-plane"\} [0-9.]+$/m);
+    expect(metrics).toMatch(/^airlock_threat_feed_last_load_ok\{feed="file-feed",process="control-plane"\} 0$/m);
+    expect(metrics).toMatch(/^airlock_threat_feed_load_failures_total\{feed="file-feed",process="control-plane"\} [1-9][0-9]*$/m);
+    expect(metrics).toMatch(/^airlock_threat_feed_bad_entries\{feed="file-feed",process="control-plane"\} 0$/m);
+  });
+});
