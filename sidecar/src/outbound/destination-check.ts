@@ -45,7 +45,12 @@ function blockList(cidrs: readonly string[]): BlockList {
 }
 
 const UNSPECIFIED = blockList(['0.0.0.0/8', '::/128']);
-const CLOUD_METADATA = blockList(['169.254.169.254/32', 'fd00:ec2::254/128']);
+// AWS/Azure/GCP/Oracle/DigitalOcean IMDS and AWS's IPv6 one, AWS ECS task credentials and EKS Pod
+// Identity (link-local, but egressAllowCidrs may re-allow link-local: never these), GCP's IPv6 metadata
+// server, Alibaba Cloud's (not link-local at all).
+const CLOUD_METADATA = blockList(['169.254.169.254/32', 'fd00:ec2::254/128', '169.254.170.2/32', '169.254.170.23/32', 'fd00:ec2::23/128', 'fd20:ce::254/128', '100.100.100.200/32']);
+/** Metadata services by name: refused before any resolution, whatever a resolver answers for them. */
+const CLOUD_METADATA_NAMES = new Set(['metadata.google.internal', 'metadata.goog', 'metadata', 'instance-data', 'instance-data.ec2.internal', 'metadata.tencentyun.com']);
 const LOOPBACK = blockList(['127.0.0.0/8', '::1/128']);
 const LINK_LOCAL = blockList(['169.254.0.0/16', 'fe80::/10']);
 
@@ -86,6 +91,7 @@ export class DestinationCheck {
 
   async check(target: { host: string; port: number }): Promise<CheckedDestination> {
     const literal = canonicalAddress(target.host);
+    if (literal === undefined && CLOUD_METADATA_NAMES.has(target.host.toLowerCase().replace(/\.$/, ''))) throw new ForbiddenDestinationError(target.host, target.port, target.host, 'cloud-metadata');
     const addresses = literal !== undefined ? [literal.address] : await this.#lookup(target);
     const checked: string[] = [];
     for (const text of addresses) {
