@@ -9,6 +9,7 @@ import { adminGet, adminPost } from '../cli/src/admin-client.ts';
 import { auditEventsOf, auditSchemaProblems } from '../control-plane/src/testing/audit-events.ts';
 import { createTestCa } from '../sidecar/src/testing/certs.ts';
 import { startLoopbackDns } from './support/loopback-dns.ts';
+import { rawHttp } from './support/raw-http.ts';
 import { startMesh, type Mesh } from './support/mesh.ts';
 
 interface FeedStatus {
@@ -133,6 +134,14 @@ spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", c
       expect(res.status, host).toBe(403);
       const body = res.json<{ reason: string; decisionId: string }>();
       expect(body.reason, host).toMatch(new RegExp(`^threat_feed: .* is listed by threat feed "${feed}" \\(version ${version.replace(':', '\\:')}, entry "${entry.replace(/\./g, '\\.')}"\\)$`));
+      denied.push(body.decisionId);
+    }
+    // The CONNECT twin (a tunnel is judged on its authority): refused before any tunnel opens.
+    for (const authority of [`api.evil.feed.test:${externalPort}`, `0x7f000001:${externalPort}`]) {
+      const tunnel = await rawHttp(mesh.agent('agent').outboundPort, `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`, { timeoutMs: 5000 });
+      expect(tunnel.status, authority).toBe(403);
+      const body = JSON.parse(tunnel.body) as { reason: string; decisionId: string };
+      expect(body.reason, authority).toMatch(/^threat_feed: .* is listed by threat feed "(file|url)-feed"/);
       denied.push(body.decisionId);
     }
     expect(hits).toBe(before);
