@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -20,6 +21,16 @@ interface FeedStatus {
   badSamples: string[];
   lastError?: string;
   ageSeconds?: number;
+}
+
+const BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
+
+function airlock(args: string[], credentials: string): Promise<{ code: number; stdout: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, AIRLOCK_CREDENTIALS: credentials }, timeout: 20_000 }, (err, stdout) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout });
+    });
+  });
 }
 
 const stix = (ips: readonly string[]): string =>
@@ -117,6 +128,14 @@ spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", c
     const loaded = await until(feeds, (f) => f.get('file-feed')?.version !== undefined && f.get('url-feed')?.version !== undefined);
     expect(loaded.get('file-feed')).toMatchObject({ entries: 1, badEntries: 1, badSamples: [expect.stringMatching(/^line 3: /) as unknown] });
     expect(loaded.get('url-feed')).toMatchObject({ entries: 1, badEntries: 0 });
+    // `airlock get threat-feeds` says the same, bad lines quoted.
+    const credentials = join(dir, 'admin.json');
+    writeFileSync(credentials, JSON.stringify(mesh.creds));
+    const cli = await airlock(['get', 'threat-feeds'], credentials);
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toMatch(/^file-feed +sha256:[0-9a-f]{16} +1 +1 +\d+s/m);
+    expect(cli.stdout).toMatch(/^url-feed +sha256:[0-9a-f]{16} +1 +0 /m);
+    expect(cli.stdout).toContain('file-feed: line 3: "this is not an entry" has more than one entry');
     const fileVersion = loaded.get('file-feed')?.version ?? '';
     const urlVersion = loaded.get('url-feed')?.version ?? '';
 
@@ -175,10 +194,20 @@ spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", c
     expect(broken.get('file-feed')).toMatchObject({ version: good.get('file-feed')?.version, entries: 2, lastError: expect.stringMatching(/ENOENT/) as unknown });
     expect(broken.get('url-feed')).toMatchObject({ version: good.get('url-feed')?.version, entries: 1, lastError: expect.stringMatching(/not JSON/) as unknown });
     for (const host of ['later.feed.test', 'api.evil.feed.test', '127.0.0.1']) expect((await get(host)).status, host).toBe(403);
+    const cli = await airlock(['get', 'threat-feeds', 'file-feed'], join(dir, 'admin.json'));
+    expect(cli.stdout).toMatch(/^file-feed +sha256:[0-9a-f]{16} +2 +0 +\d+s +.*ENOENT/m);
     const metrics = await (await fetch(`http://127.0.0.1:${mesh.httpPort}/metrics`)).text();
     expect(metrics).toMatch(/^airlock_threat_feed_age_seconds\{feed="url-feed",process="control-plane"\} [0-9.]+$/m);
     expect(metrics).toMatch(/^airlock_threat_feed_last_load_ok\{feed="file-feed",process="control-plane"\} 0$/m);
     expect(metrics).toMatch(/^airlock_threat_feed_load_failures_total\{feed="file-feed",process="control-plane"\} [1-9][0-9]*$/m);
     expect(metrics).toMatch(/^airlock_threat_feed_bad_entries\{feed="file-feed",process="control-plane"\} 0$/m);
+  });
+
+  it('a deleted feed lists nothing from the next call', async () => {
+    expect((await get('127.0.0.1')).status).toBe(403);
+    const deleted = await airlock(['delete', 'threat-feed', 'url-feed'], join(dir, 'admin.json'));
+    expect(deleted.code).toBe(0);
+    expect((await get('127.0.0.1')).status).toBe(200);
+    expect([...(await feeds()).keys()]).toEqual(['file-feed']);
   });
 });
