@@ -143,11 +143,12 @@ function bundle(yaml: string): string {
 function kindOf(k: DocumentKind): Kind {
   if (k === DocumentKind.DOCUMENT_KIND_SEGMENT) return 'Segment';
   if (k === DocumentKind.DOCUMENT_KIND_POLICY) return 'Policy';
-  throw new AirlockError(ErrorCode.BadRequest, '"kind" must be DOCUMENT_KIND_SEGMENT or DOCUMENT_KIND_POLICY');
+  if (k === DocumentKind.DOCUMENT_KIND_THREAT_FEED) return 'ThreatFeed';
+  throw new AirlockError(ErrorCode.BadRequest, '"kind" must be DOCUMENT_KIND_SEGMENT, DOCUMENT_KIND_POLICY or DOCUMENT_KIND_THREAT_FEED');
 }
 
 function protoKind(k: Kind): DocumentKind {
-  return k === 'Segment' ? DocumentKind.DOCUMENT_KIND_SEGMENT : DocumentKind.DOCUMENT_KIND_POLICY;
+  return k === 'Segment' ? DocumentKind.DOCUMENT_KIND_SEGMENT : k === 'Policy' ? DocumentKind.DOCUMENT_KIND_POLICY : DocumentKind.DOCUMENT_KIND_THREAT_FEED;
 }
 
 function document(e: PolicyEntry): Document {
