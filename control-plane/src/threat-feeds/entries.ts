@@ -1,6 +1,10 @@
+import { setImmediate } from 'node:timers/promises';
 import { domainToASCII } from 'node:url';
 import { canonicalAddress, parseCidr, type AddressFamily } from '@airlock/common/addresses';
 import type { ThreatFeedFormat } from './document.ts';
+
+/** Lines read (or entries indexed) between two yields to the event loop. */
+export const SLICE = 2_000;
 
 /** One listed destination: a domain (and its subdomains), or an address range (a single address is a /32 or /128). */
 export type ThreatEntry =
@@ -17,6 +21,9 @@ export interface ParsedFeed {
 
 const MAX_BAD_SAMPLES = 5;
 const LABEL = /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/;
+const PLAIN_NAME = /^(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$/;
+/** A host WHATWG URL reads as IPv4: its last label is a number (`1`, `0x7f`, `017`). */
+export const ENDS_IN_A_NUMBER = /(^|\.)(\d+|0x[0-9a-f]*)\.?$/i;
 
 /** `text` as an entry (a domain, an IP in any spelling, or a CIDR), or why it is none. */
 export function readEntry(text: string): ThreatEntry | string {
@@ -27,6 +34,11 @@ export function readEntry(text: string): ThreatEntry | string {
     } catch (err) {
       return err instanceof Error ? err.message : 'not a CIDR';
     }
+  }
+  // Most lines are plain names: read without WHATWG's host parser (URL, IDNA), which is the cost of a large feed.
+  if (PLAIN_NAME.test(text) && !ENDS_IN_A_NUMBER.test(text)) {
+    const domain = text.replace(/^\*\./, '').replace(/\.$/, '');
+    if (domain.length <= 253 && domain.split('.').every((l) => LABEL.test(l))) return { kind: 'domain', domain, text };
   }
   const ip = canonicalAddress(text);
   if (ip !== undefined) return { kind: 'cidr', address: ip.address, family: ip.family, prefix: ip.family === 'ipv4' ? 32 : 128, text };
@@ -41,7 +53,18 @@ export function readEntry(text: string): ThreatEntry | string {
 
 /** Reads a feed's text in `format`; a bad line or indicator is counted, never fatal. Throws only when the whole text cannot be read (not a STIX bundle). */
 export function parseFeed(text: string, format: ThreatFeedFormat): ParsedFeed {
-  return format === 'stix' ? parseStix(text) : parseList(text);
+  if (format === 'stix') return parseStix(text);
+  const c = new Collector();
+  for (const slices = readList(text, c); slices.next().done !== true; );
+  return c.done();
+}
+
+/** As parseFeed, yielding to the event loop every SLICE lines of a list: a large feed does not stall decisions. */
+export async function parseFeedInSlices(text: string, format: ThreatFeedFormat): Promise<ParsedFeed> {
+  if (format === 'stix') return parseStix(text);
+  const c = new Collector();
+  for (const slices = readList(text, c); slices.next().done !== true; ) await setImmediate();
+  return c.done();
 }
 
 class Collector {
@@ -66,16 +89,15 @@ class Collector {
 }
 
 /** One entry per line; `#` starts a comment (whole line or after the entry); blank lines are skipped. */
-function parseList(text: string): ParsedFeed {
-  const c = new Collector();
+function* readList(text: string, c: Collector): Generator<void> {
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
+    if (i % SLICE === SLICE - 1) yield;
     const line = (lines[i] ?? '').replace(/#.*$/, '').trim().toLowerCase();
     if (line === '') continue;
     if (/\s/.test(line)) c.bad(`line ${i + 1}`, `"${line.slice(0, 100)}" has more than one entry`);
     else c.add(`line ${i + 1}`, line);
   }
-  return c.done();
 }
 
 /**

@@ -70,6 +70,25 @@ describe('threat feed entries', () => {
     expect(i.match('192.0.3.1')).toBeUndefined();
     expect(i.match('2001:db9::1')).toBeUndefined();
   });
+
+  it('masks prefixes that end inside a group or a byte', () => {
+    const i = index('2001:db8::/33\n10.64.0.0/10\nfe80::1:2/127\n');
+    expect(i.match('2001:db8:7fff::1')?.entry).toBe('2001:db8::/33');
+    expect(i.match('2001:db8:8000::1')).toBeUndefined();
+    expect(i.match('10.127.255.255')?.entry).toBe('10.64.0.0/10');
+    expect(i.match('10.128.0.0')).toBeUndefined();
+    expect(i.match('fe80::1:3')?.entry).toBe('fe80::1:2/127');
+    expect(i.match('fe80::1:4')).toBeUndefined();
+    expect(index('0.0.0.0/0\n').match('93.184.216.34')?.entry).toBe('0.0.0.0/0');
+  });
+
+  it('indexes a large feed in slices as it does at once', async () => {
+    const entries = parseFeed(Array.from({ length: 5000 }, (_, n) => `h${n}.bad.test\n10.${n >> 8}.${n & 255}.1`).join('\n'), 'list').entries;
+    const built = await ThreatIndex.build([{ name: 'bad', version: 'v', entries }]);
+    expect(built.size).toBe(10_000);
+    expect(built.match('x.h4999.bad.test')?.entry).toBe('h4999.bad.test');
+    expect(built.match('10.19.135.1')?.entry).toBe('10.19.135.1');
+  });
 });
 
 describe('ThreatFeed documents', () => {

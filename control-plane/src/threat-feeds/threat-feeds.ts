@@ -7,7 +7,7 @@ import { errorMessage } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import type { DecisionState } from '../authz/decision-state.ts';
 import type { ThreatFeedDoc } from './document.ts';
-import { parseFeed, type ParsedFeed } from './entries.ts';
+import { parseFeedInSlices, type ParsedFeed } from './entries.ts';
 import { ThreatIndex } from './threat-index.ts';
 
 /** A feed larger than this is refused (the last good copy stays): the index is held in memory. */
@@ -65,6 +65,7 @@ export interface ThreatFeedsOptions {
 export class ThreatFeeds {
   readonly #o: ThreatFeedsOptions;
   readonly #feeds = new Map<string, Feed>();
+  #generation = 0;
   readonly #metrics: {
     readonly entries: Gauge<'feed'>;
     readonly bad: Gauge<'feed'>;
@@ -111,7 +112,7 @@ export class ThreatFeeds {
       this.#feeds.set(doc.name, feed);
       void this.#load(feed);
     }
-    this.#publish();
+    void this.#publish();
   }
 
   status(): ThreatFeedStatus[] {
@@ -150,13 +151,14 @@ export class ThreatFeeds {
       if (feed.good?.version === version) {
         feed.good.loadedAt = Date.now();
       } else {
-        const parsed = parseFeed(bytes.toString('utf8'), doc.format);
+        const parsed = await parseFeedInSlices(bytes.toString('utf8'), doc.format);
+        if (isClosed(feed)) return;
         feed.good = { ...parsed, version, loadedAt: Date.now() };
         log.info({ feed: doc.name, version, entries: parsed.entries.length, badEntries: parsed.badLines }, 'threat feed loaded');
         if (parsed.badLines > 0) log.warn({ feed: doc.name, version, badEntries: parsed.badLines, samples: parsed.badSamples }, 'threat feed has entries that are none (skipped)');
         this.#metrics.entries.set({ feed: doc.name }, parsed.entries.length);
         this.#metrics.bad.set({ feed: doc.name }, parsed.badLines);
-        this.#publish();
+        await this.#publish();
       }
       feed.lastError = undefined;
       this.#metrics.lastOk.set({ feed: doc.name }, 1);
@@ -175,12 +177,17 @@ export class ThreatFeeds {
     }
   }
 
-  /** Every feed's good copy, in document order, as the index decisions read. */
-  #publish(): void {
+  /** Every feed's good copy, in document order, as the index decisions read; a later publish wins over one still building. */
+  async #publish(): Promise<void> {
+    const generation = ++this.#generation;
     const loaded = [...this.#feeds.values()].flatMap(({ doc, good }) => (good === undefined ? [] : [{ name: doc.name, version: good.version, entries: good.entries }]));
-    this.#o.decisions.replace({ threats: loaded.length === 0 ? ThreatIndex.EMPTY : new ThreatIndex(loaded) });
+    const threats = loaded.length === 0 ? ThreatIndex.EMPTY : await ThreatIndex.build(loaded);
+    if (generation === this.#generation) this.#o.decisions.replace({ threats });
   }
 }
+
+/** Read through a call: a feed may be closed while its load awaits. */
+const isClosed = (feed: Feed): boolean => feed.closed;
 
 /** Two documents that read the same source the same way (`at` aside): the loaded copy is kept. */
 function sameFeed(a: ThreatFeedDoc, b: ThreatFeedDoc): boolean {
