@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { boundPort, closeServer } from '@airlock/common/net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminGet, adminPost } from '../cli/src/admin-client.ts';
+import { adminGet } from '../cli/src/admin-client.ts';
 import { auditEventsOf, auditSchemaProblems } from '../control-plane/src/testing/audit-events.ts';
 import { createTestCa } from '../sidecar/src/testing/certs.ts';
 import { startLoopbackDns } from './support/loopback-dns.ts';
@@ -111,9 +111,10 @@ spec:
   it('denies a listed domain, its subdomains and a listed address in every spelling, naming feed, version and entry', async () => {
     // Allowed by the policy before any feed: what the feeds below must overrule.
     for (const host of ['api.evil.feed.test', '127.0.0.1']) expect((await get(host)).status, host).toBe(200);
-    const applied = await adminPost(mesh.creds, '/v1/policy/apply', {
-      file: 'feeds.yaml',
-      yaml: `apiVersion: airlock.dev/v1
+    const feedsFile = join(dir, 'feeds.yaml');
+    writeFileSync(
+      feedsFile,
+      `apiVersion: airlock.dev/v1
 kind: ThreatFeed
 metadata: { name: file-feed }
 spec: { source: { file: ${listFile} }, refreshSeconds: 1 }
@@ -123,14 +124,16 @@ kind: ThreatFeed
 metadata: { name: url-feed }
 spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", caFile: ${caFile} }, format: stix, refreshSeconds: 1 }
 `,
-    });
-    expect(applied).toMatchObject({ changed: true });
+    );
+    const credentials = join(dir, 'admin.json');
+    writeFileSync(credentials, JSON.stringify(mesh.creds));
+    expect((await airlock(['validate', '-f', feedsFile], credentials)).stdout).toBe('valid: 0 segment(s), 0 policies, 2 threat feed(s)\n');
+    const applied = await airlock(['apply', '-f', feedsFile, '-o', 'json'], credentials);
+    expect(JSON.parse(applied.stdout)).toMatchObject({ changed: true });
     const loaded = await until(feeds, (f) => f.get('file-feed')?.version !== undefined && f.get('url-feed')?.version !== undefined);
     expect(loaded.get('file-feed')).toMatchObject({ entries: 1, badEntries: 1, badSamples: [expect.stringMatching(/^line 3: /) as unknown] });
     expect(loaded.get('url-feed')).toMatchObject({ entries: 1, badEntries: 0 });
     // `airlock get threat-feeds` says the same, bad lines quoted.
-    const credentials = join(dir, 'admin.json');
-    writeFileSync(credentials, JSON.stringify(mesh.creds));
     const cli = await airlock(['get', 'threat-feeds'], credentials);
     expect(cli.code).toBe(0);
     expect(cli.stdout).toMatch(/^file-feed +sha256:[0-9a-f]{16} +1 +1 +\d+s/m);

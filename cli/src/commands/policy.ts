@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { definedSegments, parsePolicyText } from '@airlock/control-plane/policy';
+import { definedSegments, parsePolicyDocuments } from '@airlock/control-plane/policy';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { adminDelete, adminGet, adminPost } from '../admin-client.ts';
 import { parseFlags, UsageError } from '../args.ts';
@@ -201,8 +201,8 @@ export function runValidate(argv: string[]): Promise<number> {
     console.log(POLICY_HELP.validate);
     return Promise.resolve(0);
   }
-  const { segments, policies } = validateDocuments(readDocuments(values.file));
-  console.log(`valid: ${segments} segment(s), ${policies} polic${policies === 1 ? 'y' : 'ies'}`);
+  const { segments, policies, threatFeeds } = validateDocuments(readDocuments(values.file));
+  console.log(`valid: ${segments} segment(s), ${policies} polic${policies === 1 ? 'y' : 'ies'}${threatFeeds === 0 ? '' : `, ${threatFeeds} threat feed(s)`}`);
   return Promise.resolve(0);
 }
 
@@ -210,22 +210,24 @@ export function runValidate(argv: string[]): Promise<number> {
  * Validates files as one set with exact file:line:col: each file is checked on its own, with the
  * segments the other files define counted as known (a policy may use a segment of another file).
  */
-export function validateDocuments(docs: readonly { file: string; text: string }[]): { segments: number; policies: number } {
+export function validateDocuments(docs: readonly { file: string; text: string }[]): { segments: number; policies: number; threatFeeds: number } {
   const segmentsOf = new Map(docs.map((d) => [d.file, definedSegments(d.text, d.file)]));
   const problems: string[] = [];
   let segments = 0;
   let policies = 0;
+  let threatFeeds = 0;
   for (const d of docs) {
     const known = new Set(docs.filter((o) => o !== d).flatMap((o) => segmentsOf.get(o.file) ?? []));
     try {
-      const p = parsePolicyText(d.text, d.file, known);
-      segments += p.segments.length;
-      policies += p.policies.length;
+      const p = parsePolicyDocuments(d.text, d.file, known);
+      segments += p.docs.segments.length;
+      policies += p.docs.policies.length;
+      threatFeeds += p.ordered.filter((o) => o.kind === 'ThreatFeed').length;
     } catch (err) {
       if (!(err instanceof AirlockError)) throw err;
       problems.push(err.message.replace(/^invalid policy:\n/, ''));
     }
   }
   if (problems.length > 0) throw new AirlockError(ErrorCode.Policy, `invalid policy:\n${problems.join('\n')}`);
-  return { segments, policies };
+  return { segments, policies, threatFeeds };
 }
