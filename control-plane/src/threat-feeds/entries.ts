@@ -106,7 +106,7 @@ function* readList(text: string, c: Collector): Generator<void> {
  * comparisons list each. Any other indicator (file hashes, URLs, AND, other operators) is counted
  * bad: the feed lists what it can, and says what it could not read.
  */
-function parseStix(text: string): ParsedFeed {
+function parseStix(text: string, now = Date.now()): ParsedFeed {
   let bundle: unknown;
   try {
     bundle = JSON.parse(text);
@@ -118,7 +118,9 @@ function parseStix(text: string): ParsedFeed {
   bundle.objects.forEach((o: unknown, i) => {
     if (!isRecord(o) || o.type !== 'indicator') return;
     const where = `objects[${i}]${typeof o.id === 'string' ? ` (${o.id.slice(0, 80)})` : ''}`;
+    // Revoked or expired (valid_until passed): no longer an indicator.
     if (o.revoked === true) return;
+    if (typeof o.valid_until === 'string' && Date.parse(o.valid_until) <= now) return;
     if (o.pattern_type !== undefined && o.pattern_type !== 'stix') return c.bad(where, `pattern_type ${JSON.stringify(o.pattern_type).slice(0, 40)} is not stix`);
     if (typeof o.pattern !== 'string') return c.bad(where, 'no pattern');
     const values = patternValues(o.pattern);
@@ -130,12 +132,12 @@ function parseStix(text: string): ParsedFeed {
 
 const COMPARISON = /^\s*(domain-name|ipv4-addr|ipv6-addr):value\s*=\s*'((?:[^'\\]|\\.)*)'\s*$/;
 
-/** The values of `[x:value = 'v' OR x:value = 'w']`, or why the pattern is not one this reads. */
+/** The values of `[x:value = 'v' OR x:value = 'w']` (or `[…] OR […]`), or why the pattern is not one this reads. */
 function patternValues(pattern: string): string[] | string {
   const m = /^\s*\[(.*)\]\s*$/s.exec(pattern);
-  if (m === null) return `pattern "${pattern.slice(0, 100)}" is not one observation [ … ]`;
+  if (m === null) return `pattern "${pattern.slice(0, 100)}" is not an observation [ … ]`;
   const out: string[] = [];
-  for (const part of (m[1] ?? '').split(/\s+OR\s+/)) {
+  for (const part of (m[1] ?? '').split(/\s*\]\s+OR\s+\[\s*|\s+OR\s+/)) {
     const c = COMPARISON.exec(part);
     if (c === null) return `pattern "${pattern.slice(0, 100)}" is not domain-name/ipv4-addr/ipv6-addr:value = '…' (OR'ed)`;
     out.push((c[2] ?? '').replace(/\\(.)/g, '$1'));

@@ -29,7 +29,7 @@ describe('threat feed entries', () => {
     expect(feed.badSamples[0]).toMatch(/^line 8: /);
   });
 
-  it('reads STIX 2.1 indicators on domain-name, ipv4-addr and ipv6-addr; others are counted bad', () => {
+  it('reads STIX 2.1 indicators on domain-name, ipv4-addr and ipv6-addr (OR-ed; not revoked or expired); others are counted bad', () => {
     const bundle = {
       type: 'bundle',
       id: 'bundle--1',
@@ -40,11 +40,14 @@ describe('threat feed entries', () => {
         { type: 'indicator', id: 'indicator--3', pattern_type: 'stix', pattern: "[file:hashes.'SHA-256' = 'abc']" },
         { type: 'indicator', id: 'indicator--4', pattern_type: 'sigma', pattern: 'x' },
         { type: 'indicator', id: 'indicator--5', pattern_type: 'stix', pattern: "[domain-name:value = 'old.example']", revoked: true },
+        { type: 'indicator', id: 'indicator--6', pattern_type: 'stix', pattern: "[domain-name:value = 'expired.example']", valid_until: '2020-01-01T00:00:00Z' },
+        { type: 'indicator', id: 'indicator--7', pattern: "[domain-name:value = 'a.example'] OR [domain-name:value = 'b.example']", valid_until: '2999-01-01T00:00:00Z' },
+        { type: 'indicator', id: 'indicator--8', pattern_type: 'stix', pattern: "[domain-name:value = 'c.example' AND domain-name:value = 'd.example']" },
       ],
     };
     const feed = parseFeed(JSON.stringify(bundle), 'stix');
-    expect(feed.entries.map((e) => e.text)).toEqual(['c2.example', '198.51.100.0/24', '2001:db8:1::7']);
-    expect(feed.badLines).toBe(2);
+    expect(feed.entries.map((e) => e.text)).toEqual(['c2.example', '198.51.100.0/24', '2001:db8:1::7', 'a.example', 'b.example']);
+    expect(feed.badLines).toBe(3);
     expect(() => parseFeed('{"type":"report"}', 'stix')).toThrow(/not a STIX bundle/);
   });
 
