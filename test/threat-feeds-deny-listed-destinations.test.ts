@@ -15,6 +15,7 @@ import { startMesh, type Mesh } from './support/mesh.ts';
 
 interface FeedStatus {
   name: string;
+  lastAttemptAt?: string;
   version?: string;
   entries: number;
   badEntries: number;
@@ -131,14 +132,14 @@ spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", c
     const applied = await airlock(['apply', '-f', feedsFile, '-o', 'json'], credentials);
     expect(JSON.parse(applied.stdout)).toMatchObject({ changed: true });
     const loaded = await until(feeds, (f) => f.get('file-feed')?.version !== undefined && f.get('url-feed')?.version !== undefined);
-    expect(loaded.get('file-feed')).toMatchObject({ entries: 1, badEntries: 1, badSamples: [expect.stringMatching(/^line 3: /) as unknown] });
+    expect(loaded.get('file-feed')).toMatchObject({ entries: 1, badEntries: 1, badSamples: ['line 3: more than one entry on the line'] });
     expect(loaded.get('url-feed')).toMatchObject({ entries: 1, badEntries: 0 });
     // `airlock get threat-feeds` says the same, bad lines quoted.
     const cli = await airlock(['get', 'threat-feeds'], credentials);
     expect(cli.code).toBe(0);
     expect(cli.stdout).toMatch(/^file-feed +sha256:[0-9a-f]{16} +1 +1 +\d+s/m);
     expect(cli.stdout).toMatch(/^url-feed +sha256:[0-9a-f]{16} +1 +0 /m);
-    expect(cli.stdout).toContain('file-feed: line 3: "this is not an entry" has more than one entry');
+    expect(cli.stdout).toContain('file-feed: line 3: more than one entry on the line');
     const fileVersion = loaded.get('file-feed')?.version ?? '';
     const urlVersion = loaded.get('url-feed')?.version ?? '';
 
@@ -206,11 +207,40 @@ spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", c
     expect(metrics).toMatch(/^airlock_threat_feed_bad_entries\{feed="file-feed",process="control-plane"\} 0$/m);
   });
 
+  it('a feed pointed at a secret file never quotes it: not in the status, the CLI or the log', async () => {
+    // An editor (not an admin) points feeds at the control plane's admin token, in both formats, and
+    // at a file whose lines are not entries: the viewer-readable status must not become a file reader.
+    const token = readFileSync(join(mesh.dataDir, 'admin-token'), 'utf8').trim();
+    const secretFile = join(dir, 'secret.txt');
+    writeFileSync(secretFile, `password = hunter2-${token.slice(0, 8)}\nkey: ${token}\n`);
+    const yaml = [
+      ['token-list', join(mesh.dataDir, 'admin-token'), 'list'],
+      ['token-stix', join(mesh.dataDir, 'admin-token'), 'stix'],
+      ['secret-list', secretFile, 'list'],
+      ['secret-stix', secretFile, 'stix'],
+    ]
+      .map(([name, file, format]) => `apiVersion: airlock.dev/v1\nkind: ThreatFeed\nmetadata: { name: ${name} }\nspec: { source: { file: ${file} }, format: ${format} }\n`)
+      .join('---\n');
+    const file = join(dir, 'secret-feeds.yaml');
+    writeFileSync(file, yaml);
+    expect((await airlock(['apply', '-f', file], join(dir, 'admin.json'))).code).toBe(0);
+    const status = await until(feeds, (f) => ['token-list', 'token-stix', 'secret-list', 'secret-stix'].every((n) => f.get(n)?.lastAttemptAt !== undefined));
+    expect(status.get('token-stix')?.lastError).toBe('not JSON');
+    expect(status.get('secret-list')).toMatchObject({ badEntries: 2, badSamples: ['line 1: more than one entry on the line', 'line 2: more than one entry on the line'] });
+    const shown = [JSON.stringify([...status.values()]), (await airlock(['get', 'threat-feeds', '-o', 'json'], join(dir, 'admin.json'))).stdout, (await airlock(['get', 'threat-feeds'], join(dir, 'admin.json'))).stdout];
+    const log = readFileSync(join(mesh.dir, 'control-plane.log'), 'utf8');
+    for (const text of [...shown, log]) {
+      // Lines are read in lower case: so is the check.
+      expect(text.toLowerCase()).not.toContain(token.slice(0, 12).toLowerCase());
+      expect(text).not.toContain('hunter2');
+    }
+  });
+
   it('a deleted feed lists nothing from the next call', async () => {
     expect((await get('127.0.0.1')).status).toBe(403);
     const deleted = await airlock(['delete', 'threat-feed', 'url-feed'], join(dir, 'admin.json'));
     expect(deleted.code).toBe(0);
     expect((await get('127.0.0.1')).status).toBe(200);
-    expect([...(await feeds()).keys()]).toEqual(['file-feed']);
+    expect([...(await feeds()).keys()]).not.toContain('url-feed');
   });
 });

@@ -15,11 +15,16 @@ export type ThreatEntry =
 export interface ParsedFeed {
   readonly entries: readonly ThreatEntry[];
   readonly badLines: number;
-  /** The first few bad lines, `line N: why`, for the status output. */
+  /** The first few bad lines, `line N: why` (never their text), for the status output. */
   readonly badSamples: readonly string[];
 }
 
 const MAX_BAD_SAMPLES = 5;
+// Why an entry is bad, never what it says: the status (role viewer) must not quote a file that an
+// editor pointed a feed at (the control plane's own secrets are files it can read).
+const NOT_AN_ENTRY = 'not a domain, IP address or CIDR';
+const NOT_A_CIDR = 'not a CIDR (address/prefix length)';
+const STIX_ID = /^indicator--[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const LABEL = /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/;
 const PLAIN_NAME = /^(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$/;
 /** A host WHATWG URL reads as IPv4: its last label is a number (`1`, `0x7f`, `017`). */
@@ -31,8 +36,8 @@ export function readEntry(text: string): ThreatEntry | string {
     try {
       const { address, family, prefix } = parseCidr(text);
       return { kind: 'cidr', address, family, prefix, text };
-    } catch (err) {
-      return err instanceof Error ? err.message : 'not a CIDR';
+    } catch {
+      return NOT_A_CIDR;
     }
   }
   // Most lines are plain names: read without WHATWG's host parser (URL, IDNA), which is the cost of a large feed.
@@ -45,9 +50,9 @@ export function readEntry(text: string): ThreatEntry | string {
   // `*.example.com` and `example.com.` list example.com (its subdomains are listed with it).
   const bare = text.replace(/^\*\./, '').replace(/\.$/, '');
   const domain = domainToASCII(bare);
-  if (domain === '' || domain.length > 253 || !domain.split('.').every((l) => LABEL.test(l))) return `"${text.slice(0, 100)}" is not a domain, IP address or CIDR`;
+  if (domain === '' || domain.length > 253 || !domain.split('.').every((l) => LABEL.test(l))) return NOT_AN_ENTRY;
   // A name that reads as an address (`0x7f.1`) is caught above; one label of digits only is not a host name.
-  if (/^[0-9.]+$/.test(domain)) return `"${text.slice(0, 100)}" is not a domain, IP address or CIDR`;
+  if (/^[0-9.]+$/.test(domain)) return NOT_AN_ENTRY;
   return { kind: 'domain', domain, text };
 }
 
@@ -95,7 +100,7 @@ function* readList(text: string, c: Collector): Generator<void> {
     if (i % SLICE === SLICE - 1) yield;
     const line = (lines[i] ?? '').replace(/#.*$/, '').trim().toLowerCase();
     if (line === '') continue;
-    if (/\s/.test(line)) c.bad(`line ${i + 1}`, `"${line.slice(0, 100)}" has more than one entry`);
+    if (/\s/.test(line)) c.bad(`line ${i + 1}`, 'more than one entry on the line');
     else c.add(`line ${i + 1}`, line);
   }
 }
@@ -111,17 +116,18 @@ function parseStix(text: string, now = Date.now()): ParsedFeed {
   try {
     bundle = JSON.parse(text);
   } catch (err) {
-    throw new Error(`not JSON: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    // Not V8's message: it quotes the text (a feed file may hold anything the control plane can read).
+    throw new Error('not JSON', { cause: err });
   }
   if (!isRecord(bundle) || bundle.type !== 'bundle' || !Array.isArray(bundle.objects)) throw new Error('not a STIX bundle (an object with type "bundle" and "objects")');
   const c = new Collector();
   bundle.objects.forEach((o: unknown, i) => {
     if (!isRecord(o) || o.type !== 'indicator') return;
-    const where = `objects[${i}]${typeof o.id === 'string' ? ` (${o.id.slice(0, 80)})` : ''}`;
+    const where = `objects[${i}]${typeof o.id === 'string' && STIX_ID.test(o.id) ? ` (${o.id})` : ''}`;
     // Revoked or expired (valid_until passed): no longer an indicator.
     if (o.revoked === true) return;
     if (typeof o.valid_until === 'string' && Date.parse(o.valid_until) <= now) return;
-    if (o.pattern_type !== undefined && o.pattern_type !== 'stix') return c.bad(where, `pattern_type ${JSON.stringify(o.pattern_type).slice(0, 40)} is not stix`);
+    if (o.pattern_type !== undefined && o.pattern_type !== 'stix') return c.bad(where, 'pattern_type is not stix');
     if (typeof o.pattern !== 'string') return c.bad(where, 'no pattern');
     const values = patternValues(o.pattern);
     if (typeof values === 'string') return c.bad(where, values);
@@ -135,11 +141,11 @@ const COMPARISON = /^\s*(domain-name|ipv4-addr|ipv6-addr):value\s*=\s*'((?:[^'\\
 /** The values of `[x:value = 'v' OR x:value = 'w']` (or `[…] OR […]`), or why the pattern is not one this reads. */
 function patternValues(pattern: string): string[] | string {
   const m = /^\s*\[(.*)\]\s*$/s.exec(pattern);
-  if (m === null) return `pattern "${pattern.slice(0, 100)}" is not an observation [ … ]`;
+  if (m === null) return 'the pattern is not an observation [ … ]';
   const out: string[] = [];
   for (const part of (m[1] ?? '').split(/\s*\]\s+OR\s+\[\s*|\s+OR\s+/)) {
     const c = COMPARISON.exec(part);
-    if (c === null) return `pattern "${pattern.slice(0, 100)}" is not domain-name/ipv4-addr/ipv6-addr:value = '…' (OR'ed)`;
+    if (c === null) return "the pattern is not domain-name/ipv4-addr/ipv6-addr:value = '…' (OR'ed)";
     out.push((c[2] ?? '').replace(/\\(.)/g, '$1'));
   }
   return out;
