@@ -152,4 +152,13 @@ spec: { from: { segments: [all] }, to: { hosts: ['*.example', evil.example, 10.1
     expect(lines.at(-1)?.threat).toBeUndefined();
     feeds.close();
   });
+
+  it('refuses a source that is not a regular file (a device would be read forever), keeping nothing it has not loaded', async () => {
+    const feeds = new ThreatFeeds({ decisions: new DecisionState(PolicyEngine.empty(TD)), registry: createRegistry('test'), logger: createRootLogger({ process: 'test', level: 'silent' }) });
+    feeds.configure([{ name: 'zero', source: { file: '/dev/zero' }, format: 'list', refreshSeconds: 60, at: '' }]);
+    await expect.poll(() => feeds.status()[0]?.lastError).toBe('/dev/zero is not a regular file');
+    expect(feeds.status()[0]).toMatchObject({ entries: 0 });
+    expect(feeds.status()[0]?.version).toBeUndefined();
+    feeds.close();
+  });
 });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { request } from 'node:https';
 import { isDeepStrictEqual } from 'node:util';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -196,6 +196,10 @@ function sameFeed(a: ThreatFeedDoc, b: ThreatFeedDoc): boolean {
 
 async function readSource(source: ThreatFeedDoc['source']): Promise<Buffer> {
   if ('file' in source) {
+    // Sized before it is read: a device (/dev/zero) or a huge file would be read whole otherwise.
+    const info = await stat(source.file);
+    if (!info.isFile()) throw new Error(`${source.file} is not a regular file`);
+    if (info.size > MAX_FEED_BYTES) throw new Error(`${source.file} is over ${MAX_FEED_BYTES} bytes`);
     const bytes = await readFile(source.file);
     if (bytes.length > MAX_FEED_BYTES) throw new Error(`${source.file} is over ${MAX_FEED_BYTES} bytes`);
     return bytes;
