@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { NO_AUDIT, type DecisionRecord } from '../audit/event.ts';
 import { DecisionState } from '../authz/decision-state.ts';
 import { Authorizer } from '../authz/authorize.ts';
+import { explain } from '../authz/explain.ts';
 import { createControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { PolicyEngine } from '../policy/engine.ts';
 import { parsePolicyDocuments, parsePolicyText } from '../policy/load.ts';
@@ -151,6 +152,14 @@ spec: { from: { segments: [all] }, to: { hosts: ['*.example', evil.example, 10.1
     expect(ask('good.example')).toMatchObject({ verdict: Verdict.VERDICT_ALLOW });
     expect(lines.at(-1)?.threat).toBeUndefined();
     feeds.close();
+  });
+
+  it('explain (airlock explain) answers what Authorize would: the same decide path', () => {
+    const engine = new PolicyEngine(parsePolicyText(POLICY, 'p.yaml'), TD, 1);
+    const threats = index('evil.example\n');
+    const explained = explain({ engine, agents: new Map(), revoked: new Set(), quarantined: new Map(), threats }, TD, { from: A, host: 'api.evil.example', port: 443, method: 'GET', path: '/' });
+    expect(explained).toMatchObject({ allow: false, threat: { feed: 'bad', entry: 'evil.example' } });
+    expect(explained.reason).toMatch(/^threat_feed: api\.evil\.example is listed by threat feed "bad"/);
   });
 
   it('refuses a source that is not a regular file (a device would be read forever), keeping nothing it has not loaded', async () => {
