@@ -22,8 +22,8 @@ Commands:
   approvals       decide MCP tool calls held for a human approval (list; approve ID; deny ID [--reason]) (responder)
   apply -f F|DIR  add or replace segments and policies, as a new policy version
   diff -f F|DIR   what apply would change
-  get KIND [NAME] segments | policies | agents
-  delete KIND N   delete a segment or policy
+  get KIND [NAME] segments | policies | agents | threat-feeds (loaded copy, bad entries, age, last error)
+  delete KIND N   delete a segment, policy or threat-feed
   history         the policy versions
   rollback --to N make version N current again
   explain         the decision for a call, without traffic (--from ID --to HOST[:PORT] --method M --path P)

@@ -33,6 +33,8 @@ import { toolPinEndpoints } from './mcp-pins/endpoints.ts';
 import { ToolPins } from './mcp-pins/tool-pins.ts';
 import { Incidents } from './incident/incidents.ts';
 import { RecentDecisions } from './incident/recent-decisions.ts';
+import { ThreatFeeds } from './threat-feeds/threat-feeds.ts';
+import { threatFeedEndpoints } from './threat-feeds/threat-feed-endpoints.ts';
 import { ensureAdminToken } from './attestation/admin-token.ts';
 import { JoinTokens } from './attestation/join-tokens.ts';
 import { Authorizer } from './authz/authorize.ts';
@@ -161,7 +163,9 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
   // What every decision reads, one immutable snapshot swapped whole by its owners: policy, agents, revocations.
   const decisions = new DecisionState(PolicyEngine.empty(config.trustDomain));
   const agents = await AgentRegistry.load(store, decisions);
-  const policies = await PolicyStore.open({ store, decisions, trustDomain: config.trustDomain, audit });
+  const threatFeeds = new ThreatFeeds({ decisions, registry, logger: logger.child({ component: 'threat-feeds' }) });
+  cleanups.push(() => threatFeeds.close());
+  const policies = await PolicyStore.open({ store, decisions, trustDomain: config.trustDomain, audit, threatFeeds });
   if (config.policyFile !== undefined) {
     const applied = await policies.apply(readFileSync(config.policyFile, 'utf8'), config.policyFile, 'policy-file');
     log.info({ version: applied.version, changed: applied.changed }, 'policy file applied');
@@ -306,6 +310,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
             ...quarantineEndpoints({ trustDomain: config.trustDomain, quarantines, incidents, decisions, store, audit }),
             ...toolPinEndpoints({ toolPins, store, audit }),
             ...approvalEndpoints({ approvals, store, audit }),
+            ...threatFeedEndpoints({ policies, threatFeeds }),
           ],
           requireRole,
         ),

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { definedSegments, parsePolicyText } from '@airlock/control-plane/policy';
+import { definedSegments, parsePolicyDocuments } from '@airlock/control-plane/policy';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { adminDelete, adminGet, adminPost } from '../admin-client.ts';
 import { parseFlags, UsageError } from '../args.ts';
@@ -13,8 +13,8 @@ invalid policy (nothing was changed); 3 \`diff\` found changes.`;
 export const POLICY_HELP: Readonly<Record<string, string>> = {
   apply: 'Usage: airlock apply -f FILE|DIR [-o table|json|yaml]\n\nAdds or replaces the Segment and Policy documents of FILE (or every .yaml/.yml file of DIR) by\nkind and name, atomically, as a new policy version. A bad bundle changes nothing.',
   diff: 'Usage: airlock diff -f FILE|DIR [-o table|json|yaml]\n\nShows what `apply` would change, without changing anything.',
-  get: 'Usage: airlock get segments|policies|ratelimits|agents|policy [NAME] [--version N] [-o table|json|yaml]\n\nLists the documents of the current policy version (or of --version N), or the registered agents.',
-  delete: 'Usage: airlock delete segment|policy|ratelimit NAME\n\nDeletes one document as a new policy version. A segment a policy or RateLimit still uses is refused.',
+  get: 'Usage: airlock get segments|policies|ratelimits|threat-feeds|agents|policy [NAME] [--version N] [-o table|json|yaml]\n\nLists the documents of the current policy version (or of --version N), the registered agents, or each threat feed\'s loaded copy (version, entries, bad entries, age, last error).',
+  delete: 'Usage: airlock delete segment|policy|ratelimit|threat-feed NAME\n\nDeletes one document as a new policy version. A segment a policy or RateLimit still uses is refused.',
   history: 'Usage: airlock history [-o table|json|yaml]\n\nThe policy versions, newest first: who made each, and how.',
   rollback: 'Usage: airlock rollback --to N\n\nMakes version N\'s documents current again, as a new version.',
   explain: 'Usage: airlock explain --from SPIFFE-ID --to HOST[:PORT] [--method GET] [--path /] [--tool T [--args JSON]] [--header NAME=VALUE]... [-o table|json|yaml]\n\nThe decision the control plane would make for this call now (verdict, policy version, policy, rule,\nreason), without sending traffic. PORT defaults to 80. --tool T explains an MCP tools/call of tool T\n(method POST unless --method says otherwise), with --args its arguments (a JSON object, {} if not given)\nfor argument rules. --header (repeatable) gives the headers of the call for header\nrules; the headers given are taken as all the headers of the call.',
@@ -98,8 +98,9 @@ export async function runGet(argv: string[]): Promise<number> {
     print(output, r.items, () => formatTable(['SPIFFE ID', 'INBOUND', 'UPDATED', 'LABELS'], r.items.map((a) => [a.spiffeId, a.inboundAddress, new Date(a.updatedAt).toISOString(), formatLabels(a.labels)])));
     return 0;
   }
+  if (what === 'threat-feeds' || what === 'threat-feed') return (await import('./threat-feeds.ts')).getThreatFeeds(c, output, name);
   const kind = what === 'segments' || what === 'segment' ? 'Segment' : what === 'policies' || what === 'policy' ? 'Policy' : what === 'ratelimits' || what === 'ratelimit' ? 'RateLimit' : undefined;
-  if (kind === undefined) throw new UsageError('expected `airlock get segments|policies|ratelimits|agents [NAME]`');
+  if (kind === undefined) throw new UsageError('expected `airlock get segments|policies|ratelimits|threat-feeds|agents [NAME]`');
   let path = '/v1/policy';
   if (typeof values.version === 'string') {
     if (!/^\d{1,9}$/.test(values.version)) throw new UsageError('--version must be a version number');
@@ -121,8 +122,8 @@ export async function runDelete(argv: string[]): Promise<number> {
   if (helpOr('delete', values)) return 0;
   const output = outputOf(values.output);
   const [what, name, ...more] = positionals;
-  const plural = what === 'segment' || what === 'segments' ? 'segments' : what === 'policy' || what === 'policies' ? 'policies' : what === 'ratelimit' || what === 'ratelimits' ? 'ratelimits' : undefined;
-  if (plural === undefined || name === undefined || more.length > 0) throw new UsageError('expected `airlock delete segment|policy|ratelimit NAME`');
+  const plural = what === 'segment' || what === 'segments' ? 'segments' : what === 'policy' || what === 'policies' ? 'policies' : what === 'ratelimit' || what === 'ratelimits' ? 'ratelimits' : what === 'threat-feed' || what === 'threat-feeds' ? 'threat-feeds' : undefined;
+  if (plural === undefined || name === undefined || more.length > 0) throw new UsageError('expected `airlock delete segment|policy|ratelimit|threat-feed NAME`');
   const r = (await adminDelete(credentialsOf(values), `/v1/${plural}/${encodeURIComponent(name)}`)) as ChangeResult;
   print(output, r, () => `deleted: policy version ${r.version}\n${changesTable(r)}`);
   return 0;
@@ -202,8 +203,8 @@ export function runValidate(argv: string[]): Promise<number> {
     console.log(POLICY_HELP.validate);
     return Promise.resolve(0);
   }
-  const { segments, policies, rateLimits } = validateDocuments(readDocuments(values.file));
-  console.log(`valid: ${segments} segment(s), ${policies} polic${policies === 1 ? 'y' : 'ies'}${rateLimits === 0 ? '' : `, ${rateLimits} rate limit(s)`}`);
+  const { segments, policies, rateLimits, threatFeeds } = validateDocuments(readDocuments(values.file));
+  console.log(`valid: ${segments} segment(s), ${policies} polic${policies === 1 ? 'y' : 'ies'}${rateLimits === 0 ? '' : `, ${rateLimits} rate limit(s)`}${threatFeeds === 0 ? '' : `, ${threatFeeds} threat feed(s)`}`);
   return Promise.resolve(0);
 }
 
@@ -211,24 +212,26 @@ export function runValidate(argv: string[]): Promise<number> {
  * Validates files as one set with exact file:line:col: each file is checked on its own, with the
  * segments the other files define counted as known (a policy may use a segment of another file).
  */
-export function validateDocuments(docs: readonly { file: string; text: string }[]): { segments: number; policies: number; rateLimits: number } {
+export function validateDocuments(docs: readonly { file: string; text: string }[]): { segments: number; policies: number; rateLimits: number; threatFeeds: number } {
   const segmentsOf = new Map(docs.map((d) => [d.file, definedSegments(d.text, d.file)]));
   const problems: string[] = [];
   let segments = 0;
   let policies = 0;
   let rateLimits = 0;
+  let threatFeeds = 0;
   for (const d of docs) {
     const known = new Set(docs.filter((o) => o !== d).flatMap((o) => segmentsOf.get(o.file) ?? []));
     try {
-      const p = parsePolicyText(d.text, d.file, known);
-      segments += p.segments.length;
-      policies += p.policies.length;
-      rateLimits += p.rateLimits?.length ?? 0;
+      const p = parsePolicyDocuments(d.text, d.file, known);
+      segments += p.docs.segments.length;
+      policies += p.docs.policies.length;
+      rateLimits += p.ordered.filter((o) => o.kind === 'RateLimit').length;
+      threatFeeds += p.ordered.filter((o) => o.kind === 'ThreatFeed').length;
     } catch (err) {
       if (!(err instanceof AirlockError)) throw err;
       problems.push(err.message.replace(/^invalid policy:\n/, ''));
     }
   }
   if (problems.length > 0) throw new AirlockError(ErrorCode.Policy, `invalid policy:\n${problems.join('\n')}`);
-  return { segments, policies, rateLimits };
+  return { segments, policies, rateLimits, threatFeeds };
 }

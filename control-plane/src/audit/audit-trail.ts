@@ -83,6 +83,7 @@ export function decisionEvent(e: Envelope, r: DecisionRecord): AuditEvent {
     seq: e.seq,
     source: r.source,
     sourceSegments: r.sourceSegments,
+    threat: r.threat === undefined ? undefined : { entry: r.threat.entry, feed: r.threat.feed, version: r.threat.version },
     time: e.time,
     tls: r.tls,
     verdict: r.verdict,

@@ -71,6 +71,8 @@ export interface DecisionRecord extends AuditRequest {
   readonly tls?: 'inspect' | 'originate';
   /** A RateLimit stopped this call (mode enforce: verdict deny) or would have (dry-run: let through, mode dry-run). */
   readonly rateLimit?: { readonly name: string; readonly per: 'source' | 'source-destination' | 'policy'; readonly mode: 'enforce' | 'dry-run'; readonly retryAfterMs: number };
+  /** The threat feed entry the destination matched (the call is then denied, reason `threat_feed: …`). */
+  readonly threat?: { readonly feed: string; readonly version: string; readonly entry: string };
 }
 
 /** A request refused before any decision: no or a wrong identity, malformed, over a limit. */

@@ -239,6 +239,7 @@ export class Authorizer {
       latencyMs: latency * 1000,
       ...(decision.allow && decision.tls !== undefined ? { tls: decision.tls } : {}),
       ...(rateLimit === undefined ? {} : { rateLimit }),
+      ...(judged.threat === undefined ? {} : { threat: judged.threat }),
     });
     // The destination's sidecar admits this one call on the ticket: the decision covers both hops.
     // None for a body not read as MCP (that sidecar asks, judging its own reading), a tools/list

@@ -2,6 +2,7 @@ import type { ToolPinMap } from '../mcp-pins/tool-pins.ts';
 import type { PolicyEngine } from '../policy/engine.ts';
 import type { QuarantineSelectors } from '../incident/quarantine-target.ts';
 import type { AgentRecord, QuarantineRecord } from '../store/store.ts';
+import type { ThreatIndex } from '../threat-feeds/threat-index.ts';
 
 /**
  * Everything a decision reads, as one immutable value: the compiled policy, the registered agents
@@ -17,6 +18,8 @@ export interface DecisionSnapshot {
   readonly toolPins?: ToolPinMap;
   /** The segment and label quarantines among them, compiled (incident/quarantine-target.ts); undefined: none. */
   readonly quarantineSelectors?: QuarantineSelectors;
+  /** Every loaded threat feed's entries (ThreatFeeds); none until one loads. */
+  readonly threats?: ThreatIndex;
 }
 
 /**

@@ -7,7 +7,7 @@ import { pinDenial, serverOf, type ToolPinMap } from './tool-pins.ts';
  * whose pin is broken (changed, or flagged, and not accepted, under deny or quarantine) is denied
  * whatever the policies say, with reason `tool_changed` or `tool_flagged`. Read from the snapshot.
  */
-export function denyIfToolPinBroken(decision: PolicyDecision, pins: ToolPinMap | undefined, input: DecisionInput): PolicyDecision {
+export function denyIfToolPinBroken<D extends PolicyDecision>(decision: D, pins: ToolPinMap | undefined, input: DecisionInput): D {
   const mcp = input.mcp;
   if (!decision.allow || pins === undefined || pins.size === 0 || mcp === undefined || !('method' in mcp) || mcp.method !== 'tools/call') return decision;
   const why = pinDenial(pins, serverOf(input.destination, input.port), mcp.tool);

@@ -10,6 +10,7 @@ import { ARGUMENT_PATH, filePathProblem, MAX_ARGUMENT_REGEX_LENGTH } from './arg
 import { FastDocuments } from './fast-yaml.ts';
 import { normalizePath } from './path.ts';
 import { rateLimitSpec, type RateLimitDoc } from './rate-limit-doc.ts';
+import { threatFeedSpec, type ThreatFeedDoc } from '../threat-feeds/document.ts';
 import type { ArgumentRuleDoc, ArgumentScalar, HeaderRuleDoc, McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc, TlsMode, ToolChangeAction } from './types.ts';
 import { checkDocumentMarkers, FILE_LIMITS, parseYamlDocuments, type YamlLimits } from './yaml-limits.ts';
 import { fieldOf, treeOf, type TreeMap, type TreeNode } from './yaml-tree.ts';
@@ -67,7 +68,7 @@ export function parsePolicyText(text: string, file: string, knownSegments: Reado
 }
 
 /** One valid document of a bundle, in bundle order. */
-export type ParsedDocument = { readonly kind: 'Segment'; readonly doc: SegmentDoc } | { readonly kind: 'Policy'; readonly doc: PolicyDoc } | { readonly kind: 'RateLimit'; readonly doc: RateLimitDoc };
+export type ParsedDocument = { readonly kind: 'Segment'; readonly doc: SegmentDoc } | { readonly kind: 'Policy'; readonly doc: PolicyDoc } | { readonly kind: 'RateLimit'; readonly doc: RateLimitDoc } | { readonly kind: 'ThreatFeed'; readonly doc: ThreatFeedDoc };
 
 export interface ParsedDocuments {
   readonly docs: PolicyDocuments;
@@ -88,7 +89,7 @@ export function parsePolicyDocuments(text: string, file: string, knownSegments: 
 
 /** One document of a bundle, as written: what the policy store keeps per version. */
 export interface PolicyEntry {
-  readonly kind: 'Segment' | 'Policy' | 'RateLimit';
+  readonly kind: 'Segment' | 'Policy' | 'RateLimit' | 'ThreatFeed';
   readonly name: string;
   /** The document's YAML, re-serialized on its own. */
   readonly yaml: string;
@@ -206,8 +207,14 @@ function validate(inputs: Iterable<DocumentInput>, problems: Problems, knownSegm
         ordered.push({ kind, doc });
         sources.push(index);
       }
+    } else if (kind === 'ThreatFeed') {
+      const f = threatFeedSpec(spec, { add: (n, m) => problems.add(n, m), fields: (m, path, known) => fields(m, path, known, problems) });
+      if (name !== undefined && f !== undefined) {
+        ordered.push({ kind, doc: { name, ...f, at: problems.at(root) } });
+        sources.push(index);
+      }
     } else if (kind !== undefined) {
-      problems.add(top.get('kind'), `kind must be Segment, Policy or RateLimit, got "${kind}"`);
+      problems.add(top.get('kind'), `kind must be Segment, Policy, RateLimit or ThreatFeed, got "${kind}"`);
     }
   }
   checkReferences(segments, policies, problems, knownSegments, rateLimits);

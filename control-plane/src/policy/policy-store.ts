@@ -10,6 +10,7 @@ import type { RateLimitDoc } from './rate-limit-doc.ts';
 import type { PolicyDoc, SegmentDoc } from './types.ts';
 import { FILE_LIMITS } from './yaml-limits.ts';
 import { keepQuarantinedSegments } from '../incident/quarantine-target.ts';
+import type { ThreatFeedDoc } from '../threat-feeds/document.ts';
 
 export interface ChangeResult {
   /** The version in force after the operation (unchanged when nothing changed). */
@@ -26,6 +27,8 @@ export interface PolicyStoreOptions {
   readonly decisions: DecisionState;
   readonly trustDomain: string;
   readonly audit: AuditLog;
+  /** Told the ThreatFeed documents of every version put in force (ThreatFeeds loads them). */
+  readonly threatFeeds?: { configure(docs: readonly ThreatFeedDoc[]): void };
 }
 
 /**
@@ -43,6 +46,7 @@ export class PolicyStore {
   #changing: Promise<unknown> = Promise.resolve();
   readonly #trustDomain: string;
   readonly #audit: AuditLog;
+  readonly #threatFeeds: PolicyStoreOptions['threatFeeds'];
   #entries: readonly PolicyEntry[];
   /** `#entries[i]` validated, read back from its stored YAML. */
   #docs: readonly ParsedDocument[];
@@ -53,6 +57,7 @@ export class PolicyStore {
     this.#decisions = o.decisions;
     this.#trustDomain = o.trustDomain;
     this.#audit = o.audit;
+    this.#threatFeeds = o.threatFeeds;
     // Nothing in force yet to reuse: every stored document is read.
     this.#entries = [];
     this.#docs = [];
@@ -61,6 +66,7 @@ export class PolicyStore {
     this.#entries = entries;
     this.#engine = latest === undefined ? PolicyEngine.empty(o.trustDomain) : this.#compile(this.#docs, latest.version);
     this.#decisions.replace({ engine: this.#engine });
+    this.#threatFeeds?.configure(threatFeedsOf(this.#docs));
   }
 
   /** The policy set in force from the store's latest version. */
@@ -116,7 +122,7 @@ export class PolicyStore {
       throw new AirlockError(ErrorCode.NotFound, `${kind} "${name}" does not exist in version ${this.version()}`);
     }
     if (kind === 'Segment') {
-      const users = this.#docs.flatMap((d) => (d.kind !== 'Segment' && usesSegment(d.doc, name) ? [d] : []));
+      const users = this.#docs.flatMap((d) => ((d.kind === 'Policy' || d.kind === 'RateLimit') && usesSegment(d.doc, name) ? [d] : []));
       if (users.length > 0) {
         throw new AirlockError(ErrorCode.Conflict, `Segment "${name}" is used by ${users.map((d) => `${d.kind} "${d.doc.name}"`).join(', ')}; delete or change those first`);
       }
@@ -153,6 +159,7 @@ export class PolicyStore {
       this.#docs = docs;
       this.#engine = engine;
       this.#decisions.replace({ engine });
+      this.#threatFeeds?.configure(threatFeedsOf(docs));
       this.#audit.admin({ actor: latest.actor, action: 'policy.in-force', target: `version ${latest.version}`, detail: { madeBy: `policy.${latest.action}`, summary: latest.summary, elsewhere: true } });
     });
   }
@@ -187,6 +194,7 @@ export class PolicyStore {
     this.#docs = docs;
     this.#engine = engine;
     this.#decisions.replace({ engine });
+    this.#threatFeeds?.configure(threatFeedsOf(docs));
     this.#audit.admin({ actor, action: `policy.${action}`, target: `version ${version}`, detail: { summary, changes: changes.map((c) => ({ kind: c.kind, name: c.name, change: c.change, lines: c.lines })) } });
     return { version, changed: true, changes };
   }
@@ -225,7 +233,7 @@ export class PolicyStore {
     for (const d of docs) {
       if (d.kind === 'Segment') segments.push(d.doc);
       else if (d.kind === 'RateLimit') rateLimits.push(d.doc);
-      else policies.push(d.doc);
+      else if (d.kind === 'Policy') policies.push(d.doc);
     }
     return new PolicyEngine({ segments, policies, rateLimits }, this.#trustDomain, version);
   }
@@ -237,10 +245,12 @@ const usesSegment = (p: PolicyDoc | RateLimitDoc, segment: string): boolean => p
 function checkSegmentReferences(docs: readonly ParsedDocument[], file: string): void {
   const segments = new Set(docs.flatMap((d) => (d.kind === 'Segment' ? [d.doc.name] : [])));
   const problems = docs.flatMap((d) =>
-    d.kind !== 'Segment' ? [...d.doc.fromSegments, ...(d.doc.toSegments ?? [])].filter((s) => !segments.has(s)).map((s) => `${file}: ${d.kind} "${d.doc.name}" names segment "${s}", which is not defined`) : [],
+    d.kind === 'Policy' || d.kind === 'RateLimit' ? [...d.doc.fromSegments, ...(d.doc.toSegments ?? [])].filter((s) => !segments.has(s)).map((s) => `${file}: ${d.kind} "${d.doc.name}" names segment "${s}", which is not defined`) : [],
   );
   if (problems.length > 0) throw policyInvalid(problems);
 }
+
+const threatFeedsOf = (docs: readonly ParsedDocument[]): ThreatFeedDoc[] => docs.flatMap((d) => (d.kind === 'ThreatFeed' ? [d.doc] : []));
 
 function entriesOf(record: PolicyVersionRecord): PolicyEntry[] {
   return JSON.parse(record.entries) as PolicyEntry[];

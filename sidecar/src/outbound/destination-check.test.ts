@@ -25,6 +25,8 @@ describe('the forbidden address set, in every spelling', () => {
     ['0251.0376.0251.0376', 'cloud-metadata'], ['169.254.43518', 'cloud-metadata'], ['169.16689662', 'cloud-metadata'], ['169.254.169.254.', 'cloud-metadata'],
     ['::ffff:169.254.169.254', 'cloud-metadata'], ['[::ffff:a9fe:a9fe]', 'cloud-metadata'], ['0:0:0:0:0:ffff:a9fe:a9fe', 'cloud-metadata'],
     ['fd00:ec2::254', 'cloud-metadata'], ['[FD00:EC2:0:0:0:0:0:254]', 'cloud-metadata'],
+    // GCP's IPv6 metadata server, EKS Pod Identity's IPv6 one, ECS task credentials, Alibaba Cloud's
+    ['fd20:ce::254', 'cloud-metadata'], ['fd00:ec2::23', 'cloud-metadata'], ['::ffff:169.254.170.2', 'cloud-metadata'], ['0x646464c8', 'cloud-metadata'], ['100.100.100.100', 'allowed'],
     // loopback
     ['127.0.0.1', 'loopback'], ['127.1', 'loopback'], ['2130706433', 'loopback'], ['0x7f000001', 'loopback'], ['0177.0.0.1', 'loopback'], ['0x7f.1', 'loopback'],
     ['127.255.255.254', 'loopback'], ['::1', 'loopback'], ['0:0:0:0:0:0:0:1', 'loopback'], ['::ffff:127.0.0.1', 'loopback'], ['::ffff:7f00:1', 'loopback'],

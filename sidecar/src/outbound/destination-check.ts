@@ -1,5 +1,6 @@
 import { lookup, Resolver } from 'node:dns/promises';
-import { BlockList, connect, isIP, type Socket } from 'node:net';
+import { BlockList, connect, type Socket } from 'node:net';
+import { canonicalAddress, parseCidr, type CanonicalAddress } from '@airlock/common/addresses';
 import { networkInterfaces } from 'node:os';
 import { Agent } from 'undici';
 import { formatHostPort, parseHostPort } from '@airlock/common/config';
@@ -10,13 +11,7 @@ import { originateTls, type OriginationTrust } from './tls-origination.ts';
 /** The rule that forbids an address; named in the 403 body so the agent (and operator) learn which. */
 export type AddressRule = 'unspecified' | 'cloud-metadata' | 'sidecar-port' | 'control-plane' | 'loopback' | 'link-local' | 'operator-cidr';
 
-type Family = 'ipv4' | 'ipv6';
-
-/** An IP address in its one spelling: dotted quad, or compressed lower-case IPv6 (an IPv4-mapped one as the IPv4 address it reaches). */
-export interface CanonicalAddress {
-  readonly address: string;
-  readonly family: Family;
-}
+export { canonicalAddress, parseCidr, type CanonicalAddress } from '@airlock/common/addresses';
 
 /** An external destination whose every resolved address was checked: the only ones it may be dialled at. */
 export interface CheckedDestination {
@@ -40,45 +35,6 @@ export class ForbiddenDestinationError extends AirlockError {
   }
 }
 
-const MAPPED_IPV4 = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/;
-
-/**
- * `text` as an IP address in its one spelling, or undefined when it is none (a name). Read as
- * WHATWG URL reads a host, as readAuthority does, so every spelling a client may use is one
- * address here: `2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1` are 127.0.0.1, and
- * `::ffff:7f00:1` / `::ffff:127.0.0.1` are 127.0.0.1 too (the kernel reaches the IPv4 address).
- */
-export function canonicalAddress(text: string): CanonicalAddress | undefined {
-  const bare = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text;
-  let hostname: string;
-  try {
-    hostname = new URL(`http://${bare.includes(':') ? `[${bare}]` : bare}/`).hostname;
-  } catch {
-    return undefined;
-  }
-  const v6 = hostname.startsWith('[') ? hostname.slice(1, -1) : undefined;
-  if (v6 === undefined) return isIP(hostname) === 4 ? { address: hostname, family: 'ipv4' } : undefined;
-  const mapped = MAPPED_IPV4.exec(v6);
-  if (mapped !== null) {
-    const [hi, lo] = [parseInt(mapped[1] ?? '', 16), parseInt(mapped[2] ?? '', 16)];
-    return { address: `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`, family: 'ipv4' };
-  }
-  return { address: v6, family: 'ipv6' };
-}
-
-/** `a.b.c.d/n` or `x::/n` (any spelling canonicalAddress reads); throws a message for the config error. */
-export function parseCidr(text: string): { address: string; family: Family; prefix: number } {
-  const m = /^([^/]+)\/(\d{1,3})$/.exec(text.trim());
-  const ip = m === null ? undefined : canonicalAddress(m[1] ?? '');
-  if (m === null || ip === undefined) throw new Error(`"${text}" is not a CIDR (e.g. 10.0.0.0/8, fd00::/8)`);
-  const prefix = Number(m[2]);
-  // An IPv4-mapped CIDR (::ffff:10.0.0.0/104) is read as the IPv4 range it covers.
-  const mappedPrefix = ip.family === 'ipv4' && (m[1] ?? '').includes(':') ? prefix - 96 : prefix;
-  const max = ip.family === 'ipv4' ? 32 : 128;
-  if (mappedPrefix < 0 || mappedPrefix > max) throw new Error(`"${text}": the prefix length must be 0..${max}`);
-  return { address: ip.address, family: ip.family, prefix: mappedPrefix };
-}
-
 function blockList(cidrs: readonly string[]): BlockList {
   const list = new BlockList();
   for (const c of cidrs) {
@@ -89,7 +45,12 @@ function blockList(cidrs: readonly string[]): BlockList {
 }
 
 const UNSPECIFIED = blockList(['0.0.0.0/8', '::/128']);
-const CLOUD_METADATA = blockList(['169.254.169.254/32', 'fd00:ec2::254/128']);
+// AWS/Azure/GCP/Oracle/DigitalOcean IMDS and AWS's IPv6 one, AWS ECS task credentials and EKS Pod
+// Identity (link-local, but egressAllowCidrs may re-allow link-local: never these), GCP's IPv6 metadata
+// server, Alibaba Cloud's (not link-local at all).
+const CLOUD_METADATA = blockList(['169.254.169.254/32', 'fd00:ec2::254/128', '169.254.170.2/32', '169.254.170.23/32', 'fd00:ec2::23/128', 'fd20:ce::254/128', '100.100.100.200/32']);
+/** Metadata services by name: refused before any resolution, whatever a resolver answers for them. */
+const CLOUD_METADATA_NAMES = new Set(['metadata.google.internal', 'metadata.goog', 'metadata', 'instance-data', 'instance-data.ec2.internal', 'metadata.tencentyun.com']);
 const LOOPBACK = blockList(['127.0.0.0/8', '::1/128']);
 const LINK_LOCAL = blockList(['169.254.0.0/16', 'fe80::/10']);
 
@@ -130,6 +91,7 @@ export class DestinationCheck {
 
   async check(target: { host: string; port: number }): Promise<CheckedDestination> {
     const literal = canonicalAddress(target.host);
+    if (literal === undefined && CLOUD_METADATA_NAMES.has(target.host.toLowerCase().replace(/\.$/, ''))) throw new ForbiddenDestinationError(target.host, target.port, target.host, 'cloud-metadata');
     const addresses = literal !== undefined ? [literal.address] : await this.#lookup(target);
     const checked: string[] = [];
     for (const text of addresses) {

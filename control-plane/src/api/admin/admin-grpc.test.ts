@@ -85,6 +85,16 @@ describe('AdminService over mTLS: admin certificates and bearer tokens, same rol
     expect(history.versions[0]?.actor).toBe('cert:bob');
   });
 
+  it('lists and deletes ThreatFeed documents as their own kind', async () => {
+    const editor = client(await adminCert('carol', 'editor'));
+    await apply(editor, 'apiVersion: airlock.dev/v1\nkind: ThreatFeed\nmetadata: { name: bad }\nspec: { source: { file: /nonexistent/bad.txt } }\n');
+    const feeds = await new Promise<ListDocumentsResponse>((resolve, reject) => editor.listDocuments({ kind: DocumentKind.DOCUMENT_KIND_THREAT_FEED }, (err, res) => (err === null ? resolve(res) : reject(err))));
+    expect(feeds.documents.map((d) => [d.kind, d.name])).toEqual([[DocumentKind.DOCUMENT_KIND_THREAT_FEED, 'bad']]);
+    expect((await list(editor)).documents.map((d) => d.name)).not.toContain('bad');
+    const deleted = await new Promise<{ changed: boolean }>((resolve, reject) => editor.deleteDocument({ kind: DocumentKind.DOCUMENT_KIND_THREAT_FEED, name: 'bad' }, (err, res) => (err === null ? resolve(res) : reject(err))));
+    expect(deleted.changed).toBe(true);
+  });
+
   it('explains a tools/call with its arguments, as HTTP does', async () => {
     const editor = client(await adminCert('carol', 'editor'));
     await apply(editor, `${SEGMENT('agents')}---

@@ -29,6 +29,8 @@ export const DocumentKind = {
   DOCUMENT_KIND_POLICY: 2,
   /** DOCUMENT_KIND_RATE_LIMIT - 14rate range. */
   DOCUMENT_KIND_RATE_LIMIT: 70,
+  /** DOCUMENT_KIND_THREAT_FEED - A ThreatFeed document (15feeds range 100-109). */
+  DOCUMENT_KIND_THREAT_FEED: 100,
   UNRECOGNIZED: -1,
 } as const;
 
@@ -39,6 +41,7 @@ export namespace DocumentKind {
   export type DOCUMENT_KIND_SEGMENT = typeof DocumentKind.DOCUMENT_KIND_SEGMENT;
   export type DOCUMENT_KIND_POLICY = typeof DocumentKind.DOCUMENT_KIND_POLICY;
   export type DOCUMENT_KIND_RATE_LIMIT = typeof DocumentKind.DOCUMENT_KIND_RATE_LIMIT;
+  export type DOCUMENT_KIND_THREAT_FEED = typeof DocumentKind.DOCUMENT_KIND_THREAT_FEED;
   export type UNRECOGNIZED = typeof DocumentKind.UNRECOGNIZED;
 }
 

@@ -1,0 +1,246 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { boundPort, closeServer } from '@airlock/common/net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminGet } from '../cli/src/admin-client.ts';
+import { auditEventsOf, auditSchemaProblems } from '../control-plane/src/testing/audit-events.ts';
+import { createTestCa } from '../sidecar/src/testing/certs.ts';
+import { startLoopbackDns } from './support/loopback-dns.ts';
+import { rawHttp } from './support/raw-http.ts';
+import { startMesh, type Mesh } from './support/mesh.ts';
+
+interface FeedStatus {
+  name: string;
+  lastAttemptAt?: string;
+  version?: string;
+  entries: number;
+  badEntries: number;
+  badSamples: string[];
+  lastError?: string;
+  ageSeconds?: number;
+}
+
+const BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
+
+function airlock(args: string[], credentials: string): Promise<{ code: number; stdout: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, AIRLOCK_CREDENTIALS: credentials }, timeout: 20_000 }, (err, stdout) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout });
+    });
+  });
+}
+
+const stix = (ips: readonly string[]): string =>
+  JSON.stringify({
+    type: 'bundle',
+    id: 'bundle--5d0092c5-5f74-4287-9642-33f4c354e56d',
+    objects: ips.map((ip, i) => ({ type: 'indicator', spec_version: '2.1', id: `indicator--0000000${i}-0000-4000-8000-000000000000`, pattern_type: 'stix', pattern: `[ipv4-addr:value = '${ip}']`, valid_from: '2026-01-01T00:00:00Z' })),
+  });
+
+/**
+ * ThreatFeed documents, applied as any policy document, loaded by the control plane from a file and
+ * from a loopback HTTPS URL (its CA named), deny calls through a real sidecar to a listed domain (and
+ * its subdomains) or address (in any spelling) whatever the policies allow, naming the feed, its
+ * version and the entry; a reload that adds an entry takes effect; a broken feed keeps its last good copy.
+ */
+describe('threat feeds deny listed egress destinations through a real sidecar', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-feeds-'));
+  const listFile = join(dir, 'bad-domains.txt');
+  const caFile = join(dir, 'feed-ca.pem');
+  let mesh: Mesh;
+  let external: Server;
+  let feedServer: Server;
+  let dns: { port: number; close(): void };
+  let externalPort = 0;
+  let hits = 0;
+  let feedBody = stix(['127.0.0.1']);
+
+  beforeAll(async () => {
+    external = createHttpServer((req, res) => {
+      hits++;
+      res.end(`external ok (Host ${req.headers.host ?? ''})`);
+    });
+    await new Promise<void>((r) => external.listen(0, '127.0.0.1', r));
+    externalPort = boundPort(external);
+    const ca = createTestCa('Feed Test CA');
+    const leaf = ca.issue({ dnsNames: ['localhost'], ips: ['127.0.0.1'], ttlMs: 3_600_000 });
+    writeFileSync(caFile, ca.certPem);
+    feedServer = createHttpsServer({ key: leaf.keyPem, cert: leaf.certPem }, (_req, res) => res.end(feedBody));
+    await new Promise<void>((r) => feedServer.listen(0, '127.0.0.1', r));
+    dns = await startLoopbackDns(new Map(['evil.feed.test', 'api.evil.feed.test', 'later.feed.test', 'clean.feed.test', 'notevil.feed.test'].map((n) => [n, '127.0.0.1'])));
+    writeFileSync(listFile, '# known bad\nevil.feed.test\nthis is not an entry\n');
+    const policy = `apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: agents }
+spec: { selector: { namespace: agents } }
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: anywhere }
+spec:
+  from: { segments: [agents] }
+  to: { hosts: ['*.feed.test', 127.0.0.1], ports: [${externalPort}] }
+  action: allow
+`;
+    mesh = await startMesh({ agents: ['agent'], policy, authzTimeout: '5s', sidecarArgs: ['--egress-dns-servers', `127.0.0.1:${dns.port}`, '--egress-allow-cidrs', '127.0.0.0/8'] });
+  }, 120_000);
+
+  afterAll(async () => {
+    await mesh.close();
+    await closeServer(external);
+    await closeServer(feedServer);
+    dns.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const get = (host: string) => mesh.call('agent', 'GET', `http://${host}:${externalPort}/`);
+  const feeds = async (): Promise<Map<string, FeedStatus>> => new Map(((await adminGet(mesh.creds, '/v1/threat-feeds')) as { items: FeedStatus[] }).items.map((f) => [f.name, f]));
+  /** Polls (bounded: 15 s) until `ok` holds. */
+  async function until<T>(read: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
+    for (let i = 0; i < 150; i++) {
+      const v = await read();
+      if (ok(v)) return v;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error('condition never held');
+  }
+
+  it('denies a listed domain, its subdomains and a listed address in every spelling, naming feed, version and entry', async () => {
+    // Allowed by the policy before any feed: what the feeds below must overrule.
+    for (const host of ['api.evil.feed.test', '127.0.0.1']) expect((await get(host)).status, host).toBe(200);
+    const feedsFile = join(dir, 'feeds.yaml');
+    writeFileSync(
+      feedsFile,
+      `apiVersion: airlock.dev/v1
+kind: ThreatFeed
+metadata: { name: file-feed }
+spec: { source: { file: ${listFile} }, refreshSeconds: 1 }
+---
+apiVersion: airlock.dev/v1
+kind: ThreatFeed
+metadata: { name: url-feed }
+spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", caFile: ${caFile} }, format: stix, refreshSeconds: 1 }
+`,
+    );
+    const credentials = join(dir, 'admin.json');
+    writeFileSync(credentials, JSON.stringify(mesh.creds));
+    expect((await airlock(['validate', '-f', feedsFile], credentials)).stdout).toBe('valid: 0 segment(s), 0 policies, 2 threat feed(s)\n');
+    const applied = await airlock(['apply', '-f', feedsFile, '-o', 'json'], credentials);
+    expect(JSON.parse(applied.stdout)).toMatchObject({ changed: true });
+    const loaded = await until(feeds, (f) => f.get('file-feed')?.version !== undefined && f.get('url-feed')?.version !== undefined);
+    expect(loaded.get('file-feed')).toMatchObject({ entries: 1, badEntries: 1, badSamples: ['line 3: more than one entry on the line'] });
+    expect(loaded.get('url-feed')).toMatchObject({ entries: 1, badEntries: 0 });
+    // `airlock get threat-feeds` says the same, bad lines quoted.
+    const cli = await airlock(['get', 'threat-feeds'], credentials);
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toMatch(/^file-feed +sha256:[0-9a-f]{16} +1 +1 +\d+s/m);
+    expect(cli.stdout).toMatch(/^url-feed +sha256:[0-9a-f]{16} +1 +0 /m);
+    expect(cli.stdout).toContain('file-feed: line 3: more than one entry on the line');
+    const fileVersion = loaded.get('file-feed')?.version ?? '';
+    const urlVersion = loaded.get('url-feed')?.version ?? '';
+
+    const before = hits;
+    const denied: string[] = [];
+    for (const [host, feed, version, entry] of [
+      ['evil.feed.test', 'file-feed', fileVersion, 'evil.feed.test'],
+      ['api.evil.feed.test', 'file-feed', fileVersion, 'evil.feed.test'],
+      ['127.0.0.1', 'url-feed', urlVersion, '127.0.0.1'],
+      ['2130706433', 'url-feed', urlVersion, '127.0.0.1'],
+      ['0x7f.0.0.1', 'url-feed', urlVersion, '127.0.0.1'],
+      ['[::ffff:127.0.0.1]', 'url-feed', urlVersion, '127.0.0.1'],
+    ] as const) {
+      const res = await get(host);
+      expect(res.status, host).toBe(403);
+      const body = res.json<{ reason: string; decisionId: string }>();
+      expect(body.reason, host).toMatch(new RegExp(`^threat_feed: .* is listed by threat feed "${feed}" \\(version ${version.replace(':', '\\:')}, entry "${entry.replace(/\./g, '\\.')}"\\)$`));
+      denied.push(body.decisionId);
+    }
+    // The CONNECT twin (a tunnel is judged on its authority): refused before any tunnel opens.
+    for (const authority of [`api.evil.feed.test:${externalPort}`, `0x7f000001:${externalPort}`]) {
+      const tunnel = await rawHttp(mesh.agent('agent').outboundPort, `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`, { timeoutMs: 5000 });
+      expect(tunnel.status, authority).toBe(403);
+      const body = JSON.parse(tunnel.body) as { reason: string; decisionId: string };
+      expect(body.reason, authority).toMatch(/^threat_feed: .* is listed by threat feed "(file|url)-feed"/);
+      denied.push(body.decisionId);
+    }
+    expect(hits).toBe(before);
+    // Not listed: a name that only ends the same way.
+    expect((await get('notevil.feed.test')).status).toBe(200);
+
+    // The audit names the feed, version and entry, in the schema.
+    const events = await until(
+      () => Promise.resolve(auditEventsOf(readFileSync(join(mesh.dir, 'control-plane.log'), 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>))),
+      (e) => denied.every((id) => e.some((x) => x.decisionId === id)),
+    );
+    for (const id of denied) {
+      const event = events.find((e) => e.decisionId === id);
+      expect(event).toMatchObject({ verdict: 'deny', threat: { feed: expect.stringMatching(/^(file|url)-feed$/) as unknown, version: expect.stringMatching(/^sha256:/) as unknown } });
+      expect(auditSchemaProblems(event)).toEqual([]);
+    }
+  });
+
+  it('a reload that adds an entry takes effect', async () => {
+    expect((await get('later.feed.test')).status).toBe(200);
+    writeFileSync(listFile, '# known bad\nevil.feed.test\nlater.feed.test\n');
+    const res = await until(() => get('later.feed.test'), (r) => r.status === 403);
+    expect(res.json<{ reason: string }>().reason).toMatch(/listed by threat feed "file-feed" .*entry "later\.feed\.test"/);
+  });
+
+  it('a feed that fails to load keeps its last good copy, and says how old it is', async () => {
+    const good = await feeds();
+    unlinkSync(listFile);
+    feedBody = '{"type": "not a bundle"';
+    const broken = await until(feeds, (f) => f.get('file-feed')?.lastError !== undefined && f.get('url-feed')?.lastError !== undefined);
+    expect(broken.get('file-feed')).toMatchObject({ version: good.get('file-feed')?.version, entries: 2, lastError: expect.stringMatching(/ENOENT/) as unknown });
+    expect(broken.get('url-feed')).toMatchObject({ version: good.get('url-feed')?.version, entries: 1, lastError: expect.stringMatching(/not JSON/) as unknown });
+    for (const host of ['later.feed.test', 'api.evil.feed.test', '127.0.0.1']) expect((await get(host)).status, host).toBe(403);
+    const cli = await airlock(['get', 'threat-feeds', 'file-feed'], join(dir, 'admin.json'));
+    expect(cli.stdout).toMatch(/^file-feed +sha256:[0-9a-f]{16} +2 +0 +\d+s +.*ENOENT/m);
+    const metrics = await (await fetch(`http://127.0.0.1:${mesh.httpPort}/metrics`)).text();
+    expect(metrics).toMatch(/^airlock_threat_feed_age_seconds\{feed="url-feed",process="control-plane"\} [0-9.]+$/m);
+    expect(metrics).toMatch(/^airlock_threat_feed_last_load_ok\{feed="file-feed",process="control-plane"\} 0$/m);
+    expect(metrics).toMatch(/^airlock_threat_feed_load_failures_total\{feed="file-feed",process="control-plane"\} [1-9][0-9]*$/m);
+    expect(metrics).toMatch(/^airlock_threat_feed_bad_entries\{feed="file-feed",process="control-plane"\} 0$/m);
+  });
+
+  it('a feed pointed at a secret file never quotes it: not in the status, the CLI or the log', async () => {
+    // An editor (not an admin) points feeds at the control plane's admin token, in both formats, and
+    // at a file whose lines are not entries: the viewer-readable status must not become a file reader.
+    const token = readFileSync(join(mesh.dataDir, 'admin-token'), 'utf8').trim();
+    const secretFile = join(dir, 'secret.txt');
+    writeFileSync(secretFile, `password = hunter2-${token.slice(0, 8)}\nkey: ${token}\n`);
+    const yaml = [
+      ['token-list', join(mesh.dataDir, 'admin-token'), 'list'],
+      ['token-stix', join(mesh.dataDir, 'admin-token'), 'stix'],
+      ['secret-list', secretFile, 'list'],
+      ['secret-stix', secretFile, 'stix'],
+    ]
+      .map(([name, file, format]) => `apiVersion: airlock.dev/v1\nkind: ThreatFeed\nmetadata: { name: ${name} }\nspec: { source: { file: ${file} }, format: ${format} }\n`)
+      .join('---\n');
+    const file = join(dir, 'secret-feeds.yaml');
+    writeFileSync(file, yaml);
+    expect((await airlock(['apply', '-f', file], join(dir, 'admin.json'))).code).toBe(0);
+    const status = await until(feeds, (f) => ['token-list', 'token-stix', 'secret-list', 'secret-stix'].every((n) => f.get(n)?.lastAttemptAt !== undefined));
+    expect(status.get('token-stix')?.lastError).toBe('not JSON');
+    expect(status.get('secret-list')).toMatchObject({ badEntries: 2, badSamples: ['line 1: more than one entry on the line', 'line 2: more than one entry on the line'] });
+    const shown = [JSON.stringify([...status.values()]), (await airlock(['get', 'threat-feeds', '-o', 'json'], join(dir, 'admin.json'))).stdout, (await airlock(['get', 'threat-feeds'], join(dir, 'admin.json'))).stdout];
+    const log = readFileSync(join(mesh.dir, 'control-plane.log'), 'utf8');
+    for (const text of [...shown, log]) {
+      // Lines are read in lower case: so is the check.
+      expect(text.toLowerCase()).not.toContain(token.slice(0, 12).toLowerCase());
+      expect(text).not.toContain('hunter2');
+    }
+  });
+
+  it('a deleted feed lists nothing from the next call', async () => {
+    expect((await get('127.0.0.1')).status).toBe(403);
+    const deleted = await airlock(['delete', 'threat-feed', 'url-feed'], join(dir, 'admin.json'));
+    expect(deleted.code).toBe(0);
+    expect((await get('127.0.0.1')).status).toBe(200);
+    expect([...(await feeds()).keys()]).not.toContain('url-feed');
+  });
+});
