@@ -2,6 +2,8 @@
 // (Debian's prometheus package): the control plane's :15014/metrics and a sidecar's :15020/metrics,
 // scraped from real processes after allowed and denied calls, so the labelled series exist too.
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Mesh } from './support/mesh.ts';
 import { startStandardMesh } from './support/standard-mesh.ts';
@@ -32,6 +34,17 @@ describe.skipIf(!hasPromtool)('every /metrics endpoint', () => {
     const text = await (await fetch(`http://127.0.0.1:${port(mesh)}/metrics`)).text();
     expect(text).toMatch(/^airlock_process_cpu_seconds_total/m); // Node's default metrics are there
     expect(promtool(text)).toEqual({ status: 0, problems: '' });
+  });
+
+  it("the README documents every metric Airlock itself exports (Node's defaults aside)", async () => {
+    const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+    const names = new Set<string>();
+    for (const port of [mesh.httpPort, mesh.agent('planner').adminPort]) {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      for (const m of text.matchAll(/^# HELP (airlock_[a-z0-9_]+) /gm)) if (m[1] !== undefined && !/^airlock_(process|nodejs)_/.test(m[1])) names.add(m[1]);
+    }
+    expect(names.size).toBeGreaterThan(20);
+    expect([...names].filter((n) => !readme.includes(n)).sort()).toEqual([]);
   });
 
   it('promtool does catch a gauge named _total (the check is live)', () => {
