@@ -73,8 +73,9 @@ describe('tickets', () => {
   async function metric(port: number, name: string, labels = ''): Promise<number> {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const wanted = labels === '' ? [] : labels.split(',');
-    const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && wanted.every((w) => l.slice(name.length, l.indexOf('}')).includes(w)));
-    return line === undefined ? 0 : Number(line.split(' ').pop());
+    // The sum over every series with these labels (others, such as reason_class, may split them).
+    const lines = text.split('\n').filter((l) => l.startsWith(`${name}{`) && wanted.every((w) => l.slice(name.length, l.indexOf('}')).includes(w)));
+    return lines.reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
   }
   const ingress = (name: string, labels = ''): Promise<number> => metric(mesh.agent('researcher').adminPort, name, labels);
   const inboundDecisions = async (): Promise<number> =>
