@@ -1,5 +1,5 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import type { Logger } from '@airlock/common/logging';
+import { jsonFieldWriter, type Logger } from '@airlock/common/logging';
 import { errorMessage } from '@airlock/common/errors';
 import { hash as digest, randomUUID } from 'node:crypto';
 import { GENESIS_PREV_HASH, hashEvent } from './canonical.ts';
@@ -104,9 +104,12 @@ export class AuditTrail implements AuditLog {
   // An ISO time formatted at most once per millisecond (one event per decision).
   #timeMs = -1;
   #timeIso = '';
+  /** A decision's line from the JSON already made to hash it (not serialized twice). */
+  readonly #decisionLine: (json: string) => void;
 
   constructor(o: AuditTrailOptions) {
     this.#o = o;
+    this.#decisionLine = jsonFieldWriter(o.logger, 'audit', MESSAGES.decision);
     this.#sinks = o.sinks ?? [];
     const previous = readLink(o.stateFile);
     this.#append('chain-start', previous === undefined ? {} : { previous });
@@ -185,11 +188,12 @@ export class AuditTrail implements AuditLog {
     if (++this.#sinceCheckpoint >= this.#o.checkpointEvery) this.checkpoint();
   }
 
-  /** Links the event (of hash `hash`) in, writes it and hands it to the sinks. */
+  /** Links the event (of hash `hash`, and `json` for a decision) in, writes it and hands it to the sinks. */
   #write(event: AuditEvent, hash: string, json?: string): void {
     this.#seq++;
     this.#prevHash = hash;
-    this.#o.logger.info({ audit: event }, MESSAGES[event.kind]);
+    if (json !== undefined) this.#decisionLine(json);
+    else this.#o.logger.info({ audit: event }, MESSAGES[event.kind]);
     if (this.#sinks.length === 0) return;
     const line = json ?? JSON.stringify(event);
     for (const s of this.#sinks) s.submit(line);
