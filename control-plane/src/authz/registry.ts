@@ -66,7 +66,8 @@ function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<stri
  * service account. The host maps to one SPIFFE ID, so no agent can claim another's name.
  */
 export function lookupMeshHost(agents: AgentLookup, trustDomain: string, host: string): { id: SpiffeId; agent: AgentRecord } | undefined {
-  const h = host.toLowerCase().replace(/\.$/, '');
+  const lower = host.toLowerCase();
+  const h = lower.endsWith('.') ? lower.slice(0, -1) : lower;
   const dot = h.lastIndexOf('.');
   if (dot <= 0) return undefined;
   // Looked up before it is parsed (a mesh call per decision: parsing was ~5 % of one); a string
