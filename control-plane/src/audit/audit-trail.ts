@@ -186,16 +186,17 @@ export class AuditTrail implements AuditLog {
     return this.#sinks.every((s) => s.accepting());
   }
 
+  /** Resolves once no checkpoint is being signed (the events that waited for one may start the next: that one too). */
+  async settled(): Promise<void> {
+    for (let signing = this.#pending(); signing !== undefined; signing = this.#pending()) await signing.done;
+  }
+
   /** A last checkpoint (the chain's tail is then signed), then the sinks closed; nothing is recorded after. */
   async close(): Promise<void> {
     clearInterval(this.#timer);
-    // The events that waited for a checkpoint may start the next one: until the tail is signed (or no key is held).
+    // Until the tail is signed (or no key is held).
     for (;;) {
-      const signing = this.#pending();
-      if (signing !== undefined) {
-        await signing.done;
-        continue;
-      }
+      await this.settled();
       if (this.#sinceCheckpoint === 0) break;
       this.checkpoint();
       if (this.#pending() === undefined) break;
