@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -239,6 +240,28 @@ describe('the audit trail', () => {
         expect(verify(lines)).toMatchObject({ warnings: [], chains: [{ checkpoints: 3, unsigned: 0 }] });
         expect(verify(lines).broken).toBeUndefined();
       });
+    });
+
+    // A real process with the default (buffered) stdout destination, ending while checkpoints are being signed.
+    it.each([
+      ['process.exit()', 'process.exit(0);'],
+      ['an uncaught error', "throw new Error('boom');"],
+    ])('a process ending by %s while checkpoints are signed writes every event, signed, and the chain verifies', (_how, end) => {
+      const script = `
+        import { createRootLogger } from ${JSON.stringify(join(import.meta.dirname, '../../../common/src/logging.ts'))};
+        import { AuditTrail } from ${JSON.stringify(join(import.meta.dirname, 'audit-trail.ts'))};
+        const logger = createRootLogger({ process: 'control-plane', level: 'error' });
+        const signer = JSON.parse(process.env.SIGNER);
+        const t = new AuditTrail({ logger: logger.child({ component: 'audit' }, { level: 'info' }), log: logger, replica: 'cp-0', signer: () => signer, checkpointEvery: 3, checkpointIntervalMs: 3600000 });
+        for (let i = 0; i < 10; i++) t.decision(${JSON.stringify(DECISION)});
+        ${end}
+      `;
+      const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, SIGNER: JSON.stringify(signer) }, encoding: 'utf8' });
+      const lines = child.stdout.split('\n').filter((l) => l !== '');
+      // chain-start counts: checkpoints after decisions 2, 5, 8 (the last one was being signed at the end), then 2 unsigned.
+      expect(kinds(lines)).toEqual(['chain-start', 'decision', 'decision', 'checkpoint', 'decision', 'decision', 'decision', 'checkpoint', 'decision', 'decision', 'decision', 'checkpoint', 'decision', 'decision']);
+      expect(verify(lines).broken).toBeUndefined();
+      expect(verify(lines).chains).toMatchObject([{ checkpoints: 3, unsigned: 2 }]);
     });
 
     it('a checkpoint that cannot be signed gives its place back: the waiting events follow without a gap', async () => {

@@ -113,8 +113,6 @@ export class AuditTrail implements AuditLog {
   #signing: Signing | undefined;
   /** The state file's writes, one after the other. */
   #stateWrite: Promise<void> = Promise.resolve();
-  /** On exit (an uncaught error, process.exit) a checkpoint being signed is finished synchronously: no event waits unwritten. */
-  readonly #onExit = (): void => this.finishSync();
 
   constructor(o: AuditTrailOptions) {
     this.#o = o;
@@ -126,8 +124,7 @@ export class AuditTrail implements AuditLog {
       if (this.#sinceCheckpoint > 0) this.checkpoint();
     }, o.checkpointIntervalMs);
     this.#timer.unref();
-    // Before the log destination's own exit flush (registered when the logger was made), so that what this writes is flushed too.
-    process.prependListener('exit', this.#onExit);
+    finishOnExit(this);
   }
 
   decision(record: DecisionRecord): void {
@@ -201,7 +198,7 @@ export class AuditTrail implements AuditLog {
       this.checkpoint();
       if (this.#pending() === undefined) break;
     }
-    process.removeListener('exit', this.#onExit);
+    open.delete(this);
     await this.#stateWrite;
     for (const s of this.#sinks) await s.close();
   }
@@ -295,6 +292,20 @@ export class AuditTrail implements AuditLog {
     const line = json ?? JSON.stringify(event);
     for (const s of this.#sinks) s.submit(line);
   }
+}
+
+/** The trails not closed yet: on exit (an uncaught error, process.exit) their checkpoints being signed are finished synchronously, so no event waits unwritten. */
+const open = new Set<AuditTrail>();
+let exitListener = false;
+
+function finishOnExit(trail: AuditTrail): void {
+  open.add(trail);
+  if (exitListener) return;
+  exitListener = true;
+  // Before the log destination's own exit flush (registered when the logger was made), so that what this writes is flushed too.
+  process.prependListener('exit', () => {
+    for (const t of open) t.finishSync();
+  });
 }
 
 /** Events held at most while a checkpoint is signed (~1 ms of them at full rate): past it decisions are refused. */
