@@ -3,7 +3,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createRootLogger, redactQuery } from './logging.ts';
+import { createRootLogger, jsonFieldWriter, redactQuery } from './logging.ts';
 
 const LOGGING = join(import.meta.dirname, 'logging.ts');
 const LINES = 3000;
@@ -101,5 +101,33 @@ describe('redactQuery', () => {
   ])('%s → %s', (target, want) => {
     expect(redactQuery(target)).toBe(want);
     expect(redactQuery(target)).not.toContain('SECRET');
+  });
+});
+
+describe('jsonFieldWriter', () => {
+  const lines: string[] = [];
+  const destination = { write: (line: string): void => void lines.push(line) };
+  // The control plane's audit logger: a child with its component, info, no redaction.
+  const audit = createRootLogger({ process: 'control-plane', level: 'warn', destination }).child({ component: 'audit' }, { level: 'info', redact: { paths: [] } });
+  const event = { kind: 'decision', path: '/v1/"quoted"\\/é\u2028', n: 1.5, list: ['a'], nested: { b: true } };
+  const withoutTime = (line: string): string => line.replace(/,"time":"[^"]*"/, '');
+
+  it("writes, from the value's JSON, the line pino writes for the value (but its time)", () => {
+    lines.length = 0;
+    audit.info({ audit: event }, 'authorization "decision"');
+    jsonFieldWriter(audit, 'audit', 'authorization "decision"')(JSON.stringify(event));
+    expect(lines).toHaveLength(2);
+    expect(withoutTime(lines[1] ?? '')).toBe(withoutTime(lines[0] ?? ''));
+    expect(lines[1]).toMatch(/^\{"level":"info","time":"[^"]+","process":"control-plane",/);
+    expect((JSON.parse(lines[1] ?? '') as { audit: unknown }).audit).toEqual(event);
+  });
+
+  it('writes nothing below its level, and through plain info for a logger it does not reproduce (a message prefix)', () => {
+    lines.length = 0;
+    jsonFieldWriter(createRootLogger({ process: 'p', level: 'warn', destination }), 'audit', 'm')(JSON.stringify(event));
+    expect(lines).toHaveLength(0);
+    const prefixed = createRootLogger({ process: 'p', destination }).child({}, { msgPrefix: '[x] ' });
+    jsonFieldWriter(prefixed, 'audit', 'm')(JSON.stringify(event));
+    expect(JSON.parse(lines[0] ?? '')).toMatchObject({ audit: event, msg: '[x] m' });
   });
 });

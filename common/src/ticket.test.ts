@@ -1,6 +1,6 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { MAX_TICKET_CHARS, openTicket, sealTicket, ticketMacValid, type TicketClaims } from './ticket.ts';
+import { MAX_TICKET_CHARS, openTicket, sealTicket, TicketMacKey, ticketMacValid, type TicketClaims } from './ticket.ts';
 
 const key = { keyId: 7, key: randomBytes(32) };
 const claims: TicketClaims = {
@@ -59,5 +59,18 @@ describe('ticket codec', () => {
   it('issues no ticket for a call that does not fit one (the ingress then asks)', () => {
     expect(sealTicket({ ...claims, path: `/${'a'.repeat(MAX_TICKET_CHARS)}` }, key)).toBeUndefined();
     expect(sealTicket({ ...claims, decisionId: 'not-a-uuid' }, key)).toBeUndefined();
+  });
+
+  it('MACs with HMAC-SHA256 exactly (RFC 2104), from raw bytes or precomputed pads, whatever the claims', () => {
+    for (let i = 0; i < 200; i++) {
+      const k = { keyId: i, key: randomBytes(32) };
+      const c = { ...claims, decisionId: randomUUID(), path: `/${randomBytes(i).toString('hex')}`, mcpTool: 'é'.repeat(i % 7) };
+      const raw = Buffer.from(sealTicket(c, i % 2 === 0 ? k : { keyId: i, key: new TicketMacKey(k.key) }) ?? '', 'base64url');
+      const signed = raw.subarray(0, raw.length - 32);
+      expect(raw.subarray(raw.length - 32)).toEqual(createHmac('sha256', k.key).update(signed).digest());
+      const opened = openTicket(raw.toString('base64url'));
+      expect(opened !== undefined && ticketMacValid(opened, new TicketMacKey(k.key)) && ticketMacValid(opened, k.key)).toBe(true);
+      expect(opened !== undefined && ticketMacValid(opened, new TicketMacKey(randomBytes(32)))).toBe(false);
+    }
   });
 });

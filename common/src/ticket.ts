@@ -9,7 +9,7 @@
  *   destination instance, host, method, path, MCP method, MCP tool | 32-byte HMAC-SHA256 of all
  *   that precedes it, under the destination identity's key named by the key id.
  */
-import { createHmac, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 
 /** The request header that carries a ticket from the egress to the ingress sidecar (never to or from an app). */
 export const TICKET_HEADER = 'airlock-ticket';
@@ -59,11 +59,46 @@ export interface TicketKey {
   readonly key: Buffer;
 }
 
+/** SHA-256's block: HMAC's padded key is one block, prepended to the message. */
+const BLOCK = 64;
+
 /**
- * An HMAC key: on the hot path a KeyObject (createSecretKey), which HMACs ~6× faster than raw
- * bytes (createHmac with a Buffer imports the key into OpenSSL on every call).
+ * A ticket key ready to MAC with: HMAC-SHA256 (RFC 2104) as two one-shot SHA-256 calls over the
+ * key's inner and outer pads, computed once per key. On Node 24 (OpenSSL 3) `createHmac` costs
+ * ~3 µs per ticket even with a KeyObject (an EVP context per call); the two hashes ~1 µs.
  */
-export type MacKey = Buffer | KeyObject;
+export class TicketMacKey {
+  /** The key XOR ipad: the first block of the inner hash. */
+  readonly inner: Buffer;
+  /** The key XOR opad, then room for the inner digest: the whole outer hash's input (scratch, written per MAC). */
+  readonly outer: Buffer;
+
+  constructor(key: Buffer) {
+    if (key.length > BLOCK) throw new RangeError('a ticket key is at most one SHA-256 block');
+    this.inner = Buffer.alloc(BLOCK, 0x36);
+    this.outer = Buffer.alloc(BLOCK + 32, 0x5c);
+    for (let i = 0; i < key.length; i++) {
+      this.inner[i] = (this.inner[i] ?? 0) ^ (key[i] ?? 0);
+      this.outer[i] = (this.outer[i] ?? 0) ^ (key[i] ?? 0);
+    }
+  }
+}
+
+/** An HMAC key: raw bytes, or (on the hot paths) its pads computed once. */
+export type MacKey = Buffer | TicketMacKey;
+
+/**
+ * Writes HMAC-SHA256 of `block[BLOCK, end)` at `block[end, end + 32)`; `block[0, BLOCK)` is
+ * scratch (the inner pad goes there, so the message needs no copy). Synchronous: the key's outer
+ * scratch is never shared across a yield.
+ */
+function macInto(key: MacKey, block: Buffer, end: number): void {
+  const k = key instanceof TicketMacKey ? key : new TicketMacKey(key);
+  k.inner.copy(block, 0);
+  // 'binary' (latin1) strings: a one-shot hash to a Buffer is slower on Node 24 than to a string.
+  k.outer.write(hash('sha256', block.subarray(0, end), 'binary'), BLOCK, 'latin1');
+  block.write(hash('sha256', k.outer, 'binary'), end, 'latin1');
+}
 
 function strings(c: TicketClaims): readonly string[] {
   return [c.source, c.destination, c.instance, c.host, c.method, c.path, c.mcpMethod, c.mcpTool];
@@ -80,8 +115,9 @@ export function sealTicket(claims: TicketClaims, key: { readonly keyId: number; 
     size += 2 + n;
   }
   if (Math.ceil((size * 4) / 3) > MAX_TICKET_CHARS) return undefined;
-  const buf = Buffer.allocUnsafe(size);
-  let o = buf.writeUInt8(VERSION, 0);
+  // The ticket from BLOCK on: the MAC's inner pad is written before it, in the same buffer.
+  const buf = Buffer.allocUnsafe(BLOCK + size);
+  let o = buf.writeUInt8(VERSION, BLOCK);
   o = buf.writeUInt32BE(key.keyId >>> 0, o);
   o = buf.writeUIntBE(claims.issuedAt, o, 6);
   o = buf.writeUIntBE(claims.expiresAt, o, 6);
@@ -92,8 +128,8 @@ export function sealTicket(claims: TicketClaims, key: { readonly keyId: number; 
     const n = buf.write(p, o + 2, 'utf8');
     o = buf.writeUInt16BE(n, o) + n;
   }
-  createHmac('sha256', key.key).update(buf.subarray(0, o)).digest().copy(buf, o);
-  return buf.toString('base64url');
+  macInto(key.key, buf, o);
+  return buf.toString('base64url', BLOCK);
 }
 
 /** Reads a ticket's fields without trusting them; undefined when it is not one (malformed). */
@@ -137,5 +173,8 @@ export function openTicket(text: string): OpenedTicket | undefined {
 
 /** Whether the ticket's MAC verifies under `key` (compared in constant time). */
 export function ticketMacValid(ticket: OpenedTicket, key: MacKey): boolean {
-  return timingSafeEqual(createHmac('sha256', key).update(ticket.signed).digest(), ticket.mac);
+  const block = Buffer.allocUnsafe(BLOCK + ticket.signed.length + MAC_BYTES);
+  ticket.signed.copy(block, BLOCK);
+  macInto(key, block, BLOCK + ticket.signed.length);
+  return timingSafeEqual(block.subarray(BLOCK + ticket.signed.length), ticket.mac);
 }

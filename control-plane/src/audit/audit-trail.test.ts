@@ -1,5 +1,6 @@
+import { spawnSync } from 'node:child_process';
 import { X509Certificate, generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -57,22 +58,22 @@ describe('the audit trail', () => {
   }
 
   /** A chain of a decision, a refusal and an admin action, then a few decisions, closed. */
-  function recorded(o: { every?: number; stateFile?: string } = {}): string[] {
+  async function recorded(o: { every?: number; stateFile?: string } = {}): Promise<string[]> {
     const lines: string[] = ['{"level":"info","msg":"not an audit line"}', 'plain text from somewhere else'];
     const t = trail(lines, o);
     t.decision(DECISION);
     t.refusal({ operation: 'Authorize', reasonCode: 'permission_denied', reason: 'the source of an OUTBOUND request must be the caller', caller: DECISION.source, decisionId: DECISION.decisionId, request: { direction: 'outbound', source: 'spiffe://airlock.test/ns/agents/sa/other', destination: '', host: 'h', port: 80, method: 'GET', path: '/' } });
     t.admin({ actor: 'admin-token', role: 'admin', action: 'join-token.create', target: DECISION.source, detail: { id: 'abc', labels: {} } });
     for (let i = 0; i < 4; i++) t.decision({ ...DECISION, verdict: 'deny', policy: '', rule: '', reason: 'no policy allows it' });
-    void t.close();
+    await t.close();
     return lines;
   }
 
   const events = (lines: readonly string[]): Record<string, unknown>[] => lines.filter((l) => l.includes('"audit"')).map((l) => (JSON.parse(l) as { audit: Record<string, unknown> }).audit);
   const verify = (lines: readonly string[], partial = false) => verifyAuditChains([{ name: 'cp.log', text: lines.join('\n') }], { roots, partial });
 
-  it('links every event to the one before by seq and hash, checkpoints every N events and when closed, and each event conforms to the schema', () => {
-    const lines = recorded();
+  it('links every event to the one before by seq and hash, checkpoints every N events and when closed, and each event conforms to the schema', async () => {
+    const lines = await recorded();
     const es = events(lines);
     expect(es.map((e) => e.kind)).toEqual(['chain-start', 'decision', 'refusal', 'checkpoint', 'admin', 'decision', 'decision', 'checkpoint', 'decision', 'decision', 'checkpoint']);
     es.forEach((e, i) => {
@@ -100,10 +101,10 @@ describe('the audit trail', () => {
     }
   });
 
-  it('a restart starts a new chain naming the last checkpoint of the one before; the pair verifies, the second alone only as partial', () => {
+  it('a restart starts a new chain naming the last checkpoint of the one before; the pair verifies, the second alone only as partial', async () => {
     const stateFile = join(dir, 'audit-chain.json');
-    const first = recorded({ stateFile });
-    const second = recorded({ stateFile });
+    const first = await recorded({ stateFile });
+    const second = await recorded({ stateFile });
     const start = events(second)[0];
     const last = events(first).at(-1) ?? {};
     expect(start?.previous).toEqual({ chain: last.chain, seq: last.seq, hash: hashEvent(last) });
@@ -115,8 +116,8 @@ describe('the audit trail', () => {
 
   describe('names the first break', () => {
     let lines: string[] = [];
-    beforeAll(() => {
-      lines = recorded();
+    beforeAll(async () => {
+      lines = await recorded();
       expect(events(lines).filter((e) => e.kind === 'checkpoint')).toHaveLength(3);
     });
     const lineOf = (seq: number): number => lines.findIndex((l) => l.includes(`"seq":${seq},`)) + 1;
@@ -183,7 +184,7 @@ describe('the audit trail', () => {
     });
   });
 
-  it('signs with an ECDSA P-256 key too; with no key yet, checkpoints wait for one', () => {
+  it('signs with an ECDSA P-256 key too; with no key yet, checkpoints wait for one', async () => {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     const ecSvid = ca.issueSvid({ publicKey: publicKey.export({ type: 'spki', format: 'der' }) }, controlPlaneSpiffeId(TD), 3_600_000);
     const lines: string[] = [];
@@ -195,10 +196,91 @@ describe('the audit trail', () => {
     expect(events(lines).map((e) => e.kind)).toEqual(['chain-start', 'decision', 'decision']);
     held.signer = { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), chainPem: ecSvid.chainPem };
     t.decision(DECISION);
-    void t.close();
+    await t.close();
     expect(events(lines).map((e) => e.kind)).toEqual(['chain-start', 'decision', 'decision', 'decision', 'checkpoint']);
     expect((events(lines)[4]?.signature as { alg: string }).alg).toBe('ES256');
     expect(verify(lines).broken).toBeUndefined();
     expect(verify(lines).warnings).toEqual([]);
+  });
+
+  describe('a checkpoint is signed off the event loop', () => {
+    const kinds = (lines: readonly string[]): unknown[] => events(lines).map((e) => e.kind);
+
+    it('checkpoint() returns before its signature exists; events recorded meanwhile are linked after it, in order, and the chain verifies', async () => {
+      const lines: string[] = [];
+      const t = trail(lines, { every: 2 });
+      t.decision(DECISION);
+      // The second event starts the checkpoint: its line is not there yet, nor are the events after it.
+      t.decision(DECISION);
+      t.admin({ actor: 'a', action: 'policy.apply', target: '7', detail: {} });
+      t.decision({ ...DECISION, verdict: 'deny' });
+      expect(kinds(lines)).toEqual(['chain-start', 'decision']);
+      await t.close();
+      // chain-start counts: a checkpoint after the first decision, then every two events.
+      expect(kinds(lines)).toEqual(['chain-start', 'decision', 'checkpoint', 'decision', 'admin', 'checkpoint', 'decision', 'checkpoint']);
+      events(lines).forEach((e, i) => expect(e.seq).toBe(i));
+      expect(verify(lines)).toMatchObject({ warnings: [], chains: [{ checkpoints: 3, unsigned: 0 }] });
+      expect(verify(lines).broken).toBeUndefined();
+    });
+
+    it('on exit while one is being signed, it is finished on the spot: no waiting event is lost, the chain verifies', () => {
+      const lines: string[] = [];
+      const t = trail(lines, { every: 2 });
+      for (let i = 0; i < 5; i++) t.decision(DECISION);
+      expect(kinds(lines)).toEqual(['chain-start', 'decision']);
+      t.finishSync(); // what the process's exit listener calls
+      // Every checkpoint the waiting events start is finished too (the last one by the last two decisions).
+      const finished = ['chain-start', 'decision', 'checkpoint', 'decision', 'decision', 'checkpoint', 'decision', 'decision', 'checkpoint'];
+      expect(kinds(lines)).toEqual(finished);
+      // The asynchronous signatures arriving later change nothing.
+      return new Promise<void>((resolve) => setTimeout(resolve, 50)).then(async () => {
+        expect(kinds(lines)).toEqual(finished);
+        await t.close();
+        expect(kinds(lines)).toEqual(finished);
+        expect(verify(lines)).toMatchObject({ warnings: [], chains: [{ checkpoints: 3, unsigned: 0 }] });
+        expect(verify(lines).broken).toBeUndefined();
+      });
+    });
+
+    // A real process with the default (buffered) stdout destination, ending while checkpoints are being signed.
+    it.each([
+      ['process.exit()', 'process.exit(0);'],
+      ['an uncaught error', "throw new Error('boom');"],
+    ])('a process ending by %s while checkpoints are signed writes every event, signed, and the chain verifies', (_how, end) => {
+      const script = `
+        import { createRootLogger } from ${JSON.stringify(join(import.meta.dirname, '../../../common/src/logging.ts'))};
+        import { AuditTrail } from ${JSON.stringify(join(import.meta.dirname, 'audit-trail.ts'))};
+        const logger = createRootLogger({ process: 'control-plane', level: 'error' });
+        const signer = JSON.parse(process.env.SIGNER);
+        const t = new AuditTrail({ logger: logger.child({ component: 'audit' }, { level: 'info' }), log: logger, replica: 'cp-0', signer: () => signer, checkpointEvery: 3, checkpointIntervalMs: 3600000 });
+        for (let i = 0; i < 10; i++) t.decision(${JSON.stringify(DECISION)});
+        ${end}
+      `;
+      const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, SIGNER: JSON.stringify(signer) }, encoding: 'utf8' });
+      const lines = child.stdout.split('\n').filter((l) => l !== '');
+      // chain-start counts: checkpoints after decisions 2, 5, 8 (the last one was being signed at the end), then 2 unsigned.
+      expect(kinds(lines)).toEqual(['chain-start', 'decision', 'decision', 'checkpoint', 'decision', 'decision', 'decision', 'checkpoint', 'decision', 'decision', 'decision', 'checkpoint', 'decision', 'decision']);
+      expect(verify(lines).broken).toBeUndefined();
+      expect(verify(lines).chains).toMatchObject([{ checkpoints: 3, unsigned: 2 }]);
+    });
+
+    it('a checkpoint that cannot be signed gives its place back: the waiting events follow without a gap', async () => {
+      const lines: string[] = [];
+      const t = trail(lines, { every: 2, signer: { keyPem: 'not a key', chainPem: '' } });
+      for (let i = 0; i < 3; i++) t.decision(DECISION);
+      await t.close();
+      expect(kinds(lines)).toEqual(['chain-start', 'decision', 'decision', 'decision']);
+      expect(verify(lines, true).broken).toBeUndefined();
+    });
+
+    it('a state file write cut short by a crash (a partial .tmp beside it) leaves the link of the checkpoint before', async () => {
+      const stateFile = join(dir, 'crash-chain.json');
+      const first = await recorded({ stateFile });
+      const kept = readFileSync(stateFile, 'utf8');
+      writeFileSync(`${stateFile}.tmp`, kept.slice(0, 20));
+      const second = await recorded({ stateFile });
+      expect(events(second)[0]?.previous).toEqual(JSON.parse(kept));
+      expect(verify([...first, ...second]).broken).toBeUndefined();
+    });
   });
 });

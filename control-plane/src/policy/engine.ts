@@ -294,7 +294,7 @@ export class PolicyEngine {
   }
 
   /** Names of the segments an identity (with its attested labels) belongs to. */
-  segmentsOf(id: SpiffeId, labels?: Labels): string[] {
+  segmentsOf(id: SpiffeId, labels?: Labels): readonly string[] {
     if (id.trustDomain !== this.trustDomain) return [];
     return this.#segments.segmentsOf(id, labels);
   }

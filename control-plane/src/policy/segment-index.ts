@@ -34,6 +34,9 @@ interface LabelEntry {
  * Segments are numbered by definition order (`names[n]`); a lookup builds no strings beyond one
  * slice per `prefix*` length it tries.
  */
+/** Identities whose segment names are kept at most (past it the cache starts again). */
+const MAX_CACHED_IDENTITIES = 100_000;
+
 export class SegmentIndex {
   /** Segment names by number (definition order). */
   readonly names: readonly string[];
@@ -49,6 +52,8 @@ export class SegmentIndex {
   readonly #scan: FullGlobEntry[] = [];
   /** label key → value → selectors filed under that pair. */
   readonly #byLabel = new Map<string, Map<string, LabelEntry[]>>();
+  /** segmentsOf per identity when no selector has labels (each decision's audit line names both parties'); bounded. */
+  readonly #namesOf = new Map<string, readonly string[]>();
   /** True when some selector has labels: only then are an agent's labels needed. */
   readonly usesLabels: boolean;
 
@@ -84,8 +89,16 @@ export class SegmentIndex {
   }
 
   /** Segment names in definition order, each once. `labels` are the agent's (from its attestation). */
-  segmentsOf(id: SpiffeId, labels?: Labels): string[] {
-    return this.numbersOf(id, labels).map((n) => this.names[n] ?? '');
+  segmentsOf(id: SpiffeId, labels?: Labels): readonly string[] {
+    // Labels count only when some selector has them; then nothing is cached.
+    if (this.usesLabels) return this.numbersOf(id, labels).map((n) => this.names[n] ?? '');
+    let names = this.#namesOf.get(id.uri);
+    if (names === undefined) {
+      if (this.#namesOf.size >= MAX_CACHED_IDENTITIES) this.#namesOf.clear();
+      names = Object.freeze(this.numbersOf(id).map((n) => this.names[n] ?? ''));
+      this.#namesOf.set(id.uri, names);
+    }
+    return names;
   }
 
   /** Segment numbers in ascending (definition) order, each once. */

@@ -1,9 +1,8 @@
-import { createSecretKey, type KeyObject } from 'node:crypto';
 import { status, type ClientReadableStream, type StatusObject } from '@grpc/grpc-js';
 import type { Gauge } from 'prom-client';
 import { DEFAULT_TLS_MIN_VERSION, type TlsMinVersion } from '@airlock/common/config';
 import { canonicalSerial } from '@airlock/common/spiffe';
-import type { MacKey } from '@airlock/common/ticket';
+import { TicketMacKey, type MacKey } from '@airlock/common/ticket';
 import type { Logger } from '@airlock/common/logging';
 import { IdentityServiceClient, type WatchTrustBundleResponse } from '@airlock/proto/identity/v1';
 import type { ControlPlanePool } from '../controlplane/control-plane-pool.ts';
@@ -70,7 +69,7 @@ export class TrustBundleWatcher implements RevokedCertificates, TicketTrust {
   #revoked = new Set<string>();
   /** Revoked and quarantined identities. */
   #contained: ReadonlySet<string> = new Set<string>();
-  #ticketKeys: ReadonlyMap<number, KeyObject> = new Map<number, KeyObject>();
+  #ticketKeys: ReadonlyMap<number, TicketMacKey> = new Map<number, TicketMacKey>();
   #client: IdentityServiceClient | undefined;
   #call: ClientReadableStream<WatchTrustBundleResponse> | undefined;
   /** The endpoint whose stream ended last, until the next one is opened (to count a failover). */
@@ -96,7 +95,7 @@ export class TrustBundleWatcher implements RevokedCertificates, TicketTrust {
     return this.#revoked.has(revocationKey(issuer, s)) || this.#revoked.has(revocationKey('', s));
   }
 
-  ticketKey(keyId: number): KeyObject | undefined {
+  ticketKey(keyId: number): TicketMacKey | undefined {
     return this.#ticketKeys.get(keyId);
   }
 
@@ -160,7 +159,7 @@ export class TrustBundleWatcher implements RevokedCertificates, TicketTrust {
     this.#revoked = next;
     this.#contained = new Set([...msg.revokedSpiffeIds, ...msg.quarantinedSpiffeIds]);
     // Our own keys only: the control plane sends each sidecar those of the identity it presented.
-    this.#ticketKeys = new Map(msg.ticketKeys.filter((k) => k.key.length === 32).map((k) => [k.keyId, createSecretKey(Buffer.from(k.key))]));
+    this.#ticketKeys = new Map(msg.ticketKeys.filter((k) => k.key.length === 32).map((k) => [k.keyId, new TicketMacKey(Buffer.from(k.key))]));
     this.#o.revokedGauge?.set(next.size);
     this.#o.ticketKeyGauge?.set(Math.max(0, ...this.#ticketKeys.keys()));
     this.#o.containedGauge?.set(this.#contained.size);

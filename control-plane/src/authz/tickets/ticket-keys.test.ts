@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { TicketMacKey } from '@airlock/common/ticket';
 import { SqliteStore } from '../../store/sqlite-store.ts';
 import { deriveTicketKey, ISSUE_AFTER_MS, TicketKeys } from './ticket-keys.ts';
 
@@ -25,8 +26,8 @@ describe('TicketKeys', () => {
       expect(one.keysOf(B)[0]?.key.equals(one.keysOf(C)[0]?.key ?? Buffer.alloc(0))).toBe(false);
       const issuing = one.issuing(B);
       expect(issuing.keyId).toBe(two.keysOf(B)[0]?.keyId);
-      const bytes = Buffer.isBuffer(issuing.key) ? issuing.key : issuing.key.export();
-      expect(bytes.equals(two.keysOf(B)[0]?.key ?? Buffer.alloc(0))).toBe(true);
+      const pads = issuing.key instanceof TicketMacKey ? issuing.key : new TicketMacKey(issuing.key);
+      expect(pads.inner.equals(new TicketMacKey(two.keysOf(B)[0]?.key ?? Buffer.alloc(0)).inner)).toBe(true);
     } finally {
       await store.close();
     }

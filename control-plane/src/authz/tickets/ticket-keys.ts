@@ -1,7 +1,7 @@
-import { createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
+import { hkdfSync, randomBytes } from 'node:crypto';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
-import type { MacKey, TicketKey } from '@airlock/common/ticket';
+import { TicketMacKey, type MacKey, type TicketKey } from '@airlock/common/ticket';
 import { openKey, sealKey, type KeyEncryptionKey } from '../../ca/key-encryption.ts';
 import type { Store, TicketSecretRecord } from '../../store/store.ts';
 
@@ -21,9 +21,9 @@ export interface TicketKeysOptions {
   readonly now?: () => number;
 }
 
-/** A derived key: its bytes (pushed to the destination's sidecar) and the KeyObject tickets are MACed with. */
+/** A derived key: its bytes (pushed to the destination's sidecar) and its pads, which tickets are MACed with. */
 interface DerivedKey extends TicketKey {
-  readonly macKey: KeyObject;
+  readonly macKey: TicketMacKey;
 }
 
 interface Secret {
@@ -114,7 +114,7 @@ export class TicketKeys {
     if (derived === undefined) {
       if (this.#derived.size >= MAX_CACHED_KEYS) this.#derived.clear();
       const key = deriveTicketKey(s.secret, destination);
-      derived = { keyId: s.keyId, key, macKey: createSecretKey(key) };
+      derived = { keyId: s.keyId, key, macKey: new TicketMacKey(key) };
       this.#derived.set(cacheKey, derived);
     }
     return derived;
