@@ -60,7 +60,7 @@ describe('secret detectors', () => {
     {
       id: 'jwt',
       hits: [JWT, `Bearer ${JWT}`, `${b64url({ alg: 'none' })}.${b64url({ sub: 'a' })}.`],
-      misses: [`${b64url({ typ: 'JWT' })}.${b64url({ sub: 'a' })}.sig`, 'eyJhbGciOi.notjson', `${b64url({ alg: 'HS256' })}`, `eyJ!!!!.${b64url({ a: 1 })}.x`],
+      misses: [`${b64url({ typ: 'JWT' })}.${b64url({ sub: 'a' })}.sig`, 'eyJhbGciOi.notjson', b64url({ alg: 'HS256' }), `eyJ!!!!.${b64url({ a: 1 })}.x`],
     },
     {
       id: 'email',
