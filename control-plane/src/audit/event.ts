@@ -55,6 +55,8 @@ export interface DecisionRecord extends AuditRequest {
   readonly latencyMs: number;
   /** How the sidecar reaches an allowed external host (policy `tls:`); absent: as asked (tunnel or plain HTTP). */
   readonly tls?: 'inspect' | 'originate';
+  /** What the sidecar's secret and PII detectors found in the request: detector (`id@version`) and field, never the text. */
+  readonly secrets?: readonly { readonly detector: string; readonly field: string }[];
 }
 
 /** A request refused before any decision: no or a wrong identity, malformed, over a limit. */

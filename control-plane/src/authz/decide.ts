@@ -3,6 +3,7 @@ import type { DecisionSnapshot } from './decision-state.ts';
 import { labelsOf } from './registry.ts';
 import { denyIfContained, QUARANTINED_REASON, REVOKED_REASON } from './contained.ts';
 import { denyIfToolPinBroken } from '../mcp-pins/call-check.ts';
+import { denyIfSecretFound } from './secrets.ts';
 
 /**
  * The one decision path of Authorize, AuthorizeStream and explain, on one snapshot: the source's
@@ -21,6 +22,8 @@ export function decide(snapshot: DecisionSnapshot, call: DecisionInput, now = Da
   };
   const contained = denyIfContained(denyIfContained(engine.evaluate(input), parties, (id) => revoked.has(id), REVOKED_REASON), parties, inQuarantine, QUARANTINED_REASON);
   // A tools/call to a pinned MCP tool that changed or was flagged (README "Tool pinning").
-  const decision = denyIfToolPinBroken(contained, snapshot.toolPins, input);
+  const pinChecked = denyIfToolPinBroken(contained, snapshot.toolPins, input);
+  // Secrets or PII a policy's `secrets:` blocks, found in a request to an external host (README "Secret and PII blocking").
+  const decision = denyIfSecretFound(pinChecked, engine.secretRules, input);
   return { decision, input };
 }

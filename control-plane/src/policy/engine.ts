@@ -5,6 +5,8 @@ import { ArgumentCondition } from './arguments.ts';
 import { normalizePath } from './path.ts';
 import { Glob } from './glob.ts';
 import { SegmentIndex } from './segment-index.ts';
+import { compileSecretRules, type SecretRules } from './secrets.ts';
+import type { SecretFinding } from '@airlock/common/secret-detectors';
 import type { HeaderRuleDoc, PolicyDoc, PolicyDocuments, TlsMode, ToolChangeAction } from './types.ts';
 
 /**
@@ -44,6 +46,8 @@ export interface DecisionInput {
   readonly mcp?: McpInput;
   /** The request headers the sidecar sent; undefined = none were sent (and none left out). */
   readonly headers?: HeaderInput;
+  /** OUTBOUND: what the sidecar's secret and PII detectors found (detector and field); undefined = nothing. */
+  readonly secretFindings?: readonly SecretFinding[];
 }
 
 /**
@@ -230,6 +234,8 @@ export class PolicyEngine {
   readonly #lists: (readonly CompiledPolicy[])[] = [];
   /** `onToolChange` of the MCP rules that set it, by `policy\0rules[i]` (README "Tool pinning"). */
   readonly #onToolChange = new Map<string, ToolChangeAction>();
+  /** The detectors each policy's `spec.to.secrets` blocks, by policy name (authz/secrets.ts judges them). */
+  readonly secretRules: SecretRules;
 
   constructor(docs: PolicyDocuments, trustDomain: string, version = 0) {
     this.trustDomain = trustDomain;
@@ -265,6 +271,7 @@ export class PolicyEngine {
     });
     this.usesHeaders = usesHeaders;
     this.usesArguments = usesArguments;
+    this.secretRules = compileSecretRules(docs.policies);
   }
 
   static empty(trustDomain: string): PolicyEngine {

@@ -4,6 +4,7 @@
  * long-lived stream replaces unary calls later) without touching the proxies.
  */
 import type { ListedTool } from '@airlock/common/mcp-tool-pins';
+import type { SecretFinding } from '@airlock/common/secret-detectors';
 import type { AuthzHeaders } from '../http/authz-headers.ts';
 
 export type Direction = 'outbound' | 'inbound';
@@ -32,6 +33,8 @@ export interface AuthzRequest {
   readonly headers?: AuthzHeaders;
   /** Read inside the agent's TLS, terminated by the sidecar (tls: inspect). */
   readonly inspected?: boolean;
+  /** OUTBOUND: what the secret and PII detectors found in the path, headers and body prefix (never the text); undefined = nothing. */
+  readonly secretFindings?: readonly SecretFinding[];
 }
 
 /**

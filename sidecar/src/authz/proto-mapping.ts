@@ -1,4 +1,4 @@
-import { Direction as ProtoDirection, TlsMode, Verdict, type AuthorizeRequest, type AuthorizeResponse, type RequestHeader } from '@airlock/proto/authorization/v1';
+import { Direction as ProtoDirection, TlsMode, Verdict, type AuthorizeRequest, type AuthorizeResponse, type RequestHeader, type SecretFinding } from '@airlock/proto/authorization/v1';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { AuthzRequest, Decision } from './authorizer.ts';
 
@@ -26,6 +26,7 @@ export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
     mcpArgumentsUnreadable: call?.arguments !== undefined && 'unreadable' in call.arguments ? call.arguments.unreadable : '',
     mcpHeaderMismatch: request.mcpHeaderMismatch ?? '',
     inspected: request.inspected ?? false,
+    secretFindings: (request.secretFindings ?? []) as SecretFinding[],
   };
 }
 

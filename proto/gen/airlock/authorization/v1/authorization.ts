@@ -159,6 +159,13 @@ export interface AuthorizeRequest {
    * changed or was flagged when the policy's onToolChange says deny or quarantine.
    */
   mcpListedToolPins: McpListedTool[];
+  /**
+   * Secret and PII findings of an outbound request (README "Secret and PII blocking"): the
+   * detectors that matched its path, headers or scanned body prefix, and where; never the matched
+   * text. At most 32 entries. The control plane judges them for external hosts only, by the
+   * `secrets:` of the policy that allowed the call.
+   */
+  secretFindings: SecretFinding[];
 }
 
 /** One occurrence of a request header. */
@@ -258,6 +265,14 @@ export interface McpListedTool {
   flags: string[];
 }
 
+/** One secret or PII finding in an outbound request (never the text that matched). */
+export interface SecretFinding {
+  /** The detector, as `id@version` (`aws-access-key@1`). */
+  detector: string;
+  /** Where: `path`, `body` (the scanned prefix) or `header:<lower-case name>`. */
+  field: string;
+}
+
 function createBaseAuthorizeRequest(): AuthorizeRequest {
   return {
     direction: 0,
@@ -278,6 +293,7 @@ function createBaseAuthorizeRequest(): AuthorizeRequest {
     mcpHeaderMismatch: "",
     inspected: false,
     mcpListedToolPins: [],
+    secretFindings: [],
   };
 }
 
@@ -336,6 +352,9 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     for (const v of message.mcpListedToolPins) {
       McpListedTool.encode(v!, writer.uint32(642).fork()).join();
+    }
+    for (const v of message.secretFindings) {
+      SecretFinding.encode(v!, writer.uint32(1122).fork()).join();
     }
     return writer;
   },
@@ -497,6 +516,14 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.mcpListedToolPins.push(McpListedTool.decode(reader, reader.uint32()));
             continue;
           }
+          case 140: {
+            if (tag !== 1122) {
+              break;
+            }
+
+            message.secretFindings.push(SecretFinding.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -532,6 +559,7 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.mcpHeaderMismatch = object.mcpHeaderMismatch ?? "";
     message.inspected = object.inspected ?? false;
     message.mcpListedToolPins = object.mcpListedToolPins?.map((e) => McpListedTool.fromPartial(e)) || [];
+    message.secretFindings = object.secretFindings?.map((e) => SecretFinding.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1263,6 +1291,73 @@ export const McpListedTool: MessageFns<McpListedTool> = {
     message.name = object.name ?? "";
     message.hash = object.hash ?? "";
     message.flags = object.flags?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSecretFinding(): SecretFinding {
+  return { detector: "", field: "" };
+}
+
+export const SecretFinding: MessageFns<SecretFinding> = {
+  encode(message: SecretFinding, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.detector !== "") {
+      writer.uint32(10).string(message.detector);
+    }
+    if (message.field !== "") {
+      writer.uint32(18).string(message.field);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SecretFinding {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecretFinding();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.detector = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<SecretFinding>, I>>(base?: I): SecretFinding {
+    return SecretFinding.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SecretFinding>, I>>(object: I): SecretFinding {
+    const message = createBaseSecretFinding();
+    message.detector = object.detector ?? "";
+    message.field = object.field ?? "";
     return message;
   },
 };
