@@ -141,6 +141,17 @@ spec:
     expect(notCard.status).toBe(200);
   });
 
+  it('a body past the scanned 16 KiB: a key inside its prefix is found, one after it is not (README: only the prefix is read); the body arrives whole', async () => {
+    const pad = 'lorem ipsum dolor sit amet '.repeat(1000); // 27 KB
+    const early = await mesh.call('planner', 'POST', upload('/v1/big-early'), { headers: { 'content-type': 'application/json' }, body: `{"k":"${AWS_KEY}","pad":"${pad}"}` });
+    expect(early.json()).toEqual(deniedFor('aws-access-key@1', 'body'));
+    const lateBody = `{"pad":"${pad}","k":"late"}`;
+    const late = await mesh.call('planner', 'POST', upload('/v1/big-late'), { headers: { 'content-type': 'application/json' }, body: lateBody });
+    expect(late.status).toBe(200);
+    expect(received('/v1/big-late').map((s) => s.body)).toEqual([lateBody]);
+    expect(received('/v1/big-early')).toEqual([]);
+  });
+
   it('a clean request passes, body intact; the same AWS key to a host whose policy has no secrets: passes', async () => {
     const clean = await mesh.call('planner', 'POST', upload('/v1/clean'), { headers: { 'content-type': 'text/plain' }, body: 'hello' });
     expect(clean.status).toBe(200);
