@@ -24,6 +24,6 @@ export function decide(snapshot: DecisionSnapshot, call: DecisionInput, now = Da
   // A tools/call to a pinned MCP tool that changed or was flagged (README "Tool pinning").
   const pinChecked = denyIfToolPinBroken(contained, snapshot.toolPins, input);
   // Secrets or PII a policy's `secrets:` blocks, found in a request to an external host (README "Secret and PII blocking").
-  const decision = denyIfSecretFound(pinChecked, engine.secretRules, input);
+  const decision = denyIfSecretFound(pinChecked, engine, input);
   return { decision, input };
 }

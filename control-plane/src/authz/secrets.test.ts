@@ -16,16 +16,22 @@ apiVersion: airlock.dev/v1
 kind: Segment
 metadata: { name: agents }
 spec: { selector: { namespace: agents } }
+---
+apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: others }
+spec: { selector: { namespace: others } }
 `;
 
-const policy = (name: string, to: string, action = 'allow'): string => `---
+const policy = (name: string, to: string, action = 'allow', from = 'agents', mode = 'enforce'): string => `---
 apiVersion: airlock.dev/v1
 kind: Policy
 metadata: { name: ${name} }
 spec:
-  from: { segments: [agents] }
+  from: { segments: [${from}] }
   to: ${to}
   action: ${action}
+  mode: ${mode}
 `;
 
 function decideOn(policies: string, input: DecisionInput) {
@@ -43,7 +49,13 @@ describe('spec.to.secrets', () => {
     policy('plain', '{ hosts: [plain.example] }') +
     policy('tunnel', '{ hosts: [tls.example], ports: [443], secrets: { block: all } }') +
     policy('inspected', '{ hosts: [inspected.example], ports: [443], tls: inspect, secrets: { block: all } }') +
-    policy('mesh', '{ segments: [agents] }');
+    policy('mesh', '{ segments: [agents] }') +
+    // A broad allow first, the guard of one host below it: file order does not lift the guard.
+    policy('broad', '{ hosts: ["*.guarded.example"] }') +
+    policy('guarded', '{ hosts: [up.guarded.example], ports: [80], secrets: { block: [aws-access-key] } }') +
+    policy('other-port', '{ hosts: [down.guarded.example], ports: [8443], secrets: { block: all } }') +
+    policy('others-only', '{ hosts: [plain.example], secrets: { block: all } }', 'allow', 'others') +
+    policy('dry-deny', '{ hosts: [up.guarded.example] }', 'deny', 'agents', 'dry-run');
 
   it('denies a request whose findings the allowing policy blocks, naming detector and field', () => {
     const d = decideOn(policies, call('upload.example'));
@@ -61,6 +73,17 @@ describe('spec.to.secrets', () => {
     expect(decideOn(policies, call('plain.example')).allow).toBe(true);
     // `block: all` is secrets only; PII is chosen apart.
     expect(decideOn(policies, call('all.example', [{ detector: 'email@1', field: 'body' }])).allow).toBe(true);
+  });
+
+  it('applies every guard of the host, port and source, whichever policy allowed (file order, a dry-run deny)', () => {
+    const d = decideOn(policies, call('up.guarded.example'));
+    expect(d.allow).toBe(false);
+    expect(d.reason).toBe('secret_detected: aws-access-key@1 in header:x-api-key; policy "guarded" blocks it to up.guarded.example');
+    expect(decideOn(policies, call('UP.guarded.example.')).allow).toBe(false);
+    // Not another host under the same suffix, not another port, not a guard of another segment's policy.
+    expect(decideOn(policies, call('other.guarded.example')).allow).toBe(true);
+    expect(decideOn(policies, call('down.guarded.example')).allow).toBe(true);
+    expect(decideOn(policies, call('plain.example')).allow).toBe(true);
   });
 
   it('never judges findings on a mesh call', () => {

@@ -1,7 +1,7 @@
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { MAX_SECRET_FINDINGS, type SecretFinding } from '@airlock/common/secret-detectors';
-import type { DecisionInput, PolicyDecision } from '../policy/engine.ts';
-import type { SecretRules } from '../policy/secrets.ts';
+import { normalizeHost, type DecisionInput, type PolicyDecision, type PolicyEngine } from '../policy/engine.ts';
+import { guardsFor } from '../policy/secrets.ts';
 import { overruled } from './contained.ts';
 
 export const SECRET_DETECTED_REASON = 'secret_detected';
@@ -27,23 +27,30 @@ export function checkSecretFindings(findings: readonly SecretFinding[]): void {
 
 /**
  * Secret and PII blocking, in the one decision path (README "Secret and PII blocking"): an allowed
- * call to an external host, allowed by a policy whose `secrets:` blocks a detector that found
- * something in the request, is denied with reason `secret_detected`, naming the detector and the
- * field (never the text: the sidecar sends none). A CONNECT such a policy would open as a blind
- * tunnel (no `tls: inspect`) is denied: the requests inside could not be scanned.
+ * call to an external host is denied with reason `secret_detected`, naming the detector and the
+ * field (never the text: the sidecar sends none), when a detector that found something is blocked
+ * by the `secrets:` of any allow policy from the source's segments to that host and port (not only
+ * the one that allowed it). A CONNECT such a policy guards that would be a blind tunnel (no
+ * `tls: inspect`) is denied: the requests inside could not be scanned.
  */
-export function denyIfSecretFound(decision: PolicyDecision, rules: SecretRules, input: DecisionInput): PolicyDecision {
-  if (!decision.allow || rules.size === 0 || input.destination.kind !== 'host') return decision;
-  const blocked = rules.get(decision.policy);
-  if (blocked === undefined) return decision;
-  if (input.method === 'CONNECT' && input.path === '' && decision.tls === undefined) {
-    return overruled(decision, `${SECRETS_UNSCANNABLE_REASON}: policy "${decision.policy}" blocks secrets to this host, and a CONNECT tunnel is blind to them: add "tls: inspect" to its "to" (or send plain http://)`);
+export function denyIfSecretFound(decision: PolicyDecision, engine: Pick<PolicyEngine, 'secretRules' | 'segmentsOf'>, input: DecisionInput): PolicyDecision {
+  const rules = engine.secretRules;
+  if (!decision.allow || rules.guards.length === 0 || input.destination.kind !== 'host') return decision;
+  const tunnel = input.method === 'CONNECT' && input.path === '' && decision.tls === undefined;
+  const findings = input.secretFindings ?? [];
+  if (!tunnel && findings.length === 0) return decision;
+  const host = input.destination.host;
+  const guards = guardsFor(rules, engine.segmentsOf(input.source, input.sourceLabels), normalizeHost(host), input.port);
+  const first = guards[0];
+  if (first === undefined) return decision;
+  if (tunnel) {
+    return overruled(decision, `${SECRETS_UNSCANNABLE_REASON}: policy "${first.policy}" blocks secrets to this host, and a CONNECT tunnel is blind to them: add "tls: inspect" to its "to" (or send plain http://)`);
   }
-  for (const f of input.secretFindings ?? []) {
+  for (const f of findings) {
     const at = f.detector.indexOf('@');
-    if (blocked.has(at < 0 ? f.detector : f.detector.slice(0, at))) {
-      return overruled(decision, `${SECRET_DETECTED_REASON}: ${f.detector} in ${f.field}; policy "${decision.policy}" blocks it to ${input.destination.host}`);
-    }
+    const id = at < 0 ? f.detector : f.detector.slice(0, at);
+    const guard = guards.find((g) => g.detectors.has(id));
+    if (guard !== undefined) return overruled(decision, `${SECRET_DETECTED_REASON}: ${f.detector} in ${f.field}; policy "${guard.policy}" blocks it to ${host}`);
   }
   return decision;
 }

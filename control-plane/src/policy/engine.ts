@@ -234,7 +234,7 @@ export class PolicyEngine {
   readonly #lists: (readonly CompiledPolicy[])[] = [];
   /** `onToolChange` of the MCP rules that set it, by `policy\0rules[i]` (README "Tool pinning"). */
   readonly #onToolChange = new Map<string, ToolChangeAction>();
-  /** The detectors each policy's `spec.to.secrets` blocks, by policy name (authz/secrets.ts judges them). */
+  /** The allow policies to hosts with `spec.to.secrets` (authz/secrets.ts judges findings with them). */
   readonly secretRules: SecretRules;
 
   constructor(docs: PolicyDocuments, trustDomain: string, version = 0) {
@@ -636,7 +636,7 @@ function headersHold(conditions: readonly CompiledHeader[], headers: HeaderInput
   return true;
 }
 
-function normalizeHost(host: string): string {
+export function normalizeHost(host: string): string {
   const h = host.toLowerCase();
   return h.endsWith('.') ? h.slice(0, -1) : h;
 }

@@ -1,4 +1,5 @@
 import { SECRET_DETECTORS, type DetectorKind } from '@airlock/common/secret-detectors';
+import type { PolicyDoc } from './types.ts';
 import type { TreeNode } from './yaml-tree.ts';
 
 /**
@@ -58,11 +59,46 @@ function detectors(node: TreeNode, field: string, known: readonly string[], repo
   return out;
 }
 
-/** Per policy name, the detector ids its `secrets:` blocks; built once per policy set. */
-export type SecretRules = ReadonlyMap<string, ReadonlySet<string>>;
+/** An allow policy to hosts with `secrets`: whom it guards, where, and against which detectors. */
+export interface SecretGuard {
+  readonly policy: string;
+  readonly from: ReadonlySet<string>;
+  readonly hostsExact: ReadonlySet<string>;
+  /** `*.suffix` kept as `.suffix`. */
+  readonly hostSuffixes: readonly string[];
+  /** Undefined = any port. */
+  readonly ports: ReadonlySet<number> | undefined;
+  readonly detectors: ReadonlySet<string>;
+}
 
-export function compileSecretRules(policies: readonly { readonly name: string; readonly secrets?: SecretsDoc }[]): SecretRules {
-  const rules = new Map<string, ReadonlySet<string>>();
-  for (const p of policies) if (p.secrets !== undefined) rules.set(p.name, new Set([...p.secrets.block, ...p.secrets.pii]));
-  return rules;
+/** The guards of a policy set, in file order; built once per policy set. */
+export interface SecretRules {
+  readonly guards: readonly SecretGuard[];
+}
+
+export function compileSecretRules(policies: readonly PolicyDoc[]): SecretRules {
+  const guards: SecretGuard[] = [];
+  for (const p of policies) {
+    if (p.secrets === undefined || p.action !== 'allow' || p.toHosts === undefined) continue;
+    guards.push({
+      policy: p.name,
+      from: new Set(p.fromSegments),
+      hostsExact: new Set(p.toHosts.filter((h) => !h.startsWith('*.'))),
+      hostSuffixes: p.toHosts.filter((h) => h.startsWith('*.')).map((h) => h.slice(1)),
+      ports: p.toPorts.length === 0 ? undefined : new Set(p.toPorts),
+      detectors: new Set([...p.secrets.block, ...p.secrets.pii]),
+    });
+  }
+  return { guards };
+}
+
+/**
+ * The guards of the policies from one of `segments` to `host` (normalized, as the engine matches
+ * it) and `port`, in file order: whichever policy allowed the call, every one that guards its host
+ * applies (as `tls:`, a policy's order never lowers it).
+ */
+export function guardsFor(rules: SecretRules, segments: readonly string[], host: string, port: number): SecretGuard[] {
+  return rules.guards.filter(
+    (g) => (g.ports === undefined || g.ports.has(port)) && (g.hostsExact.has(host) || g.hostSuffixes.some((s) => host.length > s.length && host.endsWith(s))) && segments.some((s) => g.from.has(s)),
+  );
 }

@@ -163,7 +163,7 @@ export interface AuthorizeRequest {
    * Secret and PII findings of an outbound request (README "Secret and PII blocking"): the
    * detectors that matched its path, headers or scanned body prefix, and where; never the matched
    * text. At most 32 entries. The control plane judges them for external hosts only, by the
-   * `secrets:` of the policy that allowed the call.
+   * `secrets:` of the allow policies from the source to that host and port.
    */
   secretFindings: SecretFinding[];
 }
