@@ -165,7 +165,8 @@ export class Authorizer {
 
     // The header map is built only when some rule looks at headers: no rule can tell them from none.
     const headers = !engine.usesHeaders || (req.headers.length === 0 && !req.headersIncomplete) ? undefined : headerInput(req.headers, req.headersIncomplete);
-    const secretFindings = req.secretFindings.length === 0 ? undefined : req.secretFindings;
+    // Findings matter (and are audited) for external hosts only: agents of the mesh pass each other tokens.
+    const secretFindings = req.secretFindings.length === 0 || destination.kind !== 'host' ? undefined : req.secretFindings;
     const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req, engine.usesArguments), headers, ...(secretFindings === undefined ? {} : { secretFindings }) };
     const decided = decide(snapshot, call);
     const input = decided.input;

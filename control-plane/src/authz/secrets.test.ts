@@ -1,6 +1,12 @@
 import { AirlockError } from '@airlock/common/errors';
 import { parseSpiffeId } from '@airlock/common/spiffe';
+import { createRegistry } from '@airlock/common/telemetry';
+import { AuthorizeRequest, Direction, Verdict } from '@airlock/proto/authorization/v1';
 import { describe, expect, it } from 'vitest';
+import type { DecisionRecord, RefusalRecord } from '../audit/event.ts';
+import { createControlPlaneMetrics } from '../monitoring/metrics.ts';
+import type { AgentRecord } from '../store/store.ts';
+import { Authorizer } from './authorize.ts';
 import { PolicyEngine, toAgent, toHost, type DecisionInput } from '../policy/engine.ts';
 import { parsePolicyText } from '../policy/load.ts';
 import { decide } from './decide.ts';
@@ -125,5 +131,40 @@ describe('checkSecretFindings', () => {
     expect(() => checkSecretFindings([{ detector: 'AKIAIOSFODNN7EXAMPLE', field: 'body' }])).toThrow(/id@version/);
     expect(() => checkSecretFindings([{ detector: 'jwt@1', field: 'header:x: y' }])).toThrow(/field/);
     expect(() => checkSecretFindings([{ detector: 'jwt@1', field: 'query' }])).toThrow(/field/);
+  });
+});
+
+describe('Authorize with secret findings', () => {
+  const engine = new PolicyEngine(parsePolicyText(`${SEGMENTS}${policy('up', '{ hosts: [up.example], secrets: { block: all } }')}${policy('mesh', '{ segments: [agents] }')}`, 'p.yaml'), TD, 1);
+  const agents = new Map<string, AgentRecord>([[PEER.uri, { spiffeId: PEER.uri, inboundAddress: '127.0.0.1:9', updatedAt: 1 }]]);
+  const decisions: DecisionRecord[] = [];
+  const refusals: RefusalRecord[] = [];
+  const authorizer = new Authorizer({
+    trustDomain: TD,
+    decisions: () => ({ engine, agents, revoked: new Set<string>(), quarantined: new Map() }),
+    metrics: createControlPlaneMetrics(createRegistry('test')),
+    audit: { decision: (r) => decisions.push(r), refusal: (r) => refusals.push(r), admin: () => undefined, accepting: () => true },
+  });
+  const ask = (host: string, findings: { detector: string; field: string }[]) =>
+    authorizer.authorize(AGENT, AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: AGENT.uri, destinationHost: host, destinationPort: 80, method: 'GET', path: '/', secretFindings: findings }));
+  const JWT_FOUND = [{ detector: 'jwt@1', field: 'header:authorization' }];
+
+  it('denies and audits the findings (names only) of a call to an external host', () => {
+    const res = ask('up.example', JWT_FOUND);
+    expect(res.verdict).toBe(Verdict.VERDICT_DENY);
+    expect(res.reason).toMatch(/^secret_detected: jwt@1 in header:authorization/);
+    expect(decisions.at(-1)).toMatchObject({ verdict: 'deny', secrets: JWT_FOUND });
+  });
+
+  it('neither judges nor audits findings on a call to an agent of the mesh (agents pass each other tokens)', () => {
+    const res = ask('researcher.agents', JWT_FOUND);
+    expect(res.verdict).toBe(Verdict.VERDICT_ALLOW);
+    expect(decisions.at(-1)).toMatchObject({ verdict: 'allow', destination: PEER.uri });
+    expect(decisions.at(-1)).not.toHaveProperty('secrets');
+  });
+
+  it('refuses findings over their bounds before deciding', () => {
+    expect(() => ask('up.example', [{ detector: 'jwt@1', field: 'header:a b' }])).toThrow(/field/);
+    expect(refusals.at(-1)).toMatchObject({ reasonCode: 'bad_request' });
   });
 });
