@@ -83,6 +83,7 @@ export function decisionEvent(e: Envelope, r: DecisionRecord): AuditEvent {
     replica: e.replica,
     rule: r.rule,
     schemaVersion: e.schemaVersion,
+    secrets: r.secrets?.map((f) => ({ detector: f.detector, field: f.field })),
     seq: e.seq,
     source: r.source,
     sourceSegments: r.sourceSegments,

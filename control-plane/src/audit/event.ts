@@ -73,6 +73,8 @@ export interface DecisionRecord extends AuditRequest {
   readonly rateLimit?: { readonly name: string; readonly per: 'source' | 'source-destination' | 'policy'; readonly mode: 'enforce' | 'dry-run'; readonly retryAfterMs: number };
   /** The threat feed entry the destination matched (the call is then denied, reason `threat_feed: …`). */
   readonly threat?: { readonly feed: string; readonly version: string; readonly entry: string };
+  /** What the sidecar's secret and PII detectors found in the request: detector (`id@version`) and field, never the text. */
+  readonly secrets?: readonly { readonly detector: string; readonly field: string }[];
 }
 
 /** A request refused before any decision: no or a wrong identity, malformed, over a limit. */

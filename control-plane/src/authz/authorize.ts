@@ -15,6 +15,7 @@ import { decide } from './decide.ts';
 import { RateLimiter } from './rate-limits/rate-limits.ts';
 import type { DecisionSnapshot } from './decision-state.ts';
 import { agentDestination, destinationOfHost } from './registry.ts';
+import { checkSecretFindings } from './secrets.ts';
 import type { TicketIssuer } from './tickets/ticket-issuer.ts';
 import { bindingOf, type ApprovalOutcome, type Approvals } from './approvals/approvals.ts';
 import { applyApproval, approvalCallOf } from './approvals/held-decision.ts';
@@ -183,6 +184,7 @@ export class Authorizer {
       if (req.mcpListedTools.length > MAX_LISTED_TOOLS) throw new AirlockError(ErrorCode.BadRequest, `more than ${MAX_LISTED_TOOLS} tools to filter`);
       checkListedToolPins(req.mcpListedToolPins);
       checkHeaderBounds(req);
+      checkSecretFindings(req.secretFindings);
     } catch (err) {
       const e = err instanceof AirlockError ? err : new AirlockError(ErrorCode.BadRequest, errorMessage(err));
       throw refuse(e, 'bad_request', req.sourceSpiffeId, req.destinationSpiffeId);
@@ -190,7 +192,9 @@ export class Authorizer {
 
     // The header map is built only when some rule looks at headers: no rule can tell them from none.
     const headers = !engine.usesHeaders || (req.headers.length === 0 && !req.headersIncomplete) ? undefined : headerInput(req.headers, req.headersIncomplete);
-    const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req, engine.usesArguments), headers };
+    // Findings matter (and are audited) for external hosts only: agents of the mesh pass each other tokens.
+    const secretFindings = req.secretFindings.length === 0 || destination.kind !== 'host' ? undefined : req.secretFindings;
+    const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req, engine.usesArguments), headers, ...(secretFindings === undefined ? {} : { secretFindings }) };
     const decided = decide(snapshot, call);
     const input = decided.input;
     // Headers that say another call than the body: denied whatever the policies say (rules judge the body).
@@ -240,6 +244,7 @@ export class Authorizer {
       ...(decision.allow && decision.tls !== undefined ? { tls: decision.tls } : {}),
       ...(rateLimit === undefined ? {} : { rateLimit }),
       ...(judged.threat === undefined ? {} : { threat: judged.threat }),
+      ...(secretFindings === undefined ? {} : { secrets: secretFindings.map((f) => ({ detector: f.detector, field: f.field })) }),
     });
     // The destination's sidecar admits this one call on the ticket: the decision covers both hops.
     // None for a body not read as MCP (that sidecar asks, judging its own reading), a tools/list

@@ -6,6 +6,7 @@ import { denyIfContained, overruled, QUARANTINED_REASON, REVOKED_REASON } from '
 import { denyIfToolPinBroken } from '../mcp-pins/call-check.ts';
 import { denyIfThreat } from '../threat-feeds/threat-decision.ts';
 import type { ThreatMatch } from '../threat-feeds/threat-index.ts';
+import { denyIfSecretFound } from './secrets.ts';
 
 /**
  * The one decision path of Authorize, AuthorizeStream and explain, on one snapshot: the source's
@@ -23,6 +24,8 @@ export function decide(snapshot: DecisionSnapshot, call: DecisionInput, now = Da
   const quarantined = quarantineOf(snapshot, input.source, now, input.sourceLabels) !== undefined || (destination !== undefined && quarantineOf(snapshot, destination.id, now, destination.labels) !== undefined);
   const contained = quarantined ? overruled(unrevoked, QUARANTINED_REASON) : unrevoked;
   // A tools/call to a pinned MCP tool that changed or was flagged (README "Tool pinning").
-  const decision = denyIfToolPinBroken(contained, snapshot.toolPins, input);
+  const pinChecked = denyIfToolPinBroken(contained, snapshot.toolPins, input);
+  // Secrets or PII a policy's `secrets:` blocks, found in a request to an external host (README "Secret and PII blocking").
+  const decision = denyIfSecretFound(pinChecked, engine, input);
   return { decision, input };
 }

@@ -6,6 +6,8 @@ import { normalizePath } from './path.ts';
 import { Glob } from './glob.ts';
 import { SegmentIndex } from './segment-index.ts';
 import type { RateLimitDoc } from './rate-limit-doc.ts';
+import { compileSecretRules, type SecretRules } from './secrets.ts';
+import type { SecretFinding } from '@airlock/common/secret-detectors';
 import type { ApprovalDoc, HeaderRuleDoc, PolicyDoc, PolicyDocuments, TlsMode, ToolChangeAction } from './types.ts';
 
 /**
@@ -45,6 +47,8 @@ export interface DecisionInput {
   readonly mcp?: McpInput;
   /** The request headers the sidecar sent; undefined = none were sent (and none left out). */
   readonly headers?: HeaderInput;
+  /** OUTBOUND: what the sidecar's secret and PII detectors found (detector and field); undefined = nothing. */
+  readonly secretFindings?: readonly SecretFinding[];
 }
 
 /**
@@ -236,6 +240,8 @@ export class PolicyEngine {
   readonly #lists: (readonly CompiledPolicy[])[] = [];
   /** `onToolChange` of the MCP rules that set it, by `policy\0rules[i]` (README "Tool pinning"). */
   readonly #onToolChange = new Map<string, ToolChangeAction>();
+  /** The allow policies to hosts with `spec.to.secrets` (authz/secrets.ts judges findings with them). */
+  readonly secretRules: SecretRules;
 
   constructor(docs: PolicyDocuments, trustDomain: string, version = 0) {
     this.trustDomain = trustDomain;
@@ -272,6 +278,7 @@ export class PolicyEngine {
     });
     this.usesHeaders = usesHeaders;
     this.usesArguments = usesArguments;
+    this.secretRules = compileSecretRules(docs.policies);
   }
 
   static empty(trustDomain: string): PolicyEngine {

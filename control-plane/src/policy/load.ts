@@ -11,6 +11,7 @@ import { FastDocuments } from './fast-yaml.ts';
 import { normalizePath } from './path.ts';
 import { rateLimitSpec, type RateLimitDoc } from './rate-limit-doc.ts';
 import { threatFeedSpec, type ThreatFeedDoc } from '../threat-feeds/document.ts';
+import { secretsOf } from './secrets.ts';
 import type { ArgumentRuleDoc, ArgumentScalar, HeaderRuleDoc, McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc, TlsMode, ToolChangeAction } from './types.ts';
 import { checkDocumentMarkers, FILE_LIMITS, parseYamlDocuments, type YamlLimits } from './yaml-limits.ts';
 import { fieldOf, treeOf, type TreeMap, type TreeNode } from './yaml-tree.ts';
@@ -358,7 +359,7 @@ function policySpec(spec: TreeMap, problems: Problems): Omit<PolicyDoc, 'name' |
   const f = fields(from, 'spec.from.', ['segments'], problems);
   const fromSegments = strList(f.get('segments'), 'spec.from.segments', problems, nameCheck);
   if (fromSegments === undefined || fromSegments.length === 0) problems.add(f.get('segments') ?? from, '"spec.from.segments" must list at least one segment');
-  const t = fields(to, 'spec.to.', ['segments', 'hosts', 'ports', 'tls'], problems);
+  const t = fields(to, 'spec.to.', ['segments', 'hosts', 'ports', 'tls', 'secrets'], problems);
   const toSegments = strList(t.get('segments'), 'spec.to.segments', problems, nameCheck);
   const toHosts = strList(t.get('hosts'), 'spec.to.hosts', problems, (h) =>
     HOST.test(h) ? undefined : `"${h}" is not a lowercase host name or "*.suffix"`,
@@ -370,8 +371,9 @@ function policySpec(spec: TreeMap, problems: Problems): Omit<PolicyDoc, 'name' |
   const mode = enumOf<PolicyMode>(s.get('mode'), 'spec.mode', ['enforce', 'dry-run'], problems, spec, 'enforce');
   const tls = tlsOf(t.get('tls'), to, toSegments !== undefined, action, problems);
   if (action === 'deny' && rules.some((r) => r.approval !== undefined)) problems.add(spec, '"spec.rules[].approve" belongs to allow policies: a deny needs no approval');
+  const secrets = secretsOf(t.get('secrets'), { toSegments: toSegments !== undefined, deny: action === 'deny' }, (node, message) => problems.add(node, message));
   if (fromSegments === undefined || action === undefined || mode === undefined) return undefined;
-  return { fromSegments, toSegments, toHosts, toPorts, rules, ...(tls === undefined ? {} : { tls }), action, mode };
+  return { fromSegments, toSegments, toHosts, toPorts, rules, ...(tls === undefined ? {} : { tls }), ...(secrets === undefined ? {} : { secrets }), action, mode };
 }
 
 /** `spec.to.tls`: how an allowed external host is reached (see TlsMode); not for segments nor for a deny. */

@@ -1,4 +1,5 @@
 import type { RateLimitDoc } from './rate-limit-doc.ts';
+import type { SecretsDoc } from './secrets.ts';
 
 /** Validated Segment and Policy documents, as written by the user (before compilation). */
 export interface SegmentDoc {
@@ -105,6 +106,8 @@ export interface PolicyDoc {
   readonly rules: readonly RuleDoc[];
   /** Policies to hosts only; undefined = not set. */
   readonly tls?: TlsMode;
+  /** Allow policies to hosts only: the detectors whose findings deny a request (README "Secret and PII blocking"); undefined = none. */
+  readonly secrets?: SecretsDoc;
   readonly action: PolicyAction;
   readonly mode: PolicyMode;
   readonly at: string;

@@ -4,6 +4,7 @@
  * long-lived stream replaces unary calls later) without touching the proxies.
  */
 import type { ListedTool } from '@airlock/common/mcp-tool-pins';
+import type { SecretFinding } from '@airlock/common/secret-detectors';
 import type { AuthzHeaders } from '../http/authz-headers.ts';
 
 export type Direction = 'outbound' | 'inbound';
@@ -36,6 +37,8 @@ export interface AuthzRequest {
   readonly approvalId?: string;
   /** The control-plane endpoint that holds that approval (it alone can answer the wait). */
   readonly approvalEndpoint?: string;
+  /** OUTBOUND: what the secret and PII detectors found in the path, headers and body prefix (never the text); undefined = nothing. */
+  readonly secretFindings?: readonly SecretFinding[];
 }
 
 /**

@@ -1,4 +1,4 @@
-import { Direction as ProtoDirection, TlsMode, Verdict, type AuthorizeRequest, type AuthorizeResponse, type RequestHeader } from '@airlock/proto/authorization/v1';
+import { Direction as ProtoDirection, TlsMode, Verdict, type AuthorizeRequest, type AuthorizeResponse, type RequestHeader, type SecretFinding } from '@airlock/proto/authorization/v1';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { AuthzRequest, Decision } from './authorizer.ts';
 
@@ -27,6 +27,7 @@ export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
     mcpHeaderMismatch: request.mcpHeaderMismatch ?? '',
     inspected: request.inspected ?? false,
     approvalId: request.approvalId ?? '',
+    secretFindings: (request.secretFindings ?? []) as SecretFinding[],
   };
 }
 

@@ -159,6 +159,30 @@ describe('readMcpRequest', () => {
     const g = await send('PUT', '{}', { 'content-type': 'application/json' });
     expect(g.read).toEqual({ message: undefined, body: undefined });
   });
+
+  it('with scanBytes (outbound secret scan): the first bytes of any body, in the same one read, the body forwarded whole', async () => {
+    handle = (req) => readMcpRequest(req, 1024, 100);
+    const long = 'x'.repeat(5000);
+    for (const chunked of [false, true]) {
+      for (const [method, type] of [['PUT', 'text/plain'], ['POST', 'text/plain'], ['POST', 'application/json'], ['PATCH', 'application/octet-stream']] as const) {
+        const r = await send(method, long, { 'content-type': type }, chunked);
+        expect(r.read.prefix?.subarray(0, 100).toString()).toBe('x'.repeat(100));
+        expect(r.forwarded).toBe(long);
+      }
+      // Small: the whole body is the prefix, and still what is sent on; JSON is still read as MCP.
+      const small = rpc({ method: 'tools/list' }).toString();
+      const j = await send('POST', small, { 'content-type': 'application/json' }, chunked);
+      expect(j.read.message).toMatchObject({ method: 'tools/list' });
+      expect(j.read.prefix?.toString()).toBe(small);
+      expect(j.forwarded).toBe(small);
+      // Node's client frames a DELETE body only when told how.
+      const t = await send('DELETE', 'bye', { 'content-type': 'text/plain', ...(chunked ? { 'transfer-encoding': 'chunked' } : { 'content-length': '3' }) }, chunked);
+      expect([t.read.prefix?.toString(), t.forwarded]).toEqual(['bye', 'bye']);
+    }
+    // No body (GET, Content-Length 0): nothing is read, nothing waited for.
+    expect((await send('GET', '', {})).read).toEqual({ message: undefined, body: undefined });
+    expect((await send('POST', '', { 'content-type': 'text/plain', 'content-length': '0' })).read.prefix).toBeUndefined();
+  });
 });
 
 describe('filterToolsListBody', () => {

@@ -23,6 +23,8 @@ export interface McpRead {
    * rest of the stream when only a prefix was read; undefined when nothing was read (send `req`).
    */
   readonly body: Buffer | Readable | undefined;
+  /** The body's first bytes as read (all of them when `body` is a Buffer), for the secret scan; undefined when none were read. */
+  readonly prefix?: Buffer;
 }
 
 /** The answer for every call that is not a POST (most calls): one shared object, not one per call. */
@@ -34,25 +36,43 @@ const NOT_READ: McpRead = { message: undefined, body: undefined };
  * is sent on unchanged either way. A body that cannot be judged says why (larger than the limit,
  * not JSON, not a JSON-RPC request): rules on MCP never allow it.
  */
-export async function readMcpRequest(req: IncomingMessage, maxBytes: number): Promise<McpRead> {
-  if (req.method !== 'POST') return NOT_READ;
-  const read = await readBody(req, maxBytes);
+export async function readMcpRequest(req: IncomingMessage, maxBytes: number, scanBytes = 0): Promise<McpRead> {
+  if (req.method !== 'POST') return scanBytes > 0 && hasBody(req) ? scanOnly(req, undefined, scanBytes) : NOT_READ;
+  const read = await readBody(req, maxBytes, scanBytes);
   const mismatch = specHeaderMismatch(req.rawHeaders, read.message, read.value);
-  return mismatch === undefined ? { message: read.message, body: read.body } : { message: read.message, body: read.body, headerMismatch: mismatch };
+  const prefix = read.prefix === undefined ? {} : { prefix: read.prefix };
+  return mismatch === undefined ? { message: read.message, body: read.body, ...prefix } : { message: read.message, body: read.body, headerMismatch: mismatch, ...prefix };
 }
 
-async function readBody(req: IncomingMessage, maxBytes: number): Promise<McpRead & { readonly value?: unknown }> {
+/**
+ * `scanBytes` > 0 (outbound, for the secret scan): a body not read for MCP (another method or
+ * content type, or declared larger than `maxBytes`) has its first `scanBytes` read all the same,
+ * in this one read, and replayed ahead of the rest.
+ */
+async function readBody(req: IncomingMessage, maxBytes: number, scanBytes: number): Promise<McpRead & { readonly value?: unknown }> {
   const type = mediaType(req.headers['content-type']);
   if (type !== 'application/json') {
-    return { message: { unreadable: `content-type is ${type === '' ? 'missing' : `"${type.slice(0, 100)}"`}, not application/json` }, body: undefined };
+    const message = { unreadable: `content-type is ${type === '' ? 'missing' : `"${type.slice(0, 100)}"`}, not application/json` };
+    return scanBytes > 0 && hasBody(req) ? scanOnly(req, message, scanBytes) : { message, body: undefined };
   }
   const tooLarge = { unreadable: `the body is larger than ${maxBytes} bytes` };
   const declared = Number(req.headers['content-length'] ?? NaN);
-  if (declared > maxBytes) return { message: tooLarge, body: undefined };
+  if (declared > maxBytes) return scanBytes > 0 ? scanOnly(req, tooLarge, scanBytes) : { message: tooLarge, body: undefined };
   const { prefix, complete } = await readPrefix(req, maxBytes);
-  if (!complete) return { message: tooLarge, body: Readable.from(replay(prefix, req), { objectMode: false }) };
+  if (!complete) return { message: tooLarge, body: Readable.from(replay(prefix, req), { objectMode: false }), prefix };
   const { message, value } = parseBody(prefix);
-  return { message, body: prefix, value };
+  return { message, body: prefix, value, prefix };
+}
+
+/** Reads the first `scanBytes` of a body that is not judged as MCP (`message` says why, or undefined for a method other than POST). */
+async function scanOnly(req: IncomingMessage, message: McpMessage | undefined, scanBytes: number): Promise<McpRead> {
+  const { prefix, complete } = await readPrefix(req, scanBytes);
+  return { message, body: complete ? prefix : Readable.from(replay(prefix, req), { objectMode: false }), prefix };
+}
+
+/** RFC 9112 §6.3: a request has a body only when it says so (Content-Length above 0, or Transfer-Encoding). */
+function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 }
 
 /** The JSON-RPC request in a body, or why there is none. */

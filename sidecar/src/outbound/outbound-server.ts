@@ -4,6 +4,7 @@ import type { Dispatcher } from 'undici';
 import { formatHostPort } from '@airlock/common/config';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { TICKET_HEADER } from '@airlock/common/ticket';
+import { scanRequest, SECRET_SCAN_BODY_BYTES } from '@airlock/common/secret-detectors';
 import type { Logger } from '@airlock/common/logging';
 import { answerClientErrors } from '@airlock/common/net';
 import { countLimitRefusals, DEFAULT_LISTENER_LIMITS, httpServerOptions, type ListenerLimits } from '../http/listener-limits.ts';
@@ -169,9 +170,11 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
   const svid = requireSvid(deps.identity);
   const target = targetOf(req);
   const method = req.method ?? 'GET';
-  const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
+  // One bounded read serves MCP rules and the secret scan (README "Secret and PII blocking").
+  const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES, SECRET_SCAN_BODY_BYTES);
   mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
-  const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders), ...(target.inspected === true ? { inspected: true } : {}) } as const;
+  const secretFindings = scanRequest({ path: target.path, rawHeaders: req.rawHeaders, body: mcp.prefix });
+  const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders), ...(target.inspected === true ? { inspected: true } : {}), ...(secretFindings.length > 0 ? { secretFindings } : {}) } as const;
   const decision = await deps.authorizer.authorize(question);
   assertAllowed(decision);
   deps.logger.debug({ decisionId: decision.decisionId, host: target.host, method }, 'outbound call allowed');

@@ -43,7 +43,7 @@ export interface LimitedCall {
 
 /** What segments an identity is in: the policy engine's answer (segments are defined once, there). */
 export interface SegmentsOf {
-  segmentsOf(id: SpiffeId, labels?: Labels): string[];
+  segmentsOf(id: SpiffeId, labels?: Labels): readonly string[];
 }
 
 /** The RateLimit documents of one policy version, compiled; selection as policies select (segments, hosts, ports). */

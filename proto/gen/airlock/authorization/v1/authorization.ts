@@ -175,6 +175,13 @@ export interface AuthorizeRequest {
    * approval is decided (or times out), then the call is decided again, bound to the same call.
    */
   approvalId: string;
+  /**
+   * Secret and PII findings of an outbound request (README "Secret and PII blocking"): the
+   * detectors that matched its path, headers or scanned body prefix, and where; never the matched
+   * text. At most 32 entries. The control plane judges them for external hosts only, by the
+   * `secrets:` of the allow policies from the source to that host and port.
+   */
+  secretFindings: SecretFinding[];
 }
 
 /** One occurrence of a request header. */
@@ -283,6 +290,14 @@ export interface McpListedTool {
   flags: string[];
 }
 
+/** One secret or PII finding in an outbound request (never the text that matched). */
+export interface SecretFinding {
+  /** The detector, as `id@version` (`aws-access-key@1`). */
+  detector: string;
+  /** Where: `path`, `body` (the scanned prefix) or `header:<lower-case name>`. */
+  field: string;
+}
+
 function createBaseAuthorizeRequest(): AuthorizeRequest {
   return {
     direction: 0,
@@ -304,6 +319,7 @@ function createBaseAuthorizeRequest(): AuthorizeRequest {
     inspected: false,
     mcpListedToolPins: [],
     approvalId: "",
+    secretFindings: [],
   };
 }
 
@@ -365,6 +381,9 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     if (message.approvalId !== "") {
       writer.uint32(722).string(message.approvalId);
+    }
+    for (const v of message.secretFindings) {
+      SecretFinding.encode(v!, writer.uint32(1122).fork()).join();
     }
     return writer;
   },
@@ -534,6 +553,14 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.approvalId = reader.string();
             continue;
           }
+          case 140: {
+            if (tag !== 1122) {
+              break;
+            }
+
+            message.secretFindings.push(SecretFinding.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -570,6 +597,7 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.inspected = object.inspected ?? false;
     message.mcpListedToolPins = object.mcpListedToolPins?.map((e) => McpListedTool.fromPartial(e)) || [];
     message.approvalId = object.approvalId ?? "";
+    message.secretFindings = object.secretFindings?.map((e) => SecretFinding.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1366,6 +1394,73 @@ export const McpListedTool: MessageFns<McpListedTool> = {
     message.name = object.name ?? "";
     message.hash = object.hash ?? "";
     message.flags = object.flags?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSecretFinding(): SecretFinding {
+  return { detector: "", field: "" };
+}
+
+export const SecretFinding: MessageFns<SecretFinding> = {
+  encode(message: SecretFinding, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.detector !== "") {
+      writer.uint32(10).string(message.detector);
+    }
+    if (message.field !== "") {
+      writer.uint32(18).string(message.field);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SecretFinding {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecretFinding();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.detector = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<SecretFinding>, I>>(base?: I): SecretFinding {
+    return SecretFinding.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SecretFinding>, I>>(object: I): SecretFinding {
+    const message = createBaseSecretFinding();
+    message.detector = object.detector ?? "";
+    message.field = object.field ?? "";
     return message;
   },
 };
