@@ -6,6 +6,9 @@
 //   stub         the chain, authorization stubbed, the JSON-RPC body read by both sidecars
 //   plain        real decisions (stream transport), a policy without MCP rules (POST /mcp allowed)
 //   mcp          real decisions, an MCP rule allowing tool `transfer`, no argument rules
+//   mcp-asks     the same, the ingress asking the control plane for every call instead of admitting
+//                on the egress decision's ticket (bench/round-trip-sidecar.ts): two decisions per call,
+//                as with argument rules, which get no ticket, so that args ÷ mcp-asks is the rule alone
 //   args         real decisions, the same rule with argument rules (amount 0..100, currency one of [USD])
 // at 1 and 16 connections, AIRLOCK_BENCH_MCP_REPS (3) repetitions with the variants' order rotated,
 // every process started once and kept for the run (each real variant has its own control plane:
@@ -50,6 +53,8 @@ interface Variant {
   /** The control plane's policy; undefined for the stubbed chain (its control plane only issues identities). */
   readonly policy?: PolicyKind;
   readonly direct?: boolean;
+  /** The ingress asks for every call (no ticket admission). */
+  readonly asks?: boolean;
 }
 
 const VARIANTS: readonly Variant[] = [
@@ -58,6 +63,7 @@ const VARIANTS: readonly Variant[] = [
   { name: 'stub', contentType: JSON_TYPE },
   { name: 'plain', contentType: JSON_TYPE, policy: 'plain' },
   { name: 'mcp', contentType: JSON_TYPE, policy: 'mcp' },
+  { name: 'mcp-asks', contentType: JSON_TYPE, policy: 'mcp', asks: true },
   { name: 'args', contentType: JSON_TYPE, policy: 'args' },
 ];
 
@@ -157,7 +163,7 @@ async function main(): Promise<void> {
       mkdirSync(cpDir);
       const cp = await startControlPlane(cpDir, {}, policy(v.policy ?? 'plain'));
       stops.push(() => cp.stop());
-      const { planner, researcher } = await startSidecars(dir, cp, app.port, v.policy === undefined ? 'stub' : 'stream', {}, v.name);
+      const { planner, researcher } = await startSidecars(dir, cp, app.port, v.policy === undefined ? 'stub' : v.asks === true ? 'stream-round-trip' : 'stream', {}, v.name);
       stops.push(() => planner.stop(), () => researcher.stop());
       chains.set(v.name, { cp, planner, researcher });
     }
@@ -209,7 +215,7 @@ async function main(): Promise<void> {
     const ratio = (a: string, b: string): string => paired(a, b, c, (x, y) => x.rps / y.rps).toFixed(2);
     const dp50 = (a: string, b: string): string => signed(paired(a, b, c, (x, y) => x.p50ms - y.p50ms));
     const dUs = (a: string, b: string, k: 'sidecarsUs' | 'cpUs'): string => signed(paired(a, b, c, (x, y) => x[k] - y[k]), 0);
-    costs.push(`${c} connection${c === 1 ? '' : 's'}: reading the body (stub ÷ stub-unread) ${ratio('stub', 'stub-unread')}× req/s, p50 ${dp50('stub', 'stub-unread')} ms, both sidecars ${dUs('stub', 'stub-unread', 'sidecarsUs')} µs CPU per call; MCP rules (mcp ÷ plain) ${ratio('mcp', 'plain')}×, p50 ${dp50('mcp', 'plain')} ms, control plane ${dUs('mcp', 'plain', 'cpUs')} µs per call; the argument rule (args ÷ mcp) ${ratio('args', 'mcp')}×, p50 ${dp50('args', 'mcp')} ms, control plane ${dUs('args', 'mcp', 'cpUs')} µs and sidecars ${dUs('args', 'mcp', 'sidecarsUs')} µs per call.`);
+    costs.push(`${c} connection${c === 1 ? '' : 's'}: reading the body (stub ÷ stub-unread) ${ratio('stub', 'stub-unread')}× req/s, p50 ${dp50('stub', 'stub-unread')} ms, both sidecars ${dUs('stub', 'stub-unread', 'sidecarsUs')} µs CPU per call; MCP rules (mcp ÷ plain) ${ratio('mcp', 'plain')}×, p50 ${dp50('mcp', 'plain')} ms, control plane ${dUs('mcp', 'plain', 'cpUs')} µs per call; the argument rule (args ÷ mcp) ${ratio('args', 'mcp')}×, p50 ${dp50('args', 'mcp')} ms, control plane ${dUs('args', 'mcp', 'cpUs')} µs and sidecars ${dUs('args', 'mcp', 'sidecarsUs')} µs per call, of which the ingress's own decision (no ticket; mcp-asks ÷ mcp) ${ratio('mcp-asks', 'mcp')}×, p50 ${dp50('mcp-asks', 'mcp')} ms, control plane ${dUs('mcp-asks', 'mcp', 'cpUs')} µs, and judging the arguments (args ÷ mcp-asks) ${ratio('args', 'mcp-asks')}×, p50 ${dp50('args', 'mcp-asks')} ms, control plane ${dUs('args', 'mcp-asks', 'cpUs')} µs per call.`);
   }
   const report = [
     `### MCP tools/call with central authorization (bench/mcp-chain.ts), ${new Date().toISOString().slice(0, 16)}Z — ${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.versions.node}`,
