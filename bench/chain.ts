@@ -11,6 +11,9 @@ import type { AdminCredentials } from '../cli/src/credentials.ts';
 import { airlockEnv } from '../cli/src/demo/processes.ts';
 import { policyYaml } from '../test/support/mesh.ts';
 import { freePort } from '../test/support/ports.ts';
+import { parseWrkOutput, type WrkResult } from './wrk-output.ts';
+
+export type { WrkResult } from './wrk-output.ts';
 
 export const run = promisify(execFile);
 export const SERVER_CPU = '0';
@@ -55,20 +58,20 @@ async function pin(pid: number | undefined): Promise<void> {
   if (pid !== undefined) await run('taskset', ['-a', '-p', '-c', SERVER_CPU, String(pid)]);
 }
 
-/** The echo app in its own process, pinned. */
-export async function startApp(): Promise<{ port: number; stop(): Promise<void> }> {
+/** The echo app (or another app script of bench/ taking its port) in its own process, pinned. */
+export async function startApp(script = 'echo-server.ts'): Promise<{ port: number; stop(): Promise<void> }> {
   const port = await freePort();
-  const app = spawn(process.execPath, [join(import.meta.dirname, 'echo-server.ts'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const app = spawn(process.execPath, [join(import.meta.dirname, script), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise((resolve) => app.stdout.once('data', resolve));
   await pin(app.pid);
   return { port, stop: () => stopChild(app) };
 }
 
-/** The control plane with a policy allowing planner → researcher GET /v1/*. */
-export async function startControlPlane(dir: string, env: NodeJS.ProcessEnv = {}): Promise<ControlPlane> {
+/** The control plane with a policy allowing planner → researcher GET /v1/* (or the given policy YAML). */
+export async function startControlPlane(dir: string, env: NodeJS.ProcessEnv = {}, policy?: string): Promise<ControlPlane> {
   const [grpcPort, httpPort, adminPort] = [await freePort(), await freePort(), await freePort()];
   const policyFile = join(dir, 'policy.yaml');
-  writeFileSync(policyFile, policyYaml('bench', ['planner', 'researcher'], [
+  writeFileSync(policyFile, policy ?? policyYaml('bench', ['planner', 'researcher'], [
     { name: 'planner-to-researcher', from: 'planner', to: 'researcher', methods: ['GET'], paths: ['/v1/*'] },
   ]));
   const dataDir = join(dir, 'cp');
@@ -143,32 +146,17 @@ async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-export interface WrkResult {
-  readonly rps: number;
-  readonly p50ms: number;
-  readonly p99ms: number;
-  readonly errors: number;
-}
-
-function toMs(v: string): number {
-  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
-  if (m === null) return NaN;
-  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2] as 'us' | 'ms' | 's'];
-}
-
-/** wrk pinned to the client CPU; through a proxy when `proxied` (absolute-form request targets). */
-export async function wrk(url: string, connections: number, duration: string, proxied: boolean): Promise<WrkResult> {
-  const script = proxied ? ['-s', join(import.meta.dirname, 'wrk-proxy.lua')] : [];
+/**
+ * wrk pinned to the client CPU; through a proxy when `proxied` (absolute-form request targets).
+ * `options.script` replaces the proxy script (a Lua script reading AIRLOCK_BENCH_* from `options.env`).
+ */
+export async function wrk(url: string, connections: number, duration: string, proxied: boolean, options: { readonly script?: string; readonly env?: NodeJS.ProcessEnv } = {}): Promise<WrkResult> {
+  const lua = options.script ?? (proxied ? join(import.meta.dirname, 'wrk-proxy.lua') : undefined);
+  const script = lua === undefined ? [] : ['-s', lua];
   const args = ['-c', CLIENT_CPU, 'wrk', '-t', '1', '-c', String(connections), '-d', duration, '--latency', ...script, url];
-  const env = { ...process.env, AIRLOCK_BENCH_TARGET: 'http://researcher.bench/v1/search' };
+  const env = { ...process.env, AIRLOCK_BENCH_TARGET: 'http://researcher.bench/v1/search', ...options.env };
   const { stdout } = await run('taskset', args, { env, timeout: 120_000 });
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]);
-  const p50 = /\s50%\s+([\d.]+\w+)/.exec(stdout)?.[1] ?? '';
-  const p99 = /\s99%\s+([\d.]+\w+)/.exec(stdout)?.[1] ?? '';
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0);
-  const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
-  const errors = non2xx + (sockErr === null ? 0 : sockErr.slice(1).reduce((a, b) => a + Number(b), 0));
-  return { rps, p50ms: toMs(p50), p99ms: toMs(p99), errors };
+  return parseWrkOutput(stdout);
 }
 
 /** Memory of a process from /proc: VmRSS (now), VmHWM (peak), or RssAnon (private: leaves out the node binary's shared file pages). */

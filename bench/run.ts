@@ -11,6 +11,7 @@
 // how long a sidecar takes to fail over when one dies or hangs (bench/failover.ts),
 // the ingress's cost per call admitted on a ticket vs decided by a round trip (bench/ingress-ticket.ts),
 // how fast a quarantine takes effect under continuous traffic (bench/containment.ts),
+// an MCP tools/call with an argument rule against the stubbed chain (bench/mcp-chain.ts),
 // and the goals against the
 // figures. Servers are pinned to CPU 0 and load generators to CPU 1 (taskset), as in
 // ../shared/PERF-NOTES.md. Appends its tables to bench/README.md (AIRLOCK_BENCH_WRITE=0 not to).
@@ -260,6 +261,9 @@ async function main(): Promise<void> {
   // How fast a quarantine takes effect under continuous traffic: command to first denied call (its own table).
   const containment = await run(process.execPath, [join(import.meta.dirname, 'containment.ts')], { timeout: 600_000, maxBuffer: 1 << 20 });
   console.log(containment.stdout);
+  // An MCP tools/call through both sidecars, stubbed and decided, and what the body and an argument rule cost (its own table).
+  const mcp = await run(process.execPath, [join(import.meta.dirname, 'mcp-chain.ts')], { timeout: 900_000, maxBuffer: 1 << 20 });
+  console.log(mcp.stdout);
 }
 
 await main();
