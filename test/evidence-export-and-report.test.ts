@@ -113,6 +113,9 @@ describe('the evidence trail of a real mesh', () => {
     const verified = await airlock(['export', '--identity', researcher, '--since', since, '--until', until, '--verify', '--trust-bundle', join(mesh.dataDir, 'trust-bundle.pem'), log]);
     expect(verified.code, verified.stderr).toBe(0);
     expect(verified.stdout).toBe(out.stdout);
+    const verifiedGz = await airlock(['export', '--identity', researcher, '--since', since, '--until', until, '--verify', '--trust-bundle', join(mesh.dataDir, 'trust-bundle.pem'), gz]);
+    expect(verifiedGz.code, verifiedGz.stderr).toBe(0);
+    expect(verifiedGz.stdout).toBe(out.stdout);
   });
 
   it('--verify refuses an edited log, naming the first break, and writes nothing', async () => {
@@ -158,6 +161,8 @@ describe('the evidence trail of a real mesh', () => {
 
   it('refuses bad input clearly, without a stack trace', async () => {
     const sidecarLog = join(mesh.dir, 'sidecar-planner.log');
+    const notGzip = join(mesh.dir, 'not-gzip.log.gz');
+    writeFileSync(notGzip, readFileSync(log));
     const cases: [string[], RegExp][] = [
       [['export', '--identity', researcher, '--since', 'yesterday', log], /--since: expected an RFC 3339 time/],
       [['export', '--identity', researcher, log], /--since T is required/],
@@ -170,6 +175,8 @@ describe('the evidence trail of a real mesh', () => {
       [['report', '--since', '1h', '-o', 'yaml', log], /-o must be table or json/],
       [['report', '--since', '1h', sidecarLog], /holds no audit event/],
       [['report', '--since', '2026-12-04T25:00:00Z', log], /--since: /],
+      [['export', '--identity', researcher, '--since', '1h', notGzip], /not-gzip\.log\.gz: not a whole gzip file/],
+      [['report', '--since', '1h', notGzip], /not a whole gzip file/],
     ];
     for (const [args, message] of cases) {
       const r = await airlock(args);
