@@ -3,7 +3,8 @@
 // audit events naming the agent in the window (each held to the schema), `--verify` refuses an
 // edited log, and `airlock report -o json` counts what was done.
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -184,6 +185,34 @@ describe('the evidence trail of a real mesh', () => {
       expect(r.stderr, args.join(' ')).toMatch(message);
       expect(r.stderr).not.toMatch(/\n\s+at /);
       expect(r.stdout).toBe('');
+    }
+  });
+});
+
+describe('airlock export and report over a log larger than their heap', () => {
+  it('read it a line at a time', { timeout: 120_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'airlock-evidence-big-'));
+    try {
+      // ~48 MB of decisions naming the agent (outside the window but one), read with a 32 MB heap:
+      // reading the file whole would not fit.
+      const file = join(dir, 'control-plane.log');
+      const fd = openSync(file, 'w');
+      const A = 'spiffe://e2e.test/ns/agents/sa/researcher';
+      const line = (time: string, path: string): string =>
+        `${JSON.stringify({ level: 30, time: Date.parse(time), msg: 'authorization decision', audit: { schemaVersion: 1, kind: 'decision', time, source: A, destination: '', host: 'example.com', port: 443, direction: 'outbound', method: 'GET', path, verdict: 'deny', mode: 'enforce', policy: '', rule: '', reason: 'no policy allows GET example.com'.padEnd(200, '.') } })}\n`;
+      const chunk = line('2026-01-01T00:00:00.000Z', '/old').repeat(1000);
+      for (let i = 0; i < 100; i++) writeSync(fd, chunk);
+      writeSync(fd, line('2026-12-01T00:00:00.000Z', '/in-window'));
+      closeSync(fd);
+      const small = { NODE_OPTIONS: '--max-old-space-size=32' };
+      const out = await airlock(['export', '--identity', A, '--since', '2026-11-01T00:00:00Z', file], small);
+      expect(out.code, out.stderr).toBe(0);
+      expect(jsonLines(out.stdout).map((e) => e.path)).toEqual(['/in-window']);
+      const report = await airlock(['report', '--since', '2025-01-01T00:00:00Z', '-o', 'json', file], small);
+      expect(report.code, report.stderr).toBe(0);
+      expect((JSON.parse(report.stdout) as { decisions: { total: number } }).decisions.total).toBe(100_001);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
