@@ -32,6 +32,8 @@ Commands:
   admin-cert create an admin client certificate for the gRPC AdminService (admin)
   admin-token retire  retire the bootstrap admin tokens of every replica, for good (admin)
   audit verify F  check the audit trail's hash chains and signed checkpoints in control plane logs
+  export          the audit events naming an identity in a time window, as JSON lines (--identity ID --since T FILE...)
+  report          the evidence summary of audit logs over a time window (--since T [-o json] FILE...)
   version         print the version
 
 Run \`airlock <command> --help\` for the flags of a command.
@@ -65,6 +67,8 @@ const commands: Record<string, Command> = {
   approvals: async (argv) => (await import('./commands/approvals.ts')).runApprovals(argv),
   ca: async (argv) => (await import('./commands/ca.ts')).runCa(argv),
   audit: async (argv) => (await import('./commands/audit.ts')).runAudit(argv),
+  export: async (argv) => (await import('./commands/export.ts')).runExport(argv),
+  report: async (argv) => (await import('./commands/report.ts')).runReport(argv),
   version: () => {
     console.log('airlock 0.1.0');
     return Promise.resolve(0);

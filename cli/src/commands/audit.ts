@@ -1,14 +1,14 @@
 import { X509Certificate } from 'node:crypto';
-import { accessSync, constants, createReadStream, readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { readFileSync } from 'node:fs';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { AuditChainVerifier, type VerifyResult } from '@airlock/control-plane/audit';
 import { parseFlags, UsageError } from '../args.ts';
+import { checkReadable, logLines, unreadable } from '../evidence/audit-input.ts';
 
 const HELP = `Usage: airlock audit verify --trust-bundle FILE [--partial] [-o text|json] FILE...
 
 Checks the audit trail in control plane logs (JSON lines, as the control plane writes them to stdout;
-lines that are not audit events are ignored; FILE - is stdin). Each replica's events form hash chains
+lines that are not audit events are ignored; FILE - is stdin, FILE.gz is read through gunzip). Each replica's events form hash chains
 (one per process start); verify checks that every chain starts at seq 0, that no seq is missing,
 repeated or moved, that each event names the hash of the one before it, that every checkpoint is
 signed by a control plane certificate chaining to the trust bundle, and that a chain naming the one
@@ -24,28 +24,11 @@ Events after a chain's last checkpoint are vouched for by the chain only: verify
 Exit codes: 0 every chain holds, 1 a chain is broken (the first break is named: file:line, seq, what),
 2 bad input (an unreadable file or trust bundle, bad flags).`;
 
-const unreadable = (file: string, err: unknown): AirlockError => new AirlockError(ErrorCode.BadRequest, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
-
 function readInput(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
     throw unreadable(file, err);
-  }
-}
-
-/** Feeds `file` (- is stdin) to the verifier a line at a time: logs of any size; stops at a break. */
-async function verifyFile(v: AuditChainVerifier, file: string): Promise<void> {
-  const input = file === '-' ? process.stdin : createReadStream(file, { encoding: 'utf8' });
-  const opened = new Promise<void>((resolve, reject) => {
-    if (file === '-') resolve();
-    input.once('ready', () => resolve());
-    input.once('error', (err: Error) => reject(unreadable(file, err)));
-  });
-  await opened;
-  let n = 0;
-  for await (const line of createInterface({ input, crlfDelay: Infinity })) {
-    if (v.line(file, ++n, line) !== undefined) break;
   }
 }
 
@@ -59,12 +42,28 @@ function readRoots(file: string): X509Certificate[] {
   }
 }
 
-function text(r: VerifyResult): string {
+export function verifyResultText(r: VerifyResult): string {
   const chains = r.chains.map((c) => `  chain ${c.chain} (replica ${c.replica}): seq ${c.firstSeq}..${c.lastSeq}, ${c.checkpoints} signed checkpoint(s)`);
   const head =
     r.broken === undefined ? `ok: ${r.events} audit event(s) in ${r.chains.length} chain(s)`
     : `broken: ${r.broken.file}:${r.broken.line}${r.broken.seq === undefined ? '' : ` seq ${r.broken.seq}`}${r.broken.chain === undefined ? '' : ` (chain ${r.broken.chain})`}: ${r.broken.what}`;
   return [head, ...chains, ...r.warnings.map((w) => `warning: ${w}`)].join('\n');
+}
+
+/**
+ * Checks the hash chains and signed checkpoints of `files` (oldest first; `-` is stdin, `.gz`
+ * read through gunzip) against the roots in `bundle`, a line at a time; stops at the first break.
+ * Throws (exit 2) for an unreadable file or bundle, before reading any log.
+ */
+export async function verifyLogs(files: readonly string[], bundle: string, partial: boolean): Promise<VerifyResult> {
+  const roots = readRoots(bundle);
+  checkReadable(files);
+  const verifier = new AuditChainVerifier({ roots, partial });
+  for (const file of files) {
+    for await (const { n, line } of logLines(file)) if (verifier.line(file, n, line) !== undefined) break;
+    if (verifier.broken !== undefined) break;
+  }
+  return verifier.finish();
 }
 
 export async function runAudit(argv: string[]): Promise<number> {
@@ -85,22 +84,8 @@ export async function runAudit(argv: string[]): Promise<number> {
   if (typeof bundle !== 'string') throw new UsageError('--trust-bundle FILE is required: checkpoints are checked against it');
   const output = values.output ?? 'text';
   if (output !== 'text' && output !== 'json') throw new UsageError(`-o must be text or json, got "${String(output)}"`);
-  const roots = readRoots(bundle);
-  // Every file readable before any is read: bad input is exit 2, whatever a verified file says.
-  for (const file of files) {
-    try {
-      if (file !== '-') accessSync(file, constants.R_OK);
-    } catch (err) {
-      throw unreadable(file, err);
-    }
-  }
-  const verifier = new AuditChainVerifier({ roots, partial: values.partial === true });
-  for (const file of files) {
-    if (verifier.broken !== undefined) break;
-    await verifyFile(verifier, file);
-  }
-  const result = verifier.finish();
-  console.log(output === 'json' ? JSON.stringify(result, null, 2) : text(result));
+  const result = await verifyLogs(files, bundle, values.partial === true);
+  console.log(output === 'json' ? JSON.stringify(result, null, 2) : verifyResultText(result));
   if (result.broken === undefined && result.events === 0) {
     console.error('airlock: no audit event in the input (is it a control plane log?)');
     return 2;
