@@ -47,7 +47,7 @@ spec: { from: { segments: [planner] }, to: { hosts: ["127.0.0.1"], ports: [${bou
     mesh = await startMesh({
       agents: ['planner', 'researcher'],
       policy,
-      sidecarArgs: ['--headers-timeout', '1s', '--tls-handshake-timeout', '1s', '--tunnel-idle-timeout', '1s', '--egress-allow-cidrs', '127.0.0.0/8'],
+      sidecarArgs: ['--headers-timeout', '1s', '--tls-handshake-timeout', '1s', '--tunnel-idle-timeout', '1s', '--egress-allow-cidrs', '127.0.0.0/8', '--capture-listen', '127.0.0.1:0'],
     });
   });
   afterAll(async () => {
@@ -88,6 +88,25 @@ spec: { from: { segments: [planner] }, to: { hosts: ["127.0.0.1"], ports: [${bou
     expect(got).toContain('request_timeout');
     expect(await refused(mesh, 'researcher', 'inbound', 'request_timeout')).toBe(before + 1);
     expect(mesh.agent('researcher').received.some((r) => r.path === '/v1/slow-inbound')).toBe(false);
+  });
+
+  it.each([
+    // A record header, a ClientHello header, its random and a 32-byte session id: 76 bytes, 23 s at this pace.
+    ['a ClientHello a byte at a time', Buffer.concat([Buffer.from('16030100c8010000c40303', 'hex'), Buffer.alloc(32, 7), Buffer.from([32]), Buffer.alloc(32, 9)])],
+    ['nothing', Buffer.alloc(0)],
+  ])('closes a captured connection whose first bytes (%s) are not whole within headersTimeout of its accept, and counts it; other calls go on', { timeout: 30_000 }, async (_what, bytes) => {
+    const capture = Number((await mesh.agent('planner').sidecar.logLine('sidecar listening; obtaining an SVID')).capture);
+    const before = await refused(mesh, 'planner', 'capture', 'request_timeout');
+    const socket = connect(capture, '127.0.0.1');
+    const done = closed(socket);
+    // A byte every 300 ms: each well within any idle timer, the whole never done.
+    let i = 0;
+    const drip = setInterval(() => i < bytes.length && socket.writable && socket.write(bytes.subarray(i, ++i)), 300);
+    expect((await mesh.call('planner', 'GET', 'http://researcher.agents/v1/meanwhile-capture')).status).toBe(200);
+    const got = await done;
+    clearInterval(drip);
+    expect(got).toBe('');
+    expect(await refused(mesh, 'planner', 'capture', 'request_timeout')).toBe(before + 1);
   });
 
   it('closes a peer connection that never finishes its TLS handshake', { timeout: 30_000 }, async () => {
