@@ -2,6 +2,7 @@
 // a peer that opens TLS and says nothing, a CONNECT tunnel left idle, and a flood of connections are
 // each cut (in seconds, not Node's minutes) and counted, while legitimate calls go on.
 import { readFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -25,11 +26,23 @@ function closed(socket: Socket): Promise<string> {
   });
 }
 
-const refused = async (mesh: Mesh, agent: string, listener: string, reason: string): Promise<number> => {
-  const text = await (await fetch(`http://127.0.0.1:${mesh.agent(agent).adminPort}/metrics`)).text();
-  const m = new RegExp(`^airlock_sidecar_connections_refused_total\\{[^}]*listener="${listener}"[^}]*reason="${reason}"[^}]*\\} (\\d+)`, 'm').exec(text);
-  return Number(m?.[1] ?? 0);
-};
+/** A sidecar's count of connections its `listener` cut for `reason`. */
+const refused = (mesh: Mesh, agent: string, listener: string, reason: string): Promise<number> => refusedAt(mesh.agent(agent).adminPort, listener, reason);
+
+/** Read on a connection of its own, closed after: one kept alive would count against the admin port's cap. */
+function refusedAt(adminPort: number, listener: string, reason: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    httpGet({ host: '127.0.0.1', port: adminPort, path: '/metrics', agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => {
+        const m = new RegExp(`^airlock_sidecar_connections_refused_total\\{[^}]*listener="${listener}"[^}]*reason="${reason}"[^}]*\\} (\\d+)`, 'm').exec(text);
+        resolve(Number(m?.[1] ?? 0));
+      });
+    }).on('error', reject);
+  });
+}
 
 describe('sidecar listener limits', () => {
   let mesh: Mesh;
@@ -170,6 +183,34 @@ describe('sidecar connection cap', () => {
     await flood(mesh.agent('researcher').inboundPort);
     expect(await refused(mesh, 'researcher', 'inbound', 'max_connections')).toBe(3);
     await expect.poll(async () => (await mesh.call('planner', 'GET', 'http://researcher.agents/v1/after-inbound-flood')).status, { timeout: 10_000 }).toBe(200);
+  });
+
+  it('caps the admin port too: connections past maxConnections are closed at once and counted; then it serves again', { timeout: 30_000 }, async () => {
+    const port = mesh.agent('planner').adminPort;
+    // Each connection asks for /healthz: one within the cap answers (and is kept open), one past it is
+    // closed with no answer. Connections this process kept alive from earlier probes count too, so the
+    // split is read from the answers; at least 3 of 8 are past a cap of 5.
+    const answers: string[] = [];
+    const sockets: Socket[] = [];
+    for (let i = 0; i < 8; i++) {
+      const s = connect(port, '127.0.0.1');
+      sockets.push(s);
+      answers.push(
+        await new Promise<string>((resolve) => {
+          s.once('data', (d: Buffer) => resolve(d.toString('latin1').slice(0, 15)));
+          s.once('close', () => resolve(''));
+          s.on('error', () => undefined);
+          s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+        }),
+      );
+    }
+    const cut = answers.filter((a) => a === '').length;
+    expect(cut).toBeGreaterThanOrEqual(3);
+    expect(answers.filter((a) => a === 'HTTP/1.1 200 OK').length).toBe(8 - cut);
+    // Past the cap means every later one: none is answered after the first is cut.
+    expect(answers.slice(answers.indexOf(''))).toEqual(Array.from({ length: cut }, () => ''));
+    for (const s of sockets) s.destroy();
+    await expect.poll(() => refusedAt(port, 'admin', 'max_connections'), { timeout: 10_000 }).toBeGreaterThanOrEqual(cut);
   });
 
   it('caps the capture port too: connections past maxConnections are closed at once and counted; then captured calls go through', { timeout: 30_000 }, async () => {
