@@ -2,7 +2,9 @@
 // A client that opens TLS and says nothing, one that sends its headers a byte at a time, and a flood
 // of connections are each cut (in seconds, not Node's two minutes) and counted, while sidecars'
 // calls and probes go on.
+import { get as httpGet } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEALTH_PROTO, healthCheck, serviceClient } from './support/grpc-health.ts';
 import { adminFetch, openAuthorizeStream, RESEARCHER, RESEARCHERS_TO_EXAMPLE, startTestControlPlane, type TestControlPlane } from '../control-plane/src/testing/test-control-plane.ts';
@@ -28,8 +30,20 @@ const opened = async (port: number): Promise<Socket> => {
   return s;
 };
 
+/** GET /metrics on a connection of its own, closed after (a kept-alive one would count against the metrics port's cap). */
+function metricsText(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    httpGet({ host: '127.0.0.1', port, path: '/metrics', agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}
+
 async function refused(t: TestControlPlane, listener: string, reason: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${t.cp.httpPort}/metrics`)).text();
+  const text = await metricsText(t.cp.httpPort);
   const m = new RegExp(`^airlock_control_plane_connections_refused_total\\{[^}]*listener="${listener}"[^}]*reason="${reason}"[^}]*\\} (\\d+)`, 'm').exec(text);
   return Number(m?.[1] ?? 0);
 }
@@ -61,6 +75,23 @@ describe('control-plane listener timeouts', () => {
     await expect.poll(() => refused(t, listener, 'handshake_timeout'), { timeout: 5000 }).toBe(before + 1);
   });
 
+  it('answers 408 to headers sent a byte at a time on the admin API (over its TLS), and counts it; admin calls go on', { timeout: 30_000 }, async () => {
+    const before = await refused(t, 'admin', 'request_timeout');
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: t.cp.adminPort, ca: t.cp.trustBundlePem, checkServerIdentity: () => undefined }, () => resolve(s));
+      s.once('error', reject);
+    });
+    const done = closed(socket);
+    socket.write(`GET /v1/policy HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.cp.adminToken}\r\n`);
+    const drip = setInterval(() => socket.writable && socket.write('X'), 200);
+    expect((await adminFetch(t.cp, '/v1/policy', { headers: { authorization: `Bearer ${t.cp.adminToken}` } })).status).toBe(200);
+    const got = await done;
+    clearInterval(drip);
+    expect(got).toMatch(/^HTTP\/1\.1 408 /);
+    expect(got).toContain('request_timeout');
+    expect(await refused(t, 'admin', 'request_timeout')).toBe(before + 1);
+  });
+
   it('answers 408 to headers sent a byte at a time on the metrics port, and counts it; probes go on', { timeout: 30_000 }, async () => {
     const socket = await opened(t.cp.httpPort);
     const done = closed(socket);
@@ -81,15 +112,20 @@ describe('control-plane connection cap', () => {
   });
   afterAll(() => t.close());
 
-  it.each(['grpc', 'admin'] as const)('closes %s connections past maxConnections at once and counts them; once they are gone, calls go through', { timeout: 30_000 }, async (listener) => {
-    const port = listener === 'grpc' ? t.cp.grpcPort : t.cp.adminPort;
+  it.each(['grpc', 'admin', 'http'] as const)('closes %s connections past maxConnections at once and counts them; once they are gone, calls go through', { timeout: 30_000 }, async (listener) => {
+    const port = { grpc: t.cp.grpcPort, admin: t.cp.adminPort, http: t.cp.httpPort }[listener];
     const held = await Promise.all(Array.from({ length: 4 }, () => opened(port)));
     const extra = Array.from({ length: 3 }, () => connect(port, '127.0.0.1'));
     expect(await Promise.all(extra.map((s) => closed(s)))).toEqual(['', '', '']);
     expect(held.every((s) => !s.destroyed)).toBe(true);
-    expect(await refused(t, listener, 'max_connections')).toBe(3);
+    if (listener !== 'http') expect(await refused(t, listener, 'max_connections')).toBe(3);
     for (const s of held) s.destroy();
-    if (listener === 'grpc') {
+    if (listener === 'http') {
+      // The count is served on the metrics port itself: read once the held ones are gone (a read made
+      // before the server saw them close is refused too, and counted).
+      await expect.poll(() => refused(t, listener, 'max_connections'), { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
+      expect((await fetch(`http://127.0.0.1:${t.cp.httpPort}/healthz`)).status).toBe(200);
+    } else if (listener === 'grpc') {
       const health = serviceClient(HEALTH_PROTO, 'grpc.health.v1.Health', t.cp.grpcPort, t.cp.trustBundlePem);
       await expect.poll(() => healthCheck(health, ''), { timeout: 10_000 }).toBe('SERVING');
       health.close();

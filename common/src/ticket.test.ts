@@ -56,6 +56,26 @@ describe('ticket codec', () => {
     expect(openTicket('A'.repeat(MAX_TICKET_CHARS + 4))).toBeUndefined();
   });
 
+  it('reads one text per ticket: a last character differing only in its unused bits is refused (found by fuzzing)', () => {
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    // Tool names 1 to 3 bytes longer: among them, tickets whose last character carries 4 and 2 unused bits.
+    for (const pad of ['x', 'xx', 'xxx']) {
+      const text = sealTicket({ ...claims, mcpTool: `search_web${pad}` }, key) ?? '';
+      if (text.length % 4 === 0) continue;
+      // Bit 0 of the last character is never used: its twin holds the same bytes.
+      const twin = `${text.slice(0, -1)}${alphabet.charAt(alphabet.indexOf(text.slice(-1)) ^ 1)}`;
+      expect(Buffer.from(twin, 'base64url').equals(Buffer.from(text, 'base64url'))).toBe(true);
+      expect(openTicket(twin)).toBeUndefined();
+      expect(openTicket(text)).toBeDefined();
+    }
+  });
+
+  it('issues no ticket for a claim UTF-8 cannot carry exactly (a lone surrogate would be read back as U+FFFD; found by fuzzing)', () => {
+    for (const path of ['/v1/\ud800', 'a\udc00b']) expect(sealTicket({ ...claims, path }, key)).toBeUndefined();
+    expect(sealTicket({ ...claims, mcpTool: 'tool_\ud83d' }, key)).toBeUndefined();
+    expect(sealTicket({ ...claims, mcpTool: 'tool_\ud83d\ude00' }, key)).toBeDefined();
+  });
+
   it('issues no ticket for a call that does not fit one (the ingress then asks)', () => {
     expect(sealTicket({ ...claims, path: `/${'a'.repeat(MAX_TICKET_CHARS)}` }, key)).toBeUndefined();
     expect(sealTicket({ ...claims, decisionId: 'not-a-uuid' }, key)).toBeUndefined();

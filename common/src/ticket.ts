@@ -104,12 +104,14 @@ function strings(c: TicketClaims): readonly string[] {
   return [c.source, c.destination, c.instance, c.host, c.method, c.path, c.mcpMethod, c.mcpTool];
 }
 
-/** The sealed ticket, base64url; undefined when a field does not fit (no ticket: the ingress asks). */
+/** The sealed ticket, base64url; undefined when a field does not fit, or is not well-formed UTF-16 (no ticket: the ingress asks). */
 export function sealTicket(claims: TicketClaims, key: { readonly keyId: number; readonly key: MacKey }): string | undefined {
   if (!UUID.test(claims.decisionId)) return undefined;
   const parts = strings(claims);
   let size = FIXED_BYTES + MAC_BYTES;
   for (const p of parts) {
+    // A lone surrogate would be sealed as U+FFFD: the ticket would bind another string than the call's.
+    if (!p.isWellFormed()) return undefined;
     const n = Buffer.byteLength(p, 'utf8');
     if (n > 0xffff) return undefined;
     size += 2 + n;
@@ -134,7 +136,7 @@ export function sealTicket(claims: TicketClaims, key: { readonly keyId: number; 
 
 /** Reads a ticket's fields without trusting them; undefined when it is not one (malformed). */
 export function openTicket(text: string): OpenedTicket | undefined {
-  if (text.length > MAX_TICKET_CHARS || !/^[A-Za-z0-9_-]+$/.test(text)) return undefined;
+  if (text.length > MAX_TICKET_CHARS || !/^[A-Za-z0-9_-]+$/.test(text) || !canonicalBase64url(text)) return undefined;
   const buf = Buffer.from(text, 'base64url');
   if (buf.length < FIXED_BYTES + 16 + MAC_BYTES || buf.readUInt8(0) !== VERSION) return undefined;
   const end = buf.length - MAC_BYTES;
@@ -170,6 +172,27 @@ export function openTicket(text: string): OpenedTicket | undefined {
     mac: buf.subarray(end),
   };
 }
+
+/**
+ * Whether `text` (base64url characters only) is the one encoding of its bytes: Buffer.from ignores
+ * the unused low bits of the last character (and a lone trailing character), so without this check
+ * several texts would read as one ticket.
+ */
+function canonicalBase64url(text: string): boolean {
+  const rest = text.length % 4;
+  if (rest === 0) return true;
+  if (rest === 1) return false;
+  const last = BASE64URL_VALUE[text.charCodeAt(text.length - 1)] ?? 0;
+  // 2 characters carry 1 byte (4 bits unused), 3 carry 2 bytes (2 bits unused).
+  return (last & (rest === 2 ? 0x0f : 0x03)) === 0;
+}
+
+const BASE64URL_VALUE: readonly number[] = (() => {
+  const values: number[] = [];
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  for (let i = 0; i < alphabet.length; i++) values[alphabet.charCodeAt(i)] = i;
+  return values;
+})();
 
 /** Whether the ticket's MAC verifies under `key` (compared in constant time). */
 export function ticketMacValid(ticket: OpenedTicket, key: MacKey): boolean {

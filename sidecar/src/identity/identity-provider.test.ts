@@ -2,6 +2,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode } from '@airlock/common/errors';
+import { createRootLogger } from '@airlock/common/logging';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { createTestCa } from '../testing/certs.ts';
 import { controlPlaneIdOf, startFakeControlPlane, type FakeControlPlane } from '../testing/fake-control-plane.ts';
@@ -100,6 +101,21 @@ describe('IdentityProvider with a join token', () => {
     identity.start();
     await expect(identity.ready()).rejects.toMatchObject({ code: ErrorCode.Attestation });
     expect(identity.notReadyReason()).toContain('join token is not valid');
+  });
+
+  it('logs a refused join token with its code and reason, never the token', async () => {
+    const cp = await controlPlane();
+    const lines: Record<string, unknown>[] = [];
+    const logger = createRootLogger({ process: 'test', level: 'info', destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
+    const token = 'at_refused_SECRET-1234567890';
+    const signer = new JoinTokenSigner({ ...oneControlPlane(`127.0.0.1:${cp.port}`), caPem: ca.certPem, controlPlaneId: controlPlaneIdOf(TD), joinToken: token });
+    const identity = new IdentityProvider({ signer, inboundAddress: () => '127.0.0.1:15006', expiryGauge: testMetrics().metrics.certificateExpiry, logger, backoff: { initialMs: 50, maxMs: 200 } });
+    cleanups.push(() => identity.close());
+    identity.start();
+    await expect(identity.ready()).rejects.toMatchObject({ code: ErrorCode.Attestation });
+    const line = lines.find((l) => l.msg === 'cannot obtain an SVID');
+    expect(line).toMatchObject({ level: 'error', code: ErrorCode.Attestation, reason: expect.stringContaining('join token is not valid') as unknown });
+    expect(JSON.stringify(lines)).not.toContain('SECRET-1234567890');
   });
 
   it('does not talk to a server that presents another SPIFFE ID than the control plane', async () => {

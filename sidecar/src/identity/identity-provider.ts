@@ -179,7 +179,9 @@ export class IdentityProvider implements SvidSource {
         if (isAirlockError(err) && err.code !== ErrorCode.UpstreamUnavailable) {
           // Refused (e.g. a used or expired join token): retrying cannot help; readyz says why.
           this.#failure = err.message;
-          log.error({ err: { code: err.code, message: err.message } }, 'cannot obtain an SVID');
+          // Flat fields: under `err`, pino's error serializer turns a plain object into {type: "Object", stack: ""}.
+          // Never the token: the control plane's refusal does not repeat it.
+          log.error({ code: err.code, reason: err.message }, 'cannot obtain an SVID');
           this.#firstSvid.reject(err);
           return;
         }

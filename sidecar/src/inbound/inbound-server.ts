@@ -100,10 +100,19 @@ export function createInboundServer(deps: InboundDeps): Server {
       socket.destroy();
     }
   });
+  // Until an SVID is held there is no certificate to answer a handshake with: a peer that dialled
+  // (we are starting, or restarting at an advertised address) finds its connection closed before
+  // the handshake, not a TLS alert. Prepended: runs before the TLS layer wraps the socket.
+  server.prependListener('connection', (socket: Socket) => {
+    if (deps.identity.current() !== undefined) return;
+    deps.metrics.inboundRejected.inc({ reason: 'not_ready' });
+    socket.destroy();
+  });
   answerClientErrors(server, deps.logger);
   countLimitRefusals(server, limits, 'inbound', deps.metrics);
   server.on('tlsClientError', () => {
-    deps.metrics.inboundRejected.inc({ reason: 'handshake_failed' });
+    // A socket closed above is counted as not_ready already.
+    if (deps.identity.current() !== undefined) deps.metrics.inboundRejected.inc({ reason: 'handshake_failed' });
   });
   deps.identity.onChange((svid) => server.setSecureContext(tlsContext(svid, minVersion)));
   deps.revoked?.onChange(() => {

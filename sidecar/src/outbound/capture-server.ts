@@ -7,8 +7,6 @@ import { readClientHello } from './client-hello.ts';
 import { createOutboundServer, tunnel, type OutboundDeps } from './outbound-server.ts';
 import { parseAuthorityTarget } from './proxy-target.ts';
 
-/** How long a captured connection may take to send its first bytes (a ClientHello, a request line). */
-const FIRST_BYTES_TIMEOUT_MS = 10_000;
 const TLS_HANDSHAKE = 0x16;
 
 /**
@@ -40,11 +38,20 @@ export function createCaptureServer(deps: OutboundDeps): Server & { closeAllConn
   const http = createOutboundServer(deps, 'capture');
   const recorder = requestRecorder(deps.metrics, 'outbound');
   const sockets = new Set<Socket>();
+  const limits = deps.limits ?? DEFAULT_LISTENER_LIMITS;
   const server = createServer((socket) => {
     sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());
-    socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
+    // What a captured connection sends first (a ClientHello, a request line) must be whole within
+    // headersTimeout of its accept: a deadline, not an idle timer, which a byte now and then resets.
+    const firstBytes = setTimeout(() => {
+      deps.metrics.connectionsRefused.inc({ listener: 'capture', reason: 'request_timeout' });
+      socket.destroy();
+    }, limits.headersTimeoutMs);
+    socket.on('close', () => {
+      sockets.delete(socket);
+      clearTimeout(firstBytes);
+    });
     const chunks: Buffer[] = [];
     let size = 0;
     // Bytes that must arrive before the ClientHello is read again (a slow sender costs no re-reading).
@@ -85,7 +92,7 @@ export function createCaptureServer(deps: OutboundDeps): Server & { closeAllConn
     function handOver(s: Socket, http?: Buffer): void {
       s.off('data', onData);
       s.pause();
-      s.setTimeout(0);
+      clearTimeout(firstBytes);
       if (http === undefined) return;
       s.unshift(http);
       toHttp(s);
@@ -113,7 +120,7 @@ export function createCaptureServer(deps: OutboundDeps): Server & { closeAllConn
     http.close();
     http.closeAllConnections();
   });
-  countLimitRefusals(server, deps.limits ?? DEFAULT_LISTENER_LIMITS, 'capture', deps.metrics);
+  countLimitRefusals(server, limits, 'capture', deps.metrics);
   return Object.assign(server, {
     closeAllConnections(): void {
       http.closeAllConnections();

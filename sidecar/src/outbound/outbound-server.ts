@@ -22,6 +22,7 @@ import type { EgressCa } from './egress-ca.ts';
 import { assertHostMatches, inspectedTarget, parseAbsoluteTarget, parseAuthorityTarget, parseOriginTarget, type ProxyTarget } from './proxy-target.ts';
 import { inspectTunnel } from './tls-inspect.ts';
 import type { UpstreamPools } from './upstream-pools.ts';
+import { peerHandshakeRefusal } from './peer-handshake.ts';
 
 export interface OutboundDeps {
   readonly identity: SvidSource;
@@ -187,14 +188,18 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
   const { dispatcher, origin, describe } = destination(deps, decision, svid, target);
   const body = mcp.body;
   const request = { origin, method, path: target.path, headers, describe, body };
-  if (body instanceof Buffer && mcp.message !== undefined && 'method' in mcp.message && mcp.message.method === 'tools/list') {
-    // The answer lists only the tools this agent may call: asked fresh, once, for the listed names.
-    await forwardToolsList(dispatcher, { ...request, body }, res, async (tools) => {
-      const filter = await deps.authorizer.authorize({ ...question, listedTools: [...new Set(tools.map((t) => t.name))], listedToolPins: tools });
-      return new Set(filter.allowed ? filter.allowedTools : []);
-    });
-  } else {
-    await forward(dispatcher, request, req, res);
+  try {
+    if (body instanceof Buffer && mcp.message !== undefined && 'method' in mcp.message && mcp.message.method === 'tools/list') {
+      // The answer lists only the tools this agent may call: asked fresh, once, for the listed names.
+      await forwardToolsList(dispatcher, { ...request, body }, res, async (tools) => {
+        const filter = await deps.authorizer.authorize({ ...question, listedTools: [...new Set(tools.map((t) => t.name))], listedToolPins: tools });
+        return new Set(filter.allowed ? filter.allowedTools : []);
+      });
+    } else {
+      await forward(dispatcher, request, req, res);
+    }
+  } catch (err) {
+    throw decision.upstream === undefined ? err : peerHandshakeRefusal(err, decision.upstream, deps.logger);
   }
   return 'allowed';
 }

@@ -1,9 +1,10 @@
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { Pool } from 'undici';
+import { buildConnector, Pool } from 'undici';
 import { DEFAULT_TLS_MIN_VERSION, type TlsMinVersion } from '@airlock/common/config';
 import type { Upstream } from '../authz/authorizer.ts';
 import type { Svid } from '../identity/svid.ts';
 import { expectSpiffeId } from '../tls/peer-identity.ts';
+import { markHandshakeRefusals } from './peer-handshake.ts';
 
 /**
  * Kept-alive mTLS connection pools to peer sidecars, one per (address, expected SPIFFE ID): a pool
@@ -42,12 +43,14 @@ export class UpstreamPools {
     let pool = this.#pools.get(key);
     if (pool === undefined) {
       pool = new Pool(`https://${upstream.address}`, {
-        connect: {
-          secureContext: this.#context,
-          rejectUnauthorized: true,
-          // Verified by SPIFFE ID, not host name: the address is often a bare IP.
-          checkServerIdentity: expectSpiffeId(upstream.spiffeId),
-        },
+        connect: markHandshakeRefusals(
+          buildConnector({
+            secureContext: this.#context,
+            rejectUnauthorized: true,
+            // Verified by SPIFFE ID, not host name: the address is often a bare IP.
+            checkServerIdentity: expectSpiffeId(upstream.spiffeId),
+          }),
+        ),
       });
       this.#forgetWhenUnused(key, pool);
       this.#pools.set(key, pool);

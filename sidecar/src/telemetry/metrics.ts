@@ -72,7 +72,7 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
     }),
     inboundRejected: new Counter({
       name: 'airlock_sidecar_inbound_rejected_total',
-      help: 'Inbound connections refused before any request, or closed, by reason: handshake_failed, invalid_svid (not one X.509-SVID), revoked (its certificate), quarantined (its identity, as pushed).',
+      help: 'Inbound connections refused before any request, or closed, by reason: not_ready (closed before the handshake: no SVID held yet), handshake_failed, invalid_svid (not one X.509-SVID), revoked (its certificate), quarantined (its identity, as pushed).',
       labelNames: ['reason'] as const,
       registers,
     }),
