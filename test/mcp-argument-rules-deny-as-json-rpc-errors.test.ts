@@ -12,6 +12,10 @@ import { Agent, Headers, ProxyAgent, fetch as undiciFetch } from 'undici7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { listen } from '@airlock/common/net';
+import { openTicket, TICKET_HEADER } from '@airlock/common/ticket';
+import { AuthorizationServiceClient, AuthorizeRequest, Direction } from '@airlock/proto/authorization/v1';
+import { credentials, Metadata } from '@grpc/grpc-js';
+import { CONTROL_PLANE_CHANNEL_OPTIONS } from '../sidecar/src/controlplane/credentials.ts';
 import { adminPost } from '../cli/src/admin-client.ts';
 import type { EchoBody } from '../cli/src/demo/echo-app.ts';
 import { caFromPem } from '../sidecar/src/testing/certs.ts';
@@ -133,6 +137,53 @@ describe('MCP argument rules, denials as JSON-RPC errors the SDK client surfaces
   });
 
   const text = (r: unknown): string => ((r as { content: { text: string }[] }).content[0]?.text ?? '');
+
+  it('admits a call judged on its arguments on its ticket, and only with those very arguments', async () => {
+    const tools = mesh.agent('tools');
+    const admissions = async (): Promise<number> => {
+      const page = await (await fetch(`http://127.0.0.1:${tools.adminPort}/metrics`)).text();
+      return [...page.matchAll(/^airlock_sidecar_ticket_admissions_total(?:\{[^}]*\})? (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    // The ingress holds its ticket keys once it holds an SVID.
+    await expect.poll(async () => {
+      const before = await admissions();
+      await client.callTool({ name: 'transfer', arguments: { amount: 7, currency: 'USD', memo: 'ticketed' } });
+      return (await admissions()) - before;
+    }, { timeout: 10_000 }).toBe(1);
+
+    // A genuine ticket for 7 USD (planner's egress question), sent straight to the ingress.
+    const caPem = readFileSync(join(mesh.dataDir, 'ca.pem'), 'utf8');
+    const planner = caFromPem(caPem, readFileSync(join(mesh.dataDir, 'ca.key'), 'utf8')).issue({ uris: [mesh.agent('planner').identity] });
+    const asPlanner = new AuthorizationServiceClient(`127.0.0.1:${mesh.grpcPort}`, credentials.createSsl(Buffer.from(caPem), Buffer.from(planner.keyPem), Buffer.from(planner.certPem), { checkServerIdentity: () => undefined }), CONTROL_PLANE_CHANNEL_OPTIONS);
+    const seven = { amount: 7, currency: 'USD', memo: 'direct' };
+    const ticketFor = (args: unknown): Promise<string> => {
+      const request = AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: mesh.agent('planner').identity, destinationHost: 'tools.agents', destinationPort: 80, method: 'POST', path: '/mcp', mcpMethod: 'tools/call', mcpTool: 'transfer', mcpArguments: JSON.stringify(args) });
+      return new Promise<string>((resolve, reject) => asPlanner.authorize(request, new Metadata(), { deadline: Date.now() + 5000 }, (err, res) => (err === null ? resolve(res.ticket) : reject(err))));
+    };
+    const direct = (ticket: string, args: unknown, id: number) => {
+      const body = JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'transfer', arguments: args } });
+      return rawHttp(tools.inboundPort, `POST /mcp HTTP/1.1\r\nHost: tools.agents\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\n${TICKET_HEADER}: ${ticket}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`, {
+        tls: { ca: caPem, cert: planner.certPem, key: planner.keyPem, checkServerIdentity: () => undefined },
+      });
+    };
+    try {
+      const genuine = await ticketFor(seven);
+      expect(openTicket(genuine)?.claims.mcpArgumentsDigest).toMatch(/^[0-9a-f]{64}$/);
+      // With its own arguments: admitted on the ticket.
+      let before = await admissions();
+      expect((await direct(genuine, seven, 51)).body).toContain('transferred 7 USD');
+      expect(await admissions()).toBe(before + 1);
+      // Another ticket for 7 USD, sent with 7000: not admitted on it; decided, and denied.
+      const called7000 = called.filter((c) => c.includes('7000')).length;
+      before = await admissions();
+      const refused = JSON.parse((await direct(await ticketFor(seven), { ...seven, amount: 7000 }, 52)).body) as { id: number; error?: { code: number } };
+      expect(refused).toMatchObject({ id: 52, error: { code: -32050 } });
+      expect(await admissions()).toBe(before);
+      expect(called.filter((c) => c.includes('7000')).length).toBe(called7000);
+    } finally {
+      asPlanner.close();
+    }
+  });
 
   it('allows transfer of 100 USD, refuses 101 with an McpError naming the argument and the decision, and the session goes on', async () => {
     expect(text(await client.callTool({ name: 'transfer', arguments: { amount: 100, currency: 'USD', memo: 'rent' } }))).toBe('transferred 100 USD');

@@ -11,8 +11,8 @@ const BASE64URL = Array.from('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 const text = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 200 }),
   fc.string({ unit: fc.constantFrom(...BASE64URL, '=', '+', '/', ' ', '.'), maxLength: 600 }),
-  // Bytes that look like a ticket: version 1, then anything (length prefixes past the end, short, long).
-  fc.uint8Array({ minLength: 0, maxLength: 400 }).map((b) => Buffer.concat([Buffer.from([1]), b]).toString('base64url')),
+  // Bytes that look like a ticket: version 2, then anything (length prefixes past the end, short, long).
+  fc.uint8Array({ minLength: 0, maxLength: 400 }).map((b) => Buffer.concat([Buffer.from([2]), b]).toString('base64url')),
 );
 const field = fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 40 }), fc.constantFrom('', '/v1/x?q=é', 'spiffe://a/ns/b/sa/c', '\u0000', '\ud800', 'a\udc00b'));
 const claims: fc.Arbitrary<TicketClaims> = fc.record({
@@ -26,6 +26,7 @@ const claims: fc.Arbitrary<TicketClaims> = fc.record({
   path: field,
   mcpMethod: field,
   mcpTool: field,
+  mcpArgumentsDigest: fc.oneof(fc.constant(''), fc.stringMatching(/^[0-9a-f]{64}$/), field),
   policyVersion: fc.nat({ max: 0xffffffff }),
   issuedAt: fc.nat({ max: 2 ** 48 - 1 }),
   expiresAt: fc.nat({ max: 2 ** 48 - 1 }),

@@ -1,6 +1,6 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { MAX_TICKET_CHARS, openTicket, sealTicket, TicketMacKey, ticketMacValid, type TicketClaims } from './ticket.ts';
+import { argumentsDigest, MAX_TICKET_CHARS, openTicket, sealTicket, TicketMacKey, ticketMacValid, type TicketClaims } from './ticket.ts';
 
 const key = { keyId: 7, key: randomBytes(32) };
 const claims: TicketClaims = {
@@ -14,6 +14,7 @@ const claims: TicketClaims = {
   path: '/v1/search?q=é',
   mcpMethod: 'tools/call',
   mcpTool: 'search_web',
+  mcpArgumentsDigest: argumentsDigest('{"q":"mcp"}'),
   policyVersion: 12,
   issuedAt: 1_800_000_000_123,
   expiresAt: 1_800_000_002_123,
@@ -50,9 +51,12 @@ describe('ticket codec', () => {
     expect(openTicket(raw.subarray(0, raw.length - 1).toString('base64url'))).toBeUndefined();
     expect(openTicket(raw.subarray(0, 40).toString('base64url'))).toBeUndefined();
     expect(openTicket(Buffer.concat([raw, Buffer.alloc(1)]).toString('base64url'))).toBeUndefined();
-    const v2 = Buffer.from(raw);
-    v2[0] = 2;
-    expect(openTicket(v2.toString('base64url'))).toBeUndefined();
+    // Version 1 (before tools' arguments were bound) and a later one are not read.
+    for (const version of [1, 3]) {
+      const other = Buffer.from(raw);
+      other[0] = version;
+      expect(openTicket(other.toString('base64url'))).toBeUndefined();
+    }
     expect(openTicket('A'.repeat(MAX_TICKET_CHARS + 4))).toBeUndefined();
   });
 

@@ -5,9 +5,9 @@
  *
  * Compact binary, sent base64url in one header. Layout (big-endian):
  *   u8 version | u32 key id | u48 issued at (ms) | u48 expires at (ms) | u32 policy version |
- *   u16 port | 16-byte decision id (a UUID) | 8 × (u16 length + UTF-8): source, destination,
- *   destination instance, host, method, path, MCP method, MCP tool | 32-byte HMAC-SHA256 of all
- *   that precedes it, under the destination identity's key named by the key id.
+ *   u16 port | 16-byte decision id (a UUID) | 9 × (u16 length + UTF-8): source, destination,
+ *   destination instance, host, method, path, MCP method, MCP tool, MCP arguments digest | 32-byte
+ *   HMAC-SHA256 of all that precedes it, under the destination identity's key named by the key id.
  */
 import { hash, timingSafeEqual } from 'node:crypto';
 
@@ -19,7 +19,9 @@ export const MAX_TICKET_TTL_MS = 10_000;
 /** A longer ticket is not issued (the call falls back to a round trip): it must fit the peer's header limit with the request. */
 export const MAX_TICKET_CHARS = 4096;
 
-const VERSION = 1;
+// 2: the MCP arguments digest (a version 1 ticket is not one: its call falls back to a decision).
+const VERSION = 2;
+const STRINGS = 9;
 const MAC_BYTES = 32;
 const FIXED_BYTES = 1 + 4 + 6 + 6 + 4 + 2 + 16;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -39,6 +41,11 @@ export interface TicketClaims {
   /** '' when the request carried no MCP message. */
   readonly mcpMethod: string;
   readonly mcpTool: string;
+  /**
+   * argumentsDigest() of the tool arguments when a rule judged them (the ingress admits the call only
+   * if its own reading of the body digests the same); '' when none did.
+   */
+  readonly mcpArgumentsDigest: string;
   readonly policyVersion: number;
   /** Milliseconds since the Unix epoch. */
   readonly issuedAt: number;
@@ -101,7 +108,12 @@ function macInto(key: MacKey, block: Buffer, end: number): void {
 }
 
 function strings(c: TicketClaims): readonly string[] {
-  return [c.source, c.destination, c.instance, c.host, c.method, c.path, c.mcpMethod, c.mcpTool];
+  return [c.source, c.destination, c.instance, c.host, c.method, c.path, c.mcpMethod, c.mcpTool, c.mcpArgumentsDigest];
+}
+
+/** What a ticket binds of a tools/call's arguments: the SHA-256 (hex) of their canonical JSON as both sidecars read it (argumentsJson). */
+export function argumentsDigest(argumentsJson: string): string {
+  return hash('sha256', argumentsJson, 'hex');
 }
 
 /** The sealed ticket, base64url; undefined when a field does not fit, or is not well-formed UTF-16 (no ticket: the ingress asks). */
@@ -154,7 +166,7 @@ export function openTicket(text: string): OpenedTicket | undefined {
   const id = buf.toString('hex', o, o + 16);
   o += 16;
   const s: string[] = [];
-  for (let i = 0; i < 8; i++) {
+  for (let i = 0; i < STRINGS; i++) {
     if (o + 2 > end) return undefined;
     const n = buf.readUInt16BE(o);
     o += 2;
@@ -163,11 +175,11 @@ export function openTicket(text: string): OpenedTicket | undefined {
     o += n;
   }
   if (o !== end) return undefined;
-  const [source = '', destination = '', instance = '', host = '', method = '', path = '', mcpMethod = '', mcpTool = ''] = s;
+  const [source = '', destination = '', instance = '', host = '', method = '', path = '', mcpMethod = '', mcpTool = '', mcpArgumentsDigest = ''] = s;
   const decisionId = `${id.slice(0, 8)}-${id.slice(8, 12)}-${id.slice(12, 16)}-${id.slice(16, 20)}-${id.slice(20)}`;
   return {
     keyId,
-    claims: { decisionId, source, destination, instance, host, port, method, path, mcpMethod, mcpTool, policyVersion, issuedAt, expiresAt },
+    claims: { decisionId, source, destination, instance, host, port, method, path, mcpMethod, mcpTool, mcpArgumentsDigest, policyVersion, issuedAt, expiresAt },
     signed: buf.subarray(0, end),
     mac: buf.subarray(end),
   };

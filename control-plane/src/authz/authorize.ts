@@ -17,6 +17,7 @@ import type { DecisionSnapshot } from './decision-state.ts';
 import { agentDestination, destinationOfHost } from './registry.ts';
 import { checkSecretFindings } from './secrets.ts';
 import type { TicketIssuer } from './tickets/ticket-issuer.ts';
+import { argumentsDigest } from '@airlock/common/ticket';
 import { bindingOf, type ApprovalOutcome, type Approvals } from './approvals/approvals.ts';
 import { applyApproval, approvalCallOf } from './approvals/held-decision.ts';
 
@@ -248,11 +249,12 @@ export class Authorizer {
     });
     // The destination's sidecar admits this one call on the ticket: the decision covers both hops.
     // None for a body not read as MCP (that sidecar asks, judging its own reading), a tools/list
-    // filter, or a decision a policy made on headers or tool arguments, which a ticket does not bind
-    // (a sidecar holding a stolen SVID could get a ticket for one and send another).
+    // filter, or a decision a policy made on headers, which a ticket does not bind (a sidecar holding
+    // a stolen SVID could get a ticket for one and send another). Tool arguments a rule judged are
+    // bound by their digest, so the ingress admits only those very arguments.
     const tickets = this.#d.tickets;
     const ticket =
-      decision.allow && pending === undefined && decision.approval === undefined && upstream !== undefined && tickets !== undefined && req.mcpUnreadable === '' && req.mcpListedTools.length === 0 && decision.readsUnboundContent !== true
+      decision.allow && pending === undefined && decision.approval === undefined && upstream !== undefined && tickets !== undefined && req.mcpUnreadable === '' && req.mcpListedTools.length === 0 && decision.readsUnboundContent !== true && (decision.readsArguments !== true || req.mcpArgumentsUnreadable === '')
         ? tickets.issue({
             decisionId,
             source: source.uri,
@@ -264,6 +266,8 @@ export class Authorizer {
             path: req.path,
             mcpMethod: req.mcpMethod,
             mcpTool: req.mcpMethod === 'tools/call' ? req.mcpTool : '',
+            // Arguments a rule judged: the ticket binds them (the ingress digests its own reading).
+            mcpArgumentsDigest: decision.readsArguments === true && req.mcpMethod === 'tools/call' ? argumentsDigest(req.mcpArguments) : '',
             policyVersion: decision.version,
           })
         : '';

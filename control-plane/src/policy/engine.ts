@@ -114,10 +114,12 @@ export interface PolicyDecision {
    */
   readonly tls?: TlsMode;
   /**
-   * True when a policy judged on this call has rules on request headers or tool arguments: content a
-   * ticket does not bind, so the destination's sidecar must ask rather than admit on a ticket.
+   * True when a policy judged on this call has rules on request headers: content a ticket does not
+   * bind, so the destination's sidecar must ask rather than admit on a ticket.
    */
   readonly readsUnboundContent?: true;
+  /** True when a policy judged on this call has rules on tool arguments: its ticket binds their digest. */
+  readonly readsArguments?: true;
   /** The allowing rule says `approve: required`: the call is held until a human decides (authz/approvals). */
   readonly approval?: ApprovalDoc;
 }
@@ -162,8 +164,10 @@ interface CompiledPolicy {
   readonly tls: TlsMode | undefined;
   /** The reason of the decisions it allows: built once, not per decision. */
   readonly allowReason: string;
-  /** Some rule reads request headers or tool arguments (see PolicyDecision.readsUnboundContent). */
+  /** Some rule reads request headers (see PolicyDecision.readsUnboundContent). */
   readonly readsUnboundContent: boolean;
+  /** Some rule reads tool arguments (see PolicyDecision.readsArguments). */
+  readonly readsArguments: boolean;
 }
 
 /** A source segment's policies to hosts, filed by host: a decision looks up its destination. */
@@ -310,7 +314,9 @@ export class PolicyEngine {
     const call = this.#prepare(input);
     if ('allow' in call) return call;
     const decided = this.#decide(input, call.path, call.plain, call.host, call.candidates, input.mcp, true);
-    return call.candidates.some((p) => p.readsUnboundContent) ? { ...decided, readsUnboundContent: true } : decided;
+    const headers = call.candidates.some((p) => p.readsUnboundContent);
+    const args = call.candidates.some((p) => p.readsArguments);
+    return headers || args ? { ...decided, ...(headers ? { readsUnboundContent: true as const } : {}), ...(args ? { readsArguments: true as const } : {}) } : decided;
   }
 
   /**
@@ -689,7 +695,8 @@ function compilePolicy(p: PolicyDoc, order: number, methods: MethodBits): Compil
     ports: p.toPorts.length === 0 ? undefined : new Set(p.toPorts),
     tls: p.tls,
     allowReason: `allowed by policy "${p.name}"`,
-    readsUnboundContent: p.rules.some((r) => r.headers.length > 0 || (r.mcp?.arguments.length ?? 0) > 0),
+    readsUnboundContent: p.rules.some((r) => r.headers.length > 0),
+    readsArguments: p.rules.some((r) => (r.mcp?.arguments.length ?? 0) > 0),
     rules: p.rules.map((r, i) => {
       const paths = r.paths;
       // "/v1/search/*" matches "/v1/search" and anything below "/v1/search/".

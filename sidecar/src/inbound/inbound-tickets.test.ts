@@ -37,7 +37,7 @@ describe('outbound → inbound with tickets (in-process authorizers)', () => {
   /** An allow for alice's call to bob carrying a ticket for exactly (method, path), under `key`. */
   const allowWithTicket = (method: string, path: string, key = bobKey) => () => {
     const now = Date.now();
-    const claims = { decisionId: randomUUID(), source: A, destination: B, instance, host: 'bob.demo', port: 80, method, path, mcpMethod: '', mcpTool: '', policyVersion: 1, issuedAt: now, expiresAt: now + 2000 };
+    const claims = { decisionId: randomUUID(), source: A, destination: B, instance, host: 'bob.demo', port: 80, method, path, mcpMethod: '', mcpTool: '', mcpArgumentsDigest: '', policyVersion: 1, issuedAt: now, expiresAt: now + 2000 };
     return { ...allow({ address: instance, spiffeId: B }), ticket: sealTicket(claims, { keyId: 1, key }) ?? '' };
   };
 

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { sealTicket, type TicketClaims } from '@airlock/common/ticket';
+import { argumentsDigest, sealTicket, type TicketClaims } from '@airlock/common/ticket';
 import { ReplayCache } from './replay-cache.ts';
 import { TicketCheck, ticketHeader, type ReceivedCall } from './ticket-check.ts';
 
@@ -22,7 +22,7 @@ function setup(o: { revoked?: string[]; replays?: ReplayCache } = {}): { check: 
 
 const call: ReceivedCall = { peer: A, self: B, instance: '10.0.0.2:15006', host: 'bob.demo', port: 8080, method: 'POST', path: '/v1/tools', mcp: { method: 'tools/call', tool: 'search', id: 1 } };
 function claims(over: Partial<TicketClaims> = {}): TicketClaims {
-  return { decisionId: randomUUID(), source: A, destination: B, instance: call.instance, host: call.host, port: call.port, method: call.method, path: call.path, mcpMethod: 'tools/call', mcpTool: 'search', policyVersion: 3, issuedAt: NOW - 100, expiresAt: NOW + 1900, ...over };
+  return { decisionId: randomUUID(), source: A, destination: B, instance: call.instance, host: call.host, port: call.port, method: call.method, path: call.path, mcpMethod: 'tools/call', mcpTool: 'search', mcpArgumentsDigest: '', policyVersion: 3, issuedAt: NOW - 100, expiresAt: NOW + 1900, ...over };
 }
 const seal = (c: TicketClaims, keyId = 2, key = current): string => sealTicket(c, { keyId, key }) ?? '';
 
@@ -32,6 +32,9 @@ describe('TicketCheck', () => {
     expect(check.check(seal(claims()), call)).toMatchObject({ admitted: true });
     expect(check.check(seal(claims(), 1, previous), call)).toMatchObject({ admitted: true });
     expect(check.check(seal(claims({ mcpMethod: '', mcpTool: '' })), { ...call, mcp: undefined })).toMatchObject({ admitted: true });
+    // Tool arguments a rule judged: admitted when this body carries those very arguments.
+    const withArgs = { ...call, mcp: { method: 'tools/call', tool: 'search', id: 1, arguments: { json: '{"q":"a"}' } } };
+    expect(check.check(seal(claims({ mcpArgumentsDigest: argumentsDigest('{"q":"a"}') })), withArgs)).toMatchObject({ admitted: true });
   });
 
   it.each<[string, Partial<TicketClaims>, Partial<ReceivedCall>, string]>([
@@ -48,6 +51,9 @@ describe('TicketCheck', () => {
     ['no MCP message where the ticket names one', {}, { mcp: undefined }, 'mismatch'],
     ['a body unreadable as MCP', {}, { mcp: { unreadable: 'too large' } }, 'mismatch'],
     ['an MCP message the ticket does not name', { mcpMethod: '', mcpTool: '' }, {}, 'mismatch'],
+    ['other tool arguments than the ones judged', { mcpArgumentsDigest: argumentsDigest('{"q":"a"}') }, { mcp: { method: 'tools/call', tool: 'search', id: 1, arguments: { json: '{"q":"b"}' } } }, 'mismatch'],
+    ['tool arguments it cannot read where the ticket bound some', { mcpArgumentsDigest: argumentsDigest('{"q":"a"}') }, { mcp: { method: 'tools/call', tool: 'search', id: 1, arguments: { unreadable: 'duplicate key "q"' } } }, 'mismatch'],
+    ['no tool arguments where the ticket bound some', { mcpArgumentsDigest: argumentsDigest('{"q":"a"}') }, {}, 'mismatch'],
     ['an expired ticket', { expiresAt: NOW }, {}, 'expired'],
     ['a ticket valid for longer than any may be', { expiresAt: NOW + 10_001, issuedAt: NOW }, {}, 'expired'],
     ['a ticket issued too long before its expiry', { issuedAt: NOW - 20_000 }, {}, 'expired'],

@@ -1,4 +1,4 @@
-import { MAX_TICKET_TTL_MS, openTicket, ticketMacValid, TICKET_HEADER, type TicketClaims } from '@airlock/common/ticket';
+import { argumentsDigest, MAX_TICKET_TTL_MS, openTicket, ticketMacValid, TICKET_HEADER, type TicketClaims } from '@airlock/common/ticket';
 import type { McpMessage } from '../authz/authorizer.ts';
 import type { TicketTrust } from '../identity/trust-bundle-watcher.ts';
 import { ReplayCache } from './replay-cache.ts';
@@ -47,9 +47,13 @@ export function ticketHeader(rawHeaders: readonly string[]): string | undefined 
 }
 
 function mcpMatches(claims: TicketClaims, mcp: McpMessage | undefined): boolean {
-  if (mcp === undefined) return claims.mcpMethod === '';
+  if (mcp === undefined) return claims.mcpMethod === '' && claims.mcpArgumentsDigest === '';
   if ('unreadable' in mcp) return false;
-  return mcp.method === claims.mcpMethod && (mcp.method !== 'tools/call' || mcp.tool === claims.mcpTool);
+  if (mcp.method !== claims.mcpMethod || (mcp.method === 'tools/call' && mcp.tool !== claims.mcpTool)) return false;
+  // Arguments a rule judged: the very arguments this body carries, as both sidecars read them.
+  if (claims.mcpArgumentsDigest === '') return true;
+  const args = mcp.arguments !== undefined && 'json' in mcp.arguments ? mcp.arguments.json : undefined;
+  return args !== undefined && argumentsDigest(args) === claims.mcpArgumentsDigest;
 }
 
 /**

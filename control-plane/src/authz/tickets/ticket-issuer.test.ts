@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseSpiffeId } from '@airlock/common/spiffe';
 import { createRegistry } from '@airlock/common/telemetry';
-import { openTicket, ticketMacValid } from '@airlock/common/ticket';
+import { argumentsDigest, openTicket, ticketMacValid } from '@airlock/common/ticket';
 import { AuthorizeRequest, Direction, Verdict } from '@airlock/proto/authorization/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NO_AUDIT } from '../../audit/event.ts';
@@ -71,6 +71,7 @@ describe('Authorizer with tickets', () => {
       path: '/v1/x?q=1',
       mcpMethod: 'tools/call',
       mcpTool: 'search',
+      mcpArgumentsDigest: '',
       policyVersion: res.policyVersion,
       issuedAt: now,
       expiresAt: now + 1500,
@@ -91,10 +92,7 @@ describe('Authorizer with tickets', () => {
     expect(authorizer.authorize(parseSpiffeId(A), req(over)).ticket).toBe('');
   });
 
-  it.each<[string, string]>([
-    ['header conditions', `rules: [ { methods: [GET, POST], paths: ["/v1/*"], headers: [ { name: x-tenant, values: [a] } ] } ]`],
-    ['tool argument conditions', `rules: [ { methods: [POST], paths: ["/v1/*"], mcp: { tools: [transfer], arguments: [ { path: amount, max: 100 } ] } } ]`],
-  ])('issues none when a policy judged on the call has %s, which a ticket does not bind', (_name, rules) => {
+  const withRules = (rules: string): Authorizer => {
     const judged = new PolicyEngine(
       parsePolicyText(
         `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: all }\nspec: { selector: { namespace: demo } }\n---\n` +
@@ -103,18 +101,29 @@ describe('Authorizer with tickets', () => {
       ),
       TD,
     );
-    const withRules = new Authorizer({
+    return new Authorizer({
       trustDomain: TD,
       decisions: () => ({ engine: judged, agents, revoked: new Set<string>(), quarantined: new Map() }),
       metrics: createControlPlaneMetrics(createRegistry('test')),
       audit: NO_AUDIT,
       tickets: new TicketIssuer(keys, 1500, () => now),
     });
-    const res = withRules.authorize(
-      parseSpiffeId(A),
-      req({ headers: [{ name: 'x-tenant', value: 'a' }], mcpMethod: 'tools/call', mcpTool: 'transfer', mcpArguments: '{"amount":5}' }),
-    );
+  };
+
+  it('issues none when a policy judged on the call has header conditions, which a ticket does not bind', () => {
+    const res = withRules(`rules: [ { methods: [GET, POST], paths: ["/v1/*"], headers: [ { name: x-tenant, values: [a] } ] } ]`).authorize(parseSpiffeId(A), req({ headers: [{ name: 'x-tenant', value: 'a' }] }));
     expect(res.verdict).toBe(Verdict.VERDICT_ALLOW);
     expect(res.ticket).toBe('');
+  });
+
+  it('binds the digest of the tool arguments a rule judged; none for arguments it could not read', () => {
+    const judging = withRules(`rules: [ { methods: [POST], paths: ["/v1/*"], mcp: { tools: [transfer], arguments: [ { path: amount, max: 100 } ] } } ]`);
+    const res = judging.authorize(parseSpiffeId(A), req({ mcpMethod: 'tools/call', mcpTool: 'transfer', mcpArguments: '{"amount":5}' }));
+    expect(res.verdict).toBe(Verdict.VERDICT_ALLOW);
+    expect(openTicket(res.ticket)?.claims.mcpArgumentsDigest).toBe(argumentsDigest('{"amount":5}'));
+    // Arguments the sidecar could not read: no ticket (the ingress asks; the rule fails closed there).
+    expect(judging.authorize(parseSpiffeId(A), req({ mcpMethod: 'tools/call', mcpTool: 'transfer', mcpArgumentsUnreadable: 'duplicate key' })).ticket).toBe('');
+    // Other arguments, another digest: a ticket for one call admits no other.
+    expect(openTicket(judging.authorize(parseSpiffeId(A), req({ mcpMethod: 'tools/call', mcpTool: 'transfer', mcpArguments: '{"amount":7}' })).ticket)?.claims.mcpArgumentsDigest).toBe(argumentsDigest('{"amount":7}'));
   });
 });
