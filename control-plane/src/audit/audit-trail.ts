@@ -5,7 +5,7 @@ import { hash as digest, randomUUID } from 'node:crypto';
 import { GENESIS_PREV_HASH, hashEvent } from './canonical.ts';
 import { signCheckpoint, type CheckpointSigner } from './checkpoint-signature.ts';
 import type { AuditSink } from './spooled-sink.ts';
-import { AUDIT_SCHEMA_VERSION, type AdminRecord, type AuditEvent, type AuditKind, type AuditLog, type ChainLink, type DecisionRecord, type RefusalRecord } from './event.ts';
+import { AUDIT_SCHEMA_VERSION, type AdminRecord, type AnomalyRecord, type AuditEvent, type AuditKind, type AuditLog, type ChainLink, type DecisionRecord, type RefusalRecord } from './event.ts';
 
 export interface AuditTrailOptions {
   /** Where each event goes, as the `audit` field of a line (a logger at level info or below, without redaction: events carry no secret). */
@@ -30,6 +30,7 @@ const MESSAGES: Record<AuditKind, string> = {
   decision: 'authorization decision',
   refusal: 'request refused',
   admin: 'admin action',
+  anomaly: 'behaviour anomaly',
   'chain-start': 'audit chain started',
   checkpoint: 'audit checkpoint',
 };
@@ -134,6 +135,10 @@ export class AuditTrail implements AuditLog {
     this.#append('admin', record);
   }
 
+  anomaly(record: AnomalyRecord): void {
+    this.#append('anomaly', record);
+  }
+
   /** Writes a signed checkpoint now (unless no key is held yet: the next event tries again). */
   checkpoint(): void {
     const signer = this.#o.signer();
@@ -181,6 +186,7 @@ export class AuditTrail implements AuditLog {
 
   #append(kind: 'refusal', record: RefusalRecord): void;
   #append(kind: 'admin', record: AdminRecord): void;
+  #append(kind: 'anomaly', record: AnomalyRecord): void;
   #append(kind: 'chain-start', record: { previous?: ChainLink }): void;
   #append(kind: AuditKind, record: object): void {
     const event = { ...this.#envelope(kind), ...record } as AuditEvent;

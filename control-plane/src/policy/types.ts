@@ -1,4 +1,5 @@
 import type { RateLimitDoc } from './rate-limit-doc.ts';
+import type { BaselineDoc } from './baseline-doc.ts';
 
 /** Validated Segment and Policy documents, as written by the user (before compilation). */
 export interface SegmentDoc {
@@ -115,4 +116,6 @@ export interface PolicyDocuments {
   readonly policies: readonly PolicyDoc[];
   /** RateLimit documents (policy/rate-limit-doc.ts); undefined = none. */
   readonly rateLimits?: readonly RateLimitDoc[];
+  /** Baseline documents (policy/baseline-doc.ts); undefined = none. */
+  readonly baselines?: readonly BaselineDoc[];
 }

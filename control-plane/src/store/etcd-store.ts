@@ -19,6 +19,7 @@ import type {
   RenewNowRequest,
   RevokedIdentity,
   ToolPinRecord,
+  BaselineRecord,
   Store,
   StoreEvent,
   StoreWatch,
@@ -376,6 +377,23 @@ export class EtcdStore implements Store {
 
   async listAuditEvents(limit: number): Promise<AuditEventRecord[]> {
     return this.#newest<AuditEventRecord>('audit/', limit);
+  }
+
+  async putBaselines(records: readonly BaselineRecord[]): Promise<void> {
+    // In transactions of at most 100 puts (etcd's default limit is 128 operations per transaction); the comparison always holds.
+    for (let i = 0; i < records.length; i += 100) {
+      const chunk = records.slice(i, i + 100);
+      await this.#call(() => this.#client.if(this.#key('baselines/'), 'Version', '>', -1).then(...chunk.map((r) => this.#client.put(this.#key(`baselines/${r.spiffeId}`)).value(JSON.stringify(r)))).commit());
+    }
+  }
+
+  async listBaselines(): Promise<BaselineRecord[]> {
+    return (await this.#list<BaselineRecord>('baselines/')).sort((a, b) => (a.spiffeId < b.spiffeId ? -1 : a.spiffeId > b.spiffeId ? 1 : 0));
+  }
+
+  async deleteBaseline(spiffeId: string): Promise<boolean> {
+    const res = await this.#call(() => this.#client.delete().key(this.#key(`baselines/${spiffeId}`)).exec());
+    return Number(res.deleted) > 0;
   }
 
   async saveIncident(record: IncidentRecord): Promise<void> {

@@ -288,6 +288,26 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     expect((await (await client()).listQuarantines()).map((q) => q.spiffeId)).toEqual(['segment:workers', ID]);
   });
 
+  it('keeps behaviour baselines for the next client: put as a batch, replaced per identity, deleted once', async () => {
+    const flow = (f: string, normal: boolean) => ({ flow: f, normal, firstSeen: 1, lastSeen: 2, calls: 3, peak: 2 });
+    const a = { spiffeId: ID, startedAt: 1, updatedAt: 2, windowMs: 60_000, flows: [flow('spiffe://td/ns/b/sa/b GET /v1/a/{id}', true)], droppedFlows: 0 };
+    const b = { spiffeId: ID2, startedAt: 3, updatedAt: 4, windowMs: 2_000, flows: [flow('api.example.com:443 POST /mcp tool=search', false)], droppedFlows: 5 };
+    await store.putBaselines([b, a]);
+    await store.putBaselines([]);
+    const next = await client();
+    expect(await next.listBaselines()).toEqual([a, b].sort((x, y) => (x.spiffeId < y.spiffeId ? -1 : 1)));
+    const accepted = { ...b, updatedAt: 9, flows: [{ ...flow('api.example.com:443 POST /mcp tool=search', true), acceptedBy: 'alice' }] };
+    await next.putBaselines([accepted]);
+    expect((await store.listBaselines()).find((r) => r.spiffeId === ID2)).toEqual(accepted);
+    // More than one etcd transaction holds.
+    const many = Array.from({ length: 130 }, (_, i) => ({ ...a, spiffeId: `spiffe://td/ns/many/sa/a${String(i).padStart(3, '0')}` }));
+    await store.putBaselines(many);
+    expect((await next.listBaselines()).length).toBe(132);
+    expect(await store.deleteBaseline(ID)).toBe(true);
+    expect(await next.deleteBaseline(ID)).toBe(false);
+    expect((await next.listBaselines()).some((r) => r.spiffeId === ID)).toBe(false);
+  });
+
   it('keeps incident records: replaced by id, listed newest first, the open one of a target found', async () => {
     const decision = { at: 5, decisionId: 'd1', direction: 'outbound', source: ID, destination: ID2, host: 'b.ns', method: 'GET', path: '/v1/a', verdict: 'allow' as const, policy: 'p', reason: 'allowed' };
     const first = { id: 'inc-20261204T100000Z-aaaa', target: ID, reason: 'exfiltration', openedBy: 'alice', openedByRole: 'responder', openedAt: 1, matched: [ID], matchedTotal: 1, before: [decision] };
