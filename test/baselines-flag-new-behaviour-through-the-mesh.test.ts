@@ -167,4 +167,15 @@ describe('behaviour baselines through the mesh', () => {
     expect((await listed(researcher))[0]?.flows.map((f) => [f.flow, f.state])).toEqual([[`${toolsId} GET /v1/secret`, 'learned'], [`${toolsId} GET /v1/admin`, 'anomaly']]);
     expect((await mesh.call('researcher', 'GET', 'http://tools.agents/v1/admin')).status).toBe(403);
   });
+
+  it('lists and deletes Baseline documents with the other documents; a segment a Baseline uses cannot be deleted; without its Baseline nothing is judged', async () => {
+    const got = JSON.parse((await airlock(['get', 'baselines', '-o', 'json'], viewer)).stdout) as { items: { kind: string; name: string }[] };
+    expect(got.items.map((d) => [d.kind, d.name])).toEqual([['Baseline', 'planner-watch'], ['Baseline', 'researcher-watch']]);
+    const used = await airlock(['delete', 'segment', 'researcher'], admin);
+    expect(used.stderr).toContain('Baseline "researcher-watch"');
+    const deleted = await airlock(['delete', 'baseline', 'researcher-watch'], admin);
+    expect(deleted.stderr).toBe('');
+    // The flow flagged before is a policy matter again.
+    expect((await mesh.call('researcher', 'GET', 'http://tools.agents/v1/admin')).status).toBe(200);
+  });
 });

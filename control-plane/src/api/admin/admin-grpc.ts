@@ -144,11 +144,12 @@ function kindOf(k: DocumentKind): Kind {
   if (k === DocumentKind.DOCUMENT_KIND_SEGMENT) return 'Segment';
   if (k === DocumentKind.DOCUMENT_KIND_POLICY) return 'Policy';
   if (k === DocumentKind.DOCUMENT_KIND_RATE_LIMIT) return 'RateLimit';
-  throw new AirlockError(ErrorCode.BadRequest, '"kind" must be DOCUMENT_KIND_SEGMENT, DOCUMENT_KIND_POLICY or DOCUMENT_KIND_RATE_LIMIT');
+  if (k === DocumentKind.DOCUMENT_KIND_BASELINE) return 'Baseline';
+  throw new AirlockError(ErrorCode.BadRequest, '"kind" must be DOCUMENT_KIND_SEGMENT, DOCUMENT_KIND_POLICY, DOCUMENT_KIND_RATE_LIMIT or DOCUMENT_KIND_BASELINE');
 }
 
 function protoKind(k: Kind): DocumentKind {
-  return k === 'Segment' ? DocumentKind.DOCUMENT_KIND_SEGMENT : k === 'RateLimit' ? DocumentKind.DOCUMENT_KIND_RATE_LIMIT : DocumentKind.DOCUMENT_KIND_POLICY;
+  return k === 'Segment' ? DocumentKind.DOCUMENT_KIND_SEGMENT : k === 'RateLimit' ? DocumentKind.DOCUMENT_KIND_RATE_LIMIT : k === 'Baseline' ? DocumentKind.DOCUMENT_KIND_BASELINE : DocumentKind.DOCUMENT_KIND_POLICY;
 }
 
 function document(e: PolicyEntry): Document {

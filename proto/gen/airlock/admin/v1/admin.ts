@@ -29,6 +29,8 @@ export const DocumentKind = {
   DOCUMENT_KIND_POLICY: 2,
   /** DOCUMENT_KIND_RATE_LIMIT - 14rate range. */
   DOCUMENT_KIND_RATE_LIMIT: 70,
+  /** DOCUMENT_KIND_BASELINE - 15baseline range. */
+  DOCUMENT_KIND_BASELINE: 150,
   UNRECOGNIZED: -1,
 } as const;
 
@@ -39,6 +41,7 @@ export namespace DocumentKind {
   export type DOCUMENT_KIND_SEGMENT = typeof DocumentKind.DOCUMENT_KIND_SEGMENT;
   export type DOCUMENT_KIND_POLICY = typeof DocumentKind.DOCUMENT_KIND_POLICY;
   export type DOCUMENT_KIND_RATE_LIMIT = typeof DocumentKind.DOCUMENT_KIND_RATE_LIMIT;
+  export type DOCUMENT_KIND_BASELINE = typeof DocumentKind.DOCUMENT_KIND_BASELINE;
   export type UNRECOGNIZED = typeof DocumentKind.UNRECOGNIZED;
 }
 
