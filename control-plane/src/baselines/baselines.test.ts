@@ -142,6 +142,37 @@ describe('Baselines in Authorize', () => {
     expect(await store.listBaselines()).toEqual([]);
   });
 
+  it('deny on a rate: a learned flow over factor x its peak in one window is denied (audited once), the next window is normal again', async () => {
+    const { call, anomalies, count } = await setup('{ from: { segments: [agents] }, learn: 10s, response: deny, rateFactor: 2 }');
+    // Learning: a peak of 2 calls in one 10s window.
+    call('/v1/a');
+    call('/v1/a');
+    vi.setSystemTime(1_020_000);
+    for (let i = 0; i < 4; i++) expect(call('/v1/a').verdict).toBe(Verdict.VERDICT_ALLOW);
+    const over = call('/v1/a');
+    expect(over.verdict).toBe(Verdict.VERDICT_DENY);
+    expect(over.reason).toBe(`anomaly: rate 5 calls in 10s on ${B} GET /v1/a, over 2 × the learned peak of 2; Baseline "agents-normal" says deny`);
+    expect(call('/v1/a').verdict).toBe(Verdict.VERDICT_DENY);
+    expect(anomalies.map((a) => a.anomaly)).toEqual(['rate']);
+    expect(await count('deny', 'rate')).toBe(1);
+    vi.setSystemTime(1_030_000);
+    expect(call('/v1/a').verdict).toBe(Verdict.VERDICT_ALLOW);
+  });
+
+  it('reads paths as policies do: another spelling of a learned path is that flow, another path is not', async () => {
+    const { call } = await setup('{ from: { segments: [agents] }, learn: 10s, response: deny }');
+    call('/v1/users/7/profile');
+    vi.setSystemTime(1_020_000);
+    // Percent-encoded unreserved characters, another id, a query: the same flow.
+    expect(call('/v1/%75sers/8/pro%66ile?x=1').verdict).toBe(Verdict.VERDICT_ALLOW);
+    expect(call('/v1/users/3f2c1a9e-0b4d-4c3e-9f00-1234567890ab/profile').verdict).toBe(Verdict.VERDICT_ALLOW);
+    // Neighbours that are other routes to an app: other case, a trailing segment, a matrix parameter, another method, another port.
+    expect(call('/V1/users/8/profile').reason).toMatch(/^anomaly: new flow/);
+    expect(call('/v1/users/8/profile/export').reason).toMatch(/^anomaly: new flow/);
+    expect(call('/v1/users/8;admin/profile').reason).toMatch(/^anomaly: new flow/);
+    expect(call('/v1/users/8/profile', { method: 'DELETE' }).reason).toMatch(/^anomaly: new flow/);
+  });
+
   it('rejects bad Baseline documents with the field and the reason', () => {
     const bad = (spec: string) => () => parsePolicyText(yamlOf(spec), 'p.yaml');
     expect(bad('{ from: { segments: [agents] }, learn: 10s, response: block }')).toThrow(/spec.response/);
