@@ -171,6 +171,10 @@ describe('behaviour baselines through the mesh', () => {
   it('lists and deletes Baseline documents with the other documents; a segment a Baseline uses cannot be deleted; without its Baseline nothing is judged', async () => {
     const got = JSON.parse((await airlock(['get', 'baselines', '-o', 'json'], viewer)).stdout) as { items: { kind: string; name: string }[] };
     expect(got.items.map((d) => [d.kind, d.name])).toEqual([['Baseline', 'planner-watch'], ['Baseline', 'researcher-watch']]);
+    // Another trust domain is refused by the control plane; a malformed ID by the CLI (exit 2).
+    expect((await airlock(['baselines', 'reset', 'spiffe://other.td/ns/agents/sa/researcher'], admin)).stderr).toContain('is not in this control plane');
+    expect((await airlock(['baselines', 'list', '--identity', 'spiffe://other.td/ns/agents/sa/researcher'], viewer)).stderr).toContain('is not in this control plane');
+    expect((await airlock(['baselines', 'accept', 'researcher', '--flow', 'x'], admin)).code).toBe(2);
     const used = await airlock(['delete', 'segment', 'researcher'], admin);
     expect(used.stderr).toContain('Baseline "researcher-watch"');
     const deleted = await airlock(['delete', 'baseline', 'researcher-watch'], admin);

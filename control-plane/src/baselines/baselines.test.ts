@@ -57,19 +57,20 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function setup(spec: string) {
+async function setup(spec: string, limits?: { maxFlows: number; maxIdentities: number }) {
   const engine = new PolicyEngine(parsePolicyText(yamlOf(spec), 'p.yaml'), TD, 1);
   const agents = new Map<string, AgentRecord>([[B, { spiffeId: B, inboundAddress: '127.0.0.1:9', updatedAt: 1 }]]);
   const registry = createRegistry('test');
   const anomalies: AnomalyRecord[] = [];
   const contained: string[] = [];
   const audit: AuditLog = { ...NO_AUDIT, anomaly: (r) => void anomalies.push(r) };
-  const baselines = await Baselines.load({ store, audit, registry, logger: createRootLogger({ process: 'test', level: 'silent' }), isQuarantined: () => false, contain: (identity) => Promise.resolve(void contained.push(identity)), flushMs: 3_600_000 });
+  const baselines = await Baselines.load({ store, audit, registry, logger: createRootLogger({ process: 'test', level: 'silent' }), isQuarantined: () => false, contain: (identity) => Promise.resolve(void contained.push(identity)), flushMs: 3_600_000, ...(limits === undefined ? {} : { limits }) });
   const authorizer = new Authorizer({ trustDomain: TD, decisions: () => ({ engine, agents, revoked: new Set(), quarantined: new Map() }), metrics: createControlPlaneMetrics(registry), audit, baselines });
   const call = (path: string, over: Partial<AuthorizeRequest> = {}) =>
     authorizer.authorize(parseSpiffeId(A), AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: A, destinationHost: 'b.demo', destinationPort: 80, method: 'GET', path, ...over }));
   const count = async (response: string, kind: string) => ((await registry.getSingleMetric('airlock_anomalies_total')?.get())?.values ?? []).find((v) => v.labels.response === response && v.labels.kind === kind)?.value ?? 0;
-  return { baselines, authorizer, anomalies, contained, call, count };
+  const dropped = async (what: string) => ((await registry.getSingleMetric('airlock_baseline_dropped_total')?.get())?.values ?? []).find((v) => v.labels.what === what)?.value ?? 0;
+  return { baselines, authorizer, anomalies, contained, call, count, dropped };
 }
 
 describe('Baselines in Authorize', () => {
@@ -171,6 +172,17 @@ describe('Baselines in Authorize', () => {
     expect(call('/v1/users/8/profile/export').reason).toMatch(/^anomaly: new flow/);
     expect(call('/v1/users/8;admin/profile').reason).toMatch(/^anomaly: new flow/);
     expect(call('/v1/users/8/profile', { method: 'DELETE' }).reason).toMatch(/^anomaly: new flow/);
+  });
+
+  it('counts a flow left out at the per-identity bound (metric), which is still an anomaly after learning', async () => {
+    const { call, dropped, baselines } = await setup('{ from: { segments: [agents] }, learn: 10s, response: deny }', { maxFlows: 1, maxIdentities: 1 });
+    call('/one');
+    call('/two');
+    expect(await dropped('flow')).toBe(1);
+    vi.setSystemTime(1_020_000);
+    expect(call('/three').verdict).toBe(Verdict.VERDICT_DENY);
+    expect(await dropped('flow')).toBe(2);
+    expect(baselines.get(A)?.flows.map((f) => f.flow)).toEqual([`${B} GET /one`]);
   });
 
   it('rejects bad Baseline documents with the field and the reason', () => {
