@@ -208,7 +208,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     cleanups.push(() => baselines.close());
     const toolPins = await ToolPins.load({ store, decisions, registry, logger: logger.child({ component: 'tool-pins' }), quarantine: (r) => quarantines.quarantine(r) });
     const ticketKeys = await TicketKeys.open({ store, ...(kek === undefined ? {} : { kek }) });
-    follower.start({ agents, revocations, policies, ring, quarantines, ticketKeys, toolPins });
+    follower.start({ agents, revocations, policies, ring, quarantines, ticketKeys, toolPins, baselines });
     cleanups.push(rotateTicketKeys(ticketKeys, config.ticketKeyRotation, log));
     const kubernetes = await startKubernetesAttestation({
       jwks: config.kubernetesJwks,

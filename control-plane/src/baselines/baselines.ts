@@ -112,6 +112,17 @@ export class Baselines {
     return overruled(decision, `anomaly: ${why}; Baseline "${doc.name}" says ${response}`);
   }
 
+  /**
+   * What another replica wrote (the store's watch; our own writes come back too and change nothing):
+   * merged into this replica's baseline (flows united, peaks raised, accepted flows normal); a reset
+   * there (`record` undefined) forgets it here.
+   */
+  follow(identity: string, record: BaselineRecord | undefined): void {
+    if (record === undefined) this.#learner.reset(identity);
+    else this.#learner.merge(record);
+    this.#identities.set(this.#learner.size);
+  }
+
   list(): BaselineRecord[] {
     return this.#learner.list();
   }

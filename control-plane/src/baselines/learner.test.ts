@@ -89,6 +89,31 @@ describe('Learner', () => {
     expect(l.get(A)?.droppedFlows).toBe(3);
   });
 
+  it("merges another replica's record: flows united, normal in either is normal, the higher peak, the earlier start; nothing to write back", () => {
+    const here = new Learner();
+    const there = new Learner();
+    here.observe(A, 'f1', LEARN, 10, 1_000);
+    there.observe(A, 'f2', LEARN, 10, 0);
+    there.observe(A, 'f2', LEARN, 10, 1);
+    here.observe(A, 'f3', LEARN, 10, 20_000);
+    there.observe(A, 'f3', LEARN, 10, 2);
+    here.takeDirty();
+    const [theirs] = there.takeDirty();
+    if (theirs === undefined) throw new Error('nothing learned there');
+    here.merge(theirs);
+    expect(here.takeDirty()).toEqual([]);
+    const merged = here.get(A);
+    expect(merged?.startedAt).toBe(0);
+    expect(merged?.flows.map((f) => [f.flow, f.normal, f.peak])).toEqual([['f1', true, 1], ['f3', true, 1], ['f2', true, 2]]);
+    // A flow the other replica learned is normal here after learning.
+    expect(here.observe(A, 'f2', LEARN, 10, 20_001).kind).toBe('normal');
+    // An identity only the other replica knows.
+    const fresh = new Learner();
+    fresh.merge(theirs);
+    expect(fresh.takeDirty()).toEqual([]);
+    expect(fresh.observe(A, 'f2', LEARN, 10, 20_000).kind).toBe('normal');
+  });
+
   it('hands out what changed once (a batch), and restores what the store kept', () => {
     const l = new Learner();
     l.observe(A, 'f1', LEARN, 10, 0);

@@ -171,6 +171,36 @@ export class Learner {
     }
   }
 
+  /**
+   * Another replica's record united with this one's, within the bounds: its flows added, a flow
+   * normal in either normal, the higher peak, the earlier start. Nothing is marked to write back
+   * (it is in the store already; this replica writes the union with its next change).
+   */
+  merge(r: BaselineRecord): void {
+    const st = this.#ids.get(r.spiffeId);
+    if (st === undefined) {
+      this.restore([r]);
+      this.#dirty.delete(r.spiffeId);
+      return;
+    }
+    st.startedAt = Math.min(st.startedAt, r.startedAt);
+    st.updatedAt = Math.max(st.updatedAt, r.updatedAt);
+    for (const f of r.flows) {
+      const mine = st.flows.get(f.flow);
+      if (mine === undefined) {
+        if (st.flows.size >= this.#limits.maxFlows) continue;
+        st.flows.set(f.flow, { normal: f.normal, firstSeen: f.firstSeen, lastSeen: f.lastSeen, calls: f.calls, peak: f.peak, acceptedBy: f.acceptedBy, window: -1, inWindow: 0, flaggedWindow: -1 });
+        continue;
+      }
+      mine.normal ||= f.normal;
+      mine.peak = Math.max(mine.peak, f.peak);
+      mine.acceptedBy ??= f.acceptedBy;
+      mine.firstSeen = Math.min(mine.firstSeen, f.firstSeen);
+      mine.lastSeen = Math.max(mine.lastSeen, f.lastSeen);
+      mine.calls = Math.max(mine.calls, f.calls);
+    }
+  }
+
   #touch(identity: string, st: IdentityState, now: number): void {
     st.updatedAt = now;
     this.#dirty.add(identity);

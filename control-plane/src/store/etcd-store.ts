@@ -124,6 +124,7 @@ export class EtcdStore implements Store {
       const name = kv.key.toString().slice(this.#prefix.length);
       if (name === 'ca-renew-now') onEvent({ kind: 'ca-ring' });
       if (name.startsWith('quarantines/')) onEvent({ kind: 'quarantine' });
+      if (name.startsWith('baselines/')) onEvent({ kind: 'baseline', spiffeId: name.slice('baselines/'.length) });
     });
     // etcd3 resumes a broken watch from the last revision it delivered: nothing is skipped.
     watcher.on('disconnected', (err) => onTrouble(`the store watch was cut (${err.message}); resuming`));
@@ -544,6 +545,10 @@ function eventOf(name: string, value: string): StoreEvent | undefined {
   if (name.startsWith('quarantines/')) return { kind: 'quarantine' };
   if (name.startsWith('ticket-secrets/')) return { kind: 'ticket-secrets' };
   if (name.startsWith('tool-pins/')) return { kind: 'tool-pin', pin: JSON.parse(value) as ToolPinRecord };
+  if (name.startsWith('baselines/')) {
+    const record = JSON.parse(value) as BaselineRecord;
+    return { kind: 'baseline', spiffeId: record.spiffeId, record };
+  }
   if (name.startsWith('policy-versions/')) return { kind: 'policy-version', version: (JSON.parse(value) as PolicyVersionRecord).version };
   return undefined;
 }

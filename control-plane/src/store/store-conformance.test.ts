@@ -279,6 +279,21 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     }
   });
 
+  it('reports a baseline written and reset by one client to the watch of another (etcd; the embedded store has one client)', async () => {
+    const seen: StoreEvent[] = [];
+    const watch = await (await client()).watch((e) => void seen.push(e), () => undefined);
+    try {
+      const record = { spiffeId: ID, startedAt: 1, updatedAt: 2, windowMs: 2_000, flows: [{ flow: 'api.example.com:443 GET /v1/{id}', normal: true, firstSeen: 1, lastSeen: 2, calls: 3, peak: 1 }], droppedFlows: 0 };
+      await store.putBaselines([record]);
+      await store.deleteBaseline(ID);
+      if (backend.name !== 'EtcdStore') return;
+      for (let i = 0; i < 100 && seen.filter((e) => e.kind === 'baseline').length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(seen.filter((e) => e.kind === 'baseline')).toEqual([{ kind: 'baseline', spiffeId: ID, record }, { kind: 'baseline', spiffeId: ID }]);
+    } finally {
+      await watch.close();
+    }
+  });
+
   it('keeps selector quarantines (segment, label with a prefixed key) beside identities, and releases one by its key', async () => {
     await store.quarantine({ spiffeId: 'segment:workers', reason: 'worm', actor: 'alice', since: 1 });
     await store.quarantine({ spiffeId: 'label:app.kubernetes.io/team=red', reason: 'drill', actor: 'bob', since: 2 });

@@ -264,7 +264,9 @@ export type StoreEvent =
   /** A ticket secret added (a rotation). */
   | { readonly kind: 'ticket-secrets' }
   /** An MCP tool pinned, changed or accepted. */
-  | { readonly kind: 'tool-pin'; readonly pin: ToolPinRecord };
+  | { readonly kind: 'tool-pin'; readonly pin: ToolPinRecord }
+  /** A behaviour baseline written (`record`) or reset (none). */
+  | { readonly kind: 'baseline'; readonly spiffeId: string; readonly record?: BaselineRecord };
 
 export interface StoreWatch {
   close(): Promise<void>;
