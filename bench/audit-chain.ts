@@ -56,6 +56,7 @@ const unchained: AuditLog = {
   decision: (r) => lines.info({ audit: { kind: 'decision', ...r } }, 'authorization decision'),
   refusal: (r) => lines.info({ audit: { kind: 'refusal', ...r } }, 'request refused'),
   admin: (r) => lines.info({ audit: { kind: 'admin', ...r } }, 'admin action'),
+  anomaly: (r) => lines.info({ audit: { kind: 'anomaly', ...r } }, 'anomaly'),
   accepting: () => true,
 };
 // Checkpoints are measured on their own below: none here (every 10^6 events). One signer object, as

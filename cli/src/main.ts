@@ -19,6 +19,7 @@ Commands:
   release ID      end a quarantine (the same ID, --segment or --selector) (responder)
   incident list   incident records of quarantines; incident show ID: what was contained and its decisions (responder)
   tools list      the pinned MCP tools and those that changed or were flagged (viewer); tools accept SERVER TOOL (responder)
+  baselines       learned behaviour per agent (list [--identity ID], viewer); reset ID; accept ID --flow F (responder)
   approvals       decide MCP tool calls held for a human approval (list; approve ID; deny ID [--reason]) (responder)
   apply -f F|DIR  add or replace segments and policies, as a new policy version
   diff -f F|DIR   what apply would change
@@ -65,6 +66,7 @@ const commands: Record<string, Command> = {
   tools: async (argv) => (await import('./commands/tools.ts')).runTools(argv),
   incident: async (argv) => (await import('./commands/incident.ts')).runIncident(argv),
   approvals: async (argv) => (await import('./commands/approvals.ts')).runApprovals(argv),
+  baselines: async (argv) => (await import('./commands/baselines.ts')).runBaselines(argv),
   ca: async (argv) => (await import('./commands/ca.ts')).runCa(argv),
   audit: async (argv) => (await import('./commands/audit.ts')).runAudit(argv),
   export: async (argv) => (await import('./commands/export.ts')).runExport(argv),

@@ -32,6 +32,9 @@ import { Quarantines } from './incident/quarantines.ts';
 import { toolPinEndpoints } from './mcp-pins/endpoints.ts';
 import { ToolPins } from './mcp-pins/tool-pins.ts';
 import { Incidents } from './incident/incidents.ts';
+import { Baselines } from './baselines/baselines.ts';
+import { containByBaseline } from './baselines/contain.ts';
+import { baselineEndpoints } from './baselines/endpoints.ts';
 import { RecentDecisions } from './incident/recent-decisions.ts';
 import { ThreatFeeds } from './threat-feeds/threat-feeds.ts';
 import { threatFeedEndpoints } from './threat-feeds/threat-feed-endpoints.ts';
@@ -205,9 +208,11 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     // The last decisions naming each identity, for incident records (bounded; see recent-decisions.ts).
     const recentDecisions = new RecentDecisions();
     const incidents = new Incidents({ store, quarantines, recent: recentDecisions });
+    const baselines = await Baselines.load({ store, audit, registry, logger: logger.child({ component: 'baselines' }), isQuarantined: (id) => quarantines.isQuarantined(id), contain: containByBaseline({ quarantines, incidents, store, audit }) });
+    cleanups.push(() => baselines.close());
     const toolPins = await ToolPins.load({ store, decisions, registry, logger: logger.child({ component: 'tool-pins' }), quarantine: (r) => quarantines.quarantine(r) });
     const ticketKeys = await TicketKeys.open({ store, ...(kek === undefined ? {} : { kek }) });
-    follower.start({ agents, revocations, policies, ring, quarantines, ticketKeys, toolPins });
+    follower.start({ agents, revocations, policies, ring, quarantines, ticketKeys, toolPins, baselines });
     cleanups.push(rotateTicketKeys(ticketKeys, config.ticketKeyRotation, log));
     const kubernetes = await startKubernetesAttestation({
       jwks: config.kubernetesJwks,
@@ -277,7 +282,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       tlsMinVersion: config.tlsMinVersion,
       caIssuers: () => ring.verifiers(),
       trustDomain: config.trustDomain,
-      authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit: recentDecisions.tee(audit), tickets: new TicketIssuer(ticketKeys, config.ticketTtl), toolPins, approvals }),
+      authorizer: new Authorizer({ trustDomain: config.trustDomain, decisions: () => decisions.current(), metrics, audit: recentDecisions.tee(audit), tickets: new TicketIssuer(ticketKeys, config.ticketTtl), toolPins, approvals, baselines }),
       issuer: new CertificateIssuer({ ca: ring, joinTokens, store, agents, revocations, quarantines, ...(kubernetes === undefined ? {} : { kubernetes: kubernetes.attestor }), svidTtlMs: config.svidTtl, metrics, logger: logger.child({ component: 'identity' }), audit: refusals }),
       revocations,
       ticketKeys,
@@ -311,6 +316,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
             ...toolPinEndpoints({ toolPins, store, audit }),
             ...approvalEndpoints({ approvals, store, audit }),
             ...threatFeedEndpoints({ policies, threatFeeds }),
+            ...baselineEndpoints({ trustDomain: config.trustDomain, baselines, store, audit }),
           ],
           requireRole,
         ),

@@ -13,8 +13,8 @@ invalid policy (nothing was changed); 3 \`diff\` found changes.`;
 export const POLICY_HELP: Readonly<Record<string, string>> = {
   apply: 'Usage: airlock apply -f FILE|DIR [-o table|json|yaml]\n\nAdds or replaces the Segment and Policy documents of FILE (or every .yaml/.yml file of DIR) by\nkind and name, atomically, as a new policy version. A bad bundle changes nothing.',
   diff: 'Usage: airlock diff -f FILE|DIR [-o table|json|yaml]\n\nShows what `apply` would change, without changing anything.',
-  get: 'Usage: airlock get segments|policies|ratelimits|threat-feeds|agents|policy [NAME] [--version N] [-o table|json|yaml]\n\nLists the documents of the current policy version (or of --version N), the registered agents, or each threat feed\'s loaded copy (version, entries, bad entries, age, last error).',
-  delete: 'Usage: airlock delete segment|policy|ratelimit|threat-feed NAME\n\nDeletes one document as a new policy version. A segment a policy or RateLimit still uses is refused.',
+  get: 'Usage: airlock get segments|policies|ratelimits|baselines|threat-feeds|agents|policy [NAME] [--version N] [-o table|json|yaml]\n\nLists the documents of the current policy version (or of --version N), the registered agents, or each threat feed\'s loaded copy (version, entries, bad entries, age, last error).',
+  delete: 'Usage: airlock delete segment|policy|ratelimit|baseline|threat-feed NAME\n\nDeletes one document as a new policy version. A segment a policy, RateLimit or Baseline still uses is refused.',
   history: 'Usage: airlock history [-o table|json|yaml]\n\nThe policy versions, newest first: who made each, and how.',
   rollback: 'Usage: airlock rollback --to N\n\nMakes version N\'s documents current again, as a new version.',
   explain: 'Usage: airlock explain --from SPIFFE-ID --to HOST[:PORT] [--method GET] [--path /] [--tool T [--args JSON]] [--header NAME=VALUE]... [-o table|json|yaml]\n\nThe decision the control plane would make for this call now (verdict, policy version, policy, rule,\nreason), without sending traffic. PORT defaults to 80. --tool T explains an MCP tools/call of tool T\n(method POST unless --method says otherwise), with --args its arguments (a JSON object, {} if not given)\nfor argument rules. --header (repeatable) gives the headers of the call for header\nrules; the headers given are taken as all the headers of the call.',
@@ -99,8 +99,8 @@ export async function runGet(argv: string[]): Promise<number> {
     return 0;
   }
   if (what === 'threat-feeds' || what === 'threat-feed') return (await import('./threat-feeds.ts')).getThreatFeeds(c, output, name);
-  const kind = what === 'segments' || what === 'segment' ? 'Segment' : what === 'policies' || what === 'policy' ? 'Policy' : what === 'ratelimits' || what === 'ratelimit' ? 'RateLimit' : undefined;
-  if (kind === undefined) throw new UsageError('expected `airlock get segments|policies|ratelimits|threat-feeds|agents [NAME]`');
+  const kind = what === 'segments' || what === 'segment' ? 'Segment' : what === 'policies' || what === 'policy' ? 'Policy' : what === 'ratelimits' || what === 'ratelimit' ? 'RateLimit' : what === 'baselines' || what === 'baseline' ? 'Baseline' : undefined;
+  if (kind === undefined) throw new UsageError('expected `airlock get segments|policies|ratelimits|baselines|threat-feeds|agents [NAME]`');
   let path = '/v1/policy';
   if (typeof values.version === 'string') {
     if (!/^\d{1,9}$/.test(values.version)) throw new UsageError('--version must be a version number');
@@ -122,8 +122,8 @@ export async function runDelete(argv: string[]): Promise<number> {
   if (helpOr('delete', values)) return 0;
   const output = outputOf(values.output);
   const [what, name, ...more] = positionals;
-  const plural = what === 'segment' || what === 'segments' ? 'segments' : what === 'policy' || what === 'policies' ? 'policies' : what === 'ratelimit' || what === 'ratelimits' ? 'ratelimits' : what === 'threat-feed' || what === 'threat-feeds' ? 'threat-feeds' : undefined;
-  if (plural === undefined || name === undefined || more.length > 0) throw new UsageError('expected `airlock delete segment|policy|ratelimit|threat-feed NAME`');
+  const plural = what === 'segment' || what === 'segments' ? 'segments' : what === 'policy' || what === 'policies' ? 'policies' : what === 'ratelimit' || what === 'ratelimits' ? 'ratelimits' : what === 'baseline' || what === 'baselines' ? 'baseline-documents' : what === 'threat-feed' || what === 'threat-feeds' ? 'threat-feeds' : undefined;
+  if (plural === undefined || name === undefined || more.length > 0) throw new UsageError('expected `airlock delete segment|policy|ratelimit|baseline|threat-feed NAME`');
   const r = (await adminDelete(credentialsOf(values), `/v1/${plural}/${encodeURIComponent(name)}`)) as ChangeResult;
   print(output, r, () => `deleted: policy version ${r.version}\n${changesTable(r)}`);
   return 0;

@@ -6,7 +6,7 @@ import { hash as digest, randomUUID } from 'node:crypto';
 import { GENESIS_PREV_HASH, hashEvent } from './canonical.ts';
 import { signCheckpoint, signCheckpointAsync, type CheckpointSigner } from './checkpoint-signature.ts';
 import type { AuditSink } from './spooled-sink.ts';
-import { AUDIT_SCHEMA_VERSION, type AdminRecord, type AuditEvent, type AuditKind, type AuditLog, type ChainLink, type CheckpointSignature, type DecisionRecord, type RefusalRecord } from './event.ts';
+import { AUDIT_SCHEMA_VERSION, type AdminRecord, type AnomalyRecord, type AuditEvent, type AuditKind, type AuditLog, type ChainLink, type CheckpointSignature, type DecisionRecord, type RefusalRecord } from './event.ts';
 
 export interface AuditTrailOptions {
   /** Where each event goes, as the `audit` field of a line (a logger at level info or below, without redaction: events carry no secret). */
@@ -31,6 +31,7 @@ const MESSAGES: Record<AuditKind, string> = {
   decision: 'authorization decision',
   refusal: 'request refused',
   admin: 'admin action',
+  anomaly: 'behaviour anomaly',
   'chain-start': 'audit chain started',
   checkpoint: 'audit checkpoint',
 };
@@ -148,6 +149,10 @@ export class AuditTrail implements AuditLog {
 
   admin(record: AdminRecord): void {
     this.#append('admin', record);
+  }
+
+  anomaly(record: AnomalyRecord): void {
+    this.#append('anomaly', record);
   }
 
   /**
@@ -274,6 +279,7 @@ export class AuditTrail implements AuditLog {
 
   #append(kind: 'refusal', record: RefusalRecord): void;
   #append(kind: 'admin', record: AdminRecord): void;
+  #append(kind: 'anomaly', record: AnomalyRecord): void;
   #append(kind: 'chain-start', record: { previous?: ChainLink }): void;
   #append(kind: AuditKind, record: object): void {
     const time = this.#time();

@@ -110,6 +110,26 @@ export interface AdminRecord {
   readonly detail: Readonly<Record<string, unknown>>;
 }
 
+/**
+ * Behaviour that departs from an identity's learned baseline (README "Behaviour baselines"): a
+ * call on a flow not learned, or at a rate far above the learned one, and what was done.
+ */
+export interface AnomalyRecord {
+  /** The identity whose call it was. */
+  readonly identity: string;
+  /** The Baseline document that selects it. */
+  readonly baseline: string;
+  readonly anomaly: 'new-flow' | 'rate';
+  /** `DEST METHOD /path/{id}[ tool=T| mcp=M]`. */
+  readonly flow: string;
+  readonly why: string;
+  /** What was done: recorded only, that call denied, or the agent quarantined. */
+  readonly response: 'alert' | 'deny' | 'quarantine';
+  readonly mode: 'enforce' | 'dry-run';
+  /** The decision of the call (its decision event has the same id). */
+  readonly decisionId: string;
+}
+
 /** A previous chain of this replica (from before a restart), as far as it was checkpointed. */
 export interface ChainLink {
   readonly chain: string;
@@ -143,6 +163,7 @@ export type AuditEvent = AuditEnvelope &
     | ({ readonly kind: 'decision' } & DecisionRecord)
     | ({ readonly kind: 'refusal' } & RefusalRecord)
     | ({ readonly kind: 'admin' } & AdminRecord)
+    | ({ readonly kind: 'anomaly' } & AnomalyRecord)
     | { readonly kind: 'chain-start'; readonly previous?: ChainLink }
     | { readonly kind: 'checkpoint'; readonly signature: CheckpointSignature }
   );
@@ -154,9 +175,10 @@ export interface AuditLog {
   decision(record: DecisionRecord): void;
   refusal(record: RefusalRecord): void;
   admin(record: AdminRecord): void;
+  anomaly(record: AnomalyRecord): void;
   /** False while events cannot be kept (a sink's spool full, fail-closed): decisions are then refused. */
   accepting(): boolean;
 }
 
 /** An AuditLog that records nothing (unit tests of code that needs one). */
-export const NO_AUDIT: AuditLog = { decision: () => undefined, refusal: () => undefined, admin: () => undefined, accepting: () => true };
+export const NO_AUDIT: AuditLog = { decision: () => undefined, refusal: () => undefined, admin: () => undefined, anomaly: () => undefined, accepting: () => true };

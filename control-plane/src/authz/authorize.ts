@@ -13,6 +13,7 @@ import { headerInput, type Destination, type McpInput } from '../policy/engine.t
 import { overruled } from './contained.ts';
 import { decide } from './decide.ts';
 import { RateLimiter } from './rate-limits/rate-limits.ts';
+import type { Baselines } from '../baselines/baselines.ts';
 import type { DecisionSnapshot } from './decision-state.ts';
 import { agentDestination, destinationOfHost } from './registry.ts';
 import { checkSecretFindings } from './secrets.ts';
@@ -36,6 +37,8 @@ export interface AuthorizerDeps {
   readonly approvals?: Approvals;
   /** This replica's RateLimit buckets; its own when not given. */
   readonly rateLimiter?: RateLimiter;
+  /** Behaviour baselines (README "Behaviour baselines"); none without it. */
+  readonly baselines?: Baselines;
 }
 
 type DirectionName = 'outbound' | 'inbound';
@@ -206,7 +209,9 @@ export class Authorizer {
     const approved = approval?.decision ?? judged;
     const pending = approval?.pending;
     // RateLimits charge the calls a source makes, once each: OUTBOUND (a mesh call's INBOUND check and a tools/list filter are not new calls); a held call when its outcome is decided.
-    const { decision, hit: rateLimit } = pending !== undefined ? { decision: approved, hit: undefined } : this.#limiter.charge(engine, input, approved, direction === 'outbound' && req.mcpListedTools.length === 0);
+    const { decision: limited, hit: rateLimit } = pending !== undefined ? { decision: approved, hit: undefined } : this.#limiter.charge(engine, input, approved, direction === 'outbound' && req.mcpListedTools.length === 0);
+    // Behaviour baselines learn and judge the same calls (README "Behaviour baselines").
+    const decision = this.#d.baselines === undefined || engine.baselines.length === 0 ? limited : this.#d.baselines.observe(engine, { ...input, decisionId, mcpMethod: req.mcpMethod, mcpTool: req.mcpTool }, limited, pending === undefined && direction === 'outbound' && req.mcpListedTools.length === 0);
     // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
     const callable = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     // The tools pinned per server: a changed or flagged one is withheld when the deciding rule's onToolChange says so.

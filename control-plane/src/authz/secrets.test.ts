@@ -143,7 +143,7 @@ describe('Authorize with secret findings', () => {
     trustDomain: TD,
     decisions: () => ({ engine, agents, revoked: new Set<string>(), quarantined: new Map() }),
     metrics: createControlPlaneMetrics(createRegistry('test')),
-    audit: { decision: (r) => decisions.push(r), refusal: (r) => refusals.push(r), admin: () => undefined, accepting: () => true },
+    audit: { decision: (r) => decisions.push(r), refusal: (r) => refusals.push(r), admin: () => undefined, anomaly: () => undefined, accepting: () => true },
   });
   const ask = (host: string, findings: { detector: string; field: string }[]) =>
     authorizer.authorize(AGENT, AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: AGENT.uri, destinationHost: host, destinationPort: 80, method: 'GET', path: '/', secretFindings: findings }));

@@ -37,6 +37,7 @@ export class RecentDecisions {
       },
       refusal: (record) => audit.refusal(record),
       admin: (record) => audit.admin(record),
+      anomaly: (record) => audit.anomaly(record),
       accepting: () => audit.accepting(),
     };
   }

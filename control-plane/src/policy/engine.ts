@@ -8,6 +8,7 @@ import { SegmentIndex } from './segment-index.ts';
 import type { RateLimitDoc } from './rate-limit-doc.ts';
 import { compileSecretRules, type SecretRules } from './secrets.ts';
 import type { SecretFinding } from '@airlock/common/secret-detectors';
+import type { BaselineDoc } from './baseline-doc.ts';
 import type { ApprovalDoc, HeaderRuleDoc, PolicyDoc, PolicyDocuments, TlsMode, ToolChangeAction } from './types.ts';
 
 /**
@@ -231,6 +232,8 @@ export class PolicyEngine {
   readonly usesArguments: boolean;
   /** The version's RateLimit documents (enforced by authz/rate-limits, not here). */
   readonly rateLimits: readonly RateLimitDoc[];
+  /** The version's Baseline documents (applied by baselines/, not here). */
+  readonly baselines: readonly BaselineDoc[];
   readonly #segments: SegmentIndex;
   readonly #segmentCount: number;
   readonly #methods: MethodBits;
@@ -251,6 +254,7 @@ export class PolicyEngine {
     this.trustDomain = trustDomain;
     this.version = version;
     this.rateLimits = docs.rateLimits ?? [];
+    this.baselines = docs.baselines ?? [];
     this.#segments = new SegmentIndex(docs.segments);
     const count = this.#segments.names.length;
     this.#segmentCount = count;

@@ -12,6 +12,7 @@ import { normalizePath } from './path.ts';
 import { rateLimitSpec, type RateLimitDoc } from './rate-limit-doc.ts';
 import { threatFeedSpec, type ThreatFeedDoc } from '../threat-feeds/document.ts';
 import { secretsOf } from './secrets.ts';
+import { baselineSpec, type BaselineDoc } from './baseline-doc.ts';
 import type { ArgumentRuleDoc, ArgumentScalar, HeaderRuleDoc, McpRuleDoc, PolicyAction, PolicyDoc, PolicyDocuments, PolicyMode, RuleDoc, SegmentDoc, TlsMode, ToolChangeAction } from './types.ts';
 import { checkDocumentMarkers, FILE_LIMITS, parseYamlDocuments, type YamlLimits } from './yaml-limits.ts';
 import { fieldOf, treeOf, type TreeMap, type TreeNode } from './yaml-tree.ts';
@@ -69,7 +70,7 @@ export function parsePolicyText(text: string, file: string, knownSegments: Reado
 }
 
 /** One valid document of a bundle, in bundle order. */
-export type ParsedDocument = { readonly kind: 'Segment'; readonly doc: SegmentDoc } | { readonly kind: 'Policy'; readonly doc: PolicyDoc } | { readonly kind: 'RateLimit'; readonly doc: RateLimitDoc } | { readonly kind: 'ThreatFeed'; readonly doc: ThreatFeedDoc };
+export type ParsedDocument = { readonly kind: 'Segment'; readonly doc: SegmentDoc } | { readonly kind: 'Policy'; readonly doc: PolicyDoc } | { readonly kind: 'RateLimit'; readonly doc: RateLimitDoc } | { readonly kind: 'ThreatFeed'; readonly doc: ThreatFeedDoc } | { readonly kind: 'Baseline'; readonly doc: BaselineDoc };
 
 export interface ParsedDocuments {
   readonly docs: PolicyDocuments;
@@ -90,7 +91,7 @@ export function parsePolicyDocuments(text: string, file: string, knownSegments: 
 
 /** One document of a bundle, as written: what the policy store keeps per version. */
 export interface PolicyEntry {
-  readonly kind: 'Segment' | 'Policy' | 'RateLimit' | 'ThreatFeed';
+  readonly kind: 'Segment' | 'Policy' | 'RateLimit' | 'ThreatFeed' | 'Baseline';
   readonly name: string;
   /** The document's YAML, re-serialized on its own. */
   readonly yaml: string;
@@ -159,6 +160,7 @@ function validate(inputs: Iterable<DocumentInput>, problems: Problems, knownSegm
   const segments: SegmentDoc[] = [];
   const policies: PolicyDoc[] = [];
   const rateLimits: RateLimitDoc[] = [];
+  const baselines: BaselineDoc[] = [];
   const ordered: ParsedDocument[] = [];
   const sources: number[] = [];
   let index = -1;
@@ -214,12 +216,21 @@ function validate(inputs: Iterable<DocumentInput>, problems: Problems, knownSegm
         ordered.push({ kind, doc: { name, ...f, at: problems.at(root) } });
         sources.push(index);
       }
+    } else if (kind === 'Baseline') {
+      const b = baselineSpec(name, spec, problems);
+      if (name !== undefined && b !== undefined) {
+        if (baselines.some((x) => x.name === name)) problems.add(root, `Baseline "${name}" is defined twice`);
+        const doc = { name, ...b, at: problems.at(root) };
+        baselines.push(doc);
+        ordered.push({ kind, doc });
+        sources.push(index);
+      }
     } else if (kind !== undefined) {
-      problems.add(top.get('kind'), `kind must be Segment, Policy, RateLimit or ThreatFeed, got "${kind}"`);
+      problems.add(top.get('kind'), `kind must be Segment, Policy, RateLimit, ThreatFeed or Baseline, got "${kind}"`);
     }
   }
   checkReferences(segments, policies, problems, knownSegments, rateLimits);
-  return { docs: { segments, policies, ...(rateLimits.length === 0 ? {} : { rateLimits }) }, ordered, sources };
+  return { docs: { segments, policies, ...(rateLimits.length === 0 ? {} : { rateLimits }), ...(baselines.length === 0 ? {} : { baselines }) }, ordered, sources };
 }
 
 export function fields(map: TreeMap, path: string, known: readonly string[], problems: Problems): Map<string, TreeNode | null> {

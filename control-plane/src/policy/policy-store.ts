@@ -7,6 +7,7 @@ import { diffEntries, type DocumentChange } from './diff.ts';
 import { PolicyEngine } from './engine.ts';
 import { policyInvalid, type ParsedDocument, type PolicyEntry } from './load.ts';
 import type { RateLimitDoc } from './rate-limit-doc.ts';
+import type { BaselineDoc } from './baseline-doc.ts';
 import type { PolicyDoc, SegmentDoc } from './types.ts';
 import { FILE_LIMITS } from './yaml-limits.ts';
 import { keepQuarantinedSegments } from '../incident/quarantine-target.ts';
@@ -230,22 +231,24 @@ export class PolicyStore {
     const segments: SegmentDoc[] = [];
     const policies: PolicyDoc[] = [];
     const rateLimits: RateLimitDoc[] = [];
+    const baselines: BaselineDoc[] = [];
     for (const d of docs) {
       if (d.kind === 'Segment') segments.push(d.doc);
       else if (d.kind === 'RateLimit') rateLimits.push(d.doc);
+      else if (d.kind === 'Baseline') baselines.push(d.doc);
       else if (d.kind === 'Policy') policies.push(d.doc);
     }
-    return new PolicyEngine({ segments, policies, rateLimits }, this.#trustDomain, version);
+    return new PolicyEngine({ segments, policies, rateLimits, baselines }, this.#trustDomain, version);
   }
 }
 
-const usesSegment = (p: PolicyDoc | RateLimitDoc, segment: string): boolean => p.fromSegments.includes(segment) || (p.toSegments ?? []).includes(segment);
+const usesSegment = (p: PolicyDoc | RateLimitDoc | BaselineDoc, segment: string): boolean => p.fromSegments.includes(segment) || ('toSegments' in p ? (p.toSegments ?? []) : []).includes(segment);
 
 /** Every policy's segments exist in the set (what parsing checks for the documents it reads). */
 function checkSegmentReferences(docs: readonly ParsedDocument[], file: string): void {
   const segments = new Set(docs.flatMap((d) => (d.kind === 'Segment' ? [d.doc.name] : [])));
   const problems = docs.flatMap((d) =>
-    d.kind === 'Policy' || d.kind === 'RateLimit' ? [...d.doc.fromSegments, ...(d.doc.toSegments ?? [])].filter((s) => !segments.has(s)).map((s) => `${file}: ${d.kind} "${d.doc.name}" names segment "${s}", which is not defined`) : [],
+    d.kind === 'Policy' || d.kind === 'RateLimit' || d.kind === 'Baseline' ? [...d.doc.fromSegments, ...('toSegments' in d.doc ? (d.doc.toSegments ?? []) : [])].filter((s) => !segments.has(s)).map((s) => `${file}: ${d.kind} "${d.doc.name}" names segment "${s}", which is not defined`) : [],
   );
   if (problems.length > 0) throw policyInvalid(problems);
 }

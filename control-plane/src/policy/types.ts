@@ -1,5 +1,6 @@
 import type { RateLimitDoc } from './rate-limit-doc.ts';
 import type { SecretsDoc } from './secrets.ts';
+import type { BaselineDoc } from './baseline-doc.ts';
 
 /** Validated Segment and Policy documents, as written by the user (before compilation). */
 export interface SegmentDoc {
@@ -118,4 +119,6 @@ export interface PolicyDocuments {
   readonly policies: readonly PolicyDoc[];
   /** RateLimit documents (policy/rate-limit-doc.ts); undefined = none. */
   readonly rateLimits?: readonly RateLimitDoc[];
+  /** Baseline documents (policy/baseline-doc.ts); undefined = none. */
+  readonly baselines?: readonly BaselineDoc[];
 }

@@ -19,6 +19,7 @@ import type {
   RenewNowRequest,
   RevokedIdentity,
   ToolPinRecord,
+  BaselineRecord,
   Store,
   StoreEvent,
   StoreWatch,
@@ -123,6 +124,7 @@ export class EtcdStore implements Store {
       const name = kv.key.toString().slice(this.#prefix.length);
       if (name === 'ca-renew-now') onEvent({ kind: 'ca-ring' });
       if (name.startsWith('quarantines/')) onEvent({ kind: 'quarantine' });
+      if (name.startsWith('baselines/')) onEvent({ kind: 'baseline', spiffeId: name.slice('baselines/'.length) });
     });
     // etcd3 resumes a broken watch from the last revision it delivered: nothing is skipped.
     watcher.on('disconnected', (err) => onTrouble(`the store watch was cut (${err.message}); resuming`));
@@ -378,6 +380,23 @@ export class EtcdStore implements Store {
     return this.#newest<AuditEventRecord>('audit/', limit);
   }
 
+  async putBaselines(records: readonly BaselineRecord[]): Promise<void> {
+    // In transactions of at most 100 puts (etcd's default limit is 128 operations per transaction); the comparison always holds.
+    for (let i = 0; i < records.length; i += 100) {
+      const chunk = records.slice(i, i + 100);
+      await this.#call(() => this.#client.if(this.#key('baselines/'), 'Version', '>', -1).then(...chunk.map((r) => this.#client.put(this.#key(`baselines/${r.spiffeId}`)).value(JSON.stringify(r)))).commit());
+    }
+  }
+
+  async listBaselines(): Promise<BaselineRecord[]> {
+    return (await this.#list<BaselineRecord>('baselines/')).sort((a, b) => (a.spiffeId < b.spiffeId ? -1 : a.spiffeId > b.spiffeId ? 1 : 0));
+  }
+
+  async deleteBaseline(spiffeId: string): Promise<boolean> {
+    const res = await this.#call(() => this.#client.delete().key(this.#key(`baselines/${spiffeId}`)).exec());
+    return Number(res.deleted) > 0;
+  }
+
   async saveIncident(record: IncidentRecord): Promise<void> {
     await this.#put(`incidents/${record.id}`, record);
   }
@@ -526,6 +545,10 @@ function eventOf(name: string, value: string): StoreEvent | undefined {
   if (name.startsWith('quarantines/')) return { kind: 'quarantine' };
   if (name.startsWith('ticket-secrets/')) return { kind: 'ticket-secrets' };
   if (name.startsWith('tool-pins/')) return { kind: 'tool-pin', pin: JSON.parse(value) as ToolPinRecord };
+  if (name.startsWith('baselines/')) {
+    const record = JSON.parse(value) as BaselineRecord;
+    return { kind: 'baseline', spiffeId: record.spiffeId, record };
+  }
   if (name.startsWith('policy-versions/')) return { kind: 'policy-version', version: (JSON.parse(value) as PolicyVersionRecord).version };
   return undefined;
 }

@@ -7,6 +7,7 @@ import type { CaRing } from '../ca/ca-ring.ts';
 import type { Revocations } from '../ca/revocations.ts';
 import type { Quarantines } from '../incident/quarantines.ts';
 import type { ToolPins } from '../mcp-pins/tool-pins.ts';
+import type { Baselines } from '../baselines/baselines.ts';
 import type { PolicyStore } from '../policy/policy-store.ts';
 import type { Store, StoreEvent } from './store.ts';
 
@@ -19,6 +20,7 @@ export interface Followers {
   readonly quarantines: Quarantines;
   readonly ticketKeys: TicketKeys;
   readonly toolPins?: ToolPins;
+  readonly baselines?: Baselines;
 }
 
 export interface StoreFollower {
@@ -53,6 +55,9 @@ export async function watchStore(store: Store, log: Logger, registry: Registry):
           return to.ticketKeys.reload();
         case 'tool-pin':
           to.toolPins?.follow(event.pin);
+          return Promise.resolve();
+        case 'baseline':
+          to.baselines?.follow(event.spiffeId, event.record);
           return Promise.resolve();
       }
     })();

@@ -23,6 +23,7 @@ import type {
   RenewNowRequest,
   RevokedIdentity,
   ToolPinRecord,
+  BaselineRecord,
   Store,
   StoreWatch,
   TicketSecretRecord,
@@ -120,6 +121,10 @@ CREATE TABLE IF NOT EXISTS incidents (
   record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS incidents_by_target ON incidents (target);
+CREATE TABLE IF NOT EXISTS baselines (
+  spiffe_id TEXT PRIMARY KEY,
+  record TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_events (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   at INTEGER NOT NULL,
@@ -618,6 +623,26 @@ export class SqliteStore implements Store {
 
   async listAuditEvents(limit: number): Promise<AuditEventRecord[]> {
     return this.#listAudit.all(limit) as unknown as AuditEventRecord[];
+  }
+
+  async putBaselines(records: readonly BaselineRecord[]): Promise<void> {
+    const put = this.#db.prepare('INSERT OR REPLACE INTO baselines (spiffe_id, record) VALUES (?, ?)');
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      for (const r of records) put.run(r.spiffeId, JSON.stringify(r));
+      this.#db.exec('COMMIT');
+    } catch (err) {
+      this.#db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  async listBaselines(): Promise<BaselineRecord[]> {
+    return (this.#db.prepare('SELECT record FROM baselines ORDER BY spiffe_id').all() as { record: string }[]).map((r) => JSON.parse(r.record) as BaselineRecord);
+  }
+
+  async deleteBaseline(spiffeId: string): Promise<boolean> {
+    return Number(this.#db.prepare('DELETE FROM baselines WHERE spiffe_id = ?').run(spiffeId).changes) > 0;
   }
 
   async saveIncident(r: IncidentRecord): Promise<void> {

@@ -279,6 +279,21 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     }
   });
 
+  it('reports a baseline written and reset by one client to the watch of another (etcd; the embedded store has one client)', async () => {
+    const seen: StoreEvent[] = [];
+    const watch = await (await client()).watch((e) => void seen.push(e), () => undefined);
+    try {
+      const record = { spiffeId: ID, startedAt: 1, updatedAt: 2, windowMs: 2_000, flows: [{ flow: 'api.example.com:443 GET /v1/{id}', normal: true, firstSeen: 1, lastSeen: 2, calls: 3, peak: 1 }], droppedFlows: 0 };
+      await store.putBaselines([record]);
+      await store.deleteBaseline(ID);
+      if (backend.name !== 'EtcdStore') return;
+      for (let i = 0; i < 100 && seen.filter((e) => e.kind === 'baseline').length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(seen.filter((e) => e.kind === 'baseline')).toEqual([{ kind: 'baseline', spiffeId: ID, record }, { kind: 'baseline', spiffeId: ID }]);
+    } finally {
+      await watch.close();
+    }
+  });
+
   it('keeps selector quarantines (segment, label with a prefixed key) beside identities, and releases one by its key', async () => {
     await store.quarantine({ spiffeId: 'segment:workers', reason: 'worm', actor: 'alice', since: 1 });
     await store.quarantine({ spiffeId: 'label:app.kubernetes.io/team=red', reason: 'drill', actor: 'bob', since: 2 });
@@ -286,6 +301,26 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     expect((await (await client()).listQuarantines()).map((q) => q.spiffeId)).toEqual(['segment:workers', 'label:app.kubernetes.io/team=red', ID]);
     expect(await store.release('label:app.kubernetes.io/team=red')).toMatchObject({ reason: 'drill' });
     expect((await (await client()).listQuarantines()).map((q) => q.spiffeId)).toEqual(['segment:workers', ID]);
+  });
+
+  it('keeps behaviour baselines for the next client: put as a batch, replaced per identity, deleted once', async () => {
+    const flow = (f: string, normal: boolean) => ({ flow: f, normal, firstSeen: 1, lastSeen: 2, calls: 3, peak: 2 });
+    const a = { spiffeId: ID, startedAt: 1, updatedAt: 2, windowMs: 60_000, flows: [flow('spiffe://td/ns/b/sa/b GET /v1/a/{id}', true)], droppedFlows: 0 };
+    const b = { spiffeId: ID2, startedAt: 3, updatedAt: 4, windowMs: 2_000, flows: [flow('api.example.com:443 POST /mcp tool=search', false)], droppedFlows: 5 };
+    await store.putBaselines([b, a]);
+    await store.putBaselines([]);
+    const next = await client();
+    expect(await next.listBaselines()).toEqual([a, b].sort((x, y) => (x.spiffeId < y.spiffeId ? -1 : 1)));
+    const accepted = { ...b, updatedAt: 9, flows: [{ ...flow('api.example.com:443 POST /mcp tool=search', true), acceptedBy: 'alice' }] };
+    await next.putBaselines([accepted]);
+    expect((await store.listBaselines()).find((r) => r.spiffeId === ID2)).toEqual(accepted);
+    // More than one etcd transaction holds.
+    const many = Array.from({ length: 130 }, (_, i) => ({ ...a, spiffeId: `spiffe://td/ns/many/sa/a${String(i).padStart(3, '0')}` }));
+    await store.putBaselines(many);
+    expect((await next.listBaselines()).length).toBe(132);
+    expect(await store.deleteBaseline(ID)).toBe(true);
+    expect(await next.deleteBaseline(ID)).toBe(false);
+    expect((await next.listBaselines()).some((r) => r.spiffeId === ID)).toBe(false);
   });
 
   it('keeps incident records: replaced by id, listed newest first, the open one of a target found', async () => {

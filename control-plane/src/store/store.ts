@@ -114,6 +114,34 @@ export interface ToolPinRecord {
   };
 }
 
+/** One flow of an identity's behaviour baseline (baselines/learner.ts). */
+export interface BaselineFlowRecord {
+  /** `DEST METHOD /path/{id}[ tool=T| mcp=M]` (baselines/flows.ts). */
+  readonly flow: string;
+  /** Learned, or accepted by an operator: normal. False: first seen after learning (an anomaly), not accepted. */
+  readonly normal: boolean;
+  readonly firstSeen: number;
+  readonly lastSeen: number;
+  readonly calls: number;
+  /** The most calls seen in one window (`windowMs` of the record) while learning or since accepted. */
+  readonly peak: number;
+  /** The operator who accepted it as normal, if one did. */
+  readonly acceptedBy?: string;
+}
+
+/** What the control plane learned of one identity's behaviour (README "Behaviour baselines"). */
+export interface BaselineRecord {
+  readonly spiffeId: string;
+  /** Its first call seen: learning lasts the Baseline's `learn` from here. */
+  readonly startedAt: number;
+  readonly updatedAt: number;
+  /** The window call rates are counted in (a minute, or the learning period if shorter). */
+  readonly windowMs: number;
+  readonly flows: readonly BaselineFlowRecord[];
+  /** New flows not kept because the identity had the most flows kept per identity. */
+  readonly droppedFlows: number;
+}
+
 /** A decision as an incident record keeps it (a few fields of the audit decision event). */
 export interface IncidentDecision {
   readonly at: number;
@@ -236,7 +264,9 @@ export type StoreEvent =
   /** A ticket secret added (a rotation). */
   | { readonly kind: 'ticket-secrets' }
   /** An MCP tool pinned, changed or accepted. */
-  | { readonly kind: 'tool-pin'; readonly pin: ToolPinRecord };
+  | { readonly kind: 'tool-pin'; readonly pin: ToolPinRecord }
+  /** A behaviour baseline written (`record`) or reset (none). */
+  | { readonly kind: 'baseline'; readonly spiffeId: string; readonly record?: BaselineRecord };
 
 export interface StoreWatch {
   close(): Promise<void>;
@@ -341,6 +371,13 @@ export interface Store {
   listIncidents(limit: number): Promise<IncidentRecord[]>;
   /** The newest incident of `target` not yet released, if any. */
   openIncidentOf(target: string): Promise<IncidentRecord | undefined>;
+
+  /** Inserts or replaces these baselines (one per identity), as one batch. */
+  putBaselines(records: readonly BaselineRecord[]): Promise<void>;
+  /** Every baseline, by identity. */
+  listBaselines(): Promise<BaselineRecord[]>;
+  /** Forgets the baseline of `spiffeId`; true if there was one. */
+  deleteBaseline(spiffeId: string): Promise<boolean>;
 
   /** Registers an admin token's hash, unless admin tokens were retired: then nothing, and false. */
   addAdminTokenHash(hash: string): Promise<boolean>;

@@ -145,11 +145,12 @@ function kindOf(k: DocumentKind): Kind {
   if (k === DocumentKind.DOCUMENT_KIND_POLICY) return 'Policy';
   if (k === DocumentKind.DOCUMENT_KIND_RATE_LIMIT) return 'RateLimit';
   if (k === DocumentKind.DOCUMENT_KIND_THREAT_FEED) return 'ThreatFeed';
-  throw new AirlockError(ErrorCode.BadRequest, '"kind" must be DOCUMENT_KIND_SEGMENT, DOCUMENT_KIND_POLICY, DOCUMENT_KIND_RATE_LIMIT or DOCUMENT_KIND_THREAT_FEED');
+  if (k === DocumentKind.DOCUMENT_KIND_BASELINE) return 'Baseline';
+  throw new AirlockError(ErrorCode.BadRequest, '"kind" must be DOCUMENT_KIND_SEGMENT, DOCUMENT_KIND_POLICY, DOCUMENT_KIND_RATE_LIMIT, DOCUMENT_KIND_THREAT_FEED or DOCUMENT_KIND_BASELINE');
 }
 
 function protoKind(k: Kind): DocumentKind {
-  return k === 'Segment' ? DocumentKind.DOCUMENT_KIND_SEGMENT : k === 'Policy' ? DocumentKind.DOCUMENT_KIND_POLICY : k === 'RateLimit' ? DocumentKind.DOCUMENT_KIND_RATE_LIMIT : DocumentKind.DOCUMENT_KIND_THREAT_FEED;
+  return k === 'Segment' ? DocumentKind.DOCUMENT_KIND_SEGMENT : k === 'Policy' ? DocumentKind.DOCUMENT_KIND_POLICY : k === 'RateLimit' ? DocumentKind.DOCUMENT_KIND_RATE_LIMIT : k === 'Baseline' ? DocumentKind.DOCUMENT_KIND_BASELINE : DocumentKind.DOCUMENT_KIND_THREAT_FEED;
 }
 
 function document(e: PolicyEntry): Document {

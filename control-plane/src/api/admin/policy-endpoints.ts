@@ -65,9 +65,9 @@ export function policyEndpoints(deps: PolicyEndpointDeps): AdminEndpoint[] {
     { method: 'GET', path: /^\/v1\/ratelimits$/, role: 'viewer', handle: () => Promise.resolve(ok(list('RateLimit'))) },
     {
       method: 'DELETE',
-      path: /^\/v1\/(segments|policies|ratelimits)\/([^/]+)$/,
+      path: /^\/v1\/(segments|policies|ratelimits|baseline-documents)\/([^/]+)$/,
       role: 'editor',
-      handle: async ({ who, params: [kinds, name] }) => ok(await p.delete(kinds === 'segments' ? 'Segment' : kinds === 'ratelimits' ? 'RateLimit' : 'Policy', checkDocumentName(decodeURIComponent(name ?? '')), who.name)),
+      handle: async ({ who, params: [kinds, name] }) => ok(await p.delete(kinds === 'segments' ? 'Segment' : kinds === 'ratelimits' ? 'RateLimit' : kinds === 'baseline-documents' ? 'Baseline' : 'Policy', checkDocumentName(decodeURIComponent(name ?? '')), who.name)),
     },
     { method: 'GET', path: /^\/v1\/agents$/, role: 'viewer', handle: async () => ok({ items: await deps.store.listAgents() }) },
     {

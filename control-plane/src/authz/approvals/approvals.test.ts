@@ -25,7 +25,7 @@ function setup(limits = { perAgent: 2, total: 3 }) {
   const engine = new PolicyEngine(parsePolicyText(POLICY, 'p.yaml'), TD);
   const decisions: DecisionRecord[] = [];
   const admin: AdminRecord[] = [];
-  const audit: AuditLog = { decision: (r) => decisions.push(r), refusal: () => undefined, admin: (r) => admin.push(r), accepting: () => true };
+  const audit: AuditLog = { decision: (r) => decisions.push(r), refusal: () => undefined, admin: (r) => admin.push(r), anomaly: () => undefined, accepting: () => true };
   const registry = createRegistry('test');
   const metrics = createControlPlaneMetrics(registry);
   const approvals = new Approvals({ limits });

@@ -31,6 +31,8 @@ export const DocumentKind = {
   DOCUMENT_KIND_RATE_LIMIT: 70,
   /** DOCUMENT_KIND_THREAT_FEED - A ThreatFeed document (15feeds range 100-109). */
   DOCUMENT_KIND_THREAT_FEED: 100,
+  /** DOCUMENT_KIND_BASELINE - 15baseline range. */
+  DOCUMENT_KIND_BASELINE: 150,
   UNRECOGNIZED: -1,
 } as const;
 
@@ -42,6 +44,7 @@ export namespace DocumentKind {
   export type DOCUMENT_KIND_POLICY = typeof DocumentKind.DOCUMENT_KIND_POLICY;
   export type DOCUMENT_KIND_RATE_LIMIT = typeof DocumentKind.DOCUMENT_KIND_RATE_LIMIT;
   export type DOCUMENT_KIND_THREAT_FEED = typeof DocumentKind.DOCUMENT_KIND_THREAT_FEED;
+  export type DOCUMENT_KIND_BASELINE = typeof DocumentKind.DOCUMENT_KIND_BASELINE;
   export type UNRECOGNIZED = typeof DocumentKind.UNRECOGNIZED;
 }
 
