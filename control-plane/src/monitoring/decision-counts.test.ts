@@ -7,7 +7,7 @@ import { Authorizer } from '../authz/authorize.ts';
 import { PolicyEngine } from '../policy/engine.ts';
 import { parsePolicyText } from '../policy/load.ts';
 import type { AgentRecord } from '../store/store.ts';
-import { DecisionCounts, MAX_LABELLED_POLICIES } from './decision-counts.ts';
+import { DecisionCounts, MAX_LABELLED_POLICIES, reasonClassOf } from './decision-counts.ts';
 import { createControlPlaneMetrics } from './metrics.ts';
 
 const TD = 'm.test';
@@ -88,5 +88,19 @@ describe('decision metrics', () => {
     const values = (await registry.getSingleMetric('airlock_authz_policy_denials_total')?.get())?.values ?? [];
     expect(values).toHaveLength(MAX_LABELLED_POLICIES + 1);
     expect(values.find((v) => v.labels.policy === '(other)')?.value).toBe(50);
+  });
+
+  it.each([
+    ['threat_feed: evil.example is listed by threat feed "x"', '', 'threat_feed'],
+    ['secret_detected: aws-access-key@1 in header:x-key; policy "up" blocks it', '', 'secret'],
+    ['secrets_unscannable: a blind tunnel', '', 'secret'],
+    ['anomaly: new flow GET b.demo /v1/{id}', '', 'anomaly'],
+    ['tool_changed: the MCP tool "search" changed since it was pinned', '', 'tool_pin'],
+    ['tool_flagged: the MCP tool "add" was flagged', '', 'tool_pin'],
+    // A held call denied keeps the policy that asked for approval: still an approval denial.
+    ['approval_denied: alice denied this call', 'transfers', 'approval'],
+    ['approval_timeout: no one approved this call within 120s', 'transfers', 'approval'],
+  ])('classes a denial "%s" by its stable reason prefix', (reason, policy, reasonClass) => {
+    expect(reasonClassOf({ allow: false, dryRunDeny: false, policy, reason }, { rateLimited: false, headerMismatch: false })).toBe(reasonClass);
   });
 });
