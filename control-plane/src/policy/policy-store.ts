@@ -123,7 +123,7 @@ export class PolicyStore {
       throw new AirlockError(ErrorCode.NotFound, `${kind} "${name}" does not exist in version ${this.version()}`);
     }
     if (kind === 'Segment') {
-      const users = this.#docs.flatMap((d) => ((d.kind === 'Policy' || d.kind === 'RateLimit') && usesSegment(d.doc, name) ? [d] : []));
+      const users = this.#docs.flatMap((d) => ((d.kind === 'Policy' || d.kind === 'RateLimit' || d.kind === 'Baseline') && usesSegment(d.doc, name) ? [d] : []));
       if (users.length > 0) {
         throw new AirlockError(ErrorCode.Conflict, `Segment "${name}" is used by ${users.map((d) => `${d.kind} "${d.doc.name}"`).join(', ')}; delete or change those first`);
       }
