@@ -97,8 +97,9 @@ describe('the syslog audit sink with a real rsyslog', () => {
     await rsyslog.restart();
     await decide(10);
 
-    const written = auditEventsOf(logs);
-    const decisions = written.filter((e) => e.kind === 'decision');
+    // Events recorded while a checkpoint is signed (on the thread pool) are written just after it.
+    await until('every decision written', () => auditEventsOf(logs).filter((e) => e.kind === 'decision').length >= decided);
+    const decisions = auditEventsOf(logs).filter((e) => e.kind === 'decision');
     expect(decisions).toHaveLength(decided);
     await until('every event received', () => receivedIds().size >= auditEventsOf(logs).length);
     const all = received();
