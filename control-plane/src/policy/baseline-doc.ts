@@ -1,4 +1,4 @@
-import { enumOf, fields, nameCheck, recordRefs, strList, str, type Problems } from './load.ts';
+import { enumOf, fields, recordRefs, sourceSegments, str, type Problems } from './load.ts';
 import type { PolicyMode } from './types.ts';
 import type { TreeMap, TreeNode } from './yaml-tree.ts';
 
@@ -33,14 +33,8 @@ const UNIT_MS = { s: 1000, m: 60_000, h: 3600_000, d: 24 * 3600_000 } as const;
 export function baselineSpec(name: string | undefined, spec: TreeMap, problems: Problems): Omit<BaselineDoc, 'name' | 'at'> | undefined {
   const before = problems.list.length;
   const s = fields(spec, 'spec.', ['from', 'learn', 'response', 'rateFactor', 'mode'], problems);
-  const from = s.get('from');
-  if (from?.kind !== 'map') {
-    problems.add(from ?? spec, '"spec.from" must be a mapping with segments');
-    return undefined;
-  }
-  const f = fields(from, 'spec.from.', ['segments'], problems);
-  const fromSegments = strList(f.get('segments'), 'spec.from.segments', problems, nameCheck);
-  if (fromSegments === undefined || fromSegments.length === 0) problems.add(f.get('segments') ?? from, '"spec.from.segments" must list at least one segment');
+  const fromSegments = sourceSegments(s.get('from'), spec, problems);
+  if (fromSegments === null) return undefined;
   const learnMs = learn(s.get('learn'), problems, spec);
   const response = enumOf<BaselineResponse>(s.get('response'), 'spec.response', ['alert', 'deny', 'quarantine'], problems, spec, undefined);
   const rateFactor = factor(s.get('rateFactor'), problems);

@@ -259,6 +259,22 @@ export function str(node: TreeNode | null | undefined, field: string, problems: 
   return node.value;
 }
 
+/**
+ * `spec.from` of a document that selects calling segments (RateLimit, Baseline): its segment names;
+ * undefined when the list is missing or bad (reported), null when `from` is no mapping (reported: the
+ * document is not read further).
+ */
+export function sourceSegments(from: TreeNode | null | undefined, spec: TreeNode, problems: Problems): string[] | undefined | null {
+  if (from?.kind !== 'map') {
+    problems.add(from ?? spec, '"spec.from" must be a mapping with segments');
+    return null;
+  }
+  const f = fields(from, 'spec.from.', ['segments'], problems);
+  const segments = strList(f.get('segments'), 'spec.from.segments', problems, nameCheck);
+  if (segments === undefined || segments.length === 0) problems.add(f.get('segments') ?? from, '"spec.from.segments" must list at least one segment');
+  return segments;
+}
+
 export function strList(node: TreeNode | null | undefined, field: string, problems: Problems, check: (s: string) => string | undefined): string[] | undefined {
   if (node === undefined || node === null) return undefined;
   if (node.kind !== 'seq') {

@@ -1,4 +1,4 @@
-import { enumOf, fields, HOST, nameCheck, ports, recordRefs, strList, str, type Problems } from './load.ts';
+import { enumOf, fields, HOST, nameCheck, ports, recordRefs, sourceSegments, strList, str, type Problems } from './load.ts';
 import type { PolicyMode } from './types.ts';
 import type { TreeMap, TreeNode } from './yaml-tree.ts';
 
@@ -41,14 +41,8 @@ const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3600_000 } as const;
 export function rateLimitSpec(name: string | undefined, spec: TreeMap, problems: Problems): Omit<RateLimitDoc, 'name' | 'at'> | undefined {
   const before = problems.list.length;
   const s = fields(spec, 'spec.', ['from', 'to', 'per', 'requests', 'interval', 'burst', 'mode'], problems);
-  const from = s.get('from');
-  if (from?.kind !== 'map') {
-    problems.add(from ?? spec, '"spec.from" must be a mapping with segments');
-    return undefined;
-  }
-  const f = fields(from, 'spec.from.', ['segments'], problems);
-  const fromSegments = strList(f.get('segments'), 'spec.from.segments', problems, nameCheck);
-  if (fromSegments === undefined || fromSegments.length === 0) problems.add(f.get('segments') ?? from, '"spec.from.segments" must list at least one segment');
+  const fromSegments = sourceSegments(s.get('from'), spec, problems);
+  if (fromSegments === null) return undefined;
   let toSegments: string[] | undefined;
   let toHosts: string[] | undefined;
   let toPorts: number[] = [];
