@@ -3,6 +3,7 @@
 // of connections are each cut (in seconds, not Node's two minutes) and counted, while sidecars'
 // calls and probes go on.
 import { get as httpGet } from 'node:http';
+import { connect as http2Connect, type Settings } from 'node:http2';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -111,6 +112,17 @@ describe('control-plane connection cap', () => {
     t = await startTestControlPlane(RESEARCHERS_TO_EXAMPLE, 'airlock-cp-cap-', {}, { maxConnections: '4', grpcMaxConcurrentStreams: '8' });
   });
   afterAll(() => t.close());
+
+  it('advertises grpcMaxConcurrentStreams in its HTTP/2 settings: a client opens that many calls at once, no more', { timeout: 30_000 }, async () => {
+    const session = http2Connect(`https://127.0.0.1:${t.cp.grpcPort}`, { ca: t.cp.trustBundlePem, checkServerIdentity: () => undefined });
+    session.on('error', () => undefined);
+    try {
+      const settings = await new Promise<Settings>((resolve) => session.once('remoteSettings', resolve));
+      expect(settings.maxConcurrentStreams).toBe(8);
+    } finally {
+      session.destroy();
+    }
+  });
 
   it.each(['grpc', 'admin', 'http'] as const)('closes %s connections past maxConnections at once and counts them; once they are gone, calls go through', { timeout: 30_000 }, async (listener) => {
     const port = { grpc: t.cp.grpcPort, admin: t.cp.adminPort, http: t.cp.httpPort }[listener];
