@@ -76,6 +76,9 @@ describe('denial classes', () => {
     expect(denialClass(decision({ verdict: 'deny', policy: 'deny-writes', reason: 'denied by policy deny-writes' }))).toBe('policy-rule');
     expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'quarantined' }))).toBe('quarantined');
     expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'identity revoked' }))).toBe('revoked');
+    expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'threat_feed: evil.example is listed by threat feed "x"' }))).toBe('threat-feed');
+    expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'secret_detected: aws-access-key@1 in header:x-key' }))).toBe('secret');
+    expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'anomaly: new flow GET b.demo /v1/{id}' }))).toBe('anomaly');
     expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'rate limited: x', rateLimit: { name: 'r', per: 'source', mode: 'enforce', retryAfterMs: 10 } }))).toBe('rate-limited');
     expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'tool_changed: t changed since pinned' }))).toBe('tool-pin');
     expect(denialClass(decision({ verdict: 'deny', policy: 'p', reason: 'x', approval: { id: '1', state: 'denied' } }))).toBe('approval');

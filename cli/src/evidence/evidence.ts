@@ -78,6 +78,9 @@ export function denialClass(e: AuditEventJson): string {
   if (reason === 'quarantined') return 'quarantined';
   if (reason === 'identity revoked') return 'revoked';
   if (reason.startsWith('tool_changed') || reason.startsWith('tool_flagged')) return 'tool-pin';
+  if (reason.startsWith('threat_feed')) return 'threat-feed';
+  if (reason.startsWith('secret_detected') || reason.startsWith('secrets_unscannable')) return 'secret';
+  if (reason.startsWith('anomaly')) return 'anomaly';
   if (obj(e.approval) !== undefined || reason.includes('human approval') || reason.startsWith('approval_')) return 'approval';
   const mcp = obj(e.mcp);
   if (mcp !== undefined && (mcp.unreadable !== undefined || mcp.headerMismatch !== undefined)) return 'mcp-unreadable';
