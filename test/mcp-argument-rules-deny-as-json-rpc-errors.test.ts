@@ -4,11 +4,9 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { Agent, Headers, ProxyAgent, fetch as undiciFetch } from 'undici7';
+import { Agent, ProxyAgent } from 'undici7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { listen } from '@airlock/common/net';
@@ -21,6 +19,7 @@ import type { EchoBody } from '../cli/src/demo/echo-app.ts';
 import { caFromPem } from '../sidecar/src/testing/certs.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 import { rawHttp } from './support/raw-http.ts';
+import { refusal, sdkClient } from './support/mcp-sdk-client.ts';
 
 // planner may call `transfer` for amounts 0..100 in USD, and `read_file` under /data/ only; the
 // memo of a transfer is loggable, its amount is not. `wipe` is denied by a deny policy.
@@ -76,39 +75,8 @@ async function startSdkMcpApp(agent: string, onRequest: (body: EchoBody) => void
   return server;
 }
 
-type Fetch = NonNullable<ConstructorParameters<typeof StreamableHTTPClientTransport>[1]>['fetch'];
-
-/**
- * An SDK client on `url`, its requests sent through `dispatcher` (the agent's proxy, or an mTLS
- * peer's connection). `specHeaders` adds the MCP 2026-07-28 Mcp-Method / Mcp-Name headers from each
- * POST body (SDK 1.32 does not send them yet), with `name` replaced where the test lies.
- */
-async function sdkClient(url: string, dispatcher: Agent | ProxyAgent, specHeaders?: { lie?: (name: string) => string }): Promise<Client> {
-  const fetch = ((u: string | URL, init?: RequestInit) => {
-    const headers = new Headers(init?.headers as ConstructorParameters<typeof Headers>[0]);
-    if (specHeaders !== undefined && typeof init?.body === 'string') {
-      const m = JSON.parse(init.body) as { method?: string; params?: { name?: string } };
-      if (m.method !== undefined) headers.set('mcp-method', m.method);
-      const name = m.params?.name;
-      if (name !== undefined) headers.set('mcp-name', specHeaders.lie?.(name) ?? name);
-    }
-    return undiciFetch(u, { ...(init as object), headers, dispatcher });
-  }) as unknown as Fetch;
-  const client = new Client({ name: 'planner', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(url), { fetch }));
-  return client;
-}
 
 /** The McpError a call was refused with. */
-async function refusal(call: Promise<unknown>): Promise<McpError> {
-  try {
-    await call;
-  } catch (err) {
-    if (err instanceof McpError) return err;
-    throw err;
-  }
-  throw new Error('the call was not refused');
-}
 
 interface DenialData {
   error: string;
@@ -282,8 +250,8 @@ describe('MCP argument rules, denials as JSON-RPC errors the SDK client surfaces
   });
 
   it('Mcp-Method / Mcp-Name headers that do not match the body are refused, on both sidecars, and audited', async () => {
-    const honest = await sdkClient('http://tools.agents/mcp', proxy, {});
-    const lying = await sdkClient('http://tools.agents/mcp', proxy, { lie: (name) => (name === 'transfer' ? 'read_file' : name) });
+    const honest = await sdkClient('http://tools.agents/mcp', proxy, { specHeaders: {} });
+    const lying = await sdkClient('http://tools.agents/mcp', proxy, { specHeaders: { lie: (name) => (name === 'transfer' ? 'read_file' : name) } });
     try {
       expect(text(await honest.callTool({ name: 'transfer', arguments: { amount: 5, currency: 'USD', memo: 'm' } }))).toBe('transferred 5 USD');
       const before = called.length;

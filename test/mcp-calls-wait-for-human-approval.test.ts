@@ -4,11 +4,9 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { Agent, ProxyAgent, fetch as undiciFetch } from 'undici7';
+import { Agent, ProxyAgent } from 'undici7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { listen } from '@airlock/common/net';
@@ -17,6 +15,7 @@ import type { EchoBody } from '../cli/src/demo/echo-app.ts';
 import { auditEventsOf, auditSchemaProblems } from '../control-plane/src/testing/audit-events.ts';
 import { caFromPem } from '../sidecar/src/testing/certs.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
+import { refusal, sdkClient } from './support/mcp-sdk-client.ts';
 
 // planner may call `transfer` and `wire` only once a responder approves each call (wire waits 1s at
 // most), `close_account` once an admin does; `balance` needs no approval.
@@ -55,8 +54,6 @@ async function startSdkMcpApp(agent: string, onRequest: (body: EchoBody) => void
   return server;
 }
 
-type Fetch = NonNullable<ConstructorParameters<typeof StreamableHTTPClientTransport>[1]>['fetch'];
-
 interface Held {
   id: string;
   source: string;
@@ -76,15 +73,6 @@ function track<T>(p: Promise<T>): { promise: Promise<T>; settled: () => boolean 
   return { promise, settled: () => done };
 }
 
-async function refusal(call: Promise<unknown>): Promise<McpError> {
-  try {
-    await call;
-  } catch (err) {
-    if (err instanceof McpError) return err;
-    throw err;
-  }
-  throw new Error('the call was not refused');
-}
 
 describe('MCP tools/call under approve: required waits for a human, bound to the exact call', () => {
   let mesh: Mesh;
@@ -97,9 +85,7 @@ describe('MCP tools/call under approve: required waits for a human, bound to the
   beforeAll(async () => {
     mesh = await startMesh({ agents: ['planner', 'tools'], policy: POLICY, startApp: (name, onRequest) => startSdkMcpApp(name, onRequest, called) });
     proxy = new ProxyAgent(`http://127.0.0.1:${mesh.agent('planner').outboundPort}`);
-    const fetch = ((u: string | URL, init?: RequestInit) => undiciFetch(u, { ...(init as object), dispatcher: proxy })) as unknown as Fetch;
-    client = new Client({ name: 'planner', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL('http://tools.agents/mcp'), { fetch }));
+    client = await sdkClient('http://tools.agents/mcp', proxy);
     credentials = join(mesh.dir, 'admin.json');
     writeFileSync(credentials, JSON.stringify(mesh.creds));
   });
@@ -246,9 +232,7 @@ describe('MCP tools/call under approve: required waits for a human, bound to the
     const caPem = readFileSync(join(mesh.dataDir, 'ca.pem'), 'utf8');
     const planner = caFromPem(caPem, readFileSync(join(mesh.dataDir, 'ca.key'), 'utf8')).issue({ uris: [mesh.agent('planner').identity] });
     const peer = new Agent({ connect: { ca: caPem, cert: planner.certPem, key: planner.keyPem, checkServerIdentity: () => undefined } });
-    const fetch = ((u: string | URL, init?: RequestInit) => undiciFetch(u, { ...(init as object), dispatcher: peer })) as unknown as Fetch;
-    const direct = new Client({ name: 'planner', version: '1.0.0' });
-    await direct.connect(new StreamableHTTPClientTransport(new URL(`https://127.0.0.1:${mesh.agent('tools').inboundPort}/mcp`), { fetch }));
+    const direct = await sdkClient(`https://127.0.0.1:${mesh.agent('tools').inboundPort}/mcp`, peer);
     try {
       // The same arguments as calls approved earlier: their releases were taken by those calls.
       for (const amount of [5, 1, 77]) {
@@ -273,9 +257,7 @@ describe('the same hold over the unary transport (authzTransport: unary)', () =>
   beforeAll(async () => {
     mesh = await startMesh({ agents: ['planner', 'tools'], policy: POLICY, sidecarArgs: ['--authz-transport', 'unary'], startApp: (name, onRequest) => startSdkMcpApp(name, onRequest, called) });
     proxy = new ProxyAgent(`http://127.0.0.1:${mesh.agent('planner').outboundPort}`);
-    const fetch = ((u: string | URL, init?: RequestInit) => undiciFetch(u, { ...(init as object), dispatcher: proxy })) as unknown as Fetch;
-    client = new Client({ name: 'planner', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL('http://tools.agents/mcp'), { fetch }));
+    client = await sdkClient('http://tools.agents/mcp', proxy);
   });
   afterAll(async () => {
     await client.close();

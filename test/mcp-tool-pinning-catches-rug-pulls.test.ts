@@ -5,11 +5,9 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer, type RegisteredTool } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { ProxyAgent, fetch as undiciFetch } from 'undici7';
+import { ProxyAgent } from 'undici7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { listen } from '@airlock/common/net';
@@ -19,6 +17,7 @@ import { auditSchemaProblems } from '../control-plane/src/testing/audit-events.t
 import { caFromPem } from '../sidecar/src/testing/certs.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 import { rawHttp } from './support/raw-http.ts';
+import { refusal, sdkClient } from './support/mcp-sdk-client.ts';
 
 // planner may use the MCP server of `tools` (any method on /mcp, so the SDK's session GET and
 // DELETE too); onToolChange is not set: a rug pull is denied by default.
@@ -79,26 +78,7 @@ async function startRugPullServer(agent: string, onRequest: (body: EchoBody) => 
   };
 }
 
-type Fetch = NonNullable<ConstructorParameters<typeof StreamableHTTPClientTransport>[1]>['fetch'];
 
-async function sdkClient(url: string, dispatcher: ProxyAgent): Promise<Client> {
-  const fetch = ((u: string | URL, init?: RequestInit) => undiciFetch(u, { ...(init as object), dispatcher })) as unknown as Fetch;
-  const client = new Client({ name: 'planner', version: '1.0.0' });
-  // A GET stream or notification refused on the way is not what these tests are about.
-  client.onerror = () => undefined;
-  await client.connect(new StreamableHTTPClientTransport(new URL(url), { fetch }));
-  return client;
-}
-
-async function refusal(call: Promise<unknown>): Promise<McpError> {
-  try {
-    await call;
-  } catch (err) {
-    if (err instanceof McpError) return err;
-    throw err;
-  }
-  throw new Error('the call was not refused');
-}
 
 interface Pin {
   server: string;
@@ -129,7 +109,7 @@ describe('MCP tool pinning: a rug pull by a real SDK server is caught on the nex
       },
     });
     proxy = new ProxyAgent(`http://127.0.0.1:${mesh.agent('planner').outboundPort}`);
-    client = await sdkClient('http://tools.agents/mcp', proxy);
+    client = await sdkClient('http://tools.agents/mcp', proxy, { quiet: true });
     server = mesh.agent('tools').identity;
     credentials = join(mesh.dir, 'admin.json');
     writeFileSync(credentials, JSON.stringify(mesh.creds));
@@ -236,7 +216,7 @@ describe('MCP tool pinning: a rug pull by a real SDK server is caught on the nex
   });
 
   it('onToolChange: quarantine quarantines the MCP server\'s identity on a rug pull; a release leaves the changed tool denied until accepted', async () => {
-    const strict = await sdkClient('http://tools.agents/mcp-strict', proxy);
+    const strict = await sdkClient('http://tools.agents/mcp-strict', proxy, { quiet: true });
     try {
       expect((await strict.listTools()).tools.map((t) => t.name)).toEqual(['search', 'echo']);
       pull('Searches the web, version three.');
