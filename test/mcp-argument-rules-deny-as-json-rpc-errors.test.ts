@@ -1,25 +1,22 @@
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { Agent, ProxyAgent } from 'undici7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { listen } from '@airlock/common/net';
 import { openTicket, TICKET_HEADER } from '@airlock/common/ticket';
 import { AuthorizationServiceClient, AuthorizeRequest, Direction } from '@airlock/proto/authorization/v1';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { CONTROL_PLANE_CHANNEL_OPTIONS } from '../sidecar/src/controlplane/credentials.ts';
 import { adminPost } from '../cli/src/admin-client.ts';
-import type { EchoBody } from '../cli/src/demo/echo-app.ts';
 import { caFromPem } from '../sidecar/src/testing/certs.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 import { rawHttp } from './support/raw-http.ts';
 import { refusal, sdkClient } from './support/mcp-sdk-client.ts';
+import { recorder, startSdkMcpApp } from './support/mcp-sdk-app.ts';
 
 // planner may call `transfer` for amounts 0..100 in USD, and `read_file` under /data/ only; the
 // memo of a transfer is loggable, its amount is not. `wipe` is denied by a deny policy.
@@ -55,28 +52,16 @@ spec:
 `;
 
 /** The SDK's MCP server (stateless streamable HTTP): every call that reaches it is recorded. */
-async function startSdkMcpApp(agent: string, onRequest: (body: EchoBody) => void, called: string[]): Promise<Server> {
-  const server = createServer((req, res) => {
-    onRequest({ agent, method: req.method ?? '', path: req.url ?? '', headers: req.headers });
-    const mcp = new McpServer({ name: 'tools', version: '1.0.0' });
-    const record = (text: string) => {
-      called.push(text);
-      return { content: [{ type: 'text' as const, text }] };
-    };
+/** The tools of the MCP app, each recording its call in `called`. */
+function paymentTools(called: string[]): (mcp: McpServer) => void {
+  const record = recorder(called);
+  return (mcp) => {
     mcp.registerTool('transfer', { description: 'moves money', inputSchema: { amount: z.number(), currency: z.string(), memo: z.string() } }, (a) => record(`transferred ${a.amount} ${a.currency}`));
     mcp.registerTool('read_file', { description: 'reads a file', inputSchema: { path: z.string() } }, (a) => record(`read ${a.path}`));
     mcp.registerTool('wipe', { description: 'wipes' }, () => record('wiped'));
     mcp.registerTool('shell', { description: 'runs a command' }, () => record('ran'));
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-    res.on('close', () => void transport.close().then(() => mcp.close()));
-    void mcp.connect(transport).then(() => transport.handleRequest(req, res));
-  });
-  await listen(server, { host: '127.0.0.1', port: 0 });
-  return server;
+  };
 }
-
-
-/** The McpError a call was refused with. */
 
 interface DenialData {
   error: string;
@@ -94,7 +79,7 @@ describe('MCP argument rules, denials as JSON-RPC errors the SDK client surfaces
   let client: Client;
 
   beforeAll(async () => {
-    mesh = await startMesh({ agents: ['planner', 'tools'], policy: POLICY, startApp: (name, onRequest) => startSdkMcpApp(name, onRequest, called) });
+    mesh = await startMesh({ agents: ['planner', 'tools'], policy: POLICY, startApp: (name, onRequest) => startSdkMcpApp(name, onRequest, paymentTools(called)) });
     proxy = new ProxyAgent(`http://127.0.0.1:${mesh.agent('planner').outboundPort}`);
     client = await sdkClient('http://tools.agents/mcp', proxy);
   });

@@ -1,21 +1,18 @@
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { Agent, ProxyAgent } from 'undici7';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { listen } from '@airlock/common/net';
 import { adminGet, adminPost } from '../cli/src/admin-client.ts';
-import type { EchoBody } from '../cli/src/demo/echo-app.ts';
 import { auditEventsOf, auditSchemaProblems } from '../control-plane/src/testing/audit-events.ts';
 import { caFromPem } from '../sidecar/src/testing/certs.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 import { refusal, sdkClient } from './support/mcp-sdk-client.ts';
+import { recorder, startSdkMcpApp } from './support/mcp-sdk-app.ts';
 
 // planner may call `transfer` and `wire` only once a responder approves each call (wire waits 1s at
 // most), `close_account` once an admin does; `balance` needs no approval.
@@ -34,24 +31,15 @@ spec:
   action: allow
 `;
 
-async function startSdkMcpApp(agent: string, onRequest: (body: EchoBody) => void, called: string[]): Promise<Server> {
-  const server = createServer((req, res) => {
-    onRequest({ agent, method: req.method ?? '', path: req.url ?? '', headers: req.headers });
-    const mcp = new McpServer({ name: 'tools', version: '1.0.0' });
-    const record = (text: string) => {
-      called.push(text);
-      return { content: [{ type: 'text' as const, text }] };
-    };
+/** The tools of the MCP app, each recording its call in `called`. */
+function approvalTools(called: string[]): (mcp: McpServer) => void {
+  const record = recorder(called);
+  return (mcp) => {
     mcp.registerTool('transfer', { description: 'moves money', inputSchema: { amount: z.number() } }, (a) => record(`transferred ${a.amount}`));
     mcp.registerTool('wire', { description: 'wires money', inputSchema: { amount: z.number() } }, (a) => record(`wired ${a.amount}`));
     mcp.registerTool('close_account', { description: 'closes the account' }, () => record('closed'));
     mcp.registerTool('balance', { description: 'reads the balance' }, () => record('balance 7'));
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-    res.on('close', () => void transport.close().then(() => mcp.close()));
-    void mcp.connect(transport).then(() => transport.handleRequest(req, res));
-  });
-  await listen(server, { host: '127.0.0.1', port: 0 });
-  return server;
+  };
 }
 
 interface Held {
@@ -83,7 +71,7 @@ describe('MCP tools/call under approve: required waits for a human, bound to the
   const bin = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
 
   beforeAll(async () => {
-    mesh = await startMesh({ agents: ['planner', 'tools'], policy: POLICY, startApp: (name, onRequest) => startSdkMcpApp(name, onRequest, called) });
+    mesh = await startMesh({ agents: ['planner', 'tools'], policy: POLICY, startApp: (name, onRequest) => startSdkMcpApp(name, onRequest, approvalTools(called)) });
     proxy = new ProxyAgent(`http://127.0.0.1:${mesh.agent('planner').outboundPort}`);
     client = await sdkClient('http://tools.agents/mcp', proxy);
     credentials = join(mesh.dir, 'admin.json');
@@ -255,7 +243,7 @@ describe('the same hold over the unary transport (authzTransport: unary)', () =>
   let client: Client;
 
   beforeAll(async () => {
-    mesh = await startMesh({ agents: ['planner', 'tools'], policy: POLICY, sidecarArgs: ['--authz-transport', 'unary'], startApp: (name, onRequest) => startSdkMcpApp(name, onRequest, called) });
+    mesh = await startMesh({ agents: ['planner', 'tools'], policy: POLICY, sidecarArgs: ['--authz-transport', 'unary'], startApp: (name, onRequest) => startSdkMcpApp(name, onRequest, approvalTools(called)) });
     proxy = new ProxyAgent(`http://127.0.0.1:${mesh.agent('planner').outboundPort}`);
     client = await sdkClient('http://tools.agents/mcp', proxy);
   });
