@@ -208,10 +208,13 @@ export class Authorizer {
     if (approval?.overLimit === true) this.#d.metrics.refused.inc({ reason: 'approval_limit' });
     const approved = approval?.decision ?? judged;
     const pending = approval?.pending;
-    // RateLimits charge the calls a source makes, once each: OUTBOUND (a mesh call's INBOUND check and a tools/list filter are not new calls); a held call when its outcome is decided.
-    const { decision: limited, hit: rateLimit } = pending !== undefined ? { decision: approved, hit: undefined } : this.#limiter.charge(engine, input, approved, direction === 'outbound' && req.mcpListedTools.length === 0);
+    // A call the source makes, counted once: OUTBOUND (a mesh call's INBOUND check and a tools/list
+    // filter are not new calls); a held call when its outcome is decided.
+    const newCall = pending === undefined && direction === 'outbound' && req.mcpListedTools.length === 0;
+    // RateLimits charge new calls.
+    const { decision: limited, hit: rateLimit } = pending !== undefined ? { decision: approved, hit: undefined } : this.#limiter.charge(engine, input, approved, newCall);
     // Behaviour baselines learn and judge the same calls (README "Behaviour baselines").
-    const decision = this.#d.baselines === undefined || engine.baselines.length === 0 ? limited : this.#d.baselines.observe(engine, { ...input, decisionId, mcpMethod: req.mcpMethod, mcpTool: req.mcpTool }, limited, pending === undefined && direction === 'outbound' && req.mcpListedTools.length === 0);
+    const decision = this.#d.baselines === undefined || engine.baselines.length === 0 ? limited : this.#d.baselines.observe(engine, { ...input, decisionId, mcpMethod: req.mcpMethod, mcpTool: req.mcpTool }, limited, newCall);
     // Filtering a tools/list answer: the same engine and candidate policies, the rules judged per listed tool; none when denied.
     const callable = decision.allow && req.mcpListedTools.length > 0 ? engine.callableTools(input, req.mcpListedTools) : [];
     // The tools pinned per server: a changed or flagged one is withheld when the deciding rule's onToolChange says so.

@@ -81,7 +81,8 @@ export function applyApproval(
   if (c.approvals === undefined) return { decision: overruled(decision, 'this call needs a human approval, and this control plane holds no approvals'), outcome: '' };
   if (c.direction === 'inbound') {
     // The destination's sidecar asks about a call its source's sidecar held: it passes once, if approved.
-    if (c.approvals.takeRelease(bindingOf(call))) return { decision, approval: { id: '', state: 'released', binding: bindingOf(call) }, outcome: '' };
+    const binding = bindingOf(call);
+    if (c.approvals.takeRelease(binding)) return { decision, approval: { id: '', state: 'released', binding }, outcome: '' };
     return { decision: overruled(decision, 'this call needs a human approval, and none was given for this exact call at its source'), outcome: '' };
   }
   try {
