@@ -148,7 +148,7 @@ describe('the evidence trail of a real mesh', () => {
     const inbound = all.filter((e) => e.kind === 'decision' && e.direction === 'inbound').length;
     expect(report.decisions.byDirection).toEqual({ 'outbound.allow': calls.allowed, 'outbound.deny': denials, ...(inbound === 0 ? {} : { 'inbound.allow': inbound }) });
     expect(report.decisions.total).toBe(calls.allowed + denials + inbound);
-    expect(report.decisions.denialsByClass).toEqual({ 'no-policy': calls.denied, quarantined: calls.quarantined });
+    expect(report.decisions.denialsByClass).toEqual({ no_policy: calls.denied, quarantined: calls.quarantined });
     expect(report.decisions.topDenyingPolicies).toEqual([{ policy: '(no policy)', denials }]);
     expect(report.quarantines).toEqual({ quarantined: 1, released: 1, revoked: 0 });
     expect(report.admin.policyVersions).toEqual([1]);

@@ -8,8 +8,9 @@ const HELP = `Usage: airlock report --since T [--until T] [-o table|json] FILE..
 
 The evidence summary over control plane logs (docs/compliance.md says which control each line is
 evidence for): decisions (allowed, denied and held, by direction), denials by reason class
-(no-policy, policy-rule, quarantined, revoked, rate-limited, tool-pin, threat-feed, secret, anomaly,
-approval, mcp-unreadable, ambiguous-path) and the policies that denied most, dry-run would-denies, rate-limited calls, tool-pin
+(no_policy, policy_deny, quarantined, revoked, rate_limited, header_mismatch, ambiguous_path,
+threat_feed, secret, anomaly, tool_pin, approval, other: the reason_class of
+airlock_authz_decisions_total, with contained told apart) and the policies that denied most, dry-run would-denies, rate-limited calls, tool-pin
 findings, refusals by reason code, quarantines, releases and revocations, approvals, anomalies, CA
 changes and refused certificate requests, admin changes (policy versions, tokens and certificates
 made and revoked).

@@ -72,17 +72,19 @@ describe('which events name an identity', () => {
 
 describe('denial classes', () => {
   it('name why, from the fields and the stable reasons', () => {
-    expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'no policy allows GET /x' }))).toBe('no-policy');
-    expect(denialClass(decision({ verdict: 'deny', policy: 'deny-writes', reason: 'denied by policy deny-writes' }))).toBe('policy-rule');
+    expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'no policy allows GET /x' }))).toBe('no_policy');
+    expect(denialClass(decision({ verdict: 'deny', policy: 'deny-writes', reason: 'denied by policy deny-writes' }))).toBe('policy_deny');
     expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'quarantined' }))).toBe('quarantined');
     expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'identity revoked' }))).toBe('revoked');
-    expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'threat_feed: evil.example is listed by threat feed "x"' }))).toBe('threat-feed');
+    expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'threat_feed: evil.example is listed by threat feed "x"' }))).toBe('threat_feed');
     expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'secret_detected: aws-access-key@1 in header:x-key' }))).toBe('secret');
     expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'anomaly: new flow GET b.demo /v1/{id}' }))).toBe('anomaly');
-    expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'rate limited: x', rateLimit: { name: 'r', per: 'source', mode: 'enforce', retryAfterMs: 10 } }))).toBe('rate-limited');
-    expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'tool_changed: t changed since pinned' }))).toBe('tool-pin');
-    expect(denialClass(decision({ verdict: 'deny', policy: 'p', reason: 'x', approval: { id: '1', state: 'denied' } }))).toBe('approval');
-    expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'x', mcp: { unreadable: 'not JSON' } }))).toBe('mcp-unreadable');
+    expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'rate limited: x', rateLimit: { name: 'r', per: 'source', mode: 'enforce', retryAfterMs: 10 } }))).toBe('rate_limited');
+    expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'tool_changed: t changed since pinned' }))).toBe('tool_pin');
+    expect(denialClass(decision({ verdict: 'deny', policy: 'p', reason: 'approval_denied: ops denied this call', approval: { id: '1', state: 'denied' } }))).toBe('approval');
+    expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'x', mcp: { headerMismatch: 'Mcp-Name says a, the body b' } }))).toBe('header_mismatch');
+    expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'no policy allows POST /mcp: the body is not a readable MCP request (not JSON)', mcp: { unreadable: 'not JSON' } }))).toBe('no_policy');
+    expect(denialClass(decision({ verdict: 'deny', policy: '', reason: 'ambiguous path /a/%2e%2e/b' }))).toBe('ambiguous_path');
   });
 });
 
@@ -129,7 +131,7 @@ describe('the evidence report', () => {
     expect(got.events).toBe(events.length - 2);
     expect(got.decisions.total).toBe(11);
     expect(got.decisions.byDirection).toEqual({ 'outbound.allow': 4, 'inbound.allow': 1, 'outbound.deny': 4, 'inbound.deny': 1, 'outbound.pending': 1 });
-    expect(got.decisions.denialsByClass).toEqual({ 'no-policy': 2, 'policy-rule': 1, quarantined: 1, 'rate-limited': 1 });
+    expect(got.decisions.denialsByClass).toEqual({ no_policy: 2, policy_deny: 1, quarantined: 1, rate_limited: 1 });
     expect(got.decisions.topDenyingPolicies).toEqual([{ policy: '(no policy)', denials: 4 }, { policy: 'deny-writes', denials: 1 }]);
     expect(got.decisions.dryRunWouldDeny).toBe(2);
     expect(got.decisions.rateLimited).toBe(1);

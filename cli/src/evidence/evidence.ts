@@ -2,6 +2,7 @@
 // which events name an identity (`airlock export`), and the summary `airlock report` prints.
 import { duration } from '@airlock/common/config';
 import { errorMessage } from '@airlock/common/errors';
+import { reasonClassOf, REVOKED_REASON } from '@airlock/common/reason-class';
 import { UsageError } from '../args.ts';
 
 /** An audit event as read from a log line (its fields are checked where they are used). */
@@ -71,21 +72,18 @@ export function namesIdentity(e: AuditEventJson, identity: string): boolean {
   }
 }
 
-/** Why a call was denied, as a stable class for counting (the reason itself is words). */
+/**
+ * Why a call was denied: the class airlock_authz_decisions_total counts it under (`reason_class`),
+ * with `contained` told apart as `quarantined` or `revoked`.
+ */
 export function denialClass(e: AuditEventJson): string {
   const reason = str(e.reason) ?? '';
-  if (obj(e.rateLimit) !== undefined) return 'rate-limited';
-  if (reason === 'quarantined') return 'quarantined';
-  if (reason === 'identity revoked') return 'revoked';
-  if (reason.startsWith('tool_changed') || reason.startsWith('tool_flagged')) return 'tool-pin';
-  if (reason.startsWith('threat_feed')) return 'threat-feed';
-  if (reason.startsWith('secret_detected') || reason.startsWith('secrets_unscannable')) return 'secret';
-  if (reason.startsWith('anomaly')) return 'anomaly';
-  if (obj(e.approval) !== undefined || reason.includes('human approval') || reason.startsWith('approval_')) return 'approval';
-  const mcp = obj(e.mcp);
-  if (mcp !== undefined && (mcp.unreadable !== undefined || mcp.headerMismatch !== undefined)) return 'mcp-unreadable';
-  if (reason.startsWith('ambiguous path')) return 'ambiguous-path';
-  return str(e.policy) === '' || e.policy === undefined ? 'no-policy' : 'policy-rule';
+  const rateLimit = obj(e.rateLimit);
+  const rateLimited = rateLimit !== undefined && rateLimit.mode !== 'dry-run';
+  const headerMismatch = obj(e.mcp)?.headerMismatch !== undefined;
+  const c = reasonClassOf({ allow: false, dryRunDeny: false, policy: str(e.policy) ?? '', reason }, { rateLimited, headerMismatch });
+  if (c !== 'contained') return c;
+  return reason === REVOKED_REASON ? 'revoked' : 'quarantined';
 }
 
 type Counts = Record<string, number>;

@@ -1,8 +1,5 @@
 import type { SpiffeId } from '@airlock/common/spiffe';
 
-export const REVOKED_REASON = 'identity revoked';
-export const QUARANTINED_REASON = 'quarantined';
-
 interface DecisionShape {
   readonly allow: boolean;
   readonly policy: string;

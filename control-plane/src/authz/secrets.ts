@@ -1,11 +1,9 @@
+import { SECRET_DETECTED_REASON, SECRETS_UNSCANNABLE_REASON } from '@airlock/common/reason-class';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import { MAX_SECRET_FINDINGS, type SecretFinding } from '@airlock/common/secret-detectors';
 import { normalizeHost, type DecisionInput, type PolicyDecision, type PolicyEngine } from '../policy/engine.ts';
 import { guardsFor } from '../policy/secrets.ts';
 import { overruled } from './contained.ts';
-
-export const SECRET_DETECTED_REASON = 'secret_detected';
-export const SECRETS_UNSCANNABLE_REASON = 'secrets_unscannable';
 
 const MAX_DETECTOR_LENGTH = 64;
 const MAX_FIELD_LENGTH = 256;

@@ -1,3 +1,4 @@
+import { TOOL_CHANGED_REASON, TOOL_FLAGGED_REASON } from '@airlock/common/reason-class';
 import { Counter, type Registry } from 'prom-client';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
@@ -28,10 +29,6 @@ export const MAX_TOOL_PINS = 100_000;
 const MAX_FLAGS = 16;
 const MAX_FLAG_LENGTH = 64;
 const HASH = /^[0-9a-f]{64}$/;
-
-/** The reason codes a denied call names (README "Tool pinning"). */
-export const TOOL_CHANGED = 'tool_changed';
-export const TOOL_FLAGGED = 'tool_flagged';
 
 /** What a tools/list did to one tool, for the audit line (never its description). */
 export interface ToolPinFinding {
@@ -76,8 +73,8 @@ export function pinDenial(pins: ToolPinMap | undefined, server: string, tool: st
   const pin = pins?.get(server)?.get(tool);
   if (pin === undefined || !isBlocked(pin) || pin.pending === undefined) return undefined;
   const flagged = pin.pending.flags.length === 0 ? '' : ` (flagged by ${pin.pending.flags.join(', ')})`;
-  if (pin.hash === '') return `${TOOL_FLAGGED}: the MCP tool "${tool}" was flagged as poisoned at first sight${flagged}: calls are denied until an operator accepts it (airlock tools accept)`;
-  return `${TOOL_CHANGED}: the MCP tool "${tool}" changed since it was pinned${flagged}: calls are denied until an operator accepts the new version (airlock tools accept)`;
+  if (pin.hash === '') return `${TOOL_FLAGGED_REASON}: the MCP tool "${tool}" was flagged as poisoned at first sight${flagged}: calls are denied until an operator accepts it (airlock tools accept)`;
+  return `${TOOL_CHANGED_REASON}: the MCP tool "${tool}" changed since it was pinned${flagged}: calls are denied until an operator accepts the new version (airlock tools accept)`;
 }
 
 export interface ToolPinsDeps {

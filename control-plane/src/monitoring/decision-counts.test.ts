@@ -7,7 +7,8 @@ import { Authorizer } from '../authz/authorize.ts';
 import { PolicyEngine } from '../policy/engine.ts';
 import { parsePolicyText } from '../policy/load.ts';
 import type { AgentRecord } from '../store/store.ts';
-import { DecisionCounts, MAX_LABELLED_POLICIES, reasonClassOf } from './decision-counts.ts';
+import { reasonClassOf } from '@airlock/common/reason-class';
+import { DecisionCounts, MAX_LABELLED_POLICIES } from './decision-counts.ts';
 import { createControlPlaneMetrics } from './metrics.ts';
 
 const TD = 'm.test';

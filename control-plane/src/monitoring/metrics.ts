@@ -1,3 +1,4 @@
+import { REASON_CLASSES } from '@airlock/common/reason-class';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /** Every metric of the control plane, declared once and registered on the process registry. */
@@ -32,7 +33,7 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
   return {
     decisions: new Counter({
       name: 'airlock_authz_decisions_total',
-      help: 'Authorization decisions made, by direction, verdict (dry-run denies count as allow; pending: held for a human approval) and reason class (policy, dry_run, policy_deny, no_policy, rate_limited, contained, header_mismatch, ambiguous_path, other).',
+      help: `Authorization decisions made, by direction, verdict (dry-run denies count as allow; pending: held for a human approval) and reason class (${REASON_CLASSES.join(', ')}).`,
       labelNames: ['direction', 'verdict', 'reason_class'] as const,
       registers,
     }),

@@ -1,9 +1,7 @@
+import { THREAT_FEED_REASON } from '@airlock/common/reason-class';
 import type { Destination } from '../policy/engine.ts';
 import { overruled } from '../authz/contained.ts';
 import type { ThreatIndex, ThreatMatch } from './threat-index.ts';
-
-/** The stable start of a threat-feed denial's reason (as `quarantined` is for containment). */
-export const THREAT_FEED_REASON = 'threat_feed';
 
 interface DecisionShape {
   readonly allow: boolean;
