@@ -10,7 +10,6 @@ import { checkListedToolPins, DEFAULT_TOOL_CHANGE_ACTION, serverOf, type ToolPin
 import { DecisionCounts } from '../monitoring/decision-counts.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { headerInput, type Destination, type McpInput } from '../policy/engine.ts';
-import { overruled } from './contained.ts';
 import { decide } from './decide.ts';
 import { RateLimiter } from './rate-limits/rate-limits.ts';
 import type { Baselines } from '../baselines/baselines.ts';
@@ -198,11 +197,8 @@ export class Authorizer {
     const headers = !engine.usesHeaders || (req.headers.length === 0 && !req.headersIncomplete) ? undefined : headerInput(req.headers, req.headersIncomplete);
     // Findings matter (and are audited) for external hosts only: agents of the mesh pass each other tokens.
     const secretFindings = req.secretFindings.length === 0 || destination.kind !== 'host' ? undefined : req.secretFindings;
-    const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req, engine.usesArguments), headers, ...(secretFindings === undefined ? {} : { secretFindings }) };
-    const decided = decide(snapshot, call);
-    const input = decided.input;
-    // Headers that say another call than the body: denied whatever the policies say (rules judge the body).
-    const judged = req.mcpHeaderMismatch === '' ? decided.decision : overruled(decided.decision, `the MCP request headers do not match its body: ${req.mcpHeaderMismatch.slice(0, 300)}`);
+    const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req, engine.usesArguments), headers, ...(secretFindings === undefined ? {} : { secretFindings }), ...(req.mcpHeaderMismatch === '' ? {} : { mcpHeaderMismatch: req.mcpHeaderMismatch }) };
+    const { decision: judged, input } = decide(snapshot, call);
     // Human approval: held (pending), released, or denied (README "Human approval"); nothing to do (no allocation) for other calls.
     const approval = req.approvalId === '' && judged.approval === undefined ? undefined : applyApproval(judged, { approvals: this.#d.approvals, direction, req, source, destination, decisionId, held });
     if (approval?.overLimit === true) this.#d.metrics.refused.inc({ reason: 'approval_limit' });
