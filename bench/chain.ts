@@ -6,6 +6,7 @@ import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { sidecarConfig } from '@airlock/sidecar/config';
 import { adminPost } from '../cli/src/admin-client.ts';
 import type { AdminCredentials } from '../cli/src/credentials.ts';
 import { airlockEnv } from '../cli/src/demo/processes.ts';
@@ -19,6 +20,12 @@ export const run = promisify(execFile);
 export const SERVER_CPU = '0';
 export const CLIENT_CPU = '1';
 export const TRUST_DOMAIN = 'bench.test';
+/**
+ * How long a sidecar is left alone after a load before its idle memory is read: the interval the load
+ * ended in is busy, the next idle one gives back what the load grew (`idleMemoryRelease`), as a
+ * deployed sidecar does when its traffic stops.
+ */
+export const IDLE_SETTLE_MS = 2 * (sidecarConfig.schema.idleMemoryRelease.default ?? 10_000) + 1500;
 const AIRLOCK_BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
 /** Where cli/bin/airlock.js keeps Node's compile cache. */
 const COMPILE_CACHE = join(import.meta.dirname, '..', 'node_modules', '.cache', 'node-compile-cache');

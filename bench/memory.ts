@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { rssMb, startApp, startControlPlane, startSidecars, wrk, type AuthzVariant, type Sidecar } from './chain.ts';
+import { IDLE_SETTLE_MS, rssMb, startApp, startControlPlane, startSidecars, wrk, type AuthzVariant, type Sidecar } from './chain.ts';
 
 const variant = (process.argv[2] ?? 'stream') as AuthzVariant;
 const connections = Number(process.argv[3] ?? 64);
@@ -86,7 +86,7 @@ try {
   const loaded = await Promise.all(sidecars.map((s) => breakdown(s)));
   const r = await load;
   sidecars.forEach((s, i) => console.log(row(`${s.name} loaded (${connections} conn)`, loaded[i] as Breakdown)));
-  await sleep(3000);
+  await sleep(IDLE_SETTLE_MS);
   for (const s of sidecars) console.log(row(`${s.name} idle after`, await breakdown(s)));
   console.log(`peak RSS (VmHWM): ${sidecars.map((s) => `${s.name} ${rssMb(s.pid, 'VmHWM').toFixed(1)} MB`).join(', ')}`);
   console.log(`load: ${r.rps.toFixed(0)} req/s, p50 ${r.p50ms.toFixed(2)} ms, p99 ${r.p99ms.toFixed(2)} ms, errors ${r.errors}`);

@@ -16,6 +16,7 @@
 // figures. Servers are pinned to CPU 0 and load generators to CPU 1 (taskset), as in
 // ../shared/PERF-NOTES.md. Appends its tables to bench/README.md (AIRLOCK_BENCH_WRITE=0 not to).
 import { rmSync, mkdtempSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { adminPost } from '../cli/src/admin-client.ts';
@@ -136,6 +137,7 @@ async function main(): Promise<void> {
       await run('taskset', ['-a', '-p', '-c', cpCpu, String(cp.pid)]);
       const { planner, researcher } = await startSidecars(dir, cp, app.port, transport, {}, variant);
       try {
+        await sleep(1000); // past the collection a sidecar runs once started (idleMemoryRelease)
         const idle = { planner: rssMb(planner.pid, 'VmRSS'), researcher: rssMb(researcher.pid, 'VmRSS') };
         const privateIdle = Math.max(rssMb(planner.pid, 'RssAnon'), rssMb(researcher.pid, 'RssAnon'));
         const proxyUrl = `http://127.0.0.1:${planner.outbound}/`;

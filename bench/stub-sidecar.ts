@@ -3,10 +3,9 @@
 // the bench can tell the proxy's own cost from the authorization transport's. Every call is allowed;
 // outbound calls go to the given upstream (the peer sidecar's inbound listener) as spiffe://…/sa/researcher.
 import { sidecarConfig } from '@airlock/sidecar/config';
-import { startSidecar } from '@airlock/sidecar';
 import type { Authorizer, Decision } from '../sidecar/src/authz/authorizer.ts';
 import { loadCommandConfig } from '../cli/src/args.ts';
-import { untilSignal } from '../cli/src/run-until-signal.ts';
+import { serveSidecar } from '../cli/src/commands/sidecar.ts';
 
 const [upstreamAddress = '', ...argv] = process.argv.slice(2);
 const config = loadCommandConfig(argv, sidecarConfig, 'bench stub sidecar');
@@ -17,6 +16,4 @@ const stub: Authorizer = {
   authorize: () => Promise.resolve(allowed),
   close: () => undefined,
 };
-const sidecar = await startSidecar(config, { authorizer: stub });
-await untilSignal();
-await sidecar.close();
+await serveSidecar(config, { authorizer: stub });

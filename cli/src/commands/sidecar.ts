@@ -1,6 +1,8 @@
 import { flushCompileCache } from 'node:module';
-import { sidecarConfig } from '@airlock/sidecar/config';
-import { startSidecar } from '@airlock/sidecar';
+import { sidecarConfig, type SidecarConfig } from '@airlock/sidecar/config';
+import { startSidecar, type StartSidecarOptions } from '@airlock/sidecar';
+import { startIdleMemoryRelease } from '@airlock/sidecar/idle-memory-release';
+import { createRootLogger } from '@airlock/common/logging';
 import { loadCommandConfig } from '../args.ts';
 import { untilSignal } from '../run-until-signal.ts';
 
@@ -13,11 +15,20 @@ rather than as a flag, so it does not show in the process list.`;
 export async function runSidecar(argv: string[]): Promise<number> {
   const config = loadCommandConfig(argv, sidecarConfig, HELP);
   if (config === undefined) return 0;
-  const sidecar = await startSidecar(config);
+  await serveSidecar(config);
+  return 0;
+}
+
+/** A sidecar process until SIGINT or SIGTERM: `airlock sidecar`, and the bench's variants of it (through `opts`' seams). */
+export async function serveSidecar(config: SidecarConfig, opts: StartSidecarOptions = {}): Promise<void> {
+  const logger = opts.logger ?? createRootLogger({ process: 'sidecar', level: config.logLevel });
+  const sidecar = await startSidecar(config, { ...opts, logger });
   // Persist the compile cache (cli/bin/airlock.js) now, not only at exit: a sidecar that is killed
   // still leaves its next start warm.
   flushCompileCache();
+  // Process-wide, so here and not in startSidecar (tests run many sidecars in one process).
+  const release = config.idleMemoryRelease === 0 ? undefined : startIdleMemoryRelease({ intervalMs: config.idleMemoryRelease, logger: logger.child({ component: 'memory' }) });
   await untilSignal();
+  release?.stop();
   await sidecar.close();
-  return 0;
 }
