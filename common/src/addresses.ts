@@ -37,6 +37,31 @@ export function canonicalAddress(text: string): CanonicalAddress | undefined {
   return { address: v6, family: 'ipv6' };
 }
 
+/**
+ * The IPv4 address an IPv6 one carries to a translator, which reaches it: NAT64's well-known prefix
+ * (`64:ff9b::/96`, RFC 6052: the last 32 bits) and 6to4 (`2002::/16`, RFC 3056: bits 16–47). A
+ * destination check judges it as well, so `64:ff9b::a9fe:a9fe` is the metadata address it reaches
+ * where a NAT64 gateway runs. (Teredo's obfuscated client address and NAT64 network-specific prefixes
+ * are not read.)
+ */
+export function embeddedIpv4(ip: CanonicalAddress): CanonicalAddress | undefined {
+  if (ip.family !== 'ipv6') return undefined;
+  const g = ipv6Groups(ip.address);
+  const nat64 = g[0] === 0x64 && g[1] === 0xff9b && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0;
+  const [hi, lo] = nat64 ? [g[6], g[7]] : g[0] === 0x2002 ? [g[1], g[2]] : [undefined, undefined];
+  if (hi === undefined || lo === undefined) return undefined;
+  return { address: `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`, family: 'ipv4' };
+}
+
+/** The eight 16-bit groups of a canonical (WHATWG-serialized: hex groups, one `::` at most) IPv6 address. */
+function ipv6Groups(v6: string): number[] {
+  const [head = '', tail] = v6.split('::');
+  const part = (s: string): number[] => (s === '' ? [] : s.split(':').map((h) => parseInt(h, 16)));
+  const front = part(head);
+  const back = tail === undefined ? [] : part(tail);
+  return [...front, ...Array<number>(8 - front.length - back.length).fill(0), ...back];
+}
+
 /** `a.b.c.d/n` or `x::/n` (any spelling canonicalAddress reads); throws a message for the config error. */
 export function parseCidr(text: string): { address: string; family: AddressFamily; prefix: number } {
   const m = /^([^/]+)\/(\d{1,3})$/.exec(text.trim());

@@ -34,6 +34,10 @@ describe('the forbidden address set, in every spelling', () => {
     ['169.254.0.1', 'link-local'], ['0xa9fe0001', 'link-local'], ['fe80::1', 'link-local'], ['febf:ffff::1', 'link-local'], ['::ffff:169.254.1.1', 'link-local'],
     // unspecified (connects to this host on Linux)
     ['0.0.0.0', 'unspecified'], ['0', 'unspecified'], ['0x0', 'unspecified'], ['0.1.2.3', 'unspecified'], ['::', 'unspecified'], ['::ffff:0.0.0.0', 'unspecified'],
+    // the IPv4 address an IPv6 one carries to a translator: NAT64 (64:ff9b::/96) and 6to4 (2002::/16)
+    ['64:ff9b::a9fe:a9fe', 'cloud-metadata'], ['[64:ff9b::169.254.169.254]', 'cloud-metadata'], ['2002:a9fe:a9fe::1', 'cloud-metadata'],
+    ['64:ff9b::7f00:1', 'loopback'], ['2002:7f00:1::', 'loopback'], ['64:ff9b::a9fe:1', 'link-local'], ['64:ff9b::', 'unspecified'],
+    ['64:ff9b::808:808', 'allowed'], ['2002:808:808::1', 'allowed'], ['64:ff9b:1::a9fe:a9fe', 'allowed'],
     // ordinary addresses are not in the set
     ['93.184.216.34', 'allowed'], ['1572395042', 'allowed'], ['10.1.2.3', 'allowed'], ['fec0::1', 'allowed'], ['2606:2800:220:1::1', 'allowed'], ['::ffff:93.184.216.34', 'allowed'],
   ])('%s → %s', async (host, rule) => {
@@ -59,6 +63,8 @@ describe('the forbidden address set, in every spelling', () => {
     expect(await ruleOf(c, '012.0.0.1')).toBe('operator-cidr');
     expect(await ruleOf(c, '::ffff:a00:1')).toBe('operator-cidr');
     expect(await ruleOf(c, 'fd12::1')).toBe('operator-cidr');
+    expect(await ruleOf(c, '64:ff9b::a00:1')).toBe('operator-cidr');
+    expect(await ruleOf(c, '2002:a01:203::')).toBe('allowed');
     expect(await ruleOf(c, '10.1.2.3')).toBe('allowed');
     expect(await ruleOf(c, '169.254.1.1')).toBe('allowed');
     expect(await ruleOf(c, '169.254.169.254')).toBe('cloud-metadata');

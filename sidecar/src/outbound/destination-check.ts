@@ -1,6 +1,6 @@
 import { lookup, Resolver } from 'node:dns/promises';
 import { BlockList, connect, type Socket } from 'node:net';
-import { canonicalAddress, parseCidr, type CanonicalAddress } from '@airlock/common/addresses';
+import { canonicalAddress, embeddedIpv4, parseCidr, type CanonicalAddress } from '@airlock/common/addresses';
 import { networkInterfaces } from 'node:os';
 import { Agent } from 'undici';
 import { formatHostPort, parseHostPort } from '@airlock/common/config';
@@ -123,8 +123,18 @@ export class DestinationCheck {
     throw new AirlockError(ErrorCode.UpstreamUnavailable, `cannot reach ${where}: ${last?.message ?? 'no address'}`, { cause: last });
   }
 
-  /** The rule forbidding `ip`:`port`, or undefined when it may be dialled. */
+  /**
+   * The rule forbidding `ip`:`port`, or undefined when it may be dialled. An IPv6 address that
+   * carries an IPv4 one to a translator (NAT64, 6to4) is refused when that IPv4 address is.
+   */
   ruleFor(ip: CanonicalAddress, port: number): AddressRule | undefined {
+    const rule = this.#ruleFor(ip, port);
+    if (rule !== undefined) return rule;
+    const carried = embeddedIpv4(ip);
+    return carried === undefined ? undefined : this.#ruleFor(carried, port);
+  }
+
+  #ruleFor(ip: CanonicalAddress, port: number): AddressRule | undefined {
     const { address, family } = ip;
     if (UNSPECIFIED.check(address, family)) return 'unspecified';
     if (CLOUD_METADATA.check(address, family)) return 'cloud-metadata';

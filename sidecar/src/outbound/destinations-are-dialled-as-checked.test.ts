@@ -93,6 +93,9 @@ describe('external destinations are dialled only at addresses checked', () => {
     ['2130706433', 'loopback', '127.0.0.1'],
     ['0x7f.1', 'loopback', '127.0.0.1'],
     ['[::ffff:7f00:1]', 'loopback', '127.0.0.1'],
+    // IPv6 that a NAT64 or 6to4 translator turns into 127.0.0.1
+    ['[64:ff9b::7f00:1]', 'loopback', '64:ff9b::7f00:1'],
+    ['[2002:7f00:1::]', 'loopback', '2002:7f00:1::'],
   ])('GET http://%s/ (absolute-form) → 403 naming %s, nothing dialled', async (host, rule, address) => {
     const res = await rawRequest(proxyPort, { target: `http://${host}:${forbiddenPort}/latest/meta-data/` });
     expect(res.status).toBe(403);
