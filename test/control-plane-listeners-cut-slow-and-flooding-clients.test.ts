@@ -10,6 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEALTH_PROTO, healthCheck, serviceClient } from './support/grpc-health.ts';
 import { adminFetch, openAuthorizeStream, RESEARCHER, RESEARCHERS_TO_EXAMPLE, startTestControlPlane, type TestControlPlane } from '../control-plane/src/testing/test-control-plane.ts';
 import { AuthorizeRequest, Direction, Verdict } from '@airlock/proto/authorization/v1';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CertificateAuthority } from '../control-plane/src/ca/ca.ts';
+import { makeCsr } from '../control-plane/src/ca/test-csr.ts';
+import { TD, type Identity } from '../control-plane/src/testing/test-control-plane.ts';
 
 /** Resolves with what the server sent once it closes the connection (bounded: 20 s, else 'still open'). */
 function closed(socket: Socket): Promise<string> {
@@ -145,5 +151,62 @@ describe('control-plane connection cap', () => {
     } else {
       await expect.poll(async () => (await adminFetch(t.cp, '/v1/policy', { headers: { authorization: `Bearer ${t.cp.adminToken}` } })).status, { timeout: 10_000 }).toBe(200);
     }
+  });
+});
+
+describe('control-plane connections per client', () => {
+  let t: TestControlPlane;
+  const PLANNER = `spiffe://${TD}/ns/demo/sa/planner`;
+  beforeAll(async () => {
+    t = await startTestControlPlane(RESEARCHERS_TO_EXAMPLE, 'airlock-cp-per-client-', {}, { grpcMaxConnectionsPerClient: '3' });
+  });
+  afterAll(() => t.close());
+
+  /** A TLS connection to the gRPC port as `id`, open once its handshake is done, or what closed it. */
+  const tlsOpened = (id: Identity): Promise<{ socket: Socket; open: boolean }> =>
+    new Promise((resolve) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port: t.cp.grpcPort, ca: t.cp.trustBundlePem, cert: id.certPem, key: id.keyPem, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
+      socket.on('error', () => undefined);
+      // The server closes a connection past the cap right after the handshake: wait a moment for it.
+      socket.once('secureConnect', () => setTimeout(() => resolve({ socket, open: !socket.destroyed && socket.readyState === 'open' }), 300));
+      socket.once('close', () => resolve({ socket, open: false }));
+    });
+
+  it('closes connections of one identity past grpcMaxConnectionsPerClient and counts them, while other identities, and a forged claim to the same one, still connect and are decided', { timeout: 60_000 }, async () => {
+    const researcher = t.svid(RESEARCHER);
+    const held = await Promise.all(Array.from({ length: 3 }, () => tlsOpened(researcher)));
+    expect(held.map((h) => h.open)).toEqual([true, true, true]);
+    // The compromised pod opens more: each is closed, and counted.
+    const extra = await Promise.all(Array.from({ length: 2 }, () => tlsOpened(researcher)));
+    expect(extra.map((h) => h.open)).toEqual([false, false]);
+    expect(await refused(t, 'grpc', 'client_connections')).toBe(2);
+
+    // Another sidecar is not locked out: it connects, and its calls are decided.
+    const planner = openAuthorizeStream(t.cp, t.svid(PLANNER));
+    try {
+      const [result] = await planner.send([{ id: 1, request: AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: PLANNER, destinationHost: 'api.example.com', destinationPort: 443, method: 'GET', path: '/' }) }]);
+      expect(result?.decision?.verdict).toBe(Verdict.VERDICT_DENY);
+    } finally {
+      planner.close();
+    }
+
+    // A certificate from another CA claiming the same identity is not counted as it: it neither
+    // spends researcher's share nor is refused for it (it is counted by address, and then refused by
+    // the certificate check on its first call).
+    const foreignDir = mkdtempSync(join(tmpdir(), 'airlock-foreign-ca-'));
+    try {
+      const { csrPem, keyPem } = makeCsr();
+      const forged = { certPem: CertificateAuthority.loadOrCreate(foreignDir, TD).issueSvid(csrPem, RESEARCHER, 600_000).certPem, keyPem };
+      const f = await tlsOpened(forged);
+      expect(f.open).toBe(true);
+      f.socket.destroy();
+    } finally {
+      rmSync(foreignDir, { recursive: true, force: true });
+    }
+    expect(await refused(t, 'grpc', 'client_connections')).toBe(2);
+
+    // Once its connections are gone, the identity is served again.
+    for (const h of held) h.socket.destroy();
+    await expect.poll(() => decides(t), { timeout: 10_000 }).toBe(true);
   });
 });

@@ -1,4 +1,5 @@
 import type { Server as NetServer } from 'node:net';
+import type { Server as TlsServer, TLSSocket } from 'node:tls';
 
 /**
  * What a client may hold on a listener: a slow or idle client is cut in seconds, not minutes, and a
@@ -23,7 +24,7 @@ export const DEFAULT_LISTENER_LIMITS: ListenerLimits = {
 };
 
 /** Why a listener's limit cut a client (a bounded label value). */
-export type LimitRefusal = 'max_connections' | 'request_timeout' | 'handshake_timeout';
+export type LimitRefusal = 'max_connections' | 'client_connections' | 'request_timeout' | 'handshake_timeout';
 
 /**
  * node:http(s) options for these limits, set at creation. Node checks its header and request
@@ -57,5 +58,31 @@ export function capConnections(server: NetServer, maxConnections: number, refuse
   server.on('drop', () => refused('max_connections'));
   server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
     if (err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') refused('handshake_timeout');
+  });
+}
+
+/**
+ * Caps the connections one client holds at once on a TLS listener, so that one client (a compromised
+ * pod with a genuine certificate) cannot take the whole `maxConnections` and lock every other client
+ * out. `clientOf` names the client of a connection once its handshake is done: its verified identity,
+ * never what an unverified certificate claims (that would let anyone spend another's share), else its
+ * address. Past the cap the connection is closed at once and counted as `client_connections`.
+ */
+export function capConnectionsPerClient(server: TlsServer, maxPerClient: number, clientOf: (socket: TLSSocket) => string, refused: (reason: LimitRefusal) => void): void {
+  const open = new Map<string, number>();
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const client = clientOf(socket);
+    const held = open.get(client) ?? 0;
+    if (held >= maxPerClient) {
+      refused('client_connections');
+      socket.destroy();
+      return;
+    }
+    open.set(client, held + 1);
+    socket.once('close', () => {
+      const left = (open.get(client) ?? 1) - 1;
+      if (left <= 0) open.delete(client);
+      else open.set(client, left);
+    });
   });
 }

@@ -276,7 +276,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     });
     const grpc: RunningGrpcServer = await startGrpcServer({
       address: config.grpcListen,
-      limits: { maxConnections: config.maxConnections, tlsHandshakeTimeoutMs: config.tlsHandshakeTimeout, maxConcurrentStreams: config.grpcMaxConcurrentStreams },
+      limits: { maxConnections: config.maxConnections, tlsHandshakeTimeoutMs: config.tlsHandshakeTimeout, maxConcurrentStreams: config.grpcMaxConcurrentStreams, maxConnectionsPerClient: config.grpcMaxConnectionsPerClient },
       refusedConnection: (reason) => metrics.connectionsRefused.inc({ listener: 'grpc', reason }),
       certificates,
       tlsMinVersion: config.tlsMinVersion,

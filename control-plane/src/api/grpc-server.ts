@@ -1,3 +1,4 @@
+import type { TLSSocket } from 'node:tls';
 import {
   Server,
   type ServiceDefinition,
@@ -65,9 +66,11 @@ export interface GrpcServerDeps {
 
 export interface GrpcListenerLimits extends Pick<ListenerLimits, 'maxConnections' | 'tlsHandshakeTimeoutMs'> {
   readonly maxConcurrentStreams: number;
+  /** Connections one client (a verified SPIFFE ID, else an address) holds at once. */
+  readonly maxConnectionsPerClient: number;
 }
 
-export const DEFAULT_GRPC_LIMITS: GrpcListenerLimits = { maxConnections: DEFAULT_LISTENER_LIMITS.maxConnections, tlsHandshakeTimeoutMs: DEFAULT_LISTENER_LIMITS.tlsHandshakeTimeoutMs, maxConcurrentStreams: 128 };
+export const DEFAULT_GRPC_LIMITS: GrpcListenerLimits = { maxConnections: DEFAULT_LISTENER_LIMITS.maxConnections, tlsHandshakeTimeoutMs: DEFAULT_LISTENER_LIMITS.tlsHandshakeTimeoutMs, maxConcurrentStreams: 128, maxConnectionsPerClient: 64 };
 
 export interface RunningGrpcServer {
   readonly port: number;
@@ -81,6 +84,19 @@ function callerOf(call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext'
   } catch (err) {
     return err instanceof AirlockError ? err : new AirlockError(ErrorCode.Unauthenticated, 'the client certificate cannot be verified');
   }
+}
+
+/** Whom a connection's share of the listener is counted against: its verified SPIFFE ID, else its address (a join, an admin certificate, a forged one). */
+function clientOf(socket: TLSSocket, deps: GrpcServerDeps): string {
+  const der = socket.getPeerCertificate().raw as Buffer | undefined;
+  if (der !== undefined) {
+    try {
+      return verifyPeerCertificate(der, deps.caIssuers(), deps.trustDomain).uri;
+    } catch {
+      // not one of our SVIDs: counted by address
+    }
+  }
+  return `address ${socket.remoteAddress ?? ''}`;
 }
 
 /** callerOf for a stream: verified once when it opens, with the expiry the stream re-checks. */
@@ -118,7 +134,7 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
   const limits = deps.limits ?? DEFAULT_GRPC_LIMITS;
   // Past the streams a connection may open, the client's HTTP/2 layer waits: memory per connection is bounded.
   const server = new Server({ 'grpc.max_concurrent_streams': limits.maxConcurrentStreams });
-  capGrpcConnections(server, limits.maxConnections, deps.refusedConnection ?? (() => undefined));
+  capGrpcConnections(server, { maxConnections: limits.maxConnections, maxConnectionsPerClient: limits.maxConnectionsPerClient, clientOf: (socket) => clientOf(socket, deps) }, deps.refusedConnection ?? (() => undefined));
   const warnings = deps.refusals;
   // A caller without a valid client certificate is refused before any work on its request, and
   // what it makes us write is bounded: it could otherwise flood the audit trail at will.
