@@ -17,6 +17,7 @@ import type { Baselines } from '../baselines/baselines.ts';
 import type { DecisionSnapshot } from './decision-state.ts';
 import { agentDestination, destinationOfHost } from './registry.ts';
 import { checkSecretFindings } from './secrets.ts';
+import { checkDestinationAddresses } from '../threat-feeds/threat-decision.ts';
 import type { TicketIssuer } from './tickets/ticket-issuer.ts';
 import { argumentsDigest } from '@airlock/common/ticket';
 import { bindingOf, type ApprovalOutcome, type Approvals } from './approvals/approvals.ts';
@@ -189,6 +190,7 @@ export class Authorizer {
       checkListedToolPins(req.mcpListedToolPins);
       checkHeaderBounds(req);
       checkSecretFindings(req.secretFindings);
+      checkDestinationAddresses(req.destinationAddresses);
     } catch (err) {
       const e = err instanceof AirlockError ? err : new AirlockError(ErrorCode.BadRequest, errorMessage(err));
       throw refuse(e, 'bad_request', req.sourceSpiffeId, req.destinationSpiffeId);
@@ -198,7 +200,7 @@ export class Authorizer {
     const headers = !engine.usesHeaders || (req.headers.length === 0 && !req.headersIncomplete) ? undefined : headerInput(req.headers, req.headersIncomplete);
     // Findings matter (and are audited) for external hosts only: agents of the mesh pass each other tokens.
     const secretFindings = req.secretFindings.length === 0 || destination.kind !== 'host' ? undefined : req.secretFindings;
-    const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req, engine.usesArguments), headers, ...(secretFindings === undefined ? {} : { secretFindings }) };
+    const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req, engine.usesArguments), headers, ...(secretFindings === undefined ? {} : { secretFindings }), ...(req.destinationAddresses.length === 0 || destination.kind !== 'host' ? {} : { destinationAddresses: req.destinationAddresses }) };
     const decided = decide(snapshot, call);
     const input = decided.input;
     // Headers that say another call than the body: denied whatever the policies say (rules judge the body).

@@ -1,9 +1,14 @@
+import { canonicalAddress } from '@airlock/common/addresses';
+import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Destination } from '../policy/engine.ts';
 import { overruled } from '../authz/contained.ts';
 import type { ThreatIndex, ThreatMatch } from './threat-index.ts';
 
 /** The stable start of a threat-feed denial's reason (as `quarantined` is for containment). */
 export const THREAT_FEED_REASON = 'threat_feed';
+
+/** At most this many resolved addresses per request (AuthorizeRequest.destination_addresses). */
+export const MAX_DESTINATION_ADDRESSES = 64;
 
 interface DecisionShape {
   readonly allow: boolean;
@@ -15,12 +20,29 @@ interface DecisionShape {
 /**
  * A call to an external host a threat feed lists (the name or a parent domain, or an address in a
  * listed range) is denied whatever the policies say (nor dry-run), naming the feed, its version and
- * the entry. Mesh destinations are not egress: they are not looked up.
+ * the entry. A name is judged on every address the sidecar resolved it to and will dial
+ * (`addresses`): a name whose answer lies in a listed range is denied, naming that address too.
+ * Mesh destinations are not egress: they are not looked up.
  */
-export function denyIfThreat<D extends DecisionShape>(decision: D, destination: Destination, threats: ThreatIndex | undefined): D & { readonly threat?: ThreatMatch } {
+export function denyIfThreat<D extends DecisionShape>(decision: D, destination: Destination, threats: ThreatIndex | undefined, addresses: readonly string[] = []): D & { readonly threat?: ThreatMatch } {
   if (threats === undefined || threats.size === 0 || destination.kind !== 'host') return decision;
   const threat = threats.match(destination.host);
-  if (threat === undefined) return decision;
-  const reason = `${THREAT_FEED_REASON}: ${destination.host} is listed by threat feed "${threat.feed}" (version ${threat.version}, entry "${threat.entry}")`;
-  return { ...overruled(decision, reason), threat };
+  if (threat !== undefined) return { ...overruled(decision, `${THREAT_FEED_REASON}: ${destination.host} is listed by ${named(threat)}`), threat };
+  for (const address of addresses) {
+    const hit = threats.match(address);
+    if (hit !== undefined) return { ...overruled(decision, `${THREAT_FEED_REASON}: ${destination.host} resolved to ${address}, listed by ${named(hit)}`), threat: hit };
+  }
+  return decision;
+}
+
+function named(threat: ThreatMatch): string {
+  return `threat feed "${threat.feed}" (version ${threat.version}, entry "${threat.entry}")`;
+}
+
+/** The resolved addresses of a request: at most MAX_DESTINATION_ADDRESSES, each an IP address (a BadRequest otherwise). */
+export function checkDestinationAddresses(addresses: readonly string[]): void {
+  if (addresses.length > MAX_DESTINATION_ADDRESSES) throw new AirlockError(ErrorCode.BadRequest, `more than ${MAX_DESTINATION_ADDRESSES} destination addresses`);
+  for (const a of addresses) {
+    if (a.length > 64 || canonicalAddress(a) === undefined) throw new AirlockError(ErrorCode.BadRequest, `destination address "${a.slice(0, 64)}" is not an IP address`);
+  }
 }

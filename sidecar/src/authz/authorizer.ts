@@ -39,6 +39,8 @@ export interface AuthzRequest {
   readonly approvalEndpoint?: string;
   /** OUTBOUND: what the secret and PII detectors found in the path, headers and body prefix (never the text); undefined = nothing. */
   readonly secretFindings?: readonly SecretFinding[];
+  /** OUTBOUND to a name: the addresses it resolved to, checked, that the call will dial (threat feeds judge them); undefined = none. */
+  readonly destinationAddresses?: readonly string[];
 }
 
 /**

@@ -51,7 +51,7 @@ describe('GrpcStreamAuthorizer', () => {
     // A later turn is a new message on the same stream: nothing is cached.
     expect((await authorizer.authorize(req('/c0'))).decisionId).toBe('/c0');
     expect(cp.streamMessages.length - before).toBe(2);
-    expect(cp.authorizeRequests.at(-1)).toEqual({ direction: 1, sourceSpiffeId: A, destinationSpiffeId: '', destinationHost: 'bob.demo', destinationPort: 80, method: 'GET', path: '/c0', mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], mcpListedToolPins: [], headers: [], headersIncomplete: false, mcpArguments: '', mcpArgumentsUnreadable: '', mcpHeaderMismatch: '', inspected: false, approvalId: '', secretFindings: [] });
+    expect(cp.authorizeRequests.at(-1)).toEqual({ direction: 1, sourceSpiffeId: A, destinationSpiffeId: '', destinationHost: 'bob.demo', destinationPort: 80, method: 'GET', path: '/c0', mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], mcpListedToolPins: [], headers: [], headersIncomplete: false, mcpArguments: '', mcpArgumentsUnreadable: '', mcpHeaderMismatch: '', inspected: false, approvalId: '', secretFindings: [], destinationAddresses: [] });
   });
 
   it('matches answers by id when they come back out of order and in pieces', async () => {

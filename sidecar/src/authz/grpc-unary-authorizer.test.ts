@@ -27,9 +27,9 @@ describe('GrpcUnaryAuthorizer', () => {
 
   it('sends every field over mTLS and maps an ALLOW with upstream', async () => {
     cp.authorize = () => ({ verdict: 1, decisionId: 'd1', reason: 'ok', policy: 'p1', upstream: { address: '127.0.0.1:9', spiffeId: B }, dryRunDeny: false, policyVersion: 3, rule: 'rules[0]', mcpAllowedTools: [], tls: 0, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0 });
-    const decision = await authorizer.authorize({ direction: 'outbound', sourceId: A, host: 'bob.demo', port: 80, method: 'GET', path: '/x?y=1', headers: { entries: [{ name: 'x-tenant', value: 'a' }], incomplete: true } });
+    const decision = await authorizer.authorize({ direction: 'outbound', sourceId: A, host: 'bob.demo', port: 80, method: 'GET', path: '/x?y=1', headers: { entries: [{ name: 'x-tenant', value: 'a' }], incomplete: true }, destinationAddresses: ['203.0.113.7', '2001:db8::7'] });
     expect(decision).toEqual({ allowed: true, decisionId: 'd1', reason: 'ok', policy: 'p1', policyVersion: 3, rule: 'rules[0]', upstream: { address: '127.0.0.1:9', spiffeId: B }, dryRunDeny: false, allowedTools: [] });
-    expect(cp.authorizeRequests.at(-1)).toEqual({ direction: 1, sourceSpiffeId: A, destinationSpiffeId: '', destinationHost: 'bob.demo', destinationPort: 80, method: 'GET', path: '/x?y=1', mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], mcpListedToolPins: [], headers: [{ name: 'x-tenant', value: 'a' }], headersIncomplete: true, mcpArguments: '', mcpArgumentsUnreadable: '', mcpHeaderMismatch: '', inspected: false, approvalId: '', secretFindings: [] });
+    expect(cp.authorizeRequests.at(-1)).toEqual({ direction: 1, sourceSpiffeId: A, destinationSpiffeId: '', destinationHost: 'bob.demo', destinationPort: 80, method: 'GET', path: '/x?y=1', mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], mcpListedToolPins: [], headers: [{ name: 'x-tenant', value: 'a' }], headersIncomplete: true, mcpArguments: '', mcpArgumentsUnreadable: '', mcpHeaderMismatch: '', inspected: false, approvalId: '', secretFindings: [], destinationAddresses: ['203.0.113.7', '2001:db8::7'] });
   });
 
   it('maps a DENY and an ALLOW without upstream (external)', async () => {

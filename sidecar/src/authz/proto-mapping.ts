@@ -28,6 +28,7 @@ export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
     inspected: request.inspected ?? false,
     approvalId: request.approvalId ?? '',
     secretFindings: (request.secretFindings ?? []) as SecretFinding[],
+    destinationAddresses: (request.destinationAddresses ?? []) as string[],
   };
 }
 

@@ -4,7 +4,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { createTestCa } from '../testing/certs.ts';
-import { allow, FakeAuthorizer, loopbackDestinations, quietLogger, StaticSvidSource, svidFor, testMetrics } from '../testing/fakes.ts';
+import { allow, deny, FakeAuthorizer, loopbackDestinations, quietLogger, StaticSvidSource, svidFor, testMetrics } from '../testing/fakes.ts';
 import { rawRequest } from '../testing/http-client.ts';
 import { createCaptureServer } from './capture-server.ts';
 import { createOutboundServer } from './outbound-server.ts';
@@ -136,5 +136,90 @@ describe('external destinations are dialled only at addresses checked', () => {
     const tunnel = await send(proxyPort, `CONNECT ok.test:${forbiddenPort} HTTP/1.1\r\nHost: ok.test:${forbiddenPort}\r\n\r\n`);
     expect(tunnel).toMatch(/^HTTP\/1\.1 200 /);
     expect(reached).toBe(0);
+  });
+});
+
+/**
+ * The answer judged is the answer dialled: a name is resolved once, before the ask, its checked
+ * addresses go in the question (threat feeds judge them: here the fake authorizer denies 127.0.0.77
+ * as a feed listing it would), and the call dials only those. On every egress path: absolute-form
+ * HTTP, CONNECT, and the capture port (HTTP by Host, TLS by SNI).
+ */
+describe('external names are judged on the addresses they resolve to, and dialled at those', () => {
+  const ca = createTestCa();
+  const identity = new StaticSvidSource(svidFor(ca, A));
+  const listed = '127.0.0.77';
+  const authorizer = new FakeAuthorizer((r) => (r.destinationAddresses?.includes(listed) === true ? deny(`resolved to ${listed}, listed`) : allow()));
+  const { metrics } = testMetrics();
+  const meshPools = new UpstreamPools();
+  let flips = 0;
+  const resolve = (host: string): Promise<readonly string[]> => {
+    if (host === 'listed.test') return Promise.resolve([listed]);
+    // Rebinding: a clean answer first, the listed address to every later lookup.
+    if (host === 'flip.test') return Promise.resolve(flips++ === 0 ? ['127.0.0.2'] : [listed]);
+    return Promise.resolve([]);
+  };
+  const { destinations, external } = loopbackDestinations({ resolve });
+  const deps = { identity, authorizer, meshPools, external, destinations, metrics, logger: quietLogger() };
+  let proxy: Server;
+  let capture: ReturnType<typeof createCaptureServer>;
+  let listedServer: TcpServer;
+  let app: Server;
+  let port = 0;
+  let reached = 0;
+
+  beforeAll(async () => {
+    proxy = createOutboundServer(deps);
+    await listen(proxy, { host: '127.0.0.1', port: 0 });
+    capture = createCaptureServer(deps);
+    await listen(capture, { host: '127.0.0.1', port: 0 });
+    listedServer = createTcpServer((s) => {
+      reached += 1;
+      s.destroy();
+    });
+    await listen(listedServer, { host: listed, port: 0 });
+    port = boundPort(listedServer);
+    app = createHttpServer((req, res) => res.end(`reached with Host ${req.headers.host ?? ''}`));
+    await listen(app, { host: '127.0.0.2', port });
+  });
+  afterAll(async () => {
+    await Promise.all([closeServer(proxy), closeServer(capture), closeServer(listedServer), closeServer(app)]);
+    await external.destroy();
+    await meshPools.close();
+  });
+
+  it('denies a name resolving to a listed address on every path, the address in the question, nothing dialled', async () => {
+    const res = await rawRequest(boundPort(proxy), { target: `http://listed.test:${port}/` });
+    expect(res.status).toBe(403);
+    expect(authorizer.requests.at(-1)).toMatchObject({ host: 'listed.test', destinationAddresses: [listed] });
+    const tunnel = await send(boundPort(proxy), `CONNECT listed.test:${port} HTTP/1.1\r\nHost: listed.test:${port}\r\n\r\n`);
+    expect(tunnel).toMatch(/^HTTP\/1\.1 403 /);
+    const captured = await rawRequest(boundPort(capture), { target: '/', headers: { host: `listed.test:${port}` } });
+    expect(captured.status).toBe(403);
+    const tls = await new Promise<string>((done) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port: boundPort(capture), servername: 'listed.test', rejectUnauthorized: false });
+      socket.on('secureConnect', () => done('connected'));
+      socket.on('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
+    });
+    expect(tls).toBe('ERR_SSL_TLSV1_ALERT_ACCESS_DENIED');
+    expect(authorizer.requests.slice(-4).map((r) => [r.method, r.destinationAddresses])).toEqual([['GET', [listed]], ['CONNECT', [listed]], ['GET', [listed]], ['CONNECT', [listed]]]);
+    expect(reached).toBe(0);
+  });
+
+  it('dials the answer it judged, never a second lookup (a rebinding answer after the ask reaches nothing)', async () => {
+    const res = await rawRequest(boundPort(proxy), { target: `http://flip.test:${port}/x` });
+    expect(res).toMatchObject({ status: 200, body: `reached with Host flip.test:${port}` });
+    expect(flips).toBe(1);
+    // The next call is judged on the listed answer: denied, though a connection to the clean one is pooled.
+    expect((await rawRequest(boundPort(proxy), { target: `http://flip.test:${port}/x` })).status).toBe(403);
+    expect(reached).toBe(0);
+  });
+
+  it('sends no addresses for an IP literal (judged as itself) and resolves nothing', async () => {
+    const before = flips;
+    const res = await rawRequest(boundPort(proxy), { target: `http://127.0.0.2:${port}/` });
+    expect(res.status).toBe(200);
+    expect(authorizer.requests.at(-1)?.destinationAddresses).toBeUndefined();
+    expect(flips).toBe(before);
   });
 });

@@ -182,6 +182,13 @@ export interface AuthorizeRequest {
    * `secrets:` of the allow policies from the source to that host and port.
    */
   secretFindings: SecretFinding[];
+  /**
+   * OUTBOUND to an external host named by a name: every address the sidecar resolved it to and
+   * checked (canonical IP text, at most 64), the only ones it will dial for this call. The control
+   * plane judges threat feeds on the name and on each of them (README "Threat feeds"). Empty for
+   * an IP literal, a mesh host, or a name the sidecar could not resolve (then it dials nothing).
+   */
+  destinationAddresses: string[];
 }
 
 /** One occurrence of a request header. */
@@ -320,6 +327,7 @@ function createBaseAuthorizeRequest(): AuthorizeRequest {
     mcpListedToolPins: [],
     approvalId: "",
     secretFindings: [],
+    destinationAddresses: [],
   };
 }
 
@@ -384,6 +392,9 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     for (const v of message.secretFindings) {
       SecretFinding.encode(v!, writer.uint32(1122).fork()).join();
+    }
+    for (const v of message.destinationAddresses) {
+      writer.uint32(802).string(v!);
     }
     return writer;
   },
@@ -561,6 +572,14 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.secretFindings.push(SecretFinding.decode(reader, reader.uint32()));
             continue;
           }
+          case 100: {
+            if (tag !== 802) {
+              break;
+            }
+
+            message.destinationAddresses.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -598,6 +617,7 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.mcpListedToolPins = object.mcpListedToolPins?.map((e) => McpListedTool.fromPartial(e)) || [];
     message.approvalId = object.approvalId ?? "";
     message.secretFindings = object.secretFindings?.map((e) => SecretFinding.fromPartial(e)) || [];
+    message.destinationAddresses = object.destinationAddresses?.map((e) => e) || [];
     return message;
   },
 };
