@@ -17,7 +17,7 @@ import type { Baselines } from '../baselines/baselines.ts';
 import type { DecisionSnapshot } from './decision-state.ts';
 import { agentDestination, destinationOfHost } from './registry.ts';
 import { checkSecretFindings } from './secrets.ts';
-import { checkDestinationAddresses } from '../threat-feeds/threat-decision.ts';
+import { addressesRequired, checkDestinationAddresses } from '../threat-feeds/threat-decision.ts';
 import type { TicketIssuer } from './tickets/ticket-issuer.ts';
 import { argumentsDigest } from '@airlock/common/ticket';
 import { bindingOf, type ApprovalOutcome, type Approvals } from './approvals/approvals.ts';
@@ -205,6 +205,10 @@ export class Authorizer {
     const input = decided.input;
     // Headers that say another call than the body: denied whatever the policies say (rules judge the body).
     const judged = req.mcpHeaderMismatch === '' ? decided.decision : overruled(decided.decision, `the MCP request headers do not match its body: ${req.mcpHeaderMismatch.slice(0, 300)}`);
+    // Allowed to an external name while feeds list addresses: no decision until the sidecar sends what it resolves to (README "Threat feeds").
+    if (req.approvalId === '' && judged.approval === undefined && addressesRequired(judged.allow, destination, snapshot.threats, req.destinationAddresses)) {
+      return { verdict: Verdict.VERDICT_DENY, decisionId, reason: 'threat feeds list addresses: resolve the name and ask again with destination_addresses', policy: '', upstream: undefined, dryRunDeny: false, policyVersion: judged.version, rule: '', mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: true };
+    }
     // Human approval: held (pending), released, or denied (README "Human approval"); nothing to do (no allocation) for other calls.
     const approval = req.approvalId === '' && judged.approval === undefined ? undefined : applyApproval(judged, { approvals: this.#d.approvals, direction, req, source, destination, decisionId, held });
     if (approval?.overLimit === true) this.#d.metrics.refused.inc({ reason: 'approval_limit' });
@@ -283,7 +287,7 @@ export class Authorizer {
         : '';
     if (pending !== undefined) {
       // Held: nothing to reach yet; the sidecar asks again with the approval id and waits.
-      return { verdict: Verdict.VERDICT_APPROVAL_PENDING, decisionId, reason, policy: decision.policy, upstream: undefined, dryRunDeny: false, policyVersion: decision.version, rule: decision.rule, mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: pending.id, approvalWaitMs: Math.max(0, pending.expiresAt - Date.now()), approvalOutcome: '', rateLimited: false, retryAfterMs: 0 };
+      return { verdict: Verdict.VERDICT_APPROVAL_PENDING, decisionId, reason, policy: decision.policy, upstream: undefined, dryRunDeny: false, policyVersion: decision.version, rule: decision.rule, mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: pending.id, approvalWaitMs: Math.max(0, pending.expiresAt - Date.now()), approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: false };
     }
     return {
       verdict: decision.allow ? Verdict.VERDICT_ALLOW : Verdict.VERDICT_DENY,
@@ -303,6 +307,7 @@ export class Authorizer {
       approvalOutcome: approval?.outcome ?? '',
       rateLimited: rateLimit?.mode === 'enforce',
       retryAfterMs: rateLimit?.mode === 'enforce' ? rateLimit.retryAfterMs : 0,
+      addressesRequired: false,
     };
   }
 }

@@ -39,10 +39,19 @@ function named(threat: ThreatMatch): string {
   return `threat feed "${threat.feed}" (version ${threat.version}, entry "${threat.entry}")`;
 }
 
-/** The resolved addresses of a request: at most MAX_DESTINATION_ADDRESSES, each an IP address (a BadRequest otherwise). */
+/**
+ * Whether an allowed call to `destination` must first be judged on the addresses its name resolves
+ * to (the sidecar resolves and asks again: AuthorizeResponse.addresses_required): an external name
+ * (not an IP literal) while some feed lists addresses, asked without addresses.
+ */
+export function addressesRequired(allowed: boolean, destination: Destination, threats: ThreatIndex | undefined, addresses: readonly string[]): boolean {
+  return allowed && addresses.length === 0 && destination.kind === 'host' && threats?.hasAddresses === true && canonicalAddress(destination.host) === undefined;
+}
+
+/** The resolved addresses of a request: at most MAX_DESTINATION_ADDRESSES, each an IP address in its canonical text, as the sidecar sends it (a BadRequest otherwise). */
 export function checkDestinationAddresses(addresses: readonly string[]): void {
   if (addresses.length > MAX_DESTINATION_ADDRESSES) throw new AirlockError(ErrorCode.BadRequest, `more than ${MAX_DESTINATION_ADDRESSES} destination addresses`);
   for (const a of addresses) {
-    if (a.length > 64 || canonicalAddress(a) === undefined) throw new AirlockError(ErrorCode.BadRequest, `destination address "${a.slice(0, 64)}" is not an IP address`);
+    if (a.length > 64 || canonicalAddress(a)?.address !== a) throw new AirlockError(ErrorCode.BadRequest, `destination address "${a.slice(0, 64)}" is not an IP address`);
   }
 }

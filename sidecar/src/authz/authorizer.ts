@@ -95,6 +95,8 @@ export type Decision =
       readonly approvalOutcome?: string;
       /** A RateLimit denied it: when to try again (ms, at least 1); answered 429 with Retry-After. */
       readonly retryAfterMs?: number;
+      /** Not decided yet: resolve the (external) name and ask again with destinationAddresses (egress-ask.ts). */
+      readonly addressesRequired?: true;
     };
 
 export interface Authorizer {

@@ -83,8 +83,6 @@ export class DestinationCheck {
   readonly #resolve: ResolveAll;
   /** Per name (lower case), the checked answer the latest allowed call to it was judged on: what its HTTP connections dial. */
   readonly #judged = new Map<string, readonly string[]>();
-  /** Names a decision said were mesh hosts: not resolved before asking (egress-ask.ts). */
-  readonly #meshNames = new Set<string>();
 
   constructor(o: DestinationCheckOptions) {
     this.#o = o;
@@ -160,22 +158,6 @@ export class DestinationCheck {
     return { host: target.host, port: target.port, addresses };
   }
 
-  /** Whether a decision said `host` is a mesh host (see noteMesh). */
-  isMeshName(host: string): boolean {
-    return this.#meshNames.has(host.toLowerCase());
-  }
-
-  /** Remembers (bounded) whether a decision said `host` is a mesh host: a mesh name is not resolved before the next ask. */
-  noteMesh(host: string, mesh: boolean): void {
-    const name = host.toLowerCase();
-    if (!mesh) {
-      this.#meshNames.delete(name);
-      return;
-    }
-    if (this.#meshNames.size >= MAX_REMEMBERED_NAMES) this.#meshNames.clear();
-    this.#meshNames.add(name);
-  }
-
   /** The rule forbidding `ip`:`port`, or undefined when it may be dialled. */
   ruleFor(ip: CanonicalAddress, port: number): AddressRule | undefined {
     const { address, family } = ip;
@@ -218,7 +200,7 @@ function isControlPlane(endpoints: readonly string[], ip: CanonicalAddress, port
   return false;
 }
 
-/** How many names the judged answers and the mesh names each remember. */
+/** How many names' judged answers are remembered. */
 const MAX_REMEMBERED_NAMES = 4096;
 
 /** How long one address may take to accept a connection (undici's default connect timeout). */

@@ -4,6 +4,8 @@ import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { createTestCa } from '../testing/certs.ts';
+import type { Decision } from '../authz/authorizer.ts';
+import { canonicalAddress } from './destination-check.ts';
 import { allow, deny, FakeAuthorizer, loopbackDestinations, quietLogger, StaticSvidSource, svidFor, testMetrics } from '../testing/fakes.ts';
 import { rawRequest } from '../testing/http-client.ts';
 import { createCaptureServer } from './capture-server.ts';
@@ -140,20 +142,26 @@ describe('external destinations are dialled only at addresses checked', () => {
 });
 
 /**
- * The answer judged is the answer dialled: a name is resolved once, before the ask, its checked
- * addresses go in the question (threat feeds judge them: here the fake authorizer denies 127.0.0.77
- * as a feed listing it would), and the call dials only those. On every egress path: absolute-form
- * HTTP, CONNECT, and the capture port (HTTP by Host, TLS by SNI).
+ * The answer judged is the answer dialled: asked about a name, the control plane (here a fake that
+ * plays it: a feed lists 127.0.0.77) answers addressesRequired; the sidecar resolves the name once,
+ * sends the checked addresses, and dials only those. On every egress path: absolute-form HTTP,
+ * CONNECT, and the capture port (HTTP by Host, TLS by SNI). A denied name is never resolved.
  */
 describe('external names are judged on the addresses they resolve to, and dialled at those', () => {
   const ca = createTestCa();
   const identity = new StaticSvidSource(svidFor(ca, A));
   const listed = '127.0.0.77';
-  const authorizer = new FakeAuthorizer((r) => (r.destinationAddresses?.includes(listed) === true ? deny(`resolved to ${listed}, listed`) : allow()));
+  const authorizer = new FakeAuthorizer((r): Decision => {
+    if (r.host === 'denied.test') return deny();
+    if (canonicalAddress(r.host) === undefined && r.destinationAddresses === undefined) return { allowed: false, decisionId: 'd-resolve', reason: 'resolve first', policy: '', policyVersion: 1, rule: '', addressesRequired: true };
+    return r.destinationAddresses?.includes(listed) === true ? deny(`resolved to ${listed}, listed`) : allow();
+  });
+  const lookups: string[] = [];
   const { metrics } = testMetrics();
   const meshPools = new UpstreamPools();
   let flips = 0;
   const resolve = (host: string): Promise<readonly string[]> => {
+    lookups.push(host);
     if (host === 'listed.test') return Promise.resolve([listed]);
     // Rebinding: a clean answer first, the listed address to every later lookup.
     if (host === 'flip.test') return Promise.resolve(flips++ === 0 ? ['127.0.0.2'] : [listed]);
@@ -202,7 +210,8 @@ describe('external names are judged on the addresses they resolve to, and dialle
       socket.on('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
     });
     expect(tls).toBe('ERR_SSL_TLSV1_ALERT_ACCESS_DENIED');
-    expect(authorizer.requests.slice(-4).map((r) => [r.method, r.destinationAddresses])).toEqual([['GET', [listed]], ['CONNECT', [listed]], ['GET', [listed]], ['CONNECT', [listed]]]);
+    const asked = authorizer.requests.slice(-8).map((r) => [r.method, r.destinationAddresses]);
+    expect(asked).toEqual(['GET', 'CONNECT', 'GET', 'CONNECT'].flatMap((m) => [[m, undefined], [m, [listed]]]));
     expect(reached).toBe(0);
   });
 
@@ -215,11 +224,13 @@ describe('external names are judged on the addresses they resolve to, and dialle
     expect(reached).toBe(0);
   });
 
-  it('sends no addresses for an IP literal (judged as itself) and resolves nothing', async () => {
-    const before = flips;
-    const res = await rawRequest(boundPort(proxy), { target: `http://127.0.0.2:${port}/` });
-    expect(res.status).toBe(200);
-    expect(authorizer.requests.at(-1)?.destinationAddresses).toBeUndefined();
-    expect(flips).toBe(before);
+  it('never resolves a name the policies deny (no DNS query carries it), nor an IP literal', async () => {
+    lookups.length = 0;
+    expect((await rawRequest(boundPort(proxy), { target: `http://denied.test:${port}/` })).status).toBe(403);
+    expect(await send(boundPort(proxy), `CONNECT denied.test:${port} HTTP/1.1\r\nHost: denied.test:${port}\r\n\r\n`)).toMatch(/^HTTP\/1\.1 403 /);
+    const asked = authorizer.requests.length;
+    expect((await rawRequest(boundPort(proxy), { target: `http://127.0.0.2:${port}/` })).status).toBe(200);
+    expect(authorizer.requests.length - asked).toBe(1);
+    expect(lookups).toEqual([]);
   });
 });
