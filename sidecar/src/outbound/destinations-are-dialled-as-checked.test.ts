@@ -1,7 +1,7 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { connect, createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { createTestCa } from '../testing/certs.ts';
 import type { Decision } from '../authz/authorizer.ts';
@@ -163,6 +163,7 @@ describe('external names are judged on the addresses they resolve to, and dialle
   const resolve = (host: string): Promise<readonly string[]> => {
     lookups.push(host);
     if (host === 'listed.test') return Promise.resolve([listed]);
+    if (host === 'mcp.test') return Promise.resolve(['127.0.0.2']);
     // Rebinding: a clean answer first, the listed address to every later lookup.
     if (host === 'flip.test') return Promise.resolve(flips++ === 0 ? ['127.0.0.2'] : [listed]);
     return Promise.resolve([]);
@@ -187,7 +188,11 @@ describe('external names are judged on the addresses they resolve to, and dialle
     });
     await listen(listedServer, { host: listed, port: 0 });
     port = boundPort(listedServer);
-    app = createHttpServer((req, res) => res.end(`reached with Host ${req.headers.host ?? ''}`));
+    app = createHttpServer((req, res) => {
+      if (req.method !== 'POST') return void res.end(`reached with Host ${req.headers.host ?? ''}`);
+      res.setHeader('content-type', 'application/json');
+      res.end('{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"search","inputSchema":{"type":"object"}}]}}');
+    });
     await listen(app, { host: '127.0.0.2', port });
   });
   afterAll(async () => {
@@ -222,6 +227,19 @@ describe('external names are judged on the addresses they resolve to, and dialle
     // The next call is judged on the listed answer: denied, though a connection to the clean one is pooled.
     expect((await rawRequest(boundPort(proxy), { target: `http://flip.test:${port}/x` })).status).toBe(403);
     expect(reached).toBe(0);
+  });
+
+  it('filters a tools/list answer on the question as decided, resolved addresses included', async () => {
+    const decide = authorizer.decide;
+    onTestFinished(() => {
+      authorizer.decide = decide;
+    });
+    authorizer.decide = (r) => (canonicalAddress(r.host) === undefined && r.destinationAddresses === undefined ? { allowed: false, decisionId: 'd-resolve', reason: 'resolve first', policy: '', policyVersion: 1, rule: '', addressesRequired: true } : { ...allow(), allowedTools: r.listedTools ?? [] });
+    const body = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}';
+    const res = await rawRequest(boundPort(proxy), { method: 'POST', target: `http://mcp.test:${port}/mcp`, headers: { 'content-type': 'application/json', 'content-length': String(body.length) }, body });
+    expect(res.status).toBe(200);
+    expect(res.body).toContain('"search"');
+    expect(authorizer.requests.at(-1)).toMatchObject({ listedTools: ['search'], destinationAddresses: ['127.0.0.2'] });
   });
 
   it('never resolves a name the policies deny (no DNS query carries it), nor an IP literal', async () => {

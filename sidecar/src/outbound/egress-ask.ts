@@ -15,19 +15,22 @@ export type Resolution = { readonly checked: CheckedDestination } | { readonly e
  * only one: the call dials exactly it (dialable), so DNS cannot answer one thing to the judge and
  * another to the dial.
  */
-export async function authorizeEgress(deps: { readonly authorizer: Authorizer; readonly destinations: DestinationCheck }, question: AuthzRequest): Promise<{ decision: Decision; answer?: Resolution }> {
+export async function authorizeEgress(deps: { readonly authorizer: Authorizer; readonly destinations: DestinationCheck }, question: AuthzRequest): Promise<{ decision: Decision; answer?: Resolution; asked: AuthzRequest }> {
   const target = { host: question.host, port: question.port };
   let decision = await deps.authorizer.authorize(question);
   let answer: Resolution | undefined;
+  let asked = question;
   if (!decision.allowed && decision.addressesRequired === true) {
     answer = await resolve(deps.destinations, target);
     // A name that cannot be resolved, or resolves to a forbidden address, is refused as such: nothing to judge.
     if ('error' in answer) throw answer.error;
-    decision = await deps.authorizer.authorize({ ...question, destinationAddresses: answer.checked.addresses });
+    asked = { ...question, destinationAddresses: answer.checked.addresses };
+    decision = await deps.authorizer.authorize(asked);
     if (!decision.allowed && decision.addressesRequired === true) throw new AirlockError(ErrorCode.AuthzUnavailable, 'the control plane asked again for the addresses it was sent');
   }
-  if (!decision.allowed || decision.upstream !== undefined) return { decision };
-  return { decision, answer: answer ?? (await resolve(deps.destinations, target)) };
+  // `asked`: the question as decided, for a later ask about the same call (a tools/list filter).
+  if (!decision.allowed || decision.upstream !== undefined) return { decision, asked };
+  return { decision, answer: answer ?? (await resolve(deps.destinations, target)), asked };
 }
 
 function resolve(destinations: DestinationCheck, target: { host: string; port: number }): Promise<Resolution> {

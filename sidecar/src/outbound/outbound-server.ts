@@ -177,7 +177,7 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
   mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
   const secretFindings = scanRequest({ path: target.path, rawHeaders: req.rawHeaders, body: mcp.prefix });
   const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders), ...(target.inspected === true ? { inspected: true } : {}), ...(secretFindings.length > 0 ? { secretFindings } : {}) } as const;
-  const { decision, answer } = await authorizeEgress(deps, question);
+  const { decision, answer, asked } = await authorizeEgress(deps, question);
   assertAllowed(decision);
   deps.logger.debug({ decisionId: decision.decisionId, host: target.host, method }, 'outbound call allowed');
   // The Host goes on as the agent named it (not the peer sidecar's address): the peer authorizes
@@ -195,7 +195,7 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
     if (body instanceof Buffer && mcp.message !== undefined && 'method' in mcp.message && mcp.message.method === 'tools/list') {
       // The answer lists only the tools this agent may call: asked fresh, once, for the listed names.
       await forwardToolsList(dispatcher, { ...request, body }, res, async (tools) => {
-        const filter = await deps.authorizer.authorize({ ...question, listedTools: [...new Set(tools.map((t) => t.name))], listedToolPins: tools });
+        const filter = await deps.authorizer.authorize({ ...asked, listedTools: [...new Set(tools.map((t) => t.name))], listedToolPins: tools });
         return new Set(filter.allowed ? filter.allowedTools : []);
       });
     } else {
