@@ -221,6 +221,7 @@ spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", c
     const metrics = await (await fetch(`http://127.0.0.1:${mesh.httpPort}/metrics`)).text();
     expect(metrics).toMatch(/^airlock_threat_feed_age_seconds\{feed="url-feed",process="control-plane"\} [0-9.]+$/m);
     expect(metrics).toMatch(/^airlock_threat_feed_last_load_ok\{feed="file-feed",process="control-plane"\} 0$/m);
+    expect(metrics).toMatch(/^airlock_threat_feed_refresh_seconds\{feed="file-feed",process="control-plane"\} 1$/m);
     expect(metrics).toMatch(/^airlock_threat_feed_load_failures_total\{feed="file-feed",process="control-plane"\} [1-9][0-9]*$/m);
     expect(metrics).toMatch(/^airlock_threat_feed_bad_entries\{feed="file-feed",process="control-plane"\} 0$/m);
   });
