@@ -3,7 +3,7 @@
 // and so is one of an agent that joins the segment afterwards; releasing by the same selector
 // restores them; the incident record lists who, why, what matched and the decisions before and after.
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminGet, adminPost } from '../cli/src/admin-client.ts';
@@ -165,5 +165,34 @@ describe('quarantine by segment or label, with incident records', () => {
     await expect(adminGet(mesh.creds, '/v1/incidents/inc-20991231T000000.000Z-abcdef%00')).rejects.toThrow('is not an incident id');
     expect(JSON.parse((await airlock(['quarantine', 'list', '-o', 'json'], viewer)).stdout)).toEqual([]);
     expect((await airlock(['incident', '--help'], admin)).stdout).toContain('Usage: airlock incident list');
+  });
+
+  it('airlock export --identity includes the segment and label quarantines that contained the agent (and their releases), not the others', async () => {
+    const workerA = mesh.agent('worker-a').identity;
+    const workerB = mesh.agent('worker-b').identity;
+    const log = join(mesh.dir, 'control-plane.log');
+    const admins = (identity: string): Promise<[unknown, unknown][]> =>
+      airlock(['export', '--identity', identity, '--since', '1h', log], admin).then((r) =>
+        r.stdout
+          .split('\n')
+          .filter((l) => l !== '')
+          .map((l) => JSON.parse(l) as { kind: string; action?: string; target?: string })
+          .filter((e) => e.kind === 'admin' && (e.action === 'agent.quarantine' || e.action === 'agent.release'))
+          .map((e) => [e.action, e.target]),
+      );
+    expect(readFileSync(log, 'utf8')).toContain('"action":"agent.quarantine"');
+    expect(await admins(workerA)).toEqual([
+      ['agent.quarantine', 'segment:workers'],
+      ['agent.release', 'segment:workers'],
+      ['agent.quarantine', 'label:team=red'],
+      ['agent.quarantine', workerA],
+      ['agent.release', workerA],
+      ['agent.release', 'label:team=red'],
+    ]);
+    // worker-b was in the segment, never in team=red.
+    expect(await admins(workerB)).toEqual([
+      ['agent.quarantine', 'segment:workers'],
+      ['agent.release', 'segment:workers'],
+    ]);
   });
 });

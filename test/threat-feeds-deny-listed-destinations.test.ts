@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +54,11 @@ describe('threat feeds deny listed egress destinations through a real sidecar', 
   const caFile = join(dir, 'feed-ca.pem');
   let mesh: Mesh;
   let external: Server;
+  /** The same external host on 127.0.0.2, where the feed names resolve (127.0.0.1 is listed by url-feed). */
+  let externalTwo: Server;
+  /** A listed address (127.0.0.77, in range-feed's 127.0.0.64/26) on the external port: it must get no connection. */
+  let listedAddress: TcpServer;
+  let listedReached = 0;
   let feedServer: Server;
   let dns: { port: number; close(): void };
   let externalPort = 0;
@@ -66,12 +72,22 @@ describe('threat feeds deny listed egress destinations through a real sidecar', 
     });
     await new Promise<void>((r) => external.listen(0, '127.0.0.1', r));
     externalPort = boundPort(external);
+    externalTwo = createHttpServer((req, res) => {
+      hits++;
+      res.end(`external ok (Host ${req.headers.host ?? ''})`);
+    });
+    await new Promise<void>((r) => externalTwo.listen(externalPort, '127.0.0.2', r));
+    listedAddress = createTcpServer((s) => {
+      listedReached++;
+      s.destroy();
+    });
+    await new Promise<void>((r) => listedAddress.listen(externalPort, '127.0.0.77', r));
     const ca = createTestCa('Feed Test CA');
     const leaf = ca.issue({ dnsNames: ['localhost'], ips: ['127.0.0.1'], ttlMs: 3_600_000 });
     writeFileSync(caFile, ca.certPem);
     feedServer = createHttpsServer({ key: leaf.keyPem, cert: leaf.certPem }, (_req, res) => res.end(feedBody));
     await new Promise<void>((r) => feedServer.listen(0, '127.0.0.1', r));
-    dns = await startLoopbackDns(new Map(['evil.feed.test', 'api.evil.feed.test', 'later.feed.test', 'clean.feed.test', 'notevil.feed.test'].map((n) => [n, '127.0.0.1'])));
+    dns = await startLoopbackDns(new Map([...['evil.feed.test', 'api.evil.feed.test', 'later.feed.test', 'clean.feed.test', 'notevil.feed.test', 'unlisted.feed.test'].map((n): [string, string] => [n, '127.0.0.2']), ['ranged.feed.test', '127.0.0.77'], ['loopback.feed.test', '127.0.0.1']]));
     writeFileSync(listFile, '# known bad\nevil.feed.test\nthis is not an entry\n');
     const policy = `apiVersion: airlock.dev/v1
 kind: Segment
@@ -92,6 +108,8 @@ spec:
   afterAll(async () => {
     await mesh.close();
     await closeServer(external);
+    await closeServer(externalTwo);
+    await closeServer(listedAddress);
     await closeServer(feedServer);
     dns.close();
     rmSync(dir, { recursive: true, force: true });
@@ -203,6 +221,7 @@ spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", c
     const metrics = await (await fetch(`http://127.0.0.1:${mesh.httpPort}/metrics`)).text();
     expect(metrics).toMatch(/^airlock_threat_feed_age_seconds\{feed="url-feed",process="control-plane"\} [0-9.]+$/m);
     expect(metrics).toMatch(/^airlock_threat_feed_last_load_ok\{feed="file-feed",process="control-plane"\} 0$/m);
+    expect(metrics).toMatch(/^airlock_threat_feed_refresh_seconds\{feed="file-feed",process="control-plane"\} 1$/m);
     expect(metrics).toMatch(/^airlock_threat_feed_load_failures_total\{feed="file-feed",process="control-plane"\} [1-9][0-9]*$/m);
     expect(metrics).toMatch(/^airlock_threat_feed_bad_entries\{feed="file-feed",process="control-plane"\} 0$/m);
   });
@@ -242,5 +261,37 @@ spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", c
     expect(deleted.code).toBe(0);
     expect((await get('127.0.0.1')).status).toBe(200);
     expect([...(await feeds()).keys()]).not.toContain('url-feed');
+  });
+
+  it('judges a name by every address it resolves to, and dials only that answer: HTTP and CONNECT', async () => {
+    const rangeFile = join(dir, 'ranges.txt');
+    writeFileSync(rangeFile, '127.0.0.64/26\n');
+    const feedsFile = join(dir, 'range-feed.yaml');
+    writeFileSync(feedsFile, `apiVersion: airlock.dev/v1\nkind: ThreatFeed\nmetadata: { name: range-feed }\nspec: { source: { file: ${rangeFile} }, refreshSeconds: 1 }\n`);
+    expect((await airlock(['apply', '-f', feedsFile], join(dir, 'admin.json'))).code).toBe(0);
+    const version = (await until(feeds, (f) => f.get('range-feed')?.version !== undefined)).get('range-feed')?.version ?? '';
+    const reason = `threat_feed: ranged.feed.test resolved to 127.0.0.77, listed by threat feed "range-feed" (version ${version}, entry "127.0.0.64/26")`;
+    const before = hits;
+    // Plain HTTP through the proxy: the name is not listed, the address its DNS answer holds is.
+    const res = await get('ranged.feed.test');
+    expect(res.status).toBe(403);
+    expect(res.json<{ reason: string }>().reason).toBe(reason);
+    // The CONNECT twin (a blind tunnel: the port is not a plain-HTTP one).
+    const authority = `ranged.feed.test:${externalPort}`;
+    const tunnel = await rawHttp(mesh.agent('agent').outboundPort, `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`, { timeoutMs: 5000 });
+    expect(tunnel.status).toBe(403);
+    expect((JSON.parse(tunnel.body) as { reason: string }).reason).toBe(reason);
+    expect(listedReached).toBe(0);
+    expect(hits).toBe(before);
+    // A name whose answer is not listed passes, both ways, reaching the address it was judged on.
+    const clean = await get('unlisted.feed.test');
+    expect(clean.status).toBe(200);
+    expect(clean.text).toBe(`external ok (Host unlisted.feed.test:${externalPort})`);
+    // A request inside the tunnel, Connection: close: the host answers and closes, and so does the tunnel.
+    const inside = `GET / HTTP/1.1\r\nHost: unlisted.feed.test:${externalPort}\r\nConnection: close\r\n\r\n`;
+    const open = await rawHttp(mesh.agent('agent').outboundPort, `CONNECT unlisted.feed.test:${externalPort} HTTP/1.1\r\nHost: unlisted.feed.test:${externalPort}\r\n\r\n${inside}`, { timeoutMs: 5000 });
+    expect(open.status).toBe(200);
+    expect(open.body).toContain(`external ok (Host unlisted.feed.test:${externalPort})`);
+    expect(listedReached).toBe(0);
   });
 });

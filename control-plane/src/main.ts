@@ -208,7 +208,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     // The last decisions naming each identity, for incident records (bounded; see recent-decisions.ts).
     const recentDecisions = new RecentDecisions();
     const incidents = new Incidents({ store, quarantines, recent: recentDecisions });
-    const baselines = await Baselines.load({ store, audit, registry, logger: logger.child({ component: 'baselines' }), isQuarantined: (id) => quarantines.isQuarantined(id), contain: containByBaseline({ quarantines, incidents, store, audit }) });
+    const baselines = await Baselines.load({ store, audit, registry, limits: { maxFlows: config.baselineMaxFlows, maxIdentities: config.baselineMaxIdentities }, logger: logger.child({ component: 'baselines' }), isQuarantined: (id) => quarantines.isQuarantined(id), contain: containByBaseline({ quarantines, incidents, store, audit }) });
     cleanups.push(() => baselines.close());
     const toolPins = await ToolPins.load({ store, decisions, registry, logger: logger.child({ component: 'tool-pins' }), quarantine: (r) => quarantines.quarantine(r) });
     const ticketKeys = await TicketKeys.open({ store, ...(kek === undefined ? {} : { kek }) });

@@ -51,8 +51,8 @@ const obj = (v: unknown): Readonly<Record<string, unknown>> | undefined => (type
 /**
  * Whether the event names `identity` (a SPIFFE ID): a decision as its source or destination; a
  * refusal as its caller or in the request refused; an admin action as its actor or target, or in
- * its detail as the source or destination of the call it decided (approvals). A quarantine by
- * segment or label names the selector (`segment:NAME`), not each agent it matched.
+ * its detail as the source or destination of the call it decided (approvals), or among the
+ * identities a segment or label quarantine (or its release) contained (`detail.matchedIds`).
  */
 export function namesIdentity(e: AuditEventJson, identity: string): boolean {
   switch (e.kind) {
@@ -64,7 +64,7 @@ export function namesIdentity(e: AuditEventJson, identity: string): boolean {
     }
     case 'admin': {
       const d = obj(e.detail);
-      return e.actor === identity || e.target === identity || (d !== undefined && (d.source === identity || d.destination === identity));
+      return e.actor === identity || e.target === identity || (d !== undefined && (d.source === identity || d.destination === identity || (Array.isArray(d.matchedIds) && d.matchedIds.includes(identity))));
     }
     default:
       // Any other kind (a later one: an anomaly …) that names the identity in its usual fields.

@@ -16,6 +16,7 @@ import type { Baselines } from '../baselines/baselines.ts';
 import type { DecisionSnapshot } from './decision-state.ts';
 import { agentDestination, destinationOfHost } from './registry.ts';
 import { checkSecretFindings } from './secrets.ts';
+import { addressesRequired, checkDestinationAddresses } from '../threat-feeds/threat-decision.ts';
 import type { TicketIssuer } from './tickets/ticket-issuer.ts';
 import { argumentsDigest } from '@airlock/common/ticket';
 import { bindingOf, type ApprovalOutcome, type Approvals } from './approvals/approvals.ts';
@@ -188,6 +189,7 @@ export class Authorizer {
       checkListedToolPins(req.mcpListedToolPins);
       checkHeaderBounds(req);
       checkSecretFindings(req.secretFindings);
+      checkDestinationAddresses(req.destinationAddresses);
     } catch (err) {
       const e = err instanceof AirlockError ? err : new AirlockError(ErrorCode.BadRequest, errorMessage(err));
       throw refuse(e, 'bad_request', req.sourceSpiffeId, req.destinationSpiffeId);
@@ -197,8 +199,12 @@ export class Authorizer {
     const headers = !engine.usesHeaders || (req.headers.length === 0 && !req.headersIncomplete) ? undefined : headerInput(req.headers, req.headersIncomplete);
     // Findings matter (and are audited) for external hosts only: agents of the mesh pass each other tokens.
     const secretFindings = req.secretFindings.length === 0 || destination.kind !== 'host' ? undefined : req.secretFindings;
-    const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req, engine.usesArguments), headers, ...(secretFindings === undefined ? {} : { secretFindings }), ...(req.mcpHeaderMismatch === '' ? {} : { mcpHeaderMismatch: req.mcpHeaderMismatch }) };
+    const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req, engine.usesArguments), headers, ...(secretFindings === undefined ? {} : { secretFindings }), ...(req.mcpHeaderMismatch === '' ? {} : { mcpHeaderMismatch: req.mcpHeaderMismatch }), ...(req.destinationAddresses.length === 0 || destination.kind !== 'host' ? {} : { destinationAddresses: req.destinationAddresses }) };
     const { decision: judged, input } = decide(snapshot, call);
+    // Allowed to an external name while feeds list addresses: no decision until the sidecar sends what it resolves to (README "Threat feeds").
+    if (req.approvalId === '' && judged.approval === undefined && addressesRequired(judged.allow, destination, snapshot.threats, req.destinationAddresses)) {
+      return { verdict: Verdict.VERDICT_DENY, decisionId, reason: 'threat feeds list addresses: resolve the name and ask again with destination_addresses', policy: '', upstream: undefined, dryRunDeny: false, policyVersion: judged.version, rule: '', mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: true };
+    }
     // Human approval: held (pending), released, or denied (README "Human approval"); nothing to do (no allocation) for other calls.
     const approval = req.approvalId === '' && judged.approval === undefined ? undefined : applyApproval(judged, { approvals: this.#d.approvals, direction, req, source, destination, decisionId, held });
     if (approval?.overLimit === true) this.#d.metrics.refused.inc({ reason: 'approval_limit' });
@@ -277,7 +283,7 @@ export class Authorizer {
         : '';
     if (pending !== undefined) {
       // Held: nothing to reach yet; the sidecar asks again with the approval id and waits.
-      return { verdict: Verdict.VERDICT_APPROVAL_PENDING, decisionId, reason, policy: decision.policy, upstream: undefined, dryRunDeny: false, policyVersion: decision.version, rule: decision.rule, mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: pending.id, approvalWaitMs: Math.max(0, pending.expiresAt - Date.now()), approvalOutcome: '', rateLimited: false, retryAfterMs: 0 };
+      return { verdict: Verdict.VERDICT_APPROVAL_PENDING, decisionId, reason, policy: decision.policy, upstream: undefined, dryRunDeny: false, policyVersion: decision.version, rule: decision.rule, mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: pending.id, approvalWaitMs: Math.max(0, pending.expiresAt - Date.now()), approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: false };
     }
     return {
       verdict: decision.allow ? Verdict.VERDICT_ALLOW : Verdict.VERDICT_DENY,
@@ -297,6 +303,7 @@ export class Authorizer {
       approvalOutcome: approval?.outcome ?? '',
       rateLimited: rateLimit?.mode === 'enforce',
       retryAfterMs: rateLimit?.mode === 'enforce' ? rateLimit.retryAfterMs : 0,
+      addressesRequired: false,
     };
   }
 }

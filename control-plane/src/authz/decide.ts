@@ -27,7 +27,7 @@ export function decide(snapshot: DecisionSnapshot, call: DecisionInput & McpHead
   const input = engine.usesLabels && call.sourceLabels === undefined ? { ...call, sourceLabels: labelsOf(agents, call.source) } : call;
   const destination = input.destination.kind === 'agent' ? input.destination : undefined;
   const parties = { source: input.source, destination: destination?.id };
-  const unrevoked = denyIfContained(denyIfThreat(engine.evaluate(input), input.destination, threats), parties, (id) => revoked.has(id), REVOKED_REASON);
+  const unrevoked = denyIfContained(denyIfThreat(engine.evaluate(input), input.destination, threats, input.destinationAddresses), parties, (id) => revoked.has(id), REVOKED_REASON);
   const quarantined = quarantineOf(snapshot, input.source, now, input.sourceLabels) !== undefined || (destination !== undefined && quarantineOf(snapshot, destination.id, now, destination.labels) !== undefined);
   const contained = quarantined ? overruled(unrevoked, QUARANTINED_REASON) : unrevoked;
   // A tools/call to a pinned MCP tool that changed or was flagged (README "Tool pinning").

@@ -63,7 +63,7 @@ export class Baselines {
     this.#d = deps;
     const registers = [deps.registry];
     this.#anomalies = new Counter({ name: 'airlock_anomalies_total', help: 'Calls that departed from their identity\'s learned baseline (kind new-flow or rate), by what was done (dry-run counts as alert).', labelNames: ['response', 'kind'], registers });
-    this.#dropped = new Counter({ name: 'airlock_baseline_dropped_total', help: `Baseline entries not kept at a bound: a new flow of an identity holding ${MAX_FLOWS_PER_IDENTITY} (what=flow), a new identity when ${MAX_IDENTITIES} are learned (what=identity).`, labelNames: ['what'], registers });
+    this.#dropped = new Counter({ name: 'airlock_baseline_dropped_total', help: 'Baseline entries not kept at a bound: a new flow of an identity holding baselineMaxFlows (what=flow), a new identity when baselineMaxIdentities are learned (what=identity).', labelNames: ['what'], registers });
     this.#identities = new Gauge({ name: 'airlock_baseline_identities', help: 'Identities whose behaviour baseline this replica holds.', registers });
     this.#learner = new Learner(deps.limits ?? { maxFlows: MAX_FLOWS_PER_IDENTITY, maxIdentities: MAX_IDENTITIES }, (what) => {
       this.#dropped.inc({ what });

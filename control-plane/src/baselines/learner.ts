@@ -1,6 +1,6 @@
 import type { BaselineFlowRecord, BaselineRecord } from '../store/store.ts';
 
-/** Flows kept per identity, and identities kept: what the learner's memory is bounded by. */
+/** Flows kept per identity, and identities kept, by default: what the learner's memory is bounded by (settings baselineMaxFlows, baselineMaxIdentities). */
 export const MAX_FLOWS_PER_IDENTITY = 1_000;
 export const MAX_IDENTITIES = 10_000;
 /** Call rates are counted per minute, or per learning period when that is shorter (a test's 2s). */

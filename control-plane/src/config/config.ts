@@ -3,6 +3,7 @@ import { defineConfig, dnsNames, duration, formatHostPort, hostPort, integer, on
 import { ConfigError, errorMessage } from '@airlock/common/errors';
 import { DEFAULT_TICKET_TTL_MS, MAX_TICKET_TTL_MS } from '@airlock/common/ticket';
 import { parseStoreLocation } from '../store/store-location.ts';
+import { MAX_FLOWS_PER_IDENTITY, MAX_IDENTITIES } from '../baselines/learner.ts';
 
 /** Every setting of `airlock control-plane`: flags, `AIRLOCK_*` env vars and the config file share it. */
 export const controlPlaneConfig = defineConfig('AIRLOCK', {
@@ -77,6 +78,8 @@ export const controlPlaneConfig = defineConfig('AIRLOCK', {
   auditSpoolMaxBytes: integer({ description: 'Undelivered audit events kept on disk (in dataDir/audit-spool/SINK) at most for each sink (auditHttpUrl, auditSyslogAddress), in bytes.', default: 256 * 1024 * 1024, min: 65_536, max: 1024 ** 4 }),
   auditSpoolFull: oneOf(['drop-oldest', 'fail-closed'] as const, { description: 'When the audit spool is full: `drop-oldest` (oldest events dropped, counted in airlock_audit_events_dropped_total, logged), or `fail-closed` (every Authorize refused, UNAVAILABLE, until events can be spooled again).', default: 'drop-oldest' }),
   logLevel: oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const, { description: 'Log level.', default: 'info' }),
+  baselineMaxFlows: integer({ description: 'Flows a behaviour baseline keeps per identity (see "Behaviour baselines"): a new flow past it is not learned while learning, and is an anomaly each time after; counted in airlock_baseline_dropped_total{what="flow"}.', default: MAX_FLOWS_PER_IDENTITY, min: 1, max: 1_000_000 }),
+  baselineMaxIdentities: integer({ description: 'Identities the behaviour baselines learn at most on each replica: a new identity past it is neither learned nor judged; counted in airlock_baseline_dropped_total{what="identity"} and logged.', default: MAX_IDENTITIES, min: 1, max: 10_000_000 }),
 });
 
 export type ControlPlaneConfig = ConfigOf<typeof controlPlaneConfig.schema>;

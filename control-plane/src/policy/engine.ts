@@ -50,6 +50,8 @@ export interface DecisionInput {
   readonly headers?: HeaderInput;
   /** OUTBOUND: what the sidecar's secret and PII detectors found (detector and field); undefined = nothing. */
   readonly secretFindings?: readonly SecretFinding[];
+  /** OUTBOUND to an external host: the addresses the sidecar resolved its name to and will dial (threat feeds judge them); undefined = none sent. */
+  readonly destinationAddresses?: readonly string[];
 }
 
 /**

@@ -140,7 +140,7 @@ spec: { from: { segments: [all] }, to: { hosts: ['*.example', evil.example, 10.1
     await expect.poll(() => feeds.status()[0]?.version).toMatch(/^sha256:[0-9a-f]{16}$/);
     const lines: DecisionRecord[] = [];
     const authorizer = new Authorizer({ trustDomain: TD, decisions: () => decisions.current(), metrics: createControlPlaneMetrics(createRegistry('test')), audit: { ...NO_AUDIT, decision: (r) => void lines.push(r) } });
-    const ask = (host: string) => authorizer.authorize(parseSpiffeId(A), AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: A, destinationHost: host, destinationPort: 443, method: 'CONNECT' }));
+    const ask = (host: string, destinationAddresses: string[] = []) => authorizer.authorize(parseSpiffeId(A), AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: A, destinationHost: host, destinationPort: 443, method: 'CONNECT', destinationAddresses }));
     const version = feeds.status()[0]?.version ?? '';
     expect(feeds.status()[0]).toMatchObject({ entries: 2, badEntries: 1 });
     for (const [host, entry] of [['api.evil.example', 'evil.example'], ['0x0a010203', '10.1.2.3']] as const) {
@@ -149,8 +149,19 @@ spec: { from: { segments: [all] }, to: { hosts: ['*.example', evil.example, 10.1
       expect(answer.reason).toBe(`threat_feed: ${host} is listed by threat feed "bad" (version ${version}, entry "${entry}")`);
       expect(lines.at(-1)).toMatchObject({ verdict: 'deny', mode: 'enforce', threat: { feed: 'bad', version, entry } });
     }
-    expect(ask('good.example')).toMatchObject({ verdict: Verdict.VERDICT_ALLOW });
+    // A name, while the feed lists addresses: no decision (nothing audited) until its addresses are sent.
+    const audited = lines.length;
+    expect(ask('good.example')).toMatchObject({ verdict: Verdict.VERDICT_DENY, addressesRequired: true });
+    expect(lines).toHaveLength(audited);
+    expect(ask('good.example', ['192.0.2.1', '2001:db8::1'])).toMatchObject({ verdict: Verdict.VERDICT_ALLOW, addressesRequired: false });
     expect(lines.at(-1)?.threat).toBeUndefined();
+    // Judged on every address: one in the list denies, naming it; a name the feed lists needs none.
+    const resolved = ask('good.example', ['192.0.2.1', '10.1.2.3']);
+    expect(resolved).toMatchObject({ verdict: Verdict.VERDICT_DENY, addressesRequired: false });
+    expect(resolved.reason).toBe(`threat_feed: good.example resolved to 10.1.2.3, listed by threat feed "bad" (version ${version}, entry "10.1.2.3")`);
+    expect(lines.at(-1)).toMatchObject({ verdict: 'deny', threat: { feed: 'bad', version, entry: '10.1.2.3' } });
+    // Only IP addresses, and a bounded number of them, are taken.
+    for (const bad of [['evil.example'], ['10.1.2.3/8'], Array.from({ length: 65 }, (_, i) => `192.0.2.${i}`)]) expect(() => ask('good.example', bad)).toThrow(/destination address/);
     feeds.close();
   });
 

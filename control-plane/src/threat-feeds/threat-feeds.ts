@@ -94,6 +94,17 @@ export class ThreatFeeds {
         for (const f of feeds.values()) if (f.good !== undefined) this.set({ feed: f.doc.name }, (now - f.good.loadedAt) / 1000);
       },
     });
+    // With the age, what a stale feed is measured in (the chart's AirlockThreatFeedStale: age over N refreshes).
+    new Gauge({
+      name: 'airlock_threat_feed_refresh_seconds',
+      help: 'How often each threat feed is reloaded (its refreshSeconds).',
+      labelNames: ['feed'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const f of feeds.values()) this.set({ feed: f.doc.name }, f.doc.refreshSeconds);
+      },
+    });
   }
 
   /** The documents of the policy version in force: new or changed feeds are loaded now, removed ones dropped. */

@@ -49,6 +49,11 @@ export class ThreatIndex {
     return this.#size;
   }
 
+  /** Whether some feed lists an address or range (then a name is judged by its resolved addresses too). */
+  get hasAddresses(): boolean {
+    return this.#networks.ipv4.length > 0 || this.#networks.ipv6.length > 0;
+  }
+
   *#fill(feeds: readonly LoadedFeed[]): Generator<void> {
     const byPrefix: Record<AddressFamily, Map<number, Map<number | string, ThreatMatch>>> = { ipv4: new Map(), ipv6: new Map() };
     let size = 0;

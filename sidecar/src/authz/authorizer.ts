@@ -39,6 +39,8 @@ export interface AuthzRequest {
   readonly approvalEndpoint?: string;
   /** OUTBOUND: what the secret and PII detectors found in the path, headers and body prefix (never the text); undefined = nothing. */
   readonly secretFindings?: readonly SecretFinding[];
+  /** OUTBOUND to a name: the addresses it resolved to, checked, that the call will dial (threat feeds judge them); undefined = none. */
+  readonly destinationAddresses?: readonly string[];
 }
 
 /**
@@ -93,6 +95,8 @@ export type Decision =
       readonly approvalOutcome?: string;
       /** A RateLimit denied it: when to try again (ms, at least 1); answered 429 with Retry-After. */
       readonly retryAfterMs?: number;
+      /** Not decided yet: resolve the (external) name and ask again with destinationAddresses (egress-ask.ts). */
+      readonly addressesRequired?: true;
     };
 
 export interface Authorizer {

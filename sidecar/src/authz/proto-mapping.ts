@@ -28,6 +28,7 @@ export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
     inspected: request.inspected ?? false,
     approvalId: request.approvalId ?? '',
     secretFindings: (request.secretFindings ?? []) as SecretFinding[],
+    destinationAddresses: (request.destinationAddresses ?? []) as string[],
   };
 }
 
@@ -50,7 +51,7 @@ export function toDecision(res: AuthorizeResponse): Decision | undefined {
     };
   }
   if (res.verdict === Verdict.VERDICT_DENY) {
-    return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy, policyVersion: res.policyVersion, rule: res.rule, ...(res.approvalOutcome === '' ? {} : { approvalOutcome: res.approvalOutcome }), ...(res.rateLimited ? { retryAfterMs: Math.max(1, res.retryAfterMs) } : {}) };
+    return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy, policyVersion: res.policyVersion, rule: res.rule, ...(res.approvalOutcome === '' ? {} : { approvalOutcome: res.approvalOutcome }), ...(res.rateLimited ? { retryAfterMs: Math.max(1, res.retryAfterMs) } : {}), ...(res.addressesRequired ? { addressesRequired: true as const } : {}) };
   }
   if (res.verdict === Verdict.VERDICT_APPROVAL_PENDING) {
     // Not allowed: only an answer to the wait (withApprovals) can let the call through.

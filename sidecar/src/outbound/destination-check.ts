@@ -81,6 +81,8 @@ export class DestinationCheck {
   readonly #forbid: BlockList;
   readonly #allow: BlockList;
   readonly #resolve: ResolveAll;
+  /** Per name (lower case), the checked answer the latest allowed call to it was judged on: what its HTTP connections dial. */
+  readonly #judged = new Map<string, readonly string[]>();
 
   constructor(o: DestinationCheckOptions) {
     this.#o = o;
@@ -110,7 +112,22 @@ export class DestinationCheck {
    * (as a client falls back from an unreachable IPv6 address to IPv4), and the address used.
    */
   async connect(target: { host: string; port: number }): Promise<{ socket: Socket; address: string }> {
-    const { addresses, port } = await this.check(target);
+    return this.dial(await this.check(target));
+  }
+
+  /**
+   * A TCP connection to one of `checked`'s addresses (the answer a decision judged), without
+   * resolving again; each address is checked again for `checked.port` (the port may differ from the
+   * one asked about: http:// origination goes to 443).
+   */
+  async dial(checked: CheckedDestination): Promise<{ socket: Socket; address: string }> {
+    const { addresses, port } = checked;
+    const target = { host: checked.host, port };
+    for (const address of addresses) {
+      const ip = canonicalAddress(address);
+      const rule = ip === undefined ? 'unspecified' : this.ruleFor(ip, port);
+      if (rule !== undefined) throw new ForbiddenDestinationError(target.host, port, address, rule);
+    }
     let last: Error | undefined;
     for (const address of addresses) {
       try {
@@ -121,6 +138,24 @@ export class DestinationCheck {
     }
     const where = `${formatHostPort(target)}${addresses.length === 1 && addresses[0] === target.host ? '' : ` at ${addresses.join(', ')}`}`;
     throw new AirlockError(ErrorCode.UpstreamUnavailable, `cannot reach ${where}: ${last?.message ?? 'no address'}`, { cause: last });
+  }
+
+  /**
+   * Records `checked` as the answer an allowed call to its name was judged on: the external Agent's
+   * connections to that name dial it (judgedFor), never a fresh resolution. Bounded: the oldest name is forgotten.
+   */
+  judged(checked: CheckedDestination): void {
+    const name = checked.host.toLowerCase();
+    this.#judged.delete(name);
+    this.#judged.set(name, checked.addresses);
+    if (this.#judged.size > MAX_REMEMBERED_NAMES) this.#judged.delete(this.#judged.keys().next().value ?? '');
+  }
+
+  /** The answer the latest allowed call to `target` was judged on (see judged), or a refusal: nothing is dialled unjudged. */
+  judgedFor(target: { host: string; port: number }): CheckedDestination {
+    const addresses = this.#judged.get(target.host.toLowerCase());
+    if (addresses === undefined) throw new AirlockError(ErrorCode.Internal, `no judged address for ${formatHostPort(target)}: not dialled`);
+    return { host: target.host, port: target.port, addresses };
   }
 
   /**
@@ -175,6 +210,9 @@ function isControlPlane(endpoints: readonly string[], ip: CanonicalAddress, port
   return false;
 }
 
+/** How many names' judged answers are remembered. */
+const MAX_REMEMBERED_NAMES = 4096;
+
 /** How long one address may take to accept a connection (undici's default connect timeout). */
 const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -194,7 +232,8 @@ function connectTo(host: string, port: number): Promise<Socket> {
 }
 
 /**
- * The undici Agent for external hosts: its every connection comes from `destinations.connect` (a
+ * The undici Agent for external hosts: its every connection is dialled at the answer the call's
+ * decision judged (`destinations.judgedFor`, set by the outbound server before it forwards; a
  * refused destination fails the request with the ForbiddenDestinationError itself), and is logged
  * with the address it reached. An https:// origin (tls: inspect or originate) then gets TLS over
  * that very connection, verified against `trust` (originateTls). The origin keeps the name, so
@@ -206,7 +245,9 @@ export function externalAgent(destinations: DestinationCheck, log: Logger, trust
       const host = opts.hostname.startsWith('[') ? opts.hostname.slice(1, -1) : opts.hostname;
       const port = opts.port === '' ? (opts.protocol === 'https:' ? 443 : 80) : Number(opts.port);
       const fail = (err: unknown): void => callback(err instanceof Error ? err : new Error(String(err)), null);
-      destinations.connect({ host, port }).then(({ socket, address }) => {
+      Promise.resolve()
+        .then(() => destinations.dial(destinations.judgedFor({ host, port })))
+        .then(({ socket, address }) => {
         log.info({ host, port, address, tls: opts.protocol === 'https:' }, 'external connection opened');
         if (opts.protocol !== 'https:') {
           callback(null, socket);

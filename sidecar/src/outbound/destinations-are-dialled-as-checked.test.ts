@@ -1,10 +1,12 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { connect, createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { createTestCa } from '../testing/certs.ts';
-import { allow, FakeAuthorizer, loopbackDestinations, quietLogger, StaticSvidSource, svidFor, testMetrics } from '../testing/fakes.ts';
+import type { Decision } from '../authz/authorizer.ts';
+import { canonicalAddress } from './destination-check.ts';
+import { allow, deny, FakeAuthorizer, loopbackDestinations, quietLogger, StaticSvidSource, svidFor, testMetrics } from '../testing/fakes.ts';
 import { rawRequest } from '../testing/http-client.ts';
 import { createCaptureServer } from './capture-server.ts';
 import { createOutboundServer } from './outbound-server.ts';
@@ -139,5 +141,117 @@ describe('external destinations are dialled only at addresses checked', () => {
     const tunnel = await send(proxyPort, `CONNECT ok.test:${forbiddenPort} HTTP/1.1\r\nHost: ok.test:${forbiddenPort}\r\n\r\n`);
     expect(tunnel).toMatch(/^HTTP\/1\.1 200 /);
     expect(reached).toBe(0);
+  });
+});
+
+/**
+ * The answer judged is the answer dialled: asked about a name, the control plane (here a fake that
+ * plays it: a feed lists 127.0.0.77) answers addressesRequired; the sidecar resolves the name once,
+ * sends the checked addresses, and dials only those. On every egress path: absolute-form HTTP,
+ * CONNECT, and the capture port (HTTP by Host, TLS by SNI). A denied name is never resolved.
+ */
+describe('external names are judged on the addresses they resolve to, and dialled at those', () => {
+  const ca = createTestCa();
+  const identity = new StaticSvidSource(svidFor(ca, A));
+  const listed = '127.0.0.77';
+  const authorizer = new FakeAuthorizer((r): Decision => {
+    if (r.host === 'denied.test') return deny();
+    if (canonicalAddress(r.host) === undefined && r.destinationAddresses === undefined) return { allowed: false, decisionId: 'd-resolve', reason: 'resolve first', policy: '', policyVersion: 1, rule: '', addressesRequired: true };
+    return r.destinationAddresses?.includes(listed) === true ? deny(`resolved to ${listed}, listed`) : allow();
+  });
+  const lookups: string[] = [];
+  const { metrics } = testMetrics();
+  const meshPools = new UpstreamPools();
+  let flips = 0;
+  const resolve = (host: string): Promise<readonly string[]> => {
+    lookups.push(host);
+    if (host === 'listed.test') return Promise.resolve([listed]);
+    if (host === 'mcp.test') return Promise.resolve(['127.0.0.2']);
+    // Rebinding: a clean answer first, the listed address to every later lookup.
+    if (host === 'flip.test') return Promise.resolve(flips++ === 0 ? ['127.0.0.2'] : [listed]);
+    return Promise.resolve([]);
+  };
+  const { destinations, external } = loopbackDestinations({ resolve });
+  const deps = { identity, authorizer, meshPools, external, destinations, metrics, logger: quietLogger() };
+  let proxy: Server;
+  let capture: ReturnType<typeof createCaptureServer>;
+  let listedServer: TcpServer;
+  let app: Server;
+  let port = 0;
+  let reached = 0;
+
+  beforeAll(async () => {
+    proxy = createOutboundServer(deps);
+    await listen(proxy, { host: '127.0.0.1', port: 0 });
+    capture = createCaptureServer(deps);
+    await listen(capture, { host: '127.0.0.1', port: 0 });
+    listedServer = createTcpServer((s) => {
+      reached += 1;
+      s.destroy();
+    });
+    await listen(listedServer, { host: listed, port: 0 });
+    port = boundPort(listedServer);
+    app = createHttpServer((req, res) => {
+      if (req.method !== 'POST') return void res.end(`reached with Host ${req.headers.host ?? ''}`);
+      res.setHeader('content-type', 'application/json');
+      res.end('{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"search","inputSchema":{"type":"object"}}]}}');
+    });
+    await listen(app, { host: '127.0.0.2', port });
+  });
+  afterAll(async () => {
+    await Promise.all([closeServer(proxy), closeServer(capture), closeServer(listedServer), closeServer(app)]);
+    await external.destroy();
+    await meshPools.close();
+  });
+
+  it('denies a name resolving to a listed address on every path, the address in the question, nothing dialled', async () => {
+    const res = await rawRequest(boundPort(proxy), { target: `http://listed.test:${port}/` });
+    expect(res.status).toBe(403);
+    expect(authorizer.requests.at(-1)).toMatchObject({ host: 'listed.test', destinationAddresses: [listed] });
+    const tunnel = await send(boundPort(proxy), `CONNECT listed.test:${port} HTTP/1.1\r\nHost: listed.test:${port}\r\n\r\n`);
+    expect(tunnel).toMatch(/^HTTP\/1\.1 403 /);
+    const captured = await rawRequest(boundPort(capture), { target: '/', headers: { host: `listed.test:${port}` } });
+    expect(captured.status).toBe(403);
+    const tls = await new Promise<string>((done) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port: boundPort(capture), servername: 'listed.test', rejectUnauthorized: false });
+      socket.on('secureConnect', () => done('connected'));
+      socket.on('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
+    });
+    expect(tls).toBe('ERR_SSL_TLSV1_ALERT_ACCESS_DENIED');
+    const asked = authorizer.requests.slice(-8).map((r) => [r.method, r.destinationAddresses]);
+    expect(asked).toEqual(['GET', 'CONNECT', 'GET', 'CONNECT'].flatMap((m) => [[m, undefined], [m, [listed]]]));
+    expect(reached).toBe(0);
+  });
+
+  it('dials the answer it judged, never a second lookup (a rebinding answer after the ask reaches nothing)', async () => {
+    const res = await rawRequest(boundPort(proxy), { target: `http://flip.test:${port}/x` });
+    expect(res).toMatchObject({ status: 200, body: `reached with Host flip.test:${port}` });
+    expect(flips).toBe(1);
+    // The next call is judged on the listed answer: denied, though a connection to the clean one is pooled.
+    expect((await rawRequest(boundPort(proxy), { target: `http://flip.test:${port}/x` })).status).toBe(403);
+    expect(reached).toBe(0);
+  });
+
+  it('filters a tools/list answer on the question as decided, resolved addresses included', async () => {
+    const decide = authorizer.decide;
+    onTestFinished(() => {
+      authorizer.decide = decide;
+    });
+    authorizer.decide = (r) => (canonicalAddress(r.host) === undefined && r.destinationAddresses === undefined ? { allowed: false, decisionId: 'd-resolve', reason: 'resolve first', policy: '', policyVersion: 1, rule: '', addressesRequired: true } : { ...allow(), allowedTools: r.listedTools ?? [] });
+    const body = '{"jsonrpc":"2.0","id":1,"method":"tools/list"}';
+    const res = await rawRequest(boundPort(proxy), { method: 'POST', target: `http://mcp.test:${port}/mcp`, headers: { 'content-type': 'application/json', 'content-length': String(body.length) }, body });
+    expect(res.status).toBe(200);
+    expect(res.body).toContain('"search"');
+    expect(authorizer.requests.at(-1)).toMatchObject({ listedTools: ['search'], destinationAddresses: ['127.0.0.2'] });
+  });
+
+  it('never resolves a name the policies deny (no DNS query carries it), nor an IP literal', async () => {
+    lookups.length = 0;
+    expect((await rawRequest(boundPort(proxy), { target: `http://denied.test:${port}/` })).status).toBe(403);
+    expect(await send(boundPort(proxy), `CONNECT denied.test:${port} HTTP/1.1\r\nHost: denied.test:${port}\r\n\r\n`)).toMatch(/^HTTP\/1\.1 403 /);
+    const asked = authorizer.requests.length;
+    expect((await rawRequest(boundPort(proxy), { target: `http://127.0.0.2:${port}/` })).status).toBe(200);
+    expect(authorizer.requests.length - asked).toBe(1);
+    expect(lookups).toEqual([]);
   });
 });

@@ -18,6 +18,7 @@ import { forwardToolsList } from '../mcp/forward-tools-list.ts';
 import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
 import { requestRecorder, type Outcome, type SidecarMetrics } from '../telemetry/metrics.ts';
 import type { DestinationCheck } from './destination-check.ts';
+import { authorizeEgress, dialable, type Resolution } from './egress-ask.ts';
 import type { EgressCa } from './egress-ca.ts';
 import { assertHostMatches, inspectedTarget, parseAbsoluteTarget, parseAuthorityTarget, parseOriginTarget, type ProxyTarget } from './proxy-target.ts';
 import { inspectTunnel } from './tls-inspect.ts';
@@ -176,7 +177,7 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
   mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
   const secretFindings = scanRequest({ path: target.path, rawHeaders: req.rawHeaders, body: mcp.prefix });
   const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders), ...(target.inspected === true ? { inspected: true } : {}), ...(secretFindings.length > 0 ? { secretFindings } : {}) } as const;
-  const decision = await deps.authorizer.authorize(question);
+  const { decision, answer, asked } = await authorizeEgress(deps, question);
   assertAllowed(decision);
   deps.logger.debug({ decisionId: decision.decisionId, host: target.host, method }, 'outbound call allowed');
   // The Host goes on as the agent named it (not the peer sidecar's address): the peer authorizes
@@ -186,13 +187,15 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
   // The peer sidecar admits the call on its ticket without asking again; only a mesh peer gets one (over mTLS).
   if (decision.upstream !== undefined && decision.ticket !== undefined) headers[TICKET_HEADER] = decision.ticket;
   const { dispatcher, origin, describe } = destination(deps, decision, svid, target);
+  // The external Agent dials the answer this decision judged (destination-check.ts externalAgent).
+  if (decision.upstream === undefined) deps.destinations.judged(dialable(answer));
   const body = mcp.body;
   const request = { origin, method, path: target.path, headers, describe, body };
   try {
     if (body instanceof Buffer && mcp.message !== undefined && 'method' in mcp.message && mcp.message.method === 'tools/list') {
       // The answer lists only the tools this agent may call: asked fresh, once, for the listed names.
       await forwardToolsList(dispatcher, { ...request, body }, res, async (tools) => {
-        const filter = await deps.authorizer.authorize({ ...question, listedTools: [...new Set(tools.map((t) => t.name))], listedToolPins: tools });
+        const filter = await deps.authorizer.authorize({ ...asked, listedTools: [...new Set(tools.map((t) => t.name))], listedToolPins: tools });
         return new Set(filter.allowed ? filter.allowedTools : []);
       });
     } else {
@@ -288,15 +291,16 @@ async function openTunnel(deps: OutboundDeps, req: IncomingMessage, client: Dupl
     return 'http';
   }
   if (decision.tls !== undefined) throw unknownTlsMode();
-  await connectTunnel(deps, decision.decisionId, target, client, head, () => client.write('HTTP/1.1 200 Connection Established\r\n\r\n'));
+  await connectTunnel(deps, decision, target, client, head, () => client.write('HTTP/1.1 200 Connection Established\r\n\r\n'));
   return 'tunnel';
 }
 
-async function authorizeTunnel(deps: OutboundDeps, target: ProxyTarget, rawHeaders: readonly string[]): Promise<{ upstream: Upstream | undefined; decisionId: string; tls?: TlsMode }> {
+/** The CONNECT judged, and for an external host the checked answer it was judged on (a blind tunnel dials it). */
+async function authorizeTunnel(deps: OutboundDeps, target: ProxyTarget, rawHeaders: readonly string[]): Promise<{ upstream: Upstream | undefined; decisionId: string; tls?: TlsMode; answer?: Resolution }> {
   const svid = requireSvid(deps.identity);
-  const decision = await deps.authorizer.authorize({ direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method: 'CONNECT', path: '', headers: authzHeaders(rawHeaders) });
+  const { decision, answer } = await authorizeEgress(deps, { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method: 'CONNECT', path: '', headers: authzHeaders(rawHeaders) });
   assertAllowed(decision);
-  return decision;
+  return { ...decision, ...(answer === undefined ? {} : { answer }) };
 }
 
 /**
@@ -321,12 +325,12 @@ export async function tunnel(deps: OutboundDeps, target: ProxyTarget, rawHeaders
     // under originate the app was to send plain http://, which the sidecar sends on over TLS.
     throw new AirlockError(ErrorCode.BadRequest, `the policy for ${formatHostPort(target)} says tls: ${decision.tls}: its requests are judged one by one, which a TLS tunnel of the app's own would hide (send plain http:// for originate)`);
   }
-  await connectTunnel(deps, decision.decisionId, target, client, head, established);
+  await connectTunnel(deps, decision, target, client, head, established);
   return 'tunnel';
 }
 
-async function connectTunnel(deps: OutboundDeps, decisionId: string, target: ProxyTarget, client: Duplex, head: Buffer, established: () => void): Promise<void> {
-  const { socket: upstream, address } = await deps.destinations.connect(target);
+async function connectTunnel(deps: OutboundDeps, { decisionId, answer }: { decisionId: string; answer?: Resolution }, target: ProxyTarget, client: Duplex, head: Buffer, established: () => void): Promise<void> {
+  const { socket: upstream, address } = await deps.destinations.dial(dialable(answer));
   deps.logger.info({ decisionId, host: target.host, port: target.port, address }, 'tunnel opened');
   established();
   if (head.length > 0) upstream.write(head);

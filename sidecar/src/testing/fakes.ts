@@ -107,7 +107,12 @@ export async function startTcpEcho(): Promise<{ server: TcpServer; port: number 
 }
 
 /** The destination check of a unit test, whose "external" servers listen on loopback: loopback explicitly allowed (egressAllowCidrs). */
+/** Tests ask no real DNS (names are resolved before every outbound ask): localhost is loopback, any other name has no answer. */
+function loopbackResolve(host: string): Promise<readonly string[]> {
+  return host === 'localhost' ? Promise.resolve(['127.0.0.1']) : Promise.reject(new Error(`no test DNS answer for ${host}`));
+}
+
 export function loopbackDestinations(o: Partial<DestinationCheckOptions> = {}): { destinations: DestinationCheck; external: Agent } {
-  const destinations = new DestinationCheck({ forbidCidrs: [], allowCidrs: ['127.0.0.0/8', '::1/128'], ownPorts: () => [], controlPlane: () => [], ...o });
+  const destinations = new DestinationCheck({ forbidCidrs: [], allowCidrs: ['127.0.0.0/8', '::1/128'], ownPorts: () => [], controlPlane: () => [], resolve: loopbackResolve, ...o });
   return { destinations, external: externalAgent(destinations, quietLogger()) };
 }

@@ -112,7 +112,7 @@ export function quarantineEndpoints(deps: QuarantineEndpointDeps): AdminEndpoint
         const record = { spiffeId: key, reason, actor: who.name, since, ...(ttl === undefined ? {} : { until: since + ttl * 1000 }) };
         await deps.quarantines.quarantine(record);
         const incident = await deps.incidents.opened(record, target, who.role);
-        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'agent.quarantine', target: key, detail: { reason, incident: incident.id, matched: incident.matchedTotal, ...(record.until === undefined ? {} : { until: record.until }) } }, since);
+        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'agent.quarantine', target: key, detail: { reason, incident: incident.id, matched: incident.matchedTotal, ...matchedIdsOf(target, incident.matched), ...(record.until === undefined ? {} : { until: record.until }) } }, since);
         return ok({ ...view(record), matched: incident.matched, matchedTotal: incident.matchedTotal, incident: incident.id });
       },
     },
@@ -126,7 +126,7 @@ export function quarantineEndpoints(deps: QuarantineEndpointDeps): AdminEndpoint
         const at = Date.now();
         const released = await deps.quarantines.release(key);
         const incident = await deps.incidents.released(key, target, who.name, at);
-        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'agent.release', target: key, detail: { wasQuarantined: released !== undefined, ...(incident === undefined ? {} : { incident: incident.id }) } }, at);
+        await recordAdminAction(deps, { actor: who.name, role: who.role, action: 'agent.release', target: key, detail: { wasQuarantined: released !== undefined, ...(incident === undefined ? {} : { incident: incident.id, ...matchedIdsOf(target, incident.matched) }) } }, at);
         // Released by name but still inside a quarantined segment or label: say so.
         const still = target.kind === 'identity' ? deps.quarantines.quarantineOf(parseSpiffeId(target.uri), at) : undefined;
         return ok({
@@ -163,4 +163,12 @@ export function quarantineEndpoints(deps: QuarantineEndpointDeps): AdminEndpoint
       },
     },
   ];
+}
+
+/**
+ * A selector's quarantine or release names, in its audit detail, the identities its incident
+ * contained (bounded as the record is, MAX_MATCHED): `airlock export --identity` finds it by them.
+ */
+function matchedIdsOf(target: QuarantineTarget, matched: readonly string[]): { matchedIds?: readonly string[] } {
+  return target.kind === 'identity' ? {} : { matchedIds: matched };
 }

@@ -182,6 +182,13 @@ export interface AuthorizeRequest {
    * `secrets:` of the allow policies from the source to that host and port.
    */
   secretFindings: SecretFinding[];
+  /**
+   * OUTBOUND to an external host given by name, asked again after an answer with
+   * addresses_required: every address the sidecar resolved it to and checked (canonical IP text, at
+   * most 64), the only ones it will dial for this call. The control plane judges threat feeds on the
+   * name and on each of them (README "Threat feeds"). Empty otherwise.
+   */
+  destinationAddresses: string[];
 }
 
 /** One occurrence of a request header. */
@@ -248,6 +255,14 @@ export interface AuthorizeResponse {
   rateLimited: boolean;
   /** When the bucket has a token again, in milliseconds (at least 1); 0 unless rate_limited. */
   retryAfterMs: number;
+  /**
+   * Set (with VERDICT_DENY, so a sidecar that does not know it fails closed) when the policies would
+   * allow an OUTBOUND call to an external host given by name, threat feeds list addresses, and the
+   * request carried no destination_addresses: no decision was made (nothing audited or counted).
+   * The sidecar resolves the name, checks the answer and asks again with destination_addresses; it
+   * then dials only those. A name the policies deny is thus never resolved (no DNS for it).
+   */
+  addressesRequired: boolean;
 }
 
 /** One check of a batch: the question of one call. */
@@ -320,6 +335,7 @@ function createBaseAuthorizeRequest(): AuthorizeRequest {
     mcpListedToolPins: [],
     approvalId: "",
     secretFindings: [],
+    destinationAddresses: [],
   };
 }
 
@@ -384,6 +400,9 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     for (const v of message.secretFindings) {
       SecretFinding.encode(v!, writer.uint32(1122).fork()).join();
+    }
+    for (const v of message.destinationAddresses) {
+      writer.uint32(802).string(v!);
     }
     return writer;
   },
@@ -561,6 +580,14 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.secretFindings.push(SecretFinding.decode(reader, reader.uint32()));
             continue;
           }
+          case 100: {
+            if (tag !== 802) {
+              break;
+            }
+
+            message.destinationAddresses.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -598,6 +625,7 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.mcpListedToolPins = object.mcpListedToolPins?.map((e) => McpListedTool.fromPartial(e)) || [];
     message.approvalId = object.approvalId ?? "";
     message.secretFindings = object.secretFindings?.map((e) => SecretFinding.fromPartial(e)) || [];
+    message.destinationAddresses = object.destinationAddresses?.map((e) => e) || [];
     return message;
   },
 };
@@ -754,6 +782,7 @@ function createBaseAuthorizeResponse(): AuthorizeResponse {
     approvalOutcome: "",
     rateLimited: false,
     retryAfterMs: 0,
+    addressesRequired: false,
   };
 }
 
@@ -806,6 +835,9 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     }
     if (message.retryAfterMs !== 0) {
       writer.uint32(568).uint32(message.retryAfterMs);
+    }
+    if (message.addressesRequired !== false) {
+      writer.uint32(800).bool(message.addressesRequired);
     }
     return writer;
   },
@@ -951,6 +983,14 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
             message.retryAfterMs = reader.uint32();
             continue;
           }
+          case 100: {
+            if (tag !== 800) {
+              break;
+            }
+
+            message.addressesRequired = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -986,6 +1026,7 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     message.approvalOutcome = object.approvalOutcome ?? "";
     message.rateLimited = object.rateLimited ?? false;
     message.retryAfterMs = object.retryAfterMs ?? 0;
+    message.addressesRequired = object.addressesRequired ?? false;
     return message;
   },
 };
