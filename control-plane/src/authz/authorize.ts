@@ -21,6 +21,7 @@ import type { TicketIssuer } from './tickets/ticket-issuer.ts';
 import { argumentsDigest } from '@airlock/common/ticket';
 import { bindingOf, type ApprovalOutcome, type Approvals } from './approvals/approvals.ts';
 import { applyApproval, approvalCallOf } from './approvals/held-decision.ts';
+import { mcpBodyRequired, needsMcpBody } from './mcp-body.ts';
 
 export interface AuthorizerDeps {
   readonly trustDomain: string;
@@ -194,6 +195,8 @@ export class Authorizer {
       throw refuse(e, 'bad_request', req.sourceSpiffeId, req.destinationSpiffeId);
     }
 
+    // A body the sidecar skipped on a stale scope is never judged as "no MCP": it reads it and asks again.
+    if (req.mcpBodySkipped && needsMcpBody(snapshot, destination, req.destinationPort)) return mcpBodyRequired(this.#d.metrics, decisionId, engine.version);
     // The header map is built only when some rule looks at headers: no rule can tell them from none.
     const headers = !engine.usesHeaders || (req.headers.length === 0 && !req.headersIncomplete) ? undefined : headerInput(req.headers, req.headersIncomplete);
     // Findings matter (and are audited) for external hosts only: agents of the mesh pass each other tokens.
@@ -281,7 +284,7 @@ export class Authorizer {
         : '';
     if (pending !== undefined) {
       // Held: nothing to reach yet; the sidecar asks again with the approval id and waits.
-      return { verdict: Verdict.VERDICT_APPROVAL_PENDING, decisionId, reason, policy: decision.policy, upstream: undefined, dryRunDeny: false, policyVersion: decision.version, rule: decision.rule, mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: pending.id, approvalWaitMs: Math.max(0, pending.expiresAt - Date.now()), approvalOutcome: '', rateLimited: false, retryAfterMs: 0 };
+      return { verdict: Verdict.VERDICT_APPROVAL_PENDING, decisionId, reason, policy: decision.policy, upstream: undefined, dryRunDeny: false, policyVersion: decision.version, rule: decision.rule, mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: pending.id, approvalWaitMs: Math.max(0, pending.expiresAt - Date.now()), approvalOutcome: '', rateLimited: false, retryAfterMs: 0, mcpBodyRequired: false };
     }
     return {
       verdict: decision.allow ? Verdict.VERDICT_ALLOW : Verdict.VERDICT_DENY,
@@ -301,6 +304,7 @@ export class Authorizer {
       approvalOutcome: approval?.outcome ?? '',
       rateLimited: rateLimit?.mode === 'enforce',
       retryAfterMs: rateLimit?.mode === 'enforce' ? rateLimit.retryAfterMs : 0,
+      mcpBodyRequired: false,
     };
   }
 }

@@ -39,6 +39,8 @@ export interface AuthzRequest {
   readonly approvalEndpoint?: string;
   /** OUTBOUND: what the secret and PII detectors found in the path, headers and body prefix (never the text); undefined = nothing. */
   readonly secretFindings?: readonly SecretFinding[];
+  /** A POST whose body was not read for MCP (the pushed scope says no rule reads it): judged as one without MCP. */
+  readonly mcpBodySkipped?: boolean;
 }
 
 /**
@@ -93,6 +95,8 @@ export type Decision =
       readonly approvalOutcome?: string;
       /** A RateLimit denied it: when to try again (ms, at least 1); answered 429 with Retry-After. */
       readonly retryAfterMs?: number;
+      /** Not a decision: the control plane needs the skipped MCP body; read it and ask again (mcp/lazy-body.ts). */
+      readonly mcpBodyRequired?: true;
     };
 
 export interface Authorizer {

@@ -16,6 +16,8 @@ import type { Svid, SvidSource } from '../identity/svid.ts';
 import { authzHeaders } from '../http/authz-headers.ts';
 import { forwardToolsList } from '../mcp/forward-tools-list.ts';
 import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
+import { authorizeReadingIfAsked, type McpBodyCounter } from '../mcp/lazy-body.ts';
+import type { McpBodyNeeds } from '../mcp/mcp-body-scope.ts';
 import { requestRecorder, type Outcome, type SidecarMetrics } from '../telemetry/metrics.ts';
 import type { DestinationCheck } from './destination-check.ts';
 import type { EgressCa } from './egress-ca.ts';
@@ -37,6 +39,9 @@ export interface OutboundDeps {
   readonly logger: Logger;
   /** How much of a POST application/json body is read for MCP rules (default 64 KiB). */
   readonly mcpMaxBody?: number;
+  /** Which destinations' bodies are read for MCP, as pushed; absent: every body. */
+  readonly mcpBody?: McpBodyNeeds;
+  readonly mcpBodies?: McpBodyCounter;
   /** Ports whose CONNECT tunnel is served as HTTP, whatever the host (default: 80). See openTunnel. */
   readonly plainHttpPorts?: ReadonlySet<number>;
   /** Mints the certificates a CONNECT under tls: inspect is answered with; undefined = such a CONNECT is refused. */
@@ -172,11 +177,14 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
   const target = targetOf(req);
   const method = req.method ?? 'GET';
   // One bounded read serves MCP rules and the secret scan (README "Secret and PII blocking").
-  const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES, SECRET_SCAN_BODY_BYTES);
-  mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
-  const secretFindings = scanRequest({ path: target.path, rawHeaders: req.rawHeaders, body: mcp.prefix });
-  const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders), ...(target.inspected === true ? { inspected: true } : {}), ...(secretFindings.length > 0 ? { secretFindings } : {}) } as const;
-  const decision = await deps.authorizer.authorize(question);
+  const maxBody = deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES;
+  // Parsed for MCP only where the pushed scope says a rule reads it (mcp/mcp-body-scope.ts).
+  const first = await readMcpRequest(req, maxBody, SECRET_SCAN_BODY_BYTES, deps.mcpBody?.needsHost(target.host) ?? true);
+  mcpReply.target = jsonRpcTarget(first.message, req.headers);
+  const secretFindings = scanRequest({ path: target.path, rawHeaders: req.rawHeaders, body: first.prefix });
+  const asked = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: first.message, mcpHeaderMismatch: first.headerMismatch, headers: authzHeaders(req.rawHeaders), ...(target.inspected === true ? { inspected: true } : {}), ...(secretFindings.length > 0 ? { secretFindings } : {}), ...(first.skipped === true ? { mcpBodySkipped: true } : {}) } as const;
+  const { decision, mcp, question } = await authorizeReadingIfAsked(deps.authorizer, asked, req, first, maxBody, deps.mcpBodies);
+  if (mcp !== first) mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
   assertAllowed(decision);
   deps.logger.debug({ decisionId: decision.decisionId, host: target.host, method }, 'outbound call allowed');
   // The Host goes on as the agent named it (not the peer sidecar's address): the peer authorizes

@@ -182,6 +182,13 @@ export interface AuthorizeRequest {
    * `secrets:` of the allow policies from the source to that host and port.
    */
   secretFindings: SecretFinding[];
+  /**
+   * True when the sidecar did not read the body of this POST for MCP: the control plane's last
+   * pushed McpBodyScope (identity.proto) said no rule about this destination reads it. The call is
+   * judged as one without MCP, unless the control plane's own snapshot says the destination needs
+   * the body (the pushed scope was stale): then it answers DENY with mcp_body_required, undecided.
+   */
+  mcpBodySkipped: boolean;
 }
 
 /** One occurrence of a request header. */
@@ -248,6 +255,13 @@ export interface AuthorizeResponse {
   rateLimited: boolean;
   /** When the bucket has a token again, in milliseconds (at least 1); 0 unless rate_limited. */
   retryAfterMs: number;
+  /**
+   * Set (with VERDICT_DENY and no decision audited) when the request had mcp_body_skipped but the
+   * control plane's current policy reads MCP for its destination: the sidecar reads the body (which
+   * it has not forwarded) and asks again about the same call. A sidecar that does not know this
+   * field fails closed: a DENY.
+   */
+  mcpBodyRequired: boolean;
 }
 
 /** One check of a batch: the question of one call. */
@@ -320,6 +334,7 @@ function createBaseAuthorizeRequest(): AuthorizeRequest {
     mcpListedToolPins: [],
     approvalId: "",
     secretFindings: [],
+    mcpBodySkipped: false,
   };
 }
 
@@ -384,6 +399,9 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     for (const v of message.secretFindings) {
       SecretFinding.encode(v!, writer.uint32(1122).fork()).join();
+    }
+    if (message.mcpBodySkipped !== false) {
+      writer.uint32(1200).bool(message.mcpBodySkipped);
     }
     return writer;
   },
@@ -561,6 +579,14 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.secretFindings.push(SecretFinding.decode(reader, reader.uint32()));
             continue;
           }
+          case 150: {
+            if (tag !== 1200) {
+              break;
+            }
+
+            message.mcpBodySkipped = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -598,6 +624,7 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.mcpListedToolPins = object.mcpListedToolPins?.map((e) => McpListedTool.fromPartial(e)) || [];
     message.approvalId = object.approvalId ?? "";
     message.secretFindings = object.secretFindings?.map((e) => SecretFinding.fromPartial(e)) || [];
+    message.mcpBodySkipped = object.mcpBodySkipped ?? false;
     return message;
   },
 };
@@ -754,6 +781,7 @@ function createBaseAuthorizeResponse(): AuthorizeResponse {
     approvalOutcome: "",
     rateLimited: false,
     retryAfterMs: 0,
+    mcpBodyRequired: false,
   };
 }
 
@@ -806,6 +834,9 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     }
     if (message.retryAfterMs !== 0) {
       writer.uint32(568).uint32(message.retryAfterMs);
+    }
+    if (message.mcpBodyRequired !== false) {
+      writer.uint32(1200).bool(message.mcpBodyRequired);
     }
     return writer;
   },
@@ -951,6 +982,14 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
             message.retryAfterMs = reader.uint32();
             continue;
           }
+          case 150: {
+            if (tag !== 1200) {
+              break;
+            }
+
+            message.mcpBodyRequired = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -986,6 +1025,7 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     message.approvalOutcome = object.approvalOutcome ?? "";
     message.rateLimited = object.rateLimited ?? false;
     message.retryAfterMs = object.retryAfterMs ?? 0;
+    message.mcpBodyRequired = object.mcpBodyRequired ?? false;
     return message;
   },
 };

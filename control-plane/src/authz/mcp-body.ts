@@ -1,0 +1,88 @@
+import { meshHostOf, parseSpiffeId } from '@airlock/common/spiffe';
+import { TlsMode, Verdict, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import type { McpBodyScope as McpBodyScopeMessage } from '@airlock/proto/identity/v1';
+import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
+import type { Destination } from '../policy/engine.ts';
+import { scopeNeeds } from '../policy/mcp-body-scope.ts';
+import type { DecisionSnapshot, DecisionState } from './decision-state.ts';
+
+/**
+ * Whether a call to `destination` needs its MCP body, on this snapshot: the policy's scope
+ * (policy/mcp-body-scope.ts), or a pinned MCP server, whose tools/call the pin check judges.
+ * A sidecar that skipped the body of such a call is told to read it and ask again.
+ */
+export function needsMcpBody(snapshot: DecisionSnapshot, destination: Destination, port: number): boolean {
+  if (scopeNeeds(snapshot.engine.mcpBody, destination)) return true;
+  const pins = snapshot.toolPins;
+  if (pins === undefined || pins.size === 0) return false;
+  return pins.has(destination.kind === 'agent' ? destination.id.uri : `${destination.host}:${port}`);
+}
+
+export const MCP_BODY_REQUIRED_REASON = 'the MCP body of this call must be read (a policy reads MCP for its destination): read it and ask again';
+
+/**
+ * The answer to a skipped body that the current snapshot needs: not a decision (none is audited;
+ * the second ask is), a DENY to any sidecar that does not know mcp_body_required.
+ */
+export function mcpBodyRequired(metrics: ControlPlaneMetrics, decisionId: string, version: number): AuthorizeResponse {
+  metrics.refused.inc({ reason: 'mcp_body_required' });
+  return { verdict: Verdict.VERDICT_DENY, decisionId, reason: MCP_BODY_REQUIRED_REASON, policy: '', upstream: undefined, dryRunDeny: false, policyVersion: version, rule: '', mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0, mcpBodyRequired: true };
+}
+
+/** The scope as pushed: the policy's, widened by the pinned servers (a pinned host counts on every port). */
+function toMessage(snapshot: DecisionSnapshot): McpBodyScopeMessage {
+  const scope = snapshot.engine.mcpBody;
+  const ids = new Set(scope.agents);
+  const hosts = new Set(scope.hosts);
+  for (const server of snapshot.toolPins?.keys() ?? []) addPinned(server, ids, hosts);
+  return { policyVersion: scope.version, all: scope.all, allAgents: scope.allAgents, spiffeIds: [...ids], hosts: [...hosts], hostSuffixes: [...scope.hostSuffixes] };
+}
+
+/** A pinned server (a SPIFFE ID, or `host:port`; tool-pins.ts serverOf) as a destination to read bodies of. */
+function addPinned(server: string, ids: Set<string>, hosts: Set<string>): void {
+  if (server.startsWith('spiffe://')) {
+    ids.add(server);
+    try {
+      hosts.add(meshHostOf(parseSpiffeId(server)).toLowerCase());
+    } catch {
+      // not an agent's ID: its ingress reads by ID (none here), the control plane asks for the body
+    }
+    return;
+  }
+  const colon = server.lastIndexOf(':');
+  hosts.add((colon < 0 ? server : server.slice(0, colon)).toLowerCase());
+}
+
+/**
+ * The scope pushed to every sidecar on its WatchTrustBundle stream: made once per policy version
+ * or tool-pin change (not per sidecar, not per call), and again on each such change.
+ */
+export class McpBodyScopes {
+  #message: McpBodyScopeMessage;
+  readonly #listeners = new Set<() => void>();
+
+  constructor(decisions: DecisionState) {
+    this.#message = toMessage(decisions.current());
+    decisions.onReplace((part) => {
+      if (part.engine === undefined && part.toolPins === undefined) return;
+      const next = toMessage(decisions.current());
+      if (sameScope(next, this.#message)) return;
+      this.#message = next;
+      for (const l of this.#listeners) l();
+    });
+  }
+
+  current(): McpBodyScopeMessage {
+    return this.#message;
+  }
+
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}
+
+function sameScope(a: McpBodyScopeMessage, b: McpBodyScopeMessage): boolean {
+  const same = (x: readonly string[], y: readonly string[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
+  return a.policyVersion === b.policyVersion && a.all === b.all && a.allAgents === b.allAgents && same(a.spiffeIds, b.spiffeIds) && same(a.hosts, b.hosts) && same(a.hostSuffixes, b.hostSuffixes);
+}
