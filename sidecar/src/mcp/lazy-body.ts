@@ -1,10 +1,17 @@
 import type { IncomingMessage } from 'node:http';
 import type { Authorizer, AuthzRequest, Decision } from '../authz/authorizer.ts';
-import { readSkippedMcp, type McpRead } from './read-request.ts';
+import { readMcpRequest, readSkippedMcp, type McpRead } from './read-request.ts';
 
 /** Counts bodies read for MCP, skipped, and read after all (the control plane asked for one skipped). */
 export interface McpBodyCounter {
   count(body: 'read' | 'skipped' | 'reread'): void;
+}
+
+/** readMcpRequest, its POST bodies counted as read or skipped (`read` false: the scope says no rule reads MCP there). */
+export async function readCounted(req: IncomingMessage, maxBytes: number, scanBytes: number, read: boolean, counter: McpBodyCounter | undefined): Promise<McpRead> {
+  const mcp = await readMcpRequest(req, maxBytes, scanBytes, read);
+  if (counter !== undefined && req.method === 'POST') counter.count(mcp.skipped === true ? 'skipped' : 'read');
+  return mcp;
 }
 
 /**
@@ -21,7 +28,6 @@ export async function authorizeReadingIfAsked(
   maxBytes: number,
   counter?: McpBodyCounter,
 ): Promise<{ decision: Decision; mcp: McpRead; question: AuthzRequest }> {
-  counter?.count(mcp.skipped === true ? 'skipped' : 'read');
   const decision = await authorizer.authorize(question);
   if (decision.allowed || decision.mcpBodyRequired !== true || mcp.skipped !== true) return { decision, mcp, question };
   const read = await readSkippedMcp(req, mcp, maxBytes);
