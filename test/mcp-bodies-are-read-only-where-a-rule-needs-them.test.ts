@@ -67,7 +67,7 @@ describe('MCP bodies are read only where a rule needs them', () => {
     direct = await obtainSvid(mesh, id('direct'));
     await scopesAt(mesh, ['planner', 'tools', 'files'], 1);
   }, 60_000);
-  afterAll(async () => mesh?.close());
+  afterAll(async () => mesh.close());
 
   const call = (to: string, body: string) => mesh.call('planner', 'POST', `http://${to}.agents/mcp`, { headers: JSON_HEADERS, body });
 
