@@ -99,4 +99,16 @@ describe('the scope pushed to sidecars', () => {
     expect(scopes.current()).toMatchObject({ policyVersion: 2, spiffeIds: [B, C], hosts: ['b.demo', 'c.demo', 'mcp.example.com'] });
     expect(pushes).toBe(2);
   });
+
+  it('lists the registered members of a segment chosen by namespace, and follows registrations', () => {
+    const byNamespace = BASE + DENY_DELETE.replace('to: { segments: [b] }', 'to: { segments: [all] }');
+    const state = new DecisionState(engine(byNamespace, 3));
+    const scopes = new McpBodyScopes(state);
+    expect(scopes.current()).toMatchObject({ policyVersion: 3, allAgents: false, spiffeIds: [], hosts: [] });
+    state.replace({ agents: new Map([...agents, [`spiffe://${TD}/ns/other/sa/x`, { spiffeId: `spiffe://${TD}/ns/other/sa/x`, inboundAddress: '10.0.0.3:15006', updatedAt: 1 }]]) });
+    expect(scopes.current()).toMatchObject({ spiffeIds: [B, C], hosts: ['b.demo', 'c.demo'] });
+    // An agent not yet in the pushed list: the control plane's own check still asks for its body.
+    const auth = authorizerOn(() => ({ engine: engine(byNamespace, 3), agents, revoked: new Set(), quarantined: new Map() }));
+    expect(auth.authorize(parseSpiffeId(A), outbound({ destinationHost: 'c.demo', mcpBodySkipped: true }))).toMatchObject({ mcpBodyRequired: true });
+  });
 });

@@ -1,9 +1,9 @@
-import { meshHostOf, parseSpiffeId } from '@airlock/common/spiffe';
+import { meshHostOf, parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import { TlsMode, Verdict, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
 import type { McpBodyScope as McpBodyScopeMessage } from '@airlock/proto/identity/v1';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import type { Destination } from '../policy/engine.ts';
-import { scopeNeeds } from '../policy/mcp-body-scope.ts';
+import { inChosen, scopeNeeds } from '../policy/mcp-body-scope.ts';
 import type { DecisionSnapshot, DecisionState } from './decision-state.ts';
 
 /**
@@ -12,7 +12,8 @@ import type { DecisionSnapshot, DecisionState } from './decision-state.ts';
  * A sidecar that skipped the body of such a call is told to read it and ask again.
  */
 export function needsMcpBody(snapshot: DecisionSnapshot, destination: Destination, port: number): boolean {
-  if (scopeNeeds(snapshot.engine.mcpBody, destination)) return true;
+  const engine = snapshot.engine;
+  if (scopeNeeds(engine.mcpBody, destination, (id, labels) => engine.segmentsOf(id, labels))) return true;
   const pins = snapshot.toolPins;
   if (pins === undefined || pins.size === 0) return false;
   return pins.has(destination.kind === 'agent' ? destination.id.uri : `${destination.host}:${port}`);
@@ -29,13 +30,35 @@ export function mcpBodyRequired(metrics: ControlPlaneMetrics, decisionId: string
   return { verdict: Verdict.VERDICT_DENY, decisionId, reason: MCP_BODY_REQUIRED_REASON, policy: '', upstream: undefined, dryRunDeny: false, policyVersion: version, rule: '', mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0, mcpBodyRequired: true };
 }
 
-/** The scope as pushed: the policy's, widened by the pinned servers (a pinned host counts on every port). */
+/**
+ * The scope as pushed: the policy's, the registered members of its segments chosen by pattern or
+ * label (an agent registered since is caught by the control plane's check until the next push),
+ * and the pinned servers (a pinned host counts on every port).
+ */
 function toMessage(snapshot: DecisionSnapshot): McpBodyScopeMessage {
-  const scope = snapshot.engine.mcpBody;
+  const engine = snapshot.engine;
+  const scope = engine.mcpBody;
   const ids = new Set(scope.agents);
   const hosts = new Set(scope.hosts);
+  if (scope.segments.size > 0) {
+    for (const agent of snapshot.agents.values()) {
+      const id = parsed(agent.spiffeId);
+      if (id !== undefined && inChosen(scope, engine.segmentsOf(id, agent.labels ?? {}))) {
+        ids.add(id.uri);
+        hosts.add(meshHostOf(id).toLowerCase());
+      }
+    }
+  }
   for (const server of snapshot.toolPins?.keys() ?? []) addPinned(server, ids, hosts);
   return { policyVersion: scope.version, all: scope.all, allAgents: scope.allAgents, spiffeIds: [...ids], hosts: [...hosts], hostSuffixes: [...scope.hostSuffixes] };
+}
+
+function parsed(uri: string): SpiffeId | undefined {
+  try {
+    return parseSpiffeId(uri);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A pinned server (a SPIFFE ID, or `host:port`; tool-pins.ts serverOf) as a destination to read bodies of. */
@@ -64,7 +87,7 @@ export class McpBodyScopes {
   constructor(decisions: DecisionState) {
     this.#message = toMessage(decisions.current());
     decisions.onReplace((part) => {
-      if (part.engine === undefined && part.toolPins === undefined) return;
+      if (part.engine === undefined && part.toolPins === undefined && part.agents === undefined) return;
       const next = toMessage(decisions.current());
       if (sameScope(next, this.#message)) return;
       this.#message = next;

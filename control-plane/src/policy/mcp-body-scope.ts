@@ -1,3 +1,4 @@
+import type { Labels } from '@airlock/common/labels';
 import { meshHostOf, type SpiffeId } from '@airlock/common/spiffe';
 import type { PolicyDocuments, SegmentDoc } from './types.ts';
 
@@ -11,10 +12,12 @@ export interface McpBodyScope {
   readonly version: number;
   /** Every destination (the behaviour baselines learn MCP tools of every call). */
   readonly all: boolean;
-  /** Every agent of the mesh (a policy reading MCP to a segment chosen by namespace, service account or labels). */
+  /** Every agent of the mesh (a policy reading MCP to a segment this version does not define). */
   readonly allAgents: boolean;
   /** Agents by SPIFFE ID (segments that list exact `spiffeIds` only). */
   readonly agents: ReadonlySet<string>;
+  /** Segments chosen by namespace, service account or labels: their members are found per agent (segmentsOf). */
+  readonly segments: ReadonlySet<string>;
   /** External hosts by exact name (lower case), and the mesh hosts of `agents`, for the egress, which knows only the host. */
   readonly hosts: ReadonlySet<string>;
   /** `.example.com` for `*.example.com`. */
@@ -39,6 +42,7 @@ export function mcpBodyScope(docs: PolicyDocuments, version: number, parse: (uri
   const agents = new Set<string>();
   const hosts = new Set<string>();
   const suffixes = new Set<string>();
+  const chosen = new Set<string>();
   let allAgents = false;
   for (const p of docs.policies) {
     // Any mode and action: a dry-run or deny rule on MCP judges the message too.
@@ -46,8 +50,12 @@ export function mcpBodyScope(docs: PolicyDocuments, version: number, parse: (uri
     if (p.toSegments !== undefined) {
       for (const name of p.toSegments) {
         const segment = segments.get(name);
-        const members = segment === undefined ? undefined : listedMembers(segment);
-        if (members === undefined) allAgents = true;
+        if (segment === undefined) {
+          allAgents = true;
+          continue;
+        }
+        const members = listedMembers(segment);
+        if (members === undefined) chosen.add(name);
         else for (const id of members) agents.add(id);
       }
       continue;
@@ -64,16 +72,27 @@ export function mcpBodyScope(docs: PolicyDocuments, version: number, parse: (uri
   }
   // Baselines learn `tool=NAME` flows of the calls they observe: every body is read while any exists.
   const all = (docs.baselines?.length ?? 0) > 0;
-  return { version, all, allAgents, agents, hosts, hostSuffixes: [...suffixes] };
+  return { version, all, allAgents, agents, segments: chosen, hosts, hostSuffixes: [...suffixes] };
 }
 
 /** Whether a call to `to` needs its MCP body read under `scope` (the control plane's check of a skipped body). */
-export function scopeNeeds(scope: McpBodyScope, to: { readonly kind: 'agent'; readonly id: SpiffeId } | { readonly kind: 'host'; readonly host: string }): boolean {
+export function scopeNeeds(
+  scope: McpBodyScope,
+  to: { readonly kind: 'agent'; readonly id: SpiffeId; readonly labels?: Labels } | { readonly kind: 'host'; readonly host: string },
+  segmentsOf: (id: SpiffeId, labels?: Labels) => readonly string[],
+): boolean {
   if (scope.all) return true;
-  if (to.kind === 'agent') return scope.allAgents || scope.agents.has(to.id.uri);
+  if (to.kind === 'agent') return scope.allAgents || scope.agents.has(to.id.uri) || inChosen(scope, segmentsOf(to.id, to.labels));
   const h = to.host.toLowerCase();
   const host = h.endsWith('.') ? h.slice(0, -1) : h;
   if (scope.hosts.has(host)) return true;
   for (const s of scope.hostSuffixes) if (host.length > s.length && host.endsWith(s)) return true;
+  return false;
+}
+
+/** Whether any of an agent's segments is one whose bodies are read. */
+export function inChosen(scope: McpBodyScope, segments: readonly string[]): boolean {
+  if (scope.segments.size === 0) return false;
+  for (const s of segments) if (scope.segments.has(s)) return true;
   return false;
 }

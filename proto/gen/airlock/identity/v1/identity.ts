@@ -122,16 +122,19 @@ export interface TicketKey {
 /**
  * 11lazy: the destinations whose POST application/json bodies a sidecar reads for MCP: those that a
  * rule on MCP (tools, methods, arguments, approvals, tool pinning) or a pinned MCP server may apply
- * to. Conservative: when a destination cannot be named (a segment chosen by namespace, service
- * account or labels), all_agents; when the behaviour baselines learn MCP tools, all. A body not
- * read is sent as mcp_body_skipped; the control plane checks that against its own snapshot.
+ * to; a segment chosen by namespace, service account or labels as its registered members (sent
+ * again when an agent registers). Conservative: while the behaviour baselines learn MCP tools, all.
+ * A body not read is sent as mcp_body_skipped; the control plane checks that against its own snapshot.
  */
 export interface McpBodyScope {
   /** The policy version this was derived from. */
   policyVersion: number;
   /** Read every body (as without a scope). */
   all: boolean;
-  /** Read every body to an agent of the mesh (an egress reads every body, not knowing which hosts are mesh hosts). */
+  /**
+   * Read every body to an agent of the mesh (a segment the version does not define; an egress then
+   * reads every body, not knowing which hosts are mesh hosts).
+   */
   allAgents: boolean;
   /** Agents whose bodies are read, by SPIFFE ID (the ingress of that agent reads them). */
   spiffeIds: string[];
