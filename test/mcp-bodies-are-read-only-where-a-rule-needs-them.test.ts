@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminPost } from '../cli/src/admin-client.ts';
@@ -14,13 +16,13 @@ const TD = 'lazy.test';
 const id = (sa: string): string => `spiffe://${TD}/ns/agents/sa/${sa}`;
 const byId = (name: string, sa: string): string => `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: ${name} }\nspec: { selector: { spiffeIds: ["${id(sa)}"] } }\n`;
 const denyTool = (name: string, from: string, to: string, tool: string): string =>
-  `apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: ${name} }\nspec:\n  from: { segments: [${from}] }\n  to: { segments: [${to}] }\n  rules: [ { paths: [/mcp], mcp: { tools: [${tool}] } } ]\n  action: deny\n`;
+  `apiVersion: airlock.dev/v1\nkind: Policy\nmetadata: { name: ${name} }\nspec:\n  from: { segments: [${from}] }\n  to: { segments: [${to}] }\n  rules: [ { paths: [/mcp/*], mcp: { tools: [${tool}] } } ]\n  action: deny\n`;
 
 const POLICY = [
   policyYaml('agents', ['planner', 'tools', 'files', 'direct'], [
-    { name: 'planner-to-tools', from: 'planner', to: 'tools', methods: ['POST'], paths: ['/mcp'] },
-    { name: 'planner-to-files', from: 'planner', to: 'files', methods: ['POST'], paths: ['/mcp'] },
-    { name: 'direct-to-tools', from: 'direct', to: 'tools', methods: ['POST'], paths: ['/mcp'] },
+    { name: 'planner-to-tools', from: 'planner', to: 'tools', methods: ['POST'], paths: ['/mcp/*'] },
+    { name: 'planner-to-files', from: 'planner', to: 'files', methods: ['POST'], paths: ['/mcp/*'] },
+    { name: 'direct-to-tools', from: 'direct', to: 'tools', methods: ['POST'], paths: ['/mcp/*'] },
   ]),
   byId('files-id', 'files'),
   denyTool('no-delete-on-files', 'planner', 'files-id', 'delete_all'),
@@ -48,6 +50,26 @@ async function scopesAt(mesh: Mesh, agents: readonly string[], version: number):
   }
 }
 
+/** Three calls in four are of the tool the change denies. */
+const toolOf = (seq: number): string => (seq % 4 === 3 ? 'search_web' : 'delete_all');
+
+interface AuditedCall { readonly seq: number; readonly direction: string; readonly verdict: string; readonly policyVersion: number }
+
+/** The control plane's decisions about the load's calls (path /mcp/seq/N), once at least `atLeast` are written (pino writes asynchronously). */
+async function auditedCalls(mesh: Mesh, atLeast: number): Promise<AuditedCall[]> {
+  let found: AuditedCall[] = [];
+  for (let i = 0; i < 100 && found.length < atLeast; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 100));
+    found = readFileSync(join(mesh.dir, 'control-plane.log'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('"/mcp/seq/'))
+      .map((l) => (JSON.parse(l) as { audit?: { kind: string; path: string; direction: string; verdict: string; policyVersion: number } }).audit)
+      .filter((a) => a?.kind === 'decision')
+      .map((a) => ({ seq: Number(a?.path.split('/').pop()), direction: a?.direction ?? '', verdict: a?.verdict ?? '', policyVersion: a?.policyVersion ?? -1 }));
+  }
+  return found;
+}
+
 describe('MCP bodies are read only where a rule needs them', () => {
   let mesh: Mesh;
   let direct: HeldSvid;
@@ -69,7 +91,7 @@ describe('MCP bodies are read only where a rule needs them', () => {
   }, 60_000);
   afterAll(async () => mesh.close());
 
-  const call = (to: string, body: string) => mesh.call('planner', 'POST', `http://${to}.agents/mcp`, { headers: JSON_HEADERS, body });
+  const call = (to: string, body: string, path = '/mcp') => mesh.call('planner', 'POST', `http://${to}.agents${path}`, { headers: JSON_HEADERS, body });
 
   it('without a rule on MCP, a POST application/json body is not read at either end: not JSON, or over the limit, it passes on its ticket; a tool rule elsewhere still denies', async () => {
     const counts = async () => ({
@@ -103,7 +125,8 @@ describe('MCP bodies are read only where a rule needs them', () => {
   });
 
   it('an MCP rule for the destination is never skipped: a deny-tool rule applied under traffic refuses every call of the tool decided after it, at the egress and at the ingress (tickets and direct callers)', { timeout: 120_000 }, async () => {
-    const WORKERS = 6;
+    // Calls in flight when the change lands are those a stale scope may have skipped: enough of them, mostly of the denied tool.
+    const WORKERS = 10;
     const MAX_CALLS = 900;
     const AFTER_CHANGE = 80;
     interface Call { readonly seq: number; readonly via: 'egress' | 'direct'; readonly tool: string; readonly startedAt: number; endedAt: number; refused: boolean; policy: string }
@@ -113,26 +136,27 @@ describe('MCP bodies are read only where a rule needs them', () => {
     const tls = { ca: direct.ca, cert: direct.certChainPem, key: direct.keyPem, checkServerIdentity: () => undefined };
     const one = async (via: 'egress' | 'direct'): Promise<void> => {
       const n = seq++;
-      const tool = n % 2 === 0 ? 'delete_all' : 'search_web';
+      const tool = toolOf(n);
       const body = rpc('tools/call', { name: tool, arguments: { seq: n } });
       const c: Call = { seq: n, via, tool, startedAt: performance.now(), endedAt: 0, refused: false, policy: '' };
       calls.push(c);
       if (via === 'egress') {
-        const res = await call('tools', body);
-        const error = res.json<{ error?: { code: number; data: { policy: string } } }>().error;
+        const res = await call('tools', body, `/mcp/seq/${n}`);
+        // A refusal other than a policy's (an unavailable control plane) has no data: not "refused".
+        const error = res.json<{ error?: { code?: number; data?: { policy?: string } } }>().error;
         c.refused = error?.code === DENIED;
-        c.policy = error?.data.policy ?? '';
+        c.policy = error?.data?.policy ?? '';
       } else {
         // A caller with its own SVID and no ticket: the ingress asks, with the body it read or skipped.
-        const res = await rawHttp(mesh.agent('tools').inboundPort, `POST /mcp HTTP/1.1\r\nHost: tools.agents\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`, { tls });
-        let error: { code: number; data: { policy: string } } | undefined;
+        const res = await rawHttp(mesh.agent('tools').inboundPort, `POST /mcp/seq/${n} HTTP/1.1\r\nHost: tools.agents\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`, { tls });
+        let error: { code?: number; data?: { policy?: string } } | undefined;
         try {
           error = (JSON.parse(res.body) as { error?: typeof error }).error;
         } catch {
           error = undefined; // the app's answer (allowed): not a refusal
         }
         c.refused = error?.code === DENIED;
-        c.policy = error?.data.policy ?? '';
+        c.policy = error?.data?.policy ?? '';
       }
       c.endedAt = performance.now();
     };
@@ -144,7 +168,7 @@ describe('MCP bodies are read only where a rule needs them', () => {
       if (!pred()) throw new Error(`load never reached: ${what}`);
     };
     const rereadBefore = (await metric(mesh, 'planner', 'airlock_sidecar_mcp_bodies_total', 'body="reread"')) + (await metric(mesh, 'tools', 'airlock_sidecar_mcp_bodies_total', 'body="reread"'));
-    const workers = [...Array.from({ length: WORKERS }, () => worker('egress')), worker('direct'), worker('direct')];
+    const workers = [...Array.from({ length: WORKERS }, () => worker('egress')), worker('direct'), worker('direct'), worker('direct')];
     try {
       await until(() => calls.filter((c) => c.endedAt > 0).length >= 60, '60 calls before the change');
       const sentAt = performance.now();
@@ -168,6 +192,17 @@ describe('MCP bodies are read only where a rule needs them', () => {
       expect(deletes.filter((c) => !c.refused || !c.policy.startsWith('no-delete-'))).toEqual([]);
       expect(deletes.filter((c) => reached.has(c.seq)).map((c) => c.seq)).toEqual([]);
       expect(after.filter((c) => c.tool === 'search_web' && (c.refused || !reached.has(c.seq)))).toEqual([]);
+      // The decisions themselves (the audit trail, by the call's path): from the first one under the
+      // new version on, no delete_all is allowed, at the egress or the ingress, though the calls in
+      // flight at the change may have skipped the body on the scope their sidecar held then.
+      const decisions = await auditedCalls(mesh, calls.length);
+      const underNew = decisions.filter((d) => d.policyVersion >= applied.version);
+      expect(underNew.length).toBeGreaterThan(0);
+      expect(underNew.filter((d) => d.verdict === 'allow' && toolOf(d.seq) === 'delete_all')).toEqual([]);
+      expect(new Set(underNew.map((d) => d.direction))).toEqual(new Set(['outbound', 'inbound']));
+      // And a delete_all that reached the app was allowed only by decisions under the old version.
+      const allowedUnderNew = new Set(underNew.filter((d) => d.verdict === 'allow').map((d) => d.seq));
+      expect([...reached].filter((n) => toolOf(n) === 'delete_all' && allowedUnderNew.has(n))).toEqual([]);
       // Whatever the order of the push and the decisions, the bodies are read now at both ends.
       await scopesAt(mesh, ['planner', 'tools'], applied.version);
       const readBefore = await metric(mesh, 'tools', 'airlock_sidecar_mcp_bodies_total', 'body="read"');
