@@ -38,7 +38,11 @@ export interface TicketClaims {
   readonly port: number;
   readonly method: string;
   readonly path: string;
-  /** '' when the request carried no MCP message. */
+  /**
+   * '' when the request carried no MCP message, or its body was not read for MCP (mcp_body_skipped;
+   * a POST body read always yields a method, or is unreadable and gets no ticket): so a ticket binds
+   * whether the body was inspected, and an ingress admits it only if it read (or skipped) the same.
+   */
   readonly mcpMethod: string;
   readonly mcpTool: string;
   /**

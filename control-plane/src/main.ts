@@ -45,6 +45,7 @@ import { AgentRegistry } from './authz/registry.ts';
 import { TicketIssuer } from './authz/tickets/ticket-issuer.ts';
 import { rotateTicketKeys, TicketKeys } from './authz/tickets/ticket-keys.ts';
 import { DecisionState } from './authz/decision-state.ts';
+import { McpBodyScopes } from './authz/mcp-body.ts';
 import { PolicyEngine } from './policy/engine.ts';
 import { CertificateIssuer } from './api/identity/sign-certificate.ts';
 import { CaRing } from './ca/ca-ring.ts';
@@ -287,6 +288,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
       revocations,
       ticketKeys,
       quarantines,
+      mcpBody: new McpBodyScopes(decisions),
       logger: logger.child({ component: 'grpc' }),
       refusals,
       metrics,

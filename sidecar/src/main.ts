@@ -18,6 +18,7 @@ import { ControlPlaneEndpoints } from './controlplane/endpoints.ts';
 import { JoinTokenSigner, KubernetesTokenSigner, MtlsRenewalSigner } from './identity/certificate-signer.ts';
 import { IdentityProvider } from './identity/identity-provider.ts';
 import { TrustBundleWatcher } from './identity/trust-bundle-watcher.ts';
+import { McpBodyNeeds } from './mcp/mcp-body-scope.ts';
 import type { ListenerLimits } from './http/listener-limits.ts';
 import { createInboundServer } from './inbound/inbound-server.ts';
 import { TicketCheck } from './inbound/ticket-check.ts';
@@ -27,7 +28,7 @@ import { DestinationCheck, dnsServersResolve, externalAgent } from './outbound/d
 import { EgressCa } from './outbound/egress-ca.ts';
 import type { OriginationTrust } from './outbound/tls-origination.ts';
 import { UpstreamPools } from './outbound/upstream-pools.ts';
-import { createSidecarMetrics } from './telemetry/metrics.ts';
+import { createSidecarMetrics, mcpBodyCounter } from './telemetry/metrics.ts';
 
 export type { SidecarConfig } from './config/config.ts';
 
@@ -98,6 +99,9 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     bundleGauge: metrics.trustBundleCertificates,
     keyType: config.keyType,
   });
+  // Which destinations' bodies are read for MCP, as the control plane pushes it (every body until then).
+  const mcpBody = new McpBodyNeeds();
+  metrics.mcpBodyScopeVersion.set(-1);
   const revoked = new TrustBundleWatcher({
     pool,
     controlPlaneId: cpId,
@@ -111,6 +115,10 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     onBundle: (pushed) => {
       identity.useTrustBundle(pushed.trustBundlePem);
       identity.renewUnlessIssuedBy(pushed.renewUnlessIssuedByPem);
+    },
+    onMcpBody: (scope) => {
+      mcpBody.update(scope);
+      metrics.mcpBodyScopeVersion.set(scope?.policyVersion ?? -1);
     },
   });
   const authorizer = withApprovals(
@@ -132,7 +140,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     tlsHandshakeTimeoutMs: config.tlsHandshakeTimeout,
     tunnelIdleTimeoutMs: config.tunnelIdleTimeout,
   };
-  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, contained: revoked, ...(tickets === undefined ? {} : { tickets }), mcpMaxBody: config.mcpMaxBody, tlsMinVersion, limits, logger: logger.child({ component: 'inbound' }) });
+  const inbound = createInboundServer({ identity, authorizer, app, metrics, revoked, contained: revoked, ...(tickets === undefined ? {} : { tickets }), mcpMaxBody: config.mcpMaxBody, mcpBody, mcpBodies: mcpBodyCounter(metrics, 'inbound'), tlsMinVersion, limits, logger: logger.child({ component: 'inbound' }) });
   // Our own listeners, once bound: an external call is never let back into the sidecar (or the control plane).
   const ownPorts: number[] = [];
   const destinations = new DestinationCheck({
@@ -143,7 +151,7 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     ...(config.egressDnsServers.length === 0 ? {} : { resolve: dnsServersResolve(config.egressDnsServers) }),
   });
   const external = externalAgent(destinations, logger.child({ component: 'outbound' }), egressRoots);
-  const outboundDeps = { identity, authorizer, meshPools, external, destinations, metrics, mcpMaxBody: config.mcpMaxBody, plainHttpPorts: new Set(config.plainHttpPorts), egressCa, limits, logger: logger.child({ component: 'outbound' }) };
+  const outboundDeps = { identity, authorizer, meshPools, external, destinations, metrics, mcpMaxBody: config.mcpMaxBody, mcpBody, mcpBodies: mcpBodyCounter(metrics, 'outbound'), plainHttpPorts: new Set(config.plainHttpPorts), egressCa, limits, logger: logger.child({ component: 'outbound' }) };
   const outbound = createOutboundServer(outboundDeps);
   const capture = config.captureListen === undefined ? undefined : createCaptureServer(outboundDeps);
   const started: import('node:net').Server[] = [];

@@ -27,7 +27,7 @@ import { capGrpcConnections } from './grpc-listener-limits.ts';
 import { providerServerCredentials } from './grpc-server-credentials.ts';
 import { toGrpcFailure } from './grpc-status.ts';
 import type { RefusalLog } from './rate-limit.ts';
-import { watchTrustBundleHandler, type QuarantineSource, type TicketKeySource } from './identity/trust-bundle-stream.ts';
+import { watchTrustBundleHandler, type McpBodySource, type QuarantineSource, type TicketKeySource } from './identity/trust-bundle-stream.ts';
 import { addHealthService, addReflectionService, serviceName } from './grpc-standard-services.ts';
 
 export interface GrpcServerDeps {
@@ -49,6 +49,8 @@ export interface GrpcServerDeps {
   readonly ticketKeys?: TicketKeySource;
   /** Quarantined identities, pushed on the same stream: a sidecar admits no ticket from them. */
   readonly quarantines?: QuarantineSource;
+  /** Which destinations need the MCP body read, pushed on the same stream (authz/mcp-body.ts); absent: sidecars read every body. */
+  readonly mcpBody?: McpBodySource;
   readonly logger: Logger;
   /** Where refused unauthenticated calls and throttled streams are recorded, at a bounded rate (refusalLog of the audit trail). */
   readonly refusals: RefusalLog;
@@ -177,6 +179,7 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
       revocations: deps.revocations,
       ...(deps.ticketKeys === undefined ? {} : { ticketKeys: deps.ticketKeys }),
       ...(deps.quarantines === undefined ? {} : { quarantines: deps.quarantines }),
+      ...(deps.mcpBody === undefined ? {} : { mcpBody: deps.mcpBody }),
       callerOf: (call) => {
         const caller = callerOf(call, deps);
         return caller instanceof AirlockError ? refuseUnauthenticated('WatchTrustBundle', call.getPeer(), caller) : caller;

@@ -10,6 +10,7 @@ import { checkListedToolPins, DEFAULT_TOOL_CHANGE_ACTION, serverOf, type ToolPin
 import { DecisionCounts } from '../monitoring/decision-counts.ts';
 import type { ControlPlaneMetrics } from '../monitoring/metrics.ts';
 import { headerInput, type Destination, type McpInput } from '../policy/engine.ts';
+import { askAgain } from './ask-again.ts';
 import { decide } from './decide.ts';
 import { RateLimiter } from './rate-limits/rate-limits.ts';
 import type { Baselines } from '../baselines/baselines.ts';
@@ -21,6 +22,7 @@ import type { TicketIssuer } from './tickets/ticket-issuer.ts';
 import { argumentsDigest } from '@airlock/common/ticket';
 import { bindingOf, type ApprovalOutcome, type Approvals } from './approvals/approvals.ts';
 import { applyApproval, approvalCallOf } from './approvals/held-decision.ts';
+import { mcpBodyRequired, needsMcpBody } from './mcp-body.ts';
 
 export interface AuthorizerDeps {
   readonly trustDomain: string;
@@ -195,6 +197,8 @@ export class Authorizer {
       throw refuse(e, 'bad_request', req.sourceSpiffeId, req.destinationSpiffeId);
     }
 
+    // A body the sidecar skipped on a stale scope is never judged as "no MCP": it reads it and asks again.
+    if (req.mcpBodySkipped && needsMcpBody(snapshot, destination, req.destinationPort)) return mcpBodyRequired(this.#d.metrics, decisionId, engine.version);
     // The header map is built only when some rule looks at headers: no rule can tell them from none.
     const headers = !engine.usesHeaders || (req.headers.length === 0 && !req.headersIncomplete) ? undefined : headerInput(req.headers, req.headersIncomplete);
     // Findings matter (and are audited) for external hosts only: agents of the mesh pass each other tokens.
@@ -203,7 +207,7 @@ export class Authorizer {
     const { decision: judged, input } = decide(snapshot, call);
     // Allowed to an external name while feeds list addresses: no decision until the sidecar sends what it resolves to (README "Threat feeds").
     if (req.approvalId === '' && judged.approval === undefined && addressesRequired(judged.allow, destination, snapshot.threats, req.destinationAddresses)) {
-      return { verdict: Verdict.VERDICT_DENY, decisionId, reason: 'threat feeds list addresses: resolve the name and ask again with destination_addresses', policy: '', upstream: undefined, dryRunDeny: false, policyVersion: judged.version, rule: '', mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: true };
+      return askAgain(decisionId, judged.version, 'threat feeds list addresses: resolve the name and ask again with destination_addresses', { addressesRequired: true });
     }
     // Human approval: held (pending), released, or denied (README "Human approval"); nothing to do (no allocation) for other calls.
     const approval = req.approvalId === '' && judged.approval === undefined ? undefined : applyApproval(judged, { approvals: this.#d.approvals, direction, req, source, destination, decisionId, held });
@@ -283,7 +287,7 @@ export class Authorizer {
         : '';
     if (pending !== undefined) {
       // Held: nothing to reach yet; the sidecar asks again with the approval id and waits.
-      return { verdict: Verdict.VERDICT_APPROVAL_PENDING, decisionId, reason, policy: decision.policy, upstream: undefined, dryRunDeny: false, policyVersion: decision.version, rule: decision.rule, mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: pending.id, approvalWaitMs: Math.max(0, pending.expiresAt - Date.now()), approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: false };
+      return { verdict: Verdict.VERDICT_APPROVAL_PENDING, decisionId, reason, policy: decision.policy, upstream: undefined, dryRunDeny: false, policyVersion: decision.version, rule: decision.rule, mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: pending.id, approvalWaitMs: Math.max(0, pending.expiresAt - Date.now()), approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: false, mcpBodyRequired: false };
     }
     return {
       verdict: decision.allow ? Verdict.VERDICT_ALLOW : Verdict.VERDICT_DENY,
@@ -304,6 +308,7 @@ export class Authorizer {
       rateLimited: rateLimit?.mode === 'enforce',
       retryAfterMs: rateLimit?.mode === 'enforce' ? rateLimit.retryAfterMs : 0,
       addressesRequired: false,
+      mcpBodyRequired: false,
     };
   }
 }

@@ -1,5 +1,5 @@
 import type { Labels } from '@airlock/common/labels';
-import { meshHostOf, type SpiffeId } from '@airlock/common/spiffe';
+import { meshHostOf, parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
 import type { McpArguments } from '@airlock/common/mcp-arguments';
 import { ArgumentCondition } from './arguments.ts';
 import { normalizePath } from './path.ts';
@@ -9,6 +9,7 @@ import type { RateLimitDoc } from './rate-limit-doc.ts';
 import { compileSecretRules, type SecretRules } from './secrets.ts';
 import type { SecretFinding } from '@airlock/common/secret-detectors';
 import type { BaselineDoc } from './baseline-doc.ts';
+import { mcpBodyScope, type McpBodyScope } from './mcp-body-scope.ts';
 import type { ApprovalDoc, HeaderRuleDoc, PolicyDoc, PolicyDocuments, TlsMode, ToolChangeAction } from './types.ts';
 
 /**
@@ -251,6 +252,8 @@ export class PolicyEngine {
   readonly #onToolChange = new Map<string, ToolChangeAction>();
   /** The allow policies to hosts with `spec.to.secrets` (authz/secrets.ts judges findings with them). */
   readonly secretRules: SecretRules;
+  /** The destinations whose POST bodies sidecars read for MCP, derived once per version (mcp-body-scope.ts). */
+  readonly mcpBody: McpBodyScope;
 
   constructor(docs: PolicyDocuments, trustDomain: string, version = 0) {
     this.trustDomain = trustDomain;
@@ -289,6 +292,7 @@ export class PolicyEngine {
     this.usesHeaders = usesHeaders;
     this.usesArguments = usesArguments;
     this.secretRules = compileSecretRules(docs.policies);
+    this.mcpBody = mcpBodyScope(docs, version, parseIdOrUndefined);
   }
 
   static empty(trustDomain: string): PolicyEngine {
@@ -668,6 +672,14 @@ function headersHold(conditions: readonly CompiledHeader[], headers: HeaderInput
     if (!holds) return false;
   }
   return true;
+}
+
+function parseIdOrUndefined(uri: string): SpiffeId | undefined {
+  try {
+    return parseSpiffeId(uri);
+  } catch {
+    return undefined;
+  }
 }
 
 export function normalizeHost(host: string): string {

@@ -41,6 +41,8 @@ export interface AuthzRequest {
   readonly secretFindings?: readonly SecretFinding[];
   /** OUTBOUND to a name: the addresses it resolved to, checked, that the call will dial (threat feeds judge them); undefined = none. */
   readonly destinationAddresses?: readonly string[];
+  /** A POST whose body was not read for MCP (the pushed scope says no rule reads it): judged as one without MCP. */
+  readonly mcpBodySkipped?: boolean;
 }
 
 /**
@@ -97,6 +99,8 @@ export type Decision =
       readonly retryAfterMs?: number;
       /** Not decided yet: resolve the (external) name and ask again with destinationAddresses (egress-ask.ts). */
       readonly addressesRequired?: true;
+      /** Not a decision: the control plane needs the skipped MCP body; read it and ask again (mcp/lazy-body.ts). */
+      readonly mcpBodyRequired?: true;
     };
 
 export interface Authorizer {

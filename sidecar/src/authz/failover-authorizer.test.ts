@@ -156,7 +156,7 @@ describe('FailoverAuthorizer over real gRPC streams', () => {
     for (const cp of started.splice(0)) await cp.stop();
   });
 
-  const answering = (decisionId: string) => (): AuthorizeResponse => ({ verdict: Verdict.VERDICT_ALLOW, decisionId, reason: 'ok', policy: 'p', upstream: undefined, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [], tls: 0, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: false });
+  const answering = (decisionId: string) => (): AuthorizeResponse => ({ verdict: Verdict.VERDICT_ALLOW, decisionId, reason: 'ok', policy: 'p', upstream: undefined, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [], tls: 0, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: false, mcpBodyRequired: false });
 
   async function replicas(n: number): Promise<FakeControlPlane[]> {
     for (let i = 0; i < n; i++) started.push(await startFakeControlPlane({ ca, servingId: controlPlaneIdOf(TD), requireClientCert: true }));

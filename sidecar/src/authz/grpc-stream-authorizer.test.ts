@@ -15,7 +15,7 @@ const B = `spiffe://${TD}/ns/demo/sa/bob`;
 const req = (path: string): AuthzRequest => ({ direction: 'outbound', sourceId: A, host: 'bob.demo', port: 80, method: 'GET', path });
 const code = (p: Promise<unknown>): Promise<unknown> => p.then(() => 'resolved', (e: unknown) => (e instanceof AirlockError ? e.code : e));
 /** Answers with the request's path as the decision id, so a test can tell which call got which answer. */
-const echoPath = (r: { path: string }): AuthorizeResponse => ({ verdict: Verdict.VERDICT_ALLOW, decisionId: r.path, reason: 'ok', policy: 'p', upstream: { address: '127.0.0.1:9', spiffeId: B }, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [], tls: 0, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: false });
+const echoPath = (r: { path: string }): AuthorizeResponse => ({ verdict: Verdict.VERDICT_ALLOW, decisionId: r.path, reason: 'ok', policy: 'p', upstream: { address: '127.0.0.1:9', spiffeId: B }, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [], tls: 0, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: false, mcpBodyRequired: false });
 
 describe('GrpcStreamAuthorizer', () => {
   const ca = createTestCa();
@@ -51,7 +51,7 @@ describe('GrpcStreamAuthorizer', () => {
     // A later turn is a new message on the same stream: nothing is cached.
     expect((await authorizer.authorize(req('/c0'))).decisionId).toBe('/c0');
     expect(cp.streamMessages.length - before).toBe(2);
-    expect(cp.authorizeRequests.at(-1)).toEqual({ direction: 1, sourceSpiffeId: A, destinationSpiffeId: '', destinationHost: 'bob.demo', destinationPort: 80, method: 'GET', path: '/c0', mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], mcpListedToolPins: [], headers: [], headersIncomplete: false, mcpArguments: '', mcpArgumentsUnreadable: '', mcpHeaderMismatch: '', inspected: false, approvalId: '', secretFindings: [], destinationAddresses: [] });
+    expect(cp.authorizeRequests.at(-1)).toEqual({ direction: 1, sourceSpiffeId: A, destinationSpiffeId: '', destinationHost: 'bob.demo', destinationPort: 80, method: 'GET', path: '/c0', mcpMethod: '', mcpTool: '', mcpUnreadable: '', mcpListedTools: [], mcpListedToolPins: [], headers: [], headersIncomplete: false, mcpArguments: '', mcpArgumentsUnreadable: '', mcpHeaderMismatch: '', inspected: false, approvalId: '', secretFindings: [], destinationAddresses: [], mcpBodySkipped: false });
   });
 
   it('matches answers by id when they come back out of order and in pieces', async () => {
@@ -63,8 +63,8 @@ describe('GrpcStreamAuthorizer', () => {
   it('maps a DENY, an unknown verdict and a refusal (fail closed)', async () => {
     cp.authorize = (r) =>
       r.path === '/deny'
-        ? { verdict: 2, decisionId: 'd', reason: 'no', policy: '', upstream: undefined, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [], tls: 0, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: false }
-        : { verdict: 0, decisionId: '', reason: '', policy: '', upstream: undefined, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [], tls: 0, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: false };
+        ? { verdict: 2, decisionId: 'd', reason: 'no', policy: '', upstream: undefined, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [], tls: 0, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: false, mcpBodyRequired: false }
+        : { verdict: 0, decisionId: '', reason: '', policy: '', upstream: undefined, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [], tls: 0, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: false, mcpBodyRequired: false };
     expect(await authorizer.authorize(req('/deny'))).toEqual({ allowed: false, decisionId: 'd', reason: 'no', policy: '', policyVersion: 0, rule: '' });
     expect(await code(authorizer.authorize(req('/unknown')))).toBe(ErrorCode.AuthzUnavailable);
     cp.streamReply = (results) => [results.map((r) => ({ id: r.id, decision: undefined, refusal: { code: status.PERMISSION_DENIED, message: 'not yours' } }))];

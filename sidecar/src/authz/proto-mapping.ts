@@ -29,6 +29,7 @@ export function toProtoRequest(request: AuthzRequest): AuthorizeRequest {
     approvalId: request.approvalId ?? '',
     secretFindings: (request.secretFindings ?? []) as SecretFinding[],
     destinationAddresses: (request.destinationAddresses ?? []) as string[],
+    mcpBodySkipped: request.mcpBodySkipped ?? false,
   };
 }
 
@@ -51,6 +52,8 @@ export function toDecision(res: AuthorizeResponse): Decision | undefined {
     };
   }
   if (res.verdict === Verdict.VERDICT_DENY) {
+    // Not a decision: the skipped body must be read, and the call asked about again (mcp/lazy-body.ts).
+    if (res.mcpBodyRequired) return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy, policyVersion: res.policyVersion, rule: res.rule, mcpBodyRequired: true };
     return { allowed: false, decisionId: res.decisionId, reason: res.reason, policy: res.policy, policyVersion: res.policyVersion, rule: res.rule, ...(res.approvalOutcome === '' ? {} : { approvalOutcome: res.approvalOutcome }), ...(res.rateLimited ? { retryAfterMs: Math.max(1, res.retryAfterMs) } : {}), ...(res.addressesRequired ? { addressesRequired: true as const } : {}) };
   }
   if (res.verdict === Verdict.VERDICT_APPROVAL_PENDING) {

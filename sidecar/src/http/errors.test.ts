@@ -5,7 +5,7 @@ import { quietLogger } from '../testing/fakes.ts';
 import { assertAllowed, errorReply, MCP_DENIED_CODE, MCP_RATE_LIMITED_CODE } from './errors.ts';
 
 const log = quietLogger();
-const DENY = { verdict: Verdict.VERDICT_DENY, decisionId: 'd1', reason: 'rate limited: RateLimit "q" allows 1 request per 1000 ms per source; retry after 1500 ms', policy: '', upstream: undefined, dryRunDeny: false, policyVersion: 4, rule: '', mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', addressesRequired: false };
+const DENY = { verdict: Verdict.VERDICT_DENY, decisionId: 'd1', reason: 'rate limited: RateLimit "q" allows 1 request per 1000 ms per source; retry after 1500 ms', policy: '', upstream: undefined, dryRunDeny: false, policyVersion: 4, rule: '', mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', addressesRequired: false, mcpBodyRequired: false };
 
 /** The reply the sidecar sends for `decision`, as the one rescue step maps it. */
 function replyOf(res: Omit<AuthorizeResponse, 'mcpAllowedTools'> & { mcpAllowedTools: readonly string[] }, mcp?: { id: number; eventStream: boolean }): ReturnType<typeof errorReply> {

@@ -4,7 +4,7 @@ import { DEFAULT_TLS_MIN_VERSION, type TlsMinVersion } from '@airlock/common/con
 import { canonicalSerial } from '@airlock/common/spiffe';
 import { TicketMacKey, type MacKey } from '@airlock/common/ticket';
 import type { Logger } from '@airlock/common/logging';
-import { IdentityServiceClient, type WatchTrustBundleResponse } from '@airlock/proto/identity/v1';
+import { IdentityServiceClient, type McpBodyScope, type WatchTrustBundleResponse } from '@airlock/proto/identity/v1';
 import type { ControlPlanePool } from '../controlplane/control-plane-pool.ts';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../controlplane/credentials.ts';
 import type { SvidSource } from './svid.ts';
@@ -43,6 +43,8 @@ export interface TrustBundleWatcherOptions {
   readonly containedGauge?: Gauge;
   /** Called with each message's trust bundle and renewal hint (see IdentityProvider.useTrustBundle). */
   readonly onBundle?: (pushed: { readonly trustBundlePem: string; readonly renewUnlessIssuedByPem: string }) => void;
+  /** Called with each message's MCP body scope (undefined: none sent, read every body; mcp/mcp-body-scope.ts). */
+  readonly onMcpBody?: (scope: McpBodyScope | undefined) => void;
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
 }
 
@@ -164,6 +166,7 @@ export class TrustBundleWatcher implements RevokedCertificates, TicketTrust {
     this.#o.ticketKeyGauge?.set(Math.max(0, ...this.#ticketKeys.keys()));
     this.#o.containedGauge?.set(this.#contained.size);
     if (added.length > 0) this.#o.logger.warn({ revokedCertificates: added, revokedSpiffeIds: msg.revokedSpiffeIds }, 'revoked certificates received');
+    this.#o.onMcpBody?.(msg.mcpBody);
     for (const l of this.#listeners) l();
     if (msg.trustBundlePem !== '') this.#o.onBundle?.({ trustBundlePem: msg.trustBundlePem, renewUnlessIssuedByPem: msg.renewUnlessIssuedByPem });
   }

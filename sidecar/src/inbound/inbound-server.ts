@@ -15,7 +15,9 @@ import { forward } from '../http/forward.ts';
 import { authzHeaders } from '../http/authz-headers.ts';
 import { requestHeadersToForward, singleHostHeader, XFCC } from '../http/headers.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
-import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
+import { DEFAULT_MCP_MAX_BODY_BYTES } from '../mcp/read-request.ts';
+import { authorizeReadingIfAsked, readCounted, type McpBodyCounter } from '../mcp/lazy-body.ts';
+import type { McpBodyNeeds } from '../mcp/mcp-body-scope.ts';
 import type { RevokedCertificates } from '../identity/trust-bundle-watcher.ts';
 import { requestRecorder, type Outcome, type SidecarMetrics } from '../telemetry/metrics.ts';
 import { ticketHeader, type TicketCheck, type TicketVerdict } from './ticket-check.ts';
@@ -33,6 +35,9 @@ export interface InboundDeps {
   readonly contained?: { isContained(spiffeId: string): boolean };
   /** How much of a POST application/json body is read for MCP rules (default 64 KiB). */
   readonly mcpMaxBody?: number;
+  /** Which destinations' bodies are read for MCP, as pushed; absent: every body. */
+  readonly mcpBody?: McpBodyNeeds;
+  readonly mcpBodies?: McpBodyCounter;
   /** Lowest TLS version a peer may speak (setting tlsMinVersion; default TLS 1.3). */
   readonly tlsMinVersion?: TlsMinVersion;
   /** Admits a call on its ticket without asking the control plane (ticket-check.ts); absent: every call asks. */
@@ -153,7 +158,9 @@ async function admit(deps: InboundDeps, ticketed: TicketRecorder, peers: WeakMap
   const method = req.method ?? 'GET';
   const path = req.url ?? '/';
   // Rules on MCP are judged on both sides: this side reads the body as the caller's side did.
-  const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES);
+  const maxBody = deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES;
+  // Parsed only where the pushed scope says a rule reads MCP for this agent; a ticket binds which (ticket-check.ts).
+  let mcp = await readCounted(req, maxBody, 0, deps.mcpBody?.needsAgent(svid.spiffeId) ?? true, deps.mcpBodies);
   mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
   // The caller's decision, bound to exactly this call, admits it; anything else asks the control plane.
   // Mcp-Method / Mcp-Name headers that disagree with the body are for the control plane to judge.
@@ -163,7 +170,10 @@ async function admit(deps: InboundDeps, ticketed: TicketRecorder, peers: WeakMap
     deps.logger.debug({ decisionId: onTicket.claims.decisionId, peer: peerId, method }, 'inbound call admitted on its ticket');
   } else {
     if (onTicket !== undefined) ticketed.fellBack(onTicket, peerId);
-    const decision = await deps.authorizer.authorize({ direction: 'inbound', sourceId: peerId, destinationId: svid.spiffeId, host, port, method, path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders) });
+    const asked = await authorizeReadingIfAsked(deps.authorizer, { direction: 'inbound', sourceId: peerId, destinationId: svid.spiffeId, host, port, method, path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders), ...(mcp.skipped === true ? { mcpBodySkipped: true } : {}) }, req, mcp, maxBody, deps.mcpBodies);
+    const decision = asked.decision;
+    if (asked.mcp !== mcp) mcpReply.target = jsonRpcTarget(asked.mcp.message, req.headers);
+    mcp = asked.mcp;
     assertAllowed(decision);
     deps.logger.debug({ decisionId: decision.decisionId, peer: peerId, method }, 'inbound call allowed');
   }

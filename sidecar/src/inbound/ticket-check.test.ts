@@ -51,6 +51,9 @@ describe('TicketCheck', () => {
     ['no MCP message where the ticket names one', {}, { mcp: undefined }, 'mismatch'],
     ['a body unreadable as MCP', {}, { mcp: { unreadable: 'too large' } }, 'mismatch'],
     ['an MCP message the ticket does not name', { mcpMethod: '', mcpTool: '' }, {}, 'mismatch'],
+    // Whether the body was inspected is bound: a skipped body's ticket names no MCP message, a read POST body always has one or is unreadable (no ticket).
+    ['a ticket for a body the egress skipped, where this ingress read one it cannot parse', { mcpMethod: '', mcpTool: '' }, { mcp: { unreadable: 'the body is not valid JSON' } }, 'mismatch'],
+    ['a ticket for a body the egress read, where this ingress skipped it', { mcpMethod: 'initialize', mcpTool: '' }, { mcp: undefined }, 'mismatch'],
     ['other tool arguments than the ones judged', { mcpArgumentsDigest: argumentsDigest('{"q":"a"}') }, { mcp: { method: 'tools/call', tool: 'search', id: 1, arguments: { json: '{"q":"b"}' } } }, 'mismatch'],
     ['tool arguments it cannot read where the ticket bound some', { mcpArgumentsDigest: argumentsDigest('{"q":"a"}') }, { mcp: { method: 'tools/call', tool: 'search', id: 1, arguments: { unreadable: 'duplicate key "q"' } } }, 'mismatch'],
     ['no tool arguments where the ticket bound some', { mcpArgumentsDigest: argumentsDigest('{"q":"a"}') }, {}, 'mismatch'],

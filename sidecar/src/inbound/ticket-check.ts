@@ -46,6 +46,7 @@ export function ticketHeader(rawHeaders: readonly string[]): string | undefined 
   return found;
 }
 
+/** `mcp` undefined on a POST: this ingress skipped the body (mcp/mcp-body-scope.ts); only a ticket for a skipped body (no MCP method) matches it. */
 function mcpMatches(claims: TicketClaims, mcp: McpMessage | undefined): boolean {
   if (mcp === undefined) return claims.mcpMethod === '' && claims.mcpArgumentsDigest === '';
   if ('unreadable' in mcp) return false;

@@ -3,7 +3,7 @@ import { createServer, request, type IncomingMessage, type Server } from 'node:h
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
-import { parseMcpMessage, readMcpRequest, type McpRead } from './read-request.ts';
+import { parseMcpMessage, readMcpRequest, readSkippedMcp, type McpRead } from './read-request.ts';
 import { specHeaderMismatch } from './spec-headers.ts';
 import { filterToolsListBody } from './tools-list.ts';
 import { duplicateKey } from './duplicate-key.ts';
@@ -182,6 +182,32 @@ describe('readMcpRequest', () => {
     // No body (GET, Content-Length 0): nothing is read, nothing waited for.
     expect((await send('GET', '', {})).read).toEqual({ message: undefined, body: undefined });
     expect((await send('POST', '', { 'content-type': 'text/plain', 'content-length': '0' })).read.prefix).toBeUndefined();
+  });
+
+  it('skipped (no rule reads MCP there): not parsed, only the scan prefix taken; read on after all when asked, no byte lost', async () => {
+    const body = rpc({ method: 'tools/call', params: { name: 'delete', arguments: { pad: 'p'.repeat(300) } } }).toString();
+    for (const chunked of [false, true]) {
+      for (const scan of [0, 100, 100_000]) {
+        handle = (req) => readMcpRequest(req, 1024, scan, false);
+        const skipped = await send('POST', body, { 'content-type': 'application/json' }, chunked);
+        expect(skipped.read).toMatchObject({ message: undefined, skipped: true });
+        expect(skipped.forwarded).toBe(body);
+        handle = async (req) => readSkippedMcp(req, await readMcpRequest(req, 1024, scan, false), 1024);
+        const reread = await send('POST', body, { 'content-type': 'application/json' }, chunked);
+        expect(reread.read.message).toMatchObject({ method: 'tools/call', tool: 'delete' });
+        expect(reread.read.skipped).toBeUndefined();
+        expect(reread.forwarded).toBe(body);
+        // Over the limit, or another content type: unreadable as when read at once, forwarded whole.
+        handle = async (req) => readSkippedMcp(req, await readMcpRequest(req, 200, scan, false), 200);
+        const large = await send('POST', body, { 'content-type': 'application/json' }, chunked);
+        expect([large.read.message, large.forwarded]).toEqual([{ unreadable: 'the body is larger than 200 bytes' }, body]);
+        const text = await send('POST', body, { 'content-type': 'text/plain' }, chunked);
+        expect([text.read.message, text.forwarded]).toEqual([{ unreadable: 'content-type is "text/plain", not application/json' }, body]);
+      }
+    }
+    // Not a POST: nothing to skip.
+    handle = (req) => readMcpRequest(req, 1024, 0, false);
+    expect((await send('PUT', '{}', { 'content-type': 'application/json' })).read).toEqual({ message: undefined, body: undefined });
   });
 });
 

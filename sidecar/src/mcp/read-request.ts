@@ -25,10 +25,13 @@ export interface McpRead {
   readonly body: Buffer | Readable | undefined;
   /** The body's first bytes as read (all of them when `body` is a Buffer), for the secret scan; undefined when none were read. */
   readonly prefix?: Buffer;
+  /** A POST whose body was not read for MCP (`read` false): `message` is undefined; readSkippedMcp reads it if asked. */
+  readonly skipped?: true;
 }
 
 /** The answer for every call that is not a POST (most calls): one shared object, not one per call. */
 const NOT_READ: McpRead = { message: undefined, body: undefined };
+const SKIPPED: McpRead = { message: undefined, body: undefined, skipped: true };
 
 /**
  * Reads a bounded prefix of a POST body with content-type application/json and extracts the
@@ -36,9 +39,25 @@ const NOT_READ: McpRead = { message: undefined, body: undefined };
  * is sent on unchanged either way. A body that cannot be judged says why (larger than the limit,
  * not JSON, not a JSON-RPC request): rules on MCP never allow it.
  */
-export async function readMcpRequest(req: IncomingMessage, maxBytes: number, scanBytes = 0): Promise<McpRead> {
+export async function readMcpRequest(req: IncomingMessage, maxBytes: number, scanBytes = 0, read = true): Promise<McpRead> {
   if (req.method !== 'POST') return scanBytes > 0 && hasBody(req) ? scanOnly(req, undefined, scanBytes) : NOT_READ;
-  const read = await readBody(req, maxBytes, scanBytes);
+  // No rule reads MCP for this destination (mcp-body-scope.ts): not parsed, only the scan prefix is read.
+  if (!read) return scanBytes > 0 && hasBody(req) ? { ...(await scanOnly(req, undefined, scanBytes)), skipped: true } : SKIPPED;
+  return judged(req, await readBody(req, maxBytes, scanBytes));
+}
+
+/**
+ * The MCP reading of a POST whose body `skipped` did not read (the control plane asked for it): the
+ * bytes the scan took are read on from, never lost; the body goes on whole as before.
+ */
+export async function readSkippedMcp(req: IncomingMessage, skipped: McpRead, maxBytes: number): Promise<McpRead> {
+  const taken = skipped.prefix === undefined ? undefined : { prefix: skipped.prefix, complete: skipped.body instanceof Buffer };
+  const read = await readBody(req, maxBytes, 0, taken);
+  // Not read on (another content type, declared too large): what the scan took still goes on.
+  return judged(req, read.body === undefined && skipped.body !== undefined ? { ...read, body: skipped.body, ...(skipped.prefix === undefined ? {} : { prefix: skipped.prefix }) } : read);
+}
+
+function judged(req: IncomingMessage, read: McpRead & { readonly value?: unknown }): McpRead {
   const mismatch = specHeaderMismatch(req.rawHeaders, read.message, read.value);
   const prefix = read.prefix === undefined ? {} : { prefix: read.prefix };
   return mismatch === undefined ? { message: read.message, body: read.body, ...prefix } : { message: read.message, body: read.body, headerMismatch: mismatch, ...prefix };
@@ -49,7 +68,7 @@ export async function readMcpRequest(req: IncomingMessage, maxBytes: number, sca
  * content type, or declared larger than `maxBytes`) has its first `scanBytes` read all the same,
  * in this one read, and replayed ahead of the rest.
  */
-async function readBody(req: IncomingMessage, maxBytes: number, scanBytes: number): Promise<McpRead & { readonly value?: unknown }> {
+async function readBody(req: IncomingMessage, maxBytes: number, scanBytes: number, taken?: Taken): Promise<McpRead & { readonly value?: unknown }> {
   const type = mediaType(req.headers['content-type']);
   if (type !== 'application/json') {
     const message = { unreadable: `content-type is ${type === '' ? 'missing' : `"${type.slice(0, 100)}"`}, not application/json` };
@@ -58,10 +77,26 @@ async function readBody(req: IncomingMessage, maxBytes: number, scanBytes: numbe
   const tooLarge = { unreadable: `the body is larger than ${maxBytes} bytes` };
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (declared > maxBytes) return scanBytes > 0 ? scanOnly(req, tooLarge, scanBytes) : { message: tooLarge, body: undefined };
-  const { prefix, complete } = await readPrefix(req, maxBytes);
+  const { prefix, complete } = taken === undefined ? await readPrefix(req, maxBytes) : await readOn(req, maxBytes, taken);
   if (!complete) return { message: tooLarge, body: Readable.from(replay(prefix, req), { objectMode: false }), prefix };
   const { message, value } = parseBody(prefix);
   return { message, body: prefix, value, prefix };
+}
+
+/** Bytes of a body already read (by the scan), and whether they are all of it. */
+interface Taken {
+  readonly prefix: Buffer;
+  readonly complete: boolean;
+}
+
+/** As readPrefix, for a body whose first bytes were taken already: reads on from them. */
+async function readOn(req: IncomingMessage, max: number, taken: Taken): Promise<Taken> {
+  if (taken.prefix.length > max) return { prefix: taken.prefix, complete: false };
+  if (taken.complete) return taken;
+  // readPrefix paused the request where the scan stopped: a 'data' listener alone would not resume it.
+  req.resume();
+  const more = await readPrefix(req, max - taken.prefix.length);
+  return { prefix: Buffer.concat([taken.prefix, more.prefix]), complete: more.complete };
 }
 
 /** Reads the first `scanBytes` of a body that is not judged as MCP (`message` says why, or undefined for a method other than POST). */

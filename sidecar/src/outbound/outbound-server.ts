@@ -8,14 +8,16 @@ import { scanRequest, SECRET_SCAN_BODY_BYTES } from '@airlock/common/secret-dete
 import type { Logger } from '@airlock/common/logging';
 import { answerClientErrors } from '@airlock/common/net';
 import { countLimitRefusals, DEFAULT_LISTENER_LIMITS, httpServerOptions, type ListenerLimits } from '../http/listener-limits.ts';
-import type { Authorizer, TlsMode, Upstream } from '../authz/authorizer.ts';
+import type { Authorizer, AuthzRequest, TlsMode, Upstream } from '../authz/authorizer.ts';
 import { assertAllowed, errorReply, jsonRpcTarget, NotReadyError, sendErrorReply, sendErrorReplyOnSocket, type JsonRpcTarget } from '../http/errors.ts';
 import { forward } from '../http/forward.ts';
 import { requestHeadersToForward, singleHostHeader } from '../http/headers.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
 import { authzHeaders } from '../http/authz-headers.ts';
 import { forwardToolsList } from '../mcp/forward-tools-list.ts';
-import { DEFAULT_MCP_MAX_BODY_BYTES, readMcpRequest } from '../mcp/read-request.ts';
+import { DEFAULT_MCP_MAX_BODY_BYTES } from '../mcp/read-request.ts';
+import { authorizeReadingIfAsked, readCounted, type McpBodyCounter } from '../mcp/lazy-body.ts';
+import type { McpBodyNeeds } from '../mcp/mcp-body-scope.ts';
 import { requestRecorder, type Outcome, type SidecarMetrics } from '../telemetry/metrics.ts';
 import type { DestinationCheck } from './destination-check.ts';
 import { authorizeEgress, dialable, type Resolution } from './egress-ask.ts';
@@ -38,6 +40,9 @@ export interface OutboundDeps {
   readonly logger: Logger;
   /** How much of a POST application/json body is read for MCP rules (default 64 KiB). */
   readonly mcpMaxBody?: number;
+  /** Which destinations' bodies are read for MCP, as pushed; absent: every body. */
+  readonly mcpBody?: McpBodyNeeds;
+  readonly mcpBodies?: McpBodyCounter;
   /** Ports whose CONNECT tunnel is served as HTTP, whatever the host (default: 80). See openTunnel. */
   readonly plainHttpPorts?: ReadonlySet<number>;
   /** Mints the certificates a CONNECT under tls: inspect is answered with; undefined = such a CONNECT is refused. */
@@ -173,11 +178,26 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
   const target = targetOf(req);
   const method = req.method ?? 'GET';
   // One bounded read serves MCP rules and the secret scan (README "Secret and PII blocking").
-  const mcp = await readMcpRequest(req, deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES, SECRET_SCAN_BODY_BYTES);
-  mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
-  const secretFindings = scanRequest({ path: target.path, rawHeaders: req.rawHeaders, body: mcp.prefix });
-  const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: mcp.message, mcpHeaderMismatch: mcp.headerMismatch, headers: authzHeaders(req.rawHeaders), ...(target.inspected === true ? { inspected: true } : {}), ...(secretFindings.length > 0 ? { secretFindings } : {}) } as const;
-  const { decision, answer, asked } = await authorizeEgress(deps, question);
+  const maxBody = deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES;
+  // Parsed for MCP only where the pushed scope says a rule reads it (mcp/mcp-body-scope.ts).
+  const first = await readCounted(req, maxBody, SECRET_SCAN_BODY_BYTES, deps.mcpBody?.needsHost(target.host) ?? true, deps.mcpBodies);
+  mcpReply.target = jsonRpcTarget(first.message, req.headers);
+  const secretFindings = scanRequest({ path: target.path, rawHeaders: req.rawHeaders, body: first.prefix });
+  const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: first.message, mcpHeaderMismatch: first.headerMismatch, headers: authzHeaders(req.rawHeaders), ...(target.inspected === true ? { inspected: true } : {}), ...(secretFindings.length > 0 ? { secretFindings } : {}), ...(first.skipped === true ? { mcpBodySkipped: true } : {}) } as const;
+  // Each ask may be sent again with more: the skipped body read (a stale scope), the name's checked
+  // addresses (threat feeds): every ask of the first goes through the second.
+  let egress: { answer?: Resolution; asked: AuthzRequest } = { asked: question };
+  const resolving: Authorizer = {
+    authorize: async (q) => {
+      const r = await authorizeEgress(deps, q);
+      egress = r;
+      return r.decision;
+    },
+    close: () => undefined,
+  };
+  const { decision, mcp } = await authorizeReadingIfAsked(resolving, question, req, first, maxBody, deps.mcpBodies);
+  const { answer, asked } = egress;
+  if (mcp !== first) mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
   assertAllowed(decision);
   deps.logger.debug({ decisionId: decision.decisionId, host: target.host, method }, 'outbound call allowed');
   // The Host goes on as the agent named it (not the peer sidecar's address): the peer authorizes

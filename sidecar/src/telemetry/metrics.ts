@@ -36,6 +36,10 @@ export interface SidecarMetrics {
   readonly ticketKeyId: Gauge;
   /** Identities revoked or quarantined, as last pushed: no call from them is admitted on a ticket. */
   readonly containedIdentities: Gauge;
+  /** POST bodies read for MCP, skipped (no rule reads MCP for the destination), and read after a skip (the control plane asked). */
+  readonly mcpBodies: Counter<'direction' | 'body'>;
+  /** The policy version of the MCP body scope held (-1 before one arrived: every body is read). */
+  readonly mcpBodyScopeVersion: Gauge;
 }
 
 // Sub-millisecond buckets: an authorization or a proxy hop is expected to cost well under 1 ms.
@@ -157,7 +161,24 @@ export function createSidecarMetrics(registry: Registry): SidecarMetrics {
       help: 'Identities revoked or quarantined, as last pushed by the control plane: no call from them is admitted on a ticket.',
       registers,
     }),
+    mcpBodies: new Counter({
+      name: 'airlock_sidecar_mcp_bodies_total',
+      help: 'POST bodies read for MCP (read), not read because no rule reads MCP for the destination (skipped), and read after all because the control plane asked (reread), by direction.',
+      labelNames: ['direction', 'body'] as const,
+      registers,
+    }),
+    mcpBodyScopeVersion: new Gauge({
+      name: 'airlock_sidecar_mcp_body_scope_version',
+      help: 'The policy version of the MCP body scope last pushed by the control plane (-1 before one: every body is read).',
+      registers,
+    }),
   };
+}
+
+/** Counts bodies read and skipped for MCP in one direction; label children bound once. */
+export function mcpBodyCounter(metrics: SidecarMetrics, direction: 'inbound' | 'outbound'): { count(body: 'read' | 'skipped' | 'reread'): void } {
+  const c = { read: metrics.mcpBodies.labels({ direction, body: 'read' }), skipped: metrics.mcpBodies.labels({ direction, body: 'skipped' }), reread: metrics.mcpBodies.labels({ direction, body: 'reread' }) };
+  return { count: (body) => c[body].inc() };
 }
 
 /** What a proxy listener records per request; label children are bound once, not hashed per call. */

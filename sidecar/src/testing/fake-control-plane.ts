@@ -47,12 +47,12 @@ export async function startFakeControlPlane(o: { ca: TestCa; servingId: string; 
     authorizeRequests: [],
     tokens: new Map(),
     failNextSigns: 0,
-    authorize: (r) => ({ verdict: 1, decisionId: 'cp-1', reason: `allowed ${r.method}`, policy: 'p', upstream: undefined, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [], tls: 0, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: false }),
+    authorize: (r) => ({ verdict: 1, decisionId: 'cp-1', reason: `allowed ${r.method}`, policy: 'p', upstream: undefined, dryRunDeny: false, policyVersion: 0, rule: '', mcpAllowedTools: [], tls: 0, ticket: '', approvalId: '', approvalWaitMs: 0, approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: false, mcpBodyRequired: false }),
     streamMessages: [],
     streams: new Set(),
     frozenStreams: new Set(),
     streamReply: (results) => [results],
-    trustBundlePush: { trustBundlePem: o.ca.certPem, revokedSpiffeIds: [], renewUnlessIssuedByPem: '', revokedCertificates: [], ticketKeys: [], quarantinedSpiffeIds: [] },
+    trustBundlePush: { trustBundlePem: o.ca.certPem, revokedSpiffeIds: [], renewUnlessIssuedByPem: '', revokedCertificates: [], ticketKeys: [], quarantinedSpiffeIds: [], mcpBody: undefined },
     trustBundleWatches: 0,
     // Long-lived AuthorizeStream calls never end by themselves: cut them after a moment.
     stop: () =>

@@ -189,6 +189,13 @@ export interface AuthorizeRequest {
    * name and on each of them (README "Threat feeds"). Empty otherwise.
    */
   destinationAddresses: string[];
+  /**
+   * True when the sidecar did not read the body of this POST for MCP: the control plane's last
+   * pushed McpBodyScope (identity.proto) said no rule about this destination reads it. The call is
+   * judged as one without MCP, unless the control plane's own snapshot says the destination needs
+   * the body (the pushed scope was stale): then it answers DENY with mcp_body_required, undecided.
+   */
+  mcpBodySkipped: boolean;
 }
 
 /** One occurrence of a request header. */
@@ -263,6 +270,13 @@ export interface AuthorizeResponse {
    * then dials only those. A name the policies deny is thus never resolved (no DNS for it).
    */
   addressesRequired: boolean;
+  /**
+   * Set (with VERDICT_DENY and no decision audited) when the request had mcp_body_skipped but the
+   * control plane's current policy reads MCP for its destination: the sidecar reads the body (which
+   * it has not forwarded) and asks again about the same call. A sidecar that does not know this
+   * field fails closed: a DENY.
+   */
+  mcpBodyRequired: boolean;
 }
 
 /** One check of a batch: the question of one call. */
@@ -336,6 +350,7 @@ function createBaseAuthorizeRequest(): AuthorizeRequest {
     approvalId: "",
     secretFindings: [],
     destinationAddresses: [],
+    mcpBodySkipped: false,
   };
 }
 
@@ -403,6 +418,9 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     }
     for (const v of message.destinationAddresses) {
       writer.uint32(802).string(v!);
+    }
+    if (message.mcpBodySkipped !== false) {
+      writer.uint32(1200).bool(message.mcpBodySkipped);
     }
     return writer;
   },
@@ -588,6 +606,14 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
             message.destinationAddresses.push(reader.string());
             continue;
           }
+          case 150: {
+            if (tag !== 1200) {
+              break;
+            }
+
+            message.mcpBodySkipped = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -626,6 +652,7 @@ export const AuthorizeRequest: MessageFns<AuthorizeRequest> = {
     message.approvalId = object.approvalId ?? "";
     message.secretFindings = object.secretFindings?.map((e) => SecretFinding.fromPartial(e)) || [];
     message.destinationAddresses = object.destinationAddresses?.map((e) => e) || [];
+    message.mcpBodySkipped = object.mcpBodySkipped ?? false;
     return message;
   },
 };
@@ -783,6 +810,7 @@ function createBaseAuthorizeResponse(): AuthorizeResponse {
     rateLimited: false,
     retryAfterMs: 0,
     addressesRequired: false,
+    mcpBodyRequired: false,
   };
 }
 
@@ -838,6 +866,9 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     }
     if (message.addressesRequired !== false) {
       writer.uint32(800).bool(message.addressesRequired);
+    }
+    if (message.mcpBodyRequired !== false) {
+      writer.uint32(1200).bool(message.mcpBodyRequired);
     }
     return writer;
   },
@@ -991,6 +1022,14 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
             message.addressesRequired = reader.bool();
             continue;
           }
+          case 150: {
+            if (tag !== 1200) {
+              break;
+            }
+
+            message.mcpBodyRequired = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1027,6 +1066,7 @@ export const AuthorizeResponse: MessageFns<AuthorizeResponse> = {
     message.rateLimited = object.rateLimited ?? false;
     message.retryAfterMs = object.retryAfterMs ?? 0;
     message.addressesRequired = object.addressesRequired ?? false;
+    message.mcpBodyRequired = object.mcpBodyRequired ?? false;
     return message;
   },
 };

@@ -54,6 +54,11 @@ export interface WatchTrustBundleResponse {
    * control plane, which denies). One that ends by its own time stays listed until the next message.
    */
   quarantinedSpiffeIds: string[];
+  /**
+   * Which destinations need a POST application/json body read for MCP (README "How a call flows"),
+   * derived from the policy version it names. Absent (an older control plane): read every body.
+   */
+  mcpBody: McpBodyScope | undefined;
 }
 
 /** A certificate as RFC 5280 identifies it: its issuer's name and its serial number. */
@@ -114,6 +119,31 @@ export interface TicketKey {
   key: Buffer;
 }
 
+/**
+ * 11lazy: the destinations whose POST application/json bodies a sidecar reads for MCP: those that a
+ * rule on MCP (tools, methods, arguments, approvals, tool pinning) or a pinned MCP server may apply
+ * to; a segment chosen by namespace, service account or labels as its registered members (sent
+ * again when an agent registers). Conservative: while the behaviour baselines learn MCP tools, all.
+ * A body not read is sent as mcp_body_skipped; the control plane checks that against its own snapshot.
+ */
+export interface McpBodyScope {
+  /** The policy version this was derived from. */
+  policyVersion: number;
+  /** Read every body (as without a scope). */
+  all: boolean;
+  /**
+   * Read every body to an agent of the mesh (a segment the version does not define; an egress then
+   * reads every body, not knowing which hosts are mesh hosts).
+   */
+  allAgents: boolean;
+  /** Agents whose bodies are read, by SPIFFE ID (the ingress of that agent reads them). */
+  spiffeIds: string[];
+  /** Exact host names, lower case: external hosts, and the mesh host (`<sa>.<ns>`) of each agent in spiffe_ids. */
+  hosts: string[];
+  /** `.example.com` for a policy's `*.example.com`: any host below it (not the suffix itself). */
+  hostSuffixes: string[];
+}
+
 function createBaseWatchTrustBundleRequest(): WatchTrustBundleRequest {
   return {};
 }
@@ -165,6 +195,7 @@ function createBaseWatchTrustBundleResponse(): WatchTrustBundleResponse {
     revokedCertificates: [],
     ticketKeys: [],
     quarantinedSpiffeIds: [],
+    mcpBody: undefined,
   };
 }
 
@@ -187,6 +218,9 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
     }
     for (const v of message.quarantinedSpiffeIds) {
       writer.uint32(90).string(v!);
+    }
+    if (message.mcpBody !== undefined) {
+      McpBodyScope.encode(message.mcpBody, writer.uint32(1202).fork()).join();
     }
     return writer;
   },
@@ -252,6 +286,14 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
             message.quarantinedSpiffeIds.push(reader.string());
             continue;
           }
+          case 150: {
+            if (tag !== 1202) {
+              break;
+            }
+
+            message.mcpBody = McpBodyScope.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -275,6 +317,9 @@ export const WatchTrustBundleResponse: MessageFns<WatchTrustBundleResponse> = {
     message.revokedCertificates = object.revokedCertificates?.map((e) => RevokedCertificate.fromPartial(e)) || [];
     message.ticketKeys = object.ticketKeys?.map((e) => TicketKey.fromPartial(e)) || [];
     message.quarantinedSpiffeIds = object.quarantinedSpiffeIds?.map((e) => e) || [];
+    message.mcpBody = (object.mcpBody !== undefined && object.mcpBody !== null)
+      ? McpBodyScope.fromPartial(object.mcpBody)
+      : undefined;
     return message;
   },
 };
@@ -591,6 +636,121 @@ export const TicketKey: MessageFns<TicketKey> = {
     const message = createBaseTicketKey();
     message.keyId = object.keyId ?? 0;
     message.key = object.key ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseMcpBodyScope(): McpBodyScope {
+  return { policyVersion: 0, all: false, allAgents: false, spiffeIds: [], hosts: [], hostSuffixes: [] };
+}
+
+export const McpBodyScope: MessageFns<McpBodyScope> = {
+  encode(message: McpBodyScope, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.policyVersion !== 0) {
+      writer.uint32(8).uint32(message.policyVersion);
+    }
+    if (message.all !== false) {
+      writer.uint32(16).bool(message.all);
+    }
+    if (message.allAgents !== false) {
+      writer.uint32(24).bool(message.allAgents);
+    }
+    for (const v of message.spiffeIds) {
+      writer.uint32(34).string(v!);
+    }
+    for (const v of message.hosts) {
+      writer.uint32(42).string(v!);
+    }
+    for (const v of message.hostSuffixes) {
+      writer.uint32(50).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): McpBodyScope {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMcpBodyScope();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.policyVersion = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.all = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.allAgents = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.spiffeIds.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.hosts.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.hostSuffixes.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<McpBodyScope>, I>>(base?: I): McpBodyScope {
+    return McpBodyScope.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<McpBodyScope>, I>>(object: I): McpBodyScope {
+    const message = createBaseMcpBodyScope();
+    message.policyVersion = object.policyVersion ?? 0;
+    message.all = object.all ?? false;
+    message.allAgents = object.allAgents ?? false;
+    message.spiffeIds = object.spiffeIds?.map((e) => e) || [];
+    message.hosts = object.hosts?.map((e) => e) || [];
+    message.hostSuffixes = object.hostSuffixes?.map((e) => e) || [];
     return message;
   },
 };

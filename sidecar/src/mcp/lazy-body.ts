@@ -1,0 +1,37 @@
+import type { IncomingMessage } from 'node:http';
+import type { Authorizer, AuthzRequest, Decision } from '../authz/authorizer.ts';
+import { readMcpRequest, readSkippedMcp, type McpRead } from './read-request.ts';
+
+/** Counts bodies read for MCP, skipped, and read after all (the control plane asked for one skipped). */
+export interface McpBodyCounter {
+  count(body: 'read' | 'skipped' | 'reread'): void;
+}
+
+/** readMcpRequest, its POST bodies counted as read or skipped (`read` false: the scope says no rule reads MCP there). */
+export async function readCounted(req: IncomingMessage, maxBytes: number, scanBytes: number, read: boolean, counter: McpBodyCounter | undefined): Promise<McpRead> {
+  const mcp = await readMcpRequest(req, maxBytes, scanBytes, read);
+  if (counter !== undefined && req.method === 'POST') counter.count(mcp.skipped === true ? 'skipped' : 'read');
+  return mcp;
+}
+
+/**
+ * Asks about a call. When its body was skipped (the pushed scope said no rule reads MCP for the
+ * destination) and the control plane, on its own current snapshot, needs it (the scope was stale),
+ * the body, not forwarded yet, is read and the same call asked about again: a skipped body is never
+ * judged as "no MCP" where a rule reads MCP. The question and the reading the call goes on with are returned.
+ */
+export async function authorizeReadingIfAsked(
+  authorizer: Authorizer,
+  question: AuthzRequest,
+  req: IncomingMessage,
+  mcp: McpRead,
+  maxBytes: number,
+  counter?: McpBodyCounter,
+): Promise<{ decision: Decision; mcp: McpRead; question: AuthzRequest }> {
+  const decision = await authorizer.authorize(question);
+  if (decision.allowed || decision.mcpBodyRequired !== true || mcp.skipped !== true) return { decision, mcp, question };
+  const read = await readSkippedMcp(req, mcp, maxBytes);
+  counter?.count('reread');
+  const again: AuthzRequest = { ...question, mcp: read.message, mcpHeaderMismatch: read.headerMismatch, mcpBodySkipped: false };
+  return { decision: await authorizer.authorize(again), mcp: read, question: again };
+}
