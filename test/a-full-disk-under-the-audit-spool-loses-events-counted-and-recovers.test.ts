@@ -4,7 +4,7 @@
 // drop-oldest, decisions go on and the events that cannot be written are lost, counted; with
 // fail-closed, calls are refused while events cannot be written. Once space is freed, events are
 // written and delivered again, without a restart, and nothing half-written reaches the collector.
-import { appendFileSync, unlinkSync } from 'node:fs';
+import { appendFileSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Collector, until } from '../control-plane/src/testing/audit-collector.ts';
@@ -108,5 +108,7 @@ describe.each(['drop-oldest', 'fail-closed'] as const)('a full disk under the au
     await until('calls decided again', async () => (await call('/v1/after-free')).status === 200);
     await until('the event after delivered', () => delivered('/v1/after-free'));
     expect(wholeEvents(collector)).toBe(true);
+    // The collector answered all along: a disk that cannot be written is not its failure (no retry backoff, no warning blaming it).
+    expect(readFileSync(join(mesh.dir, 'control-plane.log'), 'utf8')).not.toContain('audit batch not delivered');
   });
 });
