@@ -4,11 +4,17 @@
 // agent is told which with a 504 JSON (or, once the answer has begun, a cut connection); an answer
 // that keeps trickling is relayed whole. Every destination is on loopback.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, request, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { boundPort, closeServer, listen } from '@airlock/common/net';
 import { startEchoApp } from '../cli/src/demo/echo-app.ts';
+import { createTestCa } from '../sidecar/src/testing/certs.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 
 /**
@@ -62,6 +68,9 @@ describe('destinations that are slow or silent', () => {
   let web: HttpServer;
   let webPort = 0;
   let peerApp: HttpServer;
+  /** An HTTPS host (its certificate of a CA the sidecars trust) that takes requests and never answers. */
+  let silentHttps: Server;
+  const dir = mkdtempSync(join(tmpdir(), 'airlock-slow-destinations-'));
   /** Server-side sockets of `web`, by path of the request they carried. */
   const sockets = new Map<string, Socket>();
 
@@ -70,6 +79,11 @@ describe('destinations that are slow or silent', () => {
     // Accepts TCP and reads the ClientHello, never answers it.
     silentTls = createServer((s) => s.on('data', () => undefined));
     await listen(silentTls, { host: '127.0.0.1', port: 0 });
+    const upstreamCa = createTestCa('Upstream Test CA');
+    writeFileSync(join(dir, 'upstream-ca.pem'), upstreamCa.certPem);
+    const leaf = upstreamCa.issue({ ips: ['127.0.0.1'] });
+    silentHttps = createHttpsServer({ key: leaf.keyPem, cert: leaf.certPem }, () => undefined);
+    await listen(silentHttps, { host: '127.0.0.1', port: 0 });
     web = createHttpServer((req, res) => {
       sockets.set(req.url ?? '', req.socket);
       if (req.url === '/no-headers') return; // never answers
@@ -105,11 +119,16 @@ apiVersion: airlock.dev/v1
 kind: Policy
 metadata: { name: silent-tls }
 spec: { from: { segments: [planner] }, to: { hosts: ["127.0.0.1"], ports: [${boundPort(silentTls)}], tls: originate }, action: allow }
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: inspected }
+spec: { from: { segments: [planner] }, to: { hosts: ["127.0.0.1"], ports: [${boundPort(silentHttps)}], tls: inspect }, action: allow }
 `;
     mesh = await startMesh({
       agents: ['planner', 'researcher'],
       policy,
-      sidecarArgs: ['--egress-allow-cidrs', '127.0.0.0/8', '--upstream-connect-timeout', '1s', '--upstream-headers-timeout', '1s', '--upstream-body-timeout', '1s'],
+      sidecarArgs: ['--egress-allow-cidrs', '127.0.0.0/8', '--egress-trust-bundle-file', join(dir, 'upstream-ca.pem'), '--upstream-connect-timeout', '1s', '--upstream-headers-timeout', '1s', '--upstream-body-timeout', '1s'],
       // The researcher's app takes every request and never answers it.
       startApp: async (agent, onRequest) => {
         if (agent !== 'researcher') return startEchoApp(agent, 0, onRequest);
@@ -122,7 +141,8 @@ spec: { from: { segments: [planner] }, to: { hosts: ["127.0.0.1"], ports: [${bou
   afterAll(async () => {
     await mesh.close();
     hole.close();
-    await Promise.all([closeServer(silentTls), closeServer(web)]);
+    await Promise.all([closeServer(silentTls), closeServer(web), closeServer(silentHttps)]);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('answers 504 naming upstreamConnectTimeout when the host never answers the SYN (plain HTTP and a CONNECT tunnel)', { timeout: 30_000 }, async () => {
@@ -167,6 +187,25 @@ spec: { from: { segments: [planner] }, to: { hosts: ["127.0.0.1"], ports: [${bou
   it('relays an answer that trickles for longer than upstreamBodyTimeout in all, as long as it keeps sending (streaming)', { timeout: 30_000 }, async () => {
     const got = await viaProxy(mesh.agent('planner').outboundPort, `http://127.0.0.1:${webPort}/trickles`);
     expect(got).toEqual({ status: 200, body: Array.from({ length: 10 }, (_, n) => `data: ${n}\n\n`).join('') });
+  });
+
+  it('answers 504 naming upstreamHeadersTimeout inside an inspected tunnel (tls: inspect) when the host never sends headers', { timeout: 30_000 }, async () => {
+    const authority = `127.0.0.1:${boundPort(silentHttps)}`;
+    const tunnel = connect(mesh.agent('planner').outboundPort, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => {
+      tunnel.once('connect', () => tunnel.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`));
+      tunnel.once('data', (d: Buffer) => (d.toString('latin1').startsWith('HTTP/1.1 200') ? resolve() : reject(new Error(d.toString('latin1')))));
+    });
+    // The agent's trust in the egress CA is not what is tested here: its certificate is not checked.
+    const tls = tlsConnect({ socket: tunnel, rejectUnauthorized: false });
+    await new Promise((r) => tls.once('secureConnect', r));
+    let text = '';
+    tls.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    tls.write(`GET /no-headers HTTP/1.1\r\nHost: ${authority}\r\nConnection: close\r\n\r\n`);
+    await closedSocket(tls);
+    expect(text).toMatch(/^HTTP\/1\.1 504 /);
+    expect(text).toContain('upstream_timeout');
+    expect(text).toContain('upstreamHeadersTimeout');
   });
 
   it('answers 504 naming upstreamHeadersTimeout when a peer sidecar (its app) never answers', { timeout: 30_000 }, async () => {
