@@ -1,21 +1,21 @@
-// Issue 16 item 1, the control plane's side: its gRPC, admin API and metrics listeners hold limits.
+// Issue 16 item 1, the control plane's side: its gRPC, admin API, metrics and webhook listeners hold limits.
 // A client that opens TLS and says nothing, one that sends its headers a byte at a time, and a flood
 // of connections are each cut (in seconds, not Node's two minutes) and counted, while sidecars'
 // calls and probes go on.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { connect as http2Connect, type Settings } from 'node:http2';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEALTH_PROTO, healthCheck, serviceClient } from './support/grpc-health.ts';
-import { adminFetch, openAuthorizeStream, RESEARCHER, RESEARCHERS_TO_EXAMPLE, startTestControlPlane, type TestControlPlane } from '../control-plane/src/testing/test-control-plane.ts';
+import { adminFetch, openAuthorizeStream, RESEARCHER, RESEARCHERS_TO_EXAMPLE, startTestControlPlane, TD, type Identity, type TestControlPlane } from '../control-plane/src/testing/test-control-plane.ts';
 import { AuthorizeRequest, Direction, Verdict } from '@airlock/proto/authorization/v1';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { CertificateAuthority } from '../control-plane/src/ca/ca.ts';
 import { makeCsr } from '../control-plane/src/ca/test-csr.ts';
-import { TD, type Identity } from '../control-plane/src/testing/test-control-plane.ts';
 
 /** Resolves with what the server sent once it closes the connection (bounded: 20 s, else 'still open'). */
 function closed(socket: Socket): Promise<string> {
@@ -55,6 +55,30 @@ async function refused(t: TestControlPlane, listener: string, reason: string): P
   return Number(m?.[1] ?? 0);
 }
 
+/** Settings turning the injection webhook on (its limits are its own: 64 connections, 5 s for headers and for the handshake). */
+function injectionFlags(): Record<string, string> {
+  const file = join(mkdtempSync(join(tmpdir(), 'airlock-cp-webhook-')), 'injection.yaml');
+  writeFileSync(file, `image: ghcr.io/airlock-dev/airlock:0.1.0\ncontrolPlane: 127.0.0.1:15012\ntrustDomain: ${TD}\n`);
+  return { injectionListen: '127.0.0.1:0', injectionConfigFile: file };
+}
+
+/** A legitimate AdmissionReview of a pod CREATE, as the API server posts it: the control case on the webhook. */
+function admitsAPod(t: TestControlPlane): Promise<{ status: number; allowed: unknown }> {
+  const uid = 'c5ed6c1a-1f3e-4a55-9f5b-1d0e0e0e0e16';
+  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'researcher-0', namespace: 'agents' }, spec: { serviceAccountName: 'researcher', containers: [{ name: 'agent', image: 'agent:1' }] } };
+  const body = JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid, kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, namespace: 'agents', operation: 'CREATE', userInfo: { username: 'system:admin' }, object: pod } });
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', port: t.cp.injectionPort, path: '/inject', method: 'POST', headers: { 'content-type': 'application/json' }, ca: t.cp.trustBundlePem, checkServerIdentity: () => undefined, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, allowed: (JSON.parse(text) as { response?: { uid?: string; allowed?: unknown } }).response?.allowed }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 /** A sidecar's decision over AuthorizeStream: the control case that must keep working. */
 async function decides(t: TestControlPlane): Promise<boolean> {
   const stream = openAuthorizeStream(t.cp, t.svid(RESEARCHER));
@@ -69,13 +93,13 @@ async function decides(t: TestControlPlane): Promise<boolean> {
 describe('control-plane listener timeouts', () => {
   let t: TestControlPlane;
   beforeAll(async () => {
-    t = await startTestControlPlane(RESEARCHERS_TO_EXAMPLE, 'airlock-cp-limits-', {}, { headersTimeout: '1s', tlsHandshakeTimeout: '1s' });
+    t = await startTestControlPlane(RESEARCHERS_TO_EXAMPLE, 'airlock-cp-limits-', {}, { headersTimeout: '1s', tlsHandshakeTimeout: '1s', ...injectionFlags() });
   });
   afterAll(() => t.close());
 
-  it.each(['grpc', 'admin'] as const)('cuts a client that opens the %s port and never finishes its TLS handshake, and counts it', { timeout: 30_000 }, async (listener) => {
+  it.each(['grpc', 'admin', 'webhook'] as const)('cuts a client that opens the %s port and never finishes its TLS handshake, and counts it', { timeout: 30_000 }, async (listener) => {
     const before = await refused(t, listener, 'handshake_timeout');
-    const socket = await opened(listener === 'grpc' ? t.cp.grpcPort : t.cp.adminPort);
+    const socket = await opened({ grpc: t.cp.grpcPort, admin: t.cp.adminPort, webhook: t.cp.injectionPort ?? 0 }[listener]);
     const done = closed(socket);
     expect(await decides(t)).toBe(true);
     expect(await done).toBe('');
@@ -99,6 +123,24 @@ describe('control-plane listener timeouts', () => {
     expect(await refused(t, 'admin', 'request_timeout')).toBe(before + 1);
   });
 
+  it('answers 408 to headers sent a byte at a time on the injection webhook (over its TLS) within its 5 s, and counts it; admission reviews go on', { timeout: 30_000 }, async () => {
+    const before = await refused(t, 'webhook', 'request_timeout');
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: t.cp.injectionPort ?? 0, ca: t.cp.trustBundlePem, checkServerIdentity: () => undefined }, () => resolve(s));
+      s.once('error', reject);
+    });
+    const done = closed(socket);
+    socket.write('POST /inject HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n');
+    const drip = setInterval(() => socket.writable && socket.write('X'), 200);
+    expect(await admitsAPod(t)).toEqual({ status: 200, allowed: true });
+    const got = await done;
+    clearInterval(drip);
+    expect(got).toMatch(/^HTTP\/1\.1 408 /);
+    expect(got).toContain('request_timeout');
+    expect(await refused(t, 'webhook', 'request_timeout')).toBe(before + 1);
+    expect(await admitsAPod(t)).toEqual({ status: 200, allowed: true });
+  });
+
   it('answers 408 to headers sent a byte at a time on the metrics port, and counts it; probes go on', { timeout: 30_000 }, async () => {
     const socket = await opened(t.cp.httpPort);
     const done = closed(socket);
@@ -115,7 +157,7 @@ describe('control-plane listener timeouts', () => {
 describe('control-plane connection cap', () => {
   let t: TestControlPlane;
   beforeAll(async () => {
-    t = await startTestControlPlane(RESEARCHERS_TO_EXAMPLE, 'airlock-cp-cap-', {}, { maxConnections: '4', grpcMaxConcurrentStreams: '8' });
+    t = await startTestControlPlane(RESEARCHERS_TO_EXAMPLE, 'airlock-cp-cap-', {}, { maxConnections: '4', grpcMaxConcurrentStreams: '8', ...injectionFlags() });
   });
   afterAll(() => t.close());
 
@@ -151,6 +193,19 @@ describe('control-plane connection cap', () => {
     } else {
       await expect.poll(async () => (await adminFetch(t.cp, '/v1/policy', { headers: { authorization: `Bearer ${t.cp.adminToken}` } })).status, { timeout: 10_000 }).toBe(200);
     }
+  });
+
+  it('closes webhook connections past its 64 at once and counts them; once they are gone, an AdmissionReview is answered', { timeout: 30_000 }, async () => {
+    const port = t.cp.injectionPort ?? 0;
+    const before = await refused(t, 'webhook', 'max_connections');
+    const held = await Promise.all(Array.from({ length: 64 }, () => opened(port)));
+    const extra = Array.from({ length: 3 }, () => connect(port, '127.0.0.1'));
+    expect(await Promise.all(extra.map((s) => closed(s)))).toEqual(['', '', '']);
+    // Closed by the cap, not by the handshake timeout the held ones are subject to as well.
+    expect(await refused(t, 'webhook', 'max_connections')).toBe(before + 3);
+    for (const s of held) s.destroy();
+    await expect.poll(async () => (await admitsAPod(t).catch(() => ({ status: 0, allowed: undefined }))).status, { timeout: 10_000 }).toBe(200);
+    expect(await admitsAPod(t)).toEqual({ status: 200, allowed: true });
   });
 });
 

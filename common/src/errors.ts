@@ -13,6 +13,8 @@ export const ErrorCode = {
   Conflict: 'AIRLOCK_CONFLICT',
   UpstreamIdentity: 'AIRLOCK_UPSTREAM_IDENTITY_MISMATCH',
   UpstreamUnavailable: 'AIRLOCK_UPSTREAM_UNAVAILABLE',
+  /** The destination did not connect, finish its handshake, send headers or the next body bytes in time (upstream*Timeout). */
+  UpstreamTimeout: 'AIRLOCK_UPSTREAM_TIMEOUT',
   /** An external destination resolves to (or is) an address the sidecar never dials: metadata, loopback, its own ports… */
   ForbiddenDestination: 'AIRLOCK_FORBIDDEN_DESTINATION',
   Attestation: 'AIRLOCK_ATTESTATION_FAILED',

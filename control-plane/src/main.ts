@@ -339,7 +339,7 @@ export async function startControlPlane(config: ControlPlaneConfig, opts: StartO
     );
     answerClientErrors(http);
     cleanups.push(() => closeServer(http));
-    const webhook = await startInjection({ config, settings: injection, serving: certificates, tlsMinVersion: config.tlsMinVersion, trustBundlePem: () => ring.bundlePem(), registry, logger: logger.child({ component: 'injection' }) });
+    const webhook = await startInjection({ config, settings: injection, serving: certificates, tlsMinVersion: config.tlsMinVersion, trustBundlePem: () => ring.bundlePem(), registry, refused: (reason) => metrics.connectionsRefused.inc({ listener: 'webhook', reason }), logger: logger.child({ component: 'injection' }) });
     if (webhook !== undefined) cleanups.push(() => webhook.close());
 
     ready = true;

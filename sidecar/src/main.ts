@@ -27,7 +27,8 @@ import { createOutboundServer } from './outbound/outbound-server.ts';
 import { DestinationCheck, dnsServersResolve, externalAgent } from './outbound/destination-check.ts';
 import { EgressCa } from './outbound/egress-ca.ts';
 import type { OriginationTrust } from './outbound/tls-origination.ts';
-import { UpstreamPools } from './outbound/upstream-pools.ts';
+import { DEFAULT_MAX_UPSTREAM_POOLS, UpstreamPools } from './outbound/upstream-pools.ts';
+import type { UpstreamTimeouts } from './outbound/upstream-timeouts.ts';
 import { createSidecarMetrics, mcpBodyCounter } from './telemetry/metrics.ts';
 
 export type { SidecarConfig } from './config/config.ts';
@@ -128,7 +129,8 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     ),
     config.authzTimeout,
   );
-  const meshPools = new UpstreamPools(tlsMinVersion);
+  const upstreamTimeouts: UpstreamTimeouts = { connectMs: config.upstreamConnectTimeout, headersMs: config.upstreamHeadersTimeout, bodyMs: config.upstreamBodyTimeout };
+  const meshPools = new UpstreamPools(tlsMinVersion, DEFAULT_MAX_UPSTREAM_POOLS, upstreamTimeouts);
   const app = new Pool(`http://127.0.0.1:${config.appPort}`);
 
   // Tickets are checked against our own keys and the revocations the trust-bundle stream pushes.
@@ -149,8 +151,9 @@ export async function startSidecar(config: SidecarConfig, opts: StartSidecarOpti
     ownPorts: () => ownPorts,
     controlPlane: () => endpoints.current(),
     ...(config.egressDnsServers.length === 0 ? {} : { resolve: dnsServersResolve(config.egressDnsServers) }),
+    connectTimeoutMs: upstreamTimeouts.connectMs,
   });
-  const external = externalAgent(destinations, logger.child({ component: 'outbound' }), egressRoots);
+  const external = externalAgent(destinations, logger.child({ component: 'outbound' }), egressRoots, upstreamTimeouts);
   const outboundDeps = { identity, authorizer, meshPools, external, destinations, metrics, mcpMaxBody: config.mcpMaxBody, mcpBody, mcpBodies: mcpBodyCounter(metrics, 'outbound'), plainHttpPorts: new Set(config.plainHttpPorts), egressCa, limits, logger: logger.child({ component: 'outbound' }) };
   const outbound = createOutboundServer(outboundDeps);
   const capture = config.captureListen === undefined ? undefined : createCaptureServer(outboundDeps);

@@ -27,25 +27,30 @@ export interface EtcdCluster {
   readonly members: readonly EtcdMember[];
   /** Kills every member and removes their data. */
   stop(): Promise<void>;
+  /** Starts `member` again (after it exited or was killed), on its data dir and ports; resolves once it is healthy. */
+  restart(member: EtcdMember): Promise<EtcdMember>;
 }
 
 /**
  * A real etcd cluster of `size` members on loopback ports, data in a temp dir: for the store's
  * conformance suite and the replica tests. Every URL is 127.0.0.1; nothing else is dialled.
  */
-export async function startEtcd(size = 1, o: { tls?: EtcdServerTls } = {}): Promise<EtcdCluster> {
+export async function startEtcd(size = 1, o: { tls?: EtcdServerTls; dataDir?: string; wrap?: readonly string[]; args?: readonly string[] } = {}): Promise<EtcdCluster> {
   const binary = etcdPath();
-  const dir = mkdtempSync(join(tmpdir(), 'airlock-etcd-'));
+  // `dataDir`: the caller's (e.g. a tmpfs); `wrap`: a command that execs etcd in place (e.g. nsenter into a mount namespace).
+  const dir = o.dataDir ?? mkdtempSync(join(tmpdir(), 'airlock-etcd-'));
   const ports = await Promise.all(Array.from({ length: size }, async (_, i) => ({ name: `m${i}`, client: await freePort(), peer: await freePort(), metrics: await freePort() })));
   // With TLS, clients must present a certificate of clientCaFile (--client-cert-auth), as in production.
   const tls = o.tls === undefined ? [] : ['--cert-file', o.tls.certFile, '--key-file', o.tls.keyFile, '--trusted-ca-file', o.tls.clientCaFile, '--client-cert-auth'];
   const initialCluster = ports.map((p) => `${p.name}=http://127.0.0.1:${p.peer}`).join(',');
-  const members: EtcdMember[] = ports.map((p) => {
+  const spawnMember = (p: (typeof ports)[number]): EtcdMember => {
     const clientUrl = `${o.tls === undefined ? 'http' : 'https'}://127.0.0.1:${p.client}`;
     const metricsUrl = `http://127.0.0.1:${p.metrics}`;
+    const wrap = o.wrap ?? [];
     const child = spawn(
-      binary,
+      wrap[0] ?? binary,
       [
+        ...(wrap.length === 0 ? [] : [...wrap.slice(1), binary]),
         '--name', p.name,
         '--data-dir', join(dir, p.name),
         '--listen-client-urls', clientUrl,
@@ -57,12 +62,14 @@ export async function startEtcd(size = 1, o: { tls?: EtcdServerTls } = {}): Prom
         '--initial-cluster-state', 'new',
         '--listen-metrics-urls', metricsUrl,
         ...tls,
+        ...(o.args ?? []),
         '--log-level', 'error',
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     return { name: p.name, clientUrl, metricsUrl, process: child };
-  });
+  };
+  const members: EtcdMember[] = ports.map(spawnMember);
   const stop = async (): Promise<void> => {
     await Promise.all(
       members.map(
@@ -82,7 +89,17 @@ export async function startEtcd(size = 1, o: { tls?: EtcdServerTls } = {}): Prom
     await stop();
     throw err;
   }
-  return { endpoints: members.map((m) => m.clientUrl), members, stop };
+  const restart = async (member: EtcdMember): Promise<EtcdMember> => {
+    const i = members.indexOf(member);
+    const p = ports[i];
+    if (p === undefined) throw new Error(`${member.name} is not a member of this cluster`);
+    // The cluster exists: a restarted member rejoins it from its data dir (the initial-* flags are ignored then).
+    const again = spawnMember(p);
+    members[i] = again;
+    await waitHealthy(again);
+    return again;
+  };
+  return { endpoints: members.map((m) => m.clientUrl), members, stop, restart };
 }
 
 async function waitHealthy(m: EtcdMember, timeoutMs = 20_000): Promise<void> {

@@ -17,6 +17,7 @@ const GRPC_STATUS: Readonly<Record<ErrorCode, status>> = {
   [ErrorCode.Conflict]: status.ALREADY_EXISTS,
   [ErrorCode.UpstreamIdentity]: status.FAILED_PRECONDITION,
   [ErrorCode.UpstreamUnavailable]: status.UNAVAILABLE,
+  [ErrorCode.UpstreamTimeout]: status.DEADLINE_EXCEEDED,
   [ErrorCode.ForbiddenDestination]: status.PERMISSION_DENIED,
   [ErrorCode.Attestation]: status.UNAUTHENTICATED,
   [ErrorCode.Policy]: status.FAILED_PRECONDITION,

@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export type SpoolFullPolicy = 'drop-oldest' | 'fail-closed';
@@ -113,7 +113,19 @@ export class Spool {
       this.#segments.push(last);
     }
     const text = `${this.#buffer.join('\n')}\n`;
-    appendFileSync(this.#file(last.n), text, { mode: 0o600 });
+    const file = this.#file(last.n);
+    try {
+      appendFileSync(file, text, { mode: 0o600 });
+    } catch (err) {
+      // A full disk takes a short write: part of a line. Cut the segment back to its whole lines, so
+      // that what follows once there is space again never reads as (or ships) a corrupt event.
+      try {
+        truncateSync(file, last.bytes);
+      } catch {
+        // Not even created: nothing to cut.
+      }
+      throw err;
+    }
     last.bytes += this.#bufferBytes;
     last.lines += this.#buffer.length;
     this.#buffer = [];
@@ -154,7 +166,12 @@ export class Spool {
     this.#offset = batch.endOffset;
     this.#linesBefore += batch.lines.length;
     if (this.#offset >= first.bytes && this.#segments.length > 1) this.#removeFirst();
-    this.#saveCursor();
+    try {
+      this.#saveCursor();
+    } catch {
+      // A full disk: the position is kept in memory and saved at the next ack. A restart before
+      // then delivers the batch again (at least once), which is not the collector's failure.
+    }
   }
 
   #dropOldest(needed: number): void {

@@ -138,10 +138,20 @@ export class SpooledAuditSink implements AuditSink {
     this.#wake?.();
   }
 
+  /** The next batch; a spool that cannot be written (peek writes the buffer first) loses those events, counted, not a delivery failure: no backoff. */
+  #peek(): ReturnType<Spool['peek']> {
+    try {
+      return this.#spool.peek(this.#o.batchEvents ?? 500, this.#o.batchBytes ?? 1024 * 1024);
+    } catch (err) {
+      this.#spoolFailed(err, this.#spool.discardBuffer());
+      return undefined;
+    }
+  }
+
   async #run(): Promise<void> {
     while (!this.#closed) {
       try {
-        const batch = this.#spool.peek(this.#o.batchEvents ?? 500, this.#o.batchBytes ?? 1024 * 1024);
+        const batch = this.#peek();
         if (batch === undefined) {
           await new Promise<void>((resolve) => (this.#wake = resolve));
           this.#wake = undefined;

@@ -1,5 +1,6 @@
 import type { Registry } from 'prom-client';
 import { ConfigError } from '@airlock/common/errors';
+import type { LimitRefusal } from '@airlock/common/listener-limits';
 import type { Logger } from '@airlock/common/logging';
 import type { ControlPlaneConfig } from '../config/config.ts';
 import { loadInjectionSettings, type InjectionSettings } from './injection-settings.ts';
@@ -28,6 +29,8 @@ export async function startInjection(o: {
   tlsMinVersion: TlsMinVersion;
   trustBundlePem: () => string;
   registry: Registry;
+  /** Each connection the webhook's limits cut. */
+  refused: (reason: LimitRefusal) => void;
   logger: Logger;
 }): Promise<{ port: number; close: () => Promise<void> } | undefined> {
   if (o.settings === undefined || o.config.injectionListen === undefined) return undefined;
@@ -38,6 +41,7 @@ export async function startInjection(o: {
     settings: o.settings,
     trustBundlePem: o.trustBundlePem,
     metrics: createInjectionMetrics(o.registry),
+    refused: o.refused,
     logger: o.logger,
   });
   return { port: running.port, close: () => running.close() };

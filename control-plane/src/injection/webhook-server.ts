@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ListenAddress, TlsMinVersion } from '@airlock/common/config';
 import { errorMessage } from '@airlock/common/errors';
+import type { LimitRefusal } from '@airlock/common/listener-limits';
 import type { Logger } from '@airlock/common/logging';
 import { sendJson } from '@airlock/common/telemetry';
 import { readJson } from '../api/admin/admin-body.ts';
@@ -28,6 +29,8 @@ export interface InjectionServerOptions {
   /** The trust bundle now: what a sidecar injected now verifies the control plane with. */
   readonly trustBundlePem: () => string;
   readonly metrics: InjectionMetrics;
+  /** Each connection the listener's limits cut (counted with the other listeners' cuts). */
+  readonly refused?: (reason: LimitRefusal) => void;
   readonly logger: Logger;
 }
 
@@ -96,5 +99,6 @@ export async function startInjectionServer(o: InjectionServerOptions): Promise<I
     tlsMinVersion: o.tlsMinVersion,
     handler: (req, res) => void handle(req, res),
     limits: { requestTimeoutMs: REQUEST_TIMEOUT_MS, headersTimeoutMs: HEADERS_TIMEOUT_MS, maxConnections: MAX_CONNECTIONS, tlsHandshakeTimeoutMs: HEADERS_TIMEOUT_MS },
+    ...(o.refused === undefined ? {} : { refused: o.refused }),
   });
 }

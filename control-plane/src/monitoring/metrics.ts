@@ -92,7 +92,7 @@ export function createControlPlaneMetrics(registry: Registry): ControlPlaneMetri
     }),
     connectionsRefused: new Counter({
       name: 'airlock_control_plane_connections_refused_total',
-      help: "Connections cut by a listener's limits (grpc, admin, http), by reason: max_connections, client_connections (gRPC: past grpcMaxConnectionsPerClient), request_timeout, handshake_timeout.",
+      help: "Connections cut by a listener's limits (grpc, admin, http, webhook), by reason: max_connections, client_connections (gRPC: past grpcMaxConnectionsPerClient), request_timeout, handshake_timeout.",
       labelNames: ['listener', 'reason'] as const,
       registers,
     }),

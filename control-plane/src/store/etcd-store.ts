@@ -466,6 +466,10 @@ export class EtcdStore implements Store {
       return await fn();
     } catch (err) {
       if (err instanceof AirlockError) throw err;
+      // The etcd client stops asking after repeated failures (cockatiel's circuit breaker): etcd did not refuse anything.
+      if ((err as { isBrokenCircuitError?: unknown }).isBrokenCircuitError === true) {
+        throw new AirlockError(ErrorCode.StoreUnavailable, 'etcd is unavailable: it failed repeatedly, and is asked again in a few seconds', { cause: err });
+      }
       const why = isRecoverableError(err as Error) ? 'etcd is unavailable' : 'etcd refused the request';
       throw new AirlockError(ErrorCode.StoreUnavailable, `${why}: ${errorMessage(err)}`, { cause: err });
     }

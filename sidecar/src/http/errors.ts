@@ -115,6 +115,8 @@ export function errorReply(err: unknown, log: Logger, mcp?: JsonRpcTarget): Erro
       case ErrorCode.UpstreamUnavailable:
       case ErrorCode.UpstreamIdentity:
         return { status: 502, outcome: 'upstream_error', body: { error: 'upstream_unavailable', reason: err.message } };
+      case ErrorCode.UpstreamTimeout:
+        return { status: 504, outcome: 'upstream_error', body: { error: 'upstream_timeout', reason: err.message } };
       case ErrorCode.BadRequest:
         return { status: 400, outcome: 'bad_request', body: { error: 'bad_request', reason: err.message } };
       default:

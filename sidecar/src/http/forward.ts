@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
+import { upstreamTimeoutError } from '../outbound/upstream-timeouts.ts';
 import { responseHeadersToForward } from './headers.ts';
 
 export interface ForwardRequest {
@@ -20,7 +21,8 @@ export interface ForwardRequest {
  * Sends `req` on through `dispatcher` and streams the answer into `res`, both ways without
  * buffering whole bodies (undici's dispatch API, the cheapest of its forwarding APIs). If the
  * client goes away, the upstream request is aborted so pooled connections are not leaked.
- * Rejects with AIRLOCK_UPSTREAM_UNAVAILABLE only while nothing has been sent to the client yet.
+ * Rejects with AIRLOCK_UPSTREAM_UNAVAILABLE (or _TIMEOUT) only while nothing has been sent to the
+ * client yet; later (a body that stalls past upstreamBodyTimeout) the client's connection is cut.
  */
 export function forward(dispatcher: Dispatcher, request: ForwardRequest, req: IncomingMessage, res: ServerResponse): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -67,7 +69,7 @@ export function forward(dispatcher: Dispatcher, request: ForwardRequest, req: In
           resolve();
         } else {
           // Our own refusal (a forbidden destination address, from the external Agent's connector) stays itself.
-          reject(err instanceof AirlockError ? err : new AirlockError(ErrorCode.UpstreamUnavailable, `${request.describe}: ${describeCause(err)}`, { cause: err }));
+          reject(err instanceof AirlockError ? err : (upstreamTimeoutError(err, request.describe) ?? new AirlockError(ErrorCode.UpstreamUnavailable, `${request.describe}: ${describeCause(err)}`, { cause: err })));
         }
       },
     };

@@ -7,6 +7,7 @@ import { formatHostPort, parseHostPort } from '@airlock/common/config';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
 import { originateTls, type OriginationTrust } from './tls-origination.ts';
+import { DEFAULT_UPSTREAM_TIMEOUTS, undiciTimeouts, type UpstreamTimeouts } from './upstream-timeouts.ts';
 
 /** The rule that forbids an address; named in the 403 body so the agent (and operator) learn which. */
 export type AddressRule = 'unspecified' | 'cloud-metadata' | 'sidecar-port' | 'control-plane' | 'loopback' | 'link-local' | 'operator-cidr';
@@ -67,6 +68,8 @@ export interface DestinationCheckOptions {
   /** The control plane's endpoints (host:port, resolved): refused as such, and on every local address when local. */
   readonly controlPlane: () => readonly string[];
   readonly resolve?: ResolveAll;
+  /** How long one address may take to accept a connection (upstreamConnectTimeout; default 10 s). */
+  readonly connectTimeoutMs?: number;
 }
 
 /**
@@ -131,13 +134,15 @@ export class DestinationCheck {
     let last: Error | undefined;
     for (const address of addresses) {
       try {
-        return { socket: await connectTo(address, port), address };
+        return { socket: await connectTo(address, port, this.#o.connectTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUTS.connectMs), address };
       } catch (err) {
         last = err instanceof Error ? err : new Error(String(err));
       }
     }
     const where = `${formatHostPort(target)}${addresses.length === 1 && addresses[0] === target.host ? '' : ` at ${addresses.join(', ')}`}`;
-    throw new AirlockError(ErrorCode.UpstreamUnavailable, `cannot reach ${where}: ${last?.message ?? 'no address'}`, { cause: last });
+    // A destination that never answered is a timeout (504); one that refused is unavailable (502).
+    const code = last instanceof ConnectTimeout ? ErrorCode.UpstreamTimeout : ErrorCode.UpstreamUnavailable;
+    throw new AirlockError(code, `cannot reach ${where}: ${last?.message ?? 'no address'}`, { cause: last });
   }
 
   /**
@@ -213,15 +218,15 @@ function isControlPlane(endpoints: readonly string[], ip: CanonicalAddress, port
 /** How many names' judged answers are remembered. */
 const MAX_REMEMBERED_NAMES = 4096;
 
-/** How long one address may take to accept a connection (undici's default connect timeout). */
-const CONNECT_TIMEOUT_MS = 10_000;
+/** An address that did not accept the connection within upstreamConnectTimeout. */
+class ConnectTimeout extends Error {}
 
-function connectTo(host: string, port: number): Promise<Socket> {
+function connectTo(host: string, port: number, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
     // As undici's own connector: no Nagle, TCP keep-alive on pooled connections.
     const socket = connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
     const onError = (err: Error): void => reject(err);
-    socket.setTimeout(CONNECT_TIMEOUT_MS, () => socket.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS} ms`)));
+    socket.setTimeout(timeoutMs, () => socket.destroy(new ConnectTimeout(`no connection within ${timeoutMs} ms (upstreamConnectTimeout)`)));
     socket.once('error', onError);
     socket.once('connect', () => {
       socket.setTimeout(0);
@@ -235,12 +240,13 @@ function connectTo(host: string, port: number): Promise<Socket> {
  * The undici Agent for external hosts: its every connection is dialled at the answer the call's
  * decision judged (`destinations.judgedFor`, set by the outbound server before it forwards; a
  * refused destination fails the request with the ForbiddenDestinationError itself), and is logged
- * with the address it reached. An https:// origin (tls: inspect or originate) then gets TLS over
+ * with the address it reached; response headers and body bytes wait for `timeouts`. An https:// origin (tls: inspect or originate) then gets TLS over
  * that very connection, verified against `trust` (originateTls). The origin keeps the name, so
  * Host and SNI are the name and connections are pooled per name.
  */
-export function externalAgent(destinations: DestinationCheck, log: Logger, trust: OriginationTrust = NODE_ROOTS): Agent {
+export function externalAgent(destinations: DestinationCheck, log: Logger, trust: OriginationTrust = NODE_ROOTS, timeouts: UpstreamTimeouts = DEFAULT_UPSTREAM_TIMEOUTS): Agent {
   return new Agent({
+    ...undiciTimeouts(timeouts),
     connect(opts, callback) {
       const host = opts.hostname.startsWith('[') ? opts.hostname.slice(1, -1) : opts.hostname;
       const port = opts.port === '' ? (opts.protocol === 'https:' ? 443 : 80) : Number(opts.port);
@@ -253,7 +259,7 @@ export function externalAgent(destinations: DestinationCheck, log: Logger, trust
           callback(null, socket);
           return;
         }
-        originateTls(socket, host, port, trust).then((tls) => callback(null, tls), fail);
+        originateTls(socket, host, port, trust, timeouts.connectMs).then((tls) => callback(null, tls), fail);
       }, fail);
     },
   });

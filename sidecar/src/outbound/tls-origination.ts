@@ -3,9 +3,6 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { formatHostPort } from '@airlock/common/config';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 
-/** How long the destination may take to finish its TLS handshake. */
-const HANDSHAKE_TIMEOUT_MS = 10_000;
-
 export interface OriginationTrust {
   /** PEM bundle the destination's certificate must chain to (`egressTrustBundleFile`); undefined = Node's roots. */
   readonly ca?: string;
@@ -17,10 +14,11 @@ export interface OriginationTrust {
  * TLS from the sidecar to an external host (tls: inspect or originate), over `socket`, a TCP
  * connection to an address the destination check allowed: SNI is the host name (none for an IP
  * literal), ALPN http/1.1, and the certificate must verify for that name against `trust`. A
- * certificate that does not is AIRLOCK_UPSTREAM_IDENTITY (a 502 naming why): the call is never
+ * certificate that does not is AIRLOCK_UPSTREAM_IDENTITY (a 502 naming why), a handshake not done within
+ * `handshakeTimeoutMs` AIRLOCK_UPSTREAM_TIMEOUT (504): the call is never
  * sent in clear nor to an unverified peer instead.
  */
-export function originateTls(socket: Socket, host: string, port: number, trust: OriginationTrust): Promise<TLSSocket> {
+export function originateTls(socket: Socket, host: string, port: number, trust: OriginationTrust, handshakeTimeoutMs: number): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
     const where = formatHostPort({ host, port });
     const tls = tlsConnect({
@@ -31,11 +29,13 @@ export function originateTls(socket: Socket, host: string, port: number, trust: 
       rejectUnauthorized: true,
       ...(trust.ca === undefined ? {} : { ca: trust.ca }),
     });
-    tls.setTimeout(HANDSHAKE_TIMEOUT_MS, () => tls.destroy(new Error(`no TLS handshake within ${HANDSHAKE_TIMEOUT_MS} ms`)));
+    tls.setTimeout(handshakeTimeoutMs, () => tls.destroy(new HandshakeTimeout(`no TLS handshake within ${handshakeTimeoutMs} ms (upstreamConnectTimeout)`)));
     const onError = (err: Error): void => {
       tls.destroy();
       const code = (err as NodeJS.ErrnoException).code;
-      if (code !== undefined && isVerificationFailure(code)) {
+      if (err instanceof HandshakeTimeout) {
+        reject(new AirlockError(ErrorCode.UpstreamTimeout, `TLS to ${where} failed: ${err.message}`, { cause: err }));
+      } else if (code !== undefined && isVerificationFailure(code)) {
         reject(new AirlockError(ErrorCode.UpstreamIdentity, `${where} presented a certificate that does not verify for ${host} against ${trust.describe} (${code}: ${errorMessage(err)}); nothing was sent`, { cause: err }));
       } else {
         reject(new AirlockError(ErrorCode.UpstreamUnavailable, `TLS to ${where} failed: ${code === undefined ? '' : `${code} `}${errorMessage(err)}`, { cause: err }));
@@ -49,6 +49,9 @@ export function originateTls(socket: Socket, host: string, port: number, trust: 
     });
   });
 }
+
+/** A destination that did not finish its TLS handshake within upstreamConnectTimeout. */
+class HandshakeTimeout extends Error {}
 
 /** OpenSSL's X509 verification errors and Node's name check: the destination did not prove who it is. */
 function isVerificationFailure(code: string): boolean {

@@ -5,6 +5,7 @@ import type { Upstream } from '../authz/authorizer.ts';
 import type { Svid } from '../identity/svid.ts';
 import { expectSpiffeId } from '../tls/peer-identity.ts';
 import { markHandshakeRefusals } from './peer-handshake.ts';
+import { DEFAULT_UPSTREAM_TIMEOUTS, undiciTimeouts, type UpstreamTimeouts } from './upstream-timeouts.ts';
 
 /**
  * Kept-alive mTLS connection pools to peer sidecars, one per (address, expected SPIFFE ID): a pool
@@ -22,13 +23,15 @@ export class UpstreamPools {
   readonly #pools = new Map<string, Pool>();
   readonly #minVersion: TlsMinVersion;
   readonly #maxPools: number;
+  readonly #timeouts: UpstreamTimeouts;
   #svid: Svid | undefined;
   #context: SecureContext | undefined;
 
-  /** `minVersion`: the lowest TLS version offered to peers (setting tlsMinVersion). */
-  constructor(minVersion: TlsMinVersion = DEFAULT_TLS_MIN_VERSION, maxPools = DEFAULT_MAX_UPSTREAM_POOLS) {
+  /** `minVersion`: the lowest TLS version offered to peers (setting tlsMinVersion); `timeouts`: the upstream* settings. */
+  constructor(minVersion: TlsMinVersion = DEFAULT_TLS_MIN_VERSION, maxPools = DEFAULT_MAX_UPSTREAM_POOLS, timeouts: UpstreamTimeouts = DEFAULT_UPSTREAM_TIMEOUTS) {
     this.#minVersion = minVersion;
     this.#maxPools = maxPools;
+    this.#timeouts = timeouts;
   }
 
   /** How many pools are kept now. */
@@ -43,8 +46,11 @@ export class UpstreamPools {
     let pool = this.#pools.get(key);
     if (pool === undefined) {
       pool = new Pool(`https://${upstream.address}`, {
+        ...undiciTimeouts(this.#timeouts),
         connect: markHandshakeRefusals(
           buildConnector({
+            // TCP and the mTLS handshake together.
+            timeout: this.#timeouts.connectMs,
             secureContext: this.#context,
             rejectUnauthorized: true,
             // Verified by SPIFFE ID, not host name: the address is often a bare IP.

@@ -13,6 +13,7 @@ const HTTP: Readonly<Record<ErrorCode, { status: number; error: string }>> = {
   [ErrorCode.Conflict]: { status: 409, error: 'conflict' },
   [ErrorCode.UpstreamIdentity]: { status: 502, error: 'upstream_identity_mismatch' },
   [ErrorCode.UpstreamUnavailable]: { status: 502, error: 'upstream_unavailable' },
+  [ErrorCode.UpstreamTimeout]: { status: 504, error: 'upstream_timeout' },
   [ErrorCode.ForbiddenDestination]: { status: 403, error: 'forbidden_destination' },
   [ErrorCode.Attestation]: { status: 401, error: 'unauthenticated' },
   [ErrorCode.Policy]: { status: 400, error: 'policy_invalid' },
