@@ -66,12 +66,12 @@ async function pin(pid: number | undefined): Promise<void> {
 }
 
 /** The echo app (or another app script of bench/ taking its port) in its own process, pinned. */
-export async function startApp(script = 'echo-server.ts'): Promise<{ port: number; stop(): Promise<void> }> {
+export async function startApp(script = 'echo-server.ts'): Promise<{ port: number; pid: number | undefined; stop(): Promise<void> }> {
   const port = await freePort();
   const app = spawn(process.execPath, [join(import.meta.dirname, script), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise((resolve) => app.stdout.once('data', resolve));
   await pin(app.pid);
-  return { port, stop: () => stopChild(app) };
+  return { port, pid: app.pid, stop: () => stopChild(app) };
 }
 
 /** The control plane with a policy allowing planner → researcher GET /v1/* (or the given policy YAML). */

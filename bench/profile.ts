@@ -2,10 +2,10 @@
 // `node --cpu-prof` on the control plane and both sidecars, then prints where each process spent
 // its CPU (self time by function, and by package). The .cpuprofile files stay in the printed
 // directory for Chrome DevTools.
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { counter, cpuSeconds, startApp, startControlPlane, startSidecars, wrk, type AuthzVariant } from './chain.ts';
+import { join, resolve } from 'node:path';
+import { counter, cpuSeconds, run, startApp, startControlPlane, startSidecars, wrk, type AuthzVariant } from './chain.ts';
 
 interface ProfileNode {
   id: number;
@@ -21,16 +21,38 @@ interface CpuProfile {
 const variant = (process.argv[2] ?? 'stream') as AuthzVariant;
 const connections = Number(process.argv[3] ?? 16);
 const seconds = Number(process.argv[4] ?? 10);
+/** AIRLOCK_PROFILE=0: no --cpu-prof, only the CPU per request from /proc (to compare code versions without the profiler's overhead). */
+const profiling = process.env.AIRLOCK_PROFILE !== '0';
+/** This checkout's root (a worktree's too), as frames' URLs name it. */
+const ROOT = `${resolve(import.meta.dirname, '..')}/`;
+const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** Where a frame's code lives, coarse enough to read: a package, a workspace, or node internals. */
 function area(url: string): string {
   if (url === '') return '(native/gc/idle)';
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (pkg !== null) return pkg[1] ?? url;
-  const ws = /\/work\/main\/([^/]+)\/src\/(.+?)\//.exec(url) ?? /\/work\/main\/([^/]+)\/src\//.exec(url);
+  const ws = new RegExp(`${escapeRegExp(ROOT)}([^/]+)/src/(.+?)/`).exec(url) ?? new RegExp(`${escapeRegExp(ROOT)}([^/]+)/src/`).exec(url);
   if (ws !== null) return `${ws[1]}/${ws[2] ?? ''}`;
   if (url.startsWith('node:')) return url.replace(/^node:internal\//, 'node:').split('/').slice(0, 2).join('/');
   return url;
+}
+
+/** Context switches (voluntary, involuntary) of a process so far, all threads: each is a wake-up or a preemption on the shared core. */
+function switches(pid: number | undefined): [number, number] {
+  const sum: [number, number] = [0, 0];
+  const dir = `/proc/${pid}/task`;
+  if (pid === undefined || !existsSync(dir)) return sum;
+  for (const tid of readdirSync(dir)) {
+    try {
+      const status = readFileSync(`${dir}/${tid}/status`, 'utf8');
+      sum[0] += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      sum[1] += Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    } catch {
+      // the thread exited
+    }
+  }
+  return sum;
 }
 
 function summarize(file: string): string {
@@ -46,7 +68,7 @@ function summarize(file: string): string {
     if (n === undefined) continue;
     const f = n.callFrame;
     if (f.functionName === '(idle)') continue;
-    const key = `${f.functionName || '(anon)'} ${f.url.replace(/^.*\/work\/main\//, '').replace(/^.*node_modules\//, '')}:${f.lineNumber + 1}`;
+    const key = `${f.functionName || '(anon)'} ${f.url.replace(`file://${ROOT}`, '').replace(ROOT, '').replace(/^.*node_modules\//, '')}:${f.lineNumber + 1}`;
     fn.set(key, (fn.get(key) ?? 0) + us);
     areas.set(area(f.url), (areas.get(area(f.url)) ?? 0) + us);
   }
@@ -57,7 +79,7 @@ function summarize(file: string): string {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'airlock-profile-'));
-const profDir = (name: string): NodeJS.ProcessEnv => ({ NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(dir, name)}` });
+const profDir = (name: string): NodeJS.ProcessEnv => (profiling ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${join(dir, name)}` } : {});
 const app = await startApp();
 const cp = await startControlPlane(dir, profDir('control-plane'));
 const { planner, researcher } = await startSidecars(dir, cp, app.port, variant, {});
@@ -65,11 +87,15 @@ const { planner, researcher } = await startSidecars(dir, cp, app.port, variant, 
 await planner.stop();
 await researcher.stop();
 const profiled = await startSidecars(dir, cp, app.port, variant, profDir('sidecars'));
+// AIRLOCK_PROFILE_CP_CPU=1: the control plane on the load generator's core, as stream-apart in run.ts.
+if (process.env.AIRLOCK_PROFILE_CP_CPU !== undefined && cp.pid !== undefined) await run('taskset', ['-a', '-p', '-c', process.env.AIRLOCK_PROFILE_CP_CPU, String(cp.pid)]);
 const url = `http://127.0.0.1:${profiled.planner.outbound}/`;
 await wrk(url, connections, '4s', true); // JIT warm-up
 const cpMetrics = `http://127.0.0.1:${cp.httpPort}/metrics`;
 const decisionsBefore = await counter(cpMetrics, 'airlock_authz_decisions_total');
 const cpu = { cp: cpuSeconds(cp.pid), planner: cpuSeconds(profiled.planner.pid), researcher: cpuSeconds(profiled.researcher.pid) };
+const pids = { 'control plane': cp.pid, egress: profiled.planner.pid, ingress: profiled.researcher.pid, app: app.pid };
+const switchesBefore = Object.entries(pids).map(([who, pid]) => [who, switches(pid)] as const);
 const r = await wrk(url, connections, `${seconds}s`, true);
 const decisions = (await counter(cpMetrics, 'airlock_authz_decisions_total')) - decisionsBefore;
 const requests = r.rps * seconds;
@@ -77,12 +103,14 @@ const requests = r.rps * seconds;
 // counts the time its thread waited to be scheduled again.
 const perCall = (s: number, n: number): string => `${((s * 1e6) / n).toFixed(0)} µs`;
 console.log(`${variant}, ${connections} connections: ${r.rps.toFixed(0)} req/s, p50 ${r.p50ms} ms, p99 ${r.p99ms} ms, errors ${r.errors}`);
+const perRequest = (n: number): string => (n / requests).toFixed(2);
+console.log(`context switches per request (voluntary / involuntary): ${switchesBefore.map(([who, [v, i]]) => { const [v2, i2] = switches(pids[who as keyof typeof pids]); return `${who} ${perRequest(v2 - v)} / ${perRequest(i2 - i)}`; }).join(', ')}`);
 console.log(`CPU: control plane ${perCall(cpuSeconds(cp.pid) - cpu.cp, decisions)} per decision; egress ${perCall(cpuSeconds(profiled.planner.pid) - cpu.planner, requests)}, ingress ${perCall(cpuSeconds(profiled.researcher.pid) - cpu.researcher, requests)} per request (profiler overhead included)`);
 await profiled.planner.stop();
 await profiled.researcher.stop();
 await cp.stop();
 await app.stop();
-for (const who of ['control-plane', 'sidecars']) {
+for (const who of profiling ? ['control-plane', 'sidecars'] : []) {
   for (const f of readdirSync(join(dir, who)).filter((x) => x.endsWith('.cpuprofile'))) {
     console.log(`\n== ${who} ${f}\n${summarize(join(dir, who, f))}`);
   }

@@ -12,6 +12,7 @@ import type { Logger } from '@airlock/common/logging';
 import { DEFAULT_TLS_MIN_VERSION, formatHostPort, type ListenAddress, type TlsMinVersion } from '@airlock/common/config';
 import { DEFAULT_LISTENER_LIMITS, type LimitRefusal, type ListenerLimits } from '@airlock/common/listener-limits';
 import type { SpiffeId } from '@airlock/common/spiffe';
+import { AuthorizationService } from '@airlock/proto/authorization/v1/stream';
 import { AuthorizationServiceService, type AuthorizeRequest, type AuthorizeResponse, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
 import { AdminServiceService } from '@airlock/proto/admin/v1';
 import { IdentityServiceService, type SignCertificateRequest, type SignCertificateResponse } from '@airlock/proto/identity/v1';
@@ -187,7 +188,7 @@ export async function startGrpcServer(deps: GrpcServerDeps): Promise<RunningGrpc
       logger: deps.logger,
     }),
   };
-  server.addService(AuthorizationServiceService, authorization);
+  server.addService(AuthorizationService, authorization);
   server.addService(IdentityServiceService, identity);
   const served: ServiceDefinition[] = [AuthorizationServiceService, IdentityServiceService];
   const protoFiles = ['airlock/authorization/v1/authorization.proto', 'airlock/identity/v1/identity.proto'];

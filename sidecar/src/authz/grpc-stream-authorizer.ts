@@ -1,7 +1,8 @@
 import { status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { DEFAULT_TLS_MIN_VERSION, type TlsMinVersion } from '@airlock/common/config';
 import { MAX_AUTHZ_CHECKS_PER_MESSAGE } from '@airlock/common/headers';
-import { AuthorizationServiceClient, type AuthorizeCheck, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
+import { type AuthorizeCheck, type AuthorizeStreamRequest, type AuthorizeStreamResponse } from '@airlock/proto/authorization/v1';
+import { AuthorizationClient } from '@airlock/proto/authorization/v1/stream';
 import { CONTROL_PLANE_CHANNEL_OPTIONS, controlPlaneCredentials } from '../controlplane/credentials.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
 import type { Authorizer, AuthzRequest, Decision } from './authorizer.ts';
@@ -55,7 +56,7 @@ export class GrpcStreamAuthorizer implements Authorizer {
   #queue: AuthorizeCheck[] = [];
   #flushScheduled = false;
   #nextId = 0;
-  #client: AuthorizationServiceClient | undefined;
+  #client: AuthorizationClient | undefined;
   #clientSvid: Svid | undefined;
   #stream: Stream | undefined;
   /** Messages delivered by the open stream (for the stuck-stream rule). */
@@ -134,7 +135,7 @@ export class GrpcStreamAuthorizer implements Authorizer {
       this.#stream?.end();
       this.#stream = undefined;
       const old = this.#client;
-      this.#client = new AuthorizationServiceClient(this.#o.address, controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, this.#o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION, svid), CONTROL_PLANE_CHANNEL_OPTIONS);
+      this.#client = new AuthorizationClient(this.#o.address, controlPlaneCredentials(svid.trustBundlePem, this.#o.controlPlaneId, this.#o.tlsMinVersion ?? DEFAULT_TLS_MIN_VERSION, svid), CONTROL_PLANE_CHANNEL_OPTIONS);
       this.#clientSvid = svid;
       old?.close();
     }

@@ -5,8 +5,17 @@
  */
 export class ReplayCache {
   readonly #max: number;
-  /** Decision id → its ticket's expiry (ms), in insertion order: about expiry order, tickets sharing one lifetime. */
-  readonly #seen = new Map<string, number>();
+  /** The ids held now. */
+  readonly #seen = new Set<string>();
+  /**
+   * The same ids with their tickets' expiry (ms), in insertion order (about expiry order, tickets
+   * sharing one lifetime), from #head on. A queue rather than iterating a Map from its start: V8
+   * keeps a deleted Map entry as a hole until the table is rebuilt, and every sweep walked the
+   * holes of the ids already dropped (3.7 µs per admitted call at 3,000 calls/s).
+   */
+  #ids: string[] = [];
+  #expiries: number[] = [];
+  #head = 0;
 
   constructor(max = 100_000) {
     this.#max = max;
@@ -17,7 +26,9 @@ export class ReplayCache {
     this.#sweep(now);
     if (this.#seen.has(id)) return 'replayed';
     if (this.#seen.size >= this.#max) return 'full';
-    this.#seen.set(id, expiresAt);
+    this.#seen.add(id);
+    this.#ids.push(id);
+    this.#expiries.push(expiresAt);
     return 'new';
   }
 
@@ -27,9 +38,19 @@ export class ReplayCache {
 
   /** Drops expired ids from the oldest on (a longer-lived one ahead holds the rest until it expires: bounded by max). */
   #sweep(now: number): void {
-    for (const [id, expiresAt] of this.#seen) {
-      if (expiresAt > now) return;
-      this.#seen.delete(id);
+    const ids = this.#ids;
+    const expiries = this.#expiries;
+    let head = this.#head;
+    while (head < ids.length && (expiries[head] ?? 0) <= now) {
+      this.#seen.delete(ids[head] ?? '');
+      head++;
     }
+    // The dropped front is cut off once it is most of the queue: amortized O(1) per id.
+    if (head > 1024 && head * 2 > ids.length) {
+      this.#ids = ids.slice(head);
+      this.#expiries = expiries.slice(head);
+      head = 0;
+    }
+    this.#head = head;
   }
 }
