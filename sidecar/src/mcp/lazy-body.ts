@@ -18,7 +18,9 @@ export async function readCounted(req: IncomingMessage, maxBytes: number, scanBy
  * Asks about a call. When its body was skipped (the pushed scope said no rule reads MCP for the
  * destination) and the control plane, on its own current snapshot, needs it (the scope was stale),
  * the body, not forwarded yet, is read and the same call asked about again: a skipped body is never
- * judged as "no MCP" where a rule reads MCP. The question and the reading the call goes on with are returned.
+ * judged as "no MCP" where a rule reads MCP. A skipped body of a refused call is read too, so that the
+ * refusal reaches an MCP client as a JSON-RPC error for its id, as it does where bodies are read. The
+ * question and the reading the call goes on with are returned.
  */
 export async function authorizeReadingIfAsked(
   authorizer: Authorizer,
@@ -29,8 +31,10 @@ export async function authorizeReadingIfAsked(
   counter?: McpBodyCounter,
 ): Promise<{ decision: Decision; mcp: McpRead; question: AuthzRequest }> {
   const decision = await authorizer.authorize(question);
-  if (decision.allowed || decision.mcpBodyRequired !== true || mcp.skipped !== true) return { decision, mcp, question };
+  if (decision.allowed || mcp.skipped !== true) return { decision, mcp, question };
   const read = await readSkippedMcp(req, mcp, maxBytes);
+  // Refused: the body is read only to answer an MCP client with a JSON-RPC error for its request's id.
+  if (decision.mcpBodyRequired !== true) return { decision, mcp: read, question };
   counter?.count('reread');
   const again: AuthzRequest = { ...question, mcp: read.message, mcpHeaderMismatch: read.headerMismatch, mcpBodySkipped: false };
   return { decision: await authorizer.authorize(again), mcp: read, question: again };
