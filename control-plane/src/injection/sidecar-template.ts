@@ -27,8 +27,8 @@ export const RESERVED_PORTS: readonly number[] = [OUTBOUND_PORT, CAPTURE_PORT, I
 export const SIDECAR_NODE_OPTIONS = '--max-semi-space-size=8';
 /**
  * glibc malloc arenas, as README "Sidecar memory" recommends: by default a thread that contends
- * makes another (up to 8 per core), and each keeps its freed pages; 2 saved a sidecar 5–15 MB of
- * private memory in the 30-minute soak (docs/soak.md).
+ * makes another (up to 8 per core), and each keeps its freed pages; 2 saved each sidecar 9–13 MB
+ * of private memory in the 30-minute soak (docs/soak.md).
  */
 export const MALLOC_ARENA_MAX = '2';
 
