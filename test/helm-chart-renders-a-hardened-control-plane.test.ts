@@ -24,6 +24,7 @@ function dig(o: unknown, ...path: (string | number)[]): unknown {
 interface Container {
   name: string;
   args: string[];
+  env?: { name: string; value?: string }[];
   ports: { name: string; containerPort: number }[];
   securityContext: Record<string, unknown>;
   livenessProbe: { httpGet: { path: string; port: string } };
@@ -155,6 +156,10 @@ describe('the chart with default values', () => {
     expect(c.volumeMounts.filter((m) => m.readOnly !== true).map((m) => m.mountPath).sort()).toEqual(['/tmp', '/var/lib/airlock']);
     expect(c.resources.requests).toMatchObject({ cpu: '100m', memory: '128Mi' });
     expect(c.resources.limits).toMatchObject({ memory: '512Mi' });
+  });
+
+  it('runs the control plane with two malloc arenas (docs/soak.md)', () => {
+    expect(container(objects).env).toContainEqual({ name: 'MALLOC_ARENA_MAX', value: '2' });
   });
 
   it('probes /healthz and /readyz on the plain HTTP port, and serves the contract ports', () => {

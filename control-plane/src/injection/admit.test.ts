@@ -89,6 +89,7 @@ describe('sidecar injection', () => {
       AIRLOCK_EGRESS_CA_BUNDLE_FILE: '/var/run/airlock/egress/ca-bundle.pem',
       AIRLOCK_LOG_LEVEL: 'info',
       NODE_OPTIONS: '--max-semi-space-size=8',
+      MALLOC_ARENA_MAX: '2',
     });
     expect(out.spec.volumes).toEqual([
       { name: 'airlock-token', projected: { sources: [{ serviceAccountToken: { audience: 'airlock', expirationSeconds: 900, path: 'airlock-token' } }] } },
