@@ -8,8 +8,10 @@ describe('airlockEnv', () => {
     expect(airlockEnv(['sidecar'], {}, { NODE_OPTIONS: '--inspect' }).NODE_OPTIONS).toBe(`${SIDECAR_NODE_OPTIONS} --inspect`);
   });
 
-  it('leaves other commands as they are', () => {
-    expect(airlockEnv(['control-plane'], { A: '1' }, { NODE_OPTIONS: '--inspect' })).toEqual({ A: '1', NODE_OPTIONS: '--inspect' });
+  it('leaves other commands their options; every process two malloc arenas unless set', () => {
+    expect(airlockEnv(['control-plane'], { A: '1' }, { NODE_OPTIONS: '--inspect' })).toEqual({ A: '1', NODE_OPTIONS: '--inspect', MALLOC_ARENA_MAX: '2' });
+    expect(airlockEnv(['sidecar'], {}, {}).MALLOC_ARENA_MAX).toBe('2');
+    expect(airlockEnv(['sidecar'], { MALLOC_ARENA_MAX: '8' }, {}).MALLOC_ARENA_MAX).toBe('8');
     expect(airlockEnv(['control-plane'], {}, {}).NODE_OPTIONS).toBeUndefined();
   });
 });

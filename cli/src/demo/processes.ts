@@ -26,9 +26,13 @@ export interface AirlockProcess {
  */
 export const SIDECAR_NODE_OPTIONS = '--max-semi-space-size=8';
 
-/** The environment of an `airlock <args>` child: ours, then `extra`; a sidecar gets SIDECAR_NODE_OPTIONS first. */
+/**
+ * The environment of an `airlock <args>` child: ours, then `extra`; a sidecar gets SIDECAR_NODE_OPTIONS
+ * first; every process two malloc arenas unless set (as the image, the chart and injection run them:
+ * docs/soak.md).
+ */
 export function airlockEnv(args: readonly string[], extra: NodeJS.ProcessEnv = {}, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const env = { ...base, ...extra };
+  const env = { MALLOC_ARENA_MAX: '2', ...base, ...extra };
   if (args[0] === 'sidecar') env.NODE_OPTIONS = [SIDECAR_NODE_OPTIONS, env.NODE_OPTIONS].filter((v) => v !== undefined && v !== '').join(' ');
   return env;
 }
