@@ -32,7 +32,7 @@ export const SIDECAR_NODE_OPTIONS = '--max-semi-space-size=8';
  * docs/soak.md).
  */
 export function airlockEnv(args: readonly string[], extra: NodeJS.ProcessEnv = {}, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const env = { MALLOC_ARENA_MAX: '2', ...base, ...extra };
+  const env: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', ...base, ...extra };
   if (args[0] === 'sidecar') env.NODE_OPTIONS = [SIDECAR_NODE_OPTIONS, env.NODE_OPTIONS].filter((v) => v !== undefined && v !== '').join(' ');
   return env;
 }
