@@ -7,7 +7,7 @@
 // with no acknowledged write lost and no restart of the control plane. Then etcd's other "full", its
 // quota, and the operator's way out of the NOSPACE alarm.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
@@ -20,6 +20,7 @@ import type { RunningControlPlane } from '../control-plane/src/main.ts';
 import { until } from '../control-plane/src/testing/audit-collector.ts';
 import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, TD } from '../control-plane/src/testing/test-control-plane.ts';
 import { startEtcd, type EtcdCluster } from './support/etcd.ts';
+import { fillToTheLastByte } from './support/full-disk.ts';
 import { startReplica, writeSharedCa } from './support/replicas.ts';
 
 const AGENT = `spiffe://${TD}/ns/demo/sa/researcher`;
@@ -118,18 +119,7 @@ describe('a full disk under etcd', () => {
     expect((await createToken('before')).status).toBe(201);
 
     // Fill etcd's disk to the last byte.
-    const filler = `/proc/${String(ns.pid)}/root${etcdDir}/filler`;
-    const chunk = Buffer.alloc(64 * 1024, 0x61);
-    let full = false;
-    for (let i = 0; i < 2000 && !full; i++) {
-      try {
-        appendFileSync(filler, chunk);
-      } catch (err) {
-        expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
-        full = true;
-      }
-    }
-    expect(full).toBe(true);
+    const filler = fillToTheLastByte(`/proc/${String(ns.pid)}/root${etcdDir}`);
 
     // Writes go on while etcd's WAL and database have room left in what they hold; the first commit
     // that needs a new page fails, and etcd exits. Every write is acknowledged (201) or refused (503).

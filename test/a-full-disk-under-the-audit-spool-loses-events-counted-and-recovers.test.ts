@@ -4,10 +4,11 @@
 // drop-oldest, decisions go on and the events that cannot be written are lost, counted; with
 // fail-closed, calls are refused while events cannot be written. Once space is freed, events are
 // written and delivered again, without a restart, and nothing half-written reaches the collector.
-import { appendFileSync, readFileSync, unlinkSync } from 'node:fs';
+import { readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Collector, until } from '../control-plane/src/testing/audit-collector.ts';
+import { fillToTheLastByte } from './support/full-disk.ts';
 import { startMesh, type Mesh } from './support/mesh.ts';
 import { AGENTS, STANDARD_POLICY } from './support/standard-mesh.ts';
 
@@ -16,29 +17,6 @@ import { AGENTS, STANDARD_POLICY } from './support/standard-mesh.ts';
  * namespace of its own (the data dir is made by startMesh: the script finds it among the arguments).
  */
 const SPOOL_ON_TMPFS = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'prev=; for a in "$@"; do [ "$prev" = --data-dir ] && d="$a"; prev="$a"; done; mkdir -p "$d/audit-spool" && mount -t tmpfs -o size=1m tmpfs "$d/audit-spool" && exec "$@"', 'spool-on-tmpfs'];
-
-/** Fills the file system under `dir` to the last byte; returns the filler to delete. */
-function fill(dir: string): string {
-  const filler = join(dir, 'filler');
-  const chunk = Buffer.alloc(16 * 1024, 0x61);
-  for (let i = 0; i < 1000; i++) {
-    try {
-      appendFileSync(filler, chunk);
-    } catch (err) {
-      expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
-      // The last pages, byte by byte: a partly used page of a spool file would take a short write.
-      for (let size = 1024; size >= 1; size = Math.floor(size / 2)) {
-        try {
-          for (;;) appendFileSync(filler, chunk.subarray(0, size));
-        } catch {
-          /* that size no longer fits */
-        }
-      }
-      return filler;
-    }
-  }
-  throw new Error(`${dir} never filled up`);
-}
 
 async function metric(mesh: Mesh, name: string, labels: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${mesh.httpPort}/metrics`)).text();
@@ -88,7 +66,7 @@ describe.each(['drop-oldest', 'fail-closed'] as const)('a full disk under the au
     expect((await call('/v1/before')).status).toBe(200);
     await until('the event delivered', () => delivered('/v1/before'));
 
-    const filler = fill(seen);
+    const filler = fillToTheLastByte(seen);
     if (policy === 'drop-oldest') {
       // Decisions are made from memory; their events are lost, counted.
       for (let i = 0; i < 20; i++) expect((await call(`/v1/while-full-${i}`)).status).toBe(200);

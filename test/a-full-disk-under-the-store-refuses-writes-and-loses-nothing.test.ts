@@ -3,11 +3,12 @@
 // host); the test fills it through /proc/<pid>/root. Decisions go on (they are made from memory),
 // writes are refused with a clear 503, nothing half-written remains, and once space is freed writes
 // work again, without a restart.
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminFetch } from '../control-plane/src/testing/test-control-plane.ts';
+import { fillToTheLastByte } from './support/full-disk.ts';
 import { startMesh, type Mesh } from './support/mesh.ts';
 import { AGENTS, STANDARD_POLICY } from './support/standard-mesh.ts';
 
@@ -48,18 +49,7 @@ describe('a full disk under the store', () => {
     expect(before.status).toBe(200);
 
     // Fill the store's disk to the last byte.
-    const filler = join(seen, 'filler');
-    const chunk = Buffer.alloc(64 * 1024, 0x61);
-    let full = false;
-    for (let i = 0; i < 1000 && !full; i++) {
-      try {
-        appendFileSync(filler, chunk);
-      } catch (err) {
-        expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
-        full = true;
-      }
-    }
-    expect(full).toBe(true);
+    const filler = fillToTheLastByte(seen);
 
     // Decisions are made from memory: calls go on.
     for (let i = 0; i < 5; i++) expect(await call()).toBe(200);
