@@ -218,16 +218,16 @@ describe('control-plane connections per client', () => {
   afterAll(() => t.close());
 
   /** A TLS connection to the gRPC port as `id`, open once its handshake is done, or what closed it. */
-  const tlsOpened = (id: Identity): Promise<{ socket: Socket; open: boolean }> =>
+  const tlsOpened = (id: Identity, localAddress = '127.0.0.1'): Promise<{ socket: Socket; open: boolean }> =>
     new Promise((resolve) => {
-      const socket = tlsConnect({ host: '127.0.0.1', port: t.cp.grpcPort, ca: t.cp.trustBundlePem, cert: id.certPem, key: id.keyPem, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
+      const socket = tlsConnect({ host: '127.0.0.1', port: t.cp.grpcPort, localAddress, ca: t.cp.trustBundlePem, cert: id.certPem, key: id.keyPem, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
       socket.on('error', () => undefined);
       // The server closes a connection past the cap right after the handshake: wait a moment for it.
       socket.once('secureConnect', () => setTimeout(() => resolve({ socket, open: !socket.destroyed && socket.readyState === 'open' }), 300));
       socket.once('close', () => resolve({ socket, open: false }));
     });
 
-  it('closes connections of one identity past grpcMaxConnectionsPerClient and counts them, while other identities, and a forged claim to the same one, still connect and are decided', { timeout: 60_000 }, async () => {
+  it('closes connections of one pod past grpcMaxConnectionsPerClient and counts them, while another pod of its identity, other identities, and a forged claim to the same one, still connect and are decided', { timeout: 60_000 }, async () => {
     const researcher = t.svid(RESEARCHER);
     const held = await Promise.all(Array.from({ length: 3 }, () => tlsOpened(researcher)));
     expect(held.map((h) => h.open)).toEqual([true, true, true]);
@@ -235,6 +235,11 @@ describe('control-plane connections per client', () => {
     const extra = await Promise.all(Array.from({ length: 2 }, () => tlsOpened(researcher)));
     expect(extra.map((h) => h.open)).toEqual([false, false]);
     expect(await refused(t, 'grpc', 'client_connections')).toBe(2);
+
+    // Another pod of the same service account (same SPIFFE ID, another address) has a share of its own.
+    const sibling = await tlsOpened(researcher, '127.0.0.2');
+    expect(sibling.open).toBe(true);
+    sibling.socket.destroy();
 
     // Another sidecar is not locked out: it connects, and its calls are decided.
     const planner = openAuthorizeStream(t.cp, t.svid(PLANNER));

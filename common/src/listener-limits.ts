@@ -64,9 +64,9 @@ export function capConnections(server: NetServer, maxConnections: number, refuse
 /**
  * Caps the connections one client holds at once on a TLS listener, so that one client (a compromised
  * pod with a genuine certificate) cannot take the whole `maxConnections` and lock every other client
- * out. `clientOf` names the client of a connection once its handshake is done: its verified identity,
- * never what an unverified certificate claims (that would let anyone spend another's share), else its
- * address. Past the cap the connection is closed at once and counted as `client_connections`.
+ * out. `clientOf` names the client of a connection once its handshake is done: from its verified
+ * identity, never from what an unverified certificate claims (that would let anyone spend another's
+ * share). Past the cap the connection is closed at once and counted as `client_connections`.
  */
 export function capConnectionsPerClient(server: TlsServer, maxPerClient: number, clientOf: (socket: TLSSocket) => string, refused: (reason: LimitRefusal) => void): void {
   const open = new Map<string, number>();

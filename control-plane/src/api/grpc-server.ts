@@ -89,12 +89,16 @@ function callerOf(call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext'
   }
 }
 
-/** Whom a connection's share of the listener is counted against: its verified SPIFFE ID, else its address (a join, an admin certificate, a forged one). */
+/**
+ * Whom a connection's share of the listener is counted against: one pod — its verified SPIFFE ID and
+ * address (the replicas of one service account share an ID, never a pod IP) — else its address alone
+ * (a join, an admin certificate, a forged one).
+ */
 function clientOf(socket: TLSSocket, deps: GrpcServerDeps): string {
   const der = socket.getPeerCertificate().raw as Buffer | undefined;
   if (der !== undefined) {
     try {
-      return verifyPeerCertificate(der, deps.caIssuers(), deps.trustDomain).uri;
+      return `${verifyPeerCertificate(der, deps.caIssuers(), deps.trustDomain).uri} at ${socket.remoteAddress ?? ''}`;
     } catch {
       // not one of our SVIDs: counted by address
     }
