@@ -220,7 +220,7 @@ describe('control-plane connections per client', () => {
   /** A TLS connection to the gRPC port as `id`, open once its handshake is done, or what closed it. */
   const tlsOpened = (id: Identity, localAddress = '127.0.0.1'): Promise<{ socket: Socket; open: boolean }> =>
     new Promise((resolve) => {
-      const socket = tlsConnect({ host: '127.0.0.1', port: t.cp.grpcPort, localAddress, ca: t.cp.trustBundlePem, cert: id.certPem, key: id.keyPem, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
+      const socket = tlsConnect({ socket: connect({ host: '127.0.0.1', port: t.cp.grpcPort, localAddress }), ca: t.cp.trustBundlePem, cert: id.certPem, key: id.keyPem, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
       socket.on('error', () => undefined);
       // The server closes a connection past the cap right after the handshake: wait a moment for it.
       socket.once('secureConnect', () => setTimeout(() => resolve({ socket, open: !socket.destroyed && socket.readyState === 'open' }), 300));

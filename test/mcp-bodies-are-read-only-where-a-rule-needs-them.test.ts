@@ -124,6 +124,16 @@ describe('MCP bodies are read only where a rule needs them', () => {
     expect(await metric(mesh, 'files', 'airlock_sidecar_mcp_bodies_total', 'body="skipped"')).toBe(0);
   });
 
+  it('a request with Mcp-Method or Mcp-Name headers has its body read even where no rule reads MCP: headers that contradict it are denied', async () => {
+    const toolsBefore = received.get('tools')?.length ?? 0;
+    const lying = await mesh.call('planner', 'POST', 'http://tools.agents/mcp', { headers: { ...JSON_HEADERS, 'mcp-method': 'tools/call', 'mcp-name': 'search_web' }, body: rpc('tools/call', { name: 'delete_all' }) });
+    expect(lying.json<{ error: { code: number; message: string } }>().error.message).toMatch(/Mcp-Name header "search_web" does not match the body's "delete_all"/);
+    expect(received.get('tools')?.length).toBe(toolsBefore);
+    const honest = await mesh.call('planner', 'POST', 'http://tools.agents/mcp', { headers: { ...JSON_HEADERS, 'mcp-method': 'tools/call', 'mcp-name': 'delete_all' }, body: rpc('tools/call', { name: 'delete_all' }) });
+    expect(honest.status).toBe(200);
+    expect(received.get('tools')?.length).toBe(toolsBefore + 1);
+  });
+
   it('an MCP rule for the destination is never skipped: a deny-tool rule applied under traffic refuses every call of the tool decided after it, at the egress and at the ingress (tickets and direct callers)', { timeout: 120_000 }, async () => {
     // Calls in flight when the change lands are those a stale scope may have skipped: enough of them, mostly of the denied tool.
     const WORKERS = 10;

@@ -30,6 +30,19 @@ export function specHeaderMismatch(rawHeaders: readonly string[], message: McpMe
   return undefined;
 }
 
+/**
+ * Whether the request sends `Mcp-Method` or `Mcp-Name`: its body is then read (whatever the pushed
+ * scope says), so that headers that contradict it are denied wherever the call goes, as README
+ * "Spec headers" says, and not only where a rule reads MCP.
+ */
+export function sendsMcpSpecHeaders(rawHeaders: readonly string[]): boolean {
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]?.toLowerCase();
+    if (name === 'mcp-method' || name === 'mcp-name') return true;
+  }
+  return false;
+}
+
 /** Every value of a header (name in lower case) as sent, trimmed as Node trims them. */
 function valuesOf(rawHeaders: readonly string[], name: string): string[] {
   const out: string[] = [];
