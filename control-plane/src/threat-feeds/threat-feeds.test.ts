@@ -63,10 +63,13 @@ describe('threat feed entries', () => {
 
   it('matches an address in any spelling against listed addresses and ranges', () => {
     const i = index('10.1.2.3\n192.0.2.0/24\n2001:db8::/32\n::ffff:203.0.113.9\n');
-    for (const spelling of ['10.1.2.3', '167838211', '0x0a.0x01.0x02.0x03', '012.1.2.3', '10.1.515', '::ffff:10.1.2.3', '[::ffff:a01:203]']) {
+    // …and as the IPv6 a NAT64 (64:ff9b::/96) or 6to4 (2002::/16) translator turns into it.
+    for (const spelling of ['10.1.2.3', '167838211', '0x0a.0x01.0x02.0x03', '012.1.2.3', '10.1.515', '::ffff:10.1.2.3', '[::ffff:a01:203]', '64:ff9b::a01:203', '[64:ff9b::10.1.2.3]', '2002:a01:203::1']) {
       expect(i.match(spelling)?.entry, spelling).toBe('10.1.2.3');
     }
     expect(i.match('192.0.2.200')?.entry).toBe('192.0.2.0/24');
+    expect(i.match('64:ff9b::c000:2c8')?.entry).toBe('192.0.2.0/24');
+    expect(i.match('64:ff9b::a01:204')).toBeUndefined();
     expect(i.match('2001:db8:ffff::1')?.entry).toBe('2001:db8::/32');
     expect(i.match('2001:0DB8:0000::0001')?.entry).toBe('2001:db8::/32');
     expect(i.match('203.0.113.9')?.entry).toBe('::ffff:203.0.113.9');

@@ -1,5 +1,5 @@
 import { setImmediate } from 'node:timers/promises';
-import { canonicalAddress, type AddressFamily, type CanonicalAddress } from '@airlock/common/addresses';
+import { canonicalAddress, embeddedIpv4, type AddressFamily, type CanonicalAddress } from '@airlock/common/addresses';
 import { ENDS_IN_A_NUMBER, SLICE, type ThreatEntry } from './entries.ts';
 
 /** An IPv4 address already in its one spelling (what the sidecar sends): no need to parse it. */
@@ -86,7 +86,15 @@ export class ThreatIndex {
     return ip !== undefined ? this.matchAddress(ip) : this.matchDomain(host);
   }
 
+  /** The entry `ip` matches, or the IPv4 address it carries to a NAT64 or 6to4 translator (which reaches it). */
   matchAddress(ip: CanonicalAddress): ThreatMatch | undefined {
+    const hit = this.#matchNetworks(ip);
+    if (hit !== undefined) return hit;
+    const carried = embeddedIpv4(ip);
+    return carried === undefined ? undefined : this.#matchNetworks(carried);
+  }
+
+  #matchNetworks(ip: CanonicalAddress): ThreatMatch | undefined {
     const lists = this.#networks[ip.family];
     if (lists.length === 0) return undefined;
     const bits = bitsOf(ip);
