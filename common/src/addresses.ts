@@ -5,6 +5,12 @@ import { isIP } from 'node:net';
 
 export type AddressFamily = 'ipv4' | 'ipv6';
 
+/**
+ * The most addresses of one name an external call is judged on and dialled at
+ * (AuthorizeRequest.destination_addresses): the sidecar keeps the first of a longer answer.
+ */
+export const MAX_DESTINATION_ADDRESSES = 64;
+
 /** An IP address in its one spelling: dotted quad, or compressed lower-case IPv6 (an IPv4-mapped one as the IPv4 address it reaches). */
 export interface CanonicalAddress {
   readonly address: string;

@@ -1,12 +1,9 @@
 import { THREAT_FEED_REASON } from '@airlock/common/reason-class';
-import { canonicalAddress } from '@airlock/common/addresses';
+import { canonicalAddress, MAX_DESTINATION_ADDRESSES } from '@airlock/common/addresses';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { Destination } from '../policy/engine.ts';
 import { overruled } from '../authz/contained.ts';
 import type { ThreatIndex, ThreatMatch } from './threat-index.ts';
-
-/** At most this many resolved addresses per request (AuthorizeRequest.destination_addresses). */
-export const MAX_DESTINATION_ADDRESSES = 64;
 
 interface DecisionShape {
   readonly allow: boolean;

@@ -167,6 +167,7 @@ describe('external names are judged on the addresses they resolve to, and dialle
     lookups.push(host);
     if (host === 'listed.test') return Promise.resolve([listed]);
     if (host === 'mcp.test') return Promise.resolve(['127.0.0.2']);
+    if (host === 'many.test') return Promise.resolve(['127.0.0.2', ...Array.from({ length: 69 }, (_, i) => `127.0.1.${i + 1}`)]);
     // Rebinding: a clean answer first, the listed address to every later lookup.
     if (host === 'flip.test') return Promise.resolve(flips++ === 0 ? ['127.0.0.2'] : [listed]);
     return Promise.resolve([]);
@@ -221,6 +222,14 @@ describe('external names are judged on the addresses they resolve to, and dialle
     const asked = authorizer.requests.slice(-8).map((r) => [r.method, r.destinationAddresses]);
     expect(asked).toEqual(['GET', 'CONNECT', 'GET', 'CONNECT'].flatMap((m) => [[m, undefined], [m, [listed]]]));
     expect(reached).toBe(0);
+  });
+
+  it('judges and dials the first 64 addresses of a longer answer (what the control plane accepts), not a refusal', async () => {
+    const res = await rawRequest(boundPort(proxy), { target: `http://many.test:${port}/x` });
+    expect(res).toMatchObject({ status: 200, body: `reached with Host many.test:${port}` });
+    const asked = authorizer.requests.at(-1)?.destinationAddresses;
+    expect(asked).toHaveLength(64);
+    expect(asked?.[0]).toBe('127.0.0.2');
   });
 
   it('dials the answer it judged, never a second lookup (a rebinding answer after the ask reaches nothing)', async () => {

@@ -1,3 +1,4 @@
+import { MAX_DESTINATION_ADDRESSES } from '@airlock/common/addresses';
 import { AirlockError, ErrorCode } from '@airlock/common/errors';
 import type { AuthzRequest, Authorizer, Decision } from '../authz/authorizer.ts';
 import type { CheckedDestination, DestinationCheck } from './destination-check.ts';
@@ -33,9 +34,10 @@ export async function authorizeEgress(deps: { readonly authorizer: Authorizer; r
   return { decision, answer: answer ?? (await resolve(deps.destinations, target)), asked };
 }
 
+/** The name resolved and checked; of a longer answer, the first MAX_DESTINATION_ADDRESSES addresses are judged and dialled. */
 function resolve(destinations: DestinationCheck, target: { host: string; port: number }): Promise<Resolution> {
   return destinations.check(target).then(
-    (checked) => ({ checked }),
+    (checked) => ({ checked: checked.addresses.length > MAX_DESTINATION_ADDRESSES ? { ...checked, addresses: checked.addresses.slice(0, MAX_DESTINATION_ADDRESSES) } : checked }),
     (error: unknown) => ({ error }),
   );
 }
