@@ -9,6 +9,8 @@ import { canonicalAddress } from './destination-check.ts';
 import { allow, deny, FakeAuthorizer, loopbackDestinations, quietLogger, StaticSvidSource, svidFor, testMetrics } from '../testing/fakes.ts';
 import { rawRequest } from '../testing/http-client.ts';
 import { createCaptureServer } from './capture-server.ts';
+import { McpBodyScope } from '@airlock/proto/identity/v1';
+import { McpBodyNeeds } from '../mcp/mcp-body-scope.ts';
 import { createOutboundServer } from './outbound-server.ts';
 import { UpstreamPools } from './upstream-pools.ts';
 
@@ -140,6 +142,21 @@ describe('external destinations are dialled only at addresses checked', () => {
     expect(res).toMatchObject({ status: 200, body: `reached with Host ok.test:${forbiddenPort}` });
     const tunnel = await send(proxyPort, `CONNECT ok.test:${forbiddenPort} HTTP/1.1\r\nHost: ok.test:${forbiddenPort}\r\n\r\n`);
     expect(tunnel).toMatch(/^HTTP\/1\.1 200 /);
+    expect(reached).toBe(0);
+  });
+
+  it('answers an MCP call refused for where it resolves with a JSON-RPC error for its id, its body skipped by the scope or not', async () => {
+    const skipping = new McpBodyNeeds();
+    skipping.update(McpBodyScope.fromPartial({ policyVersion: 1 }));
+    const lazy = createOutboundServer({ ...deps, mcpBody: skipping });
+    await listen(lazy, { host: '127.0.0.1', port: 0 });
+    onTestFinished(() => closeServer(lazy));
+    const body = '{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"search"}}';
+    for (const port of [proxyPort, boundPort(lazy)]) {
+      const res = await rawRequest(port, { method: 'POST', target: `http://metadata.test:${forbiddenPort}/mcp`, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': String(body.length) }, body });
+      expect(res.status).toBe(200);
+      expect(JSON.parse(res.body)).toMatchObject({ jsonrpc: '2.0', id: 41, error: { data: { error: 'forbidden_destination', rule: 'cloud-metadata' } } });
+    }
     expect(reached).toBe(0);
   });
 });

@@ -8,14 +8,14 @@ import { scanRequest, SECRET_SCAN_BODY_BYTES } from '@airlock/common/secret-dete
 import type { Logger } from '@airlock/common/logging';
 import { answerClientErrors } from '@airlock/common/net';
 import { countLimitRefusals, DEFAULT_LISTENER_LIMITS, httpServerOptions, type ListenerLimits } from '../http/listener-limits.ts';
-import type { Authorizer, AuthzRequest, TlsMode, Upstream } from '../authz/authorizer.ts';
+import type { Authorizer, AuthzRequest, Decision, TlsMode, Upstream } from '../authz/authorizer.ts';
 import { assertAllowed, errorReply, jsonRpcTarget, NotReadyError, sendErrorReply, sendErrorReplyOnSocket, type JsonRpcTarget } from '../http/errors.ts';
 import { forward } from '../http/forward.ts';
 import { requestHeadersToForward, singleHostHeader } from '../http/headers.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
 import { authzHeaders } from '../http/authz-headers.ts';
 import { forwardToolsList } from '../mcp/forward-tools-list.ts';
-import { DEFAULT_MCP_MAX_BODY_BYTES } from '../mcp/read-request.ts';
+import { DEFAULT_MCP_MAX_BODY_BYTES, readSkippedMcp, type McpRead } from '../mcp/read-request.ts';
 import { sendsMcpSpecHeaders } from '../mcp/spec-headers.ts';
 import { authorizeReadingIfAsked, readCounted, type McpBodyCounter } from '../mcp/lazy-body.ts';
 import type { McpBodyNeeds } from '../mcp/mcp-body-scope.ts';
@@ -196,8 +196,19 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
     },
     close: () => undefined,
   };
-  const { decision, mcp } = await authorizeReadingIfAsked(resolving, question, req, first, maxBody, deps.mcpBodies);
-  const { answer, asked } = egress;
+  let decided: { decision: Decision; mcp: McpRead };
+  try {
+    decided = await authorizeReadingIfAsked(resolving, question, req, first, maxBody, deps.mcpBodies);
+    // The external Agent dials the answer this decision judged (destination-check.ts externalAgent).
+    if (decided.decision.allowed && decided.decision.upstream === undefined) deps.destinations.judged(dialable(egress.answer));
+  } catch (err) {
+    // Refused before a decision (a forbidden address, a name that does not resolve): an MCP client
+    // still gets a JSON-RPC error for its id, so a skipped body is read for it.
+    if (first.skipped === true) mcpReply.target = jsonRpcTarget((await readSkippedMcp(req, first, maxBody).catch(() => first)).message, req.headers);
+    throw err;
+  }
+  const { decision, mcp } = decided;
+  const { asked } = egress;
   if (mcp !== first) mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
   assertAllowed(decision);
   deps.logger.debug({ decisionId: decision.decisionId, host: target.host, method }, 'outbound call allowed');
@@ -208,8 +219,6 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
   // The peer sidecar admits the call on its ticket without asking again; only a mesh peer gets one (over mTLS).
   if (decision.upstream !== undefined && decision.ticket !== undefined) headers[TICKET_HEADER] = decision.ticket;
   const { dispatcher, origin, describe } = destination(deps, decision, svid, target);
-  // The external Agent dials the answer this decision judged (destination-check.ts externalAgent).
-  if (decision.upstream === undefined) deps.destinations.judged(dialable(answer));
   const body = mcp.body;
   const request = { origin, method, path: target.path, headers, describe, body };
   try {
