@@ -184,4 +184,13 @@ spec: { from: { segments: [all] }, to: { hosts: ['*.example', evil.example, 10.1
     expect(feeds.status()[0]?.version).toBeUndefined();
     feeds.close();
   });
+
+  it('exports the age of a feed that never loaded (since it was taken up), so the stale-feed alert fires for it too', async () => {
+    const registry = createRegistry('test');
+    const feeds = new ThreatFeeds({ decisions: new DecisionState(PolicyEngine.empty(TD)), registry, logger: createRootLogger({ process: 'test', level: 'silent' }) });
+    feeds.configure([{ name: 'gone', source: { file: '/nonexistent/feed.txt' }, format: 'list', refreshSeconds: 60, at: '' }]);
+    await expect.poll(() => feeds.status()[0]?.lastError).toBeDefined();
+    expect(await registry.getSingleMetricAsString('airlock_threat_feed_age_seconds')).toMatch(/^airlock_threat_feed_age_seconds\{[^}]*feed="gone"[^}]*\} [0-9.]+$/m);
+    feeds.close();
+  });
 });

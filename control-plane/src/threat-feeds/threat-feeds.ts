@@ -43,6 +43,8 @@ interface Good extends ParsedFeed {
 
 interface Feed {
   readonly doc: ThreatFeedDoc;
+  /** When this replica took the document up: a feed that never loaded is as old as that. */
+  readonly since: number;
   good?: Good;
   lastError?: string;
   lastAttemptAt?: number;
@@ -85,13 +87,14 @@ export class ThreatFeeds {
     };
     new Gauge({
       name: 'airlock_threat_feed_age_seconds',
-      help: 'Seconds since the copy of each threat feed in force was read (grows while loads fail).',
+      help: 'Seconds since the copy of each threat feed in force was read (grows while loads fail; for a feed that never loaded, since this replica took it up).',
       labelNames: ['feed'] as const,
       registers,
       collect() {
         this.reset();
         const now = Date.now();
-        for (const f of feeds.values()) if (f.good !== undefined) this.set({ feed: f.doc.name }, (now - f.good.loadedAt) / 1000);
+        // A feed that never loaded is stale from the start: it lists nothing (AirlockThreatFeedStale fires for it too).
+        for (const f of feeds.values()) this.set({ feed: f.doc.name }, (now - (f.good?.loadedAt ?? f.since)) / 1000);
       },
     });
     // With the age, what a stale feed is measured in (the chart's AirlockThreatFeedStale: age over N refreshes).
@@ -119,7 +122,7 @@ export class ThreatFeeds {
     }
     for (const doc of docs) {
       if (this.#feeds.has(doc.name)) continue;
-      const feed: Feed = { doc, closed: false };
+      const feed: Feed = { doc, since: Date.now(), closed: false };
       this.#feeds.set(doc.name, feed);
       void this.#load(feed);
     }
