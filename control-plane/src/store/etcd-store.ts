@@ -26,6 +26,9 @@ import type {
   TicketSecretRecord,
 } from './store.ts';
 
+/** The values one baselines transaction carries at most (etcd's request limit is 1.5 MiB by default). */
+const BASELINE_TXN_BYTES = 1024 * 1024;
+
 /** Where the control plane's keys live in etcd (one prefix: several meshes, or other users, can share a cluster). */
 export const DEFAULT_ETCD_PREFIX = '/airlock/';
 
@@ -381,11 +384,23 @@ export class EtcdStore implements Store {
   }
 
   async putBaselines(records: readonly BaselineRecord[]): Promise<void> {
-    // In transactions of at most 100 puts (etcd's default limit is 128 operations per transaction); the comparison always holds.
-    for (let i = 0; i < records.length; i += 100) {
-      const chunk = records.slice(i, i + 100);
-      await this.#call(() => this.#client.if(this.#key('baselines/'), 'Version', '>', -1).then(...chunk.map((r) => this.#client.put(this.#key(`baselines/${r.spiffeId}`)).value(JSON.stringify(r)))).commit());
+    // In transactions of at most 100 puts (etcd's default limit is 128 operations per transaction) and
+    // about 1 MiB of values (etcd refuses a request over 1.5 MiB by default); the comparison always holds.
+    const put = (chunk: readonly { key: string; value: string }[]) =>
+      this.#call(() => this.#client.if(this.#key('baselines/'), 'Version', '>', -1).then(...chunk.map((r) => this.#client.put(r.key).value(r.value))).commit());
+    let chunk: { key: string; value: string }[] = [];
+    let bytes = 0;
+    for (const r of records) {
+      const value = JSON.stringify(r);
+      if (chunk.length > 0 && (chunk.length === 100 || bytes + value.length > BASELINE_TXN_BYTES)) {
+        await put(chunk);
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push({ key: this.#key(`baselines/${r.spiffeId}`), value });
+      bytes += value.length;
     }
+    if (chunk.length > 0) await put(chunk);
   }
 
   async listBaselines(): Promise<BaselineRecord[]> {

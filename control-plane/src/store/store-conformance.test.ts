@@ -318,6 +318,10 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     const many = Array.from({ length: 130 }, (_, i) => ({ ...a, spiffeId: `spiffe://td/ns/many/sa/a${String(i).padStart(3, '0')}` }));
     await store.putBaselines(many);
     expect((await next.listBaselines()).length).toBe(132);
+    // Large baselines (5,000 flows each, the most a setting allows): more than etcd takes in one request.
+    const large = Array.from({ length: 4 }, (_, i) => ({ ...a, spiffeId: `spiffe://td/ns/large/sa/a${i}`, flows: Array.from({ length: 5_000 }, (_, f) => flow(`api${f}.example.com:443 POST /v1/things/{id}/items tool=search_everything`, true)) }));
+    await store.putBaselines(large);
+    expect((await next.listBaselines()).filter((r) => r.spiffeId.includes('/ns/large/')).map((r) => r.flows.length)).toEqual([5_000, 5_000, 5_000, 5_000]);
     expect(await store.deleteBaseline(ID)).toBe(true);
     expect(await next.deleteBaseline(ID)).toBe(false);
     expect((await next.listBaselines()).some((r) => r.spiffeId === ID)).toBe(false);
