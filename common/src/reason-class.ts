@@ -11,7 +11,7 @@ export const SECRETS_UNSCANNABLE_REASON = 'secrets_unscannable';
 export const ANOMALY_REASON = 'anomaly';
 export const TOOL_CHANGED_REASON = 'tool_changed';
 export const TOOL_FLAGGED_REASON = 'tool_flagged';
-/** approval_denied, approval_timeout, approval_unknown, approval_limit. */
+/** approval_denied, approval_timeout, approval_unknown, approval_limit, approval_required. */
 export const APPROVAL_REASON_PREFIX = 'approval_';
 
 /**

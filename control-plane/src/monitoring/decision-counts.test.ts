@@ -101,6 +101,7 @@ describe('decision metrics', () => {
     // A held call denied keeps the policy that asked for approval: still an approval denial.
     ['approval_denied: alice denied this call', 'transfers', 'approval'],
     ['approval_timeout: no one approved this call within 120s', 'transfers', 'approval'],
+    ['approval_required: this call needs a human approval, and none was given for this exact call at its source', '', 'approval'],
   ])('classes a denial "%s" by its stable reason prefix', (reason, policy, reasonClass) => {
     expect(reasonClassOf({ allow: false, dryRunDeny: false, policy, reason }, { rateLimited: false, headerMismatch: false })).toBe(reasonClass);
   });

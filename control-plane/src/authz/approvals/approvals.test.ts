@@ -86,7 +86,7 @@ describe('human approval through the Authorizer: one approval, one exact call', 
     approvals.decide(held.approvalId, false, 'bob', 'no');
     expect(await wait).toMatchObject({ verdict: Verdict.VERDICT_DENY, approvalOutcome: 'approval_denied', policy: 'p', reason: 'approval_denied: bob denied this call (no)' });
     expect(decisions.at(-1)).toMatchObject({ verdict: 'deny', approval: { state: 'denied', by: 'bob', reason: 'no' } });
-    expect(authorizer.authorize(parseSpiffeId(A), call(A, '', { mcpArgumentsUnreadable: 'not JSON' }))).toMatchObject({ verdict: Verdict.VERDICT_DENY, reason: expect.stringMatching(/needs a human approval, and its arguments cannot be read/) as unknown });
+    expect(authorizer.authorize(parseSpiffeId(A), call(A, '', { mcpArgumentsUnreadable: 'not JSON' }))).toMatchObject({ verdict: Verdict.VERDICT_DENY, reason: expect.stringMatching(/^approval_required: this call needs a human approval, and its arguments cannot be read/) as unknown });
     // Two per agent, three in all.
     expect(authorizer.authorize(parseSpiffeId(A), call(A, '{"n":1}')).verdict).toBe(Verdict.VERDICT_APPROVAL_PENDING);
     expect(authorizer.authorize(parseSpiffeId(A), call(A, '{"n":2}')).verdict).toBe(Verdict.VERDICT_APPROVAL_PENDING);

@@ -1,3 +1,4 @@
+import { APPROVAL_REASON_PREFIX } from '@airlock/common/reason-class';
 import { AirlockError } from '@airlock/common/errors';
 import { parseArgumentsJson } from '@airlock/common/mcp-arguments';
 import type { SpiffeId } from '@airlock/common/spiffe';
@@ -6,6 +7,9 @@ import type { AuditApproval } from '../../audit/event.ts';
 import type { Destination, PolicyDecision } from '../../policy/engine.ts';
 import { overruled } from '../contained.ts';
 import { bindingOf, type ApprovalCall, type ApprovalOutcome, type ApprovalRecord, type Approvals } from './approvals.ts';
+
+/** The stable start of a denial for want of an approval (common/src/reason-class.ts classes it `approval`). */
+const APPROVAL_REQUIRED = `${APPROVAL_REASON_PREFIX}required`;
 
 /** What a decision under `approve: required` came to. */
 export interface HeldDecision {
@@ -77,13 +81,13 @@ export function applyApproval(
   }
   if (!decision.allow || decision.approval === undefined) return { decision, outcome: '' };
   const call = approvalCallOf(req, c.source, c.destination);
-  if (typeof call === 'string') return { decision: overruled(decision, `this call needs a human approval, and ${call}`), outcome: '' };
-  if (c.approvals === undefined) return { decision: overruled(decision, 'this call needs a human approval, and this control plane holds no approvals'), outcome: '' };
+  if (typeof call === 'string') return { decision: overruled(decision, `${APPROVAL_REQUIRED}: this call needs a human approval, and ${call}`), outcome: '' };
+  if (c.approvals === undefined) return { decision: overruled(decision, `${APPROVAL_REQUIRED}: this call needs a human approval, and this control plane holds no approvals`), outcome: '' };
   if (c.direction === 'inbound') {
     // The destination's sidecar asks about a call its source's sidecar held: it passes once, if approved.
     const binding = bindingOf(call);
     if (c.approvals.takeRelease(binding)) return { decision, approval: { id: '', state: 'released', binding }, outcome: '' };
-    return { decision: overruled(decision, 'this call needs a human approval, and none was given for this exact call at its source'), outcome: '' };
+    return { decision: overruled(decision, `${APPROVAL_REQUIRED}: this call needs a human approval, and none was given for this exact call at its source`), outcome: '' };
   }
   try {
     const pending = c.approvals.request(call, decision.approval, { decisionId: c.decisionId, policy: decision.policy, rule: decision.rule });
