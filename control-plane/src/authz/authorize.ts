@@ -207,6 +207,8 @@ export class Authorizer {
     const { decision: judged, input } = decide(snapshot, call);
     // Allowed to an external name while feeds list addresses: no decision until the sidecar sends what it resolves to (README "Threat feeds").
     if (req.approvalId === '' && judged.approval === undefined && addressesRequired(judged.allow, destination, snapshot.threats, req.destinationAddresses)) {
+      // Not audited (no decision), but counted: a sidecar asking without ever calling shows here.
+      this.#d.metrics.refused.inc({ reason: 'addresses_required' });
       return askAgain(decisionId, judged.version, 'threat feeds list addresses: resolve the name and ask again with destination_addresses', { addressesRequired: true });
     }
     // Human approval: held (pending), released, or denied (README "Human approval"); nothing to do (no allocation) for other calls.

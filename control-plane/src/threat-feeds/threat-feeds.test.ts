@@ -142,7 +142,8 @@ spec: { from: { segments: [all] }, to: { hosts: ['*.example', evil.example, 10.1
     feeds.configure([feedDoc.doc]);
     await expect.poll(() => feeds.status()[0]?.version).toMatch(/^sha256:[0-9a-f]{16}$/);
     const lines: DecisionRecord[] = [];
-    const authorizer = new Authorizer({ trustDomain: TD, decisions: () => decisions.current(), metrics: createControlPlaneMetrics(createRegistry('test')), audit: { ...NO_AUDIT, decision: (r) => void lines.push(r) } });
+    const registry = createRegistry('test');
+    const authorizer = new Authorizer({ trustDomain: TD, decisions: () => decisions.current(), metrics: createControlPlaneMetrics(registry), audit: { ...NO_AUDIT, decision: (r) => void lines.push(r) } });
     const ask = (host: string, destinationAddresses: string[] = []) => authorizer.authorize(parseSpiffeId(A), AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: A, destinationHost: host, destinationPort: 443, method: 'CONNECT', destinationAddresses }));
     const version = feeds.status()[0]?.version ?? '';
     expect(feeds.status()[0]).toMatchObject({ entries: 2, badEntries: 1 });
@@ -156,6 +157,8 @@ spec: { from: { segments: [all] }, to: { hosts: ['*.example', evil.example, 10.1
     const audited = lines.length;
     expect(ask('good.example')).toMatchObject({ verdict: Verdict.VERDICT_DENY, addressesRequired: true });
     expect(lines).toHaveLength(audited);
+    // …but counted: a sidecar that asks and never calls shows in the metrics.
+    expect(await registry.getSingleMetricAsString('airlock_authz_refused_total')).toMatch(/reason="addresses_required"[^\n]*\} 1$/m);
     expect(ask('good.example', ['192.0.2.1', '2001:db8::1'])).toMatchObject({ verdict: Verdict.VERDICT_ALLOW, addressesRequired: false });
     expect(lines.at(-1)?.threat).toBeUndefined();
     // Judged on every address: one in the list denies, naming it; a name the feed lists needs none.
