@@ -4,7 +4,7 @@ import { redactQuery } from '@airlock/common/logging';
 import { MAX_AUTHZ_HEADER_BYTES, MAX_AUTHZ_HEADERS } from '@airlock/common/headers';
 import { MAX_MCP_ARGUMENT_BYTES, parseArgumentsJson } from '@airlock/common/mcp-arguments';
 import { parseSpiffeId, type SpiffeId } from '@airlock/common/spiffe';
-import { Direction, TlsMode, Verdict, type AuthorizeRequest, type AuthorizeResponse } from '@airlock/proto/authorization/v1';
+import { AuthorizeResponse, Direction, TlsMode, Verdict, type AuthorizeRequest } from '@airlock/proto/authorization/v1';
 import type { AuditLog, AuditMcp, AuditRequest } from '../audit/event.ts';
 import { checkListedToolPins, DEFAULT_TOOL_CHANGE_ACTION, serverOf, type ToolPins } from '../mcp-pins/tool-pins.ts';
 import { DecisionCounts } from '../monitoring/decision-counts.ts';
@@ -232,7 +232,7 @@ export class Authorizer {
     const allowedTools = pinned === undefined || pinned.withheld.size === 0 ? callable : callable.filter((t) => !pinned.withheld.has(t));
     const verdict = pending !== undefined ? 'pending' : decision.allow ? 'allow' : 'deny';
     const counted = this.#counted[direction];
-    if (verdict === 'pending') this.#d.metrics.decisions.labels(direction, 'pending', 'policy').inc();
+    if (verdict === 'pending') this.#decisionCounts.countPending(direction);
     else this.#decisionCounts.count(direction, decision, { rateLimited: rateLimit?.mode === 'enforce', headerMismatch: req.mcpHeaderMismatch !== '' });
     const reason = pending === undefined ? decision.reason : `held for a human approval (${pending.id}) by policy "${decision.policy}"`;
     const latency = Number(process.hrtime.bigint() - started) / 1e9;
@@ -289,7 +289,7 @@ export class Authorizer {
         : '';
     if (pending !== undefined) {
       // Held: nothing to reach yet; the sidecar asks again with the approval id and waits.
-      return { verdict: Verdict.VERDICT_APPROVAL_PENDING, decisionId, reason, policy: decision.policy, upstream: undefined, dryRunDeny: false, policyVersion: decision.version, rule: decision.rule, mcpAllowedTools: [], tls: TlsMode.TLS_MODE_UNSPECIFIED, ticket: '', approvalId: pending.id, approvalWaitMs: Math.max(0, pending.expiresAt - Date.now()), approvalOutcome: '', rateLimited: false, retryAfterMs: 0, addressesRequired: false, mcpBodyRequired: false };
+      return AuthorizeResponse.fromPartial({ verdict: Verdict.VERDICT_APPROVAL_PENDING, decisionId, reason, policy: decision.policy, policyVersion: decision.version, rule: decision.rule, approvalId: pending.id, approvalWaitMs: Math.max(0, pending.expiresAt - Date.now()) });
     }
     return {
       verdict: decision.allow ? Verdict.VERDICT_ALLOW : Verdict.VERDICT_DENY,

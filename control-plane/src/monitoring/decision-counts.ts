@@ -17,6 +17,7 @@ type Direction = 'outbound' | 'inbound';
 export class DecisionCounts {
   readonly #metrics: ControlPlaneMetrics;
   readonly #decisions: Record<Direction, Record<ReasonClass, { inc(): void }>>;
+  readonly #pending: Record<Direction, { inc(): void }>;
   readonly #denials = new Map<string, { inc(): void }>();
 
   constructor(metrics: ControlPlaneMetrics) {
@@ -24,6 +25,12 @@ export class DecisionCounts {
     const bind = (direction: Direction): Record<ReasonClass, { inc(): void }> =>
       Object.fromEntries(REASON_CLASSES.map((c) => [c, metrics.decisions.labels(direction, c === 'policy' || c === 'dry_run' ? 'allow' : 'deny', c)])) as Record<ReasonClass, { inc(): void }>;
     this.#decisions = { outbound: bind('outbound'), inbound: bind('inbound') };
+    this.#pending = { outbound: metrics.decisions.labels('outbound', 'pending', 'policy'), inbound: metrics.decisions.labels('inbound', 'pending', 'policy') };
+  }
+
+  /** A call held for a human approval: verdict `pending` (its outcome is counted when decided). */
+  countPending(direction: Direction): void {
+    this.#pending[direction].inc();
   }
 
   count(direction: Direction, d: ClassifiedDecision, o: DecisionCircumstances): void {
