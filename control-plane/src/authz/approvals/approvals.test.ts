@@ -38,9 +38,10 @@ const call = (source: string, args: string, over: Partial<AuthorizeRequest> = {}
 
 describe('human approval through the Authorizer: one approval, one exact call', () => {
   it('holds the call; the wait for it is released only by its approval, once, and the inbound hop passes once', async () => {
-    const { authorizer, approvals, decisions } = setup();
+    const { authorizer, approvals, decisions, registry } = setup();
     const held = authorizer.authorize(parseSpiffeId(A), call(A, '{"amount":5,"to":"x"}'));
     expect(held).toMatchObject({ verdict: Verdict.VERDICT_APPROVAL_PENDING, ticket: '', upstream: undefined });
+    expect(await registry.getSingleMetricAsString('airlock_authz_decisions_total')).toMatch(/direction="outbound",verdict="pending",reason_class="policy"[^}]*\} 1$/m);
     expect(decisions.at(-1)).toMatchObject({ verdict: 'pending', reason: `held for a human approval (${held.approvalId}) by policy "p"`, approval: { id: held.approvalId, state: 'pending' } });
     const wait = authorizer.authorizeHeld(parseSpiffeId(A), call(A, '{ "to": "x", "amount": 5 }', { approvalId: held.approvalId }));
     approvals.decide(held.approvalId, true, 'alice', undefined);
