@@ -15,31 +15,13 @@ import { parsePolicyText } from '../policy/load.ts';
 import { EtcdStore } from '../store/etcd-store.ts';
 import { watchStore, type Followers } from '../store/follow-store.ts';
 import type { AgentRecord } from '../store/store.ts';
+import { baselinePolicyYaml } from '../testing/baseline-policy.ts';
 import { Baselines } from './baselines.ts';
 
 const TD = 'shared.test';
 const A = `spiffe://${TD}/ns/demo/sa/a`;
 const B = `spiffe://${TD}/ns/demo/sa/b`;
-const YAML = `apiVersion: airlock.dev/v1
-kind: Segment
-metadata: { name: agents }
-spec: { selector: { namespace: demo, serviceAccounts: [a] } }
----
-apiVersion: airlock.dev/v1
-kind: Segment
-metadata: { name: tools }
-spec: { selector: { namespace: demo, serviceAccounts: [b] } }
----
-apiVersion: airlock.dev/v1
-kind: Policy
-metadata: { name: to-tools }
-spec: { from: { segments: [agents] }, to: { segments: [tools] }, action: allow }
----
-apiVersion: airlock.dev/v1
-kind: Baseline
-metadata: { name: agents-normal }
-spec: { from: { segments: [agents] }, learn: 1s, response: deny }
-`;
+const YAML = baselinePolicyYaml('{ from: { segments: [agents] }, learn: 1s, response: deny }');
 
 describe('baselines shared by replicas through etcd', () => {
   let etcd: EtcdCluster;

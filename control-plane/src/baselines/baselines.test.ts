@@ -15,6 +15,7 @@ import { parsePolicyText } from '../policy/load.ts';
 import { SqliteStore } from '../store/sqlite-store.ts';
 import type { AgentRecord } from '../store/store.ts';
 import { auditSchemaProblems } from '../testing/audit-events.ts';
+import { baselinePolicyYaml } from '../testing/baseline-policy.ts';
 import { Baselines } from './baselines.ts';
 
 const TD = 'bl.test';
@@ -22,26 +23,6 @@ const id = (sa: string): string => `spiffe://${TD}/ns/demo/sa/${sa}`;
 const A = id('a');
 const B = id('b');
 
-const yamlOf = (baseline: string): string => `apiVersion: airlock.dev/v1
-kind: Segment
-metadata: { name: agents }
-spec: { selector: { namespace: demo, serviceAccounts: [a] } }
----
-apiVersion: airlock.dev/v1
-kind: Segment
-metadata: { name: tools }
-spec: { selector: { namespace: demo, serviceAccounts: [b] } }
----
-apiVersion: airlock.dev/v1
-kind: Policy
-metadata: { name: to-tools }
-spec: { from: { segments: [agents] }, to: { segments: [tools] }, action: allow }
----
-apiVersion: airlock.dev/v1
-kind: Baseline
-metadata: { name: agents-normal }
-spec: ${baseline}
-`;
 
 let dir: string;
 let store: SqliteStore;
@@ -58,7 +39,7 @@ afterEach(async () => {
 });
 
 async function setup(spec: string, limits?: { maxFlows: number; maxIdentities: number }) {
-  const engine = new PolicyEngine(parsePolicyText(yamlOf(spec), 'p.yaml'), TD, 1);
+  const engine = new PolicyEngine(parsePolicyText(baselinePolicyYaml(spec), 'p.yaml'), TD, 1);
   const agents = new Map<string, AgentRecord>([[B, { spiffeId: B, inboundAddress: '127.0.0.1:9', updatedAt: 1 }]]);
   const registry = createRegistry('test');
   const anomalies: AnomalyRecord[] = [];
@@ -186,7 +167,7 @@ describe('Baselines in Authorize', () => {
   });
 
   it('rejects bad Baseline documents with the field and the reason', () => {
-    const bad = (spec: string) => () => parsePolicyText(yamlOf(spec), 'p.yaml');
+    const bad = (spec: string) => () => parsePolicyText(baselinePolicyYaml(spec), 'p.yaml');
     expect(bad('{ from: { segments: [agents] }, learn: 10s, response: block }')).toThrow(/spec.response/);
     expect(bad('{ from: { segments: [agents] }, learn: 31d, response: deny }')).toThrow(/spec.learn/);
     expect(bad('{ from: { segments: [agents] }, learn: 10s, response: deny, rateFactor: 1 }')).toThrow(/spec.rateFactor/);

@@ -1,11 +1,9 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { errorMessage } from '@airlock/common/errors';
 import type { Logger } from '@airlock/common/logging';
-import type { Labels } from '@airlock/common/labels';
-import type { SpiffeId } from '@airlock/common/spiffe';
 import type { AuditLog } from '../audit/event.ts';
 import { overruled } from '../authz/contained.ts';
-import { normalizeHost, type Destination, type PolicyDecision, type PolicyEngine } from '../policy/engine.ts';
+import { normalizeHost, type DecisionInput, type PolicyDecision, type PolicyEngine } from '../policy/engine.ts';
 import type { BaselineDoc } from '../policy/baseline-doc.ts';
 import type { BaselineRecord, Store } from '../store/store.ts';
 import { flowOf } from './flows.ts';
@@ -15,14 +13,8 @@ import { Learner, MAX_FLOWS_PER_IDENTITY, MAX_IDENTITIES, type LearnerLimits } f
 export const DEFAULT_FLUSH_MS = 5_000;
 
 /** The call as baselines see it (an allowed OUTBOUND decision). */
-export interface BaselineCall {
+export interface BaselineCall extends Pick<DecisionInput, 'source' | 'sourceLabels' | 'destination' | 'port' | 'method' | 'path'> {
   readonly decisionId: string;
-  readonly source: SpiffeId;
-  readonly sourceLabels?: Labels;
-  readonly destination: Destination;
-  readonly port: number;
-  readonly method: string;
-  readonly path: string;
   readonly mcpMethod: string;
   readonly mcpTool: string;
 }
