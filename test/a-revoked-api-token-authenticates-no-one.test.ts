@@ -2,24 +2,15 @@
 // against a real control plane: a token made for CI works, `airlock api-token revoke` ends it at
 // once (401 on its next request, everything else unchanged), the list shows when (never a secret),
 // and revoking an unknown name is a clear error.
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminGet } from '../cli/src/admin-client.ts';
 import type { AdminCredentials } from '../cli/src/credentials.ts';
 import { startTestControlPlane, type TestControlPlane } from '../control-plane/src/testing/test-control-plane.ts';
+import { airlock } from './support/airlock-cli.ts';
 
-const BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
 const SEGMENT = 'apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: demo }\nspec: { selector: { namespace: demo } }\n';
-
-function airlock(args: string[], credentialsFile: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, AIRLOCK_CREDENTIALS: credentialsFile }, timeout: 20_000 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
-    });
-  });
-}
 
 describe('airlock api-token revoke', () => {
   let t: TestControlPlane;

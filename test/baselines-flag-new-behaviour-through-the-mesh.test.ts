@@ -4,24 +4,15 @@
 // actor "baseline", its next call denied as quarantined), or deny (that flow denied until an operator
 // accepts it). The same flows at rates within the factor raise nothing; reset relearns; what was
 // learned survives a control plane restart. Anomalies are audited (schema-valid) and counted.
-import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEventsOf, auditSchemaProblems } from '../control-plane/src/testing/audit-events.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
+import { adminAndViewerCredentials, airlock } from './support/airlock-cli.ts';
 
-const BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
 const LEARN_MS = 2_000;
-
-function airlock(args: string[], credentials: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, AIRLOCK_CREDENTIALS: credentials }, timeout: 20_000 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
-    });
-  });
-}
 
 const AGENTS = ['planner', 'researcher', 'tools'] as const;
 const baseline = (name: string, from: string, response: string): string =>
@@ -43,11 +34,7 @@ describe('behaviour baselines through the mesh', () => {
   let viewer: string;
   beforeAll(async () => {
     mesh = await startMesh({ agents: AGENTS, policy: POLICY });
-    admin = join(mesh.dir, 'admin.json');
-    writeFileSync(admin, JSON.stringify(mesh.creds));
-    const created = await airlock(['api-token', 'create', '--name', 'auditor', '--role', 'viewer', '-o', 'json'], admin);
-    viewer = join(mesh.dir, 'viewer.json');
-    writeFileSync(viewer, JSON.stringify({ ...mesh.creds, token: (JSON.parse(created.stdout) as { token: string }).token }));
+    ({ admin, viewer } = await adminAndViewerCredentials(mesh.dir, mesh.creds));
   }, 60_000);
   afterAll(async () => mesh.close());
 

@@ -1,20 +1,11 @@
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Mesh } from './support/mesh.ts';
 import { startStandardMesh } from './support/standard-mesh.ts';
+import { adminAndViewerCredentials, airlock } from './support/airlock-cli.ts';
 
-const BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
-
-function airlock(args: string[], credentials: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, AIRLOCK_CREDENTIALS: credentials }, timeout: 20_000 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
-    });
-  });
-}
 
 const RESEARCHER_TO_PAYMENTS = `apiVersion: airlock.dev/v1
 kind: Policy
@@ -32,12 +23,7 @@ describe('policy changes through the CLI', () => {
   let viewer: string;
   beforeAll(async () => {
     mesh = await startStandardMesh();
-    admin = join(mesh.dir, 'admin.json');
-    writeFileSync(admin, JSON.stringify(mesh.creds));
-    const created = await airlock(['api-token', 'create', '--name', 'auditor', '--role', 'viewer', '-o', 'json'], admin);
-    expect(created.code).toBe(0);
-    viewer = join(mesh.dir, 'viewer.json');
-    writeFileSync(viewer, JSON.stringify({ ...mesh.creds, token: (JSON.parse(created.stdout) as { token: string }).token }));
+    ({ admin, viewer } = await adminAndViewerCredentials(mesh.dir, mesh.creds));
   }, 60_000);
   afterAll(async () => mesh.close());
 

@@ -2,23 +2,14 @@
 // agent with a label; decisions judge the selector at each call, so a member's next call is denied
 // and so is one of an agent that joins the segment afterwards; releasing by the same selector
 // restores them; the incident record lists who, why, what matched and the decisions before and after.
-import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminGet, adminPost } from '../cli/src/admin-client.ts';
 import type { Mesh } from './support/mesh.ts';
 import { startMesh } from './support/mesh.ts';
+import { adminAndViewerCredentials, airlock } from './support/airlock-cli.ts';
 
-const BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
-
-function airlock(args: string[], credentials: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, AIRLOCK_CREDENTIALS: credentials }, timeout: 20_000 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
-    });
-  });
-}
 
 const segment = (name: string, sa: string): string => `apiVersion: airlock.dev/v1\nkind: Segment\nmetadata: { name: ${name} }\nspec:\n  selector: { namespace: agents, serviceAccounts: ["${sa}"] }\n`;
 const allow = (name: string, from: string, to: string): string =>
@@ -39,11 +30,7 @@ describe('quarantine by segment or label, with incident records', () => {
   let viewer: string;
   beforeAll(async () => {
     mesh = await startMesh({ agents: ['planner', 'worker-a', 'worker-b'], policy: POLICY, labels: { 'worker-a': { team: 'red' }, 'worker-b': { team: 'blue' } } });
-    admin = join(mesh.dir, 'admin.json');
-    writeFileSync(admin, JSON.stringify(mesh.creds));
-    const created = await airlock(['api-token', 'create', '--name', 'auditor', '--role', 'viewer', '-o', 'json'], admin);
-    viewer = join(mesh.dir, 'viewer.json');
-    writeFileSync(viewer, JSON.stringify({ ...mesh.creds, token: (JSON.parse(created.stdout) as { token: string }).token }));
+    ({ admin, viewer } = await adminAndViewerCredentials(mesh.dir, mesh.creds));
   }, 60_000);
   afterAll(async () => mesh.close());
 

@@ -2,22 +2,11 @@
 // denied (as source and as destination), its renewals are refused; releasing it (or its --ttl
 // running out) lets policy decide again. A viewer cannot quarantine. Prints the time from the
 // command's answer to the first denied call (measured, not asserted).
-import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Mesh } from './support/mesh.ts';
 import { policyYaml, startMesh } from './support/mesh.ts';
+import { adminAndViewerCredentials, airlock } from './support/airlock-cli.ts';
 
-const BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
-
-function airlock(args: string[], credentials: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, AIRLOCK_CREDENTIALS: credentials }, timeout: 20_000 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
-    });
-  });
-}
 
 const AGENTS = ['planner', 'researcher', 'payments'] as const;
 const POLICY = policyYaml('agents', AGENTS, [
@@ -31,11 +20,7 @@ describe('quarantine', () => {
   let viewer: string;
   beforeAll(async () => {
     mesh = await startMesh({ agents: AGENTS, policy: POLICY });
-    admin = join(mesh.dir, 'admin.json');
-    writeFileSync(admin, JSON.stringify(mesh.creds));
-    const created = await airlock(['api-token', 'create', '--name', 'auditor', '--role', 'viewer', '-o', 'json'], admin);
-    viewer = join(mesh.dir, 'viewer.json');
-    writeFileSync(viewer, JSON.stringify({ ...mesh.creds, token: (JSON.parse(created.stdout) as { token: string }).token }));
+    ({ admin, viewer } = await adminAndViewerCredentials(mesh.dir, mesh.creds));
   }, 60_000);
   afterAll(async () => mesh.close());
 

@@ -2,7 +2,6 @@
 // sidecars: the (N+1)th call answers 429 with Retry-After and {"error":"rate_limited"} (a JSON-RPC
 // error for an MCP request; inside a CONNECT tunnel too), other identities are unaffected, the denial is
 // audited (schema-valid) and counted, and the caller gets through again once its bucket refills.
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { auditEventsOf, auditSchemaProblems } from '../control-plane/src/testing
 import { startLoopbackDns } from './support/loopback-dns.ts';
 import { policyYaml, startMesh, type Mesh } from './support/mesh.ts';
 import { rawHttp } from './support/raw-http.ts';
+import { airlock } from './support/airlock-cli.ts';
 
 const AGENTS = ['planner', 'researcher', 'payments'] as const;
 
@@ -34,17 +34,8 @@ const POLICY = `${policyYaml('agents', AGENTS, [
 ])}---
 ${rateLimit('1h')}`;
 
-const BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
 
 /** The `airlock` CLI, as an operator runs it. */
-function airlock(args: string[], credentials: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, AIRLOCK_CREDENTIALS: credentials }, timeout: 20_000 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
-    });
-  });
-}
-
 interface Limited {
   error: string;
   reason: string;

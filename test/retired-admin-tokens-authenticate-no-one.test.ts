@@ -1,7 +1,6 @@
 // Issue 16 (threat model: "the first admin token cannot be revoked"): the bootstrap admin tokens of
 // every replica are retired at once with `airlock admin-token retire`, through the real CLI against
 // two real replicas on a real etcd; a replica started afterwards registers none.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,16 +11,8 @@ import type { RunningControlPlane } from '../control-plane/src/main.ts';
 import { TD } from '../control-plane/src/testing/test-control-plane.ts';
 import { startEtcd, type EtcdCluster } from './support/etcd.ts';
 import { startReplica, writeSharedCa } from './support/replicas.ts';
+import { airlock } from './support/airlock-cli.ts';
 
-const BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
-
-function airlock(args: string[], credentialsFile: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, AIRLOCK_CREDENTIALS: credentialsFile }, timeout: 20_000 }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
-    });
-  });
-}
 
 describe('airlock admin-token retire', () => {
   let etcd: EtcdCluster;
