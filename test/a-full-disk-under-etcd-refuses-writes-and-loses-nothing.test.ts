@@ -21,22 +21,9 @@ import { until } from '../control-plane/src/testing/audit-collector.ts';
 import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, TD } from '../control-plane/src/testing/test-control-plane.ts';
 import { startEtcd, type EtcdCluster } from './support/etcd.ts';
 import { fillToTheLastByte } from './support/full-disk.ts';
-import { startReplica, writeSharedCa } from './support/replicas.ts';
+import { DEMO_TO_API_POLICY as POLICY, startReplica, writeSharedCa } from './support/replicas.ts';
 
 const AGENT = `spiffe://${TD}/ns/demo/sa/researcher`;
-const POLICY = `apiVersion: airlock.dev/v1
-kind: Segment
-metadata: { name: demo }
-spec: { selector: { namespace: demo } }
----
-apiVersion: airlock.dev/v1
-kind: Policy
-metadata: { name: demo-out }
-spec:
-  from: { segments: [demo] }
-  to: { hosts: [api.example.com], ports: [443] }
-  action: allow
-`;
 
 /** A process holding a private mount namespace with a tmpfs of `size` on `dir`; etcd is started inside it with nsenter. */
 async function tmpfsNamespace(dir: string, size: string): Promise<{ pid: number; close(): void }> {

@@ -13,23 +13,10 @@ import type { RunningControlPlane } from '../control-plane/src/main.ts';
 import { adminFetch, CLIENT_OPTIONS, controlPlaneChannel, TD } from '../control-plane/src/testing/test-control-plane.ts';
 import { startEtcd, type EtcdCluster } from './support/etcd.ts';
 import { HEALTH_PROTO, healthCheck, serviceClient } from './support/grpc-health.ts';
-import { startReplica, writeSharedCa } from './support/replicas.ts';
+import { DEMO_TO_API_POLICY as POLICY, startReplica, writeSharedCa } from './support/replicas.ts';
 
 const AGENT = `spiffe://${TD}/ns/demo/sa/researcher`;
 const REVOKED = `spiffe://${TD}/ns/demo/sa/intruder`;
-const POLICY = `apiVersion: airlock.dev/v1
-kind: Segment
-metadata: { name: demo }
-spec: { selector: { namespace: demo } }
----
-apiVersion: airlock.dev/v1
-kind: Policy
-metadata: { name: demo-out }
-spec:
-  from: { segments: [demo] }
-  to: { hosts: [api.example.com], ports: [443] }
-  action: allow
-`;
 
 describe('a replica cut off from etcd', () => {
   let etcd: EtcdCluster;

@@ -6,6 +6,21 @@ import { startControlPlane, type RunningControlPlane } from '../../control-plane
 import type { EtcdCluster } from './etcd.ts';
 import { createOperatorPki } from './operator-ca.ts';
 
+/** The replica tests' policy: the namespace demo may call api.example.com:443, nothing else. */
+export const DEMO_TO_API_POLICY = `apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: demo }
+spec: { selector: { namespace: demo } }
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: demo-out }
+spec:
+  from: { segments: [demo] }
+  to: { hosts: [api.example.com], ports: [443] }
+  action: allow
+`;
+
 /** One CA for every replica (the operator's intermediate, as the Helm chart gives them): its files in `dir`; the root PEM. */
 export function writeSharedCa(dir: string): string {
   const pki = createOperatorPki();
