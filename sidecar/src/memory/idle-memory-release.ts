@@ -9,8 +9,8 @@ import type { Logger } from '@airlock/common/logging';
  * memory-reducing collection, and Node never schedules one (it runs no V8 idle tasks): an idle sidecar
  * stayed at its last burst's size (bench/README.md, Memory). One full memory-reducing collection runs
  * once the sidecar has started, then after each interval in which the event loop was busy less than
- * IDLE_UTILIZATION of the time following one busier: a pause of a few ms when nothing is waiting on
- * the loop. A busy interval skips, so sustained traffic is never paused by it.
+ * IDLE_UTILIZATION of the time following one busier: a pause of 20–45 ms (bench/README.md, Memory)
+ * when little is waiting on the loop. A busy interval skips, so sustained traffic is never paused by it.
  */
 export const IDLE_UTILIZATION = 0.01;
 
