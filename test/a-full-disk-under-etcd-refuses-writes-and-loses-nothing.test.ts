@@ -25,12 +25,19 @@ import { DEMO_TO_API_POLICY as POLICY, startReplica, writeSharedCa } from './sup
 
 const AGENT = `spiffe://${TD}/ns/demo/sa/researcher`;
 
-/** A process holding a private mount namespace with a tmpfs of `size` on `dir`; etcd is started inside it with nsenter. */
+/**
+ * A process holding a private mount namespace with a tmpfs of `size` on `dir`; etcd is started inside
+ * it with nsenter. It lives as long as its stdin is open, so it dies with the test process however
+ * that ends, and it holds none of the test's output (an orphan holding the runner's stderr once kept
+ * a CI run open until its time limit).
+ */
 async function tmpfsNamespace(dir: string, size: string): Promise<{ pid: number; close(): void }> {
-  const holder: ChildProcess = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=${size} tmpfs "$0" && echo mounted && exec sleep 100000`, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const holder: ChildProcess = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=${size} tmpfs "$0" && echo mounted && exec cat >/dev/null`, dir], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  holder.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
   await new Promise<void>((resolve, reject) => {
     holder.stdout?.once('data', () => resolve());
-    holder.once('exit', (code) => reject(new Error(`the tmpfs namespace did not start (${String(code)})`)));
+    holder.once('exit', (code) => reject(new Error(`the tmpfs namespace did not start (${String(code)}): ${stderr}`)));
   });
   return { pid: holder.pid ?? 0, close: () => holder.kill('SIGKILL') };
 }
@@ -84,21 +91,25 @@ describe('a full disk under etcd', () => {
   let etcd: EtcdCluster;
   let ns: { pid: number; close(): void };
   let etcdDir: string;
+  // Undone in reverse, whichever of them beforeAll got to.
+  const cleanups: (() => unknown)[] = [];
   const cp = controlPlaneOn();
   const { decide, createToken, listed } = cp;
 
   beforeAll(async () => {
     etcdDir = mkdtempSync(join(tmpdir(), 'airlock-etcd-full-data-'));
+    cleanups.push(() => rmSync(etcdDir, { recursive: true, force: true }));
     // etcd preallocates each 64 MB WAL segment, and the next one beside it (a restart fails unless it
     // can): the tmpfs holds two and a little more.
     ns = await tmpfsNamespace(etcdDir, '160m');
+    cleanups.push(() => ns.close());
     etcd = await startEtcd(1, { dataDir: etcdDir, wrap: ['nsenter', '-t', String(ns.pid), '-m', '--'] });
+    cleanups.push(() => etcd.stop());
+    cleanups.push(() => cp.close());
     await cp.start(etcd);
   }, 60_000);
   afterAll(async () => {
-    await cp.close();
-    await etcd.stop();
-    ns.close();
+    for (const cleanup of cleanups.reverse()) await cleanup();
   });
 
   it('keeps deciding, refuses writes with 503 store_unavailable while etcd cannot write, and writes again once space is freed and etcd restarted, losing no acknowledged write', { timeout: 120_000 }, async () => {

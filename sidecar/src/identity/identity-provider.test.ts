@@ -1,9 +1,8 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode } from '@airlock/common/errors';
 import { createRootLogger } from '@airlock/common/logging';
-import { boundPort, closeServer, listen } from '@airlock/common/net';
+import { freePort } from '../../../test/support/ports.ts';
 import { createTestCa } from '../testing/certs.ts';
 import { controlPlaneIdOf, startFakeControlPlane, type FakeControlPlane } from '../testing/fake-control-plane.ts';
 import { quietLogger, testMetrics } from '../testing/fakes.ts';
@@ -15,14 +14,6 @@ import type { Svid } from './svid.ts';
 
 const TD = 'airlock.test';
 const ALICE = `spiffe://${TD}/ns/demo/sa/alice`;
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await listen(s, { host: '127.0.0.1', port: 0 });
-  const port = boundPort(s);
-  await closeServer(s);
-  return port;
-}
 
 describe('IdentityProvider with a join token', () => {
   const ca = createTestCa();
