@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { boundPort, closeServer } from '@airlock/common/net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminGet } from '../cli/src/admin-client.ts';
+import { adminGet, adminPost } from '../cli/src/admin-client.ts';
 import { auditEventsOf, auditSchemaProblems } from '../control-plane/src/testing/audit-events.ts';
 import { createTestCa } from '../sidecar/src/testing/certs.ts';
 import { startLoopbackDns } from './support/loopback-dns.ts';
@@ -52,6 +52,7 @@ describe('threat feeds deny listed egress destinations through a real sidecar', 
   const dir = mkdtempSync(join(tmpdir(), 'airlock-feeds-'));
   const listFile = join(dir, 'bad-domains.txt');
   const caFile = join(dir, 'feed-ca.pem');
+  const credentials = join(dir, 'admin.json');
   let mesh: Mesh;
   let external: Server;
   /** The same external host on 127.0.0.2, where the feed names resolve (127.0.0.1 is listed by url-feed). */
@@ -87,7 +88,7 @@ describe('threat feeds deny listed egress destinations through a real sidecar', 
     writeFileSync(caFile, ca.certPem);
     feedServer = createHttpsServer({ key: leaf.keyPem, cert: leaf.certPem }, (_req, res) => res.end(feedBody));
     await new Promise<void>((r) => feedServer.listen(0, '127.0.0.1', r));
-    dns = await startLoopbackDns(new Map([...['evil.feed.test', 'api.evil.feed.test', 'later.feed.test', 'clean.feed.test', 'notevil.feed.test', 'unlisted.feed.test'].map((n): [string, string] => [n, '127.0.0.2']), ['ranged.feed.test', '127.0.0.77'], ['loopback.feed.test', '127.0.0.1']]));
+    dns = await startLoopbackDns(new Map([...['evil.feed.test', 'api.evil.feed.test', 'later.feed.test', 'clean.feed.test', 'notevil.feed.test', 'unlisted.feed.test'].map((n): [string, string] => [n, '127.0.0.2']), ['ranged.feed.test', '127.0.0.77'], ['loopback.feed.test', '127.0.0.1'], ['clean.held.test', '127.0.0.2'], ['listed.held.test', '127.0.0.77']]));
     writeFileSync(listFile, '# known bad\nevil.feed.test\nthis is not an entry\n');
     const policy = `apiVersion: airlock.dev/v1
 kind: Segment
@@ -101,8 +102,18 @@ spec:
   from: { segments: [agents] }
   to: { hosts: ['*.feed.test', 127.0.0.1], ports: [${externalPort}] }
   action: allow
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: held-tools }
+spec:
+  from: { segments: [agents] }
+  to: { hosts: ['*.held.test'], ports: [${externalPort}] }
+  rules: [{ methods: [POST], paths: [/mcp], mcp: { methods: [tools/call], tools: [transfer] }, approve: required, approvalTimeout: 30s }]
+  action: allow
 `;
     mesh = await startMesh({ agents: ['agent'], policy, authzTimeout: '5s', sidecarArgs: ['--egress-dns-servers', `127.0.0.1:${dns.port}`, '--egress-allow-cidrs', '127.0.0.0/8'] });
+    writeFileSync(credentials, JSON.stringify(mesh.creds));
   }, 120_000);
 
   afterAll(async () => {
@@ -144,8 +155,6 @@ metadata: { name: url-feed }
 spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", caFile: ${caFile} }, format: stix, refreshSeconds: 1 }
 `,
     );
-    const credentials = join(dir, 'admin.json');
-    writeFileSync(credentials, JSON.stringify(mesh.creds));
     expect((await airlock(['validate', '-f', feedsFile], credentials)).stdout).toBe('valid: 0 segment(s), 0 policies, 2 threat feed(s)\n');
     const applied = await airlock(['apply', '-f', feedsFile, '-o', 'json'], credentials);
     expect(JSON.parse(applied.stdout)).toMatchObject({ changed: true });
@@ -216,7 +225,7 @@ spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", c
     expect(broken.get('file-feed')).toMatchObject({ version: good.get('file-feed')?.version, entries: 2, lastError: expect.stringMatching(/ENOENT/) as unknown });
     expect(broken.get('url-feed')).toMatchObject({ version: good.get('url-feed')?.version, entries: 1, lastError: expect.stringMatching(/not JSON/) as unknown });
     for (const host of ['later.feed.test', 'api.evil.feed.test', '127.0.0.1']) expect((await get(host)).status, host).toBe(403);
-    const cli = await airlock(['get', 'threat-feeds', 'file-feed'], join(dir, 'admin.json'));
+    const cli = await airlock(['get', 'threat-feeds', 'file-feed'], credentials);
     expect(cli.stdout).toMatch(/^file-feed +sha256:[0-9a-f]{16} +2 +0 +\d+s +.*ENOENT/m);
     const metrics = await (await fetch(`http://127.0.0.1:${mesh.httpPort}/metrics`)).text();
     expect(metrics).toMatch(/^airlock_threat_feed_age_seconds\{feed="url-feed",process="control-plane"\} [0-9.]+$/m);
@@ -242,11 +251,11 @@ spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", c
       .join('---\n');
     const file = join(dir, 'secret-feeds.yaml');
     writeFileSync(file, yaml);
-    expect((await airlock(['apply', '-f', file], join(dir, 'admin.json'))).code).toBe(0);
+    expect((await airlock(['apply', '-f', file], credentials)).code).toBe(0);
     const status = await until(feeds, (f) => ['token-list', 'token-stix', 'secret-list', 'secret-stix'].every((n) => f.get(n)?.lastAttemptAt !== undefined));
     expect(status.get('token-stix')?.lastError).toBe('not JSON');
     expect(status.get('secret-list')).toMatchObject({ badEntries: 2, badSamples: ['line 1: more than one entry on the line', 'line 2: more than one entry on the line'] });
-    const shown = [JSON.stringify([...status.values()]), (await airlock(['get', 'threat-feeds', '-o', 'json'], join(dir, 'admin.json'))).stdout, (await airlock(['get', 'threat-feeds'], join(dir, 'admin.json'))).stdout];
+    const shown = [JSON.stringify([...status.values()]), (await airlock(['get', 'threat-feeds', '-o', 'json'], credentials)).stdout, (await airlock(['get', 'threat-feeds'], credentials)).stdout];
     const log = readFileSync(join(mesh.dir, 'control-plane.log'), 'utf8');
     for (const text of [...shown, log]) {
       // Lines are read in lower case: so is the check.
@@ -257,7 +266,7 @@ spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", c
 
   it('a deleted feed lists nothing from the next call', async () => {
     expect((await get('127.0.0.1')).status).toBe(403);
-    const deleted = await airlock(['delete', 'threat-feed', 'url-feed'], join(dir, 'admin.json'));
+    const deleted = await airlock(['delete', 'threat-feed', 'url-feed'], credentials);
     expect(deleted.code).toBe(0);
     expect((await get('127.0.0.1')).status).toBe(200);
     expect([...(await feeds()).keys()]).not.toContain('url-feed');
@@ -268,7 +277,7 @@ spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", c
     writeFileSync(rangeFile, '127.0.0.64/26\n');
     const feedsFile = join(dir, 'range-feed.yaml');
     writeFileSync(feedsFile, `apiVersion: airlock.dev/v1\nkind: ThreatFeed\nmetadata: { name: range-feed }\nspec: { source: { file: ${rangeFile} }, refreshSeconds: 1 }\n`);
-    expect((await airlock(['apply', '-f', feedsFile], join(dir, 'admin.json'))).code).toBe(0);
+    expect((await airlock(['apply', '-f', feedsFile], credentials)).code).toBe(0);
     const version = (await until(feeds, (f) => f.get('range-feed')?.version !== undefined)).get('range-feed')?.version ?? '';
     const reason = `threat_feed: ranged.feed.test resolved to 127.0.0.77, listed by threat feed "range-feed" (version ${version}, entry "127.0.0.64/26")`;
     const before = hits;
@@ -292,6 +301,39 @@ spec: { source: { url: "https://127.0.0.1:${boundPort(feedServer)}/feed.json", c
     const open = await rawHttp(mesh.agent('agent').outboundPort, `CONNECT unlisted.feed.test:${externalPort} HTTP/1.1\r\nHost: unlisted.feed.test:${externalPort}\r\n\r\n${inside}`, { timeoutMs: 5000 });
     expect(open.status).toBe(200);
     expect(open.body).toContain(`external ok (Host unlisted.feed.test:${externalPort})`);
+    expect(listedReached).toBe(0);
+  });
+
+  it('judges the addresses of a call held for a human approval before it is held: a listed answer is denied, a clean one is held, approved and dialled at that answer', async () => {
+    const listFile = join(dir, 'held.txt');
+    writeFileSync(listFile, '127.0.0.77\n');
+    const feedFile = join(dir, 'held-feed.yaml');
+    writeFileSync(feedFile, `apiVersion: airlock.dev/v1\nkind: ThreatFeed\nmetadata: { name: held-feed }\nspec: { source: { file: ${listFile} } }\n`);
+    expect((await airlock(['apply', '-f', feedFile], credentials)).code).toBe(0);
+    const version = (await until(feeds, (f) => f.get('held-feed')?.version !== undefined)).get('held-feed')?.version ?? '';
+    const pending = async (): Promise<{ id: string; destination: string }[]> => ((await adminGet(mesh.creds, '/v1/approvals')) as { items: { id: string; destination: string }[] }).items;
+    const transfer = (host: string) =>
+      mesh.call('agent', 'POST', `http://${host}:${externalPort}/mcp`, { headers: { 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'transfer', arguments: { amount: 5 } } }) });
+    const before = hits;
+
+    // Its name is clean, its answer is listed: denied as such (a JSON-RPC error: the agent is an MCP
+    // client), and no one is asked to approve it.
+    const listed = await transfer('listed.held.test');
+    expect(listed.status).toBe(200);
+    expect(listed.json<{ error: { message: string } }>().error.message).toBe(`threat_feed: listed.held.test resolved to 127.0.0.77, listed by threat feed "held-feed" (version ${version}, entry "127.0.0.77")`);
+    expect(await pending()).toEqual([]);
+    expect(listedReached).toBe(0);
+
+    // A clean answer: held until approved, then dialled at the answer judged.
+    const call = transfer('clean.held.test');
+    const held = await until(pending, (p) => p.length === 1);
+    expect(held[0]?.destination).toBe('clean.held.test');
+    expect(hits).toBe(before);
+    await adminPost(mesh.creds, '/v1/approvals/approve', { id: held[0]?.id });
+    const approved = await call;
+    expect(approved.status).toBe(200);
+    expect(approved.text).toBe(`external ok (Host clean.held.test:${externalPort})`);
+    expect(hits).toBe(before + 1);
     expect(listedReached).toBe(0);
   });
 });

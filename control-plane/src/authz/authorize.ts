@@ -206,7 +206,8 @@ export class Authorizer {
     const call = { source, destination, port: req.destinationPort, method: req.method, path: req.path, mcp: mcpOf(req, engine.usesArguments), headers, ...(secretFindings === undefined ? {} : { secretFindings }), ...(req.mcpHeaderMismatch === '' ? {} : { mcpHeaderMismatch: req.mcpHeaderMismatch }), ...(req.destinationAddresses.length === 0 || destination.kind !== 'host' ? {} : { destinationAddresses: req.destinationAddresses }) };
     const { decision: judged, input } = decide(snapshot, call);
     // Allowed to an external name while feeds list addresses: no decision until the sidecar sends what it resolves to (README "Threat feeds").
-    if (req.approvalId === '' && judged.approval === undefined && addressesRequired(judged.allow, destination, snapshot.threats, req.destinationAddresses)) {
+    // A call a rule holds for approval too, before it is held: the approved call dials that answer.
+    if (req.approvalId === '' && addressesRequired(judged.allow, destination, snapshot.threats, req.destinationAddresses)) {
       // Not audited (no decision), but counted: a sidecar asking without ever calling shows here.
       this.#d.metrics.refused.inc({ reason: 'addresses_required' });
       return askAgain(decisionId, judged.version, 'threat feeds list addresses: resolve the name and ask again with destination_addresses', { addressesRequired: true });

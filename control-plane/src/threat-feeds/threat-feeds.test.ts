@@ -8,6 +8,7 @@ import { AuthorizeRequest, Direction, Verdict } from '@airlock/proto/authorizati
 import { describe, expect, it } from 'vitest';
 import { NO_AUDIT, type DecisionRecord } from '../audit/event.ts';
 import { DecisionState } from '../authz/decision-state.ts';
+import { Approvals } from '../authz/approvals/approvals.ts';
 import { Authorizer } from '../authz/authorize.ts';
 import { explain } from '../authz/explain.ts';
 import { createControlPlaneMetrics } from '../monitoring/metrics.ts';
@@ -169,6 +170,40 @@ spec: { from: { segments: [all] }, to: { hosts: ['*.example', evil.example, 10.1
     // Only IP addresses, and a bounded number of them, are taken.
     for (const bad of [['evil.example'], ['10.1.2.3/8'], Array.from({ length: 65 }, (_, i) => `192.0.2.${i}`)]) expect(() => ask('good.example', bad)).toThrow(/destination address/);
     feeds.close();
+  });
+
+  it('judges the addresses of a call a rule holds for a human approval before holding it: a listed one is denied, never held', () => {
+    const held = `apiVersion: airlock.dev/v1
+kind: Segment
+metadata: { name: all }
+spec: { selector: { namespace: demo } }
+---
+apiVersion: airlock.dev/v1
+kind: Policy
+metadata: { name: tools }
+spec:
+  from: { segments: [all] }
+  to: { hosts: [mcp.example], ports: [443] }
+  rules: [{ mcp: { methods: [tools/call], tools: [transfer] }, approve: required }]
+  action: allow
+`;
+    const decisions = new DecisionState(new PolicyEngine(parsePolicyText(held, 'p.yaml'), TD, 1));
+    decisions.replace({ threats: index('10.1.2.3\n') });
+    const approvals = new Approvals();
+    const authorizer = new Authorizer({ trustDomain: TD, decisions: () => decisions.current(), metrics: createControlPlaneMetrics(createRegistry('test')), audit: NO_AUDIT, approvals });
+    const ask = (destinationAddresses: string[]) =>
+      authorizer.authorize(parseSpiffeId(A), AuthorizeRequest.fromPartial({ direction: Direction.DIRECTION_OUTBOUND, sourceSpiffeId: A, destinationHost: 'mcp.example', destinationPort: 443, method: 'POST', path: '/mcp', mcpMethod: 'tools/call', mcpTool: 'transfer', mcpArguments: '{}', destinationAddresses }));
+    // Not held on its name alone: an approved call would then be dialled at addresses no feed judged.
+    expect(ask([])).toMatchObject({ verdict: Verdict.VERDICT_DENY, addressesRequired: true, approvalId: '' });
+    expect(approvals.pending()).toHaveLength(0);
+    const listed = ask(['192.0.2.1', '10.1.2.3']);
+    expect(listed).toMatchObject({ verdict: Verdict.VERDICT_DENY, addressesRequired: false, approvalId: '' });
+    expect(listed.reason).toMatch(/^threat_feed: mcp\.example resolved to 10\.1\.2\.3/);
+    expect(approvals.pending()).toHaveLength(0);
+    const clean = ask(['192.0.2.1']);
+    expect(clean).toMatchObject({ verdict: Verdict.VERDICT_APPROVAL_PENDING });
+    expect(approvals.pending().map((r) => r.id)).toEqual([clean.approvalId]);
+    approvals.decide(clean.approvalId, false, 'test', undefined);
   });
 
   it('explain (airlock explain) answers what Authorize would: the same decide path', () => {
