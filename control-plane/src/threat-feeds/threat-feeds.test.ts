@@ -122,11 +122,12 @@ describe('ThreatFeed documents', () => {
 });
 
 describe('a threat feed match in Authorize', () => {
-  const POLICY = `apiVersion: airlock.dev/v1
+  const SEGMENT = `apiVersion: airlock.dev/v1
 kind: Segment
 metadata: { name: all }
 spec: { selector: { namespace: demo } }
----
+`;
+  const POLICY = `${SEGMENT}---
 apiVersion: airlock.dev/v1
 kind: Policy
 metadata: { name: anywhere }
@@ -173,11 +174,7 @@ spec: { from: { segments: [all] }, to: { hosts: ['*.example', evil.example, 10.1
   });
 
   it('judges the addresses of a call a rule holds for a human approval before holding it: a listed one is denied, never held', () => {
-    const held = `apiVersion: airlock.dev/v1
-kind: Segment
-metadata: { name: all }
-spec: { selector: { namespace: demo } }
----
+    const held = `${SEGMENT}---
 apiVersion: airlock.dev/v1
 kind: Policy
 metadata: { name: tools }
