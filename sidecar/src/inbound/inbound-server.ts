@@ -16,7 +16,6 @@ import { authzHeaders } from '../http/authz-headers.ts';
 import { requestHeadersToForward, singleHostHeader, XFCC } from '../http/headers.ts';
 import type { Svid, SvidSource } from '../identity/svid.ts';
 import { DEFAULT_MCP_MAX_BODY_BYTES } from '../mcp/read-request.ts';
-import { sendsMcpSpecHeaders } from '../mcp/spec-headers.ts';
 import { authorizeReadingIfAsked, readCounted, type McpBodyCounter } from '../mcp/lazy-body.ts';
 import type { McpBodyNeeds } from '../mcp/mcp-body-scope.ts';
 import type { RevokedCertificates } from '../identity/trust-bundle-watcher.ts';
@@ -161,7 +160,7 @@ async function admit(deps: InboundDeps, ticketed: TicketRecorder, peers: WeakMap
   // Rules on MCP are judged on both sides: this side reads the body as the caller's side did.
   const maxBody = deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES;
   // Parsed only where the pushed scope says a rule reads MCP for this agent; a ticket binds which (ticket-check.ts).
-  let mcp = await readCounted(req, maxBody, 0, (deps.mcpBody?.needsAgent(svid.spiffeId) ?? true) || sendsMcpSpecHeaders(req.rawHeaders), deps.mcpBodies);
+  let mcp = await readCounted(req, maxBody, 0, deps.mcpBody?.needsAgent(svid.spiffeId) ?? true, deps.mcpBodies);
   mcpReply.target = jsonRpcTarget(mcp.message, req.headers);
   // The caller's decision, bound to exactly this call, admits it; anything else asks the control plane.
   // Mcp-Method / Mcp-Name headers that disagree with the body are for the control plane to judge.

@@ -1,15 +1,20 @@
 import type { IncomingMessage } from 'node:http';
 import type { Authorizer, AuthzRequest, Decision } from '../authz/authorizer.ts';
 import { readMcpRequest, readSkippedMcp, type McpRead } from './read-request.ts';
+import { sendsMcpSpecHeaders } from './spec-headers.ts';
 
 /** Counts bodies read for MCP, skipped, and read after all (the control plane asked for one skipped). */
 export interface McpBodyCounter {
   count(body: 'read' | 'skipped' | 'reread'): void;
 }
 
-/** readMcpRequest, its POST bodies counted as read or skipped (`read` false: the scope says no rule reads MCP there). */
+/**
+ * readMcpRequest, its POST bodies counted as read or skipped. `read` false: the scope says no rule
+ * reads MCP there; a request that sends Mcp-Method or Mcp-Name has its body read all the same
+ * (sendsMcpSpecHeaders), so that headers contradicting it are denied wherever the call goes.
+ */
 export async function readCounted(req: IncomingMessage, maxBytes: number, scanBytes: number, read: boolean, counter: McpBodyCounter | undefined): Promise<McpRead> {
-  const mcp = await readMcpRequest(req, maxBytes, scanBytes, read);
+  const mcp = await readMcpRequest(req, maxBytes, scanBytes, read || sendsMcpSpecHeaders(req.rawHeaders));
   if (counter !== undefined && req.method === 'POST') counter.count(mcp.skipped === true ? 'skipped' : 'read');
   return mcp;
 }

@@ -16,7 +16,6 @@ import type { Svid, SvidSource } from '../identity/svid.ts';
 import { authzHeaders } from '../http/authz-headers.ts';
 import { forwardToolsList } from '../mcp/forward-tools-list.ts';
 import { DEFAULT_MCP_MAX_BODY_BYTES, readSkippedMcp, type McpRead } from '../mcp/read-request.ts';
-import { sendsMcpSpecHeaders } from '../mcp/spec-headers.ts';
 import { authorizeReadingIfAsked, readCounted, type McpBodyCounter } from '../mcp/lazy-body.ts';
 import type { McpBodyNeeds } from '../mcp/mcp-body-scope.ts';
 import { requestRecorder, type Outcome, type SidecarMetrics } from '../telemetry/metrics.ts';
@@ -181,7 +180,7 @@ async function proxyRequest(deps: OutboundDeps, targetOf: (req: IncomingMessage)
   // One bounded read serves MCP rules and the secret scan (README "Secret and PII blocking").
   const maxBody = deps.mcpMaxBody ?? DEFAULT_MCP_MAX_BODY_BYTES;
   // Parsed for MCP only where the pushed scope says a rule reads it (mcp/mcp-body-scope.ts).
-  const first = await readCounted(req, maxBody, SECRET_SCAN_BODY_BYTES, (deps.mcpBody?.needsHost(target.host) ?? true) || sendsMcpSpecHeaders(req.rawHeaders), deps.mcpBodies);
+  const first = await readCounted(req, maxBody, SECRET_SCAN_BODY_BYTES, deps.mcpBody?.needsHost(target.host) ?? true, deps.mcpBodies);
   mcpReply.target = jsonRpcTarget(first.message, req.headers);
   const secretFindings = scanRequest({ path: target.path, rawHeaders: req.rawHeaders, body: first.prefix });
   const question = { direction: 'outbound', sourceId: svid.spiffeId, host: target.host, port: target.port, method, path: target.path, mcp: first.message, mcpHeaderMismatch: first.headerMismatch, headers: authzHeaders(req.rawHeaders), ...(target.inspected === true ? { inspected: true } : {}), ...(secretFindings.length > 0 ? { secretFindings } : {}), ...(first.skipped === true ? { mcpBodySkipped: true } : {}) } as const;
