@@ -91,8 +91,7 @@ export async function startEtcd(size = 1, o: { tls?: EtcdServerTls; dataDir?: st
   let members: EtcdMember[] = [];
   for (let attempt = 1; ; attempt++) {
     ports = await choosePorts();
-    const all = ports;
-    members = ports.map((p) => spawnMember(p, all));
+    members = ports.map((p) => spawnMember(p, ports));
     try {
       await Promise.all(members.map((m) => waitHealthy(m)));
       break;
