@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Etcd3, isRecoverableError, type IOptions } from 'etcd3';
+import { Etcd3, isRecoverableError, Range, type IOptions } from 'etcd3';
 import { AirlockError, ErrorCode, errorMessage } from '@airlock/common/errors';
 import { isRetry } from './join-token-retry.ts';
 import type {
@@ -28,6 +28,12 @@ import type {
 
 /** The values one baselines transaction carries at most (etcd's request limit is 1.5 MiB by default). */
 const BASELINE_TXN_BYTES = 1024 * 1024;
+/** No value is larger: etcd refuses a request over 1.5 MiB (its default --max-request-bytes). */
+const MAX_VALUE_BYTES = 1.5 * 1024 * 1024;
+/** Keys one read of a prefix returns at most: a list is read a page at a time. */
+const LIST_PAGE_KEYS = 64;
+/** The largest answer the client takes: a page of the largest values (grpc-js takes 4 MiB by default, under three of them). */
+const MAX_RECEIVE_BYTES = LIST_PAGE_KEYS * MAX_VALUE_BYTES + 1024 * 1024;
 
 /** Where the control plane's keys live in etcd (one prefix: several meshes, or other users, can share a cluster). */
 export const DEFAULT_ETCD_PREFIX = '/airlock/';
@@ -89,6 +95,7 @@ export class EtcdStore implements Store {
   static async open(o: EtcdStoreOptions): Promise<EtcdStore> {
     const options: IOptions = {
       hosts: [...o.endpoints],
+      grpcOptions: { 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES },
       defaultCallOptions: () => ({ deadline: Date.now() + (o.timeoutMs ?? 5000) }),
       ...(o.tls === undefined
         ? {}
@@ -392,13 +399,15 @@ export class EtcdStore implements Store {
     let bytes = 0;
     for (const r of records) {
       const value = JSON.stringify(r);
-      if (chunk.length > 0 && (chunk.length === 100 || bytes + value.length > BASELINE_TXN_BYTES)) {
+      // etcd's limit is in bytes: a path or tool name may be any UTF-8.
+      const size = Buffer.byteLength(value);
+      if (chunk.length > 0 && (chunk.length === 100 || bytes + size > BASELINE_TXN_BYTES)) {
         await put(chunk);
         chunk = [];
         bytes = 0;
       }
       chunk.push({ key: this.#key(`baselines/${r.spiffeId}`), value });
-      bytes += value.length;
+      bytes += size;
     }
     if (chunk.length > 0) await put(chunk);
   }
@@ -501,9 +510,26 @@ export class EtcdStore implements Store {
     return kv === undefined ? { value: undefined, modRevision: '0' } : { value: JSON.parse(kv.value.toString()) as unknown, modRevision: kv.mod_revision };
   }
 
+  /**
+   * Every key under `prefix`, a page of LIST_PAGE_KEYS at a time (one answer for all of them outgrew
+   * the client's receive limit: large baselines), each page read at the first one's revision, so the
+   * list is one snapshot as a single read was.
+   */
   async #entries<T>(prefix: string): Promise<[string, T][]> {
-    const res = await this.#call(() => this.#client.getAll().prefix(this.#key(prefix)).exec());
-    return res.kvs.map((kv) => [kv.key.toString().slice(this.#prefix.length), JSON.parse(kv.value.toString()) as T]);
+    const { end } = Range.prefix(this.#key(prefix));
+    let start = Buffer.from(this.#key(prefix));
+    let revision: string | undefined;
+    const entries: [string, T][] = [];
+    for (;;) {
+      const page = this.#client.getAll().inRange(new Range(start, end)).limit(LIST_PAGE_KEYS);
+      const res = await this.#call(() => (revision === undefined ? page : page.revision(revision)).exec());
+      for (const kv of res.kvs) entries.push([kv.key.toString().slice(this.#prefix.length), JSON.parse(kv.value.toString()) as T]);
+      const last = res.kvs.at(-1);
+      if (!res.more || last === undefined) return entries;
+      revision ??= res.header.revision;
+      // The next key after the last one read.
+      start = Buffer.concat([last.key, Buffer.from([0])]);
+    }
   }
 
   async #list<T>(prefix: string): Promise<T[]> {

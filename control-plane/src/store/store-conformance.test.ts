@@ -322,6 +322,12 @@ describe.each([sqliteBackend(), etcdBackend(() => etcd as EtcdCluster)])('$name'
     const large = Array.from({ length: 4 }, (_, i) => ({ ...a, spiffeId: `spiffe://td/ns/large/sa/a${i}`, flows: Array.from({ length: 5_000 }, (_, f) => flow(`api${f}.example.com:443 POST /v1/things/{id}/items tool=search_everything`, true)) }));
     await store.putBaselines(large);
     expect((await next.listBaselines()).filter((r) => r.spiffeId.includes('/ns/large/')).map((r) => r.flows.length)).toEqual([5_000, 5_000, 5_000, 5_000]);
+    // etcd's limit is in bytes: two records under 1 MiB of characters together, but over 1.5 MiB of UTF-8.
+    const wide = Array.from({ length: 2 }, (_, i) => ({ ...a, spiffeId: `spiffe://td/ns/wide/sa/a${i}`, flows: Array.from({ length: 1_700 }, (_, f) => flow(`api${f}.example.com:443 POST /v1/${'工'.repeat(200)}`, true)) }));
+    expect(wide.reduce((n, r) => n + JSON.stringify(r).length, 0)).toBeLessThan(1024 * 1024);
+    expect(wide.reduce((n, r) => n + Buffer.byteLength(JSON.stringify(r)), 0)).toBeGreaterThan(1.5 * 1024 * 1024);
+    await store.putBaselines(wide);
+    expect((await next.listBaselines()).filter((r) => r.spiffeId.includes('/ns/wide/')).map((r) => r.flows.length)).toEqual([1_700, 1_700]);
     expect(await store.deleteBaseline(ID)).toBe(true);
     expect(await next.deleteBaseline(ID)).toBe(false);
     expect((await next.listBaselines()).some((r) => r.spiffeId === ID)).toBe(false);
