@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
@@ -10,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminGet, adminPost } from '../cli/src/admin-client.ts';
 import { auditEventsOf, auditSchemaProblems } from '../control-plane/src/testing/audit-events.ts';
 import { createTestCa } from '../sidecar/src/testing/certs.ts';
+import { airlock } from './support/airlock-cli.ts';
 import { startLoopbackDns } from './support/loopback-dns.ts';
 import { rawHttp } from './support/raw-http.ts';
 import { startMesh, type Mesh } from './support/mesh.ts';
@@ -23,16 +23,6 @@ interface FeedStatus {
   badSamples: string[];
   lastError?: string;
   ageSeconds?: number;
-}
-
-const BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'airlock.js');
-
-function airlock(args: string[], credentials: string): Promise<{ code: number; stdout: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, AIRLOCK_CREDENTIALS: credentials }, timeout: 20_000 }, (err, stdout) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout });
-    });
-  });
 }
 
 const stix = (ips: readonly string[]): string =>
